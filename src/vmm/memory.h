@@ -1,0 +1,33 @@
+/* Guest RAM: one host mapping, split into KVM memory slots around the
+ * 3 GiB..4 GiB hole where the LAPIC/IOAPIC MMIO windows live. */
+#ifndef GLIDE_VMM_MEMORY_H
+#define GLIDE_VMM_MEMORY_H
+#include <stdint.h>
+#include <stddef.h>
+
+#define GUEST_PAGE_SIZE 4096ULL
+#define GUEST_LOW_RAM_MAX 0xC0000000ULL  /* RAM below 3 GiB, the rest from 4 GiB */
+#define GUEST_HIGH_RAM_BASE 0x100000000ULL
+#define GUEST_MEMORY_MAX_REGIONS 2
+
+struct guest_ram_region {
+	uint64_t gpa;         /* guest-physical start */
+	uint64_t size;        /* bytes */
+	uint64_t ram_offset;  /* offset in the host mapping (and in "RAM page numbers") */
+	uint8_t *host;        /* host address of gpa */
+	uint32_t slot;        /* KVM memory slot id */
+};
+
+struct guest_memory {
+	uint8_t *host;        /* whole RAM, ram_offset 0 .. size */
+	uint64_t size;
+	int nregions;
+	struct guest_ram_region regions[GUEST_MEMORY_MAX_REGIONS];
+};
+
+/* Maps `size` bytes of anonymous memory and lays out the regions. */
+int guest_memory_init(struct guest_memory *mem, uint64_t size);
+void guest_memory_free(struct guest_memory *mem);
+/* Host pointer for [gpa, gpa+len) if it lies entirely inside one RAM region, else NULL. */
+void *guest_memory_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+#endif
