@@ -1,0 +1,53 @@
+/* HTTP+JSON plumbing shared by the VM monitor, the host agent and the
+ * controller (server side on libmicrohttpd) and by the CLI (client side on
+ * libcurl). Servers listen on a UNIX socket and/or TCP with a bearer token. */
+#ifndef GLIDE_API_HTTP_H
+#define GLIDE_API_HTTP_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HTTP_BODY_MAX (1 << 20)
+
+struct http_request {
+	const char *method;
+	const char *path;     /* without query string */
+	json_t *body;         /* parsed JSON body or NULL */
+	void *connection;     /* struct MHD_Connection *, for http_query() */
+};
+const char *http_query(const struct http_request *req, const char *key);
+
+/* Handlers return an HTTP status and set *resp (may be NULL for an empty object). */
+typedef int (*http_handler_fn)(void *ctx, const struct http_request *req, json_t **resp);
+
+struct http_route {
+	const char *method;
+	const char *path;     /* exact, or prefix when it ends with '*' */
+	http_handler_fn fn;
+};
+
+struct http_server;
+struct http_server_opts {
+	const char *unix_path;    /* listen on this UNIX socket (no token required) */
+	const char *tcp_listen;   /* "HOST:PORT" or NULL */
+	const char *token;        /* bearer token required on TCP (NULL: none) */
+	const char *tls_cert, *tls_key; /* PEM files for HTTPS on TCP (optional) */
+};
+struct http_server *http_server_start(const struct http_server_opts *o, const struct http_route *routes,
+				      void *ctx, char *err, size_t errlen);
+void http_server_stop(struct http_server *s);
+/* Error body helper: {"error": msg} */
+json_t *http_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Client. `target` is a UNIX socket path (starts with '/' or '.') or a base
+ * URL (http://host:port). Returns 0 and the HTTP status, or -errno with err set. */
+struct http_client_opts {
+	const char *target;
+	const char *token;
+	long timeout_ms;          /* 0: 30 s */
+	const char *cacert;       /* for https */
+};
+int http_call(const struct http_client_opts *o, const char *method, const char *path, json_t *body,
+	      json_t **resp, long *status, char *err, size_t errlen);
+#endif

@@ -1,0 +1,326 @@
+/* HTTP+JSON server on libmicrohttpd. One thread per connection, so a long
+ * request (a snapshot, a migration start) never blocks a status query.
+ * Bodies are collected up to HTTP_BODY_MAX and parsed with jansson before a
+ * route handler sees them; invalid JSON gets 400 without reaching it. */
+#include "api/http.h"
+#include "common/util.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct http_server {
+	struct MHD_Daemon *unix_daemon, *tcp_daemon;
+	const struct http_route *routes;
+	void *ctx;
+	char *token;
+	char *unix_path;
+	char *cert_pem, *key_pem;
+};
+
+struct conn_state {
+	char *body;
+	size_t len;
+	bool too_big;
+};
+
+json_t *http_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:s}", "error", msg);
+}
+
+const char *http_query(const struct http_request *req, const char *key)
+{
+	return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, key);
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : strdup("{}");
+	size_t len = text ? strlen(text) : 0;
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	ret = MHD_queue_response(c, (unsigned)status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static bool path_matches(const char *pattern, const char *path)
+{
+	size_t n = strlen(pattern);
+	if (n && pattern[n - 1] == '*')
+		return !strncmp(pattern, path, n - 1);
+	return !strcmp(pattern, path);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+			      const char *version, const char *upload, size_t *upload_size, void **con_cls,
+			      bool need_token)
+{
+	struct http_server *s = cls;
+	struct conn_state *st = *con_cls;
+	json_t *resp = NULL;
+	int status;
+
+	if (!st) {
+		st = calloc(1, sizeof(*st));
+		if (!st)
+			return MHD_NO;
+		*con_cls = st;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (st->len + *upload_size > HTTP_BODY_MAX) {
+			st->too_big = true;
+		} else {
+			char *b = realloc(st->body, st->len + *upload_size + 1);
+			if (!b)
+				return MHD_NO;
+			st->body = b;
+			memcpy(st->body + st->len, upload, *upload_size);
+			st->len += *upload_size;
+			st->body[st->len] = 0;
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (need_token && s->token) {
+		const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+		if (!auth || strncmp(auth, "Bearer ", 7) || strcmp(auth + 7, s->token)) {
+			json_t *e = http_error("missing or wrong bearer token");
+			enum MHD_Result r = send_json(c, 401, e);
+			json_decref(e);
+			return r;
+		}
+	}
+	if (st->too_big) {
+		json_t *e = http_error("request body larger than %d bytes", HTTP_BODY_MAX);
+		enum MHD_Result r = send_json(c, 413, e);
+		json_decref(e);
+		return r;
+	}
+	struct http_request req = { .method = method, .path = url, .connection = c };
+	if (st->len) {
+		json_error_t je;
+		req.body = json_loadb(st->body, st->len, 0, &je);
+		if (!req.body) {
+			json_t *e = http_error("invalid JSON body: %s (line %d)", je.text, je.line);
+			enum MHD_Result r = send_json(c, 400, e);
+			json_decref(e);
+			return r;
+		}
+	}
+	status = 0;
+	bool path_found = false;
+	for (const struct http_route *rt = s->routes; rt->path; rt++) {
+		if (!path_matches(rt->path, url))
+			continue;
+		path_found = true;
+		if (strcmp(rt->method, method))
+			continue;
+		status = rt->fn(s->ctx, &req, &resp);
+		break;
+	}
+	if (!status) {
+		status = path_found ? 405 : 404;
+		resp = http_error(path_found ? "method %s not allowed on %s" : "no such endpoint: %s %s", method, url);
+	}
+	json_decref(req.body);
+	enum MHD_Result r = send_json(c, status, resp);
+	json_decref(resp);
+	return r;
+}
+
+static enum MHD_Result handle_unix(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				   const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+	return handle(cls, c, url, method, version, upload, upload_size, con_cls, false);
+}
+
+static enum MHD_Result handle_tcp(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				  const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+	return handle(cls, c, url, method, version, upload, upload_size, con_cls, true);
+}
+
+static void request_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
+{
+	struct conn_state *st = *con_cls;
+	if (st) {
+		free(st->body);
+		free(st);
+		*con_cls = NULL;
+	}
+}
+
+static int unix_listen(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat stt;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		errf(err, errlen, "API socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	if (lstat(path, &stt) == 0) {
+		if (!S_ISSOCK(stt.st_mode)) {
+			errf(err, errlen, "API socket path %s is in use by a file that is not a socket", path);
+			return -EADDRINUSE;
+		}
+		/* A live server answers connect(); a stale socket file does not. */
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(fd);
+			errf(err, errlen, "API socket path %s is in use by a running process", path);
+			return -EADDRINUSE;
+		}
+		if (fd >= 0)
+			close(fd);
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
+		int rc = -errno;
+		errf(err, errlen, "cannot listen on API socket %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	chmod(path, 0600);
+	return fd;
+}
+
+static int tcp_listen(const char *hostport, char *err, size_t errlen)
+{
+	char host[256], *colon;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
+	int fd, one = 1, rc;
+
+	snprintf(host, sizeof(host), "%s", hostport);
+	colon = strrchr(host, ':');
+	if (!colon) {
+		errf(err, errlen, "listen address '%s' must be HOST:PORT", hostport);
+		return -EINVAL;
+	}
+	*colon = 0;
+	char *h = host;
+	if (*h == '[') {
+		h++;
+		char *e = strchr(h, ']');
+		if (e)
+			*e = 0;
+	}
+	rc = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &ai);
+	if (rc) {
+		errf(err, errlen, "listen address '%s': %s", hostport, gai_strerror(rc));
+		return -EINVAL;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+		rc = -errno;
+		errf(err, errlen, "cannot listen on %s: %s", hostport, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return rc;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+struct http_server *http_server_start(const struct http_server_opts *o, const struct http_route *routes,
+				      void *ctx, char *err, size_t errlen)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+
+	if (!s)
+		return NULL;
+	s->routes = routes;
+	s->ctx = ctx;
+	if (o->token)
+		s->token = strdup(o->token);
+	if (o->unix_path) {
+		int fd = unix_listen(o->unix_path, err, errlen);
+		if (fd < 0)
+			goto fail;
+		s->unix_path = strdup(o->unix_path);
+		s->unix_daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle_unix, s, MHD_OPTION_LISTEN_SOCKET, fd,
+						  MHD_OPTION_NOTIFY_COMPLETED, request_done, s, MHD_OPTION_END);
+		if (!s->unix_daemon) {
+			errf(err, errlen, "cannot start the HTTP server on %s", o->unix_path);
+			close(fd);
+			goto fail;
+		}
+	}
+	if (o->tcp_listen) {
+		int fd = tcp_listen(o->tcp_listen, err, errlen);
+		if (fd < 0)
+			goto fail;
+		unsigned tflags = flags;
+		if (o->tls_cert && o->tls_key) {
+			int rc;
+			s->cert_pem = read_file_limited(o->tls_cert, 1 << 20, NULL, &rc);
+			s->key_pem = read_file_limited(o->tls_key, 1 << 20, NULL, &rc);
+			if (!s->cert_pem || !s->key_pem) {
+				errf(err, errlen, "cannot read TLS certificate/key files");
+				close(fd);
+				goto fail;
+			}
+			tflags |= MHD_USE_TLS;
+			s->tcp_daemon = MHD_start_daemon(tflags, 0, NULL, NULL, handle_tcp, s, MHD_OPTION_LISTEN_SOCKET, fd,
+							 MHD_OPTION_NOTIFY_COMPLETED, request_done, s,
+							 MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
+							 MHD_OPTION_HTTPS_MEM_KEY, s->key_pem, MHD_OPTION_END);
+		} else {
+			s->tcp_daemon = MHD_start_daemon(tflags, 0, NULL, NULL, handle_tcp, s, MHD_OPTION_LISTEN_SOCKET, fd,
+							 MHD_OPTION_NOTIFY_COMPLETED, request_done, s, MHD_OPTION_END);
+		}
+		if (!s->tcp_daemon) {
+			errf(err, errlen, "cannot start the HTTP server on %s", o->tcp_listen);
+			close(fd);
+			goto fail;
+		}
+	}
+	return s;
+fail:
+	http_server_stop(s);
+	return NULL;
+}
+
+void http_server_stop(struct http_server *s)
+{
+	if (!s)
+		return;
+	if (s->unix_daemon)
+		MHD_stop_daemon(s->unix_daemon);
+	if (s->tcp_daemon)
+		MHD_stop_daemon(s->tcp_daemon);
+	if (s->unix_path)
+		unlink(s->unix_path);
+	free(s->unix_path);
+	free(s->token);
+	free(s->cert_pem);
+	free(s->key_pem);
+	free(s);
+}

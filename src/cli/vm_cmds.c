@@ -1,0 +1,199 @@
+/* `glide vm run|status|pause|resume|shutdown|snapshot|memsave`: the VM
+ * monitor's own commands. All but `run` talk to a monitor's API socket. */
+#include "cli/cli.h"
+#include "vmm/monitor.h"
+#include "common/util.h"
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_vm_run(int argc, char **argv)
+{
+	return monitor_main(argc, argv);
+}
+
+struct vm_cli_opts {
+	const char *api;
+	bool json;
+	const char *to;
+	const char *addr, *size;
+	bool resume;
+};
+
+static int parse_opts(int argc, char **argv, struct vm_cli_opts *o, const char *usage)
+{
+	static const struct option opts[] = {
+		{ "api", required_argument, 0, 'a' }, { "json", no_argument, 0, 'j' },
+		{ "to", required_argument, 0, 't' },  { "addr", required_argument, 0, 'A' },
+		{ "size", required_argument, 0, 's' }, { "resume", no_argument, 0, 'r' },
+		{ "help", no_argument, 0, 'h' },      { 0, 0, 0, 0 },
+	};
+	int opt;
+
+	memset(o, 0, sizeof(*o));
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'a': o->api = optarg; break;
+		case 'j': o->json = true; break;
+		case 't': o->to = optarg; break;
+		case 'A': o->addr = optarg; break;
+		case 's': o->size = optarg; break;
+		case 'r': o->resume = true; break;
+		case 'h': printf("usage: %s\n", usage); exit(0);
+		default: fprintf(stderr, "usage: %s\n", usage); return 1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "glide: unexpected argument '%s'\nusage: %s\n", argv[optind], usage);
+		return 1;
+	}
+	if (!o->api) {
+		fprintf(stderr, "glide: --api SOCKET is required (the VM monitor's API socket)\nusage: %s\n", usage);
+		return 1;
+	}
+	return 0;
+}
+
+static void print_status(json_t *j)
+{
+	char mem[32];
+	json_t *ex = json_object_get(j, "exits");
+	printf("state:    %s\n", json_string_value(json_object_get(j, "state")));
+	if (json_string_length(json_object_get(j, "name")))
+		printf("name:     %s\n", json_string_value(json_object_get(j, "name")));
+	printf("vcpus:    %lld\n", json_integer_value(json_object_get(j, "vcpus")));
+	printf("memory:   %s\n", format_size((uint64_t)json_integer_value(json_object_get(j, "memory")), mem, sizeof(mem)));
+	printf("uptime:   %.1f s\n", json_integer_value(json_object_get(j, "uptime_ms")) / 1000.0);
+	printf("exits:    %lld (io %lld, mmio %lld)\n", json_integer_value(json_object_get(ex, "total")),
+	       json_integer_value(json_object_get(ex, "io")), json_integer_value(json_object_get(ex, "mmio")));
+}
+
+static int simple(int argc, char **argv, const char *method, const char *path, const char *usage)
+{
+	struct vm_cli_opts o;
+	json_t *resp = NULL;
+	int rc = parse_opts(argc, argv, &o, usage);
+	if (rc)
+		return rc;
+	struct http_client_opts co = { .target = o.api };
+	rc = cli_call(&co, method, path, NULL, &resp);
+	if (!rc) {
+		if (o.json)
+			cli_print_json(resp);
+		else
+			print_status(resp);
+	}
+	json_decref(resp);
+	return rc;
+}
+
+int cmd_vm_status(int argc, char **argv)
+{
+	return simple(argc, argv, "GET", "/v1/vm", "glide vm status --api SOCKET [--json]");
+}
+
+int cmd_vm_pause(int argc, char **argv)
+{
+	return simple(argc, argv, "POST", "/v1/vm/pause", "glide vm pause --api SOCKET [--json]");
+}
+
+int cmd_vm_resume(int argc, char **argv)
+{
+	return simple(argc, argv, "POST", "/v1/vm/resume", "glide vm resume --api SOCKET [--json]");
+}
+
+int cmd_vm_shutdown(int argc, char **argv)
+{
+	struct vm_cli_opts o;
+	json_t *resp = NULL;
+	const char *usage = "glide vm shutdown --api SOCKET [--json]";
+	int rc = parse_opts(argc, argv, &o, usage);
+	if (rc)
+		return rc;
+	struct http_client_opts co = { .target = o.api };
+	rc = cli_call(&co, "POST", "/v1/vm/shutdown", NULL, &resp);
+	if (!rc) {
+		if (o.json)
+			cli_print_json(resp);
+		else
+			printf("VM is shutting down\n");
+	}
+	json_decref(resp);
+	return rc;
+}
+
+int cmd_vm_snapshot(int argc, char **argv)
+{
+	struct vm_cli_opts o;
+	json_t *resp = NULL, *body;
+	const char *usage = "glide vm snapshot --api SOCKET --to FILE [--resume] [--json]";
+	int rc = parse_opts(argc, argv, &o, usage);
+	if (rc)
+		return rc;
+	if (!o.to) {
+		fprintf(stderr, "glide: --to FILE is required\nusage: %s\n", usage);
+		return 1;
+	}
+	char *path = cli_abs_path(o.to);
+	body = json_pack("{s:s, s:b}", "path", path, "resume", o.resume);
+	struct http_client_opts co = { .target = o.api, .timeout_ms = 600000 };
+	rc = cli_call(&co, "POST", "/v1/vm/snapshot", body, &resp);
+	if (!rc) {
+		if (o.json)
+			cli_print_json(resp);
+		else
+			printf("snapshot written to %s (pause %.1f ms, write %.1f ms); VM is %s\n", path,
+			       json_real_value(json_object_get(resp, "pause_ms")),
+			       json_real_value(json_object_get(resp, "write_ms")),
+			       json_string_value(json_object_get(resp, "state")));
+	}
+	free(path);
+	json_decref(body);
+	json_decref(resp);
+	return rc;
+}
+
+int cmd_vm_memsave(int argc, char **argv)
+{
+	struct vm_cli_opts o;
+	json_t *resp = NULL, *body;
+	uint64_t addr, size;
+	const char *usage = "glide vm memsave --api SOCKET --addr ADDR --size SIZE --to FILE [--json]";
+	int rc = parse_opts(argc, argv, &o, usage);
+	if (rc)
+		return rc;
+	if (!o.to || !o.addr || !o.size) {
+		fprintf(stderr, "glide: --addr, --size and --to are required\nusage: %s\n", usage);
+		return 1;
+	}
+	if (parse_size(o.addr, &addr)) {
+		fprintf(stderr, "glide: --addr '%s' is not an address (examples: 0x100000, 1M, 1048576)\n", o.addr);
+		return 1;
+	}
+	if (parse_size(o.size, &size) || !size) {
+		fprintf(stderr, "glide: --size '%s' is not a size (examples: 4096, 0x1000, 128M)\n", o.size);
+		return 1;
+	}
+	char *path = cli_abs_path(o.to);
+	body = json_pack("{s:I, s:I, s:s}", "addr", (json_int_t)addr, "size", (json_int_t)size, "path", path);
+	struct http_client_opts co = { .target = o.api, .timeout_ms = 600000 };
+	rc = cli_call(&co, "POST", "/v1/vm/memsave", body, &resp);
+	if (!rc) {
+		if (o.json)
+			cli_print_json(resp);
+		else
+			printf("wrote %llu bytes from 0x%llx to %s\n", (unsigned long long)size, (unsigned long long)addr, path);
+	}
+	free(path);
+	json_decref(body);
+	json_decref(resp);
+	return rc;
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+	fprintf(stderr, "glide: migrate: not implemented yet\n");
+	return 1;
+}

@@ -1,0 +1,252 @@
+/* Helpers shared by every glide component: size/rate parsing, clocks,
+ * logging, and read/write loops that handle short transfers and EINTR. */
+#include "common/util.h"
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mult = 1;
+
+	if (!s || !*s || *s == '-' || isspace((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s)
+		return -EINVAL;
+	if (*end) {
+		switch (toupper((unsigned char)*end)) {
+		case 'K': mult = 1ULL << 10; break;
+		case 'M': mult = 1ULL << 20; break;
+		case 'G': mult = 1ULL << 30; break;
+		case 'T': mult = 1ULL << 40; break;
+		default: return -EINVAL;
+		}
+		end++;
+		if (*end == 'i' || *end == 'I')
+			end++;
+		if (*end == 'B' || *end == 'b')
+			end++;
+		if (*end)
+			return -EINVAL;
+	}
+	if (v && mult > UINT64_MAX / v)
+		return -EINVAL;
+	*out = v * mult;
+	return 0;
+}
+
+int parse_rate(const char *s, uint64_t *out)
+{
+	if (s && (!strcmp(s, "unlimited") || !strcmp(s, "0"))) {
+		*out = 0;
+		return 0;
+	}
+	return parse_size(s, out);
+}
+
+const char *format_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)bytes;
+	unsigned u = 0;
+
+	while (v >= 1024 && u + 1 < ARRAY_SIZE(units)) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+	return buf;
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+uint64_t realtime_ns(void) { return clock_ns(CLOCK_REALTIME); }
+
+void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000ULL, .tv_nsec = ns % 1000000000ULL };
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static FILE *log_file;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void glide_set_log_file(const char *path)
+{
+	FILE *f = fopen(path, "a");
+	if (f) {
+		setvbuf(f, NULL, _IOLBF, 0);
+		log_file = f;
+	}
+}
+
+void glide_log(const char *component, const char *fmt, ...)
+{
+	va_list ap;
+	char line[1024];
+	struct timespec ts;
+	struct tm tm;
+	FILE *out = log_file ? log_file : stderr;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&log_lock);
+	fprintf(out, "%02d:%02d:%02d.%03ld glide[%d] %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+		ts.tv_nsec / 1000000, (int)getpid(), component, line);
+	fflush(out);
+	pthread_mutex_unlock(&log_lock);
+}
+
+int write_full(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int read_full(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+	while (len) {
+		ssize_t n = read(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EPIPE;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+char *read_file_limited(const char *path, size_t limit, size_t *len_out, int *err_out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *buf = NULL;
+
+	*err_out = 0;
+	if (fd < 0) {
+		*err_out = -errno;
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		*err_out = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+		goto out;
+	}
+	if ((uint64_t)st.st_size > limit) {
+		*err_out = -EFBIG;
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		*err_out = -ENOMEM;
+		goto out;
+	}
+	if ((*err_out = read_full(fd, buf, (size_t)st.st_size))) {
+		free(buf);
+		buf = NULL;
+		goto out;
+	}
+	buf[st.st_size] = 0;
+	if (len_out)
+		*len_out = (size_t)st.st_size;
+out:
+	close(fd);
+	return buf;
+}
+
+void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+int read_key_file(const char *path, uint8_t key[32], char *err, size_t errlen)
+{
+	size_t len;
+	int rc;
+	char *text = read_file_limited(path, 4096, &len, &rc);
+
+	if (!text) {
+		errf(err, errlen, "cannot read key file %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (len && text[len - 1] == '\n')
+		text[--len] = 0;
+	if (len && text[len - 1] == '\r')
+		text[--len] = 0;
+	if (len != 64) {
+		errf(err, errlen, "key file %s: expected 64 hex digits (a 256-bit key, e.g. from `openssl rand -hex 32`), found %zu characters", path, len);
+		free(text);
+		return -EINVAL;
+	}
+	for (int i = 0; i < 32; i++) {
+		unsigned v;
+		if (!isxdigit((unsigned char)text[2 * i]) || !isxdigit((unsigned char)text[2 * i + 1]) ||
+		    sscanf(text + 2 * i, "%2x", &v) != 1) {
+			errf(err, errlen, "key file %s: character %d is not a hex digit", path, 2 * i + 1);
+			explicit_bzero(text, len);
+			free(text);
+			return -EINVAL;
+		}
+		key[i] = (uint8_t)v;
+	}
+	explicit_bzero(text, len);
+	free(text);
+	return 0;
+}

@@ -1,0 +1,39 @@
+/* Small helpers shared by every part of glide: size parsing, time, logging,
+ * full reads/writes. */
+#ifndef GLIDE_COMMON_UTIL_H
+#define GLIDE_COMMON_UTIL_H
+#include <stdint.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* "4096", "0x1000", "4K", "256M", "2G", "1T" (binary units). Returns 0 or -EINVAL. */
+int parse_size(const char *s, uint64_t *out);
+/* Same, and accepts a rate like "50M" (bytes/s) or "unlimited" (returns 0). */
+int parse_rate(const char *s, uint64_t *out);
+/* Human-readable size, e.g. "256.0 MiB". */
+const char *format_size(uint64_t bytes, char *buf, size_t len);
+
+uint64_t now_ns(void);        /* CLOCK_MONOTONIC */
+uint64_t realtime_ns(void);   /* CLOCK_REALTIME */
+void sleep_ns(uint64_t ns);
+
+/* Logging to stderr with a component prefix; the monitor may redirect it. */
+void glide_log(const char *component, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void glide_set_log_file(const char *path);
+
+int write_full(int fd, const void *buf, size_t len);       /* 0 or -errno */
+int read_full(int fd, void *buf, size_t len);              /* 0, -errno, or -EPIPE on early EOF */
+int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* Reads a whole small file (limit bytes) into a malloc'd NUL-terminated buffer. */
+char *read_file_limited(const char *path, size_t limit, size_t *len_out, int *err_out);
+
+/* Parses a one-time migration key file: 64 hex digits, optional trailing newline. */
+int read_key_file(const char *path, uint8_t key[32], char *err, size_t errlen);
+
+void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#endif

@@ -1,0 +1,18 @@
+/* The migration engine's entry points, as the monitor and its API see them. */
+#ifndef GLIDE_MIGRATE_MIGRATE_H
+#define GLIDE_MIGRATE_MIGRATE_H
+#include "api/http.h"
+#include "vmm/monitor.h"
+
+/* Destination: prepare a masked VM, listen on addrs, receive, restore, run.
+ * Returns once the VM runs (>= 0) or with an error (< 0, err set).
+ * cfg may be NULL (configuration comes from the stream). */
+int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file, const struct vm_config *cfg,
+		     int serial_fd, char *err, size_t errlen);
+/* Source: API handlers. */
+int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp);
+int migrate_api_status(void *ctx, const struct http_request *req, json_t **resp);
+int migrate_api_cancel(void *ctx, const struct http_request *req, json_t **resp);
+/* Cancels an outgoing migration (if any) and waits until the source VM runs again. */
+void migrate_cancel(struct monitor *m);
+#endif

@@ -1,0 +1,88 @@
+/* VM configuration <-> JSON. Every field is validated on the way in: the
+ * JSON may come from a state file, a migration stream or an API client. */
+#include "vmm/config.h"
+#include "common/util.h"
+#include <errno.h>
+#include <string.h>
+
+static const char *mask_names[] = { "1.ecx", "1.edx", "7.ebx", "7.ecx", "7.edx", "80000001.ecx", "80000001.edx" };
+
+json_t *vm_config_to_json(const struct vm_config *cfg)
+{
+	json_t *mask = json_object();
+	for (size_t i = 0; i < ARRAY_SIZE(mask_names); i++)
+		json_object_set_new(mask, mask_names[i], json_integer(cfg->cpuid_mask[i]));
+	return json_pack("{s:s, s:I, s:i, s:o, s:s}", "name", cfg->name, "memory", (json_int_t)cfg->memory_bytes,
+			 "vcpus", cfg->vcpus, "cpuid_mask", mask, "evc_level", cfg->evc_level);
+}
+
+int vm_config_from_json(json_t *j, struct vm_config *cfg, char *err, size_t errlen)
+{
+	json_t *v;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cpuid_mask_all_ones(cfg);
+	if (!json_is_object(j)) {
+		errf(err, errlen, "configuration: not a JSON object");
+		return -EINVAL;
+	}
+	v = json_object_get(j, "memory");
+	if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+		errf(err, errlen, "configuration: 'memory' must be a positive integer (bytes)");
+		return -EINVAL;
+	}
+	cfg->memory_bytes = (uint64_t)json_integer_value(v);
+	v = json_object_get(j, "vcpus");
+	if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > VM_MAX_VCPUS) {
+		errf(err, errlen, "configuration: 'vcpus' must be an integer from 1 to %d", VM_MAX_VCPUS);
+		return -EINVAL;
+	}
+	cfg->vcpus = (int)json_integer_value(v);
+	v = json_object_get(j, "name");
+	if (v && (!json_is_string(v) || json_string_length(v) >= sizeof(cfg->name))) {
+		errf(err, errlen, "configuration: 'name' must be a string shorter than %zu", sizeof(cfg->name));
+		return -EINVAL;
+	}
+	if (v)
+		snprintf(cfg->name, sizeof(cfg->name), "%s", json_string_value(v));
+	v = json_object_get(j, "evc_level");
+	if (v && (!json_is_string(v) || json_string_length(v) >= sizeof(cfg->evc_level))) {
+		errf(err, errlen, "configuration: 'evc_level' must be a short string");
+		return -EINVAL;
+	}
+	if (v)
+		snprintf(cfg->evc_level, sizeof(cfg->evc_level), "%s", json_string_value(v));
+	v = json_object_get(j, "cpuid_mask");
+	if (v) {
+		if (!json_is_object(v)) {
+			errf(err, errlen, "configuration: 'cpuid_mask' must be an object");
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < ARRAY_SIZE(mask_names); i++) {
+			json_t *m = json_object_get(v, mask_names[i]);
+			if (!m)
+				continue;
+			if (!json_is_integer(m) || json_integer_value(m) < 0 || json_integer_value(m) > 0xffffffffLL) {
+				errf(err, errlen, "configuration: cpuid_mask.%s must be a 32-bit integer", mask_names[i]);
+				return -EINVAL;
+			}
+			cfg->cpuid_mask[i] = (uint32_t)json_integer_value(m);
+		}
+	}
+	return 0;
+}
+
+int vm_config_from_text(const char *text, size_t len, struct vm_config *cfg, char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *j = json_loadb(text, len, 0, &je);
+	int rc;
+
+	if (!j) {
+		errf(err, errlen, "configuration: invalid JSON: %s", je.text);
+		return -EINVAL;
+	}
+	rc = vm_config_from_json(j, cfg, err, errlen);
+	json_decref(j);
+	return rc;
+}

@@ -1,0 +1,441 @@
+/* `glide vm run`: create a VM from a boot source, a snapshot or an incoming
+ * migration, serve its HTTP+JSON API on a UNIX socket, and stay in the
+ * foreground until the guest shuts down or we are told to stop.
+ *
+ * Exit status: 0 after a clean shutdown (API, SIGINT/SIGTERM, guest reset,
+ * or the VM migrated away), (value << 1) | 1 after a debug-exit write,
+ * 1 for a start-up error, 2 when a vCPU failed. */
+#include "vmm/monitor.h"
+#include "vmm/snapshot.h"
+#include "vmm/config.h"
+#include "devices/devices.h"
+#include "api/http.h"
+#include "migrate/migrate.h"
+#include "common/util.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+
+json_t *monitor_status_json(struct monitor *m)
+{
+	struct vm *vm = &m->vm;
+	uint64_t exits = 0, io = 0, mmio = 0, throttle = 0;
+
+	for (int i = 0; i < vm->nvcpus; i++) {
+		exits += vm->vcpus[i].exits;
+		io += vm->vcpus[i].io_exits;
+		mmio += vm->vcpus[i].mmio_exits;
+		throttle += vm->vcpus[i].throttle_ns;
+	}
+	pthread_mutex_lock(&vm->lock);
+	const char *state = m->migrated_away ? "migrated" : vm_state_name(vm->state);
+	uint64_t uptime = vm->started_ns ? (now_ns() - vm->started_ns) / 1000000 : 0;
+	pthread_mutex_unlock(&vm->lock);
+	return json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:{s:I, s:I, s:I}, s:I, s:i, s:o}",
+			 "state", state, "name", vm->cfg.name, "vcpus", vm->nvcpus,
+			 "memory", (json_int_t)vm->cfg.memory_bytes, "uptime_ms", (json_int_t)uptime,
+			 "tsc_khz", (int)vm->tsc_khz, "exits", "total", (json_int_t)exits, "io", (json_int_t)io,
+			 "mmio", (json_int_t)mmio, "sdps_throttle_us", (json_int_t)(throttle / 1000),
+			 "pid", (int)getpid(), "config", vm_config_to_json(&vm->cfg));
+}
+
+static int api_status(void *ctx, const struct http_request *req, json_t **resp)
+{
+	*resp = monitor_status_json(ctx);
+	return 200;
+}
+
+static int api_pause(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct monitor *m = ctx;
+	if (m->migration) {
+		*resp = http_error("a migration is in progress; cancel it first");
+		return 409;
+	}
+	if (vm_pause(&m->vm)) {
+		*resp = http_error("the VM is shutting down");
+		return 409;
+	}
+	*resp = monitor_status_json(m);
+	return 200;
+}
+
+static int api_resume(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct monitor *m = ctx;
+	if (m->migration || m->migrated_away || m->vm.state == VM_STATE_MASKED) {
+		*resp = http_error("the VM cannot be resumed now (%s)",
+				   m->migration ? "migration in progress" : m->migrated_away ? "it migrated away" : "not started");
+		return 409;
+	}
+	vm_resume(&m->vm);
+	*resp = monitor_status_json(m);
+	return 200;
+}
+
+static int api_shutdown(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct monitor *m = ctx;
+	if (m->migration)
+		migrate_cancel(m);
+	vm_request_exit(&m->vm, 0, "shutdown requested through the API");
+	*resp = json_pack("{s:s}", "state", "shutdown");
+	return 200;
+}
+
+static const char *body_string(const struct http_request *req, const char *key)
+{
+	json_t *v = req->body ? json_object_get(req->body, key) : NULL;
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static int body_u64(const struct http_request *req, const char *key, uint64_t *out)
+{
+	json_t *v = req->body ? json_object_get(req->body, key) : NULL;
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*out = (uint64_t)json_integer_value(v);
+		return 0;
+	}
+	if (json_is_string(v))
+		return parse_size(json_string_value(v), out);
+	return -EINVAL;
+}
+
+static int api_snapshot(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct monitor *m = ctx;
+	const char *path = body_string(req, "path");
+	json_t *resume = req->body ? json_object_get(req->body, "resume") : NULL;
+	char err[512];
+	uint64_t t0 = now_ns(), paused_ns;
+	int rc;
+
+	if (!path || !*path) {
+		*resp = http_error("snapshot needs {\"path\": FILE}");
+		return 400;
+	}
+	if (pthread_mutex_trylock(&m->op_lock)) {
+		*resp = http_error("another operation (snapshot or migration) is in progress");
+		return 409;
+	}
+	bool was_paused = m->vm.pause_requested;
+	if (vm_pause(&m->vm)) {
+		pthread_mutex_unlock(&m->op_lock);
+		*resp = http_error("the VM is shutting down");
+		return 409;
+	}
+	paused_ns = now_ns();
+	rc = snapshot_write(&m->vm, path, err, sizeof(err));
+	uint64_t written_ns = now_ns();
+	if (json_is_true(resume) && !was_paused)
+		vm_resume(&m->vm);
+	pthread_mutex_unlock(&m->op_lock);
+	if (rc) {
+		*resp = http_error("%s", err);
+		return 500;
+	}
+	*resp = json_pack("{s:s, s:s, s:f, s:f}", "path", path, "state", vm_state_name(m->vm.state), "pause_ms",
+			  (paused_ns - t0) / 1e6, "write_ms", (written_ns - paused_ns) / 1e6);
+	return 200;
+}
+
+static int api_memsave(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct monitor *m = ctx;
+	const char *path = body_string(req, "path");
+	uint64_t addr, size;
+	char err[512];
+
+	if (!path || body_u64(req, "addr", &addr) || body_u64(req, "size", &size)) {
+		*resp = http_error("memsave needs {\"addr\": N, \"size\": N, \"path\": FILE}");
+		return 400;
+	}
+	if (memsave(&m->vm, addr, size, path, err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
+	*resp = json_pack("{s:s, s:I, s:I}", "path", path, "addr", (json_int_t)addr, "size", (json_int_t)size);
+	return 200;
+}
+
+static const struct http_route routes[] = {
+	{ "GET", "/v1/vm", api_status },
+	{ "POST", "/v1/vm/pause", api_pause },
+	{ "POST", "/v1/vm/resume", api_resume },
+	{ "POST", "/v1/vm/shutdown", api_shutdown },
+	{ "POST", "/v1/vm/snapshot", api_snapshot },
+	{ "POST", "/v1/vm/memsave", api_memsave },
+	{ "POST", "/v1/migration", migrate_api_start },
+	{ "GET", "/v1/migration", migrate_api_status },
+	{ "POST", "/v1/migration/cancel", migrate_api_cancel },
+	{ NULL, NULL, NULL },
+};
+
+int monitor_start_api(struct monitor *m, char *err, size_t errlen)
+{
+	struct http_server_opts so = { .unix_path = m->api_path };
+	m->api = http_server_start(&so, routes, m, err, errlen);
+	return m->api ? 0 : -EADDRINUSE;
+}
+
+static void *signal_thread(void *arg)
+{
+	struct monitor *m = arg;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	if (sigwait(&set, &sig) == 0) {
+		glide_log("monitor", "signal %d: shutting down", sig);
+		if (m->migration)
+			migrate_cancel(m);
+		vm_request_exit(&m->vm, 0, "stopped by signal");
+	}
+	return NULL;
+}
+
+static void usage_run(void)
+{
+	fprintf(stderr,
+		"usage: glide vm run --memory SIZE [--vcpus N] --api SOCKET [--serial FILE|-] [--name NAME]\n"
+		"                    (--boot IMAGE | --elf FILE | --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
+		"                     | --restore SNAPSHOT | --incoming ADDR[,ADDR...] --key-file F)\n"
+		"                    [--paused] [--log FILE] [--cpuid-mask LEAF.REG=MASK,...]\n");
+}
+
+static int parse_cpuid_mask(const char *s, struct vm_config *cfg)
+{
+	static const char *names[] = { "1.ecx", "1.edx", "7.ebx", "7.ecx", "7.edx", "80000001.ecx", "80000001.edx" };
+	char *copy = strdup(s), *save = NULL;
+	int rc = 0;
+
+	for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		size_t i;
+		if (!eq) {
+			rc = -EINVAL;
+			break;
+		}
+		*eq = 0;
+		for (i = 0; i < ARRAY_SIZE(names); i++)
+			if (!strcmp(tok, names[i]))
+				break;
+		uint64_t v;
+		if (i == ARRAY_SIZE(names) || parse_size(eq + 1, &v) || v > 0xffffffffULL)
+			rc = -EINVAL;
+		else
+			cfg->cpuid_mask[i] = (uint32_t)v;
+	}
+	free(copy);
+	return rc;
+}
+
+int monitor_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "memory", required_argument, 0, 'm' }, { "vcpus", required_argument, 0, 'c' },
+		{ "api", required_argument, 0, 'a' },    { "serial", required_argument, 0, 's' },
+		{ "boot", required_argument, 0, 'b' },   { "elf", required_argument, 0, 'e' },
+		{ "kernel", required_argument, 0, 'k' }, { "initrd", required_argument, 0, 'i' },
+		{ "cmdline", required_argument, 0, 'l' }, { "restore", required_argument, 0, 'r' },
+		{ "incoming", required_argument, 0, 'I' }, { "key-file", required_argument, 0, 'K' },
+		{ "paused", no_argument, 0, 'p' },       { "name", required_argument, 0, 'n' },
+		{ "log", required_argument, 0, 'L' },    { "cpuid-mask", required_argument, 0, 'M' },
+		{ "help", no_argument, 0, 'h' },         { 0, 0, 0, 0 },
+	};
+	static struct monitor mon;
+	struct monitor *m = &mon;
+	struct vm_create_args args = { 0 };
+	const char *api = NULL, *serial = NULL, *boot = NULL, *elf = NULL, *kernel = NULL, *initrd = NULL;
+	const char *cmdline = "console=ttyS0", *restore = NULL, *incoming = NULL, *key_file = NULL;
+	bool paused = false, have_memory = false, have_vcpus = false;
+	char err[512] = "";
+	int opt, rc, snap_fd = -1, serial_fd = -1;
+	uint64_t v;
+	pthread_t sig_thread;
+	sigset_t set;
+
+	cpuid_mask_all_ones(&args.cfg);
+	args.cfg.vcpus = 1;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'm':
+			if (parse_size(optarg, &v) || v == 0) {
+				fprintf(stderr, "glide: --memory '%s' is not a size (examples: 256M, 4G)\n", optarg);
+				return 1;
+			}
+			args.cfg.memory_bytes = v;
+			have_memory = true;
+			break;
+		case 'c': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > VM_MAX_VCPUS) {
+				fprintf(stderr, "glide: --vcpus must be an integer from 1 to %d (got '%s')\n", VM_MAX_VCPUS, optarg);
+				return 1;
+			}
+			args.cfg.vcpus = (int)n;
+			have_vcpus = true;
+			break;
+		}
+		case 'a': api = optarg; break;
+		case 's': serial = optarg; break;
+		case 'b': boot = optarg; break;
+		case 'e': elf = optarg; break;
+		case 'k': kernel = optarg; break;
+		case 'i': initrd = optarg; break;
+		case 'l': cmdline = optarg; break;
+		case 'r': restore = optarg; break;
+		case 'I': incoming = optarg; break;
+		case 'K': key_file = optarg; break;
+		case 'p': paused = true; break;
+		case 'n': snprintf(args.cfg.name, sizeof(args.cfg.name), "%s", optarg); break;
+		case 'L': glide_set_log_file(optarg); break;
+		case 'M':
+			if (parse_cpuid_mask(optarg, &args.cfg)) {
+				fprintf(stderr, "glide: --cpuid-mask '%s': expected LEAF.REG=MASK[,...] with LEAF.REG one of 1.ecx 1.edx 7.ebx 7.ecx 7.edx 80000001.ecx 80000001.edx\n", optarg);
+				return 1;
+			}
+			break;
+		case 'h': usage_run(); return 0;
+		default: usage_run(); return 1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "glide: unexpected argument '%s'\n", argv[optind]);
+		usage_run();
+		return 1;
+	}
+	int sources = !!boot + !!elf + !!kernel + !!restore + !!incoming;
+	if (sources != 1) {
+		fprintf(stderr, "glide: give exactly one of --boot, --elf, --kernel, --restore, --incoming\n");
+		usage_run();
+		return 1;
+	}
+	if (!api) {
+		fprintf(stderr, "glide: --api SOCKET is required (the VM's API socket)\n");
+		return 1;
+	}
+	if (incoming && !key_file) {
+		fprintf(stderr, "glide: --incoming needs --key-file F (the one-time migration key)\n");
+		return 1;
+	}
+	if (restore) {
+		if (snapshot_open(restore, &snap_fd, &args.cfg, err, sizeof(err))) {
+			fprintf(stderr, "glide: %s\n", err);
+			return 1;
+		}
+	} else if (!incoming && !have_memory) {
+		fprintf(stderr, "glide: --memory SIZE is required (e.g. --memory 256M)\n");
+		return 1;
+	}
+	if (incoming && (have_memory || have_vcpus))
+		args.cfg.memory_bytes = have_memory ? args.cfg.memory_bytes : 0;
+	if (boot && access(boot, R_OK)) {
+		fprintf(stderr, "glide: cannot read boot image %s: %s\n", boot, strerror(errno));
+		return 1;
+	}
+	if (elf && access(elf, R_OK)) {
+		fprintf(stderr, "glide: cannot read ELF %s: %s\n", elf, strerror(errno));
+		return 1;
+	}
+	if (kernel && access(kernel, R_OK)) {
+		fprintf(stderr, "glide: cannot read kernel %s: %s\n", kernel, strerror(errno));
+		return 1;
+	}
+	if (serial) {
+		serial_fd = !strcmp(serial, "-") ? dup(STDOUT_FILENO)
+						 : open(serial, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (serial_fd < 0) {
+			fprintf(stderr, "glide: cannot open serial output %s: %s\n", serial, strerror(errno));
+			return 1;
+		}
+	}
+
+	/* SIGINT/SIGTERM go to the signal thread only; vCPU threads unblock their kick signal. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	pthread_mutex_init(&m->op_lock, NULL);
+	snprintf(m->api_path, sizeof(m->api_path), "%s", api);
+
+	if (incoming) {
+		rc = migrate_incoming(m, incoming, key_file, have_memory ? &args.cfg : NULL, serial_fd, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "glide: %s\n", err);
+			return 1;
+		}
+		goto run;
+	}
+	rc = vm_create(&m->vm, &args, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "glide: %s\n", err);
+		return 1;
+	}
+	if (devices_init(&m->vm, serial_fd)) {
+		fprintf(stderr, "glide: cannot create devices\n");
+		return 1;
+	}
+	if (restore) {
+		uint64_t t0 = now_ns();
+		rc = snapshot_load(&m->vm, snap_fd, err, sizeof(err));
+		close(snap_fd);
+		if (rc) {
+			fprintf(stderr, "glide: restoring %s failed: %s\n", restore, err);
+			return 1;
+		}
+		glide_log("monitor", "restored %s in %.1f ms", restore, (now_ns() - t0) / 1e6);
+	} else {
+		struct boot_plan plan;
+		memset(&plan, 0, sizeof(plan));
+		if (boot)
+			rc = boot_load_raw(&m->vm.mem, boot, &plan, err, sizeof(err));
+		else if (elf)
+			rc = boot_load_elf(&m->vm.mem, m->vm.nvcpus, elf, &plan, err, sizeof(err));
+		else
+			rc = boot_load_linux(&m->vm.mem, m->vm.nvcpus, kernel, initrd, cmdline, &plan, err, sizeof(err));
+		if (!rc)
+			rc = vm_boot(&m->vm, &plan, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "glide: %s\n", err);
+			return 1;
+		}
+	}
+	if (monitor_start_api(m, err, sizeof(err))) {
+		fprintf(stderr, "glide: %s\n", err);
+		return 1;
+	}
+	if (paused)
+		vm_pause(&m->vm);
+	if (vm_start_vcpus(&m->vm, err, sizeof(err))) {
+		fprintf(stderr, "glide: %s\n", err);
+		return 1;
+	}
+run:
+	pthread_create(&sig_thread, NULL, signal_thread, m);
+	glide_log("monitor", "VM %s running: %d vCPUs, %llu MiB, API %s", m->vm.cfg.name[0] ? m->vm.cfg.name : "(unnamed)",
+		  m->vm.nvcpus, (unsigned long long)(m->vm.cfg.memory_bytes >> 20), api);
+	rc = vm_wait_exit(&m->vm);
+	glide_log("monitor", "VM stopped: %s (exit status %d)", m->vm.exit_reason, rc);
+	migrate_cancel(m);
+	http_server_stop(m->api);
+	m->api = NULL;
+	if (rc == 2)
+		fprintf(stderr, "glide: %s\n", m->vm.exit_reason);
+	return rc;
+}

@@ -1,0 +1,127 @@
+/* The VM monitor's central object: one KVM VM with its RAM, vCPU threads,
+ * devices and run state (created/masked, running, paused, shut down). */
+#ifndef GLIDE_VMM_VM_H
+#define GLIDE_VMM_VM_H
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "vmm/memory.h"
+#include "vmm/boot.h"
+
+#define VM_MAX_VCPUS 64
+#define VM_MAX_DEVICES 16
+#define VM_NAME_MAX 64
+
+struct vm;
+
+/* Configuration that travels with the VM (snapshot, migration, host agent). */
+struct vm_config {
+	char name[VM_NAME_MAX];
+	uint64_t memory_bytes;
+	int vcpus;
+	/* CPUID feature masks applied on top of KVM_GET_SUPPORTED_CPUID (EVC):
+	 * leaf 1 ECX/EDX, leaf 7.0 EBX/ECX/EDX, leaf 0x80000001 ECX/EDX. All ones = no masking. */
+	uint32_t cpuid_mask[7];
+	char evc_level[32];
+};
+
+enum cpuid_mask_index {
+	CPUID_MASK_1_ECX, CPUID_MASK_1_EDX, CPUID_MASK_7_EBX, CPUID_MASK_7_ECX, CPUID_MASK_7_EDX,
+	CPUID_MASK_81_ECX, CPUID_MASK_81_EDX,
+};
+
+enum vm_run_state {
+	VM_STATE_MASKED,   /* created, not running (prepared for restore / incoming migration) */
+	VM_STATE_RUNNING,
+	VM_STATE_PAUSED,
+	VM_STATE_SHUTDOWN,
+};
+
+struct vcpu {
+	struct vm *vm;
+	int index;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool thread_started;
+	struct kvm_cpuid2 *cpuid;
+	/* statistics */
+	uint64_t exits, io_exits, mmio_exits;
+	uint64_t throttle_ns;      /* guest run time taken by SDPS */
+	uint64_t last_throttle_ns; /* monotonic time of the last SDPS sleep */
+};
+
+/* A port-I/O device. Devices keep their own state and save/load it as a state section. */
+struct device {
+	const char *name;
+	uint16_t port_base, port_count;
+	void *opaque;
+	/* data has `size` bytes; is_write tells the direction. */
+	void (*io)(struct vm *vm, struct device *dev, uint16_t port, bool is_write, uint8_t *data, int size);
+};
+
+struct vm {
+	int kvm_fd, vm_fd;
+	struct vm_config cfg;
+	struct guest_memory mem;
+	int nvcpus;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	struct device *devices[VM_MAX_DEVICES];
+	int ndevices;
+
+	/* MSRs saved and restored for every vCPU (readable ones from KVM_GET_MSR_INDEX_LIST). */
+	uint32_t *msr_indices;
+	int nmsrs;
+	uint32_t xsave_size;       /* bytes of struct kvm_xsave (XSAVE2 may be larger than 4 KiB) */
+	bool have_sregs2;
+	uint32_t tsc_khz;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum vm_run_state state;
+	bool pause_requested;
+	int vcpus_paused;
+	bool quit;
+	int exit_status;
+	char exit_reason[128];
+	uint64_t started_ns;      /* monotonic time the VM first ran (this process) */
+	uint64_t paused_at_ns;
+
+	/* SDPS: when throttle_sleep_ns != 0, every vCPU sleeps that long after
+	 * each throttle_period_ns of running. */
+	volatile uint64_t throttle_sleep_ns;
+	volatile uint64_t throttle_period_ns;
+
+	/* Pages written by the monitor itself (device emulation); merged by the migration engine. */
+	uint64_t *user_dirty_bitmap;
+	pthread_mutex_t user_dirty_lock;
+
+	struct uart *uart;
+	int serial_fd;
+};
+
+struct vm_create_args {
+	struct vm_config cfg;
+	const char *serial_path;  /* NULL: no serial output; "-": stdout */
+};
+
+int vm_create(struct vm *vm, const struct vm_create_args *args, char *err, size_t errlen);
+void vm_destroy(struct vm *vm);
+int vm_boot(struct vm *vm, const struct boot_plan *plan, char *err, size_t errlen);
+int vm_start_vcpus(struct vm *vm, char *err, size_t errlen); /* starts threads; state RUNNING */
+int vm_pause(struct vm *vm);   /* stops every vCPU and waits until all are out of KVM_RUN */
+int vm_resume(struct vm *vm);
+void vm_request_exit(struct vm *vm, int status, const char *reason);
+int vm_wait_exit(struct vm *vm); /* blocks until quit, joins vCPUs, returns exit status */
+void vm_kick_vcpus(struct vm *vm);
+int vm_register_device(struct vm *vm, struct device *dev);
+const char *vm_state_name(enum vm_run_state s);
+int vm_set_dirty_logging(struct vm *vm, bool on);
+void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len);
+
+/* CPUID (cpuid.c) */
+int cpuid_build(struct vm *vm, char *err, size_t errlen);
+void cpuid_mask_all_ones(struct vm_config *cfg);
+#endif
