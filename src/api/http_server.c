@@ -4,6 +4,7 @@
  * route handler sees them; invalid JSON gets 400 without reaching it. */
 #include "api/http.h"
 #include "common/util.h"
+#include "common/net.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -208,46 +209,6 @@ static int unix_listen(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
-static int tcp_listen(const char *hostport, char *err, size_t errlen)
-{
-	char host[256], *colon;
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
-	int fd, one = 1, rc;
-
-	snprintf(host, sizeof(host), "%s", hostport);
-	colon = strrchr(host, ':');
-	if (!colon) {
-		errf(err, errlen, "listen address '%s' must be HOST:PORT", hostport);
-		return -EINVAL;
-	}
-	*colon = 0;
-	char *h = host;
-	if (*h == '[') {
-		h++;
-		char *e = strchr(h, ']');
-		if (e)
-			*e = 0;
-	}
-	rc = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &ai);
-	if (rc) {
-		errf(err, errlen, "listen address '%s': %s", hostport, gai_strerror(rc));
-		return -EINVAL;
-	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
-		rc = -errno;
-		errf(err, errlen, "cannot listen on %s: %s", hostport, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(ai);
-		return rc;
-	}
-	freeaddrinfo(ai);
-	return fd;
-}
-
 struct http_server *http_server_start(const struct http_server_opts *o, const struct http_route *routes,
 				      void *ctx, char *err, size_t errlen)
 {
@@ -274,7 +235,7 @@ struct http_server *http_server_start(const struct http_server_opts *o, const st
 		}
 	}
 	if (o->tcp_listen) {
-		int fd = tcp_listen(o->tcp_listen, err, errlen);
+		int fd = net_listen_tcp(o->tcp_listen, 64, err, errlen);
 		if (fd < 0)
 			goto fail;
 		unsigned tflags = flags;

@@ -1,14 +1,815 @@
-/* placeholder until the engine lands */
-#include "migrate/migrate.h"
+/* The source side of a live migration, in the order of seed 002:
+ *
+ *  1. connect: open N authenticated streams to the destination (N chosen by
+ *     a short throughput probe when "auto"), send the VM configuration and
+ *     CPUID, and wait for the destination to accept them (prepare).
+ *  2. trace: turn on dirty logging (manual protect: no stall).
+ *  3. pre-copy: phase -1 sends all memory, phases 0..n the pages dirtied
+ *     during the previous phase. Every stream has its own helper thread that
+ *     re-protects a 2 MiB chunk, reads its dirty pages and sends them (zero
+ *     pages as markers); a chunk always travels on the same stream.
+ *  4. converge: after each phase, predict the switchover time from the
+ *     measured transmit rate and the dirty pages left; stop when it fits the
+ *     switchover goal; fail cleanly at the timeout.
+ *  5. SDPS: when a phase makes too little progress, throttle the vCPUs.
+ *  6. switchover: stun, send the last dirty pages and the checkpoint, wait
+ *     for RESTORED, send GO (the commit point), wait for RUNNING.
+ *  7. anything going wrong before RESTORED: resume the source as it was.
+ *     Its memory is only ever read. */
+#include "migrate/migration.h"
+#include "state/state.h"
+#include "vmm/config.h"
 #include "common/util.h"
 #include <errno.h>
-int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file, const struct vm_config *cfg,
-		     int serial_fd, char *err, size_t errlen)
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define PAGES_HEADER_BYTES 8
+#define PROBE_WINDOW_NS 20000000ULL
+
+static pthread_mutex_t migration_ptr_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---- bandwidth cap shared by all streams ---- */
+
+static void rate_limit(struct rate_limiter *r, uint64_t bytes)
 {
-	errf(err, errlen, "incoming migration not implemented yet");
-	return -ENOSYS;
+	uint64_t now, slot;
+	if (!r->bytes_per_s)
+		return;
+	pthread_mutex_lock(&r->lock);
+	now = now_ns();
+	if (r->next_ns + 20000000ULL < now) /* idle: allow at most a 20 ms burst */
+		r->next_ns = now - 20000000ULL;
+	slot = r->next_ns;
+	r->next_ns += bytes * 1000000000ULL / r->bytes_per_s;
+	pthread_mutex_unlock(&r->lock);
+	if (slot > now)
+		sleep_ns(slot - now);
 }
-int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp) { *resp = http_error("not yet"); return 501; }
-int migrate_api_status(void *ctx, const struct http_request *req, json_t **resp) { *resp = http_error("not yet"); return 501; }
-int migrate_api_cancel(void *ctx, const struct http_request *req, json_t **resp) { *resp = http_error("not yet"); return 501; }
-void migrate_cancel(struct monitor *m) { (void)m; }
+
+/* ---- progress ---- */
+
+static void set_stage(struct migration *mig, const char *stage)
+{
+	pthread_mutex_lock(&mig->lock);
+	mig->stage = stage;
+	pthread_mutex_unlock(&mig->lock);
+}
+
+static void fail(struct migration *mig, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct migration *mig, const char *fmt, ...)
+{
+	va_list ap;
+	pthread_mutex_lock(&mig->lock);
+	if (!mig->error[0]) {
+		va_start(ap, fmt);
+		vsnprintf(mig->error, sizeof(mig->error), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&mig->lock);
+	mig->failed = true;
+}
+
+/* ---- page sending (one helper thread per stream) ---- */
+
+struct page_batch {
+	struct page_run runs[PAGES_FRAME_MAX_RUNS];
+	uint32_t nruns, data_pages;
+};
+
+static int batch_flush(struct stream_worker *w, struct page_batch *b)
+{
+	struct migration *mig = w->mig;
+	uint8_t *payload = wire_tx_payload(w->ws);
+	uint32_t phase = (uint32_t)mig->phase;
+	size_t len;
+	int rc;
+
+	if (!b->nruns)
+		return 0;
+	memcpy(payload, &b->nruns, 4);
+	memcpy(payload + 4, &phase, 4);
+	len = PAGES_HEADER_BYTES + (size_t)b->data_pages * GUEST_PAGE_SIZE;
+	memcpy(payload + len, b->runs, b->nruns * sizeof(struct page_run));
+	len += b->nruns * sizeof(struct page_run);
+	rate_limit(&mig->rl, len);
+	rc = wire_send(w->ws, FRAME_PAGES, (uint32_t)len, w->err, sizeof(w->err));
+	if (rc)
+		return rc;
+	w->bytes += len;
+	__atomic_add_fetch(&mig->bytes_sent, len + WIRE_FRAME_HEADER_BYTES, __ATOMIC_RELAXED);
+	b->nruns = b->data_pages = 0;
+	return 0;
+}
+
+static int batch_add(struct stream_worker *w, struct page_batch *b, uint64_t pfn, bool zero)
+{
+	struct migration *mig = w->mig;
+	uint32_t kind = zero ? PAGE_RUN_ZERO : PAGE_RUN_DATA;
+	struct page_run *last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
+	int rc;
+
+	if (!zero && b->data_pages == PAGES_FRAME_MAX_DATA_PAGES && (rc = batch_flush(w, b)))
+		return rc;
+	last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
+	if (last && last->kind == kind && last->first_pfn + last->npages == pfn) {
+		last->npages++;
+	} else {
+		if (b->nruns == PAGES_FRAME_MAX_RUNS && (rc = batch_flush(w, b)))
+			return rc;
+		b->runs[b->nruns++] = (struct page_run){ .first_pfn = pfn, .npages = 1, .kind = kind };
+	}
+	if (!zero) {
+		memcpy(wire_tx_payload(w->ws) + PAGES_HEADER_BYTES + (size_t)b->data_pages * GUEST_PAGE_SIZE,
+		       mig->vm->mem.host + pfn * GUEST_PAGE_SIZE, GUEST_PAGE_SIZE);
+		b->data_pages++;
+	} else {
+		w->zero_pages++;
+	}
+	w->pages++;
+	return 0;
+}
+
+static void *stream_worker_run(void *arg)
+{
+	struct stream_worker *w = arg;
+	struct migration *mig = w->mig;
+	struct dirty_tracker *t = &mig->dirty;
+	uint64_t nchunks = (t->npages + PAGES_PER_CHUNK - 1) / PAGES_PER_CHUNK;
+	struct page_batch *b = calloc(1, sizeof(*b));
+	unsigned char resident[PAGES_PER_CHUNK];
+	int idx = w->ws->index;
+
+	if (!b) {
+		w->rc = -ENOMEM;
+		return NULL;
+	}
+	for (uint64_t c = (uint64_t)idx; c < nchunks && !w->rc; c += (uint64_t)mig->nstreams) {
+		uint64_t *words = &t->bitmap[c * PAGES_PER_CHUNK / 64];
+		uint64_t first = c * PAGES_PER_CHUNK, n = MIN(PAGES_PER_CHUNK, t->npages - first);
+		uint64_t nwords = (n + 63) / 64, any = 0;
+
+		if (mig->cancel || mig->failed)
+			break;
+		for (uint64_t i = 0; i < nwords; i++)
+			any |= words[i];
+		if (!any)
+			continue;
+		if (!w->final && (w->rc = dirty_clear_chunk(t, c))) {
+			snprintf(w->err, sizeof(w->err), "KVM_CLEAR_DIRTY_LOG failed: %s", strerror(-w->rc));
+			break;
+		}
+		bool have_resident = t->skip_nonresident &&
+				     mincore(mig->vm->mem.host + first * GUEST_PAGE_SIZE, n * GUEST_PAGE_SIZE, resident) == 0;
+		for (uint64_t i = 0; i < nwords && !w->rc; i++) {
+			uint64_t bits = words[i];
+			words[i] = 0;
+			while (bits && !w->rc) {
+				uint64_t bit = (uint64_t)__builtin_ctzll(bits);
+				uint64_t pfn = first + i * 64 + bit;
+				bits &= bits - 1;
+				bool zero = (have_resident && !(resident[pfn - first] & 1)) ||
+					    page_is_zero(mig->vm->mem.host + pfn * GUEST_PAGE_SIZE);
+				w->rc = batch_add(w, b, pfn, zero);
+			}
+		}
+		__atomic_add_fetch(&mig->phase_sent, n, __ATOMIC_RELAXED);
+	}
+	if (!w->rc && !mig->cancel && !mig->failed)
+		w->rc = batch_flush(w, b);
+	if (!w->rc && w->final && !mig->cancel && !mig->failed)
+		w->rc = wire_send(w->ws, FRAME_FINAL, 0, w->err, sizeof(w->err));
+	free(b);
+	return NULL;
+}
+
+/* Sends every page set in the dirty bitmap, all streams in parallel. */
+static int send_phase(struct migration *mig, bool final)
+{
+	uint64_t pages = 0, zero = 0;
+	int started = 0;
+
+	for (int i = 0; i < mig->nstreams; i++) {
+		struct stream_worker *w = &mig->workers[i];
+		memset(w, 0, sizeof(*w));
+		w->mig = mig;
+		w->ws = &mig->streams[i];
+		w->final = final;
+		if (pthread_create(&w->thread, NULL, stream_worker_run, w)) {
+			fail(mig, "cannot start stream helper thread");
+			break;
+		}
+		started++;
+	}
+	for (int i = 0; i < started; i++) {
+		struct stream_worker *w = &mig->workers[i];
+		pthread_join(w->thread, NULL);
+		pages += w->pages;
+		zero += w->zero_pages;
+		if (w->rc && !mig->cancel)
+			fail(mig, "%s", w->err[0] ? w->err : strerror(-w->rc));
+	}
+	__atomic_add_fetch(&mig->pages_sent, pages, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mig->zero_pages, zero, __ATOMIC_RELAXED);
+	return mig->failed || mig->cancel ? -1 : 0;
+}
+
+/* ---- connecting ---- */
+
+static int connect_streams(struct migration *mig, int count)
+{
+	struct wire_session_params sp = { .stream_count = (uint32_t)count, .encrypt = mig->p.encrypt };
+	char err[512];
+
+	memcpy(sp.key, mig->p.key, WIRE_KEY_BYTES);
+	memcpy(sp.session, mig->session, WIRE_SESSION_BYTES);
+	for (int i = 0; i < count; i++) {
+		const char *addr = mig->p.addrs[i % mig->p.naddrs];
+		int rc = wire_connect(&mig->streams[i], addr, i, &sp, mig->p.dscp, 5000, err, sizeof(err));
+		if (rc) {
+			fail(mig, "%s", err);
+			explicit_bzero(&sp, sizeof(sp));
+			return rc;
+		}
+		mig->nstreams = i + 1;
+	}
+	explicit_bzero(&sp, sizeof(sp));
+	return 0;
+}
+
+struct probe_arg {
+	struct migration *mig;
+	struct wire_stream *ws;
+	uint64_t deadline, bytes;
+	int rc;
+};
+
+static void *probe_run(void *arg)
+{
+	struct probe_arg *a = arg;
+	char err[256];
+	memset(wire_tx_payload(a->ws), 0xa5, 1 << 20);
+	while (now_ns() < a->deadline && !a->rc) {
+		a->rc = wire_send(a->ws, FRAME_PROBE, 1 << 20, err, sizeof(err));
+		a->bytes += 1 << 20;
+	}
+	return NULL;
+}
+
+static double probe(struct migration *mig, int n)
+{
+	struct probe_arg a[WIRE_MAX_STREAMS];
+	pthread_t th[WIRE_MAX_STREAMS];
+	uint64_t t0 = now_ns(), bytes = 0;
+	for (int i = 0; i < n; i++) {
+		a[i] = (struct probe_arg){ .mig = mig, .ws = &mig->streams[i], .deadline = t0 + PROBE_WINDOW_NS };
+		pthread_create(&th[i], NULL, probe_run, &a[i]);
+	}
+	for (int i = 0; i < n; i++) {
+		pthread_join(th[i], NULL);
+		bytes += a[i].bytes;
+		if (a[i].rc)
+			return -1;
+	}
+	return (double)bytes / ((now_ns() - t0) / 1e9);
+}
+
+/* "auto": open up to STREAMS_AUTO_MAX streams, compare 1, 2, 4 streams for
+ * 20 ms each, and keep the smallest count within 15% of the best rate. */
+static int choose_streams(struct migration *mig)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int max = (int)MIN((long)STREAMS_AUTO_MAX, MAX(cpus * 2, 1L));
+	double best = 0, rate[STREAMS_AUTO_MAX + 1] = { 0 };
+	int chosen = 1;
+
+	if (mig->p.max_bandwidth) /* the cap, not the link, limits: one stream does */
+		return 1;
+	for (int n = 1; n <= max; n *= 2) {
+		rate[n] = probe(mig, n);
+		if (rate[n] < 0)
+			return -1;
+		if (rate[n] > best)
+			best = rate[n];
+	}
+	for (int n = 1; n <= max; n *= 2)
+		if (rate[n] >= best * 0.85) {
+			chosen = n;
+			break;
+		}
+	glide_log("migrate", "streams auto: 1=%.0f MB/s 2=%.0f MB/s 4=%.0f MB/s -> %d", rate[1] / 1e6, rate[2] / 1e6,
+		  rate[4] / 1e6, chosen);
+	return chosen;
+}
+
+static int send_config(struct migration *mig)
+{
+	struct wire_stream *s0 = &mig->streams[0];
+	json_t *cpuid = json_array(), *msg;
+	struct kvm_cpuid2 *c = mig->vm->vcpus[0].cpuid;
+	struct wire_frame f;
+	char err[512], *text;
+	int rc;
+
+	for (uint32_t i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+		json_array_append_new(cpuid, json_pack("[I,I,I,I,I,I]", (json_int_t)e->function, (json_int_t)e->index,
+						       (json_int_t)e->eax, (json_int_t)e->ebx, (json_int_t)e->ecx,
+						       (json_int_t)e->edx));
+	}
+	msg = json_pack("{s:o, s:o, s:i, s:i}", "config", vm_config_to_json(&mig->vm->cfg), "cpuid", cpuid, "protocol",
+			WIRE_PROTOCOL_VERSION, "state_format", STATE_FORMAT_VERSION);
+	text = json_dumps(msg, JSON_COMPACT);
+	json_decref(msg);
+	rc = wire_send_copy(s0, FRAME_CONFIG, text, (uint32_t)strlen(text), err, sizeof(err));
+	free(text);
+	if (!rc)
+		rc = wire_recv(s0, &f, err, sizeof(err));
+	if (rc) {
+		fail(mig, "destination: %s", err);
+		return rc;
+	}
+	if (f.type != FRAME_CONFIG_OK) {
+		json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
+		json_t *e = j ? json_object_get(j, "error") : NULL;
+		fail(mig, "destination refused the VM: %s", json_is_string(e) ? json_string_value(e) : "unknown reason");
+		json_decref(j);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* ---- the migration ---- */
+
+static json_t *phase_json(int number, uint64_t pages, uint64_t zero, uint64_t bytes, double ms, double dirty_rate,
+			  double transmit_rate)
+{
+	return json_pack("{s:i, s:I, s:I, s:I, s:f, s:f, s:f}", "number", number, "pages", (json_int_t)pages,
+			 "zero_pages", (json_int_t)zero, "bytes", (json_int_t)bytes, "duration_ms", ms, "dirty_rate",
+			 dirty_rate, "transmit_rate", transmit_rate);
+}
+
+static int precopy(struct migration *mig)
+{
+	struct dirty_tracker *t = &mig->dirty;
+	uint64_t to_send = t->npages, prev_sent = UINT64_MAX;
+	int rc;
+
+	for (mig->phase = -1;; mig->phase++) {
+		uint64_t t0 = now_ns(), b0 = mig->bytes_sent, p0 = mig->pages_sent, z0 = mig->zero_pages, dirty;
+		pthread_mutex_lock(&mig->lock);
+		mig->phase_pages = to_send;
+		mig->phase_sent = 0;
+		pthread_mutex_unlock(&mig->lock);
+		if (send_phase(mig, false))
+			return -1;
+		rc = dirty_harvest(t, &dirty);
+		if (rc) {
+			fail(mig, "reading the dirty log failed: %s", strerror(-rc));
+			return -1;
+		}
+		double secs = MAX((now_ns() - t0) / 1e9, 1e-6);
+		double tx = (double)(mig->bytes_sent - b0) / secs;
+		double dr = (double)dirty * GUEST_PAGE_SIZE / secs;
+		double predicted_ms = tx > 0 ? (double)dirty * (GUEST_PAGE_SIZE + 16) / tx * 1000 : 1e9;
+		pthread_mutex_lock(&mig->lock);
+		json_array_append_new(mig->phases, phase_json(mig->phase, mig->pages_sent - p0, mig->zero_pages - z0,
+							      mig->bytes_sent - b0, secs * 1000, dr, tx));
+		mig->transmit_rate = tx;
+		mig->dirty_rate = dr;
+		mig->predicted_stun_ms = predicted_ms;
+		pthread_mutex_unlock(&mig->lock);
+
+		if (dirty == 0 || predicted_ms <= (double)mig->p.switchover_goal_ms)
+			return 0;
+		if (mig->p.timeout_s && now_ns() - mig->start_ns > mig->p.timeout_s * 1000000000ULL) {
+			fail(mig, "did not converge within %llu s (dirty rate %.1f MB/s, transmit rate %.1f MB/s, %llu pages left%s)",
+			     (unsigned long long)mig->p.timeout_s, dr / 1e6, tx / 1e6, (unsigned long long)dirty,
+			     mig->p.sdps == SDPS_OFF ? "; SDPS is off" : "");
+			return -1;
+		}
+		if (mig->phase >= MIGRATION_PHASES_MAX) {
+			fail(mig, "did not converge after %d phases", MIGRATION_PHASES_MAX);
+			return -1;
+		}
+		/* Progress: this phase's dirty set must shrink against what we just sent. */
+		bool progressing = mig->phase < 0 || (double)dirty < 0.8 * (double)MIN(to_send, prev_sent);
+		if (mig->p.sdps == SDPS_ALWAYS || (mig->p.sdps == SDPS_DYNAMIC && mig->phase >= 0 &&
+						    (!progressing || mig->sdps.level > 0))) {
+			double level = sdps_next_level(&mig->sdps, dr, tx, progressing);
+			if (level != mig->sdps.level)
+				glide_log("migrate", "phase %d: dirty %.1f MB/s, transmit %.1f MB/s: SDPS level %.3f -> %.3f",
+					  mig->phase, dr / 1e6, tx / 1e6, mig->sdps.level, level);
+			sdps_set_level(&mig->sdps, level);
+		}
+		prev_sent = to_send;
+		to_send = dirty;
+	}
+}
+
+static int switchover(struct migration *mig)
+{
+	struct wire_stream *s0 = &mig->streams[0];
+	struct state_buf blob = { 0 };
+	struct state_writer w = { state_writer_buf, &blob };
+	struct wire_frame f;
+	uint64_t dirty, t0, b0, p0, z0;
+	char err[512];
+	int rc;
+
+	set_stage(mig, "switchover");
+	sdps_stop(&mig->sdps);
+	mig->stun_start_ns = now_ns();
+	if (vm_pause(mig->vm)) {
+		fail(mig, "the VM shut down during migration");
+		return -1;
+	}
+	t0 = now_ns(), b0 = mig->bytes_sent, p0 = mig->pages_sent, z0 = mig->zero_pages;
+	rc = dirty_harvest(&mig->dirty, &dirty);
+	if (rc) {
+		fail(mig, "reading the dirty log failed: %s", strerror(-rc));
+		return -1;
+	}
+	mig->phase++;
+	pthread_mutex_lock(&mig->lock);
+	mig->phase_pages = dirty;
+	mig->phase_sent = 0;
+	pthread_mutex_unlock(&mig->lock);
+	if (send_phase(mig, true))
+		return -1;
+	rc = state_save_all(mig->vm, &w, true);
+	if (rc || blob.failed || blob.len > WIRE_FRAME_MAX_PAYLOAD) {
+		fail(mig, "capturing the VM state failed: %s", rc ? strerror(-rc) : "too large");
+		sbuf_free(&blob);
+		return -1;
+	}
+	rc = wire_send_copy(s0, FRAME_STATE, blob.data, (uint32_t)blob.len, err, sizeof(err));
+	__atomic_add_fetch(&mig->bytes_sent, blob.len, __ATOMIC_RELAXED);
+	sbuf_free(&blob);
+	double secs = MAX((now_ns() - t0) / 1e9, 1e-6);
+	pthread_mutex_lock(&mig->lock);
+	json_array_append_new(mig->phases, phase_json(mig->phase, mig->pages_sent - p0, mig->zero_pages - z0,
+						      mig->bytes_sent - b0, secs * 1000, 0,
+						      (double)(mig->bytes_sent - b0) / secs));
+	pthread_mutex_unlock(&mig->lock);
+	if (!rc)
+		rc = wire_recv(s0, &f, err, sizeof(err));
+	if (rc) {
+		fail(mig, "switchover: %s", err);
+		return -1;
+	}
+	if (f.type != FRAME_RESTORED) {
+		json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
+		json_t *e = j ? json_object_get(j, "error") : NULL;
+		fail(mig, "destination could not restore the VM: %s", json_is_string(e) ? json_string_value(e) : wire_frame_name(f.type));
+		json_decref(j);
+		return -1;
+	}
+	/* Commit point: from here the destination owns the VM. */
+	rc = wire_send(s0, FRAME_GO, 0, err, sizeof(err));
+	if (rc) {
+		fail(mig, "switchover: sending GO failed: %s", err);
+		return -1;
+	}
+	mig->resumed_source = false;
+	pthread_mutex_lock(&mig->lock);
+	mig->stage = "released";
+	pthread_mutex_unlock(&mig->lock);
+	if (wire_recv(s0, &f, err, sizeof(err)) == 0 && f.type == FRAME_RUNNING) {
+		json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
+		mig->dest_restore_ms = j ? json_real_value(json_object_get(j, "restore_ms")) : 0;
+		json_decref(j);
+	} else {
+		glide_log("migrate", "destination did not confirm RUNNING: %s", err);
+	}
+	mig->stun_end_ns = now_ns();
+	return 0;
+}
+
+static void *migration_thread(void *arg)
+{
+	struct migration *mig = arg;
+	struct vm *vm = mig->vm;
+	bool was_paused = vm->pause_requested;
+	int count = mig->p.streams ? mig->p.streams : STREAMS_AUTO_MAX;
+	bool committed = false;
+
+	glide_log("migrate", "migrating to %s (%d address%s, streams %s, goal %llu ms, bandwidth %s, sdps %d, encrypt %d)",
+		  mig->p.addrs[0], mig->p.naddrs, mig->p.naddrs > 1 ? "es" : "",
+		  mig->p.streams ? "fixed" : "auto", (unsigned long long)mig->p.switchover_goal_ms,
+		  mig->p.max_bandwidth ? "capped" : "unlimited", mig->p.sdps, mig->p.encrypt);
+	set_stage(mig, "connecting");
+	if (connect_streams(mig, count))
+		goto out;
+	if (!mig->p.streams) {
+		int n = choose_streams(mig);
+		if (n < 0) {
+			fail(mig, "stream probe failed: connection lost");
+			goto out;
+		}
+		/* Streams beyond n stay open and just end with FINAL. */
+		mig->nstreams = n;
+	}
+	set_stage(mig, "prepare");
+	if (send_config(mig))
+		goto out;
+	set_stage(mig, "precopy");
+	int rc = dirty_start(&mig->dirty, vm);
+	if (rc) {
+		fail(mig, "cannot start page tracing: %s", strerror(-rc));
+		goto out;
+	}
+	if (precopy(mig))
+		goto out;
+	committed = switchover(mig) == 0;
+out:
+	for (int i = mig->nstreams; i < count; i++) /* auto: idle streams */
+		if (mig->streams[i].fd >= 0 && mig->streams[i].tx_buf && committed)
+			wire_send(&mig->streams[i], FRAME_FINAL, 0, (char[8]){ 0 }, 8);
+	sdps_stop(&mig->sdps);
+	if (!committed && mig->nstreams > 0 && mig->streams[0].fd >= 0 && mig->streams[0].tx_buf) {
+		json_t *j = json_pack("{s:s}", "error", mig->cancel ? "cancelled" : mig->error);
+		char *text = json_dumps(j, JSON_COMPACT);
+		wire_send_copy(&mig->streams[0], FRAME_ABORT, text, (uint32_t)strlen(text), (char[8]){ 0 }, 8);
+		free(text);
+		json_decref(j);
+	}
+	for (int i = 0; i < count && i < WIRE_MAX_STREAMS; i++)
+		if (mig->streams[i].tx_buf || mig->streams[i].fd >= 0)
+			wire_close(&mig->streams[i]);
+	if (mig->dirty.vm)
+		dirty_stop(&mig->dirty);
+	pthread_mutex_lock(&mig->lock);
+	mig->end_ns = now_ns();
+	if (committed) {
+		mig->status = "completed";
+		mig->stage = "completed";
+	} else {
+		mig->status = mig->cancel ? "cancelled" : "failed";
+		mig->stage = mig->status;
+		if (mig->cancel && !mig->error[0])
+			snprintf(mig->error, sizeof(mig->error), "cancelled");
+	}
+	pthread_mutex_unlock(&mig->lock);
+	if (committed) {
+		glide_log("migrate", "completed: %.1f ms total, stun %.1f ms", (mig->end_ns - mig->start_ns) / 1e6,
+			  (mig->stun_end_ns - mig->stun_start_ns) / 1e6);
+		mig->mon->migrated_away = true;
+		vm_request_exit(vm, 0, "migrated to another host");
+	} else {
+		if (!was_paused)
+			vm_resume(vm);
+		mig->resumed_source = true;
+		glide_log("migrate", "%s: %s; the VM keeps running here", mig->status, mig->error);
+	}
+	return NULL;
+}
+
+/* ---- API ---- */
+
+static json_t *migration_json(struct migration *mig)
+{
+	pthread_mutex_lock(&mig->lock);
+	uint64_t end = mig->end_ns ? mig->end_ns : now_ns();
+	double stun_ms = mig->stun_end_ns ? (mig->stun_end_ns - mig->stun_start_ns) / 1e6 : 0;
+	uint64_t remaining = mig->phase_pages > mig->phase_sent ? mig->phase_pages - mig->phase_sent : 0;
+	json_t *j = json_pack("{s:s, s:s, s:i, s:f, s:f, s:I, s:I, s:I, s:I, s:i, s:f, s:f, s:f, s:b, s:o}",
+			      "status", mig->status, "stage", mig->stage, "phase", mig->phase,
+			      "total_ms", (end - mig->start_ns) / 1e6, "stun_ms", stun_ms,
+			      "bytes_sent", (json_int_t)mig->bytes_sent, "pages_sent", (json_int_t)mig->pages_sent,
+			      "zero_pages", (json_int_t)mig->zero_pages, "remaining_pages", (json_int_t)remaining,
+			      "streams", mig->nstreams, "transmit_rate", mig->transmit_rate, "dirty_rate", mig->dirty_rate,
+			      "predicted_stun_ms", mig->predicted_stun_ms,
+			      "encrypted", mig->nstreams > 0 && mig->streams[0].encrypted,
+			      "phases", json_deep_copy(mig->phases));
+	json_object_set_new(j, "sdps", json_pack("{s:s, s:f, s:f, s:f}", "mode",
+						 mig->p.sdps == SDPS_OFF ? "off" : mig->p.sdps == SDPS_ALWAYS ? "always" : "dynamic",
+						 "level", mig->sdps.level, "max_level", mig->sdps.max_level,
+						 "guest_time_ms", sdps_guest_time_ns(&mig->sdps) / 1e6));
+	json_object_set_new(j, "iteration", json_integer(mig->phase + 1));
+	json_object_set_new(j, "switchover_goal_ms", json_integer((json_int_t)mig->p.switchover_goal_ms));
+	json_object_set_new(j, "max_bandwidth", json_integer((json_int_t)mig->p.max_bandwidth));
+	if (mig->dest_restore_ms)
+		json_object_set_new(j, "dest_restore_ms", json_real(mig->dest_restore_ms));
+	if (mig->error[0])
+		json_object_set_new(j, "error", json_string(mig->error));
+	json_object_set_new(j, "source_resumed", json_boolean(mig->resumed_source));
+	pthread_mutex_unlock(&mig->lock);
+	return j;
+}
+
+static int parse_params(json_t *b, struct migration_params *p, char *err, size_t errlen)
+{
+	json_t *v;
+	memset(p, 0, sizeof(*p));
+	p->switchover_goal_ms = SWITCHOVER_GOAL_MS_DEFAULT;
+	p->sdps = SDPS_DYNAMIC;
+	p->encrypt = ENCRYPT_OPPORTUNISTIC;
+	if (!json_is_object(b)) {
+		errf(err, errlen, "migration needs a JSON body with at least \"to\" and \"key_file\"");
+		return -EINVAL;
+	}
+	v = json_object_get(b, "to");
+	if (!json_is_string(v) || (p->naddrs = wire_parse_addrs(json_string_value(v), p->addrs, WIRE_MAX_STREAMS)) < 0) {
+		errf(err, errlen, "\"to\" must be HOST:PORT[,HOST:PORT...] (at most %d)", WIRE_MAX_STREAMS);
+		return -EINVAL;
+	}
+	v = json_object_get(b, "key_file");
+	if (!json_is_string(v)) {
+		errf(err, errlen, "\"key_file\" (a file holding the one-time key as 64 hex digits) is required");
+		return -EINVAL;
+	}
+	if (read_key_file(json_string_value(v), p->key, err, errlen))
+		return -EINVAL;
+	v = json_object_get(b, "streams");
+	if (v && !(json_is_string(v) && !strcmp(json_string_value(v), "auto"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > WIRE_MAX_STREAMS) {
+			errf(err, errlen, "\"streams\" must be 1..%d or \"auto\"", WIRE_MAX_STREAMS);
+			return -EINVAL;
+		}
+		p->streams = (int)json_integer_value(v);
+	}
+	v = json_object_get(b, "switchover_goal_ms");
+	if (v) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 600000) {
+			errf(err, errlen, "\"switchover_goal_ms\" must be 1..600000");
+			return -EINVAL;
+		}
+		p->switchover_goal_ms = (uint64_t)json_integer_value(v);
+	}
+	v = json_object_get(b, "max_bandwidth");
+	if (v) {
+		if (json_is_integer(v) && json_integer_value(v) >= 0)
+			p->max_bandwidth = (uint64_t)json_integer_value(v);
+		else if (!json_is_string(v) || parse_rate(json_string_value(v), &p->max_bandwidth)) {
+			errf(err, errlen, "\"max_bandwidth\" must be bytes/s (e.g. 52428800 or \"50M\")");
+			return -EINVAL;
+		}
+	}
+	v = json_object_get(b, "sdps");
+	if (v) {
+		const char *s = json_string_value(v);
+		if (s && !strcmp(s, "off")) p->sdps = SDPS_OFF;
+		else if (s && !strcmp(s, "always")) p->sdps = SDPS_ALWAYS;
+		else if (s && !strcmp(s, "dynamic")) p->sdps = SDPS_DYNAMIC;
+		else {
+			errf(err, errlen, "\"sdps\" must be off, always or dynamic");
+			return -EINVAL;
+		}
+	}
+	v = json_object_get(b, "encrypt");
+	if (v) {
+		const char *s = json_string_value(v);
+		if (s && !strcmp(s, "off")) p->encrypt = ENCRYPT_OFF;
+		else if (s && !strcmp(s, "opportunistic")) p->encrypt = ENCRYPT_OPPORTUNISTIC;
+		else if (s && !strcmp(s, "required")) p->encrypt = ENCRYPT_REQUIRED;
+		else {
+			errf(err, errlen, "\"encrypt\" must be off, opportunistic or required");
+			return -EINVAL;
+		}
+	}
+	v = json_object_get(b, "timeout_s");
+	if (v) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0) {
+			errf(err, errlen, "\"timeout_s\" must be a non-negative integer");
+			return -EINVAL;
+		}
+		p->timeout_s = (uint64_t)json_integer_value(v);
+	}
+	v = json_object_get(b, "dscp");
+	if (v) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 63) {
+			errf(err, errlen, "\"dscp\" must be 0..63");
+			return -EINVAL;
+		}
+		p->dscp = (int)json_integer_value(v);
+	}
+	return 0;
+}
+
+static bool migration_active(struct migration *mig)
+{
+	return mig && !strcmp(mig->status, "running");
+}
+
+int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct monitor *m = ctx;
+	struct migration *mig;
+	char err[512];
+
+	if (m->vm.state == VM_STATE_MASKED || m->incoming || m->migrated_away || m->vm.quit) {
+		*resp = http_error("this VM cannot be migrated now (state %s)", m->migrated_away ? "migrated" : vm_state_name(m->vm.state));
+		return 409;
+	}
+	mig = calloc(1, sizeof(*mig));
+	if (!mig)
+		return 500;
+	if (parse_params(req->body, &mig->p, err, sizeof(err))) {
+		explicit_bzero(mig, sizeof(*mig));
+		free(mig);
+		*resp = http_error("%s", err);
+		return 400;
+	}
+	if (pthread_mutex_trylock(&m->op_lock)) {
+		explicit_bzero(mig, sizeof(*mig));
+		free(mig);
+		*resp = http_error("another operation (snapshot or migration) is in progress");
+		return 409;
+	}
+	pthread_mutex_lock(&migration_ptr_lock);
+	if (migration_active(m->migration)) {
+		pthread_mutex_unlock(&migration_ptr_lock);
+		pthread_mutex_unlock(&m->op_lock);
+		free(mig);
+		*resp = http_error("a migration is already in progress");
+		return 409;
+	}
+	mig->mon = m;
+	mig->vm = &m->vm;
+	mig->status = "running";
+	mig->stage = "starting";
+	mig->phase = -1;
+	mig->phases = json_array();
+	mig->start_ns = now_ns();
+	pthread_mutex_init(&mig->lock, NULL);
+	pthread_mutex_init(&mig->rl.lock, NULL);
+	mig->rl.bytes_per_s = mig->p.max_bandwidth;
+	for (int i = 0; i < WIRE_MAX_STREAMS; i++)
+		mig->streams[i].fd = -1;
+	RAND_bytes(mig->session, sizeof(mig->session));
+	sdps_init(&mig->sdps, &m->vm);
+	/* Old finished migrations are kept: status readers may still hold them. */
+	m->migration = mig;
+	pthread_mutex_unlock(&migration_ptr_lock);
+	if (pthread_create(&mig->thread, NULL, migration_thread, mig)) {
+		mig->status = "failed";
+		pthread_mutex_unlock(&m->op_lock);
+		*resp = http_error("cannot start the migration thread");
+		return 500;
+	}
+	/* The op lock is released by the thread's joiner: see migrate_reap. */
+	pthread_detach(mig->thread);
+	pthread_mutex_unlock(&m->op_lock);
+	*resp = migration_json(mig);
+	return 202;
+}
+
+int migrate_api_status(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct monitor *m = ctx;
+	pthread_mutex_lock(&migration_ptr_lock);
+	if (!m->migration) {
+		pthread_mutex_unlock(&migration_ptr_lock);
+		*resp = http_error("no migration has been started on this VM");
+		return 404;
+	}
+	*resp = migration_json(m->migration);
+	if (!migration_active(m->migration))
+		m->final_status_served = true;
+	pthread_mutex_unlock(&migration_ptr_lock);
+	return 200;
+}
+
+static void cancel_streams(struct migration *mig)
+{
+	mig->cancel = true;
+	for (int i = 0; i < WIRE_MAX_STREAMS; i++)
+		if (mig->streams[i].fd >= 0)
+			shutdown(mig->streams[i].fd, SHUT_RDWR);
+}
+
+int migrate_api_cancel(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct monitor *m = ctx;
+	struct migration *mig = m->migration;
+	if (!migration_active(mig)) {
+		*resp = http_error("no migration is in progress");
+		return 409;
+	}
+	if (!strcmp(mig->stage, "released")) {
+		*resp = http_error("too late to cancel: the destination already owns the VM");
+		return 409;
+	}
+	cancel_streams(mig);
+	for (int i = 0; i < 3000 && migration_active(mig); i++)
+		sleep_ns(1000000);
+	*resp = migration_json(mig);
+	return 200;
+}
+
+void migrate_cancel(struct monitor *m)
+{
+	struct migration *mig = m->migration;
+	if (!migration_active(mig))
+		return;
+	if (strcmp(mig->stage, "released"))
+		cancel_streams(mig);
+	for (int i = 0; i < 5000 && migration_active(mig); i++)
+		sleep_ns(1000000);
+}

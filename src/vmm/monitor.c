@@ -34,7 +34,7 @@ json_t *monitor_status_json(struct monitor *m)
 		throttle += vm->vcpus[i].throttle_ns;
 	}
 	pthread_mutex_lock(&vm->lock);
-	const char *state = m->migrated_away ? "migrated" : vm_state_name(vm->state);
+	const char *state = m->migrated_away ? "migrated" : m->incoming ? "incoming" : vm_state_name(vm->state);
 	uint64_t uptime = vm->started_ns ? (now_ns() - vm->started_ns) / 1000000 : 0;
 	pthread_mutex_unlock(&vm->lock);
 	return json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:{s:I, s:I, s:I}, s:I, s:i, s:o}",
@@ -196,6 +196,11 @@ static void *signal_thread(void *arg)
 	sigaddset(&set, SIGHUP);
 	if (sigwait(&set, &sig) == 0) {
 		glide_log("monitor", "signal %d: shutting down", sig);
+		if (m->incoming || m->vm.nvcpus == 0) { /* nothing runs yet: discard */
+			if (m->api_path[0])
+				unlink(m->api_path);
+			_exit(1);
+		}
 		if (m->migration)
 			migrate_cancel(m);
 		vm_request_exit(&m->vm, 0, "stopped by signal");
@@ -374,6 +379,7 @@ int monitor_main(int argc, char **argv)
 	pthread_mutex_init(&m->op_lock, NULL);
 	snprintf(m->api_path, sizeof(m->api_path), "%s", api);
 
+	pthread_create(&sig_thread, NULL, signal_thread, m);
 	if (incoming) {
 		rc = migrate_incoming(m, incoming, key_file, have_memory ? &args.cfg : NULL, serial_fd, err, sizeof(err));
 		if (rc < 0) {
@@ -427,12 +433,17 @@ int monitor_main(int argc, char **argv)
 		return 1;
 	}
 run:
-	pthread_create(&sig_thread, NULL, signal_thread, m);
 	glide_log("monitor", "VM %s running: %d vCPUs, %llu MiB, API %s", m->vm.cfg.name[0] ? m->vm.cfg.name : "(unnamed)",
 		  m->vm.nvcpus, (unsigned long long)(m->vm.cfg.memory_bytes >> 20), api);
 	rc = vm_wait_exit(&m->vm);
 	glide_log("monitor", "VM stopped: %s (exit status %d)", m->vm.exit_reason, rc);
 	migrate_cancel(m);
+	if (m->migrated_away) {
+		/* The VM now runs elsewhere: keep the API up until the migration's
+		 * result has been read (at most 10 s), then release everything. */
+		for (int i = 0; i < 200 && !m->final_status_served; i++)
+			sleep_ns(50000000);
+	}
 	http_server_stop(m->api);
 	m->api = NULL;
 	if (rc == 2)

@@ -16,6 +16,7 @@ struct monitor {
 	struct migration *migration; /* outgoing migration, NULL when none */
 	json_t *last_migration;      /* final statistics of the last outgoing migration */
 	bool migrated_away;          /* source released after a completed migration */
+	bool final_status_served;    /* the last migration's result was read through the API */
 	bool incoming;               /* waiting for / receiving an incoming migration */
 };
 

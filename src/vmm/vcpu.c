@@ -55,7 +55,7 @@ static void vcpu_throttle(struct vcpu *v)
 	if (!sleep)
 		return;
 	now = now_ns();
-	if (now - v->last_throttle_ns < period)
+	if (now - v->last_throttle_ns < period / 2) /* kicked early for another reason */
 		return;
 	sleep_ns(sleep);
 	v->throttle_ns += sleep;

@@ -124,4 +124,7 @@ void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len);
 /* CPUID (cpuid.c) */
 int cpuid_build(struct vm *vm, char *err, size_t errlen);
 void cpuid_mask_all_ones(struct vm_config *cfg);
+/* Names the features `want` has and `have` lacks (comma separated); returns how many. */
+int cpuid_missing_features(const struct kvm_cpuid2 *want, const struct kvm_cpuid2 *have, char *out, size_t len);
+const char *cpuid_feature_name(uint32_t leaf, char reg, int bit);
 #endif

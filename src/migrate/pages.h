@@ -1,0 +1,42 @@
+/* Page tracing and page transfer: KVM dirty logging (manual protect with
+ * chunked clears), and the encoding of page runs in PAGES frames. */
+#ifndef GLIDE_MIGRATE_PAGES_H
+#define GLIDE_MIGRATE_PAGES_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "vmm/vm.h"
+
+#define PAGES_PER_CHUNK 512ULL          /* 2 MiB: unit of clearing and of stream assignment */
+#define PAGE_RUN_ZERO 0u
+#define PAGE_RUN_DATA 1u
+#define PAGES_FRAME_MAX_DATA_PAGES 256u /* 1 MiB of page data per frame */
+#define PAGES_FRAME_MAX_RUNS 1024u
+
+struct page_run {
+	uint64_t first_pfn;   /* RAM page number (ram offset / 4 KiB) */
+	uint32_t npages;
+	uint32_t kind;
+};
+
+struct dirty_tracker {
+	struct vm *vm;
+	uint64_t npages;
+	uint64_t *bitmap;      /* pages to send in the current phase */
+	uint64_t *slot_bits;   /* scratch for KVM_GET_DIRTY_LOG */
+	bool manual_protect;   /* clear in chunks just before sending */
+	bool skip_nonresident; /* untouched host pages are zero (no swap on this host) */
+};
+
+int dirty_start(struct dirty_tracker *t, struct vm *vm);
+/* ORs KVM's dirty log (and pages written by the monitor) into t->bitmap; returns the count of set bits. */
+int dirty_harvest(struct dirty_tracker *t, uint64_t *count);
+/* Write-protects again the pages of one chunk that are about to be sent. */
+int dirty_clear_chunk(struct dirty_tracker *t, uint64_t chunk);
+void dirty_stop(struct dirty_tracker *t);
+uint64_t dirty_count(const struct dirty_tracker *t);
+
+bool page_is_zero(const uint8_t *page);
+/* Which stream carries a chunk: fixed for the whole migration so that two
+ * copies of a page never race each other on different connections. */
+static inline int chunk_stream(uint64_t chunk, int nstreams) { return (int)(chunk % (uint64_t)nstreams); }
+#endif

@@ -1,0 +1,35 @@
+/* SDPS (stun during page send): slow the vCPUs in short slices so that
+ * pre-copy converges when the guest dirties memory faster than we send it. */
+#ifndef GLIDE_MIGRATE_SDPS_H
+#define GLIDE_MIGRATE_SDPS_H
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "vmm/vm.h"
+
+enum sdps_mode { SDPS_OFF, SDPS_ALWAYS, SDPS_DYNAMIC };
+
+#define SDPS_LEVEL_MAX 0.99
+#define SDPS_SLEEP_MAX_NS 10000000ULL /* longest single stall: 10 ms */
+#define SDPS_RUN_SLICE_NS 2000000ULL  /* default run slice between stalls */
+#define SDPS_RUN_SLICE_MIN_NS 100000ULL
+
+struct sdps {
+	struct vm *vm;
+	pthread_t thread;
+	bool thread_running;
+	volatile bool stop;
+	double level;        /* fraction of guest run time taken, 0 .. SDPS_LEVEL_MAX */
+	double max_level;    /* highest level used */
+	uint64_t base_throttle_ns;
+};
+
+void sdps_init(struct sdps *s, struct vm *vm);
+/* Sets the throttle level; starts or stops the kicker thread as needed. */
+void sdps_set_level(struct sdps *s, double level);
+/* Next level from the measured rates (bytes/s) of the last phase. */
+double sdps_next_level(const struct sdps *s, double dirty_rate, double transmit_rate, bool progressing);
+void sdps_stop(struct sdps *s);
+/* Guest run time SDPS has taken from all vCPUs so far (ns). */
+uint64_t sdps_guest_time_ns(const struct sdps *s);
+#endif

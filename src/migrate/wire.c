@@ -1,0 +1,472 @@
+/* The migration wire: TCP connections that both sides authenticate with the
+ * one-time key (HMAC-SHA256 over fresh nonces, never the key itself), then
+ * frames: header (type, length, sequence) + payload + trailer.
+ *
+ * Encrypted streams use AES-256-GCM with per-stream, per-direction keys
+ * derived from the one-time key, the session id and both nonces; the IV is
+ * the frame sequence number and the header is authenticated data, so a
+ * flipped bit, a replayed or reordered frame fails the tag check. Plain
+ * streams carry a CRC32 of header and payload instead. */
+#include "migrate/wire.h"
+#include "common/util.h"
+#include "common/net.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/time.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define HELLO_D_BYTES (8 + 4 + 4 + WIRE_NONCE_BYTES)
+#define HELLO_S_BYTES (8 + 4 + 4 + WIRE_SESSION_BYTES + 4 + 4 + WIRE_NONCE_BYTES + WIRE_MAC_BYTES)
+#define AUTH_D_BYTES (4 + 4 + WIRE_MAC_BYTES)
+#define WIRE_BUF_BYTES (WIRE_FRAME_HEADER_BYTES + WIRE_FRAME_MAX_PAYLOAD + WIRE_GCM_TAG_BYTES)
+#define HANDSHAKE_TIMEOUT_MS 10000
+
+const char *wire_frame_name(uint32_t type)
+{
+	static const char *names[] = { "?", "CONFIG", "CONFIG_OK", "PAGES", "PROBE", "FINAL", "STATE",
+				       "RESTORED", "GO", "RUNNING", "ABORT" };
+	return type < sizeof(names) / sizeof(names[0]) ? names[type] : "?";
+}
+
+int wire_parse_addrs(const char *list, char addrs[][128], int max)
+{
+	int n = 0;
+	const char *p = list;
+	while (p && *p) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (!len || len >= 128 || n >= max || !memchr(p, ':', len))
+			return -EINVAL;
+		memcpy(addrs[n], p, len);
+		addrs[n][len] = 0;
+		n++;
+		p = comma ? comma + 1 : NULL;
+	}
+	return n ? n : -EINVAL;
+}
+
+static void hmac(const uint8_t key[WIRE_KEY_BYTES], const void *msg, size_t len, uint8_t out[WIRE_MAC_BYTES])
+{
+	unsigned int outlen = WIRE_MAC_BYTES;
+	HMAC(EVP_sha256(), key, WIRE_KEY_BYTES, msg, len, out, &outlen);
+}
+
+static int timed_io(int fd, void *buf, size_t len, bool is_write, int timeout_ms)
+{
+	uint8_t *p = buf;
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+	while (len) {
+		struct pollfd pfd = { .fd = fd, .events = is_write ? POLLOUT : POLLIN };
+		uint64_t now = now_ns();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		int r = poll(&pfd, 1, (int)((deadline - now) / 1000000ULL) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r ? -errno : -ETIMEDOUT;
+		ssize_t n = is_write ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, 0);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EPIPE;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void derive_keys(struct wire_stream *s, const uint8_t key[WIRE_KEY_BYTES], const uint8_t *session,
+			const uint8_t *nonce_d, const uint8_t *nonce_s, bool is_source)
+{
+	uint8_t msg[32 + WIRE_SESSION_BYTES + 2 * WIRE_NONCE_BYTES + 4];
+	uint8_t s2d[WIRE_MAC_BYTES], d2s[WIRE_MAC_BYTES];
+	uint32_t idx = (uint32_t)s->index;
+	size_t n;
+
+	for (int dir = 0; dir < 2; dir++) {
+		memset(msg, 0, sizeof(msg));
+		memcpy(msg, dir ? "glide/1 key d2s" : "glide/1 key s2d", 15);
+		n = 32;
+		memcpy(msg + n, session, WIRE_SESSION_BYTES), n += WIRE_SESSION_BYTES;
+		memcpy(msg + n, nonce_d, WIRE_NONCE_BYTES), n += WIRE_NONCE_BYTES;
+		memcpy(msg + n, nonce_s, WIRE_NONCE_BYTES), n += WIRE_NONCE_BYTES;
+		memcpy(msg + n, &idx, 4), n += 4;
+		hmac(key, msg, n, dir ? d2s : s2d);
+	}
+	memcpy(s->tx_key, is_source ? s2d : d2s, WIRE_KEY_BYTES);
+	memcpy(s->rx_key, is_source ? d2s : s2d, WIRE_KEY_BYTES);
+	explicit_bzero(s2d, sizeof(s2d));
+	explicit_bzero(d2s, sizeof(d2s));
+}
+
+static int stream_setup(struct wire_stream *s)
+{
+	s->tx_buf = malloc(WIRE_BUF_BYTES);
+	s->rx_buf = malloc(WIRE_BUF_BYTES);
+	if (!s->tx_buf || !s->rx_buf)
+		return -ENOMEM;
+	if (s->encrypted) {
+		s->tx_ctx = EVP_CIPHER_CTX_new();
+		s->rx_ctx = EVP_CIPHER_CTX_new();
+		if (!s->tx_ctx || !s->rx_ctx ||
+		    EVP_EncryptInit_ex(s->tx_ctx, EVP_aes_256_gcm(), NULL, s->tx_key, NULL) != 1 ||
+		    EVP_DecryptInit_ex(s->rx_ctx, EVP_aes_256_gcm(), NULL, s->rx_key, NULL) != 1)
+			return -EIO;
+	}
+	return 0;
+}
+
+static void client_mac(const uint8_t key[WIRE_KEY_BYTES], const uint8_t *hello_s_without_mac,
+		       const uint8_t *nonce_d, uint8_t out[WIRE_MAC_BYTES])
+{
+	uint8_t msg[16 + WIRE_NONCE_BYTES + HELLO_S_BYTES];
+	memcpy(msg, "glide/1 client\0\0", 16);
+	memcpy(msg + 16, nonce_d, WIRE_NONCE_BYTES);
+	memcpy(msg + 16 + WIRE_NONCE_BYTES, hello_s_without_mac, HELLO_S_BYTES - WIRE_MAC_BYTES);
+	hmac(key, msg, 16 + WIRE_NONCE_BYTES + HELLO_S_BYTES - WIRE_MAC_BYTES, out);
+}
+
+static void server_mac(const uint8_t key[WIRE_KEY_BYTES], const uint8_t *auth_without_mac, const uint8_t *nonce_s,
+		       const uint8_t *nonce_d, const uint8_t *session, uint8_t out[WIRE_MAC_BYTES])
+{
+	uint8_t msg[16 + 2 * WIRE_NONCE_BYTES + WIRE_SESSION_BYTES + 8];
+	size_t n = 0;
+	memcpy(msg, "glide/1 server\0\0", 16), n = 16;
+	memcpy(msg + n, nonce_s, WIRE_NONCE_BYTES), n += WIRE_NONCE_BYTES;
+	memcpy(msg + n, nonce_d, WIRE_NONCE_BYTES), n += WIRE_NONCE_BYTES;
+	memcpy(msg + n, session, WIRE_SESSION_BYTES), n += WIRE_SESSION_BYTES;
+	memcpy(msg + n, auth_without_mac, 8), n += 8;
+	hmac(key, msg, n, out);
+}
+
+/* Data phase: blocking I/O with a stall timeout; cancel uses shutdown(). */
+static void set_blocking(int fd)
+{
+	struct timeval tv = { .tv_sec = 30 };
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+int wire_connect(struct wire_stream *s, const char *addr, int index, const struct wire_session_params *p,
+		 int dscp, int timeout_ms, char *err, size_t errlen)
+{
+	uint8_t hd[HELLO_D_BYTES], hs[HELLO_S_BYTES], ad[AUTH_D_BYTES], mac[WIRE_MAC_BYTES];
+	uint8_t nonce_s[WIRE_NONCE_BYTES];
+	uint32_t version, flags, status, u;
+	int fd, rc;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	s->index = index;
+	snprintf(s->peer, sizeof(s->peer), "%s", addr);
+	fd = net_connect_tcp(addr, timeout_ms, dscp, err, errlen);
+	if (fd < 0)
+		return fd;
+	s->fd = fd;
+	rc = timed_io(fd, hd, sizeof(hd), false, HANDSHAKE_TIMEOUT_MS);
+	if (rc) {
+		errf(err, errlen, "%s: no migration handshake from the destination (%s)", addr,
+		     rc == -EPIPE ? "connection closed" : strerror(-rc));
+		goto fail;
+	}
+	if (memcmp(hd, WIRE_MAGIC, 8)) {
+		errf(err, errlen, "%s is not a glide migration destination", addr);
+		rc = -EPROTO;
+		goto fail;
+	}
+	memcpy(&version, hd + 8, 4);
+	memcpy(&flags, hd + 12, 4);
+	if (version != WIRE_PROTOCOL_VERSION) {
+		errf(err, errlen, "%s speaks migration protocol version %u, this glide speaks %u", addr, version,
+		     WIRE_PROTOCOL_VERSION);
+		rc = -EPROTONOSUPPORT;
+		goto fail;
+	}
+	bool dest_can_encrypt = flags & WIRE_FLAG_ENCRYPT;
+	if (p->encrypt == ENCRYPT_REQUIRED && !dest_can_encrypt) {
+		errf(err, errlen, "encryption is required but the destination %s does not support it", addr);
+		rc = -EPROTO;
+		goto fail;
+	}
+	RAND_bytes(nonce_s, sizeof(nonce_s));
+	size_t n = 0;
+	memcpy(hs, WIRE_MAGIC, 8), n = 8;
+	u = WIRE_PROTOCOL_VERSION, memcpy(hs + n, &u, 4), n += 4;
+	u = (p->encrypt != ENCRYPT_OFF && dest_can_encrypt ? WIRE_FLAG_ENCRYPT : 0) |
+	    (p->encrypt == ENCRYPT_REQUIRED ? WIRE_FLAG_ENCRYPT_REQUIRED : 0);
+	memcpy(hs + n, &u, 4), n += 4;
+	memcpy(hs + n, p->session, WIRE_SESSION_BYTES), n += WIRE_SESSION_BYTES;
+	u = (uint32_t)index, memcpy(hs + n, &u, 4), n += 4;
+	u = p->stream_count, memcpy(hs + n, &u, 4), n += 4;
+	memcpy(hs + n, nonce_s, WIRE_NONCE_BYTES), n += WIRE_NONCE_BYTES;
+	client_mac(p->key, hs, hd + 16, hs + n);
+	rc = timed_io(fd, hs, sizeof(hs), true, HANDSHAKE_TIMEOUT_MS);
+	if (!rc)
+		rc = timed_io(fd, ad, sizeof(ad), false, HANDSHAKE_TIMEOUT_MS);
+	if (rc) {
+		errf(err, errlen, "%s refused the migration connection (wrong key?): %s", addr,
+		     rc == -EPIPE ? "connection closed" : strerror(-rc));
+		rc = -EACCES;
+		goto fail;
+	}
+	server_mac(p->key, ad, nonce_s, hd + 16, p->session, mac);
+	if (CRYPTO_memcmp(mac, ad + 8, WIRE_MAC_BYTES)) {
+		errf(err, errlen, "%s could not prove it knows the migration key", addr);
+		rc = -EACCES;
+		goto fail;
+	}
+	memcpy(&status, ad, 4);
+	memcpy(&flags, ad + 4, 4);
+	if (status) {
+		errf(err, errlen, "%s refused the migration stream (status %u)", addr, status);
+		rc = -EPROTO;
+		goto fail;
+	}
+	s->encrypted = flags & WIRE_FLAG_ENCRYPT;
+	if (p->encrypt == ENCRYPT_REQUIRED && !s->encrypted) {
+		errf(err, errlen, "encryption is required but %s did not enable it", addr);
+		rc = -EPROTO;
+		goto fail;
+	}
+	derive_keys(s, p->key, p->session, hd + 16, nonce_s, true);
+	rc = stream_setup(s);
+	if (rc) {
+		errf(err, errlen, "cannot set up stream buffers/cipher");
+		goto fail;
+	}
+	set_blocking(fd);
+	return 0;
+fail:
+	wire_close(s);
+	return rc;
+}
+
+int wire_accept(struct wire_stream *s, int fd, const uint8_t key[WIRE_KEY_BYTES], bool can_encrypt,
+		uint8_t session_out[WIRE_SESSION_BYTES], uint32_t *count_out, char *err, size_t errlen)
+{
+	uint8_t hd[HELLO_D_BYTES], hs[HELLO_S_BYTES], ad[AUTH_D_BYTES], mac[WIRE_MAC_BYTES];
+	uint32_t u, version, flags, index, count;
+	int rc, one = 1;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	memcpy(hd, WIRE_MAGIC, 8);
+	u = WIRE_PROTOCOL_VERSION, memcpy(hd + 8, &u, 4);
+	u = can_encrypt ? WIRE_FLAG_ENCRYPT : 0, memcpy(hd + 12, &u, 4);
+	RAND_bytes(hd + 16, WIRE_NONCE_BYTES);
+	rc = timed_io(fd, hd, sizeof(hd), true, HANDSHAKE_TIMEOUT_MS);
+	if (!rc)
+		rc = timed_io(fd, hs, sizeof(hs), false, HANDSHAKE_TIMEOUT_MS);
+	if (rc) {
+		errf(err, errlen, "handshake: %s", rc == -EPIPE ? "connection closed" : strerror(-rc));
+		goto fail;
+	}
+	if (memcmp(hs, WIRE_MAGIC, 8)) {
+		errf(err, errlen, "handshake: not a glide migration source");
+		rc = -EPROTO;
+		goto fail;
+	}
+	memcpy(&version, hs + 8, 4);
+	memcpy(&flags, hs + 12, 4);
+	memcpy(&index, hs + 16 + WIRE_SESSION_BYTES, 4);
+	memcpy(&count, hs + 20 + WIRE_SESSION_BYTES, 4);
+	client_mac(key, hs, hd + 16, mac);
+	if (CRYPTO_memcmp(mac, hs + HELLO_S_BYTES - WIRE_MAC_BYTES, WIRE_MAC_BYTES)) {
+		errf(err, errlen, "handshake: the source did not prove knowledge of the one-time key");
+		rc = -EACCES;
+		goto fail;
+	}
+	if (version != WIRE_PROTOCOL_VERSION || count == 0 || count > WIRE_MAX_STREAMS || index >= count) {
+		errf(err, errlen, "handshake: unsupported version %u or bad stream %u/%u", version, index, count);
+		rc = -EPROTO;
+		goto fail;
+	}
+	if ((flags & WIRE_FLAG_ENCRYPT_REQUIRED) && !can_encrypt) {
+		errf(err, errlen, "handshake: the source requires encryption, which is disabled here");
+		rc = -EPROTO;
+		goto fail;
+	}
+	s->index = (int)index;
+	s->encrypted = can_encrypt && (flags & WIRE_FLAG_ENCRYPT);
+	u = 0, memcpy(ad, &u, 4);
+	u = s->encrypted ? WIRE_FLAG_ENCRYPT : 0, memcpy(ad + 4, &u, 4);
+	server_mac(key, ad, hs + 20 + WIRE_SESSION_BYTES + 4, hd + 16, hs + 16, ad + 8);
+	rc = timed_io(fd, ad, sizeof(ad), true, HANDSHAKE_TIMEOUT_MS);
+	if (rc) {
+		errf(err, errlen, "handshake: %s", strerror(-rc));
+		goto fail;
+	}
+	derive_keys(s, key, hs + 16, hd + 16, hs + 20 + WIRE_SESSION_BYTES + 4, false);
+	memcpy(session_out, hs + 16, WIRE_SESSION_BYTES);
+	*count_out = count;
+	rc = stream_setup(s);
+	if (rc) {
+		errf(err, errlen, "cannot set up stream buffers/cipher");
+		goto fail;
+	}
+	set_blocking(fd);
+	return 0;
+fail:
+	s->fd = -1; /* the caller owns fd on failure */
+	wire_close(s);
+	return rc;
+}
+
+void wire_close(struct wire_stream *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	EVP_CIPHER_CTX_free(s->tx_ctx);
+	EVP_CIPHER_CTX_free(s->rx_ctx);
+	s->tx_ctx = s->rx_ctx = NULL;
+	free(s->tx_buf);
+	free(s->rx_buf);
+	s->tx_buf = s->rx_buf = NULL;
+	explicit_bzero(s->tx_key, sizeof(s->tx_key));
+	explicit_bzero(s->rx_key, sizeof(s->rx_key));
+}
+
+uint8_t *wire_tx_payload(struct wire_stream *s)
+{
+	return s->tx_buf + WIRE_FRAME_HEADER_BYTES;
+}
+
+static void make_iv(uint8_t iv[12], uint64_t seq)
+{
+	memset(iv, 0, 4);
+	memcpy(iv + 4, &seq, 8);
+}
+
+int wire_send(struct wire_stream *s, uint32_t type, uint32_t len, char *err, size_t errlen)
+{
+	uint8_t *h = s->tx_buf, *payload = h + WIRE_FRAME_HEADER_BYTES;
+	size_t total;
+	int rc;
+
+	if (len > WIRE_FRAME_MAX_PAYLOAD) {
+		errf(err, errlen, "frame too large (%u bytes)", len);
+		return -EMSGSIZE;
+	}
+	memcpy(h, &type, 4);
+	memcpy(h + 4, &len, 4);
+	memcpy(h + 8, &s->tx_seq, 8);
+	if (s->encrypted) {
+		uint8_t iv[12];
+		int outl = 0;
+		make_iv(iv, s->tx_seq);
+		if (EVP_EncryptInit_ex(s->tx_ctx, NULL, NULL, NULL, iv) != 1 ||
+		    EVP_EncryptUpdate(s->tx_ctx, NULL, &outl, h, WIRE_FRAME_HEADER_BYTES) != 1 ||
+		    (len && EVP_EncryptUpdate(s->tx_ctx, payload, &outl, payload, (int)len) != 1) ||
+		    EVP_EncryptFinal_ex(s->tx_ctx, payload + len, &outl) != 1 ||
+		    EVP_CIPHER_CTX_ctrl(s->tx_ctx, EVP_CTRL_GCM_GET_TAG, WIRE_GCM_TAG_BYTES, payload + len) != 1) {
+			errf(err, errlen, "encryption failed");
+			return -EIO;
+		}
+		total = WIRE_FRAME_HEADER_BYTES + len + WIRE_GCM_TAG_BYTES;
+	} else {
+		uint32_t c = (uint32_t)crc32(crc32(0L, Z_NULL, 0), h, WIRE_FRAME_HEADER_BYTES + len);
+		memcpy(payload + len, &c, 4);
+		total = WIRE_FRAME_HEADER_BYTES + len + WIRE_CRC_BYTES;
+	}
+	rc = write_full(s->fd, h, total);
+	if (rc) {
+		errf(err, errlen, "stream %d to %s: send failed: %s", s->index, s->peer,
+		     rc == -EAGAIN ? "stalled (timeout)" : strerror(-rc));
+		return rc;
+	}
+	s->tx_seq++;
+	s->bytes_sent += total;
+	return 0;
+}
+
+int wire_send_copy(struct wire_stream *s, uint32_t type, const void *data, uint32_t len, char *err, size_t errlen)
+{
+	if (len > WIRE_FRAME_MAX_PAYLOAD) {
+		errf(err, errlen, "frame too large (%u bytes)", len);
+		return -EMSGSIZE;
+	}
+	if (len)
+		memcpy(wire_tx_payload(s), data, len);
+	return wire_send(s, type, len, err, errlen);
+}
+
+int wire_recv(struct wire_stream *s, struct wire_frame *f, char *err, size_t errlen)
+{
+	uint8_t *h = s->rx_buf, *payload = h + WIRE_FRAME_HEADER_BYTES;
+	uint32_t type, len;
+	uint64_t seq;
+	int rc = read_full(s->fd, h, WIRE_FRAME_HEADER_BYTES);
+
+	if (rc) {
+		errf(err, errlen, "stream %d: %s", s->index,
+		     rc == -EPIPE ? "connection closed by peer" : rc == -EAGAIN ? "stalled (timeout)" : strerror(-rc));
+		return rc;
+	}
+	memcpy(&type, h, 4);
+	memcpy(&len, h + 4, 4);
+	memcpy(&seq, h + 8, 8);
+	if (len > WIRE_FRAME_MAX_PAYLOAD || type == 0 || type > FRAME_ABORT) {
+		errf(err, errlen, "stream %d: corrupted frame header (type %u, length %u)", s->index, type, len);
+		return -EBADMSG;
+	}
+	if (seq != s->rx_seq) {
+		errf(err, errlen, "stream %d: frame out of sequence (%llu, expected %llu)", s->index,
+		     (unsigned long long)seq, (unsigned long long)s->rx_seq);
+		return -EBADMSG;
+	}
+	rc = read_full(s->fd, payload, len + (s->encrypted ? WIRE_GCM_TAG_BYTES : WIRE_CRC_BYTES));
+	if (rc) {
+		errf(err, errlen, "stream %d: %s", s->index,
+		     rc == -EPIPE ? "connection closed by peer mid-frame" : strerror(-rc));
+		return rc;
+	}
+	if (s->encrypted) {
+		uint8_t iv[12];
+		int outl = 0;
+		make_iv(iv, seq);
+		if (EVP_DecryptInit_ex(s->rx_ctx, NULL, NULL, NULL, iv) != 1 ||
+		    EVP_DecryptUpdate(s->rx_ctx, NULL, &outl, h, WIRE_FRAME_HEADER_BYTES) != 1 ||
+		    (len && EVP_DecryptUpdate(s->rx_ctx, payload, &outl, payload, (int)len) != 1) ||
+		    EVP_CIPHER_CTX_ctrl(s->rx_ctx, EVP_CTRL_GCM_SET_TAG, WIRE_GCM_TAG_BYTES, payload + len) != 1 ||
+		    EVP_DecryptFinal_ex(s->rx_ctx, payload + len, &outl) != 1) {
+			errf(err, errlen, "stream %d: frame %llu failed authentication (corrupted or tampered)", s->index,
+			     (unsigned long long)seq);
+			return -EBADMSG;
+		}
+		s->bytes_received += WIRE_FRAME_HEADER_BYTES + len + WIRE_GCM_TAG_BYTES;
+	} else {
+		uint32_t c, want = (uint32_t)crc32(crc32(0L, Z_NULL, 0), h, WIRE_FRAME_HEADER_BYTES + len);
+		memcpy(&c, payload + len, 4);
+		if (c != want) {
+			errf(err, errlen, "stream %d: frame %llu checksum mismatch (corrupted)", s->index,
+			     (unsigned long long)seq);
+			return -EBADMSG;
+		}
+		s->bytes_received += WIRE_FRAME_HEADER_BYTES + len + WIRE_CRC_BYTES;
+	}
+	s->rx_seq++;
+	f->type = type;
+	f->len = len;
+	f->payload = payload;
+	return 0;
+}

@@ -1,0 +1,83 @@
+/* Migration wire protocol (docs/migration-protocol.md): connection
+ * handshake with mutual proof of the one-time key, and frames that are
+ * either AES-256-GCM encrypted and authenticated or CRC32-checked. */
+#ifndef GLIDE_MIGRATE_WIRE_H
+#define GLIDE_MIGRATE_WIRE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/evp.h>
+
+#define WIRE_MAGIC "GLIDEMIG"
+#define WIRE_PROTOCOL_VERSION 1
+#define WIRE_KEY_BYTES 32
+#define WIRE_NONCE_BYTES 32
+#define WIRE_SESSION_BYTES 16
+#define WIRE_MAC_BYTES 32
+#define WIRE_FRAME_HEADER_BYTES 16
+#define WIRE_GCM_TAG_BYTES 16
+#define WIRE_CRC_BYTES 4
+#define WIRE_FRAME_MAX_PAYLOAD (8u << 20)
+#define WIRE_MAX_STREAMS 16
+
+enum wire_frame_type {
+	FRAME_CONFIG = 1,   /* s->d stream 0: VM configuration + CPUID (JSON) */
+	FRAME_CONFIG_OK,    /* d->s: {"ok":true} or {"error":...} */
+	FRAME_PAGES,        /* s->d: page runs (see pages.c) */
+	FRAME_PROBE,        /* s->d: throughput probe, discarded */
+	FRAME_FINAL,        /* s->d: no more pages on this stream */
+	FRAME_STATE,        /* s->d stream 0: checkpoint (state-format blob) */
+	FRAME_RESTORED,     /* d->s: state applied, VM ready to run */
+	FRAME_GO,           /* s->d: source released; run */
+	FRAME_RUNNING,      /* d->s: destination VM is running */
+	FRAME_ABORT,        /* either way: {"error":...} */
+};
+
+enum wire_encrypt_mode { ENCRYPT_OFF, ENCRYPT_OPPORTUNISTIC, ENCRYPT_REQUIRED };
+
+#define WIRE_FLAG_ENCRYPT 1u          /* hello: can encrypt / wants encryption; auth: encryption on */
+#define WIRE_FLAG_ENCRYPT_REQUIRED 2u
+
+struct wire_stream {
+	int fd;
+	int index;
+	bool encrypted;
+	EVP_CIPHER_CTX *tx_ctx, *rx_ctx;
+	uint8_t tx_key[WIRE_KEY_BYTES], rx_key[WIRE_KEY_BYTES];
+	uint64_t tx_seq, rx_seq;
+	uint8_t *tx_buf, *rx_buf;  /* header + payload + trailer */
+	uint64_t bytes_sent, bytes_received;
+	char peer[64];
+};
+
+struct wire_frame {
+	uint32_t type;
+	uint32_t len;
+	uint8_t *payload; /* points into the stream's rx buffer; valid until the next receive */
+};
+
+struct wire_session_params {
+	uint8_t key[WIRE_KEY_BYTES];
+	uint8_t session[WIRE_SESSION_BYTES];
+	uint32_t stream_count;
+	enum wire_encrypt_mode encrypt;
+};
+
+/* Source side: connect stream `index` to addr ("HOST:PORT") and authenticate. */
+int wire_connect(struct wire_stream *s, const char *addr, int index, const struct wire_session_params *p,
+		 int dscp, int timeout_ms, char *err, size_t errlen);
+/* Destination side: handshake on an accepted socket. On success fills the
+ * session id, stream index and count the source sent. */
+int wire_accept(struct wire_stream *s, int fd, const uint8_t key[WIRE_KEY_BYTES], bool can_encrypt,
+		uint8_t session_out[WIRE_SESSION_BYTES], uint32_t *count_out, char *err, size_t errlen);
+void wire_close(struct wire_stream *s);
+
+/* The payload is built in place: wire_tx_payload() returns the buffer to fill (WIRE_FRAME_MAX_PAYLOAD bytes). */
+uint8_t *wire_tx_payload(struct wire_stream *s);
+int wire_send(struct wire_stream *s, uint32_t type, uint32_t len, char *err, size_t errlen);
+int wire_send_copy(struct wire_stream *s, uint32_t type, const void *data, uint32_t len, char *err, size_t errlen);
+int wire_recv(struct wire_stream *s, struct wire_frame *f, char *err, size_t errlen);
+/* Parses "HOST:PORT[,HOST:PORT...]" into at most max entries. */
+int wire_parse_addrs(const char *list, char addrs[][128], int max);
+const char *wire_frame_name(uint32_t type);
+#endif
