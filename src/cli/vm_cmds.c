@@ -192,8 +192,3 @@ int cmd_vm_memsave(int argc, char **argv)
 	return rc;
 }
 
-int cmd_migrate(int argc, char **argv)
-{
-	fprintf(stderr, "glide: migrate: not implemented yet\n");
-	return 1;
-}

@@ -592,6 +592,7 @@ static json_t *migration_json(struct migration *mig)
 						 "level", mig->sdps.level, "max_level", mig->sdps.max_level,
 						 "guest_time_ms", sdps_guest_time_ns(&mig->sdps) / 1e6));
 	json_object_set_new(j, "iteration", json_integer(mig->phase + 1));
+	json_object_set_new(j, "phase_pages", json_integer((json_int_t)mig->phase_pages));
 	json_object_set_new(j, "switchover_goal_ms", json_integer((json_int_t)mig->p.switchover_goal_ms));
 	json_object_set_new(j, "max_bandwidth", json_integer((json_int_t)mig->p.max_bandwidth));
 	if (mig->dest_restore_ms)

@@ -1,0 +1,65 @@
+# Shared helpers for glide's shell tests: result lines, temp dirs, starting
+# VM monitors and waiting for them, with every wait bounded.
+set -u
+GLIDE="${GLIDE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/glide}"
+GLIDE_BUILD="${GLIDE_BUILD:-$(dirname "$GLIDE")}"
+T=$(mktemp -d "${GLIDE_TEST_TMP:-/tmp}/t.XXXXXX")
+PIDS=()
+
+pass() { echo "PASS $*"; }
+fail() { echo "FAIL $*"; }
+skip() { echo "SKIP $*"; }
+check() { # check NAME CMD...: PASS if CMD succeeds
+	local name="$1"; shift
+	if "$@" >"$T/check.out" 2>&1; then pass "$name"; else fail "$name: $(tail -3 "$T/check.out" | tr '\n' ' ')"; fi
+}
+
+cleanup() {
+	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
+	sleep 0.2
+	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+have_kvm() { [ -r /dev/kvm ] && [ -w /dev/kvm ]; }
+
+# wait_for SECONDS CMD...: polls CMD every 0.05 s
+wait_for() {
+	local limit="$1"; shift
+	local end=$((SECONDS + limit))
+	while [ $SECONDS -lt $end ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# start_vm NAME ARGS...: starts `glide vm run --api $T/NAME.sock ARGS` in the background
+start_vm() {
+	local name="$1"; shift
+	"$GLIDE" vm run --api "$T/$name.sock" --log "$T/$name.log" "$@" >"$T/$name.out" 2>&1 &
+	local pid=$!
+	PIDS+=("$pid")
+	eval "PID_$name=$pid"
+	wait_for 20 "$GLIDE" vm status --api "$T/$name.sock"
+}
+
+vm_state() { "$GLIDE" vm status --api "$T/$1.sock" --json 2>/dev/null | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p'; }
+json_get() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); 
+for k in sys.argv[2].split("."): d=d[int(k)] if isinstance(d,list) else d[k]
+print(d)' "$@"; }
+
+# ab_check SOCK VCPUS: pause, dump the A-B range, check it, resume
+AB_START=${AB_START:-0x100000}
+AB_SIZE=${AB_SIZE:-128M}
+ab_check() {
+	local sock="$1" parts="${2:-1}" dump="$T/ab.$RANDOM.dump"
+	"$GLIDE" vm pause --api "$sock" >/dev/null || return 1
+	"$GLIDE" vm memsave --api "$sock" --addr "$AB_START" --size "$AB_SIZE" --to "$dump" >/dev/null || return 1
+	"$GLIDE_BUILD/tools/abcheck" "$dump" --parts "$parts" --require-progress >"$T/abcheck.out" 2>&1
+	local rc=$?
+	rm -f "$dump"
+	"$GLIDE" vm resume --api "$sock" >/dev/null 2>&1
+	[ $rc -eq 0 ] || { cat "$T/abcheck.out" >&2; return 1; }
+}
