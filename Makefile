@@ -11,7 +11,14 @@ TOOLS   := $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
 GUESTS_ASM := $(wildcard guests/*.asm)
 GUESTS  := $(patsubst guests/%.asm,$(BUILD)/guests/%.img,$(GUESTS_ASM))
 
-all: $(BUILD)/glide $(TOOLS) $(GUESTS) guest-extras
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*.c))
+LIB_OBJS := $(filter-out $(BUILD)/src/cli/main.o,$(OBJS))
+
+all: $(BUILD)/glide $(TOOLS) $(GUESTS) guest-extras $(UNIT_TESTS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(LIBS)
 
 $(BUILD)/glide: $(OBJS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
