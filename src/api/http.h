@@ -40,7 +40,7 @@ void http_server_stop(struct http_server *s);
 /* Error body helper: {"error": msg} */
 json_t *http_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Client. `target` is a UNIX socket path (starts with '/' or '.') or a base
+/* Client. `target` is a base URL (http://host:port, https://...) or else a UNIX socket path.
  * URL (http://host:port). Returns 0 and the HTTP status, or -errno with err set. */
 struct http_client_opts {
 	const char *target;

@@ -45,7 +45,7 @@ int http_call(const struct http_client_opts *o, const char *method, const char *
 	struct grow g = { 0 };
 	char url[1024], auth[600];
 	char *text = NULL;
-	bool is_unix = o->target[0] == '/' || o->target[0] == '.';
+	bool is_unix = strncmp(o->target, "http://", 7) && strncmp(o->target, "https://", 8);
 	int rc = 0;
 
 	pthread_once(&curl_once, curl_init_once);
