@@ -12,6 +12,7 @@
 #define STREAMS_AUTO_MAX 4
 #define SWITCHOVER_ACK_TIMEOUT_MS 30000
 #define MIGRATION_PHASES_MAX 100000
+#define CONVERGED_EXTRA_PHASES_MAX 8   /* phases spent shrinking a set that already fits the goal */
 
 struct migration_params {
 	char addrs[WIRE_MAX_STREAMS][128];

@@ -385,8 +385,16 @@ static int precopy(struct migration *mig)
 		mig->predicted_stun_ms = predicted_ms;
 		pthread_mutex_unlock(&mig->lock);
 
-		if (dirty == 0 || predicted_ms <= (double)mig->p.switchover_goal_ms)
+		/* The rest fits the goal: switch over, unless another phase still
+		 * shrinks the dirty set a lot (then the stun gets shorter still). */
+		if (dirty == 0)
 			return 0;
+		if (predicted_ms <= (double)mig->p.switchover_goal_ms) {
+			bool tiny = predicted_ms <= MAX((double)mig->p.switchover_goal_ms / 20, 5.0);
+			bool shrinking = (double)dirty < 0.5 * (double)to_send;
+			if (tiny || !shrinking || mig->phase >= CONVERGED_EXTRA_PHASES_MAX)
+				return 0;
+		}
 		if (mig->p.timeout_s && now_ns() - mig->start_ns > mig->p.timeout_s * 1000000000ULL) {
 			fail(mig, "did not converge within %llu s (dirty rate %.1f MB/s, transmit rate %.1f MB/s, %llu pages left%s)",
 			     (unsigned long long)mig->p.timeout_s, dr / 1e6, tx / 1e6, (unsigned long long)dirty,
