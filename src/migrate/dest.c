@@ -47,6 +47,13 @@ struct incoming {
 	uint64_t pages, bytes;
 };
 
+/* Fault injection for tests: GLIDE_TEST_FAULT names a point where the destination dies. */
+static bool test_fault(const char *point)
+{
+	const char *f = getenv("GLIDE_TEST_FAULT");
+	return f && !strcmp(f, point);
+}
+
 static void in_fail(struct incoming *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void in_fail(struct incoming *in, const char *fmt, ...)
 {
@@ -321,6 +328,8 @@ static void *receiver(void *arg)
 				return NULL;
 			break;
 		case FRAME_STATE:
+			if (test_fault("exit-on-state")) /* tests: destination dies mid-switchover */
+				_exit(3);
 			if (s->index != 0 || !in->vm_created) {
 				in_fail(in, "protocol error: unexpected STATE");
 				return NULL;
