@@ -139,15 +139,18 @@ int vm_create(struct vm *vm, const struct vm_create_args *args, char *err, size_
 		return -ENOMEM;
 	}
 
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	const char *kvm_path = getenv("GLIDE_KVM_DEVICE"); /* tests point it elsewhere */
+	if (!kvm_path || !*kvm_path)
+		kvm_path = "/dev/kvm";
+	vm->kvm_fd = open(kvm_path, O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
 		rc = -errno;
 		if (rc == -ENOENT)
-			errf(err, errlen, "cannot open /dev/kvm: no such device (load the kvm module or enable virtualization)");
+			errf(err, errlen, "cannot open %s: no such device (load the kvm module or enable virtualization)", kvm_path);
 		else if (rc == -EACCES || rc == -EPERM)
-			errf(err, errlen, "cannot open /dev/kvm: permission denied (run as root or add yourself to the kvm group)");
+			errf(err, errlen, "cannot open %s: permission denied (run as root or add yourself to the kvm group)", kvm_path);
 		else
-			errf(err, errlen, "cannot open /dev/kvm: %s", strerror(-rc));
+			errf(err, errlen, "cannot open %s: %s", kvm_path, strerror(-rc));
 		return rc;
 	}
 	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
