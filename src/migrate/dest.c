@@ -248,8 +248,11 @@ static int finish(struct incoming *in, struct wire_frame *state, char *err, size
 		errf(err, errlen, "%s", in->error);
 		return -EIO;
 	}
+	uint64_t t_finals = now_ns();
 	rc = state_pending_apply(in->vm, pend, err, errlen);
 	state_pending_free(pend);
+	glide_log("incoming", "switchover: waited %.2f ms for the last pages, applied the state in %.2f ms",
+		  (t_finals - t0) / 1e6, (now_ns() - t_finals) / 1e6);
 	if (rc) {
 		send_json_frame(s0, FRAME_ABORT, json_pack("{s:s}", "error", err));
 		return rc;
