@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKAGES=(build-essential nasm pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
-	libssl-dev zlib1g-dev libsqlite3-dev sqlite3 iproute2 python3 procps psmisc
+	libssl-dev zlib1g-dev liblz4-dev libsqlite3-dev sqlite3 iproute2 python3 procps psmisc
 	qemu-system-x86 gnuplot-nox curl linux-image-cloud-amd64)
 missing=()
 for p in "${PACKAGES[@]}"; do

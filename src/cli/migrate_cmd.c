@@ -19,7 +19,7 @@ static void usage(FILE *out)
 	fprintf(out, "usage: glide migrate --api SOCKET --to ADDR[,ADDR...] --key-file F\n"
 		     "                     [--streams N|auto] [--switchover-goal MS] [--max-bandwidth RATE]\n"
 		     "                     [--sdps off|always|dynamic] [--encrypt off|opportunistic|required]\n"
-		     "                     [--timeout S] [--dscp N] [--json] [--no-wait]\n");
+		     "                     [--compress off|lz4] [--timeout S] [--dscp N] [--json] [--no-wait]\n");
 }
 
 static double num(json_t *j, const char *k)
@@ -86,6 +86,7 @@ int cmd_migrate(int argc, char **argv)
 		{ "sdps", required_argument, 0, 'S' },        { "encrypt", required_argument, 0, 'e' },
 		{ "timeout", required_argument, 0, 'T' },     { "dscp", required_argument, 0, 'd' },
 		{ "json", no_argument, 0, 'j' },              { "no-wait", no_argument, 0, 'n' },
+		{ "compress", required_argument, 0, 'c' },
 		{ "help", no_argument, 0, 'h' },              { 0, 0, 0, 0 },
 	};
 	const char *api = NULL, *to = NULL, *key_file = NULL;
@@ -144,6 +145,7 @@ int cmd_migrate(int argc, char **argv)
 		case 'd': json_object_set_new(body, "dscp", json_integer(strtol(optarg, NULL, 10))); break;
 		case 'j': json = true; break;
 		case 'n': no_wait = true; break;
+		case 'c': json_object_set_new(body, "compress", json_string(optarg)); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}

@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include <arpa/inet.h>
 #include <errno.h>
+#include <lz4.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,11 +166,13 @@ out:
 	return rc;
 }
 
+/* PAGES: every run and every compressed length is checked against the frame
+ * before any page is written. */
 static int apply_pages(struct incoming *in, struct wire_frame *f, char *err, size_t errlen)
 {
-	uint32_t nruns, phase;
-	uint64_t total = in->vm->mem.size / GUEST_PAGE_SIZE, data_pages = 0;
-	const uint8_t *data;
+	uint32_t nruns;
+	uint64_t total = in->vm->mem.size / GUEST_PAGE_SIZE;
+	const uint8_t *data, *runs, *data_end;
 	struct page_run run;
 
 	if (!in->vm_created) {
@@ -181,28 +184,38 @@ static int apply_pages(struct incoming *in, struct wire_frame *f, char *err, siz
 		return -EBADMSG;
 	}
 	memcpy(&nruns, f->payload, 4);
-	memcpy(&phase, f->payload + 4, 4);
 	if (nruns == 0 || nruns > PAGES_FRAME_MAX_RUNS || (uint64_t)nruns * sizeof(run) > f->len - 8) {
 		errf(err, errlen, "PAGES frame has a bad run count %u", nruns);
 		return -EBADMSG;
 	}
-	const uint8_t *runs = f->payload + f->len - (size_t)nruns * sizeof(run);
-	/* validate every run before touching memory */
+	runs = f->payload + f->len - (size_t)nruns * sizeof(run);
+	data_end = runs;
+	data = f->payload + 8;
 	for (uint32_t i = 0; i < nruns; i++) {
 		memcpy(&run, runs + i * sizeof(run), sizeof(run));
 		if (!run.npages || run.first_pfn >= total || run.npages > total - run.first_pfn ||
-		    (run.kind != PAGE_RUN_ZERO && run.kind != PAGE_RUN_DATA)) {
+		    run.kind > PAGE_RUN_LZ4) {
 			errf(err, errlen, "PAGES frame has an invalid run (page %llu, %u pages, kind %u)",
 			     (unsigned long long)run.first_pfn, run.npages, run.kind);
 			return -EBADMSG;
 		}
-		if (run.kind == PAGE_RUN_DATA)
-			data_pages += run.npages;
+		for (uint32_t k = 0; k < run.npages && run.kind != PAGE_RUN_ZERO; k++) {
+			uint32_t n = GUEST_PAGE_SIZE;
+			if (run.kind == PAGE_RUN_LZ4) {
+				if (data_end - data < 4)
+					goto bad_length;
+				memcpy(&n, data, 4);
+				data += 4;
+				if (n == 0 || n >= GUEST_PAGE_SIZE)
+					goto bad_length;
+			}
+			if ((uint64_t)(data_end - data) < n)
+				goto bad_length;
+			data += n;
+		}
 	}
-	if (8 + data_pages * GUEST_PAGE_SIZE + (uint64_t)nruns * sizeof(run) != f->len) {
-		errf(err, errlen, "PAGES frame length %u does not match its runs", f->len);
-		return -EBADMSG;
-	}
+	if (data != data_end)
+		goto bad_length;
 	data = f->payload + 8;
 	for (uint32_t i = 0; i < nruns; i++) {
 		memcpy(&run, runs + i * sizeof(run), sizeof(run));
@@ -211,14 +224,30 @@ static int apply_pages(struct incoming *in, struct wire_frame *f, char *err, siz
 			if (run.kind == PAGE_RUN_DATA) {
 				memcpy(dst, data, GUEST_PAGE_SIZE);
 				data += GUEST_PAGE_SIZE;
-				in->touched[p / 64] |= 1ULL << (p % 64);
+			} else if (run.kind == PAGE_RUN_LZ4) {
+				uint32_t n;
+				memcpy(&n, data, 4);
+				if (LZ4_decompress_safe((const char *)data + 4, (char *)dst, (int)n, (int)GUEST_PAGE_SIZE) !=
+				    (int)GUEST_PAGE_SIZE) {
+					errf(err, errlen, "PAGES frame: page %llu does not decompress to 4 KiB",
+					     (unsigned long long)p);
+					return -EBADMSG;
+				}
+				data += 4 + n;
 			} else if (in->touched[p / 64] & (1ULL << (p % 64))) {
 				memset(dst, 0, GUEST_PAGE_SIZE);
+				continue;
+			} else {
+				continue;
 			}
+			in->touched[p / 64] |= 1ULL << (p % 64);
 		}
 		__atomic_add_fetch(&in->pages, run.npages, __ATOMIC_RELAXED);
 	}
 	return 0;
+bad_length:
+	errf(err, errlen, "PAGES frame length %u does not match its runs", f->len);
+	return -EBADMSG;
 }
 
 /* Switchover on stream 0: wait for FINAL everywhere, restore, RESTORED, GO, run. */
@@ -298,6 +327,12 @@ static void *receiver(void *arg)
 		}
 		switch (f.type) {
 		case FRAME_PROBE:
+			break;
+		case FRAME_SYNC: /* everything before it is applied: tell the source */
+			if ((rc = wire_send(s, FRAME_SYNC_ACK, 0, err, sizeof(err)))) {
+				in_fail(in, "%s", err);
+				return NULL;
+			}
 			break;
 		case FRAME_PAGES:
 			if ((rc = apply_pages(in, &f, err, sizeof(err)))) {

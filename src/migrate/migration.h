@@ -24,6 +24,7 @@ struct migration_params {
 	enum wire_encrypt_mode encrypt;
 	uint64_t timeout_s;          /* 0: none */
 	int dscp;
+	bool compress;               /* LZ4 per page where it saves space */
 	uint8_t key[WIRE_KEY_BYTES];
 };
 
@@ -40,7 +41,7 @@ struct stream_worker {
 	struct wire_stream *ws;
 	pthread_t thread;
 	bool final;                  /* switchover pass: no clearing, send FINAL after */
-	uint64_t pages, zero_pages, bytes;
+	uint64_t pages, zero_pages, compressed_pages, bytes;
 	int rc;
 	char err[256];
 };
@@ -71,7 +72,7 @@ struct migration {
 	bool resumed_source;
 
 	/* counters updated by workers (atomics) */
-	uint64_t bytes_sent, pages_sent, zero_pages, phase_sent;
+	uint64_t bytes_sent, pages_sent, zero_pages, compressed_pages, phase_sent;
 	volatile bool cancel;
 	volatile bool failed;
 };

@@ -9,7 +9,8 @@
 #define PAGES_PER_CHUNK 512ULL          /* 2 MiB: unit of clearing and of stream assignment */
 #define PAGE_RUN_ZERO 0u
 #define PAGE_RUN_DATA 1u
-#define PAGES_FRAME_MAX_DATA_PAGES 256u /* 1 MiB of page data per frame */
+#define PAGE_RUN_LZ4 2u                  /* each page: u32 compressed length + LZ4 block */
+#define PAGES_FRAME_MAX_DATA_BYTES (1u << 20) /* page data per frame */
 #define PAGES_FRAME_MAX_RUNS 1024u
 
 struct page_run {

@@ -21,6 +21,7 @@
 #include "vmm/config.h"
 #include "common/util.h"
 #include <errno.h>
+#include <lz4.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,7 +80,8 @@ static void fail(struct migration *mig, const char *fmt, ...)
 
 struct page_batch {
 	struct page_run runs[PAGES_FRAME_MAX_RUNS];
-	uint32_t nruns, data_pages;
+	uint32_t nruns;
+	uint32_t data_bytes;
 };
 
 static int batch_flush(struct stream_worker *w, struct page_batch *b)
@@ -94,7 +96,7 @@ static int batch_flush(struct stream_worker *w, struct page_batch *b)
 		return 0;
 	memcpy(payload, &b->nruns, 4);
 	memcpy(payload + 4, &phase, 4);
-	len = PAGES_HEADER_BYTES + (size_t)b->data_pages * GUEST_PAGE_SIZE;
+	len = PAGES_HEADER_BYTES + b->data_bytes;
 	memcpy(payload + len, b->runs, b->nruns * sizeof(struct page_run));
 	len += b->nruns * sizeof(struct page_run);
 	rate_limit(&mig->rl, len);
@@ -103,36 +105,69 @@ static int batch_flush(struct stream_worker *w, struct page_batch *b)
 		return rc;
 	w->bytes += len;
 	__atomic_add_fetch(&mig->bytes_sent, len + WIRE_FRAME_HEADER_BYTES, __ATOMIC_RELAXED);
-	b->nruns = b->data_pages = 0;
+	b->nruns = b->data_bytes = 0;
 	return 0;
 }
 
+/* Appends one page: zero pages as a marker, others LZ4-compressed when that
+ * saves space (with --compress lz4) or raw. Contiguous pages of one kind
+ * share a run. */
 static int batch_add(struct stream_worker *w, struct page_batch *b, uint64_t pfn, bool zero)
 {
 	struct migration *mig = w->mig;
-	uint32_t kind = zero ? PAGE_RUN_ZERO : PAGE_RUN_DATA;
-	struct page_run *last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
+	const uint8_t *src = mig->vm->mem.host + pfn * GUEST_PAGE_SIZE;
+	uint32_t kind = PAGE_RUN_ZERO;
+	struct page_run *last;
 	int rc;
 
-	if (!zero && b->data_pages == PAGES_FRAME_MAX_DATA_PAGES && (rc = batch_flush(w, b)))
+	if ((b->nruns == PAGES_FRAME_MAX_RUNS ||
+	     (!zero && b->data_bytes + 4 + GUEST_PAGE_SIZE > PAGES_FRAME_MAX_DATA_BYTES)) &&
+	    (rc = batch_flush(w, b)))
 		return rc;
-	last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
-	if (last && last->kind == kind && last->first_pfn + last->npages == pfn) {
-		last->npages++;
-	} else {
-		if (b->nruns == PAGES_FRAME_MAX_RUNS && (rc = batch_flush(w, b)))
-			return rc;
-		b->runs[b->nruns++] = (struct page_run){ .first_pfn = pfn, .npages = 1, .kind = kind };
-	}
 	if (!zero) {
-		memcpy(wire_tx_payload(w->ws) + PAGES_HEADER_BYTES + (size_t)b->data_pages * GUEST_PAGE_SIZE,
-		       mig->vm->mem.host + pfn * GUEST_PAGE_SIZE, GUEST_PAGE_SIZE);
-		b->data_pages++;
+		uint8_t *dst = wire_tx_payload(w->ws) + PAGES_HEADER_BYTES + b->data_bytes;
+		int clen = 0;
+		if (mig->p.compress)
+			clen = LZ4_compress_default((const char *)src, (char *)dst + 4, (int)GUEST_PAGE_SIZE,
+						    (int)GUEST_PAGE_SIZE - 64);
+		if (clen > 0) {
+			uint32_t c = (uint32_t)clen;
+			memcpy(dst, &c, 4);
+			b->data_bytes += 4 + c;
+			kind = PAGE_RUN_LZ4;
+			w->compressed_pages++;
+		} else {
+			memcpy(dst, src, GUEST_PAGE_SIZE);
+			b->data_bytes += GUEST_PAGE_SIZE;
+			kind = PAGE_RUN_DATA;
+		}
 	} else {
 		w->zero_pages++;
 	}
 	w->pages++;
+	last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
+	if (last && last->kind == kind && last->first_pfn + last->npages == pfn)
+		last->npages++;
+	else
+		b->runs[b->nruns++] = (struct page_run){ .first_pfn = pfn, .npages = 1, .kind = kind };
 	return 0;
+}
+
+/* End of a pre-copy phase on one stream: wait until the destination has
+ * put every page sent so far into guest memory, so that the measured rate is
+ * end to end and no backlog is left to drain during the stun. */
+static int stream_sync(struct stream_worker *w)
+{
+	struct wire_frame f;
+	int rc = wire_send(w->ws, FRAME_SYNC, 0, w->err, sizeof(w->err));
+	if (!rc)
+		rc = wire_recv(w->ws, &f, w->err, sizeof(w->err));
+	if (!rc && f.type != FRAME_SYNC_ACK) {
+		snprintf(w->err, sizeof(w->err), "destination answered %s to SYNC on stream %d", wire_frame_name(f.type),
+			 w->ws->index);
+		rc = -EPROTO;
+	}
+	return rc;
 }
 
 static void *stream_worker_run(void *arg)
@@ -184,6 +219,8 @@ static void *stream_worker_run(void *arg)
 		w->rc = batch_flush(w, b);
 	if (!w->rc && w->final && !mig->cancel && !mig->failed)
 		w->rc = wire_send(w->ws, FRAME_FINAL, 0, w->err, sizeof(w->err));
+	else if (!w->rc && !mig->cancel && !mig->failed)
+		w->rc = stream_sync(w);
 	free(b);
 	return NULL;
 }
@@ -213,6 +250,7 @@ static int send_phase(struct migration *mig, bool final)
 		zero += w->zero_pages;
 		if (w->rc && !mig->cancel)
 			fail(mig, "%s", w->err[0] ? w->err : strerror(-w->rc));
+		__atomic_add_fetch(&mig->compressed_pages, w->compressed_pages, __ATOMIC_RELAXED);
 	}
 	__atomic_add_fetch(&mig->pages_sent, pages, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&mig->zero_pages, zero, __ATOMIC_RELAXED);
@@ -601,6 +639,8 @@ static json_t *migration_json(struct migration *mig)
 						 "guest_time_ms", sdps_guest_time_ns(&mig->sdps) / 1e6));
 	json_object_set_new(j, "iteration", json_integer(mig->phase + 1));
 	json_object_set_new(j, "phase_pages", json_integer((json_int_t)mig->phase_pages));
+	json_object_set_new(j, "compress", json_string(mig->p.compress ? "lz4" : "off"));
+	json_object_set_new(j, "compressed_pages", json_integer((json_int_t)mig->compressed_pages));
 	json_object_set_new(j, "switchover_goal_ms", json_integer((json_int_t)mig->p.switchover_goal_ms));
 	json_object_set_new(j, "max_bandwidth", json_integer((json_int_t)mig->p.max_bandwidth));
 	if (mig->dest_restore_ms)
@@ -679,6 +719,16 @@ static int parse_params(json_t *b, struct migration_params *p, char *err, size_t
 		else if (s && !strcmp(s, "required")) p->encrypt = ENCRYPT_REQUIRED;
 		else {
 			errf(err, errlen, "\"encrypt\" must be off, opportunistic or required");
+			return -EINVAL;
+		}
+	}
+	v = json_object_get(b, "compress");
+	if (v) {
+		const char *c = json_string_value(v);
+		if (c && !strcmp(c, "lz4"))
+			p->compress = true;
+		else if (!c || strcmp(c, "off")) {
+			errf(err, errlen, "\"compress\" must be off or lz4");
 			return -EINVAL;
 		}
 	}

@@ -36,7 +36,7 @@
 const char *wire_frame_name(uint32_t type)
 {
 	static const char *names[] = { "?", "CONFIG", "CONFIG_OK", "PAGES", "PROBE", "FINAL", "STATE",
-				       "RESTORED", "GO", "RUNNING", "ABORT" };
+				       "RESTORED", "GO", "RUNNING", "ABORT", "SYNC", "SYNC_ACK" };
 	return type < sizeof(names) / sizeof(names[0]) ? names[type] : "?";
 }
 
@@ -425,7 +425,7 @@ int wire_recv(struct wire_stream *s, struct wire_frame *f, char *err, size_t err
 	memcpy(&type, h, 4);
 	memcpy(&len, h + 4, 4);
 	memcpy(&seq, h + 8, 8);
-	if (len > WIRE_FRAME_MAX_PAYLOAD || type == 0 || type > FRAME_ABORT) {
+	if (len > WIRE_FRAME_MAX_PAYLOAD || type == 0 || type > FRAME_TYPE_MAX) {
 		errf(err, errlen, "stream %d: corrupted frame header (type %u, length %u)", s->index, type, len);
 		return -EBADMSG;
 	}

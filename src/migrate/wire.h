@@ -31,6 +31,9 @@ enum wire_frame_type {
 	FRAME_GO,           /* s->d: source released; run */
 	FRAME_RUNNING,      /* d->s: destination VM is running */
 	FRAME_ABORT,        /* either way: {"error":...} */
+	FRAME_SYNC,         /* s->d: end of a phase on this stream */
+	FRAME_SYNC_ACK,     /* d->s: every page before the SYNC is in guest memory */
+	FRAME_TYPE_MAX = FRAME_SYNC_ACK,
 };
 
 enum wire_encrypt_mode { ENCRYPT_OFF, ENCRYPT_OPPORTUNISTIC, ENCRYPT_REQUIRED };
