@@ -1,8 +1,50 @@
 /* Commands of the host agent and controller roles, registered here so that
- * main.c does not change when a role adds a command. */
+ * main.c does not change when a role adds a command. main.c looks up its
+ * own table first (the monitor's `vm run|status|pause|...`), then this one. */
 #include "cli/cli.h"
 #include <stddef.h>
 
+int cmd_host_serve(int argc, char **argv);
+int cmd_host_add(int argc, char **argv);
+int cmd_host_list(int argc, char **argv);
+int cmd_host_show(int argc, char **argv);
+int cmd_host_remove(int argc, char **argv);
+int cmd_center_serve(int argc, char **argv);
+int cmd_cluster_create(int argc, char **argv);
+int cmd_cluster_list(int argc, char **argv);
+int cmd_cluster_evc(int argc, char **argv);
+int cmd_task_list(int argc, char **argv);
+int cmd_task_show(int argc, char **argv);
+int cmd_task_watch(int argc, char **argv);
+int cmd_vmc_create(int argc, char **argv);
+int cmd_vmc_start(int argc, char **argv);
+int cmd_vmc_stop(int argc, char **argv);
+int cmd_vmc_list(int argc, char **argv);
+int cmd_vmc_show(int argc, char **argv);
+int cmd_vmc_migrate(int argc, char **argv);
+int cmd_vmc_set(int argc, char **argv);
+int cmd_vmc_delete(int argc, char **argv);
+
 const struct cli_command cli_extra_commands[] = {
+	{ "host", "serve", cmd_host_serve, "run the host agent (hostd) on this host" },
+	{ "host", "add", cmd_host_add, "add a host to the controller's inventory" },
+	{ "host", "list", cmd_host_list, "list the hosts in the inventory" },
+	{ "host", "show", cmd_host_show, "show a host's facts and VMs" },
+	{ "host", "remove", cmd_host_remove, "remove a host from the inventory" },
+	{ "center", "serve", cmd_center_serve, "run the controller (inventory, tasks, EVC)" },
+	{ "cluster", "create", cmd_cluster_create, "create a cluster with an EVC baseline" },
+	{ "cluster", "list", cmd_cluster_list, "list clusters" },
+	{ "cluster", "evc", cmd_cluster_evc, "show or set a cluster's EVC baseline" },
+	{ "task", "list", cmd_task_list, "list recent tasks" },
+	{ "task", "show", cmd_task_show, "show a task with its result" },
+	{ "task", "watch", cmd_task_watch, "follow a task until it ends" },
+	{ "vm", "create", cmd_vmc_create, "create a VM in the inventory (powered off)" },
+	{ "vm", "start", cmd_vmc_start, "power a VM on (placement picks the host)" },
+	{ "vm", "stop", cmd_vmc_stop, "power a VM off" },
+	{ "vm", "list", cmd_vmc_list, "list VMs with their state and host" },
+	{ "vm", "show", cmd_vmc_show, "show a VM (host, state, monitor API socket)" },
+	{ "vm", "migrate", cmd_vmc_migrate, "migrate a VM to another host (live or cold)" },
+	{ "vm", "set", cmd_vmc_set, "change a powered-off VM's memory, vCPUs or EVC level" },
+	{ "vm", "delete", cmd_vmc_delete, "delete a powered-off VM" },
 	{ NULL, NULL, NULL, NULL },
 };

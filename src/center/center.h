@@ -1,0 +1,78 @@
+/* The controller (vCenter role): inventory in SQLite, long-running tasks,
+ * compatibility checks, placement, EVC and migration orchestration.
+ * Internal interfaces shared by the files of src/center/. */
+#ifndef GLIDE_CENTER_CENTER_H
+#define GLIDE_CENTER_CENTER_H
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "center/evc.h"
+
+#define CENTER_SCHEMA_VERSION 1
+#define CENTER_MAX_MIGRATIONS_PER_HOST_DEFAULT 8
+#define CENTER_RECONCILE_INTERVAL_MS 1000
+#define CENTER_POLL_INTERVAL_MS 200
+#define CENTER_HOST_TIMEOUT_MS 5000
+#define CENTER_DEST_LOST_MS 1500   /* destination silent this long: cancel the migration */
+#define CENTER_SOURCE_LOST_MS 30000
+#define DEFAULT_CLUSTER "default"
+
+struct center {
+	sqlite3 *db;
+	pthread_mutex_t lock;        /* one user of the database at a time */
+	int max_migrations_per_host;
+	volatile bool quit;
+};
+
+/* inventory.c (caller holds c->lock) */
+int inv_open(struct center *c, const char *path, char *err, size_t errlen);
+/* Runs sql with params (a JSON array of strings/integers/reals/null); returns rows as objects. */
+json_t *inv_rows(struct center *c, const char *sql, json_t *params);
+json_t *inv_row(struct center *c, const char *sql, json_t *params); /* first row or NULL */
+int inv_run(struct center *c, const char *sql, json_t *params, int64_t *last_id); /* 0 or -1 */
+const char *inv_error(struct center *c);
+int64_t inv_now_ms(void);
+json_t *inv_cluster(struct center *c, const char *name);
+json_t *inv_host(struct center *c, const char *name_or_address);
+json_t *inv_host_by_id(struct center *c, int64_t id);
+json_t *inv_vm(struct center *c, const char *name);
+json_t *inv_vm_json(struct center *c, json_t *vm_row); /* public view of a VM row */
+int64_t inv_default_cluster(struct center *c);
+void inv_recover(struct center *c); /* after a restart: fail interrupted tasks, release locks */
+
+/* tasks.c (caller holds c->lock) */
+int64_t task_create(struct center *c, const char *kind, json_t *vm_row, const char *src, const char *dst, const char *state);
+void task_update(struct center *c, int64_t id, const char *stage, double progress, json_t *detail);
+void task_finish(struct center *c, int64_t id, bool ok, const char *message, json_t *result);
+json_t *task_json(struct center *c, int64_t id);
+json_t *task_list(struct center *c, int limit);
+
+/* hosts.c: calls to host agents (no lock needed) */
+int host_call(json_t *host_row, const char *method, const char *path, json_t *body, json_t **resp, long timeout_ms,
+	      char *err, size_t errlen); /* returns the HTTP status, or -errno with err set */
+json_t *host_facts(json_t *host_row, char *err, size_t errlen);
+bool host_facts_regs(json_t *facts, uint32_t regs[EVC_REGS]);
+
+/* evc (placement.c) */
+/* The mask a VM gets at power-on for `level` ("none", "intersection" or a named level) in cluster_id. */
+int placement_level_mask(struct center *c, int64_t cluster_id, const char *level, uint32_t mask[EVC_REGS],
+			 char *err, size_t errlen);
+const char *placement_vm_level(struct center *c, json_t *vm_row); /* per-VM level or the cluster's */
+int placement_power_on(struct center *c, const char *vm, const char *want_host, json_t **resp);
+int placement_power_off(struct center *c, const char *vm, json_t **resp);
+
+/* compat.c: every reason the VM cannot move from src to dst (empty array: compatible) */
+json_t *compat_check(json_t *vm_row, json_t *src_facts, json_t *dst_facts, json_t *dst_row, bool live);
+
+/* migrate_task.c */
+int migrate_task_start(struct center *c, const char *vm, json_t *req, json_t **resp);
+
+/* reconcile.c */
+void reconcile_once(struct center *c);
+void *reconcile_thread(void *center);
+
+/* server.c */
+int center_serve_main(int argc, char **argv);
+#endif

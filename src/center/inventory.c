@@ -1,0 +1,248 @@
+/* The controller's inventory: clusters, hosts, VMs and tasks in one SQLite
+ * database file (WAL mode, so a crash never leaves it half written).
+ * Queries go through two small helpers that bind a JSON array of
+ * parameters and return rows as JSON objects, which is the form every API
+ * answer needs anyway. The schema version lives in the `meta` table. */
+#include "center/center.h"
+#include "common/util.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static const char *schema =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS clusters("
+	"  id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+	"  evc_level TEXT NOT NULL DEFAULT 'none',"
+	"  max_migrations_per_host INTEGER,"
+	"  created_at INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS hosts("
+	"  id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, address TEXT UNIQUE NOT NULL,"
+	"  token TEXT NOT NULL, cluster_id INTEGER NOT NULL REFERENCES clusters(id),"
+	"  state TEXT NOT NULL DEFAULT 'connected', facts TEXT, last_seen INTEGER, added_at INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS vms("
+	"  id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, cluster_id INTEGER NOT NULL REFERENCES clusters(id),"
+	"  host_id INTEGER REFERENCES hosts(id), config TEXT NOT NULL, boot TEXT NOT NULL,"
+	"  devices TEXT NOT NULL DEFAULT '[\"serial\"]', evc_level TEXT,"
+	"  power_state TEXT NOT NULL DEFAULT 'off', api TEXT, locked_by INTEGER,"
+	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS tasks("
+	"  id INTEGER PRIMARY KEY, kind TEXT NOT NULL, vm_id INTEGER, vm_name TEXT,"
+	"  state TEXT NOT NULL, stage TEXT, progress REAL NOT NULL DEFAULT 0, message TEXT,"
+	"  source_host TEXT, dest_host TEXT, detail TEXT, result TEXT,"
+	"  created_at INTEGER NOT NULL, started_at INTEGER, ended_at INTEGER);"
+	"CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);";
+
+int64_t inv_now_ms(void)
+{
+	return (int64_t)(realtime_ns() / 1000000);
+}
+
+const char *inv_error(struct center *c)
+{
+	return sqlite3_errmsg(c->db);
+}
+
+static int bind_params(sqlite3_stmt *st, json_t *params)
+{
+	size_t i;
+	json_t *p;
+	json_array_foreach(params, i, p) {
+		int idx = (int)i + 1, rc;
+		if (json_is_string(p))
+			rc = sqlite3_bind_text(st, idx, json_string_value(p), -1, SQLITE_TRANSIENT);
+		else if (json_is_integer(p))
+			rc = sqlite3_bind_int64(st, idx, json_integer_value(p));
+		else if (json_is_real(p))
+			rc = sqlite3_bind_double(st, idx, json_real_value(p));
+		else if (json_is_null(p))
+			rc = sqlite3_bind_null(st, idx);
+		else {
+			char *s = json_dumps(p, JSON_COMPACT);
+			rc = sqlite3_bind_text(st, idx, s ? s : "null", -1, SQLITE_TRANSIENT);
+			free(s);
+		}
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	return SQLITE_OK;
+}
+
+json_t *inv_rows(struct center *c, const char *sql, json_t *params)
+{
+	sqlite3_stmt *st;
+	json_t *rows = json_array();
+	int rc;
+
+	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		glide_log("center", "SQL error: %s in %s", sqlite3_errmsg(c->db), sql);
+		json_decref(params);
+		return rows;
+	}
+	if (params)
+		bind_params(st, params);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *row = json_object();
+		for (int i = 0; i < sqlite3_column_count(st); i++) {
+			const char *name = sqlite3_column_name(st, i);
+			switch (sqlite3_column_type(st, i)) {
+			case SQLITE_INTEGER: json_object_set_new(row, name, json_integer(sqlite3_column_int64(st, i))); break;
+			case SQLITE_FLOAT: json_object_set_new(row, name, json_real(sqlite3_column_double(st, i))); break;
+			case SQLITE_NULL: json_object_set_new(row, name, json_null()); break;
+			default: json_object_set_new(row, name, json_string((const char *)sqlite3_column_text(st, i))); break;
+			}
+		}
+		json_array_append_new(rows, row);
+	}
+	if (rc != SQLITE_DONE)
+		glide_log("center", "SQL error: %s", sqlite3_errmsg(c->db));
+	sqlite3_finalize(st);
+	json_decref(params);
+	return rows;
+}
+
+json_t *inv_row(struct center *c, const char *sql, json_t *params)
+{
+	json_t *rows = inv_rows(c, sql, params);
+	json_t *r = json_array_size(rows) ? json_incref(json_array_get(rows, 0)) : NULL;
+	json_decref(rows);
+	return r;
+}
+
+int inv_run(struct center *c, const char *sql, json_t *params, int64_t *last_id)
+{
+	sqlite3_stmt *st;
+	int rc = -1;
+	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) == SQLITE_OK) {
+		if (params)
+			bind_params(st, params);
+		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	if (rc)
+		glide_log("center", "SQL error: %s in %s", sqlite3_errmsg(c->db), sql);
+	if (!rc && last_id)
+		*last_id = sqlite3_last_insert_rowid(c->db);
+	json_decref(params);
+	return rc;
+}
+
+int inv_open(struct center *c, const char *path, char *err, size_t errlen)
+{
+	char *msg = NULL;
+	mode_t old = umask(077); /* the database holds host tokens */
+	int rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+	umask(old);
+	if (rc != SQLITE_OK) {
+		errf(err, errlen, "cannot open inventory database %s: %s", path, c->db ? sqlite3_errmsg(c->db) : "out of memory");
+		return -EIO;
+	}
+	sqlite3_busy_timeout(c->db, 5000);
+	if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;", NULL, NULL, &msg) != SQLITE_OK ||
+	    sqlite3_exec(c->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+		errf(err, errlen, "cannot set up inventory database %s: %s", path, msg ? msg : "?");
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	json_t *v = inv_row(c, "SELECT value FROM meta WHERE key='schema_version'", NULL);
+	if (!v) {
+		char ver[16];
+		snprintf(ver, sizeof(ver), "%d", CENTER_SCHEMA_VERSION);
+		inv_run(c, "INSERT INTO meta(key, value) VALUES('schema_version', ?)", json_pack("[s]", ver), NULL);
+	} else if (atoi(json_string_value(json_object_get(v, "value"))) != CENTER_SCHEMA_VERSION) {
+		errf(err, errlen, "inventory %s has schema version %s; this glide understands %d", path,
+		     json_string_value(json_object_get(v, "value")), CENTER_SCHEMA_VERSION);
+		json_decref(v);
+		return -EPROTO;
+	}
+	json_decref(v);
+	chmod(path, 0600);
+	return 0;
+}
+
+json_t *inv_cluster(struct center *c, const char *name)
+{
+	return inv_row(c, "SELECT * FROM clusters WHERE name = ?", json_pack("[s]", name));
+}
+
+json_t *inv_host(struct center *c, const char *name_or_address)
+{
+	return inv_row(c, "SELECT * FROM hosts WHERE name = ?1 OR address = ?1", json_pack("[s]", name_or_address));
+}
+
+json_t *inv_host_by_id(struct center *c, int64_t id)
+{
+	return inv_row(c, "SELECT * FROM hosts WHERE id = ?", json_pack("[I]", (json_int_t)id));
+}
+
+json_t *inv_vm(struct center *c, const char *name)
+{
+	return inv_row(c, "SELECT * FROM vms WHERE name = ?", json_pack("[s]", name));
+}
+
+int64_t inv_default_cluster(struct center *c)
+{
+	json_t *cl = inv_cluster(c, DEFAULT_CLUSTER);
+	int64_t id;
+	if (!cl) {
+		inv_run(c, "INSERT INTO clusters(name, evc_level, created_at) VALUES(?, 'none', ?)",
+			json_pack("[s, I]", DEFAULT_CLUSTER, (json_int_t)inv_now_ms()), &id);
+		return id;
+	}
+	id = json_integer_value(json_object_get(cl, "id"));
+	json_decref(cl);
+	return id;
+}
+
+static json_t *parsed(json_t *row, const char *key)
+{
+	const char *s = json_string_value(json_object_get(row, key));
+	json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+	return j ? j : json_null();
+}
+
+json_t *inv_vm_json(struct center *c, json_t *vm)
+{
+	json_t *host = json_is_integer(json_object_get(vm, "host_id"))
+			       ? inv_host_by_id(c, json_integer_value(json_object_get(vm, "host_id")))
+			       : NULL;
+	json_t *cl = inv_row(c, "SELECT name, evc_level FROM clusters WHERE id = ?",
+			     json_pack("[O]", json_object_get(vm, "cluster_id")));
+	json_t *config = parsed(vm, "config");
+	json_t *j = json_pack("{s:O, s:O, s:s?, s:s?, s:O, s:O, s:O, s:O, s:o, s:o, s:o, s:O, s:O}",
+			      "name", json_object_get(vm, "name"), "state", json_object_get(vm, "power_state"),
+			      "host", host ? json_string_value(json_object_get(host, "name")) : NULL,
+			      "cluster", cl ? json_string_value(json_object_get(cl, "name")) : NULL,
+			      "api", json_object_get(vm, "api"),
+			      "memory", json_object_get(config, "memory"), "vcpus", json_object_get(config, "vcpus"),
+			      "evc_level", json_object_get(vm, "evc_level"), "config", config,
+			      "boot", parsed(vm, "boot"), "devices", parsed(vm, "devices"),
+			      "locked_by_task", json_object_get(vm, "locked_by"), "updated_at", json_object_get(vm, "updated_at"));
+	if (host)
+		json_object_set(j, "host_address", json_object_get(host, "address"));
+	if (cl && !json_is_string(json_object_get(vm, "evc_level")))
+		json_object_set(j, "cluster_evc_level", json_object_get(cl, "evc_level"));
+	json_decref(host);
+	json_decref(cl);
+	return j;
+}
+
+void inv_recover(struct center *c)
+{
+	json_t *rows = inv_rows(c, "SELECT id, kind, vm_name FROM tasks WHERE state IN ('queued', 'running')", NULL);
+	size_t i;
+	json_t *t;
+	json_array_foreach(rows, i, t)
+		glide_log("center", "task %lld (%s of %s) was interrupted by a controller restart",
+			  (long long)json_integer_value(json_object_get(t, "id")), json_string_value(json_object_get(t, "kind")),
+			  json_string_value(json_object_get(t, "vm_name")));
+	json_decref(rows);
+	inv_run(c,
+		"UPDATE tasks SET state = 'failed', ended_at = ?, message = 'interrupted: the controller restarted while "
+		"this task ran; the VM state was read back from its hosts' WHERE state IN ('queued', 'running')",
+		json_pack("[I]", (json_int_t)inv_now_ms()), NULL);
+	inv_run(c, "UPDATE vms SET locked_by = NULL WHERE locked_by IS NOT NULL", NULL, NULL);
+}

@@ -1,0 +1,420 @@
+/* Migration tasks (`glide vm migrate VM --to HOST`), seed 002 end to end
+ * from the controller's seat:
+ *   1. check compatibility with fresh facts from both hosts; refuse with
+ *      every reason before anything moves (the refusal is a failed task);
+ *   2. lock the VM's configuration (vms.locked_by) for the task's life;
+ *   3. wait for a slot: at most N concurrent migrations per host;
+ *   4. build the migration spec with a one-time 256-bit key: the
+ *      destination agent prepares the masked VM and says where it listens,
+ *      the source agent starts the migration in the VM's monitor;
+ *   5. follow progress into the task; if the destination host stops
+ *      answering, cancel (the source keeps the VM, nothing is lost);
+ *   6. on success the inventory moves the VM; on failure the destination's
+ *      prepared VM is discarded and the VM stays where it was.
+ * A powered-off VM moves cold: its configuration is registered on the
+ * destination and removed from the source. */
+#include "center/center.h"
+#include "common/util.h"
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct migrate_job {
+	struct center *c;
+	int64_t task;
+	json_t *vm, *src, *dst;   /* inventory rows */
+	json_t *params;           /* streams, max_bandwidth, switchover_goal_ms, sdps, encrypt, timeout_s */
+	json_t *src_facts;
+	bool live;
+};
+
+static json_t *err_json(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *err_json(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:s}", "error", msg);
+}
+
+static const char *s(json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : "";
+}
+
+static void job_free(struct migrate_job *j)
+{
+	json_decref(j->vm);
+	json_decref(j->src);
+	json_decref(j->dst);
+	json_decref(j->params);
+	json_decref(j->src_facts);
+	free(j);
+}
+
+static int running_migrations(struct center *c, const char *host)
+{
+	json_t *r = inv_row(c, "SELECT COUNT(*) AS n FROM tasks WHERE kind = 'migrate' AND state = 'running' AND stage != 'queued'"
+			       " AND (source_host = ?1 OR dest_host = ?1)", json_pack("[s]", host));
+	int n = (int)json_integer_value(json_object_get(r, "n"));
+	json_decref(r);
+	return n;
+}
+
+static double progress_of(json_t *st, uint64_t memory)
+{
+	const char *stage = s(st, "stage");
+	double phase = json_number_value(json_object_get(st, "phase"));
+	double rem = json_number_value(json_object_get(st, "remaining_pages"));
+	double pp = json_number_value(json_object_get(st, "phase_pages"));
+	if (!strcmp(stage, "switchover") || !strcmp(stage, "released"))
+		return 0.97;
+	if (phase < 0)
+		return 0.05 + 0.75 * (pp > 0 ? 1.0 - rem / pp : 0);
+	return MIN(0.95, 0.8 + (phase + 1) * 0.015);
+}
+
+static void finish(struct migrate_job *j, bool ok, const char *msg, json_t *result)
+{
+	struct center *c = j->c;
+	pthread_mutex_lock(&c->lock);
+	task_finish(c, j->task, ok, msg, result);
+	inv_run(c, "UPDATE vms SET locked_by = NULL, updated_at = ? WHERE id = ? AND locked_by = ?",
+		json_pack("[I, O, I]", (json_int_t)inv_now_ms(), json_object_get(j->vm, "id"), (json_int_t)j->task), NULL);
+	pthread_mutex_unlock(&c->lock);
+	json_decref(result);
+}
+
+static void discard_destination(struct migrate_job *j)
+{
+	char path[160], err[512];
+	snprintf(path, sizeof(path), "/v1/vms/%s", s(j->vm, "name"));
+	/* only an incoming (masked) VM is discarded; the agent refuses anything else */
+	host_call(j->dst, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
+}
+
+static void run_cold(struct migrate_job *j)
+{
+	char path[160], err[512], msg[1024];
+	const char *name = s(j->vm, "name");
+	json_t *body = json_pack("{s:s, s:o, s:o, s:o, s:b}", "name", name,
+				 "config", json_loads(s(j->vm, "config"), 0, NULL), "boot", json_loads(s(j->vm, "boot"), 0, NULL),
+				 "devices", json_loads(s(j->vm, "devices"), 0, NULL), "start", 0);
+	int st = host_call(j->dst, "POST", "/v1/vms", body, NULL, 0, err, sizeof(err));
+	json_decref(body);
+	if (st != 201) {
+		snprintf(msg, sizeof(msg), "cold migration of %s failed: host %s could not register it: %s", name, s(j->dst, "name"), err);
+		finish(j, false, msg, NULL);
+		return;
+	}
+	if (j->src) {
+		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+		host_call(j->src, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
+	}
+	pthread_mutex_lock(&j->c->lock);
+	inv_run(j->c, "UPDATE vms SET host_id = ?, api = NULL WHERE id = ?",
+		json_pack("[O, O]", json_object_get(j->dst, "id"), json_object_get(j->vm, "id")), NULL);
+	pthread_mutex_unlock(&j->c->lock);
+	snprintf(msg, sizeof(msg), "VM %s (powered off) moved from %s to %s", name, j->src ? s(j->src, "name") : "(none)", s(j->dst, "name"));
+	finish(j, true, msg, json_pack("{s:s, s:s?, s:s}", "kind", "cold", "source", j->src ? s(j->src, "name") : NULL,
+				      "destination", s(j->dst, "name")));
+}
+
+static void run_live(struct migrate_job *j)
+{
+	struct center *c = j->c;
+	const char *name = s(j->vm, "name"), *sname = s(j->src, "name"), *dname = s(j->dst, "name");
+	char err[512], msg[1400], path[160], key[65];
+	uint8_t raw[32];
+	json_t *r = NULL, *st = NULL;
+	int code;
+
+	/* the spec: one-time key, configuration, the CPU features the VM sees */
+	if (RAND_bytes(raw, sizeof(raw)) != 1) {
+		finish(j, false, "cannot generate the one-time migration key", NULL);
+		return;
+	}
+	for (int i = 0; i < 32; i++)
+		snprintf(key + 2 * i, 3, "%02x", raw[i]);
+	explicit_bzero(raw, sizeof(raw));
+	json_t *config = json_loads(s(j->vm, "config"), 0, NULL);
+	uint32_t mask[EVC_REGS], src_regs[EVC_REGS];
+	evc_regs_from_json(json_object_get(config, "cpuid_mask"), mask);
+	if (host_facts_regs(j->src_facts, src_regs))
+		for (int i = 0; i < EVC_REGS; i++)
+			mask[i] &= src_regs[i];
+	pthread_mutex_lock(&c->lock);
+	task_update(c, j->task, "prepare", 0.02, json_pack("{s:s, s:s}", "source", sname, "destination", dname));
+	pthread_mutex_unlock(&c->lock);
+	json_t *spec = json_pack("{s:s, s:O, s:o, s:o, s:s, s:o}", "name", name, "config", config,
+				 "boot", json_loads(s(j->vm, "boot"), 0, NULL), "devices", json_loads(s(j->vm, "devices"), 0, NULL),
+				 "key", key, "cpuid", evc_regs_to_json(mask));
+	code = host_call(j->dst, "POST", "/v1/incoming", spec, &r, 30000, err, sizeof(err));
+	json_object_set_new(spec, "key", json_string("")); /* jansson keeps its own copy; drop it now */
+	json_decref(spec);
+	json_decref(config);
+	if (code != 201) {
+		explicit_bzero(key, sizeof(key));
+		snprintf(msg, sizeof(msg), "migration of %s refused by destination %s: %s; the VM keeps running on %s", name, dname, err, sname);
+		finish(j, false, msg, NULL);
+		json_decref(r);
+		return;
+	}
+	char addresses[512], dst_api[512];
+	snprintf(addresses, sizeof(addresses), "%s", s(r, "addresses"));
+	snprintf(dst_api, sizeof(dst_api), "%s", s(r, "api"));
+	json_decref(r);
+	r = NULL;
+
+	json_t *start = json_deep_copy(j->params);
+	json_object_set_new(start, "to", json_string(addresses));
+	json_object_set_new(start, "key", json_string(key));
+	snprintf(path, sizeof(path), "/v1/vms/%s/migrate", name);
+	code = host_call(j->src, "POST", path, start, &r, 30000, err, sizeof(err));
+	json_object_set_new(start, "key", json_string(""));
+	json_decref(start);
+	explicit_bzero(key, sizeof(key));
+	json_decref(r);
+	r = NULL;
+	if (code != 202) {
+		discard_destination(j);
+		snprintf(msg, sizeof(msg), "migration of %s could not start on source %s: %s; the VM keeps running there", name, sname, err);
+		finish(j, false, msg, NULL);
+		return;
+	}
+	glide_log("center", "task %lld: migrating %s from %s to %s via %s", (long long)j->task, name, sname, dname, addresses);
+
+	/* follow it */
+	json_t *cfg2 = json_loads(s(j->vm, "config"), 0, NULL);
+	uint64_t memory = (uint64_t)json_integer_value(json_object_get(cfg2, "memory"));
+	json_decref(cfg2);
+	uint64_t dst_ok = now_ns(), src_ok = now_ns();
+	bool cancelled = false;
+	char cancel_reason[700] = "";
+	snprintf(path, sizeof(path), "/v1/vms/%s/migration", name);
+	for (;;) {
+		sleep_ns((uint64_t)CENTER_POLL_INTERVAL_MS * 1000000);
+		json_t *now = NULL;
+		code = host_call(j->src, "GET", path, NULL, &now, 5000, err, sizeof(err));
+		if (code == 200 && json_is_string(json_object_get(now, "status"))) {
+			src_ok = now_ns();
+			json_decref(st);
+			st = now;
+			if (strcmp(s(st, "status"), "running"))
+				break;
+		} else {
+			json_decref(now);
+			if (now_ns() - src_ok > (uint64_t)CENTER_SOURCE_LOST_MS * 1000000) {
+				snprintf(cancel_reason, sizeof(cancel_reason), "lost contact with the source host %s: %s", sname, err);
+				break;
+			}
+		}
+		/* is the destination host still there? */
+		char e2[512], vpath[160];
+		json_t *dr = NULL;
+		snprintf(vpath, sizeof(vpath), "/v1/vms/%s", name);
+		int dc = host_call(j->dst, "GET", vpath, NULL, &dr, 1000, e2, sizeof(e2));
+		json_decref(dr);
+		if (dc == 200)
+			dst_ok = now_ns();
+		else if (!cancelled && now_ns() - dst_ok > (uint64_t)CENTER_DEST_LOST_MS * 1000000) {
+			json_t *cr = NULL;
+			snprintf(cancel_reason, sizeof(cancel_reason), "lost contact with the destination host %s (%s)", dname, e2);
+			glide_log("center", "task %lld: %s; cancelling", (long long)j->task, cancel_reason);
+			char cpath[192];
+			snprintf(cpath, sizeof(cpath), "/v1/vms/%s/migration/cancel", name);
+			host_call(j->src, "POST", cpath, NULL, &cr, 10000, e2, sizeof(e2));
+			json_decref(cr);
+			cancelled = true;
+		}
+		if (st) {
+			json_t *detail = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "source", sname,
+						   "destination", dname, "stage", json_object_get(st, "stage"), "phase",
+						   json_object_get(st, "phase"), "bytes_sent", json_object_get(st, "bytes_sent"),
+						   "remaining_pages", json_object_get(st, "remaining_pages"), "transmit_rate",
+						   json_object_get(st, "transmit_rate"), "dirty_rate", json_object_get(st, "dirty_rate"),
+						   "predicted_stun_ms", json_object_get(st, "predicted_stun_ms"), "sdps",
+						   json_object_get(st, "sdps"));
+			pthread_mutex_lock(&c->lock);
+			task_update(c, j->task, s(st, "stage")[0] ? s(st, "stage") : "precopy", progress_of(st, memory), detail);
+			pthread_mutex_unlock(&c->lock);
+			json_decref(detail);
+		}
+	}
+	const char *status = st ? s(st, "status") : "unknown";
+	if (!strcmp(status, "completed")) {
+		json_t *result = json_deep_copy(st);
+		json_object_set_new(result, "source", json_string(sname));
+		json_object_set_new(result, "destination", json_string(dname));
+		pthread_mutex_lock(&c->lock);
+		inv_run(c, "UPDATE vms SET host_id = ?, api = ?, power_state = 'running', updated_at = ? WHERE id = ?",
+			json_pack("[O, s, I, O]", json_object_get(j->dst, "id"), dst_api, (json_int_t)inv_now_ms(),
+				  json_object_get(j->vm, "id")), NULL);
+		pthread_mutex_unlock(&c->lock);
+		/* the source monitor exits by itself; its agent forgets the VM */
+		char dpath[160];
+		snprintf(dpath, sizeof(dpath), "/v1/vms/%s", name);
+		host_call(j->src, "DELETE", dpath, NULL, NULL, 0, err, sizeof(err));
+		snprintf(msg, sizeof(msg), "VM %s migrated from %s to %s in %.0f ms (stun %.2f ms)", name, sname, dname,
+			 json_number_value(json_object_get(st, "total_ms")), json_number_value(json_object_get(st, "stun_ms")));
+		finish(j, true, msg, result);
+	} else {
+		discard_destination(j);
+		snprintf(msg, sizeof(msg), "migration of %s to %s %s: %s; the VM keeps running on %s", name, dname,
+			 st ? status : "failed", cancel_reason[0] ? cancel_reason : st ? s(st, "error") : err, sname);
+		json_t *result = st ? json_deep_copy(st) : json_object();
+		json_object_set_new(result, "source", json_string(sname));
+		json_object_set_new(result, "destination", json_string(dname));
+		finish(j, false, msg, result);
+	}
+	json_decref(st);
+}
+
+static void *migrate_thread(void *arg)
+{
+	struct migrate_job *j = arg;
+	struct center *c = j->c;
+	const char *sname = j->src ? s(j->src, "name") : "", *dname = s(j->dst, "name");
+	int limit = c->max_migrations_per_host;
+
+	/* a slot on both hosts; checked and taken under the inventory lock */
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		if (running_migrations(c, sname) < limit && running_migrations(c, dname) < limit) {
+			task_update(c, j->task, "starting", 0.01, NULL);
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		pthread_mutex_unlock(&c->lock);
+		sleep_ns(100000000);
+	}
+	if (j->live)
+		run_live(j);
+	else
+		run_cold(j);
+	job_free(j);
+	return NULL;
+}
+
+int migrate_task_start(struct center *c, const char *name, json_t *req, json_t **resp)
+{
+	const char *to = json_string_value(json_object_get(req, "to"));
+	char err[512], msg[2048];
+	struct migrate_job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return 500;
+	j->c = c;
+	if (!to) {
+		*resp = err_json("a migration needs {\"to\": HOST}");
+		free(j);
+		return 400;
+	}
+	pthread_mutex_lock(&c->lock);
+	j->vm = inv_vm(c, name);
+	j->dst = inv_host(c, to);
+	if (j->vm && json_is_integer(json_object_get(j->vm, "host_id")))
+		j->src = inv_host_by_id(c, json_integer_value(json_object_get(j->vm, "host_id")));
+	pthread_mutex_unlock(&c->lock);
+	if (!j->vm) {
+		*resp = err_json("no VM named %s (see `glide vm list`)", name);
+		job_free(j);
+		return 404;
+	}
+	if (!j->dst) {
+		*resp = err_json("no host named %s (see `glide host list`)", to);
+		job_free(j);
+		return 404;
+	}
+	if (json_is_integer(json_object_get(j->vm, "locked_by"))) {
+		long long t = json_integer_value(json_object_get(j->vm, "locked_by"));
+		*resp = err_json("VM %s is locked by task %lld, which is still running (its configuration cannot change and it "
+				 "cannot move until that task ends); wait with `glide task watch %lld`", name, t, t);
+		json_object_set_new(*resp, "task", json_integer(t));
+		job_free(j);
+		return 409;
+	}
+	if (j->src && json_equal(json_object_get(j->src, "id"), json_object_get(j->dst, "id"))) {
+		*resp = err_json("VM %s already is on host %s", name, to);
+		job_free(j);
+		return 409;
+	}
+	const char *ps = s(j->vm, "power_state");
+	j->live = !strcmp(ps, "running") || !strcmp(ps, "paused");
+	if (!j->live && strcmp(ps, "off")) {
+		*resp = err_json("VM %s is %s; migrate it when it is running or powered off", name, ps);
+		job_free(j);
+		return 409;
+	}
+	if (j->live && !j->src) {
+		*resp = err_json("VM %s has no host in the inventory; wait for the controller to find it", name);
+		job_free(j);
+		return 409;
+	}
+	/* compatibility, with fresh facts from both hosts */
+	json_t *dst_facts = host_facts(j->dst, err, sizeof(err)), *reasons;
+	if (!dst_facts) {
+		reasons = json_pack("[s]", err);
+	} else {
+		j->src_facts = j->src ? host_facts(j->src, err, sizeof(err)) : NULL;
+		if (j->live && !j->src_facts)
+			reasons = json_pack("[s]", err);
+		else
+			reasons = compat_check(j->vm, j->src_facts, dst_facts, j->dst, j->live);
+	}
+	json_decref(dst_facts);
+	j->params = json_object();
+	const char *pkeys[] = { "streams", "max_bandwidth", "switchover_goal_ms", "sdps", "encrypt", "timeout_s" };
+	for (size_t i = 0; i < ARRAY_SIZE(pkeys); i++)
+		if (json_object_get(req, pkeys[i]))
+			json_object_set(j->params, pkeys[i], json_object_get(req, pkeys[i]));
+
+	pthread_mutex_lock(&c->lock);
+	json_t *again = inv_vm(c, name);
+	if (json_is_integer(json_object_get(again, "locked_by"))) {
+		long long t = json_integer_value(json_object_get(again, "locked_by"));
+		pthread_mutex_unlock(&c->lock);
+		*resp = err_json("VM %s is locked by task %lld, which is still running; wait with `glide task watch %lld`", name, t, t);
+		json_decref(again);
+		json_decref(reasons);
+		job_free(j);
+		return 409;
+	}
+	json_decref(again);
+	j->task = task_create(c, "migrate", j->vm, j->src ? s(j->src, "name") : NULL, s(j->dst, "name"), "running");
+	if (json_array_size(reasons)) {
+		size_t used = 0, i;
+		json_t *r;
+		used += (size_t)snprintf(msg, sizeof(msg), "migration of %s to %s refused: ", name, to);
+		json_array_foreach(reasons, i, r)
+			if (used < sizeof(msg))
+				used += (size_t)snprintf(msg + used, sizeof(msg) - used, "%s%s", i ? "; " : "", json_string_value(r));
+		task_finish(c, j->task, false, msg, json_pack("{s:O, s:b}", "reasons", reasons, "refused", 1));
+		pthread_mutex_unlock(&c->lock);
+		*resp = json_pack("{s:s, s:O, s:I}", "error", msg, "reasons", reasons, "task", (json_int_t)j->task);
+		json_decref(reasons);
+		job_free(j);
+		return 409;
+	}
+	json_decref(reasons);
+	inv_run(c, "UPDATE vms SET locked_by = ? WHERE id = ?", json_pack("[I, O]", (json_int_t)j->task, json_object_get(j->vm, "id")), NULL);
+	task_update(c, j->task, "queued", 0, NULL);
+	int64_t task = j->task;
+	bool live = j->live;
+	pthread_mutex_unlock(&c->lock);
+	pthread_t t;
+	if (pthread_create(&t, NULL, migrate_thread, j)) {
+		finish(j, false, "cannot start the migration thread", NULL);
+		job_free(j);
+		*resp = err_json("cannot start the migration thread");
+		return 500;
+	}
+	pthread_detach(t);
+	*resp = json_pack("{s:I, s:s, s:s}", "task", (json_int_t)task, "kind", live ? "live" : "cold", "state", "running");
+	return 202;
+}

@@ -1,0 +1,289 @@
+/* Power-on placement and the CPU baseline a VM gets (EVC).
+ *
+ * A VM's level is its own (per-VM EVC) or else its cluster's: "none" (the
+ * host's full CPU), a named level, or "intersection" (the features every
+ * host of the cluster has). At power-on the level becomes a CPUID mask in
+ * the VM's configuration, so the VM keeps seeing exactly those features
+ * wherever it migrates. Placement picks, among the cluster's responding
+ * hosts with enough free memory that meet the mask, the VM's current host
+ * if it qualifies, else the one with the most free memory; when none
+ * qualifies the answer lists every host with its reason. */
+#include "center/center.h"
+#include "common/util.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int placement_level_mask(struct center *c, int64_t cluster_id, const char *level, uint32_t mask[EVC_REGS], char *err,
+			 size_t errlen)
+{
+	for (int r = 0; r < EVC_REGS; r++)
+		mask[r] = 0xffffffffu;
+	if (!level || !*level || !strcmp(level, EVC_NONE))
+		return 0;
+	const struct evc_level *l = evc_level_find(level);
+	if (l) {
+		memcpy(mask, l->mask, sizeof(l->mask));
+		return 0;
+	}
+	if (strcmp(level, EVC_INTERSECTION)) {
+		errf(err, errlen, "unknown EVC level '%s' (levels: none, intersection, x86-64-v1..v4)", level);
+		return -EINVAL;
+	}
+	json_t *rows = inv_rows(c, "SELECT facts FROM hosts WHERE cluster_id = ? AND facts IS NOT NULL",
+				json_pack("[I]", (json_int_t)cluster_id));
+	size_t i;
+	json_t *r;
+	json_array_foreach(rows, i, r) {
+		json_t *f = json_loads(json_string_value(json_object_get(r, "facts")), 0, NULL);
+		uint32_t regs[EVC_REGS];
+		if (host_facts_regs(f, regs))
+			for (int k = 0; k < EVC_REGS; k++)
+				mask[k] &= regs[k];
+		json_decref(f);
+	}
+	json_decref(rows);
+	return 0;
+}
+
+const char *placement_vm_level(struct center *c, json_t *vm)
+{
+	static __thread char level[32];
+	const char *own = json_string_value(json_object_get(vm, "evc_level"));
+	if (own && *own) {
+		snprintf(level, sizeof(level), "%s", own);
+		return level;
+	}
+	json_t *cl = inv_row(c, "SELECT evc_level FROM clusters WHERE id = ?", json_pack("[O]", json_object_get(vm, "cluster_id")));
+	snprintf(level, sizeof(level), "%s", cl ? json_string_value(json_object_get(cl, "evc_level")) : EVC_NONE);
+	json_decref(cl);
+	return level;
+}
+
+static void unlock_vm(struct center *c, json_t *vm)
+{
+	inv_run(c, "UPDATE vms SET locked_by = NULL, updated_at = ? WHERE id = ?",
+		json_pack("[I, O]", (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
+}
+
+/* Locks the VM for a new task; 0 or an HTTP status with *resp set. Caller holds c->lock. */
+static int lock_vm(struct center *c, json_t *vm, const char *kind, int64_t *task, json_t **resp)
+{
+	if (json_is_integer(json_object_get(vm, "locked_by"))) {
+		long long t = json_integer_value(json_object_get(vm, "locked_by"));
+		*resp = json_pack("{s:s, s:I}", "error", "", "task", (json_int_t)t);
+		json_object_set_new(*resp, "error", json_sprintf("VM %s is locked by task %lld, which is still running; wait "
+								 "for it with `glide task watch %lld`",
+								 json_string_value(json_object_get(vm, "name")), t, t));
+		return 409;
+	}
+	*task = task_create(c, kind, vm, NULL, NULL, "running");
+	inv_run(c, "UPDATE vms SET locked_by = ? WHERE id = ?", json_pack("[I, O]", (json_int_t)*task, json_object_get(vm, "id")), NULL);
+	return 0;
+}
+
+int placement_power_on(struct center *c, const char *name, const char *want_host, json_t **resp)
+{
+	char err[512], mem_s[32];
+	uint32_t mask[EVC_REGS];
+	int64_t task = 0;
+	int status;
+
+	pthread_mutex_lock(&c->lock);
+	json_t *vm = inv_vm(c, name);
+	if (!vm) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = json_sprintf("no VM named %s (see `glide vm list`)", name);
+		*resp = json_pack("{s:o}", "error", *resp);
+		return 404;
+	}
+	const char *ps = json_string_value(json_object_get(vm, "power_state"));
+	if (strcmp(ps, "off")) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = json_pack("{s:o}", "error", json_sprintf("VM %s is already %s", name, ps));
+		json_decref(vm);
+		return 409;
+	}
+	if ((status = lock_vm(c, vm, "power-on", &task, resp))) {
+		pthread_mutex_unlock(&c->lock);
+		json_decref(vm);
+		return status;
+	}
+	int64_t cluster_id = json_integer_value(json_object_get(vm, "cluster_id"));
+	const char *level = placement_vm_level(c, vm);
+	char level_copy[32];
+	snprintf(level_copy, sizeof(level_copy), "%s", level);
+	placement_level_mask(c, cluster_id, level_copy, mask, err, sizeof(err));
+	json_t *hosts = want_host ? inv_rows(c, "SELECT * FROM hosts WHERE name = ?1 OR address = ?1", json_pack("[s]", want_host))
+				  : inv_rows(c, "SELECT * FROM hosts WHERE cluster_id = ? ORDER BY id", json_pack("[I]", (json_int_t)cluster_id));
+	pthread_mutex_unlock(&c->lock);
+
+	json_t *config = json_loads(json_string_value(json_object_get(vm, "config")), 0, NULL);
+	uint64_t need = (uint64_t)json_integer_value(json_object_get(config, "memory"));
+	json_t *reasons = json_array(), *chosen = NULL;
+	uint64_t best_free = 0;
+	size_t i;
+	json_t *h;
+	json_array_foreach(hosts, i, h) {
+		const char *hn = json_string_value(json_object_get(h, "name"));
+		json_t *f = host_facts(h, err, sizeof(err));
+		uint32_t regs[EVC_REGS];
+		if (!f) {
+			json_array_append_new(reasons, json_sprintf("%s: %s", hn, err));
+			continue;
+		}
+		uint64_t fr = (uint64_t)json_integer_value(json_object_get(json_object_get(f, "memory"), "free"));
+		char missing[512];
+		if (fr < need) {
+			char a[32], b[32];
+			json_array_append_new(reasons, json_sprintf("%s: %s free, the VM needs %s", hn, format_size(fr, a, sizeof(a)),
+								    format_size(need, b, sizeof(b))));
+		} else if (strcmp(level_copy, EVC_NONE) && host_facts_regs(f, regs) &&
+			   evc_missing(mask, regs, missing, sizeof(missing))) {
+			json_array_append_new(reasons, json_sprintf("%s: lacks %s (EVC level %s)", hn, missing, level_copy));
+		} else {
+			bool home = json_equal(json_object_get(h, "id"), json_object_get(vm, "host_id"));
+			if (!chosen || home || (fr > best_free && !json_equal(json_object_get(chosen, "id"), json_object_get(vm, "host_id")))) {
+				chosen = h;
+				best_free = fr;
+			}
+		}
+		json_decref(f);
+	}
+	json_t *cfg_new = json_deep_copy(config);
+	json_object_set_new(cfg_new, "cpuid_mask", evc_regs_to_json(mask));
+	json_object_set_new(cfg_new, "evc_level", json_string(level_copy));
+	json_object_set_new(cfg_new, "name", json_string(name));
+	json_t *boot = json_loads(json_string_value(json_object_get(vm, "boot")), 0, NULL);
+	json_t *devices = json_loads(json_string_value(json_object_get(vm, "devices")), 0, NULL);
+	json_t *r = NULL;
+	char path[160], msg[1024] = "";
+	status = 0;
+
+	if (!chosen) {
+		char *list = json_dumps(reasons, JSON_COMPACT);
+		snprintf(msg, sizeof(msg), "no host can power on VM %s (needs %s%s%s): %s", name,
+			 format_size(need, mem_s, sizeof(mem_s)), strcmp(level_copy, EVC_NONE) ? ", EVC " : "",
+			 strcmp(level_copy, EVC_NONE) ? level_copy : "", json_array_size(hosts) ? list : "the cluster has no hosts (add one with `glide host add`)");
+		free(list);
+		status = 409;
+		goto done;
+	}
+	/* a powered-off VM registered on another host moves here (cold) */
+	if (json_is_integer(json_object_get(vm, "host_id")) && !json_equal(json_object_get(vm, "host_id"), json_object_get(chosen, "id"))) {
+		json_t *old = NULL;
+		pthread_mutex_lock(&c->lock);
+		old = inv_host_by_id(c, json_integer_value(json_object_get(vm, "host_id")));
+		pthread_mutex_unlock(&c->lock);
+		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+		if (old)
+			host_call(old, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
+		json_decref(old);
+	}
+	snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	int st = host_call(chosen, "GET", path, NULL, &r, 0, err, sizeof(err));
+	json_decref(r);
+	r = NULL;
+	if (st == 200) {
+		snprintf(path, sizeof(path), "/v1/vms/%s/config", name);
+		st = host_call(chosen, "POST", path, json_pack("{s:O, s:O}", "config", cfg_new, "boot", boot), &r, 0, err, sizeof(err));
+		json_decref(r);
+		r = NULL;
+		snprintf(path, sizeof(path), "/v1/vms/%s/start", name);
+		if (st == 200)
+			st = host_call(chosen, "POST", path, NULL, &r, 30000, err, sizeof(err));
+	} else {
+		json_t *body = json_pack("{s:s, s:O, s:O, s:O, s:b}", "name", name, "config", cfg_new, "boot", boot, "devices",
+					 devices, "start", 1);
+		st = host_call(chosen, "POST", "/v1/vms", body, &r, 30000, err, sizeof(err));
+		json_decref(body);
+	}
+	if (st != 200 && st != 201) {
+		snprintf(msg, sizeof(msg), "host %s could not start VM %s: %s", json_string_value(json_object_get(chosen, "name")), name, err);
+		status = 502;
+		goto done;
+	}
+	pthread_mutex_lock(&c->lock);
+	char *cfg_text = json_dumps(cfg_new, JSON_COMPACT);
+	inv_run(c, "UPDATE vms SET host_id = ?, power_state = 'running', api = ?, config = ?, updated_at = ? WHERE id = ?",
+		json_pack("[O, O, s, I, O]", json_object_get(chosen, "id"), json_object_get(r, "api"), cfg_text,
+			  (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
+	free(cfg_text);
+	pthread_mutex_unlock(&c->lock);
+	snprintf(msg, sizeof(msg), "VM %s powered on on host %s (EVC %s)", name, json_string_value(json_object_get(chosen, "name")), level_copy);
+	status = 200;
+done:
+	pthread_mutex_lock(&c->lock);
+	task_finish(c, task, status == 200, msg, status == 200 ? NULL : json_pack("{s:O}", "reasons", reasons));
+	unlock_vm(c, vm);
+	if (status == 200) {
+		json_t *fresh = inv_vm(c, name);
+		*resp = inv_vm_json(c, fresh);
+		json_decref(fresh);
+		json_object_set_new(*resp, "task", json_integer(task));
+	} else {
+		*resp = json_pack("{s:s, s:O, s:I}", "error", msg, "reasons", reasons, "task", (json_int_t)task);
+	}
+	pthread_mutex_unlock(&c->lock);
+	json_decref(r);
+	json_decref(vm);
+	json_decref(hosts);
+	json_decref(config);
+	json_decref(cfg_new);
+	json_decref(boot);
+	json_decref(devices);
+	json_decref(reasons);
+	return status;
+}
+
+int placement_power_off(struct center *c, const char *name, json_t **resp)
+{
+	char err[512], path[160];
+	int64_t task = 0;
+	int status;
+
+	pthread_mutex_lock(&c->lock);
+	json_t *vm = inv_vm(c, name);
+	if (!vm) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = json_pack("{s:o}", "error", json_sprintf("no VM named %s (see `glide vm list`)", name));
+		return 404;
+	}
+	if ((status = lock_vm(c, vm, "power-off", &task, resp))) {
+		pthread_mutex_unlock(&c->lock);
+		json_decref(vm);
+		return status;
+	}
+	json_t *host = json_is_integer(json_object_get(vm, "host_id"))
+			       ? inv_host_by_id(c, json_integer_value(json_object_get(vm, "host_id"))) : NULL;
+	pthread_mutex_unlock(&c->lock);
+	int st = 200;
+	if (host && strcmp(json_string_value(json_object_get(vm, "power_state")), "off")) {
+		json_t *r = NULL;
+		snprintf(path, sizeof(path), "/v1/vms/%s/stop", name);
+		st = host_call(host, "POST", path, NULL, &r, 30000, err, sizeof(err));
+		json_decref(r);
+	}
+	pthread_mutex_lock(&c->lock);
+	if (st == 200 || st == 404) {
+		inv_run(c, "UPDATE vms SET power_state = 'off', api = NULL, updated_at = ? WHERE id = ?",
+			json_pack("[I, O]", (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
+		task_finish(c, task, true, "powered off", NULL);
+		json_t *fresh = inv_vm(c, name);
+		*resp = inv_vm_json(c, fresh);
+		json_decref(fresh);
+		status = 200;
+	} else {
+		char msg[700];
+		snprintf(msg, sizeof(msg), "cannot power off VM %s: %s", name, err);
+		task_finish(c, task, false, msg, NULL);
+		*resp = json_pack("{s:s}", "error", msg);
+		status = 502;
+	}
+	unlock_vm(c, vm);
+	pthread_mutex_unlock(&c->lock);
+	json_decref(host);
+	json_decref(vm);
+	return status;
+}

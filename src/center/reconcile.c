@@ -1,0 +1,122 @@
+/* Keeping the inventory true: the hosts are the truth about VMs. Every
+ * second (and right after a restart) the controller asks each host for its
+ * facts and VMs, marks hosts connected or not, and for every VM not locked
+ * by a running task records where it really runs. A VM reported running or
+ * paused by a host is there; one that a host only holds as "incoming" or
+ * "migrated" is in transit and the running copy wins; a VM no host runs is
+ * powered off (kept registered where its configuration is). This is also
+ * how a migration that finished while the controller was down is found. */
+#include "center/center.h"
+#include "common/util.h"
+#include <stdio.h>
+#include <string.h>
+
+static bool is_live(const char *st)
+{
+	return st && (!strcmp(st, "running") || !strcmp(st, "paused") || !strcmp(st, "starting"));
+}
+
+void reconcile_once(struct center *c)
+{
+	int64_t started = inv_now_ms(); /* VMs changed after this are newer than what we read */
+	pthread_mutex_lock(&c->lock);
+	json_t *hosts = inv_rows(c, "SELECT * FROM hosts", NULL);
+	pthread_mutex_unlock(&c->lock);
+	json_t *seen = json_object(); /* vm name -> {host_id, state, api, off_host} */
+	json_t *down = json_object(); /* host ids that did not answer */
+	size_t i;
+	json_t *h;
+
+	json_array_foreach(hosts, i, h) {
+		char err[512], id[32];
+		json_t *facts = host_facts(h, err, sizeof(err));
+		snprintf(id, sizeof(id), "%lld", json_integer_value(json_object_get(h, "id")));
+		pthread_mutex_lock(&c->lock);
+		if (!facts) {
+			inv_run(c, "UPDATE hosts SET state = 'disconnected' WHERE id = ?", json_pack("[O]", json_object_get(h, "id")), NULL);
+			json_object_set_new(down, id, json_true());
+		} else {
+			char *text = json_dumps(facts, JSON_COMPACT);
+			inv_run(c, "UPDATE hosts SET state = 'connected', facts = ?, last_seen = ? WHERE id = ?",
+				json_pack("[s, I, O]", text, (json_int_t)inv_now_ms(), json_object_get(h, "id")), NULL);
+			free(text);
+		}
+		pthread_mutex_unlock(&c->lock);
+		size_t k;
+		json_t *v;
+		json_array_foreach(json_object_get(facts, "vms"), k, v) {
+			const char *name = json_string_value(json_object_get(v, "name"));
+			const char *st = json_string_value(json_object_get(v, "state"));
+			if (!name || !st)
+				continue;
+			json_t *cur = json_object_get(seen, name);
+			if (!cur) {
+				cur = json_object();
+				json_object_set_new(seen, name, cur);
+			}
+			if (is_live(st)) {
+				json_object_set(cur, "host_id", json_object_get(h, "id"));
+				json_object_set_new(cur, "state", json_string(!strcmp(st, "starting") ? "running" : st));
+				json_object_set(cur, "api", json_object_get(v, "api"));
+				json_object_set_new(cur, "live_count", json_integer(json_integer_value(json_object_get(cur, "live_count")) + 1));
+			} else if (!strcmp(st, "off") || !strcmp(st, "stopping")) {
+				json_object_set(cur, "off_host", json_object_get(h, "id"));
+			} else {
+				json_object_set_new(cur, "in_transit", json_true());
+			}
+		}
+		json_decref(facts);
+	}
+	pthread_mutex_lock(&c->lock);
+	json_t *vms = inv_rows(c, "SELECT id, name, host_id, power_state, api FROM vms WHERE locked_by IS NULL AND updated_at < ?",
+			       json_pack("[I]", (json_int_t)started));
+	json_t *vm;
+	json_array_foreach(vms, i, vm) {
+		const char *name = json_string_value(json_object_get(vm, "name"));
+		json_t *cur = json_object_get(seen, name);
+		char hid[32];
+		snprintf(hid, sizeof(hid), "%lld", json_integer_value(json_object_get(vm, "host_id")));
+		if (cur && json_object_get(cur, "state")) {
+			if (json_integer_value(json_object_get(cur, "live_count")) > 1)
+				glide_log("center", "VM %s is reported running on %lld hosts", name,
+					  json_integer_value(json_object_get(cur, "live_count")));
+			if (!json_equal(json_object_get(vm, "host_id"), json_object_get(cur, "host_id")) ||
+			    !json_equal(json_object_get(vm, "power_state"), json_object_get(cur, "state")) ||
+			    !json_equal(json_object_get(vm, "api"), json_object_get(cur, "api"))) {
+				glide_log("center", "VM %s: the hosts say %s on host %lld", name, json_string_value(json_object_get(cur, "state")),
+					  json_integer_value(json_object_get(cur, "host_id")));
+				inv_run(c, "UPDATE vms SET host_id = ?, power_state = ?, api = ?, updated_at = ? WHERE id = ?",
+					json_pack("[O, O, O, I, O]", json_object_get(cur, "host_id"), json_object_get(cur, "state"),
+						  json_object_get(cur, "api"), (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
+			}
+		} else if (json_object_get(down, hid)) {
+			if (strcmp(json_string_value(json_object_get(vm, "power_state")), "unknown"))
+				inv_run(c, "UPDATE vms SET power_state = 'unknown', updated_at = ? WHERE id = ?",
+					json_pack("[I, O]", (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
+		} else if (cur && json_object_get(cur, "in_transit")) {
+			/* only a masked or released copy exists: leave the record as it is */
+		} else if (strcmp(json_string_value(json_object_get(vm, "power_state")), "off") ||
+			   (cur && json_object_get(cur, "off_host") &&
+			    !json_equal(json_object_get(cur, "off_host"), json_object_get(vm, "host_id")))) {
+			json_t *off_host = cur ? json_object_get(cur, "off_host") : NULL;
+			inv_run(c, "UPDATE vms SET power_state = 'off', api = NULL, host_id = COALESCE(?, host_id), updated_at = ? WHERE id = ?",
+				json_pack("[O?, I, O]", off_host, (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	json_decref(vms);
+	json_decref(seen);
+	json_decref(down);
+	json_decref(hosts);
+}
+
+void *reconcile_thread(void *center)
+{
+	struct center *c = center;
+	while (!c->quit) {
+		reconcile_once(c);
+		for (int i = 0; i < CENTER_RECONCILE_INTERVAL_MS / 50 && !c->quit; i++)
+			sleep_ns(50000000);
+	}
+	return NULL;
+}

@@ -1,0 +1,758 @@
+/* `glide center serve`: the controller daemon and its HTTP+JSON API (TCP
+ * with a bearer token). Opens the inventory, fails the tasks a previous run
+ * left unfinished, starts the reconciler that reads the real VM state back
+ * from the hosts, then serves:
+ *
+ *   GET  /v1/center                          summary
+ *   GET  /v1/clusters     POST /v1/clusters  {name, evc, max_migrations_per_host}
+ *   GET  /v1/clusters/NAME/evc               hosts' max levels, VMs' levels
+ *   POST /v1/clusters/NAME/evc               {level}: change the baseline
+ *   GET  /v1/hosts        POST /v1/hosts     {address, token, name, cluster}
+ *   GET  /v1/hosts/NAME   DELETE /v1/hosts/NAME
+ *   GET  /v1/vms          POST /v1/vms       {name, memory, vcpus, boot, cluster, evc}
+ *   GET  /v1/vms/NAME     DELETE /v1/vms/NAME
+ *   POST /v1/vms/NAME/start|stop|migrate|config
+ *   GET  /v1/tasks        GET /v1/tasks/ID */
+#include "center/center.h"
+#include "api/http.h"
+#include "vmm/config.h"
+#include "common/token.h"
+#include "common/util.h"
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct center center;
+
+static json_t *error_json(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *error_json(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:s}", "error", msg);
+}
+
+static const char *body_str(const struct http_request *req, const char *k)
+{
+	return json_string_value(json_object_get(req->body, k));
+}
+
+/* "/v1/PREFIX/NAME[/ACTION]" */
+static int split(const char *path, const char *prefix, char *name, size_t nlen, char *action, size_t alen)
+{
+	size_t pl = strlen(prefix);
+	if (strncmp(path, prefix, pl))
+		return -EINVAL;
+	const char *p = path + pl, *slash = strchr(p, '/');
+	size_t n = slash ? (size_t)(slash - p) : strlen(p);
+	if (!n || n >= nlen)
+		return -EINVAL;
+	memcpy(name, p, n);
+	name[n] = 0;
+	snprintf(action, alen, "%s", slash ? slash + 1 : "");
+	return 0;
+}
+
+static json_t *host_view(json_t *row)
+{
+	json_t *h = json_deep_copy(row);
+	json_object_del(h, "token");
+	const char *f = json_string_value(json_object_get(h, "facts"));
+	json_t *facts = f ? json_loads(f, 0, NULL) : NULL;
+	json_object_set_new(h, "facts", facts ? facts : json_null());
+	if (facts) {
+		json_t *cpu = json_object_get(facts, "cpu");
+		json_object_set(h, "evc_max_level", json_object_get(cpu, "evc_max_level"));
+		json_object_set(h, "memory_free", json_object_get(json_object_get(facts, "memory"), "free"));
+		json_object_set(h, "vms_running", json_object_get(facts, "vms_running"));
+	}
+	return h;
+}
+
+static int api_center(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	pthread_mutex_lock(&c->lock);
+	json_t *r = inv_row(c, "SELECT (SELECT COUNT(*) FROM clusters) AS clusters, (SELECT COUNT(*) FROM hosts) AS hosts,"
+			       " (SELECT COUNT(*) FROM vms) AS vms, (SELECT COUNT(*) FROM tasks WHERE state IN ('queued','running')) AS tasks_running", NULL);
+	pthread_mutex_unlock(&c->lock);
+	json_object_set_new(r, "max_migrations_per_host", json_integer(c->max_migrations_per_host));
+	*resp = r;
+	return 200;
+}
+
+/* ---- clusters and EVC ---- */
+
+static bool level_valid(const char *l)
+{
+	return !strcmp(l, EVC_NONE) || !strcmp(l, EVC_INTERSECTION) || evc_level_find(l);
+}
+
+static int api_clusters(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	pthread_mutex_lock(&c->lock);
+	inv_default_cluster(c);
+	json_t *rows = inv_rows(c, "SELECT c.*, (SELECT COUNT(*) FROM hosts h WHERE h.cluster_id = c.id) AS hosts,"
+				   " (SELECT COUNT(*) FROM vms v WHERE v.cluster_id = c.id) AS vms FROM clusters c ORDER BY c.id", NULL);
+	pthread_mutex_unlock(&c->lock);
+	*resp = json_pack("{s:o}", "clusters", rows);
+	return 200;
+}
+
+static int api_cluster_create(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	const char *name = body_str(req, "name"), *evc = body_str(req, "evc");
+	json_t *mm = json_object_get(req->body, "max_migrations_per_host");
+	if (!name || !*name) {
+		*resp = error_json("a cluster needs {\"name\"}");
+		return 400;
+	}
+	if (!evc)
+		evc = EVC_NONE;
+	if (!level_valid(evc)) {
+		*resp = error_json("unknown EVC level '%s' (levels: none, intersection, x86-64-v1, x86-64-v2, x86-64-v3, x86-64-v4)", evc);
+		return 400;
+	}
+	pthread_mutex_lock(&c->lock);
+	json_t *old = inv_cluster(c, name);
+	if (old) {
+		json_decref(old);
+		pthread_mutex_unlock(&c->lock);
+		*resp = error_json("cluster %s already exists", name);
+		return 409;
+	}
+	inv_run(c, "INSERT INTO clusters(name, evc_level, max_migrations_per_host, created_at) VALUES(?, ?, ?, ?)",
+		json_pack("[s, s, O?, I]", name, evc, json_is_integer(mm) ? mm : NULL, (json_int_t)inv_now_ms()), NULL);
+	*resp = inv_cluster(c, name);
+	pthread_mutex_unlock(&c->lock);
+	return 201;
+}
+
+static json_t *evc_view(struct center *c, json_t *cl)
+{
+	json_t *hosts = inv_rows(c, "SELECT name, state, facts FROM hosts WHERE cluster_id = ? ORDER BY id",
+				 json_pack("[O]", json_object_get(cl, "id")));
+	json_t *vms = inv_rows(c, "SELECT name, power_state, evc_level, config, host_id FROM vms WHERE cluster_id = ? ORDER BY id",
+			       json_pack("[O]", json_object_get(cl, "id")));
+	const char *level = json_string_value(json_object_get(cl, "evc_level"));
+	uint32_t mask[EVC_REGS];
+	char err[256];
+	placement_level_mask(c, json_integer_value(json_object_get(cl, "id")), level, mask, err, sizeof(err));
+	json_t *hv = json_array(), *vv = json_array();
+	size_t i;
+	json_t *h;
+	json_array_foreach(hosts, i, h) {
+		json_t *f = json_loads(json_string_value(json_object_get(h, "facts")) ? json_string_value(json_object_get(h, "facts")) : "null", JSON_DECODE_ANY, NULL);
+		uint32_t regs[EVC_REGS];
+		bool have = host_facts_regs(f, regs);
+		char missing[512] = "";
+		if (have && strcmp(level, EVC_NONE))
+			evc_missing(mask, regs, missing, sizeof(missing));
+		json_array_append_new(hv, json_pack("{s:O, s:O, s:O*, s:O*, s:b, s:s*}", "name", json_object_get(h, "name"),
+						    "state", json_object_get(h, "state"),
+						    "max_level", json_object_get(json_object_get(f, "cpu"), "evc_max_level"),
+						    "levels", json_object_get(json_object_get(f, "cpu"), "evc_levels"),
+						    "meets_baseline", have && !missing[0], "missing", missing[0] ? missing : NULL));
+		json_decref(f);
+	}
+	json_array_foreach(vms, i, h) {
+		json_t *cfg = json_loads(json_string_value(json_object_get(h, "config")), 0, NULL);
+		const char *running_level = json_string_value(json_object_get(cfg, "evc_level"));
+		json_array_append_new(vv, json_pack("{s:O, s:O, s:s, s:s?}", "name", json_object_get(h, "name"), "state",
+						    json_object_get(h, "power_state"),
+						    "level", json_is_string(json_object_get(h, "evc_level")) ? json_string_value(json_object_get(h, "evc_level")) : level,
+						    "powered_on_level", running_level && *running_level ? running_level : NULL));
+		json_decref(cfg);
+	}
+	json_t *r = json_pack("{s:O, s:s, s:o, s:o, s:o, s:o}", "cluster", json_object_get(cl, "name"), "baseline", level,
+			      "baseline_mask", evc_regs_to_json(mask), "baseline_features", evc_feature_list(mask), "hosts", hv, "vms", vv);
+	json_t *levels = json_array();
+	for (int k = 0; evc_level_at(k); k++)
+		json_array_append_new(levels, json_pack("{s:s, s:s}", "name", evc_level_at(k)->name, "summary", evc_level_at(k)->summary));
+	json_object_set_new(r, "levels", levels);
+	json_decref(hosts);
+	json_decref(vms);
+	return r;
+}
+
+static int api_cluster_get(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	char name[128], action[64];
+	if (split(req->path, "/v1/clusters/", name, sizeof(name), action, sizeof(action)))
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	if (!strcmp(name, DEFAULT_CLUSTER))
+		inv_default_cluster(c);
+	json_t *cl = inv_cluster(c, name);
+	if (!cl) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = error_json("no cluster named %s (see `glide cluster list`)", name);
+		return 404;
+	}
+	*resp = !strcmp(action, "evc") ? evc_view(c, cl) : json_incref(cl);
+	json_decref(cl);
+	pthread_mutex_unlock(&c->lock);
+	return 200;
+}
+
+static int api_cluster_post(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	char name[128], action[64];
+	const char *level = body_str(req, "level");
+	if (split(req->path, "/v1/clusters/", name, sizeof(name), action, sizeof(action)) || strcmp(action, "evc"))
+		return 0;
+	if (!level || !level_valid(level)) {
+		*resp = error_json("give {\"level\": none|intersection|x86-64-v1..v4}");
+		return 400;
+	}
+	pthread_mutex_lock(&c->lock);
+	json_t *cl = inv_cluster(c, name);
+	if (!cl) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = error_json("no cluster named %s", name);
+		return 404;
+	}
+	int64_t cid = json_integer_value(json_object_get(cl, "id"));
+	uint32_t mask[EVC_REGS];
+	char err[256], problems[2048] = "";
+	size_t used = 0;
+	placement_level_mask(c, cid, level, mask, err, sizeof(err));
+	json_t *hosts = inv_rows(c, "SELECT name, facts FROM hosts WHERE cluster_id = ?", json_pack("[I]", (json_int_t)cid));
+	size_t i;
+	json_t *h;
+	json_array_foreach(hosts, i, h) {
+		json_t *f = json_loads(json_string_value(json_object_get(h, "facts")) ? json_string_value(json_object_get(h, "facts")) : "null", JSON_DECODE_ANY, NULL);
+		uint32_t regs[EVC_REGS];
+		char missing[512];
+		if (strcmp(level, EVC_NONE) && host_facts_regs(f, regs) && evc_missing(mask, regs, missing, sizeof(missing)))
+			used += (size_t)snprintf(problems + used, used < sizeof(problems) ? sizeof(problems) - used : 0,
+						 "%shost %s lacks %s", used ? "; " : "", json_string_value(json_object_get(h, "name")), missing);
+		json_decref(f);
+	}
+	/* lowering the baseline under powered-on VMs would take features away from running guests */
+	json_t *vms = inv_rows(c, "SELECT name, config FROM vms WHERE cluster_id = ? AND evc_level IS NULL AND power_state != 'off'",
+			       json_pack("[I]", (json_int_t)cid));
+	json_array_foreach(vms, i, h) {
+		json_t *cfg = json_loads(json_string_value(json_object_get(h, "config")), 0, NULL);
+		uint32_t vm_mask[EVC_REGS];
+		char missing[512];
+		evc_regs_from_json(json_object_get(cfg, "cpuid_mask"), vm_mask);
+		if (evc_missing(vm_mask, mask, missing, sizeof(missing)))
+			used += (size_t)snprintf(problems + used, used < sizeof(problems) ? sizeof(problems) - used : 0,
+						 "%spowered-on VM %s uses %s (power it off first)", used ? "; " : "",
+						 json_string_value(json_object_get(h, "name")), missing);
+		json_decref(cfg);
+	}
+	json_decref(vms);
+	json_decref(hosts);
+	if (problems[0]) {
+		pthread_mutex_unlock(&c->lock);
+		json_decref(cl);
+		*resp = error_json("cannot set EVC level %s on cluster %s: %s", level, name, problems);
+		return 409;
+	}
+	inv_run(c, "UPDATE clusters SET evc_level = ? WHERE id = ?", json_pack("[s, I]", level, (json_int_t)cid), NULL);
+	json_decref(cl);
+	cl = inv_cluster(c, name);
+	*resp = evc_view(c, cl);
+	json_decref(cl);
+	pthread_mutex_unlock(&c->lock);
+	return 200;
+}
+
+/* ---- hosts ---- */
+
+static int api_hosts(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	pthread_mutex_lock(&c->lock);
+	json_t *rows = inv_rows(c, "SELECT h.*, c.name AS cluster FROM hosts h JOIN clusters c ON c.id = h.cluster_id ORDER BY h.id", NULL);
+	pthread_mutex_unlock(&c->lock);
+	json_t *list = json_array();
+	size_t i;
+	json_t *r;
+	json_array_foreach(rows, i, r) {
+		json_t *v = host_view(r);
+		json_object_del(v, "facts");
+		json_array_append_new(list, v);
+	}
+	json_decref(rows);
+	*resp = json_pack("{s:o}", "hosts", list);
+	return 200;
+}
+
+static int api_host_add(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	const char *addr = body_str(req, "address"), *token = body_str(req, "token");
+	const char *name = body_str(req, "name"), *cluster = body_str(req, "cluster");
+	char err[512];
+	if (!addr || !token) {
+		*resp = error_json("adding a host needs {\"address\": HOST:PORT, \"token\": ...}");
+		return 400;
+	}
+	json_t *probe = json_pack("{s:s, s:s, s:s}", "name", name ? name : addr, "address", addr, "token", token);
+	json_t *facts = host_facts(probe, err, sizeof(err));
+	json_decref(probe);
+	if (!facts) {
+		*resp = error_json("cannot add host %s: %s", addr, err);
+		return 502;
+	}
+	if (!name)
+		name = addr;
+	pthread_mutex_lock(&c->lock);
+	int64_t cid;
+	json_t *cl;
+	if (!cluster || !strcmp(cluster, DEFAULT_CLUSTER)) {
+		cid = inv_default_cluster(c);
+		cl = inv_cluster(c, DEFAULT_CLUSTER);
+	} else {
+		cl = inv_cluster(c, cluster);
+		if (!cl) {
+			pthread_mutex_unlock(&c->lock);
+			json_decref(facts);
+			*resp = error_json("no cluster named %s (create it with `glide cluster create %s`)", cluster, cluster);
+			return 404;
+		}
+		cid = json_integer_value(json_object_get(cl, "id"));
+	}
+	json_t *dup = inv_host(c, name);
+	if (!dup)
+		dup = inv_host(c, addr);
+	if (dup) {
+		pthread_mutex_unlock(&c->lock);
+		json_decref(dup);
+		json_decref(cl);
+		json_decref(facts);
+		*resp = error_json("host %s is already in the inventory (remove it first with `glide host remove %s`)", name, name);
+		return 409;
+	}
+	const char *level = json_string_value(json_object_get(cl, "evc_level"));
+	const struct evc_level *l = evc_level_find(level);
+	uint32_t regs[EVC_REGS];
+	char missing[512];
+	if (l && host_facts_regs(facts, regs) && evc_missing(l->mask, regs, missing, sizeof(missing))) {
+		const char *max = json_string_value(json_object_get(json_object_get(facts, "cpu"), "evc_max_level"));
+		pthread_mutex_unlock(&c->lock);
+		*resp = error_json("host %s cannot join cluster %s: its CPU lacks %s, required by the cluster's EVC baseline %s "
+				   "(the host's maximum level is %s); lower the cluster's baseline or use another host",
+				   name, json_string_value(json_object_get(cl, "name")), missing, level, max ? max : "none");
+		json_decref(cl);
+		json_decref(facts);
+		return 409;
+	}
+	char *text = json_dumps(facts, JSON_COMPACT);
+	inv_run(c, "INSERT INTO hosts(name, address, token, cluster_id, state, facts, last_seen, added_at) VALUES(?, ?, ?, ?, 'connected', ?, ?, ?)",
+		json_pack("[s, s, s, I, s, I, I]", name, addr, token, (json_int_t)cid, text, (json_int_t)inv_now_ms(), (json_int_t)inv_now_ms()), NULL);
+	free(text);
+	json_t *row = inv_host(c, name);
+	*resp = host_view(row);
+	json_decref(row);
+	json_decref(cl);
+	pthread_mutex_unlock(&c->lock);
+	json_decref(facts);
+	glide_log("center", "host %s (%s) added", name, addr);
+	return 201;
+}
+
+static int api_host_get(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	char name[128], action[64], err[512];
+	if (split(req->path, "/v1/hosts/", name, sizeof(name), action, sizeof(action)) || action[0])
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	json_t *row = inv_host(c, name);
+	pthread_mutex_unlock(&c->lock);
+	if (!row) {
+		*resp = error_json("no host named %s (see `glide host list`)", name);
+		return 404;
+	}
+	json_t *facts = host_facts(row, err, sizeof(err));
+	*resp = host_view(row);
+	if (facts)
+		json_object_set_new(*resp, "facts", facts);
+	else
+		json_object_set_new(*resp, "error", json_string(err));
+	json_object_set_new(*resp, "state", json_string(facts ? "connected" : "disconnected"));
+	json_decref(row);
+	return 200;
+}
+
+static int api_host_delete(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	char name[128], action[64];
+	if (split(req->path, "/v1/hosts/", name, sizeof(name), action, sizeof(action)) || action[0])
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	json_t *row = inv_host(c, name);
+	if (!row) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = error_json("no host named %s", name);
+		return 404;
+	}
+	json_t *busy = inv_row(c, "SELECT group_concat(name, ', ') AS names FROM vms WHERE host_id = ? AND power_state != 'off'",
+			       json_pack("[O]", json_object_get(row, "id")));
+	const char *names = json_string_value(json_object_get(busy, "names"));
+	if (names) {
+		*resp = error_json("host %s still runs VMs (%s); migrate them away or stop them first", name, names);
+		pthread_mutex_unlock(&c->lock);
+		json_decref(busy);
+		json_decref(row);
+		return 409;
+	}
+	json_decref(busy);
+	inv_run(c, "UPDATE vms SET host_id = NULL WHERE host_id = ?", json_pack("[O]", json_object_get(row, "id")), NULL);
+	inv_run(c, "DELETE FROM hosts WHERE id = ?", json_pack("[O]", json_object_get(row, "id")), NULL);
+	pthread_mutex_unlock(&c->lock);
+	json_decref(row);
+	*resp = json_pack("{s:s, s:b}", "name", name, "removed", 1);
+	return 200;
+}
+
+/* ---- VMs ---- */
+
+static int api_vms(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	pthread_mutex_lock(&c->lock);
+	json_t *rows = inv_rows(c, "SELECT * FROM vms ORDER BY id", NULL), *list = json_array();
+	size_t i;
+	json_t *r;
+	json_array_foreach(rows, i, r)
+		json_array_append_new(list, inv_vm_json(c, r));
+	pthread_mutex_unlock(&c->lock);
+	json_decref(rows);
+	*resp = json_pack("{s:o}", "vms", list);
+	return 200;
+}
+
+static int check_vm_level(struct center *c, int64_t cid, const char *evc, char *err, size_t errlen)
+{
+	if (!evc)
+		return 0;
+	if (!level_valid(evc)) {
+		errf(err, errlen, "unknown EVC level '%s' (levels: none, intersection, x86-64-v1..v4)", evc);
+		return -EINVAL;
+	}
+	json_t *cl = inv_row(c, "SELECT name, evc_level FROM clusters WHERE id = ?", json_pack("[I]", (json_int_t)cid));
+	const struct evc_level *cl_level = evc_level_find(json_string_value(json_object_get(cl, "evc_level")));
+	const struct evc_level *vm_level = evc_level_find(evc);
+	char missing[512];
+	int rc = 0;
+	if (cl_level && (!vm_level || evc_missing(vm_level->mask, cl_level->mask, missing, sizeof(missing)))) {
+		errf(err, errlen, "per-VM EVC level %s is above cluster %s's baseline %s; choose %s or lower", evc,
+		     json_string_value(json_object_get(cl, "name")), cl_level->name, cl_level->name);
+		rc = -EINVAL;
+	}
+	json_decref(cl);
+	return rc;
+}
+
+static int api_vm_create(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	const char *name = body_str(req, "name"), *cluster = body_str(req, "cluster"), *evc = body_str(req, "evc");
+	json_t *boot = json_object_get(req->body, "boot");
+	struct vm_config cfg;
+	char err[512];
+	if (!name || !json_is_object(boot) || !json_is_string(json_object_get(boot, "path"))) {
+		*resp = error_json("creating a VM needs {\"name\", \"memory\", \"vcpus\", \"boot\": {\"kind\": boot|elf|kernel, \"path\"}}");
+		return 400;
+	}
+	json_t *config = json_pack("{s:s, s:O, s:O}", "name", name, "memory", json_object_get(req->body, "memory"),
+				   "vcpus", json_object_get(req->body, "vcpus") ? json_object_get(req->body, "vcpus") : json_integer(1));
+	if (!config || vm_config_from_json(config, &cfg, err, sizeof(err))) {
+		json_decref(config);
+		*resp = error_json("%s", err[0] ? err : "memory must be bytes and vcpus a count");
+		return 400;
+	}
+	pthread_mutex_lock(&c->lock);
+	int64_t cid;
+	if (cluster && strcmp(cluster, DEFAULT_CLUSTER)) {
+		json_t *cl = inv_cluster(c, cluster);
+		if (!cl) {
+			pthread_mutex_unlock(&c->lock);
+			json_decref(config);
+			*resp = error_json("no cluster named %s (create it with `glide cluster create %s`)", cluster, cluster);
+			return 404;
+		}
+		cid = json_integer_value(json_object_get(cl, "id"));
+		json_decref(cl);
+	} else {
+		cid = inv_default_cluster(c);
+	}
+	json_t *old = inv_vm(c, name);
+	if (old || check_vm_level(c, cid, evc, err, sizeof(err))) {
+		pthread_mutex_unlock(&c->lock);
+		json_decref(config);
+		*resp = old ? error_json("a VM named %s already exists (see `glide vm show %s`)", name, name) : error_json("%s", err);
+		json_decref(old);
+		return old ? 409 : 400;
+	}
+	json_t *devices = json_object_get(req->body, "devices");
+	inv_run(c, "INSERT INTO vms(name, cluster_id, config, boot, devices, evc_level, power_state, created_at, updated_at)"
+		   " VALUES(?, ?, ?, ?, ?, ?, 'off', ?, ?)",
+		json_pack("[s, I, O, O, O, s?, I, I]", name, (json_int_t)cid, config, boot,
+			  json_is_array(devices) ? devices : json_pack("[s]", "serial"), evc, (json_int_t)inv_now_ms(),
+			  (json_int_t)inv_now_ms()), NULL);
+	json_t *row = inv_vm(c, name);
+	*resp = inv_vm_json(c, row);
+	pthread_mutex_unlock(&c->lock);
+	json_decref(row);
+	json_decref(config);
+	return 201;
+}
+
+static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	char name[128], action[64];
+	if (split(req->path, "/v1/vms/", name, sizeof(name), action, sizeof(action)) || action[0])
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	json_t *row = inv_vm(c, name);
+	*resp = row ? inv_vm_json(c, row) : error_json("no VM named %s (see `glide vm list`)", name);
+	pthread_mutex_unlock(&c->lock);
+	json_decref(row);
+	return row ? 200 : 404;
+}
+
+static int vm_config_change(struct center *c, const char *name, json_t *body, json_t **resp)
+{
+	char err[512];
+	pthread_mutex_lock(&c->lock);
+	json_t *row = inv_vm(c, name);
+	if (!row) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = error_json("no VM named %s", name);
+		return 404;
+	}
+	int status = 200;
+	if (json_is_integer(json_object_get(row, "locked_by"))) {
+		long long t = json_integer_value(json_object_get(row, "locked_by"));
+		*resp = error_json("VM %s's configuration is locked by task %lld, which is still running; wait with `glide task watch %lld`", name, t, t);
+		status = 409;
+	} else if (strcmp(json_string_value(json_object_get(row, "power_state")), "off")) {
+		*resp = error_json("VM %s is %s; power it off (`glide vm stop %s`) before changing its configuration", name,
+				   json_string_value(json_object_get(row, "power_state")), name);
+		status = 409;
+	} else {
+		json_t *cfg = json_loads(json_string_value(json_object_get(row, "config")), 0, NULL);
+		struct vm_config parsed;
+		if (json_object_get(body, "memory"))
+			json_object_set(cfg, "memory", json_object_get(body, "memory"));
+		if (json_object_get(body, "vcpus"))
+			json_object_set(cfg, "vcpus", json_object_get(body, "vcpus"));
+		const char *evc = json_string_value(json_object_get(body, "evc"));
+		if (vm_config_from_json(cfg, &parsed, err, sizeof(err)) ||
+		    (evc && strcmp(evc, "cluster") && check_vm_level(c, json_integer_value(json_object_get(row, "cluster_id")), evc, err, sizeof(err)))) {
+			*resp = error_json("%s", err);
+			status = 400;
+		} else {
+			int64_t task = task_create(c, "reconfigure", row, NULL, NULL, "running");
+			inv_run(c, "UPDATE vms SET config = ?, evc_level = CASE WHEN ? THEN ? ELSE evc_level END, updated_at = ? WHERE id = ?",
+				json_pack("[O, i, s?, I, O]", cfg, evc != NULL, evc && strcmp(evc, "cluster") ? evc : NULL,
+					  (json_int_t)inv_now_ms(), json_object_get(row, "id")), NULL);
+			task_finish(c, task, true, "configuration changed", NULL);
+			json_t *fresh = inv_vm(c, name);
+			*resp = inv_vm_json(c, fresh);
+			json_decref(fresh);
+		}
+		json_decref(cfg);
+	}
+	pthread_mutex_unlock(&c->lock);
+	json_decref(row);
+	return status;
+}
+
+static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	char name[128], action[64];
+	if (split(req->path, "/v1/vms/", name, sizeof(name), action, sizeof(action)))
+		return 0;
+	if (!strcmp(action, "start"))
+		return placement_power_on(c, name, body_str(req, "host"), resp);
+	if (!strcmp(action, "stop"))
+		return placement_power_off(c, name, resp);
+	if (!strcmp(action, "migrate"))
+		return migrate_task_start(c, name, req->body, resp);
+	if (!strcmp(action, "config"))
+		return vm_config_change(c, name, req->body, resp);
+	return 0;
+}
+
+static int api_vm_delete(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	char name[128], action[64], err[512], path[192];
+	if (split(req->path, "/v1/vms/", name, sizeof(name), action, sizeof(action)) || action[0])
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	json_t *row = inv_vm(c, name);
+	if (!row || strcmp(json_string_value(json_object_get(row, "power_state")), "off") ||
+	    json_is_integer(json_object_get(row, "locked_by"))) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = row ? error_json("VM %s must be powered off and not in a task to be deleted", name)
+			    : error_json("no VM named %s", name);
+		json_decref(row);
+		return row ? 409 : 404;
+	}
+	json_t *host = json_is_integer(json_object_get(row, "host_id")) ? inv_host_by_id(c, json_integer_value(json_object_get(row, "host_id"))) : NULL;
+	inv_run(c, "DELETE FROM vms WHERE id = ?", json_pack("[O]", json_object_get(row, "id")), NULL);
+	pthread_mutex_unlock(&c->lock);
+	if (host) {
+		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+		host_call(host, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
+	}
+	json_decref(host);
+	json_decref(row);
+	*resp = json_pack("{s:s, s:b}", "name", name, "deleted", 1);
+	return 200;
+}
+
+/* ---- tasks ---- */
+
+static int api_tasks(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	const char *lim = http_query(req, "limit");
+	int limit = lim ? atoi(lim) : 50;
+	pthread_mutex_lock(&c->lock);
+	*resp = json_pack("{s:o}", "tasks", task_list(c, limit > 0 && limit <= 10000 ? limit : 50));
+	pthread_mutex_unlock(&c->lock);
+	return 200;
+}
+
+static int api_task_get(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	char id[32], action[16];
+	if (split(req->path, "/v1/tasks/", id, sizeof(id), action, sizeof(action)) || action[0])
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	json_t *t = task_json(c, atoll(id));
+	pthread_mutex_unlock(&c->lock);
+	*resp = t ? t : error_json("no task %s (see `glide task list`)", id);
+	return t ? 200 : 404;
+}
+
+static const struct http_route routes[] = {
+	{ "GET", "/v1/center", api_center },
+	{ "GET", "/v1/clusters", api_clusters },
+	{ "POST", "/v1/clusters", api_cluster_create },
+	{ "GET", "/v1/clusters/*", api_cluster_get },
+	{ "POST", "/v1/clusters/*", api_cluster_post },
+	{ "GET", "/v1/hosts", api_hosts },
+	{ "POST", "/v1/hosts", api_host_add },
+	{ "GET", "/v1/hosts/*", api_host_get },
+	{ "DELETE", "/v1/hosts/*", api_host_delete },
+	{ "GET", "/v1/vms", api_vms },
+	{ "POST", "/v1/vms", api_vm_create },
+	{ "GET", "/v1/vms/*", api_vm_get },
+	{ "POST", "/v1/vms/*", api_vm_post },
+	{ "DELETE", "/v1/vms/*", api_vm_delete },
+	{ "GET", "/v1/tasks", api_tasks },
+	{ "GET", "/v1/tasks/*", api_task_get },
+	{ NULL, NULL, NULL },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: glide center serve --db FILE --listen HOST:PORT --token-file F\n"
+		     "                          [--max-migrations-per-host N] [--tls-cert PEM --tls-key PEM] [--log FILE]\n");
+}
+
+int center_serve_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "db", required_argument, 0, 'd' },        { "listen", required_argument, 0, 'l' },
+		{ "token-file", required_argument, 0, 't' }, { "max-migrations-per-host", required_argument, 0, 'm' },
+		{ "tls-cert", required_argument, 0, 'C' },  { "tls-key", required_argument, 0, 'K' },
+		{ "log", required_argument, 0, 'L' },       { "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct center *c = &center;
+	const char *db = NULL, *listen = NULL, *token_file = NULL, *tls_cert = NULL, *tls_key = NULL;
+	char err[512];
+	int opt;
+
+	c->max_migrations_per_host = CENTER_MAX_MIGRATIONS_PER_HOST_DEFAULT;
+	pthread_mutex_init(&c->lock, NULL);
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'd': db = optarg; break;
+		case 'l': listen = optarg; break;
+		case 't': token_file = optarg; break;
+		case 'm':
+			c->max_migrations_per_host = atoi(optarg);
+			if (c->max_migrations_per_host < 1) {
+				fprintf(stderr, "glide: --max-migrations-per-host must be at least 1\n");
+				return 1;
+			}
+			break;
+		case 'C': tls_cert = optarg; break;
+		case 'K': tls_key = optarg; break;
+		case 'L': glide_set_log_file(optarg); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (!db || !listen || !token_file) {
+		fprintf(stderr, "glide: --db, --listen and --token-file are required\n");
+		usage(stderr);
+		return 1;
+	}
+	char *token = token_read_file(token_file, err, sizeof(err));
+	if (!token) {
+		fprintf(stderr, "glide: %s\n", err);
+		return 1;
+	}
+	if (inv_open(c, db, err, sizeof(err))) {
+		fprintf(stderr, "glide: %s\n", err);
+		return 1;
+	}
+	sigset_t set;
+	int sig;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	pthread_mutex_lock(&c->lock);
+	inv_default_cluster(c);
+	inv_recover(c);
+	pthread_mutex_unlock(&c->lock);
+	reconcile_once(c);
+	struct http_server_opts so = { .tcp_listen = listen, .token = token, .tls_cert = tls_cert, .tls_key = tls_key };
+	struct http_server *srv = http_server_start(&so, routes, c, err, sizeof(err));
+	if (!srv) {
+		fprintf(stderr, "glide: %s\n", err);
+		return 1;
+	}
+	glide_log("center", "controller serving on %s, inventory %s, at most %d migrations per host", listen, db,
+		  c->max_migrations_per_host);
+	pthread_t rt;
+	pthread_create(&rt, NULL, reconcile_thread, c);
+	sigwait(&set, &sig);
+	glide_log("center", "signal %d: stopping", sig);
+	c->quit = true;
+	http_server_stop(srv);
+	pthread_join(rt, NULL);
+	sqlite3_close(c->db);
+	free(token);
+	return 0;
+}

@@ -1,0 +1,202 @@
+/* `glide center serve`, `glide cluster create|list|evc` and
+ * `glide task list|show|watch`. */
+#include "cli/ctl.h"
+#include "center/center.h"
+#include "common/util.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ctl_parse_simple(int argc, char **argv, struct ctl *c, const char **pos, const char *usage);
+
+int cmd_center_serve(int argc, char **argv)
+{
+	return center_serve_main(argc, argv);
+}
+
+int cmd_cluster_create(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "evc", required_argument, 0, 'e' },
+					      { "max-migrations-per-host", required_argument, 0, 'm' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide cluster create NAME [--evc none|intersection|x86-64-v1..v4] [--json]";
+	struct ctl c = { 0 };
+	const char *evc = NULL;
+	int opt, rc, mm = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		if (opt == 'e')
+			evc = optarg;
+		else if (opt == 'm')
+			mm = atoi(optarg);
+		else {
+			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			return opt == 'h' ? 0 : 1;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "glide: give the cluster's NAME\nusage: %s\n", usage);
+		return 1;
+	}
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	json_t *body = json_pack("{s:s, s:s?}", "name", argv[optind], "evc", evc), *r = NULL;
+	if (mm > 0)
+		json_object_set_new(body, "max_migrations_per_host", json_integer(mm));
+	rc = ctl_call(&c, "POST", "/v1/clusters", body, &r);
+	if (!rc) {
+		if (c.json)
+			cli_print_json(r);
+		else
+			printf("cluster %s created (EVC %s)\n", argv[optind], json_string_value(json_object_get(r, "evc_level")));
+	}
+	json_decref(body);
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_cluster_list(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	json_t *r = NULL, *cl;
+	size_t i;
+	int rc = ctl_parse_simple(argc, argv, &c, NULL, "glide cluster list [--json]");
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	rc = ctl_call(&c, "GET", "/v1/clusters", NULL, &r);
+	if (!rc && c.json)
+		cli_print_json(r);
+	else if (!rc) {
+		printf("%-16s %-14s %6s %6s\n", "NAME", "EVC", "HOSTS", "VMS");
+		json_array_foreach(json_object_get(r, "clusters"), i, cl)
+			printf("%-16s %-14s %6lld %6lld\n", json_string_value(json_object_get(cl, "name")),
+			       json_string_value(json_object_get(cl, "evc_level")), json_integer_value(json_object_get(cl, "hosts")),
+			       json_integer_value(json_object_get(cl, "vms")));
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_cluster_evc(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "set", required_argument, 0, 's' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide cluster evc NAME [--set none|intersection|x86-64-v1..v4] [--json]";
+	struct ctl c = { 0 };
+	const char *set = NULL;
+	char path[256];
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		if (opt == 's')
+			set = optarg;
+		else {
+			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			return opt == 'h' ? 0 : 1;
+		}
+	}
+	const char *name = optind < argc ? argv[optind] : "default";
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	snprintf(path, sizeof(path), "/v1/clusters/%s/evc", name);
+	json_t *r = NULL, *body = set ? json_pack("{s:s}", "level", set) : NULL;
+	rc = ctl_call(&c, set ? "POST" : "GET", path, body, &r);
+	json_decref(body);
+	if (!rc && c.json) {
+		cli_print_json(r);
+	} else if (!rc) {
+		json_t *v;
+		size_t i;
+		printf("cluster %s: EVC baseline %s\n", json_string_value(json_object_get(r, "cluster")),
+		       json_string_value(json_object_get(r, "baseline")));
+		printf("\n%-16s %-13s %-12s %s\n", "HOST", "STATE", "MAX LEVEL", "MEETS BASELINE");
+		json_array_foreach(json_object_get(r, "hosts"), i, v)
+			printf("%-16s %-13s %-12s %s%s%s\n", json_string_value(json_object_get(v, "name")),
+			       json_string_value(json_object_get(v, "state")),
+			       json_string_value(json_object_get(v, "max_level")) ? json_string_value(json_object_get(v, "max_level")) : "-",
+			       json_is_true(json_object_get(v, "meets_baseline")) ? "yes" : "no",
+			       json_string_value(json_object_get(v, "missing")) ? ", lacks " : "",
+			       json_string_value(json_object_get(v, "missing")) ? json_string_value(json_object_get(v, "missing")) : "");
+		printf("\n%-20s %-10s %-14s %s\n", "VM", "STATE", "LEVEL", "POWERED-ON LEVEL");
+		json_array_foreach(json_object_get(r, "vms"), i, v)
+			printf("%-20s %-10s %-14s %s\n", json_string_value(json_object_get(v, "name")),
+			       json_string_value(json_object_get(v, "state")), json_string_value(json_object_get(v, "level")),
+			       json_string_value(json_object_get(v, "powered_on_level")) ? json_string_value(json_object_get(v, "powered_on_level")) : "-");
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_task_list(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	json_t *r = NULL, *t;
+	size_t i;
+	int rc = ctl_parse_simple(argc, argv, &c, NULL, "glide task list [--json]");
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	rc = ctl_call(&c, "GET", "/v1/tasks", NULL, &r);
+	if (!rc && c.json)
+		cli_print_json(r);
+	else if (!rc) {
+		printf("%5s %-12s %-14s %-10s %5s  %s\n", "ID", "KIND", "VM", "STATE", "PROG", "MESSAGE");
+		json_array_foreach(json_object_get(r, "tasks"), i, t)
+			printf("%5lld %-12s %-14s %-10s %4.0f%%  %s\n", json_integer_value(json_object_get(t, "id")),
+			       json_string_value(json_object_get(t, "kind")),
+			       json_string_value(json_object_get(t, "vm")) ? json_string_value(json_object_get(t, "vm")) : "-",
+			       json_string_value(json_object_get(t, "state")), json_number_value(json_object_get(t, "progress")) * 100,
+			       json_string_value(json_object_get(t, "message")) ? json_string_value(json_object_get(t, "message")) : "");
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_task_show(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	const char *id;
+	char path[64];
+	json_t *r = NULL;
+	int rc = ctl_parse_simple(argc, argv, &c, &id, "glide task show ID [--json]");
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	snprintf(path, sizeof(path), "/v1/tasks/%lld", atoll(id));
+	rc = ctl_call(&c, "GET", path, NULL, &r);
+	if (!rc) {
+		if (c.json)
+			cli_print_json(r);
+		else
+			ctl_print_task(r);
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_task_watch(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	const char *id;
+	json_t *r = NULL;
+	int rc = ctl_parse_simple(argc, argv, &c, &id, "glide task watch ID [--json]");
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	rc = ctl_watch_task(&c, atoll(id), c.json, &r);
+	if (r) {
+		if (c.json)
+			cli_print_json(r);
+		else
+			ctl_print_task(r);
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}

@@ -1,0 +1,185 @@
+/* `glide host serve|add|list|show|remove`: the host agent daemon and the
+ * controller's host inventory. */
+#include "cli/ctl.h"
+#include "host/host.h"
+#include "common/token.h"
+#include "common/util.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_host_serve(int argc, char **argv)
+{
+	return host_serve_main(argc, argv);
+}
+
+/* Parses only the common options plus up to one positional argument. */
+static int parse_simple(int argc, char **argv, struct ctl *c, const char **pos, const char *usage)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ctl_option(c, opt, optarg))
+			continue;
+		fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+		return opt == 'h' ? -1 : 1;
+	}
+	if (pos) {
+		if (optind >= argc) {
+			fprintf(stderr, "glide: missing argument\nusage: %s\n", usage);
+			return 1;
+		}
+		*pos = argv[optind++];
+	}
+	if (optind < argc) {
+		fprintf(stderr, "glide: unexpected argument '%s'\nusage: %s\n", argv[optind], usage);
+		return 1;
+	}
+	return ctl_connect(c);
+}
+
+int cmd_host_add(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "host-token-file", required_argument, 0, 'T' },
+					      { "name", required_argument, 0, 'n' }, { "cluster", required_argument, 0, 'c' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide host add HOST:PORT --host-token-file F [--name NAME] [--cluster C] [--json]";
+	struct ctl c = { 0 };
+	const char *tf = NULL, *name = NULL, *cluster = NULL;
+	char err[512];
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		switch (opt) {
+		case 'T': tf = optarg; break;
+		case 'n': name = optarg; break;
+		case 'c': cluster = optarg; break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: fprintf(stderr, "usage: %s\n", usage); return 1;
+		}
+	}
+	if (optind != argc - 1 || !tf) {
+		fprintf(stderr, "glide: give the host's HOST:PORT and --host-token-file F (the token its agent was started with)\nusage: %s\n", usage);
+		return 1;
+	}
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	char *token = token_read_file(tf, err, sizeof(err));
+	if (!token) {
+		fprintf(stderr, "glide: %s\n", err);
+		return 1;
+	}
+	json_t *body = json_pack("{s:s, s:s, s:s?, s:s?}", "address", argv[optind], "token", token, "name", name, "cluster", cluster);
+	json_t *r = NULL;
+	rc = ctl_call(&c, "POST", "/v1/hosts", body, &r);
+	json_decref(body);
+	explicit_bzero(token, strlen(token));
+	free(token);
+	if (!rc) {
+		if (c.json)
+			cli_print_json(r);
+		else
+			printf("host %s added (EVC max level %s)\n", json_string_value(json_object_get(r, "name")),
+			       json_string_value(json_object_get(r, "evc_max_level")) ? json_string_value(json_object_get(r, "evc_max_level")) : "none");
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_host_list(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	json_t *r = NULL, *h;
+	size_t i;
+	int rc = parse_simple(argc, argv, &c, NULL, "glide host list [--json]");
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	rc = ctl_call(&c, "GET", "/v1/hosts", NULL, &r);
+	if (!rc && c.json) {
+		cli_print_json(r);
+	} else if (!rc) {
+		printf("%-16s %-22s %-10s %-13s %-12s %10s %4s\n", "NAME", "ADDRESS", "CLUSTER", "STATE", "EVC MAX", "FREE MEM", "VMS");
+		json_array_foreach(json_object_get(r, "hosts"), i, h) {
+			char mem[32];
+			printf("%-16s %-22s %-10s %-13s %-12s %10s %4lld\n", json_string_value(json_object_get(h, "name")),
+			       json_string_value(json_object_get(h, "address")), json_string_value(json_object_get(h, "cluster")),
+			       json_string_value(json_object_get(h, "state")),
+			       json_string_value(json_object_get(h, "evc_max_level")) ? json_string_value(json_object_get(h, "evc_max_level")) : "-",
+			       format_size((uint64_t)json_integer_value(json_object_get(h, "memory_free")), mem, sizeof(mem)),
+			       json_integer_value(json_object_get(h, "vms_running")));
+		}
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_host_show(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	const char *name;
+	char path[256];
+	json_t *r = NULL;
+	int rc = parse_simple(argc, argv, &c, &name, "glide host show NAME [--json]");
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	snprintf(path, sizeof(path), "/v1/hosts/%s", name);
+	rc = ctl_call(&c, "GET", path, NULL, &r);
+	if (!rc && c.json) {
+		cli_print_json(r);
+	} else if (!rc) {
+		json_t *f = json_object_get(r, "facts"), *cpu = json_object_get(f, "cpu"), *mem = json_object_get(f, "memory"), *v;
+		char a[32], b[32];
+		size_t i;
+		printf("host:        %s (%s), %s\n", json_string_value(json_object_get(r, "name")),
+		       json_string_value(json_object_get(r, "address")), json_string_value(json_object_get(r, "state")));
+		printf("cpu:         %s, %lld CPUs, EVC max %s\n", json_string_value(json_object_get(cpu, "model")),
+		       json_integer_value(json_object_get(cpu, "count")),
+		       json_string_value(json_object_get(cpu, "evc_max_level")) ? json_string_value(json_object_get(cpu, "evc_max_level")) : "none");
+		printf("memory:      %s free for VMs of %s\n", format_size((uint64_t)json_integer_value(json_object_get(mem, "free")), a, sizeof(a)),
+		       format_size((uint64_t)json_integer_value(json_object_get(mem, "for_vms")), b, sizeof(b)));
+		printf("migration:   protocol %lld, addresses", json_integer_value(json_object_get(f, "migration_protocol")));
+		json_array_foreach(json_object_get(f, "migration_addresses"), i, v)
+			printf(" %s", json_string_value(v));
+		printf("\nvms:\n");
+		json_array_foreach(json_object_get(f, "vms"), i, v)
+			printf("  %-20s %-10s %s\n", json_string_value(json_object_get(v, "name")), json_string_value(json_object_get(v, "state")),
+			       json_string_value(json_object_get(v, "api")) ? json_string_value(json_object_get(v, "api")) : "");
+		if (json_is_string(json_object_get(r, "error")))
+			printf("error:       %s\n", json_string_value(json_object_get(r, "error")));
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_host_remove(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	const char *name;
+	char path[256];
+	json_t *r = NULL;
+	int rc = parse_simple(argc, argv, &c, &name, "glide host remove NAME [--json]");
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	snprintf(path, sizeof(path), "/v1/hosts/%s", name);
+	rc = ctl_call(&c, "DELETE", path, NULL, &r);
+	if (!rc) {
+		if (c.json)
+			cli_print_json(r);
+		else
+			printf("host %s removed from the inventory\n", name);
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int ctl_parse_simple(int argc, char **argv, struct ctl *c, const char **pos, const char *usage)
+{
+	return parse_simple(argc, argv, c, pos, usage);
+}

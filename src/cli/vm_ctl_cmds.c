@@ -1,0 +1,329 @@
+/* `glide vm create|start|stop|list|show|migrate|set|delete`: VMs as the
+ * controller sees them, addressed by name. (The monitor's own commands,
+ * `glide vm run|status|pause|...`, take --api SOCKET and live in vm_cmds.c;
+ * `glide vm show NAME --json` gives that socket as "api".) */
+#include "cli/ctl.h"
+#include "common/util.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ctl_parse_simple(int argc, char **argv, struct ctl *c, const char **pos, const char *usage);
+
+static void print_vm(json_t *v)
+{
+	char mem[32];
+	printf("name:     %s\n", json_string_value(json_object_get(v, "name")));
+	printf("state:    %s\n", json_string_value(json_object_get(v, "state")));
+	printf("host:     %s\n", json_string_value(json_object_get(v, "host")) ? json_string_value(json_object_get(v, "host")) : "-");
+	printf("cluster:  %s\n", json_string_value(json_object_get(v, "cluster")));
+	printf("memory:   %s, %lld vCPUs\n", format_size((uint64_t)json_integer_value(json_object_get(v, "memory")), mem, sizeof(mem)),
+	       json_integer_value(json_object_get(v, "vcpus")));
+	const char *lvl = json_string_value(json_object_get(v, "evc_level"));
+	printf("evc:      %s%s\n", lvl ? lvl : json_string_value(json_object_get(v, "cluster_evc_level")) ? json_string_value(json_object_get(v, "cluster_evc_level")) : "none",
+	       lvl ? " (per-VM)" : " (cluster)");
+	if (json_is_string(json_object_get(v, "api")))
+		printf("api:      %s\n", json_string_value(json_object_get(v, "api")));
+	if (json_is_integer(json_object_get(v, "locked_by_task")))
+		printf("locked:   by task %lld\n", json_integer_value(json_object_get(v, "locked_by_task")));
+}
+
+int cmd_vmc_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CTL_LONG_OPTIONS, { "memory", required_argument, 0, 'm' }, { "vcpus", required_argument, 0, 'c' },
+		{ "boot", required_argument, 0, 'b' }, { "elf", required_argument, 0, 'e' }, { "kernel", required_argument, 0, 'k' },
+		{ "initrd", required_argument, 0, 'i' }, { "cmdline", required_argument, 0, 'l' },
+		{ "cluster", required_argument, 0, 'C' }, { "evc", required_argument, 0, 'E' },
+		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide vm create NAME --memory SIZE [--vcpus N] (--boot IMAGE | --elf FILE | --kernel BZIMAGE [--initrd F] [--cmdline S])\n"
+			    "                     [--cluster C] [--evc LEVEL] [--json]";
+	struct ctl c = { 0 };
+	const char *kind = NULL, *path = NULL, *initrd = NULL, *cmdline = NULL, *cluster = NULL, *evc = NULL;
+	uint64_t mem = 0;
+	long vcpus = 1;
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		switch (opt) {
+		case 'm':
+			if (parse_size(optarg, &mem) || !mem) {
+				fprintf(stderr, "glide: --memory '%s' is not a size (e.g. 256M)\n", optarg);
+				return 1;
+			}
+			break;
+		case 'c': vcpus = strtol(optarg, NULL, 10); break;
+		case 'b': kind = "boot"; path = optarg; break;
+		case 'e': kind = "elf"; path = optarg; break;
+		case 'k': kind = "kernel"; path = optarg; break;
+		case 'i': initrd = optarg; break;
+		case 'l': cmdline = optarg; break;
+		case 'C': cluster = optarg; break;
+		case 'E': evc = optarg; break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: fprintf(stderr, "usage: %s\n", usage); return 1;
+		}
+	}
+	if (optind != argc - 1 || !mem || !path) {
+		fprintf(stderr, "glide: give NAME, --memory SIZE and one of --boot/--elf/--kernel\nusage: %s\n", usage);
+		return 1;
+	}
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	char *abs = cli_abs_path(path), *absi = initrd ? cli_abs_path(initrd) : NULL;
+	json_t *body = json_pack("{s:s, s:I, s:I, s:{s:s, s:s, s:s?, s:s?}, s:s?, s:s?}", "name", argv[optind], "memory",
+				 (json_int_t)mem, "vcpus", (json_int_t)vcpus, "boot", "kind", kind, "path", abs, "initrd", absi,
+				 "cmdline", cmdline, "cluster", cluster, "evc", evc);
+	json_t *r = NULL;
+	rc = ctl_call(&c, "POST", "/v1/vms", body, &r);
+	if (!rc) {
+		if (c.json)
+			cli_print_json(r);
+		else
+			printf("VM %s created (powered off); start it with `glide vm start %s`\n", argv[optind], argv[optind]);
+	}
+	free(abs);
+	free(absi);
+	json_decref(body);
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+static int simple_vm(int argc, char **argv, const char *method, const char *action, const char *usage, json_t *body)
+{
+	struct ctl c = { 0 };
+	const char *name;
+	char path[256];
+	json_t *r = NULL;
+	int rc = ctl_parse_simple(argc, argv, &c, &name, usage);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	snprintf(path, sizeof(path), "/v1/vms/%s%s%s", name, action ? "/" : "", action ? action : "");
+	rc = ctl_call(&c, method, path, body, &r);
+	if (!rc) {
+		if (c.json)
+			cli_print_json(r);
+		else if (!strcmp(method, "DELETE"))
+			printf("VM %s deleted\n", name);
+		else
+			print_vm(r);
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_vmc_start(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "host", required_argument, 0, 'H' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide vm start NAME [--host HOST] [--json]";
+	struct ctl c = { 0 };
+	const char *host = NULL;
+	char path[256];
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		if (opt == 'H')
+			host = optarg;
+		else {
+			fprintf(stderr, "usage: %s\n", usage);
+			return 1;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "glide: give the VM's NAME\nusage: %s\n", usage);
+		return 1;
+	}
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	snprintf(path, sizeof(path), "/v1/vms/%s/start", argv[optind]);
+	json_t *body = json_pack("{s:s?}", "host", host), *r = NULL;
+	rc = ctl_call(&c, "POST", path, body, &r);
+	if (!rc) {
+		if (c.json)
+			cli_print_json(r);
+		else
+			printf("VM %s is running on host %s (API %s)\n", argv[optind], json_string_value(json_object_get(r, "host")),
+			       json_string_value(json_object_get(r, "api")));
+	}
+	json_decref(body);
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_vmc_stop(int argc, char **argv)
+{
+	return simple_vm(argc, argv, "POST", "stop", "glide vm stop NAME [--json]", NULL);
+}
+
+int cmd_vmc_show(int argc, char **argv)
+{
+	return simple_vm(argc, argv, "GET", NULL, "glide vm show NAME [--json]", NULL);
+}
+
+int cmd_vmc_delete(int argc, char **argv)
+{
+	return simple_vm(argc, argv, "DELETE", NULL, "glide vm delete NAME [--json]", NULL);
+}
+
+int cmd_vmc_list(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	json_t *r = NULL, *v;
+	size_t i;
+	int rc = ctl_parse_simple(argc, argv, &c, NULL, "glide vm list [--json]");
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	rc = ctl_call(&c, "GET", "/v1/vms", NULL, &r);
+	if (!rc && c.json)
+		cli_print_json(r);
+	else if (!rc) {
+		printf("%-20s %-9s %-16s %-10s %10s %5s %s\n", "NAME", "STATE", "HOST", "CLUSTER", "MEMORY", "VCPUS", "EVC");
+		json_array_foreach(json_object_get(r, "vms"), i, v) {
+			char mem[32];
+			const char *lvl = json_string_value(json_object_get(v, "evc_level"));
+			printf("%-20s %-9s %-16s %-10s %10s %5lld %s\n", json_string_value(json_object_get(v, "name")),
+			       json_string_value(json_object_get(v, "state")),
+			       json_string_value(json_object_get(v, "host")) ? json_string_value(json_object_get(v, "host")) : "-",
+			       json_string_value(json_object_get(v, "cluster")),
+			       format_size((uint64_t)json_integer_value(json_object_get(v, "memory")), mem, sizeof(mem)),
+			       json_integer_value(json_object_get(v, "vcpus")),
+			       lvl ? lvl : json_string_value(json_object_get(v, "cluster_evc_level")) ? json_string_value(json_object_get(v, "cluster_evc_level")) : "none");
+		}
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_vmc_set(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "memory", required_argument, 0, 'm' },
+					      { "vcpus", required_argument, 0, 'c' }, { "evc", required_argument, 0, 'E' },
+					      { 0, 0, 0, 0 } };
+	const char *usage = "glide vm set NAME [--memory SIZE] [--vcpus N] [--evc LEVEL|cluster] [--json]";
+	struct ctl c = { 0 };
+	json_t *body = json_object(), *r = NULL;
+	char path[256];
+	uint64_t mem;
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		if (opt == 'm' && !parse_size(optarg, &mem))
+			json_object_set_new(body, "memory", json_integer((json_int_t)mem));
+		else if (opt == 'c')
+			json_object_set_new(body, "vcpus", json_integer(strtol(optarg, NULL, 10)));
+		else if (opt == 'E')
+			json_object_set_new(body, "evc", json_string(optarg));
+		else {
+			fprintf(stderr, "usage: %s\n", usage);
+			return 1;
+		}
+	}
+	if (optind != argc - 1 || !json_object_size(body)) {
+		fprintf(stderr, "glide: give the VM's NAME and what to change\nusage: %s\n", usage);
+		return 1;
+	}
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	snprintf(path, sizeof(path), "/v1/vms/%s/config", argv[optind]);
+	rc = ctl_call(&c, "POST", path, body, &r);
+	if (!rc) {
+		if (c.json)
+			cli_print_json(r);
+		else
+			print_vm(r);
+	}
+	json_decref(body);
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_vmc_migrate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CTL_LONG_OPTIONS, { "to", required_argument, 0, 't' }, { "no-wait", no_argument, 0, 'n' },
+		{ "streams", required_argument, 0, 's' }, { "max-bandwidth", required_argument, 0, 'b' },
+		{ "switchover-goal", required_argument, 0, 'g' }, { "sdps", required_argument, 0, 'S' },
+		{ "encrypt", required_argument, 0, 'e' }, { "timeout", required_argument, 0, 'T' },
+		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide vm migrate NAME --to HOST [--no-wait] [--streams N] [--max-bandwidth RATE]\n"
+			    "                      [--switchover-goal MS] [--sdps off|always|dynamic] [--encrypt off|opportunistic|required] [--json]";
+	struct ctl c = { 0 };
+	const char *to = NULL;
+	bool no_wait = false;
+	json_t *body = json_object(), *r = NULL;
+	char path[256];
+	uint64_t v;
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		switch (opt) {
+		case 't': to = optarg; break;
+		case 'n': no_wait = true; break;
+		case 's': json_object_set_new(body, "streams", json_integer(strtol(optarg, NULL, 10))); break;
+		case 'b':
+			if (parse_rate(optarg, &v)) {
+				fprintf(stderr, "glide: --max-bandwidth '%s' is not a rate in bytes/s (e.g. 50M)\n", optarg);
+				return 1;
+			}
+			json_object_set_new(body, "max_bandwidth", json_integer((json_int_t)v));
+			break;
+		case 'g': json_object_set_new(body, "switchover_goal_ms", json_integer(strtol(optarg, NULL, 10))); break;
+		case 'S': json_object_set_new(body, "sdps", json_string(optarg)); break;
+		case 'e': json_object_set_new(body, "encrypt", json_string(optarg)); break;
+		case 'T': json_object_set_new(body, "timeout_s", json_integer(strtol(optarg, NULL, 10))); break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: fprintf(stderr, "usage: %s\n", usage); return 1;
+		}
+	}
+	if (optind != argc - 1 || !to) {
+		fprintf(stderr, "glide: give the VM's NAME and --to HOST\nusage: %s\n", usage);
+		return 1;
+	}
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	json_object_set_new(body, "to", json_string(to));
+	snprintf(path, sizeof(path), "/v1/vms/%s/migrate", argv[optind]);
+	rc = ctl_call(&c, "POST", path, body, &r);
+	json_decref(body);
+	if (rc) {
+		ctl_done(&c);
+		return rc;
+	}
+	long long task = json_integer_value(json_object_get(r, "task"));
+	if (no_wait) {
+		if (c.json)
+			cli_print_json(r);
+		else
+			printf("migration started as task %lld; follow it with `glide task watch %lld`\n", task, task);
+		json_decref(r);
+		ctl_done(&c);
+		return 0;
+	}
+	json_decref(r);
+	r = NULL;
+	rc = ctl_watch_task(&c, task, c.json, &r);
+	if (r) {
+		if (c.json)
+			cli_print_json(r);
+		else if (rc)
+			fprintf(stderr, "glide: %s\n", json_string_value(json_object_get(r, "message")));
+		else
+			ctl_print_task(r);
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}

@@ -1,0 +1,416 @@
+/* `glide host serve`: the host agent daemon. Serves the host API on
+ * DATA/host.sock (local, no token) and on TCP (bearer token, optional TLS),
+ * re-adopts the VM monitors that kept running while it was down, and runs
+ * the supervisor thread that follows them.
+ *
+ *   GET    /v1/host                       host facts (CPU, memory, addresses, VMs)
+ *   GET    /v1/vms                        VMs of this host
+ *   POST   /v1/vms                        register a VM {name, config, boot, start}
+ *   GET    /v1/vms/NAME                   one VM (with its monitor's API socket)
+ *   POST   /v1/vms/NAME/start | /stop     power on / off
+ *   DELETE /v1/vms/NAME                   forget a powered-off, migrated or incoming VM
+ *   POST   /v1/incoming                   destination half of a migration spec
+ *   POST   /v1/vms/NAME/migrate           source half: start the migration
+ *   GET    /v1/vms/NAME/migration         relayed progress; POST .../migration/cancel */
+#include "host/host.h"
+#include "api/http.h"
+#include "vmm/config.h"
+#include "common/token.h"
+#include "common/util.h"
+#include <errno.h>
+#include <dirent.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static struct host_agent agent;
+
+static int api_host(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct host_agent *a = ctx;
+	pthread_mutex_lock(&a->lock);
+	*resp = host_facts_json(a);
+	pthread_mutex_unlock(&a->lock);
+	return 200;
+}
+
+static int api_vms(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct host_agent *a = ctx;
+	json_t *list = json_array();
+	pthread_mutex_lock(&a->lock);
+	for (struct host_vm *v = a->vms; v; v = v->next)
+		if (!v->removed)
+			json_array_append_new(list, host_vm_json(v));
+	pthread_mutex_unlock(&a->lock);
+	*resp = json_pack("{s:s, s:o}", "host", a->name, "vms", list);
+	return 200;
+}
+
+/* Starts v's monitor and waits (unlocked) until its API answers. */
+static int start_and_wait(struct host_agent *a, struct host_vm *v, json_t **resp, int ok_status)
+{
+	char err[512];
+	pid_t pid;
+	pthread_mutex_lock(&a->lock);
+	if (host_vm_start(a, v, err, sizeof(err))) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("%s", err);
+		return 409;
+	}
+	pid = v->pid;
+	pthread_mutex_unlock(&a->lock);
+	if (host_vm_wait_api(v, pid, HOST_MONITOR_START_TIMEOUT_MS, err, sizeof(err))) {
+		pthread_mutex_lock(&a->lock);
+		snprintf(v->last_error, sizeof(v->last_error), "%s", err);
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("VM %s did not start on host %s: %s", v->name, a->name, err);
+		return 500;
+	}
+	pthread_mutex_lock(&a->lock);
+	if (v->pid == pid && !strcmp(v->state, "starting"))
+		snprintf(v->state, sizeof(v->state), "running");
+	*resp = host_vm_json(v);
+	pthread_mutex_unlock(&a->lock);
+	glide_log("host", "VM %s started (monitor pid %d)", v->name, (int)pid);
+	return ok_status;
+}
+
+static int api_vm_create(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct host_agent *a = ctx;
+	const char *name = json_string_value(json_object_get(req->body, "name"));
+	char err[512];
+
+	if (!name || !json_is_object(json_object_get(req->body, "config"))) {
+		*resp = http_error("registering a VM needs {\"name\", \"config\", \"boot\"}");
+		return 400;
+	}
+	json_t *cfg = json_deep_copy(json_object_get(req->body, "config"));
+	json_object_set_new(cfg, "name", json_string(name));
+	json_t *record = json_pack("{s:o, s:O*, s:O*}", "config", cfg, "boot", json_object_get(req->body, "boot"),
+				   "devices", json_object_get(req->body, "devices"));
+	pthread_mutex_lock(&a->lock);
+	struct host_vm *v = host_vm_new(a, name, record, err, sizeof(err));
+	json_decref(record);
+	if (!v) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("%s", err);
+		return 409;
+	}
+	pthread_mutex_unlock(&a->lock);
+	glide_log("host", "VM %s registered", name);
+	if (json_is_true(json_object_get(req->body, "start")))
+		return start_and_wait(a, v, resp, 201);
+	pthread_mutex_lock(&a->lock);
+	*resp = host_vm_json(v);
+	pthread_mutex_unlock(&a->lock);
+	return 201;
+}
+
+/* /v1/vms/NAME[/ACTION[/SUB]] */
+static int split_vm_path(const char *path, char *name, size_t nlen, char *action, size_t alen)
+{
+	const char *p = path + strlen("/v1/vms/");
+	const char *slash = strchr(p, '/');
+	size_t n = slash ? (size_t)(slash - p) : strlen(p);
+	if (n == 0 || n >= nlen)
+		return -EINVAL;
+	memcpy(name, p, n);
+	name[n] = 0;
+	snprintf(action, alen, "%s", slash ? slash + 1 : "");
+	return 0;
+}
+
+static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct host_agent *a = ctx;
+	char name[VM_NAME_MAX], action[64];
+	if (split_vm_path(req->path, name, sizeof(name), action, sizeof(action)))
+		return 0;
+	if (!strcmp(action, "migration"))
+		return host_migration_relay(a, name, "GET", "/v1/migration", resp);
+	if (action[0])
+		return 0;
+	pthread_mutex_lock(&a->lock);
+	struct host_vm *v = host_vm_find(a, name);
+	*resp = v ? host_vm_json(v) : http_error("no VM named %s on host %s", name, a->name);
+	pthread_mutex_unlock(&a->lock);
+	return v ? 200 : 404;
+}
+
+static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct host_agent *a = ctx;
+	char name[VM_NAME_MAX], action[64], err[512];
+	if (split_vm_path(req->path, name, sizeof(name), action, sizeof(action)))
+		return 0;
+	if (!strcmp(action, "migrate"))
+		return host_migration_start(a, name, req->body, resp);
+	if (!strcmp(action, "migration/cancel"))
+		return host_migration_relay(a, name, "POST", "/v1/migration/cancel", resp);
+	pthread_mutex_lock(&a->lock);
+	struct host_vm *v = host_vm_find(a, name);
+	pthread_mutex_unlock(&a->lock);
+	if (!v) {
+		*resp = http_error("no VM named %s on host %s", name, a->name);
+		return 404;
+	}
+	if (!strcmp(action, "start"))
+		return start_and_wait(a, v, resp, 200);
+	if (!strcmp(action, "stop")) {
+		if (!strcmp(v->state, "incoming") || !strcmp(v->state, "migrated")) {
+			*resp = http_error("VM %s is %s on host %s and cannot be stopped here", name, v->state, a->name);
+			return 409;
+		}
+		host_vm_stop(a, v, err, sizeof(err));
+		glide_log("host", "VM %s stopped", name);
+		pthread_mutex_lock(&a->lock);
+		*resp = host_vm_json(v);
+		pthread_mutex_unlock(&a->lock);
+		return 200;
+	}
+	if (!strcmp(action, "config")) { /* replace the configuration of a powered-off VM */
+		struct vm_config cfg;
+		json_t *c = json_object_get(req->body, "config");
+		if (vm_config_from_json(c, &cfg, err, sizeof(err))) {
+			*resp = http_error("%s", err);
+			return 400;
+		}
+		pthread_mutex_lock(&a->lock);
+		if (v->pid) {
+			pthread_mutex_unlock(&a->lock);
+			*resp = http_error("VM %s is %s; power it off before changing its configuration", name, v->state);
+			return 409;
+		}
+		json_object_set(v->record, "config", c);
+		if (json_object_get(req->body, "boot"))
+			json_object_set(v->record, "boot", json_object_get(req->body, "boot"));
+		host_vm_save(v);
+		*resp = host_vm_json(v);
+		pthread_mutex_unlock(&a->lock);
+		return 200;
+	}
+	return 0;
+}
+
+static int api_vm_delete(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct host_agent *a = ctx;
+	char name[VM_NAME_MAX], action[64];
+	const char *force = http_query(req, "force");
+	if (split_vm_path(req->path, name, sizeof(name), action, sizeof(action)) || action[0])
+		return 0;
+	pthread_mutex_lock(&a->lock);
+	struct host_vm *v = host_vm_find(a, name);
+	if (!v) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("no VM named %s on host %s", name, a->name);
+		return 404;
+	}
+	bool incoming = json_object_get(v->record, "incoming") != NULL;
+	if (v->pid && !incoming && strcmp(v->state, "migrated") && !(force && !strcmp(force, "1"))) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("VM %s is %s on host %s; stop it first", name, v->state, a->name);
+		return 409;
+	}
+	pid_t pid = v->pid;
+	if (pid && strcmp(v->state, "migrated"))
+		kill(pid, SIGTERM); /* an incoming monitor discards its masked VM and exits */
+	host_vm_forget(a, v);
+	pthread_mutex_unlock(&a->lock);
+	*resp = json_pack("{s:s, s:b}", "name", name, "removed", 1);
+	return 200;
+}
+
+static int api_incoming(void *ctx, const struct http_request *req, json_t **resp)
+{
+	return host_migration_incoming(ctx, req->body, resp);
+}
+
+static const struct http_route routes[] = {
+	{ "GET", "/v1/host", api_host },
+	{ "GET", "/v1/vms", api_vms },
+	{ "POST", "/v1/vms", api_vm_create },
+	{ "GET", "/v1/vms/*", api_vm_get },
+	{ "POST", "/v1/vms/*", api_vm_post },
+	{ "DELETE", "/v1/vms/*", api_vm_delete },
+	{ "POST", "/v1/incoming", api_incoming },
+	{ NULL, NULL, NULL },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: glide host serve --data-dir DIR --listen HOST:PORT --token-file F\n"
+		     "                        [--migration-address ADDR[,ADDR...]] [--name NAME]\n"
+		     "                        [--memory-limit SIZE] [--cpuid-mask LEAF.REG=MASK,...]\n"
+		     "                        [--tls-cert PEM --tls-key PEM] [--log FILE]\n");
+}
+
+static int mkdir_p(const char *dir, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s", dir);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			mkdir(tmp, 0755);
+			*p = '/';
+		}
+	return mkdir(tmp, mode) && errno != EEXIST ? -errno : 0;
+}
+
+int host_serve_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "data-dir", required_argument, 0, 'd' }, { "listen", required_argument, 0, 'l' },
+		{ "token-file", required_argument, 0, 't' }, { "migration-address", required_argument, 0, 'm' },
+		{ "name", required_argument, 0, 'n' },      { "memory-limit", required_argument, 0, 'M' },
+		{ "cpuid-mask", required_argument, 0, 'c' }, { "tls-cert", required_argument, 0, 'C' },
+		{ "tls-key", required_argument, 0, 'K' },   { "log", required_argument, 0, 'L' },
+		{ "help", no_argument, 0, 'h' },            { 0, 0, 0, 0 },
+	};
+	struct host_agent *a = &agent;
+	const char *data = NULL, *listen = NULL, *token_file = NULL, *maddrs = NULL, *tls_cert = NULL, *tls_key = NULL;
+	char err[512], sock[PATH_MAX + 16], dir[PATH_MAX + 16];
+	int opt;
+
+	pthread_mutex_init(&a->lock, NULL);
+	for (int r = 0; r < EVC_REGS; r++)
+		a->cpu_regs[r] = 0xffffffffu;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'd': data = optarg; break;
+		case 'l': listen = optarg; break;
+		case 't': token_file = optarg; break;
+		case 'm': maddrs = optarg; break;
+		case 'n': snprintf(a->name, sizeof(a->name), "%s", optarg); break;
+		case 'M':
+			if (parse_size(optarg, &a->memory_limit) || !a->memory_limit) {
+				fprintf(stderr, "glide: --memory-limit '%s' is not a size (e.g. 8G)\n", optarg);
+				return 1;
+			}
+			break;
+		case 'c':
+			if (evc_regs_parse_arg(optarg, a->cpu_regs)) {
+				fprintf(stderr, "glide: --cpuid-mask '%s': expected LEAF.REG=MASK[,...] (1.ecx 1.edx 7.ebx 7.ecx 7.edx 80000001.ecx 80000001.edx)\n", optarg);
+				return 1;
+			}
+			break;
+		case 'C': tls_cert = optarg; break;
+		case 'K': tls_key = optarg; break;
+		case 'L': glide_set_log_file(optarg); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (!data || !listen || !token_file) {
+		fprintf(stderr, "glide: --data-dir, --listen and --token-file are required\n");
+		usage(stderr);
+		return 1;
+	}
+	char *token = token_read_file(token_file, err, sizeof(err));
+	if (!token) {
+		fprintf(stderr, "glide: %s\n", err);
+		return 1;
+	}
+	char real[PATH_MAX];
+	if (!realpath(data, real) && (mkdir_p(data, 0700) || !realpath(data, real))) {
+		fprintf(stderr, "glide: cannot create data directory %s: %s\n", data, strerror(errno));
+		return 1;
+	}
+	if (strlen(real) > 60) { /* DIR/vms/NAME/api.sock must fit a UNIX socket path (108 bytes) */
+		fprintf(stderr, "glide: data directory path %s is too long for socket paths (keep it under 60 characters)\n", real);
+		return 1;
+	}
+	memcpy(a->data_dir, real, strlen(real) + 1);
+	snprintf(dir, sizeof(dir), "%s/vms", a->data_dir);
+	mkdir(dir, 0700);
+	snprintf(dir, sizeof(dir), "%s/keys", a->data_dir);
+	mkdir(dir, 0700);
+	chmod(dir, 0700);
+	/* stale one-time keys from a crash are useless and must not linger */
+	char cmd[PATH_MAX + 64];
+	snprintf(cmd, sizeof(cmd), "%s/keys", a->data_dir);
+	{
+		DIR *kd = opendir(cmd);
+		struct dirent *e;
+		while (kd && (e = readdir(kd)))
+			if (e->d_name[0] != '.') {
+				char p[PATH_MAX * 2];
+				snprintf(p, sizeof(p), "%s/%s", cmd, e->d_name);
+				unlink(p);
+			}
+		if (kd)
+			closedir(kd);
+	}
+	snprintf(a->listen, sizeof(a->listen), "%s", listen);
+	if (!a->name[0])
+		snprintf(a->name, sizeof(a->name), "%s", listen);
+	/* migration addresses: given, or the host part of --listen */
+	char *list = strdup(maddrs ? maddrs : listen), *save = NULL;
+	if (!maddrs) {
+		char *colon = strrchr(list, ':');
+		if (colon)
+			*colon = 0;
+	}
+	for (char *t = strtok_r(list, ",", &save); t && a->nmigration_hosts < 8; t = strtok_r(NULL, ",", &save)) {
+		char *colon = strrchr(t, ':');
+		if (colon && !strchr(t, '[') && strchr(t, ':') == colon)
+			*colon = 0; /* a port given with the address is chosen per migration instead */
+		if (t[0] == '[') {
+			t++;
+			t[strcspn(t, "]")] = 0;
+		}
+		if (*t && strcmp(t, "0.0.0.0"))
+			snprintf(a->migration_hosts[a->nmigration_hosts++], sizeof(a->migration_hosts[0]), "%s", t);
+	}
+	free(list);
+	ssize_t n = readlink("/proc/self/exe", a->self_exe, sizeof(a->self_exe) - 1);
+	if (n <= 0) {
+		fprintf(stderr, "glide: cannot find my own executable: %s\n", strerror(errno));
+		return 1;
+	}
+	a->self_exe[n] = 0;
+	if (host_facts_probe(a, err, sizeof(err))) {
+		fprintf(stderr, "glide: %s\n", err);
+		return 1;
+	}
+	sigset_t set;
+	int sig;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits it; only sigwait below takes them */
+	signal(SIGCHLD, SIG_IGN); /* monitors are reaped automatically; liveness is kill(pid, 0) */
+	signal(SIGPIPE, SIG_IGN);
+	host_vm_load_all(a);
+
+	snprintf(sock, sizeof(sock), "%s/host.sock", a->data_dir);
+	struct http_server_opts so = { .unix_path = sock, .tcp_listen = listen, .token = token,
+				       .tls_cert = tls_cert, .tls_key = tls_key };
+	struct http_server *srv = http_server_start(&so, routes, a, err, sizeof(err));
+	if (!srv) {
+		fprintf(stderr, "glide: %s\n", err);
+		return 1;
+	}
+	const struct evc_level *max = evc_host_max_level(a->cpu_regs);
+	glide_log("host", "host agent %s serving on %s and %s; CPU %s (EVC max %s), migration addresses %d",
+		  a->name, listen, sock, a->cpu_model, max ? max->name : "none", a->nmigration_hosts);
+
+	pthread_t sup;
+	pthread_create(&sup, NULL, host_vm_supervise, a);
+	sigwait(&set, &sig);
+	glide_log("host", "signal %d: stopping the agent; VM monitors keep running", sig);
+	a->quit = true;
+	http_server_stop(srv);
+	pthread_join(sup, NULL);
+	explicit_bzero(token, strlen(token));
+	free(token);
+	return 0;
+}

@@ -1,0 +1,162 @@
+/* Host facts: what the controller needs to place a VM here and to decide
+ * whether a VM may migrate here. The CPU part is KVM_GET_SUPPORTED_CPUID
+ * reduced to the seven EVC registers (optionally narrowed with
+ * `--cpuid-mask`, which simulates an older CPU), the memory part comes from
+ * /proc/meminfo minus what this host's VMs are promised. */
+#include "host/host.h"
+#include "migrate/wire.h"
+#include "common/util.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#define CPUID_ENTRIES_MAX 256
+
+static void read_cpuinfo(struct host_agent *a)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[512];
+
+	snprintf(a->cpu_vendor, sizeof(a->cpu_vendor), "unknown");
+	snprintf(a->cpu_model, sizeof(a->cpu_model), "unknown");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':');
+		if (!colon)
+			continue;
+		char *val = colon + 1;
+		while (*val == ' ')
+			val++;
+		val[strcspn(val, "\n")] = 0;
+		if (!strncmp(line, "vendor_id", 9))
+			snprintf(a->cpu_vendor, sizeof(a->cpu_vendor), "%s", val);
+		else if (!strncmp(line, "model name", 10)) {
+			snprintf(a->cpu_model, sizeof(a->cpu_model), "%s", val);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+int host_facts_probe(struct host_agent *a, char *err, size_t errlen)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + CPUID_ENTRIES_MAX * sizeof(struct kvm_cpuid_entry2));
+	uint32_t regs[EVC_REGS] = { 0 };
+	int fd, rc = 0;
+
+	read_cpuinfo(a);
+	if (!c)
+		return -ENOMEM;
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		errf(err, errlen, "cannot open /dev/kvm: %s (the host agent needs KVM; run as root or join the kvm group)",
+		     strerror(errno));
+		goto out;
+	}
+	c->nent = CPUID_ENTRIES_MAX;
+	if (ioctl(fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
+		rc = -errno;
+		errf(err, errlen, "KVM_GET_SUPPORTED_CPUID failed: %s", strerror(errno));
+		close(fd);
+		goto out;
+	}
+	close(fd);
+	for (uint32_t i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+		if (e->function == 1) {
+			regs[0] = e->ecx;
+			regs[1] = e->edx;
+		} else if (e->function == 7 && e->index == 0) {
+			regs[2] = e->ebx;
+			regs[3] = e->ecx;
+			regs[4] = e->edx;
+		} else if (e->function == 0x80000001) {
+			regs[5] = e->ecx;
+			regs[6] = e->edx;
+		}
+	}
+	for (int r = 0; r < EVC_REGS; r++)
+		a->cpu_regs[r] &= regs[r];
+out:
+	free(c);
+	return rc;
+}
+
+static uint64_t meminfo(const char *key)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	size_t n = strlen(key);
+	uint64_t kb = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':') {
+			kb = strtoull(line + n + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return kb * 1024;
+}
+
+/* Memory promised to VMs that have a monitor (running, paused, incoming). Caller holds a->lock. */
+static uint64_t committed(struct host_agent *a)
+{
+	uint64_t sum = 0;
+	for (struct host_vm *v = a->vms; v; v = v->next) {
+		if (v->removed || !v->pid)
+			continue;
+		json_t *m = json_object_get(json_object_get(v->record, "config"), "memory");
+		sum += json_is_integer(m) ? (uint64_t)json_integer_value(m) : 0;
+	}
+	return sum;
+}
+
+uint64_t host_memory_free(struct host_agent *a)
+{
+	uint64_t total = a->memory_limit ? a->memory_limit : meminfo("MemTotal");
+	uint64_t used = committed(a), avail = meminfo("MemAvailable");
+	uint64_t room = total > used ? total - used : 0;
+	return MIN(room, avail);
+}
+
+json_t *host_facts_json(struct host_agent *a)
+{
+	const struct evc_level *max = evc_host_max_level(a->cpu_regs);
+	json_t *levels = json_array(), *addrs = json_array(), *vms = json_array();
+	uint64_t total = meminfo("MemTotal");
+	int running = 0, migrating = 0;
+
+	for (int i = 0; evc_level_at(i); i++)
+		if (evc_host_meets(a->cpu_regs, evc_level_at(i)->mask))
+			json_array_append_new(levels, json_string(evc_level_at(i)->name));
+	for (int i = 0; i < a->nmigration_hosts; i++)
+		json_array_append_new(addrs, json_string(a->migration_hosts[i]));
+	for (struct host_vm *v = a->vms; v; v = v->next) {
+		if (v->removed)
+			continue;
+		json_array_append_new(vms, host_vm_json(v));
+		running += v->pid && strcmp(v->state, "incoming") != 0;
+		migrating += !strcmp(v->state, "incoming");
+	}
+	return json_pack("{s:s, s:i, s:i, s:{s:s, s:s, s:i, s:o, s:o, s:s?, s:o}, s:{s:I, s:I, s:I, s:I, s:I},"
+			 " s:o, s:i, s:[s, s, s], s:[], s:o, s:i, s:i}",
+			 "name", a->name, "api_version", HOST_API_VERSION, "migration_protocol", WIRE_PROTOCOL_VERSION,
+			 "cpu", "vendor", a->cpu_vendor, "model", a->cpu_model, "count", (int)sysconf(_SC_NPROCESSORS_ONLN),
+			 "cpuid", evc_regs_to_json(a->cpu_regs), "features", evc_feature_list(a->cpu_regs),
+			 "evc_max_level", max ? max->name : NULL, "evc_levels", levels,
+			 "memory", "total", (json_int_t)total, "available", (json_int_t)meminfo("MemAvailable"),
+			 "for_vms", (json_int_t)(a->memory_limit ? a->memory_limit : total),
+			 "committed", (json_int_t)committed(a), "free", (json_int_t)host_memory_free(a),
+			 "migration_addresses", addrs, "migration_streams_max", WIRE_MAX_STREAMS,
+			 "devices", "serial", "debug-exit", "i8042", "networks", "vms", vms,
+			 "vms_running", running, "migrations_incoming", migrating);
+}

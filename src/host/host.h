@@ -1,0 +1,78 @@
+/* The host agent (hostd role): one daemon per host that runs VM monitor
+ * processes, keeps their configuration on disk, reports host facts and
+ * carries out its half of a migration spec. Internal interfaces shared by
+ * agent.c (daemon and API), facts.c, vms.c and migration.c. */
+#ifndef GLIDE_HOST_HOST_H
+#define GLIDE_HOST_HOST_H
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "center/evc.h"
+#include "vmm/vm.h"
+
+#define HOST_SUPERVISE_INTERVAL_MS 300
+#define HOST_MONITOR_START_TIMEOUT_MS 20000
+#define HOST_MONITOR_STOP_TIMEOUT_MS 10000
+#define HOST_API_VERSION 1
+
+/* One VM this host knows: powered off (configuration only) or with a monitor. */
+struct host_vm {
+	char name[VM_NAME_MAX];
+	char dir[1200];            /* DATA/vms/NAME */
+	char api[1300];            /* DATA/vms/NAME/api.sock: the monitor's API socket */
+	json_t *record;            /* {"config": vm_config, "boot": {...}, "devices": [...]} as kept in vm.json */
+	pid_t pid;                 /* monitor process, 0 when none */
+	char state[16];            /* off, starting, running, paused, incoming, migrated, stopping */
+	json_t *monitor;           /* last GET /v1/vm answer (NULL when none) */
+	char last_error[600];
+	bool removed;              /* forgotten; memory freed when no request uses it */
+	struct host_vm *next;
+};
+
+struct host_agent {
+	char data_dir[1024];
+	char name[64];
+	char listen[128];
+	char migration_hosts[8][64]; /* addresses the incoming monitors listen on */
+	int nmigration_hosts;
+	uint32_t cpu_regs[EVC_REGS]; /* KVM_GET_SUPPORTED_CPUID, narrowed by --cpuid-mask */
+	char cpu_vendor[32], cpu_model[128];
+	uint64_t memory_limit;       /* bytes offered to VMs (0: all of MemTotal) */
+	char self_exe[PATH_MAX];
+	pthread_mutex_t lock;        /* guards the VM list */
+	struct host_vm *vms;
+	volatile bool quit;
+};
+
+/* facts.c */
+int host_facts_probe(struct host_agent *a, char *err, size_t errlen);
+json_t *host_facts_json(struct host_agent *a);
+uint64_t host_memory_free(struct host_agent *a);
+
+/* vms.c (the caller holds a->lock unless noted) */
+struct host_vm *host_vm_find(struct host_agent *a, const char *name);
+struct host_vm *host_vm_new(struct host_agent *a, const char *name, json_t *record, char *err, size_t errlen);
+int host_vm_save(struct host_vm *v);
+void host_vm_forget(struct host_agent *a, struct host_vm *v); /* deletes its directory */
+int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t errlen);
+/* Spawns `glide vm run` with extra arguments (NULL-terminated) and records the pid. */
+int host_vm_spawn(struct host_agent *a, struct host_vm *v, char *const extra[], char *err, size_t errlen);
+int host_vm_stop(struct host_agent *a, struct host_vm *v, char *err, size_t errlen); /* called unlocked */
+/* Waits (unlocked) until the monitor's API answers or the process dies. */
+int host_vm_wait_api(struct host_vm *v, pid_t pid, int timeout_ms, char *err, size_t errlen);
+void host_vm_load_all(struct host_agent *a);
+void *host_vm_supervise(void *agent);
+json_t *host_vm_json(struct host_vm *v);
+bool host_pid_is_monitor(pid_t pid);
+
+/* migration.c */
+int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp);
+int host_migration_start(struct host_agent *a, const char *name, json_t *spec, json_t **resp);
+int host_migration_relay(struct host_agent *a, const char *name, const char *method, const char *path, json_t **resp);
+
+/* agent.c */
+int host_serve_main(int argc, char **argv);
+#endif

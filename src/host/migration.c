@@ -1,0 +1,249 @@
+/* This host's half of a migration spec.
+ *
+ * Destination (POST /v1/incoming): check the VM fits (name free, memory,
+ * CPU features it sees), pick a free port on every migration address, write
+ * the one-time key to a 0600 file, start `glide vm run --incoming` on those
+ * addresses and delete the key file as soon as the monitor's API answers
+ * (it reads the key first thing). The monitor then waits masked for the
+ * source; if the migration fails it exits and the supervisor forgets it.
+ *
+ * Source (POST /v1/vms/NAME/migrate): the same key file dance around the
+ * monitor's POST /v1/migration; progress is relayed from its API. The key
+ * never reaches a log: it only exists in the request body, the short-lived
+ * key file and memory that is wiped after use. */
+#include "host/host.h"
+#include "api/http.h"
+#include "vmm/config.h"
+#include "common/util.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define KEY_HEX_LEN 64
+
+static bool key_ok(const char *k)
+{
+	if (!k || strlen(k) != KEY_HEX_LEN)
+		return false;
+	for (const char *p = k; *p; p++)
+		if (!strchr("0123456789abcdefABCDEF", *p))
+			return false;
+	return true;
+}
+
+/* Writes the key to DATA/keys/KEY.XXXXXX (mode 0600); returns 0 and the path. */
+static int key_file_write(struct host_agent *a, const char *key, char *path, size_t len)
+{
+	char line[KEY_HEX_LEN + 2];
+	snprintf(path, len, "%s/keys/key.XXXXXX", a->data_dir);
+	int fd = mkstemp(path); /* mkstemp creates the file with mode 0600 */
+	if (fd < 0)
+		return -errno;
+	snprintf(line, sizeof(line), "%s\n", key);
+	int rc = write_full(fd, line, strlen(line));
+	explicit_bzero(line, sizeof(line));
+	close(fd);
+	if (rc)
+		unlink(path);
+	return rc;
+}
+
+/* A free TCP port on host (bind to port 0, read it back). */
+static int free_port(const char *host)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST }, *ai;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd, port = -1;
+
+	if (getaddrinfo(host, "0", &hints, &ai))
+		return -1;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		port = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+					       : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(ai);
+	return port;
+}
+
+static const char *str(json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
+{
+	const char *name = str(spec, "name"), *key = str(spec, "key");
+	struct vm_config cfg;
+	char err[512], addrs[1024] = "", keypath[PATH_MAX], mem[32], vcpus[16];
+	uint32_t want[EVC_REGS];
+	struct host_vm *v;
+	pid_t pid;
+	int rc;
+
+	if (!name || !key_ok(key) || vm_config_from_json(json_object_get(spec, "config"), &cfg, err, sizeof(err))) {
+		*resp = http_error("an incoming migration spec needs name, config and key (64 hex digits)%s%s",
+				   err[0] ? ": " : "", err[0] ? err : "");
+		return 400;
+	}
+	if (!a->nmigration_hosts) {
+		*resp = http_error("host %s has no migration address (start it with --migration-address)", a->name);
+		return 409;
+	}
+	pthread_mutex_lock(&a->lock);
+	if (host_vm_find(a, name)) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("a VM named %s already exists on host %s; remove it there first", name, a->name);
+		return 409;
+	}
+	uint64_t free_b = host_memory_free(a);
+	if (cfg.memory_bytes > free_b) {
+		char need[32], have[32];
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("not enough memory: host %s has %s free for VMs, VM %s needs %s", a->name,
+				   format_size(free_b, have, sizeof(have)), name, format_size(cfg.memory_bytes, need, sizeof(need)));
+		return 409;
+	}
+	if (json_object_get(spec, "cpuid") && !evc_regs_from_json(json_object_get(spec, "cpuid"), want)) {
+		char missing[512];
+		if (evc_missing(want, a->cpu_regs, missing, sizeof(missing))) {
+			pthread_mutex_unlock(&a->lock);
+			*resp = http_error("host %s lacks CPU features the VM uses: %s", a->name, missing);
+			return 409;
+		}
+	}
+	for (int i = 0; i < a->nmigration_hosts; i++) {
+		int port = free_port(a->migration_hosts[i]);
+		size_t used = strlen(addrs);
+		if (port <= 0) {
+			pthread_mutex_unlock(&a->lock);
+			*resp = http_error("no free port on migration address %s", a->migration_hosts[i]);
+			return 500;
+		}
+		snprintf(addrs + used, sizeof(addrs) - used, "%s%s%s%s:%d", i ? "," : "",
+			 strchr(a->migration_hosts[i], ':') ? "[" : "", a->migration_hosts[i],
+			 strchr(a->migration_hosts[i], ':') ? "]" : "", port);
+	}
+	json_t *record = json_pack("{s:O, s:O*, s:O*, s:b}", "config", json_object_get(spec, "config"), "boot",
+				   json_object_get(spec, "boot"), "devices", json_object_get(spec, "devices"), "incoming", 1);
+	v = host_vm_new(a, name, record, err, sizeof(err));
+	json_decref(record);
+	if (!v) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("%s", err);
+		return 409;
+	}
+	if ((rc = key_file_write(a, key, keypath, sizeof(keypath)))) {
+		host_vm_forget(a, v);
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("cannot write the key file: %s", strerror(-rc));
+		return 500;
+	}
+	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)cfg.memory_bytes);
+	snprintf(vcpus, sizeof(vcpus), "%d", cfg.vcpus);
+	char *args[] = { "--incoming", addrs, "--key-file", keypath, "--memory", mem, "--vcpus", vcpus, NULL };
+	rc = host_vm_spawn(a, v, args, err, sizeof(err));
+	if (rc) {
+		unlink(keypath);
+		host_vm_forget(a, v);
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("%s", err);
+		return 500;
+	}
+	snprintf(v->state, sizeof(v->state), "incoming");
+	pid = v->pid;
+	pthread_mutex_unlock(&a->lock);
+
+	rc = host_vm_wait_api(v, pid, HOST_MONITOR_START_TIMEOUT_MS, err, sizeof(err));
+	unlink(keypath);
+	if (rc) {
+		pthread_mutex_lock(&a->lock);
+		if (!v->removed)
+			host_vm_forget(a, v);
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("cannot prepare the destination VM on %s: %s", a->name, err);
+		return 500;
+	}
+	glide_log("host", "VM %s: destination prepared, waiting on %s", name, addrs);
+	*resp = json_pack("{s:s, s:s, s:s, s:i}", "name", name, "host", a->name, "addresses", addrs, "api", v->api,
+			  "pid", (int)pid);
+	return 201;
+}
+
+int host_migration_start(struct host_agent *a, const char *name, json_t *spec, json_t **resp)
+{
+	const char *key = str(spec, "key");
+	char keypath[PATH_MAX], api[PATH_MAX], err[512];
+	json_t *body, *r = NULL;
+	long status;
+	int rc;
+
+	if (!key_ok(key) || !str(spec, "to")) {
+		*resp = http_error("a migration needs \"to\" (HOST:PORT[,...]) and \"key\" (64 hex digits)");
+		return 400;
+	}
+	pthread_mutex_lock(&a->lock);
+	struct host_vm *v = host_vm_find(a, name);
+	if (!v || !v->pid || (strcmp(v->state, "running") && strcmp(v->state, "paused"))) {
+		*resp = v ? http_error("VM %s is %s on host %s; only a running VM can be live-migrated", name, v->state, a->name)
+			  : http_error("no VM named %s on host %s", name, a->name);
+		pthread_mutex_unlock(&a->lock);
+		return v ? 409 : 404;
+	}
+	snprintf(api, sizeof(api), "%s", v->api);
+	rc = key_file_write(a, key, keypath, sizeof(keypath));
+	pthread_mutex_unlock(&a->lock);
+	if (rc) {
+		*resp = http_error("cannot write the key file: %s", strerror(-rc));
+		return 500;
+	}
+	body = json_deep_copy(spec);
+	json_object_del(body, "key");
+	json_object_set_new(body, "key_file", json_string(keypath));
+	struct http_client_opts co = { .target = api, .timeout_ms = 30000 };
+	rc = http_call(&co, "POST", "/v1/migration", body, &r, &status, err, sizeof(err));
+	unlink(keypath);
+	json_decref(body);
+	if (rc) {
+		json_decref(r);
+		*resp = http_error("cannot reach VM %s's monitor: %s", name, err);
+		return 502;
+	}
+	glide_log("host", "VM %s: migration to %s started (%ld)", name, str(spec, "to"), status);
+	*resp = r;
+	return (int)status;
+}
+
+int host_migration_relay(struct host_agent *a, const char *name, const char *method, const char *path, json_t **resp)
+{
+	char api[PATH_MAX], err[512];
+	long status;
+
+	pthread_mutex_lock(&a->lock);
+	struct host_vm *v = host_vm_find(a, name);
+	if (!v || !v->pid) {
+		*resp = v ? http_error("VM %s has no running monitor on host %s", name, a->name)
+			  : http_error("no VM named %s on host %s", name, a->name);
+		pthread_mutex_unlock(&a->lock);
+		return v ? 409 : 404;
+	}
+	snprintf(api, sizeof(api), "%s", v->api);
+	pthread_mutex_unlock(&a->lock);
+	struct http_client_opts co = { .target = api, .timeout_ms = 10000 };
+	json_t *r = NULL;
+	if (http_call(&co, method, path, NULL, &r, &status, err, sizeof(err))) {
+		json_decref(r);
+		*resp = http_error("cannot reach VM %s's monitor: %s", name, err);
+		return 502;
+	}
+	*resp = r;
+	return (int)status;
+}

@@ -1,0 +1,535 @@
+/* The VMs of one host: each has a directory DATA/vms/NAME holding vm.json
+ * (configuration and boot source), the monitor's pid file, API socket, log
+ * and serial output. Monitors run in their own session, so they outlive the
+ * agent; a restarted agent re-adopts every monitor whose pid is still a
+ * `glide vm run` and whose API answers. A supervisor thread follows each
+ * monitor's state through its API and notices when it exits: a VM that
+ * migrated away (or an incoming one that never arrived) is forgotten, any
+ * other becomes powered off with its configuration kept. */
+#include "host/host.h"
+#include "api/http.h"
+#include "vmm/config.h"
+#include "common/util.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct host_vm *host_vm_find(struct host_agent *a, const char *name)
+{
+	for (struct host_vm *v = a->vms; v; v = v->next)
+		if (!v->removed && !strcmp(v->name, name))
+			return v;
+	return NULL;
+}
+
+static bool name_ok(const char *n)
+{
+	size_t len = strlen(n);
+	if (len == 0 || len >= VM_NAME_MAX || n[0] == '.' || n[0] == '-')
+		return false;
+	for (const char *p = n; *p; p++)
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9') && !strchr("._-", *p))
+			return false;
+	return true;
+}
+
+static void path_in(struct host_vm *v, const char *file, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s", v->dir, file);
+}
+
+int host_vm_save(struct host_vm *v)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	path_in(v, "vm.json", path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (json_dump_file(v->record, tmp, JSON_INDENT(2) | JSON_SORT_KEYS))
+		return -EIO;
+	return rename(tmp, path) ? -errno : 0;
+}
+
+static struct host_vm *vm_alloc(struct host_agent *a, const char *name)
+{
+	struct host_vm *v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	snprintf(v->dir, sizeof(v->dir), "%s/vms/%s", a->data_dir, name);
+	snprintf(v->api, sizeof(v->api), "%s/api.sock", v->dir);
+	snprintf(v->state, sizeof(v->state), "off");
+	v->next = a->vms;
+	a->vms = v;
+	return v;
+}
+
+struct host_vm *host_vm_new(struct host_agent *a, const char *name, json_t *record, char *err, size_t errlen)
+{
+	struct vm_config cfg;
+	struct host_vm *v;
+
+	if (!name_ok(name)) {
+		errf(err, errlen, "VM name '%s' is not valid (use 1-63 letters, digits, '.', '_', '-')", name);
+		return NULL;
+	}
+	if (host_vm_find(a, name)) {
+		errf(err, errlen, "a VM named %s already exists on this host", name);
+		return NULL;
+	}
+	if (vm_config_from_json(json_object_get(record, "config"), &cfg, err, errlen))
+		return NULL;
+	if (strlen(a->data_dir) + strlen(name) + 20 > 107) {
+		errf(err, errlen, "VM name '%s' is too long for this host's socket paths (data directory %s)", name, a->data_dir);
+		return NULL;
+	}
+	v = vm_alloc(a, name);
+	if (!v) {
+		errf(err, errlen, "out of memory");
+		return NULL;
+	}
+	v->record = json_incref(record);
+	if (mkdir(v->dir, 0700) && errno != EEXIST) {
+		errf(err, errlen, "cannot create %s: %s", v->dir, strerror(errno));
+		v->removed = true;
+		return NULL;
+	}
+	if (host_vm_save(v)) {
+		errf(err, errlen, "cannot write %s/vm.json", v->dir);
+		v->removed = true;
+		return NULL;
+	}
+	return v;
+}
+
+static void remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char p[PATH_MAX + 300];
+	if (!d)
+		return;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+			unlink(p);
+		}
+	closedir(d);
+	rmdir(dir);
+}
+
+void host_vm_forget(struct host_agent *a, struct host_vm *v)
+{
+	glide_log("host", "forgetting VM %s (%s)", v->name, v->state);
+	remove_dir(v->dir);
+	v->removed = true;
+	v->pid = 0;
+}
+
+bool host_pid_is_monitor(pid_t pid)
+{
+	char path[64], buf[256];
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0 || kill(pid, 0))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	/* argv[1] == "vm", argv[2] == "run" */
+	size_t l0 = strnlen(buf, (size_t)n);
+	if (l0 + 7 > (size_t)n)
+		return false;
+	return !memcmp(buf + l0 + 1, "vm\0run\0", 7);
+}
+
+static void write_pid(struct host_vm *v)
+{
+	char path[PATH_MAX + 8], text[32];
+	path_in(v, "pid", path, sizeof(path));
+	FILE *f = fopen(path, "w");
+	if (f) {
+		snprintf(text, sizeof(text), "%d\n", (int)v->pid);
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static void clear_pid(struct host_vm *v)
+{
+	char path[PATH_MAX + 8];
+	path_in(v, "pid", path, sizeof(path));
+	unlink(path);
+	v->pid = 0;
+}
+
+int host_vm_spawn(struct host_agent *a, struct host_vm *v, char *const extra[], char *err, size_t errlen)
+{
+	char log[PATH_MAX + 16], serial[PATH_MAX + 16], out[PATH_MAX + 16];
+	char *argv[64];
+	int n = 0, ofd;
+	pid_t pid;
+
+	path_in(v, "monitor.log", log, sizeof(log));
+	path_in(v, "serial.log", serial, sizeof(serial));
+	path_in(v, "monitor.out", out, sizeof(out));
+	argv[n++] = a->self_exe;
+	argv[n++] = "vm";
+	argv[n++] = "run";
+	argv[n++] = "--api";
+	argv[n++] = v->api;
+	argv[n++] = "--log";
+	argv[n++] = log;
+	argv[n++] = "--serial";
+	argv[n++] = serial;
+	for (int i = 0; extra[i] && n < 62; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	ofd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (ofd < 0) {
+		errf(err, errlen, "cannot create %s: %s", out, strerror(errno));
+		return -errno;
+	}
+	unlink(v->api);
+	pid = fork();
+	if (pid < 0) {
+		close(ofd);
+		errf(err, errlen, "cannot start a VM monitor: %s", strerror(errno));
+		return -errno;
+	}
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDONLY);
+		sigset_t none;
+		setsid();
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGCHLD, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		dup2(nul, 0);
+		dup2(ofd, 1);
+		dup2(ofd, 2);
+		execv(a->self_exe, argv);
+		_exit(127);
+	}
+	close(ofd);
+	v->pid = pid;
+	v->last_error[0] = 0;
+	write_pid(v);
+	return 0;
+}
+
+/* Last non-empty line of monitor.out: the monitor's one-line error. */
+static void monitor_error(struct host_vm *v, char *out, size_t len)
+{
+	char path[PATH_MAX + 16];
+	int rc;
+	size_t n;
+	path_in(v, "monitor.out", path, sizeof(path));
+	char *text = read_file_limited(path, 1 << 16, &n, &rc);
+	out[0] = 0;
+	if (!text)
+		return;
+	while (n && (text[n - 1] == '\n' || text[n - 1] == ' '))
+		text[--n] = 0;
+	char *last = strrchr(text, '\n');
+	snprintf(out, len, "%s", last ? last + 1 : text);
+	free(text);
+}
+
+int host_vm_wait_api(struct host_vm *v, pid_t pid, int timeout_ms, char *err, size_t errlen)
+{
+	struct http_client_opts co = { .target = v->api, .timeout_ms = 2000 };
+	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000;
+	char e[256];
+
+	while (now_ns() < end) {
+		json_t *r = NULL;
+		long st;
+		if (access(v->api, F_OK) == 0 && http_call(&co, "GET", "/v1/vm", NULL, &r, &st, e, sizeof(e)) == 0 &&
+		    st == 200) {
+			json_decref(r);
+			return 0;
+		}
+		json_decref(r);
+		if (kill(pid, 0)) {
+			char why[256];
+			monitor_error(v, why, sizeof(why));
+			errf(err, errlen, "the VM monitor exited: %s", why[0] ? why : "no message");
+			return -ECHILD;
+		}
+		sleep_ns(20000000);
+	}
+	errf(err, errlen, "the VM monitor did not answer on %s within %d ms", v->api, timeout_ms);
+	return -ETIMEDOUT;
+}
+
+static void boot_args(json_t *boot, char **args, int *n, char *err, size_t errlen)
+{
+	const char *kind = json_string_value(json_object_get(boot, "kind"));
+	const char *path = json_string_value(json_object_get(boot, "path"));
+	if (!kind || !path)
+		return;
+	if (!strcmp(kind, "boot") || !strcmp(kind, "elf") || !strcmp(kind, "kernel")) {
+		args[(*n)++] = !strcmp(kind, "boot") ? "--boot" : !strcmp(kind, "elf") ? "--elf" : "--kernel";
+		args[(*n)++] = (char *)path;
+	}
+	const char *initrd = json_string_value(json_object_get(boot, "initrd"));
+	const char *cmdline = json_string_value(json_object_get(boot, "cmdline"));
+	if (initrd) {
+		args[(*n)++] = "--initrd";
+		args[(*n)++] = (char *)initrd;
+	}
+	if (cmdline) {
+		args[(*n)++] = "--cmdline";
+		args[(*n)++] = (char *)cmdline;
+	}
+}
+
+int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t errlen)
+{
+	struct vm_config cfg;
+	char mem[32], vcpus[16], mask[256];
+	char *args[24];
+	int n = 0;
+	bool masked = false;
+
+	if (v->pid) {
+		errf(err, errlen, "VM %s already has a running monitor (pid %d)", v->name, (int)v->pid);
+		return -EBUSY;
+	}
+	if (vm_config_from_json(json_object_get(v->record, "config"), &cfg, err, errlen))
+		return -EINVAL;
+	json_t *boot = json_object_get(v->record, "boot");
+	if (!json_is_string(json_object_get(boot, "path"))) {
+		errf(err, errlen, "VM %s has no boot source (give --boot, --elf or --kernel when creating it)", v->name);
+		return -EINVAL;
+	}
+	uint64_t free_b = host_memory_free(a);
+	if (cfg.memory_bytes > free_b) {
+		char need[32], have[32];
+		errf(err, errlen, "host %s has %s free for VMs, VM %s needs %s", a->name, format_size(free_b, have, sizeof(have)),
+		     v->name, format_size(cfg.memory_bytes, need, sizeof(need)));
+		return -ENOMEM;
+	}
+	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)cfg.memory_bytes);
+	snprintf(vcpus, sizeof(vcpus), "%d", cfg.vcpus);
+	for (int r = 0; r < EVC_REGS; r++)
+		masked |= cfg.cpuid_mask[r] != 0xffffffffu;
+	evc_regs_to_arg(cfg.cpuid_mask, mask, sizeof(mask));
+	args[n++] = "--name";
+	args[n++] = v->name;
+	args[n++] = "--memory";
+	args[n++] = mem;
+	args[n++] = "--vcpus";
+	args[n++] = vcpus;
+	if (masked) {
+		args[n++] = "--cpuid-mask";
+		args[n++] = mask;
+	}
+	boot_args(boot, args, &n, err, errlen);
+	args[n] = NULL;
+	int rc = host_vm_spawn(a, v, args, err, errlen);
+	if (!rc)
+		snprintf(v->state, sizeof(v->state), "starting");
+	return rc;
+}
+
+static bool wait_exit(pid_t pid, int ms)
+{
+	for (int i = 0; i < ms / 20; i++) {
+		if (kill(pid, 0))
+			return true;
+		sleep_ns(20000000);
+	}
+	return kill(pid, 0) != 0;
+}
+
+int host_vm_stop(struct host_agent *a, struct host_vm *v, char *err, size_t errlen)
+{
+	struct http_client_opts co = { .target = v->api, .timeout_ms = 5000 };
+	json_t *r = NULL;
+	long st;
+	char e[256];
+	pid_t pid;
+
+	pthread_mutex_lock(&a->lock);
+	pid = v->pid;
+	if (pid)
+		snprintf(v->state, sizeof(v->state), "stopping");
+	pthread_mutex_unlock(&a->lock);
+	if (!pid)
+		return 0;
+	http_call(&co, "POST", "/v1/vm/shutdown", NULL, &r, &st, e, sizeof(e));
+	json_decref(r);
+	if (!wait_exit(pid, HOST_MONITOR_STOP_TIMEOUT_MS)) {
+		glide_log("host", "VM %s: monitor %d ignored shutdown; sending SIGTERM", v->name, (int)pid);
+		kill(pid, SIGTERM);
+		if (!wait_exit(pid, 3000)) {
+			kill(pid, SIGKILL);
+			wait_exit(pid, 2000);
+		}
+	}
+	pthread_mutex_lock(&a->lock);
+	if (v->pid == pid) {
+		clear_pid(v);
+		snprintf(v->state, sizeof(v->state), "off");
+		json_decref(v->monitor);
+		v->monitor = NULL;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+json_t *host_vm_json(struct host_vm *v)
+{
+	json_t *cfg = json_object_get(v->record, "config");
+	json_t *j = json_pack("{s:s, s:s, s:O, s:O, s:O*, s:O*}", "name", v->name, "state", v->state,
+			      "memory", json_object_get(cfg, "memory"), "vcpus", json_object_get(cfg, "vcpus"),
+			      "config", cfg, "boot", json_object_get(v->record, "boot"));
+	if (!j)
+		return json_pack("{s:s, s:s}", "name", v->name, "state", v->state);
+	if (v->pid) {
+		json_object_set_new(j, "pid", json_integer(v->pid));
+		json_object_set_new(j, "api", json_string(v->api));
+	}
+	if (v->monitor) {
+		json_object_set(j, "uptime_ms", json_object_get(v->monitor, "uptime_ms"));
+		json_object_set(j, "monitor_config", json_object_get(v->monitor, "config"));
+	}
+	if (v->last_error[0])
+		json_object_set_new(j, "last_error", json_string(v->last_error));
+	return j;
+}
+
+void host_vm_load_all(struct host_agent *a)
+{
+	char dir[PATH_MAX + 8];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(dir, sizeof(dir), "%s/vms", a->data_dir);
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char p[PATH_MAX * 2];
+		json_error_t je;
+		int rc;
+		if (e->d_name[0] == '.' || !name_ok(e->d_name))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s/vm.json", dir, e->d_name);
+		json_t *rec = json_load_file(p, 0, &je);
+		struct host_vm *v = rec ? vm_alloc(a, e->d_name) : NULL;
+		if (!v) {
+			glide_log("host", "ignoring %s/%s: no readable vm.json", dir, e->d_name);
+			json_decref(rec);
+			continue;
+		}
+		v->record = rec;
+		snprintf(p, sizeof(p), "%s/%s/pid", dir, e->d_name);
+		char *pidtext = read_file_limited(p, 64, NULL, &rc);
+		pid_t pid = pidtext ? (pid_t)atoi(pidtext) : 0;
+		free(pidtext);
+		char why[256];
+		if (pid && host_pid_is_monitor(pid) && host_vm_wait_api(v, pid, 3000, why, sizeof(why)) == 0) {
+			v->pid = pid;
+			snprintf(v->state, sizeof(v->state), "running");
+			glide_log("host", "re-adopted VM %s (monitor pid %d)", v->name, (int)pid);
+		} else if (json_is_true(json_object_get(rec, "incoming"))) {
+			/* an incoming VM whose monitor is gone never arrived here */
+			host_vm_forget(a, v);
+		} else {
+			if (pid)
+				clear_pid(v);
+			glide_log("host", "VM %s is powered off", v->name);
+		}
+	}
+	closedir(d);
+}
+
+/* One supervision pass: poll every monitor's API, notice exits. */
+static void supervise_once(struct host_agent *a)
+{
+	struct item { struct host_vm *v; pid_t pid; } items[256];
+	int n = 0;
+
+	pthread_mutex_lock(&a->lock);
+	for (struct host_vm *v = a->vms; v && n < 256; v = v->next)
+		if (!v->removed && v->pid)
+			items[n++] = (struct item){ v, v->pid };
+	pthread_mutex_unlock(&a->lock);
+	for (int i = 0; i < n; i++) {
+		struct host_vm *v = items[i].v;
+		bool alive = kill(items[i].pid, 0) == 0;
+		json_t *st = NULL;
+		if (alive) {
+			struct http_client_opts co = { .target = v->api, .timeout_ms = 2000 };
+			long status;
+			char e[256];
+			if (http_call(&co, "GET", "/v1/vm", NULL, &st, &status, e, sizeof(e)) || status != 200) {
+				json_decref(st);
+				st = NULL;
+			}
+		}
+		pthread_mutex_lock(&a->lock);
+		if (v->removed || v->pid != items[i].pid) {
+			pthread_mutex_unlock(&a->lock);
+			json_decref(st);
+			continue;
+		}
+		if (alive && st) {
+			const char *s = json_string_value(json_object_get(st, "state"));
+			if (s && strcmp(v->state, "stopping")) {
+				snprintf(v->state, sizeof(v->state), "%s", !strcmp(s, "masked") ? "incoming" : s);
+				if (json_object_get(v->record, "incoming") && strcmp(v->state, "incoming")) {
+					/* arrived: from now on it is an ordinary VM of this host */
+					json_object_del(v->record, "incoming");
+					json_object_set(v->record, "config", json_object_get(st, "config"));
+					host_vm_save(v);
+					glide_log("host", "VM %s arrived and runs here", v->name);
+				}
+			}
+			json_decref(v->monitor);
+			v->monitor = st;
+		} else if (!alive) {
+			json_decref(st);
+			if (!strcmp(v->state, "migrated") || json_object_get(v->record, "incoming")) {
+				host_vm_forget(a, v);
+			} else {
+				char why[256];
+				monitor_error(v, why, sizeof(why));
+				if (strcmp(v->state, "stopping"))
+					snprintf(v->last_error, sizeof(v->last_error), "monitor exited: %s", why);
+				glide_log("host", "VM %s: monitor %d exited (%s)", v->name, (int)items[i].pid, why);
+				clear_pid(v);
+				snprintf(v->state, sizeof(v->state), "off");
+				json_decref(v->monitor);
+				v->monitor = NULL;
+			}
+		} else {
+			json_decref(st);
+		}
+		pthread_mutex_unlock(&a->lock);
+	}
+}
+
+void *host_vm_supervise(void *agent)
+{
+	struct host_agent *a = agent;
+	while (!a->quit) {
+		supervise_once(a);
+		sleep_ns((uint64_t)HOST_SUPERVISE_INTERVAL_MS * 1000000);
+	}
+	return NULL;
+}
