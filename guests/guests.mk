@@ -14,3 +14,21 @@ $(BUILD)/guests/elf-hello.elf $(BUILD)/guests/elf-hello-pvh.elf: $(BUILD)/guests
 	ld $(ELF_GUEST_LDFLAGS) -o $@ $<
 
 guest-extras:: $(BUILD)/guests/elf-hello.elf $(BUILD)/guests/elf-hello-pvh.elf
+
+# Test guests (docs/guests.md): build/guests/guest.img comes from guests/guest.asm
+# through the generic rule; ab, heartbeat and workload are the same image with
+# its config block patched by guestcfg.
+GUESTCFG := $(BUILD)/tools/guestcfg
+GUEST_RANGE := --range-start 1M --range-size 128M
+
+$(BUILD)/guests/ab.img: $(BUILD)/guests/guest.img $(GUESTCFG)
+	$(GUESTCFG) $< $@ --mode ab $(GUEST_RANGE) >/dev/null
+
+$(BUILD)/guests/heartbeat.img: $(BUILD)/guests/guest.img $(GUESTCFG)
+	$(GUESTCFG) $< $@ --mode heartbeat $(GUEST_RANGE) >/dev/null
+
+# 10000 page writes/s per vCPU, converted with this host's TSC rate
+$(BUILD)/guests/workload.img: $(BUILD)/guests/guest.img $(GUESTCFG)
+	$(GUESTCFG) $< $@ --mode workload $(GUEST_RANGE) --write-rate 10000 >/dev/null
+
+guest-extras:: $(BUILD)/guests/ab.img $(BUILD)/guests/heartbeat.img $(BUILD)/guests/workload.img

@@ -1,0 +1,256 @@
+/* abcheck: the A-B memory-integrity check of a stopped ab guest.
+ *
+ * Reads a raw dump of the guest's range (what QEMU `pmemsave` or `glide vm
+ * memsave` writes, starting at the range start), splits it into N equal,
+ * page-aligned parts as the guest does for N vCPUs, and checks each part:
+ * the guest increments the first byte of every page in order, forever, so a
+ * stopped part is all one value v, except that a prefix may already hold
+ * v + 1: every page equals the one before it, except at most one place where
+ * the value steps down by exactly one (mod 256). Any other page is bad (a
+ * page that migration lost or corrupted).
+ *
+ * Usage: abcheck DUMP [--parts N] [--page-size 4096] [--require-progress] [--json]
+ * Exit: 0 clean, 1 bad pages (or a part never written with
+ * --require-progress), 2 usage or I/O error. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "size_arg.h"
+
+#define MAX_LISTED 20
+
+struct bad_page {
+	uint64_t page;          /* index in the dump */
+	unsigned part;
+	uint8_t expected, found;
+};
+
+struct part_result {
+	uint64_t first_page, pages;
+	uint8_t high;           /* value of the prefix (pages already written this pass) */
+	uint8_t low;            /* value of the rest */
+	uint64_t step_page;     /* first page holding `low` (== pages: no step) */
+	uint64_t bad;
+	bool all_zero;
+};
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("abcheck: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+/*
+ * Fits the model "pages [0, k) hold v + 1, pages [k, n) hold v" to one part
+ * with the fewest mismatching pages. v is taken from the most frequent value
+ * m: either v = m (m is the tail) or v = m - 1 (m is the prefix). For each
+ * candidate, mismatches(k) = prefix mismatches + suffix mismatches is
+ * minimized over k in one pass.
+ */
+static uint64_t fit_part(const uint8_t *first_bytes, uint64_t n, uint8_t *v_out, uint64_t *k_out)
+{
+	uint64_t count[256] = { 0 }, best = UINT64_MAX;
+
+	for (uint64_t i = 0; i < n; i++)
+		count[first_bytes[i]]++;
+	unsigned m = 0;
+	for (unsigned b = 1; b < 256; b++)
+		if (count[b] > count[m])
+			m = b;
+
+	for (int c = 0; c < 2; c++) {
+		uint8_t v = (uint8_t)(m - c), hi = (uint8_t)(v + 1);
+		/* suffix mismatches for k = 0: every page that is not v */
+		uint64_t pre = 0, suf = n - count[v];
+		uint64_t best_k = 0, best_here = suf;
+
+		for (uint64_t k = 1; k <= n; k++) {
+			uint8_t b = first_bytes[k - 1];
+			pre += b != hi;
+			suf -= b != v;
+			if (pre + suf < best_here) {
+				best_here = pre + suf;
+				best_k = k;
+			}
+		}
+		if (best_here < best) {
+			best = best_here;
+			*v_out = v;
+			*k_out = best_k;
+		}
+	}
+	return best;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: abcheck DUMP [--parts N] [--page-size 4096] [--require-progress] [--json]\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "parts", required_argument, NULL, 'p' },
+		{ "page-size", required_argument, NULL, 's' },
+		{ "require-progress", no_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t parts = 1, page_size = 4096, pages, part_pages, total_bad = 0, listed = 0;
+	bool json = false, require_progress = false, never_written = false;
+	struct bad_page list[MAX_LISTED];
+	struct part_result *res;
+	const uint8_t *dump;
+	uint8_t *first_bytes;
+	struct stat st;
+	int c, fd;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_size_arg(optarg, &parts) || !parts || parts > 65536)
+				die("--parts: '%s' is not a number from 1 to 65536", optarg);
+			break;
+		case 's':
+			if (parse_size_arg(optarg, &page_size) || page_size < 2 || (page_size & (page_size - 1)))
+				die("--page-size: '%s' is not a power of two", optarg);
+			break;
+		case 'r':
+			require_progress = true;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
+		}
+	}
+	if (argc - optind != 1)
+		die("need one DUMP file, got %d (see --help)", argc - optind);
+
+	fd = open(argv[optind], O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("cannot open %s: %s", argv[optind], strerror(errno));
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
+		die("%s: not a regular file", argv[optind]);
+	pages = (uint64_t)st.st_size / page_size;
+	part_pages = pages / parts;
+	if (!part_pages)
+		die("%s: %lld bytes is less than one %llu-byte page per part (%llu parts)", argv[optind],
+		    (long long)st.st_size, (unsigned long long)page_size, (unsigned long long)parts);
+	dump = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (dump == MAP_FAILED)
+		die("cannot map %s: %s", argv[optind], strerror(errno));
+	close(fd);
+
+	res = calloc(parts, sizeof(*res));
+	first_bytes = malloc(part_pages);
+	if (!res || !first_bytes)
+		die("out of memory");
+
+	for (uint64_t p = 0; p < parts; p++) {
+		struct part_result *r = &res[p];
+		uint64_t base = p * part_pages;
+		uint8_t v = 0;
+		uint64_t k = 0;
+
+		r->first_page = base;
+		r->pages = part_pages;
+		r->all_zero = true;
+		for (uint64_t i = 0; i < part_pages; i++) {
+			first_bytes[i] = dump[(base + i) * page_size];
+			if (first_bytes[i])
+				r->all_zero = false;
+		}
+		r->bad = fit_part(first_bytes, part_pages, &v, &k);
+		r->low = v;
+		r->high = (uint8_t)(v + 1);
+		r->step_page = k;
+		if (!k) /* no prefix: the part holds one value */
+			r->step_page = part_pages;
+		total_bad += r->bad;
+		if (r->all_zero)
+			never_written = true;
+		for (uint64_t i = 0; i < part_pages && r->bad; i++) {
+			uint8_t want = i < k ? r->high : r->low;
+
+			if (first_bytes[i] == want)
+				continue;
+			if (listed < MAX_LISTED)
+				list[listed++] = (struct bad_page){ base + i, (unsigned)p, want, first_bytes[i] };
+		}
+	}
+
+	bool fail = total_bad || (require_progress && never_written);
+	if (json) {
+		printf("{\"ok\": %s, \"parts\": %llu, \"pages_per_part\": %llu, \"page_size\": %llu, "
+		       "\"ignored_pages\": %llu, \"bad_pages\": %llu, \"never_written\": %s, \"part\": [",
+		       fail ? "false" : "true", (unsigned long long)parts, (unsigned long long)part_pages,
+		       (unsigned long long)page_size, (unsigned long long)(pages - parts * part_pages),
+		       (unsigned long long)total_bad, never_written ? "true" : "false");
+		for (uint64_t p = 0; p < parts; p++)
+			printf("%s{\"index\": %llu, \"first_page\": %llu, \"high\": %u, \"low\": %u, "
+			       "\"step_page\": %llu, \"bad\": %llu, \"all_zero\": %s}",
+			       p ? ", " : "", (unsigned long long)p, (unsigned long long)res[p].first_page,
+			       res[p].high, res[p].low, (unsigned long long)res[p].step_page,
+			       (unsigned long long)res[p].bad, res[p].all_zero ? "true" : "false");
+		printf("], \"listed\": [");
+		for (uint64_t i = 0; i < listed; i++)
+			printf("%s{\"page\": %llu, \"offset\": %llu, \"part\": %u, \"expected\": %u, \"found\": %u}",
+			       i ? ", " : "", (unsigned long long)list[i].page,
+			       (unsigned long long)(list[i].page * page_size), list[i].part,
+			       list[i].expected, list[i].found);
+		printf("]}\n");
+	} else {
+		for (uint64_t p = 0; p < parts; p++) {
+			struct part_result *r = &res[p];
+
+			printf("part %llu: pages %llu-%llu, ", (unsigned long long)p,
+			       (unsigned long long)r->first_page, (unsigned long long)(r->first_page + r->pages - 1));
+			if (r->step_page < r->pages)
+				printf("0x%02x up to page %llu, then 0x%02x", r->high,
+				       (unsigned long long)(r->first_page + r->step_page - 1), r->low);
+			else
+				printf("all 0x%02x", r->low);
+			if (r->bad)
+				printf(": %llu bad page(s)\n", (unsigned long long)r->bad);
+			else if (r->all_zero)
+				printf(": never written%s\n", require_progress ? " (--require-progress)" : "");
+			else
+				printf(": clean\n");
+		}
+		for (uint64_t i = 0; i < listed; i++)
+			printf("bad page %llu (offset 0x%llx, part %u): expected 0x%02x, found 0x%02x\n",
+			       (unsigned long long)list[i].page, (unsigned long long)(list[i].page * page_size),
+			       list[i].part, list[i].expected, list[i].found);
+		if (total_bad > listed)
+			printf("... and %llu more bad page(s)\n", (unsigned long long)(total_bad - listed));
+		printf("abcheck: %s: %llu part(s) of %llu pages, %llu bad page(s)%s%s\n", fail ? "FAIL" : "OK",
+		       (unsigned long long)parts, (unsigned long long)part_pages, (unsigned long long)total_bad,
+		       require_progress && never_written ? ", a part was never written" : "",
+		       pages > parts * part_pages ? " (trailing pages outside the parts ignored)" : "");
+	}
+	return fail ? 1 : 0;
+}
