@@ -256,8 +256,10 @@ static void run_live(struct migrate_job *j)
 			json_pack("[O, s, I, O]", json_object_get(j->dst, "id"), dst_api, (json_int_t)inv_now_ms(),
 				  json_object_get(j->vm, "id")), NULL);
 		pthread_mutex_unlock(&c->lock);
-		/* the source monitor exits by itself; its agent forgets the VM */
 		char dpath[160];
+		snprintf(dpath, sizeof(dpath), "/v1/vms/%s/arrived", name);
+		host_call(j->dst, "POST", dpath, NULL, NULL, 0, err, sizeof(err));
+		/* the source monitor exits by itself; its agent forgets the VM */
 		snprintf(dpath, sizeof(dpath), "/v1/vms/%s", name);
 		host_call(j->src, "DELETE", dpath, NULL, NULL, 0, err, sizeof(err));
 		snprintf(msg, sizeof(msg), "VM %s migrated from %s to %s in %.0f ms (stun %.2f ms)", name, sname, dname,

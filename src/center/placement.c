@@ -270,9 +270,6 @@ int placement_power_off(struct center *c, const char *name, json_t **resp)
 		inv_run(c, "UPDATE vms SET power_state = 'off', api = NULL, updated_at = ? WHERE id = ?",
 			json_pack("[I, O]", (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
 		task_finish(c, task, true, "powered off", NULL);
-		json_t *fresh = inv_vm(c, name);
-		*resp = inv_vm_json(c, fresh);
-		json_decref(fresh);
 		status = 200;
 	} else {
 		char msg[700];
@@ -282,6 +279,11 @@ int placement_power_off(struct center *c, const char *name, json_t **resp)
 		status = 502;
 	}
 	unlock_vm(c, vm);
+	if (status == 200) {
+		json_t *fresh = inv_vm(c, name);
+		*resp = inv_vm_json(c, fresh);
+		json_decref(fresh);
+	}
 	pthread_mutex_unlock(&c->lock);
 	json_decref(host);
 	json_decref(vm);

@@ -63,9 +63,38 @@ void reconcile_once(struct center *c)
 				json_object_set(cur, "off_host", json_object_get(h, "id"));
 			} else {
 				json_object_set_new(cur, "in_transit", json_true());
+				if (!strcmp(st, "incoming"))
+					json_object_set(cur, "incoming_host", h);
 			}
 		}
 		json_decref(facts);
+	}
+	/* An arrival nobody confirmed (the controller restarted during the
+	 * migration): once no host runs the VM any more and one holds it as
+	 * incoming, the source has released it, so the destination owns it. */
+	const char *vname;
+	json_t *cur;
+	json_object_foreach(seen, vname, cur) {
+		json_t *ih = json_object_get(cur, "incoming_host");
+		if (ih && !json_object_get(cur, "state")) {
+			pthread_mutex_lock(&c->lock);
+			json_t *row = inv_vm(c, vname);
+			bool locked = json_is_integer(json_object_get(row, "locked_by"));
+			pthread_mutex_unlock(&c->lock);
+			json_decref(row);
+			if (!locked) {
+				char path[160], err[256];
+				snprintf(path, sizeof(path), "/v1/vms/%s/arrived", vname);
+				if (host_call(ih, "POST", path, NULL, NULL, 0, err, sizeof(err)) == 200) {
+					glide_log("center", "VM %s: arrival on host %s confirmed", vname, json_string_value(json_object_get(ih, "name")));
+					json_object_set(cur, "host_id", json_object_get(ih, "id"));
+					json_object_set_new(cur, "state", json_string("running"));
+					char api[1400];
+					snprintf(api, sizeof(api), "%s", "");
+					json_object_set_new(cur, "api", json_null());
+				}
+			}
+		}
 	}
 	pthread_mutex_lock(&c->lock);
 	json_t *vms = inv_rows(c, "SELECT id, name, host_id, power_state, api FROM vms WHERE locked_by IS NULL AND updated_at < ?",

@@ -162,6 +162,18 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 	}
 	if (!strcmp(action, "start"))
 		return start_and_wait(a, v, resp, 200);
+	if (!strcmp(action, "arrived")) { /* the controller saw the migration complete */
+		pthread_mutex_lock(&a->lock);
+		if (json_object_get(v->record, "incoming") && v->pid) {
+			json_object_del(v->record, "incoming");
+			snprintf(v->state, sizeof(v->state), "running");
+			host_vm_save(v);
+			glide_log("host", "VM %s arrived and runs here", v->name);
+		}
+		*resp = host_vm_json(v);
+		pthread_mutex_unlock(&a->lock);
+		return 200;
+	}
 	if (!strcmp(action, "stop")) {
 		if (!strcmp(v->state, "incoming") || !strcmp(v->state, "migrated")) {
 			*resp = http_error("VM %s is %s on host %s and cannot be stopped here", name, v->state, a->name);

@@ -29,6 +29,7 @@ struct host_vm {
 	json_t *monitor;           /* last GET /v1/vm answer (NULL when none) */
 	char last_error[600];
 	bool removed;              /* forgotten; memory freed when no request uses it */
+	bool migrating;            /* an outgoing migration runs: its monitor is not polled */
 	struct host_vm *next;
 };
 

@@ -149,7 +149,10 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 	}
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)cfg.memory_bytes);
 	snprintf(vcpus, sizeof(vcpus), "%d", cfg.vcpus);
-	char *args[] = { "--incoming", addrs, "--key-file", keypath, "--memory", mem, "--vcpus", vcpus, NULL };
+	/* the configuration comes from the stream and is checked there */
+	char *args[] = { "--incoming", addrs, "--key-file", keypath, NULL };
+	(void)mem;
+	(void)vcpus;
 	rc = host_vm_spawn(a, v, args, err, sizeof(err));
 	if (rc) {
 		unlink(keypath);
@@ -209,7 +212,16 @@ int host_migration_start(struct host_agent *a, const char *name, json_t *spec, j
 	json_object_del(body, "key");
 	json_object_set_new(body, "key_file", json_string(keypath));
 	struct http_client_opts co = { .target = api, .timeout_ms = 30000 };
+	/* the supervisor leaves this monitor alone until the migration ends */
+	pthread_mutex_lock(&a->lock);
+	v->migrating = true;
+	pthread_mutex_unlock(&a->lock);
 	rc = http_call(&co, "POST", "/v1/migration", body, &r, &status, err, sizeof(err));
+	if (rc || status != 202) {
+		pthread_mutex_lock(&a->lock);
+		v->migrating = false;
+		pthread_mutex_unlock(&a->lock);
+	}
 	unlink(keypath);
 	json_decref(body);
 	if (rc) {
@@ -243,6 +255,16 @@ int host_migration_relay(struct host_agent *a, const char *name, const char *met
 		json_decref(r);
 		*resp = http_error("cannot reach VM %s's monitor: %s", name, err);
 		return 502;
+	}
+	const char *ms = json_string_value(json_object_get(r, "status"));
+	if (ms && strcmp(ms, "running")) {
+		pthread_mutex_lock(&a->lock);
+		if (!v->removed) {
+			v->migrating = false;
+			if (!strcmp(ms, "completed"))
+				snprintf(v->state, sizeof(v->state), "migrated");
+		}
+		pthread_mutex_unlock(&a->lock);
 	}
 	*resp = r;
 	return (int)status;

@@ -125,6 +125,15 @@ static void remove_dir(const char *dir)
 void host_vm_forget(struct host_agent *a, struct host_vm *v)
 {
 	glide_log("host", "forgetting VM %s (%s)", v->name, v->state);
+	if (json_object_get(v->record, "incoming")) {
+		/* keep a failed arrival's logs for diagnosis (ignored at load: starts with '.') */
+		char keep[1400];
+		snprintf(keep, sizeof(keep), "%s/vms/.failed-%s-%llu", a->data_dir, v->name, (unsigned long long)(realtime_ns() / 1000000));
+		if (rename(v->dir, keep) == 0) {
+			v->removed = true;
+			return;
+		}
+	}
 	remove_dir(v->dir);
 	v->removed = true;
 	v->pid = 0;
@@ -473,7 +482,13 @@ static void supervise_once(struct host_agent *a)
 		struct host_vm *v = items[i].v;
 		bool alive = kill(items[i].pid, 0) == 0;
 		json_t *st = NULL;
-		if (alive) {
+		pthread_mutex_lock(&a->lock);
+		/* A monitor in the middle of a migration is left alone (liveness only):
+		 * its API belongs to the migration until it ends. An arriving VM is
+		 * confirmed by the controller (POST .../arrived). */
+		bool incoming = json_object_get(v->record, "incoming") != NULL || v->migrating;
+		pthread_mutex_unlock(&a->lock);
+		if (alive && !incoming) {
 			struct http_client_opts co = { .target = v->api, .timeout_ms = 2000 };
 			long status;
 			char e[256];
@@ -505,6 +520,7 @@ static void supervise_once(struct host_agent *a)
 		} else if (!alive) {
 			json_decref(st);
 			if (!strcmp(v->state, "migrated") || json_object_get(v->record, "incoming")) {
+				v->pid = 0;
 				host_vm_forget(a, v);
 			} else {
 				char why[256];
