@@ -326,17 +326,6 @@ static int api_host_add(void *ctx, const struct http_request *req, json_t **resp
 		}
 		cid = json_integer_value(json_object_get(cl, "id"));
 	}
-	json_t *dup = inv_host(c, name);
-	if (!dup)
-		dup = inv_host(c, addr);
-	if (dup) {
-		pthread_mutex_unlock(&c->lock);
-		json_decref(dup);
-		json_decref(cl);
-		json_decref(facts);
-		*resp = error_json("host %s is already in the inventory (remove it first with `glide host remove %s`)", name, name);
-		return 409;
-	}
 	const char *level = json_string_value(json_object_get(cl, "evc_level"));
 	const struct evc_level *l = evc_level_find(level);
 	uint32_t regs[EVC_REGS];
@@ -347,6 +336,18 @@ static int api_host_add(void *ctx, const struct http_request *req, json_t **resp
 		*resp = error_json("host %s cannot join cluster %s: its CPU lacks %s, required by the cluster's EVC baseline %s "
 				   "(the host's maximum level is %s); lower the cluster's baseline or use another host",
 				   name, json_string_value(json_object_get(cl, "name")), missing, level, max ? max : "none");
+		json_decref(cl);
+		json_decref(facts);
+		return 409;
+	}
+	json_t *dup = inv_host(c, name);
+	if (!dup)
+		dup = inv_host(c, addr);
+	if (dup) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = error_json("host %s is already in the inventory as %s (remove it first with `glide host remove %s`)", addr,
+				   json_string_value(json_object_get(dup, "name")), json_string_value(json_object_get(dup, "name")));
+		json_decref(dup);
 		json_decref(cl);
 		json_decref(facts);
 		return 409;
