@@ -12,7 +12,7 @@ HB="$GLIDE_BUILD/guests/heartbeat.img"
 openssl rand -hex 32 > "$T/key"
 openssl rand -hex 32 > "$T/otherkey"
 PORT=$((20000 + RANDOM % 20000))
-next_port() { PORT=$((PORT + 1)); echo $PORT; }
+next_port() { PORT=$((PORT + 1)); }   # call directly (not in $(...)), then use $PORT
 
 # migrate_to NAME_SRC NAME_DST [migrate args...]: prepares NAME_DST, migrates, leaves result in $T/res.json
 prepare_dest() { # NAME PORT [extra]
@@ -39,7 +39,7 @@ progresses() {
 n=0
 for streams in 1 2 4; do
 	for enc in off required; do
-		n=$((n + 1)); p=$(next_port)
+		n=$((n + 1)); next_port; p=$PORT
 		start_vm src$n --memory 256M --vcpus 2 --boot "$AB" || { fail "start source $n"; continue; }
 		sleep 0.5
 		prepare_dest dst$n "$p"
@@ -64,7 +64,7 @@ done
 
 # 2. Guest-observed stun (heartbeat guest) vs the engine's stun
 if [ -f "$HB" ]; then
-	p=$(next_port)
+	next_port; p=$PORT
 	start_vm hbsrc --memory 256M --vcpus 1 --boot "$HB"
 	sleep 1
 	prepare_dest hbdst "$p"
@@ -96,7 +96,7 @@ WL="$T/wl.img"
 "$GLIDE_BUILD/tools/guestcfg" "$GLIDE_BUILD/guests/guest.img" "$WL" --mode workload --range-start 1M \
 	--range-size 32M --write-rate 20000 >"$T/guestcfg.out" 2>&1 || fail "guestcfg: $(cat "$T/guestcfg.out")"
 for mode in off dynamic; do
-	p=$(next_port)
+	next_port; p=$PORT
 	start_vm cv$mode --memory 256M --vcpus 1 --boot "$WL"
 	sleep 0.5
 	prepare_dest cvd$mode "$p"
@@ -124,7 +124,7 @@ done
 # 4. Faults: the source must keep running with its memory intact.
 fault_case() { # NAME SETUP-FUNCTION
 	local name="$1" setup="$2" p
-	p=$(next_port)
+	next_port; p=$PORT
 	start_vm fs --memory 256M --vcpus 2 --boot "$AB"
 	sleep 0.5
 	$setup "$p"
@@ -153,7 +153,7 @@ fault_case "destination killed during switchover" kill_in_switchover
 
 proxy_case() { # PORT proxy-args...
 	local port="$1"; shift
-	local pp=$(next_port)
+	next_port; local pp=$PORT
 	prepare_dest fd "$port"
 	python3 "$(dirname "$0")/proxy.py" --listen "$pp" --target "$port" --max-seconds 60 "$@" >"$T/proxy.out" 2>&1 &
 	PIDS+=($!)
@@ -170,21 +170,20 @@ fault_case "one byte corrupted in transit (not encrypted)" corrupt_plain
 wrong_key() {
 	prepare_dest fd "$1"
 	"$GLIDE" migrate --api "$T/fs.sock" --to "127.0.0.1:$1" --key-file "$T/otherkey" --json >"$T/res.json" 2>"$T/res.err"
+	if grep -q "refused migration connection" "$T/fd.log" 2>/dev/null && [ "$(vm_state fd)" = incoming ]; then
+		pass "wrong key: refusal logged, destination keeps waiting"
+	else
+		fail "wrong key: destination state $(vm_state fd), log: $(tail -2 "$T/fd.log" 2>/dev/null)"
+	fi
 }
 fault_case "wrong key" wrong_key
-if grep -q "refused migration connection" "$T/fd.log" 2>/dev/null && [ "$(vm_state fd)" = incoming ]; then
-	pass "wrong key: refusal logged, destination keeps waiting"
-else
-	fail "wrong key: destination log: $(tail -2 "$T/fd.log" 2>/dev/null)"
-fi
-kill -9 "$PID_fd" 2>/dev/null
 
 # 5. Ping-pong: 20 migrations back and forth, A-B clean after each.
 start_vm pp0 --memory 256M --vcpus 2 --boot "$AB"
 sleep 0.5
 cur=pp0 ok=0 stuns=()
 for i in $(seq 1 20); do
-	p=$(next_port)
+	next_port; p=$PORT
 	prepare_dest pp$i "$p" || break
 	do_migrate "$cur" "$p" --streams 2 || { echo "migration $i: $(res error)" >&2; break; }
 	[ "$(res status)" = completed ] || break

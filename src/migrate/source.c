@@ -558,7 +558,15 @@ static void *migration_thread(void *arg)
 			fail(mig, "stream probe failed: connection lost");
 			goto out;
 		}
-		/* Streams beyond n stay open and just end with FINAL. */
+		/* Streams beyond n are done: they end with FINAL right away. */
+		char err[256];
+		for (int i = n; i < mig->nstreams; i++) {
+			if (wire_send(&mig->streams[i], FRAME_FINAL, 0, err, sizeof(err))) {
+				fail(mig, "%s", err);
+				goto out;
+			}
+			wire_close(&mig->streams[i]);
+		}
 		mig->nstreams = n;
 	}
 	set_stage(mig, "prepare");
@@ -574,9 +582,6 @@ static void *migration_thread(void *arg)
 		goto out;
 	committed = switchover(mig) == 0;
 out:
-	for (int i = mig->nstreams; i < count; i++) /* auto: idle streams */
-		if (mig->streams[i].fd >= 0 && mig->streams[i].tx_buf && committed)
-			wire_send(&mig->streams[i], FRAME_FINAL, 0, (char[8]){ 0 }, 8);
 	sdps_stop(&mig->sdps);
 	if (!committed && mig->nstreams > 0 && mig->streams[0].fd >= 0 && mig->streams[0].tx_buf) {
 		json_t *j = json_pack("{s:s}", "error", mig->cancel ? "cancelled" : mig->error);
@@ -754,6 +759,11 @@ static int parse_params(json_t *b, struct migration_params *p, char *err, size_t
 static bool migration_active(struct migration *mig)
 {
 	return mig && !strcmp(mig->status, "running");
+}
+
+bool migrate_in_progress(struct monitor *m)
+{
+	return migration_active(m->migration);
 }
 
 int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)

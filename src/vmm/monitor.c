@@ -54,7 +54,7 @@ static int api_status(void *ctx, const struct http_request *req, json_t **resp)
 static int api_pause(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct monitor *m = ctx;
-	if (m->migration) {
+	if (migrate_in_progress(m)) {
 		*resp = http_error("a migration is in progress; cancel it first");
 		return 409;
 	}
@@ -69,9 +69,9 @@ static int api_pause(void *ctx, const struct http_request *req, json_t **resp)
 static int api_resume(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct monitor *m = ctx;
-	if (m->migration || m->migrated_away || m->vm.state == VM_STATE_MASKED) {
+	if (migrate_in_progress(m) || m->migrated_away || m->vm.state == VM_STATE_MASKED) {
 		*resp = http_error("the VM cannot be resumed now (%s)",
-				   m->migration ? "migration in progress" : m->migrated_away ? "it migrated away" : "not started");
+				   migrate_in_progress(m) ? "migration in progress" : m->migrated_away ? "it migrated away" : "not started");
 		return 409;
 	}
 	vm_resume(&m->vm);
@@ -82,8 +82,7 @@ static int api_resume(void *ctx, const struct http_request *req, json_t **resp)
 static int api_shutdown(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct monitor *m = ctx;
-	if (m->migration)
-		migrate_cancel(m);
+	migrate_cancel(m);
 	vm_request_exit(&m->vm, 0, "shutdown requested through the API");
 	*resp = json_pack("{s:s}", "state", "shutdown");
 	return 200;
@@ -201,8 +200,7 @@ static void *signal_thread(void *arg)
 				unlink(m->api_path);
 			_exit(1);
 		}
-		if (m->migration)
-			migrate_cancel(m);
+		migrate_cancel(m);
 		vm_request_exit(&m->vm, 0, "stopped by signal");
 	}
 	return NULL;
