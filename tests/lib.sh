@@ -1,7 +1,8 @@
 # Shared helpers for glide's shell tests: result lines, temp dirs, starting
 # VM monitors and waiting for them, with every wait bounded.
 set -u
-GLIDE="${GLIDE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/glide}"
+TESTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+GLIDE="${GLIDE:-$TESTS_DIR/../build/glide}"
 GLIDE_BUILD="${GLIDE_BUILD:-$(dirname "$GLIDE")}"
 T=$(mktemp -d "${GLIDE_TEST_TMP:-/tmp}/t.XXXXXX")
 PIDS=()

@@ -65,9 +65,10 @@ static void in_fail(struct incoming *in, const char *fmt, ...)
 		vsnprintf(in->error, sizeof(in->error), fmt, ap);
 		va_end(ap);
 		in->failed = true;
+		/* stop the receivers; the main thread then tells the source why */
 		for (uint32_t i = 0; i < in->nstreams; i++)
 			if (in->streams[i].fd >= 0)
-				shutdown(in->streams[i].fd, SHUT_RDWR);
+				shutdown(in->streams[i].fd, SHUT_RD);
 	}
 	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->lock);
@@ -532,6 +533,9 @@ int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file,
 	for (uint32_t i = 0; i < in->nstreams; i++)
 		pthread_join(in->threads[i], NULL);
 	if (in->failed) {
+		glide_log("incoming", "migration failed: %s", in->error);
+		if (in->streams[0].fd >= 0)
+			send_json_frame(&in->streams[0], FRAME_ABORT, json_pack("{s:s}", "error", in->error));
 		errf(err, errlen, "incoming migration failed: %s (the prepared VM is discarded)", in->error);
 		rc = -EIO;
 	}

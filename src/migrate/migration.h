@@ -10,6 +10,7 @@
 
 #define SWITCHOVER_GOAL_MS_DEFAULT 500
 #define STREAMS_AUTO_MAX 4
+#define STREAMS_AUTO_PROBE_MIN_BYTES (1ULL << 30)
 #define SWITCHOVER_ACK_TIMEOUT_MS 30000
 #define MIGRATION_PHASES_MAX 100000
 #define CONVERGED_EXTRA_PHASES_MAX 8   /* phases spent shrinking a set that already fits the goal */

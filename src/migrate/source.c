@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define PAGES_HEADER_BYTES 8
@@ -318,7 +319,8 @@ static double probe(struct migration *mig, int n)
 }
 
 /* "auto": open up to STREAMS_AUTO_MAX streams, compare 1, 2, 4 streams for
- * 20 ms each, and keep the smallest count within 15% of the best rate. */
+ * 20 ms each, and keep the smallest count within 15% of the best rate.
+ * Small VMs and capped migrations use one stream without probing. */
 static int choose_streams(struct migration *mig)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -327,6 +329,8 @@ static int choose_streams(struct migration *mig)
 	int chosen = 1;
 
 	if (mig->p.max_bandwidth) /* the cap, not the link, limits: one stream does */
+		return 1;
+	if (mig->vm->mem.size < STREAMS_AUTO_PROBE_MIN_BYTES) /* a probe would cost more than it saves */
 		return 1;
 	for (int n = 1; n <= max; n *= 2) {
 		rate[n] = probe(mig, n);
@@ -537,6 +541,35 @@ static int switchover(struct migration *mig)
 	return 0;
 }
 
+/* After a failure on our side (often just "connection reset"), the
+ * destination may have said why in an ABORT frame on stream 0. */
+static void read_destination_reason(struct migration *mig)
+{
+	struct wire_stream *s0 = &mig->streams[0];
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 300000 };
+	struct wire_frame f;
+	char err[256];
+
+	setsockopt(s0->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (int i = 0; i < 64; i++) {
+		if (wire_recv(s0, &f, err, sizeof(err)))
+			return;
+		if (f.type != FRAME_ABORT)
+			continue;
+		json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
+		json_t *e = j ? json_object_get(j, "error") : NULL;
+		if (json_is_string(e)) {
+			pthread_mutex_lock(&mig->lock);
+			char mine[sizeof(mig->error)];
+			snprintf(mine, sizeof(mine), "%s", mig->error);
+			snprintf(mig->error, sizeof(mig->error), "destination: %.300s (here: %.150s)", json_string_value(e), mine);
+			pthread_mutex_unlock(&mig->lock);
+		}
+		json_decref(j);
+		return;
+	}
+}
+
 static void *migration_thread(void *arg)
 {
 	struct migration *mig = arg;
@@ -583,6 +616,8 @@ static void *migration_thread(void *arg)
 	committed = switchover(mig) == 0;
 out:
 	sdps_stop(&mig->sdps);
+	if (!committed && !mig->cancel && mig->nstreams > 0 && mig->streams[0].rx_buf)
+		read_destination_reason(mig);
 	if (!committed && mig->nstreams > 0 && mig->streams[0].fd >= 0 && mig->streams[0].tx_buf) {
 		json_t *j = json_pack("{s:s}", "error", mig->cancel ? "cancelled" : mig->error);
 		char *text = json_dumps(j, JSON_COMPACT);
