@@ -10,8 +10,8 @@
 # Usage: tests/run.sh [PATTERN]   (only tests whose file name contains PATTERN)
 set -u
 cd "$(dirname "$0")/.."
-export GLIDE="$PWD/build/glide"
-export GLIDE_BUILD="$PWD/build"
+export GLIDE="${GLIDE:-$PWD/build/glide}"
+export GLIDE_BUILD="${GLIDE_BUILD:-$PWD/build}"
 export GLIDE_TEST_TMP="${GLIDE_TEST_TMP:-$(mktemp -d /tmp/glide-tests.XXXXXX)}"
 pattern="${1:-}"
 passed=0 failed=0
@@ -40,7 +40,7 @@ run_one() {
 	fi
 }
 
-for t in build/tests/unit_*; do
+for t in "$GLIDE_BUILD"/tests/unit_*; do
 	[ -x "$t" ] || continue
 	n=$(basename "$t")
 	[[ -z "$pattern" || "$n" == *"$pattern"* ]] || continue
