@@ -1,0 +1,785 @@
+#!/usr/bin/env python3
+"""glide vs QEMU live migration, side by side (issue 6).
+
+Run through bench/compare.sh, which checks the prerequisites. Python 3
+standard library only. Every scenario runs against glide and QEMU back to
+back on the same boot-sector guest (build/guests), over 127.0.0.1, several
+repetitions each; results go to bench/results/ (Markdown table, raw JSON
+lines, gnuplot data and PNG plots).
+
+Per run it measures:
+  total      total migration time as the tool reports it (glide total_ms,
+             QEMU query-migrate total-time)
+  downtime   stun/downtime as the tool reports it (glide stun_ms, QEMU downtime)
+  gstun      guest-observed stun: the heartbeat record's longest gap read on the
+             destination, when that gap is the switchover (it is longer than
+             the longest gap the source had shown during pre-copy); otherwise
+             the switchover gap is at most the pre-copy stall and the figure is
+             shown as "<=X"
+  stall      the guest's longest stall during the whole migration (throttling
+             included): the destination's longest gap, or the pre-migration
+             longest gap when nothing during migration was longer (then "<=X")
+  bytes      bytes sent (glide bytes_sent, QEMU ram.transferred)
+  work       guest work per second during migration as % of before (heartbeat
+             iterations per TSC second, read from the source before and
+             during migration)
+"""
+import argparse
+import atexit
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HB_ADDR = 0x8000
+HB_FMT = "<6Q"  # magic, iterations, last_tsc, max_gap_tsc, max_gap_end_tsc, started_tsc
+HB_MAGIC = 0x3142484544494C47
+MIB = 1 << 20
+GIB = 1 << 30
+
+PROCS = []
+TMP = None
+PORT = [30000 + os.getpid() % 20000]
+LOG = None
+
+
+def log(*a):
+    msg = " ".join(str(x) for x in a)
+    print(msg, file=sys.stderr, flush=True)
+    if LOG:
+        LOG.write(msg + "\n")
+        LOG.flush()
+
+
+def cleanup():
+    for p in PROCS:
+        if p.poll() is None:
+            try:
+                p.kill()
+            except OSError:
+                pass
+    for p in PROCS:
+        try:
+            p.wait(timeout=5)
+        except Exception:
+            pass
+    PROCS.clear()
+
+
+def spawn(argv, logfile):
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=open(logfile, "ab"),
+                         stderr=subprocess.STDOUT)
+    PROCS.append(p)
+    return p
+
+
+def reap(p, timeout=10):
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    if p in PROCS:
+        PROCS.remove(p)
+
+
+def next_port():
+    PORT[0] += 1
+    return PORT[0]
+
+
+def parse_hb(data):
+    rec = struct.unpack_from(HB_FMT, data, 0)
+    if rec[0] != HB_MAGIC:
+        return None
+    return {"iter": rec[1], "tsc": rec[2], "gap": rec[3], "gap_end": rec[4]}
+
+
+# ---------------------------------------------------------------- glide
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def glide_api(sock, method, url, body=None, timeout=5):
+    c = UnixHTTP(sock, timeout)
+    try:
+        c.request(method, url, body=json.dumps(body) if body is not None else None,
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        d = r.read()
+        return r.status, json.loads(d) if d else None
+    finally:
+        c.close()
+
+
+class GlideVM:
+    def __init__(self, glide, name):
+        self.glide = glide
+        self.sock = os.path.join(TMP, name + ".sock")
+        self.logf = os.path.join(TMP, name + ".log")
+        self.hbfile = os.path.join(TMP, name + ".hb")
+        self.proc = None
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+
+    def start_source(self, mem, img):
+        self.proc = spawn([self.glide, "vm", "run", "--memory", str(mem), "--vcpus", "1",
+                           "--boot", img, "--api", self.sock], self.logf)
+        return self.wait_up()
+
+    def start_dest(self, port, key):
+        self.proc = spawn([self.glide, "vm", "run", "--incoming", "127.0.0.1:%d" % port,
+                           "--key-file", key, "--api", self.sock], self.logf)
+        return self.wait_up()
+
+    def wait_up(self):
+        for _ in range(200):
+            if self.proc.poll() is not None:
+                return False
+            try:
+                st, _ = glide_api(self.sock, "GET", "/v1/vm", timeout=2)
+                if st == 200:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def status(self):
+        return glide_api(self.sock, "GET", "/v1/vm")[1]
+
+    def hb(self):
+        try:
+            st, _ = glide_api(self.sock, "POST", "/v1/vm/memsave",
+                              {"addr": HB_ADDR, "size": 4096, "path": self.hbfile}, timeout=3)
+            if st != 200:
+                return None
+            with open(self.hbfile, "rb") as f:
+                return parse_hb(f.read())
+        except (OSError, ValueError, struct.error, http.client.HTTPException):
+            return None
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                glide_api(self.sock, "POST", "/v1/vm/shutdown", {}, timeout=3)
+            except (OSError, http.client.HTTPException):
+                pass
+            reap(self.proc, 5)
+
+
+# ---------------------------------------------------------------- QEMU
+
+class QMP:
+    def __init__(self, path):
+        for _ in range(200):
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
+                break
+            except OSError:
+                self.s.close()
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("QMP socket %s did not come up" % path)
+        self.s.settimeout(30)
+        self.f = self.s.makefile("rw")
+        json.loads(self.f.readline())
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **args):
+        m = {"execute": name}
+        if args:
+            m["arguments"] = args
+        self.f.write(json.dumps(m) + "\n")
+        self.f.flush()
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise RuntimeError("QMP closed")
+            r = json.loads(line)
+            if "event" in r:
+                continue
+            if "error" in r:
+                raise RuntimeError("QMP %s: %s" % (name, r["error"].get("desc")))
+            return r.get("return")
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+class QemuVM:
+    def __init__(self, qemu, cpu, name):
+        self.qemu, self.cpu = qemu, cpu
+        self.sock = os.path.join(TMP, name + ".qmp")
+        self.logf = os.path.join(TMP, name + ".log")
+        self.hbfile = os.path.join(TMP, name + ".hb")
+        self.proc = self.qmp = None
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+
+    def start(self, mem, img, incoming=False):
+        argv = [self.qemu, "-enable-kvm", "-cpu", self.cpu, "-m", "%dM" % (mem // MIB), "-smp", "1",
+                "-display", "none", "-nodefaults", "-drive", "file=%s,format=raw,if=ide" % img,
+                "-qmp", "unix:%s,server=on,wait=off" % self.sock]
+        if incoming:
+            argv += ["-incoming", "defer"]
+        self.proc = spawn(argv, self.logf)
+        self.qmp = QMP(self.sock)
+        return True
+
+    def hb(self):
+        try:
+            self.qmp.cmd("pmemsave", val=HB_ADDR, size=4096, filename=self.hbfile)
+            with open(self.hbfile, "rb") as f:
+                return parse_hb(f.read())
+        except (OSError, ValueError, RuntimeError, struct.error):
+            return None
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.qmp.cmd("quit")
+            except Exception:
+                pass
+            reap(self.proc, 5)
+        if self.qmp:
+            self.qmp.close()
+
+
+# ---------------------------------------------------------------- one run
+
+def warm_up(vm, range_pages, limit_s=40):
+    """Wait until the guest runs and (A-B/workload) has touched its whole range once."""
+    t0 = time.monotonic()
+    h = None
+    while time.monotonic() - t0 < limit_s:
+        h = vm.hb()
+        if h and h["iter"] > max(range_pages, 1000) + 1000:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    return h is not None
+
+
+def guest_figures(khz, b1, b2, samples, final_src, dest):
+    """Derive rates and stalls from heartbeat reads (see module docstring)."""
+    out = {}
+    ms = lambda cyc: cyc / khz
+    if b1 and b2 and b2["tsc"] > b1["tsc"]:
+        out["rate_before"] = (b2["iter"] - b1["iter"]) / ((b2["tsc"] - b1["tsc"]) / (khz * 1000.0))
+    end = final_src or (samples[-1] if samples else None)
+    if b2 and end and end["tsc"] > b2["tsc"] + khz * 50 and out.get("rate_before"):
+        rd = (end["iter"] - b2["iter"]) / ((end["tsc"] - b2["tsc"]) / (khz * 1000.0))
+        out["work_pct"] = 100.0 * rd / out["rate_before"]
+    gap_before = b2["gap"] if b2 else 0
+    src_gap = max([s["gap"] for s in samples + ([final_src] if final_src else [])] + [gap_before])
+    if dest:
+        if dest["gap"] > src_gap:
+            out["gstun"] = ms(dest["gap"])
+        else:
+            out["gstun"] = ms(src_gap)
+            out["gstun_ub"] = True
+        if dest["gap"] > gap_before:
+            out["stall"] = ms(dest["gap"])
+        else:
+            out["stall"] = ms(gap_before)
+            out["stall_ub"] = True
+    out["gap_before_ms"] = ms(gap_before)
+    return out
+
+
+def read_dest(vm, src_last):
+    """Read the destination heartbeat once the guest has iterated there."""
+    last = None
+    for _ in range(30):
+        h = vm.hb()
+        if h and src_last and h["tsc"] > src_last["tsc"] and h["iter"] > src_last["iter"]:
+            if last and h["iter"] > last["iter"]:
+                return h
+            last = h
+        time.sleep(0.1)
+    return last
+
+
+def run_glide(a, khz, mem, img, range_pages, opts, timeout_s):
+    port = next_port()
+    src, dst = GlideVM(a.glide, "gsrc"), GlideVM(a.glide, "gdst")
+    res = {"status": "failed"}
+    try:
+        if not src.start_source(mem, img) or not dst.start_dest(port, a.key):
+            res["error"] = "start failed"
+            return res
+        warm_up(src, range_pages)
+        b1 = src.hb()
+        time.sleep(0.5)
+        b2 = src.hb()
+        argv = [a.glide, "migrate", "--api", src.sock, "--to", "127.0.0.1:%d" % port,
+                "--key-file", a.key, "--json", "--timeout", str(timeout_s)] + opts
+        outf = os.path.join(TMP, "gmig.json")
+        mp = subprocess.Popen(argv, stdout=open(outf, "wb"), stderr=subprocess.DEVNULL)
+        PROCS.append(mp)
+        samples = []
+        t0 = time.monotonic()
+        while mp.poll() is None and time.monotonic() - t0 < timeout_s + 30:
+            time.sleep(a.sample)
+            if mp.poll() is not None:
+                break
+            h = src.hb()
+            if h and mp.poll() is None:
+                samples.append(h)
+        reap(mp, 5)
+        try:
+            with open(outf) as f:
+                r = json.load(f)
+        except (OSError, ValueError):
+            r = {"status": "failed", "error": "no JSON from glide migrate"}
+        res["raw"] = r
+        if r.get("status") != "completed":
+            err = str(r.get("error", ""))
+            res["status"] = "did not converge" if "did not converge" in err else "failed"
+            res["error"] = err
+            res["total"] = (time.monotonic() - t0) * 1000
+            res["bytes"] = r.get("bytes_sent")
+            res.update({k: v for k, v in guest_figures(khz, b1, b2, samples, None, None).items()
+                        if k in ("rate_before", "work_pct")})
+            return res
+        dest = read_dest(dst, samples[-1] if samples else b2)
+        res.update(status="completed", total=r["total_ms"], downtime=r["stun_ms"], bytes=r["bytes_sent"],
+                   streams=r.get("streams"), sdps_max_level=(r.get("sdps") or {}).get("max_level"),
+                   sdps_guest_ms=(r.get("sdps") or {}).get("guest_time_ms"),
+                   phases=len(r.get("phases") or []))
+        res.update(guest_figures(khz, b1, b2, samples, None, dest))
+        return res
+    finally:
+        dst.stop()
+        src.stop()
+        cleanup()
+
+
+def run_qemu(a, khz, mem, img, range_pages, params, caps, timeout_s):
+    port = next_port()
+    src, dst = QemuVM(a.qemu, a.cpu, "qsrc"), QemuVM(a.qemu, a.cpu, "qdst")
+    res = {"status": "failed"}
+    try:
+        src.start(mem, img)
+        dst.start(mem, img, incoming=True)
+        capl = [{"capability": c, "state": True} for c in caps]
+        for vm in (src, dst):
+            if capl:
+                vm.qmp.cmd("migrate-set-capabilities", capabilities=capl)
+            vm.qmp.cmd("migrate-set-parameters", **params)
+        dst.qmp.cmd("migrate-incoming", uri="tcp:127.0.0.1:%d" % port)
+        warm_up(src, range_pages)
+        b1 = src.hb()
+        time.sleep(0.5)
+        b2 = src.hb()
+        t0 = time.monotonic()
+        src.qmp.cmd("migrate", uri="tcp:127.0.0.1:%d" % port)
+        samples, q = [], {}
+        max_throttle = 0
+        while time.monotonic() - t0 < timeout_s:
+            time.sleep(a.sample)
+            q = src.qmp.cmd("query-migrate")
+            if q.get("status") in ("completed", "failed", "cancelled"):
+                break
+            max_throttle = max(max_throttle, q.get("cpu-throttle-percentage", 0))
+            h = src.hb()
+            if h:
+                q2 = src.qmp.cmd("query-migrate")
+                if q2.get("status") == "active":
+                    samples.append(h)
+        st = q.get("status")
+        res["raw"] = q
+        res["max_throttle_pct"] = max_throttle
+        if st != "completed":
+            if st in ("active", "device", "pre-switchover", "setup"):
+                try:
+                    src.qmp.cmd("migrate_cancel")
+                except RuntimeError:
+                    pass
+                q = src.qmp.cmd("query-migrate")
+                res["status"] = "did not converge"
+                res["error"] = "not converged within %d s" % timeout_s
+            else:
+                res["error"] = "QEMU status %s: %s" % (st, q.get("error-desc", ""))
+            res["total"] = (time.monotonic() - t0) * 1000
+            res["bytes"] = (q.get("ram") or {}).get("transferred")
+            res.update({k: v for k, v in guest_figures(khz, b1, b2, samples, None, None).items()
+                        if k in ("rate_before", "work_pct")})
+            return res
+        final_src = src.hb()  # source is stopped (postmigrate): its record as of the switchover
+        dest = read_dest(dst, final_src or (samples[-1] if samples else b2))
+        res.update(status="completed", total=q.get("total-time"), downtime=q.get("downtime"),
+                   bytes=(q.get("ram") or {}).get("transferred"), setup_ms=q.get("setup-time"))
+        res.update(guest_figures(khz, b1, b2, samples, final_src, dest))
+        return res
+    finally:
+        dst.stop()
+        src.stop()
+        cleanup()
+
+
+# ---------------------------------------------------------------- scenarios
+
+def glide_cfg(label, opts):
+    return ("glide", label, opts)
+
+
+def scenarios(a):
+    goal = str(a.downtime)
+    unl = 100 * 1000 ** 3  # QEMU "unlimited": 100 GB/s
+    qparams = {"downtime-limit": a.downtime, "max-bandwidth": unl}
+    st = ["--streams", a.glide_streams]
+    G_PLAIN = ["--encrypt", "off", "--switchover-goal", goal]
+    G_ENC = ["--switchover-goal", goal] + st
+    G_LZ4 = ["--encrypt", "off", "--compress", "lz4", "--switchover-goal", goal] + st
+    base = [("qemu", "QEMU", (qparams, [])),
+            ("glide", "glide plain", G_PLAIN + st),
+            ("glide", "glide encrypted", G_ENC)]
+    q = a.quick
+    sc = []
+    # 1 idle
+    sizes = [1, 4] if q else [1, 4, 16]
+    sc.append(dict(id=1, name="idle", title="Idle, mostly-zero guest (heartbeat)", xlabel="GiB",
+                   points=[(s, s * GIB, "heartbeat", 0) for s in sizes], configs=base, timeout=a.timeout))
+    # 2 A-B unlimited
+    pts = [("256M", 256 * MIB, "ab128", 128 * MIB)]
+    if not q:
+        pts.append(("2G", 2 * GIB, "ab1g", GIB))
+    cfg2 = base + ([] if q else [("glide", "glide plain+lz4", G_LZ4)])
+    sc.append(dict(id=2, name="dirty", title="Dirtying A-B guest, unlimited bandwidth", xlabel="VM",
+                   points=[(n, m, img, r) for n, m, img, r in pts], configs=cfg2, timeout=a.timeout))
+    # 3 50 MiB/s cap
+    cap = 50 * MIB
+    qcap = {"downtime-limit": a.downtime, "max-bandwidth": cap}
+    cfg3 = [("qemu", "QEMU default", (qcap, [])),
+            ("qemu", "QEMU auto-converge", (qcap, ["auto-converge"])),
+            ("glide", "glide SDPS dynamic (plain)", G_PLAIN + ["--streams", "1", "--max-bandwidth", str(cap), "--sdps", "dynamic"])]
+    sc.append(dict(id=3, name="capped", title="Dirtying A-B guest (128 MiB range), 512 MiB, capped at 50 MiB/s",
+                   xlabel="VM", points=[("512M", 512 * MIB, "ab128", 128 * MIB)], configs=cfg3,
+                   timeout=a.cap_timeout))
+    # 4 stun vs size, small dirty set
+    sizes = [1, 4] if q else [1, 2, 4, 8, 16]
+    sc.append(dict(id=4, name="stun", title="Stun vs VM size, 8 MiB dirty set (workload guest, 10000 writes/s)",
+                   xlabel="GiB", points=[(s, s * GIB, "wl8", 8 * MIB) for s in sizes], configs=base[:2],
+                   timeout=a.timeout))
+    # 5 streams
+    ns = [1, 4] if q else [1, 2, 4]
+    cfg5 = []
+    for n in ns:
+        cfg5.append(("qemu", "QEMU multifd %d" % n,
+                     (dict(qparams, **{"multifd-channels": n}), ["multifd"])))
+    for n in ns:
+        cfg5.append(("glide", "glide plain %d streams" % n, G_PLAIN + ["--streams", str(n)]))
+    pt5 = ("256M", 256 * MIB, "ab128", 128 * MIB)
+    sc.append(dict(id=5, name="streams", title="Streams: A-B guest %s, unlimited bandwidth" % pt5[0],
+                   xlabel="VM", points=[pt5], configs=cfg5, timeout=a.timeout))
+    return [s for s in sc if not a.only or s["id"] in a.only]
+
+
+def make_images(a):
+    imgs = {}
+    cfg = os.path.join(a.build, "tools", "guestcfg")
+    base = os.path.join(a.build, "guests", "guest.img")
+    specs = {"heartbeat": ["--mode", "heartbeat", "--range-start", "1M", "--range-size", "4K"],
+             "ab128": ["--mode", "ab", "--range-start", "1M", "--range-size", "128M"],
+             "ab1g": ["--mode", "ab", "--range-start", "1M", "--range-size", "1G"],
+             "wl8": ["--mode", "workload", "--range-start", "1M", "--range-size", "8M", "--write-rate", "10000"]}
+    for k, v in specs.items():
+        out = os.path.join(TMP, k + ".img")
+        subprocess.run([cfg, base, out] + v, check=True, stdout=subprocess.DEVNULL)
+        imgs[k] = out
+    return imgs
+
+
+def tsc_khz(a, img):
+    vm = GlideVM(a.glide, "probe")
+    try:
+        if vm.start_source(64 * MIB, img):
+            k = vm.status().get("tsc_khz")
+            if k:
+                return float(k)
+    finally:
+        vm.stop()
+        cleanup()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("cpu MHz"):
+                return float(line.split(":")[1]) * 1000
+    raise RuntimeError("no TSC rate")
+
+
+# ---------------------------------------------------------------- report
+
+def med(vals):
+    v = sorted(x for x in vals if x is not None)
+    if not v:
+        return None
+    return statistics.median(v), v[0], v[-1]
+
+
+def fmt(m, unit="", scale=1.0, prec=0, ub=False):
+    if m is None:
+        return "-"
+    f = "%%.%df" % prec
+    s = (f % (m[0] / scale))
+    if m[1] != m[2]:
+        s += " (" + f % (m[1] / scale) + "-" + f % (m[2] / scale) + ")"
+    return ("<=" if ub else "") + s + unit
+
+
+def summarize(runs):
+    done = [r for r in runs if r["status"] == "completed"]
+    s = {"n": len(runs), "ok": len(done)}
+    for k in ("total", "downtime", "gstun", "stall", "bytes", "work_pct"):
+        s[k] = med([r.get(k) for r in done])
+    s["gstun_ub"] = any(r.get("gstun_ub") for r in done)
+    s["stall_ub"] = any(r.get("stall_ub") for r in done)
+    s["fail_work"] = med([r.get("work_pct") for r in runs if r["status"] != "completed"])
+    s["fail_bytes"] = med([r.get("bytes") for r in runs if r["status"] != "completed"])
+    s["statuses"] = sorted(set(r["status"] for r in runs))
+    s["sdps"] = med([r.get("sdps_max_level") for r in done])
+    s["throttle"] = med([r.get("max_throttle_pct") for r in runs if r.get("max_throttle_pct") is not None])
+    return s
+
+
+def table_rows(sc, results):
+    rows = []
+    for (pname, _, _, _) in sc["points"]:
+        for (_, label, _) in sc["configs"]:
+            runs = results.get((sc["id"], str(pname), label), [])
+            if not runs:
+                continue
+            s = summarize(runs)
+            conv = "%d/%d" % (s["ok"], s["n"])
+            if s["ok"] == 0:
+                stat = ", ".join(s["statuses"])
+                rows.append("| %s | %s | %s (%s) | - | - | - | - | %s | %s |" % (
+                    pname, label, conv, stat,
+                    fmt(s["fail_bytes"], "", MIB, 0) + " MiB in the limit" if s["fail_bytes"] else "-",
+                    fmt(s["fail_work"], "%")))
+                continue
+            extra = ""
+            if s["sdps"] and s["sdps"][0]:
+                extra = " (SDPS max level %s)" % fmt(s["sdps"], "", 1, 2)
+            if s["throttle"] and s["throttle"][0]:
+                extra = " (throttle up to %s%%)" % fmt(s["throttle"])
+            rows.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s |" % (
+                pname, label, extra, conv, fmt(s["total"]), fmt(s["downtime"]),
+                fmt(s["gstun"], ub=s["gstun_ub"]), fmt(s["stall"], ub=s["stall_ub"]),
+                fmt(s["bytes"], "", MIB, 0), fmt(s["work_pct"], "%")))
+    return rows
+
+
+HEADER = ("| VM | configuration | completed | total ms | downtime ms (tool) | guest-observed stun ms "
+          "| longest guest stall ms | MiB sent | guest work during (% of before) |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+
+
+def ratio_lines(sc, results):
+    """glide plain (or SDPS) vs QEMU ratios on total time and guest-observed stun."""
+    lines = []
+    pairs = {1: ("QEMU", "glide plain"), 2: ("QEMU", "glide plain"), 4: ("QEMU", "glide plain"),
+             3: ("QEMU auto-converge", "glide SDPS dynamic (plain)")}
+    if sc["id"] == 5:
+        pl = [(c[1], c[1].replace("QEMU multifd", "glide plain") + " streams") for c in sc["configs"]
+              if c[1].startswith("QEMU")]
+    elif sc["id"] in pairs:
+        pl = [pairs[sc["id"]]]
+    else:
+        return lines
+    for (pname, _, _, _) in sc["points"]:
+        for ql, gl in pl:
+            q = results.get((sc["id"], str(pname), ql))
+            g = results.get((sc["id"], str(pname), gl))
+            if not q or not g:
+                continue
+            qs, gs = summarize(q), summarize(g)
+            parts = []
+            for k, name in (("total", "total time"), ("gstun", "guest-observed stun"), ("bytes", "bytes")):
+                if qs[k] and gs[k] and gs[k][0] > 0:
+                    parts.append("%s %.2fx" % (name, qs[k][0] / gs[k][0]))
+            if parts:
+                lines.append("- %s, %s vs %s: QEMU/glide %s (above 1: glide ahead)" % (
+                    pname, gl, ql, ", ".join(parts)))
+            elif gs["ok"] and not qs["ok"]:
+                lines.append("- %s: %s converged (%d/%d), %s did not (0/%d)" % (pname, gl, gs["ok"], gs["n"], ql, qs["n"]))
+    return lines
+
+
+def plots(a, scs, results):
+    pngs = []
+    for sc in scs:
+        base = os.path.join(a.out, "s%d-%s" % (sc["id"], sc["name"]))
+        labels = [c[1] for c in sc["configs"]]
+        for metric, ylab in (("total", "total migration time (ms)"), ("gstun", "guest-observed stun (ms)")):
+            dat = base + "-" + metric + ".dat"
+            with open(dat, "w") as f:
+                f.write("# point " + " ".join('"%s" min max' % l for l in labels) + "\n")
+                for (pname, _, _, _) in sc["points"]:
+                    row = ['"%s"' % pname]
+                    for l in labels:
+                        runs = results.get((sc["id"], str(pname), l), [])
+                        m = summarize(runs)[metric] if runs else None
+                        row += ["%.3f %.3f %.3f" % m if m else "NaN NaN NaN"]
+                    f.write(" ".join(row) + "\n")
+            png = base + "-" + metric + ".png"
+            n = len(labels)
+            gp = ['set terminal pngcairo size 900,480 font ",10"' if a.pngcairo else 'set terminal png size 900,480',
+                  'set output "%s"' % png,
+                  'set title "S%d: %s"' % (sc["id"], sc["title"].replace('"', "'")),
+                  'set ylabel "%s"' % ylab, 'set xlabel "%s"' % sc["xlabel"],
+                  'set style data histogram', 'set style histogram errorbars gap 1 lw 1',
+                  'set style fill solid 0.6 border -1', 'set key outside right top vertical',
+                  'set yrange [0:*]', 'set grid ytics']
+            cols = []
+            for i, l in enumerate(labels):
+                c = 2 + 3 * i
+                cols.append('"%s" using %d:%d:%d:xtic(1) title "%s"' % (dat, c, c + 1, c + 2, l))
+            gp.append("plot " + ", ".join(cols))
+            r = subprocess.run(["gnuplot"], input="\n".join(gp) + "\n", text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            if r.returncode == 0 and os.path.exists(png):
+                pngs.append(png)
+            else:
+                log("gnuplot failed for %s: %s" % (png, r.stderr.strip()[:300]))
+    return pngs
+
+
+def report(a, scs, results, khz, started, elapsed):
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memg = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+    qv = subprocess.run([a.qemu, "--version"], stdout=subprocess.PIPE, text=True).stdout.splitlines()[0]
+    rev = os.environ.get("GLIDE_REV") or subprocess.run(["git", "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE, text=True,
+                         stderr=subprocess.DEVNULL).stdout.strip() or "unknown"
+    L = ["# glide vs QEMU: live migration benchmark", "",
+         "- command: `%s`" % a.command,
+         "- started %s, took %.1f min; glide %s (git %s); %s" % (started, elapsed / 60, a.glide, rev, qv),
+         "- machine: %s, %d CPUs, %.0f GiB RAM, kernel %s; TSC %.0f kHz; /dev/kvm: %s" % (
+             cpu, os.cpu_count(), memg, os.uname().release, khz, a.kvm_note),
+         "- every figure: median (min-max) over %d repetitions; all traffic on 127.0.0.1; 1 vCPU "
+         "(QEMU boots the boot sector through SeaBIOS, which starts only the BSP)" % a.reps,
+         "- QEMU: `-enable-kvm -cpu %s -smp 1 -nodefaults`, TCP migration driven by QMP, downtime-limit %d ms, "
+         "max-bandwidth 100 GB/s (\"unlimited\") unless capped; auto-converge and multifd only where named"
+         % (a.cpu, a.downtime),
+         "- glide: `--switchover-goal %d --streams %s` (S3: one stream, as glide picks under a cap; S5: as named); "
+         "\"plain\" = `--encrypt off` (like QEMU's TCP migration), "
+         "\"encrypted\" = glide's default (AES-256-GCM); \"lz4\" = `--compress lz4`" % (a.downtime, a.glide_streams),
+         "- a run that does not complete within its limit (%d s; %d s when capped) is cancelled and counted "
+         "as not completed" % (a.timeout, a.cap_timeout),
+         "- guest-observed stun and longest stall come from the guest's own heartbeat record (same guest code "
+         "for both tools); \"<=X\": that gap was not longer than a stall already seen before the switchover, "
+         "so only the upper bound is known", ""]
+    for sc in scs:
+        L += ["## S%d: %s" % (sc["id"], sc["title"]), "", HEADER]
+        L += table_rows(sc, results)
+        rl = ratio_lines(sc, results)
+        if rl:
+            L += [""] + rl
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--timeout", type=int, default=60)
+    ap.add_argument("--cap-timeout", type=int, default=60)
+    ap.add_argument("--downtime", type=int, default=300)
+    ap.add_argument("--glide-streams", default="auto",
+                    help="glide --streams outside S3 and S5 (default auto, glide's own default)")
+    ap.add_argument("--sample", type=float, default=0.1)
+    ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--cpu", default="host,-arch-capabilities")
+    ap.add_argument("--command", default=" ".join(sys.argv))
+    a = ap.parse_args()
+    if a.quick and a.reps == 3:
+        a.reps = 1
+    a.glide = os.path.join(a.build, "glide")
+    a.pngcairo = "pngcairo" in subprocess.run(["gnuplot", "-e", "set terminal"], stdout=subprocess.PIPE,
+                                               stderr=subprocess.STDOUT, text=True).stdout
+    a.kvm_note = "nested (kvm_pvm)" if os.path.exists("/sys/module/kvm_pvm") else "present"
+
+    global TMP, LOG
+    TMP = tempfile.mkdtemp(prefix="glide-compare.")
+    os.makedirs(a.out, exist_ok=True)
+    LOG = open(os.path.join(a.out, "compare.log"), "w")
+    atexit.register(cleanup)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(130))
+    a.key = os.path.join(TMP, "key")
+    with open(a.key, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    imgs = make_images(a)
+    khz = tsc_khz(a, imgs["heartbeat"])
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    t_start = time.monotonic()
+    scs = scenarios(a)
+    results = {}
+    raw = open(os.path.join(a.out, "runs.jsonl"), "w")
+    for sc in scs:
+        log("== S%d %s" % (sc["id"], sc["title"]))
+        for (pname, mem, img, rng) in sc["points"]:
+            for rep in range(a.reps):
+                for (tool, label, cfg) in sc["configs"]:  # back to back: both tools in every repetition
+                    t = time.monotonic()
+                    try:
+                        if tool == "glide":
+                            r = run_glide(a, khz, mem, imgs[img], rng // 4096, cfg, sc["timeout"])
+                        else:
+                            r = run_qemu(a, khz, mem, imgs[img], rng // 4096, cfg[0], cfg[1], sc["timeout"])
+                    except Exception as e:  # a broken run is reported, the benchmark goes on
+                        r = {"status": "failed", "error": "%s: %s" % (type(e).__name__, e)}
+                        cleanup()
+                    r.update(scenario=sc["id"], point=str(pname), config=label, rep=rep)
+                    results.setdefault((sc["id"], str(pname), label), []).append(r)
+                    rr = {k: v for k, v in r.items() if k != "raw"}
+                    raw.write(json.dumps(dict(rr, raw=r.get("raw"))) + "\n")
+                    raw.flush()
+                    log("  %s %s rep %d: %s total=%s down=%s gstun=%s%s stall=%s bytes=%s work=%s (%.1f s)%s" % (
+                        pname, label, rep + 1, r["status"], r.get("total"), r.get("downtime"),
+                        "<=" if r.get("gstun_ub") else "", r.get("gstun") and round(r["gstun"], 1),
+                        r.get("stall") and round(r["stall"], 1), r.get("bytes"),
+                        r.get("work_pct") and round(r["work_pct"], 1), time.monotonic() - t,
+                        (" error: " + str(r.get("error"))) if r.get("error") else ""))
+    elapsed = time.monotonic() - t_start
+    md = report(a, scs, results, khz, started, elapsed)
+    pngs = plots(a, scs, results)
+    md += "\n## Plots\n\n" + "\n".join("![%s](%s)" % (os.path.basename(p), os.path.basename(p)) for p in pngs) + "\n"
+    with open(os.path.join(a.out, "results.md"), "w") as f:
+        f.write(md)
+    print(md)
+    log("results in %s (results.md, runs.jsonl, *.png)" % a.out)
+
+
+if __name__ == "__main__":
+    main()
