@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/sysinfo.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -154,6 +155,40 @@ static int batch_add(struct stream_worker *w, struct page_batch *b, uint64_t pfn
 	return 0;
 }
 
+static bool chunk_all_set(const uint64_t *words, uint64_t n)
+{
+	for (uint64_t i = 0; i < n / 64; i++)
+		if (words[i] != ~0ULL)
+			return false;
+	return n % 64 == 0 || (words[n / 64] & ((1ULL << (n % 64)) - 1)) == (1ULL << (n % 64)) - 1;
+}
+
+static bool memchr_resident(const unsigned char *resident, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (resident[i] & 1)
+			return true;
+	return false;
+}
+
+static int batch_add_zero_run(struct stream_worker *w, struct page_batch *b, uint64_t pfn, uint64_t n)
+{
+	struct page_run *last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
+	int rc;
+
+	w->pages += n;
+	w->zero_pages += n;
+	if (last && last->kind == PAGE_RUN_ZERO && last->first_pfn + last->npages == pfn &&
+	    last->npages + n <= UINT32_MAX) {
+		last->npages += (uint32_t)n;
+		return 0;
+	}
+	if (b->nruns == PAGES_FRAME_MAX_RUNS && (rc = batch_flush(w, b)))
+		return rc;
+	b->runs[b->nruns++] = (struct page_run){ .first_pfn = pfn, .npages = (uint32_t)n, .kind = PAGE_RUN_ZERO };
+	return 0;
+}
+
 /* End of a pre-copy phase on one stream: wait until the destination has
  * put every page sent so far into guest memory, so that the measured rate is
  * end to end and no backlog is left to drain during the stun. */
@@ -202,6 +237,13 @@ static void *stream_worker_run(void *arg)
 		}
 		bool have_resident = t->skip_nonresident &&
 				     mincore(mig->vm->mem.host + first * GUEST_PAGE_SIZE, n * GUEST_PAGE_SIZE, resident) == 0;
+		if (have_resident && chunk_all_set(words, n) && !memchr_resident(resident, n)) {
+			/* a whole chunk the guest never touched: one zero run (idle memory, phase -1) */
+			w->rc = batch_add_zero_run(w, b, first, n);
+			memset(words, 0, nwords * sizeof(uint64_t));
+			__atomic_add_fetch(&mig->phase_sent, n, __ATOMIC_RELAXED);
+			continue;
+		}
 		for (uint64_t i = 0; i < nwords && !w->rc; i++) {
 			uint64_t bits = words[i];
 			words[i] = 0;
@@ -318,9 +360,29 @@ static double probe(struct migration *mig, int n)
 	return (double)bytes / ((now_ns() - t0) / 1e9);
 }
 
+/* Memory the guest has touched (what pre-copy will really send). */
+static uint64_t resident_bytes(struct vm *vm)
+{
+	static unsigned char vec[(1ULL << 30) / GUEST_PAGE_SIZE];
+	struct sysinfo si;
+	uint64_t total = 0;
+
+	if (sysinfo(&si) || si.totalswap) /* swapped-out pages are not resident but not zero either */
+		return vm->mem.size;
+	for (uint64_t off = 0; off < vm->mem.size; off += sizeof(vec) * GUEST_PAGE_SIZE) {
+		uint64_t len = MIN((uint64_t)sizeof(vec) * GUEST_PAGE_SIZE, vm->mem.size - off);
+		if (mincore(vm->mem.host + off, len, vec))
+			return vm->mem.size;
+		for (uint64_t i = 0; i < len / GUEST_PAGE_SIZE; i++)
+			total += vec[i] & 1;
+	}
+	return total * GUEST_PAGE_SIZE;
+}
+
 /* "auto": open up to STREAMS_AUTO_MAX streams, compare 1, 2, 4 streams for
  * 20 ms each, and keep the smallest count within 15% of the best rate.
- * Small VMs and capped migrations use one stream without probing. */
+ * VMs with little touched memory and capped migrations use one stream
+ * without probing. */
 static int choose_streams(struct migration *mig)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -330,7 +392,7 @@ static int choose_streams(struct migration *mig)
 
 	if (mig->p.max_bandwidth) /* the cap, not the link, limits: one stream does */
 		return 1;
-	if (mig->vm->mem.size < STREAMS_AUTO_PROBE_MIN_BYTES) /* a probe would cost more than it saves */
+	if (resident_bytes(mig->vm) < STREAMS_AUTO_PROBE_MIN_BYTES) /* little data: a probe costs more than it saves */
 		return 1;
 	for (int n = 1; n <= max; n *= 2) {
 		rate[n] = probe(mig, n);
