@@ -48,9 +48,12 @@ int dirty_start(struct dirty_tracker *t, struct vm *vm)
 		memset(vm->user_dirty_bitmap, 0, words * sizeof(uint64_t));
 		pthread_mutex_unlock(&vm->user_dirty_lock);
 	}
+	uint64_t t0 = now_ns();
 	rc = vm_set_dirty_logging(vm, true);
 	if (rc)
 		return rc;
+	glide_log("migrate", "page tracing on in %.3f ms (%s)", (now_ns() - t0) / 1e6,
+		  t->manual_protect ? "manual protect, initially set" : "write-protect all");
 	if (!t->manual_protect) /* reset the log so phase 0 sees only new writes */
 		return dirty_harvest(t, &(uint64_t){ 0 });
 	return 0;
