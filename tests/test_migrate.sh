@@ -194,6 +194,20 @@ corrupt_plain() {
 }
 fault_case "one byte corrupted in transit (not encrypted)" corrupt_plain
 
+cancel_midway() {
+	prepare_dest fd "$1"
+	( sleep 1; curl -s --unix-socket "$T/fs.sock" -X POST http://localhost/v1/migration/cancel >"$T/cancel.json" ) &
+	do_migrate fs "$1" --max-bandwidth 40M
+	wait
+	if [ "$(res status)" = cancelled ] && wait_for 10 bash -c "! kill -0 $PID_fd 2>/dev/null"; then
+		pass "cancel: status cancelled, the destination discarded its VM"
+	else
+		fail "cancel: status $(res status); destination $(kill -0 $PID_fd 2>/dev/null && echo still running || echo gone)"
+	fi
+	echo '{"status":"failed"}' >"$T/res.json" # fault_case then checks the source
+}
+fault_case "cancel during pre-copy" cancel_midway
+
 wrong_key() {
 	prepare_dest fd "$1"
 	"$GLIDE" migrate --api "$T/fs.sock" --to "127.0.0.1:$1" --key-file "$T/otherkey" --json >"$T/res.json" 2>"$T/res.err"
