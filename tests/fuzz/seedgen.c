@@ -1,0 +1,317 @@
+/* Writes seed corpora for the fuzz targets: seedgen OUTDIR [SNAPSHOT]
+ *   OUTDIR/state/    state blobs with every registered section (well-formed
+ *                    records, correct CRCs) and snapshot files with config
+ *                    and ram sections; with SNAPSHOT (a real `glide vm
+ *                    snapshot` file), that file and its sections without RAM
+ *   OUTDIR/pages/    fuzz_pages inputs (CONFIG then PAGES of every kind)
+ *   OUTDIR/config/   configuration JSON
+ *   OUTDIR/keyfile/  key files
+ *   OUTDIR/wire/     fuzz_wire inputs (raw plain frames, sender-built
+ *                    frames, a handshake) */
+#include "state/state.h"
+#include "vmm/config.h"
+#include "migrate/wire.h"
+#include "migrate/pages.h"
+#include "fake_vm.h"
+#include <errno.h>
+#include <lz4.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *outdir;
+
+static void put(const char *sub, const char *name, const void *p, size_t n)
+{
+	char path[4096];
+	FILE *f;
+	snprintf(path, sizeof(path), "%s/%s", outdir, sub);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s/%s", outdir, sub, name);
+	f = fopen(path, "wb");
+	if (!f || (n && fwrite(p, 1, n, f) != n) || fclose(f)) {
+		perror(path);
+		exit(1);
+	}
+}
+
+static void rec(struct state_buf *b, uint32_t tag, const void *p, size_t n)
+{
+	sbuf_u32(b, tag);
+	sbuf_u32(b, (uint32_t)n);
+	sbuf_put(b, p, n);
+}
+
+static void section(struct state_writer *w, const char *name, uint32_t inst, struct state_buf *b)
+{
+	state_write_section(w, name, inst, 1, b->data, b->len);
+	sbuf_free(b);
+}
+
+static const char *config_json = "{\"name\":\"seed\",\"memory\":2097152,\"vcpus\":2,\"cpuid_mask\":{\"1.ecx\":4294967295,"
+				  "\"1.edx\":4294967295,\"7.ebx\":4294967295,\"7.ecx\":4294967295,\"7.edx\":4294967295,"
+				  "\"80000001.ecx\":4294967295,\"80000001.edx\":4294967295},\"evc_level\":\"\"}";
+
+static void state_seeds(void)
+{
+	struct state_buf blob = { 0 }, b = { 0 };
+	struct state_writer w = { state_writer_buf, &blob };
+
+	state_write_header(&w);
+	sbuf_put(&b, config_json, strlen(config_json));
+	section(&w, "config", 0, &b);
+	for (uint32_t v = 0; v < 2; v++) {
+		struct kvm_cpuid_entry2 e[2] = { { .function = 0, .eax = 0xd }, { .function = 1, .ecx = 1 } };
+		sbuf_u32(&b, 2);
+		sbuf_put(&b, e, sizeof(e));
+		section(&w, "cpuid", v, &b);
+	}
+	for (uint32_t v = 0; v < 2; v++) {
+		static struct kvm_sregs2 s2;
+		static struct kvm_regs regs;
+		static struct kvm_xcrs xcrs;
+		static uint8_t xsave[FAKE_XSAVE_SIZE];
+		static struct kvm_lapic_state lapic;
+		static struct kvm_mp_state mp;
+		static struct kvm_vcpu_events ev;
+		static struct kvm_debugregs dbg;
+		uint8_t t[12] = { 0 };
+		regs.rip = 0x7c00 + v;
+		rec(&b, 11, t, sizeof(t));
+		rec(&b, 3, &s2, sizeof(s2));
+		rec(&b, 1, &regs, sizeof(regs));
+		rec(&b, 5, &xcrs, sizeof(xcrs));
+		rec(&b, 4, xsave, sizeof(xsave));
+		sbuf_u32(&b, 6);
+		sbuf_u32(&b, 4 + 3 * 12);
+		sbuf_u32(&b, 3);
+		uint32_t idx[3] = { 0x10, 0x6e0, 0xc0000080 };
+		for (int m = 0; m < 3; m++) {
+			sbuf_u32(&b, idx[m]);
+			sbuf_u64(&b, 1000 + m);
+		}
+		rec(&b, 7, &lapic, sizeof(lapic));
+		rec(&b, 9, &mp, sizeof(mp));
+		rec(&b, 8, &ev, sizeof(ev));
+		rec(&b, 10, &dbg, sizeof(dbg));
+		section(&w, "vcpu", v, &b);
+	}
+	for (uint32_t chip = 0; chip < 3; chip++) {
+		struct kvm_irqchip c = { .chip_id = chip };
+		sbuf_put(&b, &c, sizeof(c));
+	}
+	section(&w, "irqchip", 0, &b);
+	struct kvm_pit_state2 pit = { 0 };
+	sbuf_put(&b, &pit, sizeof(pit));
+	section(&w, "pit", 0, &b);
+	sbuf_u64(&b, 123456789);
+	sbuf_u64(&b, 0);
+	section(&w, "clock", 0, &b);
+	uint8_t uart[12] = { 0, 1, 0, 3, 0, 0x60 };
+	sbuf_put(&b, uart, sizeof(uart));
+	section(&w, "uart", 0, &b);
+	size_t before_end = blob.len;
+	state_write_section(&w, "end", 0, 1, NULL, 0);
+	put("state", "blob-all-sections", blob.data, blob.len);
+
+	/* a snapshot file: the same sections, then two ram sections, then end */
+	blob.len = before_end;
+	for (uint64_t first = 0; first < 512; first += 256) {
+		uint8_t bitmap[32] = { 0x05 };
+		sbuf_u64(&b, first * 4096);
+		sbuf_u32(&b, 256);
+		sbuf_u32(&b, 0);
+		sbuf_put(&b, bitmap, sizeof(bitmap));
+		for (int p = 0; p < 2; p++) {
+			uint8_t page[4096];
+			memset(page, 0x11 * (p + 1), sizeof(page));
+			sbuf_put(&b, page, sizeof(page));
+		}
+		section(&w, "ram", 0, &b);
+	}
+	state_write_section(&w, "end", 0, 1, NULL, 0);
+	put("state", "snapshot-with-ram", blob.data, blob.len);
+
+	/* small one: header, config, end */
+	blob.len = 0;
+	state_write_header(&w);
+	sbuf_put(&b, config_json, strlen(config_json));
+	section(&w, "config", 0, &b);
+	state_write_section(&w, "end", 0, 1, NULL, 0);
+	put("state", "blob-config-only", blob.data, blob.len);
+	sbuf_free(&blob);
+}
+
+/* A real snapshot file: keep it, and its sections without "ram" as a blob. */
+static void snapshot_seeds(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	struct state_buf file = { 0 }, blob = { 0 };
+	uint8_t buf[65536];
+	size_t n, off;
+
+	if (!f) {
+		perror(path);
+		exit(1);
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		sbuf_put(&file, buf, n);
+	fclose(f);
+	put("state", "real-snapshot", file.data, file.len);
+	if (file.len < STATE_HEADER_LEN)
+		return;
+	sbuf_put(&blob, file.data, STATE_HEADER_LEN);
+	for (off = STATE_HEADER_LEN; file.len - off >= STATE_SECTION_HEADER_LEN;) {
+		uint64_t len;
+		memcpy(&len, file.data + off + 24, 8);
+		if (len > file.len - off - STATE_SECTION_HEADER_LEN)
+			break;
+		if (strncmp((char *)file.data + off, "ram", 16))
+			sbuf_put(&blob, file.data + off, STATE_SECTION_HEADER_LEN + len);
+		off += STATE_SECTION_HEADER_LEN + len;
+	}
+	put("state", "real-snapshot-sections", blob.data, blob.len);
+	sbuf_free(&file);
+	sbuf_free(&blob);
+}
+
+static void frame(struct state_buf *b, uint8_t type, const void *p, uint32_t len)
+{
+	uint8_t h[4] = { type, (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16) };
+	sbuf_put(b, h, 4);
+	sbuf_put(b, p, len);
+}
+
+static void pages_frame(struct state_buf *out, int kind)
+{
+	struct state_buf b = { 0 };
+	uint8_t page[4096];
+	char lz[LZ4_COMPRESSBOUND(4096)];
+	struct page_run runs[2];
+	uint32_t nruns = 2, phase = 0;
+
+	memset(page, 0x5a, sizeof(page));
+	sbuf_u32(&b, nruns);
+	sbuf_u32(&b, phase);
+	runs[0] = (struct page_run){ .first_pfn = 3, .npages = 2, .kind = (uint32_t)kind };
+	runs[1] = (struct page_run){ .first_pfn = 0, .npages = 8, .kind = PAGE_RUN_ZERO };
+	for (int p = 0; p < 2; p++) {
+		if (kind == PAGE_RUN_DATA) {
+			sbuf_put(&b, page, sizeof(page));
+		} else if (kind == PAGE_RUN_LZ4) {
+			int n = LZ4_compress_default((char *)page, lz, 4096, sizeof(lz));
+			sbuf_u32(&b, (uint32_t)n);
+			sbuf_put(&b, lz, (size_t)n);
+		}
+	}
+	sbuf_put(&b, runs, sizeof(runs));
+	frame(out, FRAME_PAGES, b.data, (uint32_t)b.len);
+	sbuf_free(&b);
+}
+
+static void pages_seeds(void)
+{
+	char cfg[2048];
+	for (int kind = 0; kind < 3; kind++) {
+		struct state_buf b = { 0 };
+		uint8_t hdr[2] = { 1, 15 }; /* VM prepared, 16 pages */
+		sbuf_put(&b, hdr, 2);
+		pages_frame(&b, kind);
+		pages_frame(&b, PAGE_RUN_DATA);
+		char name[32];
+		snprintf(name, sizeof(name), "pages-kind%d", kind);
+		put("pages", name, b.data, b.len);
+		sbuf_free(&b);
+	}
+	struct state_buf b = { 0 };
+	uint8_t hdr[2] = { 0, 0 };
+	snprintf(cfg, sizeof(cfg), "{\"protocol\":1,\"state_format\":1,\"config\":%s,\"cpuid\":[[0,0,13,0,0,0],[1,0,0,0,1,0]]}",
+		 config_json);
+	sbuf_put(&b, hdr, 2);
+	frame(&b, FRAME_CONFIG, cfg, (uint32_t)strlen(cfg));
+	pages_frame(&b, PAGE_RUN_LZ4);
+	put("pages", "config-then-pages", b.data, b.len);
+	sbuf_free(&b);
+}
+
+static void config_seeds(void)
+{
+	put("config", "full", config_json, strlen(config_json));
+	const char *min = "{\"memory\":268435456,\"vcpus\":1}";
+	put("config", "minimal", min, strlen(min));
+	put("keyfile", "good", "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF\n", 65);
+	put("keyfile", "crlf", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\r\n", 66);
+	put("keyfile", "short", "0011\n", 5);
+}
+
+static void wire_seeds(void)
+{
+	struct state_buf b = { 0 };
+	uint8_t mode;
+	/* raw plain frames: FINAL, PROBE(3 bytes), with correct CRCs */
+	mode = 0;
+	sbuf_put(&b, &mode, 1);
+	for (uint64_t seq = 0; seq < 2; seq++) {
+		uint8_t fr[16 + 3 + 4];
+		uint32_t type = seq ? FRAME_PROBE : FRAME_FINAL, len = seq ? 3 : 0;
+		memcpy(fr, &type, 4);
+		memcpy(fr + 4, &len, 4);
+		memcpy(fr + 8, &seq, 8);
+		memset(fr + 16, 0xab, len);
+		uint32_t c = fuzz_crc32(fr, 16 + len);
+		memcpy(fr + 16 + len, &c, 4);
+		sbuf_put(&b, fr, 16 + len + 4);
+	}
+	put("wire", "raw-plain", b.data, b.len);
+	for (int m = 0; m < 4; m++) { /* sender-built, plain/encrypted, with/without corruption */
+		b.len = 0;
+		mode = (uint8_t)(2 | (m & 1 ? 4 : 0) | (m & 2 ? 8 : 0));
+		sbuf_put(&b, &mode, 1);
+		uint8_t r1[4] = { FRAME_CONFIG, 0, 5, 0 };
+		sbuf_put(&b, r1, 4);
+		sbuf_put(&b, "{\"a\":", 5);
+		uint8_t r2[4] = { FRAME_SYNC, 0, 0, 0 }, r3[4] = { FRAME_PAGES, 1, 8, 0 };
+		sbuf_put(&b, r2, 4);
+		sbuf_put(&b, r3, 4);
+		sbuf_put(&b, "\1\0\0\0\0\0\0\0", 8);
+		if (m & 2) {
+			uint8_t corrupt[4] = { 20, 0, 0, 0x40 };
+			sbuf_put(&b, corrupt, 4);
+		}
+		char name[32];
+		snprintf(name, sizeof(name), "built-%d", m);
+		put("wire", name, b.data, b.len);
+	}
+	/* handshake: magic, version 1, flags, session, index 0, count 2, nonce */
+	b.len = 0;
+	mode = 3 | 4;
+	sbuf_put(&b, &mode, 1);
+	sbuf_put(&b, WIRE_MAGIC, 8);
+	sbuf_u32(&b, 1);
+	sbuf_u32(&b, 1);
+	uint8_t session[16] = { 1, 2, 3 }, nonce[32] = { 9 };
+	sbuf_put(&b, session, 16);
+	sbuf_u32(&b, 0);
+	sbuf_u32(&b, 2);
+	sbuf_put(&b, nonce, 32);
+	put("wire", "handshake", b.data, b.len);
+	sbuf_free(&b);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: seedgen OUTDIR [SNAPSHOT]\n");
+		return 2;
+	}
+	outdir = argv[1];
+	mkdir(outdir, 0755);
+	state_seeds();
+	if (argc > 2)
+		snapshot_seeds(argv[2]);
+	pages_seeds();
+	config_seeds();
+	wire_seeds();
+	return 0;
+}
