@@ -232,6 +232,7 @@ int read_key_file(const char *path, uint8_t key[32], char *err, size_t errlen)
 		text[--len] = 0;
 	if (len != 64) {
 		errf(err, errlen, "key file %s: expected 64 hex digits (a 256-bit key, e.g. from `openssl rand -hex 32`), found %zu characters", path, len);
+		explicit_bzero(text, len);
 		free(text);
 		return -EINVAL;
 	}
