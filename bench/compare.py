@@ -618,7 +618,16 @@ def ratio_lines(sc, results):
             parts = []
             for k, name in (("total", "total time"), ("gstun", "guest-observed stun"), ("bytes", "bytes")):
                 if qs[k] and gs[k] and gs[k][0] > 0:
-                    parts.append("%s %.2fx" % (name, qs[k][0] / gs[k][0]))
+                    rt = qs[k][0] / gs[k][0]
+                    qub, gub = qs.get(k + "_ub"), gs.get(k + "_ub")
+                    if qub and gub:
+                        parts.append("%s n/a (both only bounded: <=%.0f / <=%.0f ms)" % (name, qs[k][0], gs[k][0]))
+                    elif gub:
+                        parts.append("%s >=%.2fx" % (name, rt))
+                    elif qub:
+                        parts.append("%s <=%.2fx" % (name, rt))
+                    else:
+                        parts.append("%s %.2fx" % (name, rt))
             if parts:
                 lines.append("- %s, %s vs %s: QEMU/glide %s (above 1: glide ahead)" % (
                     pname, gl, ql, ", ".join(parts)))
@@ -631,8 +640,12 @@ def plots(a, scs, results):
     pngs = []
     for sc in scs:
         base = os.path.join(a.out, "s%d-%s" % (sc["id"], sc["name"]))
-        labels = [c[1] for c in sc["configs"]]
-        for metric, ylab in (("total", "total migration time (ms)"), ("gstun", "guest-observed stun (ms)")):
+        labels = [c[1] for c in sc["configs"]
+                  if any(summarize(results.get((sc["id"], str(pt[0]), c[1]), []))["ok"] for pt in sc["points"])]
+        if not labels:
+            continue
+        for metric, ylab in (("total", "total migration time (ms)"), ("downtime", "downtime as the tool reports it (ms)"),
+                             ("gstun", "guest-observed stun (ms, upper bound where marked <= in the table)")):
             dat = base + "-" + metric + ".dat"
             with open(dat, "w") as f:
                 f.write("# point " + " ".join('"%s" min max' % l for l in labels) + "\n")
@@ -659,9 +672,11 @@ def plots(a, scs, results):
             gp.append("plot " + ", ".join(cols))
             r = subprocess.run(["gnuplot"], input="\n".join(gp) + "\n", text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            if r.returncode == 0 and os.path.exists(png):
+            if r.returncode == 0 and os.path.exists(png) and os.path.getsize(png) > 0:
                 pngs.append(png)
             else:
+                if os.path.exists(png):
+                    os.unlink(png)
                 log("gnuplot failed for %s: %s" % (png, r.stderr.strip()[:300]))
     return pngs
 
@@ -721,7 +736,11 @@ def main():
     ap.add_argument("--qemu", default="qemu-system-x86_64")
     ap.add_argument("--cpu", default="host,-arch-capabilities")
     ap.add_argument("--command", default=" ".join(sys.argv))
+    ap.add_argument("--rerender", metavar="DIR",
+                    help="only rebuild results.md and the plots from DIR/runs.jsonl and DIR/meta.json")
     a = ap.parse_args()
+    if a.rerender:
+        return rerender(a)
     if a.quick and a.reps == 3:
         a.reps = 1
     a.glide = os.path.join(a.build, "glide")
@@ -772,6 +791,35 @@ def main():
                         r.get("work_pct") and round(r["work_pct"], 1), time.monotonic() - t,
                         (" error: " + str(r.get("error"))) if r.get("error") else ""))
     elapsed = time.monotonic() - t_start
+    with open(os.path.join(a.out, "meta.json"), "w") as f:
+        json.dump({"khz": khz, "started": started, "elapsed": elapsed, "command": a.command, "reps": a.reps,
+                   "quick": a.quick, "only": a.only, "rev": os.environ.get("GLIDE_REV"), "timeout": a.timeout,
+                   "cap_timeout": a.cap_timeout, "downtime": a.downtime, "glide_streams": a.glide_streams,
+                   "cpu": a.cpu}, f)
+    finish(a, scs, results, khz, started, elapsed)
+
+
+def rerender(a):
+    with open(os.path.join(a.rerender, "meta.json")) as f:
+        m = json.load(f)
+    for k in ("command", "reps", "quick", "only", "timeout", "cap_timeout", "downtime", "glide_streams", "cpu"):
+        setattr(a, k, m[k])
+    if m.get("rev"):
+        os.environ["GLIDE_REV"] = m["rev"]
+    a.out = a.rerender
+    a.glide = os.path.join(a.build, "glide")
+    a.pngcairo = "pngcairo" in subprocess.run(["gnuplot", "-e", "set terminal"], stdout=subprocess.PIPE,
+                                               stderr=subprocess.STDOUT, text=True).stdout
+    a.kvm_note = "nested (kvm_pvm)" if os.path.exists("/sys/module/kvm_pvm") else "present"
+    results = {}
+    with open(os.path.join(a.out, "runs.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            results.setdefault((r["scenario"], r["point"], r["config"]), []).append(r)
+    finish(a, scenarios(a), results, m["khz"], m["started"], m["elapsed"])
+
+
+def finish(a, scs, results, khz, started, elapsed):
     md = report(a, scs, results, khz, started, elapsed)
     pngs = plots(a, scs, results)
     md += "\n## Plots\n\n" + "\n".join("![%s](%s)" % (os.path.basename(p), os.path.basename(p)) for p in pngs) + "\n"
