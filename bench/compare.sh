@@ -16,6 +16,11 @@
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+case "${1:-}" in -h|--help)
+	sed -n '2,/^set -u/p' bench/compare.sh | sed '$d; s/^# \{0,1\}//'
+	echo; python3 bench/compare.py --help | sed -n '/^options:/,$p'
+	exit 0 ;;
+esac
 missing=()
 command -v qemu-system-x86_64 >/dev/null || missing+=("qemu-system-x86_64 (apt-get install qemu-system-x86)")
 command -v gnuplot >/dev/null || missing+=("gnuplot (apt-get install gnuplot-nox)")
