@@ -8,7 +8,7 @@
 # QEMU back to back, N repetitions each (default 3; median, min, max), and
 # writes bench/results/results.md (Markdown tables), runs.jsonl (every run),
 # *.dat and *.png (gnuplot). --quick: one repetition of a reduced set (a few
-# minutes). The default run takes about 25 minutes. Installs nothing: needs
+# minutes). The default run takes about 20 minutes. Installs nothing: needs
 # `make` done (build/glide, build/tools, build/guests), qemu-system-x86_64
 # (Debian: qemu-system-x86), gnuplot (gnuplot-nox), python3 and /dev/kvm.
 # BUILD=DIR uses another build directory (e.g. a private copy of the tree).
