@@ -753,6 +753,8 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     LOG = open(os.path.join(a.out, "compare.log"), "w")
     atexit.register(cleanup)
+    if not os.environ.get("KEEP"):  # KEEP=1 keeps the per-run logs in TMP for diagnosis
+        atexit.register(lambda: __import__("shutil").rmtree(TMP, ignore_errors=True))
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: sys.exit(130))
     a.key = os.path.join(TMP, "key")
