@@ -3,7 +3,9 @@
  * A level L means the vCPUs give up the fraction L of their run time: every
  * run slice P they are kicked out of KVM_RUN and sleep S = P * L / (1 - L).
  * Slices stay short (S at most 10 ms, P at least 100 us) so the guest sees
- * many tiny stalls instead of a long one. After each pre-copy phase the
+ * many tiny stalls instead of a long one; only beyond level 0.99, for a
+ * guest that dirties memory ~100 times faster than the link, S grows to
+ * 50 ms (level 0.998 at most). After each pre-copy phase the
  * level is recomputed from the measured dirty and transmit rates: aim for a
  * dirty rate of half the transmit rate, rise faster while a phase makes too
  * little progress, fall back to zero as soon as it is not needed. */
@@ -19,15 +21,24 @@ void sdps_init(struct sdps *s, struct vm *vm)
 		s->base_throttle_ns += vm->vcpus[i].throttle_ns;
 }
 
+/* Kicks every vCPU whose run slice is over out of KVM_RUN. */
 static void *sdps_kicker(void *arg)
 {
 	struct sdps *s = arg;
+	struct vm *vm = s->vm;
 	while (!s->stop) {
-		/* one cycle: the vCPUs run a slice, then sleep */
-		uint64_t period = s->vm->throttle_period_ns + s->vm->throttle_sleep_ns;
-		sleep_ns(period ? period : SDPS_RUN_SLICE_NS);
-		if (s->vm->throttle_sleep_ns && !s->stop)
-			vm_kick_vcpus(s->vm);
+		uint64_t period = vm->throttle_period_ns;
+		sleep_ns(period ? MIN(period, SDPS_RUN_SLICE_NS) / 2 : SDPS_RUN_SLICE_NS);
+		if (!vm->throttle_sleep_ns || s->stop)
+			continue;
+		uint64_t now = now_ns();
+		for (int i = 0; i < vm->nvcpus; i++) {
+			struct vcpu *v = &vm->vcpus[i];
+			uint64_t since = v->throttle_run_since;
+			/* no slice yet (it has not left KVM_RUN since SDPS began) or slice over */
+			if (!v->throttle_asleep && (!since || now - since >= period))
+				vm_kick_vcpu(vm, i);
+		}
 	}
 	return NULL;
 }
@@ -48,8 +59,9 @@ void sdps_set_level(struct sdps *s, double level)
 	}
 	uint64_t period = SDPS_RUN_SLICE_NS;
 	uint64_t sleep = (uint64_t)((double)period * level / (1 - level));
-	if (sleep > SDPS_SLEEP_MAX_NS) {
-		sleep = SDPS_SLEEP_MAX_NS;
+	uint64_t sleep_max = level > 0.99 ? SDPS_SLEEP_EXTREME_NS : SDPS_SLEEP_MAX_NS;
+	if (sleep > sleep_max) {
+		sleep = sleep_max;
 		period = (uint64_t)((double)sleep * (1 - level) / level);
 		if (period < SDPS_RUN_SLICE_MIN_NS)
 			period = SDPS_RUN_SLICE_MIN_NS;
@@ -63,7 +75,7 @@ void sdps_set_level(struct sdps *s, double level)
 	}
 }
 
-double sdps_next_level(const struct sdps *s, double dirty_rate, double transmit_rate, bool progressing)
+double sdps_next_level(const struct sdps *s, double dirty_rate, double transmit_rate, enum sdps_progress progress)
 {
 	double level = s->level;
 	if (transmit_rate <= 0)
@@ -72,9 +84,14 @@ double sdps_next_level(const struct sdps *s, double dirty_rate, double transmit_
 	double unthrottled = dirty_rate / (1 - level);
 	double target = 0.5 * transmit_rate;
 	double want = unthrottled > target ? 1 - target / unthrottled : 0;
-	if (!progressing) /* too little progress: at least halve the remaining run time */
-		want = want > 1 - (1 - level) / 2 ? want : 1 - (1 - level) / 2;
-	if (want < level && !progressing)
+	/* Too little progress: at least halve the guest's remaining run time. When
+	 * the guest re-dirtied nearly everything we sent, its measured dirty rate
+	 * is only a lower bound (it ran out of pages to dirty): quarter it. */
+	double floor = progress == SDPS_SATURATED ? 1 - (1 - level) / 4
+		       : progress == SDPS_STALLED ? 1 - (1 - level) / 2 : 0;
+	if (want < floor)
+		want = floor;
+	if (progress != SDPS_PROGRESSING && want < level)
 		want = level;
 	return want;
 }

@@ -9,8 +9,9 @@
 
 enum sdps_mode { SDPS_OFF, SDPS_ALWAYS, SDPS_DYNAMIC };
 
-#define SDPS_LEVEL_MAX 0.99
-#define SDPS_SLEEP_MAX_NS 10000000ULL /* longest single stall: 10 ms */
+#define SDPS_LEVEL_MAX 0.998
+#define SDPS_SLEEP_MAX_NS 10000000ULL /* longest single stall up to level 0.99: 10 ms */
+#define SDPS_SLEEP_EXTREME_NS 50000000ULL /* beyond 0.99 (a guest dirtying ~100x the link): 50 ms */
 #define SDPS_RUN_SLICE_NS 2000000ULL  /* default run slice between stalls */
 #define SDPS_RUN_SLICE_MIN_NS 100000ULL
 
@@ -27,8 +28,13 @@ struct sdps {
 void sdps_init(struct sdps *s, struct vm *vm);
 /* Sets the throttle level; starts or stops the kicker thread as needed. */
 void sdps_set_level(struct sdps *s, double level);
+enum sdps_progress {
+	SDPS_PROGRESSING, /* the dirty set shrinks well */
+	SDPS_STALLED,     /* it shrinks by less than 20% */
+	SDPS_SATURATED,   /* the guest re-dirtied (nearly) all that was sent */
+};
 /* Next level from the measured rates (bytes/s) of the last phase. */
-double sdps_next_level(const struct sdps *s, double dirty_rate, double transmit_rate, bool progressing);
+double sdps_next_level(const struct sdps *s, double dirty_rate, double transmit_rate, enum sdps_progress progress);
 void sdps_stop(struct sdps *s);
 /* Guest run time SDPS has taken from all vCPUs so far (ns). */
 uint64_t sdps_guest_time_ns(const struct sdps *s);

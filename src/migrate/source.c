@@ -510,10 +510,13 @@ static int precopy(struct migration *mig)
 			return -1;
 		}
 		/* Progress: this phase's dirty set must shrink against what we just sent. */
-		bool progressing = mig->phase < 0 || (double)dirty < 0.8 * (double)MIN(to_send, prev_sent);
+		double base = (double)MIN(to_send, prev_sent);
+		enum sdps_progress progress = mig->phase < 0 || (double)dirty < 0.8 * base ? SDPS_PROGRESSING
+					      : (double)dirty >= 0.95 * (double)to_send ? SDPS_SATURATED
+					      : SDPS_STALLED;
 		if (mig->p.sdps == SDPS_ALWAYS || (mig->p.sdps == SDPS_DYNAMIC && mig->phase >= 0 &&
-						    (!progressing || mig->sdps.level > 0))) {
-			double level = sdps_next_level(&mig->sdps, dr, tx, progressing);
+						    (progress != SDPS_PROGRESSING || mig->sdps.level > 0))) {
+			double level = sdps_next_level(&mig->sdps, dr, tx, progress);
 			if (level != mig->sdps.level)
 				glide_log("migrate", "phase %d: dirty %.1f MB/s, transmit %.1f MB/s: SDPS level %.3f -> %.3f",
 					  mig->phase, dr / 1e6, tx / 1e6, mig->sdps.level, level);

@@ -289,7 +289,6 @@ static int vcpu_load(struct vm *vm, int i, uint32_t version, const uint8_t *data
 	struct kvm_debugregs dbg;
 	memcpy(&dbg, r.rec[VCPU_REC_DEBUGREGS], sizeof(dbg));
 	SET(KVM_SET_DEBUGREGS, &dbg, "DEBUGREGS");
-	v->last_throttle_ns = now_ns();
 	return 0;
 #undef CHECK
 #undef SET

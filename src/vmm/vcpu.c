@@ -45,21 +45,33 @@ static void vcpu_report_failure(struct vcpu *v, const char *what)
 	vm_request_exit(v->vm, 2, reason);
 }
 
-/* SDPS: sleep throttle_sleep_ns after each throttle_period_ns of guest running. */
+/* SDPS: sleep throttle_sleep_ns after each throttle_period_ns of running.
+ * The vCPU keeps its own time; the SDPS thread only kicks it out of KVM_RUN
+ * when its slice is over, so a kick that arrives late or twice never lets
+ * it run longer or sleep more than the level asks. */
 static void vcpu_throttle(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
 	uint64_t sleep = vm->throttle_sleep_ns, period = vm->throttle_period_ns;
-	uint64_t now;
+	uint64_t now, since;
 
-	if (!sleep)
+	if (!sleep) {
+		v->throttle_run_since = 0;
 		return;
+	}
 	now = now_ns();
-	if (now - v->last_throttle_ns < period / 2) /* kicked early for another reason */
+	since = v->throttle_run_since;
+	if (!since) { /* throttling just started: this is the start of a slice */
+		v->throttle_run_since = now;
 		return;
+	}
+	if (now - since < period)
+		return;
+	v->throttle_asleep = true;
 	sleep_ns(sleep);
 	v->throttle_ns += sleep;
-	v->last_throttle_ns = now_ns();
+	v->throttle_run_since = now_ns();
+	v->throttle_asleep = false;
 }
 
 static bool vcpu_park_if_paused(struct vcpu *v)
@@ -89,7 +101,6 @@ void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	v->last_throttle_ns = now_ns();
 
 	for (;;) {
 		__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);

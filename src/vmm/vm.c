@@ -312,14 +312,18 @@ int vm_start_vcpus(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
+void vm_kick_vcpu(struct vm *vm, int i)
+{
+	struct vcpu *v = &vm->vcpus[i];
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (v->thread_started)
+		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
 void vm_kick_vcpus(struct vm *vm)
 {
-	for (int i = 0; i < vm->nvcpus; i++) {
-		struct vcpu *v = &vm->vcpus[i];
-		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-		if (v->thread_started)
-			pthread_kill(v->thread, VCPU_KICK_SIGNAL);
-	}
+	for (int i = 0; i < vm->nvcpus; i++)
+		vm_kick_vcpu(vm, i);
 }
 
 int vm_pause(struct vm *vm)

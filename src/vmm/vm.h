@@ -50,7 +50,8 @@ struct vcpu {
 	/* statistics */
 	uint64_t exits, io_exits, mmio_exits;
 	uint64_t throttle_ns;      /* guest run time taken by SDPS */
-	uint64_t last_throttle_ns; /* monotonic time of the last SDPS sleep */
+	volatile uint64_t throttle_run_since; /* SDPS: start of the current run slice (monotonic ns), 0: none yet */
+	volatile bool throttle_asleep;        /* SDPS: sleeping off its slice */
 };
 
 /* A port-I/O device. Devices keep their own state and save/load it as a state section. */
@@ -90,7 +91,8 @@ struct vm {
 	uint64_t paused_at_ns;
 
 	/* SDPS: when throttle_sleep_ns != 0, every vCPU sleeps that long after
-	 * each throttle_period_ns of running. */
+	 * each throttle_period_ns of running (the SDPS thread kicks it out of
+	 * KVM_RUN when its run slice is over). */
 	volatile uint64_t throttle_sleep_ns;
 	volatile uint64_t throttle_period_ns;
 
@@ -116,6 +118,7 @@ int vm_resume(struct vm *vm);
 void vm_request_exit(struct vm *vm, int status, const char *reason);
 int vm_wait_exit(struct vm *vm); /* blocks until quit, joins vCPUs, returns exit status */
 void vm_kick_vcpus(struct vm *vm);
+void vm_kick_vcpu(struct vm *vm, int index); /* out of KVM_RUN, back at the top of its loop */
 int vm_register_device(struct vm *vm, struct device *dev);
 const char *vm_state_name(enum vm_run_state s);
 int vm_set_dirty_logging(struct vm *vm, bool on);
