@@ -1,7 +1,7 @@
 # glide: build everything with `make`; `make test` runs every test.
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc -pthread
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc -pthread
 LIBS    := -lmicrohttpd -ljansson -lcurl -lcrypto -lz -llz4 -lsqlite3 -lpthread -lm
 
 BUILD   := build
@@ -43,7 +43,7 @@ test: all
 	tests/run.sh
 
 asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer"
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -Wno-error=format-truncation"
 
 clean:
 	rm -rf $(BUILD) build-asan

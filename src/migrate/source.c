@@ -386,7 +386,7 @@ static uint64_t resident_bytes(struct vm *vm)
 static int choose_streams(struct migration *mig)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	int max = (int)MIN((long)STREAMS_AUTO_MAX, MAX(cpus * 2, 1L));
+	int max = (int)MIN((long)STREAMS_AUTO_MAX, MAX(cpus, 1L)); /* a helper thread per stream */
 	double best = 0, rate[STREAMS_AUTO_MAX + 1] = { 0 };
 	int chosen = 1;
 

@@ -141,7 +141,7 @@ int cpuid_missing_features(const struct kvm_cpuid2 *want, const struct kvm_cpuid
 		bool w = cpuid_reg(cpuid_find(want, f->leaf, f->subleaf), f->reg) & (1u << f->bit);
 		bool h = cpuid_reg(cpuid_find(have, f->leaf, f->subleaf), f->reg) & (1u << f->bit);
 		if (w && !h) {
-			int n = snprintf(out + used, used < len ? len - used : 0, "%s%s", missing ? ", " : "", f->name);
+			int n = used < len ? snprintf(out + used, len - used, "%s%s", missing ? ", " : "", f->name) : 0;
 			if (n > 0)
 				used += (size_t)n;
 			missing++;
