@@ -254,6 +254,6 @@ int main(int argc, char **argv)
 	}
 	free(res);
 	free(first_bytes);
-	munmap(dump, st.st_size);
+	munmap((void *)dump, st.st_size);
 	return fail ? 1 : 0;
 }
