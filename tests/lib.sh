@@ -56,8 +56,9 @@ AB_START=${AB_START:-0x100000}
 AB_SIZE=${AB_SIZE:-128M}
 ab_check() {
 	local sock="$1" parts="${2:-1}" dump="$T/ab.$RANDOM.dump"
-	"$GLIDE" vm pause --api "$sock" >/dev/null || return 1
-	"$GLIDE" vm memsave --api "$sock" --addr "$AB_START" --size "$AB_SIZE" --to "$dump" >/dev/null || return 1
+	"$GLIDE" vm pause --api "$sock" >/dev/null 2>"$T/abcheck.out" || { echo "pause failed: $(cat "$T/abcheck.out")" >"$T/abcheck.out"; return 1; }
+	"$GLIDE" vm memsave --api "$sock" --addr "$AB_START" --size "$AB_SIZE" --to "$dump" >/dev/null 2>"$T/abcheck.out" ||
+		{ echo "memsave failed: $(cat "$T/abcheck.out")" >"$T/abcheck.out"; "$GLIDE" vm resume --api "$sock" >/dev/null 2>&1; return 1; }
 	"$GLIDE_BUILD/tools/abcheck" "$dump" --parts "$parts" --require-progress >"$T/abcheck.out" 2>&1
 	local rc=$?
 	rm -f "$dump"
