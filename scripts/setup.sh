@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKAGES=(build-essential nasm pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
 	libssl-dev zlib1g-dev liblz4-dev libsqlite3-dev sqlite3 iproute2 python3 procps psmisc
-	qemu-system-x86 gnuplot-nox curl linux-image-cloud-amd64)
+	qemu-system-x86 gnuplot-nox curl clang libclang-rt-14-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
