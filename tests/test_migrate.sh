@@ -199,8 +199,9 @@ fault_case "one byte corrupted in transit (not encrypted)" corrupt_plain
 cancel_midway() {
 	prepare_dest fd "$1"
 	( sleep 1; curl -s --unix-socket "$T/fs.sock" -X POST http://localhost/v1/migration/cancel >"$T/cancel.json" ) &
+	local canceller=$!
 	do_migrate fs "$1" --max-bandwidth 40M
-	wait
+	wait "$canceller"
 	if [ "$(res status)" = cancelled ] && wait_for 10 bash -c "! kill -0 $PID_fd 2>/dev/null"; then
 		pass "cancel: status cancelled, the destination discarded its VM"
 	else
