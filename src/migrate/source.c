@@ -379,21 +379,24 @@ static uint64_t resident_bytes(struct vm *vm)
 	return total * GUEST_PAGE_SIZE;
 }
 
-/* "auto": open up to STREAMS_AUTO_MAX streams, compare 1, 2, 4 streams for
- * 20 ms each, and keep the smallest count within 15% of the best rate.
- * VMs with little touched memory and capped migrations use one stream
- * without probing. */
-static int choose_streams(struct migration *mig)
+/* "auto": how many streams are worth opening. Capped migrations (the cap,
+ * not the link, limits) and VMs with little touched memory (a probe would
+ * cost more than it saves) use one; otherwise up to one per CPU. */
+static int auto_stream_candidates(struct migration *mig)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	int max = (int)MIN((long)STREAMS_AUTO_MAX, MAX(cpus, 1L)); /* a helper thread per stream */
+	if (mig->p.max_bandwidth || resident_bytes(mig->vm) < STREAMS_AUTO_PROBE_MIN_BYTES)
+		return 1;
+	return (int)MIN((long)STREAMS_AUTO_MAX, MAX(cpus, 1L)); /* a helper thread per stream */
+}
+
+/* "auto" with several candidates: send probe frames over 1, 2, 4 streams
+ * for 20 ms each and keep the smallest count within 15% of the best rate. */
+static int choose_streams(struct migration *mig, int max)
+{
 	double best = 0, rate[STREAMS_AUTO_MAX + 1] = { 0 };
 	int chosen = 1;
 
-	if (mig->p.max_bandwidth) /* the cap, not the link, limits: one stream does */
-		return 1;
-	if (resident_bytes(mig->vm) < STREAMS_AUTO_PROBE_MIN_BYTES) /* little data: a probe costs more than it saves */
-		return 1;
 	for (int n = 1; n <= max; n *= 2) {
 		rate[n] = probe(mig, n);
 		if (rate[n] < 0)
@@ -640,7 +643,7 @@ static void *migration_thread(void *arg)
 	struct migration *mig = arg;
 	struct vm *vm = mig->vm;
 	bool was_paused = vm->pause_requested;
-	int count = mig->p.streams ? mig->p.streams : STREAMS_AUTO_MAX;
+	int count = mig->p.streams ? mig->p.streams : auto_stream_candidates(mig);
 	bool committed = false;
 
 	glide_log("migrate", "migrating to %s (%d address%s, streams %s, goal %llu ms, bandwidth %s, sdps %d, encrypt %d)",
@@ -650,8 +653,8 @@ static void *migration_thread(void *arg)
 	set_stage(mig, "connecting");
 	if (connect_streams(mig, count))
 		goto out;
-	if (!mig->p.streams) {
-		int n = choose_streams(mig);
+	if (!mig->p.streams && count > 1) {
+		int n = choose_streams(mig, count);
 		if (n < 0) {
 			fail(mig, "stream probe failed: connection lost");
 			goto out;
