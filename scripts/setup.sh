@@ -3,9 +3,7 @@
 # everything, and (unless --no-demo) runs a short demo VM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PACKAGES=(build-essential nasm pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
-	libssl-dev zlib1g-dev liblz4-dev libsqlite3-dev sqlite3 iproute2 python3 procps psmisc
-	qemu-system-x86 gnuplot-nox curl clang libclang-rt-14-dev)
+mapfile -t PACKAGES < scripts/packages.txt    # the Debian packages glide builds, tests and benchmarks with
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@
  * cpuid.c's table take part in compatibility decisions, the same rule the
  * destination monitor applies when it checks an incoming VM. */
 #include "center/evc.h"
+#include "vmm/config.h"
 #include "vmm/vm.h"
 #include "common/util.h"
 #include <errno.h>
@@ -14,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const evc_reg_names[EVC_REGS] = { "1.ecx", "1.edx", "7.ebx", "7.ecx", "7.edx", "80000001.ecx", "80000001.edx" };
 static const uint32_t reg_leaf[EVC_REGS] = { 1, 1, 7, 7, 7, 0x80000001, 0x80000001 };
 static const char reg_letter[EVC_REGS] = { 'c', 'd', 'b', 'c', 'd', 'c', 'd' };
 
@@ -94,7 +94,7 @@ json_t *evc_regs_to_json(const uint32_t regs[EVC_REGS])
 {
 	json_t *j = json_object();
 	for (int r = 0; r < EVC_REGS; r++)
-		json_object_set_new(j, evc_reg_names[r], json_integer(regs[r]));
+		json_object_set_new(j, cpuid_mask_names[r], json_integer(regs[r]));
 	return j;
 }
 
@@ -105,7 +105,7 @@ int evc_regs_from_json(json_t *j, uint32_t regs[EVC_REGS])
 	if (!json_is_object(j))
 		return -EINVAL;
 	for (int r = 0; r < EVC_REGS; r++) {
-		json_t *v = json_object_get(j, evc_reg_names[r]);
+		json_t *v = json_object_get(j, cpuid_mask_names[r]);
 		if (!v)
 			continue;
 		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 0xffffffffLL)
@@ -120,7 +120,7 @@ void evc_regs_to_arg(const uint32_t regs[EVC_REGS], char *out, size_t len)
 	size_t used = 0;
 	out[0] = 0;
 	for (int r = 0; r < EVC_REGS && used < len; r++) {
-		int n = snprintf(out + used, len - used, "%s%s=0x%x", r ? "," : "", evc_reg_names[r], regs[r]);
+		int n = snprintf(out + used, len - used, "%s%s=0x%x", r ? "," : "", cpuid_mask_names[r], regs[r]);
 		if (n > 0)
 			used += (size_t)n;
 	}
@@ -128,30 +128,7 @@ void evc_regs_to_arg(const uint32_t regs[EVC_REGS], char *out, size_t len)
 
 int evc_regs_parse_arg(const char *s, uint32_t regs[EVC_REGS])
 {
-	char *copy = strdup(s), *save = NULL;
-	int rc = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		int r;
-		uint64_t v;
-		if (!eq) {
-			rc = -EINVAL;
-			break;
-		}
-		*eq = 0;
-		for (r = 0; r < EVC_REGS; r++)
-			if (!strcmp(tok, evc_reg_names[r]))
-				break;
-		if (r == EVC_REGS || parse_size(eq + 1, &v) || v > 0xffffffffULL)
-			rc = -EINVAL;
-		else
-			regs[r] = (uint32_t)v;
-	}
-	free(copy);
-	return rc;
+	return cpuid_mask_parse_arg(s, regs);
 }
 
 json_t *evc_feature_list(const uint32_t regs[EVC_REGS])

@@ -13,7 +13,7 @@
 #define EVC_NONE "none"
 #define EVC_INTERSECTION "intersection"
 
-extern const char *const evc_reg_names[EVC_REGS];
+/* register names: cpuid_mask_names in vmm/config.h */
 
 struct evc_level {
 	const char *name;

@@ -3,15 +3,45 @@
 #include "vmm/config.h"
 #include "common/util.h"
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
-static const char *mask_names[] = { "1.ecx", "1.edx", "7.ebx", "7.ecx", "7.edx", "80000001.ecx", "80000001.edx" };
+const char *const cpuid_mask_names[CPUID_MASK_REGS] = { "1.ecx", "1.edx", "7.ebx", "7.ecx",
+							  "7.edx", "80000001.ecx", "80000001.edx" };
+
+int cpuid_mask_parse_arg(const char *s, uint32_t mask[CPUID_MASK_REGS])
+{
+	char *copy = strdup(s), *save = NULL;
+	int rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		int r;
+		uint64_t v;
+		if (!eq) {
+			rc = -EINVAL;
+			break;
+		}
+		*eq = 0;
+		for (r = 0; r < CPUID_MASK_REGS; r++)
+			if (!strcmp(tok, cpuid_mask_names[r]))
+				break;
+		if (r == CPUID_MASK_REGS || parse_size(eq + 1, &v) || v > 0xffffffffULL)
+			rc = -EINVAL;
+		else
+			mask[r] = (uint32_t)v;
+	}
+	free(copy);
+	return rc;
+}
 
 json_t *vm_config_to_json(const struct vm_config *cfg)
 {
 	json_t *mask = json_object();
-	for (size_t i = 0; i < ARRAY_SIZE(mask_names); i++)
-		json_object_set_new(mask, mask_names[i], json_integer(cfg->cpuid_mask[i]));
+	for (size_t i = 0; i < CPUID_MASK_REGS; i++)
+		json_object_set_new(mask, cpuid_mask_names[i], json_integer(cfg->cpuid_mask[i]));
 	return json_pack("{s:s, s:I, s:i, s:o, s:s}", "name", cfg->name, "memory", (json_int_t)cfg->memory_bytes,
 			 "vcpus", cfg->vcpus, "cpuid_mask", mask, "evc_level", cfg->evc_level);
 }
@@ -58,12 +88,12 @@ int vm_config_from_json(json_t *j, struct vm_config *cfg, char *err, size_t errl
 			errf(err, errlen, "configuration: 'cpuid_mask' must be an object");
 			return -EINVAL;
 		}
-		for (size_t i = 0; i < ARRAY_SIZE(mask_names); i++) {
-			json_t *m = json_object_get(v, mask_names[i]);
+		for (size_t i = 0; i < CPUID_MASK_REGS; i++) {
+			json_t *m = json_object_get(v, cpuid_mask_names[i]);
 			if (!m)
 				continue;
 			if (!json_is_integer(m) || json_integer_value(m) < 0 || json_integer_value(m) > 0xffffffffLL) {
-				errf(err, errlen, "configuration: cpuid_mask.%s must be a 32-bit integer", mask_names[i]);
+				errf(err, errlen, "configuration: cpuid_mask.%s must be a 32-bit integer", cpuid_mask_names[i]);
 				return -EINVAL;
 			}
 			cfg->cpuid_mask[i] = (uint32_t)json_integer_value(m);

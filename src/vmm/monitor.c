@@ -215,33 +215,6 @@ static void usage_run(void)
 		"                    [--paused] [--log FILE] [--cpuid-mask LEAF.REG=MASK,...]\n");
 }
 
-static int parse_cpuid_mask(const char *s, struct vm_config *cfg)
-{
-	static const char *names[] = { "1.ecx", "1.edx", "7.ebx", "7.ecx", "7.edx", "80000001.ecx", "80000001.edx" };
-	char *copy = strdup(s), *save = NULL;
-	int rc = 0;
-
-	for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		size_t i;
-		if (!eq) {
-			rc = -EINVAL;
-			break;
-		}
-		*eq = 0;
-		for (i = 0; i < ARRAY_SIZE(names); i++)
-			if (!strcmp(tok, names[i]))
-				break;
-		uint64_t v;
-		if (i == ARRAY_SIZE(names) || parse_size(eq + 1, &v) || v > 0xffffffffULL)
-			rc = -EINVAL;
-		else
-			cfg->cpuid_mask[i] = (uint32_t)v;
-	}
-	free(copy);
-	return rc;
-}
-
 int monitor_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -305,7 +278,7 @@ int monitor_main(int argc, char **argv)
 		case 'n': snprintf(args.cfg.name, sizeof(args.cfg.name), "%s", optarg); break;
 		case 'L': glide_set_log_file(optarg); break;
 		case 'M':
-			if (parse_cpuid_mask(optarg, &args.cfg)) {
+			if (cpuid_mask_parse_arg(optarg, args.cfg.cpuid_mask)) {
 				fprintf(stderr, "glide: --cpuid-mask '%s': expected LEAF.REG=MASK[,...] with LEAF.REG one of 1.ecx 1.edx 7.ebx 7.ecx 7.edx 80000001.ecx 80000001.edx\n", optarg);
 				return 1;
 			}
