@@ -381,13 +381,15 @@ static uint64_t resident_bytes(struct vm *vm)
 
 /* "auto": how many streams are worth opening. Capped migrations (the cap,
  * not the link, limits) and VMs with little touched memory (a probe would
- * cost more than it saves) use one; otherwise up to one per CPU. */
+ * cost more than it saves) use one; otherwise up to one per two CPUs: each
+ * stream has a busy helper thread, and the guest's vCPUs need CPUs too. */
 static int auto_stream_candidates(struct migration *mig)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	if (mig->p.max_bandwidth || resident_bytes(mig->vm) < STREAMS_AUTO_PROBE_MIN_BYTES)
 		return 1;
-	return (int)MIN((long)STREAMS_AUTO_MAX, MAX(cpus, 1L)); /* a helper thread per stream */
+	/* a helper thread per stream, and half of the CPUs left to the guest */
+	return (int)MIN((long)STREAMS_AUTO_MAX, MAX(cpus / 2, 1L));
 }
 
 /* "auto" with several candidates: send probe frames over 1, 2, 4 streams

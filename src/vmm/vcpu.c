@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 static void vcpu_io(struct vcpu *v)
 {
@@ -49,6 +50,16 @@ static void vcpu_report_failure(struct vcpu *v, const char *what)
  * The vCPU keeps its own time; the SDPS thread only kicks it out of KVM_RUN
  * when its slice is over, so a kick that arrives late or twice never lets
  * it run longer or sleep more than the level asks. */
+/* Sleeps off an SDPS slice, but wakes at once (on the kick) when the VM is
+ * being paused or stopped or SDPS ends: a switchover never waits for it. */
+static void vcpu_throttle_sleep(struct vm *vm, uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000ULL, .tv_nsec = ns % 1000000000ULL };
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		if (vm->pause_requested || vm->quit || !vm->throttle_sleep_ns)
+			return;
+}
+
 static void vcpu_throttle(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
@@ -68,9 +79,10 @@ static void vcpu_throttle(struct vcpu *v)
 	if (now - since < period)
 		return;
 	v->throttle_asleep = true;
-	sleep_ns(sleep);
-	v->throttle_ns += sleep;
-	v->throttle_run_since = now_ns();
+	vcpu_throttle_sleep(vm, sleep);
+	uint64_t woke = now_ns();
+	v->throttle_ns += woke - now;
+	v->throttle_run_since = woke;
 	v->throttle_asleep = false;
 }
 
