@@ -88,7 +88,7 @@ static void uart_io(struct vm *vm, struct device *dev, uint16_t port, bool is_wr
 		case 0: v = dlab ? u->r.dll : 0; break;
 		case 1: v = dlab ? u->r.dlm : u->r.ier; break;
 		case 2:
-			v = u->r.iir | (u->r.iir & UART_IIR_NO_INT ? 0 : 0);
+			v = u->r.iir; /* reading IIR acknowledges a THR-empty interrupt */
 			if ((u->r.iir & 0x0f) == UART_IIR_THRI)
 				u->r.thr_irq_pending = 0;
 			break;

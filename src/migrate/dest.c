@@ -105,11 +105,15 @@ static int handle_config(struct incoming *in, struct wire_frame *f, char *err, s
 	}
 	if (vm_config_from_json(json_object_get(j, "config"), &args.cfg, err, errlen))
 		goto out;
-	if (in->want_cfg && in->want_cfg->memory_bytes &&
-	    (in->want_cfg->memory_bytes != args.cfg.memory_bytes || in->want_cfg->vcpus != args.cfg.vcpus)) {
-		errf(err, errlen, "the VM has %llu MiB and %d vCPUs but this destination was prepared for %llu MiB and %d vCPUs",
-		     (unsigned long long)(args.cfg.memory_bytes >> 20), args.cfg.vcpus,
-		     (unsigned long long)(in->want_cfg->memory_bytes >> 20), in->want_cfg->vcpus);
+	if (in->want_cfg && ((in->want_cfg->memory_bytes && in->want_cfg->memory_bytes != args.cfg.memory_bytes) ||
+			     (in->want_cfg->vcpus && in->want_cfg->vcpus != args.cfg.vcpus))) {
+		char mem[32] = "any memory", cpus[32] = "any vCPU count";
+		if (in->want_cfg->memory_bytes)
+			snprintf(mem, sizeof(mem), "%llu MiB", (unsigned long long)(in->want_cfg->memory_bytes >> 20));
+		if (in->want_cfg->vcpus)
+			snprintf(cpus, sizeof(cpus), "%d vCPUs", in->want_cfg->vcpus);
+		errf(err, errlen, "the VM has %llu MiB and %d vCPUs but this destination was prepared for %s and %s",
+		     (unsigned long long)(args.cfg.memory_bytes >> 20), args.cfg.vcpus, mem, cpus);
 		goto out;
 	}
 	cpuid = json_object_get(j, "cpuid");

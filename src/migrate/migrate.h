@@ -6,7 +6,8 @@
 
 /* Destination: prepare a masked VM, listen on addrs, receive, restore, run.
  * Returns once the VM runs (>= 0) or with an error (< 0, err set).
- * cfg may be NULL (configuration comes from the stream). */
+ * cfg may be NULL (configuration comes from the stream); its non-zero
+ * memory_bytes and vcpus must match what the stream brings. */
 int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file, const struct vm_config *cfg,
 		     int serial_fd, char *err, size_t errlen);
 /* Source: API handlers. */

@@ -628,7 +628,7 @@ static void read_destination_reason(struct migration *mig)
 			continue;
 		json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
 		json_t *e = j ? json_object_get(j, "error") : NULL;
-		if (json_is_string(e)) {
+		if (json_is_string(e) && !strstr(mig->error, json_string_value(e))) {
 			pthread_mutex_lock(&mig->lock);
 			char mine[sizeof(mig->error)];
 			snprintf(mine, sizeof(mine), "%s", mig->error);

@@ -315,8 +315,8 @@ int monitor_main(int argc, char **argv)
 		fprintf(stderr, "glide: --memory SIZE is required (e.g. --memory 256M)\n");
 		return 1;
 	}
-	if (incoming && (have_memory || have_vcpus))
-		args.cfg.memory_bytes = have_memory ? args.cfg.memory_bytes : 0;
+	if (incoming && !have_vcpus)
+		args.cfg.vcpus = 0; /* 0: take what the stream says (memory likewise) */
 	if (boot && access(boot, R_OK)) {
 		fprintf(stderr, "glide: cannot read boot image %s: %s\n", boot, strerror(errno));
 		return 1;
@@ -352,7 +352,7 @@ int monitor_main(int argc, char **argv)
 
 	pthread_create(&sig_thread, NULL, signal_thread, m);
 	if (incoming) {
-		rc = migrate_incoming(m, incoming, key_file, have_memory ? &args.cfg : NULL, serial_fd, err, sizeof(err));
+		rc = migrate_incoming(m, incoming, key_file, have_memory || have_vcpus ? &args.cfg : NULL, serial_fd, err, sizeof(err));
 		if (rc < 0) {
 			fprintf(stderr, "glide: %s\n", err);
 			return 1;

@@ -172,6 +172,6 @@ void *vcpu_thread(void *arg)
 		if (__atomic_load_n(&vm->quit, __ATOMIC_RELAXED))
 			break;
 	}
-	/* Count ourselves as paused so a concurrent vm_pause() does not wait forever. */
+	/* Only a stopping VM (quit set) gets here, and vm_pause() stops waiting on quit. */
 	return NULL;
 }
