@@ -758,8 +758,8 @@ def main():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: sys.exit(130))
     a.key = os.path.join(TMP, "key")
-    with open(a.key, "w") as f:
-        f.write(os.urandom(32).hex() + "\n")
+    with os.fdopen(os.open(a.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(os.urandom(32).hex() + "\n")  # owner-only: glide refuses a key others can read
     imgs = make_images(a)
     khz = tsc_khz(a, imgs["heartbeat"])
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -13,7 +13,7 @@ D=$(mktemp -d /tmp/glide-bench.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$D"; }
 trap cleanup EXIT
-openssl rand -hex 32 > "$D/key"
+(umask 077; openssl rand -hex 32 > "$D/key")
 PORT=$((30000 + RANDOM % 10000))
 
 wait_sock() { for i in $(seq 200); do $GLIDE vm status --api "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }

@@ -19,7 +19,7 @@ $GLIDE vm status --api "$D/source.sock"
 echo "guest serial says: $(cat "$D/serial.txt")"
 
 step "Prepare a destination VM monitor (masked, waiting for the migration) with a one-time key"
-openssl rand -hex 32 > "$D/key"
+(umask 077; openssl rand -hex 32 > "$D/key")
 $GLIDE vm run --incoming 127.0.0.1:47001 --key-file "$D/key" --api "$D/dest.sock" --log "$D/dest.log" &
 for i in $(seq 100); do $GLIDE vm status --api "$D/dest.sock" >/dev/null 2>&1 && break; sleep 0.1; done
 $GLIDE vm status --api "$D/dest.sock" | head -1

@@ -19,7 +19,8 @@ static void usage(FILE *out)
 	fprintf(out, "usage: glide migrate --api SOCKET --to ADDR[,ADDR...] --key-file F\n"
 		     "                     [--streams N|auto] [--switchover-goal MS] [--max-bandwidth RATE]\n"
 		     "                     [--sdps off|always|dynamic] [--encrypt off|opportunistic|required]\n"
-		     "                     [--compress off|lz4] [--timeout S] [--dscp N] [--json] [--no-wait]\n");
+		     "                     [--compress off|lz4] [--timeout S] [--stall-timeout S] [--dscp N]\n"
+		     "                     [--json] [--no-wait]\n");
 }
 
 static double num(json_t *j, const char *k)
@@ -73,7 +74,10 @@ static void summary(json_t *s)
 			       num(ph, "duration_ms"), num(ph, "dirty_rate"), num(ph, "transmit_rate"));
 	} else {
 		fprintf(stderr, "glide: migration %s: %s\n", status, json_string_value(json_object_get(s, "error")));
-		fprintf(stderr, "glide: the VM keeps running on the source\n");
+		if (json_is_true(json_object_get(s, "source_resumed")))
+			fprintf(stderr, "glide: the VM stays on the source, as it was\n");
+		else
+			fprintf(stderr, "glide: the source monitor is stopping; the VM did not move\n");
 	}
 }
 
@@ -86,7 +90,7 @@ int cmd_migrate(int argc, char **argv)
 		{ "sdps", required_argument, 0, 'S' },        { "encrypt", required_argument, 0, 'e' },
 		{ "timeout", required_argument, 0, 'T' },     { "dscp", required_argument, 0, 'd' },
 		{ "json", no_argument, 0, 'j' },              { "no-wait", no_argument, 0, 'n' },
-		{ "compress", required_argument, 0, 'c' },
+		{ "compress", required_argument, 0, 'c' },    { "stall-timeout", required_argument, 0, 'X' },
 		{ "help", no_argument, 0, 'h' },              { 0, 0, 0, 0 },
 	};
 	const char *api = NULL, *to = NULL, *key_file = NULL;
@@ -142,6 +146,15 @@ int cmd_migrate(int argc, char **argv)
 			json_object_set_new(body, "timeout_s", json_integer(n));
 			break;
 		}
+		case 'X': {
+			double sec = strtod(optarg, &end);
+			if (end == optarg || *end || !(sec >= 0.1 && sec <= 3600)) {
+				fprintf(stderr, "glide: --stall-timeout must be seconds, 0.1 to 3600\n");
+				return 1;
+			}
+			json_object_set_new(body, "stall_timeout_s", json_real(sec));
+			break;
+		}
 		case 'd': json_object_set_new(body, "dscp", json_integer(strtol(optarg, NULL, 10))); break;
 		case 'j': json = true; break;
 		case 'n': no_wait = true; break;
@@ -173,6 +186,10 @@ int cmd_migrate(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGINT, on_sigint);
+	/* Follow this migration by its id: its result is served once, to us. */
+	char status_path[64];
+	snprintf(status_path, sizeof(status_path), "/v1/migration?id=%lld",
+		 (long long)json_integer_value(json_object_get(resp, "id")));
 	bool tty = isatty(STDERR_FILENO);
 	uint64_t last_print = 0;
 	for (;;) {
@@ -185,8 +202,9 @@ int cmd_migrate(int argc, char **argv)
 			json_decref(r2);
 			interrupted = 0;
 		}
-		if (cli_call(&co, "GET", "/v1/migration", NULL, &resp)) {
-			fprintf(stderr, "glide: lost contact with the source monitor\n");
+		if (cli_call(&co, "GET", status_path, NULL, &resp)) {
+			fprintf(stderr, "glide: lost contact with the source monitor; the migration's outcome is unknown "
+					"(check the destination)\n");
 			return 1;
 		}
 		const char *status = json_string_value(json_object_get(resp, "status"));

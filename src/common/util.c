@@ -89,13 +89,17 @@ void sleep_ns(uint64_t ns)
 static FILE *log_file;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void glide_set_log_file(const char *path)
+int glide_set_log_file(const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "a");
-	if (f) {
-		setvbuf(f, NULL, _IOLBF, 0);
-		log_file = f;
+	FILE *f = fopen(path, "ae");
+	if (!f) {
+		int rc = -errno;
+		errf(err, errlen, "cannot open log file %s: %s", path, strerror(errno));
+		return rc;
 	}
+	setvbuf(f, NULL, _IOLBF, 0);
+	log_file = f;
+	return 0;
 }
 
 void glide_log(const char *component, const char *fmt, ...)
@@ -169,7 +173,7 @@ int read_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
-char *read_file_limited(const char *path, size_t limit, size_t *len_out, int *err_out)
+static char *read_file_checked(const char *path, size_t limit, bool secret, size_t *len_out, int *err_out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -186,6 +190,10 @@ char *read_file_limited(const char *path, size_t limit, size_t *len_out, int *er
 	}
 	if (!S_ISREG(st.st_mode)) {
 		*err_out = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+		goto out;
+	}
+	if (secret && (st.st_mode & (S_IRWXG | S_IRWXO))) { /* checked on the open file: no race */
+		*err_out = -EPERM;
 		goto out;
 	}
 	if ((uint64_t)st.st_size > limit) {
@@ -220,12 +228,23 @@ void errf(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+char *read_file_limited(const char *path, size_t limit, size_t *len_out, int *err_out)
+{
+	return read_file_checked(path, limit, false, len_out, err_out);
+}
+
 int read_key_file(const char *path, uint8_t key[32], char *err, size_t errlen)
 {
 	size_t len;
 	int rc;
-	char *text = read_file_limited(path, 4096, &len, &rc);
+	char *text = read_file_checked(path, 4096, true, &len, &rc);
 
+	if (!text && rc == -EPERM) {
+		/* as ssh does for private keys: a secret others can read is not used */
+		errf(err, errlen, "key file %s is accessible by group or others; it must be readable by its owner only "
+			     "(chmod 600 %s)", path, path);
+		return rc;
+	}
 	if (!text) {
 		errf(err, errlen, "cannot read key file %s: %s", path, strerror(-rc));
 		return rc;

@@ -24,7 +24,8 @@ void sleep_ns(uint64_t ns);
 
 /* Logging to stderr with a component prefix; the monitor may redirect it. */
 void glide_log(const char *component, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void glide_set_log_file(const char *path);
+/* Appends the log to path from now on; -errno with err set when it cannot be opened. */
+int glide_set_log_file(const char *path, char *err, size_t errlen);
 
 int write_full(int fd, const void *buf, size_t len);       /* 0 or -errno */
 int read_full(int fd, void *buf, size_t len);              /* 0, -errno, or -EPIPE on early EOF */
@@ -32,7 +33,8 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 /* Reads a whole small file (limit bytes) into a malloc'd NUL-terminated buffer. */
 char *read_file_limited(const char *path, size_t limit, size_t *len_out, int *err_out);
 
-/* Parses a one-time migration key file: 64 hex digits, optional trailing newline. */
+/* Parses a one-time migration key file: 64 hex digits, optional trailing newline.
+ * Refused (-EPERM) when group or others have any access to it. */
 int read_key_file(const char *path, uint8_t key[32], char *err, size_t errlen);
 
 void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

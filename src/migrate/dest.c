@@ -300,12 +300,19 @@ static int finish(struct incoming *in, struct wire_frame *state, char *err, size
 		errf(err, errlen, "source did not release the VM (%s)", wire_frame_name(f.type));
 		return -EPROTO;
 	}
+	/* GO: {"paused": bool}, the run state the VM had on the source. The
+	 * source owns nothing now: a GO we cannot read still runs the VM. */
+	json_t *go = f.len ? json_loadb((char *)f.payload, f.len, 0, NULL) : NULL;
+	bool paused = json_is_true(json_object_get(go, "paused"));
+	json_decref(go);
+	if (paused)
+		vm_pause(in->vm); /* not started yet: the vCPUs start parked */
 	rc = vm_start_vcpus(in->vm, err, errlen);
 	if (rc)
 		return rc;
 	send_json_frame(s0, FRAME_RUNNING, json_pack("{s:f}", "restore_ms", restore_ms));
-	glide_log("incoming", "VM running here: restored in %.2f ms, %llu pages received", restore_ms,
-		  (unsigned long long)in->pages);
+	glide_log("incoming", "VM %s here: restored in %.2f ms, %llu pages received", paused ? "paused (as on the source)" : "running",
+		  restore_ms, (unsigned long long)in->pages);
 	return 0;
 }
 
@@ -525,6 +532,7 @@ int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file,
 	if (rc)
 		goto out;
 	for (uint32_t i = 0; i < in->nstreams; i++) {
+		wire_set_stall_timeout(&in->streams[i], m->stall_timeout_ms);
 		struct receiver_arg *ra = malloc(sizeof(*ra));
 		ra->in = in;
 		ra->index = (int)i;

@@ -15,6 +15,11 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp);
 int migrate_api_status(void *ctx, const struct http_request *req, json_t **resp);
 int migrate_api_cancel(void *ctx, const struct http_request *req, json_t **resp);
 bool migrate_in_progress(struct monitor *m);
-/* Cancels an outgoing migration (if any) and waits until the source VM runs again. */
-void migrate_cancel(struct monitor *m);
+/* Cancels an outgoing migration (if any) because the monitor is stopping
+ * (why: the reason, logged and reported) and waits until it has ended. */
+void migrate_cancel(struct monitor *m, const char *why);
+/* After a completed migration the source monitor keeps its API up until
+ * the result has been read once (or this long has passed). */
+#define MIGRATION_RESULT_WAIT_MS 30000
+bool migrate_result_served(struct monitor *m);
 #endif

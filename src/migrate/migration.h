@@ -11,7 +11,6 @@
 #define SWITCHOVER_GOAL_MS_DEFAULT 500
 #define STREAMS_AUTO_MAX 4
 #define STREAMS_AUTO_PROBE_MIN_BYTES (1ULL << 30)
-#define SWITCHOVER_ACK_TIMEOUT_MS 30000
 #define MIGRATION_PHASES_MAX 100000
 #define CONVERGED_EXTRA_PHASES_MAX 8   /* phases spent shrinking a set that already fits the goal */
 
@@ -25,6 +24,7 @@ struct migration_params {
 	enum wire_encrypt_mode encrypt;
 	uint64_t timeout_s;          /* 0: none */
 	int dscp;
+	uint64_t stall_timeout_ms;   /* a stream that moves nothing this long fails the migration */
 	bool compress;               /* LZ4 per page where it saves space */
 	uint8_t key[WIRE_KEY_BYTES];
 };
@@ -50,6 +50,7 @@ struct stream_worker {
 struct migration {
 	struct monitor *mon;
 	struct vm *vm;
+	int id;                      /* 1, 2, ... per monitor process */
 	struct migration_params p;
 	pthread_t thread;
 	struct wire_stream streams[WIRE_MAX_STREAMS];
@@ -71,6 +72,9 @@ struct migration {
 	double dest_restore_ms;
 	json_t *phases;
 	bool resumed_source;
+	bool source_was_paused;      /* paused by its user when the migration started: stays so */
+	bool result_served;          /* its final status was returned by GET /v1/migration */
+	char stop_reason[128];       /* set when the monitor itself stops (signal, shutdown) */
 
 	/* counters updated by workers (atomics) */
 	uint64_t bytes_sent, pages_sent, zero_pages, compressed_pages, phase_sent;

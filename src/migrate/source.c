@@ -317,6 +317,7 @@ static int connect_streams(struct migration *mig, int count)
 			explicit_bzero(&sp, sizeof(sp));
 			return rc;
 		}
+		wire_set_stall_timeout(&mig->streams[i], mig->p.stall_timeout_ms);
 		mig->nstreams = i + 1;
 	}
 	explicit_bzero(&sp, sizeof(sp));
@@ -590,8 +591,11 @@ static int switchover(struct migration *mig)
 		json_decref(j);
 		return -1;
 	}
-	/* Commit point: from here the destination owns the VM. */
-	rc = wire_send(s0, FRAME_GO, 0, err, sizeof(err));
+	/* Commit point: from here the destination owns the VM. GO says whether
+	 * it runs or stays paused, as it was here before the migration. */
+	char go[32];
+	int golen = snprintf(go, sizeof(go), "{\"paused\":%s}", mig->source_was_paused ? "true" : "false");
+	rc = wire_send_copy(s0, FRAME_GO, go, (uint32_t)golen, err, sizeof(err));
 	if (rc) {
 		fail(mig, "switchover: sending GO failed: %s", err);
 		return -1;
@@ -616,11 +620,10 @@ static int switchover(struct migration *mig)
 static void read_destination_reason(struct migration *mig)
 {
 	struct wire_stream *s0 = &mig->streams[0];
-	struct timeval tv = { .tv_sec = 0, .tv_usec = 300000 };
 	struct wire_frame f;
 	char err[256];
 
-	setsockopt(s0->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	wire_set_stall_timeout(s0, 300);
 	for (int i = 0; i < 64; i++) {
 		if (wire_recv(s0, &f, err, sizeof(err)))
 			return;
@@ -644,7 +647,7 @@ static void *migration_thread(void *arg)
 {
 	struct migration *mig = arg;
 	struct vm *vm = mig->vm;
-	bool was_paused = vm->pause_requested;
+	bool was_paused = mig->source_was_paused;
 	int count = mig->p.streams ? mig->p.streams : auto_stream_candidates(mig);
 	bool committed = false;
 
@@ -689,6 +692,8 @@ out:
 	if (!committed && !mig->cancel && mig->nstreams > 0 && mig->streams[0].rx_buf)
 		read_destination_reason(mig);
 	if (!committed && mig->nstreams > 0 && mig->streams[0].fd >= 0 && mig->streams[0].tx_buf) {
+		/* Best effort: a frozen destination must not hold the source's answer up. */
+		wire_set_stall_timeout(&mig->streams[0], 1000);
 		json_t *j = json_pack("{s:s}", "error", mig->cancel ? "cancelled" : mig->error);
 		char *text = json_dumps(j, JSON_COMPACT);
 		wire_send_copy(&mig->streams[0], FRAME_ABORT, text, (uint32_t)strlen(text), (char[8]){ 0 }, 8);
@@ -709,20 +714,30 @@ out:
 		mig->status = mig->cancel ? "cancelled" : "failed";
 		mig->stage = mig->status;
 		if (mig->cancel && !mig->error[0])
-			snprintf(mig->error, sizeof(mig->error), "cancelled");
+			snprintf(mig->error, sizeof(mig->error), "cancelled%s%s", mig->stop_reason[0] ? ": " : "",
+				 mig->stop_reason);
 	}
 	pthread_mutex_unlock(&mig->lock);
+	bool stopping = mig->stop_reason[0] || vm->quit;
 	if (committed) {
 		glide_log("migrate", "completed: %.1f ms total, stun %.1f ms", (mig->end_ns - mig->start_ns) / 1e6,
 			  (mig->stun_end_ns - mig->stun_start_ns) / 1e6);
 		mig->mon->migrated_away = true;
 		vm_request_exit(vm, 0, "migrated to another host");
+	} else if (stopping) {
+		/* The monitor is stopping (signal, shutdown): the VM stops with it. */
+		glide_log("migrate", "%s: %s; the VM stops with its monitor (%s)", mig->status, mig->error,
+			  mig->stop_reason[0] ? mig->stop_reason : vm->exit_reason);
 	} else {
 		if (!was_paused)
 			vm_resume(vm);
+		pthread_mutex_lock(&mig->lock);
 		mig->resumed_source = true;
-		glide_log("migrate", "%s: %s; the VM keeps running here", mig->status, mig->error);
+		pthread_mutex_unlock(&mig->lock);
+		glide_log("migrate", "%s: %s; the VM keeps %s here", mig->status, mig->error, was_paused ? "paused" : "running");
 	}
+	/* Only now may another long operation (or a pause/resume) start. */
+	monitor_op_end(mig->mon);
 	return NULL;
 }
 
@@ -743,6 +758,8 @@ static json_t *migration_json(struct migration *mig)
 			      "predicted_stun_ms", mig->predicted_stun_ms,
 			      "encrypted", mig->nstreams > 0 && mig->streams[0].encrypted,
 			      "phases", json_deep_copy(mig->phases));
+	json_object_set_new(j, "id", json_integer(mig->id));
+	json_object_set_new(j, "stall_timeout_s", json_real(mig->p.stall_timeout_ms / 1e3));
 	json_object_set_new(j, "sdps", json_pack("{s:s, s:f, s:f, s:f}", "mode",
 						 mig->p.sdps == SDPS_OFF ? "off" : mig->p.sdps == SDPS_ALWAYS ? "always" : "dynamic",
 						 "level", mig->sdps.level, "max_level", mig->sdps.max_level,
@@ -769,6 +786,7 @@ static int parse_params(json_t *b, struct migration_params *p, char *err, size_t
 	p->switchover_goal_ms = SWITCHOVER_GOAL_MS_DEFAULT;
 	p->sdps = SDPS_DYNAMIC;
 	p->encrypt = ENCRYPT_OPPORTUNISTIC;
+	p->stall_timeout_ms = WIRE_STALL_TIMEOUT_MS_DEFAULT;
 	if (!json_is_object(b)) {
 		errf(err, errlen, "migration needs a JSON body with at least \"to\" and \"key_file\"");
 		return -EINVAL;
@@ -858,6 +876,14 @@ static int parse_params(json_t *b, struct migration_params *p, char *err, size_t
 		}
 		p->dscp = (int)json_integer_value(v);
 	}
+	v = json_object_get(b, "stall_timeout_s");
+	if (v) {
+		if (!json_is_number(v) || json_number_value(v) < 0.1 || json_number_value(v) > 3600) {
+			errf(err, errlen, "\"stall_timeout_s\" must be seconds, 0.1..3600");
+			return -EINVAL;
+		}
+		p->stall_timeout_ms = (uint64_t)(json_number_value(v) * 1000 + 0.5);
+	}
 	return 0;
 }
 
@@ -890,22 +916,17 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
 		*resp = http_error("%s", err);
 		return 400;
 	}
-	if (pthread_mutex_trylock(&m->op_lock)) {
+	/* The migration is a long operation from here until its thread ends:
+	 * no snapshot, memsave, pause or resume can run inside it. */
+	if (monitor_op_begin(m, "migration", err, sizeof(err))) {
 		explicit_bzero(mig, sizeof(*mig));
 		free(mig);
-		*resp = http_error("another operation (snapshot or migration) is in progress");
-		return 409;
-	}
-	pthread_mutex_lock(&migration_ptr_lock);
-	if (migration_active(m->migration)) {
-		pthread_mutex_unlock(&migration_ptr_lock);
-		pthread_mutex_unlock(&m->op_lock);
-		free(mig);
-		*resp = http_error("a migration is already in progress");
+		*resp = http_error("%s", err);
 		return 409;
 	}
 	mig->mon = m;
 	mig->vm = &m->vm;
+	mig->source_was_paused = m->vm.pause_requested;
 	mig->status = "running";
 	mig->stage = "starting";
 	mig->phase = -1;
@@ -918,36 +939,63 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
 		mig->streams[i].fd = -1;
 	RAND_bytes(mig->session, sizeof(mig->session));
 	sdps_init(&mig->sdps, &m->vm);
+	pthread_mutex_lock(&migration_ptr_lock);
+	mig->id = ++m->migrations_started;
 	/* Old finished migrations are kept: status readers may still hold them. */
 	m->migration = mig;
 	pthread_mutex_unlock(&migration_ptr_lock);
 	if (pthread_create(&mig->thread, NULL, migration_thread, mig)) {
+		pthread_mutex_lock(&mig->lock);
 		mig->status = "failed";
-		pthread_mutex_unlock(&m->op_lock);
+		mig->stage = "failed";
+		snprintf(mig->error, sizeof(mig->error), "cannot start the migration thread");
+		mig->resumed_source = true;
+		pthread_mutex_unlock(&mig->lock);
+		monitor_op_end(m);
 		*resp = http_error("cannot start the migration thread");
 		return 500;
 	}
-	/* The op lock is released by the thread's joiner: see migrate_reap. */
 	pthread_detach(mig->thread);
-	pthread_mutex_unlock(&m->op_lock);
 	*resp = migration_json(mig);
 	return 202;
 }
 
+/* GET /v1/migration[?id=N]: the latest migration (or migration N, which
+ * must be the latest). Returning a finished migration's result marks it
+ * served, which lets a source whose VM moved away exit. */
 int migrate_api_status(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct monitor *m = ctx;
+	const char *want = http_query(req, "id");
 	pthread_mutex_lock(&migration_ptr_lock);
-	if (!m->migration) {
+	struct migration *mig = m->migration;
+	if (!mig) {
 		pthread_mutex_unlock(&migration_ptr_lock);
 		*resp = http_error("no migration has been started on this VM");
 		return 404;
 	}
-	*resp = migration_json(m->migration);
-	if (!migration_active(m->migration))
-		m->final_status_served = true;
+	if (want) {
+		char *end;
+		long id = strtol(want, &end, 10);
+		if (!*want || *end || id != mig->id) {
+			pthread_mutex_unlock(&migration_ptr_lock);
+			*resp = http_error("migration %s is not this VM's latest migration (that is %d)", want, mig->id);
+			return 404;
+		}
+	}
+	*resp = migration_json(mig);
+	if (!migration_active(mig))
+		mig->result_served = true;
 	pthread_mutex_unlock(&migration_ptr_lock);
 	return 200;
+}
+
+bool migrate_result_served(struct monitor *m)
+{
+	pthread_mutex_lock(&migration_ptr_lock);
+	bool served = !m->migration || m->migration->result_served;
+	pthread_mutex_unlock(&migration_ptr_lock);
+	return served;
 }
 
 static void cancel_streams(struct migration *mig)
@@ -977,11 +1025,15 @@ int migrate_api_cancel(void *ctx, const struct http_request *req, json_t **resp)
 	return 200;
 }
 
-void migrate_cancel(struct monitor *m)
+void migrate_cancel(struct monitor *m, const char *why)
 {
 	struct migration *mig = m->migration;
 	if (!migration_active(mig))
 		return;
+	pthread_mutex_lock(&mig->lock);
+	if (!mig->stop_reason[0])
+		snprintf(mig->stop_reason, sizeof(mig->stop_reason), "%s", why && *why ? why : "the monitor is stopping");
+	pthread_mutex_unlock(&mig->lock);
 	if (strcmp(mig->stage, "released"))
 		cancel_streams(mig);
 	for (int i = 0; i < 5000 && migration_active(mig); i++)

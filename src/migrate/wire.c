@@ -154,14 +154,54 @@ static void server_mac(const uint8_t key[WIRE_KEY_BYTES], const uint8_t *auth_wi
 	hmac(key, msg, n, out);
 }
 
-/* Data phase: blocking I/O with a stall timeout; cancel uses shutdown(). */
+/* Data phase: blocking sockets; stream_io() gives up when one frame part
+ * (a header, or a payload of at most a few MiB) has not gone through
+ * within the stream's stall timeout of the first time it had to wait. The
+ * deadline is not moved by partial progress: a frozen peer's kernel still
+ * lets a few hundred KiB through now and then (zero-window probes, receive
+ * queue collapsing), which would otherwise stretch the detection to twice
+ * the timeout or more. Cancel uses shutdown(), which wakes the poll at once. */
 static void set_blocking(int fd)
 {
-	struct timeval tv = { .tv_sec = 30 };
 	int fl = fcntl(fd, F_GETFL);
 	fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write)
+{
+	uint8_t *p = buf;
+	uint64_t stall_ns = (s->stall_ms ? s->stall_ms : WIRE_STALL_TIMEOUT_MS_DEFAULT) * 1000000ULL;
+	uint64_t deadline = 0;
+
+	while (len) {
+		ssize_t n = is_write ? send(s->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(s->fd, p, len, MSG_DONTWAIT);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return -EPIPE;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		uint64_t now = now_ns();
+		if (!deadline)
+			deadline = now + stall_ns;
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		struct pollfd pfd = { .fd = s->fd, .events = is_write ? POLLOUT : POLLIN };
+		int timeout = (int)MIN((deadline - now) / 1000000ULL + 1, (uint64_t)INT32_MAX);
+		if (poll(&pfd, 1, timeout) < 0 && errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+void wire_set_stall_timeout(struct wire_stream *s, uint64_t ms)
+{
+	s->stall_ms = ms;
 }
 
 int wire_connect(struct wire_stream *s, const char *addr, int index, const struct wire_session_params *p,
@@ -351,6 +391,17 @@ uint8_t *wire_tx_payload(struct wire_stream *s)
 	return s->tx_buf + WIRE_FRAME_HEADER_BYTES;
 }
 
+/* "stalled: ... in 30.0 s" for a stall, the errno text otherwise. */
+static const char *stall_text(struct wire_stream *s, int rc)
+{
+	static __thread char buf[96];
+	if (rc != -ETIMEDOUT)
+		return strerror(-rc);
+	snprintf(buf, sizeof(buf), "stalled: a frame did not go through in %.1f s (peer frozen or network down)",
+		 (s->stall_ms ? s->stall_ms : WIRE_STALL_TIMEOUT_MS_DEFAULT) / 1e3);
+	return buf;
+}
+
 static void make_iv(uint8_t iv[12], uint64_t seq)
 {
 	memset(iv, 0, 4);
@@ -388,10 +439,9 @@ int wire_send(struct wire_stream *s, uint32_t type, uint32_t len, char *err, siz
 		memcpy(payload + len, &c, 4);
 		total = WIRE_FRAME_HEADER_BYTES + len + WIRE_CRC_BYTES;
 	}
-	rc = write_full(s->fd, h, total);
+	rc = stream_io(s, h, total, true);
 	if (rc) {
-		errf(err, errlen, "stream %d to %s: send failed: %s", s->index, s->peer,
-		     rc == -EAGAIN ? "stalled (timeout)" : strerror(-rc));
+		errf(err, errlen, "stream %d to %s: send failed: %s", s->index, s->peer, stall_text(s, rc));
 		return rc;
 	}
 	s->tx_seq++;
@@ -415,11 +465,10 @@ int wire_recv(struct wire_stream *s, struct wire_frame *f, char *err, size_t err
 	uint8_t *h = s->rx_buf, *payload = h + WIRE_FRAME_HEADER_BYTES;
 	uint32_t type, len;
 	uint64_t seq;
-	int rc = read_full(s->fd, h, WIRE_FRAME_HEADER_BYTES);
+	int rc = stream_io(s, h, WIRE_FRAME_HEADER_BYTES, false);
 
 	if (rc) {
-		errf(err, errlen, "stream %d: %s", s->index,
-		     rc == -EPIPE ? "connection closed by peer" : rc == -EAGAIN ? "stalled (timeout)" : strerror(-rc));
+		errf(err, errlen, "stream %d: %s", s->index, rc == -EPIPE ? "connection closed by peer" : stall_text(s, rc));
 		return rc;
 	}
 	memcpy(&type, h, 4);
@@ -434,10 +483,10 @@ int wire_recv(struct wire_stream *s, struct wire_frame *f, char *err, size_t err
 		     (unsigned long long)seq, (unsigned long long)s->rx_seq);
 		return -EBADMSG;
 	}
-	rc = read_full(s->fd, payload, len + (s->encrypted ? WIRE_GCM_TAG_BYTES : WIRE_CRC_BYTES));
+	rc = stream_io(s, payload, len + (s->encrypted ? WIRE_GCM_TAG_BYTES : WIRE_CRC_BYTES), false);
 	if (rc) {
 		errf(err, errlen, "stream %d: %s", s->index,
-		     rc == -EPIPE ? "connection closed by peer mid-frame" : strerror(-rc));
+		     rc == -EPIPE ? "connection closed by peer mid-frame" : stall_text(s, rc));
 		return rc;
 	}
 	if (s->encrypted) {

@@ -19,6 +19,7 @@
 #define WIRE_CRC_BYTES 4
 #define WIRE_FRAME_MAX_PAYLOAD (8u << 20)
 #define WIRE_MAX_STREAMS 16
+#define WIRE_STALL_TIMEOUT_MS_DEFAULT 30000 /* no byte moved this long on a stream: it failed */
 
 enum wire_frame_type {
 	FRAME_CONFIG = 1,   /* s->d stream 0: VM configuration + CPUID (JSON) */
@@ -50,6 +51,7 @@ struct wire_stream {
 	uint64_t tx_seq, rx_seq;
 	uint8_t *tx_buf, *rx_buf;  /* header + payload + trailer */
 	uint64_t bytes_sent, bytes_received;
+	uint64_t stall_ms;         /* 0: WIRE_STALL_TIMEOUT_MS_DEFAULT */
 	char peer[64];
 };
 
@@ -74,6 +76,8 @@ int wire_connect(struct wire_stream *s, const char *addr, int index, const struc
 int wire_accept(struct wire_stream *s, int fd, const uint8_t key[WIRE_KEY_BYTES], bool can_encrypt,
 		uint8_t session_out[WIRE_SESSION_BYTES], uint32_t *count_out, char *err, size_t errlen);
 void wire_close(struct wire_stream *s);
+/* Data phase: a send or receive that moves no byte for ms fails with -ETIMEDOUT (0: the default). */
+void wire_set_stall_timeout(struct wire_stream *s, uint64_t ms);
 
 /* The payload is built in place: wire_tx_payload() returns the buffer to fill (WIRE_FRAME_MAX_PAYLOAD bytes). */
 uint8_t *wire_tx_payload(struct wire_stream *s);

@@ -51,42 +51,84 @@ static int api_status(void *ctx, const struct http_request *req, json_t **resp)
 	return 200;
 }
 
-static int api_pause(void *ctx, const struct http_request *req, json_t **resp)
+int monitor_op_begin(struct monitor *m, const char *what, char *err, size_t errlen)
 {
-	struct monitor *m = ctx;
-	if (migrate_in_progress(m)) {
-		*resp = http_error("a migration is in progress; cancel it first");
-		return 409;
+	pthread_mutex_lock(&m->op_lock);
+	const char *busy = m->op_busy;
+	if (!busy)
+		m->op_busy = what;
+	pthread_mutex_unlock(&m->op_lock);
+	if (busy) {
+		errf(err, errlen, "a %s is in progress; try again when it has ended", busy);
+		return -EBUSY;
 	}
-	if (vm_pause(&m->vm)) {
-		*resp = http_error("the VM is shutting down");
+	return 0;
+}
+
+void monitor_op_end(struct monitor *m)
+{
+	pthread_mutex_lock(&m->op_lock);
+	m->op_busy = NULL;
+	pthread_mutex_unlock(&m->op_lock);
+}
+
+/* Why the VM's run state cannot be changed through the API now, or NULL.
+ * Called with op_lock held. */
+static const char *run_state_locked_reason(struct monitor *m, char *buf, size_t len)
+{
+	if (m->op_busy) {
+		snprintf(buf, len, "a %s is in progress", m->op_busy);
+		return buf;
+	}
+	if (m->incoming)
+		return "the VM is still arriving (incoming migration)";
+	if (m->migrated_away)
+		return "the VM migrated away";
+	if (m->vm.quit || m->vm.state == VM_STATE_SHUTDOWN)
+		return "the VM is shutting down";
+	if (m->vm.state == VM_STATE_MASKED)
+		return "the VM has not started";
+	return NULL;
+}
+
+/* Pause and resume hold op_lock for their whole (short) duration, so they
+ * never interleave with each other or with a long operation. */
+static int api_pause_resume(struct monitor *m, bool pause, json_t **resp)
+{
+	char buf[128];
+	pthread_mutex_lock(&m->op_lock);
+	const char *why = run_state_locked_reason(m, buf, sizeof(buf));
+	int rc = why ? 0 : pause ? vm_pause(&m->vm) : vm_resume(&m->vm);
+	pthread_mutex_unlock(&m->op_lock);
+	if (why || rc) {
+		*resp = http_error("the VM cannot be %s now: %s", pause ? "paused" : "resumed",
+				   why ? why : "it is shutting down");
 		return 409;
 	}
 	*resp = monitor_status_json(m);
 	return 200;
 }
 
+static int api_pause(void *ctx, const struct http_request *req, json_t **resp)
+{
+	return api_pause_resume(ctx, true, resp);
+}
+
 static int api_resume(void *ctx, const struct http_request *req, json_t **resp)
 {
-	struct monitor *m = ctx;
-	if (migrate_in_progress(m) || m->migrated_away || m->vm.state == VM_STATE_MASKED) {
-		*resp = http_error("the VM cannot be resumed now (%s)",
-				   migrate_in_progress(m) ? "migration in progress" : m->migrated_away ? "it migrated away" : "not started");
-		return 409;
-	}
-	vm_resume(&m->vm);
-	*resp = monitor_status_json(m);
-	return 200;
+	return api_pause_resume(ctx, false, resp);
 }
 
 static int api_shutdown(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct monitor *m = ctx;
-	migrate_cancel(m);
+	migrate_cancel(m, "the VM was shut down through the API");
 	vm_request_exit(&m->vm, 0, "shutdown requested through the API");
 	*resp = json_pack("{s:s}", "state", "shutdown");
 	return 200;
 }
+
+#define MEMSAVE_PEEK_MAX (1u << 20)
 
 static const char *body_string(const struct http_request *req, const char *key)
 {
@@ -119,22 +161,28 @@ static int api_snapshot(void *ctx, const struct http_request *req, json_t **resp
 		*resp = http_error("snapshot needs {\"path\": FILE}");
 		return 400;
 	}
-	if (pthread_mutex_trylock(&m->op_lock)) {
-		*resp = http_error("another operation (snapshot or migration) is in progress");
+	if (m->incoming || m->migrated_away || m->vm.state == VM_STATE_MASKED) {
+		*resp = http_error("this VM cannot be snapshotted now (%s)", m->incoming ? "incoming migration"
+						       : m->migrated_away ? "it migrated away" : "not started");
 		return 409;
 	}
-	bool was_paused = m->vm.pause_requested;
+	if (monitor_op_begin(m, "snapshot", err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 409;
+	}
+	bool was_paused = m->vm.pause_requested; /* the user's pause: op_busy keeps it still */
 	if (vm_pause(&m->vm)) {
-		pthread_mutex_unlock(&m->op_lock);
+		monitor_op_end(m);
 		*resp = http_error("the VM is shutting down");
 		return 409;
 	}
 	paused_ns = now_ns();
 	rc = snapshot_write(&m->vm, path, err, sizeof(err));
 	uint64_t written_ns = now_ns();
-	if (json_is_true(resume) && !was_paused)
+	/* A failed snapshot leaves the VM as it was; a good one resumes it on request. */
+	if (!was_paused && (rc || json_is_true(resume)))
 		vm_resume(&m->vm);
-	pthread_mutex_unlock(&m->op_lock);
+	monitor_op_end(m);
 	if (rc) {
 		*resp = http_error("%s", err);
 		return 500;
@@ -150,14 +198,35 @@ static int api_memsave(void *ctx, const struct http_request *req, json_t **resp)
 	const char *path = body_string(req, "path");
 	uint64_t addr, size;
 	char err[512];
+	int rc;
 
-	if (!path || body_u64(req, "addr", &addr) || body_u64(req, "size", &size)) {
+	if (!path || !*path || body_u64(req, "addr", &addr) || body_u64(req, "size", &size)) {
 		*resp = http_error("memsave needs {\"addr\": N, \"size\": N, \"path\": FILE}");
 		return 400;
 	}
-	if (memsave(&m->vm, addr, size, path, err, sizeof(err))) {
+	if (m->incoming || m->vm.state == VM_STATE_MASKED) {
+		*resp = http_error("this VM has no memory to save yet (%s)", m->incoming ? "incoming migration" : "not started");
+		return 409;
+	}
+	if (memsave_check_range(&m->vm, addr, size, err, sizeof(err))) {
 		*resp = http_error("%s", err);
 		return 400;
+	}
+	/* A dump is a long operation: it waits for (is refused during) a
+	 * migration or snapshot. A peek of at most MEMSAVE_PEEK_MAX bytes (a
+	 * heartbeat page, a counter) only reads for microseconds and is allowed
+	 * at any time, so that a guest can be watched while it moves. */
+	bool peek = size <= MEMSAVE_PEEK_MAX;
+	if (!peek && monitor_op_begin(m, "memsave", err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 409;
+	}
+	rc = memsave(&m->vm, addr, size, path, err, sizeof(err));
+	if (!peek)
+		monitor_op_end(m);
+	if (rc) {
+		*resp = http_error("%s", err);
+		return rc == -EINVAL ? 400 : 500;
 	}
 	*resp = json_pack("{s:s, s:I, s:I}", "path", path, "addr", (json_int_t)addr, "size", (json_int_t)size);
 	return 200;
@@ -200,19 +269,21 @@ static void *signal_thread(void *arg)
 				unlink(m->api_path);
 			_exit(1);
 		}
-		migrate_cancel(m);
+		migrate_cancel(m, sig == SIGTERM ? "the monitor was stopped (SIGTERM)"
+				  : sig == SIGINT ? "the monitor was stopped (SIGINT)" : "the monitor was stopped (SIGHUP)");
 		vm_request_exit(&m->vm, 0, "stopped by signal");
 	}
 	return NULL;
 }
 
-static void usage_run(void)
+static void usage_run(FILE *out)
 {
-	fprintf(stderr,
+	fprintf(out,
 		"usage: glide vm run --memory SIZE [--vcpus N] --api SOCKET [--serial FILE|-] [--name NAME]\n"
 		"                    (--boot IMAGE | --elf FILE | --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
 		"                     | --restore SNAPSHOT | --incoming ADDR[,ADDR...] --key-file F)\n"
-		"                    [--paused] [--log FILE] [--cpuid-mask LEAF.REG=MASK,...]\n");
+		"                    [--paused] [--log FILE] [--cpuid-mask LEAF.REG=MASK,...]\n"
+		"                    [--stall-timeout SECONDS]   (incoming: a silent stream fails it; default 30)\n");
 }
 
 int monitor_main(int argc, char **argv)
@@ -226,6 +297,7 @@ int monitor_main(int argc, char **argv)
 		{ "incoming", required_argument, 0, 'I' }, { "key-file", required_argument, 0, 'K' },
 		{ "paused", no_argument, 0, 'p' },       { "name", required_argument, 0, 'n' },
 		{ "log", required_argument, 0, 'L' },    { "cpuid-mask", required_argument, 0, 'M' },
+		{ "stall-timeout", required_argument, 0, 'S' },
 		{ "help", no_argument, 0, 'h' },         { 0, 0, 0, 0 },
 	};
 	static struct monitor mon;
@@ -276,26 +348,41 @@ int monitor_main(int argc, char **argv)
 		case 'K': key_file = optarg; break;
 		case 'p': paused = true; break;
 		case 'n': snprintf(args.cfg.name, sizeof(args.cfg.name), "%s", optarg); break;
-		case 'L': glide_set_log_file(optarg); break;
+		case 'L':
+			if (glide_set_log_file(optarg, err, sizeof(err))) {
+				fprintf(stderr, "glide: %s\n", err);
+				return 1;
+			}
+			break;
 		case 'M':
 			if (cpuid_mask_parse_arg(optarg, args.cfg.cpuid_mask)) {
 				fprintf(stderr, "glide: --cpuid-mask '%s': expected LEAF.REG=MASK[,...] with LEAF.REG one of 1.ecx 1.edx 7.ebx 7.ecx 7.edx 80000001.ecx 80000001.edx\n", optarg);
 				return 1;
 			}
 			break;
-		case 'h': usage_run(); return 0;
-		default: usage_run(); return 1;
+		case 'S': {
+			char *end;
+			double sec = strtod(optarg, &end);
+			if (end == optarg || *end || !(sec >= 0.1 && sec <= 3600)) {
+				fprintf(stderr, "glide: --stall-timeout must be seconds, 0.1 to 3600 (got '%s')\n", optarg);
+				return 1;
+			}
+			m->stall_timeout_ms = (uint64_t)(sec * 1000 + 0.5);
+			break;
+		}
+		case 'h': usage_run(stdout); return 0;
+		default: usage_run(stderr); return 1;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "glide: unexpected argument '%s'\n", argv[optind]);
-		usage_run();
+		usage_run(stderr);
 		return 1;
 	}
 	int sources = !!boot + !!elf + !!kernel + !!restore + !!incoming;
 	if (sources != 1) {
 		fprintf(stderr, "glide: give exactly one of --boot, --elf, --kernel, --restore, --incoming\n");
-		usage_run();
+		usage_run(stderr);
 		return 1;
 	}
 	if (!api) {
@@ -408,11 +495,12 @@ run:
 		  m->vm.nvcpus, (unsigned long long)(m->vm.cfg.memory_bytes >> 20), api);
 	rc = vm_wait_exit(&m->vm);
 	glide_log("monitor", "VM stopped: %s (exit status %d)", m->vm.exit_reason, rc);
-	migrate_cancel(m);
+	migrate_cancel(m, m->vm.exit_reason);
 	if (m->migrated_away) {
-		/* The VM now runs elsewhere: keep the API up until the migration's
-		 * result has been read (at most 10 s), then release everything. */
-		for (int i = 0; i < 200 && !m->final_status_served; i++)
+		/* The VM now runs elsewhere: keep the API up until this migration's
+		 * result has been read once (at most MIGRATION_RESULT_WAIT_MS),
+		 * then release everything. */
+		for (int i = 0; i < MIGRATION_RESULT_WAIT_MS / 50 && !migrate_result_served(m); i++)
 			sleep_ns(50000000);
 	}
 	http_server_stop(m->api);

@@ -12,13 +12,24 @@ struct monitor {
 	struct vm vm;
 	struct http_server *api;
 	char api_path[512];
-	pthread_mutex_t op_lock;     /* one long operation (snapshot, migration) at a time */
-	struct migration *migration; /* outgoing migration, NULL when none */
-	json_t *last_migration;      /* final statistics of the last outgoing migration */
+	/* Operations that pause, resume or read the whole VM exclude each
+	 * other: op_busy names the long one in progress (a migration, from its
+	 * start until the source runs again or is released; a snapshot; a
+	 * memsave), and op_lock guards it and is held for the whole of a short
+	 * one (an API pause or resume). */
+	pthread_mutex_t op_lock;
+	const char *op_busy;         /* "migration", "snapshot", "memsave" or NULL */
+	struct migration *migration; /* latest outgoing migration, NULL when none */
+	int migrations_started;      /* ids of outgoing migrations: 1, 2, ... */
 	bool migrated_away;          /* source released after a completed migration */
-	bool final_status_served;    /* the last migration's result was read through the API */
 	bool incoming;               /* waiting for / receiving an incoming migration */
+	uint64_t stall_timeout_ms;   /* incoming: a stream silent this long fails it (0: default) */
 };
+
+/* Starts a long operation: 0, or -EBUSY with "a migration is in progress"
+ * (or which one) in err. monitor_op_end() ends it. */
+int monitor_op_begin(struct monitor *m, const char *what, char *err, size_t errlen);
+void monitor_op_end(struct monitor *m);
 
 int monitor_main(int argc, char **argv);
 int monitor_start_api(struct monitor *m, char *err, size_t errlen);

@@ -198,25 +198,45 @@ int snapshot_load(struct vm *vm, int fd, char *err, size_t errlen)
 	return rc;
 }
 
-int memsave(struct vm *vm, uint64_t addr, uint64_t size, const char *path, char *err, size_t errlen)
+int memsave_check_range(struct vm *vm, uint64_t addr, uint64_t size, char *err, size_t errlen)
 {
-	int fd, rc = 0;
-	uint64_t done = 0;
-
 	if (!size) {
 		errf(err, errlen, "memsave: size must not be zero");
 		return -EINVAL;
 	}
-	/* Validate the whole range first: no partial file for a bad request. */
-	for (uint64_t a = addr; a < addr + size;) {
-		uint64_t step = MIN(addr + size - a, GUEST_PAGE_SIZE - (a % GUEST_PAGE_SIZE));
-		if (a + step < a || !guest_memory_ptr(&vm->mem, a, step)) {
+	if (size - 1 > UINT64_MAX - addr) {
+		errf(err, errlen, "memsave: range 0x%llx+0x%llx wraps past the end of the address space",
+		     (unsigned long long)addr, (unsigned long long)size);
+		return -EINVAL;
+	}
+	if (size > vm->mem.size) {
+		errf(err, errlen, "memsave: size 0x%llx is larger than the VM's memory (0x%llx)",
+		     (unsigned long long)size, (unsigned long long)vm->mem.size);
+		return -EINVAL;
+	}
+	uint64_t last = addr + (size - 1); /* inclusive: addr + size may be 2^64 */
+	for (uint64_t a = addr;;) {
+		uint64_t step = MIN(last - a + 1, GUEST_PAGE_SIZE - (a % GUEST_PAGE_SIZE));
+		if (!guest_memory_ptr(&vm->mem, a, step)) {
 			errf(err, errlen, "memsave: guest-physical range 0x%llx+0x%llx is not RAM (address 0x%llx)",
 			     (unsigned long long)addr, (unsigned long long)size, (unsigned long long)a);
 			return -EINVAL;
 		}
+		if (last - a < step)
+			break;
 		a += step;
 	}
+	return 0;
+}
+
+int memsave(struct vm *vm, uint64_t addr, uint64_t size, const char *path, char *err, size_t errlen)
+{
+	int fd, rc;
+	uint64_t done = 0;
+
+	/* Validate the whole range before the file is touched: no partial or truncated file for a bad request. */
+	if ((rc = memsave_check_range(vm, addr, size, err, errlen)))
+		return rc;
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = -errno;

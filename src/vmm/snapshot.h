@@ -17,5 +17,7 @@ int snapshot_load(struct vm *vm, int fd, char *err, size_t errlen);
 int snapshot_write_ram(struct vm *vm, struct state_writer *w);
 int snapshot_load_ram_section(struct vm *vm, const uint8_t *payload, size_t len, char *err, size_t errlen);
 
+/* 0 when [addr, addr+size) is all guest RAM; -EINVAL with the reason otherwise. */
+int memsave_check_range(struct vm *vm, uint64_t addr, uint64_t size, char *err, size_t errlen);
 int memsave(struct vm *vm, uint64_t addr, uint64_t size, const char *path, char *err, size_t errlen);
 #endif

@@ -326,6 +326,10 @@ void vm_kick_vcpus(struct vm *vm)
 		vm_kick_vcpu(vm, i);
 }
 
+/* Returns 0 once every vCPU is parked, -ESHUTDOWN when the VM stops, and
+ * -EAGAIN when a vm_resume() withdrew the pause before it took effect (the
+ * wait re-checks that the pause is still wanted: it never waits for
+ * vCPUs that were told to run again). */
 int vm_pause(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -333,16 +337,14 @@ int vm_pause(struct vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		return -ESHUTDOWN;
 	}
-	if (vm->pause_requested) {
-		pthread_mutex_unlock(&vm->lock);
-		return 0;
-	}
+	bool already = vm->pause_requested;
 	vm->pause_requested = true;
 	bool started = vm->state != VM_STATE_MASKED;
 	pthread_mutex_unlock(&vm->lock);
-	vm_kick_vcpus(vm);
+	if (!already)
+		vm_kick_vcpus(vm);
 	pthread_mutex_lock(&vm->lock);
-	while (started && vm->vcpus_paused < vm->nvcpus && !vm->quit) {
+	while (started && vm->pause_requested && vm->vcpus_paused < vm->nvcpus && !vm->quit) {
 		/* Re-kick periodically: a signal can land just before KVM_RUN. */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -357,11 +359,13 @@ int vm_pause(struct vm *vm)
 			pthread_mutex_lock(&vm->lock);
 		}
 	}
-	if (started)
+	int rc = vm->quit ? -ESHUTDOWN : !vm->pause_requested ? -EAGAIN : 0;
+	if (!rc && started)
 		vm->state = VM_STATE_PAUSED;
-	vm->paused_at_ns = now_ns();
+	if (!rc && !already)
+		vm->paused_at_ns = now_ns();
 	pthread_mutex_unlock(&vm->lock);
-	return vm->quit ? -ESHUTDOWN : 0;
+	return rc;
 }
 
 int vm_resume(struct vm *vm)

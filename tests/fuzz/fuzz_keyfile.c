@@ -5,6 +5,7 @@
 #include "common/util.h"
 #include <ctype.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size && fwrite(data, 1, size, f) != size)
 		abort();
 	fclose(f);
+	chmod(path, 0600); /* key files others can read are refused before parsing */
 	if (read_key_file(path, key, err, sizeof(err)) == 0) {
 		/* accepted: 64 hex digits, then nothing, "\n", "\r" or "\r\n" */
 		size_t n = size;
