@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Connection flood against a migration destination, for the handshake
-tests: opens --count connections to 127.0.0.1:--port from 127.0.0.1 and
+tests: opens --count connections to 127.0.0.1:--port from 127.0.0.1 (or
+from --addrs loopback addresses starting at --from, round robin) and
   silent    sends nothing,
   garbage   sends 104 random bytes (the size of a source hello),
   wrongkey  reads the destination hello and answers with a well-formed
@@ -17,6 +18,8 @@ ap.add_argument("--count", type=int, default=1)
 ap.add_argument("--mode", choices=["silent", "garbage", "wrongkey"], default="silent")
 ap.add_argument("--key-file", help="hex key for --mode wrongkey")
 ap.add_argument("--hold-seconds", type=float, default=60)
+ap.add_argument("--from", dest="first", default="127.0.0.1", help="first source address (127.x.y.z)")
+ap.add_argument("--addrs", type=int, default=1, help="number of consecutive source addresses")
 a = ap.parse_args()
 
 stop = [False]
@@ -46,7 +49,8 @@ pending = []
 for i in range(a.count):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setblocking(False)
-    s.bind(("127.0.0.1", 0))
+    first = struct.unpack("!I", socket.inet_aton(a.first))[0]
+    s.bind((socket.inet_ntoa(struct.pack("!I", first + i % a.addrs)), 0))
     s.connect_ex(("127.0.0.1", a.port))
     pending.append(s)
 socks, failed = [], 0

@@ -3,9 +3,10 @@
 # authenticate must not delay or block the real migration. A VM (A-B guest)
 # migrates from monitor to monitor (2 streams) while tests/flood.py holds
 # connections to the destination port from 127.0.0.1, the same address as
-# the real source: none (baseline), 1 and 2 silent, 50 silent, then
-# garbage and wrong-key hellos (held, and more arriving during the
-# migration). Each migration must complete with its connect stage (source
+# the real source: none (baseline), 1 silent (past the 3 s handshake
+# budget) and 2, 50 silent, 100 silent from 10 other loopback addresses
+# (the cap on all pending connections), then garbage and wrong-key hellos
+# (held, and more arriving during the migration). Each migration must complete with its connect stage (source
 # "migrating to" -> destination "prepared masked VM", both logs) under 1 s,
 # the guest must run on the destination with a clean A-B check, and
 # refusals must be logged with the peer address, rate-limited.
@@ -123,9 +124,17 @@ migrate_case base none
 report base "baseline migration, no other connection"
 
 # a/b. One and two silent connections held open from 127.0.0.1.
-silent1() { flood s1 "$1" --count 1 --mode silent || why="flood did not open"; }
+# For one, the migration starts after the 3 s handshake budget: that
+# connection must have been dropped (and logged) by then.
+silent1() { flood s1 "$1" --count 1 --mode silent || why="flood did not open"; sleep 3.5; }
 migrate_case silent1 silent1
 report silent1 "1 silent connection to the destination port"
+if grep -q 'dropped migration connection from 127\.0\.0\.1: no handshake within' "$T/v$n.log" 2>/dev/null &&
+   [ "$(closed_by_peer s1)" = 1 ]; then
+	pass "a silent connection is dropped after its handshake budget ($(grep -m1 'no handshake within' "$T/v$n.log" | sed 's/.*incoming: //'))"
+else
+	fail "a silent connection was not dropped after the handshake budget: closed by peer $(closed_by_peer s1)/1; log: $(grep -m1 'dropped' "$T/v$n.log" 2>/dev/null)"
+fi
 silent2() { flood s2 "$1" --count 2 --mode silent || why="flood did not open"; }
 migrate_case silent2 silent2
 report silent2 "2 silent connections to the destination port"
@@ -146,6 +155,13 @@ if [ "$ok" = 1 ]; then
 		fail "50 silent connections: $lines log lines name 127.0.0.1, $more summary lines (want 1-25 and a summary)"
 	fi
 fi
+
+# Silent connections from 10 other loopback addresses, 10 each: beyond the
+# per-address cap, and 80 > the cap on all pending connections, so the real
+# source (127.0.0.1) evicts one of the addresses with the most.
+silent100() { flood s100 "$1" --count 100 --addrs 10 --from 127.0.0.2 --mode silent || why="flood did not open"; }
+migrate_case silent100 silent100
+report silent100 "100 silent connections from 127.0.0.2-11 (flood opened $(opened s100))"
 
 # d. Garbage and wrong-key hellos: held open before the migration, and more
 # wrong-key connections while it connects. All are refused (closed and
@@ -168,6 +184,6 @@ else
 	fail "garbage and wrong-key connections: closed by peer $(closed_by_peer gb)/5 garbage, $(closed_by_peer wk)/5 wrong key; log: $(grep -m2 'refused' "$T/v$n.log" 2>/dev/null | tr '\n' ' ')"
 fi
 
-echo "connect stage ms: base ${CONNECT_MS[base]:-failed} 1-silent ${CONNECT_MS[silent1]:-failed} 2-silent ${CONNECT_MS[silent2]:-failed} 50-silent ${CONNECT_MS[silent50]:-failed} bad ${CONNECT_MS[bad]:-failed}; total ms: base ${TOTAL_MS[base]:-} 1-silent ${TOTAL_MS[silent1]:-} 2-silent ${TOTAL_MS[silent2]:-} 50-silent ${TOTAL_MS[silent50]:-} bad ${TOTAL_MS[bad]:-}"
+echo "connect stage ms: base ${CONNECT_MS[base]:-failed} 1-silent ${CONNECT_MS[silent1]:-failed} 2-silent ${CONNECT_MS[silent2]:-failed} 50-silent ${CONNECT_MS[silent50]:-failed} 100-silent-10-addrs ${CONNECT_MS[silent100]:-failed} bad ${CONNECT_MS[bad]:-failed}; total ms: base ${TOTAL_MS[base]:-} 1-silent ${TOTAL_MS[silent1]:-} 2-silent ${TOTAL_MS[silent2]:-} 50-silent ${TOTAL_MS[silent50]:-} 100-silent-10-addrs ${TOTAL_MS[silent100]:-} bad ${TOTAL_MS[bad]:-}"
 stop_floods
 "$GLIDE" vm shutdown --api "$T/$cur.sock" >/dev/null 2>&1
