@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <lz4.h>
 #include <poll.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #define INCOMING_STREAMS_WAIT_MS 30000
+#define INCOMING_LISTEN_BACKLOG 512 /* a burst of connects must not overflow the accept queue */
 
 struct incoming {
 	struct monitor *mon;
@@ -422,54 +424,196 @@ static void peer_name(int fd, char *out, size_t len)
 	snprintf(out, len, "%s", host);
 }
 
+/* ---- accepting: every handshake at once, none can hold the port ----
+ *
+ * Anyone who can reach the migration port can connect. Each accepted
+ * connection gets the destination hello at once and HANDSHAKE_BUDGET_MS to
+ * send the source hello; all pending handshakes are served by one poll()
+ * loop, so a silent or slow connection costs the real source nothing. At
+ * most PENDING_PER_PEER unauthenticated connections per peer address and
+ * PENDING_MAX in all are kept: a new connection beyond that evicts the
+ * oldest pending one of its address (or of the address with the most),
+ * never itself, because the real source may share its address with the
+ * attacker (NAT, or 127.0.0.1 in tests) and its connection is the newest.
+ * Refused, evicted and timed-out connections are logged with the peer
+ * address, at most REFUSAL_LOG_BURST lines per REFUSAL_LOG_WINDOW_MS, then
+ * counted. */
+#define HANDSHAKE_BUDGET_MS 3000
+#define PENDING_PER_PEER 8
+#define PENDING_MAX 64
+#define ACCEPTS_PER_ROUND 64 /* per listener, between two looks at the pending handshakes */
+#define REFUSAL_LOG_BURST 10
+#define REFUSAL_LOG_WINDOW_MS 10000
+
+struct pending_conn {
+	struct wire_handshake h; /* h.fd < 0: free slot */
+	uint64_t since, deadline;
+	char peer[64];
+};
+
+struct refusal_log {
+	uint64_t window_start;
+	int lines;
+	unsigned long suppressed;
+};
+
+static void refusal_log_flush(struct refusal_log *rl)
+{
+	if (rl->suppressed)
+		glide_log("incoming", "%lu more refused or dropped migration connections not logged", rl->suppressed);
+	rl->window_start = now_ns();
+	rl->lines = 0;
+	rl->suppressed = 0;
+}
+
+static void refusal_log(struct refusal_log *rl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refusal_log(struct refusal_log *rl, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (now_ns() - rl->window_start >= REFUSAL_LOG_WINDOW_MS * 1000000ULL)
+		refusal_log_flush(rl);
+	if (rl->lines >= REFUSAL_LOG_BURST) {
+		rl->suppressed++;
+		return;
+	}
+	rl->lines++;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	glide_log("incoming", "%s", line);
+}
+
+static void pending_drop(struct pending_conn *p)
+{
+	close(p->h.fd);
+	wire_handshake_clear(&p->h);
+}
+
+/* A slot for a new connection from peer, evicting the oldest pending
+ * connection of that peer (or, when all slots are taken, of the peer with
+ * the most) if the caps are reached. */
+static struct pending_conn *pending_slot(struct pending_conn *pend, const char *peer, struct refusal_log *rl)
+{
+	int total = 0, same = 0, free_slot = -1, victim = -1, victim_count = 0;
+	uint64_t now = now_ns();
+
+	for (int i = 0; i < PENDING_MAX; i++) {
+		if (pend[i].h.fd < 0) {
+			free_slot = i;
+			continue;
+		}
+		total++;
+		if (!strcmp(pend[i].peer, peer) && (same++ == 0 || pend[i].since < pend[victim].since))
+			victim = i;
+	}
+	victim_count = same;
+	if (same < PENDING_PER_PEER && total < PENDING_MAX)
+		return &pend[free_slot];
+	if (same < PENDING_PER_PEER) { /* all slots taken: the address with the most gives one up */
+		victim = -1;
+		victim_count = 0;
+		for (int i = 0; i < PENDING_MAX; i++) {
+			int n = 0;
+			for (int k = 0; k < PENDING_MAX; k++)
+				n += !strcmp(pend[k].peer, pend[i].peer);
+			if (n > victim_count || (n == victim_count && pend[i].since < pend[victim].since))
+				victim = i, victim_count = n;
+		}
+	}
+	refusal_log(rl, "dropped the oldest unauthenticated migration connection from %s (open %.1f s): "
+		    "%d pending from that address%s, at most %d per address and %d in all", pend[victim].peer,
+		    (now - pend[victim].since) / 1e9, victim_count, same < PENDING_PER_PEER ? ", all slots taken" : "",
+		    PENDING_PER_PEER, PENDING_MAX);
+	pending_drop(&pend[victim]);
+	return &pend[victim];
+}
+
 /* Accepts authenticated streams until one session has all of them. */
 static int accept_streams(struct incoming *in, int *listeners, int nl, char *err, size_t errlen)
 {
+	struct pending_conn pend[PENDING_MAX];
+	struct pollfd pfd[WIRE_MAX_STREAMS + PENDING_MAX];
+	int slot_of[PENDING_MAX];
+	struct refusal_log rl = { .window_start = now_ns() };
 	uint8_t session[WIRE_SESSION_BYTES];
 	bool have_session = false;
 	uint32_t got = 0;
 	uint64_t deadline = 0;
+	char why[256];
+	int rc = 0, left = 0;
 
+	for (int i = 0; i < PENDING_MAX; i++) {
+		memset(&pend[i], 0, sizeof(pend[i]));
+		pend[i].h.fd = -1;
+	}
+	for (int i = 0; i < nl; i++) /* accept until EAGAIN, never block in accept() */
+		fcntl(listeners[i], F_SETFL, fcntl(listeners[i], F_GETFL) | O_NONBLOCK);
 	for (;;) {
-		struct pollfd pfd[WIRE_MAX_STREAMS];
-		for (int i = 0; i < nl; i++)
-			pfd[i] = (struct pollfd){ .fd = listeners[i], .events = POLLIN };
-		int timeout = -1;
+		uint64_t now = now_ns(), wake = UINT64_MAX;
+		int nfds = nl, timeout = -1;
+
 		if (have_session) {
-			uint64_t now = now_ns();
 			if (now >= deadline) {
 				errf(err, errlen, "only %u of %u migration streams connected", got, in->nstreams);
-				return -ETIMEDOUT;
+				rc = -ETIMEDOUT;
+				goto out;
 			}
-			timeout = (int)((deadline - now) / 1000000) + 1;
+			wake = deadline;
 		}
-		int r = poll(pfd, (nfds_t)nl, timeout);
+		for (int i = 0; i < nl; i++)
+			pfd[i] = (struct pollfd){ .fd = listeners[i], .events = POLLIN };
+		for (int i = 0; i < PENDING_MAX; i++) {
+			if (pend[i].h.fd < 0)
+				continue;
+			slot_of[nfds - nl] = i;
+			pfd[nfds++] = (struct pollfd){ .fd = pend[i].h.fd, .events = POLLIN };
+			wake = MIN(wake, pend[i].deadline);
+		}
+		if (rl.suppressed) /* say how many were not logged once the window is over */
+			wake = MIN(wake, rl.window_start + REFUSAL_LOG_WINDOW_MS * 1000000ULL);
+		if (wake != UINT64_MAX)
+			timeout = wake <= now ? 0 : (int)((wake - now) / 1000000) + 1;
+		int r = poll(pfd, (nfds_t)nfds, timeout);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
+			rc = -errno;
 			errf(err, errlen, "poll: %s", strerror(errno));
-			return -errno;
+			goto out;
 		}
-		for (int i = 0; i < nl; i++) {
-			if (!(pfd[i].revents & POLLIN))
-				continue;
-			int fd = accept4(listeners[i], NULL, NULL, SOCK_CLOEXEC);
-			if (fd < 0)
-				continue;
+		now = now_ns();
+		if (rl.suppressed && now - rl.window_start >= REFUSAL_LOG_WINDOW_MS * 1000000ULL)
+			refusal_log_flush(&rl);
+
+		/* Pending handshakes first: a hello that is in completes before any eviction below. */
+		for (int k = nl; k < nfds; k++) {
+			struct pending_conn *p = &pend[slot_of[k - nl]];
 			struct wire_stream ws;
 			uint8_t sess[WIRE_SESSION_BYTES];
 			uint32_t count;
-			char why[256], peer[64];
-			peer_name(fd, peer, sizeof(peer));
-			if (wire_accept(&ws, fd, in->key, in->can_encrypt, sess, &count, why, sizeof(why))) {
-				glide_log("incoming", "refused migration connection from %s: %s", peer, why);
-				close(fd);
+
+			r = pfd[k].revents ? wire_accept_read(&p->h, why, sizeof(why)) : 0;
+			if (r == 0) {
+				if (now >= p->deadline) {
+					refusal_log(&rl, "dropped migration connection from %s: no handshake within %d ms (%zu of %d hello bytes)",
+						    p->peer, HANDSHAKE_BUDGET_MS, p->h.got, WIRE_HELLO_S_BYTES);
+					pending_drop(p);
+				}
 				continue;
 			}
-			snprintf(ws.peer, sizeof(ws.peer), "%s", peer);
+			if (r < 0 || wire_accept_finish(&ws, &p->h, in->key, sess, &count, why, sizeof(why))) {
+				refusal_log(&rl, "refused migration connection from %s: %s", p->peer, why);
+				pending_drop(p);
+				continue;
+			}
+			snprintf(ws.peer, sizeof(ws.peer), "%s", p->peer);
+			wire_handshake_clear(&p->h); /* ws owns the socket now */
 			if (have_session && (memcmp(sess, session, sizeof(session)) || count != in->nstreams ||
 					     in->streams[ws.index].fd >= 0)) {
-				glide_log("incoming", "refused stream %d from %s: not part of the current migration", ws.index, peer);
+				glide_log("incoming", "refused stream %d from %s: not part of the current migration", ws.index,
+					  ws.peer);
 				wire_close(&ws);
 				continue;
 			}
@@ -478,14 +622,54 @@ static int accept_streams(struct incoming *in, int *listeners, int nl, char *err
 				memcpy(session, sess, sizeof(session));
 				in->nstreams = count;
 				deadline = now_ns() + INCOMING_STREAMS_WAIT_MS * 1000000ULL;
-				glide_log("incoming", "migration from %s: %u stream%s, %s", peer, count, count > 1 ? "s" : "",
+				glide_log("incoming", "migration from %s: %u stream%s, %s", ws.peer, count, count > 1 ? "s" : "",
 					  ws.encrypted ? "encrypted" : "not encrypted");
 			}
 			in->streams[ws.index] = ws;
 			if (++got == in->nstreams)
-				return 0;
+				goto out;
+		}
+
+		for (int i = 0; i < nl; i++) {
+			if (!(pfd[i].revents & POLLIN))
+				continue;
+			for (int n = 0; n < ACCEPTS_PER_ROUND; n++) {
+				int fd = accept4(listeners[i], NULL, NULL, SOCK_CLOEXEC);
+				if (fd < 0) {
+					if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+					    errno != ECONNABORTED)
+						refusal_log(&rl, "cannot accept a migration connection: %s", strerror(errno));
+					if (errno != EINTR && errno != ECONNABORTED)
+						break;
+					continue;
+				}
+				char peer[64];
+				peer_name(fd, peer, sizeof(peer));
+				struct pending_conn *p = pending_slot(pend, peer, &rl);
+				if (wire_accept_start(&p->h, fd, in->can_encrypt, why, sizeof(why))) {
+					refusal_log(&rl, "refused migration connection from %s: %s", peer, why);
+					close(fd);
+					wire_handshake_clear(&p->h);
+					continue;
+				}
+				snprintf(p->peer, sizeof(p->peer), "%s", peer);
+				p->since = now_ns();
+				p->deadline = p->since + HANDSHAKE_BUDGET_MS * 1000000ULL;
+			}
 		}
 	}
+out:
+	for (int i = 0; i < PENDING_MAX; i++) {
+		if (pend[i].h.fd >= 0) {
+			left++;
+			pending_drop(&pend[i]);
+		}
+	}
+	if (left)
+		glide_log("incoming", "closed %d unauthenticated migration connection%s still pending", left,
+			  left > 1 ? "s" : "");
+	refusal_log_flush(&rl);
+	return rc;
 }
 
 int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file, const struct vm_config *cfg,
@@ -517,7 +701,7 @@ int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file,
 		goto out;
 	}
 	for (int i = 0; i < n; i++) {
-		int fd = net_listen_tcp(list[i], 16, err, errlen);
+		int fd = net_listen_tcp(list[i], INCOMING_LISTEN_BACKLOG, err, errlen);
 		if (fd < 0) {
 			rc = fd;
 			goto out;

@@ -27,8 +27,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define HELLO_D_BYTES (8 + 4 + 4 + WIRE_NONCE_BYTES)
-#define HELLO_S_BYTES (8 + 4 + 4 + WIRE_SESSION_BYTES + 4 + 4 + WIRE_NONCE_BYTES + WIRE_MAC_BYTES)
+#define HELLO_D_BYTES WIRE_HELLO_D_BYTES
+#define HELLO_S_BYTES WIRE_HELLO_S_BYTES
 #define AUTH_D_BYTES (4 + 4 + WIRE_MAC_BYTES)
 #define WIRE_BUF_BYTES (WIRE_FRAME_HEADER_BYTES + WIRE_FRAME_MAX_PAYLOAD + WIRE_GCM_TAG_BYTES)
 #define HANDSHAKE_TIMEOUT_MS 10000
@@ -298,26 +298,68 @@ fail:
 	return rc;
 }
 
-int wire_accept(struct wire_stream *s, int fd, const uint8_t key[WIRE_KEY_BYTES], bool can_encrypt,
-		uint8_t session_out[WIRE_SESSION_BYTES], uint32_t *count_out, char *err, size_t errlen)
+int wire_accept_start(struct wire_handshake *h, int fd, bool can_encrypt, char *err, size_t errlen)
 {
-	uint8_t hd[HELLO_D_BYTES], hs[HELLO_S_BYTES], ad[AUTH_D_BYTES], mac[WIRE_MAC_BYTES];
-	uint32_t u, version, flags, index, count;
-	int rc, one = 1;
+	uint32_t u;
+	int one = 1;
+	ssize_t n;
 
-	memset(s, 0, sizeof(*s));
-	s->fd = fd;
+	memset(h, 0, sizeof(*h));
+	h->fd = fd;
+	h->can_encrypt = can_encrypt;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	memcpy(hd, WIRE_MAGIC, 8);
-	u = WIRE_PROTOCOL_VERSION, memcpy(hd + 8, &u, 4);
-	u = can_encrypt ? WIRE_FLAG_ENCRYPT : 0, memcpy(hd + 12, &u, 4);
-	RAND_bytes(hd + 16, WIRE_NONCE_BYTES);
-	rc = timed_io(fd, hd, sizeof(hd), true, HANDSHAKE_TIMEOUT_MS);
-	if (!rc)
-		rc = timed_io(fd, hs, sizeof(hs), false, HANDSHAKE_TIMEOUT_MS);
-	if (rc) {
-		errf(err, errlen, "handshake: %s", rc == -EPIPE ? "connection closed" : strerror(-rc));
+	memcpy(h->hello_d, WIRE_MAGIC, 8);
+	u = WIRE_PROTOCOL_VERSION, memcpy(h->hello_d + 8, &u, 4);
+	u = can_encrypt ? WIRE_FLAG_ENCRYPT : 0, memcpy(h->hello_d + 12, &u, 4);
+	RAND_bytes(h->hello_d + 16, WIRE_NONCE_BYTES);
+	/* A fresh connection's send buffer is empty: the hello goes out whole or not at all. */
+	do
+		n = send(fd, h->hello_d, sizeof(h->hello_d), MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(h->hello_d)) {
+		errf(err, errlen, "handshake: cannot send the hello: %s",
+		     n < 0 ? strerror(errno) : "socket buffer full");
+		return n < 0 ? -errno : -EAGAIN;
+	}
+	return 0;
+}
+
+int wire_accept_read(struct wire_handshake *h, char *err, size_t errlen)
+{
+	while (h->got < sizeof(h->hello_s)) {
+		ssize_t n = recv(h->fd, h->hello_s + h->got, sizeof(h->hello_s) - h->got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n < 0) {
+			errf(err, errlen, "handshake: %s", strerror(errno));
+			return -errno;
+		}
+		if (n == 0) {
+			errf(err, errlen, "handshake: connection closed after %zu of %zu hello bytes", h->got,
+			     sizeof(h->hello_s));
+			return -EPIPE;
+		}
+		h->got += (size_t)n;
+	}
+	return 1;
+}
+
+int wire_accept_finish(struct wire_stream *s, struct wire_handshake *h, const uint8_t key[WIRE_KEY_BYTES],
+		       uint8_t session_out[WIRE_SESSION_BYTES], uint32_t *count_out, char *err, size_t errlen)
+{
+	const uint8_t *hd = h->hello_d, *hs = h->hello_s;
+	uint8_t ad[AUTH_D_BYTES], mac[WIRE_MAC_BYTES];
+	uint32_t u, version, flags, index, count;
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = h->fd;
+	if (h->got != sizeof(h->hello_s)) {
+		errf(err, errlen, "handshake: incomplete hello (%zu of %zu bytes)", h->got, sizeof(h->hello_s));
+		rc = -EPROTO;
 		goto fail;
 	}
 	if (memcmp(hs, WIRE_MAGIC, 8)) {
@@ -340,19 +382,20 @@ int wire_accept(struct wire_stream *s, int fd, const uint8_t key[WIRE_KEY_BYTES]
 		rc = -EPROTO;
 		goto fail;
 	}
-	if ((flags & WIRE_FLAG_ENCRYPT_REQUIRED) && !can_encrypt) {
+	if ((flags & WIRE_FLAG_ENCRYPT_REQUIRED) && !h->can_encrypt) {
 		errf(err, errlen, "handshake: the source requires encryption, which is disabled here");
 		rc = -EPROTO;
 		goto fail;
 	}
 	s->index = (int)index;
-	s->encrypted = can_encrypt && (flags & WIRE_FLAG_ENCRYPT);
+	s->encrypted = h->can_encrypt && (flags & WIRE_FLAG_ENCRYPT);
 	u = 0, memcpy(ad, &u, 4);
 	u = s->encrypted ? WIRE_FLAG_ENCRYPT : 0, memcpy(ad + 4, &u, 4);
 	server_mac(key, ad, hs + 20 + WIRE_SESSION_BYTES + 4, hd + 16, hs + 16, ad + 8);
-	rc = timed_io(fd, ad, sizeof(ad), true, HANDSHAKE_TIMEOUT_MS);
+	/* 40 bytes into a socket buffer nothing else has used since the hello */
+	rc = timed_io(s->fd, ad, sizeof(ad), true, 1000);
 	if (rc) {
-		errf(err, errlen, "handshake: %s", strerror(-rc));
+		errf(err, errlen, "handshake: cannot answer: %s", rc == -EPIPE ? "connection closed" : strerror(-rc));
 		goto fail;
 	}
 	derive_keys(s, key, hs + 16, hd + 16, hs + 20 + WIRE_SESSION_BYTES + 4, false);
@@ -363,11 +406,50 @@ int wire_accept(struct wire_stream *s, int fd, const uint8_t key[WIRE_KEY_BYTES]
 		errf(err, errlen, "cannot set up stream buffers/cipher");
 		goto fail;
 	}
-	set_blocking(fd);
+	set_blocking(s->fd);
 	return 0;
 fail:
 	s->fd = -1; /* the caller owns fd on failure */
 	wire_close(s);
+	return rc;
+}
+
+void wire_handshake_clear(struct wire_handshake *h)
+{
+	explicit_bzero(h, sizeof(*h));
+	h->fd = -1;
+}
+
+int wire_accept(struct wire_stream *s, int fd, const uint8_t key[WIRE_KEY_BYTES], bool can_encrypt,
+		uint8_t session_out[WIRE_SESSION_BYTES], uint32_t *count_out, char *err, size_t errlen)
+{
+	struct wire_handshake h;
+	uint64_t deadline = now_ns() + HANDSHAKE_TIMEOUT_MS * 1000000ULL;
+	int rc = wire_accept_start(&h, fd, can_encrypt, err, errlen);
+
+	while (!rc) {
+		uint64_t now = now_ns();
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		if (now >= deadline) {
+			errf(err, errlen, "handshake: %s", strerror(ETIMEDOUT));
+			rc = -ETIMEDOUT;
+			break;
+		}
+		int r = poll(&pfd, 1, (int)((deadline - now) / 1000000ULL) + 1);
+		if (r < 0 && errno != EINTR) {
+			rc = -errno;
+			errf(err, errlen, "handshake: %s", strerror(errno));
+			break;
+		}
+		if (r > 0 && (rc = wire_accept_read(&h, err, errlen)) == 1) {
+			rc = wire_accept_finish(s, &h, key, session_out, count_out, err, errlen);
+			wire_handshake_clear(&h);
+			return rc;
+		}
+	}
+	wire_handshake_clear(&h);
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
 	return rc;
 }
 

@@ -1,4 +1,4 @@
-/* Migration wire protocol (docs/migration-protocol.md): connection
+/* Migration wire protocol (docs/migration.md, "Wire protocol"): connection
  * handshake with mutual proof of the one-time key, and frames that are
  * either AES-256-GCM encrypted and authenticated or CRC32-checked. */
 #ifndef GLIDE_MIGRATE_WIRE_H
@@ -19,7 +19,9 @@
 #define WIRE_CRC_BYTES 4
 #define WIRE_FRAME_MAX_PAYLOAD (8u << 20)
 #define WIRE_MAX_STREAMS 16
-#define WIRE_STALL_TIMEOUT_MS_DEFAULT 30000 /* no byte moved this long on a stream: it failed */
+#define WIRE_STALL_TIMEOUT_MS_DEFAULT 30000 /* a frame that does not go through this long: the stream failed */
+#define WIRE_HELLO_D_BYTES (8 + 4 + 4 + WIRE_NONCE_BYTES)
+#define WIRE_HELLO_S_BYTES (8 + 4 + 4 + WIRE_SESSION_BYTES + 4 + 4 + WIRE_NONCE_BYTES + WIRE_MAC_BYTES)
 
 enum wire_frame_type {
 	FRAME_CONFIG = 1,   /* s->d stream 0: VM configuration + CPUID (JSON) */
@@ -71,12 +73,36 @@ struct wire_session_params {
 /* Source side: connect stream `index` to addr ("HOST:PORT") and authenticate. */
 int wire_connect(struct wire_stream *s, const char *addr, int index, const struct wire_session_params *p,
 		 int dscp, int timeout_ms, char *err, size_t errlen);
-/* Destination side: handshake on an accepted socket. On success fills the
- * session id, stream index and count the source sent. */
+/* Destination side: handshake on an accepted socket, blocking (at most
+ * 10 s per step). On success fills the session id, stream index and count
+ * the source sent. On failure the caller still owns fd. */
 int wire_accept(struct wire_stream *s, int fd, const uint8_t key[WIRE_KEY_BYTES], bool can_encrypt,
 		uint8_t session_out[WIRE_SESSION_BYTES], uint32_t *count_out, char *err, size_t errlen);
+
+/* The same handshake in steps, so that one thread can run many at once
+ * without blocking on any: wire_accept_start() makes fd non-blocking and
+ * sends the destination hello (small: it fits an empty socket buffer);
+ * wire_accept_read() takes whatever part of the source hello has arrived;
+ * once it is complete, wire_accept_finish() checks it (magic, version, MAC,
+ * stream index and count, encryption flags), answers and sets the stream up
+ * (keys, buffers, blocking mode). The caller owns fd until finish succeeds;
+ * wire_handshake_clear() wipes the state. */
+struct wire_handshake {
+	int fd;
+	bool can_encrypt;
+	uint8_t hello_d[WIRE_HELLO_D_BYTES];
+	uint8_t hello_s[WIRE_HELLO_S_BYTES];
+	size_t got;             /* bytes of hello_s received */
+};
+int wire_accept_start(struct wire_handshake *h, int fd, bool can_encrypt, char *err, size_t errlen);
+/* 1: the source hello is complete; 0: more to come (poll fd for input); -errno with err set. */
+int wire_accept_read(struct wire_handshake *h, char *err, size_t errlen);
+int wire_accept_finish(struct wire_stream *s, struct wire_handshake *h, const uint8_t key[WIRE_KEY_BYTES],
+		       uint8_t session_out[WIRE_SESSION_BYTES], uint32_t *count_out, char *err, size_t errlen);
+void wire_handshake_clear(struct wire_handshake *h);
 void wire_close(struct wire_stream *s);
-/* Data phase: a send or receive that moves no byte for ms fails with -ETIMEDOUT (0: the default). */
+/* Data phase: a frame part (header or payload) that has not gone through ms after it
+ * first had to wait fails with -ETIMEDOUT (0: the default). */
 void wire_set_stall_timeout(struct wire_stream *s, uint64_t ms);
 
 /* The payload is built in place: wire_tx_payload() returns the buffer to fill (WIRE_FRAME_MAX_PAYLOAD bytes). */
