@@ -14,8 +14,8 @@
 have_kvm || { skip "migration flood: /dev/kvm not accessible"; exit 0; }
 AB="$GLIDE_BUILD/guests/ab.img"
 [ -f "$AB" ] || { fail "migration flood: $AB missing (run make)"; exit 0; }
-openssl rand -hex 32 > "$T/key"
-openssl rand -hex 32 > "$T/otherkey"
+(umask 077; openssl rand -hex 32 > "$T/key")
+(umask 077; openssl rand -hex 32 > "$T/otherkey")
 PORT=$((20000 + RANDOM % 20000))
 next_port() { PORT=$((PORT + 1)); }   # call directly (not in $(...)), then use $PORT
 HS_LIMIT_MS=1000
