@@ -51,7 +51,7 @@ int fuzz_devices_init(struct vm *vm, int serial_fd)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	glide_set_log_file("/dev/null");
+	glide_set_log_file("/dev/null", NULL, 0);
 	return 0;
 }
 
