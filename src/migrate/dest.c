@@ -39,7 +39,9 @@ struct incoming {
 	struct wire_stream streams[WIRE_MAX_STREAMS];
 	uint32_t nstreams;
 	pthread_t threads[WIRE_MAX_STREAMS];
-	uint64_t *touched;          /* pages written so far (zero runs skip the others) */
+	const struct state_section_ops *live_ops[LIVE_SECTIONS_MAX]; /* by LIVE frame section id */
+	struct live_dest live[LIVE_SECTIONS_MAX];
+	int nlive;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool vm_created;
@@ -47,7 +49,7 @@ struct incoming {
 	int finals;
 	bool done, failed;
 	char error[512];
-	uint64_t pages, bytes;
+	uint64_t frames;
 };
 
 /* Fault injection for tests: GLIDE_TEST_FAULT names a point where the destination dies. */
@@ -82,6 +84,48 @@ static void send_json_frame(struct wire_stream *s, uint32_t type, json_t *j)
 	wire_send_copy(s, type, text, (uint32_t)strlen(text), err, sizeof(err));
 	free(text);
 	json_decref(j);
+}
+
+/* The live sections the source announced: each must be one this glide
+ * knows (at most its version); each gets its load state. */
+static int setup_live(struct incoming *in, json_t *list, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *e;
+
+	if (!json_is_array(list) || json_array_size(list) > LIVE_SECTIONS_MAX) {
+		errf(err, errlen, "configuration carries no valid list of live sections");
+		return -EINVAL;
+	}
+	json_array_foreach(list, i, e) {
+		const char *name = json_string_value(json_object_get(e, "name"));
+		json_int_t version = json_integer_value(json_object_get(e, "version"));
+		const struct state_section_ops *ops = name ? state_find(name) : NULL;
+		if (!ops || !ops->live) {
+			errf(err, errlen, "the VM brings live section '%s', which this glide does not know (newer source?)",
+			     name ? name : "?");
+			return -EPROTONOSUPPORT;
+		}
+		if (version < 1 || version > ops->version) {
+			errf(err, errlen, "live section '%s' version %lld is not supported (this glide reads up to %u)", name,
+			     (long long)version, ops->version);
+			return -EPROTONOSUPPORT;
+		}
+		in->live_ops[i] = ops;
+		in->live[i] = (struct live_dest){ .vm = in->vm };
+		int rc = ops->live->load_setup(&in->live[i], err, errlen);
+		in->nlive = (int)i + 1;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void cleanup_live(struct incoming *in)
+{
+	for (int i = 0; i < in->nlive; i++)
+		in->live_ops[i]->live->load_cleanup(&in->live[i]);
+	in->nlive = 0;
 }
 
 /* CONFIG: check the VM fits this host, then create it masked. */
@@ -156,11 +200,9 @@ static int handle_config(struct incoming *in, struct wire_frame *f, char *err, s
 		errf(err, errlen, "cannot create devices");
 		goto out;
 	}
-	in->touched = calloc((in->vm->mem.size / GUEST_PAGE_SIZE + 63) / 64, sizeof(uint64_t));
-	if (!in->touched) {
-		rc = -ENOMEM;
+	rc = setup_live(in, json_object_get(j, "live"), err, errlen);
+	if (rc)
 		goto out;
-	}
 	pthread_mutex_lock(&in->lock);
 	in->vm_created = true;
 	pthread_mutex_unlock(&in->lock);
@@ -173,88 +215,30 @@ out:
 	return rc;
 }
 
-/* PAGES: every run and every compressed length is checked against the frame
- * before any page is written. */
-static int apply_pages(struct incoming *in, struct wire_frame *f, char *err, size_t errlen)
+/* LIVE: u32 section id + the section's payload, which its load hook
+ * validates whole before it writes anything. */
+static int apply_live(struct incoming *in, struct wire_frame *f, char *err, size_t errlen)
 {
-	uint32_t nruns;
-	uint64_t total = in->vm->mem.size / GUEST_PAGE_SIZE;
-	const uint8_t *data, *runs, *data_end;
-	struct page_run run;
+	uint32_t id;
 
 	if (!in->vm_created) {
-		errf(err, errlen, "protocol error: pages before the configuration");
+		errf(err, errlen, "protocol error: live data before the configuration");
 		return -EPROTO;
 	}
-	if (f->len < 8) {
-		errf(err, errlen, "PAGES frame too short");
+	if (f->len < LIVE_FRAME_ID_BYTES) {
+		errf(err, errlen, "LIVE frame too short");
 		return -EBADMSG;
 	}
-	memcpy(&nruns, f->payload, 4);
-	if (nruns == 0 || nruns > PAGES_FRAME_MAX_RUNS || (uint64_t)nruns * sizeof(run) > f->len - 8) {
-		errf(err, errlen, "PAGES frame has a bad run count %u", nruns);
+	memcpy(&id, f->payload, LIVE_FRAME_ID_BYTES);
+	if (id >= (uint32_t)in->nlive) {
+		errf(err, errlen, "LIVE frame for section %u, but the configuration named %d", id, in->nlive);
 		return -EBADMSG;
 	}
-	runs = f->payload + f->len - (size_t)nruns * sizeof(run);
-	data_end = runs;
-	data = f->payload + 8;
-	for (uint32_t i = 0; i < nruns; i++) {
-		memcpy(&run, runs + i * sizeof(run), sizeof(run));
-		if (!run.npages || run.first_pfn >= total || run.npages > total - run.first_pfn ||
-		    run.kind > PAGE_RUN_LZ4) {
-			errf(err, errlen, "PAGES frame has an invalid run (page %llu, %u pages, kind %u)",
-			     (unsigned long long)run.first_pfn, run.npages, run.kind);
-			return -EBADMSG;
-		}
-		for (uint32_t k = 0; k < run.npages && run.kind != PAGE_RUN_ZERO; k++) {
-			uint32_t n = GUEST_PAGE_SIZE;
-			if (run.kind == PAGE_RUN_LZ4) {
-				if (data_end - data < 4)
-					goto bad_length;
-				memcpy(&n, data, 4);
-				data += 4;
-				if (n == 0 || n >= GUEST_PAGE_SIZE)
-					goto bad_length;
-			}
-			if ((uint64_t)(data_end - data) < n)
-				goto bad_length;
-			data += n;
-		}
-	}
-	if (data != data_end)
-		goto bad_length;
-	data = f->payload + 8;
-	for (uint32_t i = 0; i < nruns; i++) {
-		memcpy(&run, runs + i * sizeof(run), sizeof(run));
-		for (uint64_t p = run.first_pfn; p < run.first_pfn + run.npages; p++) {
-			uint8_t *dst = in->vm->mem.host + p * GUEST_PAGE_SIZE;
-			if (run.kind == PAGE_RUN_DATA) {
-				memcpy(dst, data, GUEST_PAGE_SIZE);
-				data += GUEST_PAGE_SIZE;
-			} else if (run.kind == PAGE_RUN_LZ4) {
-				uint32_t n;
-				memcpy(&n, data, 4);
-				if (LZ4_decompress_safe((const char *)data + 4, (char *)dst, (int)n, (int)GUEST_PAGE_SIZE) !=
-				    (int)GUEST_PAGE_SIZE) {
-					errf(err, errlen, "PAGES frame: page %llu does not decompress to 4 KiB",
-					     (unsigned long long)p);
-					return -EBADMSG;
-				}
-				data += 4 + n;
-			} else if (in->touched[p / 64] & (1ULL << (p % 64))) {
-				memset(dst, 0, GUEST_PAGE_SIZE);
-				continue;
-			} else {
-				continue;
-			}
-			in->touched[p / 64] |= 1ULL << (p % 64);
-		}
-		__atomic_add_fetch(&in->pages, run.npages, __ATOMIC_RELAXED);
-	}
-	return 0;
-bad_length:
-	errf(err, errlen, "PAGES frame length %u does not match its runs", f->len);
-	return -EBADMSG;
+	int rc = in->live_ops[id]->live->load(&in->live[id], f->payload + LIVE_FRAME_ID_BYTES,
+					     f->len - LIVE_FRAME_ID_BYTES, err, errlen);
+	if (!rc)
+		__atomic_add_fetch(&in->frames, 1, __ATOMIC_RELAXED);
+	return rc;
 }
 
 /* Switchover on stream 0: wait for FINAL everywhere, restore, RESTORED, GO, run. */
@@ -313,8 +297,8 @@ static int finish(struct incoming *in, struct wire_frame *state, char *err, size
 	if (rc)
 		return rc;
 	send_json_frame(s0, FRAME_RUNNING, json_pack("{s:f}", "restore_ms", restore_ms));
-	glide_log("incoming", "VM %s here: restored in %.2f ms, %llu pages received", paused ? "paused (as on the source)" : "running",
-		  restore_ms, (unsigned long long)in->pages);
+	glide_log("incoming", "VM %s here: restored in %.2f ms, %llu live frames received",
+		  paused ? "paused (as on the source)" : "running", restore_ms, (unsigned long long)in->frames);
 	return 0;
 }
 
@@ -348,8 +332,8 @@ static void *receiver(void *arg)
 				return NULL;
 			}
 			break;
-		case FRAME_PAGES:
-			if ((rc = apply_pages(in, &f, err, sizeof(err)))) {
+		case FRAME_LIVE:
+			if ((rc = apply_live(in, &f, err, sizeof(err)))) {
 				in_fail(in, "%s", err);
 				return NULL;
 			}
@@ -747,7 +731,7 @@ out:
 		http_server_stop(m->api);
 		m->api = NULL;
 	}
-	free(in->touched);
+	cleanup_live(in);
 	free(in);
 	return rc;
 }

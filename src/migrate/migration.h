@@ -4,15 +4,27 @@
 #include <jansson.h>
 #include <pthread.h>
 #include "migrate/migrate.h"
-#include "migrate/pages.h"
+#include "migrate/channel.h"
+#include "migrate/live.h"
 #include "migrate/sdps.h"
 #include "migrate/wire.h"
+#include "state/state.h"
 
 #define SWITCHOVER_GOAL_MS_DEFAULT 500
 #define STREAMS_AUTO_MAX 4
 #define STREAMS_AUTO_PROBE_MIN_BYTES (1ULL << 30)
 #define MIGRATION_PHASES_MAX 100000
+/* The convergence rule (source.c precopy): switch over when what is left
+ * fits the goal; with time to spare, keep going while a phase still halves
+ * the dirty set, unless the rest is tiny or the extra phases run out. */
 #define CONVERGED_EXTRA_PHASES_MAX 8   /* phases spent shrinking a set that already fits the goal */
+#define CONVERGE_TINY_DIVISOR 20.0     /* a rest predicted under goal / 20 ... */
+#define CONVERGE_TINY_MIN_MS 5.0       /* ... or under 5 ms is tiny: switch over now */
+#define CONVERGE_SHRINK_RATIO 0.5      /* another phase is worth it while the set at least halves */
+#define CONVERGE_WIRE_OVERHEAD (16.0 / 4096) /* frame and run headers on top of the payload */
+/* SDPS progress classes (sdps.h): against what the phase sent, the new dirty set */
+#define SDPS_PROGRESS_RATIO 0.8        /* below 80%: progressing */
+#define SDPS_SATURATED_RATIO 0.95      /* 95% or more: the guest re-dirties everything */
 
 struct migration_params {
 	char addrs[WIRE_MAX_STREAMS][128];
@@ -29,22 +41,13 @@ struct migration_params {
 	uint8_t key[WIRE_KEY_BYTES];
 };
 
-struct rate_limiter {
-	pthread_mutex_t lock;
-	uint64_t bytes_per_s;
-	uint64_t next_ns;
-};
-
 struct migration;
 
 struct stream_worker {
 	struct migration *mig;
-	struct wire_stream *ws;
+	struct channel ch;           /* its stream, pass, counters and error */
 	pthread_t thread;
-	bool final;                  /* switchover pass: no clearing, send FINAL after */
-	uint64_t pages, zero_pages, compressed_pages, bytes;
 	int rc;
-	char err[256];
 };
 
 struct migration {
@@ -56,7 +59,9 @@ struct migration {
 	struct wire_stream streams[WIRE_MAX_STREAMS];
 	int nstreams;
 	struct stream_worker workers[WIRE_MAX_STREAMS];
-	struct dirty_tracker dirty;
+	const struct state_section_ops *live_ops[LIVE_SECTIONS_MAX]; /* the sections copied live */
+	struct live_source live[LIVE_SECTIONS_MAX];
+	int nlive;
 	struct rate_limiter rl;
 	struct sdps sdps;
 	uint8_t session[WIRE_SESSION_BYTES];
@@ -66,7 +71,7 @@ struct migration {
 	const char *stage;           /* "connecting", "precopy", "switchover", ... */
 	char error[512];
 	int phase;                   /* -1, 0, 1, ... */
-	uint64_t phase_pages;        /* pages to send in the current phase */
+	uint64_t phase_bytes;        /* what the live sections send in the current phase */
 	double transmit_rate, dirty_rate, predicted_stun_ms;
 	uint64_t start_ns, end_ns, stun_start_ns, stun_end_ns;
 	double dest_restore_ms;
@@ -77,7 +82,7 @@ struct migration {
 	char stop_reason[128];       /* set when the monitor itself stops (signal, shutdown) */
 
 	/* counters updated by workers (atomics) */
-	uint64_t bytes_sent, pages_sent, zero_pages, compressed_pages, phase_sent;
+	uint64_t bytes_sent, pages_sent, zero_pages, compressed_pages, phase_sent; /* phase_sent: bytes */
 	volatile bool cancel;
 	volatile bool failed;
 };

@@ -32,28 +32,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define PAGES_HEADER_BYTES 8
 #define PROBE_WINDOW_NS 20000000ULL
 
 static pthread_mutex_t migration_ptr_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* ---- bandwidth cap shared by all streams ---- */
-
-static void rate_limit(struct rate_limiter *r, uint64_t bytes)
-{
-	uint64_t now, slot;
-	if (!r->bytes_per_s)
-		return;
-	pthread_mutex_lock(&r->lock);
-	now = now_ns();
-	if (r->next_ns + 20000000ULL < now) /* idle: allow at most a 20 ms burst */
-		r->next_ns = now - 20000000ULL;
-	slot = r->next_ns;
-	r->next_ns += bytes * 1000000000ULL / r->bytes_per_s;
-	pthread_mutex_unlock(&r->lock);
-	if (slot > now)
-		sleep_ns(slot - now);
-}
 
 /* ---- progress ---- */
 
@@ -78,226 +59,127 @@ static void fail(struct migration *mig, const char *fmt, ...)
 	mig->failed = true;
 }
 
-/* ---- page sending (one helper thread per stream) ---- */
-
-struct page_batch {
-	struct page_run runs[PAGES_FRAME_MAX_RUNS];
-	uint32_t nruns;
-	uint32_t data_bytes;
-};
-
-static int batch_flush(struct stream_worker *w, struct page_batch *b)
-{
-	struct migration *mig = w->mig;
-	uint8_t *payload = wire_tx_payload(w->ws);
-	uint32_t phase = (uint32_t)mig->phase;
-	size_t len;
-	int rc;
-
-	if (!b->nruns)
-		return 0;
-	memcpy(payload, &b->nruns, 4);
-	memcpy(payload + 4, &phase, 4);
-	len = PAGES_HEADER_BYTES + b->data_bytes;
-	memcpy(payload + len, b->runs, b->nruns * sizeof(struct page_run));
-	len += b->nruns * sizeof(struct page_run);
-	rate_limit(&mig->rl, len);
-	rc = wire_send(w->ws, FRAME_PAGES, (uint32_t)len, w->err, sizeof(w->err));
-	if (rc)
-		return rc;
-	w->bytes += len;
-	__atomic_add_fetch(&mig->bytes_sent, len + WIRE_FRAME_HEADER_BYTES, __ATOMIC_RELAXED);
-	b->nruns = b->data_bytes = 0;
-	return 0;
-}
-
-/* Appends one page: zero pages as a marker, others LZ4-compressed when that
- * saves space (with --compress lz4) or raw. Contiguous pages of one kind
- * share a run. */
-static int batch_add(struct stream_worker *w, struct page_batch *b, uint64_t pfn, bool zero)
-{
-	struct migration *mig = w->mig;
-	const uint8_t *src = mig->vm->mem.host + pfn * GUEST_PAGE_SIZE;
-	uint32_t kind = PAGE_RUN_ZERO;
-	struct page_run *last;
-	int rc;
-
-	if ((b->nruns == PAGES_FRAME_MAX_RUNS ||
-	     (!zero && b->data_bytes + 4 + GUEST_PAGE_SIZE > PAGES_FRAME_MAX_DATA_BYTES)) &&
-	    (rc = batch_flush(w, b)))
-		return rc;
-	if (!zero) {
-		uint8_t *dst = wire_tx_payload(w->ws) + PAGES_HEADER_BYTES + b->data_bytes;
-		int clen = 0;
-		if (mig->p.compress)
-			clen = LZ4_compress_default((const char *)src, (char *)dst + 4, (int)GUEST_PAGE_SIZE,
-						    (int)GUEST_PAGE_SIZE - 64);
-		if (clen > 0) {
-			uint32_t c = (uint32_t)clen;
-			memcpy(dst, &c, 4);
-			b->data_bytes += 4 + c;
-			kind = PAGE_RUN_LZ4;
-			w->compressed_pages++;
-		} else {
-			memcpy(dst, src, GUEST_PAGE_SIZE);
-			b->data_bytes += GUEST_PAGE_SIZE;
-			kind = PAGE_RUN_DATA;
-		}
-	} else {
-		w->zero_pages++;
-	}
-	w->pages++;
-	last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
-	if (last && last->kind == kind && last->first_pfn + last->npages == pfn)
-		last->npages++;
-	else
-		b->runs[b->nruns++] = (struct page_run){ .first_pfn = pfn, .npages = 1, .kind = kind };
-	return 0;
-}
-
-static bool chunk_all_set(const uint64_t *words, uint64_t n)
-{
-	for (uint64_t i = 0; i < n / 64; i++)
-		if (words[i] != ~0ULL)
-			return false;
-	return n % 64 == 0 || (words[n / 64] & ((1ULL << (n % 64)) - 1)) == (1ULL << (n % 64)) - 1;
-}
-
-static bool memchr_resident(const unsigned char *resident, uint64_t n)
-{
-	for (uint64_t i = 0; i < n; i++)
-		if (resident[i] & 1)
-			return true;
-	return false;
-}
-
-static int batch_add_zero_run(struct stream_worker *w, struct page_batch *b, uint64_t pfn, uint64_t n)
-{
-	struct page_run *last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
-	int rc;
-
-	w->pages += n;
-	w->zero_pages += n;
-	if (last && last->kind == PAGE_RUN_ZERO && last->first_pfn + last->npages == pfn &&
-	    last->npages + n <= UINT32_MAX) {
-		last->npages += (uint32_t)n;
-		return 0;
-	}
-	if (b->nruns == PAGES_FRAME_MAX_RUNS && (rc = batch_flush(w, b)))
-		return rc;
-	b->runs[b->nruns++] = (struct page_run){ .first_pfn = pfn, .npages = (uint32_t)n, .kind = PAGE_RUN_ZERO };
-	return 0;
-}
+/* ---- live sections: one helper thread per stream ---- */
 
 /* End of a pre-copy phase on one stream: wait until the destination has
  * put every page sent so far into guest memory, so that the measured rate is
  * end to end and no backlog is left to drain during the stun. */
 static int stream_sync(struct stream_worker *w)
 {
+	struct channel *ch = &w->ch;
 	struct wire_frame f;
-	int rc = wire_send(w->ws, FRAME_SYNC, 0, w->err, sizeof(w->err));
+	int rc = wire_send(ch->ws, FRAME_SYNC, 0, ch->err, sizeof(ch->err));
 	if (!rc)
-		rc = wire_recv(w->ws, &f, w->err, sizeof(w->err));
+		rc = wire_recv(ch->ws, &f, ch->err, sizeof(ch->err));
 	if (!rc && f.type != FRAME_SYNC_ACK) {
-		snprintf(w->err, sizeof(w->err), "destination answered %s to SYNC on stream %d", wire_frame_name(f.type),
-			 w->ws->index);
+		snprintf(ch->err, sizeof(ch->err), "destination answered %s to SYNC on stream %d", wire_frame_name(f.type),
+			 ch->ws->index);
 		rc = -EPROTO;
 	}
 	return rc;
 }
 
+/* One stream's helper thread for one pass: every live section sends its
+ * share of the pass on this channel, then SYNC (pre-copy) or FINAL
+ * (switchover) closes the pass on the stream. */
 static void *stream_worker_run(void *arg)
 {
 	struct stream_worker *w = arg;
 	struct migration *mig = w->mig;
-	struct dirty_tracker *t = &mig->dirty;
-	uint64_t nchunks = (t->npages + PAGES_PER_CHUNK - 1) / PAGES_PER_CHUNK;
-	struct page_batch *b = calloc(1, sizeof(*b));
-	unsigned char resident[PAGES_PER_CHUNK];
-	int idx = w->ws->index;
+	struct channel *ch = &w->ch;
+	int rc = 0;
 
-	if (!b) {
-		w->rc = -ENOMEM;
-		return NULL;
+	for (int i = 0; i < mig->nlive && !rc && !channel_stopped(ch); i++) {
+		const struct live_section_ops *live = mig->live_ops[i]->live;
+		ch->section_id = (uint32_t)i;
+		ch->section = mig->live_ops[i];
+		rc = ch->final ? live->complete(&mig->live[i], ch) : live->iterate(&mig->live[i], ch);
 	}
-	for (uint64_t c = (uint64_t)idx; c < nchunks && !w->rc; c += (uint64_t)mig->nstreams) {
-		uint64_t *words = &t->bitmap[c * PAGES_PER_CHUNK / 64];
-		uint64_t first = c * PAGES_PER_CHUNK, n = MIN(PAGES_PER_CHUNK, t->npages - first);
-		uint64_t nwords = (n + 63) / 64, any = 0;
-
-		if (mig->cancel || mig->failed)
-			break;
-		for (uint64_t i = 0; i < nwords; i++)
-			any |= words[i];
-		if (!any)
-			continue;
-		if (!w->final && (w->rc = dirty_clear_chunk(t, c))) {
-			snprintf(w->err, sizeof(w->err), "KVM_CLEAR_DIRTY_LOG failed: %s", strerror(-w->rc));
-			break;
-		}
-		bool have_resident = t->skip_nonresident &&
-				     mincore(mig->vm->mem.host + first * GUEST_PAGE_SIZE, n * GUEST_PAGE_SIZE, resident) == 0;
-		if (have_resident && chunk_all_set(words, n) && !memchr_resident(resident, n)) {
-			/* a whole chunk the guest never touched: one zero run (idle memory, phase -1) */
-			w->rc = batch_add_zero_run(w, b, first, n);
-			memset(words, 0, nwords * sizeof(uint64_t));
-			__atomic_add_fetch(&mig->phase_sent, n, __ATOMIC_RELAXED);
-			continue;
-		}
-		for (uint64_t i = 0; i < nwords && !w->rc; i++) {
-			uint64_t bits = words[i];
-			words[i] = 0;
-			while (bits && !w->rc) {
-				uint64_t bit = (uint64_t)__builtin_ctzll(bits);
-				uint64_t pfn = first + i * 64 + bit;
-				bits &= bits - 1;
-				bool zero = (have_resident && !(resident[pfn - first] & 1)) ||
-					    page_is_zero(mig->vm->mem.host + pfn * GUEST_PAGE_SIZE);
-				w->rc = batch_add(w, b, pfn, zero);
-			}
-		}
-		__atomic_add_fetch(&mig->phase_sent, n, __ATOMIC_RELAXED);
-	}
-	if (!w->rc && !mig->cancel && !mig->failed)
-		w->rc = batch_flush(w, b);
-	if (!w->rc && w->final && !mig->cancel && !mig->failed)
-		w->rc = wire_send(w->ws, FRAME_FINAL, 0, w->err, sizeof(w->err));
-	else if (!w->rc && !mig->cancel && !mig->failed)
-		w->rc = stream_sync(w);
-	free(b);
+	if (!rc && !channel_stopped(ch))
+		rc = ch->final ? wire_send(ch->ws, FRAME_FINAL, 0, ch->err, sizeof(ch->err)) : stream_sync(w);
+	w->rc = rc;
 	return NULL;
 }
 
-/* Sends every page set in the dirty bitmap, all streams in parallel. */
+/* One pass of every live section over all streams in parallel. */
 static int send_phase(struct migration *mig, bool final)
 {
-	uint64_t pages = 0, zero = 0;
 	int started = 0;
 
 	for (int i = 0; i < mig->nstreams; i++) {
 		struct stream_worker *w = &mig->workers[i];
 		memset(w, 0, sizeof(*w));
 		w->mig = mig;
-		w->ws = &mig->streams[i];
-		w->final = final;
+		w->ch = (struct channel){
+			.ws = &mig->streams[i], .index = i, .count = mig->nstreams, .pass = mig->phase, .final = final,
+			.rl = &mig->rl, .cancel = &mig->cancel, .failed = &mig->failed, .pass_done = &mig->phase_sent,
+			.wire_bytes = &mig->bytes_sent,
+		};
 		if (pthread_create(&w->thread, NULL, stream_worker_run, w)) {
 			fail(mig, "cannot start stream helper thread");
 			break;
 		}
 		started++;
 	}
+	uint64_t pages = 0, zero = 0, compressed = 0;
 	for (int i = 0; i < started; i++) {
 		struct stream_worker *w = &mig->workers[i];
 		pthread_join(w->thread, NULL);
-		pages += w->pages;
-		zero += w->zero_pages;
+		pages += w->ch.items;
+		zero += w->ch.zero_items;
+		compressed += w->ch.compressed_items;
 		if (w->rc && !mig->cancel)
-			fail(mig, "%s", w->err[0] ? w->err : strerror(-w->rc));
-		__atomic_add_fetch(&mig->compressed_pages, w->compressed_pages, __ATOMIC_RELAXED);
+			fail(mig, "%s", w->ch.err[0] ? w->ch.err : strerror(-w->rc));
 	}
 	__atomic_add_fetch(&mig->pages_sent, pages, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&mig->zero_pages, zero, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mig->compressed_pages, compressed, __ATOMIC_RELAXED);
 	return mig->failed || mig->cancel ? -1 : 0;
+}
+
+/* What every live section still has to send (bytes). */
+static uint64_t live_pending(struct migration *mig)
+{
+	uint64_t total = 0;
+	for (int i = 0; i < mig->nlive; i++)
+		total += mig->live_ops[i]->live->pending(&mig->live[i]);
+	return total;
+}
+
+/* End of a pass in every live section; returns what the next pass holds. */
+static int live_harvest(struct migration *mig, uint64_t *pending)
+{
+	char err[256];
+	for (int i = 0; i < mig->nlive; i++) {
+		int rc = mig->live_ops[i]->live->harvest(&mig->live[i], err, sizeof(err));
+		if (rc) {
+			fail(mig, "%s: %s", mig->live_ops[i]->name, err);
+			return rc;
+		}
+	}
+	*pending = live_pending(mig);
+	return 0;
+}
+
+static int live_setup(struct migration *mig)
+{
+	char err[256];
+	for (int i = 0; i < mig->nlive; i++) {
+		mig->live[i] = (struct live_source){ .vm = mig->vm, .tracing = true, .compress = mig->p.compress };
+		int rc = mig->live_ops[i]->live->setup(&mig->live[i], err, sizeof(err));
+		if (rc) {
+			fail(mig, "%s: %s", mig->live_ops[i]->name, err);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void live_cleanup(struct migration *mig)
+{
+	for (int i = 0; i < mig->nlive; i++)
+		mig->live_ops[i]->live->cleanup(&mig->live[i]);
+	mig->nlive = 0;
 }
 
 /* ---- connecting ---- */
@@ -432,8 +314,14 @@ static int send_config(struct migration *mig)
 						       (json_int_t)e->eax, (json_int_t)e->ebx, (json_int_t)e->ecx,
 						       (json_int_t)e->edx));
 	}
-	msg = json_pack("{s:o, s:o, s:i, s:i}", "config", vm_config_to_json(&mig->vm->cfg), "cpuid", cpuid, "protocol",
-			WIRE_PROTOCOL_VERSION, "state_format", STATE_FORMAT_VERSION);
+	/* The live sections, in the order that numbers them in LIVE frames. */
+	json_t *live = json_array();
+	mig->nlive = state_live_sections(mig->live_ops, LIVE_SECTIONS_MAX);
+	for (int i = 0; i < mig->nlive; i++)
+		json_array_append_new(live, json_pack("{s:s, s:I}", "name", mig->live_ops[i]->name, "version",
+						      (json_int_t)mig->live_ops[i]->version));
+	msg = json_pack("{s:o, s:o, s:o, s:i, s:i}", "config", vm_config_to_json(&mig->vm->cfg), "cpuid", cpuid, "live",
+			live, "protocol", WIRE_PROTOCOL_VERSION, "state_format", STATE_FORMAT_VERSION);
 	text = json_dumps(msg, JSON_COMPACT);
 	json_decref(msg);
 	rc = wire_send_copy(s0, FRAME_CONFIG, text, (uint32_t)strlen(text), err, sizeof(err));
@@ -466,27 +354,20 @@ static json_t *phase_json(int number, uint64_t pages, uint64_t zero, uint64_t by
 
 static int precopy(struct migration *mig)
 {
-	struct dirty_tracker *t = &mig->dirty;
-	uint64_t to_send = t->npages, prev_sent = UINT64_MAX;
-	int rc;
+	uint64_t to_send = live_pending(mig), prev_sent = UINT64_MAX;
 
 	for (mig->phase = -1;; mig->phase++) {
 		uint64_t t0 = now_ns(), b0 = mig->bytes_sent, p0 = mig->pages_sent, z0 = mig->zero_pages, dirty;
 		pthread_mutex_lock(&mig->lock);
-		mig->phase_pages = to_send;
+		mig->phase_bytes = to_send;
 		mig->phase_sent = 0;
 		pthread_mutex_unlock(&mig->lock);
-		if (send_phase(mig, false))
+		if (send_phase(mig, false) || live_harvest(mig, &dirty))
 			return -1;
-		rc = dirty_harvest(t, &dirty);
-		if (rc) {
-			fail(mig, "reading the dirty log failed: %s", strerror(-rc));
-			return -1;
-		}
 		double secs = MAX((now_ns() - t0) / 1e9, 1e-6);
 		double tx = (double)(mig->bytes_sent - b0) / secs;
-		double dr = (double)dirty * GUEST_PAGE_SIZE / secs;
-		double predicted_ms = tx > 0 ? (double)dirty * (GUEST_PAGE_SIZE + 16) / tx * 1000 : 1e9;
+		double dr = (double)dirty / secs;
+		double predicted_ms = tx > 0 ? (double)dirty * (1 + CONVERGE_WIRE_OVERHEAD) / tx * 1000 : 1e9;
 		pthread_mutex_lock(&mig->lock);
 		json_array_append_new(mig->phases, phase_json(mig->phase, mig->pages_sent - p0, mig->zero_pages - z0,
 							      mig->bytes_sent - b0, secs * 1000, dr, tx));
@@ -500,15 +381,16 @@ static int precopy(struct migration *mig)
 		if (dirty == 0)
 			return 0;
 		if (predicted_ms <= (double)mig->p.switchover_goal_ms) {
-			bool tiny = predicted_ms <= MAX((double)mig->p.switchover_goal_ms / 20, 5.0);
-			bool shrinking = (double)dirty < 0.5 * (double)to_send;
+			bool tiny = predicted_ms <= MAX((double)mig->p.switchover_goal_ms / CONVERGE_TINY_DIVISOR,
+							CONVERGE_TINY_MIN_MS);
+			bool shrinking = (double)dirty < CONVERGE_SHRINK_RATIO * (double)to_send;
 			if (tiny || !shrinking || mig->phase >= CONVERGED_EXTRA_PHASES_MAX)
 				return 0;
 		}
 		if (mig->p.timeout_s && now_ns() - mig->start_ns > mig->p.timeout_s * 1000000000ULL) {
 			fail(mig, "did not converge within %llu s (dirty rate %.1f MB/s, transmit rate %.1f MB/s, %llu pages left%s)",
-			     (unsigned long long)mig->p.timeout_s, dr / 1e6, tx / 1e6, (unsigned long long)dirty,
-			     mig->p.sdps == SDPS_OFF ? "; SDPS is off" : "");
+			     (unsigned long long)mig->p.timeout_s, dr / 1e6, tx / 1e6,
+			     (unsigned long long)(dirty / GUEST_PAGE_SIZE), mig->p.sdps == SDPS_OFF ? "; SDPS is off" : "");
 			return -1;
 		}
 		if (mig->phase >= MIGRATION_PHASES_MAX) {
@@ -517,8 +399,8 @@ static int precopy(struct migration *mig)
 		}
 		/* Progress: this phase's dirty set must shrink against what we just sent. */
 		double base = (double)MIN(to_send, prev_sent);
-		enum sdps_progress progress = mig->phase < 0 || (double)dirty < 0.8 * base ? SDPS_PROGRESSING
-					      : (double)dirty >= 0.95 * (double)to_send ? SDPS_SATURATED
+		enum sdps_progress progress = mig->phase < 0 || (double)dirty < SDPS_PROGRESS_RATIO * base ? SDPS_PROGRESSING
+					      : (double)dirty >= SDPS_SATURATED_RATIO * (double)to_send ? SDPS_SATURATED
 					      : SDPS_STALLED;
 		if (mig->p.sdps == SDPS_ALWAYS || (mig->p.sdps == SDPS_DYNAMIC && mig->phase >= 0 &&
 						    (progress != SDPS_PROGRESSING || mig->sdps.level > 0))) {
@@ -551,14 +433,11 @@ static int switchover(struct migration *mig)
 		return -1;
 	}
 	t0 = now_ns(), b0 = mig->bytes_sent, p0 = mig->pages_sent, z0 = mig->zero_pages;
-	rc = dirty_harvest(&mig->dirty, &dirty);
-	if (rc) {
-		fail(mig, "reading the dirty log failed: %s", strerror(-rc));
+	if (live_harvest(mig, &dirty))
 		return -1;
-	}
 	mig->phase++;
 	pthread_mutex_lock(&mig->lock);
-	mig->phase_pages = dirty;
+	mig->phase_bytes = dirty;
 	mig->phase_sent = 0;
 	pthread_mutex_unlock(&mig->lock);
 	if (send_phase(mig, true))
@@ -679,12 +558,7 @@ static void *migration_thread(void *arg)
 	if (send_config(mig))
 		goto out;
 	set_stage(mig, "precopy");
-	int rc = dirty_start(&mig->dirty, vm);
-	if (rc) {
-		fail(mig, "cannot start page tracing: %s", strerror(-rc));
-		goto out;
-	}
-	if (precopy(mig))
+	if (live_setup(mig) || precopy(mig))
 		goto out;
 	committed = switchover(mig) == 0;
 out:
@@ -703,8 +577,7 @@ out:
 	for (int i = 0; i < count && i < WIRE_MAX_STREAMS; i++)
 		if (mig->streams[i].tx_buf || mig->streams[i].fd >= 0)
 			wire_close(&mig->streams[i]);
-	if (mig->dirty.vm)
-		dirty_stop(&mig->dirty);
+	live_cleanup(mig);
 	pthread_mutex_lock(&mig->lock);
 	mig->end_ns = now_ns();
 	if (committed) {
@@ -748,7 +621,7 @@ static json_t *migration_json(struct migration *mig)
 	pthread_mutex_lock(&mig->lock);
 	uint64_t end = mig->end_ns ? mig->end_ns : now_ns();
 	double stun_ms = mig->stun_end_ns ? (mig->stun_end_ns - mig->stun_start_ns) / 1e6 : 0;
-	uint64_t remaining = mig->phase_pages > mig->phase_sent ? mig->phase_pages - mig->phase_sent : 0;
+	uint64_t remaining = (mig->phase_bytes > mig->phase_sent ? mig->phase_bytes - mig->phase_sent : 0) / GUEST_PAGE_SIZE;
 	json_t *j = json_pack("{s:s, s:s, s:i, s:f, s:f, s:I, s:I, s:I, s:I, s:i, s:f, s:f, s:f, s:b, s:o}",
 			      "status", mig->status, "stage", mig->stage, "phase", mig->phase,
 			      "total_ms", (end - mig->start_ns) / 1e6, "stun_ms", stun_ms,
@@ -765,7 +638,7 @@ static json_t *migration_json(struct migration *mig)
 						 "level", mig->sdps.level, "max_level", mig->sdps.max_level,
 						 "guest_time_ms", sdps_guest_time_ns(&mig->sdps) / 1e6));
 	json_object_set_new(j, "iteration", json_integer(mig->phase + 1));
-	json_object_set_new(j, "phase_pages", json_integer((json_int_t)mig->phase_pages));
+	json_object_set_new(j, "phase_pages", json_integer((json_int_t)(mig->phase_bytes / GUEST_PAGE_SIZE)));
 	json_object_set_new(j, "compress", json_string(mig->p.compress ? "lz4" : "off"));
 	json_object_set_new(j, "compressed_pages", json_integer((json_int_t)mig->compressed_pages));
 	json_object_set_new(j, "switchover_goal_ms", json_integer((json_int_t)mig->p.switchover_goal_ms));

@@ -35,7 +35,7 @@
 
 const char *wire_frame_name(uint32_t type)
 {
-	static const char *names[] = { "?", "CONFIG", "CONFIG_OK", "PAGES", "PROBE", "FINAL", "STATE",
+	static const char *names[] = { "?", "CONFIG", "CONFIG_OK", "LIVE", "PROBE", "FINAL", "STATE",
 				       "RESTORED", "GO", "RUNNING", "ABORT", "SYNC", "SYNC_ACK" };
 	return type < sizeof(names) / sizeof(names[0]) ? names[type] : "?";
 }
@@ -175,6 +175,8 @@ static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write
 
 	while (len) {
 		ssize_t n = is_write ? send(s->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(s->fd, p, len, MSG_DONTWAIT);
+		if (n < 0 && errno == ENOTSOCK) /* a file (the fuzz target's memfd): plain I/O */
+			n = is_write ? write(s->fd, p, len) : read(s->fd, p, len);
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;

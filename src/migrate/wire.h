@@ -9,7 +9,7 @@
 #include <openssl/evp.h>
 
 #define WIRE_MAGIC "GLIDEMIG"
-#define WIRE_PROTOCOL_VERSION 1
+#define WIRE_PROTOCOL_VERSION 2
 #define WIRE_KEY_BYTES 32
 #define WIRE_NONCE_BYTES 32
 #define WIRE_SESSION_BYTES 16
@@ -26,7 +26,7 @@
 enum wire_frame_type {
 	FRAME_CONFIG = 1,   /* s->d stream 0: VM configuration + CPUID (JSON) */
 	FRAME_CONFIG_OK,    /* d->s: {"ok":true} or {"error":...} */
-	FRAME_PAGES,        /* s->d: page runs (see pages.c) */
+	FRAME_LIVE,         /* s->d: u32 live section id + its payload (live.h; RAM: ram.c) */
 	FRAME_PROBE,        /* s->d: throughput probe, discarded */
 	FRAME_FINAL,        /* s->d: no more pages on this stream */
 	FRAME_STATE,        /* s->d stream 0: checkpoint (state-format blob) */

@@ -15,8 +15,17 @@
 static const struct state_section_ops *registry[STATE_REGISTRY_MAX];
 static int registry_count;
 
-void state_register(const struct state_section_ops *ops)
+int state_register(const struct state_section_ops *ops)
 {
+	if (registry_count >= STATE_REGISTRY_MAX || !ops->name || strlen(ops->name) > STATE_NAME_LEN) {
+		glide_log("state", "cannot register state section %s: %s", ops->name ? ops->name : "(unnamed)",
+			  registry_count >= STATE_REGISTRY_MAX ? "registry full" : "name too long");
+		return -ENOSPC;
+	}
+	if (state_find(ops->name)) {
+		glide_log("state", "cannot register state section %s: name taken", ops->name);
+		return -EEXIST;
+	}
 	int i = registry_count++;
 	/* keep sorted by order */
 	while (i > 0 && registry[i - 1]->order > ops->order) {
@@ -24,6 +33,16 @@ void state_register(const struct state_section_ops *ops)
 		i--;
 	}
 	registry[i] = ops;
+	return 0;
+}
+
+int state_live_sections(const struct state_section_ops **out, int max)
+{
+	int n = 0;
+	for (int i = 0; i < registry_count && n < max; i++)
+		if (registry[i]->live)
+			out[n++] = registry[i];
+	return n;
 }
 
 const struct state_section_ops *state_find(const char *name)
@@ -167,7 +186,12 @@ int state_read_header(struct state_reader *r, char *err, size_t errlen)
 		     STATE_FORMAT_VERSION);
 		return -EPROTONOSUPPORT;
 	}
-	if (v == 0 || hl != STATE_HEADER_LEN) {
+	if (v >= 1 && v < STATE_FORMAT_VERSION) {
+		errf(err, errlen, "made by an older glide (state format version %u; this glide reads version %u): "
+			     "restore it with the glide that wrote it, or take a new snapshot", v, STATE_FORMAT_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+		if (v == 0 || hl != STATE_HEADER_LEN) {
 		errf(err, errlen, "state header: unsupported version %u / length %u", v, hl);
 		return -EINVAL;
 	}
@@ -224,7 +248,7 @@ int state_save_all(struct vm *vm, struct state_writer *w, bool with_end)
 
 	for (int i = 0; !rc && i < registry_count; i++) {
 		const struct state_section_ops *ops = registry[i];
-		int n = ops->per_vcpu ? vm->nvcpus : 1;
+		int n = !ops->save ? 0 : ops->per_vcpu ? vm->nvcpus : 1;
 		for (int inst = 0; !rc && inst < n; inst++) {
 			struct state_buf b = { 0 };
 			rc = ops->save(vm, inst, &b);
@@ -266,6 +290,10 @@ int state_pending_add(struct state_pending *p, const struct state_section_header
 
 	if (!ops) {
 		errf(err, errlen, "unknown state section '%s' (written by a newer glide?)", h->name);
+		return -EINVAL;
+	}
+	if (!ops->load) {
+		errf(err, errlen, "state section '%s' is copied live and cannot appear in a checkpoint", h->name);
 		return -EINVAL;
 	}
 	if (h->version > ops->version || h->version == 0) {

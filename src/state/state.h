@@ -18,7 +18,7 @@
 struct vm;
 
 #define STATE_MAGIC "GLIDESTA"
-#define STATE_FORMAT_VERSION 1
+#define STATE_FORMAT_VERSION 2 /* 2: RAM in the live sections' page-run format */
 #define STATE_HEADER_LEN 24
 #define STATE_SECTION_HEADER_LEN 44
 #define STATE_NAME_LEN 16
@@ -75,18 +75,29 @@ int state_read_section_header(struct state_reader *r, struct state_section_heade
 int state_read_payload(struct state_reader *r, const struct state_section_header *h, void *buf,
 		       char *err, size_t errlen);
 
-/* Section registry. `order` sorts loading (lower first). */
+/* Section registry. `order` sorts loading (lower first).
+ *
+ * A section is saved whole in the checkpoint (save/load: device, vCPU and
+ * clock state, captured while the VM is stunned), or copied live (`live`:
+ * RAM, later disks), or both. Live sections are iterated while the VM runs
+ * and finished during the stun; see migrate/live.h for their hooks. */
+struct live_section_ops;
 struct state_section_ops {
 	const char *name;
 	uint32_t version;
 	int order;
 	bool per_vcpu;           /* one instance per vCPU, else a single instance 0 */
-	int (*save)(struct vm *vm, int instance, struct state_buf *out);
+	int (*save)(struct vm *vm, int instance, struct state_buf *out);   /* NULL: live only */
 	int (*load)(struct vm *vm, int instance, uint32_t version, const uint8_t *data, size_t len,
 		    char *err, size_t errlen);
+	const struct live_section_ops *live; /* NULL: not copied live */
 };
-void state_register(const struct state_section_ops *ops);
+/* Registers a section; returns -ENOSPC when the registry is full or
+ * -EEXIST when the name is taken (and logs why). */
+int state_register(const struct state_section_ops *ops);
 const struct state_section_ops *state_find(const char *name);
+/* The registered sections that are copied live, in registry order; returns how many (at most max). */
+int state_live_sections(const struct state_section_ops **out, int max);
 
 /* Device/vCPU/VM state (every registered section) as one blob: header,
  * sections, end. The VM must be paused. */

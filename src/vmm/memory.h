@@ -30,4 +30,9 @@ int guest_memory_init(struct guest_memory *mem, uint64_t size);
 void guest_memory_free(struct guest_memory *mem);
 /* Host pointer for [gpa, gpa+len) if it lies entirely inside one RAM region, else NULL. */
 void *guest_memory_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+
+/* 0 when [addr, addr+size) is all guest RAM; -EINVAL with the reason otherwise. */
+int memsave_check_range(const struct guest_memory *mem, uint64_t addr, uint64_t size, char *err, size_t errlen);
+/* Writes that range raw to path (validated first: no file is touched for a bad range). */
+int memsave(const struct guest_memory *mem, uint64_t addr, uint64_t size, const char *path, char *err, size_t errlen);
 #endif

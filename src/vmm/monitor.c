@@ -6,7 +6,7 @@
  * or the VM migrated away), (value << 1) | 1 after a debug-exit write,
  * 1 for a start-up error, 2 when a vCPU failed. */
 #include "vmm/monitor.h"
-#include "vmm/snapshot.h"
+#include "migrate/snapshot.h"
 #include "vmm/config.h"
 #include "devices/devices.h"
 #include "api/http.h"
@@ -208,7 +208,7 @@ static int api_memsave(void *ctx, const struct http_request *req, json_t **resp)
 		*resp = http_error("this VM has no memory to save yet (%s)", m->incoming ? "incoming migration" : "not started");
 		return 409;
 	}
-	if (memsave_check_range(&m->vm, addr, size, err, sizeof(err))) {
+	if (memsave_check_range(&m->vm.mem, addr, size, err, sizeof(err))) {
 		*resp = http_error("%s", err);
 		return 400;
 	}
@@ -221,7 +221,7 @@ static int api_memsave(void *ctx, const struct http_request *req, json_t **resp)
 		*resp = http_error("%s", err);
 		return 409;
 	}
-	rc = memsave(&m->vm, addr, size, path, err, sizeof(err));
+	rc = memsave(&m->vm.mem, addr, size, path, err, sizeof(err));
 	if (!peek)
 		monitor_op_end(m);
 	if (rc) {

@@ -1,6 +1,7 @@
 /* Fuzz target: the destination's handling of frames from the source
- * (src/migrate/dest.c): PAGES validation and application (apply_pages) and
- * the CONFIG frame (handle_config: JSON, configuration, CPUID table).
+ * (src/migrate/dest.c): LIVE frames (apply_live: section id, then the RAM
+ * section's validation and application in ram.c) and the CONFIG frame
+ * (handle_config: JSON, configuration, live section list, CPUID table).
  *
  * dest.c keeps these static, so this file includes dest.c itself, with
  * vm_create/vm_destroy/devices_init renamed to fakes that make a small
@@ -11,7 +12,7 @@
  * {u8 type, u24 length (LE), payload}; each payload is copied to a buffer
  * of exactly its length, so an over-read is an ASan report. Frames are
  * dispatched as receiver() does (type % 4: 1 CONFIG, 2 ignored, else
- * PAGES); the first error ends the input. */
+ * LIVE); the first error ends the input. */
 #define vm_create fuzz_vm_create
 #define vm_destroy fuzz_vm_destroy
 #define devices_init fuzz_devices_init
@@ -77,7 +78,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct vm_config cfg = { .memory_bytes = 2 << 20, .vcpus = 1 };
 		uint64_t pages = (uint64_t)(data[1] % 64) + 1;
 		fake_vm_init(&vm, &cfg, pages, 1);
-		in.touched = calloc((vm.mem.size / GUEST_PAGE_SIZE + 63) / 64, sizeof(uint64_t));
+		json_t *live = json_pack("[{s:s, s:i}]", "name", "ram", "version", 1);
+		if (setup_live(&in, live, err, sizeof(err)))
+			abort();
+		json_decref(live);
 		in.vm_created = true;
 	}
 	while (size - off >= 4) {
@@ -93,10 +97,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		f.payload = malloc(len ? len : 1);
 		memcpy(f.payload, data + off, len);
 		off += len;
-		switch (f.type % 4) { /* FRAME_CONFIG is 1, FRAME_PAGES 3 */
+		switch (f.type % 4) { /* FRAME_CONFIG is 1, FRAME_LIVE 3 */
 		case 0:
 		case 3:
-			rc = apply_pages(&in, &f, err, sizeof(err));
+			rc = apply_live(&in, &f, err, sizeof(err));
 			break;
 		case 1:
 			if (in.vm_created)
@@ -113,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rc)
 			break;
 	}
-	free(in.touched);
+	cleanup_live(&in);
 	if (vm.mem.host || vm.nvcpus)
 		fake_vm_free(&vm);
 	pthread_mutex_destroy(&in.lock);

@@ -12,7 +12,7 @@
  *     ("ram" sections through snapshot_load_ram_section()). */
 #include "state/state.h"
 #include "vmm/config.h"
-#include "vmm/snapshot.h"
+#include "migrate/snapshot.h"
 #include "fake_vm.h"
 #include <stdio.h>
 #include <stdlib.h>

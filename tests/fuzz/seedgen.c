@@ -11,7 +11,7 @@
 #include "state/state.h"
 #include "vmm/config.h"
 #include "migrate/wire.h"
-#include "migrate/pages.h"
+#include "migrate/ram.h"
 #include "fake_vm.h"
 #include <errno.h>
 #include <lz4.h>
@@ -192,6 +192,7 @@ static void pages_frame(struct state_buf *out, int kind)
 	uint32_t nruns = 2, phase = 0;
 
 	memset(page, 0x5a, sizeof(page));
+	sbuf_u32(&b, 0); /* live section 0: RAM */
 	sbuf_u32(&b, nruns);
 	sbuf_u32(&b, phase);
 	runs[0] = (struct page_run){ .first_pfn = 3, .npages = 2, .kind = (uint32_t)kind };
@@ -206,7 +207,7 @@ static void pages_frame(struct state_buf *out, int kind)
 		}
 	}
 	sbuf_put(&b, runs, sizeof(runs));
-	frame(out, FRAME_PAGES, b.data, (uint32_t)b.len);
+	frame(out, FRAME_LIVE, b.data, (uint32_t)b.len);
 	sbuf_free(&b);
 }
 
@@ -226,7 +227,7 @@ static void pages_seeds(void)
 	}
 	struct state_buf b = { 0 };
 	uint8_t hdr[2] = { 0, 0 };
-	snprintf(cfg, sizeof(cfg), "{\"protocol\":1,\"state_format\":1,\"config\":%s,\"cpuid\":[[0,0,13,0,0,0],[1,0,0,0,1,0]]}",
+	snprintf(cfg, sizeof(cfg), "{\"protocol\":%d,\"state_format\":1,\"config\":%s,\"live\":[{\"name\":\"ram\",\"version\":1}],\"cpuid\":[[0,0,13,0,0,0],[1,0,0,0,1,0]]}", WIRE_PROTOCOL_VERSION,
 		 config_json);
 	sbuf_put(&b, hdr, 2);
 	frame(&b, FRAME_CONFIG, cfg, (uint32_t)strlen(cfg));
@@ -271,7 +272,7 @@ static void wire_seeds(void)
 		uint8_t r1[4] = { FRAME_CONFIG, 0, 5, 0 };
 		sbuf_put(&b, r1, 4);
 		sbuf_put(&b, "{\"a\":", 5);
-		uint8_t r2[4] = { FRAME_SYNC, 0, 0, 0 }, r3[4] = { FRAME_PAGES, 1, 8, 0 };
+		uint8_t r2[4] = { FRAME_SYNC, 0, 0, 0 }, r3[4] = { FRAME_LIVE, 1, 8, 0 };
 		sbuf_put(&b, r2, 4);
 		sbuf_put(&b, r3, 4);
 		sbuf_put(&b, "\1\0\0\0\0\0\0\0", 8);

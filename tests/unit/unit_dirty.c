@@ -2,7 +2,7 @@
  * itself (device emulation, through vm_mark_dirty) show up in the next
  * harvest exactly once, alongside KVM's own dirty log; phase -1 starts with
  * every page set. Prints PASS/FAIL/SKIP lines for tests/run.sh. */
-#include "migrate/pages.h"
+#include "migrate/ram.h"
 #include "vmm/vm.h"
 #include "devices/devices.h"
 #include <stdio.h>

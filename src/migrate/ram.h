@@ -1,5 +1,10 @@
-/* Page tracing and page transfer: KVM dirty logging (manual protect with
- * chunked clears), and the encoding of page runs in PAGES frames. */
+/* RAM, the first live section (live.h): page tracing (KVM dirty logging
+ * with manual protect and chunked clears), zero and untouched page
+ * detection, and the encoding and decoding of page runs, in one place.
+ *
+ * Payload of a RAM frame: u32 run count | u32 pass | page data | runs
+ * (struct page_run each). Data runs carry 4 KiB per page, LZ4 runs a u32
+ * compressed length + block per page, zero runs nothing. */
 #ifndef GLIDE_MIGRATE_PAGES_H
 #define GLIDE_MIGRATE_PAGES_H
 #include <stdbool.h>
@@ -12,6 +17,7 @@
 #define PAGE_RUN_LZ4 2u                  /* each page: u32 compressed length + LZ4 block */
 #define PAGES_FRAME_MAX_DATA_BYTES (1u << 20) /* page data per frame */
 #define PAGES_FRAME_MAX_RUNS 1024u
+#define PAGES_HEADER_BYTES 8                  /* u32 run count, u32 pass */
 
 struct page_run {
 	uint64_t first_pfn;   /* RAM page number (ram offset / 4 KiB) */
@@ -37,7 +43,9 @@ void dirty_stop(struct dirty_tracker *t);
 uint64_t dirty_count(const struct dirty_tracker *t);
 
 bool page_is_zero(const uint8_t *page);
-/* Which stream carries a chunk: fixed for the whole migration so that two
- * copies of a page never race each other on different connections. */
-static inline int chunk_stream(uint64_t chunk, int nstreams) { return (int)(chunk % (uint64_t)nstreams); }
+
+/* The RAM section's frame decoder, exposed for the fuzz target: validates
+ * the whole payload, then writes guest memory. touched: pages written so
+ * far (a zero run only clears those; the others are still zero). */
+int ram_apply_frame(struct vm *vm, uint64_t *touched, const uint8_t *data, size_t len, char *err, size_t errlen);
 #endif

@@ -1,0 +1,61 @@
+/* Channels: what a live section sends on. One channel is one migration
+ * stream with its helper thread; the engine hands each live section every
+ * channel in turn (iterate runs concurrently, one call per channel), and
+ * the section builds LIVE frames in the stream's buffer and sends them
+ * through the shared bandwidth cap. */
+#ifndef GLIDE_MIGRATE_CHANNEL_H
+#define GLIDE_MIGRATE_CHANNEL_H
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "migrate/wire.h"
+
+/* A bandwidth cap shared by every stream of a migration (bytes/s, 0: none). */
+struct rate_limiter {
+	pthread_mutex_t lock;
+	uint64_t bytes_per_s;
+	uint64_t next_ns;
+};
+#define RATE_LIMIT_BURST_NS 20000000ULL /* an idle cap allows at most this much burst */
+/* Waits until `bytes` more may be sent. */
+void rate_limit(struct rate_limiter *r, uint64_t bytes);
+
+struct state_writer;
+struct state_section_ops;
+
+struct channel {
+	struct wire_stream *ws;        /* a migration stream, or NULL: */
+	struct state_writer *file;     /* a snapshot file: payloads become sections of the section's name */
+	uint8_t *file_buf;
+	const struct state_section_ops *section; /* the live section iterating now */
+	int index, count;              /* this channel, and how many carry the current pass */
+	int pass;                      /* pre-copy phase (-1, 0, 1, ...) */
+	bool final;                    /* the pass runs while the VM is stunned */
+	uint32_t section_id;           /* set by the engine before each iterate/complete */
+	struct rate_limiter *rl;
+	const volatile bool *cancel, *failed; /* the migration is ending: return at once */
+	uint64_t *pass_done;           /* shared, atomic: bytes of the current pass handled */
+	uint64_t *wire_bytes;          /* shared, atomic: bytes put on the wire */
+	/* this channel's own counters (items: pages for RAM) */
+	uint64_t items, zero_items, compressed_items, bytes;
+	char err[256];
+};
+
+static inline bool channel_stopped(const struct channel *ch)
+{
+	return *ch->cancel || *ch->failed;
+}
+/* Where a section builds its payload (LIVE_PAYLOAD_MAX bytes). */
+uint8_t *channel_payload(struct channel *ch);
+/* Sends len payload bytes as one LIVE frame of the current section. */
+int channel_send(struct channel *ch, size_t len);
+/* A file channel needs a payload buffer: 0 or -ENOMEM. */
+int channel_file_open(struct channel *ch);
+void channel_file_close(struct channel *ch);
+/* Counts bytes of the current pass as handled (progress shown to the user). */
+static inline void channel_progress(struct channel *ch, uint64_t bytes)
+{
+	__atomic_add_fetch(ch->pass_done, bytes, __ATOMIC_RELAXED);
+}
+#endif

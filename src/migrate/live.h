@@ -1,0 +1,62 @@
+/* Live sections: state that is copied while the VM runs (RAM today, disks
+ * next), the way QEMU's SaveVMHandlers and Firecracker's Persist split it.
+ *
+ * A live section registers itself like any state section (state.h), with
+ * `live` pointing at these hooks. The engine knows nothing else about it:
+ *
+ *   source                                   destination
+ *   setup     start tracing; all pending      load_setup  prepare (VM exists)
+ *   iterate   send this channel's share of    load        validate one frame's
+ *             the current pass (concurrent,               payload, then apply it
+ *             one call per channel)                       (concurrent per channel)
+ *   harvest   end of a pass: what changed     load_cleanup
+ *             since becomes the next pass
+ *   pending   bytes the current pass holds
+ *             (convergence and SDPS read it)
+ *   complete  final pass while stunned
+ *   cleanup   stop tracing
+ *
+ * Frames: a section's payload travels in a LIVE frame as u32 section id
+ * (its index in the CONFIG frame's "live" list) + payload of at most
+ * LIVE_PAYLOAD_MAX bytes, on whatever channel iterate() was given. */
+#ifndef GLIDE_MIGRATE_LIVE_H
+#define GLIDE_MIGRATE_LIVE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "migrate/channel.h"
+
+struct vm;
+
+#define LIVE_SECTIONS_MAX 8
+#define LIVE_FRAME_ID_BYTES 4
+#define LIVE_PAYLOAD_MAX (WIRE_FRAME_MAX_PAYLOAD - LIVE_FRAME_ID_BYTES)
+
+/* A live section's state on the source, for one migration. */
+struct live_source {
+	struct vm *vm;
+	bool tracing;      /* a migration: trace changes; false: a snapshot of a paused VM */
+	bool compress;     /* migration option: compress where it saves space */
+	void *priv;        /* the section's own */
+};
+
+/* A live section's state on the destination, for one migration. */
+struct live_dest {
+	struct vm *vm;
+	void *priv;
+};
+
+struct live_section_ops {
+	/* source */
+	int (*setup)(struct live_source *ls, char *err, size_t errlen);
+	uint64_t (*pending)(struct live_source *ls);
+	int (*iterate)(struct live_source *ls, struct channel *ch);
+	int (*harvest)(struct live_source *ls, char *err, size_t errlen);
+	int (*complete)(struct live_source *ls, struct channel *ch);
+	void (*cleanup)(struct live_source *ls);
+	/* destination */
+	int (*load_setup)(struct live_dest *ld, char *err, size_t errlen);
+	int (*load)(struct live_dest *ld, const uint8_t *data, size_t len, char *err, size_t errlen);
+	void (*load_cleanup)(struct live_dest *ld);
+};
+#endif
