@@ -110,10 +110,17 @@ python3 -c 'import sys,os; f=open(sys.argv[1],"r+b"); n=os.path.getsize(sys.argv
 if "$GLIDE" vm run --restore "$T/snap.bad" --api "$T/bad.sock" >/dev/null 2>"$T/err"; then fail "corrupted snapshot accepted"; else pass "corrupted snapshot refused: $(tail -1 "$T/err")"; fi
 head -c 1000000 "$T/snap" > "$T/snap.short"
 if "$GLIDE" vm run --restore "$T/snap.short" --api "$T/bad.sock" >/dev/null 2>"$T/err"; then fail "truncated snapshot accepted"; else pass "truncated snapshot refused: $(tail -1 "$T/err")"; fi
+set_format_version() { # FILE VERSION: rewrite the header's format version (and its CRC)
+	python3 -c 'import sys,zlib,struct; f=open(sys.argv[1],"r+b"); h=bytearray(f.read(24)); h[8:12]=struct.pack("<I",int(sys.argv[2])); h[20:24]=struct.pack("<I",zlib.crc32(bytes(h[:20]))); f.seek(0); f.write(h)' "$1" "$2"
+}
 cp "$T/snap" "$T/snap.new"
-python3 -c 'import sys,zlib,struct; f=open(sys.argv[1],"r+b"); h=bytearray(f.read(24)); h[8:12]=struct.pack("<I",2); h[20:24]=struct.pack("<I",zlib.crc32(bytes(h[:20]))); f.seek(0); f.write(h)' "$T/snap.new"
-if "$GLIDE" vm run --restore "$T/snap.new" --api "$T/bad.sock" >/dev/null 2>"$T/err" ; then fail "newer-version snapshot accepted"; else
+set_format_version "$T/snap.new" 1000
+if timeout 20 "$GLIDE" vm run --restore "$T/snap.new" --api "$T/bad.sock" >/dev/null 2>"$T/err" ; then fail "newer-version snapshot accepted"; else
 	grep -q newer "$T/err" && pass "newer-version snapshot refused: $(tail -1 "$T/err")" || fail "newer version: unclear error: $(cat "$T/err")"; fi
+cp "$T/snap" "$T/snap.old"
+set_format_version "$T/snap.old" 1
+if timeout 20 "$GLIDE" vm run --restore "$T/snap.old" --api "$T/bad.sock" >/dev/null 2>"$T/err" ; then fail "old-format (version 1) snapshot accepted"; else
+	grep -q "made by an older glide" "$T/err" && pass "old-format snapshot refused: $(tail -1 "$T/err")" || fail "old format: unclear error: $(cat "$T/err")"; fi
 
 # 5. bad input: one clear line and a non-zero exit
 bad_input() { # NAME EXPECTED-REGEX ARGS...
