@@ -467,7 +467,7 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 	const char *name = body_str(req, "name"), *cluster = body_str(req, "cluster"), *evc = body_str(req, "evc");
 	json_t *boot = json_object_get(req->body, "boot");
 	struct vm_config cfg;
-	char err[512];
+	char err[512] = "";
 	if (!name || !json_is_object(boot) || !json_is_string(json_object_get(boot, "path"))) {
 		*resp = error_json("creating a VM needs {\"name\", \"memory\", \"vcpus\", \"boot\": {\"kind\": boot|elf|kernel, \"path\"}}");
 		return 400;
@@ -693,7 +693,7 @@ int center_serve_main(int argc, char **argv)
 	c->max_migrations_per_host = CENTER_MAX_MIGRATIONS_PER_HOST_DEFAULT;
 	pthread_mutex_init(&c->lock, NULL);
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': db = optarg; break;
 		case 'l': listen = optarg; break;

@@ -24,7 +24,7 @@ int cmd_cluster_create(int argc, char **argv)
 	const char *evc = NULL;
 	int opt, rc, mm = 0;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		if (opt == 'e')
@@ -91,7 +91,7 @@ int cmd_cluster_evc(int argc, char **argv)
 	char path[256];
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		if (opt == 's')

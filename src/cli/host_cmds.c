@@ -19,7 +19,7 @@ static int parse_simple(int argc, char **argv, struct ctl *c, const char **pos, 
 	static const struct option opts[] = { CTL_LONG_OPTIONS, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(c, opt, optarg))
 			continue;
 		fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
@@ -50,7 +50,7 @@ int cmd_host_add(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		switch (opt) {

@@ -44,7 +44,7 @@ int cmd_vmc_create(int argc, char **argv)
 	long vcpus = 1;
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -118,21 +118,22 @@ static int simple_vm(int argc, char **argv, const char *method, const char *acti
 
 int cmd_vmc_start(int argc, char **argv)
 {
-	static const struct option opts[] = { CTL_LONG_OPTIONS, { "host", required_argument, 0, 'H' }, { 0, 0, 0, 0 } };
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "host", required_argument, 0, 'H' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	const char *usage = "glide vm start NAME [--host HOST] [--json]";
 	struct ctl c = { 0 };
 	const char *host = NULL;
 	char path[256];
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
-		if (opt == 'H')
+		if (opt == 'H') {
 			host = optarg;
-		else {
-			fprintf(stderr, "usage: %s\n", usage);
-			return 1;
+		} else {
+			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			return opt == 'h' ? 0 : 1;
 		}
 	}
 	if (optind != argc - 1) {
@@ -206,7 +207,7 @@ int cmd_vmc_set(int argc, char **argv)
 {
 	static const struct option opts[] = { CTL_LONG_OPTIONS, { "memory", required_argument, 0, 'm' },
 					      { "vcpus", required_argument, 0, 'c' }, { "evc", required_argument, 0, 'E' },
-					      { 0, 0, 0, 0 } };
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	const char *usage = "glide vm set NAME [--memory SIZE] [--vcpus N] [--evc LEVEL|cluster] [--json]";
 	struct ctl c = { 0 };
 	json_t *body = json_object(), *r = NULL;
@@ -214,7 +215,7 @@ int cmd_vmc_set(int argc, char **argv)
 	uint64_t mem;
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		if (opt == 'm' && !parse_size(optarg, &mem))
@@ -224,8 +225,9 @@ int cmd_vmc_set(int argc, char **argv)
 		else if (opt == 'E')
 			json_object_set_new(body, "evc", json_string(optarg));
 		else {
-			fprintf(stderr, "usage: %s\n", usage);
-			return 1;
+			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			json_decref(body);
+			return opt == 'h' ? 0 : 1;
 		}
 	}
 	if (optind != argc - 1 || !json_object_size(body)) {
@@ -266,7 +268,7 @@ int cmd_vmc_migrate(int argc, char **argv)
 	uint64_t v;
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		switch (opt) {

@@ -295,7 +295,7 @@ int host_serve_main(int argc, char **argv)
 	for (int r = 0; r < EVC_REGS; r++)
 		a->cpu_regs[r] = 0xffffffffu;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': data = optarg; break;
 		case 'l': listen = optarg; break;

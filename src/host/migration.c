@@ -83,7 +83,7 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 {
 	const char *name = str(spec, "name"), *key = str(spec, "key");
 	struct vm_config cfg;
-	char err[512], addrs[1024] = "", keypath[PATH_MAX], mem[32], vcpus[16];
+	char err[512] = "", addrs[1024] = "", keypath[PATH_MAX], mem[32], vcpus[16];
 	uint32_t want[EVC_REGS];
 	struct host_vm *v;
 	pid_t pid;
