@@ -74,3 +74,68 @@ for i in 1 2 3; do
 	[ "$got" = "$want" ] || ok=0
 done
 [ $ok = 1 ] && pass "errors: controller's vm create error is exact ($got)" || fail "errors: controller's vm create error: '$got'"
+
+# --- item 8: one name syntax for VMs, hosts and clusters, checked everywhere
+enc() { # percent-encodes every byte but letters, digits and -._~
+	local LC_ALL=C s="$1" i c out=""
+	for ((i = 0; i < ${#s}; i++)); do
+		c="${s:i:1}"
+		case "$c" in [a-zA-Z0-9._~-]) out+="$c" ;; *) out+=$(printf '%%%02X' "'$c") ;; esac
+	done
+	echo "$out"
+}
+jstr() { local s="${1//\\/\\\\}"; s="${s//\"/\\\"}"; s="${s//$'\n'/\\n}"; echo "\"$s\""; }
+BAD_NAMES=('a/b' '../../x' '$(touch '"$T"'/pwned)' '' 'a b' $'a\nb' '_x' 'x..y' "$(printf 'n%.0s' {1..64})")
+cli_bad="" api_bad="" agent_bad=""
+for n in "${BAD_NAMES[@]}"; do
+	shown=$(printf '%q' "$n")
+	for cmd in "vm create" "vm show" "vm start" "vm stop" "vm delete" "vm set" "vm migrate" "cluster create" "cluster evc" "host add"; do
+		case "$cmd" in
+		"vm create") args=(vm create "$n" --memory 64M --boot "$IMG") ;;
+		"vm set") args=(vm set "$n" --memory 64M) ;;
+		"vm migrate") args=(vm migrate "$n" --to hB) ;;
+		"host add") args=(host add "127.0.0.1:$PA" --host-token-file "$T/ht" --name "$n") ;;
+		*) args=($cmd "$n") ;;
+		esac
+		out=$(timeout 10 "$GLIDE" "${args[@]}" 2>&1)
+		rc=$?
+		{ [ $rc = 1 ] && echo "$out" | grep -q '^glide: invalid name' && ! echo "$out" | grep -q 'cannot reach'; } ||
+			cli_bad="$cli_bad; $cmd $shown: exit $rc: $(echo "$out" | head -1)"
+	done
+	# raw API, controller: body names and path names
+	for req in "POST /v1/vms {\"name\":$(jstr "$n"),\"memory\":67108864,\"boot\":{\"kind\":\"boot\",\"path\":\"$IMG\"}}" \
+		"POST /v1/clusters {\"name\":$(jstr "$n")}" \
+		"POST /v1/hosts {\"address\":\"127.0.0.1:$PA\",\"token\":\"$HT\",\"name\":$(jstr "$n")}" \
+		"GET /v1/vms/$(enc "$n")" "DELETE /v1/vms/$(enc "$n")" "POST /v1/vms/$(enc "$n")/start {}" \
+		"GET /v1/clusters/$(enc "$n")/evc" "POST /v1/vms/vmx/migrate {\"to\":$(jstr "$n")}"; do
+		read -r m p b <<<"$req"
+		code=$(curl -s -o "$T/api.out" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $CT" ${b:+-d "$b"} "http://127.0.0.1:$PC$p")
+		{ [ "$code" = 400 ] && grep -q '"error":"invalid name' "$T/api.out"; } || api_bad="$api_bad; $m $p $shown: $code $(head -c 100 "$T/api.out")"
+	done
+	# raw API, host agent
+	for req in "POST /v1/vms {\"name\":$(jstr "$n"),\"config\":{\"memory\":67108864,\"vcpus\":1},\"boot\":{\"kind\":\"boot\",\"path\":\"$IMG\"}}" \
+		"POST /v1/incoming {\"name\":$(jstr "$n"),\"config\":{\"memory\":67108864,\"vcpus\":1},\"key\":\"$(openssl rand -hex 32)\"}" \
+		"GET /v1/vms/$(enc "$n")" "DELETE /v1/vms/$(enc "$n")" "POST /v1/vms/$(enc "$n")/start {}"; do
+		read -r m p b <<<"$req"
+		code=$(curl -s -o "$T/api.out" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $HT" ${b:+-d "$b"} "http://127.0.0.1:$PA$p")
+		{ [ "$code" = 400 ] && grep -q '"error":"invalid name' "$T/api.out"; } || agent_bad="$agent_bad; $m $p $shown: $code $(head -c 100 "$T/api.out")"
+	done
+done
+[ -z "$cli_bad" ] && pass "names: the CLI refuses ${#BAD_NAMES[@]} bad names in 10 commands with 'invalid name' (not a network error)" ||
+	fail "names: CLI: ${cli_bad#; }"
+[ -z "$api_bad" ] && pass "names: the controller API answers 400 'invalid name' for them (bodies and URL paths)" || fail "names: controller API: ${api_bad#; }"
+[ -z "$agent_bad" ] && pass "names: the host agent API answers 400 'invalid name' for them" || fail "names: agent API: ${agent_bad#; }"
+ls "$T/hA/vms" "$T/hB/vms" 2>/dev/null | grep -qv '^\(\|.*:\)$' && fail "names: a VM directory was created: $(ls "$T/hA/vms" "$T/hB/vms")" ||
+	pass "names: no VM directory or stray file was created by them"
+[ ! -e "$T/pwned" ] || fail "names: a command substitution in a name was executed"
+[ "$("$GLIDE" vm list --json | grep -c '"name"')" = 0 ] && pass "names: the inventory holds no VM after them" || fail "names: VMs in the inventory: $("$GLIDE" vm list)"
+
+# valid names still work end to end (63 characters, '.', '_', '-')
+V="web-01.prod_x"
+L="l$(printf 'x%.0s' {1..62})"
+check "names: $V created, started, shown, stopped, deleted" bash -c "$GLIDE vm create $V --memory 64M --boot $IMG >/dev/null &&
+	$GLIDE vm start $V --host hA >/dev/null && $GLIDE vm show $V --json | grep -q '\"state\": \"running\"' &&
+	$GLIDE vm stop $V >/dev/null && $GLIDE vm delete $V >/dev/null && ! $GLIDE vm show $V 2>/dev/null"
+check "names: a 63-character VM name works" bash -c "$GLIDE vm create $L --memory 64M --boot $IMG >/dev/null && $GLIDE vm show $L >/dev/null && $GLIDE vm delete $L >/dev/null"
+check "names: cluster and host names with '.', '_', '-'" bash -c "$GLIDE cluster create lab_1.a-b >/dev/null && $GLIDE cluster evc lab_1.a-b >/dev/null"
+check "names: a host is still found by its address" "$GLIDE" host show "127.0.0.1:$PA"

@@ -48,6 +48,12 @@ struct http_client_opts {
 	long timeout_ms;          /* 0: 30 s */
 	const char *cacert;       /* for https */
 };
+/* Returns 0 and the HTTP status; or -EINVAL when the URL itself is bad (nothing was sent),
+ * -ECONNREFUSED/-ETIMEDOUT/... when the server could not be reached, -EPROTO on a bad answer. */
 int http_call(const struct http_client_opts *o, const char *method, const char *path, json_t *body,
 	      json_t **resp, long *status, char *err, size_t errlen);
+/* Builds a request path: prefix, then component percent-encoded (every byte but letters,
+ * digits, '-', '.', '_', '~'; curl_easy_escape), then suffix (may be NULL). Returns 0, or
+ * -ENAMETOOLONG / -ENOMEM (out is then an empty string). */
+int http_path(char *out, size_t len, const char *prefix, const char *component, const char *suffix);
 #endif

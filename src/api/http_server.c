@@ -6,6 +6,7 @@
 #include "common/util.h"
 #include "common/net.h"
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -170,6 +171,28 @@ static void request_done(void *cls, struct MHD_Connection *c, void **con_cls, en
 	}
 }
 
+/* URL unescaping for MHD: decodes %XX except %2F ('/') and %00, which stay
+ * encoded so that a percent-encoded name can never add a path component
+ * or end a string early (the name check then refuses the '%'). */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	char *r = s, *w = s;
+	while (*r) {
+		if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
+			char hex[3] = { r[1], r[2], 0 };
+			unsigned long v = strtoul(hex, NULL, 16);
+			if (v != '/' && v != 0) {
+				*w++ = (char)v;
+				r += 3;
+				continue;
+			}
+		}
+		*w++ = *r++;
+	}
+	*w = 0;
+	return (size_t)(w - s);
+}
+
 static int unix_listen(const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -227,7 +250,8 @@ struct http_server *http_server_start(const struct http_server_opts *o, const st
 			goto fail;
 		s->unix_path = strdup(o->unix_path);
 		s->unix_daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle_unix, s, MHD_OPTION_LISTEN_SOCKET, fd,
-						  MHD_OPTION_NOTIFY_COMPLETED, request_done, s, MHD_OPTION_END);
+						  MHD_OPTION_NOTIFY_COMPLETED, request_done, s,
+						  MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
 		if (!s->unix_daemon) {
 			errf(err, errlen, "cannot start the HTTP server on %s", o->unix_path);
 			close(fd);
@@ -251,11 +275,13 @@ struct http_server *http_server_start(const struct http_server_opts *o, const st
 			tflags |= MHD_USE_TLS;
 			s->tcp_daemon = MHD_start_daemon(tflags, 0, NULL, NULL, handle_tcp, s, MHD_OPTION_LISTEN_SOCKET, fd,
 							 MHD_OPTION_NOTIFY_COMPLETED, request_done, s,
+							 MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 							 MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
 							 MHD_OPTION_HTTPS_MEM_KEY, s->key_pem, MHD_OPTION_END);
 		} else {
 			s->tcp_daemon = MHD_start_daemon(tflags, 0, NULL, NULL, handle_tcp, s, MHD_OPTION_LISTEN_SOCKET, fd,
-							 MHD_OPTION_NOTIFY_COMPLETED, request_done, s, MHD_OPTION_END);
+							 MHD_OPTION_NOTIFY_COMPLETED, request_done, s,
+						  MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
 		}
 		if (!s->tcp_daemon) {
 			errf(err, errlen, "cannot start the HTTP server on %s", o->tcp_listen);

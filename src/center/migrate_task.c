@@ -14,6 +14,7 @@
  * A powered-off VM moves cold: its configuration is registered on the
  * destination and removed from the source. */
 #include "center/center.h"
+#include "api/http.h"
 #include "common/util.h"
 #include <errno.h>
 #include <openssl/rand.h>
@@ -93,7 +94,7 @@ static void finish(struct migrate_job *j, bool ok, const char *msg, json_t *resu
 static void discard_destination(struct migrate_job *j)
 {
 	char path[160], err[512];
-	snprintf(path, sizeof(path), "/v1/vms/%s", s(j->vm, "name"));
+	http_path(path, sizeof(path), "/v1/vms/", s(j->vm, "name"), NULL);
 	/* only an incoming (masked) VM is discarded; the agent refuses anything else */
 	host_call(j->dst, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
 }
@@ -113,7 +114,7 @@ static void run_cold(struct migrate_job *j)
 		return;
 	}
 	if (j->src) {
-		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+		http_path(path, sizeof(path), "/v1/vms/", name, NULL);
 		host_call(j->src, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
 	}
 	pthread_mutex_lock(&j->c->lock);
@@ -174,7 +175,7 @@ static void run_live(struct migrate_job *j)
 	json_t *start = json_deep_copy(j->params);
 	json_object_set_new(start, "to", json_string(addresses));
 	json_object_set_new(start, "key", json_string(key));
-	snprintf(path, sizeof(path), "/v1/vms/%s/migrate", name);
+	http_path(path, sizeof(path), "/v1/vms/", name, "/migrate");
 	code = host_call(j->src, "POST", path, start, &r, 30000, err, sizeof(err));
 	json_object_set_new(start, "key", json_string(""));
 	json_decref(start);
@@ -196,7 +197,7 @@ static void run_live(struct migrate_job *j)
 	uint64_t dst_ok = now_ns(), src_ok = now_ns();
 	bool cancelled = false;
 	char cancel_reason[700] = "";
-	snprintf(path, sizeof(path), "/v1/vms/%s/migration", name);
+	http_path(path, sizeof(path), "/v1/vms/", name, "/migration");
 	for (;;) {
 		sleep_ns((uint64_t)CENTER_POLL_INTERVAL_MS * 1000000);
 		json_t *now = NULL;
@@ -217,7 +218,7 @@ static void run_live(struct migrate_job *j)
 		/* is the destination host still there? */
 		char e2[512], vpath[160];
 		json_t *dr = NULL;
-		snprintf(vpath, sizeof(vpath), "/v1/vms/%s", name);
+		http_path(vpath, sizeof(vpath), "/v1/vms/", name, NULL);
 		int dc = host_call(j->dst, "GET", vpath, NULL, &dr, 1000, e2, sizeof(e2));
 		json_decref(dr);
 		if (dc == 200)
@@ -227,7 +228,7 @@ static void run_live(struct migrate_job *j)
 			snprintf(cancel_reason, sizeof(cancel_reason), "lost contact with the destination host %s (%s)", dname, e2);
 			glide_log("center", "task %lld: %s; cancelling", (long long)j->task, cancel_reason);
 			char cpath[192];
-			snprintf(cpath, sizeof(cpath), "/v1/vms/%s/migration/cancel", name);
+			http_path(cpath, sizeof(cpath), "/v1/vms/", name, "/migration/cancel");
 			host_call(j->src, "POST", cpath, NULL, &cr, 10000, e2, sizeof(e2));
 			json_decref(cr);
 			cancelled = true;
@@ -257,10 +258,10 @@ static void run_live(struct migrate_job *j)
 				  json_object_get(j->vm, "id")), NULL);
 		pthread_mutex_unlock(&c->lock);
 		char dpath[160];
-		snprintf(dpath, sizeof(dpath), "/v1/vms/%s/arrived", name);
+		http_path(dpath, sizeof(dpath), "/v1/vms/", name, "/arrived");
 		host_call(j->dst, "POST", dpath, NULL, NULL, 0, err, sizeof(err));
 		/* the source monitor exits by itself; its agent forgets the VM */
-		snprintf(dpath, sizeof(dpath), "/v1/vms/%s", name);
+		http_path(dpath, sizeof(dpath), "/v1/vms/", name, NULL);
 		host_call(j->src, "DELETE", dpath, NULL, NULL, 0, err, sizeof(err));
 		snprintf(msg, sizeof(msg), "VM %s migrated from %s to %s in %.0f ms (stun %.2f ms)", name, sname, dname,
 			 json_number_value(json_object_get(st, "total_ms")), json_number_value(json_object_get(st, "stun_ms")));

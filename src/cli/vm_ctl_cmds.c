@@ -70,6 +70,8 @@ int cmd_vmc_create(int argc, char **argv)
 		fprintf(stderr, "glide: give NAME, --memory SIZE and one of --boot/--elf/--kernel\nusage: %s\n", usage);
 		return 1;
 	}
+	if (!ctl_name_ok(argv[optind]) || (cluster && !ctl_name_ok(cluster)))
+		return 1;
 	if ((rc = ctl_connect(&c)))
 		return rc;
 	char *abs = cli_abs_path(path), *absi = initrd ? cli_abs_path(initrd) : NULL;
@@ -98,10 +100,15 @@ static int simple_vm(int argc, char **argv, const char *method, const char *acti
 	const char *name;
 	char path[256];
 	json_t *r = NULL;
+	char suffix[32];
 	int rc = ctl_parse_simple(argc, argv, &c, &name, usage);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	snprintf(path, sizeof(path), "/v1/vms/%s%s%s", name, action ? "/" : "", action ? action : "");
+	snprintf(suffix, sizeof(suffix), "%s%s", action ? "/" : "", action ? action : "");
+	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/vms/", name, suffix)) {
+		ctl_done(&c);
+		return 1;
+	}
 	rc = ctl_call(&c, method, path, body, &r);
 	if (!rc) {
 		if (c.json)
@@ -140,9 +147,10 @@ int cmd_vmc_start(int argc, char **argv)
 		fprintf(stderr, "glide: give the VM's NAME\nusage: %s\n", usage);
 		return 1;
 	}
+	if (!ctl_name_ok(argv[optind]) || ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/start"))
+		return 1;
 	if ((rc = ctl_connect(&c)))
 		return rc;
-	snprintf(path, sizeof(path), "/v1/vms/%s/start", argv[optind]);
 	json_t *body = json_pack("{s:s?}", "host", host), *r = NULL;
 	rc = ctl_call(&c, "POST", path, body, &r);
 	if (!rc) {
@@ -234,9 +242,10 @@ int cmd_vmc_set(int argc, char **argv)
 		fprintf(stderr, "glide: give the VM's NAME and what to change\nusage: %s\n", usage);
 		return 1;
 	}
+	if (!ctl_name_ok(argv[optind]) || ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/config"))
+		return 1;
 	if ((rc = ctl_connect(&c)))
 		return rc;
-	snprintf(path, sizeof(path), "/v1/vms/%s/config", argv[optind]);
 	rc = ctl_call(&c, "POST", path, body, &r);
 	if (!rc) {
 		if (c.json)
@@ -294,10 +303,11 @@ int cmd_vmc_migrate(int argc, char **argv)
 		fprintf(stderr, "glide: give the VM's NAME and --to HOST\nusage: %s\n", usage);
 		return 1;
 	}
+	if (!ctl_name_ok(argv[optind]) || ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/migrate"))
+		return 1;
 	if ((rc = ctl_connect(&c)))
 		return rc;
 	json_object_set_new(body, "to", json_string(to));
-	snprintf(path, sizeof(path), "/v1/vms/%s/migrate", argv[optind]);
 	rc = ctl_call(&c, "POST", path, body, &r);
 	json_decref(body);
 	if (rc) {

@@ -90,6 +90,10 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		*resp = http_error("registering a VM needs {\"name\", \"config\", \"boot\"}");
 		return 400;
 	}
+	if (!name_valid(name, err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
 	json_t *cfg = json_deep_copy(json_object_get(req->body, "config"));
 	json_object_set_new(cfg, "name", json_string(name));
 	json_t *record = json_pack("{s:o, s:O*, s:O*}", "config", cfg, "boot", json_object_get(req->body, "boot"),
@@ -112,14 +116,19 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 	return 201;
 }
 
-/* /v1/vms/NAME[/ACTION[/SUB]] */
-static int split_vm_path(const char *path, char *name, size_t nlen, char *action, size_t alen)
+/* /v1/vms/NAME[/ACTION[/SUB]] with NAME checked: 0, or 400 with *resp set. */
+static int split_vm_path(const char *path, char *name, size_t nlen, char *action, size_t alen, json_t **resp)
 {
 	const char *p = path + strlen("/v1/vms/");
 	const char *slash = strchr(p, '/');
 	size_t n = slash ? (size_t)(slash - p) : strlen(p);
-	if (n == 0 || n >= nlen)
-		return -EINVAL;
+	char *comp = strndup(p, n), err[512] = "out of memory";
+	bool ok = comp && name_valid(comp, err, sizeof(err)) && n < nlen;
+	free(comp);
+	if (!ok) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
 	memcpy(name, p, n);
 	name[n] = 0;
 	snprintf(action, alen, "%s", slash ? slash + 1 : "");
@@ -130,8 +139,9 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
 	char name[VM_NAME_MAX], action[64];
-	if (split_vm_path(req->path, name, sizeof(name), action, sizeof(action)))
-		return 0;
+	int bad = split_vm_path(req->path, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
 	if (!strcmp(action, "migration"))
 		return host_migration_relay(a, name, "GET", "/v1/migration", resp);
 	if (action[0])
@@ -147,8 +157,9 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
 	char name[VM_NAME_MAX], action[64], err[512];
-	if (split_vm_path(req->path, name, sizeof(name), action, sizeof(action)))
-		return 0;
+	int bad = split_vm_path(req->path, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
 	if (!strcmp(action, "migrate"))
 		return host_migration_start(a, name, req->body, resp);
 	if (!strcmp(action, "migration/cancel"))
@@ -215,7 +226,10 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 	struct host_agent *a = ctx;
 	char name[VM_NAME_MAX], action[64];
 	const char *force = http_query(req, "force");
-	if (split_vm_path(req->path, name, sizeof(name), action, sizeof(action)) || action[0])
+	int bad = split_vm_path(req->path, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
+	if (action[0])
 		return 0;
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);

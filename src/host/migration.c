@@ -94,6 +94,10 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 				   err[0] ? ": " : "", err[0] ? err : "");
 		return 400;
 	}
+	if (!name_valid(name, err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
 	if (!a->nmigration_hosts) {
 		*resp = http_error("host %s has no migration address (start it with --migration-address)", a->name);
 		return 409;

@@ -28,17 +28,6 @@ struct host_vm *host_vm_find(struct host_agent *a, const char *name)
 	return NULL;
 }
 
-static bool name_ok(const char *n)
-{
-	size_t len = strlen(n);
-	if (len == 0 || len >= VM_NAME_MAX || n[0] == '.' || n[0] == '-')
-		return false;
-	for (const char *p = n; *p; p++)
-		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9') && !strchr("._-", *p))
-			return false;
-	return true;
-}
-
 static void path_in(struct host_vm *v, const char *file, char *out, size_t len)
 {
 	snprintf(out, len, "%s/%s", v->dir, file);
@@ -73,10 +62,8 @@ struct host_vm *host_vm_new(struct host_agent *a, const char *name, json_t *reco
 	struct vm_config cfg;
 	struct host_vm *v;
 
-	if (!name_ok(name)) {
-		errf(err, errlen, "VM name '%s' is not valid (use 1-63 letters, digits, '.', '_', '-')", name);
+	if (!name_valid(name, err, errlen))
 		return NULL;
-	}
 	if (host_vm_find(a, name)) {
 		errf(err, errlen, "a VM named %s already exists on this host", name);
 		return NULL;
@@ -435,7 +422,7 @@ void host_vm_load_all(struct host_agent *a)
 		char p[PATH_MAX * 2];
 		json_error_t je;
 		int rc;
-		if (e->d_name[0] == '.' || !name_ok(e->d_name))
+		if (!name_valid(e->d_name, NULL, 0))
 			continue;
 		snprintf(p, sizeof(p), "%s/%s/vm.json", dir, e->d_name);
 		json_t *rec = json_load_file(p, 0, &je);
