@@ -139,3 +139,53 @@ check "names: $V created, started, shown, stopped, deleted" bash -c "$GLIDE vm c
 check "names: a 63-character VM name works" bash -c "$GLIDE vm create $L --memory 64M --boot $IMG >/dev/null && $GLIDE vm show $L >/dev/null && $GLIDE vm delete $L >/dev/null"
 check "names: cluster and host names with '.', '_', '-'" bash -c "$GLIDE cluster create lab_1.a-b >/dev/null && $GLIDE cluster evc lab_1.a-b >/dev/null"
 check "names: a host is still found by its address" "$GLIDE" host show "127.0.0.1:$PA"
+
+# --- item 4: ~1000 idle unauthenticated connections (from 127.0.0.2) must not
+# lock the token holder (127.0.0.1) out of the agent or the controller
+python3 "$TESTS_DIR/idle_flood.py" --source 127.0.0.2 --count 1100 --status "$T/flood.st" --stop "$T/flood.stop" \
+	--max-seconds 90 "$PA" "$PC" 2>"$T/flood.err" &
+ATTACK_PID=$!
+wait_for 45 test -s "$T/flood.st" || fail "flood: the attacker did not report: $(cat "$T/flood.err")"
+sleep 1.5 # the attacker has seen which connections the servers closed at once
+held=$(cat "$T/flood.st")
+t0=$(date +%s%N)
+out=""
+timeout 5 "$GLIDE" host show hA >"$T/f1.out" 2>&1 || out="$out; host show hA: $(tail -1 "$T/f1.out")"
+timeout 5 "$GLIDE" vm list >"$T/f2.out" 2>&1 || out="$out; vm list: $(tail -1 "$T/f2.out")"
+timeout 5 curl -sf -H "Authorization: Bearer $HT" "http://127.0.0.1:$PB/v1/vms" >/dev/null || out="$out; agent hB /v1/vms failed"
+timeout 5 curl -sf -H "Authorization: Bearer $HT" "http://127.0.0.1:$PA/v1/host" >/dev/null || out="$out; agent hA /v1/host failed"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ -z "$out" ] && pass "flood: with 1100 idle connections from 127.0.0.2 to each of hA and the controller, the CLI and the token holder are served (4 requests in $ms ms; attacker open/closed/failed: $held)" ||
+	fail "flood: locked out: ${out#; } (attacker: $held)"
+# the attacker holds at most the per-address limit (64); idle ones are closed by the servers
+max_open() { echo "$held" | awk '{ n = 0; for (i = 2; i <= NF; i++) { split($i, a, "[:/]"); if (a[2] > n) n = a[2] } print n }'; }
+[ "$(max_open)" -le 64 ] && pass "flood: the servers kept at most $(max_open) connections from 127.0.0.2 (per-address limit 64)" ||
+	fail "flood: the servers kept $(max_open) connections from one address"
+all_closed() { awk '{ n = 0; for (i = 2; i <= NF; i++) { split($i, a, "[:/]"); n += a[2] } exit n != 0 }' "$T/flood.st"; }
+if wait_for 25 all_closed; then
+	pass "flood: every idle connection was closed by the servers ($(cat "$T/flood.st" | cut -d' ' -f1) s after the flood started; idle timeout 10 s)"
+else
+	fail "flood: idle connections still open: $(cat "$T/flood.st")"
+fi
+touch "$T/flood.stop"
+for i in $(seq 1 20); do kill -0 "$ATTACK_PID" 2>/dev/null || break; sleep 0.25; done
+kill "$ATTACK_PID" 2>/dev/null
+ATTACK_PID=""
+
+# a request whose handler runs longer than the idle timeout is not cut off:
+# `vm stop` of a frozen monitor waits 10 s for the shutdown, then signals it
+"$GLIDE" vm create slow1 --memory 64M --boot "$IMG" >/dev/null && "$GLIDE" vm start slow1 --host hA >/dev/null
+MPID=$(curl -s --unix-socket "$T/hA/host.sock" http://x/v1/vms/slow1 | python3 -c 'import json, sys; print(json.load(sys.stdin).get("pid", ""))')
+if [ -n "$MPID" ] && kill -STOP "$MPID"; then
+	t0=$SECONDS
+	if timeout 60 "$GLIDE" vm stop slow1 >"$T/slow.out" 2>&1; then
+		pass "timeout: a $((SECONDS - t0)) s request (vm stop of a frozen monitor) was answered, not cut at the 10 s idle timeout"
+	else
+		fail "timeout: vm stop of a frozen monitor ($((SECONDS - t0)) s): $(tail -1 "$T/slow.out")"
+	fi
+	kill -CONT "$MPID" 2>/dev/null
+	kill -9 "$MPID" 2>/dev/null
+else
+	fail "timeout: no monitor pid for slow1"
+fi
+"$GLIDE" vm delete slow1 >/dev/null 2>&1
