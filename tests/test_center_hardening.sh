@@ -189,3 +189,20 @@ else
 	fail "timeout: no monitor pid for slow1"
 fi
 "$GLIDE" vm delete slow1 >/dev/null 2>&1
+
+# --- item 11: when a migration task says succeeded, the inventory already
+# names the destination host and the monitor's API socket there
+vm_field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]) or "")' "$1" "$2" 2>/dev/null; }
+"$GLIDE" vm create mig1 --memory 64M --boot "$IMG" >/dev/null && "$GLIDE" vm start mig1 --host hA >/dev/null ||
+	fail "inventory: mig1 did not start"
+if "$GLIDE" vm migrate mig1 --to hB >"$T/m1.out" 2>&1; then
+	"$GLIDE" vm show mig1 --json >"$T/m1.json" 2>&1 # at once, before any reconciliation
+	h=$(vm_field "$T/m1.json" host) api=$(vm_field "$T/m1.json" api) st=$(vm_field "$T/m1.json" state)
+	if [ "$h" = hB ] && [ "$api" = "$T/hB/vms/mig1/api.sock" ] && [ "$st" = running ] && "$GLIDE" vm status --api "$api" >/dev/null 2>&1; then
+		pass "inventory: right after vm migrate returns, vm show has host hB, state running and the live api $api"
+	else
+		fail "inventory: right after vm migrate: host '$h', state '$st', api '$api'"
+	fi
+else
+	fail "inventory: vm migrate mig1 --to hB: $(tail -1 "$T/m1.out")"
+fi

@@ -252,14 +252,20 @@ static void run_live(struct migrate_job *j)
 		json_t *result = json_deep_copy(st);
 		json_object_set_new(result, "source", json_string(sname));
 		json_object_set_new(result, "destination", json_string(dname));
+		/* the destination confirms the arrival and says where the monitor's
+		 * API is: the inventory shows it before the task says succeeded */
+		char dpath[160];
+		json_t *arr = NULL;
+		http_path(dpath, sizeof(dpath), "/v1/vms/", name, "/arrived");
+		if (host_call(j->dst, "POST", dpath, NULL, &arr, 0, err, sizeof(err)) == 200 &&
+		    json_string_length(json_object_get(arr, "api")))
+			snprintf(dst_api, sizeof(dst_api), "%s", s(arr, "api"));
+		json_decref(arr);
 		pthread_mutex_lock(&c->lock);
 		inv_run(c, "UPDATE vms SET host_id = ?, api = ?, power_state = 'running', updated_at = ? WHERE id = ?",
-			json_pack("[O, s, I, O]", json_object_get(j->dst, "id"), dst_api, (json_int_t)inv_now_ms(),
+			json_pack("[O, s?, I, O]", json_object_get(j->dst, "id"), dst_api[0] ? dst_api : NULL, (json_int_t)inv_now_ms(),
 				  json_object_get(j->vm, "id")), NULL);
 		pthread_mutex_unlock(&c->lock);
-		char dpath[160];
-		http_path(dpath, sizeof(dpath), "/v1/vms/", name, "/arrived");
-		host_call(j->dst, "POST", dpath, NULL, NULL, 0, err, sizeof(err));
 		/* the source monitor exits by itself; its agent forgets the VM */
 		http_path(dpath, sizeof(dpath), "/v1/vms/", name, NULL);
 		host_call(j->src, "DELETE", dpath, NULL, NULL, 0, err, sizeof(err));

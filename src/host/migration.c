@@ -180,7 +180,7 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 		return 500;
 	}
 	glide_log("host", "VM %s: destination prepared, waiting on %s", name, addrs);
-	*resp = json_pack("{s:s, s:s, s:s, s:i}", "name", name, "host", a->name, "addresses", addrs, "api", v->api,
+	*resp = json_pack("{s:s, s:s, s:s, s:s, s:i}", "name", name, "host", a->name, "addresses", addrs, "api", v->api,
 			  "pid", (int)pid);
 	return 201;
 }
