@@ -270,6 +270,24 @@ int host_vm_wait_api(struct host_vm *v, pid_t pid, int timeout_ms, char *err, si
 	return -ETIMEDOUT;
 }
 
+int host_vm_monitor_state(const char *api, char *state, size_t len, char *err, size_t errlen)
+{
+	struct http_client_opts co = { .target = api, .timeout_ms = 2000 };
+	json_t *r = NULL;
+	long st;
+	char e[256];
+	int rc = http_call(&co, "GET", "/v1/vm", NULL, &r, &st, e, sizeof(e));
+	const char *s = json_string_value(json_object_get(r, "state"));
+	if (!rc && st == 200 && s) {
+		snprintf(state, len, "%s", !strcmp(s, "masked") ? "incoming" : s);
+	} else {
+		errf(err, errlen, "its monitor does not answer: %s", rc || st != 200 ? e : "no state");
+		rc = rc ? rc : -EPROTO;
+	}
+	json_decref(r);
+	return rc;
+}
+
 static void boot_args(json_t *boot, char **args, int *n, char *err, size_t errlen)
 {
 	const char *kind = json_string_value(json_object_get(boot, "kind"));
@@ -438,9 +456,13 @@ void host_vm_load_all(struct host_agent *a)
 		pid_t pid = pidtext ? (pid_t)atoi(pidtext) : 0;
 		free(pidtext);
 		char why[256];
+		char now[16];
 		if (pid && host_pid_is_monitor(pid) && host_vm_wait_api(v, pid, 3000, why, sizeof(why)) == 0) {
 			v->pid = pid;
-			snprintf(v->state, sizeof(v->state), "running");
+			/* an incoming monitor may still wait masked: say what it does */
+			bool masked = json_is_true(json_object_get(rec, "incoming")) &&
+				      (host_vm_monitor_state(v->api, now, sizeof(now), why, sizeof(why)) || !strcmp(now, "incoming"));
+			snprintf(v->state, sizeof(v->state), "%s", masked ? "incoming" : "running");
 			glide_log("host", "re-adopted VM %s (monitor pid %d)", v->name, (int)pid);
 		} else if (json_is_true(json_object_get(rec, "incoming"))) {
 			/* an incoming VM whose monitor is gone never arrived here */
