@@ -9,6 +9,16 @@
 #include <stdint.h>
 
 #define HTTP_BODY_MAX (1 << 20)
+/* Limits that keep idle or slow clients from locking others out. A
+ * connection that sends nothing for HTTP_IDLE_TIMEOUT_S is closed (the
+ * time a handler runs does not count). TCP: at most HTTP_TCP_CONNECTIONS_MAX
+ * connections (fewer when the fd limit is low), HTTP_TCP_PER_IP_MAX from one
+ * address, each thread with an HTTP_TCP_THREAD_STACK stack. */
+#define HTTP_IDLE_TIMEOUT_S 10
+#define HTTP_TCP_CONNECTIONS_MAX 512
+#define HTTP_TCP_PER_IP_MAX 64
+#define HTTP_TCP_THREAD_STACK (512 * 1024)
+#define HTTP_UNIX_CONNECTIONS_MAX 256
 
 struct http_request {
 	const char *method;
@@ -48,6 +58,12 @@ struct http_client_opts {
 	long timeout_ms;          /* 0: 30 s */
 	const char *cacert;       /* for https */
 };
+/* Returns 0 and the HTTP status; or -EINVAL when the URL itself is bad (nothing was sent),
+ * -ECONNREFUSED/-ETIMEDOUT/... when the server could not be reached, -EPROTO on a bad answer. */
 int http_call(const struct http_client_opts *o, const char *method, const char *path, json_t *body,
 	      json_t **resp, long *status, char *err, size_t errlen);
+/* Builds a request path: prefix, then component percent-encoded (every byte but letters,
+ * digits, '-', '.', '_', '~'; curl_easy_escape), then suffix (may be NULL). Returns 0, or
+ * -ENAMETOOLONG / -ENOMEM (out is then an empty string). */
+int http_path(char *out, size_t len, const char *prefix, const char *component, const char *suffix);
 #endif

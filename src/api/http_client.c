@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,31 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+int http_path(char *out, size_t len, const char *prefix, const char *component, const char *suffix)
+{
+	pthread_once(&curl_once, curl_init_once);
+	char *esc = curl_easy_escape(NULL, component, 0);
+	if (!esc) {
+		if (len)
+			out[0] = 0;
+		return -ENOMEM;
+	}
+	int n = snprintf(out, len, "%s%s%s", prefix, esc, suffix ? suffix : "");
+	curl_free(esc);
+	if (n < 0 || (size_t)n >= len) {
+		if (len)
+			out[0] = 0;
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+/* Errors of the request itself (nothing reached the server) as opposed to the network. */
+static bool request_error(CURLcode cc)
+{
+	return cc == CURLE_URL_MALFORMAT || cc == CURLE_UNSUPPORTED_PROTOCOL || cc == CURLE_BAD_FUNCTION_ARGUMENT;
+}
+
 int http_call(const struct http_client_opts *o, const char *method, const char *path, json_t *body,
 	      json_t **resp, long *status, char *err, size_t errlen)
 {
@@ -57,12 +83,18 @@ int http_call(const struct http_client_opts *o, const char *method, const char *
 		errf(err, errlen, "cannot initialise HTTP client");
 		return -ENOMEM;
 	}
+	int un;
 	if (is_unix) {
 		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, o->target);
-		snprintf(url, sizeof(url), "http://localhost%s", path);
+		un = snprintf(url, sizeof(url), "http://localhost%s", path);
 	} else {
 		size_t n = strlen(o->target);
-		snprintf(url, sizeof(url), "%.*s%s", (int)(n && o->target[n - 1] == '/' ? n - 1 : n), o->target, path);
+		un = snprintf(url, sizeof(url), "%.*s%s", (int)(n && o->target[n - 1] == '/' ? n - 1 : n), o->target, path);
+	}
+	if (un < 0 || (size_t)un >= sizeof(url)) {
+		errf(err, errlen, "invalid request: the URL for %s would be longer than %zu bytes", o->target, sizeof(url) - 1);
+		curl_easy_cleanup(c);
+		return -EINVAL;
 	}
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -88,8 +120,13 @@ int http_call(const struct http_client_opts *o, const char *method, const char *
 	}
 	cc = curl_easy_perform(c);
 	if (cc != CURLE_OK) {
-		errf(err, errlen, "cannot reach %s: %s", o->target, curl_easy_strerror(cc));
-		rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -ECONNREFUSED;
+		if (request_error(cc)) {
+			errf(err, errlen, "invalid request URL %s: %s", url, curl_easy_strerror(cc));
+			rc = -EINVAL;
+		} else {
+			errf(err, errlen, "cannot reach %s: %s", o->target, curl_easy_strerror(cc));
+			rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -ECONNREFUSED;
+		}
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);

@@ -1,11 +1,15 @@
 /* HTTP+JSON server on libmicrohttpd. One thread per connection, so a long
  * request (a snapshot, a migration start) never blocks a status query.
  * Bodies are collected up to HTTP_BODY_MAX and parsed with jansson before a
- * route handler sees them; invalid JSON gets 400 without reaching it. */
+ * route handler sees them; invalid JSON gets 400 without reaching it.
+ * Idle connections are closed after HTTP_IDLE_TIMEOUT_S and the number of
+ * connections is bounded (in total and per client address on TCP), so
+ * clients that connect and send nothing cannot lock others out. */
 #include "api/http.h"
 #include "common/util.h"
 #include "common/net.h"
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -13,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -135,7 +141,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		path_found = true;
 		if (strcmp(rt->method, method))
 			continue;
+		/* the idle timeout does not cut a long handler (a snapshot, a
+		 * migration start) short: it is off while the handler runs and
+		 * restarts from now when it is set again */
+		MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0);
 		status = rt->fn(s->ctx, &req, &resp);
+		MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S);
 		break;
 	}
 	if (!status) {
@@ -168,6 +179,28 @@ static void request_done(void *cls, struct MHD_Connection *c, void **con_cls, en
 		free(st);
 		*con_cls = NULL;
 	}
+}
+
+/* URL unescaping for MHD: decodes %XX except %2F ('/') and %00, which stay
+ * encoded so that a percent-encoded name can never add a path component
+ * or end a string early (the name check then refuses the '%'). */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	char *r = s, *w = s;
+	while (*r) {
+		if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
+			char hex[3] = { r[1], r[2], 0 };
+			unsigned long v = strtoul(hex, NULL, 16);
+			if (v != '/' && v != 0) {
+				*w++ = (char)v;
+				r += 3;
+				continue;
+			}
+		}
+		*w++ = *r++;
+	}
+	*w = 0;
+	return (size_t)(w - s);
 }
 
 static int unix_listen(const char *path, char *err, size_t errlen)
@@ -209,11 +242,36 @@ static int unix_listen(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
+/* Daemons serving TCP may hold many connections: raise the soft fd limit to
+ * the hard one (once per process). */
+static void raise_fd_limit_once(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* The TCP connection limit: HTTP_TCP_CONNECTIONS_MAX, or half the fd limit
+ * when that is lower (handlers, monitors' sockets and files need fds too). */
+static unsigned tcp_connection_limit(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct rlimit rl;
+	unsigned limit = HTTP_TCP_CONNECTIONS_MAX;
+	pthread_once(&once, raise_fd_limit_once);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 2 < limit)
+		limit = (unsigned)(rl.rlim_cur / 2);
+	return limit > 16 ? limit : 16;
+}
+
 struct http_server *http_server_start(const struct http_server_opts *o, const struct http_route *routes,
 				      void *ctx, char *err, size_t errlen)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+	/* poll(), not select(): connection fds above FD_SETSIZE must work too */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG;
 
 	if (!s)
 		return NULL;
@@ -227,7 +285,10 @@ struct http_server *http_server_start(const struct http_server_opts *o, const st
 			goto fail;
 		s->unix_path = strdup(o->unix_path);
 		s->unix_daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle_unix, s, MHD_OPTION_LISTEN_SOCKET, fd,
-						  MHD_OPTION_NOTIFY_COMPLETED, request_done, s, MHD_OPTION_END);
+						  MHD_OPTION_NOTIFY_COMPLETED, request_done, s,
+						  MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+						  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
+						  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_UNIX_CONNECTIONS_MAX, MHD_OPTION_END);
 		if (!s->unix_daemon) {
 			errf(err, errlen, "cannot start the HTTP server on %s", o->unix_path);
 			close(fd);
@@ -235,9 +296,15 @@ struct http_server *http_server_start(const struct http_server_opts *o, const st
 		}
 	}
 	if (o->tcp_listen) {
+		unsigned limit = tcp_connection_limit();
 		int fd = net_listen_tcp(o->tcp_listen, 64, err, errlen);
 		if (fd < 0)
 			goto fail;
+		struct MHD_OptionItem tls[] = {
+			{ MHD_OPTION_HTTPS_MEM_CERT, 0, NULL },
+			{ MHD_OPTION_HTTPS_MEM_KEY, 0, NULL },
+			{ MHD_OPTION_END, 0, NULL },
+		};
 		unsigned tflags = flags;
 		if (o->tls_cert && o->tls_key) {
 			int rc;
@@ -249,14 +316,19 @@ struct http_server *http_server_start(const struct http_server_opts *o, const st
 				goto fail;
 			}
 			tflags |= MHD_USE_TLS;
-			s->tcp_daemon = MHD_start_daemon(tflags, 0, NULL, NULL, handle_tcp, s, MHD_OPTION_LISTEN_SOCKET, fd,
-							 MHD_OPTION_NOTIFY_COMPLETED, request_done, s,
-							 MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
-							 MHD_OPTION_HTTPS_MEM_KEY, s->key_pem, MHD_OPTION_END);
+			tls[0].ptr_value = s->cert_pem;
+			tls[1].ptr_value = s->key_pem;
 		} else {
-			s->tcp_daemon = MHD_start_daemon(tflags, 0, NULL, NULL, handle_tcp, s, MHD_OPTION_LISTEN_SOCKET, fd,
-							 MHD_OPTION_NOTIFY_COMPLETED, request_done, s, MHD_OPTION_END);
+			tls[0].option = MHD_OPTION_END;
 		}
+		s->tcp_daemon = MHD_start_daemon(tflags, 0, NULL, NULL, handle_tcp, s, MHD_OPTION_LISTEN_SOCKET, fd,
+						 MHD_OPTION_NOTIFY_COMPLETED, request_done, s,
+						 MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+						 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
+						 MHD_OPTION_CONNECTION_LIMIT, limit,
+						 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_TCP_PER_IP_MAX,
+						 MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_TCP_THREAD_STACK,
+						 MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 		if (!s->tcp_daemon) {
 			errf(err, errlen, "cannot start the HTTP server on %s", o->tcp_listen);
 			close(fd);

@@ -16,7 +16,8 @@
 #define CENTER_POLL_INTERVAL_MS 200
 #define CENTER_HOST_TIMEOUT_MS 5000
 #define CENTER_DEST_LOST_MS 1500   /* destination silent this long: cancel the migration */
-#define CENTER_SOURCE_LOST_MS 30000
+#define CENTER_SOURCE_LOST_MS 30000  /* source host silent this long: stop following */
+#define CENTER_SOURCE_GONE_MS 5000   /* source answers but cannot read the status: ask both hosts */
 #define DEFAULT_CLUSTER "default"
 
 struct center {

@@ -14,6 +14,7 @@
  * A powered-off VM moves cold: its configuration is registered on the
  * destination and removed from the source. */
 #include "center/center.h"
+#include "api/http.h"
 #include "common/util.h"
 #include <errno.h>
 #include <openssl/rand.h>
@@ -90,12 +91,89 @@ static void finish(struct migrate_job *j, bool ok, const char *msg, json_t *resu
 	json_decref(result);
 }
 
-static void discard_destination(struct migrate_job *j)
+/* Where a VM is, as one host's agent sees it: what its monitor says now. */
+enum where { WHERE_RUNS, WHERE_MASKED, WHERE_GONE, WHERE_UNKNOWN, WHERE_DISCARDED };
+
+static enum where vm_on(json_t *host, const char *name, char *state, size_t slen, char *why, size_t wlen)
 {
-	char path[160], err[512];
-	snprintf(path, sizeof(path), "/v1/vms/%s", s(j->vm, "name"));
-	/* only an incoming (masked) VM is discarded; the agent refuses anything else */
-	host_call(j->dst, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
+	char path[192];
+	json_t *r = NULL;
+	enum where w = WHERE_UNKNOWN;
+	state[0] = 0;
+	http_path(path, sizeof(path), "/v1/vms/", name, "?monitor=1");
+	int code = host_call(host, "GET", path, NULL, &r, 5000, why, wlen);
+	if (code == 404) {
+		snprintf(state, slen, "absent");
+		w = WHERE_GONE;
+	} else if (code == 200) {
+		const char *ms = json_string_value(json_object_get(r, "monitor_state"));
+		if (!ms) {
+			errf(why, wlen, "host %s: %s", s(host, "name"),
+			     s(r, "monitor_error")[0] ? s(r, "monitor_error") : "its agent does not report the monitor's state");
+		} else {
+			snprintf(state, slen, "%s", !strcmp(ms, "none") ? "off" : ms);
+			if (!strcmp(ms, "running") || !strcmp(ms, "paused"))
+				w = WHERE_RUNS;
+			else if (!strcmp(ms, "incoming"))
+				w = WHERE_MASKED;
+			else if (!strcmp(ms, "none") || !strcmp(ms, "migrated") || !strcmp(ms, "shutdown"))
+				w = WHERE_GONE;
+			else
+				errf(why, wlen, "host %s: its monitor is %s", s(host, "name"), ms);
+		}
+	}
+	json_decref(r);
+	return w;
+}
+
+/* Discards the destination's prepared VM; the agent only discards one that
+ * still waits masked (incoming) and refuses one that runs. 0 when discarded. */
+static int discard_destination(struct migrate_job *j, char *err, size_t errlen)
+{
+	char path[160];
+	http_path(path, sizeof(path), "/v1/vms/", s(j->vm, "name"), NULL);
+	int code = host_call(j->dst, "DELETE", path, NULL, NULL, 0, err, errlen);
+	return code == 200 || code == 404 ? 0 : -1;
+}
+
+/* The VM runs on the destination: record it there (host, monitor API
+ * socket, state) before the task says succeeded, confirm the arrival and let
+ * the source forget it. note: why success was established another way. */
+static void arrived(struct migrate_job *j, json_t *st, const char *dst_api_hint, const char *note)
+{
+	struct center *c = j->c;
+	const char *name = s(j->vm, "name"), *sname = s(j->src, "name"), *dname = s(j->dst, "name");
+	char path[160], err[512], msg[1600], dst_api[512], state[16] = "running";
+	json_t *arr = NULL;
+
+	snprintf(dst_api, sizeof(dst_api), "%s", dst_api_hint ? dst_api_hint : "");
+	http_path(path, sizeof(path), "/v1/vms/", name, "/arrived");
+	if (host_call(j->dst, "POST", path, NULL, &arr, 0, err, sizeof(err)) == 200) {
+		if (json_string_length(json_object_get(arr, "api")))
+			snprintf(dst_api, sizeof(dst_api), "%s", s(arr, "api"));
+		if (!strcmp(s(arr, "state"), "paused"))
+			snprintf(state, sizeof(state), "paused");
+	}
+	json_decref(arr);
+	pthread_mutex_lock(&c->lock);
+	inv_run(c, "UPDATE vms SET host_id = ?, api = ?, power_state = ?, updated_at = ? WHERE id = ?",
+		json_pack("[O, s?, s, I, O]", json_object_get(j->dst, "id"), dst_api[0] ? dst_api : NULL, state,
+			  (json_int_t)inv_now_ms(), json_object_get(j->vm, "id")), NULL);
+	pthread_mutex_unlock(&c->lock);
+	/* the source monitor exits by itself; its agent forgets the VM */
+	http_path(path, sizeof(path), "/v1/vms/", name, NULL);
+	host_call(j->src, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
+	json_t *result = st ? json_deep_copy(st) : json_object();
+	json_object_set_new(result, "source", json_string(sname));
+	json_object_set_new(result, "destination", json_string(dname));
+	if (note) {
+		json_object_set_new(result, "note", json_string(note));
+		snprintf(msg, sizeof(msg), "VM %s migrated from %s to %s (%s)", name, sname, dname, note);
+	} else {
+		snprintf(msg, sizeof(msg), "VM %s migrated from %s to %s in %.0f ms (stun %.2f ms)", name, sname, dname,
+			 json_number_value(json_object_get(st, "total_ms")), json_number_value(json_object_get(st, "stun_ms")));
+	}
+	finish(j, true, msg, result);
 }
 
 static void run_cold(struct migrate_job *j)
@@ -113,7 +191,7 @@ static void run_cold(struct migrate_job *j)
 		return;
 	}
 	if (j->src) {
-		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+		http_path(path, sizeof(path), "/v1/vms/", name, NULL);
 		host_call(j->src, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
 	}
 	pthread_mutex_lock(&j->c->lock);
@@ -174,15 +252,18 @@ static void run_live(struct migrate_job *j)
 	json_t *start = json_deep_copy(j->params);
 	json_object_set_new(start, "to", json_string(addresses));
 	json_object_set_new(start, "key", json_string(key));
-	snprintf(path, sizeof(path), "/v1/vms/%s/migrate", name);
+	http_path(path, sizeof(path), "/v1/vms/", name, "/migrate");
 	code = host_call(j->src, "POST", path, start, &r, 30000, err, sizeof(err));
 	json_object_set_new(start, "key", json_string(""));
 	json_decref(start);
 	explicit_bzero(key, sizeof(key));
+	/* the monitor numbers its migrations: a status with another id is not this one's */
+	json_int_t mig_id = json_is_integer(json_object_get(r, "id")) ? json_integer_value(json_object_get(r, "id")) : -1;
 	json_decref(r);
 	r = NULL;
 	if (code != 202) {
-		discard_destination(j);
+		char e2[512];
+		discard_destination(j, e2, sizeof(e2));
 		snprintf(msg, sizeof(msg), "migration of %s could not start on source %s: %s; the VM keeps running there", name, sname, err);
 		finish(j, false, msg, NULL);
 		return;
@@ -193,31 +274,55 @@ static void run_live(struct migrate_job *j)
 	json_t *cfg2 = json_loads(s(j->vm, "config"), 0, NULL);
 	uint64_t memory = (uint64_t)json_integer_value(json_object_get(cfg2, "memory"));
 	json_decref(cfg2);
-	uint64_t dst_ok = now_ns(), src_ok = now_ns();
-	bool cancelled = false;
-	char cancel_reason[700] = "";
-	snprintf(path, sizeof(path), "/v1/vms/%s/migration", name);
+	uint64_t dst_ok = now_ns(), src_ok = now_ns(), src_unread_since = 0;
+	bool cancelled = false, dst_runs = false;
+	char cancel_reason[700] = "", unread[700] = "";
+	http_path(path, sizeof(path), "/v1/vms/", name, "/migration");
 	for (;;) {
 		sleep_ns((uint64_t)CENTER_POLL_INTERVAL_MS * 1000000);
 		json_t *now = NULL;
 		code = host_call(j->src, "GET", path, NULL, &now, 5000, err, sizeof(err));
-		if (code == 200 && json_is_string(json_object_get(now, "status"))) {
+		json_t *id = json_object_get(now, "id");
+		bool ours = code == 200 && json_is_string(json_object_get(now, "status")) &&
+			    (mig_id < 0 || !json_is_integer(id) || json_integer_value(id) == mig_id);
+		if (ours) {
 			src_ok = now_ns();
+			src_unread_since = 0;
+			unread[0] = 0;
 			json_decref(st);
 			st = now;
 			if (strcmp(s(st, "status"), "running"))
 				break;
 		} else {
+			/* The source's status cannot be read: its agent does not answer
+			 * (code < 0), or it answers that the VM's monitor is gone, has no
+			 * migration or reports another one. A monitor whose migration
+			 * completed exits: the VM may already run on the destination. */
+			if (code == 200)
+				snprintf(unread, sizeof(unread), "the source monitor on %s reports another migration (id %lld, this one is %lld)",
+					 sname, (long long)json_integer_value(id), (long long)mig_id);
+			else if (code < 0)
+				snprintf(unread, sizeof(unread), "lost contact with the source host %s: %s", sname, err);
+			else
+				snprintf(unread, sizeof(unread), "the source host %s cannot read the migration's status from the VM's monitor: %s",
+					 sname, err);
 			json_decref(now);
-			if (now_ns() - src_ok > (uint64_t)CENTER_SOURCE_LOST_MS * 1000000) {
-				snprintf(cancel_reason, sizeof(cancel_reason), "lost contact with the source host %s: %s", sname, err);
+			char dstate[32], dwhy[300];
+			if (vm_on(j->dst, name, dstate, sizeof(dstate), dwhy, sizeof(dwhy)) == WHERE_RUNS) {
+				dst_runs = true;
 				break;
 			}
+			if (code >= 0 && !src_unread_since)
+				src_unread_since = now_ns();
+			if (code >= 0 && now_ns() - src_unread_since > (uint64_t)CENTER_SOURCE_GONE_MS * 1000000)
+				break;
+			if (now_ns() - src_ok > (uint64_t)CENTER_SOURCE_LOST_MS * 1000000)
+				break;
 		}
 		/* is the destination host still there? */
 		char e2[512], vpath[160];
 		json_t *dr = NULL;
-		snprintf(vpath, sizeof(vpath), "/v1/vms/%s", name);
+		http_path(vpath, sizeof(vpath), "/v1/vms/", name, NULL);
 		int dc = host_call(j->dst, "GET", vpath, NULL, &dr, 1000, e2, sizeof(e2));
 		json_decref(dr);
 		if (dc == 200)
@@ -227,7 +332,7 @@ static void run_live(struct migrate_job *j)
 			snprintf(cancel_reason, sizeof(cancel_reason), "lost contact with the destination host %s (%s)", dname, e2);
 			glide_log("center", "task %lld: %s; cancelling", (long long)j->task, cancel_reason);
 			char cpath[192];
-			snprintf(cpath, sizeof(cpath), "/v1/vms/%s/migration/cancel", name);
+			http_path(cpath, sizeof(cpath), "/v1/vms/", name, "/migration/cancel");
 			host_call(j->src, "POST", cpath, NULL, &cr, 10000, e2, sizeof(e2));
 			json_decref(cr);
 			cancelled = true;
@@ -246,34 +351,53 @@ static void run_live(struct migrate_job *j)
 			json_decref(detail);
 		}
 	}
-	const char *status = st ? s(st, "status") : "unknown";
-	if (!strcmp(status, "completed")) {
-		json_t *result = json_deep_copy(st);
-		json_object_set_new(result, "source", json_string(sname));
-		json_object_set_new(result, "destination", json_string(dname));
-		pthread_mutex_lock(&c->lock);
-		inv_run(c, "UPDATE vms SET host_id = ?, api = ?, power_state = 'running', updated_at = ? WHERE id = ?",
-			json_pack("[O, s, I, O]", json_object_get(j->dst, "id"), dst_api, (json_int_t)inv_now_ms(),
-				  json_object_get(j->vm, "id")), NULL);
-		pthread_mutex_unlock(&c->lock);
-		char dpath[160];
-		snprintf(dpath, sizeof(dpath), "/v1/vms/%s/arrived", name);
-		host_call(j->dst, "POST", dpath, NULL, NULL, 0, err, sizeof(err));
-		/* the source monitor exits by itself; its agent forgets the VM */
-		snprintf(dpath, sizeof(dpath), "/v1/vms/%s", name);
-		host_call(j->src, "DELETE", dpath, NULL, NULL, 0, err, sizeof(err));
-		snprintf(msg, sizeof(msg), "VM %s migrated from %s to %s in %.0f ms (stun %.2f ms)", name, sname, dname,
-			 json_number_value(json_object_get(st, "total_ms")), json_number_value(json_object_get(st, "stun_ms")));
-		finish(j, true, msg, result);
-	} else {
-		discard_destination(j);
-		snprintf(msg, sizeof(msg), "migration of %s to %s %s: %s; the VM keeps running on %s", name, dname,
-			 st ? status : "failed", cancel_reason[0] ? cancel_reason : st ? s(st, "error") : err, sname);
-		json_t *result = st ? json_deep_copy(st) : json_object();
-		json_object_set_new(result, "source", json_string(sname));
-		json_object_set_new(result, "destination", json_string(dname));
-		finish(j, false, msg, result);
+	/* the source's final word, when it could be read */
+	const char *status = st && !unread[0] && strcmp(s(st, "status"), "running") ? s(st, "status") : NULL;
+	if (status && !strcmp(status, "completed")) {
+		arrived(j, st, dst_api, NULL);
+		json_decref(st);
+		return;
 	}
+	/* Failed, cancelled, or not readable: before anything is discarded, ask
+	 * both hosts what their monitors do. A VM that runs is never discarded. */
+	char why[1000], dstate[32] = "", dwhy[300] = "", sstate[32] = "", swhy[300] = "";
+	snprintf(why, sizeof(why), "%s", status ? (cancel_reason[0] ? cancel_reason : s(st, "error")) : unread[0] ? unread : err);
+	enum where dw = dst_runs ? WHERE_RUNS : vm_on(j->dst, name, dstate, sizeof(dstate), dwhy, sizeof(dwhy));
+	enum where sw = vm_on(j->src, name, sstate, sizeof(sstate), swhy, sizeof(swhy));
+	if (dw == WHERE_MASKED && discard_destination(j, dwhy, sizeof(dwhy)))
+		dw = vm_on(j->dst, name, dstate, sizeof(dstate), dwhy, sizeof(dwhy)); /* it may have started meanwhile */
+	else if (dw == WHERE_MASKED)
+		dw = WHERE_DISCARDED;
+	json_t *result = st ? json_deep_copy(st) : json_object();
+	json_object_set_new(result, "source", json_string(sname));
+	json_object_set_new(result, "destination", json_string(dname));
+	if (dw == WHERE_RUNS && sw != WHERE_RUNS) {
+		char note[1200];
+		if (status)
+			snprintf(note, sizeof(note), "the destination runs the VM although the source reported the migration %s: %s",
+				 status, why);
+		else
+			snprintf(note, sizeof(note), "the destination runs the VM; the source's final status could not be read: %s", why);
+		json_decref(result);
+		arrived(j, status ? st : NULL, dst_api, note);
+		json_decref(st);
+		return;
+	}
+	const char *verb = status ? status : "could not be followed";
+	if (dw == WHERE_RUNS) /* both: a monitor bug; stop neither */
+		snprintf(msg, sizeof(msg), "migration of %s to %s %s: %s; the VM runs on both %s (%s) and %s (%s): neither was stopped, "
+			 "check them and stop one", name, dname, verb, why, sname, sstate, dname, dstate);
+	else if (sw == WHERE_RUNS)
+		snprintf(msg, sizeof(msg), "migration of %s to %s %s: %s; the VM keeps running on %s%s%s", name, dname, verb, why, sname,
+			 dw == WHERE_UNKNOWN ? "; " : "", dw == WHERE_UNKNOWN ? dwhy : "");
+	else if (sw == WHERE_UNKNOWN && dw == WHERE_UNKNOWN)
+		snprintf(msg, sizeof(msg), "migration of %s to %s %s: %s; the VM's location could not be determined (%s: %s; %s: %s): "
+			 "neither host was changed, check both", name, dname, verb, why, sname, swhy, dname, dwhy);
+	else
+		snprintf(msg, sizeof(msg), "migration of %s to %s %s: %s; the VM does not run on %s (%s) and %s (%s)", name, dname, verb,
+			 why, sname, sw == WHERE_UNKNOWN ? swhy : sstate, dname,
+			 dw == WHERE_DISCARDED ? "its masked copy was discarded" : dw == WHERE_UNKNOWN ? dwhy : dstate[0] ? dstate : "absent");
+	finish(j, false, msg, result);
 	json_decref(st);
 }
 

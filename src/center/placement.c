@@ -9,6 +9,7 @@
  * if it qualifies, else the one with the most free memory; when none
  * qualifies the answer lists every host with its reason. */
 #include "center/center.h"
+#include "api/http.h"
 #include "common/util.h"
 #include <errno.h>
 #include <stdio.h>
@@ -176,21 +177,21 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 		pthread_mutex_lock(&c->lock);
 		old = inv_host_by_id(c, json_integer_value(json_object_get(vm, "host_id")));
 		pthread_mutex_unlock(&c->lock);
-		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+		http_path(path, sizeof(path), "/v1/vms/", name, NULL);
 		if (old)
 			host_call(old, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
 		json_decref(old);
 	}
-	snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	http_path(path, sizeof(path), "/v1/vms/", name, NULL);
 	int st = host_call(chosen, "GET", path, NULL, &r, 0, err, sizeof(err));
 	json_decref(r);
 	r = NULL;
 	if (st == 200) {
-		snprintf(path, sizeof(path), "/v1/vms/%s/config", name);
+		http_path(path, sizeof(path), "/v1/vms/", name, "/config");
 		st = host_call(chosen, "POST", path, json_pack("{s:O, s:O}", "config", cfg_new, "boot", boot), &r, 0, err, sizeof(err));
 		json_decref(r);
 		r = NULL;
-		snprintf(path, sizeof(path), "/v1/vms/%s/start", name);
+		http_path(path, sizeof(path), "/v1/vms/", name, "/start");
 		if (st == 200)
 			st = host_call(chosen, "POST", path, NULL, &r, 30000, err, sizeof(err));
 	} else {
@@ -261,7 +262,7 @@ int placement_power_off(struct center *c, const char *name, json_t **resp)
 	int st = 200;
 	if (host && strcmp(json_string_value(json_object_get(vm, "power_state")), "off")) {
 		json_t *r = NULL;
-		snprintf(path, sizeof(path), "/v1/vms/%s/stop", name);
+		http_path(path, sizeof(path), "/v1/vms/", name, "/stop");
 		st = host_call(host, "POST", path, NULL, &r, 30000, err, sizeof(err));
 		json_decref(r);
 	}

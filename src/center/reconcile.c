@@ -7,6 +7,7 @@
  * powered off (kept registered where its configuration is). This is also
  * how a migration that finished while the controller was down is found. */
 #include "center/center.h"
+#include "api/http.h"
 #include "common/util.h"
 #include <stdio.h>
 #include <string.h>
@@ -84,7 +85,7 @@ void reconcile_once(struct center *c)
 			json_decref(row);
 			if (!locked) {
 				char path[160], err[256];
-				snprintf(path, sizeof(path), "/v1/vms/%s/arrived", vname);
+				http_path(path, sizeof(path), "/v1/vms/", vname, "/arrived");
 				if (host_call(ih, "POST", path, NULL, NULL, 0, err, sizeof(err)) == 200) {
 					glide_log("center", "VM %s: arrival on host %s confirmed", vname, json_string_value(json_object_get(ih, "name")));
 					json_object_set(cur, "host_id", json_object_get(ih, "id"));

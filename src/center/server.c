@@ -18,6 +18,7 @@
 #include "vmm/config.h"
 #include "common/token.h"
 #include "common/util.h"
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -43,20 +44,65 @@ static const char *body_str(const struct http_request *req, const char *k)
 	return json_string_value(json_object_get(req->body, k));
 }
 
-/* "/v1/PREFIX/NAME[/ACTION]" */
-static int split(const char *path, const char *prefix, char *name, size_t nlen, char *action, size_t alen)
+/* A host is named by its name or its address (HOST:PORT, [V6]:PORT). */
+static bool address_like(const char *s)
 {
-	size_t pl = strlen(prefix);
-	if (strncmp(path, prefix, pl))
-		return -EINVAL;
-	const char *p = path + pl, *slash = strchr(p, '/');
+	size_t n = strlen(s);
+	if (!n || n > 120 || !strchr(s, ':'))
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr(".-:[]", *p))
+			return false;
+	return true;
+}
+
+/* 0 when name is a valid VM/host/cluster name (or, with or_address, a host
+ * address); else 400 with *resp saying why. */
+static int check_name(const char *name, bool or_address, json_t **resp)
+{
+	char err[512];
+	if (name_valid(name, err, sizeof(err)) || (or_address && name && address_like(name)))
+		return 0;
+	*resp = error_json("%s", err);
+	return 400;
+}
+
+/* "/v1/PREFIX/NAME[/ACTION]" with NAME checked: 0, or 400 with *resp set. */
+static int split(const struct http_request *req, const char *prefix, bool or_address, char *name, size_t nlen,
+		 char *action, size_t alen, json_t **resp)
+{
+	const char *p = req->path + strlen(prefix), *slash = strchr(p, '/');
 	size_t n = slash ? (size_t)(slash - p) : strlen(p);
-	if (!n || n >= nlen)
-		return -EINVAL;
+	char *comp = strndup(p, n);
+	int rc = comp ? check_name(comp, or_address, resp) : 500;
+	free(comp);
+	if (rc)
+		return rc;
+	if (n >= nlen) {
+		*resp = error_json("name too long");
+		return 400;
+	}
 	memcpy(name, p, n);
 	name[n] = 0;
 	snprintf(action, alen, "%s", slash ? slash + 1 : "");
 	return 0;
+}
+
+/* Without --name a host is named after its address: 10.0.0.11:7001 -> 10.0.0.11-7001. */
+static void host_default_name(const char *addr, char *out, size_t len)
+{
+	size_t o = 0;
+	for (const char *p = addr; *p && o + 1 < len && o < NAME_LEN_MAX; p++) {
+		if (*p == '[' || *p == ']')
+			continue;
+		out[o++] = isalnum((unsigned char)*p) || *p == '.' || *p == '_' ? *p : '-';
+	}
+	out[o] = 0;
+	if (!isalnum((unsigned char)out[0]) && o + 2 < len) { /* an IPv6 address such as ::1 */
+		memmove(out + 1, out, o + 1);
+		out[0] = 'h';
+		out[NAME_LEN_MAX] = 0;
+	}
 }
 
 static json_t *host_view(json_t *row)
@@ -111,10 +157,13 @@ static int api_cluster_create(void *ctx, const struct http_request *req, json_t 
 	struct center *c = ctx;
 	const char *name = body_str(req, "name"), *evc = body_str(req, "evc");
 	json_t *mm = json_object_get(req->body, "max_migrations_per_host");
-	if (!name || !*name) {
+	if (!name) {
 		*resp = error_json("a cluster needs {\"name\"}");
 		return 400;
 	}
+	int bad = check_name(name, false, resp);
+	if (bad)
+		return bad;
 	if (!evc)
 		evc = EVC_NONE;
 	if (!level_valid(evc)) {
@@ -187,8 +236,9 @@ static int api_cluster_get(void *ctx, const struct http_request *req, json_t **r
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	if (split(req->path, "/v1/clusters/", name, sizeof(name), action, sizeof(action)))
-		return 0;
+	int bad = split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
 	pthread_mutex_lock(&c->lock);
 	if (!strcmp(name, DEFAULT_CLUSTER))
 		inv_default_cluster(c);
@@ -209,7 +259,10 @@ static int api_cluster_post(void *ctx, const struct http_request *req, json_t **
 	struct center *c = ctx;
 	char name[128], action[64];
 	const char *level = body_str(req, "level");
-	if (split(req->path, "/v1/clusters/", name, sizeof(name), action, sizeof(action)) || strcmp(action, "evc"))
+	int bad = split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
+	if (strcmp(action, "evc"))
 		return 0;
 	if (!level || !level_valid(level)) {
 		*resp = error_json("give {\"level\": none|intersection|x86-64-v1..v4}");
@@ -297,19 +350,31 @@ static int api_host_add(void *ctx, const struct http_request *req, json_t **resp
 	const char *addr = body_str(req, "address"), *token = body_str(req, "token");
 	const char *name = body_str(req, "name"), *cluster = body_str(req, "cluster");
 	char err[512];
+	char defname[NAME_LEN_MAX + 1];
 	if (!addr || !token) {
 		*resp = error_json("adding a host needs {\"address\": HOST:PORT, \"token\": ...}");
 		return 400;
 	}
-	json_t *probe = json_pack("{s:s, s:s, s:s}", "name", name ? name : addr, "address", addr, "token", token);
+	if (!address_like(addr)) {
+		*resp = error_json("invalid host address '%.100s': give HOST:PORT", addr);
+		return 400;
+	}
+	if (!name) {
+		host_default_name(addr, defname, sizeof(defname));
+		name = defname;
+	}
+	int bad = check_name(name, false, resp);
+	if (!bad && cluster)
+		bad = check_name(cluster, false, resp);
+	if (bad)
+		return bad;
+	json_t *probe = json_pack("{s:s, s:s, s:s}", "name", name, "address", addr, "token", token);
 	json_t *facts = host_facts(probe, err, sizeof(err));
 	json_decref(probe);
 	if (!facts) {
 		*resp = error_json("cannot add host %s: %s", addr, err);
 		return 502;
 	}
-	if (!name)
-		name = addr;
 	pthread_mutex_lock(&c->lock);
 	int64_t cid;
 	json_t *cl;
@@ -370,7 +435,10 @@ static int api_host_get(void *ctx, const struct http_request *req, json_t **resp
 {
 	struct center *c = ctx;
 	char name[128], action[64], err[512];
-	if (split(req->path, "/v1/hosts/", name, sizeof(name), action, sizeof(action)) || action[0])
+	int bad = split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
+	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	json_t *row = inv_host(c, name);
@@ -394,7 +462,10 @@ static int api_host_delete(void *ctx, const struct http_request *req, json_t **r
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	if (split(req->path, "/v1/hosts/", name, sizeof(name), action, sizeof(action)) || action[0])
+	int bad = split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
+	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	json_t *row = inv_host(c, name);
@@ -467,11 +538,16 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 	const char *name = body_str(req, "name"), *cluster = body_str(req, "cluster"), *evc = body_str(req, "evc");
 	json_t *boot = json_object_get(req->body, "boot");
 	struct vm_config cfg;
-	char err[512];
+	char err[512] = "";
 	if (!name || !json_is_object(boot) || !json_is_string(json_object_get(boot, "path"))) {
 		*resp = error_json("creating a VM needs {\"name\", \"memory\", \"vcpus\", \"boot\": {\"kind\": boot|elf|kernel, \"path\"}}");
 		return 400;
 	}
+	int bad = check_name(name, false, resp);
+	if (!bad && cluster)
+		bad = check_name(cluster, false, resp);
+	if (bad)
+		return bad;
 	json_t *config = json_pack("{s:s, s:O, s:O}", "name", name, "memory", json_object_get(req->body, "memory"),
 				   "vcpus", json_object_get(req->body, "vcpus") ? json_object_get(req->body, "vcpus") : json_integer(1));
 	if (!config || vm_config_from_json(config, &cfg, err, sizeof(err))) {
@@ -520,7 +596,10 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	if (split(req->path, "/v1/vms/", name, sizeof(name), action, sizeof(action)) || action[0])
+	int bad = split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
+	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	json_t *row = inv_vm(c, name);
@@ -582,8 +661,12 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	if (split(req->path, "/v1/vms/", name, sizeof(name), action, sizeof(action)))
-		return 0;
+	int bad = split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
+	const char *host = body_str(req, !strcmp(action, "migrate") ? "to" : "host");
+	if (host && (bad = check_name(host, true, resp)))
+		return bad;
 	if (!strcmp(action, "start"))
 		return placement_power_on(c, name, body_str(req, "host"), resp);
 	if (!strcmp(action, "stop"))
@@ -599,7 +682,10 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 {
 	struct center *c = ctx;
 	char name[128], action[64], err[512], path[192];
-	if (split(req->path, "/v1/vms/", name, sizeof(name), action, sizeof(action)) || action[0])
+	int bad = split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
+	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	json_t *row = inv_vm(c, name);
@@ -615,7 +701,7 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 	inv_run(c, "DELETE FROM vms WHERE id = ?", json_pack("[O]", json_object_get(row, "id")), NULL);
 	pthread_mutex_unlock(&c->lock);
 	if (host) {
-		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+		http_path(path, sizeof(path), "/v1/vms/", name, NULL);
 		host_call(host, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
 	}
 	json_decref(host);
@@ -640,13 +726,13 @@ static int api_tasks(void *ctx, const struct http_request *req, json_t **resp)
 static int api_task_get(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
-	char id[32], action[16];
-	if (split(req->path, "/v1/tasks/", id, sizeof(id), action, sizeof(action)) || action[0])
+	const char *id = req->path + strlen("/v1/tasks/");
+	if (!*id || strchr(id, '/'))
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	json_t *t = task_json(c, atoll(id));
 	pthread_mutex_unlock(&c->lock);
-	*resp = t ? t : error_json("no task %s (see `glide task list`)", id);
+	*resp = t ? t : error_json("no task %.40s (see `glide task list`)", id);
 	return t ? 200 : 404;
 }
 
@@ -693,7 +779,7 @@ int center_serve_main(int argc, char **argv)
 	c->max_migrations_per_host = CENTER_MAX_MIGRATIONS_PER_HOST_DEFAULT;
 	pthread_mutex_init(&c->lock, NULL);
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': db = optarg; break;
 		case 'l': listen = optarg; break;

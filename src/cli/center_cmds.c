@@ -24,7 +24,7 @@ int cmd_cluster_create(int argc, char **argv)
 	const char *evc = NULL;
 	int opt, rc, mm = 0;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		if (opt == 'e')
@@ -40,6 +40,8 @@ int cmd_cluster_create(int argc, char **argv)
 		fprintf(stderr, "glide: give the cluster's NAME\nusage: %s\n", usage);
 		return 1;
 	}
+	if (!ctl_name_ok(argv[optind]))
+		return 1;
 	if ((rc = ctl_connect(&c)))
 		return rc;
 	json_t *body = json_pack("{s:s, s:s?}", "name", argv[optind], "evc", evc), *r = NULL;
@@ -91,7 +93,7 @@ int cmd_cluster_evc(int argc, char **argv)
 	char path[256];
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		if (opt == 's')
@@ -102,9 +104,10 @@ int cmd_cluster_evc(int argc, char **argv)
 		}
 	}
 	const char *name = optind < argc ? argv[optind] : "default";
+	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/clusters/", name, "/evc"))
+		return 1;
 	if ((rc = ctl_connect(&c)))
 		return rc;
-	snprintf(path, sizeof(path), "/v1/clusters/%s/evc", name);
 	json_t *r = NULL, *body = set ? json_pack("{s:s}", "level", set) : NULL;
 	rc = ctl_call(&c, set ? "POST" : "GET", path, body, &r);
 	json_decref(body);

@@ -3,6 +3,7 @@
 #include "cli/ctl.h"
 #include "common/token.h"
 #include "common/util.h"
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,11 @@ int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, 
 	long status;
 	json_t *r = NULL;
 	int rc = http_call(&c->co, method, path, body, &r, &status, err, sizeof(err));
+	if (rc == -EINVAL) { /* our own request was bad: nothing was sent */
+		fprintf(stderr, "glide: %s\n", err);
+		json_decref(r);
+		return 1;
+	}
 	if (rc) {
 		fprintf(stderr, "glide: cannot reach the controller at %s: %s (is `glide center serve` running there?)\n", c->url, err);
 		json_decref(r);
@@ -73,6 +79,24 @@ int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, 
 		*resp = r;
 	else
 		json_decref(r);
+	return 0;
+}
+
+bool ctl_name_ok(const char *name)
+{
+	char err[512];
+	if (name_valid(name, err, sizeof(err)))
+		return true;
+	fprintf(stderr, "glide: %s\n", err);
+	return false;
+}
+
+int ctl_path(char *out, size_t len, const char *prefix, const char *name, const char *suffix)
+{
+	if (http_path(out, len, prefix, name, suffix)) {
+		fprintf(stderr, "glide: invalid request: '%.60s' does not fit in a request path\n", name);
+		return 1;
+	}
 	return 0;
 }
 

@@ -30,6 +30,10 @@ int ctl_connect(struct ctl *c);
 /* Calls the controller; prints "glide: error" on failure (returns non-zero). */
 int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, json_t **resp);
 void ctl_done(struct ctl *c);
+/* Checks a VM, host or cluster name before it is sent; prints "glide: invalid name ..." when it is not valid. */
+bool ctl_name_ok(const char *name);
+/* prefix + percent-encoded name + suffix; prints the error and returns non-zero when it does not fit. */
+int ctl_path(char *out, size_t len, const char *prefix, const char *name, const char *suffix);
 /* Waits for a task, with a progress bar on stderr unless quiet; returns 0 if it succeeded. */
 int ctl_watch_task(struct ctl *c, long long id, bool quiet, json_t **final);
 void ctl_print_task(json_t *t);

@@ -19,7 +19,7 @@ static int parse_simple(int argc, char **argv, struct ctl *c, const char **pos, 
 	static const struct option opts[] = { CTL_LONG_OPTIONS, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(c, opt, optarg))
 			continue;
 		fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
@@ -50,7 +50,7 @@ int cmd_host_add(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -65,6 +65,8 @@ int cmd_host_add(int argc, char **argv)
 		fprintf(stderr, "glide: give the host's HOST:PORT and --host-token-file F (the token its agent was started with)\nusage: %s\n", usage);
 		return 1;
 	}
+	if ((name && !ctl_name_ok(name)) || (cluster && !ctl_name_ok(cluster)))
+		return 1;
 	if ((rc = ctl_connect(&c)))
 		return rc;
 	char *token = token_read_file(tf, err, sizeof(err));
@@ -127,7 +129,10 @@ int cmd_host_show(int argc, char **argv)
 	int rc = parse_simple(argc, argv, &c, &name, "glide host show NAME [--json]");
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	snprintf(path, sizeof(path), "/v1/hosts/%s", name);
+	if (ctl_path(path, sizeof(path), "/v1/hosts/", name, NULL)) {
+		ctl_done(&c);
+		return 1;
+	}
 	rc = ctl_call(&c, "GET", path, NULL, &r);
 	if (!rc && c.json) {
 		cli_print_json(r);
@@ -166,7 +171,10 @@ int cmd_host_remove(int argc, char **argv)
 	int rc = parse_simple(argc, argv, &c, &name, "glide host remove NAME [--json]");
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	snprintf(path, sizeof(path), "/v1/hosts/%s", name);
+	if (ctl_path(path, sizeof(path), "/v1/hosts/", name, NULL)) {
+		ctl_done(&c);
+		return 1;
+	}
 	rc = ctl_call(&c, "DELETE", path, NULL, &r);
 	if (!rc) {
 		if (c.json)

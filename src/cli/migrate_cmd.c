@@ -100,7 +100,7 @@ int cmd_migrate(int argc, char **argv)
 	char *end;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'a': api = optarg; break;
 		case 't': to = optarg; break;

@@ -33,7 +33,7 @@ static int parse_opts(int argc, char **argv, struct vm_cli_opts *o, const char *
 
 	memset(o, 0, sizeof(*o));
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'a': o->api = optarg; break;
 		case 'j': o->json = true; break;

@@ -44,7 +44,7 @@ int cmd_vmc_create(int argc, char **argv)
 	long vcpus = 1;
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -70,6 +70,8 @@ int cmd_vmc_create(int argc, char **argv)
 		fprintf(stderr, "glide: give NAME, --memory SIZE and one of --boot/--elf/--kernel\nusage: %s\n", usage);
 		return 1;
 	}
+	if (!ctl_name_ok(argv[optind]) || (cluster && !ctl_name_ok(cluster)))
+		return 1;
 	if ((rc = ctl_connect(&c)))
 		return rc;
 	char *abs = cli_abs_path(path), *absi = initrd ? cli_abs_path(initrd) : NULL;
@@ -98,10 +100,15 @@ static int simple_vm(int argc, char **argv, const char *method, const char *acti
 	const char *name;
 	char path[256];
 	json_t *r = NULL;
+	char suffix[32];
 	int rc = ctl_parse_simple(argc, argv, &c, &name, usage);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	snprintf(path, sizeof(path), "/v1/vms/%s%s%s", name, action ? "/" : "", action ? action : "");
+	snprintf(suffix, sizeof(suffix), "%s%s", action ? "/" : "", action ? action : "");
+	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/vms/", name, suffix)) {
+		ctl_done(&c);
+		return 1;
+	}
 	rc = ctl_call(&c, method, path, body, &r);
 	if (!rc) {
 		if (c.json)
@@ -118,30 +125,32 @@ static int simple_vm(int argc, char **argv, const char *method, const char *acti
 
 int cmd_vmc_start(int argc, char **argv)
 {
-	static const struct option opts[] = { CTL_LONG_OPTIONS, { "host", required_argument, 0, 'H' }, { 0, 0, 0, 0 } };
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "host", required_argument, 0, 'H' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	const char *usage = "glide vm start NAME [--host HOST] [--json]";
 	struct ctl c = { 0 };
 	const char *host = NULL;
 	char path[256];
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
-		if (opt == 'H')
+		if (opt == 'H') {
 			host = optarg;
-		else {
-			fprintf(stderr, "usage: %s\n", usage);
-			return 1;
+		} else {
+			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			return opt == 'h' ? 0 : 1;
 		}
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "glide: give the VM's NAME\nusage: %s\n", usage);
 		return 1;
 	}
+	if (!ctl_name_ok(argv[optind]) || ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/start"))
+		return 1;
 	if ((rc = ctl_connect(&c)))
 		return rc;
-	snprintf(path, sizeof(path), "/v1/vms/%s/start", argv[optind]);
 	json_t *body = json_pack("{s:s?}", "host", host), *r = NULL;
 	rc = ctl_call(&c, "POST", path, body, &r);
 	if (!rc) {
@@ -206,7 +215,7 @@ int cmd_vmc_set(int argc, char **argv)
 {
 	static const struct option opts[] = { CTL_LONG_OPTIONS, { "memory", required_argument, 0, 'm' },
 					      { "vcpus", required_argument, 0, 'c' }, { "evc", required_argument, 0, 'E' },
-					      { 0, 0, 0, 0 } };
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	const char *usage = "glide vm set NAME [--memory SIZE] [--vcpus N] [--evc LEVEL|cluster] [--json]";
 	struct ctl c = { 0 };
 	json_t *body = json_object(), *r = NULL;
@@ -214,7 +223,7 @@ int cmd_vmc_set(int argc, char **argv)
 	uint64_t mem;
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		if (opt == 'm' && !parse_size(optarg, &mem))
@@ -224,17 +233,19 @@ int cmd_vmc_set(int argc, char **argv)
 		else if (opt == 'E')
 			json_object_set_new(body, "evc", json_string(optarg));
 		else {
-			fprintf(stderr, "usage: %s\n", usage);
-			return 1;
+			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			json_decref(body);
+			return opt == 'h' ? 0 : 1;
 		}
 	}
 	if (optind != argc - 1 || !json_object_size(body)) {
 		fprintf(stderr, "glide: give the VM's NAME and what to change\nusage: %s\n", usage);
 		return 1;
 	}
+	if (!ctl_name_ok(argv[optind]) || ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/config"))
+		return 1;
 	if ((rc = ctl_connect(&c)))
 		return rc;
-	snprintf(path, sizeof(path), "/v1/vms/%s/config", argv[optind]);
 	rc = ctl_call(&c, "POST", path, body, &r);
 	if (!rc) {
 		if (c.json)
@@ -266,7 +277,7 @@ int cmd_vmc_migrate(int argc, char **argv)
 	uint64_t v;
 	int opt, rc;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -292,10 +303,11 @@ int cmd_vmc_migrate(int argc, char **argv)
 		fprintf(stderr, "glide: give the VM's NAME and --to HOST\nusage: %s\n", usage);
 		return 1;
 	}
+	if (!ctl_name_ok(argv[optind]) || ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/migrate"))
+		return 1;
 	if ((rc = ctl_connect(&c)))
 		return rc;
 	json_object_set_new(body, "to", json_string(to));
-	snprintf(path, sizeof(path), "/v1/vms/%s/migrate", argv[optind]);
 	rc = ctl_call(&c, "POST", path, body, &r);
 	json_decref(body);
 	if (rc) {

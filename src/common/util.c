@@ -69,6 +69,58 @@ const char *format_size(uint64_t bytes, char *buf, size_t len)
 	return buf;
 }
 
+static bool name_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+	       ch == '.';
+}
+
+bool name_valid(const char *name, char *err, size_t errlen)
+{
+	char shown[80] = "", why[64] = "";
+	size_t n = name ? strlen(name) : 0, used = 0;
+
+	if (!name)
+		snprintf(why, sizeof(why), "no name given");
+	else if (n == 0)
+		snprintf(why, sizeof(why), "it is empty");
+	else if (n > NAME_LEN_MAX)
+		snprintf(why, sizeof(why), "it has %zu characters", n);
+	else if (!isalnum((unsigned char)name[0]))
+		snprintf(why, sizeof(why), "it starts with '%c'", isprint((unsigned char)name[0]) ? name[0] : '?');
+	else if (strstr(name, ".."))
+		snprintf(why, sizeof(why), "it contains '..'");
+	else
+		for (const char *p = name; *p; p++)
+			if (!name_char(*p)) {
+				unsigned char ch = (unsigned char)*p;
+				if (ch == ' ')
+					snprintf(why, sizeof(why), "it contains a space");
+				else if (isprint(ch))
+					snprintf(why, sizeof(why), "it contains '%c'", ch);
+				else
+					snprintf(why, sizeof(why), "it contains the control or non-ASCII byte 0x%02x", ch);
+				break;
+			}
+	if (!why[0])
+		return true;
+	/* the name as the user would type it: control bytes escaped, long names cut */
+	size_t i;
+	for (i = 0; i < n && used < 60; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (ch == '\n')
+			used += (size_t)snprintf(shown + used, sizeof(shown) - used, "\\n");
+		else if (ch < 0x20 || ch >= 0x7f || ch == '\'')
+			used += (size_t)snprintf(shown + used, sizeof(shown) - used, "\\x%02x", ch);
+		else
+			shown[used++] = (char)ch;
+	}
+	snprintf(shown + used, sizeof(shown) - used, "%s", i < n ? "..." : "");
+	if (err)
+		errf(err, errlen, "invalid name '%s': %s (%s)", shown, why, NAME_RULE);
+	return false;
+}
+
 static uint64_t clock_ns(clockid_t id)
 {
 	struct timespec ts;

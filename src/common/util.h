@@ -18,6 +18,14 @@ int parse_rate(const char *s, uint64_t *out);
 /* Human-readable size, e.g. "256.0 MiB". */
 const char *format_size(uint64_t bytes, char *buf, size_t len);
 
+/* Names of VMs, hosts and clusters (they become directory names, URL path
+ * components and command-line arguments): 1-63 characters, letters, digits,
+ * '-', '_' and '.', starting with a letter or digit, without "..". Returns
+ * true when valid; otherwise err (if given) says "invalid name '...': why". */
+#define NAME_LEN_MAX 63
+#define NAME_RULE "names are 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit, without '..'"
+bool name_valid(const char *name, char *err, size_t errlen);
+
 uint64_t now_ns(void);        /* CLOCK_MONOTONIC */
 uint64_t realtime_ns(void);   /* CLOCK_REALTIME */
 void sleep_ns(uint64_t ns);

@@ -90,6 +90,10 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		*resp = http_error("registering a VM needs {\"name\", \"config\", \"boot\"}");
 		return 400;
 	}
+	if (!name_valid(name, err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
 	json_t *cfg = json_deep_copy(json_object_get(req->body, "config"));
 	json_object_set_new(cfg, "name", json_string(name));
 	json_t *record = json_pack("{s:o, s:O*, s:O*}", "config", cfg, "boot", json_object_get(req->body, "boot"),
@@ -112,14 +116,19 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 	return 201;
 }
 
-/* /v1/vms/NAME[/ACTION[/SUB]] */
-static int split_vm_path(const char *path, char *name, size_t nlen, char *action, size_t alen)
+/* /v1/vms/NAME[/ACTION[/SUB]] with NAME checked: 0, or 400 with *resp set. */
+static int split_vm_path(const char *path, char *name, size_t nlen, char *action, size_t alen, json_t **resp)
 {
 	const char *p = path + strlen("/v1/vms/");
 	const char *slash = strchr(p, '/');
 	size_t n = slash ? (size_t)(slash - p) : strlen(p);
-	if (n == 0 || n >= nlen)
-		return -EINVAL;
+	char *comp = strndup(p, n), err[512] = "out of memory";
+	bool ok = comp && name_valid(comp, err, sizeof(err)) && n < nlen;
+	free(comp);
+	if (!ok) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
 	memcpy(name, p, n);
 	name[n] = 0;
 	snprintf(action, alen, "%s", slash ? slash + 1 : "");
@@ -130,16 +139,32 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
 	char name[VM_NAME_MAX], action[64];
-	if (split_vm_path(req->path, name, sizeof(name), action, sizeof(action)))
-		return 0;
+	int bad = split_vm_path(req->path, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
 	if (!strcmp(action, "migration"))
 		return host_migration_relay(a, name, "GET", "/v1/migration", resp);
 	if (action[0])
 		return 0;
+	const char *fresh = http_query(req, "monitor");
+	char api[sizeof(((struct host_vm *)0)->api)] = "";
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);
 	*resp = v ? host_vm_json(v) : http_error("no VM named %s on host %s", name, a->name);
+	if (v && v->pid)
+		snprintf(api, sizeof(api), "%s", v->api);
 	pthread_mutex_unlock(&a->lock);
+	if (v && fresh && !strcmp(fresh, "1")) {
+		/* ?monitor=1: what the monitor itself says now (the controller asks
+		 * when it must know whether an arriving VM already runs here) */
+		char state[32], err[300];
+		if (!api[0])
+			json_object_set_new(*resp, "monitor_state", json_string("none"));
+		else if (host_vm_monitor_state(api, state, sizeof(state), err, sizeof(err)))
+			json_object_set_new(*resp, "monitor_error", json_string(err));
+		else
+			json_object_set_new(*resp, "monitor_state", json_string(state));
+	}
 	return v ? 200 : 404;
 }
 
@@ -147,8 +172,9 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
 	char name[VM_NAME_MAX], action[64], err[512];
-	if (split_vm_path(req->path, name, sizeof(name), action, sizeof(action)))
-		return 0;
+	int bad = split_vm_path(req->path, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
 	if (!strcmp(action, "migrate"))
 		return host_migration_start(a, name, req->body, resp);
 	if (!strcmp(action, "migration/cancel"))
@@ -215,7 +241,10 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 	struct host_agent *a = ctx;
 	char name[VM_NAME_MAX], action[64];
 	const char *force = http_query(req, "force");
-	if (split_vm_path(req->path, name, sizeof(name), action, sizeof(action)) || action[0])
+	int bad = split_vm_path(req->path, name, sizeof(name), action, sizeof(action), resp);
+	if (bad)
+		return bad;
+	if (action[0])
 		return 0;
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);
@@ -224,14 +253,41 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 		*resp = http_error("no VM named %s on host %s", name, a->name);
 		return 404;
 	}
-	bool incoming = json_object_get(v->record, "incoming") != NULL;
-	if (v->pid && !incoming && strcmp(v->state, "migrated") && !(force && !strcmp(force, "1"))) {
+	bool incoming = json_object_get(v->record, "incoming") != NULL, forced = force && !strcmp(force, "1");
+	pid_t pid = v->pid;
+	bool migrated = !strcmp(v->state, "migrated"); /* its monitor reported the migration completed */
+	char api[sizeof(v->api)], state[32] = "", err[300] = "";
+	snprintf(api, sizeof(api), "%s", v->api);
+	pthread_mutex_unlock(&a->lock);
+	/* Ask the monitor itself: an arriving VM may already run (the source
+	 * released it), and a VM that migrated away needs no signal. Only a VM
+	 * still waiting masked (incoming) is discarded; one that runs, or whose
+	 * monitor does not say, is kept. */
+	if (pid && !migrated && kill(pid, 0) == 0 && host_vm_monitor_state(api, state, sizeof(state), err, sizeof(err)))
+		state[0] = 0;
+	bool gone = !pid || migrated || kill(pid, 0) != 0 || !strcmp(state, "migrated") || !strcmp(state, "shutdown");
+	if (!gone && !forced) {
+		if (!strcmp(state, "running") || !strcmp(state, "paused")) {
+			*resp = http_error("VM %s is %s on host %s%s; it is not discarded", name, state, a->name,
+					   incoming ? " (it arrived here)" : "; stop it first");
+			return 409;
+		}
+		if (!state[0]) {
+			*resp = http_error("VM %s on host %s: %s; it is not discarded while it may be running", name, a->name, err);
+			return 409;
+		}
+		if (!incoming && strcmp(state, "incoming")) {
+			*resp = http_error("VM %s is %s on host %s; stop it first", name, state, a->name);
+			return 409;
+		}
+	}
+	pthread_mutex_lock(&a->lock);
+	if (v->removed || v->pid != pid) {
 		pthread_mutex_unlock(&a->lock);
-		*resp = http_error("VM %s is %s on host %s; stop it first", name, v->state, a->name);
+		*resp = http_error("VM %s on host %s changed while it was being removed; try again", name, a->name);
 		return 409;
 	}
-	pid_t pid = v->pid;
-	if (pid && strcmp(v->state, "migrated"))
+	if (!gone)
 		kill(pid, SIGTERM); /* an incoming monitor discards its masked VM and exits */
 	host_vm_forget(a, v);
 	pthread_mutex_unlock(&a->lock);
@@ -295,7 +351,7 @@ int host_serve_main(int argc, char **argv)
 	for (int r = 0; r < EVC_REGS; r++)
 		a->cpu_regs[r] = 0xffffffffu;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': data = optarg; break;
 		case 'l': listen = optarg; break;

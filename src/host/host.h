@@ -67,6 +67,10 @@ int host_vm_wait_api(struct host_vm *v, pid_t pid, int timeout_ms, char *err, si
 void host_vm_load_all(struct host_agent *a);
 void *host_vm_supervise(void *agent);
 json_t *host_vm_json(struct host_vm *v);
+/* What a monitor says it does now (GET /v1/vm "state": running, paused,
+ * incoming, migrated, ...), read fresh from its API socket (called unlocked).
+ * 0, or -errno with err set when it does not answer. */
+int host_vm_monitor_state(const char *api, char *state, size_t len, char *err, size_t errlen);
 bool host_pid_is_monitor(pid_t pid);
 
 /* migration.c */

@@ -83,7 +83,7 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 {
 	const char *name = str(spec, "name"), *key = str(spec, "key");
 	struct vm_config cfg;
-	char err[512], addrs[1024] = "", keypath[PATH_MAX], mem[32], vcpus[16];
+	char err[512] = "", addrs[1024] = "", keypath[PATH_MAX], mem[32], vcpus[16];
 	uint32_t want[EVC_REGS];
 	struct host_vm *v;
 	pid_t pid;
@@ -92,6 +92,10 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 	if (!name || !key_ok(key) || vm_config_from_json(json_object_get(spec, "config"), &cfg, err, sizeof(err))) {
 		*resp = http_error("an incoming migration spec needs name, config and key (64 hex digits)%s%s",
 				   err[0] ? ": " : "", err[0] ? err : "");
+		return 400;
+	}
+	if (!name_valid(name, err, sizeof(err))) {
+		*resp = http_error("%s", err);
 		return 400;
 	}
 	if (!a->nmigration_hosts) {
@@ -176,7 +180,7 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 		return 500;
 	}
 	glide_log("host", "VM %s: destination prepared, waiting on %s", name, addrs);
-	*resp = json_pack("{s:s, s:s, s:s, s:i}", "name", name, "host", a->name, "addresses", addrs, "api", v->api,
+	*resp = json_pack("{s:s, s:s, s:s, s:s, s:i}", "name", name, "host", a->name, "addresses", addrs, "api", v->api,
 			  "pid", (int)pid);
 	return 201;
 }

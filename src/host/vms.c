@@ -28,17 +28,6 @@ struct host_vm *host_vm_find(struct host_agent *a, const char *name)
 	return NULL;
 }
 
-static bool name_ok(const char *n)
-{
-	size_t len = strlen(n);
-	if (len == 0 || len >= VM_NAME_MAX || n[0] == '.' || n[0] == '-')
-		return false;
-	for (const char *p = n; *p; p++)
-		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9') && !strchr("._-", *p))
-			return false;
-	return true;
-}
-
 static void path_in(struct host_vm *v, const char *file, char *out, size_t len)
 {
 	snprintf(out, len, "%s/%s", v->dir, file);
@@ -73,10 +62,8 @@ struct host_vm *host_vm_new(struct host_agent *a, const char *name, json_t *reco
 	struct vm_config cfg;
 	struct host_vm *v;
 
-	if (!name_ok(name)) {
-		errf(err, errlen, "VM name '%s' is not valid (use 1-63 letters, digits, '.', '_', '-')", name);
+	if (!name_valid(name, err, errlen))
 		return NULL;
-	}
 	if (host_vm_find(a, name)) {
 		errf(err, errlen, "a VM named %s already exists on this host", name);
 		return NULL;
@@ -283,6 +270,24 @@ int host_vm_wait_api(struct host_vm *v, pid_t pid, int timeout_ms, char *err, si
 	return -ETIMEDOUT;
 }
 
+int host_vm_monitor_state(const char *api, char *state, size_t len, char *err, size_t errlen)
+{
+	struct http_client_opts co = { .target = api, .timeout_ms = 2000 };
+	json_t *r = NULL;
+	long st;
+	char e[256];
+	int rc = http_call(&co, "GET", "/v1/vm", NULL, &r, &st, e, sizeof(e));
+	const char *s = json_string_value(json_object_get(r, "state"));
+	if (!rc && st == 200 && s) {
+		snprintf(state, len, "%s", !strcmp(s, "masked") ? "incoming" : s);
+	} else {
+		errf(err, errlen, "its monitor does not answer: %s", rc || st != 200 ? e : "no state");
+		rc = rc ? rc : -EPROTO;
+	}
+	json_decref(r);
+	return rc;
+}
+
 static void boot_args(json_t *boot, char **args, int *n, char *err, size_t errlen)
 {
 	const char *kind = json_string_value(json_object_get(boot, "kind"));
@@ -435,7 +440,7 @@ void host_vm_load_all(struct host_agent *a)
 		char p[PATH_MAX * 2];
 		json_error_t je;
 		int rc;
-		if (e->d_name[0] == '.' || !name_ok(e->d_name))
+		if (!name_valid(e->d_name, NULL, 0))
 			continue;
 		snprintf(p, sizeof(p), "%s/%s/vm.json", dir, e->d_name);
 		json_t *rec = json_load_file(p, 0, &je);
@@ -451,9 +456,13 @@ void host_vm_load_all(struct host_agent *a)
 		pid_t pid = pidtext ? (pid_t)atoi(pidtext) : 0;
 		free(pidtext);
 		char why[256];
+		char now[16];
 		if (pid && host_pid_is_monitor(pid) && host_vm_wait_api(v, pid, 3000, why, sizeof(why)) == 0) {
 			v->pid = pid;
-			snprintf(v->state, sizeof(v->state), "running");
+			/* an incoming monitor may still wait masked: say what it does */
+			bool masked = json_is_true(json_object_get(rec, "incoming")) &&
+				      (host_vm_monitor_state(v->api, now, sizeof(now), why, sizeof(why)) || !strcmp(now, "incoming"));
+			snprintf(v->state, sizeof(v->state), "%s", masked ? "incoming" : "running");
 			glide_log("host", "re-adopted VM %s (monitor pid %d)", v->name, (int)pid);
 		} else if (json_is_true(json_object_get(rec, "incoming"))) {
 			/* an incoming VM whose monitor is gone never arrived here */

@@ -315,7 +315,7 @@ int monitor_main(int argc, char **argv)
 	cpuid_mask_all_ones(&args.cfg);
 	args.cfg.vcpus = 1;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'm':
 			if (parse_size(optarg, &v) || v == 0) {
