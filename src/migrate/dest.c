@@ -3,8 +3,9 @@
  * Prepare: listen on the migration addresses and wait. A connection that
  * cannot prove knowledge of the one-time key is refused and logged, and we
  * keep waiting. Once all streams of one session are in, a receiver thread
- * per stream applies PAGES frames straight into guest memory (zero runs
- * only touch pages that were written before). Stream 0 also carries the
+ * per stream hands LIVE frames to their live section (RAM: straight into
+ * guest memory; zero runs only touch pages that were written before).
+ * Stream 0 also carries the
  * configuration (checked, then the masked VM is created) and, at
  * switchover, the checkpoint: once every stream has delivered FINAL, the
  * state is applied, RESTORED is sent, and only on GO do the vCPUs run.

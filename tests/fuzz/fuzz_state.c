@@ -1,5 +1,5 @@
 /* Fuzz target: the state format (src/state/), its section loaders and
- * snapshot files (src/vmm/snapshot.c), against a fake VM (fake_vm.c).
+ * snapshot files (src/migrate/snapshot.c), against a fake VM (fake_vm.c).
  *
  * Each input goes through three paths:
  *  1. state_parse_blob() on the raw bytes (header/section/CRC checks);
@@ -9,7 +9,7 @@
  *     records, MSRs, irqchip, pit, clock, uart loaders);
  *  3. the CRC-fixed bytes as a snapshot file: snapshot_open() (config
  *     section) and snapshot_load() into a fake VM with a small RAM
- *     ("ram" sections through snapshot_load_ram_section()). */
+ *     ("ram" sections through the RAM live section's decoder). */
 #include "state/state.h"
 #include "vmm/config.h"
 #include "migrate/snapshot.h"

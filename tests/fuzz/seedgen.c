@@ -3,7 +3,7 @@
  *                    records, correct CRCs) and snapshot files with config
  *                    and ram sections; with SNAPSHOT (a real `glide vm
  *                    snapshot` file), that file and its sections without RAM
- *   OUTDIR/pages/    fuzz_pages inputs (CONFIG then PAGES of every kind)
+ *   OUTDIR/pages/    fuzz_pages inputs (CONFIG then LIVE RAM frames of every kind)
  *   OUTDIR/config/   configuration JSON
  *   OUTDIR/keyfile/  key files
  *   OUTDIR/wire/     fuzz_wire inputs (raw plain frames, sender-built
