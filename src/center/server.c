@@ -793,14 +793,10 @@ int center_serve_main(int argc, char **argv)
 			break;
 		case 'C': tls_cert = optarg; break;
 		case 'K': tls_key = optarg; break;
-		case 'L': {
-			char lerr[512];
-			if (glide_set_log_file(optarg, lerr, sizeof(lerr))) {
-				fprintf(stderr, "glide: %s\n", lerr);
+		case 'L':
+			if (glide_log_to(optarg))
 				return 1;
-			}
 			break;
-		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}

@@ -141,6 +141,15 @@ void sleep_ns(uint64_t ns)
 static FILE *log_file;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
+int glide_log_to(const char *path)
+{
+	char err[512];
+	int rc = glide_set_log_file(path, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "glide: %s\n", err);
+	return rc;
+}
+
 int glide_set_log_file(const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "ae");

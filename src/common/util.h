@@ -34,6 +34,8 @@ void sleep_ns(uint64_t ns);
 void glide_log(const char *component, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends the log to path from now on; -errno with err set when it cannot be opened. */
 int glide_set_log_file(const char *path, char *err, size_t errlen);
+/* The same for a command's --log option: says why on stderr when it cannot. */
+int glide_log_to(const char *path);
 
 int write_full(int fd, const void *buf, size_t len);       /* 0 or -errno */
 int read_full(int fd, void *buf, size_t len);              /* 0, -errno, or -EPIPE on early EOF */

@@ -349,10 +349,8 @@ int monitor_main(int argc, char **argv)
 		case 'p': paused = true; break;
 		case 'n': snprintf(args.cfg.name, sizeof(args.cfg.name), "%s", optarg); break;
 		case 'L':
-			if (glide_set_log_file(optarg, err, sizeof(err))) {
-				fprintf(stderr, "glide: %s\n", err);
+			if (glide_log_to(optarg))
 				return 1;
-			}
 			break;
 		case 'M':
 			if (cpuid_mask_parse_arg(optarg, args.cfg.cpuid_mask)) {
