@@ -33,7 +33,6 @@ struct uart {
 	pthread_mutex_t lock;
 };
 
-static struct uart *the_uart;
 
 static void uart_update_irq(struct vm *vm, struct uart *u)
 {
@@ -107,26 +106,26 @@ static void uart_io(struct vm *vm, struct device *dev, uint16_t port, bool is_wr
 
 static int uart_save(struct vm *vm, int i, struct state_buf *b)
 {
-	if (!the_uart)
+	if (!vm->uart)
 		return -ENOENT;
-	pthread_mutex_lock(&the_uart->lock);
-	sbuf_put(b, &the_uart->r, sizeof(the_uart->r));
-	pthread_mutex_unlock(&the_uart->lock);
+	pthread_mutex_lock(&vm->uart->lock);
+	sbuf_put(b, &vm->uart->r, sizeof(vm->uart->r));
+	pthread_mutex_unlock(&vm->uart->lock);
 	return 0;
 }
 
 static int uart_load(struct vm *vm, int i, uint32_t version, const uint8_t *data, size_t len, char *err,
 		     size_t errlen)
 {
-	if (!the_uart || len != sizeof(struct uart_regs)) {
+	if (!vm->uart || len != sizeof(struct uart_regs)) {
 		errf(err, errlen, "uart section: wrong size %zu", len);
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&the_uart->lock);
-	memcpy(&the_uart->r, data, len);
-	the_uart->r.irq_level = 0xff; /* force the line to be re-driven */
-	uart_update_irq(vm, the_uart);
-	pthread_mutex_unlock(&the_uart->lock);
+	pthread_mutex_lock(&vm->uart->lock);
+	memcpy(&vm->uart->r, data, len);
+	vm->uart->r.irq_level = 0xff; /* force the line to be re-driven */
+	uart_update_irq(vm, vm->uart);
+	pthread_mutex_unlock(&vm->uart->lock);
 	return 0;
 }
 
@@ -141,7 +140,7 @@ int uart_init(struct vm *vm, int out_fd)
 	u->r.iir = UART_IIR_NO_INT;
 	u->r.lsr = UART_LSR_THRE | UART_LSR_TEMT;
 	pthread_mutex_init(&u->lock, NULL);
-	the_uart = u;
+	vm->uart = u; /* per VM: two VMs in one process each have their own */
 	return vm_register_device(vm, &u->dev);
 }
 

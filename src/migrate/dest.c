@@ -700,18 +700,26 @@ int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file,
 	rc = accept_streams(in, listeners, nl, err, errlen);
 	if (rc)
 		goto out;
+	uint32_t started = 0;
 	for (uint32_t i = 0; i < in->nstreams; i++) {
 		wire_set_stall_timeout(&in->streams[i], m->stall_timeout_ms);
 		struct receiver_arg *ra = malloc(sizeof(*ra));
-		ra->in = in;
-		ra->index = (int)i;
-		pthread_create(&in->threads[i], NULL, receiver, ra);
+		if (ra) {
+			ra->in = in;
+			ra->index = (int)i;
+		}
+		if (!ra || pthread_create(&in->threads[i], NULL, receiver, ra)) {
+			free(ra);
+			in_fail(in, "cannot start the receiver of stream %u", i);
+			break;
+		}
+		started++;
 	}
 	pthread_mutex_lock(&in->lock);
 	while (!in->done && !in->failed)
 		pthread_cond_wait(&in->cond, &in->lock);
 	pthread_mutex_unlock(&in->lock);
-	for (uint32_t i = 0; i < in->nstreams; i++)
+	for (uint32_t i = 0; i < started; i++)
 		pthread_join(in->threads[i], NULL);
 	if (in->failed) {
 		glide_log("incoming", "migration failed: %s", in->error);

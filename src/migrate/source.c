@@ -535,7 +535,10 @@ static void *migration_thread(void *arg)
 		  mig->p.streams ? "fixed" : "auto", (unsigned long long)mig->p.switchover_goal_ms,
 		  mig->p.max_bandwidth ? "capped" : "unlimited", mig->p.sdps, mig->p.encrypt);
 	set_stage(mig, "connecting");
-	if (connect_streams(mig, count))
+	int connected = connect_streams(mig, count);
+	/* The streams' keys are derived: the one-time key is not needed again. */
+	explicit_bzero(mig->p.key, sizeof(mig->p.key));
+	if (connected)
 		goto out;
 	if (!mig->p.streams && count > 1) {
 		int n = choose_streams(mig, count);

@@ -182,7 +182,13 @@ int vm_create(struct vm *vm, const struct vm_create_args *args, char *err, size_
 		     (unsigned long long)vm->cfg.memory_bytes, strerror(-rc));
 		goto fail;
 	}
+	/* pages written by device emulation: without this map a migration would miss them */
 	vm->user_dirty_bitmap = calloc((vm->mem.size / GUEST_PAGE_SIZE + 63) / 64, sizeof(uint64_t));
+	if (!vm->user_dirty_bitmap) {
+		rc = -ENOMEM;
+		errf(err, errlen, "cannot allocate the device-write page map");
+		goto fail;
+	}
 	/* Memory slots before the irqchip: afterwards each slot change is slow. */
 	rc = vm_set_slots(vm, false);
 	if (rc) {
@@ -210,12 +216,16 @@ int vm_create(struct vm *vm, const struct vm_create_args *args, char *err, size_
 		errf(err, errlen, "KVM_GET_VCPU_MMAP_SIZE failed");
 		goto fail;
 	}
-	vm->nvcpus = vm->cfg.vcpus;
-	for (int i = 0; i < vm->nvcpus; i++) {
+	/* nvcpus counts the vCPUs that exist, so that a failure part way
+	 * through releases exactly those (and never closes fd 0). */
+	for (int i = 0; i < vm->cfg.vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 		v->vm = vm;
 		v->index = i;
+		v->run = NULL;
 		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, i);
+		if (v->fd >= 0)
+			vm->nvcpus = i + 1;
 		if (v->fd < 0) {
 			rc = -errno;
 			errf(err, errlen, "KVM_CREATE_VCPU %d failed: %s", i, strerror(-rc));

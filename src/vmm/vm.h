@@ -100,7 +100,7 @@ struct vm {
 	uint64_t *user_dirty_bitmap;
 	pthread_mutex_t user_dirty_lock;
 
-	struct uart *uart;
+	struct uart *uart;         /* the COM1 device (devices/uart.c) */
 	int serial_fd;
 };
 
