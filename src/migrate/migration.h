@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include "migrate/migrate.h"
 #include "migrate/channel.h"
+#include "migrate/converge.h"
 #include "migrate/live.h"
 #include "migrate/sdps.h"
 #include "migrate/wire.h"
@@ -13,18 +14,6 @@
 #define SWITCHOVER_GOAL_MS_DEFAULT 500
 #define STREAMS_AUTO_MAX 4
 #define STREAMS_AUTO_PROBE_MIN_BYTES (1ULL << 30)
-#define MIGRATION_PHASES_MAX 100000
-/* The convergence rule (source.c precopy): switch over when what is left
- * fits the goal; with time to spare, keep going while a phase still halves
- * the dirty set, unless the rest is tiny or the extra phases run out. */
-#define CONVERGED_EXTRA_PHASES_MAX 8   /* phases spent shrinking a set that already fits the goal */
-#define CONVERGE_TINY_DIVISOR 20.0     /* a rest predicted under goal / 20 ... */
-#define CONVERGE_TINY_MIN_MS 5.0       /* ... or under 5 ms is tiny: switch over now */
-#define CONVERGE_SHRINK_RATIO 0.5      /* another phase is worth it while the set at least halves */
-#define CONVERGE_WIRE_OVERHEAD (16.0 / 4096) /* frame and run headers on top of the payload */
-/* SDPS progress classes (sdps.h): against what the phase sent, the new dirty set */
-#define SDPS_PROGRESS_RATIO 0.8        /* below 80%: progressing */
-#define SDPS_SATURATED_RATIO 0.95      /* 95% or more: the guest re-dirties everything */
 
 struct migration_params {
 	char addrs[WIRE_MAX_STREAMS][128];

@@ -364,46 +364,34 @@ static int precopy(struct migration *mig)
 		pthread_mutex_unlock(&mig->lock);
 		if (send_phase(mig, false) || live_harvest(mig, &dirty))
 			return -1;
-		double secs = MAX((now_ns() - t0) / 1e9, 1e-6);
-		double tx = (double)(mig->bytes_sent - b0) / secs;
-		double dr = (double)dirty / secs;
-		double predicted_ms = tx > 0 ? (double)dirty * (1 + CONVERGE_WIRE_OVERHEAD) / tx * 1000 : 1e9;
+		struct phase_stats ps = { .phase = mig->phase, .sent = to_send, .prev_sent = prev_sent, .dirty = dirty,
+					  .seconds = MAX((now_ns() - t0) / 1e9, 1e-6),
+					  .wire_bytes = (double)(mig->bytes_sent - b0) };
+		double tx = ps.wire_bytes / ps.seconds, dr = (double)dirty / ps.seconds;
+		double predicted_ms = converge_predict_ms(dirty, tx);
 		pthread_mutex_lock(&mig->lock);
 		json_array_append_new(mig->phases, phase_json(mig->phase, mig->pages_sent - p0, mig->zero_pages - z0,
-							      mig->bytes_sent - b0, secs * 1000, dr, tx));
+							      mig->bytes_sent - b0, ps.seconds * 1000, dr, tx));
 		mig->transmit_rate = tx;
 		mig->dirty_rate = dr;
 		mig->predicted_stun_ms = predicted_ms;
 		pthread_mutex_unlock(&mig->lock);
 
-		/* The rest fits the goal: switch over, unless another phase still
-		 * shrinks the dirty set a lot (then the stun gets shorter still). */
-		if (dirty == 0)
+		enum converge_decision d = converge_decide(&ps, predicted_ms, mig->p.switchover_goal_ms);
+		if (d == CONVERGE_SWITCHOVER)
 			return 0;
-		if (predicted_ms <= (double)mig->p.switchover_goal_ms) {
-			bool tiny = predicted_ms <= MAX((double)mig->p.switchover_goal_ms / CONVERGE_TINY_DIVISOR,
-							CONVERGE_TINY_MIN_MS);
-			bool shrinking = (double)dirty < CONVERGE_SHRINK_RATIO * (double)to_send;
-			if (tiny || !shrinking || mig->phase >= CONVERGED_EXTRA_PHASES_MAX)
-				return 0;
-		}
 		if (mig->p.timeout_s && now_ns() - mig->start_ns > mig->p.timeout_s * 1000000000ULL) {
 			fail(mig, "did not converge within %llu s (dirty rate %.1f MB/s, transmit rate %.1f MB/s, %llu pages left%s)",
 			     (unsigned long long)mig->p.timeout_s, dr / 1e6, tx / 1e6,
 			     (unsigned long long)(dirty / GUEST_PAGE_SIZE), mig->p.sdps == SDPS_OFF ? "; SDPS is off" : "");
 			return -1;
 		}
-		if (mig->phase >= MIGRATION_PHASES_MAX) {
+		if (d == CONVERGE_GIVE_UP) {
 			fail(mig, "did not converge after %d phases", MIGRATION_PHASES_MAX);
 			return -1;
 		}
-		/* Progress: this phase's dirty set must shrink against what we just sent. */
-		double base = (double)MIN(to_send, prev_sent);
-		enum sdps_progress progress = mig->phase < 0 || (double)dirty < SDPS_PROGRESS_RATIO * base ? SDPS_PROGRESSING
-					      : (double)dirty >= SDPS_SATURATED_RATIO * (double)to_send ? SDPS_SATURATED
-					      : SDPS_STALLED;
-		if (mig->p.sdps == SDPS_ALWAYS || (mig->p.sdps == SDPS_DYNAMIC && mig->phase >= 0 &&
-						    (progress != SDPS_PROGRESSING || mig->sdps.level > 0))) {
+		enum sdps_progress progress = converge_progress(&ps);
+		if (converge_sdps_acts(mig->p.sdps, mig->phase, progress, mig->sdps.level)) {
 			double level = sdps_next_level(&mig->sdps, dr, tx, progress);
 			if (level != mig->sdps.level)
 				glide_log("migrate", "phase %d: dirty %.1f MB/s, transmit %.1f MB/s: SDPS level %.3f -> %.3f",
