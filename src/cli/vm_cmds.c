@@ -1,7 +1,7 @@
 /* `glide vm run|status|pause|resume|shutdown|snapshot|memsave`: the VM
  * monitor's own commands. All but `run` talk to a monitor's API socket. */
 #include "cli/cli.h"
-#include "vmm/monitor.h"
+#include "monitor/monitor.h"
 #include "common/util.h"
 #include <getopt.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
 #ifndef GLIDE_MIGRATE_MIGRATE_H
 #define GLIDE_MIGRATE_MIGRATE_H
 #include "api/http.h"
-#include "vmm/monitor.h"
+#include "monitor/monitor.h"
 
 /* Destination: prepare a masked VM, listen on addrs, receive, restore, run.
  * Returns once the VM runs (>= 0) or with an error (< 0, err set).

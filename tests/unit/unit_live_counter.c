@@ -11,7 +11,7 @@
  *   - a snapshot carries the value to a restored monitor;
  *   - RAM still passes (the migration and restore themselves).
  * Run with no arguments (tests/run.sh does); "vm run ..." makes it a monitor. */
-#include "vmm/monitor.h"
+#include "monitor/monitor.h"
 #include "migrate/live.h"
 #include "state/state.h"
 #include "common/util.h"

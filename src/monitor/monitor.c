@@ -5,7 +5,7 @@
  * Exit status: 0 after a clean shutdown (API, SIGINT/SIGTERM, guest reset,
  * or the VM migrated away), (value << 1) | 1 after a debug-exit write,
  * 1 for a start-up error, 2 when a vCPU failed. */
-#include "vmm/monitor.h"
+#include "monitor/monitor.h"
 #include "migrate/snapshot.h"
 #include "vmm/config.h"
 #include "devices/devices.h"
