@@ -75,4 +75,14 @@ struct migration {
 	volatile bool cancel;
 	volatile bool failed;
 };
+
+/* source.c */
+void migration_fail(struct migration *mig, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* options.c: the body of POST /v1/migration, with defaults and limits */
+int migration_options_parse(json_t *body, struct migration_params *p, char *err, size_t errlen);
+/* streams.c */
+int streams_connect(struct migration *mig, int count);
+int streams_auto_count(struct migration *mig);  /* how many streams "auto" may open */
+int streams_choose(struct migration *mig, int max); /* probe: how many to keep, or -1 */
+int streams_send_pass(struct migration *mig, bool final); /* one pass of every live section */
 #endif

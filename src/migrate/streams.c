@@ -1,0 +1,207 @@
+/* The source's streams (channels): connecting them (authenticated, DSCP),
+ * choosing how many with a short throughput probe when "auto", and one
+ * helper thread per stream that runs a pass of every live section on its
+ * channel and closes it with SYNC (pre-copy) or FINAL (switchover). */
+#include "migrate/migration.h"
+#include "common/util.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#define PROBE_WINDOW_NS 20000000ULL
+
+/* End of a pre-copy phase on one stream: wait until the destination has
+ * put every page sent so far into guest memory, so that the measured rate is
+ * end to end and no backlog is left to drain during the stun. */
+static int stream_sync(struct stream_worker *w)
+{
+	struct channel *ch = &w->ch;
+	struct wire_frame f;
+	int rc = wire_send(ch->ws, FRAME_SYNC, 0, ch->err, sizeof(ch->err));
+	if (!rc)
+		rc = wire_recv(ch->ws, &f, ch->err, sizeof(ch->err));
+	if (!rc && f.type != FRAME_SYNC_ACK) {
+		snprintf(ch->err, sizeof(ch->err), "destination answered %s to SYNC on stream %d", wire_frame_name(f.type),
+			 ch->ws->index);
+		rc = -EPROTO;
+	}
+	return rc;
+}
+
+/* One stream's helper thread for one pass: every live section sends its
+ * share of the pass on this channel, then SYNC (pre-copy) or FINAL
+ * (switchover) closes the pass on the stream. */
+static void *stream_worker_run(void *arg)
+{
+	struct stream_worker *w = arg;
+	struct migration *mig = w->mig;
+	struct channel *ch = &w->ch;
+	int rc = 0;
+
+	for (int i = 0; i < mig->nlive && !rc && !channel_stopped(ch); i++) {
+		const struct live_section_ops *live = mig->live_ops[i]->live;
+		ch->section_id = (uint32_t)i;
+		ch->section = mig->live_ops[i];
+		rc = ch->final ? live->complete(&mig->live[i], ch) : live->iterate(&mig->live[i], ch);
+	}
+	if (!rc && !channel_stopped(ch))
+		rc = ch->final ? wire_send(ch->ws, FRAME_FINAL, 0, ch->err, sizeof(ch->err)) : stream_sync(w);
+	w->rc = rc;
+	return NULL;
+}
+
+/* One pass of every live section over all streams in parallel. */
+int streams_send_pass(struct migration *mig, bool final)
+{
+	int started = 0;
+
+	for (int i = 0; i < mig->nstreams; i++) {
+		struct stream_worker *w = &mig->workers[i];
+		memset(w, 0, sizeof(*w));
+		w->mig = mig;
+		w->ch = (struct channel){
+			.ws = &mig->streams[i], .index = i, .count = mig->nstreams, .pass = mig->phase, .final = final,
+			.rl = &mig->rl, .cancel = &mig->cancel, .failed = &mig->failed, .pass_done = &mig->phase_sent,
+			.wire_bytes = &mig->bytes_sent,
+		};
+		if (pthread_create(&w->thread, NULL, stream_worker_run, w)) {
+			migration_fail(mig, "cannot start stream helper thread");
+			break;
+		}
+		started++;
+	}
+	uint64_t pages = 0, zero = 0, compressed = 0;
+	for (int i = 0; i < started; i++) {
+		struct stream_worker *w = &mig->workers[i];
+		pthread_join(w->thread, NULL);
+		pages += w->ch.items;
+		zero += w->ch.zero_items;
+		compressed += w->ch.compressed_items;
+		if (w->rc && !mig->cancel)
+			migration_fail(mig, "%s", w->ch.err[0] ? w->ch.err : strerror(-w->rc));
+	}
+	__atomic_add_fetch(&mig->pages_sent, pages, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mig->zero_pages, zero, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mig->compressed_pages, compressed, __ATOMIC_RELAXED);
+	return mig->failed || mig->cancel ? -1 : 0;
+}
+
+int streams_connect(struct migration *mig, int count)
+{
+	struct wire_session_params sp = { .stream_count = (uint32_t)count, .encrypt = mig->p.encrypt };
+	char err[512];
+
+	memcpy(sp.key, mig->p.key, WIRE_KEY_BYTES);
+	memcpy(sp.session, mig->session, WIRE_SESSION_BYTES);
+	for (int i = 0; i < count; i++) {
+		const char *addr = mig->p.addrs[i % mig->p.naddrs];
+		int rc = wire_connect(&mig->streams[i], addr, i, &sp, mig->p.dscp, 5000, err, sizeof(err));
+		if (rc) {
+			migration_fail(mig, "%s", err);
+			explicit_bzero(&sp, sizeof(sp));
+			return rc;
+		}
+		wire_set_stall_timeout(&mig->streams[i], mig->p.stall_timeout_ms);
+		mig->nstreams = i + 1;
+	}
+	explicit_bzero(&sp, sizeof(sp));
+	return 0;
+}
+
+struct probe_arg {
+	struct migration *mig;
+	struct wire_stream *ws;
+	uint64_t deadline, bytes;
+	int rc;
+};
+
+static void *probe_run(void *arg)
+{
+	struct probe_arg *a = arg;
+	char err[256];
+	memset(wire_tx_payload(a->ws), 0xa5, 1 << 20);
+	while (now_ns() < a->deadline && !a->rc) {
+		a->rc = wire_send(a->ws, FRAME_PROBE, 1 << 20, err, sizeof(err));
+		a->bytes += 1 << 20;
+	}
+	return NULL;
+}
+
+static double probe(struct migration *mig, int n)
+{
+	struct probe_arg a[WIRE_MAX_STREAMS];
+	pthread_t th[WIRE_MAX_STREAMS];
+	uint64_t t0 = now_ns(), bytes = 0;
+	for (int i = 0; i < n; i++) {
+		a[i] = (struct probe_arg){ .mig = mig, .ws = &mig->streams[i], .deadline = t0 + PROBE_WINDOW_NS };
+		pthread_create(&th[i], NULL, probe_run, &a[i]);
+	}
+	for (int i = 0; i < n; i++) {
+		pthread_join(th[i], NULL);
+		bytes += a[i].bytes;
+		if (a[i].rc)
+			return -1;
+	}
+	return (double)bytes / ((now_ns() - t0) / 1e9);
+}
+
+/* Memory the guest has touched (what pre-copy will really send). */
+static uint64_t resident_bytes(struct vm *vm)
+{
+	static unsigned char vec[(1ULL << 30) / GUEST_PAGE_SIZE];
+	struct sysinfo si;
+	uint64_t total = 0;
+
+	if (sysinfo(&si) || si.totalswap) /* swapped-out pages are not resident but not zero either */
+		return vm->mem.size;
+	for (uint64_t off = 0; off < vm->mem.size; off += sizeof(vec) * GUEST_PAGE_SIZE) {
+		uint64_t len = MIN((uint64_t)sizeof(vec) * GUEST_PAGE_SIZE, vm->mem.size - off);
+		if (mincore(vm->mem.host + off, len, vec))
+			return vm->mem.size;
+		for (uint64_t i = 0; i < len / GUEST_PAGE_SIZE; i++)
+			total += vec[i] & 1;
+	}
+	return total * GUEST_PAGE_SIZE;
+}
+
+/* "auto": how many streams are worth opening. Capped migrations (the cap,
+ * not the link, limits) and VMs with little touched memory (a probe would
+ * cost more than it saves) use one; otherwise up to one per two CPUs: each
+ * stream has a busy helper thread, and the guest's vCPUs need CPUs too. */
+int streams_auto_count(struct migration *mig)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (mig->p.max_bandwidth || resident_bytes(mig->vm) < STREAMS_AUTO_PROBE_MIN_BYTES)
+		return 1;
+	/* a helper thread per stream, and half of the CPUs left to the guest */
+	return (int)MIN((long)STREAMS_AUTO_MAX, MAX(cpus / 2, 1L));
+}
+
+/* "auto" with several candidates: send probe frames over 1, 2, 4 streams
+ * for 20 ms each and keep the smallest count within 15% of the best rate. */
+int streams_choose(struct migration *mig, int max)
+{
+	double best = 0, rate[STREAMS_AUTO_MAX + 1] = { 0 };
+	int chosen = 1;
+
+	for (int n = 1; n <= max; n *= 2) {
+		rate[n] = probe(mig, n);
+		if (rate[n] < 0)
+			return -1;
+		if (rate[n] > best)
+			best = rate[n];
+	}
+	for (int n = 1; n <= max; n *= 2)
+		if (rate[n] >= best * 0.85) {
+			chosen = n;
+			break;
+		}
+	glide_log("migrate", "streams auto: 1=%.0f MB/s 2=%.0f MB/s 4=%.0f MB/s -> %d", rate[1] / 1e6, rate[2] / 1e6,
+		  rate[4] / 1e6, chosen);
+	return chosen;
+}
+
