@@ -41,7 +41,7 @@ struct conn_state {
 
 json_t *http_error(const char *fmt, ...)
 {
-	char msg[512];
+	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);

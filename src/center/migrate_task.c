@@ -31,16 +31,6 @@ struct migrate_job {
 	bool live;
 };
 
-static json_t *err_json(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static json_t *err_json(const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return json_pack("{s:s}", "error", msg);
-}
 
 static const char *s(json_t *o, const char *k)
 {
@@ -437,7 +427,7 @@ int migrate_task_start(struct center *c, const char *name, json_t *req, json_t *
 		return 500;
 	j->c = c;
 	if (!to) {
-		*resp = err_json("a migration needs {\"to\": HOST}");
+		*resp = http_error("a migration needs {\"to\": HOST}");
 		free(j);
 		return 400;
 	}
@@ -448,37 +438,37 @@ int migrate_task_start(struct center *c, const char *name, json_t *req, json_t *
 		j->src = inv_host_by_id(c, json_integer_value(json_object_get(j->vm, "host_id")));
 	pthread_mutex_unlock(&c->lock);
 	if (!j->vm) {
-		*resp = err_json("no VM named %s (see `glide vm list`)", name);
+		*resp = http_error("no VM named %s (see `glide vm list`)", name);
 		job_free(j);
 		return 404;
 	}
 	if (!j->dst) {
-		*resp = err_json("no host named %s (see `glide host list`)", to);
+		*resp = http_error("no host named %s (see `glide host list`)", to);
 		job_free(j);
 		return 404;
 	}
 	if (json_is_integer(json_object_get(j->vm, "locked_by"))) {
 		long long t = json_integer_value(json_object_get(j->vm, "locked_by"));
-		*resp = err_json("VM %s is locked by task %lld, which is still running (its configuration cannot change and it "
+		*resp = http_error("VM %s is locked by task %lld, which is still running (its configuration cannot change and it "
 				 "cannot move until that task ends); wait with `glide task watch %lld`", name, t, t);
 		json_object_set_new(*resp, "task", json_integer(t));
 		job_free(j);
 		return 409;
 	}
 	if (j->src && json_equal(json_object_get(j->src, "id"), json_object_get(j->dst, "id"))) {
-		*resp = err_json("VM %s already is on host %s", name, to);
+		*resp = http_error("VM %s already is on host %s", name, to);
 		job_free(j);
 		return 409;
 	}
 	const char *ps = s(j->vm, "power_state");
 	j->live = !strcmp(ps, "running") || !strcmp(ps, "paused");
 	if (!j->live && strcmp(ps, "off")) {
-		*resp = err_json("VM %s is %s; migrate it when it is running or powered off", name, ps);
+		*resp = http_error("VM %s is %s; migrate it when it is running or powered off", name, ps);
 		job_free(j);
 		return 409;
 	}
 	if (j->live && !j->src) {
-		*resp = err_json("VM %s has no host in the inventory; wait for the controller to find it", name);
+		*resp = http_error("VM %s has no host in the inventory; wait for the controller to find it", name);
 		job_free(j);
 		return 409;
 	}
@@ -505,7 +495,7 @@ int migrate_task_start(struct center *c, const char *name, json_t *req, json_t *
 	if (json_is_integer(json_object_get(again, "locked_by"))) {
 		long long t = json_integer_value(json_object_get(again, "locked_by"));
 		pthread_mutex_unlock(&c->lock);
-		*resp = err_json("VM %s is locked by task %lld, which is still running; wait with `glide task watch %lld`", name, t, t);
+		*resp = http_error("VM %s is locked by task %lld, which is still running; wait with `glide task watch %lld`", name, t, t);
 		json_decref(again);
 		json_decref(reasons);
 		job_free(j);
@@ -537,7 +527,7 @@ int migrate_task_start(struct center *c, const char *name, json_t *req, json_t *
 	if (pthread_create(&t, NULL, migrate_thread, j)) {
 		finish(j, false, "cannot start the migration thread", NULL);
 		job_free(j);
-		*resp = err_json("cannot start the migration thread");
+		*resp = http_error("cannot start the migration thread");
 		return 500;
 	}
 	pthread_detach(t);

@@ -28,16 +28,6 @@
 
 static struct center center;
 
-static json_t *error_json(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static json_t *error_json(const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return json_pack("{s:s}", "error", msg);
-}
 
 static const char *body_str(const struct http_request *req, const char *k)
 {
@@ -63,7 +53,7 @@ static int check_name(const char *name, bool or_address, json_t **resp)
 	char err[512];
 	if (name_valid(name, err, sizeof(err)) || (or_address && name && address_like(name)))
 		return 0;
-	*resp = error_json("%s", err);
+	*resp = http_error("%s", err);
 	return 400;
 }
 
@@ -79,7 +69,7 @@ static int split(const struct http_request *req, const char *prefix, bool or_add
 	if (rc)
 		return rc;
 	if (n >= nlen) {
-		*resp = error_json("name too long");
+		*resp = http_error("name too long");
 		return 400;
 	}
 	memcpy(name, p, n);
@@ -158,7 +148,7 @@ static int api_cluster_create(void *ctx, const struct http_request *req, json_t 
 	const char *name = body_str(req, "name"), *evc = body_str(req, "evc");
 	json_t *mm = json_object_get(req->body, "max_migrations_per_host");
 	if (!name) {
-		*resp = error_json("a cluster needs {\"name\"}");
+		*resp = http_error("a cluster needs {\"name\"}");
 		return 400;
 	}
 	int bad = check_name(name, false, resp);
@@ -167,7 +157,7 @@ static int api_cluster_create(void *ctx, const struct http_request *req, json_t 
 	if (!evc)
 		evc = EVC_NONE;
 	if (!level_valid(evc)) {
-		*resp = error_json("unknown EVC level '%s' (levels: none, intersection, x86-64-v1, x86-64-v2, x86-64-v3, x86-64-v4)", evc);
+		*resp = http_error("unknown EVC level '%s' (levels: none, intersection, x86-64-v1, x86-64-v2, x86-64-v3, x86-64-v4)", evc);
 		return 400;
 	}
 	pthread_mutex_lock(&c->lock);
@@ -175,7 +165,7 @@ static int api_cluster_create(void *ctx, const struct http_request *req, json_t 
 	if (old) {
 		json_decref(old);
 		pthread_mutex_unlock(&c->lock);
-		*resp = error_json("cluster %s already exists", name);
+		*resp = http_error("cluster %s already exists", name);
 		return 409;
 	}
 	inv_run(c, "INSERT INTO clusters(name, evc_level, max_migrations_per_host, created_at) VALUES(?, ?, ?, ?)",
@@ -245,7 +235,7 @@ static int api_cluster_get(void *ctx, const struct http_request *req, json_t **r
 	json_t *cl = inv_cluster(c, name);
 	if (!cl) {
 		pthread_mutex_unlock(&c->lock);
-		*resp = error_json("no cluster named %s (see `glide cluster list`)", name);
+		*resp = http_error("no cluster named %s (see `glide cluster list`)", name);
 		return 404;
 	}
 	*resp = !strcmp(action, "evc") ? evc_view(c, cl) : json_incref(cl);
@@ -265,14 +255,14 @@ static int api_cluster_post(void *ctx, const struct http_request *req, json_t **
 	if (strcmp(action, "evc"))
 		return 0;
 	if (!level || !level_valid(level)) {
-		*resp = error_json("give {\"level\": none|intersection|x86-64-v1..v4}");
+		*resp = http_error("give {\"level\": none|intersection|x86-64-v1..v4}");
 		return 400;
 	}
 	pthread_mutex_lock(&c->lock);
 	json_t *cl = inv_cluster(c, name);
 	if (!cl) {
 		pthread_mutex_unlock(&c->lock);
-		*resp = error_json("no cluster named %s", name);
+		*resp = http_error("no cluster named %s", name);
 		return 404;
 	}
 	int64_t cid = json_integer_value(json_object_get(cl, "id"));
@@ -311,7 +301,7 @@ static int api_cluster_post(void *ctx, const struct http_request *req, json_t **
 	if (problems[0]) {
 		pthread_mutex_unlock(&c->lock);
 		json_decref(cl);
-		*resp = error_json("cannot set EVC level %s on cluster %s: %s", level, name, problems);
+		*resp = http_error("cannot set EVC level %s on cluster %s: %s", level, name, problems);
 		return 409;
 	}
 	inv_run(c, "UPDATE clusters SET evc_level = ? WHERE id = ?", json_pack("[s, I]", level, (json_int_t)cid), NULL);
@@ -352,11 +342,11 @@ static int api_host_add(void *ctx, const struct http_request *req, json_t **resp
 	char err[512];
 	char defname[NAME_LEN_MAX + 1];
 	if (!addr || !token) {
-		*resp = error_json("adding a host needs {\"address\": HOST:PORT, \"token\": ...}");
+		*resp = http_error("adding a host needs {\"address\": HOST:PORT, \"token\": ...}");
 		return 400;
 	}
 	if (!address_like(addr)) {
-		*resp = error_json("invalid host address '%.100s': give HOST:PORT", addr);
+		*resp = http_error("invalid host address '%.100s': give HOST:PORT", addr);
 		return 400;
 	}
 	if (!name) {
@@ -372,7 +362,7 @@ static int api_host_add(void *ctx, const struct http_request *req, json_t **resp
 	json_t *facts = host_facts(probe, err, sizeof(err));
 	json_decref(probe);
 	if (!facts) {
-		*resp = error_json("cannot add host %s: %s", addr, err);
+		*resp = http_error("cannot add host %s: %s", addr, err);
 		return 502;
 	}
 	pthread_mutex_lock(&c->lock);
@@ -386,7 +376,7 @@ static int api_host_add(void *ctx, const struct http_request *req, json_t **resp
 		if (!cl) {
 			pthread_mutex_unlock(&c->lock);
 			json_decref(facts);
-			*resp = error_json("no cluster named %s (create it with `glide cluster create %s`)", cluster, cluster);
+			*resp = http_error("no cluster named %s (create it with `glide cluster create %s`)", cluster, cluster);
 			return 404;
 		}
 		cid = json_integer_value(json_object_get(cl, "id"));
@@ -398,7 +388,7 @@ static int api_host_add(void *ctx, const struct http_request *req, json_t **resp
 	if (l && host_facts_regs(facts, regs) && evc_missing(l->mask, regs, missing, sizeof(missing))) {
 		const char *max = json_string_value(json_object_get(json_object_get(facts, "cpu"), "evc_max_level"));
 		pthread_mutex_unlock(&c->lock);
-		*resp = error_json("host %s cannot join cluster %s: its CPU lacks %s, required by the cluster's EVC baseline %s "
+		*resp = http_error("host %s cannot join cluster %s: its CPU lacks %s, required by the cluster's EVC baseline %s "
 				   "(the host's maximum level is %s); lower the cluster's baseline or use another host",
 				   name, json_string_value(json_object_get(cl, "name")), missing, level, max ? max : "none");
 		json_decref(cl);
@@ -410,7 +400,7 @@ static int api_host_add(void *ctx, const struct http_request *req, json_t **resp
 		dup = inv_host(c, addr);
 	if (dup) {
 		pthread_mutex_unlock(&c->lock);
-		*resp = error_json("host %s is already in the inventory as %s (remove it first with `glide host remove %s`)", addr,
+		*resp = http_error("host %s is already in the inventory as %s (remove it first with `glide host remove %s`)", addr,
 				   json_string_value(json_object_get(dup, "name")), json_string_value(json_object_get(dup, "name")));
 		json_decref(dup);
 		json_decref(cl);
@@ -444,7 +434,7 @@ static int api_host_get(void *ctx, const struct http_request *req, json_t **resp
 	json_t *row = inv_host(c, name);
 	pthread_mutex_unlock(&c->lock);
 	if (!row) {
-		*resp = error_json("no host named %s (see `glide host list`)", name);
+		*resp = http_error("no host named %s (see `glide host list`)", name);
 		return 404;
 	}
 	json_t *facts = host_facts(row, err, sizeof(err));
@@ -471,14 +461,14 @@ static int api_host_delete(void *ctx, const struct http_request *req, json_t **r
 	json_t *row = inv_host(c, name);
 	if (!row) {
 		pthread_mutex_unlock(&c->lock);
-		*resp = error_json("no host named %s", name);
+		*resp = http_error("no host named %s", name);
 		return 404;
 	}
 	json_t *busy = inv_row(c, "SELECT group_concat(name, ', ') AS names FROM vms WHERE host_id = ? AND power_state != 'off'",
 			       json_pack("[O]", json_object_get(row, "id")));
 	const char *names = json_string_value(json_object_get(busy, "names"));
 	if (names) {
-		*resp = error_json("host %s still runs VMs (%s); migrate them away or stop them first", name, names);
+		*resp = http_error("host %s still runs VMs (%s); migrate them away or stop them first", name, names);
 		pthread_mutex_unlock(&c->lock);
 		json_decref(busy);
 		json_decref(row);
@@ -540,7 +530,7 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 	struct vm_config cfg;
 	char err[512] = "";
 	if (!name || !json_is_object(boot) || !json_is_string(json_object_get(boot, "path"))) {
-		*resp = error_json("creating a VM needs {\"name\", \"memory\", \"vcpus\", \"boot\": {\"kind\": boot|elf|kernel, \"path\"}}");
+		*resp = http_error("creating a VM needs {\"name\", \"memory\", \"vcpus\", \"boot\": {\"kind\": boot|elf|kernel, \"path\"}}");
 		return 400;
 	}
 	int bad = check_name(name, false, resp);
@@ -552,7 +542,7 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 				   "vcpus", json_object_get(req->body, "vcpus") ? json_object_get(req->body, "vcpus") : json_integer(1));
 	if (!config || vm_config_from_json(config, &cfg, err, sizeof(err))) {
 		json_decref(config);
-		*resp = error_json("%s", err[0] ? err : "memory must be bytes and vcpus a count");
+		*resp = http_error("%s", err[0] ? err : "memory must be bytes and vcpus a count");
 		return 400;
 	}
 	pthread_mutex_lock(&c->lock);
@@ -562,7 +552,7 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		if (!cl) {
 			pthread_mutex_unlock(&c->lock);
 			json_decref(config);
-			*resp = error_json("no cluster named %s (create it with `glide cluster create %s`)", cluster, cluster);
+			*resp = http_error("no cluster named %s (create it with `glide cluster create %s`)", cluster, cluster);
 			return 404;
 		}
 		cid = json_integer_value(json_object_get(cl, "id"));
@@ -574,7 +564,7 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 	if (old || check_vm_level(c, cid, evc, err, sizeof(err))) {
 		pthread_mutex_unlock(&c->lock);
 		json_decref(config);
-		*resp = old ? error_json("a VM named %s already exists (see `glide vm show %s`)", name, name) : error_json("%s", err);
+		*resp = old ? http_error("a VM named %s already exists (see `glide vm show %s`)", name, name) : http_error("%s", err);
 		json_decref(old);
 		return old ? 409 : 400;
 	}
@@ -603,7 +593,7 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	json_t *row = inv_vm(c, name);
-	*resp = row ? inv_vm_json(c, row) : error_json("no VM named %s (see `glide vm list`)", name);
+	*resp = row ? inv_vm_json(c, row) : http_error("no VM named %s (see `glide vm list`)", name);
 	pthread_mutex_unlock(&c->lock);
 	json_decref(row);
 	return row ? 200 : 404;
@@ -616,16 +606,16 @@ static int vm_config_change(struct center *c, const char *name, json_t *body, js
 	json_t *row = inv_vm(c, name);
 	if (!row) {
 		pthread_mutex_unlock(&c->lock);
-		*resp = error_json("no VM named %s", name);
+		*resp = http_error("no VM named %s", name);
 		return 404;
 	}
 	int status = 200;
 	if (json_is_integer(json_object_get(row, "locked_by"))) {
 		long long t = json_integer_value(json_object_get(row, "locked_by"));
-		*resp = error_json("VM %s's configuration is locked by task %lld, which is still running; wait with `glide task watch %lld`", name, t, t);
+		*resp = http_error("VM %s's configuration is locked by task %lld, which is still running; wait with `glide task watch %lld`", name, t, t);
 		status = 409;
 	} else if (strcmp(json_string_value(json_object_get(row, "power_state")), "off")) {
-		*resp = error_json("VM %s is %s; power it off (`glide vm stop %s`) before changing its configuration", name,
+		*resp = http_error("VM %s is %s; power it off (`glide vm stop %s`) before changing its configuration", name,
 				   json_string_value(json_object_get(row, "power_state")), name);
 		status = 409;
 	} else {
@@ -638,7 +628,7 @@ static int vm_config_change(struct center *c, const char *name, json_t *body, js
 		const char *evc = json_string_value(json_object_get(body, "evc"));
 		if (vm_config_from_json(cfg, &parsed, err, sizeof(err)) ||
 		    (evc && strcmp(evc, "cluster") && check_vm_level(c, json_integer_value(json_object_get(row, "cluster_id")), evc, err, sizeof(err)))) {
-			*resp = error_json("%s", err);
+			*resp = http_error("%s", err);
 			status = 400;
 		} else {
 			int64_t task = task_create(c, "reconfigure", row, NULL, NULL, "running");
@@ -692,8 +682,8 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 	if (!row || strcmp(json_string_value(json_object_get(row, "power_state")), "off") ||
 	    json_is_integer(json_object_get(row, "locked_by"))) {
 		pthread_mutex_unlock(&c->lock);
-		*resp = row ? error_json("VM %s must be powered off and not in a task to be deleted", name)
-			    : error_json("no VM named %s", name);
+		*resp = row ? http_error("VM %s must be powered off and not in a task to be deleted", name)
+			    : http_error("no VM named %s", name);
 		json_decref(row);
 		return row ? 409 : 404;
 	}
@@ -732,7 +722,7 @@ static int api_task_get(void *ctx, const struct http_request *req, json_t **resp
 	pthread_mutex_lock(&c->lock);
 	json_t *t = task_json(c, atoll(id));
 	pthread_mutex_unlock(&c->lock);
-	*resp = t ? t : error_json("no task %.40s (see `glide task list`)", id);
+	*resp = t ? t : http_error("no task %.40s (see `glide task list`)", id);
 	return t ? 200 : 404;
 }
 
