@@ -12,6 +12,18 @@
 #define DEBUG_EXIT_PORT 0xf4  /* like QEMU's isa-debug-exit: status = (value << 1) | 1 */
 #define POST_PORT 0x80
 
-/* Creates and registers all devices. serial_fd < 0 discards COM1 output. */
+/* A kind of device the machine offers. Each registers itself (a
+ * constructor next to its code); devices_init() creates one of each for a
+ * VM, and the host agent reports the names as the devices this host has. */
+struct device_type {
+	const char *name;
+	int (*create)(struct vm *vm, int serial_fd); /* adds its device(s) and state to the VM */
+};
+#define DEVICE_TYPES_MAX 16
+int device_type_register(const struct device_type *t);
+/* The registered device types, in registration order; returns how many (at most max). */
+int device_types(const struct device_type **out, int max);
+
+/* Creates every registered device for the VM. serial_fd < 0 discards COM1 output. */
 int devices_init(struct vm *vm, int serial_fd);
 #endif

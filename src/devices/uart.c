@@ -129,7 +129,7 @@ static int uart_load(struct vm *vm, int i, uint32_t version, const uint8_t *data
 	return 0;
 }
 
-int uart_init(struct vm *vm, int out_fd)
+static int uart_init(struct vm *vm, int out_fd)
 {
 	struct uart *u = calloc(1, sizeof(*u));
 	if (!u)
@@ -148,7 +148,10 @@ static const struct state_section_ops uart_section = {
 	.name = "uart", .version = 1, .order = 40, .save = uart_save, .load = uart_load,
 };
 
+static const struct device_type uart_type = { .name = "serial", .create = uart_init };
+
 __attribute__((constructor)) static void uart_register(void)
 {
+	device_type_register(&uart_type);
 	state_register(&uart_section);
 }

@@ -4,6 +4,7 @@
  * `--cpuid-mask`, which simulates an older CPU), the memory part comes from
  * /proc/meminfo minus what this host's VMs are promised. */
 #include "host/host.h"
+#include "devices/devices.h"
 #include "migrate/wire.h"
 #include "common/util.h"
 #include <errno.h>
@@ -127,6 +128,17 @@ uint64_t host_memory_free(struct host_agent *a)
 	uint64_t room = total > used ? total - used : 0;
 	return MIN(room, avail);
 }
+/* The devices this host's VMs get: the registered device types. */
+static json_t *device_list(void)
+{
+	const struct device_type *t[DEVICE_TYPES_MAX];
+	int n = device_types(t, DEVICE_TYPES_MAX);
+	json_t *list = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(list, json_string(t[i]->name));
+	return list;
+}
+
 
 json_t *host_facts_json(struct host_agent *a)
 {
@@ -148,7 +160,7 @@ json_t *host_facts_json(struct host_agent *a)
 		migrating += !strcmp(v->state, "incoming");
 	}
 	return json_pack("{s:s, s:i, s:i, s:{s:s, s:s, s:i, s:o, s:o, s:s?, s:o}, s:{s:I, s:I, s:I, s:I, s:I},"
-			 " s:o, s:i, s:[s, s, s], s:[], s:o, s:i, s:i}",
+			 " s:o, s:i, s:o, s:[], s:o, s:i, s:i}",
 			 "name", a->name, "api_version", HOST_API_VERSION, "migration_protocol", WIRE_PROTOCOL_VERSION,
 			 "cpu", "vendor", a->cpu_vendor, "model", a->cpu_model, "count", (int)sysconf(_SC_NPROCESSORS_ONLN),
 			 "cpuid", evc_regs_to_json(a->cpu_regs), "features", evc_feature_list(a->cpu_regs),
@@ -157,6 +169,6 @@ json_t *host_facts_json(struct host_agent *a)
 			 "for_vms", (json_int_t)(a->memory_limit ? a->memory_limit : total),
 			 "committed", (json_int_t)committed(a), "free", (json_int_t)host_memory_free(a),
 			 "migration_addresses", addrs, "migration_streams_max", WIRE_MAX_STREAMS,
-			 "devices", "serial", "debug-exit", "i8042", "networks", "vms", vms,
+			 "devices", device_list(), "networks", "vms", vms,
 			 "vms_running", running, "migrations_incoming", migrating);
 }

@@ -277,6 +277,9 @@ void vm_destroy(struct vm *vm)
 	vm->user_dirty_bitmap = NULL;
 	free(vm->msr_indices);
 	vm->msr_indices = NULL;
+	free(vm->uart); /* devices are freed with their VM (the others are static) */
+	vm->uart = NULL;
+	vm->ndevices = 0;
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)

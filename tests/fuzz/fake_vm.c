@@ -97,6 +97,7 @@ void fake_vm_init(struct vm *vm, const struct vm_config *cfg, uint64_t pages, in
 		c->entries[1] = (struct kvm_cpuid_entry2){ .function = 1, .ecx = 0xffffffff, .edx = 0xffffffff };
 		vm->vcpus[i] = (struct vcpu){ .vm = vm, .index = i, .fd = FAKE_KVM_FD_BASE + 1 + i, .cpuid = c };
 	}
+	devices_init(vm, -1); /* its own COM1 UART, so the "uart" section has a device to load into */
 }
 
 void fake_vm_free(struct vm *vm)
@@ -106,21 +107,10 @@ void fake_vm_free(struct vm *vm)
 	free(vm->mem.host);
 	free(vm->msr_indices);
 	free(vm->user_dirty_bitmap);
+	free(vm->uart);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->user_dirty_lock);
 	memset(vm, 0, sizeof(*vm));
 }
 
-void fake_vm_devices_once(void)
-{
-	static struct vm devvm;
-	static int done;
-	struct vm_config cfg = { .memory_bytes = 2 << 20, .vcpus = 1 };
-
-	if (done)
-		return;
-	done = 1;
-	fake_vm_init(&devvm, &cfg, 1, 1);
-	devices_init(&devvm, -1);
-}

@@ -12,12 +12,9 @@
 #define FAKE_KVM_FD_BASE 100000   /* vm_fd; vCPU i has FAKE_KVM_FD_BASE + 1 + i */
 #define FAKE_XSAVE_SIZE 4096      /* what KVM_SET_XSAVE reads (uabi size) */
 
-/* Sets up vm with `pages` pages of zeroed RAM, `vcpus` fake vCPUs and cfg. */
+/* Sets up vm with `pages` pages of zeroed RAM, `vcpus` fake vCPUs, cfg and its devices. */
 void fake_vm_init(struct vm *vm, const struct vm_config *cfg, uint64_t pages, int vcpus);
 void fake_vm_free(struct vm *vm);
-/* Once per process: registers a COM1 UART on a throwaway fake VM so the
- * "uart" section has a device to load into. */
-void fake_vm_devices_once(void);
 /* Fuzz helper: CRC32 like the state format and wire use. */
 uint32_t fuzz_crc32(const void *p, size_t n);
 #endif

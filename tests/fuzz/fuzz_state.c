@@ -112,7 +112,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t *copy;
 
-	fake_vm_devices_once();
 	try_blob(data, size, false);
 	copy = malloc(size ? size : 1);
 	if (!copy)
