@@ -34,16 +34,13 @@ int placement_level_mask(struct center *c, int64_t cluster_id, const char *level
 	}
 	json_t *rows = inv_rows(c, "SELECT facts FROM hosts WHERE cluster_id = ? AND facts IS NOT NULL",
 				json_pack("[I]", (json_int_t)cluster_id));
+	json_t *facts = json_array();
 	size_t i;
 	json_t *r;
-	json_array_foreach(rows, i, r) {
-		json_t *f = json_loads(json_string_value(json_object_get(r, "facts")), 0, NULL);
-		uint32_t regs[EVC_REGS];
-		if (host_facts_regs(f, regs))
-			for (int k = 0; k < EVC_REGS; k++)
-				mask[k] &= regs[k];
-		json_decref(f);
-	}
+	json_array_foreach(rows, i, r)
+		json_array_append_new(facts, json_loads(json_string_value(json_object_get(r, "facts")), 0, NULL));
+	evc_intersection(facts, mask);
+	json_decref(facts);
 	json_decref(rows);
 	return 0;
 }
