@@ -62,6 +62,24 @@ int placement_level_mask(struct center *c, int64_t cluster_id, const char *level
 			 char *err, size_t errlen);
 const char *placement_vm_level(struct center *c, json_t *vm_row); /* per-VM level or the cluster's */
 int placement_power_on(struct center *c, const char *vm, const char *want_host, json_t **resp);
+/* A candidate host for power-on as the placement rule sees it. */
+struct placement_host {
+	const char *name;
+	bool home;                 /* the VM is registered on this host */
+	bool facts;                /* its facts were read; if not, error says why */
+	char error[512];
+	uint64_t free;             /* memory.free of its facts (bytes) */
+	bool have_regs;            /* its facts have a valid cpu.cpuid */
+	uint32_t regs[EVC_REGS];   /* that cpu.cpuid */
+};
+/* The power-on rule, without I/O: a host qualifies when its facts were read,
+ * it has `need` bytes free and (unless level is "none") it lacks no named
+ * feature of `mask` (a host whose facts have no cpu.cpuid is not checked).
+ * Among those, the VM's home host wins, else the most free memory (the first
+ * of equals). Returns the chosen index or -1; appends the reason of every
+ * host that does not qualify ("NAME: why") to the JSON array `reasons`. */
+int placement_choose(const struct placement_host *hosts, size_t n, uint64_t need, const char *level,
+		     const uint32_t mask[EVC_REGS], json_t *reasons);
 int placement_power_off(struct center *c, const char *vm, json_t **resp);
 
 /* compat.c: every reason the VM cannot move from src to dst (empty array: compatible) */

@@ -90,6 +90,21 @@ const struct evc_level *evc_host_max_level(const uint32_t regs[EVC_REGS])
 	return best;
 }
 
+void evc_intersection(json_t *facts, uint32_t mask[EVC_REGS])
+{
+	size_t i;
+	json_t *f;
+
+	for (int r = 0; r < EVC_REGS; r++)
+		mask[r] = 0xffffffffu;
+	json_array_foreach(facts, i, f) {
+		uint32_t regs[EVC_REGS];
+		if (evc_regs_from_json(json_object_get(json_object_get(f, "cpu"), "cpuid"), regs) == 0)
+			for (int k = 0; k < EVC_REGS; k++)
+				mask[k] &= regs[k];
+	}
+}
+
 json_t *evc_regs_to_json(const uint32_t regs[EVC_REGS])
 {
 	json_t *j = json_object();

@@ -30,6 +30,12 @@ const struct evc_level *evc_host_max_level(const uint32_t regs[EVC_REGS]);
 bool evc_host_meets(const uint32_t regs[EVC_REGS], const uint32_t mask[EVC_REGS]);
 /* Names the named features set in `want` and clear in `have` ("avx2, bmi2"); returns the count. */
 int evc_missing(const uint32_t want[EVC_REGS], const uint32_t have[EVC_REGS], char *out, size_t len);
+/* The "intersection" baseline of a cluster: the AND of the cpu.cpuid
+ * registers of every host facts object in the JSON array `facts` (objects
+ * without a valid cpu.cpuid, and non-objects, are skipped; a register
+ * missing from a host's cpu.cpuid counts as all ones); all ones when no host
+ * has one. */
+void evc_intersection(json_t *facts, uint32_t mask[EVC_REGS]);
 /* The 7 registers as {"1.ecx": n, ...} and back (missing keys: all ones). */
 json_t *evc_regs_to_json(const uint32_t regs[EVC_REGS]);
 int evc_regs_from_json(json_t *j, uint32_t regs[EVC_REGS]);

@@ -34,16 +34,13 @@ int placement_level_mask(struct center *c, int64_t cluster_id, const char *level
 	}
 	json_t *rows = inv_rows(c, "SELECT facts FROM hosts WHERE cluster_id = ? AND facts IS NOT NULL",
 				json_pack("[I]", (json_int_t)cluster_id));
+	json_t *facts = json_array();
 	size_t i;
 	json_t *r;
-	json_array_foreach(rows, i, r) {
-		json_t *f = json_loads(json_string_value(json_object_get(r, "facts")), 0, NULL);
-		uint32_t regs[EVC_REGS];
-		if (host_facts_regs(f, regs))
-			for (int k = 0; k < EVC_REGS; k++)
-				mask[k] &= regs[k];
-		json_decref(f);
-	}
+	json_array_foreach(rows, i, r)
+		json_array_append_new(facts, json_loads(json_string_value(json_object_get(r, "facts")), 0, NULL));
+	evc_intersection(facts, mask);
+	json_decref(facts);
 	json_decref(rows);
 	return 0;
 }
@@ -82,6 +79,31 @@ static int lock_vm(struct center *c, json_t *vm, const char *kind, int64_t *task
 	*task = task_create(c, kind, vm, NULL, NULL, "running");
 	inv_run(c, "UPDATE vms SET locked_by = ? WHERE id = ?", json_pack("[I, O]", (json_int_t)*task, json_object_get(vm, "id")), NULL);
 	return 0;
+}
+
+int placement_choose(const struct placement_host *hosts, size_t n, uint64_t need, const char *level,
+		     const uint32_t mask[EVC_REGS], json_t *reasons)
+{
+	int chosen = -1;
+	uint64_t best_free = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct placement_host *h = &hosts[i];
+		char missing[512];
+		if (!h->facts) {
+			json_array_append_new(reasons, json_sprintf("%s: %s", h->name, h->error));
+		} else if (h->free < need) {
+			char a[32], b[32];
+			json_array_append_new(reasons, json_sprintf("%s: %s free, the VM needs %s", h->name,
+								    format_size(h->free, a, sizeof(a)), format_size(need, b, sizeof(b))));
+		} else if (strcmp(level, EVC_NONE) && h->have_regs && evc_missing(mask, h->regs, missing, sizeof(missing))) {
+			json_array_append_new(reasons, json_sprintf("%s: lacks %s (EVC level %s)", h->name, missing, level));
+		} else if (chosen < 0 || h->home || (h->free > best_free && !hosts[chosen].home)) {
+			chosen = (int)i;
+			best_free = h->free;
+		}
+	}
+	return chosen;
 }
 
 int placement_power_on(struct center *c, const char *name, const char *want_host, json_t **resp)
@@ -123,35 +145,30 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 	json_t *config = json_loads(json_string_value(json_object_get(vm, "config")), 0, NULL);
 	uint64_t need = (uint64_t)json_integer_value(json_object_get(config, "memory"));
 	json_t *reasons = json_array(), *chosen = NULL;
-	uint64_t best_free = 0;
-	size_t i;
+	size_t i, n = json_array_size(hosts);
 	json_t *h;
-	json_array_foreach(hosts, i, h) {
-		const char *hn = json_string_value(json_object_get(h, "name"));
-		json_t *f = host_facts(h, err, sizeof(err));
-		uint32_t regs[EVC_REGS];
-		if (!f) {
-			json_array_append_new(reasons, json_sprintf("%s: %s", hn, err));
+	struct placement_host *cand = calloc(n ? n : 1, sizeof(*cand));
+	if (!cand) {
+		json_array_append_new(reasons, json_string("out of memory"));
+		n = 0;
+	}
+	for (i = 0; i < n; i++) {
+		h = json_array_get(hosts, i);
+		struct placement_host *p = &cand[i];
+		p->name = json_string_value(json_object_get(h, "name"));
+		p->home = json_equal(json_object_get(h, "id"), json_object_get(vm, "host_id"));
+		json_t *f = host_facts(h, p->error, sizeof(p->error));
+		if (!f)
 			continue;
-		}
-		uint64_t fr = (uint64_t)json_integer_value(json_object_get(json_object_get(f, "memory"), "free"));
-		char missing[512];
-		if (fr < need) {
-			char a[32], b[32];
-			json_array_append_new(reasons, json_sprintf("%s: %s free, the VM needs %s", hn, format_size(fr, a, sizeof(a)),
-								    format_size(need, b, sizeof(b))));
-		} else if (strcmp(level_copy, EVC_NONE) && host_facts_regs(f, regs) &&
-			   evc_missing(mask, regs, missing, sizeof(missing))) {
-			json_array_append_new(reasons, json_sprintf("%s: lacks %s (EVC level %s)", hn, missing, level_copy));
-		} else {
-			bool home = json_equal(json_object_get(h, "id"), json_object_get(vm, "host_id"));
-			if (!chosen || home || (fr > best_free && !json_equal(json_object_get(chosen, "id"), json_object_get(vm, "host_id")))) {
-				chosen = h;
-				best_free = fr;
-			}
-		}
+		p->facts = true;
+		p->free = (uint64_t)json_integer_value(json_object_get(json_object_get(f, "memory"), "free"));
+		p->have_regs = host_facts_regs(f, p->regs);
 		json_decref(f);
 	}
+	int pick = placement_choose(cand, n, need, level_copy, mask, reasons);
+	if (pick >= 0)
+		chosen = json_array_get(hosts, (size_t)pick);
+	free(cand);
 	json_t *cfg_new = json_deep_copy(config);
 	json_object_set_new(cfg_new, "cpuid_mask", evc_regs_to_json(mask));
 	json_object_set_new(cfg_new, "evc_level", json_string(level_copy));

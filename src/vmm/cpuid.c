@@ -17,21 +17,21 @@ void cpuid_mask_all_ones(struct vm_config *cfg)
 		cfg->cpuid_mask[i] = 0xffffffffu;
 }
 
-static void cpuid_apply(struct kvm_cpuid2 *c, const struct vm_config *cfg, int index, int count)
+void cpuid_apply(struct kvm_cpuid2 *c, const uint32_t mask[7], int index, int count)
 {
 	for (uint32_t i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
 		switch (e->function) {
 		case 1:
-			e->ecx &= cfg->cpuid_mask[CPUID_MASK_1_ECX];
-			e->edx &= cfg->cpuid_mask[CPUID_MASK_1_EDX];
+			e->ecx &= mask[CPUID_MASK_1_ECX];
+			e->edx &= mask[CPUID_MASK_1_EDX];
 			e->ebx = (e->ebx & 0x0000ffffu) | ((uint32_t)index << 24) | ((uint32_t)MIN(count, 255) << 16);
 			break;
 		case 7:
 			if (e->index == 0) {
-				e->ebx &= cfg->cpuid_mask[CPUID_MASK_7_EBX];
-				e->ecx &= cfg->cpuid_mask[CPUID_MASK_7_ECX];
-				e->edx &= cfg->cpuid_mask[CPUID_MASK_7_EDX];
+				e->ebx &= mask[CPUID_MASK_7_EBX];
+				e->ecx &= mask[CPUID_MASK_7_ECX];
+				e->edx &= mask[CPUID_MASK_7_EDX];
 			}
 			break;
 		case 0xb:
@@ -39,8 +39,8 @@ static void cpuid_apply(struct kvm_cpuid2 *c, const struct vm_config *cfg, int i
 			e->edx = (uint32_t)index;
 			break;
 		case 0x80000001:
-			e->ecx &= cfg->cpuid_mask[CPUID_MASK_81_ECX];
-			e->edx &= cfg->cpuid_mask[CPUID_MASK_81_EDX];
+			e->ecx &= mask[CPUID_MASK_81_ECX];
+			e->edx &= mask[CPUID_MASK_81_EDX];
 			break;
 		}
 	}
@@ -68,7 +68,7 @@ int cpuid_build(struct vm *vm, char *err, size_t errlen)
 			return -ENOMEM;
 		}
 		memcpy(v->cpuid, supported, sz);
-		cpuid_apply(v->cpuid, &vm->cfg, i, vm->nvcpus);
+		cpuid_apply(v->cpuid, vm->cfg.cpuid_mask, i, vm->nvcpus);
 		if (ioctl(v->fd, KVM_SET_CPUID2, v->cpuid) < 0) {
 			int rc = -errno;
 			errf(err, errlen, "KVM_SET_CPUID2 on vCPU %d failed: %s", i, strerror(errno));

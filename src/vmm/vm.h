@@ -126,6 +126,12 @@ void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len);
 
 /* CPUID (cpuid.c) */
 int cpuid_build(struct vm *vm, char *err, size_t errlen);
+/* What cpuid_build does to each vCPU's copy of KVM_GET_SUPPORTED_CPUID: ANDs
+ * leaf 1 ECX/EDX, leaf 7.0 EBX/ECX/EDX and leaf 0x80000001 ECX/EDX with
+ * mask (struct vm_config order), puts vCPU `index`'s APIC ID and the vCPU
+ * count (at most 255) in leaf 1 EBX bits 31-24 and 23-16, and its x2APIC ID
+ * in EDX of leaves 0xb and 0x1f. Touches nothing else. */
+void cpuid_apply(struct kvm_cpuid2 *c, const uint32_t mask[7], int index, int count);
 void cpuid_mask_all_ones(struct vm_config *cfg);
 /* Names the features `want` has and `have` lacks (comma separated); returns how many. */
 int cpuid_missing_features(const struct kvm_cpuid2 *want, const struct kvm_cpuid2 *have, char *out, size_t len);
