@@ -89,11 +89,9 @@ double sdps_next_level(const struct sdps *s, double dirty_rate, double transmit_
 	 * is only a lower bound (it ran out of pages to dirty): quarter it. */
 	double floor = progress == SDPS_SATURATED ? 1 - (1 - level) / 4
 		       : progress == SDPS_STALLED ? 1 - (1 - level) / 2 : 0;
-	if (want < floor)
+	if (want < floor) /* the floor is never below the current level */
 		want = floor;
-	if (progress != SDPS_PROGRESSING && want < level)
-		want = level;
-	return want;
+	return MIN(want, SDPS_LEVEL_MAX);
 }
 
 void sdps_stop(struct sdps *s)

@@ -1,6 +1,8 @@
 /* VM configuration <-> JSON. Every field is validated on the way in: the
  * JSON may come from a state file, a migration stream or an API client. */
 #include "vmm/config.h"
+#include <stdbool.h>
+#include <ctype.h>
 #include "common/util.h"
 #include <errno.h>
 #include <stdlib.h>
@@ -9,30 +11,52 @@
 const char *const cpuid_mask_names[CPUID_MASK_REGS] = { "1.ecx", "1.edx", "7.ebx", "7.ecx",
 							  "7.edx", "80000001.ecx", "80000001.edx" };
 
+/* A register value: 0x-prefixed hex or plain decimal, at most 32 bits. */
+static int parse_mask_value(const char *s, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+	bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+	const char *digits = hex ? s + 2 : s;
+
+	if (!*digits || !isxdigit((unsigned char)*digits) || (!hex && !isdigit((unsigned char)*digits)))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(digits, &end, hex ? 16 : 10);
+	if (errno || *end || v > 0xffffffffULL)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* "LEAF.REG=MASK[,...]": every item must be valid, or nothing is changed. */
 int cpuid_mask_parse_arg(const char *s, uint32_t mask[CPUID_MASK_REGS])
 {
-	char *copy = strdup(s), *save = NULL;
+	uint32_t next[CPUID_MASK_REGS];
+	char *copy = strdup(s), *p, *item;
 	int rc = 0;
 
 	if (!copy)
 		return -ENOMEM;
-	for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
+	memcpy(next, mask, sizeof(next));
+	if (!*copy)
+		rc = -EINVAL;
+	for (p = copy; !rc && (item = strsep(&p, ",")) != NULL;) {
+		char *eq = strchr(item, '=');
 		int r;
-		uint64_t v;
 		if (!eq) {
 			rc = -EINVAL;
 			break;
 		}
 		*eq = 0;
 		for (r = 0; r < CPUID_MASK_REGS; r++)
-			if (!strcmp(tok, cpuid_mask_names[r]))
+			if (!strcmp(item, cpuid_mask_names[r]))
 				break;
-		if (r == CPUID_MASK_REGS || parse_size(eq + 1, &v) || v > 0xffffffffULL)
+		if (r == CPUID_MASK_REGS || parse_mask_value(eq + 1, &next[r]))
 			rc = -EINVAL;
-		else
-			mask[r] = (uint32_t)v;
 	}
+	if (!rc)
+		memcpy(mask, next, sizeof(next));
 	free(copy);
 	return rc;
 }

@@ -143,6 +143,21 @@ static void test_sdps_next_level(void)
 	CHECK("sdps: stalled or saturated never lowers the level", keep, "%s", name);
 }
 
+/* The level SDPS asks for never passes its maximum, even from the maximum
+ * (the engine logs the value it gets: it must be the one that applies). */
+static void test_sdps_level_bound(void)
+{
+	double worst = 0;
+	for (double level = 0.9; level <= SDPS_LEVEL_MAX + 1e-12; level += 0.0005)
+		for (int p = SDPS_PROGRESSING; p <= SDPS_SATURATED; p++)
+			worst = MAX(worst, next(MIN(level, SDPS_LEVEL_MAX), 1e12, 1e6, (enum sdps_progress)p));
+	CHECK("sdps_next_level: never above SDPS_LEVEL_MAX, from any level or progress", worst <= SDPS_LEVEL_MAX,
+	      "got %.6f", worst);
+	CHECK("sdps_next_level: at the maximum a saturated guest stays at it",
+	      next(SDPS_LEVEL_MAX, 1e9, 1e6, SDPS_SATURATED) == SDPS_LEVEL_MAX, "got %.6f",
+	      next(SDPS_LEVEL_MAX, 1e9, 1e6, SDPS_SATURATED));
+}
+
 static void test_sdps_sequences(void)
 {
 	static struct vm vm; /* no vCPUs: the kicker thread has nothing to kick */
@@ -874,13 +889,22 @@ static void test_cpuid_mask_parse(void)
 	rc = cpuid_mask_parse_arg("80000001.ecx=0xffffffff", m);
 	CHECK("cpuid_mask_parse_arg: 0xffffffff accepted", rc == 0 && m[5] == 0xffffffffu, "rc %d", rc);
 	const char *bad[] = { "1.ecx", "1.eax=1", "1.ECX=1", " 1.ecx=1", "1.ecx=0x100000000", "1.ecx=-1", "1.ecx=",
-			      "1.ecx=zz", "1.ecx=1 ", "8000001.ecx=1", "1.ecx=1,bogus=2", "=1" };
+			      "1.ecx=zz", "1.ecx=1 ", "8000001.ecx=1", "1.ecx=1,bogus=2", "=1",
+			      /* not sizes: no suffixes; no empty list or items */
+			      "1.ecx=1K", "1.ecx=4M", "", "1.ecx=1,,7.ebx=2", "1.ecx=1,", "1.ecx=0x" };
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		char name[100];
 		rc = cpuid_mask_parse_arg(bad[i], m);
 		snprintf(name, sizeof(name), "cpuid_mask_parse_arg: '%s' refused", bad[i]);
 		CHECK(name, rc < 0, "rc %d", rc);
 	}
+	for (int i = 0; i < CPUID_MASK_REGS; i++)
+		m[i] = 0xffffffffu;
+	rc = cpuid_mask_parse_arg("1.ecx=010", m);
+	CHECK("cpuid_mask_parse_arg: a leading zero is decimal, not octal", rc == 0 && m[0] == 10, "rc %d 1.ecx %u", rc, m[0]);
+	m[0] = 0xffffffffu;
+	rc = cpuid_mask_parse_arg("1.ecx=0x5,7.ebx=bad", m);
+	CHECK("cpuid_mask_parse_arg: a bad item changes nothing", rc < 0 && m[0] == 0xffffffffu, "rc %d 1.ecx %#x", rc, m[0]);
 	uint32_t e[EVC_REGS];
 	memset(e, 0, sizeof(e));
 	rc = evc_regs_parse_arg("7.edx=0x10", e);
@@ -891,6 +915,7 @@ int main(void)
 {
 	uint64_t t0 = now_ns();
 	test_sdps_next_level();
+	test_sdps_level_bound();
 	test_sdps_sequences();
 	test_sdps_set_level();
 	test_evc_levels();
