@@ -46,6 +46,11 @@ json_t *host_facts(json_t *host_row, char *err, size_t errlen)
 		json_decref(r);
 		return NULL;
 	}
+	if (!json_is_object(r)) { /* a 200 with no JSON object is no answer: say so */
+		errf(err, errlen, "host %s answered without its facts", json_string_value(json_object_get(host_row, "name")));
+		json_decref(r);
+		return NULL;
+	}
 	return r;
 }
 
