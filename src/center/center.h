@@ -8,7 +8,7 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include "center/evc.h"
+#include "vmm/evc.h"
 
 #define CENTER_SCHEMA_VERSION 1
 #define CENTER_MAX_MIGRATIONS_PER_HOST_DEFAULT 8

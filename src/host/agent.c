@@ -366,7 +366,8 @@ int host_serve_main(int argc, char **argv)
 			break;
 		case 'c':
 			if (evc_regs_parse_arg(optarg, a->cpu_regs)) {
-				fprintf(stderr, "glide: --cpuid-mask '%s': expected LEAF.REG=MASK[,...] (1.ecx 1.edx 7.ebx 7.ecx 7.edx 80000001.ecx 80000001.edx)\n", optarg);
+				fprintf(stderr, "glide: --cpuid-mask '%s': expected LEAF.REG=MASK[,...] (MASK hex or decimal) with LEAF.REG one of %s\n",
+					optarg, cpuid_mask_reg_list());
 				return 1;
 			}
 			break;

@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include "center/evc.h"
+#include "vmm/evc.h"
 #include "vmm/vm.h"
 
 #define HOST_SUPERVISE_INTERVAL_MS 300

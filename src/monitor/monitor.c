@@ -354,7 +354,8 @@ int monitor_main(int argc, char **argv)
 			break;
 		case 'M':
 			if (cpuid_mask_parse_arg(optarg, args.cfg.cpuid_mask)) {
-				fprintf(stderr, "glide: --cpuid-mask '%s': expected LEAF.REG=MASK[,...] with LEAF.REG one of 1.ecx 1.edx 7.ebx 7.ecx 7.edx 80000001.ecx 80000001.edx\n", optarg);
+				fprintf(stderr, "glide: --cpuid-mask '%s': expected LEAF.REG=MASK[,...] (MASK hex or decimal) with LEAF.REG one of %s\n",
+					optarg, cpuid_mask_reg_list());
 				return 1;
 			}
 			break;

@@ -5,11 +5,23 @@
 #include <ctype.h>
 #include "common/util.h"
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-const char *const cpuid_mask_names[CPUID_MASK_REGS] = { "1.ecx", "1.edx", "7.ebx", "7.ecx",
-							  "7.edx", "80000001.ecx", "80000001.edx" };
+const struct cpuid_mask_reg cpuid_mask_regs[CPUID_MASK_REGS] = {
+	{ "1.ecx", 1, 'c' }, { "1.edx", 1, 'd' }, { "7.ebx", 7, 'b' }, { "7.ecx", 7, 'c' }, { "7.edx", 7, 'd' },
+	{ "80000001.ecx", 0x80000001, 'c' }, { "80000001.edx", 0x80000001, 'd' },
+};
+
+const char *cpuid_mask_reg_list(void)
+{
+	static char list[128];
+	if (!list[0])
+		for (int r = 0; r < CPUID_MASK_REGS; r++)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", r ? " " : "", cpuid_mask_regs[r].name);
+	return list;
+}
 
 /* A register value: 0x-prefixed hex or plain decimal, at most 32 bits. */
 static int parse_mask_value(const char *s, uint32_t *out)
@@ -50,7 +62,7 @@ int cpuid_mask_parse_arg(const char *s, uint32_t mask[CPUID_MASK_REGS])
 		}
 		*eq = 0;
 		for (r = 0; r < CPUID_MASK_REGS; r++)
-			if (!strcmp(item, cpuid_mask_names[r]))
+			if (!strcmp(item, cpuid_mask_regs[r].name))
 				break;
 		if (r == CPUID_MASK_REGS || parse_mask_value(eq + 1, &next[r]))
 			rc = -EINVAL;
@@ -65,7 +77,7 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 {
 	json_t *mask = json_object();
 	for (size_t i = 0; i < CPUID_MASK_REGS; i++)
-		json_object_set_new(mask, cpuid_mask_names[i], json_integer(cfg->cpuid_mask[i]));
+		json_object_set_new(mask, cpuid_mask_regs[i].name, json_integer(cfg->cpuid_mask[i]));
 	return json_pack("{s:s, s:I, s:i, s:o, s:s}", "name", cfg->name, "memory", (json_int_t)cfg->memory_bytes,
 			 "vcpus", cfg->vcpus, "cpuid_mask", mask, "evc_level", cfg->evc_level);
 }
@@ -113,11 +125,11 @@ int vm_config_from_json(json_t *j, struct vm_config *cfg, char *err, size_t errl
 			return -EINVAL;
 		}
 		for (size_t i = 0; i < CPUID_MASK_REGS; i++) {
-			json_t *m = json_object_get(v, cpuid_mask_names[i]);
+			json_t *m = json_object_get(v, cpuid_mask_regs[i].name);
 			if (!m)
 				continue;
 			if (!json_is_integer(m) || json_integer_value(m) < 0 || json_integer_value(m) > 0xffffffffLL) {
-				errf(err, errlen, "configuration: cpuid_mask.%s must be a 32-bit integer", cpuid_mask_names[i]);
+				errf(err, errlen, "configuration: cpuid_mask.%s must be a 32-bit integer", cpuid_mask_regs[i].name);
 				return -EINVAL;
 			}
 			cfg->cpuid_mask[i] = (uint32_t)json_integer_value(m);

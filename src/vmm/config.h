@@ -8,10 +8,18 @@ json_t *vm_config_to_json(const struct vm_config *cfg);
 int vm_config_from_json(json_t *j, struct vm_config *cfg, char *err, size_t errlen);
 int vm_config_from_text(const char *text, size_t len, struct vm_config *cfg, char *err, size_t errlen);
 
-/* The CPUID registers a mask applies to, in struct vm_config order:
- * "1.ecx" "1.edx" "7.ebx" "7.ecx" "7.edx" "80000001.ecx" "80000001.edx". */
+/* The CPUID registers a mask applies to, in struct vm_config order: the one
+ * map of them, used by the monitor (--cpuid-mask, the CPUID a VM gets), the
+ * host agent and the controller (EVC, vmm/evc.h). */
 #define CPUID_MASK_REGS 7
-extern const char *const cpuid_mask_names[CPUID_MASK_REGS];
+struct cpuid_mask_reg {
+	const char *name;   /* "1.ecx" ... as in --cpuid-mask and JSON */
+	uint32_t leaf;      /* subleaf 0 where the leaf has subleaves (7) */
+	char reg;           /* 'b', 'c' or 'd' */
+};
+extern const struct cpuid_mask_reg cpuid_mask_regs[CPUID_MASK_REGS];
+/* "1.ecx 1.edx 7.ebx 7.ecx 7.edx 80000001.ecx 80000001.edx", for messages */
+const char *cpuid_mask_reg_list(void);
 /* "LEAF.REG=MASK[,...]" (MASK decimal or hex) into mask[]; -EINVAL on anything else. */
 int cpuid_mask_parse_arg(const char *s, uint32_t mask[CPUID_MASK_REGS]);
 #endif

@@ -2,6 +2,7 @@
  * configuration (the EVC baseline), with the per-vCPU APIC IDs filled in.
  * The resulting table is part of the VM's state and travels with it. */
 #include "vmm/vm.h"
+#include "vmm/config.h"
 #include "common/util.h"
 #include <errno.h>
 #include <stdio.h>
@@ -17,32 +18,24 @@ void cpuid_mask_all_ones(struct vm_config *cfg)
 		cfg->cpuid_mask[i] = 0xffffffffu;
 }
 
-void cpuid_apply(struct kvm_cpuid2 *c, const uint32_t mask[7], int index, int count)
+static uint32_t *cpuid_entry_reg(struct kvm_cpuid_entry2 *e, char reg)
+{
+	return reg == 'b' ? &e->ebx : reg == 'c' ? &e->ecx : &e->edx;
+}
+
+void cpuid_apply(struct kvm_cpuid2 *c, const uint32_t mask[CPUID_MASK_REGS], int index, int count)
 {
 	for (uint32_t i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
-		switch (e->function) {
-		case 1:
-			e->ecx &= mask[CPUID_MASK_1_ECX];
-			e->edx &= mask[CPUID_MASK_1_EDX];
+		/* the feature masks: the registers of cpuid_mask_regs (subleaf 0 of leaf 7) */
+		for (int r = 0; r < CPUID_MASK_REGS; r++)
+			if (e->function == cpuid_mask_regs[r].leaf && (e->function != 7 || e->index == 0))
+				*cpuid_entry_reg(e, cpuid_mask_regs[r].reg) &= mask[r];
+		/* this vCPU's APIC ID and the logical processor count */
+		if (e->function == 1)
 			e->ebx = (e->ebx & 0x0000ffffu) | ((uint32_t)index << 24) | ((uint32_t)MIN(count, 255) << 16);
-			break;
-		case 7:
-			if (e->index == 0) {
-				e->ebx &= mask[CPUID_MASK_7_EBX];
-				e->ecx &= mask[CPUID_MASK_7_ECX];
-				e->edx &= mask[CPUID_MASK_7_EDX];
-			}
-			break;
-		case 0xb:
-		case 0x1f:
+		else if (e->function == 0xb || e->function == 0x1f)
 			e->edx = (uint32_t)index;
-			break;
-		case 0x80000001:
-			e->ecx &= mask[CPUID_MASK_81_ECX];
-			e->edx &= mask[CPUID_MASK_81_EDX];
-			break;
-		}
 	}
 }
 

@@ -26,10 +26,6 @@ struct vm_config {
 	char evc_level[32];
 };
 
-enum cpuid_mask_index {
-	CPUID_MASK_1_ECX, CPUID_MASK_1_EDX, CPUID_MASK_7_EBX, CPUID_MASK_7_ECX, CPUID_MASK_7_EDX,
-	CPUID_MASK_81_ECX, CPUID_MASK_81_EDX,
-};
 
 enum vm_run_state {
 	VM_STATE_MASKED,   /* created, not running (prepared for restore / incoming migration) */
@@ -131,7 +127,7 @@ int cpuid_build(struct vm *vm, char *err, size_t errlen);
  * mask (struct vm_config order), puts vCPU `index`'s APIC ID and the vCPU
  * count (at most 255) in leaf 1 EBX bits 31-24 and 23-16, and its x2APIC ID
  * in EDX of leaves 0xb and 0x1f. Touches nothing else. */
-void cpuid_apply(struct kvm_cpuid2 *c, const uint32_t mask[7], int index, int count);
+void cpuid_apply(struct kvm_cpuid2 *c, const uint32_t mask[7], int index, int count); /* mask: CPUID_MASK_REGS, vmm/config.h */
 void cpuid_mask_all_ones(struct vm_config *cfg);
 /* Names the features `want` has and `have` lacks (comma separated); returns how many. */
 int cpuid_missing_features(const struct kvm_cpuid2 *want, const struct kvm_cpuid2 *have, char *out, size_t len);

@@ -2,7 +2,7 @@
  * indirectly, as pure functions fed with recorded figures:
  *  - SDPS level control (src/migrate/sdps.c): sdps_next_level over recorded
  *    phase statistics, and the clamps and slices of sdps_set_level;
- *  - EVC (src/center/evc.c): host maximum level, meets/missing, the
+ *  - EVC (src/vmm/evc.c): host maximum level, meets/missing, the
  *    cluster intersection, the level masks against docs/host-and-center.md,
  *    and the JSON / --cpuid-mask round trips;
  *  - power-on placement (placement_choose, src/center/placement.c);
@@ -11,7 +11,7 @@
  * Needs neither /dev/kvm nor a network. Prints PASS/FAIL lines for
  * tests/run.sh. */
 #include "center/center.h"
-#include "center/evc.h"
+#include "vmm/evc.h"
 #include "migrate/sdps.h"
 #include "vmm/config.h"
 #include "vmm/vm.h"

@@ -2,18 +2,19 @@
  * CPUID feature masks, the same seven registers `glide vm run --cpuid-mask`
  * takes, and the checks built on them. Shared by the host agent (which
  * reports the highest level its CPU meets) and the controller. */
-#ifndef GLIDE_CENTER_EVC_H
-#define GLIDE_CENTER_EVC_H
+#ifndef GLIDE_VMM_EVC_H
+#define GLIDE_VMM_EVC_H
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define EVC_REGS 7 /* 1.ecx 1.edx 7.ebx 7.ecx 7.edx 80000001.ecx 80000001.edx */
+#include "vmm/config.h"
+
+#define EVC_REGS CPUID_MASK_REGS /* the registers of cpuid_mask_regs (vmm/config.h) */
 #define EVC_NONE "none"
 #define EVC_INTERSECTION "intersection"
 
-/* register names: cpuid_mask_names in vmm/config.h */
 
 struct evc_level {
 	const char *name;

@@ -6,7 +6,7 @@
  * hypervisor) stay visible at every level. Only features with a name in
  * cpuid.c's table take part in compatibility decisions, the same rule the
  * destination monitor applies when it checks an incoming VM. */
-#include "center/evc.h"
+#include "vmm/evc.h"
 #include "vmm/config.h"
 #include "vmm/vm.h"
 #include "common/util.h"
@@ -15,8 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const uint32_t reg_leaf[EVC_REGS] = { 1, 1, 7, 7, 7, 0x80000001, 0x80000001 };
-static const char reg_letter[EVC_REGS] = { 'c', 'd', 'b', 'c', 'd', 'c', 'd' };
 
 #define B(n) (1u << (n))
 /* leaf 1 ECX bits every level keeps: x2apic, tsc_deadline, osxsave, hypervisor */
@@ -58,7 +56,7 @@ static int walk_missing(const uint32_t want[EVC_REGS], const uint32_t have[EVC_R
 		out[0] = 0;
 	for (int r = 0; r < EVC_REGS; r++)
 		for (int bit = 0; bit < 32; bit++) {
-			const char *name = cpuid_feature_name(reg_leaf[r], reg_letter[r], bit);
+			const char *name = cpuid_feature_name(cpuid_mask_regs[r].leaf, cpuid_mask_regs[r].reg, bit);
 			if (!name || !(want[r] & B(bit)) || (have[r] & B(bit)))
 				continue;
 			if (out) {
@@ -109,7 +107,7 @@ json_t *evc_regs_to_json(const uint32_t regs[EVC_REGS])
 {
 	json_t *j = json_object();
 	for (int r = 0; r < EVC_REGS; r++)
-		json_object_set_new(j, cpuid_mask_names[r], json_integer(regs[r]));
+		json_object_set_new(j, cpuid_mask_regs[r].name, json_integer(regs[r]));
 	return j;
 }
 
@@ -120,7 +118,7 @@ int evc_regs_from_json(json_t *j, uint32_t regs[EVC_REGS])
 	if (!json_is_object(j))
 		return -EINVAL;
 	for (int r = 0; r < EVC_REGS; r++) {
-		json_t *v = json_object_get(j, cpuid_mask_names[r]);
+		json_t *v = json_object_get(j, cpuid_mask_regs[r].name);
 		if (!v)
 			continue;
 		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 0xffffffffLL)
@@ -135,7 +133,7 @@ void evc_regs_to_arg(const uint32_t regs[EVC_REGS], char *out, size_t len)
 	size_t used = 0;
 	out[0] = 0;
 	for (int r = 0; r < EVC_REGS && used < len; r++) {
-		int n = snprintf(out + used, len - used, "%s%s=0x%x", r ? "," : "", cpuid_mask_names[r], regs[r]);
+		int n = snprintf(out + used, len - used, "%s%s=0x%x", r ? "," : "", cpuid_mask_regs[r].name, regs[r]);
 		if (n > 0)
 			used += (size_t)n;
 	}
@@ -151,7 +149,7 @@ json_t *evc_feature_list(const uint32_t regs[EVC_REGS])
 	json_t *a = json_array();
 	for (int r = 0; r < EVC_REGS; r++)
 		for (int bit = 0; bit < 32; bit++) {
-			const char *name = cpuid_feature_name(reg_leaf[r], reg_letter[r], bit);
+			const char *name = cpuid_feature_name(cpuid_mask_regs[r].leaf, cpuid_mask_regs[r].reg, bit);
 			if (name && (regs[r] & B(bit)))
 				json_array_append_new(a, json_string(name));
 		}
