@@ -18,6 +18,14 @@ check() { # check NAME CMD...: PASS if CMD succeeds
 cleanup() {
 	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
 	sleep 0.2
+	# Sanitizer builds (GLIDE_SANITIZER=1): give a stopping monitor time to
+	# exit, since LeakSanitizer runs at exit and SIGKILL would lose its report.
+	if [ -n "${GLIDE_SANITIZER:-}" ]; then
+		local end=$((SECONDS + 10)) p
+		for p in "${PIDS[@]:-}"; do
+			while [ -n "$p" ] && kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+		done
+	fi
 	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
 	rm -rf "$T"
 }

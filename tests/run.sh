@@ -7,6 +7,8 @@
 #   FAIL name: why       a check that did not
 #   SKIP name: reason    a check that cannot run here (never counted as passed)
 # A test program that exits non-zero without printing FAIL counts as one failure.
+# Each test gets GLIDE_TEST_TIMEOUT seconds (default 900), or what its own
+# line "# run.sh timeout: SECONDS" asks for (the sanitizer pass).
 # Usage: tests/run.sh [PATTERN]   (only tests whose file name contains PATTERN)
 set -u
 cd "$(dirname "$0")/.."
@@ -20,9 +22,15 @@ per_test_timeout="${GLIDE_TEST_TIMEOUT:-900}"
 
 run_one() {
 	local name="$1"; shift
-	local out rc
+	local out rc limit="$per_test_timeout"
+	# a test script may ask for more time with a line "# run.sh timeout: SECONDS"
+	if [ "$1" = bash ] && [ -z "${GLIDE_TEST_TIMEOUT:-}" ]; then
+		local own
+		own=$(sed -n 's/^# run.sh timeout: \([0-9]*\)$/\1/p' "$2" | head -1)
+		[ -n "$own" ] && limit=$own
+	fi
 	echo "=== $name"
-	out=$(timeout --kill-after=10 "$per_test_timeout" "$@" 2>"$GLIDE_TEST_TMP/$name.stderr")
+	out=$(timeout --kill-after=10 "$limit" "$@" 2>"$GLIDE_TEST_TMP/$name.stderr")
 	rc=$?
 	echo "$out" | grep -E '^(PASS|FAIL|SKIP) ' || true
 	local p f

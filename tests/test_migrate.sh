@@ -198,7 +198,10 @@ fault_case "one byte corrupted in transit (not encrypted)" corrupt_plain
 
 cancel_midway() {
 	prepare_dest fd "$1"
-	( sleep 1; curl -s --unix-socket "$T/fs.sock" -X POST http://localhost/v1/migration/cancel >"$T/cancel.json" ) &
+	# cancel once pre-copy runs (before that, on a slow machine, the
+	# destination may still be waiting for the other streams to connect)
+	( wait_for 20 bash -c "curl -s --unix-socket '$T/fs.sock' http://localhost/v1/migration | grep -q '\"stage\": *\"precopy\"'"
+	  sleep 0.5; curl -s --unix-socket "$T/fs.sock" -X POST http://localhost/v1/migration/cancel >"$T/cancel.json" ) &
 	local canceller=$!
 	do_migrate fs "$1" --max-bandwidth 40M
 	wait "$canceller"

@@ -341,10 +341,29 @@ fail:
 	return NULL;
 }
 
+/* MHD_stop_daemon cuts every open connection, answered or not: first let
+ * the requests in flight send their answers (at most HTTP_DRAIN_MS), e.g.
+ * the migration result whose reading lets a source monitor exit, or the
+ * answer to a shutdown request. */
+#define HTTP_DRAIN_MS 2000
+static void drain(struct MHD_Daemon *d)
+{
+	for (int i = 0; i < HTTP_DRAIN_MS / 5; i++) {
+		const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+		if (!info || !info->num_connections)
+			break;
+		sleep_ns(5000000);
+	}
+}
+
 void http_server_stop(struct http_server *s)
 {
 	if (!s)
 		return;
+	if (s->unix_daemon)
+		drain(s->unix_daemon);
+	if (s->tcp_daemon)
+		drain(s->tcp_daemon);
 	if (s->unix_daemon)
 		MHD_stop_daemon(s->unix_daemon);
 	if (s->tcp_daemon)

@@ -175,8 +175,10 @@ int cmd_migrate(int argc, char **argv)
 	struct http_client_opts co = { .target = api };
 	rc = cli_call(&co, "POST", "/v1/migration", body, &resp);
 	json_decref(body);
-	if (rc)
+	if (rc) {
+		json_decref(resp); /* the error answer */
 		return rc;
+	}
 	if (no_wait) {
 		if (json)
 			cli_print_json(resp);
@@ -203,6 +205,7 @@ int cmd_migrate(int argc, char **argv)
 			interrupted = 0;
 		}
 		if (cli_call(&co, "GET", status_path, NULL, &resp)) {
+			json_decref(resp);
 			fprintf(stderr, "glide: lost contact with the source monitor; the migration's outcome is unknown "
 					"(check the destination)\n");
 			return 1;

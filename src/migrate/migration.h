@@ -40,6 +40,7 @@ struct stream_worker {
 };
 
 struct migration {
+	int refs;                    /* m->migration, its thread, API readers; under migration_ptr_lock */
 	struct monitor *mon;
 	struct vm *vm;
 	int id;                      /* 1, 2, ... per monitor process */

@@ -34,7 +34,41 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+/* Guards monitor.migration and every migration's reference count. A
+ * migration is freed when its last holder lets go: the monitor (until the
+ * next migration replaces it), its thread, and API calls reading it. */
 static pthread_mutex_t migration_ptr_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void migration_free(struct migration *mig)
+{
+	json_decref(mig->phases);
+	pthread_mutex_destroy(&mig->lock);
+	pthread_mutex_destroy(&mig->rl.lock);
+	explicit_bzero(mig, sizeof(*mig)); /* the key */
+	free(mig);
+}
+
+/* The monitor's latest migration with a reference taken, or NULL. */
+static struct migration *migration_get(struct monitor *m)
+{
+	pthread_mutex_lock(&migration_ptr_lock);
+	struct migration *mig = m->migration;
+	if (mig)
+		mig->refs++;
+	pthread_mutex_unlock(&migration_ptr_lock);
+	return mig;
+}
+
+static void migration_put(struct migration *mig)
+{
+	if (!mig)
+		return;
+	pthread_mutex_lock(&migration_ptr_lock);
+	bool last = --mig->refs == 0;
+	pthread_mutex_unlock(&migration_ptr_lock);
+	if (last)
+		migration_free(mig);
+}
 
 static void set_stage(struct migration *mig, const char *stage);
 static int send_config(struct migration *mig);
@@ -142,6 +176,7 @@ out:
 	}
 	/* Only now may another long operation (or a pause/resume) start. */
 	monitor_op_end(mig->mon);
+	migration_put(mig);
 	return NULL;
 }
 
@@ -472,7 +507,10 @@ static bool migration_active(struct migration *mig)
 
 bool migrate_in_progress(struct monitor *m)
 {
-	return migration_active(m->migration);
+	struct migration *mig = migration_get(m);
+	bool active = migration_active(mig);
+	migration_put(mig);
+	return active;
 }
 
 int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
@@ -519,9 +557,12 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
 	sdps_init(&mig->sdps, &m->vm);
 	pthread_mutex_lock(&migration_ptr_lock);
 	mig->id = ++m->migrations_started;
-	/* Old finished migrations are kept: status readers may still hold them. */
+	/* The previous (finished) migration goes when its last reader is done. */
+	struct migration *old = m->migration;
 	m->migration = mig;
+	mig->refs = 3; /* the monitor's, the thread's and this answer's */
 	pthread_mutex_unlock(&migration_ptr_lock);
+	migration_put(old);
 	if (pthread_create(&mig->thread, NULL, migration_thread, mig)) {
 		pthread_mutex_lock(&mig->lock);
 		mig->status = "failed";
@@ -529,12 +570,15 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
 		snprintf(mig->error, sizeof(mig->error), "cannot start the migration thread");
 		mig->resumed_source = true;
 		pthread_mutex_unlock(&mig->lock);
+		migration_put(mig); /* no thread */
+		migration_put(mig);
 		monitor_op_end(m);
 		*resp = http_error("cannot start the migration thread");
 		return 500;
 	}
 	pthread_detach(mig->thread);
 	*resp = migration_json(mig);
+	migration_put(mig);
 	return 202;
 }
 
@@ -587,12 +631,14 @@ static void cancel_streams(struct migration *mig)
 int migrate_api_cancel(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct monitor *m = ctx;
-	struct migration *mig = m->migration;
+	struct migration *mig = migration_get(m);
 	if (!migration_active(mig)) {
+		migration_put(mig);
 		*resp = http_error("no migration is in progress");
 		return 409;
 	}
 	if (!strcmp(mig->stage, "released")) {
+		migration_put(mig);
 		*resp = http_error("too late to cancel: the destination already owns the VM");
 		return 409;
 	}
@@ -600,14 +646,17 @@ int migrate_api_cancel(void *ctx, const struct http_request *req, json_t **resp)
 	for (int i = 0; i < 3000 && migration_active(mig); i++)
 		sleep_ns(1000000);
 	*resp = migration_json(mig);
+	migration_put(mig);
 	return 200;
 }
 
 void migrate_cancel(struct monitor *m, const char *why)
 {
-	struct migration *mig = m->migration;
-	if (!migration_active(mig))
+	struct migration *mig = migration_get(m);
+	if (!migration_active(mig)) {
+		migration_put(mig);
 		return;
+	}
 	pthread_mutex_lock(&mig->lock);
 	if (!mig->stop_reason[0])
 		snprintf(mig->stop_reason, sizeof(mig->stop_reason), "%s", why && *why ? why : "the monitor is stopping");
@@ -616,4 +665,5 @@ void migrate_cancel(struct monitor *m, const char *why)
 		cancel_streams(mig);
 	for (int i = 0; i < 5000 && migration_active(mig); i++)
 		sleep_ns(1000000);
+	migration_put(mig);
 }
