@@ -229,16 +229,22 @@ stall_case() { # NAME STALL_ARG... (empty: default)
 }
 stall_case st3 --stall-timeout 3
 d3=$(awk '{printf "%.1f", $2 - $1}' "$T/st3.times")
-if [ "$(json_get "$T/st3.json" status 2>/dev/null)" = failed ] && awk -v d="$d3" 'BEGIN{exit !(d >= 2.5 && d <= 7)}' &&
+# Detection = the timeout + the time the socket buffers take to fill at the
+# cap (~2 s) + the failure path. The old rule (a deadline moved by every
+# trickle) took twice the timeout or more. Under the sanitizers everything
+# runs several times slower: the upper bound is wider there.
+max3=7; [ -n "${GLIDE_SANITIZER:-}" ] && max3=13
+if [ "$(json_get "$T/st3.json" status 2>/dev/null)" = failed ] && awk -v d="$d3" -v m="$max3" 'BEGIN{exit !(d >= 2.5 && d <= m)}' &&
 	grep -q "stalled" "$T/st3.json" && [ "$(vm_state st3)" = running ] && ab_check "$T/st3.sock" 1; then
-	pass "frozen destination detected in $d3 s with --stall-timeout 3; source running, A-B clean ($(json_get "$T/st3.json" error | head -c 120))"
+	pass "frozen destination detected in $d3 s (at most $max3) with --stall-timeout 3; source running, A-B clean ($(json_get "$T/st3.json" error | head -c 120))"
 else
 	fail "frozen destination, --stall-timeout 3: detected after $d3 s, status $(json_get "$T/st3.json" status 2>/dev/null), source $(vm_state st3): $(json_get "$T/st3.json" error 2>/dev/null | head -c 200)"
 fi
 stop_vm st3
 stall_case st30
 d30=$(awk '{printf "%.1f", $2 - $1}' "$T/st30.times")
-if [ "$(json_get "$T/st30.json" status 2>/dev/null)" = failed ] && awk -v d="$d30" 'BEGIN{exit !(d >= 29 && d <= 36)}' &&
+max30=36; [ -n "${GLIDE_SANITIZER:-}" ] && max30=42
+if [ "$(json_get "$T/st30.json" status 2>/dev/null)" = failed ] && awk -v d="$d30" -v m="$max30" 'BEGIN{exit !(d >= 29 && d <= m)}' &&
 	[ "$(vm_state st30)" = running ]; then
 	pass "frozen destination detected in $d30 s with the default stall timeout (30 s, as documented)"
 else
