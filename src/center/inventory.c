@@ -246,3 +246,44 @@ void inv_recover(struct center *c)
 		json_pack("[I]", (json_int_t)inv_now_ms()), NULL);
 	inv_run(c, "UPDATE vms SET locked_by = NULL WHERE locked_by IS NOT NULL", NULL, NULL);
 }
+
+/* ---- tasks: one row per long-running operation (tasks.c keeps the view) ---- */
+
+int64_t inv_task_insert(struct center *c, const char *kind, int64_t vm_id, const char *vm_name, const char *state,
+			const char *src, const char *dst)
+{
+	int64_t id = 0, now = inv_now_ms();
+	inv_run(c,
+		"INSERT INTO tasks(kind, vm_id, vm_name, state, stage, source_host, dest_host, created_at, started_at)"
+		" VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		json_pack("[s, I, s, s, s, s?, s?, I, I]", kind, (json_int_t)vm_id, vm_name, state, state, src, dst,
+			  (json_int_t)now, (json_int_t)now),
+		&id);
+	return id;
+}
+
+int inv_task_update(struct center *c, int64_t id, const char *stage, double progress, json_t *detail)
+{
+	return inv_run(c, "UPDATE tasks SET state = 'running', stage = ?, progress = ?, detail = ? WHERE id = ? AND state IN ('queued', 'running')",
+		       json_pack("[s, f, O?, I]", stage, progress, detail, (json_int_t)id), NULL);
+}
+
+int inv_task_finish(struct center *c, int64_t id, bool ok, const char *message, json_t *result)
+{
+	return inv_run(c,
+		       "UPDATE tasks SET state = ?, stage = ?, progress = CASE WHEN ? THEN 1.0 ELSE progress END, message = ?,"
+		       " result = ?, ended_at = ? WHERE id = ?",
+		       json_pack("[s, s, i, s?, O?, I, I]", ok ? "succeeded" : "failed", ok ? "done" : "failed", ok, message, result,
+				 (json_int_t)inv_now_ms(), (json_int_t)id),
+		       NULL);
+}
+
+json_t *inv_task(struct center *c, int64_t id)
+{
+	return inv_row(c, "SELECT * FROM tasks WHERE id = ?", json_pack("[I]", (json_int_t)id));
+}
+
+json_t *inv_tasks_recent(struct center *c, int limit)
+{
+	return inv_rows(c, "SELECT * FROM tasks ORDER BY id DESC LIMIT ?", json_pack("[i]", limit));
+}

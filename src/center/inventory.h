@@ -1,0 +1,45 @@
+/* The controller's inventory (inventory.c): every SQL statement of the
+ * controller lives there, behind one named function per statement, grouped
+ * by table. Rows come back as JSON objects (column name -> value; JSON text
+ * columns such as config or facts stay strings). Callers hold c->lock. */
+#ifndef GLIDE_CENTER_INVENTORY_H
+#define GLIDE_CENTER_INVENTORY_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct center;
+
+int inv_open(struct center *c, const char *path, char *err, size_t errlen);
+/* Runs sql with params (a JSON array of strings/integers/reals/null); returns rows as objects. */
+json_t *inv_rows(struct center *c, const char *sql, json_t *params);
+json_t *inv_row(struct center *c, const char *sql, json_t *params); /* first row or NULL */
+int inv_run(struct center *c, const char *sql, json_t *params, int64_t *last_id); /* 0 or -1 */
+const char *inv_error(struct center *c);
+int64_t inv_now_ms(void);
+void inv_recover(struct center *c); /* after a restart: fail interrupted tasks, release locks */
+
+/* clusters */
+json_t *inv_cluster(struct center *c, const char *name);
+int64_t inv_default_cluster(struct center *c);
+
+/* hosts */
+json_t *inv_host(struct center *c, const char *name_or_address);
+json_t *inv_host_by_id(struct center *c, int64_t id);
+
+/* VMs */
+json_t *inv_vm(struct center *c, const char *name);
+json_t *inv_vm_json(struct center *c, json_t *vm_row); /* public view of a VM row */
+
+/* tasks */
+/* A new task row (stage = state); its id, or 0 when the insert failed. */
+int64_t inv_task_insert(struct center *c, const char *kind, int64_t vm_id, const char *vm_name, const char *state,
+			const char *src, const char *dst);
+/* A queued or running task is running at stage with progress and detail (NULL: none); ended tasks stay as they are. */
+int inv_task_update(struct center *c, int64_t id, const char *stage, double progress, json_t *detail);
+/* Ends a task: succeeded (progress 1) or failed, with message and result (either may be NULL). */
+int inv_task_finish(struct center *c, int64_t id, bool ok, const char *message, json_t *result);
+json_t *inv_task(struct center *c, int64_t id); /* the row or NULL */
+json_t *inv_tasks_recent(struct center *c, int limit); /* newest first */
+#endif
