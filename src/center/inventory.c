@@ -247,6 +247,57 @@ void inv_recover(struct center *c)
 	inv_run(c, "UPDATE vms SET locked_by = NULL WHERE locked_by IS NOT NULL", NULL, NULL);
 }
 
+/* ---- hosts: address, token, cluster, state, last facts ---- */
+
+json_t *inv_hosts(struct center *c)
+{
+	return inv_rows(c, "SELECT * FROM hosts", NULL);
+}
+
+int inv_host_set_disconnected(struct center *c, int64_t host_id)
+{
+	return inv_run(c, "UPDATE hosts SET state = 'disconnected' WHERE id = ?", json_pack("[I]", (json_int_t)host_id), NULL);
+}
+
+int inv_host_set_connected(struct center *c, int64_t host_id, json_t *facts)
+{
+	char *text = json_dumps(facts, JSON_COMPACT);
+	int rc = inv_run(c, "UPDATE hosts SET state = 'connected', facts = ?, last_seen = ? WHERE id = ?",
+			 json_pack("[s, I, I]", text, (json_int_t)inv_now_ms(), (json_int_t)host_id), NULL);
+	free(text);
+	return rc;
+}
+
+/* ---- VMs: where each VM is registered and runs, its configuration and task lock ---- */
+
+json_t *inv_vms_unlocked_before(struct center *c, int64_t before_ms)
+{
+	return inv_rows(c, "SELECT id, name, host_id, power_state, api FROM vms WHERE locked_by IS NULL AND updated_at < ?",
+			json_pack("[I]", (json_int_t)before_ms));
+}
+
+int inv_vm_set_location(struct center *c, int64_t vm_id, int64_t host_id, const char *api, const char *power_state)
+{
+	return inv_run(c, "UPDATE vms SET host_id = ?, api = ?, power_state = ?, updated_at = ? WHERE id = ?",
+		       json_pack("[I, s?, s, I, I]", (json_int_t)host_id, api, power_state, (json_int_t)inv_now_ms(),
+				 (json_int_t)vm_id), NULL);
+}
+
+int inv_vm_set_unknown(struct center *c, int64_t vm_id)
+{
+	return inv_run(c, "UPDATE vms SET power_state = 'unknown', updated_at = ? WHERE id = ?",
+		       json_pack("[I, I]", (json_int_t)inv_now_ms(), (json_int_t)vm_id), NULL);
+}
+
+int inv_vm_set_off(struct center *c, int64_t vm_id, int64_t host_id)
+{
+	int64_t now = inv_now_ms();
+	json_t *params = host_id ? json_pack("[I, I, I]", (json_int_t)host_id, (json_int_t)now, (json_int_t)vm_id)
+				 : json_pack("[n, I, I]", (json_int_t)now, (json_int_t)vm_id);
+	return inv_run(c, "UPDATE vms SET power_state = 'off', api = NULL, host_id = COALESCE(?, host_id), updated_at = ? WHERE id = ?",
+		       params, NULL);
+}
+
 /* ---- tasks: one row per long-running operation (tasks.c keeps the view) ---- */
 
 int64_t inv_task_insert(struct center *c, const char *kind, int64_t vm_id, const char *vm_name, const char *state,

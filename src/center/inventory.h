@@ -27,10 +27,21 @@ int64_t inv_default_cluster(struct center *c);
 /* hosts */
 json_t *inv_host(struct center *c, const char *name_or_address);
 json_t *inv_host_by_id(struct center *c, int64_t id);
+json_t *inv_hosts(struct center *c); /* every host row */
+int inv_host_set_disconnected(struct center *c, int64_t host_id);
+/* The host answered: connected, with these facts (stored as JSON text), seen now. */
+int inv_host_set_connected(struct center *c, int64_t host_id, json_t *facts);
 
 /* VMs */
 json_t *inv_vm(struct center *c, const char *name);
 json_t *inv_vm_json(struct center *c, json_t *vm_row); /* public view of a VM row */
+/* id, name, host_id, power_state, api of the VMs no task locks, last changed before before_ms. */
+json_t *inv_vms_unlocked_before(struct center *c, int64_t before_ms);
+/* The VM runs (power_state) on host_id with its monitor's API socket api (NULL: none). */
+int inv_vm_set_location(struct center *c, int64_t vm_id, int64_t host_id, const char *api, const char *power_state);
+int inv_vm_set_unknown(struct center *c, int64_t vm_id); /* its host does not answer */
+/* Powered off, no API socket; registered on host_id, or where it was when host_id is 0. */
+int inv_vm_set_off(struct center *c, int64_t vm_id, int64_t host_id);
 
 /* tasks */
 /* A new task row (stage = state); its id, or 0 when the insert failed. */
