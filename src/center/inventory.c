@@ -163,14 +163,46 @@ int inv_open(struct center *c, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- clusters: name, EVC baseline, migration limit ---- */
+
 json_t *inv_cluster(struct center *c, const char *name)
 {
 	return inv_row(c, "SELECT * FROM clusters WHERE name = ?", json_pack("[s]", name));
 }
 
+json_t *inv_cluster_by_id(struct center *c, int64_t id)
+{
+	return inv_row(c, "SELECT * FROM clusters WHERE id = ?", json_pack("[I]", (json_int_t)id));
+}
+
+json_t *inv_cluster_facts(struct center *c, int64_t cluster_id)
+{
+	json_t *rows = inv_rows(c, "SELECT facts FROM hosts WHERE cluster_id = ? AND facts IS NOT NULL",
+				json_pack("[I]", (json_int_t)cluster_id));
+	json_t *facts = json_array();
+	size_t i;
+	json_t *r;
+	json_array_foreach(rows, i, r)
+		json_array_append_new(facts, json_loads(json_string_value(json_object_get(r, "facts")), 0, NULL));
+	json_decref(rows);
+	return facts;
+}
+
+static const char *host_named_sql = "SELECT * FROM hosts WHERE name = ?1 OR address = ?1";
+
 json_t *inv_host(struct center *c, const char *name_or_address)
 {
-	return inv_row(c, "SELECT * FROM hosts WHERE name = ?1 OR address = ?1", json_pack("[s]", name_or_address));
+	return inv_row(c, host_named_sql, json_pack("[s]", name_or_address));
+}
+
+json_t *inv_hosts_named(struct center *c, const char *name_or_address)
+{
+	return inv_rows(c, host_named_sql, json_pack("[s]", name_or_address));
+}
+
+json_t *inv_hosts_in_cluster(struct center *c, int64_t cluster_id)
+{
+	return inv_rows(c, "SELECT * FROM hosts WHERE cluster_id = ? ORDER BY id", json_pack("[I]", (json_int_t)cluster_id));
 }
 
 json_t *inv_host_by_id(struct center *c, int64_t id)
@@ -209,8 +241,7 @@ json_t *inv_vm_json(struct center *c, json_t *vm)
 	json_t *host = json_is_integer(json_object_get(vm, "host_id"))
 			       ? inv_host_by_id(c, json_integer_value(json_object_get(vm, "host_id")))
 			       : NULL;
-	json_t *cl = inv_row(c, "SELECT name, evc_level FROM clusters WHERE id = ?",
-			     json_pack("[O]", json_object_get(vm, "cluster_id")));
+	json_t *cl = inv_cluster_by_id(c, json_integer_value(json_object_get(vm, "cluster_id")));
 	json_t *config = parsed(vm, "config");
 	json_t *j = json_pack("{s:O, s:O, s:s?, s:s?, s:O, s:O, s:O, s:O, s:o, s:o, s:o, s:O, s:O}",
 			      "name", json_object_get(vm, "name"), "state", json_object_get(vm, "power_state"),
@@ -296,6 +327,27 @@ int inv_vm_set_off(struct center *c, int64_t vm_id, int64_t host_id)
 				 : json_pack("[n, I, I]", (json_int_t)now, (json_int_t)vm_id);
 	return inv_run(c, "UPDATE vms SET power_state = 'off', api = NULL, host_id = COALESCE(?, host_id), updated_at = ? WHERE id = ?",
 		       params, NULL);
+}
+
+int inv_vm_set_powered_on(struct center *c, int64_t vm_id, int64_t host_id, const char *api, json_t *config)
+{
+	char *cfg_text = json_dumps(config, JSON_COMPACT);
+	int rc = inv_run(c, "UPDATE vms SET host_id = ?, power_state = 'running', api = ?, config = ?, updated_at = ? WHERE id = ?",
+			 json_pack("[I, s?, s, I, I]", (json_int_t)host_id, api, cfg_text, (json_int_t)inv_now_ms(), (json_int_t)vm_id),
+			 NULL);
+	free(cfg_text);
+	return rc;
+}
+
+int inv_vm_lock(struct center *c, int64_t vm_id, int64_t task)
+{
+	return inv_run(c, "UPDATE vms SET locked_by = ? WHERE id = ?", json_pack("[I, I]", (json_int_t)task, (json_int_t)vm_id), NULL);
+}
+
+int inv_vm_unlock(struct center *c, int64_t vm_id)
+{
+	return inv_run(c, "UPDATE vms SET locked_by = NULL, updated_at = ? WHERE id = ?",
+		       json_pack("[I, I]", (json_int_t)inv_now_ms(), (json_int_t)vm_id), NULL);
 }
 
 /* ---- tasks: one row per long-running operation (tasks.c keeps the view) ---- */

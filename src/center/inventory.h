@@ -21,11 +21,16 @@ int64_t inv_now_ms(void);
 void inv_recover(struct center *c); /* after a restart: fail interrupted tasks, release locks */
 
 /* clusters */
-json_t *inv_cluster(struct center *c, const char *name);
+json_t *inv_cluster(struct center *c, const char *name); /* the row or NULL */
+json_t *inv_cluster_by_id(struct center *c, int64_t id);
+/* The facts (parsed) of the cluster's hosts that have any, for the "intersection" level. */
+json_t *inv_cluster_facts(struct center *c, int64_t cluster_id);
 int64_t inv_default_cluster(struct center *c);
 
 /* hosts */
-json_t *inv_host(struct center *c, const char *name_or_address);
+json_t *inv_host(struct center *c, const char *name_or_address); /* the row or NULL */
+json_t *inv_hosts_named(struct center *c, const char *name_or_address); /* the same as an array of 0 or 1 rows */
+json_t *inv_hosts_in_cluster(struct center *c, int64_t cluster_id); /* rows in id order */
 json_t *inv_host_by_id(struct center *c, int64_t id);
 json_t *inv_hosts(struct center *c); /* every host row */
 int inv_host_set_disconnected(struct center *c, int64_t host_id);
@@ -42,6 +47,11 @@ int inv_vm_set_location(struct center *c, int64_t vm_id, int64_t host_id, const 
 int inv_vm_set_unknown(struct center *c, int64_t vm_id); /* its host does not answer */
 /* Powered off, no API socket; registered on host_id, or where it was when host_id is 0. */
 int inv_vm_set_off(struct center *c, int64_t vm_id, int64_t host_id);
+/* Power-on done: running on host_id (monitor API socket api) with the configuration it was started with. */
+int inv_vm_set_powered_on(struct center *c, int64_t vm_id, int64_t host_id, const char *api, json_t *config);
+/* The task lock (vms.locked_by); the caller checked under c->lock that the VM was unlocked. */
+int inv_vm_lock(struct center *c, int64_t vm_id, int64_t task);
+int inv_vm_unlock(struct center *c, int64_t vm_id); /* whichever task held it */
 
 /* tasks */
 /* A new task row (stage = state); its id, or 0 when the insert failed. */
