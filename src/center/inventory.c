@@ -329,6 +329,12 @@ int inv_vm_set_off(struct center *c, int64_t vm_id, int64_t host_id)
 		       params, NULL);
 }
 
+int inv_vm_set_host(struct center *c, int64_t vm_id, int64_t host_id)
+{
+	return inv_run(c, "UPDATE vms SET host_id = ?, api = NULL WHERE id = ?", json_pack("[I, I]", (json_int_t)host_id, (json_int_t)vm_id),
+		       NULL);
+}
+
 int inv_vm_set_powered_on(struct center *c, int64_t vm_id, int64_t host_id, const char *api, json_t *config)
 {
 	char *cfg_text = json_dumps(config, JSON_COMPACT);
@@ -348,6 +354,12 @@ int inv_vm_unlock(struct center *c, int64_t vm_id)
 {
 	return inv_run(c, "UPDATE vms SET locked_by = NULL, updated_at = ? WHERE id = ?",
 		       json_pack("[I, I]", (json_int_t)inv_now_ms(), (json_int_t)vm_id), NULL);
+}
+
+int inv_vm_unlock_task(struct center *c, int64_t vm_id, int64_t task)
+{
+	return inv_run(c, "UPDATE vms SET locked_by = NULL, updated_at = ? WHERE id = ? AND locked_by = ?",
+		       json_pack("[I, I, I]", (json_int_t)inv_now_ms(), (json_int_t)vm_id, (json_int_t)task), NULL);
 }
 
 /* ---- tasks: one row per long-running operation (tasks.c keeps the view) ---- */
@@ -384,6 +396,15 @@ int inv_task_finish(struct center *c, int64_t id, bool ok, const char *message, 
 json_t *inv_task(struct center *c, int64_t id)
 {
 	return inv_row(c, "SELECT * FROM tasks WHERE id = ?", json_pack("[I]", (json_int_t)id));
+}
+
+int inv_tasks_migrating(struct center *c, const char *host)
+{
+	json_t *r = inv_row(c, "SELECT COUNT(*) AS n FROM tasks WHERE kind = 'migrate' AND state = 'running' AND stage != 'queued'"
+			       " AND (source_host = ?1 OR dest_host = ?1)", json_pack("[s]", host));
+	int n = (int)json_integer_value(json_object_get(r, "n"));
+	json_decref(r);
+	return n;
 }
 
 json_t *inv_tasks_recent(struct center *c, int limit)

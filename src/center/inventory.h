@@ -47,11 +47,14 @@ int inv_vm_set_location(struct center *c, int64_t vm_id, int64_t host_id, const 
 int inv_vm_set_unknown(struct center *c, int64_t vm_id); /* its host does not answer */
 /* Powered off, no API socket; registered on host_id, or where it was when host_id is 0. */
 int inv_vm_set_off(struct center *c, int64_t vm_id, int64_t host_id);
+/* Registered (powered off) on host_id, no API socket: a cold migration's move. */
+int inv_vm_set_host(struct center *c, int64_t vm_id, int64_t host_id);
 /* Power-on done: running on host_id (monitor API socket api) with the configuration it was started with. */
 int inv_vm_set_powered_on(struct center *c, int64_t vm_id, int64_t host_id, const char *api, json_t *config);
 /* The task lock (vms.locked_by); the caller checked under c->lock that the VM was unlocked. */
 int inv_vm_lock(struct center *c, int64_t vm_id, int64_t task);
 int inv_vm_unlock(struct center *c, int64_t vm_id); /* whichever task held it */
+int inv_vm_unlock_task(struct center *c, int64_t vm_id, int64_t task); /* only if that task holds it */
 
 /* tasks */
 /* A new task row (stage = state); its id, or 0 when the insert failed. */
@@ -63,4 +66,6 @@ int inv_task_update(struct center *c, int64_t id, const char *stage, double prog
 int inv_task_finish(struct center *c, int64_t id, bool ok, const char *message, json_t *result);
 json_t *inv_task(struct center *c, int64_t id); /* the row or NULL */
 json_t *inv_tasks_recent(struct center *c, int limit); /* newest first */
+/* Migrations past their queue (stage not "queued") running from or to host (by name). */
+int inv_tasks_migrating(struct center *c, const char *host);
 #endif
