@@ -175,6 +175,25 @@ json_t *inv_cluster_by_id(struct center *c, int64_t id)
 	return inv_row(c, "SELECT * FROM clusters WHERE id = ?", json_pack("[I]", (json_int_t)id));
 }
 
+json_t *inv_clusters_with_counts(struct center *c)
+{
+	return inv_rows(c, "SELECT c.*, (SELECT COUNT(*) FROM hosts h WHERE h.cluster_id = c.id) AS hosts,"
+			   " (SELECT COUNT(*) FROM vms v WHERE v.cluster_id = c.id) AS vms FROM clusters c ORDER BY c.id", NULL);
+}
+
+int inv_cluster_insert(struct center *c, const char *name, const char *evc_level, const int64_t *max_migrations_per_host)
+{
+	json_t *params = max_migrations_per_host
+				 ? json_pack("[s, s, I, I]", name, evc_level, (json_int_t)*max_migrations_per_host, (json_int_t)inv_now_ms())
+				 : json_pack("[s, s, n, I]", name, evc_level, (json_int_t)inv_now_ms());
+	return inv_run(c, "INSERT INTO clusters(name, evc_level, max_migrations_per_host, created_at) VALUES(?, ?, ?, ?)", params, NULL);
+}
+
+int inv_cluster_set_evc(struct center *c, int64_t cluster_id, const char *evc_level)
+{
+	return inv_run(c, "UPDATE clusters SET evc_level = ? WHERE id = ?", json_pack("[s, I]", evc_level, (json_int_t)cluster_id), NULL);
+}
+
 json_t *inv_cluster_facts(struct center *c, int64_t cluster_id)
 {
 	json_t *rows = inv_rows(c, "SELECT facts FROM hosts WHERE cluster_id = ? AND facts IS NOT NULL",
@@ -261,6 +280,14 @@ json_t *inv_vm_json(struct center *c, json_t *vm)
 	return j;
 }
 
+/* ---- the whole inventory ---- */
+
+json_t *inv_counts(struct center *c)
+{
+	return inv_row(c, "SELECT (SELECT COUNT(*) FROM clusters) AS clusters, (SELECT COUNT(*) FROM hosts) AS hosts,"
+			  " (SELECT COUNT(*) FROM vms) AS vms, (SELECT COUNT(*) FROM tasks WHERE state IN ('queued','running')) AS tasks_running", NULL);
+}
+
 void inv_recover(struct center *c)
 {
 	json_t *rows = inv_rows(c, "SELECT id, kind, vm_name FROM tasks WHERE state IN ('queued', 'running')", NULL);
@@ -285,6 +312,38 @@ json_t *inv_hosts(struct center *c)
 	return inv_rows(c, "SELECT * FROM hosts", NULL);
 }
 
+json_t *inv_hosts_with_cluster(struct center *c)
+{
+	return inv_rows(c, "SELECT h.*, c.name AS cluster FROM hosts h JOIN clusters c ON c.id = h.cluster_id ORDER BY h.id", NULL);
+}
+
+int inv_host_insert(struct center *c, const char *name, const char *address, const char *token, int64_t cluster_id, json_t *facts)
+{
+	char *text = json_dumps(facts, JSON_COMPACT);
+	int rc = inv_run(c, "INSERT INTO hosts(name, address, token, cluster_id, state, facts, last_seen, added_at) VALUES(?, ?, ?, ?, 'connected', ?, ?, ?)",
+			 json_pack("[s, s, s, I, s, I, I]", name, address, token, (json_int_t)cluster_id, text, (json_int_t)inv_now_ms(),
+				   (json_int_t)inv_now_ms()), NULL);
+	free(text);
+	return rc;
+}
+
+char *inv_host_busy_vms(struct center *c, int64_t host_id)
+{
+	json_t *busy = inv_row(c, "SELECT group_concat(name, ', ') AS names FROM vms WHERE host_id = ? AND power_state != 'off'",
+			       json_pack("[I]", (json_int_t)host_id));
+	const char *names = json_string_value(json_object_get(busy, "names"));
+	char *r = names ? strdup(names) : NULL;
+	json_decref(busy);
+	return r;
+}
+
+int inv_host_delete(struct center *c, int64_t host_id)
+{
+	int detached = inv_run(c, "UPDATE vms SET host_id = NULL WHERE host_id = ?", json_pack("[I]", (json_int_t)host_id), NULL);
+	int deleted = inv_run(c, "DELETE FROM hosts WHERE id = ?", json_pack("[I]", (json_int_t)host_id), NULL);
+	return detached || deleted ? -1 : 0;
+}
+
 int inv_host_set_disconnected(struct center *c, int64_t host_id)
 {
 	return inv_run(c, "UPDATE hosts SET state = 'disconnected' WHERE id = ?", json_pack("[I]", (json_int_t)host_id), NULL);
@@ -300,6 +359,45 @@ int inv_host_set_connected(struct center *c, int64_t host_id, json_t *facts)
 }
 
 /* ---- VMs: where each VM is registered and runs, its configuration and task lock ---- */
+
+json_t *inv_vms(struct center *c)
+{
+	return inv_rows(c, "SELECT * FROM vms ORDER BY id", NULL);
+}
+
+json_t *inv_vms_in_cluster(struct center *c, int64_t cluster_id)
+{
+	return inv_rows(c, "SELECT * FROM vms WHERE cluster_id = ? ORDER BY id", json_pack("[I]", (json_int_t)cluster_id));
+}
+
+json_t *inv_vms_on_cluster_level(struct center *c, int64_t cluster_id)
+{
+	return inv_rows(c, "SELECT name, config FROM vms WHERE cluster_id = ? AND evc_level IS NULL AND power_state != 'off'",
+			json_pack("[I]", (json_int_t)cluster_id));
+}
+
+int inv_vm_insert(struct center *c, const char *name, int64_t cluster_id, json_t *config, json_t *boot, json_t *devices,
+		  const char *evc_level)
+{
+	json_t *dev = json_is_array(devices) ? json_incref(devices) : json_pack("[s]", "serial");
+	int rc = inv_run(c, "INSERT INTO vms(name, cluster_id, config, boot, devices, evc_level, power_state, created_at, updated_at)"
+			    " VALUES(?, ?, ?, ?, ?, ?, 'off', ?, ?)",
+			 json_pack("[s, I, O, O, O, s?, I, I]", name, (json_int_t)cluster_id, config, boot, dev, evc_level,
+				   (json_int_t)inv_now_ms(), (json_int_t)inv_now_ms()), NULL);
+	json_decref(dev);
+	return rc;
+}
+
+int inv_vm_set_config(struct center *c, int64_t vm_id, json_t *config, bool set_evc, const char *evc_level)
+{
+	return inv_run(c, "UPDATE vms SET config = ?, evc_level = CASE WHEN ? THEN ? ELSE evc_level END, updated_at = ? WHERE id = ?",
+		       json_pack("[O, i, s?, I, I]", config, set_evc, evc_level, (json_int_t)inv_now_ms(), (json_int_t)vm_id), NULL);
+}
+
+int inv_vm_delete(struct center *c, int64_t vm_id)
+{
+	return inv_run(c, "DELETE FROM vms WHERE id = ?", json_pack("[I]", (json_int_t)vm_id), NULL);
+}
 
 json_t *inv_vms_unlocked_before(struct center *c, int64_t before_ms)
 {

@@ -19,13 +19,19 @@ int inv_run(struct center *c, const char *sql, json_t *params, int64_t *last_id)
 const char *inv_error(struct center *c);
 int64_t inv_now_ms(void);
 void inv_recover(struct center *c); /* after a restart: fail interrupted tasks, release locks */
+/* {clusters, hosts, vms, tasks_running}: the counts of GET /v1/center. */
+json_t *inv_counts(struct center *c);
 
 /* clusters */
 json_t *inv_cluster(struct center *c, const char *name); /* the row or NULL */
 json_t *inv_cluster_by_id(struct center *c, int64_t id);
 /* The facts (parsed) of the cluster's hosts that have any, for the "intersection" level. */
 json_t *inv_cluster_facts(struct center *c, int64_t cluster_id);
-int64_t inv_default_cluster(struct center *c);
+int64_t inv_default_cluster(struct center *c); /* its id; created when missing */
+json_t *inv_clusters_with_counts(struct center *c); /* rows with their number of hosts and vms, in id order */
+/* A new cluster; max_migrations_per_host NULL: none of its own. */
+int inv_cluster_insert(struct center *c, const char *name, const char *evc_level, const int64_t *max_migrations_per_host);
+int inv_cluster_set_evc(struct center *c, int64_t cluster_id, const char *evc_level);
 
 /* hosts */
 json_t *inv_host(struct center *c, const char *name_or_address); /* the row or NULL */
@@ -33,6 +39,13 @@ json_t *inv_hosts_named(struct center *c, const char *name_or_address); /* the s
 json_t *inv_hosts_in_cluster(struct center *c, int64_t cluster_id); /* rows in id order */
 json_t *inv_host_by_id(struct center *c, int64_t id);
 json_t *inv_hosts(struct center *c); /* every host row */
+json_t *inv_hosts_with_cluster(struct center *c); /* every host row with its cluster's name as "cluster", in id order */
+/* A new host, connected, with its facts (stored as JSON text), seen and added now. */
+int inv_host_insert(struct center *c, const char *name, const char *address, const char *token, int64_t cluster_id, json_t *facts);
+/* "vm1, vm2": the VMs not powered off on the host (malloc'd), or NULL when none. */
+char *inv_host_busy_vms(struct center *c, int64_t host_id);
+/* Forgets a host: its VMs keep no host, then the host row goes. */
+int inv_host_delete(struct center *c, int64_t host_id);
 int inv_host_set_disconnected(struct center *c, int64_t host_id);
 /* The host answered: connected, with these facts (stored as JSON text), seen now. */
 int inv_host_set_connected(struct center *c, int64_t host_id, json_t *facts);
@@ -40,6 +53,16 @@ int inv_host_set_connected(struct center *c, int64_t host_id, json_t *facts);
 /* VMs */
 json_t *inv_vm(struct center *c, const char *name);
 json_t *inv_vm_json(struct center *c, json_t *vm_row); /* public view of a VM row */
+json_t *inv_vms(struct center *c); /* every VM row, in id order */
+json_t *inv_vms_in_cluster(struct center *c, int64_t cluster_id); /* rows in id order */
+/* name, config of the cluster's powered-on VMs that follow the cluster's EVC level (no level of their own). */
+json_t *inv_vms_on_cluster_level(struct center *c, int64_t cluster_id);
+/* A new VM, powered off; devices NULL or not an array: ["serial"]; evc_level NULL: the cluster's. */
+int inv_vm_insert(struct center *c, const char *name, int64_t cluster_id, json_t *config, json_t *boot, json_t *devices,
+		  const char *evc_level);
+/* New configuration; with set_evc also the per-VM EVC level (NULL: follow the cluster). */
+int inv_vm_set_config(struct center *c, int64_t vm_id, json_t *config, bool set_evc, const char *evc_level);
+int inv_vm_delete(struct center *c, int64_t vm_id);
 /* id, name, host_id, power_state, api of the VMs no task locks, last changed before before_ms. */
 json_t *inv_vms_unlocked_before(struct center *c, int64_t before_ms);
 /* The VM runs (power_state) on host_id with its monitor's API socket api (NULL: none). */
