@@ -1,8 +1,12 @@
 /* The controller's inventory: clusters, hosts, VMs and tasks in one SQLite
  * database file (WAL mode, so a crash never leaves it half written).
- * Queries go through two small helpers that bind a JSON array of
- * parameters and return rows as JSON objects, which is the form every API
- * answer needs anyway. The schema version lives in the `meta` table. */
+ * Every SQL statement of the controller is here, one named function per
+ * statement (inventory.h), grouped by table; the handlers contain no SQL.
+ * The functions go through three small private helpers that bind a JSON
+ * array of parameters (every value is a bound parameter, never text
+ * formatted into the SQL) and return rows as JSON objects, which is the form
+ * every API answer needs anyway. The schema version lives in the `meta`
+ * table. Callers hold c->lock. */
 #include "center/center.h"
 #include "common/util.h"
 #include <errno.h>
@@ -71,7 +75,9 @@ static int bind_params(sqlite3_stmt *st, json_t *params)
 	return SQLITE_OK;
 }
 
-json_t *inv_rows(struct center *c, const char *sql, json_t *params)
+/* Runs sql with params (a JSON array of strings/integers/reals/null, taken
+ * over); returns its rows as objects (an empty array on error). */
+static json_t *inv_rows(struct center *c, const char *sql, json_t *params)
 {
 	sqlite3_stmt *st;
 	json_t *rows = json_array();
@@ -104,7 +110,8 @@ json_t *inv_rows(struct center *c, const char *sql, json_t *params)
 	return rows;
 }
 
-json_t *inv_row(struct center *c, const char *sql, json_t *params)
+/* The first row or NULL. */
+static json_t *inv_row(struct center *c, const char *sql, json_t *params)
 {
 	json_t *rows = inv_rows(c, sql, params);
 	json_t *r = json_array_size(rows) ? json_incref(json_array_get(rows, 0)) : NULL;
@@ -112,7 +119,8 @@ json_t *inv_row(struct center *c, const char *sql, json_t *params)
 	return r;
 }
 
-int inv_run(struct center *c, const char *sql, json_t *params, int64_t *last_id)
+/* A statement without rows: 0 or -1 (logged); *last_id: the new rowid. */
+static int inv_run(struct center *c, const char *sql, json_t *params, int64_t *last_id)
 {
 	sqlite3_stmt *st;
 	int rc = -1;
@@ -175,6 +183,20 @@ json_t *inv_cluster_by_id(struct center *c, int64_t id)
 	return inv_row(c, "SELECT * FROM clusters WHERE id = ?", json_pack("[I]", (json_int_t)id));
 }
 
+int64_t inv_default_cluster(struct center *c)
+{
+	json_t *cl = inv_cluster(c, DEFAULT_CLUSTER);
+	int64_t id = 0; /* 0 (no cluster) when the insert fails */
+	if (!cl) {
+		inv_run(c, "INSERT INTO clusters(name, evc_level, created_at) VALUES(?, 'none', ?)",
+			json_pack("[s, I]", DEFAULT_CLUSTER, (json_int_t)inv_now_ms()), &id);
+		return id;
+	}
+	id = json_integer_value(json_object_get(cl, "id"));
+	json_decref(cl);
+	return id;
+}
+
 json_t *inv_clusters_with_counts(struct center *c)
 {
 	return inv_rows(c, "SELECT c.*, (SELECT COUNT(*) FROM hosts h WHERE h.cluster_id = c.id) AS hosts,"
@@ -207,6 +229,8 @@ json_t *inv_cluster_facts(struct center *c, int64_t cluster_id)
 	return facts;
 }
 
+/* ---- hosts: address, token, cluster, state, last facts ---- */
+
 static const char *host_named_sql = "SELECT * FROM hosts WHERE name = ?1 OR address = ?1";
 
 json_t *inv_host(struct center *c, const char *name_or_address)
@@ -219,97 +243,19 @@ json_t *inv_hosts_named(struct center *c, const char *name_or_address)
 	return inv_rows(c, host_named_sql, json_pack("[s]", name_or_address));
 }
 
-json_t *inv_hosts_in_cluster(struct center *c, int64_t cluster_id)
-{
-	return inv_rows(c, "SELECT * FROM hosts WHERE cluster_id = ? ORDER BY id", json_pack("[I]", (json_int_t)cluster_id));
-}
-
 json_t *inv_host_by_id(struct center *c, int64_t id)
 {
 	return inv_row(c, "SELECT * FROM hosts WHERE id = ?", json_pack("[I]", (json_int_t)id));
 }
 
-json_t *inv_vm(struct center *c, const char *name)
-{
-	return inv_row(c, "SELECT * FROM vms WHERE name = ?", json_pack("[s]", name));
-}
-
-int64_t inv_default_cluster(struct center *c)
-{
-	json_t *cl = inv_cluster(c, DEFAULT_CLUSTER);
-	int64_t id;
-	if (!cl) {
-		inv_run(c, "INSERT INTO clusters(name, evc_level, created_at) VALUES(?, 'none', ?)",
-			json_pack("[s, I]", DEFAULT_CLUSTER, (json_int_t)inv_now_ms()), &id);
-		return id;
-	}
-	id = json_integer_value(json_object_get(cl, "id"));
-	json_decref(cl);
-	return id;
-}
-
-static json_t *parsed(json_t *row, const char *key)
-{
-	const char *s = json_string_value(json_object_get(row, key));
-	json_t *j = s ? json_loads(s, 0, NULL) : NULL;
-	return j ? j : json_null();
-}
-
-json_t *inv_vm_json(struct center *c, json_t *vm)
-{
-	json_t *host = json_is_integer(json_object_get(vm, "host_id"))
-			       ? inv_host_by_id(c, json_integer_value(json_object_get(vm, "host_id")))
-			       : NULL;
-	json_t *cl = inv_cluster_by_id(c, json_integer_value(json_object_get(vm, "cluster_id")));
-	json_t *config = parsed(vm, "config");
-	json_t *j = json_pack("{s:O, s:O, s:s?, s:s?, s:O, s:O, s:O, s:O, s:o, s:o, s:o, s:O, s:O}",
-			      "name", json_object_get(vm, "name"), "state", json_object_get(vm, "power_state"),
-			      "host", host ? json_string_value(json_object_get(host, "name")) : NULL,
-			      "cluster", cl ? json_string_value(json_object_get(cl, "name")) : NULL,
-			      "api", json_object_get(vm, "api"),
-			      "memory", json_object_get(config, "memory"), "vcpus", json_object_get(config, "vcpus"),
-			      "evc_level", json_object_get(vm, "evc_level"), "config", config,
-			      "boot", parsed(vm, "boot"), "devices", parsed(vm, "devices"),
-			      "locked_by_task", json_object_get(vm, "locked_by"), "updated_at", json_object_get(vm, "updated_at"));
-	if (host)
-		json_object_set(j, "host_address", json_object_get(host, "address"));
-	if (cl && !json_is_string(json_object_get(vm, "evc_level")))
-		json_object_set(j, "cluster_evc_level", json_object_get(cl, "evc_level"));
-	json_decref(host);
-	json_decref(cl);
-	return j;
-}
-
-/* ---- the whole inventory ---- */
-
-json_t *inv_counts(struct center *c)
-{
-	return inv_row(c, "SELECT (SELECT COUNT(*) FROM clusters) AS clusters, (SELECT COUNT(*) FROM hosts) AS hosts,"
-			  " (SELECT COUNT(*) FROM vms) AS vms, (SELECT COUNT(*) FROM tasks WHERE state IN ('queued','running')) AS tasks_running", NULL);
-}
-
-void inv_recover(struct center *c)
-{
-	json_t *rows = inv_rows(c, "SELECT id, kind, vm_name FROM tasks WHERE state IN ('queued', 'running')", NULL);
-	size_t i;
-	json_t *t;
-	json_array_foreach(rows, i, t)
-		glide_log("center", "task %lld (%s of %s) was interrupted by a controller restart",
-			  (long long)json_integer_value(json_object_get(t, "id")), json_string_value(json_object_get(t, "kind")),
-			  json_string_value(json_object_get(t, "vm_name")));
-	json_decref(rows);
-	inv_run(c,
-		"UPDATE tasks SET state = 'failed', ended_at = ?, message = 'interrupted: the controller restarted while "
-		"this task ran; the VM state was read back from its hosts' WHERE state IN ('queued', 'running')",
-		json_pack("[I]", (json_int_t)inv_now_ms()), NULL);
-	inv_run(c, "UPDATE vms SET locked_by = NULL WHERE locked_by IS NOT NULL", NULL, NULL);
-}
-
-/* ---- hosts: address, token, cluster, state, last facts ---- */
-
 json_t *inv_hosts(struct center *c)
 {
 	return inv_rows(c, "SELECT * FROM hosts", NULL);
+}
+
+json_t *inv_hosts_in_cluster(struct center *c, int64_t cluster_id)
+{
+	return inv_rows(c, "SELECT * FROM hosts WHERE cluster_id = ? ORDER BY id", json_pack("[I]", (json_int_t)cluster_id));
 }
 
 json_t *inv_hosts_with_cluster(struct center *c)
@@ -359,6 +305,43 @@ int inv_host_set_connected(struct center *c, int64_t host_id, json_t *facts)
 }
 
 /* ---- VMs: where each VM is registered and runs, its configuration and task lock ---- */
+
+json_t *inv_vm(struct center *c, const char *name)
+{
+	return inv_row(c, "SELECT * FROM vms WHERE name = ?", json_pack("[s]", name));
+}
+
+static json_t *parsed(json_t *row, const char *key)
+{
+	const char *s = json_string_value(json_object_get(row, key));
+	json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+	return j ? j : json_null();
+}
+
+json_t *inv_vm_json(struct center *c, json_t *vm)
+{
+	json_t *host = json_is_integer(json_object_get(vm, "host_id"))
+			       ? inv_host_by_id(c, json_integer_value(json_object_get(vm, "host_id")))
+			       : NULL;
+	json_t *cl = inv_cluster_by_id(c, json_integer_value(json_object_get(vm, "cluster_id")));
+	json_t *config = parsed(vm, "config");
+	json_t *j = json_pack("{s:O, s:O, s:s?, s:s?, s:O, s:O, s:O, s:O, s:o, s:o, s:o, s:O, s:O}",
+			      "name", json_object_get(vm, "name"), "state", json_object_get(vm, "power_state"),
+			      "host", host ? json_string_value(json_object_get(host, "name")) : NULL,
+			      "cluster", cl ? json_string_value(json_object_get(cl, "name")) : NULL,
+			      "api", json_object_get(vm, "api"),
+			      "memory", json_object_get(config, "memory"), "vcpus", json_object_get(config, "vcpus"),
+			      "evc_level", json_object_get(vm, "evc_level"), "config", config,
+			      "boot", parsed(vm, "boot"), "devices", parsed(vm, "devices"),
+			      "locked_by_task", json_object_get(vm, "locked_by"), "updated_at", json_object_get(vm, "updated_at"));
+	if (host)
+		json_object_set(j, "host_address", json_object_get(host, "address"));
+	if (cl && !json_is_string(json_object_get(vm, "evc_level")))
+		json_object_set(j, "cluster_evc_level", json_object_get(cl, "evc_level"));
+	json_decref(host);
+	json_decref(cl);
+	return j;
+}
 
 json_t *inv_vms(struct center *c)
 {
@@ -508,4 +491,29 @@ int inv_tasks_migrating(struct center *c, const char *host)
 json_t *inv_tasks_recent(struct center *c, int limit)
 {
 	return inv_rows(c, "SELECT * FROM tasks ORDER BY id DESC LIMIT ?", json_pack("[i]", limit));
+}
+
+/* ---- the whole inventory ---- */
+
+json_t *inv_counts(struct center *c)
+{
+	return inv_row(c, "SELECT (SELECT COUNT(*) FROM clusters) AS clusters, (SELECT COUNT(*) FROM hosts) AS hosts,"
+			  " (SELECT COUNT(*) FROM vms) AS vms, (SELECT COUNT(*) FROM tasks WHERE state IN ('queued','running')) AS tasks_running", NULL);
+}
+
+void inv_recover(struct center *c)
+{
+	json_t *rows = inv_rows(c, "SELECT id, kind, vm_name FROM tasks WHERE state IN ('queued', 'running')", NULL);
+	size_t i;
+	json_t *t;
+	json_array_foreach(rows, i, t)
+		glide_log("center", "task %lld (%s of %s) was interrupted by a controller restart",
+			  (long long)json_integer_value(json_object_get(t, "id")), json_string_value(json_object_get(t, "kind")),
+			  json_string_value(json_object_get(t, "vm_name")));
+	json_decref(rows);
+	inv_run(c,
+		"UPDATE tasks SET state = 'failed', ended_at = ?, message = 'interrupted: the controller restarted while "
+		"this task ran; the VM state was read back from its hosts' WHERE state IN ('queued', 'running')",
+		json_pack("[I]", (json_int_t)inv_now_ms()), NULL);
+	inv_run(c, "UPDATE vms SET locked_by = NULL WHERE locked_by IS NOT NULL", NULL, NULL);
 }

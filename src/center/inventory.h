@@ -1,7 +1,9 @@
 /* The controller's inventory (inventory.c): every SQL statement of the
  * controller lives there, behind one named function per statement, grouped
  * by table. Rows come back as JSON objects (column name -> value; JSON text
- * columns such as config or facts stay strings). Callers hold c->lock. */
+ * columns such as config or facts stay strings); NULL or an empty array when
+ * there are none. Updates return 0 or -1 (the SQL error is logged). Callers
+ * hold c->lock. */
 #ifndef GLIDE_CENTER_INVENTORY_H
 #define GLIDE_CENTER_INVENTORY_H
 #include <jansson.h>
@@ -12,10 +14,6 @@
 struct center;
 
 int inv_open(struct center *c, const char *path, char *err, size_t errlen);
-/* Runs sql with params (a JSON array of strings/integers/reals/null); returns rows as objects. */
-json_t *inv_rows(struct center *c, const char *sql, json_t *params);
-json_t *inv_row(struct center *c, const char *sql, json_t *params); /* first row or NULL */
-int inv_run(struct center *c, const char *sql, json_t *params, int64_t *last_id); /* 0 or -1 */
 const char *inv_error(struct center *c);
 int64_t inv_now_ms(void);
 void inv_recover(struct center *c); /* after a restart: fail interrupted tasks, release locks */
