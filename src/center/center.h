@@ -27,21 +27,8 @@ struct center {
 	volatile bool quit;
 };
 
-/* inventory.c (caller holds c->lock) */
-int inv_open(struct center *c, const char *path, char *err, size_t errlen);
-/* Runs sql with params (a JSON array of strings/integers/reals/null); returns rows as objects. */
-json_t *inv_rows(struct center *c, const char *sql, json_t *params);
-json_t *inv_row(struct center *c, const char *sql, json_t *params); /* first row or NULL */
-int inv_run(struct center *c, const char *sql, json_t *params, int64_t *last_id); /* 0 or -1 */
-const char *inv_error(struct center *c);
-int64_t inv_now_ms(void);
-json_t *inv_cluster(struct center *c, const char *name);
-json_t *inv_host(struct center *c, const char *name_or_address);
-json_t *inv_host_by_id(struct center *c, int64_t id);
-json_t *inv_vm(struct center *c, const char *name);
-json_t *inv_vm_json(struct center *c, json_t *vm_row); /* public view of a VM row */
-int64_t inv_default_cluster(struct center *c);
-void inv_recover(struct center *c); /* after a restart: fail interrupted tasks, release locks */
+/* inventory.c: every SQL statement of the controller (see inventory.h) */
+#include "center/inventory.h"
 
 /* tasks.c (caller holds c->lock) */
 int64_t task_create(struct center *c, const char *kind, json_t *vm_row, const char *src, const char *dst, const char *state);

@@ -1,8 +1,12 @@
 /* The controller's inventory: clusters, hosts, VMs and tasks in one SQLite
  * database file (WAL mode, so a crash never leaves it half written).
- * Queries go through two small helpers that bind a JSON array of
- * parameters and return rows as JSON objects, which is the form every API
- * answer needs anyway. The schema version lives in the `meta` table. */
+ * Every SQL statement of the controller is here, one named function per
+ * statement (inventory.h), grouped by table; the handlers contain no SQL.
+ * The functions go through three small private helpers that bind a JSON
+ * array of parameters (every value is a bound parameter, never text
+ * formatted into the SQL) and return rows as JSON objects, which is the form
+ * every API answer needs anyway. The schema version lives in the `meta`
+ * table. Callers hold c->lock. */
 #include "center/center.h"
 #include "common/util.h"
 #include <errno.h>
@@ -71,7 +75,9 @@ static int bind_params(sqlite3_stmt *st, json_t *params)
 	return SQLITE_OK;
 }
 
-json_t *inv_rows(struct center *c, const char *sql, json_t *params)
+/* Runs sql with params (a JSON array of strings/integers/reals/null, taken
+ * over); returns its rows as objects (an empty array on error). */
+static json_t *inv_rows(struct center *c, const char *sql, json_t *params)
 {
 	sqlite3_stmt *st;
 	json_t *rows = json_array();
@@ -104,7 +110,8 @@ json_t *inv_rows(struct center *c, const char *sql, json_t *params)
 	return rows;
 }
 
-json_t *inv_row(struct center *c, const char *sql, json_t *params)
+/* The first row or NULL. */
+static json_t *inv_row(struct center *c, const char *sql, json_t *params)
 {
 	json_t *rows = inv_rows(c, sql, params);
 	json_t *r = json_array_size(rows) ? json_incref(json_array_get(rows, 0)) : NULL;
@@ -112,7 +119,8 @@ json_t *inv_row(struct center *c, const char *sql, json_t *params)
 	return r;
 }
 
-int inv_run(struct center *c, const char *sql, json_t *params, int64_t *last_id)
+/* A statement without rows: 0 or -1 (logged); *last_id: the new rowid. */
+static int inv_run(struct center *c, const char *sql, json_t *params, int64_t *last_id)
 {
 	sqlite3_stmt *st;
 	int rc = -1;
@@ -163,30 +171,22 @@ int inv_open(struct center *c, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- clusters: name, EVC baseline, migration limit ---- */
+
 json_t *inv_cluster(struct center *c, const char *name)
 {
 	return inv_row(c, "SELECT * FROM clusters WHERE name = ?", json_pack("[s]", name));
 }
 
-json_t *inv_host(struct center *c, const char *name_or_address)
+json_t *inv_cluster_by_id(struct center *c, int64_t id)
 {
-	return inv_row(c, "SELECT * FROM hosts WHERE name = ?1 OR address = ?1", json_pack("[s]", name_or_address));
-}
-
-json_t *inv_host_by_id(struct center *c, int64_t id)
-{
-	return inv_row(c, "SELECT * FROM hosts WHERE id = ?", json_pack("[I]", (json_int_t)id));
-}
-
-json_t *inv_vm(struct center *c, const char *name)
-{
-	return inv_row(c, "SELECT * FROM vms WHERE name = ?", json_pack("[s]", name));
+	return inv_row(c, "SELECT * FROM clusters WHERE id = ?", json_pack("[I]", (json_int_t)id));
 }
 
 int64_t inv_default_cluster(struct center *c)
 {
 	json_t *cl = inv_cluster(c, DEFAULT_CLUSTER);
-	int64_t id;
+	int64_t id = 0; /* 0 (no cluster) when the insert fails */
 	if (!cl) {
 		inv_run(c, "INSERT INTO clusters(name, evc_level, created_at) VALUES(?, 'none', ?)",
 			json_pack("[s, I]", DEFAULT_CLUSTER, (json_int_t)inv_now_ms()), &id);
@@ -195,6 +195,120 @@ int64_t inv_default_cluster(struct center *c)
 	id = json_integer_value(json_object_get(cl, "id"));
 	json_decref(cl);
 	return id;
+}
+
+json_t *inv_clusters_with_counts(struct center *c)
+{
+	return inv_rows(c, "SELECT c.*, (SELECT COUNT(*) FROM hosts h WHERE h.cluster_id = c.id) AS hosts,"
+			   " (SELECT COUNT(*) FROM vms v WHERE v.cluster_id = c.id) AS vms FROM clusters c ORDER BY c.id", NULL);
+}
+
+int inv_cluster_insert(struct center *c, const char *name, const char *evc_level, const int64_t *max_migrations_per_host)
+{
+	json_t *params = max_migrations_per_host
+				 ? json_pack("[s, s, I, I]", name, evc_level, (json_int_t)*max_migrations_per_host, (json_int_t)inv_now_ms())
+				 : json_pack("[s, s, n, I]", name, evc_level, (json_int_t)inv_now_ms());
+	return inv_run(c, "INSERT INTO clusters(name, evc_level, max_migrations_per_host, created_at) VALUES(?, ?, ?, ?)", params, NULL);
+}
+
+int inv_cluster_set_evc(struct center *c, int64_t cluster_id, const char *evc_level)
+{
+	return inv_run(c, "UPDATE clusters SET evc_level = ? WHERE id = ?", json_pack("[s, I]", evc_level, (json_int_t)cluster_id), NULL);
+}
+
+json_t *inv_cluster_facts(struct center *c, int64_t cluster_id)
+{
+	json_t *rows = inv_rows(c, "SELECT facts FROM hosts WHERE cluster_id = ? AND facts IS NOT NULL",
+				json_pack("[I]", (json_int_t)cluster_id));
+	json_t *facts = json_array();
+	size_t i;
+	json_t *r;
+	json_array_foreach(rows, i, r)
+		json_array_append_new(facts, json_loads(json_string_value(json_object_get(r, "facts")), 0, NULL));
+	json_decref(rows);
+	return facts;
+}
+
+/* ---- hosts: address, token, cluster, state, last facts ---- */
+
+static const char *host_named_sql = "SELECT * FROM hosts WHERE name = ?1 OR address = ?1";
+
+json_t *inv_host(struct center *c, const char *name_or_address)
+{
+	return inv_row(c, host_named_sql, json_pack("[s]", name_or_address));
+}
+
+json_t *inv_hosts_named(struct center *c, const char *name_or_address)
+{
+	return inv_rows(c, host_named_sql, json_pack("[s]", name_or_address));
+}
+
+json_t *inv_host_by_id(struct center *c, int64_t id)
+{
+	return inv_row(c, "SELECT * FROM hosts WHERE id = ?", json_pack("[I]", (json_int_t)id));
+}
+
+json_t *inv_hosts(struct center *c)
+{
+	return inv_rows(c, "SELECT * FROM hosts", NULL);
+}
+
+json_t *inv_hosts_in_cluster(struct center *c, int64_t cluster_id)
+{
+	return inv_rows(c, "SELECT * FROM hosts WHERE cluster_id = ? ORDER BY id", json_pack("[I]", (json_int_t)cluster_id));
+}
+
+json_t *inv_hosts_with_cluster(struct center *c)
+{
+	return inv_rows(c, "SELECT h.*, c.name AS cluster FROM hosts h JOIN clusters c ON c.id = h.cluster_id ORDER BY h.id", NULL);
+}
+
+int inv_host_insert(struct center *c, const char *name, const char *address, const char *token, int64_t cluster_id, json_t *facts)
+{
+	char *text = json_dumps(facts, JSON_COMPACT);
+	int rc = inv_run(c, "INSERT INTO hosts(name, address, token, cluster_id, state, facts, last_seen, added_at) VALUES(?, ?, ?, ?, 'connected', ?, ?, ?)",
+			 json_pack("[s, s, s, I, s, I, I]", name, address, token, (json_int_t)cluster_id, text, (json_int_t)inv_now_ms(),
+				   (json_int_t)inv_now_ms()), NULL);
+	free(text);
+	return rc;
+}
+
+char *inv_host_busy_vms(struct center *c, int64_t host_id)
+{
+	json_t *busy = inv_row(c, "SELECT group_concat(name, ', ') AS names FROM vms WHERE host_id = ? AND power_state != 'off'",
+			       json_pack("[I]", (json_int_t)host_id));
+	const char *names = json_string_value(json_object_get(busy, "names"));
+	char *r = names ? strdup(names) : NULL;
+	json_decref(busy);
+	return r;
+}
+
+int inv_host_delete(struct center *c, int64_t host_id)
+{
+	int detached = inv_run(c, "UPDATE vms SET host_id = NULL WHERE host_id = ?", json_pack("[I]", (json_int_t)host_id), NULL);
+	int deleted = inv_run(c, "DELETE FROM hosts WHERE id = ?", json_pack("[I]", (json_int_t)host_id), NULL);
+	return detached || deleted ? -1 : 0;
+}
+
+int inv_host_set_disconnected(struct center *c, int64_t host_id)
+{
+	return inv_run(c, "UPDATE hosts SET state = 'disconnected' WHERE id = ?", json_pack("[I]", (json_int_t)host_id), NULL);
+}
+
+int inv_host_set_connected(struct center *c, int64_t host_id, json_t *facts)
+{
+	char *text = json_dumps(facts, JSON_COMPACT);
+	int rc = inv_run(c, "UPDATE hosts SET state = 'connected', facts = ?, last_seen = ? WHERE id = ?",
+			 json_pack("[s, I, I]", text, (json_int_t)inv_now_ms(), (json_int_t)host_id), NULL);
+	free(text);
+	return rc;
+}
+
+/* ---- VMs: where each VM is registered and runs, its configuration and task lock ---- */
+
+json_t *inv_vm(struct center *c, const char *name)
+{
+	return inv_row(c, "SELECT * FROM vms WHERE name = ?", json_pack("[s]", name));
 }
 
 static json_t *parsed(json_t *row, const char *key)
@@ -209,8 +323,7 @@ json_t *inv_vm_json(struct center *c, json_t *vm)
 	json_t *host = json_is_integer(json_object_get(vm, "host_id"))
 			       ? inv_host_by_id(c, json_integer_value(json_object_get(vm, "host_id")))
 			       : NULL;
-	json_t *cl = inv_row(c, "SELECT name, evc_level FROM clusters WHERE id = ?",
-			     json_pack("[O]", json_object_get(vm, "cluster_id")));
+	json_t *cl = inv_cluster_by_id(c, json_integer_value(json_object_get(vm, "cluster_id")));
 	json_t *config = parsed(vm, "config");
 	json_t *j = json_pack("{s:O, s:O, s:s?, s:s?, s:O, s:O, s:O, s:O, s:o, s:o, s:o, s:O, s:O}",
 			      "name", json_object_get(vm, "name"), "state", json_object_get(vm, "power_state"),
@@ -228,6 +341,164 @@ json_t *inv_vm_json(struct center *c, json_t *vm)
 	json_decref(host);
 	json_decref(cl);
 	return j;
+}
+
+json_t *inv_vms(struct center *c)
+{
+	return inv_rows(c, "SELECT * FROM vms ORDER BY id", NULL);
+}
+
+json_t *inv_vms_in_cluster(struct center *c, int64_t cluster_id)
+{
+	return inv_rows(c, "SELECT * FROM vms WHERE cluster_id = ? ORDER BY id", json_pack("[I]", (json_int_t)cluster_id));
+}
+
+json_t *inv_vms_on_cluster_level(struct center *c, int64_t cluster_id)
+{
+	return inv_rows(c, "SELECT name, config FROM vms WHERE cluster_id = ? AND evc_level IS NULL AND power_state != 'off'",
+			json_pack("[I]", (json_int_t)cluster_id));
+}
+
+int inv_vm_insert(struct center *c, const char *name, int64_t cluster_id, json_t *config, json_t *boot, json_t *devices,
+		  const char *evc_level)
+{
+	json_t *dev = json_is_array(devices) ? json_incref(devices) : json_pack("[s]", "serial");
+	int rc = inv_run(c, "INSERT INTO vms(name, cluster_id, config, boot, devices, evc_level, power_state, created_at, updated_at)"
+			    " VALUES(?, ?, ?, ?, ?, ?, 'off', ?, ?)",
+			 json_pack("[s, I, O, O, O, s?, I, I]", name, (json_int_t)cluster_id, config, boot, dev, evc_level,
+				   (json_int_t)inv_now_ms(), (json_int_t)inv_now_ms()), NULL);
+	json_decref(dev);
+	return rc;
+}
+
+int inv_vm_set_config(struct center *c, int64_t vm_id, json_t *config, bool set_evc, const char *evc_level)
+{
+	return inv_run(c, "UPDATE vms SET config = ?, evc_level = CASE WHEN ? THEN ? ELSE evc_level END, updated_at = ? WHERE id = ?",
+		       json_pack("[O, i, s?, I, I]", config, set_evc, evc_level, (json_int_t)inv_now_ms(), (json_int_t)vm_id), NULL);
+}
+
+int inv_vm_delete(struct center *c, int64_t vm_id)
+{
+	return inv_run(c, "DELETE FROM vms WHERE id = ?", json_pack("[I]", (json_int_t)vm_id), NULL);
+}
+
+json_t *inv_vms_unlocked_before(struct center *c, int64_t before_ms)
+{
+	return inv_rows(c, "SELECT id, name, host_id, power_state, api FROM vms WHERE locked_by IS NULL AND updated_at < ?",
+			json_pack("[I]", (json_int_t)before_ms));
+}
+
+int inv_vm_set_location(struct center *c, int64_t vm_id, int64_t host_id, const char *api, const char *power_state)
+{
+	return inv_run(c, "UPDATE vms SET host_id = ?, api = ?, power_state = ?, updated_at = ? WHERE id = ?",
+		       json_pack("[I, s?, s, I, I]", (json_int_t)host_id, api, power_state, (json_int_t)inv_now_ms(),
+				 (json_int_t)vm_id), NULL);
+}
+
+int inv_vm_set_unknown(struct center *c, int64_t vm_id)
+{
+	return inv_run(c, "UPDATE vms SET power_state = 'unknown', updated_at = ? WHERE id = ?",
+		       json_pack("[I, I]", (json_int_t)inv_now_ms(), (json_int_t)vm_id), NULL);
+}
+
+int inv_vm_set_off(struct center *c, int64_t vm_id, int64_t host_id)
+{
+	int64_t now = inv_now_ms();
+	json_t *params = host_id ? json_pack("[I, I, I]", (json_int_t)host_id, (json_int_t)now, (json_int_t)vm_id)
+				 : json_pack("[n, I, I]", (json_int_t)now, (json_int_t)vm_id);
+	return inv_run(c, "UPDATE vms SET power_state = 'off', api = NULL, host_id = COALESCE(?, host_id), updated_at = ? WHERE id = ?",
+		       params, NULL);
+}
+
+int inv_vm_set_host(struct center *c, int64_t vm_id, int64_t host_id)
+{
+	return inv_run(c, "UPDATE vms SET host_id = ?, api = NULL WHERE id = ?", json_pack("[I, I]", (json_int_t)host_id, (json_int_t)vm_id),
+		       NULL);
+}
+
+int inv_vm_set_powered_on(struct center *c, int64_t vm_id, int64_t host_id, const char *api, json_t *config)
+{
+	char *cfg_text = json_dumps(config, JSON_COMPACT);
+	int rc = inv_run(c, "UPDATE vms SET host_id = ?, power_state = 'running', api = ?, config = ?, updated_at = ? WHERE id = ?",
+			 json_pack("[I, s?, s, I, I]", (json_int_t)host_id, api, cfg_text, (json_int_t)inv_now_ms(), (json_int_t)vm_id),
+			 NULL);
+	free(cfg_text);
+	return rc;
+}
+
+int inv_vm_lock(struct center *c, int64_t vm_id, int64_t task)
+{
+	return inv_run(c, "UPDATE vms SET locked_by = ? WHERE id = ?", json_pack("[I, I]", (json_int_t)task, (json_int_t)vm_id), NULL);
+}
+
+int inv_vm_unlock(struct center *c, int64_t vm_id)
+{
+	return inv_run(c, "UPDATE vms SET locked_by = NULL, updated_at = ? WHERE id = ?",
+		       json_pack("[I, I]", (json_int_t)inv_now_ms(), (json_int_t)vm_id), NULL);
+}
+
+int inv_vm_unlock_task(struct center *c, int64_t vm_id, int64_t task)
+{
+	return inv_run(c, "UPDATE vms SET locked_by = NULL, updated_at = ? WHERE id = ? AND locked_by = ?",
+		       json_pack("[I, I, I]", (json_int_t)inv_now_ms(), (json_int_t)vm_id, (json_int_t)task), NULL);
+}
+
+/* ---- tasks: one row per long-running operation (tasks.c keeps the view) ---- */
+
+int64_t inv_task_insert(struct center *c, const char *kind, int64_t vm_id, const char *vm_name, const char *state,
+			const char *src, const char *dst)
+{
+	int64_t id = 0, now = inv_now_ms();
+	inv_run(c,
+		"INSERT INTO tasks(kind, vm_id, vm_name, state, stage, source_host, dest_host, created_at, started_at)"
+		" VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		json_pack("[s, I, s, s, s, s?, s?, I, I]", kind, (json_int_t)vm_id, vm_name, state, state, src, dst,
+			  (json_int_t)now, (json_int_t)now),
+		&id);
+	return id;
+}
+
+int inv_task_update(struct center *c, int64_t id, const char *stage, double progress, json_t *detail)
+{
+	return inv_run(c, "UPDATE tasks SET state = 'running', stage = ?, progress = ?, detail = ? WHERE id = ? AND state IN ('queued', 'running')",
+		       json_pack("[s, f, O?, I]", stage, progress, detail, (json_int_t)id), NULL);
+}
+
+int inv_task_finish(struct center *c, int64_t id, bool ok, const char *message, json_t *result)
+{
+	return inv_run(c,
+		       "UPDATE tasks SET state = ?, stage = ?, progress = CASE WHEN ? THEN 1.0 ELSE progress END, message = ?,"
+		       " result = ?, ended_at = ? WHERE id = ?",
+		       json_pack("[s, s, i, s?, O?, I, I]", ok ? "succeeded" : "failed", ok ? "done" : "failed", ok, message, result,
+				 (json_int_t)inv_now_ms(), (json_int_t)id),
+		       NULL);
+}
+
+json_t *inv_task(struct center *c, int64_t id)
+{
+	return inv_row(c, "SELECT * FROM tasks WHERE id = ?", json_pack("[I]", (json_int_t)id));
+}
+
+int inv_tasks_migrating(struct center *c, const char *host)
+{
+	json_t *r = inv_row(c, "SELECT COUNT(*) AS n FROM tasks WHERE kind = 'migrate' AND state = 'running' AND stage != 'queued'"
+			       " AND (source_host = ?1 OR dest_host = ?1)", json_pack("[s]", host));
+	int n = (int)json_integer_value(json_object_get(r, "n"));
+	json_decref(r);
+	return n;
+}
+
+json_t *inv_tasks_recent(struct center *c, int limit)
+{
+	return inv_rows(c, "SELECT * FROM tasks ORDER BY id DESC LIMIT ?", json_pack("[i]", limit));
+}
+
+/* ---- the whole inventory ---- */
+
+json_t *inv_counts(struct center *c)
+{
+	return inv_row(c, "SELECT (SELECT COUNT(*) FROM clusters) AS clusters, (SELECT COUNT(*) FROM hosts) AS hosts,"
+			  " (SELECT COUNT(*) FROM vms) AS vms, (SELECT COUNT(*) FROM tasks WHERE state IN ('queued','running')) AS tasks_running", NULL);
 }
 
 void inv_recover(struct center *c)

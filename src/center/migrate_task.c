@@ -48,15 +48,6 @@ static void job_free(struct migrate_job *j)
 	free(j);
 }
 
-static int running_migrations(struct center *c, const char *host)
-{
-	json_t *r = inv_row(c, "SELECT COUNT(*) AS n FROM tasks WHERE kind = 'migrate' AND state = 'running' AND stage != 'queued'"
-			       " AND (source_host = ?1 OR dest_host = ?1)", json_pack("[s]", host));
-	int n = (int)json_integer_value(json_object_get(r, "n"));
-	json_decref(r);
-	return n;
-}
-
 static double progress_of(json_t *st, uint64_t memory)
 {
 	const char *stage = s(st, "stage");
@@ -75,8 +66,7 @@ static void finish(struct migrate_job *j, bool ok, const char *msg, json_t *resu
 	struct center *c = j->c;
 	pthread_mutex_lock(&c->lock);
 	task_finish(c, j->task, ok, msg, result);
-	inv_run(c, "UPDATE vms SET locked_by = NULL, updated_at = ? WHERE id = ? AND locked_by = ?",
-		json_pack("[I, O, I]", (json_int_t)inv_now_ms(), json_object_get(j->vm, "id"), (json_int_t)j->task), NULL);
+	inv_vm_unlock_task(c, json_integer_value(json_object_get(j->vm, "id")), j->task);
 	pthread_mutex_unlock(&c->lock);
 	json_decref(result);
 }
@@ -146,9 +136,8 @@ static void arrived(struct migrate_job *j, json_t *st, const char *dst_api_hint,
 	}
 	json_decref(arr);
 	pthread_mutex_lock(&c->lock);
-	inv_run(c, "UPDATE vms SET host_id = ?, api = ?, power_state = ?, updated_at = ? WHERE id = ?",
-		json_pack("[O, s?, s, I, O]", json_object_get(j->dst, "id"), dst_api[0] ? dst_api : NULL, state,
-			  (json_int_t)inv_now_ms(), json_object_get(j->vm, "id")), NULL);
+	inv_vm_set_location(c, json_integer_value(json_object_get(j->vm, "id")), json_integer_value(json_object_get(j->dst, "id")),
+			    dst_api[0] ? dst_api : NULL, state);
 	pthread_mutex_unlock(&c->lock);
 	/* the source monitor exits by itself; its agent forgets the VM */
 	http_path(path, sizeof(path), "/v1/vms/", name, NULL);
@@ -185,8 +174,7 @@ static void run_cold(struct migrate_job *j)
 		host_call(j->src, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
 	}
 	pthread_mutex_lock(&j->c->lock);
-	inv_run(j->c, "UPDATE vms SET host_id = ?, api = NULL WHERE id = ?",
-		json_pack("[O, O]", json_object_get(j->dst, "id"), json_object_get(j->vm, "id")), NULL);
+	inv_vm_set_host(j->c, json_integer_value(json_object_get(j->vm, "id")), json_integer_value(json_object_get(j->dst, "id")));
 	pthread_mutex_unlock(&j->c->lock);
 	snprintf(msg, sizeof(msg), "VM %s (powered off) moved from %s to %s", name, j->src ? s(j->src, "name") : "(none)", s(j->dst, "name"));
 	finish(j, true, msg, json_pack("{s:s, s:s?, s:s}", "kind", "cold", "source", j->src ? s(j->src, "name") : NULL,
@@ -401,7 +389,7 @@ static void *migrate_thread(void *arg)
 	/* a slot on both hosts; checked and taken under the inventory lock */
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
-		if (running_migrations(c, sname) < limit && running_migrations(c, dname) < limit) {
+		if (inv_tasks_migrating(c, sname) < limit && inv_tasks_migrating(c, dname) < limit) {
 			task_update(c, j->task, "starting", 0.01, NULL);
 			pthread_mutex_unlock(&c->lock);
 			break;
@@ -518,7 +506,7 @@ int migrate_task_start(struct center *c, const char *name, json_t *req, json_t *
 		return 409;
 	}
 	json_decref(reasons);
-	inv_run(c, "UPDATE vms SET locked_by = ? WHERE id = ?", json_pack("[I, O]", (json_int_t)j->task, json_object_get(j->vm, "id")), NULL);
+	inv_vm_lock(c, json_integer_value(json_object_get(j->vm, "id")), j->task);
 	task_update(c, j->task, "queued", 0, NULL);
 	int64_t task = j->task;
 	bool live = j->live;

@@ -32,16 +32,9 @@ int placement_level_mask(struct center *c, int64_t cluster_id, const char *level
 		errf(err, errlen, "unknown EVC level '%s' (levels: none, intersection, x86-64-v1..v4)", level);
 		return -EINVAL;
 	}
-	json_t *rows = inv_rows(c, "SELECT facts FROM hosts WHERE cluster_id = ? AND facts IS NOT NULL",
-				json_pack("[I]", (json_int_t)cluster_id));
-	json_t *facts = json_array();
-	size_t i;
-	json_t *r;
-	json_array_foreach(rows, i, r)
-		json_array_append_new(facts, json_loads(json_string_value(json_object_get(r, "facts")), 0, NULL));
+	json_t *facts = inv_cluster_facts(c, cluster_id);
 	evc_intersection(facts, mask);
 	json_decref(facts);
-	json_decref(rows);
 	return 0;
 }
 
@@ -53,7 +46,7 @@ const char *placement_vm_level(struct center *c, json_t *vm)
 		snprintf(level, sizeof(level), "%s", own);
 		return level;
 	}
-	json_t *cl = inv_row(c, "SELECT evc_level FROM clusters WHERE id = ?", json_pack("[O]", json_object_get(vm, "cluster_id")));
+	json_t *cl = inv_cluster_by_id(c, json_integer_value(json_object_get(vm, "cluster_id")));
 	snprintf(level, sizeof(level), "%s", cl ? json_string_value(json_object_get(cl, "evc_level")) : EVC_NONE);
 	json_decref(cl);
 	return level;
@@ -61,8 +54,7 @@ const char *placement_vm_level(struct center *c, json_t *vm)
 
 static void unlock_vm(struct center *c, json_t *vm)
 {
-	inv_run(c, "UPDATE vms SET locked_by = NULL, updated_at = ? WHERE id = ?",
-		json_pack("[I, O]", (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
+	inv_vm_unlock(c, json_integer_value(json_object_get(vm, "id")));
 }
 
 /* Locks the VM for a new task; 0 or an HTTP status with *resp set. Caller holds c->lock. */
@@ -77,7 +69,7 @@ static int lock_vm(struct center *c, json_t *vm, const char *kind, int64_t *task
 		return 409;
 	}
 	*task = task_create(c, kind, vm, NULL, NULL, "running");
-	inv_run(c, "UPDATE vms SET locked_by = ? WHERE id = ?", json_pack("[I, O]", (json_int_t)*task, json_object_get(vm, "id")), NULL);
+	inv_vm_lock(c, json_integer_value(json_object_get(vm, "id")), *task);
 	return 0;
 }
 
@@ -138,8 +130,7 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 	char level_copy[32];
 	snprintf(level_copy, sizeof(level_copy), "%s", level);
 	placement_level_mask(c, cluster_id, level_copy, mask, err, sizeof(err));
-	json_t *hosts = want_host ? inv_rows(c, "SELECT * FROM hosts WHERE name = ?1 OR address = ?1", json_pack("[s]", want_host))
-				  : inv_rows(c, "SELECT * FROM hosts WHERE cluster_id = ? ORDER BY id", json_pack("[I]", (json_int_t)cluster_id));
+	json_t *hosts = want_host ? inv_hosts_named(c, want_host) : inv_hosts_in_cluster(c, cluster_id);
 	pthread_mutex_unlock(&c->lock);
 
 	json_t *config = json_loads(json_string_value(json_object_get(vm, "config")), 0, NULL);
@@ -223,11 +214,8 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 		goto done;
 	}
 	pthread_mutex_lock(&c->lock);
-	char *cfg_text = json_dumps(cfg_new, JSON_COMPACT);
-	inv_run(c, "UPDATE vms SET host_id = ?, power_state = 'running', api = ?, config = ?, updated_at = ? WHERE id = ?",
-		json_pack("[O, O, s, I, O]", json_object_get(chosen, "id"), json_object_get(r, "api"), cfg_text,
-			  (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
-	free(cfg_text);
+	inv_vm_set_powered_on(c, json_integer_value(json_object_get(vm, "id")), json_integer_value(json_object_get(chosen, "id")),
+			      json_string_value(json_object_get(r, "api")), cfg_new);
 	pthread_mutex_unlock(&c->lock);
 	snprintf(msg, sizeof(msg), "VM %s powered on on host %s (EVC %s)", name, json_string_value(json_object_get(chosen, "name")), level_copy);
 	status = 200;
@@ -285,8 +273,7 @@ int placement_power_off(struct center *c, const char *name, json_t **resp)
 	}
 	pthread_mutex_lock(&c->lock);
 	if (st == 200 || st == 404) {
-		inv_run(c, "UPDATE vms SET power_state = 'off', api = NULL, updated_at = ? WHERE id = ?",
-			json_pack("[I, O]", (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
+		inv_vm_set_off(c, json_integer_value(json_object_get(vm, "id")), 0);
 		task_finish(c, task, true, "powered off", NULL);
 		status = 200;
 	} else {

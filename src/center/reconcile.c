@@ -21,7 +21,7 @@ void reconcile_once(struct center *c)
 {
 	int64_t started = inv_now_ms(); /* VMs changed after this are newer than what we read */
 	pthread_mutex_lock(&c->lock);
-	json_t *hosts = inv_rows(c, "SELECT * FROM hosts", NULL);
+	json_t *hosts = inv_hosts(c);
 	pthread_mutex_unlock(&c->lock);
 	json_t *seen = json_object(); /* vm name -> {host_id, state, api, off_host} */
 	json_t *down = json_object(); /* host ids that did not answer */
@@ -34,13 +34,10 @@ void reconcile_once(struct center *c)
 		snprintf(id, sizeof(id), "%lld", json_integer_value(json_object_get(h, "id")));
 		pthread_mutex_lock(&c->lock);
 		if (!facts) {
-			inv_run(c, "UPDATE hosts SET state = 'disconnected' WHERE id = ?", json_pack("[O]", json_object_get(h, "id")), NULL);
+			inv_host_set_disconnected(c, json_integer_value(json_object_get(h, "id")));
 			json_object_set_new(down, id, json_true());
 		} else {
-			char *text = json_dumps(facts, JSON_COMPACT);
-			inv_run(c, "UPDATE hosts SET state = 'connected', facts = ?, last_seen = ? WHERE id = ?",
-				json_pack("[s, I, O]", text, (json_int_t)inv_now_ms(), json_object_get(h, "id")), NULL);
-			free(text);
+			inv_host_set_connected(c, json_integer_value(json_object_get(h, "id")), facts);
 		}
 		pthread_mutex_unlock(&c->lock);
 		size_t k;
@@ -98,8 +95,7 @@ void reconcile_once(struct center *c)
 		}
 	}
 	pthread_mutex_lock(&c->lock);
-	json_t *vms = inv_rows(c, "SELECT id, name, host_id, power_state, api FROM vms WHERE locked_by IS NULL AND updated_at < ?",
-			       json_pack("[I]", (json_int_t)started));
+	json_t *vms = inv_vms_unlocked_before(c, started);
 	json_t *vm;
 	json_array_foreach(vms, i, vm) {
 		const char *name = json_string_value(json_object_get(vm, "name"));
@@ -115,22 +111,21 @@ void reconcile_once(struct center *c)
 			    !json_equal(json_object_get(vm, "api"), json_object_get(cur, "api"))) {
 				glide_log("center", "VM %s: the hosts say %s on host %lld", name, json_string_value(json_object_get(cur, "state")),
 					  json_integer_value(json_object_get(cur, "host_id")));
-				inv_run(c, "UPDATE vms SET host_id = ?, power_state = ?, api = ?, updated_at = ? WHERE id = ?",
-					json_pack("[O, O, O, I, O]", json_object_get(cur, "host_id"), json_object_get(cur, "state"),
-						  json_object_get(cur, "api"), (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
+				inv_vm_set_location(c, json_integer_value(json_object_get(vm, "id")),
+						    json_integer_value(json_object_get(cur, "host_id")),
+						    json_string_value(json_object_get(cur, "api")),
+						    json_string_value(json_object_get(cur, "state")));
 			}
 		} else if (json_object_get(down, hid)) {
 			if (strcmp(json_string_value(json_object_get(vm, "power_state")), "unknown"))
-				inv_run(c, "UPDATE vms SET power_state = 'unknown', updated_at = ? WHERE id = ?",
-					json_pack("[I, O]", (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
+				inv_vm_set_unknown(c, json_integer_value(json_object_get(vm, "id")));
 		} else if (cur && json_object_get(cur, "in_transit")) {
 			/* only a masked or released copy exists: leave the record as it is */
 		} else if (strcmp(json_string_value(json_object_get(vm, "power_state")), "off") ||
 			   (cur && json_object_get(cur, "off_host") &&
 			    !json_equal(json_object_get(cur, "off_host"), json_object_get(vm, "host_id")))) {
 			json_t *off_host = cur ? json_object_get(cur, "off_host") : NULL;
-			inv_run(c, "UPDATE vms SET power_state = 'off', api = NULL, host_id = COALESCE(?, host_id), updated_at = ? WHERE id = ?",
-				json_pack("[O?, I, O]", off_host, (json_int_t)inv_now_ms(), json_object_get(vm, "id")), NULL);
+			inv_vm_set_off(c, json_integer_value(json_object_get(vm, "id")), json_integer_value(off_host));
 		}
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -115,8 +115,7 @@ static int api_center(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
 	pthread_mutex_lock(&c->lock);
-	json_t *r = inv_row(c, "SELECT (SELECT COUNT(*) FROM clusters) AS clusters, (SELECT COUNT(*) FROM hosts) AS hosts,"
-			       " (SELECT COUNT(*) FROM vms) AS vms, (SELECT COUNT(*) FROM tasks WHERE state IN ('queued','running')) AS tasks_running", NULL);
+	json_t *r = inv_counts(c);
 	pthread_mutex_unlock(&c->lock);
 	json_object_set_new(r, "max_migrations_per_host", json_integer(c->max_migrations_per_host));
 	*resp = r;
@@ -135,8 +134,7 @@ static int api_clusters(void *ctx, const struct http_request *req, json_t **resp
 	struct center *c = ctx;
 	pthread_mutex_lock(&c->lock);
 	inv_default_cluster(c);
-	json_t *rows = inv_rows(c, "SELECT c.*, (SELECT COUNT(*) FROM hosts h WHERE h.cluster_id = c.id) AS hosts,"
-				   " (SELECT COUNT(*) FROM vms v WHERE v.cluster_id = c.id) AS vms FROM clusters c ORDER BY c.id", NULL);
+	json_t *rows = inv_clusters_with_counts(c);
 	pthread_mutex_unlock(&c->lock);
 	*resp = json_pack("{s:o}", "clusters", rows);
 	return 200;
@@ -168,8 +166,8 @@ static int api_cluster_create(void *ctx, const struct http_request *req, json_t 
 		*resp = http_error("cluster %s already exists", name);
 		return 409;
 	}
-	inv_run(c, "INSERT INTO clusters(name, evc_level, max_migrations_per_host, created_at) VALUES(?, ?, ?, ?)",
-		json_pack("[s, s, O?, I]", name, evc, json_is_integer(mm) ? mm : NULL, (json_int_t)inv_now_ms()), NULL);
+	int64_t max_migrations = json_integer_value(mm);
+	inv_cluster_insert(c, name, evc, json_is_integer(mm) ? &max_migrations : NULL);
 	*resp = inv_cluster(c, name);
 	pthread_mutex_unlock(&c->lock);
 	return 201;
@@ -177,10 +175,8 @@ static int api_cluster_create(void *ctx, const struct http_request *req, json_t 
 
 static json_t *evc_view(struct center *c, json_t *cl)
 {
-	json_t *hosts = inv_rows(c, "SELECT name, state, facts FROM hosts WHERE cluster_id = ? ORDER BY id",
-				 json_pack("[O]", json_object_get(cl, "id")));
-	json_t *vms = inv_rows(c, "SELECT name, power_state, evc_level, config, host_id FROM vms WHERE cluster_id = ? ORDER BY id",
-			       json_pack("[O]", json_object_get(cl, "id")));
+	json_t *hosts = inv_hosts_in_cluster(c, json_integer_value(json_object_get(cl, "id")));
+	json_t *vms = inv_vms_in_cluster(c, json_integer_value(json_object_get(cl, "id")));
 	const char *level = json_string_value(json_object_get(cl, "evc_level"));
 	uint32_t mask[EVC_REGS];
 	char err[256];
@@ -270,7 +266,7 @@ static int api_cluster_post(void *ctx, const struct http_request *req, json_t **
 	char err[256], problems[2048] = "";
 	size_t used = 0;
 	placement_level_mask(c, cid, level, mask, err, sizeof(err));
-	json_t *hosts = inv_rows(c, "SELECT name, facts FROM hosts WHERE cluster_id = ?", json_pack("[I]", (json_int_t)cid));
+	json_t *hosts = inv_hosts_in_cluster(c, cid);
 	size_t i;
 	json_t *h;
 	json_array_foreach(hosts, i, h) {
@@ -283,8 +279,7 @@ static int api_cluster_post(void *ctx, const struct http_request *req, json_t **
 		json_decref(f);
 	}
 	/* lowering the baseline under powered-on VMs would take features away from running guests */
-	json_t *vms = inv_rows(c, "SELECT name, config FROM vms WHERE cluster_id = ? AND evc_level IS NULL AND power_state != 'off'",
-			       json_pack("[I]", (json_int_t)cid));
+	json_t *vms = inv_vms_on_cluster_level(c, cid);
 	json_array_foreach(vms, i, h) {
 		json_t *cfg = json_loads(json_string_value(json_object_get(h, "config")), 0, NULL);
 		uint32_t vm_mask[EVC_REGS];
@@ -304,7 +299,7 @@ static int api_cluster_post(void *ctx, const struct http_request *req, json_t **
 		*resp = http_error("cannot set EVC level %s on cluster %s: %s", level, name, problems);
 		return 409;
 	}
-	inv_run(c, "UPDATE clusters SET evc_level = ? WHERE id = ?", json_pack("[s, I]", level, (json_int_t)cid), NULL);
+	inv_cluster_set_evc(c, cid, level);
 	json_decref(cl);
 	cl = inv_cluster(c, name);
 	*resp = evc_view(c, cl);
@@ -319,7 +314,7 @@ static int api_hosts(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
 	pthread_mutex_lock(&c->lock);
-	json_t *rows = inv_rows(c, "SELECT h.*, c.name AS cluster FROM hosts h JOIN clusters c ON c.id = h.cluster_id ORDER BY h.id", NULL);
+	json_t *rows = inv_hosts_with_cluster(c);
 	pthread_mutex_unlock(&c->lock);
 	json_t *list = json_array();
 	size_t i;
@@ -407,10 +402,7 @@ static int api_host_add(void *ctx, const struct http_request *req, json_t **resp
 		json_decref(facts);
 		return 409;
 	}
-	char *text = json_dumps(facts, JSON_COMPACT);
-	inv_run(c, "INSERT INTO hosts(name, address, token, cluster_id, state, facts, last_seen, added_at) VALUES(?, ?, ?, ?, 'connected', ?, ?, ?)",
-		json_pack("[s, s, s, I, s, I, I]", name, addr, token, (json_int_t)cid, text, (json_int_t)inv_now_ms(), (json_int_t)inv_now_ms()), NULL);
-	free(text);
+	inv_host_insert(c, name, addr, token, cid, facts);
 	json_t *row = inv_host(c, name);
 	*resp = host_view(row);
 	json_decref(row);
@@ -464,19 +456,15 @@ static int api_host_delete(void *ctx, const struct http_request *req, json_t **r
 		*resp = http_error("no host named %s", name);
 		return 404;
 	}
-	json_t *busy = inv_row(c, "SELECT group_concat(name, ', ') AS names FROM vms WHERE host_id = ? AND power_state != 'off'",
-			       json_pack("[O]", json_object_get(row, "id")));
-	const char *names = json_string_value(json_object_get(busy, "names"));
+	char *names = inv_host_busy_vms(c, json_integer_value(json_object_get(row, "id")));
 	if (names) {
 		*resp = http_error("host %s still runs VMs (%s); migrate them away or stop them first", name, names);
 		pthread_mutex_unlock(&c->lock);
-		json_decref(busy);
+		free(names);
 		json_decref(row);
 		return 409;
 	}
-	json_decref(busy);
-	inv_run(c, "UPDATE vms SET host_id = NULL WHERE host_id = ?", json_pack("[O]", json_object_get(row, "id")), NULL);
-	inv_run(c, "DELETE FROM hosts WHERE id = ?", json_pack("[O]", json_object_get(row, "id")), NULL);
+	inv_host_delete(c, json_integer_value(json_object_get(row, "id")));
 	pthread_mutex_unlock(&c->lock);
 	json_decref(row);
 	*resp = json_pack("{s:s, s:b}", "name", name, "removed", 1);
@@ -489,7 +477,7 @@ static int api_vms(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
 	pthread_mutex_lock(&c->lock);
-	json_t *rows = inv_rows(c, "SELECT * FROM vms ORDER BY id", NULL), *list = json_array();
+	json_t *rows = inv_vms(c), *list = json_array();
 	size_t i;
 	json_t *r;
 	json_array_foreach(rows, i, r)
@@ -508,7 +496,7 @@ static int check_vm_level(struct center *c, int64_t cid, const char *evc, char *
 		errf(err, errlen, "unknown EVC level '%s' (levels: none, intersection, x86-64-v1..v4)", evc);
 		return -EINVAL;
 	}
-	json_t *cl = inv_row(c, "SELECT name, evc_level FROM clusters WHERE id = ?", json_pack("[I]", (json_int_t)cid));
+	json_t *cl = inv_cluster_by_id(c, cid);
 	const struct evc_level *cl_level = evc_level_find(json_string_value(json_object_get(cl, "evc_level")));
 	const struct evc_level *vm_level = evc_level_find(evc);
 	char missing[512];
@@ -569,11 +557,7 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		return old ? 409 : 400;
 	}
 	json_t *devices = json_object_get(req->body, "devices");
-	inv_run(c, "INSERT INTO vms(name, cluster_id, config, boot, devices, evc_level, power_state, created_at, updated_at)"
-		   " VALUES(?, ?, ?, ?, ?, ?, 'off', ?, ?)",
-		json_pack("[s, I, O, O, O, s?, I, I]", name, (json_int_t)cid, config, boot,
-			  json_is_array(devices) ? devices : json_pack("[s]", "serial"), evc, (json_int_t)inv_now_ms(),
-			  (json_int_t)inv_now_ms()), NULL);
+	inv_vm_insert(c, name, cid, config, boot, devices, evc);
 	json_t *row = inv_vm(c, name);
 	*resp = inv_vm_json(c, row);
 	pthread_mutex_unlock(&c->lock);
@@ -632,9 +616,8 @@ static int vm_config_change(struct center *c, const char *name, json_t *body, js
 			status = 400;
 		} else {
 			int64_t task = task_create(c, "reconfigure", row, NULL, NULL, "running");
-			inv_run(c, "UPDATE vms SET config = ?, evc_level = CASE WHEN ? THEN ? ELSE evc_level END, updated_at = ? WHERE id = ?",
-				json_pack("[O, i, s?, I, O]", cfg, evc != NULL, evc && strcmp(evc, "cluster") ? evc : NULL,
-					  (json_int_t)inv_now_ms(), json_object_get(row, "id")), NULL);
+			inv_vm_set_config(c, json_integer_value(json_object_get(row, "id")), cfg, evc != NULL,
+					  evc && strcmp(evc, "cluster") ? evc : NULL);
 			task_finish(c, task, true, "configuration changed", NULL);
 			json_t *fresh = inv_vm(c, name);
 			*resp = inv_vm_json(c, fresh);
@@ -688,7 +671,7 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 		return row ? 409 : 404;
 	}
 	json_t *host = json_is_integer(json_object_get(row, "host_id")) ? inv_host_by_id(c, json_integer_value(json_object_get(row, "host_id"))) : NULL;
-	inv_run(c, "DELETE FROM vms WHERE id = ?", json_pack("[O]", json_object_get(row, "id")), NULL);
+	inv_vm_delete(c, json_integer_value(json_object_get(row, "id")));
 	pthread_mutex_unlock(&c->lock);
 	if (host) {
 		http_path(path, sizeof(path), "/v1/vms/", name, NULL);
