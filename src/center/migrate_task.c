@@ -498,7 +498,9 @@ int migrate_task_start(struct center *c, const char *name, json_t *req, json_t *
 		json_array_foreach(reasons, i, r)
 			if (used < sizeof(msg))
 				used += (size_t)snprintf(msg + used, sizeof(msg) - used, "%s%s", i ? "; " : "", json_string_value(r));
-		task_finish(c, j->task, false, msg, json_pack("{s:O, s:b}", "reasons", reasons, "refused", 1));
+		json_t *result = json_pack("{s:O, s:b}", "reasons", reasons, "refused", 1);
+		task_finish(c, j->task, false, msg, result); /* task_finish copies it */
+		json_decref(result);
 		pthread_mutex_unlock(&c->lock);
 		*resp = json_pack("{s:s, s:O, s:I}", "error", msg, "reasons", reasons, "task", (json_int_t)j->task);
 		json_decref(reasons);

@@ -221,7 +221,9 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 	status = 200;
 done:
 	pthread_mutex_lock(&c->lock);
-	task_finish(c, task, status == 200, msg, status == 200 ? NULL : json_pack("{s:O}", "reasons", reasons));
+	json_t *result = status == 200 ? NULL : json_pack("{s:O}", "reasons", reasons);
+	task_finish(c, task, status == 200, msg, result); /* task_finish copies it */
+	json_decref(result);
 	unlock_vm(c, vm);
 	if (status == 200) {
 		json_t *fresh = inv_vm(c, name);

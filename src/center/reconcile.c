@@ -87,8 +87,6 @@ void reconcile_once(struct center *c)
 					glide_log("center", "VM %s: arrival on host %s confirmed", vname, json_string_value(json_object_get(ih, "name")));
 					json_object_set(cur, "host_id", json_object_get(ih, "id"));
 					json_object_set_new(cur, "state", json_string("running"));
-					char api[1400];
-					snprintf(api, sizeof(api), "%s", "");
 					json_object_set_new(cur, "api", json_null());
 				}
 			}

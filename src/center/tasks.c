@@ -19,6 +19,7 @@ void task_update(struct center *c, int64_t id, const char *stage, double progres
 	inv_task_update(c, id, stage, progress, detail);
 }
 
+/* result is copied into the task (the caller keeps its reference). */
 void task_finish(struct center *c, int64_t id, bool ok, const char *message, json_t *result)
 {
 	inv_task_finish(c, id, ok, message, result);
