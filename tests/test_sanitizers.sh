@@ -45,6 +45,7 @@ for name in "${subtests[@]}"; do
 	t0=$SECONDS
 	out=$(GLIDE="$AB/glide" GLIDE_BUILD="$AB" GLIDE_SANITIZER=1 GLIDE_TEST_TMP="$T/tmp" \
 		ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:fast_unwind_on_malloc=0:log_path=$reports/asan" \
+		LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp:print_suppressions=0" \
 		UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/asan" \
 		timeout --kill-after=10 900 "${cmd[@]}" 2>"$T/$name.stderr")
 	rc=$?
