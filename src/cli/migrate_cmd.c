@@ -4,6 +4,7 @@
  * JSON. Exits 0 only when the migration completed. */
 #include "cli/cli.h"
 #include "common/util.h"
+#include "migrate/wire.h"
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -147,8 +148,8 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		}
 		case 'X': {
-			double sec = strtod(optarg, &end);
-			if (end == optarg || *end || !(sec >= 0.1 && sec <= 3600)) {
+			double sec;
+			if (parse_seconds(optarg, WIRE_STALL_TIMEOUT_MIN_S, WIRE_STALL_TIMEOUT_MAX_S, &sec)) {
 				fprintf(stderr, "glide: --stall-timeout must be seconds, 0.1 to 3600\n");
 				return 1;
 			}

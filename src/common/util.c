@@ -46,6 +46,19 @@ int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+int parse_seconds(const char *s, double min, double max, double *out)
+{
+	char *end;
+	double v;
+	if (!s || !*s || isspace((unsigned char)*s))
+		return -EINVAL;
+	v = strtod(s, &end);
+	if (end == s || *end || !(v >= min && v <= max))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 int parse_rate(const char *s, uint64_t *out)
 {
 	if (s && (!strcmp(s, "unlimited") || !strcmp(s, "0"))) {

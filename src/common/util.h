@@ -15,6 +15,8 @@
 int parse_size(const char *s, uint64_t *out);
 /* Same, and accepts a rate like "50M" (bytes/s) or "unlimited" (returns 0). */
 int parse_rate(const char *s, uint64_t *out);
+/* A number of seconds (decimal, e.g. "2.5") within [min, max]: 0 or -EINVAL. */
+int parse_seconds(const char *s, double min, double max, double *out);
 /* Human-readable size, e.g. "256.0 MiB". */
 const char *format_size(uint64_t bytes, char *buf, size_t len);
 

@@ -104,7 +104,8 @@ int migration_options_parse(json_t *b, struct migration_params *p, char *err, si
 	}
 	v = json_object_get(b, "stall_timeout_s");
 	if (v) {
-		if (!json_is_number(v) || json_number_value(v) < 0.1 || json_number_value(v) > 3600) {
+		if (!json_is_number(v) || json_number_value(v) < WIRE_STALL_TIMEOUT_MIN_S ||
+		    json_number_value(v) > WIRE_STALL_TIMEOUT_MAX_S) {
 			errf(err, errlen, "\"stall_timeout_s\" must be seconds, 0.1..3600");
 			return -EINVAL;
 		}

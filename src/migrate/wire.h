@@ -19,6 +19,8 @@
 #define WIRE_CRC_BYTES 4
 #define WIRE_FRAME_MAX_PAYLOAD (8u << 20)
 #define WIRE_MAX_STREAMS 16
+#define WIRE_STALL_TIMEOUT_MIN_S 0.1
+#define WIRE_STALL_TIMEOUT_MAX_S 3600
 #define WIRE_STALL_TIMEOUT_MS_DEFAULT 30000 /* a frame that does not go through this long: the stream failed */
 #define WIRE_HELLO_D_BYTES (8 + 4 + 4 + WIRE_NONCE_BYTES)
 #define WIRE_HELLO_S_BYTES (8 + 4 + 4 + WIRE_SESSION_BYTES + 4 + 4 + WIRE_NONCE_BYTES + WIRE_MAC_BYTES)

@@ -11,6 +11,7 @@
 #include "devices/devices.h"
 #include "api/http.h"
 #include "migrate/migrate.h"
+#include "migrate/wire.h"
 #include "common/util.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -360,9 +361,8 @@ int monitor_main(int argc, char **argv)
 			}
 			break;
 		case 'S': {
-			char *end;
-			double sec = strtod(optarg, &end);
-			if (end == optarg || *end || !(sec >= 0.1 && sec <= 3600)) {
+			double sec;
+			if (parse_seconds(optarg, WIRE_STALL_TIMEOUT_MIN_S, WIRE_STALL_TIMEOUT_MAX_S, &sec)) {
 				fprintf(stderr, "glide: --stall-timeout must be seconds, 0.1 to 3600 (got '%s')\n", optarg);
 				return 1;
 			}
