@@ -16,6 +16,9 @@
  *   complete  final pass while stunned
  *   cleanup   stop tracing
  *
+ * cleanup (and load_cleanup) run once the migration or snapshot is over,
+ * also for a section whose setup failed or never ran: priv may be NULL.
+ *
  * Frames: a section's payload travels in a LIVE frame as u32 section id
  * (its index in the CONFIG frame's "live" list) + payload of at most
  * LIVE_PAYLOAD_MAX bytes, on whatever channel iterate() was given. */

@@ -31,7 +31,7 @@ bool page_is_zero(const uint8_t *page)
 	return true;
 }
 
-int dirty_start(struct dirty_tracker *t, struct vm *vm)
+int dirty_start(struct dirty_tracker *t, struct vm *vm, bool trace)
 {
 	struct sysinfo si;
 	size_t words;
@@ -39,18 +39,21 @@ int dirty_start(struct dirty_tracker *t, struct vm *vm)
 
 	memset(t, 0, sizeof(*t));
 	t->vm = vm;
+	t->tracing = trace;
 	t->npages = vm->mem.size / GUEST_PAGE_SIZE;
 	words = (t->npages + 63) / 64;
 	t->bitmap = calloc(words, sizeof(uint64_t));
-	t->slot_bits = calloc(words, sizeof(uint64_t));
-	if (!t->bitmap || !t->slot_bits)
+	t->slot_bits = trace ? calloc(words, sizeof(uint64_t)) : NULL;
+	if (!t->bitmap || (trace && !t->slot_bits))
 		return -ENOMEM;
-	t->manual_protect = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) > 0;
 	t->skip_nonresident = sysinfo(&si) == 0 && si.totalswap == 0;
-	/* Phase -1 sends everything. */
+	/* Phase -1 (or a snapshot) sends everything. */
 	memset(t->bitmap, 0xff, words * sizeof(uint64_t));
 	if (t->npages % 64)
 		t->bitmap[words - 1] = (1ULL << (t->npages % 64)) - 1;
+	if (!trace)
+		return 0;
+	t->manual_protect = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) > 0;
 	if (vm->user_dirty_bitmap) {
 		pthread_mutex_lock(&vm->user_dirty_lock);
 		memset(vm->user_dirty_bitmap, 0, words * sizeof(uint64_t));
@@ -131,7 +134,7 @@ int dirty_clear_chunk(struct dirty_tracker *t, uint64_t chunk)
 
 void dirty_stop(struct dirty_tracker *t)
 {
-	if (t->vm)
+	if (t->vm && t->tracing)
 		vm_set_dirty_logging(t->vm, false);
 	free(t->bitmap);
 	free(t->slot_bits);
@@ -314,24 +317,8 @@ static int ram_setup(struct live_source *ls, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	ls->priv = rs;
-	if (!ls->tracing) { /* a snapshot: every page once, nothing traced */
-		struct dirty_tracker *t = &rs->dirty;
-		struct sysinfo si;
-		uint64_t words;
-		t->npages = ls->vm->mem.size / GUEST_PAGE_SIZE;
-		words = (t->npages + 63) / 64;
-		t->bitmap = calloc(words, sizeof(uint64_t));
-		if (!t->bitmap) {
-			errf(err, errlen, "out of memory for the page map");
-			return -ENOMEM;
-		}
-		memset(t->bitmap, 0xff, words * sizeof(uint64_t));
-		if (t->npages % 64)
-			t->bitmap[words - 1] = (1ULL << (t->npages % 64)) - 1;
-		t->skip_nonresident = sysinfo(&si) == 0 && si.totalswap == 0;
-		return 0;
-	}
-	int rc = dirty_start(&rs->dirty, ls->vm);
+	/* a snapshot (no tracing): every page once, the VM is paused */
+	int rc = dirty_start(&rs->dirty, ls->vm, ls->tracing);
 	if (rc)
 		errf(err, errlen, "cannot start page tracing: %s", strerror(-rc));
 	return rc;
@@ -356,10 +343,8 @@ static int ram_harvest(struct live_source *ls, char *err, size_t errlen)
 static void ram_cleanup(struct live_source *ls)
 {
 	struct ram_source *rs = ls->priv;
-	if (rs && rs->dirty.vm)
+	if (rs)
 		dirty_stop(&rs->dirty);
-	else if (rs)
-		free(rs->dirty.bitmap), free(rs->dirty.slot_bits);
 	free(rs);
 	ls->priv = NULL;
 }
@@ -434,9 +419,9 @@ int ram_apply_frame(struct vm *vm, uint64_t *touched, const uint8_t *payload, si
 			} else {
 				continue;
 			}
-			/* Bits of one word can be set by two receivers (chunks are 512 pages, words 64: never
-			 * shared today), so the update is atomic anyway. */
-			__atomic_or_fetch(&touched[p / 64], 1ULL << (p % 64), __ATOMIC_RELAXED);
+			/* A word (64 pages) lies inside one 512-page chunk, and a chunk always
+			 * travels on one stream: only its receiver writes the word. */
+			touched[p / 64] |= 1ULL << (p % 64);
 		}
 	}
 	return 0;

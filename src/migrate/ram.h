@@ -30,11 +30,13 @@ struct dirty_tracker {
 	uint64_t npages;
 	uint64_t *bitmap;      /* pages to send in the current phase */
 	uint64_t *slot_bits;   /* scratch for KVM_GET_DIRTY_LOG */
+	bool tracing;          /* dirty logging on (false: one pass over a paused VM, a snapshot) */
 	bool manual_protect;   /* clear in chunks just before sending */
 	bool skip_nonresident; /* untouched host pages are zero (no swap on this host) */
 };
 
-int dirty_start(struct dirty_tracker *t, struct vm *vm);
+/* Everything pending; with trace, KVM dirty logging on so later writes are seen. */
+int dirty_start(struct dirty_tracker *t, struct vm *vm, bool trace);
 /* ORs KVM's dirty log (and pages written by the monitor) into t->bitmap; returns the count of set bits. */
 int dirty_harvest(struct dirty_tracker *t, uint64_t *count);
 /* Write-protects again the pages of one chunk that are about to be sent. */

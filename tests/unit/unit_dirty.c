@@ -39,7 +39,7 @@ int main(void)
 		printf("FAIL page tracing: %s\n", err);
 		return 1;
 	}
-	CHECK("tracing starts", dirty_start(&t, &vm) == 0, "dirty_start failed");
+	CHECK("tracing starts", dirty_start(&t, &vm, true) == 0, "dirty_start failed");
 	CHECK("phase -1 sends every page", dirty_count(&t) == vm.mem.size / GUEST_PAGE_SIZE, "%llu of %llu set",
 	      (unsigned long long)dirty_count(&t), (unsigned long long)(vm.mem.size / GUEST_PAGE_SIZE));
 	/* consume phase -1 as the senders would: clear every chunk and the bitmap */
