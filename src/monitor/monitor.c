@@ -205,8 +205,9 @@ static int api_memsave(void *ctx, const struct http_request *req, json_t **resp)
 		*resp = http_error("memsave needs {\"addr\": N, \"size\": N, \"path\": FILE}");
 		return 400;
 	}
-	if (m->incoming || m->vm.state == VM_STATE_MASKED) {
-		*resp = http_error("this VM has no memory to save yet (%s)", m->incoming ? "incoming migration" : "not started");
+	if (m->incoming || m->migrated_away || m->vm.state == VM_STATE_MASKED) {
+		*resp = http_error("this VM has no memory to save here (%s)", m->incoming ? "incoming migration"
+							 : m->migrated_away ? "it migrated away" : "not started");
 		return 409;
 	}
 	if (memsave_check_range(&m->vm.mem, addr, size, err, sizeof(err))) {
