@@ -241,11 +241,6 @@ else
 	fail "frozen destination, --stall-timeout 3: detected after $d3 s, status $(json_get "$T/st3.json" status 2>/dev/null), source $(vm_state st3): $(json_get "$T/st3.json" error 2>/dev/null | head -c 200)"
 fi
 stop_vm st3
-if [ -n "${GLIDE_SANITIZER:-}" ]; then
-	# under ASan one run took 59.7 s (twice the timeout); the normal build asserts 29-36 s
-	skip "frozen destination, default stall timeout: not timed under the sanitizers (one ASan run took 59.7 s; open, see the issue note)"
-	exit 0
-fi
 stall_case st30
 d30=$(awk '{printf "%.1f", $2 - $1}' "$T/st30.times")
 max30=36; [ -n "${GLIDE_SANITIZER:-}" ] && max30=42
@@ -253,6 +248,6 @@ if [ "$(json_get "$T/st30.json" status 2>/dev/null)" = failed ] && awk -v d="$d3
 	[ "$(vm_state st30)" = running ]; then
 	pass "frozen destination detected in $d30 s with the default stall timeout (30 s, as documented)"
 else
-	fail "frozen destination, default stall timeout: detected after $d30 s, status $(json_get "$T/st30.json" status 2>/dev/null)"
+	fail "frozen destination, default stall timeout: detected after $d30 s, status $(json_get "$T/st30.json" status 2>/dev/null); source log: $(grep -E 'migrate: (failed|migrating)' "$T/st30.log" | cut -c1-160 | paste -sd'|')"
 fi
 stop_vm st30

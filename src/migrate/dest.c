@@ -1,33 +1,43 @@
-/* The destination side of a live migration (`glide vm run --incoming`).
+/* The destination side of a live migration (`glide vm run --incoming`),
+ * in the order of seed 002, read top to bottom from migrate_incoming():
  *
- * Prepare: listen on the migration addresses and wait. A connection that
- * cannot prove knowledge of the one-time key is refused and logged, and we
- * keep waiting. Once all streams of one session are in, a receiver thread
- * per stream hands LIVE frames to their live section (RAM: straight into
- * guest memory; zero runs only touch pages that were written before).
- * Stream 0 also carries the
- * configuration (checked, then the masked VM is created) and, at
- * switchover, the checkpoint: once every stream has delivered FINAL, the
- * state is applied, RESTORED is sent, and only on GO do the vCPUs run.
- * Any failure before that discards the masked VM (the process exits). */
+ *  0. listen: on the migration addresses, with the monitor's API up (the
+ *     VM reports "incoming"). accept.c takes connections until every
+ *     stream of one authenticated session is in; anything else is refused
+ *     and logged, and waiting goes on.
+ *  1. prepare: stream 0 brings the VM configuration, CPUID and list of
+ *     live sections. They are checked against this host and this
+ *     monitor's options, then the VM is created masked (vCPUs not
+ *     running) and every live section gets its load state.
+ *  2. pre-copy: one receiver thread per stream hands LIVE frames to their
+ *     live section, which validates a frame whole before it writes (RAM,
+ *     ram.c: straight into guest memory; zero runs only touch pages that
+ *     were written before). SYNC is answered once everything before it is
+ *     applied, so the source measures end to end.
+ *  3. checkpoint: every stream ends with FINAL; stream 0 then brings the
+ *     device and vCPU state (STATE), which is parsed, then applied once
+ *     all FINALs are in.
+ *  4. switchover: RESTORED tells the source the VM is ready; only on GO
+ *     (the source's commit point) do the vCPUs run here, and RUNNING
+ *     reports it.
+ *  5. anything going wrong before GO: ABORT with the reason to the source
+ *     (which resumes its VM) and the masked VM is discarded (the process
+ *     exits). */
 #include "migrate/migration.h"
+#include "migrate/accept.h"
 #include "devices/devices.h"
 #include "state/state.h"
 #include "vmm/config.h"
 #include "common/net.h"
 #include "common/util.h"
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <lz4.h>
-#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define INCOMING_STREAMS_WAIT_MS 30000
 #define INCOMING_LISTEN_BACKLOG 512 /* a burst of connects must not overflow the accept queue */
 
 struct incoming {
@@ -53,81 +63,200 @@ struct incoming {
 	uint64_t frames;
 };
 
-/* Fault injection for tests: GLIDE_TEST_FAULT names a point where the destination dies. */
-static bool test_fault(const char *point)
-{
-	const char *f = getenv("GLIDE_TEST_FAULT");
-	return f && !strcmp(f, point);
-}
+struct receiver_arg {
+	struct incoming *in;
+	int index;
+};
 
+static void *receiver(void *arg);
+static int handle_config(struct incoming *in, struct wire_frame *f, char *err, size_t errlen);
+static int setup_live(struct incoming *in, json_t *list, char *err, size_t errlen);
+static int apply_live(struct incoming *in, struct wire_frame *f, char *err, size_t errlen);
+static int switchover(struct incoming *in, struct wire_frame *state, char *err, size_t errlen);
+static void cleanup_live(struct incoming *in);
 static void in_fail(struct incoming *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void in_fail(struct incoming *in, const char *fmt, ...)
+static void send_json_frame(struct wire_stream *s, uint32_t type, json_t *j);
+static bool test_fault(const char *point);
+
+/* ---- the incoming migration, start to end ---- */
+
+int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file, const struct vm_config *cfg,
+		     int serial_fd, char *err, size_t errlen)
 {
-	va_list ap;
+	struct incoming *in = calloc(1, sizeof(*in));
+	char list[WIRE_MAX_STREAMS][128];
+	int listeners[WIRE_MAX_STREAMS], nl = 0, n, rc = 0;
+	const char *no_enc = getenv("GLIDE_MIGRATION_NO_ENCRYPTION");
+
+	if (!in)
+		return -ENOMEM;
+	in->mon = m;
+	in->vm = &m->vm;
+	in->vm->vm_fd = in->vm->kvm_fd = -1;
+	in->want_cfg = cfg;
+	in->serial_fd = serial_fd;
+	in->can_encrypt = !(no_enc && *no_enc == '1');
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_cond_init(&in->cond, NULL);
+	for (int i = 0; i < WIRE_MAX_STREAMS; i++)
+		in->streams[i].fd = -1;
+	if ((rc = read_key_file(key_file, in->key, err, errlen)))
+		goto out;
+	n = wire_parse_addrs(addrs, list, WIRE_MAX_STREAMS);
+	if (n < 0) {
+		errf(err, errlen, "--incoming '%s' must be HOST:PORT[,HOST:PORT...]", addrs);
+		rc = -EINVAL;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		int fd = net_listen_tcp(list[i], INCOMING_LISTEN_BACKLOG, err, errlen);
+		if (fd < 0) {
+			rc = fd;
+			goto out;
+		}
+		listeners[nl++] = fd;
+	}
+	m->incoming = true;
+	if ((rc = monitor_start_api(m, err, errlen)))
+		goto out;
+	glide_log("incoming", "waiting for a migration on %s", addrs);
+	rc = incoming_accept(listeners, nl, in->key, in->can_encrypt, in->streams, &in->nstreams, err, errlen);
+	if (rc)
+		goto out;
+	uint32_t started = 0;
+	for (uint32_t i = 0; i < in->nstreams; i++) {
+		wire_set_stall_timeout(&in->streams[i], m->stall_timeout_ms);
+		struct receiver_arg *ra = malloc(sizeof(*ra));
+		if (ra) {
+			ra->in = in;
+			ra->index = (int)i;
+		}
+		if (!ra || pthread_create(&in->threads[i], NULL, receiver, ra)) {
+			free(ra);
+			in_fail(in, "cannot start the receiver of stream %u", i);
+			break;
+		}
+		started++;
+	}
 	pthread_mutex_lock(&in->lock);
-	if (!in->failed && !in->done) {
-		va_start(ap, fmt);
-		vsnprintf(in->error, sizeof(in->error), fmt, ap);
-		va_end(ap);
-		in->failed = true;
-		/* stop the receivers; the main thread then tells the source why */
-		for (uint32_t i = 0; i < in->nstreams; i++)
-			if (in->streams[i].fd >= 0)
-				shutdown(in->streams[i].fd, SHUT_RD);
-	}
-	pthread_cond_broadcast(&in->cond);
+	while (!in->done && !in->failed)
+		pthread_cond_wait(&in->cond, &in->lock);
 	pthread_mutex_unlock(&in->lock);
-}
-
-static void send_json_frame(struct wire_stream *s, uint32_t type, json_t *j)
-{
-	char err[256], *text = json_dumps(j, JSON_COMPACT);
-	wire_send_copy(s, type, text, (uint32_t)strlen(text), err, sizeof(err));
-	free(text);
-	json_decref(j);
-}
-
-/* The live sections the source announced: each must be one this glide
- * knows (at most its version); each gets its load state. */
-static int setup_live(struct incoming *in, json_t *list, char *err, size_t errlen)
-{
-	size_t i;
-	json_t *e;
-
-	if (!json_is_array(list) || json_array_size(list) > LIVE_SECTIONS_MAX) {
-		errf(err, errlen, "configuration carries no valid list of live sections");
-		return -EINVAL;
+	for (uint32_t i = 0; i < started; i++)
+		pthread_join(in->threads[i], NULL);
+	if (in->failed) {
+		glide_log("incoming", "migration failed: %s", in->error);
+		if (in->streams[0].fd >= 0)
+			send_json_frame(&in->streams[0], FRAME_ABORT, json_pack("{s:s}", "error", in->error));
+		errf(err, errlen, "incoming migration failed: %s (the prepared VM is discarded)", in->error);
+		rc = -EIO;
 	}
-	json_array_foreach(list, i, e) {
-		const char *name = json_string_value(json_object_get(e, "name"));
-		json_int_t version = json_integer_value(json_object_get(e, "version"));
-		const struct state_section_ops *ops = name ? state_find(name) : NULL;
-		if (!ops || !ops->live) {
-			errf(err, errlen, "the VM brings live section '%s', which this glide does not know (newer source?)",
-			     name ? name : "?");
-			return -EPROTONOSUPPORT;
-		}
-		if (version < 1 || version > ops->version) {
-			errf(err, errlen, "live section '%s' version %lld is not supported (this glide reads up to %u)", name,
-			     (long long)version, ops->version);
-			return -EPROTONOSUPPORT;
-		}
-		in->live_ops[i] = ops;
-		in->live[i] = (struct live_dest){ .vm = in->vm };
-		int rc = ops->live->load_setup(&in->live[i], err, errlen);
-		in->nlive = (int)i + 1;
-		if (rc)
-			return rc;
+out:
+	for (int i = 0; i < nl; i++)
+		close(listeners[i]);
+	for (uint32_t i = 0; i < WIRE_MAX_STREAMS; i++)
+		if (in->streams[i].fd >= 0 || in->streams[i].tx_buf)
+			wire_close(&in->streams[i]);
+	explicit_bzero(in->key, sizeof(in->key));
+	m->incoming = false;
+	if (rc && m->api) {
+		http_server_stop(m->api);
+		m->api = NULL;
 	}
-	return 0;
+	cleanup_live(in);
+	free(in);
+	return rc;
 }
 
-static void cleanup_live(struct incoming *in)
+/* One receiver thread per stream: frames in the order the source sends them. */
+static void *receiver(void *arg)
 {
-	for (int i = 0; i < in->nlive; i++)
-		in->live_ops[i]->live->load_cleanup(&in->live[i]);
-	in->nlive = 0;
+	struct receiver_arg *ra = arg;
+	struct incoming *in = ra->in;
+	struct wire_stream *s = &in->streams[ra->index];
+	struct wire_frame f;
+	char err[512];
+	int rc;
+
+	free(ra);
+	for (;;) {
+		rc = wire_recv(s, &f, err, sizeof(err));
+		if (rc) {
+			in_fail(in, "%s", err);
+			return NULL;
+		}
+		switch (f.type) {
+		case FRAME_PROBE:
+			break;
+		case FRAME_SYNC: /* everything before it is applied: tell the source */
+			if ((rc = wire_send(s, FRAME_SYNC_ACK, 0, err, sizeof(err)))) {
+				in_fail(in, "%s", err);
+				return NULL;
+			}
+			break;
+		case FRAME_LIVE:
+			if ((rc = apply_live(in, &f, err, sizeof(err)))) {
+				in_fail(in, "%s", err);
+				return NULL;
+			}
+			break;
+		case FRAME_CONFIG:
+			if (s->index != 0 || in->vm_created) {
+				in_fail(in, "protocol error: unexpected CONFIG");
+				return NULL;
+			}
+			rc = handle_config(in, &f, err, sizeof(err));
+			if (rc) {
+				glide_log("incoming", "refusing the VM: %s", err);
+				send_json_frame(s, FRAME_ABORT, json_pack("{s:s}", "error", err));
+				in_fail(in, "refused the VM: %s", err);
+				return NULL;
+			}
+			send_json_frame(s, FRAME_CONFIG_OK, json_pack("{s:b}", "ok", 1));
+			break;
+		case FRAME_FINAL:
+			pthread_mutex_lock(&in->lock);
+			if (!in->final[s->index]) {
+				in->final[s->index] = true;
+				in->finals++;
+			}
+			pthread_cond_broadcast(&in->cond);
+			pthread_mutex_unlock(&in->lock);
+			if (s->index != 0)
+				return NULL;
+			break;
+		case FRAME_STATE:
+			if (test_fault("exit-on-state")) /* tests: destination dies mid-switchover */
+				_exit(3);
+			if (s->index != 0 || !in->vm_created) {
+				in_fail(in, "protocol error: unexpected STATE");
+				return NULL;
+			}
+			rc = switchover(in, &f, err, sizeof(err));
+			if (rc) {
+				in_fail(in, "switchover failed: %s", err);
+				return NULL;
+			}
+			pthread_mutex_lock(&in->lock);
+			in->done = true;
+			pthread_cond_broadcast(&in->cond);
+			pthread_mutex_unlock(&in->lock);
+			return NULL;
+		case FRAME_ABORT: {
+			json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
+			json_t *e = j ? json_object_get(j, "error") : NULL;
+			in_fail(in, "the source aborted the migration: %s", json_is_string(e) ? json_string_value(e) : "no reason");
+			json_decref(j);
+			return NULL;
+		}
+		default:
+			in_fail(in, "protocol error: unexpected %s frame on stream %d", wire_frame_name(f.type), s->index);
+			return NULL;
+		}
+	}
 }
+
+/* ---- 1. prepare: the VM is checked, then created masked ---- */
 
 /* CONFIG: check the VM fits this host, then create it masked. */
 static int handle_config(struct incoming *in, struct wire_frame *f, char *err, size_t errlen)
@@ -216,6 +345,43 @@ out:
 	return rc;
 }
 
+/* The live sections the source announced: each must be one this glide
+ * knows (at most its version); each gets its load state. */
+static int setup_live(struct incoming *in, json_t *list, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *e;
+
+	if (!json_is_array(list) || json_array_size(list) > LIVE_SECTIONS_MAX) {
+		errf(err, errlen, "configuration carries no valid list of live sections");
+		return -EINVAL;
+	}
+	json_array_foreach(list, i, e) {
+		const char *name = json_string_value(json_object_get(e, "name"));
+		json_int_t version = json_integer_value(json_object_get(e, "version"));
+		const struct state_section_ops *ops = name ? state_find(name) : NULL;
+		if (!ops || !ops->live) {
+			errf(err, errlen, "the VM brings live section '%s', which this glide does not know (newer source?)",
+			     name ? name : "?");
+			return -EPROTONOSUPPORT;
+		}
+		if (version < 1 || version > ops->version) {
+			errf(err, errlen, "live section '%s' version %lld is not supported (this glide reads up to %u)", name,
+			     (long long)version, ops->version);
+			return -EPROTONOSUPPORT;
+		}
+		in->live_ops[i] = ops;
+		in->live[i] = (struct live_dest){ .vm = in->vm };
+		int rc = ops->live->load_setup(&in->live[i], err, errlen);
+		in->nlive = (int)i + 1;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- 2. pre-copy: live data into the masked VM ---- */
+
 /* LIVE: u32 section id + the section's payload, which its load hook
  * validates whole before it writes anything. */
 static int apply_live(struct incoming *in, struct wire_frame *f, char *err, size_t errlen)
@@ -242,8 +408,10 @@ static int apply_live(struct incoming *in, struct wire_frame *f, char *err, size
 	return rc;
 }
 
-/* Switchover on stream 0: wait for FINAL everywhere, restore, RESTORED, GO, run. */
-static int finish(struct incoming *in, struct wire_frame *state, char *err, size_t errlen)
+/* ---- 3. checkpoint and switchover ---- */
+
+/* Checkpoint and switchover, on stream 0: wait for FINAL everywhere, restore, RESTORED, GO, run. */
+static int switchover(struct incoming *in, struct wire_frame *state, char *err, size_t errlen)
 {
 	struct wire_stream *s0 = &in->streams[0];
 	struct state_pending *pend = state_pending_new();
@@ -303,444 +471,44 @@ static int finish(struct incoming *in, struct wire_frame *state, char *err, size
 	return 0;
 }
 
-struct receiver_arg {
-	struct incoming *in;
-	int index;
-};
+/* ---- failure and small helpers ---- */
 
-static void *receiver(void *arg)
+static void in_fail(struct incoming *in, const char *fmt, ...)
 {
-	struct receiver_arg *ra = arg;
-	struct incoming *in = ra->in;
-	struct wire_stream *s = &in->streams[ra->index];
-	struct wire_frame f;
-	char err[512];
-	int rc;
-
-	free(ra);
-	for (;;) {
-		rc = wire_recv(s, &f, err, sizeof(err));
-		if (rc) {
-			in_fail(in, "%s", err);
-			return NULL;
-		}
-		switch (f.type) {
-		case FRAME_PROBE:
-			break;
-		case FRAME_SYNC: /* everything before it is applied: tell the source */
-			if ((rc = wire_send(s, FRAME_SYNC_ACK, 0, err, sizeof(err)))) {
-				in_fail(in, "%s", err);
-				return NULL;
-			}
-			break;
-		case FRAME_LIVE:
-			if ((rc = apply_live(in, &f, err, sizeof(err)))) {
-				in_fail(in, "%s", err);
-				return NULL;
-			}
-			break;
-		case FRAME_CONFIG:
-			if (s->index != 0 || in->vm_created) {
-				in_fail(in, "protocol error: unexpected CONFIG");
-				return NULL;
-			}
-			rc = handle_config(in, &f, err, sizeof(err));
-			if (rc) {
-				glide_log("incoming", "refusing the VM: %s", err);
-				send_json_frame(s, FRAME_ABORT, json_pack("{s:s}", "error", err));
-				in_fail(in, "refused the VM: %s", err);
-				return NULL;
-			}
-			send_json_frame(s, FRAME_CONFIG_OK, json_pack("{s:b}", "ok", 1));
-			break;
-		case FRAME_FINAL:
-			pthread_mutex_lock(&in->lock);
-			if (!in->final[s->index]) {
-				in->final[s->index] = true;
-				in->finals++;
-			}
-			pthread_cond_broadcast(&in->cond);
-			pthread_mutex_unlock(&in->lock);
-			if (s->index != 0)
-				return NULL;
-			break;
-		case FRAME_STATE:
-			if (test_fault("exit-on-state")) /* tests: destination dies mid-switchover */
-				_exit(3);
-			if (s->index != 0 || !in->vm_created) {
-				in_fail(in, "protocol error: unexpected STATE");
-				return NULL;
-			}
-			rc = finish(in, &f, err, sizeof(err));
-			if (rc) {
-				in_fail(in, "switchover failed: %s", err);
-				return NULL;
-			}
-			pthread_mutex_lock(&in->lock);
-			in->done = true;
-			pthread_cond_broadcast(&in->cond);
-			pthread_mutex_unlock(&in->lock);
-			return NULL;
-		case FRAME_ABORT: {
-			json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
-			json_t *e = j ? json_object_get(j, "error") : NULL;
-			in_fail(in, "the source aborted the migration: %s", json_is_string(e) ? json_string_value(e) : "no reason");
-			json_decref(j);
-			return NULL;
-		}
-		default:
-			in_fail(in, "protocol error: unexpected %s frame on stream %d", wire_frame_name(f.type), s->index);
-			return NULL;
-		}
-	}
-}
-
-static void peer_name(int fd, char *out, size_t len)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char host[INET6_ADDRSTRLEN] = "?";
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
-		else if (ss.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
-	}
-	snprintf(out, len, "%s", host);
-}
-
-/* ---- accepting: every handshake at once, none can hold the port ----
- *
- * Anyone who can reach the migration port can connect. Each accepted
- * connection gets the destination hello at once and HANDSHAKE_BUDGET_MS to
- * send the source hello; all pending handshakes are served by one poll()
- * loop, so a silent or slow connection costs the real source nothing. At
- * most PENDING_PER_PEER unauthenticated connections per peer address and
- * PENDING_MAX in all are kept: a new connection beyond that evicts the
- * oldest pending one of its address (or of the address with the most),
- * never itself, because the real source may share its address with the
- * attacker (NAT, or 127.0.0.1 in tests) and its connection is the newest.
- * Refused, evicted and timed-out connections are logged with the peer
- * address, at most REFUSAL_LOG_BURST lines per REFUSAL_LOG_WINDOW_MS, then
- * counted. */
-#define HANDSHAKE_BUDGET_MS 3000
-#define PENDING_PER_PEER 8
-#define PENDING_MAX 64
-#define ACCEPTS_PER_ROUND 64 /* per listener, between two looks at the pending handshakes */
-#define REFUSAL_LOG_BURST 10
-#define REFUSAL_LOG_WINDOW_MS 10000
-
-struct pending_conn {
-	struct wire_handshake h; /* h.fd < 0: free slot */
-	uint64_t since, deadline;
-	char peer[64];
-};
-
-struct refusal_log {
-	uint64_t window_start;
-	int lines;
-	unsigned long suppressed;
-};
-
-static void refusal_log_flush(struct refusal_log *rl)
-{
-	if (rl->suppressed)
-		glide_log("incoming", "%lu more refused or dropped migration connections not logged", rl->suppressed);
-	rl->window_start = now_ns();
-	rl->lines = 0;
-	rl->suppressed = 0;
-}
-
-static void refusal_log(struct refusal_log *rl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void refusal_log(struct refusal_log *rl, const char *fmt, ...)
-{
-	char line[512];
 	va_list ap;
-
-	if (now_ns() - rl->window_start >= REFUSAL_LOG_WINDOW_MS * 1000000ULL)
-		refusal_log_flush(rl);
-	if (rl->lines >= REFUSAL_LOG_BURST) {
-		rl->suppressed++;
-		return;
-	}
-	rl->lines++;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	glide_log("incoming", "%s", line);
-}
-
-static void pending_drop(struct pending_conn *p)
-{
-	close(p->h.fd);
-	wire_handshake_clear(&p->h);
-}
-
-/* A slot for a new connection from peer, evicting the oldest pending
- * connection of that peer (or, when all slots are taken, of the peer with
- * the most) if the caps are reached. */
-static struct pending_conn *pending_slot(struct pending_conn *pend, const char *peer, struct refusal_log *rl)
-{
-	int total = 0, same = 0, free_slot = -1, victim = -1, victim_count = 0;
-	uint64_t now = now_ns();
-
-	for (int i = 0; i < PENDING_MAX; i++) {
-		if (pend[i].h.fd < 0) {
-			free_slot = i;
-			continue;
-		}
-		total++;
-		if (!strcmp(pend[i].peer, peer) && (same++ == 0 || pend[i].since < pend[victim].since))
-			victim = i;
-	}
-	victim_count = same;
-	if (same < PENDING_PER_PEER && total < PENDING_MAX)
-		return &pend[free_slot];
-	if (same < PENDING_PER_PEER) { /* all slots taken: the address with the most gives one up */
-		victim = -1;
-		victim_count = 0;
-		for (int i = 0; i < PENDING_MAX; i++) {
-			int n = 0;
-			for (int k = 0; k < PENDING_MAX; k++)
-				n += !strcmp(pend[k].peer, pend[i].peer);
-			if (n > victim_count || (n == victim_count && pend[i].since < pend[victim].since))
-				victim = i, victim_count = n;
-		}
-	}
-	refusal_log(rl, "dropped the oldest unauthenticated migration connection from %s (open %.1f s): "
-		    "%d pending from that address%s, at most %d per address and %d in all", pend[victim].peer,
-		    (now - pend[victim].since) / 1e9, victim_count, same < PENDING_PER_PEER ? ", all slots taken" : "",
-		    PENDING_PER_PEER, PENDING_MAX);
-	pending_drop(&pend[victim]);
-	return &pend[victim];
-}
-
-/* Accepts authenticated streams until one session has all of them. */
-static int accept_streams(struct incoming *in, int *listeners, int nl, char *err, size_t errlen)
-{
-	struct pending_conn pend[PENDING_MAX];
-	struct pollfd pfd[WIRE_MAX_STREAMS + PENDING_MAX];
-	int slot_of[PENDING_MAX];
-	struct refusal_log rl = { .window_start = now_ns() };
-	uint8_t session[WIRE_SESSION_BYTES];
-	bool have_session = false;
-	uint32_t got = 0;
-	uint64_t deadline = 0;
-	char why[256];
-	int rc = 0, left = 0;
-
-	for (int i = 0; i < PENDING_MAX; i++) {
-		memset(&pend[i], 0, sizeof(pend[i]));
-		pend[i].h.fd = -1;
-	}
-	for (int i = 0; i < nl; i++) /* accept until EAGAIN, never block in accept() */
-		fcntl(listeners[i], F_SETFL, fcntl(listeners[i], F_GETFL) | O_NONBLOCK);
-	for (;;) {
-		uint64_t now = now_ns(), wake = UINT64_MAX;
-		int nfds = nl, timeout = -1;
-
-		if (have_session) {
-			if (now >= deadline) {
-				errf(err, errlen, "only %u of %u migration streams connected", got, in->nstreams);
-				rc = -ETIMEDOUT;
-				goto out;
-			}
-			wake = deadline;
-		}
-		for (int i = 0; i < nl; i++)
-			pfd[i] = (struct pollfd){ .fd = listeners[i], .events = POLLIN };
-		for (int i = 0; i < PENDING_MAX; i++) {
-			if (pend[i].h.fd < 0)
-				continue;
-			slot_of[nfds - nl] = i;
-			pfd[nfds++] = (struct pollfd){ .fd = pend[i].h.fd, .events = POLLIN };
-			wake = MIN(wake, pend[i].deadline);
-		}
-		if (rl.suppressed) /* say how many were not logged once the window is over */
-			wake = MIN(wake, rl.window_start + REFUSAL_LOG_WINDOW_MS * 1000000ULL);
-		if (wake != UINT64_MAX)
-			timeout = wake <= now ? 0 : (int)((wake - now) / 1000000) + 1;
-		int r = poll(pfd, (nfds_t)nfds, timeout);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = -errno;
-			errf(err, errlen, "poll: %s", strerror(errno));
-			goto out;
-		}
-		now = now_ns();
-		if (rl.suppressed && now - rl.window_start >= REFUSAL_LOG_WINDOW_MS * 1000000ULL)
-			refusal_log_flush(&rl);
-
-		/* Pending handshakes first: a hello that is in completes before any eviction below. */
-		for (int k = nl; k < nfds; k++) {
-			struct pending_conn *p = &pend[slot_of[k - nl]];
-			struct wire_stream ws;
-			uint8_t sess[WIRE_SESSION_BYTES];
-			uint32_t count;
-
-			r = pfd[k].revents ? wire_accept_read(&p->h, why, sizeof(why)) : 0;
-			if (r == 0) {
-				if (now >= p->deadline) {
-					refusal_log(&rl, "dropped migration connection from %s: no handshake within %d ms (%zu of %d hello bytes)",
-						    p->peer, HANDSHAKE_BUDGET_MS, p->h.got, WIRE_HELLO_S_BYTES);
-					pending_drop(p);
-				}
-				continue;
-			}
-			if (r < 0 || wire_accept_finish(&ws, &p->h, in->key, sess, &count, why, sizeof(why))) {
-				refusal_log(&rl, "refused migration connection from %s: %s", p->peer, why);
-				pending_drop(p);
-				continue;
-			}
-			snprintf(ws.peer, sizeof(ws.peer), "%s", p->peer);
-			wire_handshake_clear(&p->h); /* ws owns the socket now */
-			if (have_session && (memcmp(sess, session, sizeof(session)) || count != in->nstreams ||
-					     in->streams[ws.index].fd >= 0)) {
-				glide_log("incoming", "refused stream %d from %s: not part of the current migration", ws.index,
-					  ws.peer);
-				wire_close(&ws);
-				continue;
-			}
-			if (!have_session) {
-				have_session = true;
-				memcpy(session, sess, sizeof(session));
-				in->nstreams = count;
-				deadline = now_ns() + INCOMING_STREAMS_WAIT_MS * 1000000ULL;
-				glide_log("incoming", "migration from %s: %u stream%s, %s", ws.peer, count, count > 1 ? "s" : "",
-					  ws.encrypted ? "encrypted" : "not encrypted");
-			}
-			in->streams[ws.index] = ws;
-			if (++got == in->nstreams)
-				goto out;
-		}
-
-		for (int i = 0; i < nl; i++) {
-			if (!(pfd[i].revents & POLLIN))
-				continue;
-			for (int n = 0; n < ACCEPTS_PER_ROUND; n++) {
-				int fd = accept4(listeners[i], NULL, NULL, SOCK_CLOEXEC);
-				if (fd < 0) {
-					if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-					    errno != ECONNABORTED)
-						refusal_log(&rl, "cannot accept a migration connection: %s", strerror(errno));
-					if (errno != EINTR && errno != ECONNABORTED)
-						break;
-					continue;
-				}
-				char peer[64];
-				peer_name(fd, peer, sizeof(peer));
-				struct pending_conn *p = pending_slot(pend, peer, &rl);
-				if (wire_accept_start(&p->h, fd, in->can_encrypt, why, sizeof(why))) {
-					refusal_log(&rl, "refused migration connection from %s: %s", peer, why);
-					close(fd);
-					wire_handshake_clear(&p->h);
-					continue;
-				}
-				snprintf(p->peer, sizeof(p->peer), "%s", peer);
-				p->since = now_ns();
-				p->deadline = p->since + HANDSHAKE_BUDGET_MS * 1000000ULL;
-			}
-		}
-	}
-out:
-	for (int i = 0; i < PENDING_MAX; i++) {
-		if (pend[i].h.fd >= 0) {
-			left++;
-			pending_drop(&pend[i]);
-		}
-	}
-	if (left)
-		glide_log("incoming", "closed %d unauthenticated migration connection%s still pending", left,
-			  left > 1 ? "s" : "");
-	refusal_log_flush(&rl);
-	return rc;
-}
-
-int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file, const struct vm_config *cfg,
-		     int serial_fd, char *err, size_t errlen)
-{
-	struct incoming *in = calloc(1, sizeof(*in));
-	char list[WIRE_MAX_STREAMS][128];
-	int listeners[WIRE_MAX_STREAMS], nl = 0, n, rc = 0;
-	const char *no_enc = getenv("GLIDE_MIGRATION_NO_ENCRYPTION");
-
-	if (!in)
-		return -ENOMEM;
-	in->mon = m;
-	in->vm = &m->vm;
-	in->vm->vm_fd = in->vm->kvm_fd = -1;
-	in->want_cfg = cfg;
-	in->serial_fd = serial_fd;
-	in->can_encrypt = !(no_enc && *no_enc == '1');
-	pthread_mutex_init(&in->lock, NULL);
-	pthread_cond_init(&in->cond, NULL);
-	for (int i = 0; i < WIRE_MAX_STREAMS; i++)
-		in->streams[i].fd = -1;
-	if ((rc = read_key_file(key_file, in->key, err, errlen)))
-		goto out;
-	n = wire_parse_addrs(addrs, list, WIRE_MAX_STREAMS);
-	if (n < 0) {
-		errf(err, errlen, "--incoming '%s' must be HOST:PORT[,HOST:PORT...]", addrs);
-		rc = -EINVAL;
-		goto out;
-	}
-	for (int i = 0; i < n; i++) {
-		int fd = net_listen_tcp(list[i], INCOMING_LISTEN_BACKLOG, err, errlen);
-		if (fd < 0) {
-			rc = fd;
-			goto out;
-		}
-		listeners[nl++] = fd;
-	}
-	m->incoming = true;
-	if ((rc = monitor_start_api(m, err, errlen)))
-		goto out;
-	glide_log("incoming", "waiting for a migration on %s", addrs);
-	rc = accept_streams(in, listeners, nl, err, errlen);
-	if (rc)
-		goto out;
-	uint32_t started = 0;
-	for (uint32_t i = 0; i < in->nstreams; i++) {
-		wire_set_stall_timeout(&in->streams[i], m->stall_timeout_ms);
-		struct receiver_arg *ra = malloc(sizeof(*ra));
-		if (ra) {
-			ra->in = in;
-			ra->index = (int)i;
-		}
-		if (!ra || pthread_create(&in->threads[i], NULL, receiver, ra)) {
-			free(ra);
-			in_fail(in, "cannot start the receiver of stream %u", i);
-			break;
-		}
-		started++;
-	}
 	pthread_mutex_lock(&in->lock);
-	while (!in->done && !in->failed)
-		pthread_cond_wait(&in->cond, &in->lock);
+	if (!in->failed && !in->done) {
+		va_start(ap, fmt);
+		vsnprintf(in->error, sizeof(in->error), fmt, ap);
+		va_end(ap);
+		in->failed = true;
+		/* stop the receivers; the main thread then tells the source why */
+		for (uint32_t i = 0; i < in->nstreams; i++)
+			if (in->streams[i].fd >= 0)
+				shutdown(in->streams[i].fd, SHUT_RD);
+	}
+	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->lock);
-	for (uint32_t i = 0; i < started; i++)
-		pthread_join(in->threads[i], NULL);
-	if (in->failed) {
-		glide_log("incoming", "migration failed: %s", in->error);
-		if (in->streams[0].fd >= 0)
-			send_json_frame(&in->streams[0], FRAME_ABORT, json_pack("{s:s}", "error", in->error));
-		errf(err, errlen, "incoming migration failed: %s (the prepared VM is discarded)", in->error);
-		rc = -EIO;
-	}
-out:
-	for (int i = 0; i < nl; i++)
-		close(listeners[i]);
-	for (uint32_t i = 0; i < WIRE_MAX_STREAMS; i++)
-		if (in->streams[i].fd >= 0 || in->streams[i].tx_buf)
-			wire_close(&in->streams[i]);
-	explicit_bzero(in->key, sizeof(in->key));
-	m->incoming = false;
-	if (rc && m->api) {
-		http_server_stop(m->api);
-		m->api = NULL;
-	}
-	cleanup_live(in);
-	free(in);
-	return rc;
+}
+
+static void send_json_frame(struct wire_stream *s, uint32_t type, json_t *j)
+{
+	char err[256], *text = json_dumps(j, JSON_COMPACT);
+	wire_send_copy(s, type, text, (uint32_t)strlen(text), err, sizeof(err));
+	free(text);
+	json_decref(j);
+}
+
+static void cleanup_live(struct incoming *in)
+{
+	for (int i = 0; i < in->nlive; i++)
+		in->live_ops[i]->live->load_cleanup(&in->live[i]);
+	in->nlive = 0;
+}
+
+/* Fault injection for tests: GLIDE_TEST_FAULT names a point where the destination dies. */
+static bool test_fault(const char *point)
+{
+	const char *f = getenv("GLIDE_TEST_FAULT");
+	return f && !strcmp(f, point);
 }

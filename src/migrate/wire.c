@@ -154,13 +154,19 @@ static void server_mac(const uint8_t key[WIRE_KEY_BYTES], const uint8_t *auth_wi
 	hmac(key, msg, n, out);
 }
 
-/* Data phase: blocking sockets; stream_io() gives up when one frame part
- * (a header, or a payload of at most a few MiB) has not gone through
- * within the stream's stall timeout of the first time it had to wait. The
- * deadline is not moved by partial progress: a frozen peer's kernel still
- * lets a few hundred KiB through now and then (zero-window probes, receive
- * queue collapsing), which would otherwise stretch the detection to twice
- * the timeout or more. Cancel uses shutdown(), which wakes the poll at once. */
+/* Data phase: one stall clock per stream. It starts the first time an
+ * operation on the stream has to wait and runs across frames and
+ * directions until the peer shows it is alive: it sends us a byte, or at
+ * least WIRE_STALL_PROGRESS_BYTES leave us while the clock runs. When it
+ * reaches the stall timeout, the operation fails with -ETIMEDOUT. A frozen
+ * peer's kernel still accepts a few hundred KiB now and then (receive
+ * queue collapsing, seen at its zero-window probes, which back off to
+ * ~25 s): with a deadline per frame part, that let the part in flight
+ * finish late and gave the next part a fresh timeout, so a frozen
+ * destination was noticed after up to twice the timeout (59.7 s of 30 s,
+ * in a sanitizer run). A clock that has not seen a wait for a whole
+ * timeout (an idle stream) starts again. Cancel uses shutdown(), which
+ * wakes the poll at once. */
 static void set_blocking(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
@@ -171,7 +177,6 @@ static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write
 {
 	uint8_t *p = buf;
 	uint64_t stall_ns = (s->stall_ms ? s->stall_ms : WIRE_STALL_TIMEOUT_MS_DEFAULT) * 1000000ULL;
-	uint64_t deadline = 0;
 
 	while (len) {
 		ssize_t n = is_write ? send(s->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(s->fd, p, len, MSG_DONTWAIT);
@@ -180,6 +185,9 @@ static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
+			s->stall_moved += (uint64_t)n;
+			if (!is_write || s->stall_moved >= WIRE_STALL_PROGRESS_BYTES)
+				s->stall_since = 0; /* the peer is alive */
 			continue;
 		}
 		if (n == 0)
@@ -189,14 +197,19 @@ static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -errno;
 		uint64_t now = now_ns();
-		if (!deadline)
-			deadline = now + stall_ns;
+		if (!s->stall_since || now - s->stall_last_wait >= stall_ns) {
+			s->stall_since = now;
+			s->stall_moved = 0;
+		}
+		s->stall_last_wait = now;
+		uint64_t deadline = s->stall_since + stall_ns;
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		struct pollfd pfd = { .fd = s->fd, .events = is_write ? POLLOUT : POLLIN };
 		int timeout = (int)MIN((deadline - now) / 1000000ULL + 1, (uint64_t)INT32_MAX);
 		if (poll(&pfd, 1, timeout) < 0 && errno != EINTR)
 			return -errno;
+		s->stall_last_wait = now_ns();
 	}
 	return 0;
 }
@@ -478,10 +491,10 @@ uint8_t *wire_tx_payload(struct wire_stream *s)
 /* "stalled: ... in 30.0 s" for a stall, the errno text otherwise. */
 static const char *stall_text(struct wire_stream *s, int rc)
 {
-	static __thread char buf[96];
+	static __thread char buf[128];
 	if (rc != -ETIMEDOUT)
 		return strerror(-rc);
-	snprintf(buf, sizeof(buf), "stalled: a frame did not go through in %.1f s (peer frozen or network down)",
+	snprintf(buf, sizeof(buf), "stalled: no progress for %.1f s (peer frozen or network down)",
 		 (s->stall_ms ? s->stall_ms : WIRE_STALL_TIMEOUT_MS_DEFAULT) / 1e3);
 	return buf;
 }

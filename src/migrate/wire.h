@@ -21,7 +21,8 @@
 #define WIRE_MAX_STREAMS 16
 #define WIRE_STALL_TIMEOUT_MIN_S 0.1
 #define WIRE_STALL_TIMEOUT_MAX_S 3600
-#define WIRE_STALL_TIMEOUT_MS_DEFAULT 30000 /* a frame that does not go through this long: the stream failed */
+#define WIRE_STALL_TIMEOUT_MS_DEFAULT 30000 /* a stream that waits this long without progress: it failed */
+#define WIRE_STALL_PROGRESS_BYTES (4u << 20) /* sent while waiting, this much shows the peer reads */
 #define WIRE_HELLO_D_BYTES (8 + 4 + 4 + WIRE_NONCE_BYTES)
 #define WIRE_HELLO_S_BYTES (8 + 4 + 4 + WIRE_SESSION_BYTES + 4 + 4 + WIRE_NONCE_BYTES + WIRE_MAC_BYTES)
 
@@ -56,6 +57,9 @@ struct wire_stream {
 	uint8_t *tx_buf, *rx_buf;  /* header + payload + trailer */
 	uint64_t bytes_sent, bytes_received;
 	uint64_t stall_ms;         /* 0: WIRE_STALL_TIMEOUT_MS_DEFAULT */
+	uint64_t stall_since;      /* the stall clock: first wait not yet answered by progress, 0: none */
+	uint64_t stall_last_wait;  /* when an operation last had to wait */
+	uint64_t stall_moved;      /* bytes moved since stall_since */
 	char peer[64];
 };
 
