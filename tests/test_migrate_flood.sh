@@ -184,6 +184,25 @@ else
 	fail "garbage and wrong-key connections: closed by peer $(closed_by_peer gb)/5 garbage, $(closed_by_peer wk)/5 wrong key; log: $(grep -m2 'refused' "$T/v$n.log" 2>/dev/null | tr '\n' ' ')"
 fi
 
+# e. A source that gives up after its first stream (its second address
+# refuses) is noticed at once: the destination ends (nothing to discard
+# yet) instead of waiting 30 s for the missing stream.
+next_port; gp=$PORT; next_port; closed_port=$PORT
+start_vm gu --incoming "127.0.0.1:$gp" --key-file "$T/key"
+t0=$SECONDS
+"$GLIDE" migrate --api "$T/$cur.sock" --to "127.0.0.1:$gp,127.0.0.1:$closed_port" --key-file "$T/key" --streams 2 \
+	--json >"$T/gu.json" 2>&1
+if wait_for 10 bash -c "! kill -0 $PID_gu 2>/dev/null"; then
+	if grep -q "closed before the other 1 of its session connected" "$T/gu.log" && running "$cur"; then
+		pass "a source that gives up after its first stream: the destination ended within $((SECONDS - t0)) s (not 30), source running"
+	else
+		fail "a source that gives up after its first stream: destination log: $(grep incoming "$T/gu.log" | tail -2 | tr '\n' ' ')"
+	fi
+else
+	fail "a source that gives up after its first stream: the destination still waits after 10 s: $(tail -2 "$T/gu.log" | tr '\n' ' ')"
+	kill "$PID_gu" 2>/dev/null
+fi
+
 echo "connect stage ms: base ${CONNECT_MS[base]:-failed} 1-silent ${CONNECT_MS[silent1]:-failed} 2-silent ${CONNECT_MS[silent2]:-failed} 50-silent ${CONNECT_MS[silent50]:-failed} 100-silent-10-addrs ${CONNECT_MS[silent100]:-failed} bad ${CONNECT_MS[bad]:-failed}; total ms: base ${TOTAL_MS[base]:-} 1-silent ${TOTAL_MS[silent1]:-} 2-silent ${TOTAL_MS[silent2]:-} 50-silent ${TOTAL_MS[silent50]:-} 100-silent-10-addrs ${TOTAL_MS[silent100]:-} bad ${TOTAL_MS[bad]:-}"
 stop_floods
 "$GLIDE" vm shutdown --api "$T/$cur.sock" >/dev/null 2>&1

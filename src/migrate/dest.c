@@ -121,8 +121,10 @@ int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file,
 		goto out;
 	glide_log("incoming", "waiting for a migration on %s", addrs);
 	rc = incoming_accept(listeners, nl, in->key, in->can_encrypt, in->streams, &in->nstreams, err, errlen);
-	if (rc)
+	if (rc) {
+		glide_log("incoming", "migration failed: %s", err);
 		goto out;
+	}
 	uint32_t started = 0;
 	for (uint32_t i = 0; i < in->nstreams; i++) {
 		wire_set_stall_timeout(&in->streams[i], m->stall_timeout_ms);
