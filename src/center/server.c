@@ -15,8 +15,8 @@
  *   GET  /v1/tasks        GET /v1/tasks/ID */
 #include "center/center.h"
 #include "api/http.h"
+#include "api/daemon.h"
 #include "vmm/config.h"
-#include "common/token.h"
 #include "common/util.h"
 #include <ctype.h>
 #include <errno.h>
@@ -779,43 +779,28 @@ int center_serve_main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	char *token = token_read_file(token_file, err, sizeof(err));
-	if (!token) {
-		fprintf(stderr, "glide: %s\n", err);
+	struct daemon d;
+	if (daemon_begin(&d, "center", token_file))
 		return 1;
-	}
 	if (inv_open(c, db, err, sizeof(err))) {
 		fprintf(stderr, "glide: %s\n", err);
+		daemon_end(&d);
 		return 1;
 	}
-	sigset_t set;
-	int sig;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_lock(&c->lock);
 	inv_default_cluster(c);
 	inv_recover(c);
 	pthread_mutex_unlock(&c->lock);
 	reconcile_once(c);
-	struct http_server_opts so = { .tcp_listen = listen, .token = token, .tls_cert = tls_cert, .tls_key = tls_key };
-	struct http_server *srv = http_server_start(&so, routes, c, err, sizeof(err));
-	if (!srv) {
-		fprintf(stderr, "glide: %s\n", err);
+	struct http_server_opts so = { .tcp_listen = listen, .tls_cert = tls_cert, .tls_key = tls_key };
+	if (daemon_serve(&d, &so, routes, c)) {
+		daemon_end(&d);
+		sqlite3_close(c->db);
 		return 1;
 	}
 	glide_log("center", "controller serving on %s, inventory %s, at most %d migrations per host", listen, db,
 		  c->max_migrations_per_host);
-	pthread_t rt;
-	pthread_create(&rt, NULL, reconcile_thread, c);
-	sigwait(&set, &sig);
-	glide_log("center", "signal %d: stopping", sig);
-	c->quit = true;
-	http_server_stop(srv);
-	pthread_join(rt, NULL);
+	int rc = daemon_run(&d, reconcile_thread, c, &c->quit, "");
 	sqlite3_close(c->db);
-	free(token);
-	return 0;
+	return rc;
 }

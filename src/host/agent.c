@@ -14,8 +14,8 @@
  *   GET    /v1/vms/NAME/migration         relayed progress; POST .../migration/cancel */
 #include "host/host.h"
 #include "api/http.h"
+#include "api/daemon.h"
 #include "vmm/config.h"
-#include "common/token.h"
 #include "common/util.h"
 #include <errno.h>
 #include <dirent.h>
@@ -386,18 +386,18 @@ int host_serve_main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	char *token = token_read_file(token_file, err, sizeof(err));
-	if (!token) {
-		fprintf(stderr, "glide: %s\n", err);
+	struct daemon d;
+	if (daemon_begin(&d, "host", token_file))
 		return 1;
-	}
 	char real[PATH_MAX];
 	if (!realpath(data, real) && (mkdir_p(data, 0700) || !realpath(data, real))) {
 		fprintf(stderr, "glide: cannot create data directory %s: %s\n", data, strerror(errno));
+		daemon_end(&d);
 		return 1;
 	}
 	if (strlen(real) > 60) { /* DIR/vms/NAME/api.sock must fit a UNIX socket path (108 bytes) */
 		fprintf(stderr, "glide: data directory path %s is too long for socket paths (keep it under 60 characters)\n", real);
+		daemon_end(&d);
 		return 1;
 	}
 	memcpy(a->data_dir, real, strlen(real) + 1);
@@ -446,43 +446,26 @@ int host_serve_main(int argc, char **argv)
 	ssize_t n = readlink("/proc/self/exe", a->self_exe, sizeof(a->self_exe) - 1);
 	if (n <= 0) {
 		fprintf(stderr, "glide: cannot find my own executable: %s\n", strerror(errno));
+		daemon_end(&d);
 		return 1;
 	}
 	a->self_exe[n] = 0;
 	if (host_facts_probe(a, err, sizeof(err))) {
 		fprintf(stderr, "glide: %s\n", err);
+		daemon_end(&d);
 		return 1;
 	}
-	sigset_t set;
-	int sig;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits it; only sigwait below takes them */
 	signal(SIGCHLD, SIG_IGN); /* monitors are reaped automatically; liveness is kill(pid, 0) */
-	signal(SIGPIPE, SIG_IGN);
 	host_vm_load_all(a);
 
 	snprintf(sock, sizeof(sock), "%s/host.sock", a->data_dir);
-	struct http_server_opts so = { .unix_path = sock, .tcp_listen = listen, .token = token,
-				       .tls_cert = tls_cert, .tls_key = tls_key };
-	struct http_server *srv = http_server_start(&so, routes, a, err, sizeof(err));
-	if (!srv) {
-		fprintf(stderr, "glide: %s\n", err);
+	struct http_server_opts so = { .unix_path = sock, .tcp_listen = listen, .tls_cert = tls_cert, .tls_key = tls_key };
+	if (daemon_serve(&d, &so, routes, a)) {
+		daemon_end(&d);
 		return 1;
 	}
 	const struct evc_level *max = evc_host_max_level(a->cpu_regs);
 	glide_log("host", "host agent %s serving on %s and %s; CPU %s (EVC max %s), migration addresses %d",
 		  a->name, listen, sock, a->cpu_model, max ? max->name : "none", a->nmigration_hosts);
-
-	pthread_t sup;
-	pthread_create(&sup, NULL, host_vm_supervise, a);
-	sigwait(&set, &sig);
-	glide_log("host", "signal %d: stopping the agent; VM monitors keep running", sig);
-	a->quit = true;
-	http_server_stop(srv);
-	pthread_join(sup, NULL);
-	explicit_bzero(token, strlen(token));
-	free(token);
-	return 0;
+	return daemon_run(&d, host_vm_supervise, a, &a->quit, " the agent; VM monitors keep running");
 }
