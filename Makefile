@@ -2,7 +2,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc -pthread
-LIBS    := -lmicrohttpd -ljansson -lcurl -lcrypto -lz -llz4 -lsqlite3 -lpthread -lm
+LIBS    := -lmicrohttpd -ljansson -lcurl -lcrypto -lz -llz4 -lsqlite3 -lxxhash -lpthread -lm
 
 BUILD   := build
 SRCS    := $(sort $(wildcard src/*/*.c))

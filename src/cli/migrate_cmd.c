@@ -21,7 +21,9 @@ static void usage(FILE *out)
 		     "                     [--streams N|auto] [--switchover-goal MS] [--max-bandwidth RATE]\n"
 		     "                     [--sdps off|always|dynamic] [--encrypt off|opportunistic|required]\n"
 		     "                     [--compress off|lz4] [--timeout S] [--stall-timeout S] [--dscp N]\n"
-		     "                     [--json] [--no-wait]\n");
+		     "                     [--verify] [--json] [--no-wait]\n"
+		     "  --verify  compare a digest of all guest memory on both sides before the\n"
+		     "            switchover commits (a mismatch fails it; the VM stays here)\n");
 }
 
 static double num(json_t *j, const char *k)
@@ -63,6 +65,11 @@ static void summary(json_t *s)
 		       num(s, "total_ms"), num(s, "stun_ms"), sent, (long long)num(s, "pages_sent"),
 		       (long long)num(s, "zero_pages"), (long long)num(s, "streams"),
 		       json_is_true(json_object_get(s, "encrypted")) ? ", encrypted" : "");
+		json_t *v = json_object_get(s, "verify");
+		if (json_is_true(json_object_get(s, "verified")))
+			printf("verified: every page of the destination's memory matches the source's at the stun "
+			       "(digest %s; hashing took %.1f ms here, %.1f ms there)\n",
+			       json_string_value(json_object_get(v, "digest")), num(v, "source_ms"), num(v, "destination_ms"));
 		if (num(sd, "max_level") > 0)
 			printf("SDPS: up to %.1f%% throttle, %.1f ms of guest run time taken\n", num(sd, "max_level") * 100,
 			       num(sd, "guest_time_ms"));
@@ -92,7 +99,8 @@ int cmd_migrate(int argc, char **argv)
 		{ "timeout", required_argument, 0, 'T' },     { "dscp", required_argument, 0, 'd' },
 		{ "json", no_argument, 0, 'j' },              { "no-wait", no_argument, 0, 'n' },
 		{ "compress", required_argument, 0, 'c' },    { "stall-timeout", required_argument, 0, 'X' },
-		{ "help", no_argument, 0, 'h' },              { 0, 0, 0, 0 },
+		{ "verify", no_argument, 0, 'V' },            { "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
 	};
 	const char *api = NULL, *to = NULL, *key_file = NULL;
 	bool json = false, no_wait = false;
@@ -160,6 +168,7 @@ int cmd_migrate(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'n': no_wait = true; break;
 		case 'c': json_object_set_new(body, "compress", json_string(optarg)); break;
+		case 'V': json_object_set_new(body, "verify", json_true()); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}

@@ -56,6 +56,8 @@ struct incoming {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool vm_created;
+	bool verify;            /* the source sends a RAM digest after STATE (--verify) */
+	bool abort_sent;        /* the source was told why (ABORT on stream 0) */
 	bool final[WIRE_MAX_STREAMS];
 	int finals;
 	bool done, failed;
@@ -73,9 +75,11 @@ static int handle_config(struct incoming *in, struct wire_frame *f, char *err, s
 static int setup_live(struct incoming *in, json_t *list, char *err, size_t errlen);
 static int apply_live(struct incoming *in, struct wire_frame *f, char *err, size_t errlen);
 static int switchover(struct incoming *in, struct wire_frame *state, char *err, size_t errlen);
+static int verify_memory(struct incoming *in, json_t **verified, char *err, size_t errlen);
 static void cleanup_live(struct incoming *in);
 static void in_fail(struct incoming *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void send_json_frame(struct wire_stream *s, uint32_t type, json_t *j);
+static void send_abort(struct incoming *in, const char *why);
 static bool test_fault(const char *point);
 
 /* ---- the incoming migration, start to end ---- */
@@ -148,8 +152,8 @@ int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file,
 		pthread_join(in->threads[i], NULL);
 	if (in->failed) {
 		glide_log("incoming", "migration failed: %s", in->error);
-		if (in->streams[0].fd >= 0)
-			send_json_frame(&in->streams[0], FRAME_ABORT, json_pack("{s:s}", "error", in->error));
+		if (in->streams[0].fd >= 0 && !in->abort_sent) /* the source has not heard why yet */
+			send_abort(in, in->error);
 		errf(err, errlen, "incoming migration failed: %s (the prepared VM is discarded)", in->error);
 		rc = -EIO;
 	}
@@ -210,11 +214,12 @@ static void *receiver(void *arg)
 			rc = handle_config(in, &f, err, sizeof(err));
 			if (rc) {
 				glide_log("incoming", "refusing the VM: %s", err);
-				send_json_frame(s, FRAME_ABORT, json_pack("{s:s}", "error", err));
+				send_abort(in, err);
 				in_fail(in, "refused the VM: %s", err);
 				return NULL;
 			}
-			send_json_frame(s, FRAME_CONFIG_OK, json_pack("{s:b}", "ok", 1));
+			/* "verify": this destination can compare RAM digests (--verify) */
+			send_json_frame(s, FRAME_CONFIG_OK, json_pack("{s:b, s:b}", "ok", 1, "verify", 1));
 			break;
 		case FRAME_FINAL:
 			pthread_mutex_lock(&in->lock);
@@ -332,6 +337,7 @@ static int handle_config(struct incoming *in, struct wire_frame *f, char *err, s
 		errf(err, errlen, "cannot create devices");
 		goto out;
 	}
+	in->verify = json_is_true(json_object_get(j, "verify"));
 	rc = setup_live(in, json_object_get(j, "live"), err, errlen);
 	if (rc)
 		goto out;
@@ -426,7 +432,7 @@ static int switchover(struct incoming *in, struct wire_frame *state, char *err, 
 	rc = state_parse_blob(state->payload, state->len, pend, err, errlen);
 	if (rc) {
 		state_pending_free(pend);
-		send_json_frame(s0, FRAME_ABORT, json_pack("{s:s}", "error", err));
+		send_abort(in, err);
 		return rc;
 	}
 	pthread_mutex_lock(&in->lock);
@@ -444,12 +450,18 @@ static int switchover(struct incoming *in, struct wire_frame *state, char *err, 
 	state_pending_free(pend);
 	glide_log("incoming", "switchover: waited %.2f ms for the last pages, applied the state in %.2f ms",
 		  (t_finals - t0) / 1e6, (now_ns() - t_finals) / 1e6);
+	json_t *verified = NULL;
+	if (!rc && in->verify)
+		rc = verify_memory(in, &verified, err, errlen);
 	if (rc) {
-		send_json_frame(s0, FRAME_ABORT, json_pack("{s:s}", "error", err));
+		send_abort(in, err);
 		return rc;
 	}
 	double restore_ms = (now_ns() - t0) / 1e6;
-	send_json_frame(s0, FRAME_RESTORED, json_pack("{s:f}", "restore_ms", restore_ms));
+	json_t *restored = json_pack("{s:f}", "restore_ms", restore_ms);
+	if (verified)
+		json_object_set_new(restored, "verify", verified);
+	send_json_frame(s0, FRAME_RESTORED, restored);
 	rc = wire_recv(s0, &f, err, errlen);
 	if (rc)
 		return rc;
@@ -471,6 +483,55 @@ static int switchover(struct incoming *in, struct wire_frame *state, char *err, 
 	glide_log("incoming", "VM %s here: restored in %.2f ms, %llu live frames received",
 		  paused ? "paused (as on the source)" : "running", restore_ms, (unsigned long long)in->frames);
 	return 0;
+}
+
+/* --verify: every page is in and the state applied, the vCPUs have not
+ * run. Our digest of all RAM must equal the source's (VERIFY, sent after
+ * STATE, hashed while its VM was stunned), or the VM is refused and the
+ * source resumes. */
+static int verify_memory(struct incoming *in, json_t **verified, char *err, size_t errlen)
+{
+	struct wire_stream *s0 = &in->streams[0];
+	struct ram_digest mine, theirs;
+	struct wire_frame f;
+	char hex[2 * RAM_DIGEST_WHOLE_BYTES + 1];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int rc;
+
+	if (test_fault("corrupt-before-verify")) /* tests: one byte of RAM differs from the source */
+		in->vm->mem.host[(2u << 20) + 7] ^= 0x5a;
+	if (ram_digest_compute(&in->vm->mem, (int)MAX(cpus, 1L), &mine)) {
+		errf(err, errlen, "verify: out of memory for the RAM digest");
+		return -ENOMEM;
+	}
+	rc = wire_recv(s0, &f, err, errlen);
+	if (!rc && f.type != FRAME_VERIFY) {
+		errf(err, errlen, "protocol error: %s where the RAM digest (VERIFY) was due", wire_frame_name(f.type));
+		rc = -EPROTO;
+	}
+	if (!rc)
+		rc = ram_digest_from_wire(f.payload, f.len, &theirs, err, errlen);
+	if (rc) {
+		ram_digest_free(&mine);
+		return rc;
+	}
+	uint64_t first, bad = ram_digest_diff(&mine, &theirs, &first);
+	ram_digest_hex(&mine, hex);
+	if (bad == UINT64_MAX)
+		errf(err, errlen, "memory verification failed: the source hashed %llu chunks, this VM has %llu",
+		     (unsigned long long)theirs.nchunks, (unsigned long long)mine.nchunks);
+	else if (bad)
+		errf(err, errlen, "memory verification failed: %llu of %llu chunks of 2 MiB differ from the source, "
+		     "the first at guest address 0x%llx", (unsigned long long)bad, (unsigned long long)mine.nchunks,
+		     (unsigned long long)ram_digest_chunk_gpa(&in->vm->mem, first));
+	else
+		*verified = json_pack("{s:s, s:f, s:I}", "digest", hex, "ms", mine.ms, "chunks_read",
+				      (json_int_t)mine.read_chunks);
+	glide_log("incoming", "verify: RAM digest %s in %.1f ms (%llu of %llu chunks read): %s", hex, mine.ms,
+		  (unsigned long long)mine.read_chunks, (unsigned long long)mine.nchunks, bad ? err : "equal to the source's");
+	ram_digest_free(&mine);
+	ram_digest_free(&theirs);
+	return bad ? -EIO : 0;
 }
 
 /* ---- failure and small helpers ---- */
@@ -499,6 +560,13 @@ static void send_json_frame(struct wire_stream *s, uint32_t type, json_t *j)
 	wire_send_copy(s, type, text, (uint32_t)strlen(text), err, sizeof(err));
 	free(text);
 	json_decref(j);
+}
+
+/* ABORT with the reason, on stream 0 (the one the source reads), once. */
+static void send_abort(struct incoming *in, const char *why)
+{
+	in->abort_sent = true;
+	send_json_frame(&in->streams[0], FRAME_ABORT, json_pack("{s:s}", "error", why));
 }
 
 static void cleanup_live(struct incoming *in)

@@ -10,6 +10,7 @@
 #include "migrate/sdps.h"
 #include "migrate/wire.h"
 #include "state/state.h"
+#include "vmm/digest.h"
 
 #define SWITCHOVER_GOAL_MS_DEFAULT 500
 #define STREAMS_AUTO_MAX 4
@@ -27,6 +28,7 @@ struct migration_params {
 	int dscp;
 	uint64_t stall_timeout_ms;   /* a stream that moves nothing this long fails the migration */
 	bool compress;               /* LZ4 per page where it saves space */
+	bool verify;                 /* compare a digest of all RAM on both sides before GO */
 	uint8_t key[WIRE_KEY_BYTES];
 };
 
@@ -65,6 +67,10 @@ struct migration {
 	double transmit_rate, dirty_rate, predicted_stun_ms;
 	uint64_t start_ns, end_ns, stun_start_ns, stun_end_ns;
 	double dest_restore_ms;
+	bool verified;               /* --verify: the destination's RAM digest matched ours */
+	char digest[2 * RAM_DIGEST_WHOLE_BYTES + 1];
+	double verify_source_ms, verify_dest_ms;
+	uint64_t verify_chunks, verify_read_chunks;
 	json_t *phases;
 	bool resumed_source;
 	bool source_was_paused;      /* paused by its user when the migration started: stays so */

@@ -86,6 +86,14 @@ int migration_options_parse(json_t *b, struct migration_params *p, char *err, si
 			return -EINVAL;
 		}
 	}
+	v = json_object_get(b, "verify");
+	if (v) {
+		if (!json_is_boolean(v)) {
+			errf(err, errlen, "\"verify\" must be true or false");
+			return -EINVAL;
+		}
+		p->verify = json_is_true(v);
+	}
 	v = json_object_get(b, "timeout_s");
 	if (v) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0) {

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/sysinfo.h>
 
 bool page_is_zero(const uint8_t *page)
 {
@@ -33,7 +32,6 @@ bool page_is_zero(const uint8_t *page)
 
 int dirty_start(struct dirty_tracker *t, struct vm *vm, bool trace)
 {
-	struct sysinfo si;
 	size_t words;
 	int rc;
 
@@ -46,7 +44,7 @@ int dirty_start(struct dirty_tracker *t, struct vm *vm, bool trace)
 	t->slot_bits = trace ? calloc(words, sizeof(uint64_t)) : NULL;
 	if (!t->bitmap || (trace && !t->slot_bits))
 		return -ENOMEM;
-	t->skip_nonresident = sysinfo(&si) == 0 && si.totalswap == 0;
+	t->skip_nonresident = guest_memory_nonresident_is_zero();
 	/* Phase -1 (or a snapshot) sends everything. */
 	memset(t->bitmap, 0xff, words * sizeof(uint64_t));
 	if (t->npages % 64)

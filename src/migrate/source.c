@@ -75,6 +75,8 @@ static int send_config(struct migration *mig);
 static int live_setup(struct migration *mig);
 static int precopy(struct migration *mig);
 static int switchover(struct migration *mig);
+static int send_digest(struct migration *mig);
+static int check_verified(struct migration *mig, const struct wire_frame *restored);
 static void live_cleanup(struct migration *mig);
 static void read_destination_reason(struct migration *mig);
 static uint64_t live_pending(struct migration *mig);
@@ -205,6 +207,8 @@ static int send_config(struct migration *mig)
 						      (json_int_t)mig->live_ops[i]->version));
 	msg = json_pack("{s:o, s:o, s:o, s:i, s:i}", "config", vm_config_to_json(&mig->vm->cfg), "cpuid", cpuid, "live",
 			live, "protocol", WIRE_PROTOCOL_VERSION, "state_format", STATE_FORMAT_VERSION);
+	if (mig->p.verify)
+		json_object_set_new(msg, "verify", json_true());
 	text = json_dumps(msg, JSON_COMPACT);
 	json_decref(msg);
 	rc = wire_send_copy(s0, FRAME_CONFIG, text, (uint32_t)strlen(text), err, sizeof(err));
@@ -221,6 +225,15 @@ static int send_config(struct migration *mig)
 		migration_fail(mig, "destination refused the VM: %s", json_is_string(e) ? json_string_value(e) : "unknown reason");
 		json_decref(j);
 		return -EPROTO;
+	}
+	if (mig->p.verify) {
+		json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
+		bool can = json_is_true(json_object_get(j, "verify"));
+		json_decref(j);
+		if (!can) {
+			migration_fail(mig, "the destination cannot verify memory (an older glide): migrate without --verify");
+			return -EPROTONOSUPPORT;
+		}
 	}
 	return 0;
 }
@@ -361,6 +374,8 @@ static int switchover(struct migration *mig)
 	rc = wire_send_copy(s0, FRAME_STATE, blob.data, (uint32_t)blob.len, err, sizeof(err));
 	__atomic_add_fetch(&mig->bytes_sent, blob.len, __ATOMIC_RELAXED);
 	sbuf_free(&blob);
+	if (!rc && mig->p.verify && send_digest(mig))
+		return -1;
 	double secs = MAX((now_ns() - t0) / 1e9, 1e-6);
 	pthread_mutex_lock(&mig->lock);
 	json_array_append_new(mig->phases, phase_json(mig->phase, mig->pages_sent - p0, mig->zero_pages - z0,
@@ -380,6 +395,8 @@ static int switchover(struct migration *mig)
 		json_decref(j);
 		return -1;
 	}
+	if (mig->p.verify && check_verified(mig, &f))
+		return -1;
 	/* Commit point: from here the destination owns the VM. GO says whether
 	 * it runs or stays paused, as it was here before the migration. */
 	char go[32];
@@ -402,6 +419,64 @@ static int switchover(struct migration *mig)
 	}
 	mig->stun_end_ns = now_ns();
 	return 0;
+}
+
+/* --verify, while stunned: a digest of all RAM as it is now (it cannot
+ * change until GO or a resume), sent after STATE. The destination hashes
+ * its copy meanwhile and compares before it answers RESTORED. */
+static int send_digest(struct migration *mig)
+{
+	struct ram_digest d;
+	char err[512];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (ram_digest_compute(&mig->vm->mem, (int)MAX(cpus, 1L), &d)) {
+		migration_fail(mig, "verify: out of memory for the RAM digest");
+		return -1;
+	}
+	uint64_t len = ram_digest_wire_bytes(&d);
+	if (len > WIRE_FRAME_MAX_PAYLOAD) {
+		migration_fail(mig, "verify: the RAM digest (%llu bytes) does not fit a frame", (unsigned long long)len);
+		ram_digest_free(&d);
+		return -1;
+	}
+	ram_digest_to_wire(&d, wire_tx_payload(&mig->streams[0]));
+	pthread_mutex_lock(&mig->lock);
+	ram_digest_hex(&d, mig->digest);
+	mig->verify_source_ms = d.ms;
+	mig->verify_chunks = d.nchunks;
+	mig->verify_read_chunks = d.read_chunks;
+	pthread_mutex_unlock(&mig->lock);
+	ram_digest_free(&d);
+	glide_log("migrate", "verify: RAM digest %s in %.1f ms (%llu of %llu chunks read)", mig->digest,
+		  mig->verify_source_ms, (unsigned long long)mig->verify_read_chunks,
+		  (unsigned long long)mig->verify_chunks);
+	if (wire_send(&mig->streams[0], FRAME_VERIFY, (uint32_t)len, err, sizeof(err))) {
+		migration_fail(mig, "switchover: %s", err);
+		return -1;
+	}
+	__atomic_add_fetch(&mig->bytes_sent, len, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* RESTORED says {"verify": {"digest": ..., "ms": ...}}: the destination's
+ * digest, which it found equal to ours. Checked here too. */
+static int check_verified(struct migration *mig, const struct wire_frame *restored)
+{
+	json_t *j = json_loadb((char *)restored->payload, restored->len, 0, NULL);
+	json_t *v = json_object_get(j, "verify");
+	const char *digest = json_string_value(json_object_get(v, "digest"));
+	bool same = digest && !strcmp(digest, mig->digest);
+
+	pthread_mutex_lock(&mig->lock);
+	mig->verified = same;
+	mig->verify_dest_ms = json_real_value(json_object_get(v, "ms"));
+	pthread_mutex_unlock(&mig->lock);
+	if (!same)
+		migration_fail(mig, "verify: the destination's RAM digest %s is not ours (%s)", digest ? digest : "(none)",
+			       mig->digest);
+	json_decref(j);
+	return same ? 0 : -1;
 }
 
 /* ---- 7. failure, progress ---- */
@@ -488,6 +563,13 @@ static json_t *migration_json(struct migration *mig)
 	json_object_set_new(j, "iteration", json_integer(mig->phase + 1));
 	json_object_set_new(j, "phase_pages", json_integer((json_int_t)(mig->phase_bytes / GUEST_PAGE_SIZE)));
 	json_object_set_new(j, "compress", json_string(mig->p.compress ? "lz4" : "off"));
+	if (mig->p.verify) {
+		json_object_set_new(j, "verified", json_boolean(mig->verified));
+		json_object_set_new(j, "verify", json_pack("{s:s, s:I, s:I, s:f, s:f}", "digest", mig->digest, "chunks",
+							   (json_int_t)mig->verify_chunks, "chunks_read",
+							   (json_int_t)mig->verify_read_chunks, "source_ms",
+							   mig->verify_source_ms, "destination_ms", mig->verify_dest_ms));
+	}
 	json_object_set_new(j, "compressed_pages", json_integer((json_int_t)mig->compressed_pages));
 	json_object_set_new(j, "switchover_goal_ms", json_integer((json_int_t)mig->p.switchover_goal_ms));
 	json_object_set_new(j, "max_bandwidth", json_integer((json_int_t)mig->p.max_bandwidth));

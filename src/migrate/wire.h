@@ -39,7 +39,8 @@ enum wire_frame_type {
 	FRAME_ABORT,        /* either way: {"error":...} */
 	FRAME_SYNC,         /* s->d: end of a phase on this stream */
 	FRAME_SYNC_ACK,     /* d->s: every page before the SYNC is in guest memory */
-	FRAME_TYPE_MAX = FRAME_SYNC_ACK,
+	FRAME_VERIFY,       /* s->d stream 0, after STATE with --verify: the source's RAM digest (vmm/digest.h) */
+	FRAME_TYPE_MAX = FRAME_VERIFY,
 };
 
 enum wire_encrypt_mode { ENCRYPT_OFF, ENCRYPT_OPPORTUNISTIC, ENCRYPT_REQUIRED };

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 
 int guest_memory_init(struct guest_memory *mem, uint64_t size)
 {
@@ -117,4 +118,10 @@ int memsave(const struct guest_memory *mem, uint64_t addr, uint64_t size, const 
 	if (rc)
 		errf(err, errlen, "memsave: writing %s failed: %s", path, strerror(-rc));
 	return rc;
+}
+
+bool guest_memory_nonresident_is_zero(void)
+{
+	struct sysinfo si;
+	return sysinfo(&si) == 0 && si.totalswap == 0;
 }

@@ -3,6 +3,7 @@
 #ifndef GLIDE_VMM_MEMORY_H
 #define GLIDE_VMM_MEMORY_H
 #include <stdint.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define GUEST_PAGE_SIZE 4096ULL
@@ -28,6 +29,10 @@ struct guest_memory {
 /* Maps `size` bytes of anonymous memory and lays out the regions. */
 int guest_memory_init(struct guest_memory *mem, uint64_t size);
 void guest_memory_free(struct guest_memory *mem);
+/* True when a page of guest RAM that mincore() reports not resident can
+ * only be one that was never written (reads as zeros): the host has no
+ * swap. With swap it may be a written page swapped out. */
+bool guest_memory_nonresident_is_zero(void);
 /* Host pointer for [gpa, gpa+len) if it lies entirely inside one RAM region, else NULL. */
 void *guest_memory_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
 
