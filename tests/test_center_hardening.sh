@@ -195,8 +195,10 @@ fi
 vm_field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]) or "")' "$1" "$2" 2>/dev/null; }
 "$GLIDE" vm create mig1 --memory 64M --boot "$IMG" >/dev/null && "$GLIDE" vm start mig1 --host hA >/dev/null ||
 	fail "inventory: mig1 did not start"
-if "$GLIDE" vm migrate mig1 --to hB >"$T/m1.out" 2>&1; then
+if "$GLIDE" vm migrate mig1 --to hB --verify >"$T/m1.out" 2>&1; then
 	"$GLIDE" vm show mig1 --json >"$T/m1.json" 2>&1 # at once, before any reconciliation
+	if grep -q "memory verified" "$T/m1.out"; then pass "vm migrate --verify through the controller: $(grep -o 'VM mig1 migrated.*' "$T/m1.out" | head -1)"
+	else fail "vm migrate --verify: the task does not say the memory was verified: $(tail -2 "$T/m1.out" | tr '\n' ' ')"; fi
 	h=$(vm_field "$T/m1.json" host) api=$(vm_field "$T/m1.json" api) st=$(vm_field "$T/m1.json" state)
 	if [ "$h" = hB ] && [ "$api" = "$T/hB/vms/mig1/api.sock" ] && [ "$st" = running ] && "$GLIDE" vm status --api "$api" >/dev/null 2>&1; then
 		pass "inventory: right after vm migrate returns, vm show has host hB, state running and the live api $api"

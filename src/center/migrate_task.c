@@ -26,7 +26,7 @@ struct migrate_job {
 	struct center *c;
 	int64_t task;
 	json_t *vm, *src, *dst;   /* inventory rows */
-	json_t *params;           /* streams, max_bandwidth, switchover_goal_ms, sdps, encrypt, timeout_s */
+	json_t *params;           /* the monitor's migration options (pkeys in migrate_task_start) */
 	json_t *src_facts;
 	bool live;
 };
@@ -149,8 +149,9 @@ static void arrived(struct migrate_job *j, json_t *st, const char *dst_api_hint,
 		json_object_set_new(result, "note", json_string(note));
 		snprintf(msg, sizeof(msg), "VM %s migrated from %s to %s (%s)", name, sname, dname, note);
 	} else {
-		snprintf(msg, sizeof(msg), "VM %s migrated from %s to %s in %.0f ms (stun %.2f ms)", name, sname, dname,
-			 json_number_value(json_object_get(st, "total_ms")), json_number_value(json_object_get(st, "stun_ms")));
+		snprintf(msg, sizeof(msg), "VM %s migrated from %s to %s in %.0f ms (stun %.2f ms%s)", name, sname, dname,
+			 json_number_value(json_object_get(st, "total_ms")), json_number_value(json_object_get(st, "stun_ms")),
+			 json_is_true(json_object_get(st, "verified")) ? ", memory verified" : "");
 	}
 	finish(j, true, msg, result);
 }
@@ -473,7 +474,8 @@ int migrate_task_start(struct center *c, const char *name, json_t *req, json_t *
 	}
 	json_decref(dst_facts);
 	j->params = json_object();
-	const char *pkeys[] = { "streams", "max_bandwidth", "switchover_goal_ms", "sdps", "encrypt", "timeout_s" };
+	const char *pkeys[] = { "streams", "max_bandwidth", "switchover_goal_ms", "sdps", "encrypt", "timeout_s",
+				"compress", "verify" };
 	for (size_t i = 0; i < ARRAY_SIZE(pkeys); i++)
 		if (json_object_get(req, pkeys[i]))
 			json_object_set(j->params, pkeys[i], json_object_get(req, pkeys[i]));

@@ -266,9 +266,11 @@ int cmd_vmc_migrate(int argc, char **argv)
 		{ "streams", required_argument, 0, 's' }, { "max-bandwidth", required_argument, 0, 'b' },
 		{ "switchover-goal", required_argument, 0, 'g' }, { "sdps", required_argument, 0, 'S' },
 		{ "encrypt", required_argument, 0, 'e' }, { "timeout", required_argument, 0, 'T' },
+		{ "compress", required_argument, 0, 'c' }, { "verify", no_argument, 0, 'V' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	const char *usage = "glide vm migrate NAME --to HOST [--no-wait] [--streams N] [--max-bandwidth RATE]\n"
-			    "                      [--switchover-goal MS] [--sdps off|always|dynamic] [--encrypt off|opportunistic|required] [--json]";
+			    "                      [--switchover-goal MS] [--sdps off|always|dynamic] [--encrypt off|opportunistic|required]\n"
+			    "                      [--compress off|lz4] [--verify] [--json]";
 	struct ctl c = { 0 };
 	const char *to = NULL;
 	bool no_wait = false;
@@ -295,6 +297,8 @@ int cmd_vmc_migrate(int argc, char **argv)
 		case 'S': json_object_set_new(body, "sdps", json_string(optarg)); break;
 		case 'e': json_object_set_new(body, "encrypt", json_string(optarg)); break;
 		case 'T': json_object_set_new(body, "timeout_s", json_integer(strtol(optarg, NULL, 10))); break;
+		case 'c': json_object_set_new(body, "compress", json_string(optarg)); break;
+		case 'V': json_object_set_new(body, "verify", json_true()); break;
 		case 'h': printf("usage: %s\n", usage); return 0;
 		default: fprintf(stderr, "usage: %s\n", usage); return 1;
 		}
