@@ -1,15 +1,19 @@
 /* `glide migrate`: start a live migration through the source monitor's API,
  * show a live progress bar (phase, sent/remaining, rates, predicted stun,
  * SDPS level) and end with a summary, or print the final statistics as
- * JSON. Exits 0 only when the migration completed. */
+ * JSON. Exits 0 only when the migration completed, 3 when it is in doubt
+ * (GO sent, RUNNING not back). `glide migrate resolve` settles that. */
 #include "cli/cli.h"
 #include "common/util.h"
 #include "migrate/wire.h"
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t interrupted;
@@ -23,7 +27,10 @@ static void usage(FILE *out)
 		     "                     [--compress off|lz4] [--timeout S] [--stall-timeout S] [--dscp N]\n"
 		     "                     [--verify] [--json] [--no-wait]\n"
 		     "  --verify  compare a digest of all guest memory on both sides before the\n"
-		     "            switchover commits (a mismatch fails it; the VM stays here)\n");
+		     "            switchover commits (a mismatch fails it; the VM stays here)\n"
+		     "       glide migrate resolve --api SOCKET (--destination-api DSOCKET [--wait S] | --keep here|there)\n"
+		     "            settle a migration in doubt (GO sent, RUNNING never came back): with the\n"
+		     "            destination's API it looks there and decides; --keep tells it\n");
 }
 
 static double num(json_t *j, const char *k)
@@ -89,8 +96,121 @@ static void summary(json_t *s)
 	}
 }
 
+/* Where does the VM of an in-doubt migration live? From the destination
+ * monitor's API: "there" when it runs (or ran) the VM, "here" when its
+ * process is gone (socket absent or refusing: it discarded its copy and
+ * exited), NULL while it still waits for GO (it will fail and exit within
+ * its stall timeout) or when it cannot be told. */
+static const char *destination_verdict(const char *dapi, char *why, size_t len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	json_t *r = NULL;
+	char err[512];
+	long status;
+
+	if (strlen(dapi) >= sizeof(sa.sun_path)) {
+		snprintf(why, len, "the destination API path is too long");
+		return NULL;
+	}
+	memcpy(sa.sun_path, dapi, strlen(dapi) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int rc = fd < 0 ? -errno : connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		snprintf(why, len, "the destination monitor is gone (%s): it did not run the VM", strerror(-rc));
+		return "here";
+	}
+	if (rc) {
+		snprintf(why, len, "cannot tell: connecting to the destination API failed: %s", strerror(-rc));
+		return NULL;
+	}
+	struct http_client_opts co = { .target = dapi, .timeout_ms = 5000 };
+	if (http_call(&co, "GET", "/v1/vm", NULL, &r, &status, err, sizeof(err)) || status != 200) {
+		json_decref(r);
+		snprintf(why, len, "cannot tell: the destination API answered: %s", err);
+		return NULL;
+	}
+	const char *state = json_string_value(json_object_get(r, "state"));
+	const char *verdict = NULL;
+	if (!state)
+		snprintf(why, len, "cannot tell: the destination reports no state");
+	else if (!strcmp(state, "incoming"))
+		snprintf(why, len, "the destination still waits for GO");
+	else {
+		snprintf(why, len, "the destination has the VM (state %s)", state);
+		verdict = "there";
+	}
+	json_decref(r);
+	return verdict;
+}
+
+static int cmd_migrate_resolve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "api", required_argument, 0, 'a' },   { "destination-api", required_argument, 0, 'd' },
+		{ "keep", required_argument, 0, 'k' },  { "wait", required_argument, 0, 'w' },
+		{ "json", no_argument, 0, 'j' },        { "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	const char *api = NULL, *dapi = NULL, *keep = NULL;
+	double wait_s = 60;
+	bool json = false;
+	char why[600] = "";
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'a': api = optarg; break;
+		case 'd': dapi = optarg; break;
+		case 'k': keep = optarg; break;
+		case 'w':
+			if (parse_seconds(optarg, 0, 3600, &wait_s)) {
+				fprintf(stderr, "glide: --wait must be seconds, 0 to 3600\n");
+				return 1;
+			}
+			break;
+		case 'j': json = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (!api || !!dapi == !!keep || (keep && strcmp(keep, "here") && strcmp(keep, "there"))) {
+		fprintf(stderr, "glide: resolve needs --api and either --destination-api or --keep here|there\n");
+		usage(stderr);
+		return 1;
+	}
+	if (dapi) {
+		uint64_t end = now_ns() + (uint64_t)(wait_s * 1e9);
+		while (!(keep = destination_verdict(dapi, why, sizeof(why))) && now_ns() < end)
+			sleep_ns(200000000ULL);
+		if (!keep) {
+			fprintf(stderr, "glide: not resolved: %s\n", why);
+			return 1;
+		}
+		if (!json)
+			printf("%s: keeping the VM %s\n", why, keep);
+	}
+	struct http_client_opts co = { .target = api };
+	json_t *body = json_pack("{s:s}", "keep", keep), *resp = NULL;
+	int rc = cli_call(&co, "POST", "/v1/migration/resolve", body, &resp);
+	json_decref(body);
+	if (!rc) {
+		if (json)
+			cli_print_json(resp);
+		else
+			printf("migration %s: the VM %s\n", json_string_value(json_object_get(resp, "status")),
+			       !strcmp(keep, "there") ? "runs on the destination; released here" : "stays here and runs again");
+	}
+	json_decref(resp);
+	return rc;
+}
+
 int cmd_migrate(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "resolve"))
+		return cmd_migrate_resolve(argc - 1, argv + 1);
 	static const struct option opts[] = {
 		{ "api", required_argument, 0, 'a' },         { "to", required_argument, 0, 't' },
 		{ "key-file", required_argument, 0, 'k' },    { "streams", required_argument, 0, 's' },
@@ -232,9 +352,14 @@ int cmd_migrate(int argc, char **argv)
 	if (!json && tty)
 		fprintf(stderr, "\r\033[K");
 	const char *status = json_string_value(json_object_get(resp, "status"));
-	rc = status && !strcmp(status, "completed") ? 0 : 1;
+	rc = status && !strcmp(status, "completed") ? 0 : status && !strcmp(status, "in-doubt") ? 3 : 1;
 	if (json)
 		cli_print_json(resp);
+	else if (rc == 3)
+		fprintf(stderr, "glide: migration in doubt: %s\n"
+				"glide: settle it with `glide migrate resolve --api %s --destination-api DESTINATION_SOCKET`\n"
+				"glide: (or, having looked: `--keep there` when the destination runs the VM, `--keep here` when it is gone)\n",
+			json_string_value(json_object_get(resp, "error")), api);
 	else
 		summary(resp);
 	json_decref(resp);

@@ -14,6 +14,7 @@ int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file,
 int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp);
 int migrate_api_status(void *ctx, const struct http_request *req, json_t **resp);
 int migrate_api_cancel(void *ctx, const struct http_request *req, json_t **resp);
+int migrate_api_resolve(void *ctx, const struct http_request *req, json_t **resp);
 bool migrate_in_progress(struct monitor *m);
 /* Cancels an outgoing migration (if any) because the monitor is stopping
  * (why: the reason, logged and reported) and waits until it has ended. */

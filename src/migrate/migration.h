@@ -59,7 +59,7 @@ struct migration {
 	uint8_t session[WIRE_SESSION_BYTES];
 
 	pthread_mutex_t lock;        /* guards the fields below that readers copy */
-	const char *status;          /* "running", "completed", "failed", "cancelled" */
+	const char *status;          /* "running", "in-doubt", "completed", "failed", "cancelled" */
 	const char *stage;           /* "connecting", "precopy", "switchover", ... */
 	char error[512];
 	int phase;                   /* -1, 0, 1, ... */
@@ -68,6 +68,7 @@ struct migration {
 	uint64_t start_ns, end_ns, stun_start_ns, stun_end_ns;
 	double dest_restore_ms;
 	bool verified;               /* --verify: the destination's RAM digest matched ours */
+	bool resolved_in_doubt;      /* committed by a resolution after an in-doubt switchover */
 	char digest[2 * RAM_DIGEST_WHOLE_BYTES + 1];
 	double verify_source_ms, verify_dest_ms;
 	uint64_t verify_chunks, verify_read_chunks;
@@ -76,6 +77,8 @@ struct migration {
 	bool source_was_paused;      /* paused by its user when the migration started: stays so */
 	bool result_served;          /* its final status was returned by GET /v1/migration */
 	char stop_reason[128];       /* set when the monitor itself stops (signal, shutdown) */
+	pthread_cond_t resolved;     /* in doubt: signalled by migrate_api_resolve(), under lock */
+	const char *keep;            /* the resolution: "here" or "there" (NULL: none yet) */
 
 	/* counters updated by workers (atomics) */
 	uint64_t bytes_sent, pages_sent, zero_pages, compressed_pages, phase_sent; /* phase_sent: bytes */

@@ -43,6 +43,7 @@ static void migration_free(struct migration *mig)
 {
 	json_decref(mig->phases);
 	pthread_mutex_destroy(&mig->lock);
+	pthread_cond_destroy(&mig->resolved);
 	pthread_mutex_destroy(&mig->rl.lock);
 	explicit_bzero(mig, sizeof(*mig)); /* the key */
 	free(mig);
@@ -76,6 +77,7 @@ static int live_setup(struct migration *mig);
 static int precopy(struct migration *mig);
 static int switchover(struct migration *mig);
 static int send_digest(struct migration *mig);
+static int in_doubt(struct migration *mig, const char *why);
 static int check_verified(struct migration *mig, const struct wire_frame *restored);
 static void live_cleanup(struct migration *mig);
 static void read_destination_reason(struct migration *mig);
@@ -401,24 +403,87 @@ static int switchover(struct migration *mig)
 	 * it runs or stays paused, as it was here before the migration. */
 	char go[32];
 	int golen = snprintf(go, sizeof(go), "{\"paused\":%s}", mig->source_was_paused ? "true" : "false");
-	rc = wire_send_copy(s0, FRAME_GO, go, (uint32_t)golen, err, sizeof(err));
-	if (rc) {
-		migration_fail(mig, "switchover: sending GO failed: %s", err);
-		return -1;
-	}
-	mig->resumed_source = false;
 	pthread_mutex_lock(&mig->lock);
 	mig->stage = "released";
 	pthread_mutex_unlock(&mig->lock);
-	if (wire_recv(s0, &f, err, sizeof(err)) == 0 && f.type == FRAME_RUNNING) {
+	/* From the first byte of GO on, the destination may run the VM: the
+	 * source may resume only when it knows the destination does not. */
+	rc = wire_send_copy(s0, FRAME_GO, go, (uint32_t)golen, err, sizeof(err));
+	if (rc)
+		return in_doubt(mig, err);
+	mig->resumed_source = false;
+	rc = wire_recv(s0, &f, err, sizeof(err));
+	if (!rc && f.type == FRAME_ABORT) {
+		/* the destination could not start the VM after GO and discards it */
 		json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
-		mig->dest_restore_ms = j ? json_real_value(json_object_get(j, "restore_ms")) : 0;
+		json_t *e = j ? json_object_get(j, "error") : NULL;
+		migration_fail(mig, "the destination could not start the VM after GO: %s",
+			       json_is_string(e) ? json_string_value(e) : "no reason");
 		json_decref(j);
-	} else {
-		glide_log("migrate", "destination did not confirm RUNNING: %s", err);
+		return -1;
 	}
+	if (rc || f.type != FRAME_RUNNING)
+		return in_doubt(mig, rc ? err : "the destination answered GO with a frame other than RUNNING");
+	json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
+	mig->dest_restore_ms = j ? json_real_value(json_object_get(j, "restore_ms")) : 0;
+	json_decref(j);
 	mig->stun_end_ns = now_ns();
 	return 0;
+}
+
+/* GO went out (or may have), RUNNING did not come back: the destination
+ * either runs the VM (it got GO) or never will (it did not, and discards
+ * its copy once its own wait for GO fails). Only someone who can see the
+ * destination can tell which, so the VM stays paused here, neither
+ * resumed nor released, until POST /v1/migration/resolve says where it
+ * lives: "there" (the destination runs it: release) or "here" (the
+ * destination is gone: resume). `glide migrate resolve` and the
+ * controller decide it from the destination's state. Returns 0 for
+ * "there" (committed), -1 for "here" or when the monitor stops. */
+static int in_doubt(struct migration *mig, const char *why)
+{
+	struct vm *vm = mig->vm;
+	char reason[256];
+
+	snprintf(reason, sizeof(reason), "%s", why);
+	pthread_mutex_lock(&mig->lock);
+	mig->status = "in-doubt";
+	mig->stage = "in-doubt";
+	snprintf(mig->error, sizeof(mig->error), "in doubt after GO: %s; the VM is paused here until `glide migrate "
+		 "resolve` says whether the destination runs it", reason);
+	pthread_mutex_unlock(&mig->lock);
+	glide_log("migrate", "IN DOUBT: GO was sent but RUNNING did not come back (%s); the VM stays paused here until "
+		  "resolved (glide migrate resolve)", reason);
+	pthread_mutex_lock(&mig->lock);
+	while (!mig->keep && !mig->stop_reason[0] && !vm->quit) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&mig->resolved, &mig->lock, &ts);
+	}
+	const char *keep = mig->keep;
+	mig->status = "running"; /* until the migration thread settles it */
+	pthread_mutex_unlock(&mig->lock);
+	if (keep && !strcmp(keep, "there")) {
+		glide_log("migrate", "resolved: the destination runs the VM; releasing it here");
+		pthread_mutex_lock(&mig->lock);
+		snprintf(mig->error, sizeof(mig->error), "%s", "");
+		pthread_mutex_unlock(&mig->lock);
+		mig->resumed_source = false;
+		mig->stun_end_ns = now_ns();
+		mig->resolved_in_doubt = true;
+		return 0;
+	}
+	pthread_mutex_lock(&mig->lock);
+	snprintf(mig->error, sizeof(mig->error), "in doubt after GO (%s); %s", reason,
+		 keep ? "resolved: the destination does not run the VM, it stays here" : "the monitor is stopping");
+	pthread_mutex_unlock(&mig->lock);
+	mig->failed = true;
+	return -1;
 }
 
 /* --verify, while stunned: a digest of all RAM as it is now (it cannot
@@ -563,6 +628,8 @@ static json_t *migration_json(struct migration *mig)
 	json_object_set_new(j, "iteration", json_integer(mig->phase + 1));
 	json_object_set_new(j, "phase_pages", json_integer((json_int_t)(mig->phase_bytes / GUEST_PAGE_SIZE)));
 	json_object_set_new(j, "compress", json_string(mig->p.compress ? "lz4" : "off"));
+	if (mig->resolved_in_doubt)
+		json_object_set_new(j, "in_doubt_resolved", json_true());
 	if (mig->p.verify) {
 		json_object_set_new(j, "verified", json_boolean(mig->verified));
 		json_object_set_new(j, "verify", json_pack("{s:s, s:I, s:I, s:f, s:f}", "digest", mig->digest, "chunks",
@@ -584,7 +651,7 @@ static json_t *migration_json(struct migration *mig)
 
 static bool migration_active(struct migration *mig)
 {
-	return mig && !strcmp(mig->status, "running");
+	return mig && (!strcmp(mig->status, "running") || !strcmp(mig->status, "in-doubt"));
 }
 
 bool migrate_in_progress(struct monitor *m)
@@ -631,6 +698,7 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
 	mig->phases = json_array();
 	mig->start_ns = now_ns();
 	pthread_mutex_init(&mig->lock, NULL);
+	pthread_cond_init(&mig->resolved, NULL);
 	pthread_mutex_init(&mig->rl.lock, NULL);
 	mig->rl.bytes_per_s = mig->p.max_bandwidth;
 	for (int i = 0; i < WIRE_MAX_STREAMS; i++)
@@ -724,8 +792,51 @@ int migrate_api_cancel(void *ctx, const struct http_request *req, json_t **resp)
 		*resp = http_error("too late to cancel: the destination already owns the VM");
 		return 409;
 	}
+	if (!strcmp(mig->stage, "in-doubt")) {
+		migration_put(mig);
+		*resp = http_error("the migration is in doubt (GO was sent): resolve it with `glide migrate resolve`, "
+				   "which looks at the destination");
+		return 409;
+	}
 	cancel_streams(mig);
 	for (int i = 0; i < 3000 && migration_active(mig); i++)
+		sleep_ns(1000000);
+	*resp = migration_json(mig);
+	migration_put(mig);
+	return 200;
+}
+
+/* POST /v1/migration/resolve {"keep": "here"|"there"}: settles an in-doubt
+ * switchover. "there" only when the destination runs the VM, "here" only
+ * when it does not and never will (its process is gone, or its migration
+ * failed): the caller looked. */
+int migrate_api_resolve(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct monitor *m = ctx;
+	const char *keep = json_string_value(json_object_get(req->body, "keep"));
+	const char *k = keep && !strcmp(keep, "here") ? "here" : keep && !strcmp(keep, "there") ? "there" : NULL;
+
+	if (!k) {
+		*resp = http_error("resolve needs {\"keep\": \"here\"} (the destination does not run the VM) or "
+				   "{\"keep\": \"there\"} (it does)");
+		return 400;
+	}
+	struct migration *mig = migration_get(m);
+	if (mig)
+		pthread_mutex_lock(&mig->lock);
+	if (!mig || strcmp(mig->stage, "in-doubt")) {
+		*resp = mig ? http_error("no migration is in doubt here (the latest one is %s)", mig->status)
+			    : http_error("no migration is in doubt here (there was none)");
+		if (mig)
+			pthread_mutex_unlock(&mig->lock);
+		migration_put(mig);
+		return 409;
+	}
+	mig->keep = k;
+	pthread_cond_broadcast(&mig->resolved);
+	pthread_mutex_unlock(&mig->lock);
+	glide_log("migrate", "in-doubt migration %d resolved through the API: keep the VM %s", mig->id, k);
+	for (int i = 0; i < 5000 && migration_active(mig); i++)
 		sleep_ns(1000000);
 	*resp = migration_json(mig);
 	migration_put(mig);

@@ -244,6 +244,7 @@ static const struct http_route routes[] = {
 	{ "POST", "/v1/migration", migrate_api_start },
 	{ "GET", "/v1/migration", migrate_api_status },
 	{ "POST", "/v1/migration/cancel", migrate_api_cancel },
+	{ "POST", "/v1/migration/resolve", migrate_api_resolve },
 	{ NULL, NULL, NULL },
 };
 
