@@ -414,10 +414,10 @@ static int switchover(struct migration *mig)
 	mig->resumed_source = false;
 	rc = wire_recv(s0, &f, err, sizeof(err));
 	if (!rc && f.type == FRAME_ABORT) {
-		/* the destination could not start the VM after GO and discards it */
+		/* the destination discards the VM: GO failed its check, or it could not start the VM */
 		json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
 		json_t *e = j ? json_object_get(j, "error") : NULL;
-		migration_fail(mig, "the destination could not start the VM after GO: %s",
+		migration_fail(mig, "the destination discarded the VM after GO: %s",
 			       json_is_string(e) ? json_string_value(e) : "no reason");
 		json_decref(j);
 		return -1;
@@ -838,7 +838,11 @@ int migrate_api_resolve(void *ctx, const struct http_request *req, json_t **resp
 	glide_log("migrate", "in-doubt migration %d resolved through the API: keep the VM %s", mig->id, k);
 	for (int i = 0; i < 5000 && migration_active(mig); i++)
 		sleep_ns(1000000);
+	pthread_mutex_lock(&migration_ptr_lock);
 	*resp = migration_json(mig);
+	if (!migration_active(mig)) /* this answer delivers the result: a released monitor may exit */
+		mig->result_served = true;
+	pthread_mutex_unlock(&migration_ptr_lock);
 	migration_put(mig);
 	return 200;
 }
