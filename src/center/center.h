@@ -18,6 +18,7 @@
 #define CENTER_DEST_LOST_MS 1500   /* destination silent this long: cancel the migration */
 #define CENTER_SOURCE_LOST_MS 30000  /* source host silent this long: stop following */
 #define CENTER_SOURCE_GONE_MS 5000   /* source answers but cannot read the status: ask both hosts */
+#define CENTER_IN_DOUBT_MS 600000    /* an in-doubt switchover: how long to watch the destination settle */
 #define DEFAULT_CLUSTER "default"
 
 struct center {

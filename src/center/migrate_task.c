@@ -182,6 +182,52 @@ static void run_cold(struct migrate_job *j)
 				      "destination", s(j->dst, "name")));
 }
 
+/* The source sent GO and RUNNING never came back: the destination either
+ * runs the VM (it got GO) or will discard it once its own wait for GO
+ * fails. Look at the destination until one is true, then tell the source
+ * (POST .../migration/resolve): "there" releases its paused copy, "here"
+ * resumes it. Returns the source's status afterwards (st, or a newer one).
+ * Gives up after CENTER_IN_DOUBT_MS with the migration still in doubt:
+ * then nothing is changed and the task says so. */
+static json_t *resolve_in_doubt(struct migrate_job *j, json_t *st, const char *status_path)
+{
+	const char *name = s(j->vm, "name");
+	char dstate[32], dwhy[300], err[512], path[192];
+	uint64_t end = now_ns() + (uint64_t)CENTER_IN_DOUBT_MS * 1000000;
+
+	glide_log("center", "task %lld: %s is in doubt (%s); looking at the destination %s", (long long)j->task, name,
+		  s(st, "error"), s(j->dst, "name"));
+	while (now_ns() < end) {
+		enum where dw = vm_on(j->dst, name, dstate, sizeof(dstate), dwhy, sizeof(dwhy));
+		const char *keep = dw == WHERE_RUNS ? "there" : dw == WHERE_GONE ? "here" : NULL;
+		if (!keep) { /* still waiting for GO (masked), or not readable now */
+			sleep_ns((uint64_t)CENTER_POLL_INTERVAL_MS * 1000000);
+			continue;
+		}
+		json_t *body = json_pack("{s:s}", "keep", keep), *r = NULL;
+		http_path(path, sizeof(path), "/v1/vms/", name, "/migration/resolve");
+		int code = host_call(j->src, "POST", path, body, &r, 15000, err, sizeof(err));
+		json_decref(body);
+		glide_log("center", "task %lld: the destination's monitor is %s: resolved, keep the VM %s (%d%s%s)",
+			  (long long)j->task, dstate[0] ? dstate : "gone", keep, code, code == 200 ? "" : ": ",
+			  code == 200 ? "" : err);
+		if (code == 200 && json_is_string(json_object_get(r, "status"))) {
+			json_decref(st);
+			return r;
+		}
+		json_decref(r);
+		break;
+	}
+	json_t *now = NULL;
+	if (host_call(j->src, "GET", status_path, NULL, &now, 5000, err, sizeof(err)) == 200 &&
+	    json_is_string(json_object_get(now, "status"))) {
+		json_decref(st);
+		return now;
+	}
+	json_decref(now);
+	return st;
+}
+
 static void run_live(struct migrate_job *j)
 {
 	struct center *c = j->c;
@@ -330,6 +376,8 @@ static void run_live(struct migrate_job *j)
 			json_decref(detail);
 		}
 	}
+	if (st && !unread[0] && !strcmp(s(st, "status"), "in-doubt"))
+		st = resolve_in_doubt(j, st, path);
 	/* the source's final word, when it could be read */
 	const char *status = st && !unread[0] && strcmp(s(st, "status"), "running") ? s(st, "status") : NULL;
 	if (status && !strcmp(status, "completed")) {

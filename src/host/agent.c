@@ -11,7 +11,8 @@
  *   DELETE /v1/vms/NAME                   forget a powered-off, migrated or incoming VM
  *   POST   /v1/incoming                   destination half of a migration spec
  *   POST   /v1/vms/NAME/migrate           source half: start the migration
- *   GET    /v1/vms/NAME/migration         relayed progress; POST .../migration/cancel */
+ *   GET    /v1/vms/NAME/migration         relayed progress; POST .../migration/cancel and
+ *                                         .../migration/resolve (an in-doubt switchover) */
 #include "host/host.h"
 #include "api/http.h"
 #include "api/daemon.h"
@@ -143,7 +144,7 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 	if (bad)
 		return bad;
 	if (!strcmp(action, "migration"))
-		return host_migration_relay(a, name, "GET", "/v1/migration", resp);
+		return host_migration_relay(a, name, "GET", "/v1/migration", NULL, resp);
 	if (action[0])
 		return 0;
 	const char *fresh = http_query(req, "monitor");
@@ -178,7 +179,9 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 	if (!strcmp(action, "migrate"))
 		return host_migration_start(a, name, req->body, resp);
 	if (!strcmp(action, "migration/cancel"))
-		return host_migration_relay(a, name, "POST", "/v1/migration/cancel", resp);
+		return host_migration_relay(a, name, "POST", "/v1/migration/cancel", NULL, resp);
+	if (!strcmp(action, "migration/resolve"))
+		return host_migration_relay(a, name, "POST", "/v1/migration/resolve", req->body, resp);
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);
 	pthread_mutex_unlock(&a->lock);

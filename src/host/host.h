@@ -76,7 +76,8 @@ bool host_pid_is_monitor(pid_t pid);
 /* migration.c */
 int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp);
 int host_migration_start(struct host_agent *a, const char *name, json_t *spec, json_t **resp);
-int host_migration_relay(struct host_agent *a, const char *name, const char *method, const char *path, json_t **resp);
+int host_migration_relay(struct host_agent *a, const char *name, const char *method, const char *path, json_t *body,
+			 json_t **resp);
 
 /* agent.c */
 int host_serve_main(int argc, char **argv);

@@ -238,7 +238,8 @@ int host_migration_start(struct host_agent *a, const char *name, json_t *spec, j
 	return (int)status;
 }
 
-int host_migration_relay(struct host_agent *a, const char *name, const char *method, const char *path, json_t **resp)
+int host_migration_relay(struct host_agent *a, const char *name, const char *method, const char *path, json_t *body,
+			 json_t **resp)
 {
 	char api[PATH_MAX], err[512];
 	long status;
@@ -255,13 +256,13 @@ int host_migration_relay(struct host_agent *a, const char *name, const char *met
 	pthread_mutex_unlock(&a->lock);
 	struct http_client_opts co = { .target = api, .timeout_ms = 10000 };
 	json_t *r = NULL;
-	if (http_call(&co, method, path, NULL, &r, &status, err, sizeof(err))) {
+	if (http_call(&co, method, path, body, &r, &status, err, sizeof(err))) {
 		json_decref(r);
 		*resp = http_error("cannot reach VM %s's monitor: %s", name, err);
 		return 502;
 	}
 	const char *ms = json_string_value(json_object_get(r, "status"));
-	if (ms && strcmp(ms, "running")) {
+	if (ms && strcmp(ms, "running") && strcmp(ms, "in-doubt")) { /* in doubt: still hands off */
 		pthread_mutex_lock(&a->lock);
 		if (!v->removed) {
 			v->migrating = false;

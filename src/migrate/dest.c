@@ -474,12 +474,17 @@ static int switchover(struct incoming *in, struct wire_frame *state, char *err, 
 	json_t *go = f.len ? json_loadb((char *)f.payload, f.len, 0, NULL) : NULL;
 	bool paused = json_is_true(json_object_get(go, "paused"));
 	json_decref(go);
+	if (test_fault("exit-on-go")) /* tests: the destination dies at GO, the source is in doubt */
+		_exit(3);
 	if (paused)
 		vm_pause(in->vm); /* not started yet: the vCPUs start parked */
 	rc = vm_start_vcpus(in->vm, err, errlen);
 	if (rc)
 		return rc;
-	send_json_frame(s0, FRAME_RUNNING, json_pack("{s:f}", "restore_ms", restore_ms));
+	if (test_fault("skip-running")) /* tests: RUNNING is lost, the source is in doubt */
+		shutdown(s0->fd, SHUT_RDWR);
+	else
+		send_json_frame(s0, FRAME_RUNNING, json_pack("{s:f}", "restore_ms", restore_ms));
 	glide_log("incoming", "VM %s here: restored in %.2f ms, %llu live frames received",
 		  paused ? "paused (as on the source)" : "running", restore_ms, (unsigned long long)in->frames);
 	return 0;
