@@ -156,9 +156,13 @@ static void server_mac(const uint8_t key[WIRE_KEY_BYTES], const uint8_t *auth_wi
 
 /* Data phase: one stall clock per stream. It starts the first time an
  * operation on the stream has to wait and runs across frames and
- * directions until the peer shows it is alive: it sends us a byte, or at
- * least WIRE_STALL_PROGRESS_BYTES leave us while the clock runs. When it
- * reaches the stall timeout, the operation fails with -ETIMEDOUT. A frozen
+ * directions until the peer shows it is alive: it sends us a byte, or
+ * what we send keeps going out, at least WIRE_STALL_PROGRESS_BYTES or in
+ * WIRE_STALL_PROGRESS_SLOTS of the WIRE_STALL_SLOTS parts of the timeout
+ * after the first (a slow but live link moves something in every part; a
+ * frozen peer only right after the first wait, while the buffers settle,
+ * and at most once or twice later). When it reaches the stall timeout, the operation
+ * fails with -ETIMEDOUT. A frozen
  * peer's kernel still accepts a few hundred KiB now and then (receive
  * queue collapsing, seen at its zero-window probes, which back off to
  * ~25 s): with a deadline per frame part, that let the part in flight
@@ -185,9 +189,14 @@ static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
-			s->stall_moved += (uint64_t)n;
-			if (!is_write || s->stall_moved >= WIRE_STALL_PROGRESS_BYTES)
-				s->stall_since = 0; /* the peer is alive */
+			if (s->stall_since) {
+				uint64_t part = (now_ns() - s->stall_since) * WIRE_STALL_SLOTS / stall_ns;
+				s->stall_slots |= 1u << MIN(part, (uint64_t)WIRE_STALL_SLOTS - 1);
+				s->stall_moved += (uint64_t)n;
+				if (!is_write || s->stall_moved >= WIRE_STALL_PROGRESS_BYTES ||
+				    __builtin_popcount(s->stall_slots & ~1u) >= WIRE_STALL_PROGRESS_SLOTS)
+					s->stall_since = 0; /* the peer is alive */
+			}
 			continue;
 		}
 		if (n == 0)
@@ -200,6 +209,7 @@ static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write
 		if (!s->stall_since || now - s->stall_last_wait >= stall_ns) {
 			s->stall_since = now;
 			s->stall_moved = 0;
+			s->stall_slots = 0;
 		}
 		s->stall_last_wait = now;
 		uint64_t deadline = s->stall_since + stall_ns;

@@ -23,6 +23,8 @@
 #define WIRE_STALL_TIMEOUT_MAX_S 3600
 #define WIRE_STALL_TIMEOUT_MS_DEFAULT 30000 /* a stream that waits this long without progress: it failed */
 #define WIRE_STALL_PROGRESS_BYTES (4u << 20) /* sent while waiting, this much shows the peer reads */
+#define WIRE_STALL_SLOTS 8                   /* the stall timeout in parts ... */
+#define WIRE_STALL_PROGRESS_SLOTS 4          /* ... and in how many of them bytes must go out to show the same */
 #define WIRE_HELLO_D_BYTES (8 + 4 + 4 + WIRE_NONCE_BYTES)
 #define WIRE_HELLO_S_BYTES (8 + 4 + 4 + WIRE_SESSION_BYTES + 4 + 4 + WIRE_NONCE_BYTES + WIRE_MAC_BYTES)
 
@@ -61,6 +63,7 @@ struct wire_stream {
 	uint64_t stall_since;      /* the stall clock: first wait not yet answered by progress, 0: none */
 	uint64_t stall_last_wait;  /* when an operation last had to wait */
 	uint64_t stall_moved;      /* bytes moved since stall_since */
+	uint32_t stall_slots;      /* parts of the timeout since stall_since in which bytes moved (bits) */
 	char peer[64];
 };
 

@@ -6,7 +6,8 @@
  *    declared stalled one timeout after the first wait, not two;
  *  - a slow peer that keeps reading is never declared stalled, even when
  *    every send has to wait and the whole transfer takes longer than the
- *    timeout;
+ *    timeout, nor is a slow steady link that moves far less than
+ *    WIRE_STALL_PROGRESS_BYTES per timeout;
  *  - a receive from a silent peer fails after the timeout;
  *  - a stream that waited a little, then sat idle longer than the timeout,
  *    starts a fresh clock on its next wait. */
@@ -197,6 +198,33 @@ static void slow_reading_peer(void)
 	pair_close(&p);
 }
 
+static void slow_steady_link(void)
+{
+	struct pair p;
+	char err[256] = "", detail[512];
+	uint64_t sent, total = 3ULL << 20;
+	if (pair_open(&p)) {
+		result(false, "slow steady link", "cannot open a loopback stream");
+		return;
+	}
+	/* 32 KiB every 25 ms (~1.3 MB/s): less than WIRE_STALL_PROGRESS_BYTES
+	 * per timeout, but something goes out in every part of it (a long,
+	 * lossy WAN link) */
+	struct reader r = { .fd = p.peer_fd, .start_ms = 0, .bytes = 0, .piece = 32 * 1024, .gap_ms = 25 };
+	pthread_t t;
+	pthread_create(&t, NULL, reader_thread, &r);
+	uint64_t t0 = now_ns();
+	int rc = send_frames(&p.src, total, &sent, err, sizeof(err));
+	double secs = (now_ns() - t0) / 1e9;
+	r.stop = true;
+	pthread_join(t, NULL);
+	snprintf(detail, sizeof(detail), "%llu of %llu KiB sent in %.2f s with a %.1f s timeout%s%s",
+		 (unsigned long long)(sent >> 10), (unsigned long long)(total >> 10), secs, STALL_MS / 1e3,
+		 rc ? ": " : "", err);
+	result(rc == 0 && secs > 1.5 * STALL_MS / 1e3, "a slow but steady link (1.3 MB/s, under 4 MiB per timeout) is never stalled", detail);
+	pair_close(&p);
+}
+
 static void silent_peer_receive(void)
 {
 	struct pair p;
@@ -254,6 +282,7 @@ int main(void)
 {
 	frozen_peer_with_late_trickle();
 	slow_reading_peer();
+	slow_steady_link();
 	silent_peer_receive();
 	idle_stream_starts_a_fresh_clock();
 	return failures ? 1 : 0;
