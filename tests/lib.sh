@@ -15,17 +15,17 @@ check() { # check NAME CMD...: PASS if CMD succeeds
 	if "$@" >"$T/check.out" 2>&1; then pass "$name"; else fail "$name: $(tail -3 "$T/check.out" | tr '\n' ' ')"; fi
 }
 
+exited() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null); [ -z "$st" ] || [ "${st#Z}" != "$st" ]; } # PID: gone or a zombie
 cleanup() {
+	local p end
 	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
-	sleep 0.2
-	# Sanitizer builds (GLIDE_SANITIZER=1): give a stopping monitor time to
-	# exit, since LeakSanitizer runs at exit and SIGKILL would lose its report.
-	if [ -n "${GLIDE_SANITIZER:-}" ]; then
-		local end=$((SECONDS + 10)) p
-		for p in "${PIDS[@]:-}"; do
-			while [ -n "$p" ] && kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
-		done
-	fi
+	# Give a stopping monitor time to exit: 2 s, or 10 s in sanitizer builds
+	# (GLIDE_SANITIZER=1), where LeakSanitizer runs at exit and SIGKILL
+	# would lose its report.
+	end=$((SECONDS + 2)); [ -n "${GLIDE_SANITIZER:-}" ] && end=$((SECONDS + 10))
+	for p in "${PIDS[@]:-}"; do
+		while [ -n "$p" ] && ! exited "$p" && [ $SECONDS -lt $end ]; do sleep 0.05; done
+	done
 	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
 	rm -rf "$T"
 }
