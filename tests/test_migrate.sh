@@ -159,6 +159,7 @@ done
 fault_case() { # NAME SETUP-FUNCTION
 	local name="$1" setup="$2" p
 	next_port; p=$PORT
+	rm -f "$T/fd.log" # the destination's log, read by some cases: this case's only
 	start_vm fs --memory 256M --vcpus 2 --boot "$AB" && started fs || fail "$name: the source did not start"
 	$setup "$p"
 	if [ "$(res status)" = failed ] && running fs && ab_check "$T/fs.sock" 2 && progresses fs; then
@@ -185,12 +186,18 @@ kill_in_switchover() {
 fault_case "destination killed during switchover" kill_in_switchover
 
 proxy_case() { # PORT proxy-args...
-	local port="$1"; shift
-	next_port; local pp=$PORT
+	local port="$1" pp pid try; shift
 	prepare_dest fd "$port"
-	python3 "$TESTS_DIR/proxy.py" --listen "$pp" --target "$port" --max-seconds 60 "$@" >"$T/proxy.$pp.out" 2>&1 &
-	PIDS+=($!)
-	wait_for 10 grep -q listening "$T/proxy.$pp.out"
+	for try in 1 2 3; do # another port when this one is taken (other users share the machine)
+		next_port; pp=$PORT
+		python3 "$TESTS_DIR/proxy.py" --listen "$pp" --target "$port" --max-seconds 60 "$@" >"$T/proxy.$pp.out" 2>&1 &
+		pid=$!
+		PIDS+=($pid)
+		wait_for 20 bash -c "grep -q listening '$T/proxy.$pp.out' || ! kill -0 $pid 2>/dev/null"
+		grep -q listening "$T/proxy.$pp.out" && break
+		echo "proxy on port $pp did not start: $(tail -1 "$T/proxy.$pp.out")" >&2
+		kill "$pid" 2>/dev/null
+	done
 	do_migrate fs "$pp" --streams 1 "${MIGRATE_EXTRA[@]}"
 }
 cut_connection() { MIGRATE_EXTRA=(); proxy_case "$1" --cut-at 20000000; }
