@@ -15,17 +15,17 @@ check() { # check NAME CMD...: PASS if CMD succeeds
 	if "$@" >"$T/check.out" 2>&1; then pass "$name"; else fail "$name: $(tail -3 "$T/check.out" | tr '\n' ' ')"; fi
 }
 
+exited() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null); [ -z "$st" ] || [ "${st#Z}" != "$st" ]; } # PID: gone or a zombie
 cleanup() {
+	local p end
 	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
-	sleep 0.2
-	# Sanitizer builds (GLIDE_SANITIZER=1): give a stopping monitor time to
-	# exit, since LeakSanitizer runs at exit and SIGKILL would lose its report.
-	if [ -n "${GLIDE_SANITIZER:-}" ]; then
-		local end=$((SECONDS + 10)) p
-		for p in "${PIDS[@]:-}"; do
-			while [ -n "$p" ] && kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
-		done
-	fi
+	# Give a stopping monitor time to exit: 2 s, or 10 s in sanitizer builds
+	# (GLIDE_SANITIZER=1), where LeakSanitizer runs at exit and SIGKILL
+	# would lose its report.
+	end=$((SECONDS + 2)); [ -n "${GLIDE_SANITIZER:-}" ] && end=$((SECONDS + 10))
+	for p in "${PIDS[@]:-}"; do
+		while [ -n "$p" ] && ! exited "$p" && [ $SECONDS -lt $end ]; do sleep 0.05; done
+	done
 	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
 	rm -rf "$T"
 }
@@ -52,6 +52,55 @@ start_vm() {
 	PIDS+=("$pid")
 	eval "PID_$name=$pid"
 	wait_for 20 "$GLIDE" vm status --api "$T/$name.sock"
+}
+
+# Heartbeat records (docs/guests.md): every test guest keeps one per vCPU at
+# guest-physical 0x8000; its u64 iteration counter (page writes, or loop
+# iterations) cannot wrap, unlike the A-B bytes, which wrap at 256 passes.
+hb_dump() { "$GLIDE" vm memsave --api "$1" --addr 0x8000 --size 4096 --to "$2" >/dev/null 2>&1; } # SOCK FILE
+hb_json() { # SOCK [TSC_KHZ]: hbread --json of the records now; fails unless every record is valid
+	local f="$T/hb.$BASHPID.dump" rc
+	hb_dump "$1" "$f" || return 1
+	"$GLIDE_BUILD/tools/hbread" "$f" --json --tsc-khz "${2:-1}" 2>/dev/null
+	rc=$?
+	rm -f "$f"
+	return $rc
+}
+hb_iterations() { # SOCK: every vCPU's iteration counter, space separated
+	local j
+	j=$(hb_json "$1") || return 1
+	python3 -c 'import json,sys; print(" ".join(str(v["iterations"]) for v in json.loads(sys.argv[1])["vcpus"]))' "$j"
+}
+guest_started() { hb_iterations "$1" >/dev/null; } # SOCK: every vCPU is in its loop
+guest_iterations_at_least() { # SOCK N: every vCPU has done at least N iterations
+	local i
+	for i in $(hb_iterations "$1") x; do [ "$i" = x ] && return 0; [ "$i" -ge "$2" ] || return 1; done
+}
+# guest_progresses SOCK [SECONDS]: every vCPU's counter grows within SECONDS
+# (default 5: a loaded machine may keep a vCPU off the CPU for a while)
+guest_progresses() {
+	local -a a b
+	local end=$((SECONDS + ${2:-5})) i grew
+	a=($(hb_iterations "$1")) || return 1
+	[ ${#a[@]} -gt 0 ] || return 1
+	while :; do
+		sleep 0.05
+		b=($(hb_iterations "$1")) || return 1
+		grew=1
+		for i in "${!a[@]}"; do [ "${b[i]:-0}" -gt "${a[i]}" ] || grew=0; done
+		[ $grew = 1 ] && return 0
+		[ $SECONDS -lt $end ] || return 1
+	done
+}
+# migration_field SOCK FIELD: a field of the monitor's GET /v1/migration now
+migration_field() {
+	curl -s -m 5 --unix-socket "$1" http://vm/v1/migration 2>/dev/null |
+		python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$2" 2>/dev/null
+}
+# precopy_sent SOCK BYTES: the monitor's migration is in pre-copy and has sent BYTES
+precopy_sent() {
+	curl -s -m 5 --unix-socket "$1" http://vm/v1/migration 2>/dev/null | python3 -c 'import json,sys
+d = json.load(sys.stdin); sys.exit(0 if d.get("stage") == "precopy" and d.get("bytes_sent", 0) >= int(sys.argv[1]) else 1)' "$2" 2>/dev/null
 }
 
 vm_state() { "$GLIDE" vm status --api "$T/$1.sock" --json 2>/dev/null | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p'; }

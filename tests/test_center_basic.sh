@@ -6,7 +6,7 @@
 have_kvm || { skip "center_basic: no /dev/kvm"; exit 0; }
 BASE=$((20000 + RANDOM % 20000))
 PC=$BASE PA=$((BASE + 1)) PB=$((BASE + 2)) PS=$((BASE + 3))
-openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct"; echo wrong >"$T/bad"
+(umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct"; echo wrong >"$T/bad")
 IMG="$GLIDE_BUILD/guests/heartbeat.img"
 [ -f "$IMG" ] || { python3 -c "open('$T/halt.img','wb').write(bytes([0xfa,0xf4,0xeb,0xfd])+bytes(506)+bytes([0x55,0xaa]))"; IMG="$T/halt.img"; }
 export GLIDE_CENTER="127.0.0.1:$PC" GLIDE_TOKEN_FILE="$T/ct"

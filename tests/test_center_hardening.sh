@@ -26,7 +26,7 @@ done < <("$GLIDE" --help | awk '/^  [a-z]/ { print $1, $2 }')
 have_kvm || { skip "center_hardening: no /dev/kvm"; exit 0; }
 BASE=$((20000 + RANDOM % 20000))
 PC=$BASE PA=$((BASE + 1)) PB=$((BASE + 2))
-openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct"
+(umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
 HT=$(cat "$T/ht") CT=$(cat "$T/ct")
 IMG="$GLIDE_BUILD/guests/heartbeat.img"
 [ -f "$IMG" ] || { skip "center_hardening: build/guests/heartbeat.img missing (run make)"; exit 0; }
@@ -146,7 +146,11 @@ python3 "$TESTS_DIR/idle_flood.py" --source 127.0.0.2 --count 1100 --status "$T/
 	--max-seconds 90 "$PA" "$PC" 2>"$T/flood.err" &
 ATTACK_PID=$!
 wait_for 45 test -s "$T/flood.st" || fail "flood: the attacker did not report: $(cat "$T/flood.err")"
-sleep 1.5 # the attacker has seen which connections the servers closed at once
+# the attacker has seen which connections the servers closed at once: two
+# more of its 0.5 s poll rounds have run since it connected
+flood_since=$(cut -d' ' -f1 "$T/flood.st" 2>/dev/null)
+flood_later() { awk -v s="${flood_since:-0}" '{ exit !($1 >= s + 1.0) }' "$T/flood.st"; }
+wait_for 20 flood_later || fail "flood: the attacker stopped reporting: $(cat "$T/flood.st")"
 held=$(cat "$T/flood.st")
 t0=$(date +%s%N)
 out=""
@@ -229,7 +233,7 @@ elif ! { "$GLIDE" vm create ab2 --memory 160M --boot "$AB" >/dev/null && "$GLIDE
 else
 	# the guest dirties all of its 128 MiB once it reaches ring 3
 	wait_for 30 grep -q "glide-guest" "$T/hA/vms/ab2/serial.log" || fail "migrate-again: the A-B guest did not start"
-	sleep 1
+	wait_for 30 guest_iterations_at_least "$T/hA/vms/ab2/api.sock" 32768 || fail "migrate-again: the A-B guest did not finish its first pass"
 	# a 40 MB/s cap makes the first phase (128 MiB of A-B pages) last over 3 s:
 	# past the 1 s timeout with pages left, so this migration fails for sure
 	if "$GLIDE" vm migrate ab2 --to hB --switchover-goal 1 --timeout 1 --sdps off --max-bandwidth 40M >"$T/ma1.out" 2>&1; then
@@ -250,7 +254,7 @@ else
 			"$GLIDE" vm list | grep -q '^ab2  *running  *hB' &&
 			pass "migrate-again: vm show and vm list say running on hB (api $api)" ||
 			fail "migrate-again: inventory says host '$h', state '$st', api '$api'"
-		sleep 3 # nothing stops the VM afterwards (it used to be discarded on the destination)
+		sleep 3 # an observation window: nothing may stop the VM afterwards (it used to be discarded on the destination)
 		if running_on hB ab2 && ! running_on hA ab2 && [ "$(monitors_of ab2)" = 1 ] &&
 			[ "$(vm_state_api "$T/hB/vms/ab2/api.sock")" = running ]; then
 			pass "migrate-again: 3 s later exactly one monitor runs ab2, on hB"

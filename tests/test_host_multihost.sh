@@ -15,13 +15,14 @@ IMG="$GLIDE_BUILD/guests/ab.img"
 P="gl$$"
 NETS=()
 declare -A IP=([ctl]=10.77.$(( $$ % 200 )).1 [hA]=10.77.$(( $$ % 200 )).11 [hB]=10.77.$(( $$ % 200 )).12 [hC]=10.77.$(( $$ % 200 )).13)
-openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct"
+(umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
 monitor_pids() { cat "$T"/h*/vms/*/pid 2>/dev/null; }
+ns_empty() { local n; for n in "${NETS[@]:-}"; do [ -z "$n" ] || [ -z "$(ip netns pids "$n" 2>/dev/null)" ] || return 1; done; }
 cleanup_all() {
 	for p in $(monitor_pids); do kill "$p" 2>/dev/null; done
 	cleanup_ns=1
 	for n in "${NETS[@]:-}"; do [ -n "$n" ] && for p in $(ip netns pids "$n" 2>/dev/null); do kill "$p" 2>/dev/null; done; done
-	sleep 0.3
+	wait_for 5 ns_empty
 	for n in "${NETS[@]:-}"; do [ -n "$n" ] && ip netns del "$n" 2>/dev/null; done
 	cleanup
 }
@@ -67,7 +68,7 @@ for n in hA hB hC; do g host add "${IP[$n]}:7001" --host-token-file "$T/ht" --na
 check "multihost: vm create" g vm create ab1 --memory 256M --vcpus 2 --boot "$IMG"
 check "multihost: vm start on hA" g vm start ab1 --host hA
 [ "$(vm_host ab1)" = hA ] && pass "multihost: inventory says hA" || fail "multihost: inventory says $(vm_host ab1) after start"
-sleep 1
+wait_for 10 guest_started "$(vm_api ab1)" || fail "multihost: the A-B guest did not start on hA"
 
 # A -> B -> A while the A-B guest runs
 for hop in hB hA; do
@@ -86,7 +87,7 @@ if ab_check "$(vm_api ab1)" 2; then pass "multihost: A-B clean on $(vm_host ab1)
 
 # fault: destination agent killed during a migration
 g vm migrate ab1 --to hC --no-wait --max-bandwidth 20M --json >"$T/f1.json" 2>&1
-sleep 1.5
+wait_for 30 precopy_sent "$T/hA/vms/ab1/api.sock" $((8 << 20)) || fail "fault: the migration to hC did not reach pre-copy"
 kill -9 "$AG_hC" 2>/dev/null
 task=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["task"])' "$T/f1.json" 2>/dev/null)
 wait_for 60 bash -c "g task show $task --json | grep -q '\"state\": \"failed\"'" 2>/dev/null
@@ -102,8 +103,8 @@ agent hC
 
 # fault: controller restarted during a migration
 g vm migrate ab1 --to hB --no-wait --max-bandwidth 200M --json >"$T/f2.json" 2>&1
-sleep 0.5
-kill -9 "$CPID"; sleep 0.5
+wait_for 30 precopy_sent "$T/hA/vms/ab1/api.sock" 1 || fail "fault: the migration to hB did not reach pre-copy"
+kill -9 "$CPID"; wait "$CPID" 2>/dev/null
 center
 max=0
 for i in $(seq 1 20); do c=$(running_copies ab1); [ "$c" -gt "$max" ] && max=$c; sleep 0.5; done
@@ -112,9 +113,11 @@ g task list --json | grep -q "interrupted: the controller restarted" && pass "fa
 in_transit() { cat "$T"/h*/vms/ab1/vm.json 2>/dev/null | grep -q '"incoming"'; }
 mig_running() { curl -s --unix-socket "$T/hA/vms/ab1/api.sock" http://x/v1/migration 2>/dev/null | grep -q '"status":"running"'; }
 for i in $(seq 1 180); do mig_running || in_transit || break; sleep 0.5; done
-sleep 2
+real_host() { for n in hA hB hC; do curl -s --unix-socket "$T/$n/host.sock" http://x/v1/vms | grep -q '"name":"ab1","state":"running"' && echo $n; done | head -1; }
+host_agrees() { local h; h=$(vm_host ab1); [ -n "$h" ] && [ "$h" = "$(real_host)" ]; }
+wait_for 30 host_agrees # the controller reconciles with the hosts
 h=$(vm_host ab1)
-real=$(for n in hA hB hC; do curl -s --unix-socket "$T/$n/host.sock" http://x/v1/vms | grep -q '"name":"ab1","state":"running"' && echo $n; done | head -1)
+real=$(real_host)
 [ -n "$h" ] && [ "$h" = "$real" ] && pass "fault: controller recovered the VM's host from the hosts ($h)" || fail "fault: inventory says $h, hosts say $real"
 if ab_check "$(vm_api ab1)" 2; then pass "fault: A-B clean after the controller restart (VM on $(vm_host ab1))"; else fail "fault: A-B check after the controller restart: $(tail -2 "$T/abcheck.out" | tr '\n' ' ')"; fi
 

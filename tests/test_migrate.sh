@@ -26,22 +26,15 @@ do_migrate() { # SRC PORT args...
 res() { json_get "$T/res.json" "$1" 2>/dev/null; }
 src_gone() { local pid; eval "pid=\$PID_$1"; wait_for 15 bash -c "! kill -0 $pid 2>/dev/null"; }
 running() { [ "$(vm_state "$1")" = running ]; }
-# guest made progress: two dumps of the first page of the range differ
-progresses() {
-	local sock="$T/$1.sock" a b
-	"$GLIDE" vm memsave --api "$sock" --addr "$AB_START" --size 4096 --to "$T/p1" >/dev/null || return 1
-	sleep 0.2
-	"$GLIDE" vm memsave --api "$sock" --addr "$AB_START" --size 4096 --to "$T/p2" >/dev/null || return 1
-	! cmp -s "$T/p1" "$T/p2"
-}
+progresses() { guest_progresses "$T/$1.sock"; } # NAME: every vCPU's heartbeat counter grows
+started() { wait_for 10 guest_started "$T/$1.sock"; } # NAME: every vCPU reached its loop
 
 # 1. A-B integrity across stream counts and encryption
 n=0
 for streams in 1 2 4; do
 	for enc in off required; do
 		n=$((n + 1)); next_port; p=$PORT
-		start_vm src$n --memory 256M --vcpus 2 --boot "$AB" || { fail "start source $n"; continue; }
-		sleep 0.5
+		start_vm src$n --memory 256M --vcpus 2 --boot "$AB" && started src$n || { fail "start source $n"; continue; }
 		prepare_dest dst$n "$p"
 		name="A-B migration, $streams stream(s), encrypt $enc"
 		if do_migrate src$n "$p" --streams "$streams" --encrypt "$enc" && [ "$(res status)" = completed ]; then
@@ -63,77 +56,97 @@ for streams in 1 2 4; do
 done
 
 # 2. Guest-observed stun vs the engine's stun. Every test guest keeps a
-# heartbeat record (largest gap between loop iterations, by rdtsc).
-# a) A-B guest on one vCPU (so that the vCPU and the migration threads fit
-#    the test machine's 2 CPUs): the stun (tens of ms) stands well above
-#    scheduling noise, so the guest's largest gap must match the reported
-#    stun within a few ms.
-# b) heartbeat guest: the stun is ~1 ms, below the scheduling noise of a busy
-#    2-core machine (10-60 ms stalls), so only the lower bound is asserted:
-#    the guest saw at least the reported stun; both figures are printed.
-hb_gap_ms() { # SOCK VCPUS -> largest max_gap over the vCPUs, in ms
-	local khz
-	"$GLIDE" vm memsave --api "$1" --addr 0x8000 --size 4096 --to "$T/hb.dump" >/dev/null || return 1
-	khz=$("$GLIDE" vm status --api "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["tsc_khz"])')
-	python3 -c 'import struct,sys; d=open(sys.argv[1],"rb").read(); k=float(sys.argv[2]); print("%.2f" % (max(struct.unpack_from("<6Q", d, 64*i)[3] for i in range(int(sys.argv[3]))) / k))' "$T/hb.dump" "$khz" "$2"
-}
-within() { python3 -c "import sys; g,s,t=map(float,sys.argv[1:4]); sys.exit(0 if abs(g-s) <= max(t, 0.1*s) else 1)" "$@"; }
-next_port; p=$PORT
-start_vm abst --memory 256M --vcpus 1 --boot "$AB"
-sleep 1
-prepare_dest abstd "$p"
-if do_migrate abst "$p" --streams 1 && [ "$(res status)" = completed ]; then
-	gap=$(hb_gap_ms "$T/abstd.sock" 1); stun=$(res stun_ms)
-	if within "$gap" "$stun" 5; then pass "A-B guest: guest-observed stun ${gap} ms matches the reported ${stun} ms (within 5 ms)"
-	else fail "A-B guest: guest-observed stun ${gap} ms vs reported ${stun} ms"; fi
-else
-	fail "A-B stun migration: $(res error)"
-fi
-"$GLIDE" vm shutdown --api "$T/abstd.sock" >/dev/null 2>&1
-if [ -f "$HB" ]; then
+# heartbeat record per vCPU: its largest gap between two loop iterations (by
+# rdtsc) and the TSC at the gap's end. The migration reports stun_guest_tsc,
+# a TSC read while the VM was stunned: the record's gap is the switchover's
+# when it spans that point, and then it must match the reported stun within
+# the bound of docs/migration.md (tests/hbstun.py). A larger stall elsewhere
+# hides the switchover's gap (the record keeps only the largest): SKIP.
+# a) A-B guest on one vCPU (the vCPU and the migration threads fit the test
+#    machine's 2 CPUs): its stun (tens of ms: the last dirty set is large)
+#    usually stands above the scheduling noise.
+# b) heartbeat guest: a stun of a few ms, often hidden by scheduling stalls
+#    on a busy machine.
+tsc_khz() { "$GLIDE" vm status --api "$T/$1.sock" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["tsc_khz"])'; }
+stun_case() { # NAME IMAGE FIRST_PASS_PAGES
+	local name="$1" img="$2" pages="$3" p khz
 	next_port; p=$PORT
-	start_vm hbsrc --memory 256M --vcpus 1 --boot "$HB"
-	sleep 1
-	prepare_dest hbdst "$p"
-	noise=$(hb_gap_ms "$T/hbsrc.sock" 1)
-	if do_migrate hbsrc "$p" --streams 1 && [ "$(res status)" = completed ]; then
-		gap=$(hb_gap_ms "$T/hbdst.sock" 1); stun=$(res stun_ms)
-		if python3 -c "import sys; g,s=map(float,sys.argv[1:3]); sys.exit(0 if s-1 <= g else 1)" "$gap" "$stun"; then
-			pass "heartbeat guest: observed gap ${gap} ms covers the reported stun ${stun} ms (largest stall before migration ${noise} ms)"
+	# the destination first: the shorter the guest's life before the
+	# switchover, the fewer stalls that could hide its gap
+	prepare_dest std "$p"
+	if ! { start_vm st --memory 256M --vcpus 1 --boot "$img" && started st; }; then
+		fail "$name: the guest did not start: $(tail -2 "$T/st.out")"
+		"$GLIDE" vm shutdown --api "$T/st.sock" >/dev/null 2>&1
+		kill "$PID_std" 2>/dev/null
+		return
+	fi
+	# past the first pass over the range: first-touch faults are gaps of their own
+	wait_for 30 guest_iterations_at_least "$T/st.sock" "$pages" || fail "$name: the guest did not finish its first pass"
+	khz=$(tsc_khz st)
+	hb_json "$T/st.sock" "$khz" >"$T/hb.pre.json" || fail "$name: no heartbeat record before the migration"
+	if do_migrate st "$p" --streams 1 && [ "$(res status)" = completed ]; then
+		if hb_json "$T/std.sock" "$khz" >"$T/hb.post.json"; then
+			python3 "$TESTS_DIR/hbstun.py" "$name" "$T/hb.pre.json" "$T/hb.post.json" "$T/res.json"
 		else
-			fail "heartbeat guest: observed gap ${gap} ms, reported stun ${stun} ms, noise before ${noise} ms"
+			fail "$name: no heartbeat record on the destination"
 		fi
 	else
-		fail "heartbeat migration: $(res error)"
+		fail "$name: migration: $(res error) $(cat "$T/res.err")"
 	fi
-	"$GLIDE" vm shutdown --api "$T/hbdst.sock" >/dev/null 2>&1
-else
-	fail "heartbeat guest missing"
-fi
+	"$GLIDE" vm shutdown --api "$T/std.sock" >/dev/null 2>&1
+	"$GLIDE" vm shutdown --api "$T/st.sock" >/dev/null 2>&1
+	wait_for 10 bash -c "! kill -0 $PID_std 2>/dev/null && ! kill -0 $PID_st 2>/dev/null"
+}
+stun_case "A-B guest: guest-observed stun" "$AB" 32768
+if [ -f "$HB" ]; then stun_case "heartbeat guest: guest-observed stun" "$HB" 0; else fail "heartbeat guest missing"; fi
 
 # 3. Convergence under a bandwidth cap below the dirty rate.
-# Workload guest: 32 MiB range, 20000 page writes/s (80 MB/s) vs a 16 MB/s cap.
+# Workload guest: 32 MiB range (8192 pages), paced to 20000 page writes/s
+# (80 MB/s), against a 16 MiB/s cap (4096 pages/s). Without SDPS the dirty
+# set shrinks only when the guest writes fewer pages per second than the cap
+# sends, and a guest starved of CPU on a busy machine can (its pacing does
+# not catch up): then converging is right and not converging proves nothing.
+# So the guest's own counter measures what it wrote during the attempt, and
+# "off" counts only when the guest out-wrote the cap by CAP_MARGIN; else SKIP
+# with the figures. "dynamic" counts only when SDPS acted.
+CAP_PAGES=4096 CAP_MARGIN=1.5
 WL="$T/wl.img"
 "$GLIDE_BUILD/tools/guestcfg" "$GLIDE_BUILD/guests/guest.img" "$WL" --mode workload --range-start 1M \
 	--range-size 32M --write-rate 20000 >"$T/guestcfg.out" 2>&1 || fail "guestcfg: $(cat "$T/guestcfg.out")"
+now_ns() { date +%s%N; }
+writes_per_s() { # I0 T0 I1 T1 -> page writes per second
+	python3 -c 'import sys; i0,t0,i1,t1=map(int,sys.argv[1:5]); print("%.0f" % ((i1 - i0) / max((t1 - t0) / 1e9, 1e-3)))' "$@"
+}
 for mode in off dynamic; do
 	next_port; p=$PORT
-	start_vm cv$mode --memory 256M --vcpus 1 --boot "$WL"
-	sleep 0.5
+	start_vm cv$mode --memory 256M --vcpus 1 --boot "$WL" && started cv$mode || fail "sdps $mode: the guest did not start"
 	prepare_dest cvd$mode "$p"
+	i0=$(hb_iterations "$T/cv$mode.sock"); t0=$(now_ns)
 	if [ $mode = off ]; then
 		do_migrate cv$mode "$p" --max-bandwidth 16M --sdps off --timeout 8
-		if [ "$(res status)" = failed ] && res error | grep -q "did not converge" && running cv$mode &&
+		i1=$(hb_iterations "$T/cv$mode.sock"); t1=$(now_ns)
+		rate=$(writes_per_s "${i0:-0}" "$t0" "${i1:-0}" "$t1")
+		fast=$(python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) * float(sys.argv[3]) else 1)' "$rate" "$CAP_PAGES" "$CAP_MARGIN" && echo yes || echo no)
+		figures="guest wrote $rate pages/s during the attempt, cap $CAP_PAGES pages/s"
+		if [ "$(res status)" = completed ]; then
+			if [ $fast = yes ]; then fail "sdps off: converged although the guest out-dirtied the cap ($figures)"
+			else skip "sdps off: the guest, starved of CPU, dirtied slower than the cap, so converging was right ($figures)"; fi
+		elif [ "$(res status)" = failed ] && res error | grep -q "did not converge" && running cv$mode &&
 		   AB_SIZE=32M ab_check "$T/cv$mode.sock" 1; then
-			pass "sdps off: no convergence, clean failure at --timeout, source running, A-B clean ($(res error))"
+			if [ $fast = yes ]; then pass "sdps off: no convergence ($figures), clean failure at --timeout, source running, A-B clean ($(res error))"
+			else skip "sdps off: did not converge, but the guest wrote too slowly to show why ($figures, needs ${CAP_MARGIN}x)"; fi
 		else
-			fail "sdps off: status $(res status), error $(res error)"
+			fail "sdps off: status $(res status), error $(res error), source $(vm_state cv$mode) ($figures)"
 		fi
 	else
 		do_migrate cv$mode "$p" --max-bandwidth 16M --sdps dynamic --timeout 60
 		if [ "$(res status)" = completed ] && running cvd$mode && AB_SIZE=32M ab_check "$T/cvd$mode.sock" 1; then
 			lvl=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["sdps"]; print("level %.3f, guest time %.0f ms" % (s["max_level"], s["guest_time_ms"]))' "$T/res.json")
-			pass "sdps dynamic: converged in $(res total_ms) ms with stun $(res stun_ms) ms ($lvl), A-B clean"
+			if python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["sdps"]["max_level"] > 0 else 1)' "$T/res.json"; then
+				pass "sdps dynamic: converged in $(res total_ms) ms with stun $(res stun_ms) ms ($lvl), A-B clean"
+			else
+				skip "sdps dynamic: converged without SDPS acting ($lvl): the guest did not out-dirty the cap, the case shows nothing"
+			fi
 		else
 			fail "sdps dynamic: status $(res status), error $(res error)"
 		fi
@@ -146,8 +159,8 @@ done
 fault_case() { # NAME SETUP-FUNCTION
 	local name="$1" setup="$2" p
 	next_port; p=$PORT
-	start_vm fs --memory 256M --vcpus 2 --boot "$AB"
-	sleep 0.5
+	rm -f "$T/fd.log" # the destination's log, read by some cases: this case's only
+	start_vm fs --memory 256M --vcpus 2 --boot "$AB" && started fs || fail "$name: the source did not start"
 	$setup "$p"
 	if [ "$(res status)" = failed ] && running fs && ab_check "$T/fs.sock" 2 && progresses fs; then
 		pass "$name: source keeps running, A-B clean ($(res error))"
@@ -161,7 +174,7 @@ fault_case() { # NAME SETUP-FUNCTION
 
 kill_in_precopy() {
 	prepare_dest fd "$1"
-	( sleep 1; kill -9 "$PID_fd" ) &
+	( wait_for 20 precopy_sent "$T/fs.sock" $((8 << 20)); kill -9 "$PID_fd" ) &
 	do_migrate fs "$1" --max-bandwidth 40M
 }
 fault_case "destination killed during pre-copy" kill_in_precopy
@@ -173,12 +186,18 @@ kill_in_switchover() {
 fault_case "destination killed during switchover" kill_in_switchover
 
 proxy_case() { # PORT proxy-args...
-	local port="$1"; shift
-	next_port; local pp=$PORT
+	local port="$1" pp pid try; shift
 	prepare_dest fd "$port"
-	python3 "$TESTS_DIR/proxy.py" --listen "$pp" --target "$port" --max-seconds 60 "$@" >"$T/proxy.$pp.out" 2>&1 &
-	PIDS+=($!)
-	wait_for 10 grep -q listening "$T/proxy.$pp.out"
+	for try in 1 2 3; do # another port when this one is taken (other users share the machine)
+		next_port; pp=$PORT
+		python3 "$TESTS_DIR/proxy.py" --listen "$pp" --target "$port" --max-seconds 60 "$@" >"$T/proxy.$pp.out" 2>&1 &
+		pid=$!
+		PIDS+=($pid)
+		wait_for 20 bash -c "grep -q listening '$T/proxy.$pp.out' || ! kill -0 $pid 2>/dev/null"
+		grep -q listening "$T/proxy.$pp.out" && break
+		echo "proxy on port $pp did not start: $(tail -1 "$T/proxy.$pp.out")" >&2
+		kill "$pid" 2>/dev/null
+	done
 	do_migrate fs "$pp" --streams 1 "${MIGRATE_EXTRA[@]}"
 }
 cut_connection() { MIGRATE_EXTRA=(); proxy_case "$1" --cut-at 20000000; }
@@ -198,10 +217,10 @@ fault_case "one byte corrupted in transit (not encrypted)" corrupt_plain
 
 cancel_midway() {
 	prepare_dest fd "$1"
-	# cancel once pre-copy runs (before that, on a slow machine, the
-	# destination may still be waiting for the other streams to connect)
-	( wait_for 20 bash -c "curl -s --unix-socket '$T/fs.sock' http://localhost/v1/migration | grep -q '\"stage\": *\"precopy\"'"
-	  sleep 0.5; curl -s --unix-socket "$T/fs.sock" -X POST http://localhost/v1/migration/cancel >"$T/cancel.json" ) &
+	# cancel once pre-copy has sent some pages (before pre-copy, on a slow
+	# machine, the destination may still be waiting for the other streams)
+	( wait_for 20 precopy_sent "$T/fs.sock" $((8 << 20))
+	  curl -s --unix-socket "$T/fs.sock" -X POST http://localhost/v1/migration/cancel >"$T/cancel.json" ) &
 	local canceller=$!
 	do_migrate fs "$1" --max-bandwidth 40M
 	wait "$canceller"
@@ -226,8 +245,7 @@ wrong_key() {
 fault_case "wrong key" wrong_key
 
 # 5. Ping-pong: 20 migrations back and forth, A-B clean after each.
-start_vm pp0 --memory 256M --vcpus 2 --boot "$AB"
-sleep 0.5
+start_vm pp0 --memory 256M --vcpus 2 --boot "$AB" && started pp0 || fail "ping-pong: the guest did not start"
 cur=pp0 ok=0 stuns=()
 for i in $(seq 1 20); do
 	next_port; p=$PORT

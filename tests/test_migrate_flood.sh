@@ -72,8 +72,8 @@ stop_floods() {
 opened() { sed -n 's/^open //p' "$T/flood.$1.out" | tail -1; }
 closed_by_peer() { sed -n 's/^closed-by-peer //p' "$T/flood.$1.out" | tail -1; }
 
-start_vm v0 --memory 256M --vcpus 2 --boot "$AB" || { fail "migration flood: cannot start the source VM: $(tail -2 "$T/v0.out")"; exit 0; }
-sleep 0.5
+start_vm v0 --memory 256M --vcpus 2 --boot "$AB" && wait_for 10 guest_started "$T/v0.sock" ||
+	{ fail "migration flood: cannot start the source VM: $(tail -2 "$T/v0.out")"; exit 0; }
 cur=v0 n=0
 declare -A CONNECT_MS TOTAL_MS
 
@@ -124,9 +124,12 @@ migrate_case base none
 report base "baseline migration, no other connection"
 
 # a/b. One and two silent connections held open from 127.0.0.1.
-# For one, the migration starts after the 3 s handshake budget: that
-# connection must have been dropped (and logged) by then.
-silent1() { flood s1 "$1" --count 1 --mode silent || why="flood did not open"; sleep 3.5; }
+# For one, the migration starts once the destination has dropped that
+# connection at the end of its 3 s handshake budget (and logged it).
+silent1() {
+	flood s1 "$1" --count 1 --mode silent || why="flood did not open"
+	wait_for 10 grep -q 'no handshake within' "$T/v$n.log"
+}
 migrate_case silent1 silent1
 report silent1 "1 silent connection to the destination port"
 if grep -q 'dropped migration connection from 127\.0\.0\.1: no handshake within' "$T/v$n.log" 2>/dev/null &&

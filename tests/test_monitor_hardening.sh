@@ -24,15 +24,7 @@ api() { # SOCK METHOD PATH [JSON] -> prints "STATUS BODY"
 mig_field() { curl -s -m 5 --unix-socket "$T/$1.sock" "http://vm/v1/migration" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$2',''))" 2>/dev/null; }
 pid_of() { eval "echo \$PID_$1"; }
 gone() { wait_for "${2:-15}" bash -c "! kill -0 $(pid_of "$1") 2>/dev/null"; }
-progresses() { # the guest's first A-B page changes within 3 s (a loaded machine may delay the vCPU)
-	"$GLIDE" vm memsave --api "$T/$1.sock" --addr 0x100000 --size 4096 --to "$T/p1" >/dev/null || return 1
-	for _ in $(seq 15); do
-		sleep 0.2
-		"$GLIDE" vm memsave --api "$T/$1.sock" --addr 0x100000 --size 4096 --to "$T/p2" >/dev/null || return 1
-		cmp -s "$T/p1" "$T/p2" || return 0
-	done
-	return 1
-}
+progresses() { guest_progresses "$T/$1.sock"; } # NAME: every vCPU's heartbeat counter grows within 5 s
 stop_vm() { "$GLIDE" vm shutdown --api "$T/$1.sock" >/dev/null 2>&1; kill "$(pid_of "$1")" 2>/dev/null; }
 
 # 1. A failed migration, then a good one: the good one reports completed
@@ -59,9 +51,8 @@ stop_vm r1d; stop_vm r1
 #    with 409 and the reason; a 4 KiB peek is allowed; the destination's
 #    memory passes the A-B check.
 next_port; p=$PORT
-start_vm x1 --memory 256M --vcpus 2 --boot "$AB" || fail "start x1"
+start_vm x1 --memory 256M --vcpus 2 --boot "$AB" && wait_for 10 guest_started "$T/x1.sock" || fail "start x1"
 start_vm x1d --incoming "127.0.0.1:$p" --key-file "$T/key"
-sleep 0.5
 "$GLIDE" migrate --api "$T/x1.sock" --to "127.0.0.1:$p" --key-file "$T/key" --max-bandwidth 80M --json >"$T/x1.json" 2>"$T/x1.err" &
 mpid=$!
 wait_for 10 bash -c "curl -s --unix-socket '$T/x1.sock' http://vm/v1/migration | grep -q '\"status\": *\"running\"'"
@@ -172,10 +163,10 @@ next_port; p=$PORT
 start_vm s1d --incoming "127.0.0.1:$p" --key-file "$T/key"
 if "$GLIDE" migrate --api "$T/s1.sock" --to "127.0.0.1:$p" --key-file "$T/key" >"$T/pm.out" 2>&1; then
 	st=$(vm_state s1d)
-	"$GLIDE" vm memsave --api "$T/s1d.sock" --addr 0x100000 --size 4096 --to "$T/q1" >/dev/null
-	sleep 0.3
-	"$GLIDE" vm memsave --api "$T/s1d.sock" --addr 0x100000 --size 4096 --to "$T/q2" >/dev/null
-	if [ "$st" = paused ] && cmp -s "$T/q1" "$T/q2"; then
+	q1=$(hb_iterations "$T/s1d.sock")
+	sleep 0.3 # a window in which a running guest would count on
+	q2=$(hb_iterations "$T/s1d.sock")
+	if [ "$st" = paused ] && [ -n "$q1" ] && [ "$q1" = "$q2" ]; then
 		"$GLIDE" vm resume --api "$T/s1d.sock" >/dev/null
 		if progresses s1d; then pass "a paused VM arrives paused and runs once resumed"
 		else fail "paused VM: does not run after resume on the destination"; fi
@@ -211,12 +202,11 @@ stall_case() { # NAME STALL_ARG... (empty: default)
 	next_port; local p=$PORT
 	start_vm "$name" --memory 256M --boot "$AB" || { fail "start $name"; return; }
 	start_vm "${name}d" --incoming "127.0.0.1:$p" --key-file "$T/key"
-	sleep 0.3
+	wait_for 10 guest_started "$T/$name.sock"
 	"$GLIDE" migrate --api "$T/$name.sock" --to "127.0.0.1:$p" --key-file "$T/key" --max-bandwidth 20M "$@" --json \
 		>"$T/$name.json" 2>/dev/null &
 	local mp=$!
-	wait_for 10 bash -c "curl -s --unix-socket '$T/$name.sock' http://vm/v1/migration | grep -q '\"stage\": *\"precopy\"'"
-	sleep 0.5
+	wait_for 10 precopy_sent "$T/$name.sock" $((4 << 20)) # freeze it mid-stream
 	kill -STOP "$(pid_of "${name}d")"
 	local t0 t1
 	t0=$(date +%s.%N)

@@ -66,6 +66,7 @@ struct migration {
 	uint64_t phase_bytes;        /* what the live sections send in the current phase */
 	double transmit_rate, dirty_rate, predicted_stun_ms;
 	uint64_t start_ns, end_ns, stun_start_ns, stun_end_ns;
+	uint64_t stun_guest_tsc;     /* vCPU 0's TSC read while stunned, 0: not read */
 	double dest_restore_ms;
 	bool verified;               /* --verify: the destination's RAM digest matched ours */
 	bool resolved_in_doubt;      /* committed by a resolution after an in-doubt switchover */

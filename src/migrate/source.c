@@ -357,6 +357,10 @@ static int switchover(struct migration *mig)
 		migration_fail(mig, "the VM shut down during migration");
 		return -1;
 	}
+	/* A point in guest time inside the stun, so that a guest's own trace
+	 * (the test guests' heartbeat gap) can be matched to this switchover. */
+	if (vm_guest_tsc(mig->vm, &mig->stun_guest_tsc))
+		mig->stun_guest_tsc = 0;
 	t0 = now_ns(), b0 = mig->bytes_sent, p0 = mig->pages_sent, z0 = mig->zero_pages;
 	if (live_harvest(mig, &dirty))
 		return -1;
@@ -642,6 +646,8 @@ static json_t *migration_json(struct migration *mig)
 	json_object_set_new(j, "max_bandwidth", json_integer((json_int_t)mig->p.max_bandwidth));
 	if (mig->dest_restore_ms)
 		json_object_set_new(j, "dest_restore_ms", json_real(mig->dest_restore_ms));
+	if (mig->stun_end_ns && mig->stun_guest_tsc)
+		json_object_set_new(j, "stun_guest_tsc", json_integer((json_int_t)mig->stun_guest_tsc));
 	if (mig->error[0])
 		json_object_set_new(j, "error", json_string(mig->error));
 	json_object_set_new(j, "source_resumed", json_boolean(mig->resumed_source));

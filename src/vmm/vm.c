@@ -381,6 +381,18 @@ int vm_pause(struct vm *vm)
 	return rc;
 }
 
+int vm_guest_tsc(struct vm *vm, uint64_t *tsc)
+{
+	struct { struct kvm_msrs h; struct kvm_msr_entry e; } one = { .h.nmsrs = 1, .e.index = MSR_IA32_TSC };
+
+	if (vm->nvcpus < 1)
+		return -ENODEV;
+	if (ioctl(vm->vcpus[0].fd, KVM_GET_MSRS, &one) != 1)
+		return -EIO;
+	*tsc = one.e.data;
+	return 0;
+}
+
 int vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);

@@ -111,6 +111,9 @@ int vm_boot(struct vm *vm, const struct boot_plan *plan, char *err, size_t errle
 int vm_start_vcpus(struct vm *vm, char *err, size_t errlen); /* starts threads; state RUNNING */
 int vm_pause(struct vm *vm);   /* stops every vCPU and waits until all are out of KVM_RUN */
 int vm_resume(struct vm *vm);
+/* vCPU 0's TSC as the guest reads it now (KVM_GET_MSRS IA32_TSC); call it only while
+ * the VM is paused or masked. 0 on success, or a negative errno. */
+int vm_guest_tsc(struct vm *vm, uint64_t *tsc);
 void vm_request_exit(struct vm *vm, int status, const char *reason);
 int vm_wait_exit(struct vm *vm); /* blocks until quit, joins vCPUs, returns exit status */
 void vm_kick_vcpus(struct vm *vm);
