@@ -16,10 +16,14 @@
  *   - leaves each section out of a restore in turn and checks that both
  *     the comparison and the read-back catch it (the checks can fail).
  *
+ * With --write-snapshot FILE it only writes the changed source VM as a
+ * snapshot (tests/test_snapshot_state.sh restores it through the monitor).
+ *
  * Prints PASS/FAIL/SKIP lines for tests/run.sh. */
 #include "state/state.h"
 #include "vmm/vm.h"
 #include "devices/devices.h"
+#include "migrate/snapshot.h"
 #include "common/util.h"
 #include <errno.h>
 #include <stdarg.h>
@@ -1033,7 +1037,27 @@ static void check_clock_advance(const char *name, const struct state_buf *a, con
 	      (unsigned long long)va, (unsigned long long)vb, advance / 1e6, gap / 1e6);
 }
 
-int main(void)
+/* `unit_state_roundtrip --write-snapshot FILE`: the source VM, every part
+ * changed, as a snapshot file, for tests/test_snapshot_state.sh to restore
+ * through the monitor. */
+static int write_source_snapshot(const char *path)
+{
+	static struct vm a;
+	char err[512], skipped[512] = "";
+
+	if (make_vm(&a, "roundtrip-source", true))
+		return 2;
+	have_smm = ioctl(a.vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_SMM) > 0;
+	source_apply(&a, skipped, sizeof(skipped));
+	sleep_ns(PIT_SETTLE_NS);
+	int rc = snapshot_write(&a, path, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "%s\n", err);
+	vm_destroy(&a);
+	return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
 {
 	static struct vm a, b;
 	struct state_buf blob1, blob2;
@@ -1041,6 +1065,8 @@ int main(void)
 	char *diff = NULL;
 	int rc;
 
+	if (argc == 3 && !strcmp(argv[1], "--write-snapshot"))
+		return write_source_snapshot(argv[2]);
 	if (access("/dev/kvm", R_OK | W_OK)) {
 		printf("SKIP state round trip: /dev/kvm not accessible\n");
 		return 0;
