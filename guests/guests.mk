@@ -15,6 +15,20 @@ $(BUILD)/guests/elf-hello.elf $(BUILD)/guests/elf-hello-pvh.elf: $(BUILD)/guests
 
 guest-extras:: $(BUILD)/guests/elf-hello.elf $(BUILD)/guests/elf-hello-pvh.elf
 
+# elf-stop: an ELF guest that triple-faults, and one that runs SSE at CPL 0.
+$(BUILD)/guests/elf-triple-fault.o: guests/elf-stop.S
+	@mkdir -p $(dir $@)
+	$(CC) -c -o $@ $<
+
+$(BUILD)/guests/elf-sse-cpl0.o: guests/elf-stop.S
+	@mkdir -p $(dir $@)
+	$(CC) -DSSE -c -o $@ $<
+
+$(BUILD)/guests/elf-triple-fault.elf $(BUILD)/guests/elf-sse-cpl0.elf: $(BUILD)/guests/%.elf: $(BUILD)/guests/%.o guests/elf-hello.ld
+	ld $(ELF_GUEST_LDFLAGS) -o $@ $<
+
+guest-extras:: $(BUILD)/guests/elf-triple-fault.elf $(BUILD)/guests/elf-sse-cpl0.elf
+
 # Test guests (docs/guests.md): build/guests/guest.img comes from guests/guest.asm
 # through the generic rule; ab, heartbeat and workload are the same image with
 # its config block patched by guestcfg.
