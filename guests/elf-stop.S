@@ -11,6 +11,8 @@
  *                         (KVM_EXIT_INTERNAL_ERROR, suberror 1). Where it
  *                         runs natively the guest writes 0x12 to the
  *                         debug-exit port (glide exits with status 37).
+ *   elf-hang.elf          (-DHANG) halts with interrupts off: a guest that
+ *                         hangs, making no progress at all.
  *
  * Ring-0 code, kept to a few instructions. Linked at 1 MiB (elf-hello.ld). */
 
@@ -31,10 +33,12 @@ _start:
 	outb	%al, %dx
 	jmp	1b
 2:
-#ifdef SSE
+#if defined(SSE)
 	xorps	%xmm0, %xmm1
 	movb	$STATUS_SSE_RAN, %al
 	outb	%al, $DEBUG_EXIT_PORT
+#elif defined(HANG)
+	/* straight to the halt below */
 #else
 	movabsq	$UNMAPPED_ADDRESS, %rax
 	movq	(%rax), %rax

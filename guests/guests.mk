@@ -15,7 +15,7 @@ $(BUILD)/guests/elf-hello.elf $(BUILD)/guests/elf-hello-pvh.elf: $(BUILD)/guests
 
 guest-extras:: $(BUILD)/guests/elf-hello.elf $(BUILD)/guests/elf-hello-pvh.elf
 
-# elf-stop: an ELF guest that triple-faults, and one that runs SSE at CPL 0.
+# elf-stop: ELF guests that triple-fault, run SSE at CPL 0, or hang.
 $(BUILD)/guests/elf-triple-fault.o: guests/elf-stop.S
 	@mkdir -p $(dir $@)
 	$(CC) -c -o $@ $<
@@ -24,10 +24,15 @@ $(BUILD)/guests/elf-sse-cpl0.o: guests/elf-stop.S
 	@mkdir -p $(dir $@)
 	$(CC) -DSSE -c -o $@ $<
 
-$(BUILD)/guests/elf-triple-fault.elf $(BUILD)/guests/elf-sse-cpl0.elf: $(BUILD)/guests/%.elf: $(BUILD)/guests/%.o guests/elf-hello.ld
+$(BUILD)/guests/elf-hang.o: guests/elf-stop.S
+	@mkdir -p $(dir $@)
+	$(CC) -DHANG -c -o $@ $<
+
+ELF_STOP_GUESTS := $(BUILD)/guests/elf-triple-fault.elf $(BUILD)/guests/elf-sse-cpl0.elf $(BUILD)/guests/elf-hang.elf
+$(ELF_STOP_GUESTS): $(BUILD)/guests/%.elf: $(BUILD)/guests/%.o guests/elf-hello.ld
 	ld $(ELF_GUEST_LDFLAGS) -o $@ $<
 
-guest-extras:: $(BUILD)/guests/elf-triple-fault.elf $(BUILD)/guests/elf-sse-cpl0.elf
+guest-extras:: $(ELF_STOP_GUESTS)
 
 # Test guests (docs/guests.md): build/guests/guest.img comes from guests/guest.asm
 # through the generic rule; ab, heartbeat and workload are the same image with

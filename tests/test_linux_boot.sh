@@ -47,6 +47,28 @@ verdict() {
 	fi
 }
 
+# progress_sample NAME: serial bytes, vCPU exits and a hash of 64 MiB from 16 MiB (the kernel's load
+# address) of the VM whose API is $T/NAME.sock and whose serial output is $T/NAME.serial
+progress_sample() {
+	local bytes exits mem=none
+	bytes=$(stat -c %s "$T/$1.serial" 2>/dev/null || echo 0)
+	exits=$("$GLIDE" vm status --api "$T/$1.sock" --json 2>/dev/null |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["exits"]["total"])' 2>/dev/null)
+	"$GLIDE" vm memsave --api "$T/$1.sock" --addr 16M --size 64M --to "$T/$1.mem" >/dev/null 2>&1 &&
+		mem=$(md5sum <"$T/$1.mem" | cut -c1-12)
+	rm -f "$T/$1.mem"
+	echo "$bytes ${exits:-?} $mem"
+}
+
+# running_verdict SAMPLE1 SAMPLE2 WHAT: a guest still running at the end of its budget
+running_verdict() {
+	if [ "$1" != "$2" ]; then
+		echo "SKIP: $3 but still making progress (serial bytes, exits, memory hash: $1 -> $2); the kernel runs at CPL 0, which this machine's nested KVM emulates 1000x slower (see KVM-HERE.md)"
+	else
+		echo "FAIL: $3 and made no progress in the last $PROGRESS_WINDOW s (serial bytes, exits, memory hash: $2)"
+	fi
+}
+
 # 1. The verdict's rules, on guests that really stop and on lines they cannot produce here.
 verdict_is() { # NAME EXPECTED-PREFIX LOG SERIAL STDERR STATUS
 	local name="$1" want="$2" got
@@ -94,6 +116,31 @@ verdict_is "a reset without a panic" FAIL "$T/reset.log" "$T/none.serial" /dev/n
 echo "glide: kernel /x: not a bzImage (missing HdrS signature)" >"$T/startup.err"
 verdict_is "a monitor that does not start" FAIL "$T/empty.log" "$T/none.serial" "$T/startup.err" 1
 
+# A hung guest and a busy one, sampled 2 s apart.
+sample_guest() { # NAME ARGS...: starts a guest, prints two progress samples 2 s apart, stops it
+	local name="$1"; shift
+	start_vm "$name" --serial "$T/$name.serial" "$@" || { echo "monitor did not start"; return; }
+	sleep 1
+	local a b
+	a=$(progress_sample "$name"); sleep 2; b=$(progress_sample "$name")
+	"$GLIDE" vm shutdown --api "$T/$name.sock" >/dev/null 2>&1
+	local pid_var="PID_$name" # started in this subshell: the test's cleanup does not know it
+	wait_for 10 bash -c "! kill -0 ${!pid_var} 2>/dev/null" || kill -9 "${!pid_var}" 2>/dev/null
+	echo "$a|$b"
+}
+if [ -f "$G/elf-hang.elf" ] && [ -f "$G/ab.img" ]; then
+	s=$(sample_guest hang --memory 256M --elf "$G/elf-hang.elf")
+	v=$(PROGRESS_WINDOW=2 running_verdict "${s%|*}" "${s#*|}" "no banner")
+	[ "${v%%:*}" = FAIL ] && pass "linux boot verdict: a guest that hangs is FAIL (${v#*: })" ||
+		fail "linux boot verdict: a hung guest (elf-hang) should be FAIL, got: $v"
+	s=$(sample_guest busy --memory 256M --boot "$G/ab.img")
+	v=$(PROGRESS_WINDOW=2 running_verdict "${s%|*}" "${s#*|}" "no banner")
+	[ "${v%%:*}" = SKIP ] && pass "linux boot verdict: a guest still writing memory is making progress (${v#*: })" ||
+		fail "linux boot verdict: a busy guest (ab) should count as progressing, got: $v"
+else
+	fail "linux boot verdict: $G/elf-hang.elf or ab.img missing (run make)"
+fi
+
 # 2. The kernel.
 kernel=$(ls /boot/vmlinuz-*cloud-amd64 2>/dev/null | tail -1)
 if [ -z "$kernel" ]; then
@@ -105,36 +152,25 @@ if [ -z "$kernel" ]; then
 fi
 [ -n "$kernel" ] || { skip "linux boot: no Debian cloud kernel here and it could not be downloaded (apt-get download linux-image-cloud-amd64)"; exit 0; }
 
-# progress_sample: serial bytes, vCPU exits and a hash of 64 MiB from the kernel's load address
-progress_sample() {
-	local bytes exits mem
-	bytes=$(stat -c %s "$T/serial" 2>/dev/null || echo 0)
-	exits=$("$GLIDE" vm status --api "$T/linux.sock" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["exits"]["total"])' 2>/dev/null)
-	mem=none
-	"$GLIDE" vm memsave --api "$T/linux.sock" --addr 16M --size 64M --to "$T/mem.bin" >/dev/null 2>&1 &&
-		mem=$(md5sum <"$T/mem.bin" | cut -c1-12)
-	rm -f "$T/mem.bin"
-	echo "$bytes ${exits:-?} $mem"
-}
-
 "$GLIDE" vm run --memory 512M --vcpus 2 --kernel "$kernel" --cmdline "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1" \
-	--api "$T/linux.sock" --serial "$T/serial" --log "$T/linux.log" >"$T/linux.out" 2>"$T/linux.err" &
+	--api "$T/linux.sock" --serial "$T/linux.serial" --log "$T/linux.log" >"$T/linux.out" 2>"$T/linux.err" &
 pid=$!
 PIDS+=($pid)
 start=$SECONDS
 end=$((start + WAIT))
 banner_at="" sample1=""
 while [ $SECONDS -lt $end ] && kill -0 $pid 2>/dev/null; do
-	if [ -z "$banner_at" ] && grep -aq "Linux version" "$T/serial" 2>/dev/null; then banner_at=$((SECONDS - start)); fi
-	grep -aqE "$CRASH_RE" "$T/serial" 2>/dev/null && break # a panic reboots (panic=-1); an oops may go on
-	if [ -z "$sample1" ] && [ $SECONDS -ge $((end - PROGRESS_WINDOW)) ]; then sample1=$(progress_sample); fi
+	if [ -z "$banner_at" ] && grep -aq "Linux version" "$T/linux.serial" 2>/dev/null; then banner_at=$((SECONDS - start)); fi
+	grep -aqE "$CRASH_RE" "$T/linux.serial" 2>/dev/null && break # a panic reboots (panic=-1); an oops may go on
+	if [ -z "$sample1" ] && [ $SECONDS -ge $((end - PROGRESS_WINDOW)) ]; then sample1=$(progress_sample linux); fi
 	sleep 1
 done
+[ -z "$banner_at" ] && grep -aq "Linux version" "$T/linux.serial" 2>/dev/null && banner_at=$((SECONDS - start))
 running=0
 kill -0 $pid 2>/dev/null && running=1
 if [ $running = 1 ]; then
-	[ -n "$sample1" ] || sample1=$(progress_sample)
-	sample2=$(progress_sample)
+	[ -n "$sample1" ] || sample1=$(progress_sample linux)
+	sample2=$(progress_sample linux)
 	kill $pid 2>/dev/null
 	wait_for 10 bash -c "! kill -0 $pid 2>/dev/null"
 	status=running
@@ -143,24 +179,22 @@ else
 	status=$?
 fi
 kname=$(basename "$kernel")
-last_line=$(grep -a . "$T/serial" 2>/dev/null | tail -1 | tr -d '\r' | cut -c1-160)
+last_line=$(grep -a . "$T/linux.serial" 2>/dev/null | tail -1 | tr -d '\r' | cut -c1-160)
 
 if [ -n "$banner_at" ]; then
-	pass "linux boot: $kname printed its banner on COM1 after $banner_at s: $(grep -a -m1 -o 'Linux version [^ ]*' "$T/serial")"
+	pass "linux boot: $kname printed its banner on COM1 after $banner_at s: $(grep -a -m1 -o 'Linux version [^ ]*' "$T/linux.serial")"
 fi
-if grep -aq "Allowing 2 CPUs" "$T/serial"; then
+if grep -aq "Allowing 2 CPUs" "$T/linux.serial"; then
 	pass "linux boot: the kernel found 2 CPUs in the ACPI MADT"
 fi
-if [ $running = 1 ] && grep -aqE "$CRASH_RE" "$T/serial"; then
-	v=$(verdict "$T/linux.log" "$T/serial" "$T/linux.err" running)
+if [ $running = 1 ] && grep -aqE "$CRASH_RE" "$T/linux.serial"; then
+	v=$(verdict "$T/linux.log" "$T/linux.serial" "$T/linux.err" running)
 elif [ $running = 1 ]; then
-	if [ "$sample1" != "$sample2" ]; then
-		v="SKIP: ${banner_at:+banner seen, }boot not finished within $WAIT s but still making progress (serial bytes, exits, memory hash: $sample1 -> $sample2; last line: ${last_line:-none}); the kernel runs at CPL 0, which this machine's nested KVM emulates 1000x slower (see KVM-HERE.md)"
-	else
-		v="FAIL: the guest made no progress in the last $PROGRESS_WINDOW s of $WAIT s (serial bytes, exits, memory hash: $sample2; last line: ${last_line:-none})"
-	fi
+	if [ -n "$banner_at" ]; then what="boot not finished within $WAIT s"
+	else what="no banner within $WAIT s (last line: ${last_line:-none})"; fi
+	v=$(running_verdict "$sample1" "$sample2" "$what")
 else
-	v=$(verdict "$T/linux.log" "$T/serial" "$T/linux.err" "$status")
+	v=$(verdict "$T/linux.log" "$T/linux.serial" "$T/linux.err" "$status")
 fi
 msg="linux boot: ${v#*: }"
 [ -n "$banner_at" ] && [ "${v%%:*}" = SKIP ] && msg="linux boot: after the banner (last line: ${last_line:-none}): ${v#*: }"
