@@ -11,6 +11,9 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#define CR0_PE (1ULL << 0)
+#define EFER_LMA (1ULL << 10)
+
 static void vcpu_io(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
@@ -47,11 +50,11 @@ static void vcpu_describe_position(struct vcpu *v, char *buf, size_t len)
 	memset(&sregs, 0, sizeof(sregs));
 	ioctl(v->fd, KVM_GET_REGS, &regs);
 	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) == 0) {
-		if (!(sregs.cr0 & 1))
+		if (!(sregs.cr0 & CR0_PE))
 			mode = "real mode";
-		else if ((sregs.efer & (1 << 10)) && sregs.cs.l)
+		else if ((sregs.efer & EFER_LMA) && sregs.cs.l)
 			mode = "64-bit mode";
-		else if (sregs.efer & (1 << 10))
+		else if (sregs.efer & EFER_LMA)
 			mode = "compatibility mode";
 		else
 			mode = sregs.cs.db ? "32-bit protected mode" : "16-bit protected mode";

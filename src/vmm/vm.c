@@ -146,6 +146,7 @@ static int vm_probe_msrs(struct vm *vm, int vcpu_fd)
 	if (vm_msr_readable(vcpu_fd, MSR_MTRRCAP, &mtrrcap)) {
 		vm_msr_add(vm, vcpu_fd, MSR_MTRR_DEF_TYPE, max);
 		if (mtrrcap & MTRRCAP_FIXED) {
+			/* FIX64K_00000, FIX16K_80000 and _A0000, FIX4K_C0000 .. _F8000 */
 			static const uint32_t fixed[] = { 0x250, 0x258, 0x259, 0x268, 0x269, 0x26a, 0x26b,
 							  0x26c, 0x26d, 0x26e, 0x26f };
 			for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
