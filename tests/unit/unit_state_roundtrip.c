@@ -367,58 +367,60 @@ static int msr_get(struct vm *vm, int i, uint32_t index, uint64_t *value)
 	return 0;
 }
 
-/* Values that are valid for the MSRs glide migrates (any host KVM lists). */
+/* Values that are valid for the MSRs glide migrates (what any host's KVM
+ * lists, and the MTRRs and MCE banks); `required`: KVM must take it. */
+static const struct msr_plan msr_known[] = {
+	{ 0x174, 0x10, true },                       /* SYSENTER_CS */
+	{ 0x175, 0xffffc90000001000ULL, true },      /* SYSENTER_ESP */
+	{ 0x176, 0xffffffff81a00000ULL, true },      /* SYSENTER_EIP */
+	{ 0xc0000081, 0x0023001000000000ULL, true }, /* STAR */
+	{ 0xc0000082, 0xffffffff81c00000ULL, true }, /* LSTAR */
+	{ 0xc0000083, 0xffffffff81c00100ULL, true }, /* CSTAR */
+	{ 0xc0000084, 0x47700, true },               /* SFMASK */
+	{ 0xc0000102, 0xffff88803fc00000ULL, true }, /* KERNEL_GS_BASE */
+	{ 0xc0000103, 0x1, false },                  /* TSC_AUX */
+	{ 0x277, 0x0407050600070106ULL, true },      /* PAT */
+	{ 0x3b, 0x1000, true },                      /* TSC_ADJUST */
+	{ 0x1a0, 0x1801, true },                     /* MISC_ENABLE: fast strings, BTS and PEBS unavailable */
+	{ 0x4b564d00, 0x6000, true },                /* KVM wall clock (new) */
+	{ 0x11, 0x6000, false },                     /* KVM wall clock (old): the same register */
+	{ 0x4b564d01, 0x6101, true },                /* KVM system time (new): kvmclock page, enabled */
+	{ 0x12, 0x6101, false },                     /* KVM system time (old): the same register */
+	{ 0x4b564d02, 0x7009, false },               /* async PF: enabled, delivered as an interrupt */
+	{ 0x4b564d03, 0x7101, false },               /* steal time */
+	{ 0x4b564d04, 0x7201, true },                /* PV EOI */
+	{ 0x4b564d05, 0, false },                    /* poll control */
+	{ 0x4b564d06, 0xec, false },                 /* async PF interrupt vector */
+	{ 0x17a, 0x5, false },                       /* MCG_STATUS */
+	{ 0x34, 7, false },                          /* SMI_COUNT */
+	{ 0xce, 0x80001000ULL, false },              /* PLATFORM_INFO */
+	{ 0x140, 1, false },                         /* MISC_FEATURES_ENABLES: CPUID faulting */
+	{ 0x1fc, 2, false },                         /* POWER_CTL */
+	{ 0x8b, 0x0a0011d100000000ULL, false },      /* microcode revision */
+	{ 0xc0010015, 1ULL << 18, false },           /* HWCR: McStatusWrEn */
+	{ 0x48, 1, false },                          /* SPEC_CTRL: IBRS */
+	{ 0xc0010117, 0x9000, false },               /* VM_HSAVE_PA */
+	{ MSR_MTRR_DEF_TYPE, 0xc06, true },          /* MTRRs on, fixed ranges on, default WB */
+	{ MSR_MTRR_FIX_64K, 0x0606060606060606ULL, true },
+	{ MSR_MTRR_FIX_16K_80000, 0x0606060606060600ULL, true },
+	{ MSR_MTRR_FIX_4K_C0000, 0x0505050505050505ULL, true },
+	{ MSR_MTRR_PHYS_BASE0, 0xc0000000ULL, true }, /* 3-4 GiB uncached */
+	{ MSR_MTRR_PHYS_BASE0 + 1, 0x0000ffffc0000800ULL, true },
+	{ MSR_MTRR_PHYS_BASE0 + 2, 0x80000006ULL, true },
+	{ MSR_MTRR_PHYS_BASE0 + 3, 0x0000ffffe0000800ULL, true },
+	{ MSR_MC0_CTL, ~0ULL, true },                /* MCE bank 0 reporting on, as a guest kernel does */
+	{ MSR_MC0_CTL + 1, 0xb200000000000135ULL, true }, /* a logged error in bank 0 */
+	{ MSR_MC0_CTL + 6, 0x12345000, true },       /* bank 1 address */
+};
+
 static bool msr_known_value(int i, uint32_t index, uint64_t *v, bool *required)
 {
-	static const struct { uint32_t index; uint64_t value; bool required; } known[] = {
-		{ 0x174, 0x10, true },                       /* SYSENTER_CS */
-		{ 0x175, 0xffffc90000001000ULL, true },      /* SYSENTER_ESP */
-		{ 0x176, 0xffffffff81a00000ULL, true },      /* SYSENTER_EIP */
-		{ 0xc0000081, 0x0023001000000000ULL, true }, /* STAR */
-		{ 0xc0000082, 0xffffffff81c00000ULL, true }, /* LSTAR */
-		{ 0xc0000083, 0xffffffff81c00100ULL, true }, /* CSTAR */
-		{ 0xc0000084, 0x47700, true },               /* SFMASK */
-		{ 0xc0000102, 0xffff88803fc00000ULL, true }, /* KERNEL_GS_BASE */
-		{ 0xc0000103, 0x1, false },                  /* TSC_AUX */
-		{ 0x277, 0x0407050600070106ULL, true },      /* PAT */
-		{ 0x3b, 0x1000, true },                      /* TSC_ADJUST */
-		{ 0x1a0, 0x1801, true },                     /* MISC_ENABLE: fast strings, BTS and PEBS unavailable */
-		{ 0x4b564d00, 0x6000, true },                /* KVM wall clock (new) */
-		{ 0x11, 0x6000, false },                     /* KVM wall clock (old): the same register */
-		{ 0x4b564d01, 0x6101, true },                /* KVM system time (new): kvmclock page, enabled */
-		{ 0x12, 0x6101, false },                     /* KVM system time (old): the same register */
-		{ 0x4b564d02, 0x7009, false },               /* async PF: enabled, delivered as an interrupt */
-		{ 0x4b564d03, 0x7101, false },               /* steal time */
-		{ 0x4b564d04, 0x7201, true },                /* PV EOI */
-		{ 0x4b564d05, 0, false },                    /* poll control */
-		{ 0x4b564d06, 0xec, false },                 /* async PF interrupt vector */
-		{ 0x17a, 0x5, false },                       /* MCG_STATUS */
-		{ 0x34, 7, false },                          /* SMI_COUNT */
-		{ 0xce, 0x80001000ULL, false },              /* PLATFORM_INFO */
-		{ 0x140, 1, false },                         /* MISC_FEATURES_ENABLES: CPUID faulting */
-		{ 0x1fc, 2, false },                         /* POWER_CTL */
-		{ 0x8b, 0x0a0011d100000000ULL, false },      /* microcode revision */
-		{ 0xc0010015, 1ULL << 18, false },           /* HWCR: McStatusWrEn */
-		{ 0x48, 1, false },                          /* SPEC_CTRL: IBRS */
-		{ 0xc0010117, 0x9000, false },               /* VM_HSAVE_PA */
-		{ MSR_MTRR_DEF_TYPE, 0xc06, true },          /* MTRRs on, fixed ranges on, default WB */
-		{ MSR_MTRR_FIX_64K, 0x0606060606060606ULL, true },
-		{ MSR_MTRR_FIX_16K_80000, 0x0606060606060600ULL, true },
-		{ MSR_MTRR_FIX_4K_C0000, 0x0505050505050505ULL, true },
-		{ MSR_MTRR_PHYS_BASE0, 0xc0000000ULL, true }, /* 3-4 GiB uncached */
-		{ MSR_MTRR_PHYS_BASE0 + 1, 0x0000ffffc0000800ULL, true },
-		{ MSR_MTRR_PHYS_BASE0 + 2, 0x80000006ULL, true },
-		{ MSR_MTRR_PHYS_BASE0 + 3, 0x0000ffffe0000800ULL, true },
-		{ MSR_MC0_CTL, ~0ULL, true },                /* MCE bank 0 reporting on, as a guest kernel does */
-		{ MSR_MC0_CTL + 1, 0xb200000000000135ULL, true }, /* a logged error in bank 0 */
-		{ MSR_MC0_CTL + 6, 0x12345000, true },       /* bank 1 address */
-	};
-	for (size_t k = 0; k < ARRAY_SIZE(known); k++) {
-		if (known[k].index == index) {
-			*v = known[k].value;
+	for (size_t k = 0; k < ARRAY_SIZE(msr_known); k++) {
+		if (msr_known[k].index == index) {
+			*v = msr_known[k].value;
 			if (index == 0xc0000082 || index == 0xc0000102 || index == 0x3b)
 				*v += (uint64_t)i * 0x1000; /* differ between the vCPUs */
-			*required = known[k].required;
+			*required = msr_known[k].required;
 			return true;
 		}
 	}
@@ -448,33 +450,46 @@ static int msrs_to_change(struct vm *vm, uint32_t *out, int max)
 	return n;
 }
 
-static void msrs_apply(struct vm *vm, int i, char *skipped, size_t skipped_len)
+/* Changes every MSR of msrs_to_change() that KVM lets change; names in
+ * `refused` the ones it does not, and in `missing` the required ones that
+ * glide does not migrate or KVM refused. */
+static void msrs_apply(struct vm *vm, int i, char *refused, size_t refused_len, char *missing, size_t missing_len)
 {
 	uint32_t idx[512];
 	int n = msrs_to_change(vm, idx, (int)ARRAY_SIZE(idx));
 
 	msr_plan_n[i] = 0;
+	for (size_t k = 0; k < ARRAY_SIZE(msr_known); k++) {
+		bool migrated = false; /* in the list glide saves and restores */
+		for (int m = 0; m < vm->nmsrs; m++)
+			migrated |= vm->msr_indices[m] == msr_known[k].index;
+		if (msr_known[k].required && !migrated && i == 0 && strlen(missing) + 32 < missing_len)
+			snprintf(missing + strlen(missing), missing_len - strlen(missing), " 0x%x (not migrated)",
+				 msr_known[k].index);
+	}
 	for (int m = 0; m < n; m++) {
-		uint64_t old, v = 0, back;
+		uint64_t old = 0, v = 0, back;
 		bool required = false;
 		if (idx[m] == MSR_IA32_TSC || idx[m] == MSR_IA32_TSC_DEADLINE)
 			continue; /* clocks: checked by how far they move */
-		if (msr_get(vm, i, idx[m], &old))
-			continue;
+		if (msr_get(vm, i, idx[m], &old) && !msr_known_value(i, idx[m], &v, &required))
+			continue; /* neither readable nor known: nothing to change */
 		bool known = msr_known_value(i, idx[m], &v, &required), taken = false;
 		/* an MSR without a known value (another host's list, a further MTRR or
 		 * MCE bank): try a one-bit change, all bits flipped, the MTRR valid bit */
 		uint64_t tries[] = { v, old ^ 1, ~old, old ^ 0x800 };
 		for (size_t t = known ? 0 : 1; t < (known ? 1 : ARRAY_SIZE(tries)) && !taken; t++) {
 			v = tries[t];
-			taken = v != old && !msr_set(vm, i, idx[m], v) && !msr_get(vm, i, idx[m], &back) && back == v;
+			/* a known value may already be there: 0x11/0x12 are the old names of 0x4b564d00/01 */
+			taken = (known || v != old) && !msr_set(vm, i, idx[m], v) && !msr_get(vm, i, idx[m], &back) &&
+				back == v;
 		}
 		if (!taken) {
-			if (required) { /* keep it in the plan: the source check reports it */
-				msr_plan[i][msr_plan_n[i]++] = (struct msr_plan){ idx[m], v, true };
-			} else if (i == 0 && strlen(skipped) + 16 < skipped_len) {
-				snprintf(skipped + strlen(skipped), skipped_len - strlen(skipped), " 0x%x", idx[m]);
-			}
+			if (required && strlen(missing) + 40 < missing_len)
+				snprintf(missing + strlen(missing), missing_len - strlen(missing),
+					 " 0x%x on vCPU %d (KVM refused 0x%llx)", idx[m], i, (unsigned long long)v);
+			else if (!required && i == 0 && strlen(refused) + 16 < refused_len)
+				snprintf(refused + strlen(refused), refused_len - strlen(refused), " 0x%x", idx[m]);
 			continue;
 		}
 		msr_plan[i][msr_plan_n[i]++] = (struct msr_plan){ idx[m], v, required };
@@ -530,7 +545,7 @@ static void xsave_apply(struct vm *vm, int i)
 	ioctl(vm->vcpus[i].fd, KVM_SET_XSAVE, x);
 }
 
-static void source_apply(struct vm *vm, char *msrs_skipped, size_t skipped_len)
+static void source_apply(struct vm *vm, char *msrs_refused, size_t refused_len, char *msrs_missing, size_t missing_len)
 {
 	for (int i = 0; i < VCPUS; i++) {
 		int fd = vm->vcpus[i].fd;
@@ -548,7 +563,7 @@ static void source_apply(struct vm *vm, char *msrs_skipped, size_t skipped_len)
 		regs_plan(i, &r);
 		ioctl(fd, KVM_SET_REGS, &r);
 		xsave_apply(vm, i);
-		msrs_apply(vm, i, msrs_skipped, skipped_len);
+		msrs_apply(vm, i, msrs_refused, refused_len, msrs_missing, missing_len);
 		ioctl(fd, KVM_GET_LAPIC, &l);
 		lapic_plan(i, &l);
 		ioctl(fd, KVM_SET_LAPIC, &l);
@@ -1051,12 +1066,12 @@ static void check_clock_advance(const char *name, const struct state_buf *a, con
 static int write_source_snapshot(const char *path)
 {
 	static struct vm a;
-	char err[512], skipped[512] = "";
+	char err[512], refused[512] = "", missing[512] = "";
 
 	if (make_vm(&a, "roundtrip-source", true))
 		return 2;
 	have_smm = ioctl(a.vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_SMM) > 0;
-	source_apply(&a, skipped, sizeof(skipped));
+	source_apply(&a, refused, sizeof(refused), missing, sizeof(missing));
 	sleep_ns(PIT_SETTLE_NS);
 	int rc = snapshot_write(&a, path, err, sizeof(err));
 	if (rc)
@@ -1069,7 +1084,7 @@ int main(int argc, char **argv)
 {
 	static struct vm a, b;
 	struct state_buf blob1, blob2;
-	char err[512], why[WHY_LEN], msrs_skipped[512] = "";
+	char err[512], why[WHY_LEN], msrs_refused[512] = "", msrs_missing[512] = "";
 	char *diff = NULL;
 	int rc;
 
@@ -1086,7 +1101,7 @@ int main(int argc, char **argv)
 	have_smm = ioctl(a.vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_SMM) > 0;
 	if (!have_smm)
 		printf("SKIP round trip: a pending SMI: this KVM has no SMM (KVM_CAP_X86_SMM)\n");
-	source_apply(&a, msrs_skipped, sizeof(msrs_skipped));
+	source_apply(&a, msrs_refused, sizeof(msrs_refused), msrs_missing, sizeof(msrs_missing));
 	sleep_ns(PIT_SETTLE_NS);
 
 	/* The source holds every planned value: the test really changed the state. */
@@ -1100,8 +1115,11 @@ int main(int argc, char **argv)
 	for (int i = 0; i < VCPUS; i++)
 		for (int m = 0; m < msr_plan_n[i]; m++, planned++)
 			required += msr_plan[i][m].required;
-	printf("PASS source: %d MSR values changed on %d vCPUs (%d of them required)%s%s\n", planned, VCPUS, required,
-	       msrs_skipped[0] ? "; KVM refused a change to" : "", msrs_skipped);
+	char name[512];
+	snprintf(name, sizeof(name), "source: every required MSR is migrated and changed (%d MSR values on %d vCPUs, "
+		 "%d required)%s%s", planned, VCPUS, required, msrs_refused[0] ? "; KVM refused a change to" : "",
+		 msrs_refused);
+	CHECK(name, !msrs_missing[0], "missing:%s", msrs_missing);
 
 	rc = capture(&a, &blob1);
 	CHECK("round trip: capture the source", rc == 0, "%s", strerror(-rc));
