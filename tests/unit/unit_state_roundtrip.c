@@ -945,11 +945,15 @@ static int check_uart(struct vm *vm, char *why)
 	EXPECT(why, &n, "UART DLL", port_in(vm, COM1 + 0), UART_PLAN_DLL);
 	EXPECT(why, &n, "UART DLM", port_in(vm, COM1 + 1), UART_PLAN_DLM);
 	port_out(vm, COM1 + 3, lcr);
-	/* IIR is not read: reading it acknowledges the interrupt. Its line must still be up. */
+	/* The THR-empty interrupt is raised at the PIC, and IIR shows it with the FIFO bits of FCR. */
 	struct kvm_irqchip c = { .chip_id = 0 };
 	ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &c);
 	if (!(c.chip.pic.last_irr & (1 << UART_COM1_IRQ)))
 		why_add(why, &n, "IRQ 4 (THR empty) is not raised at the PIC");
+	EXPECT(why, &n, "UART IIR (FIFOs on, THR empty)", port_in(vm, COM1 + 2), 0xc2);
+	/* reading IIR acknowledged the interrupt: turning THRI off and on raises it again, as it was */
+	port_out(vm, COM1 + 1, UART_PLAN_IER & ~0x02);
+	port_out(vm, COM1 + 1, UART_PLAN_IER);
 	return n;
 }
 
