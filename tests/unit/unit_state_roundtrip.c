@@ -1119,7 +1119,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < VCPUS; i++)
 		for (int m = 0; m < msr_plan_n[i]; m++, planned++)
 			required += msr_plan[i][m].required;
-	char name[512];
+	char name[sizeof(msrs_refused) + 160];
 	snprintf(name, sizeof(name), "source: every required MSR is migrated and changed (%d MSR values on %d vCPUs, "
 		 "%d required)%s%s", planned, VCPUS, required, msrs_refused[0] ? "; KVM refused a change to" : "",
 		 msrs_refused);
