@@ -15,6 +15,25 @@ $(BUILD)/guests/elf-hello.elf $(BUILD)/guests/elf-hello-pvh.elf: $(BUILD)/guests
 
 guest-extras:: $(BUILD)/guests/elf-hello.elf $(BUILD)/guests/elf-hello-pvh.elf
 
+# elf-stop: ELF guests that triple-fault, run SSE at CPL 0, or hang.
+$(BUILD)/guests/elf-triple-fault.o: guests/elf-stop.S
+	@mkdir -p $(dir $@)
+	$(CC) -c -o $@ $<
+
+$(BUILD)/guests/elf-sse-cpl0.o: guests/elf-stop.S
+	@mkdir -p $(dir $@)
+	$(CC) -DSSE -c -o $@ $<
+
+$(BUILD)/guests/elf-hang.o: guests/elf-stop.S
+	@mkdir -p $(dir $@)
+	$(CC) -DHANG -c -o $@ $<
+
+ELF_STOP_GUESTS := $(BUILD)/guests/elf-triple-fault.elf $(BUILD)/guests/elf-sse-cpl0.elf $(BUILD)/guests/elf-hang.elf
+$(ELF_STOP_GUESTS): $(BUILD)/guests/%.elf: $(BUILD)/guests/%.o guests/elf-hello.ld
+	ld $(ELF_GUEST_LDFLAGS) -o $@ $<
+
+guest-extras:: $(ELF_STOP_GUESTS)
+
 # Test guests (docs/guests.md): build/guests/guest.img comes from guests/guest.asm
 # through the generic rule; ab, heartbeat and workload are the same image with
 # its config block patched by guestcfg.

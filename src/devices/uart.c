@@ -129,6 +129,18 @@ static int uart_load(struct vm *vm, int i, uint32_t version, const uint8_t *data
 	return 0;
 }
 
+static int uart_fields(const uint8_t *data, size_t len, state_field_fn fn, void *ctx)
+{
+	static const char *names[] = { "ier", "iir", "fcr", "lcr", "mcr", "lsr", "msr", "scr", "dll", "dlm",
+				       "thr_irq_pending", "irq_level" };
+	_Static_assert(sizeof(names) / sizeof(names[0]) == sizeof(struct uart_regs), "one name per UART register");
+	if (len != sizeof(struct uart_regs))
+		return -EINVAL;
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		state_field_add(fn, ctx, i, 1, 1, "%s", names[i]);
+	return 0;
+}
+
 static int uart_init(struct vm *vm, int out_fd)
 {
 	struct uart *u = calloc(1, sizeof(*u));
@@ -145,7 +157,7 @@ static int uart_init(struct vm *vm, int out_fd)
 }
 
 static const struct state_section_ops uart_section = {
-	.name = "uart", .version = 1, .order = 40, .save = uart_save, .load = uart_load,
+	.name = "uart", .version = 1, .order = 40, .save = uart_save, .load = uart_load, .fields = uart_fields,
 };
 
 static const struct device_type uart_type = { .name = "serial", .create = uart_init };

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct vm;
 
@@ -75,6 +76,29 @@ int state_read_section_header(struct state_reader *r, struct state_section_heade
 int state_read_payload(struct state_reader *r, const struct state_section_header *h, void *buf,
 		       char *err, size_t errlen);
 
+/* One field of a section's payload, named for `glide state dump` and for
+ * comparing two captures (state_fields.c). A section lists its fields with
+ * its `fields` hook; bytes it lists in no field are still compared. */
+enum state_field_kind {
+	STATE_FIELD_EXACT,   /* the same in every capture of the same state */
+	STATE_FIELD_CLOCK,   /* a time that moves on between capture and restore: it may only grow */
+	STATE_FIELD_DERIVED, /* recomputed by KVM on restore (a running counter, a host timestamp): not compared */
+};
+struct state_field {
+	const char *name;    /* e.g. "regs.rip", "msr.0x277" */
+	size_t offset, len;  /* bytes of the payload */
+	unsigned unit;       /* printed as little-endian numbers of 1, 2, 4 or 8 bytes; 0: as text */
+	enum state_field_kind kind;
+	const char *why;     /* CLOCK and DERIVED: why two captures differ here */
+};
+typedef void (*state_field_fn)(void *ctx, const struct state_field *f);
+/* For `fields` hooks: reports an EXACT field whose name is a format. */
+void state_field_add(state_field_fn fn, void *ctx, size_t offset, size_t len, unsigned unit, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+/* The same for a CLOCK or DERIVED field, with the reason it differs. */
+void state_field_add_kind(state_field_fn fn, void *ctx, enum state_field_kind kind, const char *why, size_t offset,
+			  size_t len, unsigned unit, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+
 /* Section registry. `order` sorts loading (lower first).
  *
  * A section is saved whole in the checkpoint (save/load: device, vCPU and
@@ -91,6 +115,10 @@ struct state_section_ops {
 	int (*load)(struct vm *vm, int instance, uint32_t version, const uint8_t *data, size_t len,
 		    char *err, size_t errlen);
 	const struct live_section_ops *live; /* NULL: not copied live */
+	/* Optional: calls fn for each field of a payload (which may come from
+	 * any file: check every length). Returns 0, or -EINVAL when the
+	 * payload is malformed. Without it a payload is shown in 16-byte rows. */
+	int (*fields)(const uint8_t *data, size_t len, state_field_fn fn, void *ctx);
 };
 /* Registers a section; returns -ENOSPC when the registry is full or
  * -EEXIST when the name is taken (and logs why). */
@@ -120,4 +148,19 @@ int state_pending_add(struct state_pending *p, const struct state_section_header
 int state_pending_apply(struct vm *vm, struct state_pending *p, char *err, size_t errlen);
 /* Parses and verifies a whole in-memory blob (header, sections, end) into pending. */
 int state_parse_blob(const uint8_t *data, size_t len, struct state_pending *p, char *err, size_t errlen);
+
+/* Printing a state and comparing two (state_fields.c): sections are read
+ * and CRC-checked as on restore, live sections (RAM) are skipped. */
+struct state_sections;
+/* Reads a snapshot file or a checkpoint blob; NULL with err set on failure. */
+struct state_sections *state_sections_read_file(const char *path, char *err, size_t errlen);
+struct state_sections *state_sections_read_blob(const uint8_t *data, size_t len, char *err, size_t errlen);
+void state_sections_free(struct state_sections *s);
+/* Prints every field as "section[instance].field = value", one a line. */
+int state_sections_print(const struct state_sections *s, FILE *out);
+/* Compares two captures of the same VM field by field: EXACT fields and
+ * bytes in no field must be equal, CLOCK fields may only grow, DERIVED
+ * fields are skipped. Prints one line per difference (and, if verbose, per
+ * skipped or grown field) to out; returns the number of differences. */
+int state_sections_diff(const struct state_sections *a, const struct state_sections *b, bool verbose, FILE *out);
 #endif

@@ -11,6 +11,9 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#define CR0_PE (1ULL << 0)
+#define EFER_LMA (1ULL << 10)
+
 static void vcpu_io(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
@@ -34,16 +37,89 @@ static void vcpu_io(struct vcpu *v)
 	}
 }
 
-static void vcpu_report_failure(struct vcpu *v, const char *what)
+/* Where the vCPU stopped, for a failure's log line: "rip 0x..., CPL n,
+ * 64-bit mode". The CPL is SS.DPL (what KVM uses); the mode comes from
+ * CR0.PE, EFER.LMA and CS.L/D. */
+static void vcpu_describe_position(struct vcpu *v, char *buf, size_t len)
 {
 	struct kvm_regs regs;
-	char reason[128];
+	struct kvm_sregs sregs;
+	const char *mode = "unknown mode";
 
 	memset(&regs, 0, sizeof(regs));
+	memset(&sregs, 0, sizeof(sregs));
 	ioctl(v->fd, KVM_GET_REGS, &regs);
-	glide_log("vcpu", "vCPU %d: %s at rip=0x%llx", v->index, what, (unsigned long long)regs.rip);
-	snprintf(reason, sizeof(reason), "vCPU %d: %s at rip 0x%llx", v->index, what, (unsigned long long)regs.rip);
+	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) == 0) {
+		if (!(sregs.cr0 & CR0_PE))
+			mode = "real mode";
+		else if ((sregs.efer & EFER_LMA) && sregs.cs.l)
+			mode = "64-bit mode";
+		else if (sregs.efer & EFER_LMA)
+			mode = "compatibility mode";
+		else
+			mode = sregs.cs.db ? "32-bit protected mode" : "16-bit protected mode";
+	}
+	snprintf(buf, len, "rip 0x%llx, CPL %u, %s", (unsigned long long)regs.rip, sregs.ss.dpl, mode);
+}
+
+static void vcpu_report_failure(struct vcpu *v, const char *what, const char *detail)
+{
+	char where[96], reason[sizeof(v->vm->exit_reason)];
+
+	vcpu_describe_position(v, where, sizeof(where));
+	snprintf(reason, sizeof(reason), "vCPU %d: %s at %s%s%s", v->index, what, where, detail[0] ? ", " : "", detail);
+	glide_log("vcpu", "%s", reason);
 	vm_request_exit(v->vm, 2, reason);
+}
+
+static const char *internal_error_name(uint32_t suberror)
+{
+	switch (suberror) {
+	case KVM_INTERNAL_ERROR_EMULATION: return "instruction emulation failed";
+	case KVM_INTERNAL_ERROR_SIMUL_EX: return "simultaneous exceptions";
+	case KVM_INTERNAL_ERROR_DELIVERY_EV: return "exit while delivering an event";
+	case KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: return "unexpected exit reason";
+	}
+	return "unknown suberror";
+}
+
+/* KVM_EXIT_INTERNAL_ERROR: the suberror by name, and what KVM tells about
+ * it (the instruction bytes of a failed emulation, else its data words),
+ * so that a log shows which instruction KVM's emulator could not run. */
+static void vcpu_report_internal_error(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	char what[96], detail[160] = "";
+	size_t n = 0;
+
+	snprintf(what, sizeof(what), "KVM internal error, suberror %u (%s)", run->internal.suberror,
+		 internal_error_name(run->internal.suberror));
+	if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+	    (run->emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) &&
+	    run->emulation_failure.ndata >= 3) {
+		unsigned size = MIN(run->emulation_failure.insn_size, sizeof(run->emulation_failure.insn_bytes));
+		n += (size_t)snprintf(detail, sizeof(detail), "instruction bytes");
+		for (unsigned i = 0; i < size && n < sizeof(detail); i++)
+			n += (size_t)snprintf(detail + n, sizeof(detail) - n, " %02x", run->emulation_failure.insn_bytes[i]);
+	} else if (run->internal.ndata) {
+		n += (size_t)snprintf(detail, sizeof(detail), "data");
+		for (uint32_t i = 0; i < run->internal.ndata && i < ARRAY_SIZE(run->internal.data) && n < sizeof(detail); i++)
+			n += (size_t)snprintf(detail + n, sizeof(detail) - n, " 0x%llx",
+					      (unsigned long long)run->internal.data[i]);
+	}
+	vcpu_report_failure(v, what, detail);
+}
+
+/* A triple fault: the guest reset itself, as a PC would. The VM powers off
+ * (exit status 0, as QEMU's -no-reboot); the log says where. */
+static void vcpu_report_triple_fault(struct vcpu *v)
+{
+	char where[96], reason[sizeof(v->vm->exit_reason)];
+
+	vcpu_describe_position(v, where, sizeof(where));
+	snprintf(reason, sizeof(reason), "guest reset (triple fault on vCPU %d at %s)", v->index, where);
+	glide_log("vcpu", "%s; powering off", reason);
+	vm_request_exit(v->vm, 0, reason);
 }
 
 /* SDPS: sleep throttle_sleep_ns after each throttle_period_ns of running.
@@ -122,7 +198,7 @@ void *vcpu_thread(void *arg)
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			vcpu_report_failure(v, strerror(errno));
+			vcpu_report_failure(v, "KVM_RUN failed", strerror(errno));
 			break;
 		}
 		v->exits++;
@@ -143,29 +219,25 @@ void *vcpu_thread(void *arg)
 		case KVM_EXIT_INTR:
 			break;
 		case KVM_EXIT_SHUTDOWN:
-			glide_log("vcpu", "vCPU %d: triple fault (guest reset); powering off", v->index);
-			vm_request_exit(vm, 0, "guest reset (triple fault)");
+			vcpu_report_triple_fault(v);
 			break;
 		case KVM_EXIT_SYSTEM_EVENT:
 			vm_request_exit(vm, 0, "guest system event");
 			break;
-		case KVM_EXIT_INTERNAL_ERROR: {
-			char what[64];
-			snprintf(what, sizeof(what), "KVM internal error, suberror %u", run->internal.suberror);
-			vcpu_report_failure(v, what);
+		case KVM_EXIT_INTERNAL_ERROR:
+			vcpu_report_internal_error(v);
 			break;
-		}
 		case KVM_EXIT_FAIL_ENTRY: {
 			char what[80];
 			snprintf(what, sizeof(what), "VM entry failed, reason 0x%llx",
 				 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-			vcpu_report_failure(v, what);
+			vcpu_report_failure(v, what, "");
 			break;
 		}
 		default: {
 			char what[64];
 			snprintf(what, sizeof(what), "unhandled exit reason %u", run->exit_reason);
-			vcpu_report_failure(v, what);
+			vcpu_report_failure(v, what, "");
 			break;
 		}
 		}

@@ -23,6 +23,21 @@
 #define KVM_TSS_ADDR 0xfffbd000ULL
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
 #define MSR_IA32_TSC 0x10
+#define MSR_MTRRCAP 0xfe
+#define MTRRCAP_VCNT_MASK 0xffu
+#define MTRRCAP_FIXED (1u << 8)
+#define MSR_MTRR_DEF_TYPE 0x2ff
+#define MSR_MTRR_PHYS_BASE(i) (0x200 + 2 * (i))
+#define MSR_MTRR_PHYS_MASK(i) (0x201 + 2 * (i))
+#define MSR_MTRR_VAR_MAX 32u
+#define MSR_MTRR_ARCH_MAX (1 + 11 + 2 * MSR_MTRR_VAR_MAX) /* default type, fixed ranges, variable pairs */
+#define MSR_MCG_CAP 0x179
+#define MCG_CAP_COUNT_MASK 0xffu
+#define MCG_CAP_CMCI (1u << 10)
+#define MSR_MC0_CTL 0x400
+#define MSR_MC0_CTL2 0x280
+#define MSR_MCE_BANKS_MAX 32u
+#define MSR_MCE_ARCH_MAX (5 * MSR_MCE_BANKS_MAX) /* CTL, STATUS, ADDR, MISC, CTL2 per bank */
 
 const char *vm_state_name(enum vm_run_state s)
 {
@@ -73,10 +88,38 @@ void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len)
 	pthread_mutex_unlock(&vm->user_dirty_lock);
 }
 
+static bool vm_msr_readable(int vcpu_fd, uint32_t index, uint64_t *value)
+{
+	struct { struct kvm_msrs h; struct kvm_msr_entry e; } one = { .h.nmsrs = 1 };
+	one.e.index = index;
+	if (ioctl(vcpu_fd, KVM_GET_MSRS, &one) != 1)
+		return false;
+	if (value)
+		*value = one.e.data;
+	return true;
+}
+
+static void vm_msr_add(struct vm *vm, int vcpu_fd, uint32_t index, int max)
+{
+	for (int i = 0; i < vm->nmsrs; i++)
+		if (vm->msr_indices[i] == index)
+			return;
+	if (vm->nmsrs < max && vm_msr_readable(vcpu_fd, index, NULL))
+		vm->msr_indices[vm->nmsrs++] = index;
+}
+
+/* The MSRs saved and restored for every vCPU: the readable ones of
+ * KVM_GET_MSR_INDEX_LIST (TSC first), and the architectural MSRs that KVM
+ * leaves out of that list because user space is expected to know them (as
+ * QEMU does): the MTRRs that MTRRCAP announces (a guest kernel programs
+ * them; without them a restored guest finds its MTRRs off) and the MCE
+ * bank registers of MCG_CAP (a guest enables reporting in MCi_CTL; without
+ * them errors KVM injects after a restore are dropped). */
 static int vm_probe_msrs(struct vm *vm, int vcpu_fd)
 {
 	struct kvm_msr_list probe = { .nmsrs = 0 }, *list;
-	int n = 0;
+	uint64_t mtrrcap = 0, mcg_cap = 0;
+	int max;
 
 	if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
 		return -errno;
@@ -88,23 +131,40 @@ static int vm_probe_msrs(struct vm *vm, int vcpu_fd)
 		free(list);
 		return -errno;
 	}
-	vm->msr_indices = calloc(list->nmsrs + 1, sizeof(uint32_t));
+	max = (int)list->nmsrs + 1 + MSR_MTRR_ARCH_MAX + MSR_MCE_ARCH_MAX;
+	vm->msr_indices = calloc((size_t)max, sizeof(uint32_t));
 	if (!vm->msr_indices) {
 		free(list);
 		return -ENOMEM;
 	}
 	/* TSC first: it must be restored before anything derived from it. */
-	vm->msr_indices[n++] = MSR_IA32_TSC;
-	for (uint32_t i = 0; i < list->nmsrs; i++) {
-		struct { struct kvm_msrs h; struct kvm_msr_entry e; } one = { .h.nmsrs = 1 };
-		if (list->indices[i] == MSR_IA32_TSC)
-			continue;
-		one.e.index = list->indices[i];
-		if (ioctl(vcpu_fd, KVM_GET_MSRS, &one) == 1)
-			vm->msr_indices[n++] = list->indices[i];
-	}
-	vm->nmsrs = n;
+	vm->msr_indices[vm->nmsrs++] = MSR_IA32_TSC;
+	for (uint32_t i = 0; i < list->nmsrs; i++)
+		vm_msr_add(vm, vcpu_fd, list->indices[i], max);
 	free(list);
+
+	if (vm_msr_readable(vcpu_fd, MSR_MTRRCAP, &mtrrcap)) {
+		vm_msr_add(vm, vcpu_fd, MSR_MTRR_DEF_TYPE, max);
+		if (mtrrcap & MTRRCAP_FIXED) {
+			/* FIX64K_00000, FIX16K_80000 and _A0000, FIX4K_C0000 .. _F8000 */
+			static const uint32_t fixed[] = { 0x250, 0x258, 0x259, 0x268, 0x269, 0x26a, 0x26b,
+							  0x26c, 0x26d, 0x26e, 0x26f };
+			for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
+				vm_msr_add(vm, vcpu_fd, fixed[i], max);
+		}
+		for (uint32_t i = 0; i < MIN(mtrrcap & MTRRCAP_VCNT_MASK, MSR_MTRR_VAR_MAX); i++) {
+			vm_msr_add(vm, vcpu_fd, MSR_MTRR_PHYS_BASE(i), max);
+			vm_msr_add(vm, vcpu_fd, MSR_MTRR_PHYS_MASK(i), max);
+		}
+	}
+	if (vm_msr_readable(vcpu_fd, MSR_MCG_CAP, &mcg_cap)) {
+		for (uint32_t bank = 0; bank < MIN(mcg_cap & MCG_CAP_COUNT_MASK, MSR_MCE_BANKS_MAX); bank++) {
+			for (uint32_t reg = 0; reg < 4; reg++) /* CTL, STATUS, ADDR, MISC */
+				vm_msr_add(vm, vcpu_fd, MSR_MC0_CTL + 4 * bank + reg, max);
+			if (mcg_cap & MCG_CAP_CMCI)
+				vm_msr_add(vm, vcpu_fd, MSR_MC0_CTL2 + bank, max);
+		}
+	}
 	return 0;
 }
 

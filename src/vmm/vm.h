@@ -82,7 +82,7 @@ struct vm {
 	int vcpus_paused;
 	bool quit;
 	int exit_status;
-	char exit_reason[128];
+	char exit_reason[256];
 	uint64_t started_ns;      /* monotonic time the VM first ran (this process) */
 	uint64_t paused_at_ns;
 
