@@ -25,8 +25,19 @@ struct http_request {
 	const char *path;     /* without query string */
 	json_t *body;         /* parsed JSON body or NULL */
 	void *connection;     /* struct MHD_Connection *, for http_query() */
+	/* A request built without a connection (tests, fuzz targets) carries
+	 * its query arguments here: key, value, key, value, ..., NULL (a value
+	 * may be NULL, as for "?force"). */
+	const char *const *args;
 };
+/* The value of query argument key, or NULL when it is absent or has none. */
 const char *http_query(const struct http_request *req, const char *key);
+/* A query argument that must be a decimal integer in [min, max] (digits
+ * only, at most 19 of them): 0 with *out set, -ENOENT when it is absent
+ * or has no value ("?limit"; *out untouched), -EINVAL otherwise. */
+int http_query_uint(const struct http_request *req, const char *key, uint64_t min, uint64_t max, uint64_t *out);
+/* The same for text that is not a query argument (a path component). */
+int http_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /* Handlers return an HTTP status and set *resp (may be NULL for an empty object). */
 typedef int (*http_handler_fn)(void *ctx, const struct http_request *req, json_t **resp);

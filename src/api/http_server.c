@@ -39,6 +39,20 @@ struct conn_state {
 	bool too_big;
 };
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when there is none. */
+static size_t utf8_sequence(const unsigned char *s)
+{
+	size_t n = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3 :
+		   s[0] >= 0xf0 && s[0] < 0xf5 ? 4 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) ||
+	    (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))))
+		return 0; /* overlong, surrogate or beyond U+10FFFF */
+	return n;
+}
+
 json_t *http_error(const char *fmt, ...)
 {
 	char msg[1024];
@@ -46,12 +60,51 @@ json_t *http_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* A message quotes what the client sent (a path, a name) and may cut it
+	 * short: bytes that are not UTF-8 become '?', or jansson would refuse
+	 * the string and the client would get no error message at all. */
+	for (unsigned char *p = (unsigned char *)msg; *p;) {
+		size_t n = utf8_sequence(p);
+		if (n)
+			p += n;
+		else
+			*p++ = '?';
+	}
 	return json_pack("{s:s}", "error", msg);
 }
 
 const char *http_query(const struct http_request *req, const char *key)
 {
-	return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, key);
+	if (req->connection)
+		return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, key);
+	for (const char *const *a = req->args; a && a[0]; a += 2)
+		if (!strcmp(a[0], key))
+			return a[1];
+	return NULL;
+}
+
+int http_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t n = s ? strlen(s) : 0;
+
+	if (!n || n > 19) /* 19 digits cannot overflow 64 bits */
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int http_query_uint(const struct http_request *req, const char *key, uint64_t min, uint64_t max, uint64_t *out)
+{
+	const char *v = http_query(req, key);
+	return v ? http_parse_uint(v, min, max, out) : -ENOENT;
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *body)
