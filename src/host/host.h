@@ -82,8 +82,8 @@ int host_migration_relay(struct host_agent *a, const char *name, const char *met
  * -EINVAL with err set). JSON members are borrowed from the body. */
 #define HOST_KEY_HEX_LEN 64
 bool host_key_valid(const char *key); /* a one-time migration key: 64 hex digits */
-/* /v1/vms/NAME[/ACTION]: NAME valid, ACTION ("" when none) shorter than
- * alen (else -ENOENT: no such endpoint). */
+/* /v1/vms/NAME[/ACTION]: NAME valid, ACTION ("" when none) not empty after
+ * a '/' and shorter than alen (else -ENOENT: no such endpoint). */
 int host_vm_path_parse(const char *path, char name[VM_NAME_MAX], char *action, size_t alen, char *err, size_t errlen);
 struct host_vm_request {          /* POST /v1/vms {name, config, boot, devices, start} */
 	const char *name;

@@ -47,8 +47,8 @@ int host_vm_path_parse(const char *path, char name[VM_NAME_MAX], char *action, s
 	free(comp);
 	if (!ok)
 		return -EINVAL;
-	if (slash && strlen(slash + 1) >= alen) {
-		errf(err, errlen, "no such action on a VM: %.80s", slash + 1);
+	if (slash && (!slash[1] || strlen(slash + 1) >= alen)) { /* one spelling: no "NAME/" */
+		errf(err, errlen, "no such action on a VM: '%.80s'", slash + 1);
 		return -ENOENT;
 	}
 	memcpy(name, p, n);
