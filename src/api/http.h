@@ -10,11 +10,14 @@
 
 #define HTTP_BODY_MAX (1 << 20)
 /* Limits that keep idle or slow clients from locking others out. A
- * connection that sends nothing for HTTP_IDLE_TIMEOUT_S is closed (the
- * time a handler runs does not count). TCP: at most HTTP_TCP_CONNECTIONS_MAX
- * connections (fewer when the fd limit is low), HTTP_TCP_PER_IP_MAX from one
- * address, each thread with an HTTP_TCP_THREAD_STACK stack. */
+ * connection that sends nothing for HTTP_IDLE_TIMEOUT_S, or has not sent a
+ * whole request HTTP_REQUEST_TIMEOUT_S after it connected or after its
+ * previous answer (a slow loris), is closed (the time a handler runs does
+ * not count). TCP: at most HTTP_TCP_CONNECTIONS_MAX connections (fewer
+ * when the fd limit is low), HTTP_TCP_PER_IP_MAX from one address, each
+ * thread with an HTTP_TCP_THREAD_STACK stack. */
 #define HTTP_IDLE_TIMEOUT_S 10
+#define HTTP_REQUEST_TIMEOUT_S 10
 #define HTTP_TCP_CONNECTIONS_MAX 512
 #define HTTP_TCP_PER_IP_MAX 64
 #define HTTP_TCP_THREAD_STACK (512 * 1024)

@@ -167,9 +167,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	char dir[PATH_MAX];
 
 	glide_set_log_file("/dev/null", NULL, 0);
-	snprintf(dir, sizeof(dir), "%s/glide-fuzz-host.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(dir) || strlen(dir) > 60) {
-		fprintf(stderr, "cannot make a short data directory %s\n", dir);
+	/* the agent wants a data directory of at most 60 characters (socket paths) */
+	snprintf(dir, sizeof(dir), "%s/fuzzhost.XXXXXX", tmp && *tmp && strlen(tmp) < 44 ? tmp : "/tmp");
+	if (!mkdtemp(dir)) {
+		fprintf(stderr, "cannot make a data directory %s: %s\n", dir, strerror(errno));
 		abort();
 	}
 	snprintf(a->data_dir, sizeof(a->data_dir), "%s", dir);
