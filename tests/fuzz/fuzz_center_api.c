@@ -6,10 +6,12 @@
  *
  * server.c keeps its handlers static, so this file includes it.
  *
- * Checked after every request: the answer is well-formed (fuzz_api.c),
- * and nothing invalid reached the inventory: every cluster, VM and task
- * row holds what the API documents as valid (names, EVC levels, VM
- * configuration, boot source, devices, migration limit). */
+ * Checked: every answer is well-formed (fuzz_api.c); paths and migration
+ * requests the parsers accept meet the rules; and after every request
+ * that is not a GET, nothing invalid reached the inventory: every cluster,
+ * VM and task row holds what the API documents as valid (names, EVC
+ * levels, VM configuration, boot source, devices, migration limit), no VM
+ * is left locked and no task left running. */
 #include "../../src/center/server.c"
 #include "fuzz_api.h"
 #include "migrate/migration.h"
@@ -136,7 +138,8 @@ static int one_request(void *ctx, const struct http_request *req)
 	status = fuzz_api_dispatch(routes, c, req, &resp);
 	fuzz_api_check_answer(req, status, resp);
 	json_decref(resp);
-	check_inventory(c, req);
+	if (strcmp(req->method, "GET")) /* GET changes nothing that is checked: saves time */
+		check_inventory(c, req);
 	return 0;
 }
 
