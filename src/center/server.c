@@ -29,18 +29,21 @@
 static struct center center;
 
 
-/* "PREFIX NAME[/ACTION]": 0, or the status to answer with *resp set (0: no such endpoint). */
-static int split(const struct http_request *req, const char *prefix, bool or_address, char *name, size_t nlen,
-		 char *action, size_t alen, json_t **resp)
+/* "PREFIX NAME[/ACTION]": true, or false with the status to answer in
+ * *status (400 with *resp set, or 0: no such endpoint). */
+static bool split(const struct http_request *req, const char *prefix, bool or_address, char *name, size_t nlen,
+		  char *action, size_t alen, json_t **resp, int *status)
 {
 	char err[512];
 	int rc = center_path_parse(req->path, prefix, or_address, name, nlen, action, alen, err, sizeof(err));
+	*status = 0;
 	if (!rc)
-		return 0;
-	if (rc == -ENOENT)
-		return -1;
-	*resp = http_error("%s", err);
-	return 400;
+		return true;
+	if (rc != -ENOENT) {
+		*resp = http_error("%s", err);
+		*status = 400;
+	}
+	return false;
 }
 
 /* A request body refused by its parser: 400 with the reason. */
@@ -160,9 +163,9 @@ static int api_cluster_get(void *ctx, const struct http_request *req, json_t **r
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	int bad = split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad > 0 ? bad : 0;
+	int status;
+	if (!split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	pthread_mutex_lock(&c->lock);
 	if (!strcmp(name, DEFAULT_CLUSTER))
 		inv_default_cluster(c);
@@ -183,9 +186,9 @@ static int api_cluster_post(void *ctx, const struct http_request *req, json_t **
 	struct center *c = ctx;
 	char name[128], action[64], err[512];
 	const char *level;
-	int bad = split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad > 0 ? bad : 0;
+	int status;
+	if (!split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	if (strcmp(action, "evc"))
 		return 0;
 	if (center_evc_request_parse(req->body, &level, err, sizeof(err)))
@@ -337,9 +340,9 @@ static int api_host_get(void *ctx, const struct http_request *req, json_t **resp
 {
 	struct center *c = ctx;
 	char name[128], action[64], err[512];
-	int bad = split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad > 0 ? bad : 0;
+	int status;
+	if (!split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);
@@ -364,9 +367,9 @@ static int api_host_delete(void *ctx, const struct http_request *req, json_t **r
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	int bad = split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad > 0 ? bad : 0;
+	int status;
+	if (!split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);
@@ -480,9 +483,9 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	int bad = split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad > 0 ? bad : 0;
+	int status;
+	if (!split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);
@@ -547,9 +550,9 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	int bad = split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad > 0 ? bad : 0;
+	int status;
+	if (!split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	char err[512];
 	if (!strcmp(action, "start")) {
 		const char *host;
@@ -564,7 +567,7 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 		if (center_migrate_request_parse(req->body, &r, err, sizeof(err)))
 			return bad_request(err, resp);
 		json_t *params = center_migration_params(req->body);
-		int status = migrate_task_start(c, name, r.to, params, resp);
+		status = migrate_task_start(c, name, r.to, params, resp);
 		json_decref(params);
 		return status;
 	}
@@ -577,9 +580,9 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 {
 	struct center *c = ctx;
 	char name[128], action[64], err[512], path[192];
-	int bad = split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad > 0 ? bad : 0;
+	int status;
+	if (!split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);

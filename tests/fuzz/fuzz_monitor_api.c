@@ -3,27 +3,39 @@
  * and /v1/vm/memsave (src/monitor/requests.c) with memsave's range check
  * against a small guest memory laid out around the 3-4 GiB hole as a big
  * VM's is, POST /v1/migration's body (migration_request_parse() in
- * src/migrate/options.c) and GET /v1/migration?id=N. Only parsers run:
- * a monitor acting on a request would pause a VM, write files or read the
- * key file the body names.
+ * src/migrate/options.c) and GET /v1/migration?id=N.
+ *
+ * The parsers run on every request; then the real handlers of
+ * src/monitor/monitor.c (this file includes it, they are static) and
+ * migrate_api_status() run on a monitor that refuses to act (an incoming
+ * migration, no outgoing one): a bad request must get 400 from them, a
+ * good one 409 or 404, never an action. POST /v1/migration's handler is
+ * left out: past its state check it reads the key file the body names.
  *
  * Checked: whatever is accepted is within the documented limits (absolute
  * paths, a memsave range that is all RAM, migration options in range, ids
  * that are plain numbers), refusals say why, and nothing leaks. */
+#include "../../src/monitor/monitor.c"
 #include "fuzz_api.h"
-#include "monitor/monitor.h"
 #include "migrate/migration.h"
 #include "vmm/memory.h"
-#include "common/util.h"
-#include <errno.h>
 #include <limits.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #define FUZZ_REGION_BYTES (64 * 1024)
 
 static struct guest_memory fuzz_mem;
+static struct monitor fuzz_monitor; /* incoming: refuses snapshots and memsaves with 409 */
+
+/* The real handler on the refusing monitor: 400 when the parser refused, else `busy`. */
+static void check_handler(const struct http_request *req, http_handler_fn fn, bool parsed, int busy)
+{
+	json_t *resp = NULL;
+	int status = fn(&fuzz_monitor, req, &resp);
+	fuzz_api_check_answer(req, status, resp);
+	if (status != (parsed ? busy : 400))
+		fuzz_api_fail(req, "the handler answered %d to a request its parser %s", status, parsed ? "accepted" : "refused");
+	json_decref(resp);
+}
 
 static int refused(const char *err, json_t **resp)
 {
@@ -43,11 +55,13 @@ static bool in_one_region(uint64_t addr, uint64_t size)
 	return false;
 }
 
-static int api_snapshot(void *ctx, const struct http_request *req, json_t **resp)
+static int check_snapshot(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct monitor_snapshot_request r;
 	char err[512] = "";
-	if (monitor_snapshot_parse(req->body, &r, err, sizeof(err)))
+	int rc = monitor_snapshot_parse(req->body, &r, err, sizeof(err));
+	check_handler(req, api_snapshot, rc == 0, 409);
+	if (rc)
 		return refused(err, resp);
 	json_t *resume = json_object_get(req->body, "resume");
 	if (r.path[0] != '/' || strlen(r.path) >= PATH_MAX || r.resume != json_is_true(resume) ||
@@ -56,11 +70,13 @@ static int api_snapshot(void *ctx, const struct http_request *req, json_t **resp
 	return 200;
 }
 
-static int api_memsave(void *ctx, const struct http_request *req, json_t **resp)
+static int check_memsave(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct monitor_memsave_request r;
 	char err[512] = "";
-	if (monitor_memsave_parse(req->body, &r, err, sizeof(err)))
+	int parsed = monitor_memsave_parse(req->body, &r, err, sizeof(err));
+	check_handler(req, api_memsave, parsed == 0, 409);
+	if (parsed)
 		return refused(err, resp);
 	if (r.path[0] != '/' || strlen(r.path) >= PATH_MAX)
 		fuzz_api_fail(req, "memsave accepted to '%.80s'", r.path);
@@ -75,7 +91,7 @@ static int api_memsave(void *ctx, const struct http_request *req, json_t **resp)
 	return 200;
 }
 
-static int api_migration(void *ctx, const struct http_request *req, json_t **resp)
+static int check_migration(void *ctx, const struct http_request *req, json_t **resp)
 {
 	static const uint8_t zero_key[WIRE_KEY_BYTES];
 	struct migration_params p;
@@ -107,11 +123,12 @@ static int api_migration(void *ctx, const struct http_request *req, json_t **res
 	return 202;
 }
 
-static int api_migration_status(void *ctx, const struct http_request *req, json_t **resp)
+static int check_migration_status(void *ctx, const struct http_request *req, json_t **resp)
 {
 	uint64_t id = 0;
 	const char *text = http_query(req, "id");
 	int rc = http_query_uint(req, "id", 1, INT_MAX, &id);
+	check_handler(req, migrate_api_status, rc != -EINVAL, 404); /* no migration yet: 404 */
 	if (rc == -ENOENT && text)
 		fuzz_api_fail(req, "id '%s' taken as absent", text);
 	if (rc == 0) {
@@ -129,18 +146,18 @@ static int api_migration_status(void *ctx, const struct http_request *req, json_
 	return 200;
 }
 
-static const struct http_route routes[] = {
-	{ "POST", "/v1/vm/snapshot", api_snapshot },
-	{ "POST", "/v1/vm/memsave", api_memsave },
-	{ "POST", "/v1/migration", api_migration },
-	{ "GET", "/v1/migration", api_migration_status },
+static const struct http_route fuzz_routes[] = {
+	{ "POST", "/v1/vm/snapshot", check_snapshot },
+	{ "POST", "/v1/vm/memsave", check_memsave },
+	{ "POST", "/v1/migration", check_migration },
+	{ "GET", "/v1/migration", check_migration_status },
 	{ NULL, NULL, NULL },
 };
 
 static int one_request(void *ctx, const struct http_request *req)
 {
 	json_t *resp = NULL;
-	int status = fuzz_api_dispatch(routes, ctx, req, &resp);
+	int status = fuzz_api_dispatch(fuzz_routes, ctx, req, &resp);
 	fuzz_api_check_answer(req, status, resp);
 	json_decref(resp);
 	return 0;
@@ -148,6 +165,9 @@ static int one_request(void *ctx, const struct http_request *req)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	glide_set_log_file("/dev/null", NULL, 0);
+	pthread_mutex_init(&fuzz_monitor.op_lock, NULL);
+	fuzz_monitor.incoming = true;
 	/* RAM below the hole and from 4 GiB, as a VM of more than 3 GiB has it, 64 KiB each */
 	fuzz_mem.size = 2 * FUZZ_REGION_BYTES;
 	fuzz_mem.host = calloc(1, fuzz_mem.size);
