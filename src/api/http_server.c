@@ -1,7 +1,8 @@
 /* HTTP+JSON server on libmicrohttpd. One thread per connection, so a long
  * request (a snapshot, a migration start) never blocks a status query.
  * Bodies are collected up to HTTP_BODY_MAX and parsed with jansson before a
- * route handler sees them; invalid JSON gets 400 without reaching it.
+ * route handler sees them; anything but a JSON object gets 400 without
+ * reaching it.
  * Idle connections are closed after HTTP_IDLE_TIMEOUT_S and the number of
  * connections is bounded (in total and per client address on TCP), so
  * clients that connect and send nothing cannot lock others out.
@@ -269,10 +270,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	if (st->len) {
 		json_error_t je;
 		req.body = json_loadb(st->body, st->len, 0, &je);
-		if (!req.body) {
-			json_t *e = http_error("invalid JSON body: %s (line %d)", je.text, je.line);
+		if (!json_is_object(req.body)) {
+			json_t *e = req.body ? http_error("the request body must be a JSON object")
+					     : http_error("invalid JSON body: %s (line %d)", je.text, je.line);
 			enum MHD_Result r = send_json(c, 400, e);
 			json_decref(e);
+			json_decref(req.body);
 			return r;
 		}
 	}

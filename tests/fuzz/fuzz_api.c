@@ -92,7 +92,7 @@ static int one(const uint8_t *data, size_t len, int (*fn)(void *, const struct h
 		if (blen > HTTP_BODY_MAX)
 			goto out;
 		req.body = json_loadb((const char *)nl + 1, blen, 0, &je);
-		if (!req.body)
+		if (!json_is_object(req.body))
 			goto out; /* 400 in http_server.c */
 	}
 	rc = fn(ctx, &req);

@@ -6,8 +6,8 @@
  * "METHOD PATH[?QUERY]" and then its body (the rest, up to the next NUL;
  * empty: no body). QUERY is "key=value&key&..." (at most
  * FUZZ_API_ARGS_MAX arguments; no percent-decoding: the fuzzer can write
- * any byte itself). As in http_server.c, a body that is not JSON, or is
- * larger than HTTP_BODY_MAX, never reaches a handler. */
+ * any byte itself). As in http_server.c, a body that is not a JSON object,
+ * or is larger than HTTP_BODY_MAX, never reaches a handler. */
 #ifndef GLIDE_FUZZ_API_H
 #define GLIDE_FUZZ_API_H
 #include "api/http.h"
