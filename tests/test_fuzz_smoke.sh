@@ -2,16 +2,19 @@
 # Fuzz smoke test: builds the libFuzzer targets of tests/fuzz/ (clang with
 # -fsanitize=fuzzer,address,undefined), generates seed corpora (from code,
 # plus a real snapshot of a small VM when /dev/kvm and glide are here) and
-# runs each target for a short bounded time. A crash, leak, UB report or
+# runs each target for a short bounded time, its corpus starting with the
+# seeds and the regression inputs of tests/fuzz/regress/TARGET/ (inputs
+# that once found a defect). A crash, leak, UB report, broken invariant or
 # timeout is a FAIL with the path of the reproducer.
 # FUZZ_SECONDS (default 10) sets the time per target; FUZZ_OUT the build dir
-# (default $GLIDE_BUILD/fuzz, reused between runs).
+# (default $GLIDE_BUILD/fuzz, reused between runs). The whole test takes
+# about 2.5 minutes on 2 cores from a clean build.
 source "$(dirname "$0")/lib.sh"
 cd "$TESTS_DIR/.."
 
 secs="${FUZZ_SECONDS:-10}"
 out="${FUZZ_OUT:-$GLIDE_BUILD/fuzz}"  # incremental: kept between runs
-targets="state pages config keyfile wire"
+targets="state pages config keyfile wire monitor_api host_api center_api"
 
 if ! command -v clang >/dev/null 2>&1; then
 	skip "fuzz targets: clang not installed (apt-get install clang libclang-rt-14-dev)"
@@ -46,8 +49,10 @@ fi
 for t in $targets; do
 	mkdir -p "$T/corpus-$t" "$T/art-$t"
 	cp "$T/seeds/$t"/* "$T/corpus-$t/" 2>/dev/null
-	timeout --kill-after=5 $((secs + 30)) "$out/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-		-max_len=70000 -artifact_prefix="$T/art-$t/" "$T/corpus-$t" >"$T/fuzz-$t.log" 2>&1
+	cp tests/fuzz/regress/"$t"/* "$T/corpus-$t/" 2>/dev/null
+	# TMPDIR: fuzz_host_api's data directory, removed with $T even after a crash
+	TMPDIR="$T" timeout --kill-after=5 $((secs + 30)) "$out/fuzz_$t" -max_total_time="$secs" -timeout=10 \
+		-rss_limit_mb=2048 -max_len=70000 -artifact_prefix="$T/art-$t/" "$T/corpus-$t" >"$T/fuzz-$t.log" 2>&1
 	rc=$?
 	runs=$(grep -oE '^Done [0-9]+ runs' "$T/fuzz-$t.log" | grep -oE '[0-9]+')
 	if [ $rc -eq 0 ]; then

@@ -10,11 +10,14 @@
 
 #define HTTP_BODY_MAX (1 << 20)
 /* Limits that keep idle or slow clients from locking others out. A
- * connection that sends nothing for HTTP_IDLE_TIMEOUT_S is closed (the
- * time a handler runs does not count). TCP: at most HTTP_TCP_CONNECTIONS_MAX
- * connections (fewer when the fd limit is low), HTTP_TCP_PER_IP_MAX from one
- * address, each thread with an HTTP_TCP_THREAD_STACK stack. */
+ * connection that sends nothing for HTTP_IDLE_TIMEOUT_S, or has not sent a
+ * whole request HTTP_REQUEST_TIMEOUT_S after it connected or after its
+ * previous answer (a slow loris), is closed (the time a handler runs does
+ * not count). TCP: at most HTTP_TCP_CONNECTIONS_MAX connections (fewer
+ * when the fd limit is low), HTTP_TCP_PER_IP_MAX from one address, each
+ * thread with an HTTP_TCP_THREAD_STACK stack. */
 #define HTTP_IDLE_TIMEOUT_S 10
+#define HTTP_REQUEST_TIMEOUT_S 10
 #define HTTP_TCP_CONNECTIONS_MAX 512
 #define HTTP_TCP_PER_IP_MAX 64
 #define HTTP_TCP_THREAD_STACK (512 * 1024)
@@ -25,8 +28,19 @@ struct http_request {
 	const char *path;     /* without query string */
 	json_t *body;         /* parsed JSON body or NULL */
 	void *connection;     /* struct MHD_Connection *, for http_query() */
+	/* A request built without a connection (tests, fuzz targets) carries
+	 * its query arguments here: key, value, key, value, ..., NULL (a value
+	 * may be NULL, as for "?force"). */
+	const char *const *args;
 };
+/* The value of query argument key, or NULL when it is absent or has none. */
 const char *http_query(const struct http_request *req, const char *key);
+/* A query argument that must be a decimal integer in [min, max] (digits
+ * only, at most 19 of them): 0 with *out set, -ENOENT when it is absent
+ * or has no value ("?limit"; *out untouched), -EINVAL otherwise. */
+int http_query_uint(const struct http_request *req, const char *key, uint64_t min, uint64_t max, uint64_t *out);
+/* The same for text that is not a query argument (a path component). */
+int http_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /* Handlers return an HTTP status and set *resp (may be NULL for an empty object). */
 typedef int (*http_handler_fn)(void *ctx, const struct http_request *req, json_t **resp);

@@ -1,10 +1,18 @@
 /* HTTP+JSON server on libmicrohttpd. One thread per connection, so a long
  * request (a snapshot, a migration start) never blocks a status query.
  * Bodies are collected up to HTTP_BODY_MAX and parsed with jansson before a
- * route handler sees them; invalid JSON gets 400 without reaching it.
+ * route handler sees them; anything but a JSON object gets 400 without
+ * reaching it.
  * Idle connections are closed after HTTP_IDLE_TIMEOUT_S and the number of
  * connections is bounded (in total and per client address on TCP), so
- * clients that connect and send nothing cannot lock others out. */
+ * clients that connect and send nothing cannot lock others out.
+ *
+ * libmicrohttpd's timeout only counts silence, so a client that dribbles
+ * its headers a byte a second (slow loris) would hold its connection and
+ * thread for ever. A watchdog thread therefore closes (shutdown()) every
+ * connection that has not delivered a whole request HTTP_REQUEST_TIMEOUT_S
+ * after it connected or after its previous answer went out; the time a
+ * handler runs and its answer is sent does not count. */
 #include "api/http.h"
 #include "common/util.h"
 #include "common/net.h"
@@ -24,6 +32,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* A connection the watchdog follows (MHD's socket context). */
+struct conn_watch {
+	int fd;
+	uint64_t deadline_ns;     /* its request must be whole by then; 0: none now */
+	struct conn_watch *prev, *next;
+};
+
 struct http_server {
 	struct MHD_Daemon *unix_daemon, *tcp_daemon;
 	const struct http_route *routes;
@@ -31,13 +46,102 @@ struct http_server {
 	char *token;
 	char *unix_path;
 	char *cert_pem, *key_pem;
+	pthread_mutex_t watch_lock;   /* guards the list and every deadline */
+	struct conn_watch *watched;
+	pthread_t watchdog;
+	bool watchdog_started;
+	volatile bool stopping;
 };
+
+#define HTTP_WATCHDOG_PERIOD_NS 200000000ULL
+
+/* Called by MHD when a connection starts and after it ended (before its
+ * socket is closed, so the watchdog never shuts down a reused fd). */
+static void connection_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+			      enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *s = cls;
+	struct conn_watch *w = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		w = calloc(1, sizeof(*w));
+		if (!w || !ci) {
+			free(w);
+			return;
+		}
+		w->fd = ci->connect_fd;
+		w->deadline_ns = now_ns() + (uint64_t)HTTP_REQUEST_TIMEOUT_S * 1000000000ULL;
+		pthread_mutex_lock(&s->watch_lock);
+		w->next = s->watched;
+		if (w->next)
+			w->next->prev = w;
+		s->watched = w;
+		pthread_mutex_unlock(&s->watch_lock);
+		*socket_context = w;
+	} else if (w) {
+		pthread_mutex_lock(&s->watch_lock);
+		if (w->prev)
+			w->prev->next = w->next;
+		else
+			s->watched = w->next;
+		if (w->next)
+			w->next->prev = w->prev;
+		pthread_mutex_unlock(&s->watch_lock);
+		free(w);
+		*socket_context = NULL;
+	}
+}
+
+/* A request was read whole (deadline off while it is handled and answered)
+ * or its answer went out (the next request's time starts). */
+static void watch_set(struct http_server *s, struct MHD_Connection *c, bool request_done)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn_watch *w = ci ? ci->socket_context : NULL;
+	if (!w)
+		return;
+	pthread_mutex_lock(&s->watch_lock);
+	w->deadline_ns = request_done ? now_ns() + (uint64_t)HTTP_REQUEST_TIMEOUT_S * 1000000000ULL : 0;
+	pthread_mutex_unlock(&s->watch_lock);
+}
+
+static void *watchdog_main(void *arg)
+{
+	struct http_server *s = arg;
+	while (!s->stopping) {
+		uint64_t now = now_ns();
+		pthread_mutex_lock(&s->watch_lock);
+		for (struct conn_watch *w = s->watched; w; w = w->next)
+			if (w->deadline_ns && now > w->deadline_ns) {
+				shutdown(w->fd, SHUT_RDWR); /* its thread sees the end and closes it */
+				w->deadline_ns = 0;
+			}
+		pthread_mutex_unlock(&s->watch_lock);
+		sleep_ns(HTTP_WATCHDOG_PERIOD_NS);
+	}
+	return NULL;
+}
 
 struct conn_state {
 	char *body;
 	size_t len;
 	bool too_big;
 };
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when there is none. */
+static size_t utf8_sequence(const unsigned char *s)
+{
+	size_t n = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3 :
+		   s[0] >= 0xf0 && s[0] < 0xf5 ? 4 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) ||
+	    (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))))
+		return 0; /* overlong, surrogate or beyond U+10FFFF */
+	return n;
+}
 
 json_t *http_error(const char *fmt, ...)
 {
@@ -46,12 +150,51 @@ json_t *http_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* A message quotes what the client sent (a path, a name) and may cut it
+	 * short: bytes that are not UTF-8 become '?', or jansson would refuse
+	 * the string and the client would get no error message at all. */
+	for (unsigned char *p = (unsigned char *)msg; *p;) {
+		size_t n = utf8_sequence(p);
+		if (n)
+			p += n;
+		else
+			*p++ = '?';
+	}
 	return json_pack("{s:s}", "error", msg);
 }
 
 const char *http_query(const struct http_request *req, const char *key)
 {
-	return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, key);
+	if (req->connection)
+		return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, key);
+	for (const char *const *a = req->args; a && a[0]; a += 2)
+		if (!strcmp(a[0], key))
+			return a[1];
+	return NULL;
+}
+
+int http_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t n = s ? strlen(s) : 0;
+
+	if (!n || n > 19) /* 19 digits cannot overflow 64 bits */
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int http_query_uint(const struct http_request *req, const char *key, uint64_t min, uint64_t max, uint64_t *out)
+{
+	const char *v = http_query(req, key);
+	return v ? http_parse_uint(v, min, max, out) : -ENOENT;
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *body)
@@ -93,7 +236,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		if (st->len + *upload_size > HTTP_BODY_MAX) {
+		if (*upload_size > HTTP_BODY_MAX || st->len + *upload_size > HTTP_BODY_MAX) {
 			st->too_big = true;
 		} else {
 			char *b = realloc(st->body, st->len + *upload_size + 1);
@@ -107,6 +250,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	watch_set(s, c, false); /* the request is whole: it is answered now */
 	if (need_token && s->token) {
 		const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
 		if (!auth || strncmp(auth, "Bearer ", 7) || strcmp(auth + 7, s->token)) {
@@ -126,10 +270,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	if (st->len) {
 		json_error_t je;
 		req.body = json_loadb(st->body, st->len, 0, &je);
-		if (!req.body) {
-			json_t *e = http_error("invalid JSON body: %s (line %d)", je.text, je.line);
+		if (!json_is_object(req.body)) {
+			json_t *e = req.body ? http_error("the request body must be a JSON object")
+					     : http_error("invalid JSON body: %s (line %d)", je.text, je.line);
 			enum MHD_Result r = send_json(c, 400, e);
 			json_decref(e);
+			json_decref(req.body);
 			return r;
 		}
 	}
@@ -174,6 +320,7 @@ static enum MHD_Result handle_tcp(void *cls, struct MHD_Connection *c, const cha
 static void request_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
 {
 	struct conn_state *st = *con_cls;
+	watch_set(cls, c, true);
 	if (st) {
 		free(st->body);
 		free(st);
@@ -275,6 +422,14 @@ struct http_server *http_server_start(const struct http_server_opts *o, const st
 
 	if (!s)
 		return NULL;
+	pthread_mutex_init(&s->watch_lock, NULL);
+	if (pthread_create(&s->watchdog, NULL, watchdog_main, s)) {
+		errf(err, errlen, "cannot start the HTTP server's watchdog thread");
+		pthread_mutex_destroy(&s->watch_lock);
+		free(s);
+		return NULL;
+	}
+	s->watchdog_started = true;
 	s->routes = routes;
 	s->ctx = ctx;
 	if (o->token)
@@ -286,6 +441,7 @@ struct http_server *http_server_start(const struct http_server_opts *o, const st
 		s->unix_path = strdup(o->unix_path);
 		s->unix_daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle_unix, s, MHD_OPTION_LISTEN_SOCKET, fd,
 						  MHD_OPTION_NOTIFY_COMPLETED, request_done, s,
+						  MHD_OPTION_NOTIFY_CONNECTION, connection_notify, s,
 						  MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 						  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
 						  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_UNIX_CONNECTIONS_MAX, MHD_OPTION_END);
@@ -323,6 +479,7 @@ struct http_server *http_server_start(const struct http_server_opts *o, const st
 		}
 		s->tcp_daemon = MHD_start_daemon(tflags, 0, NULL, NULL, handle_tcp, s, MHD_OPTION_LISTEN_SOCKET, fd,
 						 MHD_OPTION_NOTIFY_COMPLETED, request_done, s,
+						 MHD_OPTION_NOTIFY_CONNECTION, connection_notify, s,
 						 MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 						 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
 						 MHD_OPTION_CONNECTION_LIMIT, limit,
@@ -364,10 +521,14 @@ void http_server_stop(struct http_server *s)
 		drain(s->unix_daemon);
 	if (s->tcp_daemon)
 		drain(s->tcp_daemon);
+	s->stopping = true;
+	if (s->watchdog_started)
+		pthread_join(s->watchdog, NULL);
 	if (s->unix_daemon)
 		MHD_stop_daemon(s->unix_daemon);
 	if (s->tcp_daemon)
 		MHD_stop_daemon(s->tcp_daemon);
+	pthread_mutex_destroy(&s->watch_lock);
 	if (s->unix_path)
 		unlink(s->unix_path);
 	free(s->unix_path);

@@ -9,9 +9,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "vmm/evc.h"
+#include "common/util.h"
 
 #define CENTER_SCHEMA_VERSION 1
 #define CENTER_MAX_MIGRATIONS_PER_HOST_DEFAULT 8
+#define CENTER_MAX_MIGRATIONS_PER_HOST_MAX 1024
 #define CENTER_RECONCILE_INTERVAL_MS 1000
 #define CENTER_POLL_INTERVAL_MS 200
 #define CENTER_HOST_TIMEOUT_MS 5000
@@ -74,11 +76,65 @@ int placement_power_off(struct center *c, const char *vm, json_t **resp);
 json_t *compat_check(json_t *vm_row, json_t *src_facts, json_t *dst_facts, json_t *dst_row, bool live);
 
 /* migrate_task.c */
-int migrate_task_start(struct center *c, const char *vm, json_t *req, json_t **resp);
+/* A migration of VM vm to host `to` with params (checked migration options,
+ * kept by the task). */
+int migrate_task_start(struct center *c, const char *vm, const char *to, json_t *params, json_t **resp);
 
 /* reconcile.c */
 void reconcile_once(struct center *c);
 void *reconcile_thread(void *center);
+
+/* requests.c: the API's requests, parsed and checked without acting (0, or
+ * -EINVAL with err set). Strings and JSON members are borrowed from the body. */
+#define CENTER_ADDRESS_MAX 120     /* HOST:PORT of a host agent */
+#define CENTER_TOKEN_MAX 4095      /* a token file's first line */
+#define CENTER_TASKS_LIMIT_DEFAULT 50
+#define CENTER_TASKS_LIMIT_MAX 10000
+bool center_address_valid(const char *s);   /* HOST:PORT, [V6]:PORT: letters, digits, . - : [ ] */
+bool center_level_valid(const char *level); /* none, intersection or a named EVC level */
+/* path is PREFIX NAME [/ACTION]: NAME a valid name (with or_address, or a
+ * host address) shorter than nlen, ACTION ("" when none) not empty after a
+ * '/' and shorter than alen (else -ENOENT: no such endpoint). */
+int center_path_parse(const char *path, const char *prefix, bool or_address, char *name, size_t nlen, char *action,
+		      size_t alen, char *err, size_t errlen);
+int center_task_id_parse(const char *path, int64_t *id); /* /v1/tasks/ID, ID 1, 2, ... */
+/* GET /v1/tasks[?limit=N]: N 1..CENTER_TASKS_LIMIT_MAX, default CENTER_TASKS_LIMIT_DEFAULT. */
+struct http_request;
+int center_tasks_limit_parse(const struct http_request *req, int *limit, char *err, size_t errlen);
+struct center_cluster_request {    /* POST /v1/clusters {name, evc, max_migrations_per_host} */
+	const char *name, *evc;         /* evc "none" when not given */
+	bool have_max_migrations;
+	int64_t max_migrations;         /* 1..CENTER_MAX_MIGRATIONS_PER_HOST_MAX */
+};
+int center_cluster_request_parse(json_t *body, struct center_cluster_request *r, char *err, size_t errlen);
+/* POST /v1/clusters/NAME/evc {level} */
+int center_evc_request_parse(json_t *body, const char **level, char *err, size_t errlen);
+struct center_host_request {       /* POST /v1/hosts {address, token, name, cluster} */
+	const char *address, *token, *name, *cluster; /* cluster NULL: the default */
+	char default_name[NAME_LEN_MAX + 1]; /* name when none is given: the address with ':' made '-' */
+};
+int center_host_request_parse(json_t *body, struct center_host_request *r, char *err, size_t errlen);
+struct center_vm_request {         /* POST /v1/vms {name, memory, vcpus, boot, cluster, evc, devices} */
+	const char *name, *cluster, *evc; /* cluster, evc NULL when not given */
+	uint64_t memory;
+	int vcpus;                      /* 1 when not given */
+	json_t *boot, *devices;         /* devices NULL when not given */
+};
+int center_vm_request_parse(json_t *body, struct center_vm_request *r, char *err, size_t errlen);
+struct center_config_request {     /* POST /v1/vms/NAME/config {memory, vcpus, evc} */
+	json_t *memory, *vcpus;         /* NULL: unchanged */
+	const char *evc;                /* NULL: unchanged; "cluster": follow the cluster */
+};
+int center_config_request_parse(json_t *body, struct center_config_request *r, char *err, size_t errlen);
+/* POST /v1/vms/NAME/start {host}: *host NULL when placement picks one. */
+int center_start_request_parse(json_t *body, const char **host, char *err, size_t errlen);
+struct center_migrate_request {    /* POST /v1/vms/NAME/migrate {to, options...} */
+	const char *to;                 /* a host name or address */
+};
+/* Also checks the options with the monitor's own rules (migration_options_parse). */
+int center_migrate_request_parse(json_t *body, struct center_migrate_request *r, char *err, size_t errlen);
+/* The migration options of a checked body, for the source's agent (new reference). */
+json_t *center_migration_params(json_t *body);
 
 /* server.c */
 int center_serve_main(int argc, char **argv);

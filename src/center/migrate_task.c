@@ -26,7 +26,7 @@ struct migrate_job {
 	struct center *c;
 	int64_t task;
 	json_t *vm, *src, *dst;   /* inventory rows */
-	json_t *params;           /* the monitor's migration options (pkeys in migrate_task_start) */
+	json_t *params;           /* migration options, checked (center_migrate_request_parse) */
 	json_t *src_facts;
 	bool live;
 };
@@ -454,20 +454,14 @@ static void *migrate_thread(void *arg)
 	return NULL;
 }
 
-int migrate_task_start(struct center *c, const char *name, json_t *req, json_t **resp)
+int migrate_task_start(struct center *c, const char *name, const char *to, json_t *params, json_t **resp)
 {
-	const char *to = json_string_value(json_object_get(req, "to"));
 	char err[512], msg[2048];
 	struct migrate_job *j = calloc(1, sizeof(*j));
 
 	if (!j)
 		return 500;
 	j->c = c;
-	if (!to) {
-		*resp = http_error("a migration needs {\"to\": HOST}");
-		free(j);
-		return 400;
-	}
 	pthread_mutex_lock(&c->lock);
 	j->vm = inv_vm(c, name);
 	j->dst = inv_host(c, to);
@@ -521,12 +515,7 @@ int migrate_task_start(struct center *c, const char *name, json_t *req, json_t *
 			reasons = compat_check(j->vm, j->src_facts, dst_facts, j->dst, j->live);
 	}
 	json_decref(dst_facts);
-	j->params = json_object();
-	const char *pkeys[] = { "streams", "max_bandwidth", "switchover_goal_ms", "sdps", "encrypt", "timeout_s",
-				"compress", "verify" };
-	for (size_t i = 0; i < ARRAY_SIZE(pkeys); i++)
-		if (json_object_get(req, pkeys[i]))
-			json_object_set(j->params, pkeys[i], json_object_get(req, pkeys[i]));
+	j->params = json_incref(params);
 
 	pthread_mutex_lock(&c->lock);
 	json_t *again = inv_vm(c, name);

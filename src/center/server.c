@@ -29,70 +29,28 @@
 static struct center center;
 
 
-static const char *body_str(const struct http_request *req, const char *k)
-{
-	return json_string_value(json_object_get(req->body, k));
-}
-
-/* A host is named by its name or its address (HOST:PORT, [V6]:PORT). */
-static bool address_like(const char *s)
-{
-	size_t n = strlen(s);
-	if (!n || n > 120 || !strchr(s, ':'))
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!isalnum((unsigned char)*p) && !strchr(".-:[]", *p))
-			return false;
-	return true;
-}
-
-/* 0 when name is a valid VM/host/cluster name (or, with or_address, a host
- * address); else 400 with *resp saying why. */
-static int check_name(const char *name, bool or_address, json_t **resp)
+/* "PREFIX NAME[/ACTION]": true, or false with the status to answer in
+ * *status (400 with *resp set, or 0: no such endpoint). */
+static bool split(const struct http_request *req, const char *prefix, bool or_address, char *name, size_t nlen,
+		  char *action, size_t alen, json_t **resp, int *status)
 {
 	char err[512];
-	if (name_valid(name, err, sizeof(err)) || (or_address && name && address_like(name)))
-		return 0;
+	int rc = center_path_parse(req->path, prefix, or_address, name, nlen, action, alen, err, sizeof(err));
+	*status = 0;
+	if (!rc)
+		return true;
+	if (rc != -ENOENT) {
+		*resp = http_error("%s", err);
+		*status = 400;
+	}
+	return false;
+}
+
+/* A request body refused by its parser: 400 with the reason. */
+static int bad_request(const char *err, json_t **resp)
+{
 	*resp = http_error("%s", err);
 	return 400;
-}
-
-/* "/v1/PREFIX/NAME[/ACTION]" with NAME checked: 0, or 400 with *resp set. */
-static int split(const struct http_request *req, const char *prefix, bool or_address, char *name, size_t nlen,
-		 char *action, size_t alen, json_t **resp)
-{
-	const char *p = req->path + strlen(prefix), *slash = strchr(p, '/');
-	size_t n = slash ? (size_t)(slash - p) : strlen(p);
-	char *comp = strndup(p, n);
-	int rc = comp ? check_name(comp, or_address, resp) : 500;
-	free(comp);
-	if (rc)
-		return rc;
-	if (n >= nlen) {
-		*resp = http_error("name too long");
-		return 400;
-	}
-	memcpy(name, p, n);
-	name[n] = 0;
-	snprintf(action, alen, "%s", slash ? slash + 1 : "");
-	return 0;
-}
-
-/* Without --name a host is named after its address: 10.0.0.11:7001 -> 10.0.0.11-7001. */
-static void host_default_name(const char *addr, char *out, size_t len)
-{
-	size_t o = 0;
-	for (const char *p = addr; *p && o + 1 < len && o < NAME_LEN_MAX; p++) {
-		if (*p == '[' || *p == ']')
-			continue;
-		out[o++] = isalnum((unsigned char)*p) || *p == '.' || *p == '_' ? *p : '-';
-	}
-	out[o] = 0;
-	if (!isalnum((unsigned char)out[0]) && o + 2 < len) { /* an IPv6 address such as ::1 */
-		memmove(out + 1, out, o + 1);
-		out[0] = 'h';
-		out[NAME_LEN_MAX] = 0;
-	}
 }
 
 static json_t *host_view(json_t *row)
@@ -124,11 +82,6 @@ static int api_center(void *ctx, const struct http_request *req, json_t **resp)
 
 /* ---- clusters and EVC ---- */
 
-static bool level_valid(const char *l)
-{
-	return !strcmp(l, EVC_NONE) || !strcmp(l, EVC_INTERSECTION) || evc_level_find(l);
-}
-
 static int api_clusters(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
@@ -143,32 +96,20 @@ static int api_clusters(void *ctx, const struct http_request *req, json_t **resp
 static int api_cluster_create(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
-	const char *name = body_str(req, "name"), *evc = body_str(req, "evc");
-	json_t *mm = json_object_get(req->body, "max_migrations_per_host");
-	if (!name) {
-		*resp = http_error("a cluster needs {\"name\"}");
-		return 400;
-	}
-	int bad = check_name(name, false, resp);
-	if (bad)
-		return bad;
-	if (!evc)
-		evc = EVC_NONE;
-	if (!level_valid(evc)) {
-		*resp = http_error("unknown EVC level '%s' (levels: none, intersection, x86-64-v1, x86-64-v2, x86-64-v3, x86-64-v4)", evc);
-		return 400;
-	}
+	struct center_cluster_request r;
+	char err[512];
+	if (center_cluster_request_parse(req->body, &r, err, sizeof(err)))
+		return bad_request(err, resp);
 	pthread_mutex_lock(&c->lock);
-	json_t *old = inv_cluster(c, name);
+	json_t *old = inv_cluster(c, r.name);
 	if (old) {
 		json_decref(old);
 		pthread_mutex_unlock(&c->lock);
-		*resp = http_error("cluster %s already exists", name);
+		*resp = http_error("cluster %s already exists", r.name);
 		return 409;
 	}
-	int64_t max_migrations = json_integer_value(mm);
-	inv_cluster_insert(c, name, evc, json_is_integer(mm) ? &max_migrations : NULL);
-	*resp = inv_cluster(c, name);
+	inv_cluster_insert(c, r.name, r.evc, r.have_max_migrations ? &r.max_migrations : NULL);
+	*resp = inv_cluster(c, r.name);
 	pthread_mutex_unlock(&c->lock);
 	return 201;
 }
@@ -222,9 +163,9 @@ static int api_cluster_get(void *ctx, const struct http_request *req, json_t **r
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	int bad = split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad;
+	int status;
+	if (!split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	pthread_mutex_lock(&c->lock);
 	if (!strcmp(name, DEFAULT_CLUSTER))
 		inv_default_cluster(c);
@@ -243,17 +184,15 @@ static int api_cluster_get(void *ctx, const struct http_request *req, json_t **r
 static int api_cluster_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
-	char name[128], action[64];
-	const char *level = body_str(req, "level");
-	int bad = split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad;
+	char name[128], action[64], err[512];
+	const char *level;
+	int status;
+	if (!split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	if (strcmp(action, "evc"))
 		return 0;
-	if (!level || !level_valid(level)) {
-		*resp = http_error("give {\"level\": none|intersection|x86-64-v1..v4}");
-		return 400;
-	}
+	if (center_evc_request_parse(req->body, &level, err, sizeof(err)))
+		return bad_request(err, resp);
 	pthread_mutex_lock(&c->lock);
 	json_t *cl = inv_cluster(c, name);
 	if (!cl) {
@@ -263,7 +202,7 @@ static int api_cluster_post(void *ctx, const struct http_request *req, json_t **
 	}
 	int64_t cid = json_integer_value(json_object_get(cl, "id"));
 	uint32_t mask[EVC_REGS];
-	char err[256], problems[2048] = "";
+	char problems[2048] = "";
 	size_t used = 0;
 	placement_level_mask(c, cid, level, mask, err, sizeof(err));
 	json_t *hosts = inv_hosts_in_cluster(c, cid);
@@ -332,27 +271,11 @@ static int api_hosts(void *ctx, const struct http_request *req, json_t **resp)
 static int api_host_add(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
-	const char *addr = body_str(req, "address"), *token = body_str(req, "token");
-	const char *name = body_str(req, "name"), *cluster = body_str(req, "cluster");
+	struct center_host_request r;
 	char err[512];
-	char defname[NAME_LEN_MAX + 1];
-	if (!addr || !token) {
-		*resp = http_error("adding a host needs {\"address\": HOST:PORT, \"token\": ...}");
-		return 400;
-	}
-	if (!address_like(addr)) {
-		*resp = http_error("invalid host address '%.100s': give HOST:PORT", addr);
-		return 400;
-	}
-	if (!name) {
-		host_default_name(addr, defname, sizeof(defname));
-		name = defname;
-	}
-	int bad = check_name(name, false, resp);
-	if (!bad && cluster)
-		bad = check_name(cluster, false, resp);
-	if (bad)
-		return bad;
+	if (center_host_request_parse(req->body, &r, err, sizeof(err)))
+		return bad_request(err, resp);
+	const char *addr = r.address, *token = r.token, *name = r.name, *cluster = r.cluster;
 	json_t *probe = json_pack("{s:s, s:s, s:s}", "name", name, "address", addr, "token", token);
 	json_t *facts = host_facts(probe, err, sizeof(err));
 	json_decref(probe);
@@ -417,9 +340,9 @@ static int api_host_get(void *ctx, const struct http_request *req, json_t **resp
 {
 	struct center *c = ctx;
 	char name[128], action[64], err[512];
-	int bad = split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad;
+	int status;
+	if (!split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);
@@ -444,9 +367,9 @@ static int api_host_delete(void *ctx, const struct http_request *req, json_t **r
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	int bad = split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad;
+	int status;
+	if (!split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);
@@ -492,7 +415,7 @@ static int check_vm_level(struct center *c, int64_t cid, const char *evc, char *
 {
 	if (!evc)
 		return 0;
-	if (!level_valid(evc)) {
+	if (!center_level_valid(evc)) {
 		errf(err, errlen, "unknown EVC level '%s' (levels: none, intersection, x86-64-v1..v4)", evc);
 		return -EINVAL;
 	}
@@ -513,25 +436,16 @@ static int check_vm_level(struct center *c, int64_t cid, const char *evc, char *
 static int api_vm_create(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
-	const char *name = body_str(req, "name"), *cluster = body_str(req, "cluster"), *evc = body_str(req, "evc");
-	json_t *boot = json_object_get(req->body, "boot");
-	struct vm_config cfg;
+	struct center_vm_request r;
 	char err[512] = "";
-	if (!name || !json_is_object(boot) || !json_is_string(json_object_get(boot, "path"))) {
-		*resp = http_error("creating a VM needs {\"name\", \"memory\", \"vcpus\", \"boot\": {\"kind\": boot|elf|kernel, \"path\"}}");
-		return 400;
-	}
-	int bad = check_name(name, false, resp);
-	if (!bad && cluster)
-		bad = check_name(cluster, false, resp);
-	if (bad)
-		return bad;
-	json_t *config = json_pack("{s:s, s:O, s:O}", "name", name, "memory", json_object_get(req->body, "memory"),
-				   "vcpus", json_object_get(req->body, "vcpus") ? json_object_get(req->body, "vcpus") : json_integer(1));
-	if (!config || vm_config_from_json(config, &cfg, err, sizeof(err))) {
-		json_decref(config);
-		*resp = http_error("%s", err[0] ? err : "memory must be bytes and vcpus a count");
-		return 400;
+	if (center_vm_request_parse(req->body, &r, err, sizeof(err)))
+		return bad_request(err, resp);
+	const char *name = r.name, *cluster = r.cluster, *evc = r.evc;
+	json_t *boot = r.boot;
+	json_t *config = json_pack("{s:s, s:I, s:i}", "name", name, "memory", (json_int_t)r.memory, "vcpus", r.vcpus);
+	if (!config) {
+		*resp = http_error("out of memory");
+		return 500;
 	}
 	pthread_mutex_lock(&c->lock);
 	int64_t cid;
@@ -556,8 +470,7 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		json_decref(old);
 		return old ? 409 : 400;
 	}
-	json_t *devices = json_object_get(req->body, "devices");
-	inv_vm_insert(c, name, cid, config, boot, devices, evc);
+	inv_vm_insert(c, name, cid, config, boot, r.devices, evc);
 	json_t *row = inv_vm(c, name);
 	*resp = inv_vm_json(c, row);
 	pthread_mutex_unlock(&c->lock);
@@ -570,9 +483,9 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	int bad = split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad;
+	int status;
+	if (!split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);
@@ -585,7 +498,10 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 
 static int vm_config_change(struct center *c, const char *name, json_t *body, json_t **resp)
 {
+	struct center_config_request rq;
 	char err[512];
+	if (center_config_request_parse(body, &rq, err, sizeof(err)))
+		return bad_request(err, resp);
 	pthread_mutex_lock(&c->lock);
 	json_t *row = inv_vm(c, name);
 	if (!row) {
@@ -605,11 +521,11 @@ static int vm_config_change(struct center *c, const char *name, json_t *body, js
 	} else {
 		json_t *cfg = json_loads(json_string_value(json_object_get(row, "config")), 0, NULL);
 		struct vm_config parsed;
-		if (json_object_get(body, "memory"))
-			json_object_set(cfg, "memory", json_object_get(body, "memory"));
-		if (json_object_get(body, "vcpus"))
-			json_object_set(cfg, "vcpus", json_object_get(body, "vcpus"));
-		const char *evc = json_string_value(json_object_get(body, "evc"));
+		if (rq.memory)
+			json_object_set(cfg, "memory", rq.memory);
+		if (rq.vcpus)
+			json_object_set(cfg, "vcpus", rq.vcpus);
+		const char *evc = rq.evc;
 		if (vm_config_from_json(cfg, &parsed, err, sizeof(err)) ||
 		    (evc && strcmp(evc, "cluster") && check_vm_level(c, json_integer_value(json_object_get(row, "cluster_id")), evc, err, sizeof(err)))) {
 			*resp = http_error("%s", err);
@@ -634,18 +550,27 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
 	char name[128], action[64];
-	int bad = split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad;
-	const char *host = body_str(req, !strcmp(action, "migrate") ? "to" : "host");
-	if (host && (bad = check_name(host, true, resp)))
-		return bad;
-	if (!strcmp(action, "start"))
-		return placement_power_on(c, name, body_str(req, "host"), resp);
+	int status;
+	if (!split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
+	char err[512];
+	if (!strcmp(action, "start")) {
+		const char *host;
+		if (center_start_request_parse(req->body, &host, err, sizeof(err)))
+			return bad_request(err, resp);
+		return placement_power_on(c, name, host, resp);
+	}
 	if (!strcmp(action, "stop"))
 		return placement_power_off(c, name, resp);
-	if (!strcmp(action, "migrate"))
-		return migrate_task_start(c, name, req->body, resp);
+	if (!strcmp(action, "migrate")) {
+		struct center_migrate_request r;
+		if (center_migrate_request_parse(req->body, &r, err, sizeof(err)))
+			return bad_request(err, resp);
+		json_t *params = center_migration_params(req->body);
+		status = migrate_task_start(c, name, r.to, params, resp);
+		json_decref(params);
+		return status;
+	}
 	if (!strcmp(action, "config"))
 		return vm_config_change(c, name, req->body, resp);
 	return 0;
@@ -655,9 +580,9 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 {
 	struct center *c = ctx;
 	char name[128], action[64], err[512], path[192];
-	int bad = split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad;
+	int status;
+	if (!split(req, "/v1/vms/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
 	if (action[0])
 		return 0;
 	pthread_mutex_lock(&c->lock);
@@ -688,10 +613,12 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 static int api_tasks(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
-	const char *lim = http_query(req, "limit");
-	int limit = lim ? atoi(lim) : 50;
+	char err[128];
+	int limit;
+	if (center_tasks_limit_parse(req, &limit, err, sizeof(err)))
+		return bad_request(err, resp);
 	pthread_mutex_lock(&c->lock);
-	*resp = json_pack("{s:o}", "tasks", task_list(c, limit > 0 && limit <= 10000 ? limit : 50));
+	*resp = json_pack("{s:o}", "tasks", task_list(c, limit));
 	pthread_mutex_unlock(&c->lock);
 	return 200;
 }
@@ -700,11 +627,15 @@ static int api_task_get(void *ctx, const struct http_request *req, json_t **resp
 {
 	struct center *c = ctx;
 	const char *id = req->path + strlen("/v1/tasks/");
+	int64_t n;
 	if (!*id || strchr(id, '/'))
 		return 0;
-	pthread_mutex_lock(&c->lock);
-	json_t *t = task_json(c, atoll(id));
-	pthread_mutex_unlock(&c->lock);
+	json_t *t = NULL;
+	if (!center_task_id_parse(req->path, &n)) {
+		pthread_mutex_lock(&c->lock);
+		t = task_json(c, n);
+		pthread_mutex_unlock(&c->lock);
+	}
 	*resp = t ? t : http_error("no task %.40s (see `glide task list`)", id);
 	return t ? 200 : 404;
 }

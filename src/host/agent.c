@@ -84,23 +84,18 @@ static int start_and_wait(struct host_agent *a, struct host_vm *v, json_t **resp
 static int api_vm_create(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
-	const char *name = json_string_value(json_object_get(req->body, "name"));
+	struct host_vm_request r;
 	char err[512];
 
-	if (!name || !json_is_object(json_object_get(req->body, "config"))) {
-		*resp = http_error("registering a VM needs {\"name\", \"config\", \"boot\"}");
-		return 400;
-	}
-	if (!name_valid(name, err, sizeof(err))) {
+	if (host_vm_request_parse(req->body, &r, err, sizeof(err))) {
 		*resp = http_error("%s", err);
 		return 400;
 	}
-	json_t *cfg = json_deep_copy(json_object_get(req->body, "config"));
-	json_object_set_new(cfg, "name", json_string(name));
-	json_t *record = json_pack("{s:o, s:O*, s:O*}", "config", cfg, "boot", json_object_get(req->body, "boot"),
-				   "devices", json_object_get(req->body, "devices"));
+	json_t *cfg = json_deep_copy(r.config);
+	json_object_set_new(cfg, "name", json_string(r.name));
+	json_t *record = json_pack("{s:o, s:O*, s:O*}", "config", cfg, "boot", r.boot, "devices", r.devices);
 	pthread_mutex_lock(&a->lock);
-	struct host_vm *v = host_vm_new(a, name, record, err, sizeof(err));
+	struct host_vm *v = host_vm_new(a, r.name, record, err, sizeof(err));
 	json_decref(record);
 	if (!v) {
 		pthread_mutex_unlock(&a->lock);
@@ -108,8 +103,8 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		return 409;
 	}
 	pthread_mutex_unlock(&a->lock);
-	glide_log("host", "VM %s registered", name);
-	if (json_is_true(json_object_get(req->body, "start")))
+	glide_log("host", "VM %s registered", r.name);
+	if (r.start)
 		return start_and_wait(a, v, resp, 201);
 	pthread_mutex_lock(&a->lock);
 	*resp = host_vm_json(v);
@@ -117,32 +112,29 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 	return 201;
 }
 
-/* /v1/vms/NAME[/ACTION[/SUB]] with NAME checked: 0, or 400 with *resp set. */
-static int split_vm_path(const char *path, char *name, size_t nlen, char *action, size_t alen, json_t **resp)
+/* /v1/vms/NAME[/ACTION]: 0, or the status to answer (*resp set; 0 for no such endpoint). */
+static int vm_path(const struct http_request *req, char name[VM_NAME_MAX], char *action, size_t alen, json_t **resp,
+		   int *status)
 {
-	const char *p = path + strlen("/v1/vms/");
-	const char *slash = strchr(p, '/');
-	size_t n = slash ? (size_t)(slash - p) : strlen(p);
-	char *comp = strndup(p, n), err[512] = "out of memory";
-	bool ok = comp && name_valid(comp, err, sizeof(err)) && n < nlen;
-	free(comp);
-	if (!ok) {
+	char err[512];
+	int rc = host_vm_path_parse(req->path, name, action, alen, err, sizeof(err));
+	if (!rc)
+		return 0;
+	*status = 0;
+	if (rc != -ENOENT) {
 		*resp = http_error("%s", err);
-		return 400;
+		*status = 400;
 	}
-	memcpy(name, p, n);
-	name[n] = 0;
-	snprintf(action, alen, "%s", slash ? slash + 1 : "");
-	return 0;
+	return -1;
 }
 
 static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
 	char name[VM_NAME_MAX], action[64];
-	int bad = split_vm_path(req->path, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad;
+	int status;
+	if (vm_path(req, name, action, sizeof(action), resp, &status))
+		return status;
 	if (!strcmp(action, "migration"))
 		return host_migration_relay(a, name, "GET", "/v1/migration", NULL, resp);
 	if (action[0])
@@ -173,9 +165,9 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
 	char name[VM_NAME_MAX], action[64], err[512];
-	int bad = split_vm_path(req->path, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad;
+	int status;
+	if (vm_path(req, name, action, sizeof(action), resp, &status))
+		return status;
 	if (!strcmp(action, "migrate"))
 		return host_migration_start(a, name, req->body, resp);
 	if (!strcmp(action, "migration/cancel"))
@@ -216,9 +208,8 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 		return 200;
 	}
 	if (!strcmp(action, "config")) { /* replace the configuration of a powered-off VM */
-		struct vm_config cfg;
-		json_t *c = json_object_get(req->body, "config");
-		if (vm_config_from_json(c, &cfg, err, sizeof(err))) {
+		struct host_config_request r;
+		if (host_config_request_parse(req->body, &r, err, sizeof(err))) {
 			*resp = http_error("%s", err);
 			return 400;
 		}
@@ -228,9 +219,11 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 			*resp = http_error("VM %s is %s; power it off before changing its configuration", name, v->state);
 			return 409;
 		}
-		json_object_set(v->record, "config", c);
-		if (json_object_get(req->body, "boot"))
-			json_object_set(v->record, "boot", json_object_get(req->body, "boot"));
+		json_t *cfg = json_deep_copy(r.config);
+		json_object_set_new(cfg, "name", json_string(v->name));
+		json_object_set_new(v->record, "config", cfg);
+		if (r.boot)
+			json_object_set(v->record, "boot", r.boot);
 		host_vm_save(v);
 		*resp = host_vm_json(v);
 		pthread_mutex_unlock(&a->lock);
@@ -244,9 +237,9 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 	struct host_agent *a = ctx;
 	char name[VM_NAME_MAX], action[64];
 	const char *force = http_query(req, "force");
-	int bad = split_vm_path(req->path, name, sizeof(name), action, sizeof(action), resp);
-	if (bad)
-		return bad;
+	int status;
+	if (vm_path(req, name, action, sizeof(action), resp, &status))
+		return status;
 	if (action[0])
 		return 0;
 	pthread_mutex_lock(&a->lock);

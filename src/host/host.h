@@ -79,6 +79,40 @@ int host_migration_start(struct host_agent *a, const char *name, json_t *spec, j
 int host_migration_relay(struct host_agent *a, const char *name, const char *method, const char *path, json_t *body,
 			 json_t **resp);
 
+/* requests.c: the API's requests, parsed and checked without acting (0, or
+ * -EINVAL with err set). JSON members are borrowed from the body. */
+#define HOST_KEY_HEX_LEN 64
+bool host_key_valid(const char *key); /* a one-time migration key: 64 hex digits */
+/* /v1/vms/NAME[/ACTION]: NAME valid, ACTION ("" when none) not empty after
+ * a '/' and shorter than alen (else -ENOENT: no such endpoint). */
+int host_vm_path_parse(const char *path, char name[VM_NAME_MAX], char *action, size_t alen, char *err, size_t errlen);
+struct host_vm_request {          /* POST /v1/vms {name, config, boot, devices, start} */
+	const char *name;
+	json_t *config, *boot, *devices; /* boot and devices NULL when absent or null */
+	struct vm_config cfg;
+	bool start;
+};
+int host_vm_request_parse(json_t *body, struct host_vm_request *r, char *err, size_t errlen);
+struct host_config_request {      /* POST /v1/vms/NAME/config {config, boot} */
+	json_t *config, *boot;        /* boot NULL: unchanged */
+	struct vm_config cfg;
+};
+int host_config_request_parse(json_t *body, struct host_config_request *r, char *err, size_t errlen);
+struct host_incoming_request {    /* POST /v1/incoming {name, config, boot, devices, key, cpuid} */
+	const char *name, *key;
+	json_t *config, *boot, *devices;
+	struct vm_config cfg;
+	bool have_cpuid;
+	uint32_t cpuid[EVC_REGS];     /* the CPU features the VM sees (when have_cpuid) */
+};
+int host_incoming_request_parse(json_t *spec, struct host_incoming_request *r, char *err, size_t errlen);
+struct host_migrate_request {     /* POST /v1/vms/NAME/migrate {to, key, options...} */
+	const char *to, *key;
+	int naddrs;                   /* addresses in to */
+};
+/* Also checks the options with the monitor's own rules (migration_options_parse). */
+int host_migrate_request_parse(json_t *spec, struct host_migrate_request *r, char *err, size_t errlen);
+
 /* agent.c */
 int host_serve_main(int argc, char **argv);
 #endif

@@ -25,22 +25,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define KEY_HEX_LEN 64
-
-static bool key_ok(const char *k)
-{
-	if (!k || strlen(k) != KEY_HEX_LEN)
-		return false;
-	for (const char *p = k; *p; p++)
-		if (!strchr("0123456789abcdefABCDEF", *p))
-			return false;
-	return true;
-}
-
 /* Writes the key to DATA/keys/KEY.XXXXXX (mode 0600); returns 0 and the path. */
 static int key_file_write(struct host_agent *a, const char *key, char *path, size_t len)
 {
-	char line[KEY_HEX_LEN + 2];
+	char line[HOST_KEY_HEX_LEN + 2];
 	snprintf(path, len, "%s/keys/key.XXXXXX", a->data_dir);
 	int fd = mkstemp(path); /* mkstemp creates the file with mode 0600 */
 	if (fd < 0)
@@ -81,23 +69,18 @@ static const char *str(json_t *o, const char *k)
 
 int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 {
-	const char *name = str(spec, "name"), *key = str(spec, "key");
-	struct vm_config cfg;
-	char err[512] = "", addrs[1024] = "", keypath[PATH_MAX], mem[32], vcpus[16];
-	uint32_t want[EVC_REGS];
+	struct host_incoming_request rq;
+	char err[512] = "", addrs[1024] = "", keypath[PATH_MAX];
 	struct host_vm *v;
 	pid_t pid;
 	int rc;
 
-	if (!name || !key_ok(key) || vm_config_from_json(json_object_get(spec, "config"), &cfg, err, sizeof(err))) {
-		*resp = http_error("an incoming migration spec needs name, config and key (64 hex digits)%s%s",
-				   err[0] ? ": " : "", err[0] ? err : "");
-		return 400;
-	}
-	if (!name_valid(name, err, sizeof(err))) {
+	if (host_incoming_request_parse(spec, &rq, err, sizeof(err))) {
 		*resp = http_error("%s", err);
 		return 400;
 	}
+	const char *name = rq.name, *key = rq.key;
+	struct vm_config cfg = rq.cfg;
 	if (!a->nmigration_hosts) {
 		*resp = http_error("host %s has no migration address (start it with --migration-address)", a->name);
 		return 409;
@@ -116,9 +99,9 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 				   format_size(free_b, have, sizeof(have)), name, format_size(cfg.memory_bytes, need, sizeof(need)));
 		return 409;
 	}
-	if (json_object_get(spec, "cpuid") && !evc_regs_from_json(json_object_get(spec, "cpuid"), want)) {
+	if (rq.have_cpuid) {
 		char missing[512];
-		if (evc_missing(want, a->cpu_regs, missing, sizeof(missing))) {
+		if (evc_missing(rq.cpuid, a->cpu_regs, missing, sizeof(missing))) {
 			pthread_mutex_unlock(&a->lock);
 			*resp = http_error("host %s lacks CPU features the VM uses: %s", a->name, missing);
 			return 409;
@@ -136,8 +119,8 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 			 strchr(a->migration_hosts[i], ':') ? "[" : "", a->migration_hosts[i],
 			 strchr(a->migration_hosts[i], ':') ? "]" : "", port);
 	}
-	json_t *record = json_pack("{s:O, s:O*, s:O*, s:b}", "config", json_object_get(spec, "config"), "boot",
-				   json_object_get(spec, "boot"), "devices", json_object_get(spec, "devices"), "incoming", 1);
+	json_t *record = json_pack("{s:O, s:O*, s:O*, s:b}", "config", rq.config, "boot", rq.boot, "devices", rq.devices,
+				   "incoming", 1);
 	v = host_vm_new(a, name, record, err, sizeof(err));
 	json_decref(record);
 	if (!v) {
@@ -151,12 +134,8 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 		*resp = http_error("cannot write the key file: %s", strerror(-rc));
 		return 500;
 	}
-	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)cfg.memory_bytes);
-	snprintf(vcpus, sizeof(vcpus), "%d", cfg.vcpus);
 	/* the configuration comes from the stream and is checked there */
 	char *args[] = { "--incoming", addrs, "--key-file", keypath, NULL };
-	(void)mem;
-	(void)vcpus;
 	rc = host_vm_spawn(a, v, args, err, sizeof(err));
 	if (rc) {
 		unlink(keypath);
@@ -187,16 +166,17 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 
 int host_migration_start(struct host_agent *a, const char *name, json_t *spec, json_t **resp)
 {
-	const char *key = str(spec, "key");
+	struct host_migrate_request rq;
 	char keypath[PATH_MAX], api[PATH_MAX], err[512];
 	json_t *body, *r = NULL;
 	long status;
 	int rc;
 
-	if (!key_ok(key) || !str(spec, "to")) {
-		*resp = http_error("a migration needs \"to\" (HOST:PORT[,...]) and \"key\" (64 hex digits)");
+	if (host_migrate_request_parse(spec, &rq, err, sizeof(err))) {
+		*resp = http_error("%s", err);
 		return 400;
 	}
+	const char *key = rq.key;
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);
 	if (!v || !v->pid || (strcmp(v->state, "running") && strcmp(v->state, "paused"))) {

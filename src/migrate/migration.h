@@ -13,6 +13,12 @@
 #include "vmm/digest.h"
 
 #define SWITCHOVER_GOAL_MS_DEFAULT 500
+#define SWITCHOVER_GOAL_MS_MAX 600000
+/* A cap below this would make a stream sleep for seconds per frame (frames
+ * carry up to 8 MiB), out of reach of a cancel. */
+#define MIGRATION_BANDWIDTH_MIN (1ULL << 20)
+#define MIGRATION_TIMEOUT_S_MAX (7 * 24 * 3600)
+#define MIGRATION_DSCP_MAX 63
 #define STREAMS_AUTO_MAX 4
 #define STREAMS_AUTO_PROBE_MIN_BYTES (1ULL << 30)
 
@@ -89,8 +95,15 @@ struct migration {
 
 /* source.c */
 void migration_fail(struct migration *mig, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* options.c: the body of POST /v1/migration, with defaults and limits */
+/* options.c. The tunables of a migration (everything but "to", the key
+ * and the addresses) with defaults and limits: 0, or -EINVAL with err set.
+ * Only reads JSON; the controller and the agent check requests with it. */
 int migration_options_parse(json_t *body, struct migration_params *p, char *err, size_t errlen);
+/* The body of the monitor's POST /v1/migration: the tunables, "to"
+ * (p->addrs) and "key_file" (an absolute path, copied to key_file; the
+ * caller reads the key). 0, or -EINVAL with err set. */
+int migration_request_parse(json_t *body, struct migration_params *p, char *key_file, size_t key_file_len, char *err,
+			    size_t errlen);
 /* streams.c */
 int streams_connect(struct migration *mig, int count);
 int streams_auto_count(struct migration *mig);  /* how many streams "auto" may open */

@@ -26,6 +26,7 @@
 #include "vmm/config.h"
 #include "common/util.h"
 #include <errno.h>
+#include <limits.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -681,7 +682,9 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
 	mig = calloc(1, sizeof(*mig));
 	if (!mig)
 		return 500;
-	if (migration_options_parse(req->body, &mig->p, err, sizeof(err))) {
+	char key_file[PATH_MAX];
+	if (migration_request_parse(req->body, &mig->p, key_file, sizeof(key_file), err, sizeof(err)) ||
+	    read_key_file(key_file, mig->p.key, err, sizeof(err))) {
 		explicit_bzero(mig, sizeof(*mig));
 		free(mig);
 		*resp = http_error("%s", err);
@@ -744,7 +747,12 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
 int migrate_api_status(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct monitor *m = ctx;
-	const char *want = http_query(req, "id");
+	uint64_t want = 0;
+	int rc = http_query_uint(req, "id", 1, INT_MAX, &want);
+	if (rc == -EINVAL) {
+		*resp = http_error("?id= must be a migration id (1, 2, ...), got '%.40s'", http_query(req, "id"));
+		return 400;
+	}
 	pthread_mutex_lock(&migration_ptr_lock);
 	struct migration *mig = m->migration;
 	if (!mig) {
@@ -752,14 +760,11 @@ int migrate_api_status(void *ctx, const struct http_request *req, json_t **resp)
 		*resp = http_error("no migration has been started on this VM");
 		return 404;
 	}
-	if (want) {
-		char *end;
-		long id = strtol(want, &end, 10);
-		if (!*want || *end || id != mig->id) {
-			pthread_mutex_unlock(&migration_ptr_lock);
-			*resp = http_error("migration %s is not this VM's latest migration (that is %d)", want, mig->id);
-			return 404;
-		}
+	if (rc == 0 && want != (uint64_t)mig->id) {
+		pthread_mutex_unlock(&migration_ptr_lock);
+		*resp = http_error("migration %llu is not this VM's latest migration (that is %d)", (unsigned long long)want,
+				   mig->id);
+		return 404;
 	}
 	*resp = migration_json(mig);
 	if (!migration_active(mig))

@@ -131,35 +131,16 @@ static int api_shutdown(void *ctx, const struct http_request *req, json_t **resp
 
 #define MEMSAVE_PEEK_MAX (1u << 20)
 
-static const char *body_string(const struct http_request *req, const char *key)
-{
-	json_t *v = req->body ? json_object_get(req->body, key) : NULL;
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static int body_u64(const struct http_request *req, const char *key, uint64_t *out)
-{
-	json_t *v = req->body ? json_object_get(req->body, key) : NULL;
-	if (json_is_integer(v) && json_integer_value(v) >= 0) {
-		*out = (uint64_t)json_integer_value(v);
-		return 0;
-	}
-	if (json_is_string(v))
-		return parse_size(json_string_value(v), out);
-	return -EINVAL;
-}
-
 static int api_snapshot(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct monitor *m = ctx;
-	const char *path = body_string(req, "path");
-	json_t *resume = req->body ? json_object_get(req->body, "resume") : NULL;
+	struct monitor_snapshot_request r;
 	char err[512];
 	uint64_t t0 = now_ns(), paused_ns;
 	int rc;
 
-	if (!path || !*path) {
-		*resp = http_error("snapshot needs {\"path\": FILE}");
+	if (monitor_snapshot_parse(req->body, &r, err, sizeof(err))) {
+		*resp = http_error("%s", err);
 		return 400;
 	}
 	if (m->incoming || m->migrated_away || m->vm.state == VM_STATE_MASKED) {
@@ -178,17 +159,17 @@ static int api_snapshot(void *ctx, const struct http_request *req, json_t **resp
 		return 409;
 	}
 	paused_ns = now_ns();
-	rc = snapshot_write(&m->vm, path, err, sizeof(err));
+	rc = snapshot_write(&m->vm, r.path, err, sizeof(err));
 	uint64_t written_ns = now_ns();
 	/* A failed snapshot leaves the VM as it was; a good one resumes it on request. */
-	if (!was_paused && (rc || json_is_true(resume)))
+	if (!was_paused && (rc || r.resume))
 		vm_resume(&m->vm);
 	monitor_op_end(m);
 	if (rc) {
 		*resp = http_error("%s", err);
 		return 500;
 	}
-	*resp = json_pack("{s:s, s:s, s:f, s:f}", "path", path, "state", vm_state_name(m->vm.state), "pause_ms",
+	*resp = json_pack("{s:s, s:s, s:f, s:f}", "path", r.path, "state", vm_state_name(m->vm.state), "pause_ms",
 			  (paused_ns - t0) / 1e6, "write_ms", (written_ns - paused_ns) / 1e6);
 	return 200;
 }
@@ -196,13 +177,12 @@ static int api_snapshot(void *ctx, const struct http_request *req, json_t **resp
 static int api_memsave(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct monitor *m = ctx;
-	const char *path = body_string(req, "path");
-	uint64_t addr, size;
+	struct monitor_memsave_request r;
 	char err[512];
 	int rc;
 
-	if (!path || !*path || body_u64(req, "addr", &addr) || body_u64(req, "size", &size)) {
-		*resp = http_error("memsave needs {\"addr\": N, \"size\": N, \"path\": FILE}");
+	if (monitor_memsave_parse(req->body, &r, err, sizeof(err))) {
+		*resp = http_error("%s", err);
 		return 400;
 	}
 	if (m->incoming || m->migrated_away || m->vm.state == VM_STATE_MASKED) {
@@ -210,7 +190,7 @@ static int api_memsave(void *ctx, const struct http_request *req, json_t **resp)
 							 : m->migrated_away ? "it migrated away" : "not started");
 		return 409;
 	}
-	if (memsave_check_range(&m->vm.mem, addr, size, err, sizeof(err))) {
+	if (memsave_check_range(&m->vm.mem, r.addr, r.size, err, sizeof(err))) {
 		*resp = http_error("%s", err);
 		return 400;
 	}
@@ -218,19 +198,19 @@ static int api_memsave(void *ctx, const struct http_request *req, json_t **resp)
 	 * migration or snapshot. A peek of at most MEMSAVE_PEEK_MAX bytes (a
 	 * heartbeat page, a counter) only reads for microseconds and is allowed
 	 * at any time, so that a guest can be watched while it moves. */
-	bool peek = size <= MEMSAVE_PEEK_MAX;
+	bool peek = r.size <= MEMSAVE_PEEK_MAX;
 	if (!peek && monitor_op_begin(m, "memsave", err, sizeof(err))) {
 		*resp = http_error("%s", err);
 		return 409;
 	}
-	rc = memsave(&m->vm.mem, addr, size, path, err, sizeof(err));
+	rc = memsave(&m->vm.mem, r.addr, r.size, r.path, err, sizeof(err));
 	if (!peek)
 		monitor_op_end(m);
 	if (rc) {
 		*resp = http_error("%s", err);
 		return rc == -EINVAL ? 400 : 500;
 	}
-	*resp = json_pack("{s:s, s:I, s:I}", "path", path, "addr", (json_int_t)addr, "size", (json_int_t)size);
+	*resp = json_pack("{s:s, s:I, s:I}", "path", r.path, "addr", (json_int_t)r.addr, "size", (json_int_t)r.size);
 	return 200;
 }
 

@@ -31,6 +31,19 @@ struct monitor {
 int monitor_op_begin(struct monitor *m, const char *what, char *err, size_t errlen);
 void monitor_op_end(struct monitor *m);
 
+/* requests.c: the API's request bodies, parsed without acting (0, or
+ * -EINVAL with err set). Strings point into body. */
+struct monitor_snapshot_request {
+	const char *path;            /* absolute */
+	bool resume;
+};
+int monitor_snapshot_parse(json_t *body, struct monitor_snapshot_request *r, char *err, size_t errlen);
+struct monitor_memsave_request {
+	const char *path;            /* absolute */
+	uint64_t addr, size;         /* not yet checked against the VM's memory (memsave_check_range) */
+};
+int monitor_memsave_parse(json_t *body, struct monitor_memsave_request *r, char *err, size_t errlen);
+
 int monitor_main(int argc, char **argv);
 int monitor_start_api(struct monitor *m, char *err, size_t errlen);
 json_t *monitor_status_json(struct monitor *m);

@@ -1,6 +1,8 @@
 /* VM configuration <-> JSON. Every field is validated on the way in: the
  * JSON may come from a state file, a migration stream or an API client. */
 #include "vmm/config.h"
+#include "vmm/boot_priv.h"
+#include <limits.h>
 #include <stdbool.h>
 #include <ctype.h>
 #include "common/util.h"
@@ -151,4 +153,66 @@ int vm_config_from_text(const char *text, size_t len, struct vm_config *cfg, cha
 	rc = vm_config_from_json(j, cfg, err, errlen);
 	json_decref(j);
 	return rc;
+}
+
+/* An optional string member: absent or null gives NULL; else a string
+ * shorter than max bytes (an absolute path when is_path). */
+static int boot_string(json_t *j, const char *key, size_t max, bool is_path, const char **out)
+{
+	json_t *v = json_object_get(j, key);
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v) || json_string_length(v) >= max || (is_path && json_string_value(v)[0] != '/'))
+		return -EINVAL;
+	*out = json_string_value(v);
+	return 0;
+}
+
+int vm_boot_from_json(json_t *j, struct vm_boot *b, char *err, size_t errlen)
+{
+	memset(b, 0, sizeof(*b));
+	if (!json_is_object(j)) {
+		errf(err, errlen, "boot: not a JSON object (give {\"kind\": boot|elf|kernel, \"path\": FILE})");
+		return -EINVAL;
+	}
+	b->kind = json_string_value(json_object_get(j, "kind"));
+	if (!b->kind || (strcmp(b->kind, "boot") && strcmp(b->kind, "elf") && strcmp(b->kind, "kernel"))) {
+		memset(b, 0, sizeof(*b));
+		errf(err, errlen, "boot: 'kind' must be boot, elf or kernel");
+		return -EINVAL;
+	}
+	if (boot_string(j, "path", PATH_MAX, true, &b->path) || !b->path) {
+		memset(b, 0, sizeof(*b));
+		errf(err, errlen, "boot: 'path' must be an absolute file path shorter than %d bytes", PATH_MAX);
+		return -EINVAL;
+	}
+	if (boot_string(j, "initrd", PATH_MAX, true, &b->initrd)) {
+		memset(b, 0, sizeof(*b));
+		errf(err, errlen, "boot: 'initrd' must be an absolute file path shorter than %d bytes", PATH_MAX);
+		return -EINVAL;
+	}
+	if (boot_string(j, "cmdline", BOOT_CMDLINE_MAX, false, &b->cmdline)) {
+		memset(b, 0, sizeof(*b));
+		errf(err, errlen, "boot: 'cmdline' must be a string shorter than %u bytes", BOOT_CMDLINE_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int vm_devices_check(json_t *j, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *d;
+	if (!json_is_array(j) || json_array_size(j) > VM_DEVICES_MAX) {
+		errf(err, errlen, "devices: must be an array of at most %d device names", VM_DEVICES_MAX);
+		return -EINVAL;
+	}
+	json_array_foreach(j, i, d) {
+		if (!json_is_string(d) || !name_valid(json_string_value(d), NULL, 0)) {
+			errf(err, errlen, "devices: entry %zu is not a device name (%s)", i, NAME_RULE);
+			return -EINVAL;
+		}
+	}
+	return 0;
 }

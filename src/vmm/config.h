@@ -8,6 +8,21 @@ json_t *vm_config_to_json(const struct vm_config *cfg);
 int vm_config_from_json(json_t *j, struct vm_config *cfg, char *err, size_t errlen);
 int vm_config_from_text(const char *text, size_t len, struct vm_config *cfg, char *err, size_t errlen);
 
+/* A VM's boot source as the host agent and the controller keep it:
+ * {"kind": "boot"|"elf"|"kernel", "path": FILE, "initrd": FILE, "cmdline": S}
+ * (initrd and cmdline optional or null; files absolute paths shorter than
+ * PATH_MAX, cmdline shorter than the Linux loader's 4096 bytes). Strings
+ * point into j. 0, or -EINVAL with err set. */
+struct vm_boot {
+	const char *kind, *path, *initrd, *cmdline;
+};
+int vm_boot_from_json(json_t *j, struct vm_boot *b, char *err, size_t errlen);
+/* The devices a VM uses, as the controller and the agents compare them: a
+ * JSON array of at most VM_DEVICES_MAX device names (1-63 characters, see
+ * name_valid()). 0, or -EINVAL with err set. */
+#define VM_DEVICES_MAX 32
+int vm_devices_check(json_t *j, char *err, size_t errlen);
+
 /* The CPUID registers a mask applies to, in struct vm_config order: the one
  * map of them, used by the monitor (--cpuid-mask, the CPUID a VM gets), the
  * host agent and the controller (EVC, vmm/evc.h). */

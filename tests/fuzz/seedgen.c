@@ -7,7 +7,10 @@
  *   OUTDIR/config/   configuration JSON
  *   OUTDIR/keyfile/  key files
  *   OUTDIR/wire/     fuzz_wire inputs (raw plain frames, sender-built
- *                    frames, a handshake) */
+ *                    frames, a handshake)
+ *   OUTDIR/monitor_api/, host_api/, center_api/
+ *                    API requests (fuzz_api.h): every endpoint with a good
+ *                    body, then the same endpoints with refused ones */
 #include "state/state.h"
 #include "vmm/config.h"
 #include "migrate/wire.h"
@@ -300,6 +303,87 @@ static void wire_seeds(void)
 	sbuf_free(&b);
 }
 
+/* One fuzz_api input: the requests joined with NUL bytes. */
+static void requests(const char *sub, const char *name, const char *const reqs[])
+{
+	struct state_buf b = { 0 };
+	for (int i = 0; reqs[i]; i++) {
+		if (i)
+			sbuf_put(&b, "", 1);
+		sbuf_put(&b, reqs[i], strlen(reqs[i]));
+	}
+	put(sub, name, b.data, b.len);
+	sbuf_free(&b);
+}
+
+#define KEY_HEX "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define MIGRATION_OPTIONS "\"streams\":2,\"max_bandwidth\":\"50M\",\"switchover_goal_ms\":300,\"sdps\":\"dynamic\"," \
+			  "\"encrypt\":\"required\",\"compress\":\"lz4\",\"timeout_s\":60,\"dscp\":10,\"stall_timeout_s\":2.5"
+#define VM_CONFIG "{\"memory\":67108864,\"vcpus\":2,\"evc_level\":\"x86-64-v1\",\"cpuid_mask\":{\"1.ecx\":2300575744}}"
+#define VM_BOOT "{\"kind\":\"kernel\",\"path\":\"/boot/bz\",\"initrd\":\"/boot/initrd\",\"cmdline\":\"console=ttyS0\"}"
+
+static void api_seeds(void)
+{
+	static const char *const monitor_good[] = {
+		"POST /v1/vm/snapshot\n{\"path\":\"/var/tmp/vm1.snap\",\"resume\":true}",
+		"POST /v1/vm/memsave\n{\"addr\":3221159936,\"size\":\"64K\",\"path\":\"/var/tmp/low.bin\"}",
+		"POST /v1/vm/memsave\n{\"addr\":\"0x100000000\",\"size\":4096,\"path\":\"/var/tmp/high.bin\"}",
+		"POST /v1/migration\n{\"to\":\"127.0.0.1:7000,[::1]:7001\",\"key_file\":\"/run/key\"," MIGRATION_OPTIONS "}",
+		"GET /v1/migration?id=3", "GET /v1/migration", NULL,
+	};
+	static const char *const monitor_bad[] = {
+		"POST /v1/vm/snapshot\n{\"path\":\"relative.snap\",\"resume\":1}",
+		"POST /v1/vm/memsave\n{\"addr\":\"0xbffff000\",\"size\":\"0x40002000\",\"path\":\"/d\"}",
+		"POST /v1/vm/memsave\n{\"addr\":-1,\"size\":\"1X\"}",
+		"POST /v1/migration\n{\"to\":\"a:1,,b:2\",\"key_file\":\"/k\",\"streams\":17,\"timeout_s\":99999999999}",
+		"POST /v1/migration\n{\"to\":\"a:1\",\"key_file\":\"/k\",\"max_bandwidth\":\"1K\",\"stall_timeout_s\":0.01}",
+		"POST /v1/migration\n[1,2]", "GET /v1/migration?id=+5&id=1", NULL,
+	};
+	static const char *const host_good[] = {
+		"POST /v1/vms\n{\"name\":\"vm-1.a_b\",\"config\":" VM_CONFIG ",\"boot\":" VM_BOOT ",\"devices\":[\"serial\"]}",
+		"GET /v1/vms/vm-1.a_b?monitor=1",
+		"POST /v1/vms/vm-1.a_b/config\n{\"config\":{\"memory\":134217728,\"vcpus\":1},\"boot\":{\"kind\":\"boot\",\"path\":\"/img\"}}",
+		"POST /v1/vms/vm-1.a_b/migrate\n{\"to\":\"10.0.0.2:7000,10.0.1.2:7000\",\"key\":\"" KEY_HEX "\"," MIGRATION_OPTIONS "}",
+		"GET /v1/vms/vm-1.a_b/migration", "POST /v1/vms/vm-1.a_b/migration/cancel", "POST /v1/vms/vm-1.a_b/stop",
+		"POST /v1/vms/vm-1.a_b/arrived", "GET /v1/vms", "GET /v1/host",
+		"POST /v1/incoming\n{\"name\":\"vm2\",\"config\":" VM_CONFIG ",\"boot\":" VM_BOOT ",\"devices\":[\"serial\"],"
+		"\"key\":\"" KEY_HEX "\",\"cpuid\":{\"1.ecx\":1,\"7.ebx\":0}}",
+		"DELETE /v1/vms/vm-1.a_b?force=1", NULL,
+	};
+	static const char *const host_bad[] = {
+		"POST /v1/vms\n{\"name\":\"../x\",\"config\":{\"memory\":1,\"vcpus\":1}}",
+		"POST /v1/vms\n{\"name\":\"v\",\"config\":{\"memory\":1,\"vcpus\":1},\"boot\":{\"kind\":\"x\",\"path\":\"rel\"},\"start\":1}",
+		"POST /v1/vms/v/config\n{\"config\":{\"memory\":0}}", "GET /v1/vms/a%2Fb", "DELETE /v1/vms/v/",
+		"POST /v1/vms/v/migrate\n{\"to\":\"nowhere\",\"key\":\"00\",\"streams\":0}",
+		"POST /v1/incoming\n{\"name\":\"v\",\"config\":{},\"key\":\"" KEY_HEX "\",\"cpuid\":{\"1.ecx\":-1}}", NULL,
+	};
+	static const char *const center_good[] = {
+		"POST /v1/clusters\n{\"name\":\"lab_1.a-b\",\"evc\":\"x86-64-v2\",\"max_migrations_per_host\":4}",
+		"POST /v1/vms\n{\"name\":\"vm1\",\"memory\":67108864,\"vcpus\":2,\"boot\":" VM_BOOT ","
+		"\"cluster\":\"lab_1.a-b\",\"evc\":\"x86-64-v1\",\"devices\":[\"serial\"]}",
+		"GET /v1/vms/vm1", "POST /v1/vms/vm1/config\n{\"memory\":134217728,\"vcpus\":1,\"evc\":\"cluster\"}",
+		"POST /v1/vms/vm1/start\n{\"host\":\"10.0.0.11:7001\"}", "POST /v1/vms/vm1/stop",
+		"POST /v1/vms/vm1/migrate\n{\"to\":\"hB\"," MIGRATION_OPTIONS "}",
+		"POST /v1/hosts\n{\"address\":\"10.0.0.11:7001\",\"token\":\"" KEY_HEX "\",\"cluster\":\"lab_1.a-b\"}",
+		"GET /v1/hosts", "GET /v1/hosts/10.0.0.11:7001", "DELETE /v1/hosts/hA", "GET /v1/clusters",
+		"GET /v1/clusters/lab_1.a-b/evc", "POST /v1/clusters/lab_1.a-b/evc\n{\"level\":\"x86-64-v1\"}",
+		"GET /v1/tasks?limit=5", "GET /v1/tasks/1", "DELETE /v1/vms/vm1", "GET /v1/vms", "GET /v1/center", NULL,
+	};
+	static const char *const center_bad[] = {
+		"POST /v1/clusters\n{\"name\":\"c\",\"evc\":\"x86-64-v9\",\"max_migrations_per_host\":0}",
+		"POST /v1/vms\n{\"name\":\"v\",\"memory\":\"1G\",\"boot\":{\"kind\":\"boot\",\"path\":\"x\"},\"devices\":[1]}",
+		"POST /v1/vms/v/config\n{\"vcpus\":0,\"evc\":7}", "POST /v1/vms/v/migrate\n{\"to\":\"a b\",\"streams\":99}",
+		"POST /v1/hosts\n{\"address\":\"h:1\",\"token\":\"t\\r\\nX-Evil: 1\"}", "GET /v1/tasks?limit=0",
+		"GET /v1/tasks/1abc", "GET /v1/clusters/%2e%2e/evc", NULL,
+	};
+	requests("monitor_api", "good", monitor_good);
+	requests("monitor_api", "refused", monitor_bad);
+	requests("host_api", "good", host_good);
+	requests("host_api", "refused", host_bad);
+	requests("center_api", "good", center_good);
+	requests("center_api", "refused", center_bad);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -314,5 +398,6 @@ int main(int argc, char **argv)
 	pages_seeds();
 	config_seeds();
 	wire_seeds();
+	api_seeds();
 	return 0;
 }

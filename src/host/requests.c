@@ -1,0 +1,171 @@
+/* The host agent API's requests, parsed and checked apart from acting on
+ * them: URL paths (/v1/vms/NAME[/ACTION]) and the bodies of POST /v1/vms,
+ * POST /v1/vms/NAME/config, POST /v1/incoming and POST
+ * /v1/vms/NAME/migrate. These functions only read the request, so a
+ * handler refuses a bad one with 400 before it writes a file, spawns a
+ * monitor or calls one, and tests/fuzz/fuzz_host_api.c can feed them
+ * hostile input. JSON members they return are borrowed from the body. */
+#include "host/host.h"
+#include "vmm/config.h"
+#include "migrate/migration.h"
+#include "common/util.h"
+#include <errno.h>
+#include <string.h>
+
+bool host_key_valid(const char *key)
+{
+	if (!key || strlen(key) != HOST_KEY_HEX_LEN)
+		return false;
+	for (const char *p = key; *p; p++)
+		if (!strchr("0123456789abcdefABCDEF", *p))
+			return false;
+	return true;
+}
+
+int host_vm_path_parse(const char *path, char name[VM_NAME_MAX], char *action, size_t alen, char *err, size_t errlen)
+{
+	static const char prefix[] = "/v1/vms/";
+	const char *p, *slash;
+	char *comp;
+	size_t n;
+
+	name[0] = 0;
+	action[0] = 0;
+	if (strncmp(path, prefix, strlen(prefix))) {
+		errf(err, errlen, "not a VM path: %.80s", path);
+		return -EINVAL;
+	}
+	p = path + strlen(prefix);
+	slash = strchr(p, '/');
+	n = slash ? (size_t)(slash - p) : strlen(p);
+	comp = strndup(p, n);
+	if (!comp) {
+		errf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	bool ok = name_valid(comp, err, errlen); /* also refuses n > NAME_LEN_MAX, saying so */
+	free(comp);
+	if (!ok)
+		return -EINVAL;
+	if (slash && (!slash[1] || strlen(slash + 1) >= alen)) { /* one spelling: no "NAME/" */
+		errf(err, errlen, "no such action on a VM: '%.80s'", slash + 1);
+		return -ENOENT;
+	}
+	memcpy(name, p, n);
+	name[n] = 0;
+	snprintf(action, alen, "%s", slash ? slash + 1 : "");
+	return 0;
+}
+
+/* boot and devices are optional (null counts as absent); when given they must be valid. */
+static int boot_devices(json_t *body, json_t **boot, json_t **devices, char *err, size_t errlen)
+{
+	struct vm_boot b;
+	*boot = json_object_get(body, "boot");
+	*devices = json_object_get(body, "devices");
+	if (json_is_null(*boot))
+		*boot = NULL;
+	if (json_is_null(*devices))
+		*devices = NULL;
+	if (*boot && vm_boot_from_json(*boot, &b, err, errlen))
+		return -EINVAL;
+	if (*devices && vm_devices_check(*devices, err, errlen))
+		return -EINVAL;
+	return 0;
+}
+
+int host_vm_request_parse(json_t *body, struct host_vm_request *r, char *err, size_t errlen)
+{
+	json_t *start = json_object_get(body, "start");
+
+	memset(r, 0, sizeof(*r));
+	r->name = json_string_value(json_object_get(body, "name"));
+	r->config = json_object_get(body, "config");
+	if (!r->name || !json_is_object(r->config)) {
+		errf(err, errlen, "registering a VM needs {\"name\", \"config\", \"boot\"}");
+		goto bad;
+	}
+	if (!name_valid(r->name, err, errlen))
+		goto bad;
+	if (vm_config_from_json(r->config, &r->cfg, err, errlen) ||
+	    boot_devices(body, &r->boot, &r->devices, err, errlen))
+		goto bad;
+	if (start && !json_is_boolean(start)) {
+		errf(err, errlen, "\"start\" must be true or false");
+		goto bad;
+	}
+	r->start = json_is_true(start);
+	return 0;
+bad:
+	memset(r, 0, sizeof(*r));
+	return -EINVAL;
+}
+
+int host_config_request_parse(json_t *body, struct host_config_request *r, char *err, size_t errlen)
+{
+	json_t *devices;
+
+	memset(r, 0, sizeof(*r));
+	r->config = json_object_get(body, "config");
+	if (vm_config_from_json(r->config, &r->cfg, err, errlen) || boot_devices(body, &r->boot, &devices, err, errlen)) {
+		memset(r, 0, sizeof(*r));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int host_incoming_request_parse(json_t *spec, struct host_incoming_request *r, char *err, size_t errlen)
+{
+	char why[512] = "";
+	json_t *cpuid;
+
+	memset(r, 0, sizeof(*r));
+	r->name = json_string_value(json_object_get(spec, "name"));
+	r->key = json_string_value(json_object_get(spec, "key"));
+	r->config = json_object_get(spec, "config");
+	if (!r->name || !host_key_valid(r->key) || vm_config_from_json(r->config, &r->cfg, why, sizeof(why))) {
+		errf(err, errlen, "an incoming migration spec needs name, config and key (64 hex digits)%s%s",
+		     why[0] ? ": " : "", why);
+		goto bad;
+	}
+	if (!name_valid(r->name, err, errlen) || boot_devices(spec, &r->boot, &r->devices, err, errlen))
+		goto bad;
+	cpuid = json_object_get(spec, "cpuid");
+	if (cpuid && !json_is_null(cpuid)) {
+		if (evc_regs_from_json(cpuid, r->cpuid)) {
+			errf(err, errlen, "\"cpuid\" must map registers (%s) to 32-bit masks", cpuid_mask_reg_list());
+			goto bad;
+		}
+		r->have_cpuid = true;
+	}
+	return 0;
+bad:
+	memset(r, 0, sizeof(*r));
+	return -EINVAL;
+}
+
+int host_migrate_request_parse(json_t *spec, struct host_migrate_request *r, char *err, size_t errlen)
+{
+	struct migration_params p;
+
+	memset(r, 0, sizeof(*r));
+	r->to = json_string_value(json_object_get(spec, "to"));
+	r->key = json_string_value(json_object_get(spec, "key"));
+	if (!host_key_valid(r->key) || !r->to) {
+		errf(err, errlen, "a migration needs \"to\" (HOST:PORT[,...]) and \"key\" (64 hex digits)");
+		goto bad;
+	}
+	if ((r->naddrs = wire_parse_addrs(r->to, p.addrs, WIRE_MAX_STREAMS)) < 0) {
+		errf(err, errlen, "\"to\" must be HOST:PORT[,HOST:PORT...] (at most %d)", WIRE_MAX_STREAMS);
+		goto bad;
+	}
+	/* the monitor applies the same rules; checked here before a key file is written */
+	if (migration_options_parse(spec, &p, err, errlen))
+		goto bad;
+	explicit_bzero(&p, sizeof(p));
+	return 0;
+bad:
+	explicit_bzero(&p, sizeof(p));
+	memset(r, 0, sizeof(*r));
+	return -EINVAL;
+}
