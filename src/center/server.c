@@ -526,8 +526,9 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		bad = check_name(cluster, false, resp);
 	if (bad)
 		return bad;
-	json_t *config = json_pack("{s:s, s:O, s:O}", "name", name, "memory", json_object_get(req->body, "memory"),
-				   "vcpus", json_object_get(req->body, "vcpus") ? json_object_get(req->body, "vcpus") : json_integer(1));
+	json_t *vcpus = json_object_get(req->body, "vcpus");
+	json_t *config = json_pack("{s:s, s:O, s:o}", "name", name, "memory", json_object_get(req->body, "memory"),
+				   "vcpus", vcpus ? json_incref(vcpus) : json_integer(1));
 	if (!config || vm_config_from_json(config, &cfg, err, sizeof(err))) {
 		json_decref(config);
 		*resp = http_error("%s", err[0] ? err : "memory must be bytes and vcpus a count");
