@@ -10,7 +10,8 @@
 # to a file of the sub-test's report directory (log_path), read after the
 # sub-test once every process of it has exited (one still running 30 s
 # after its test ended is a FAIL, then stopped). Reports are kept under
-# /tmp/glide-sanitizer-reports.* when there are some.
+# /tmp/glide-sanitizer-reports.* when there are some, with the whole output
+# of every sub-test that failed.
 # GLIDE_SANITIZER_TESTS="unit_state test_monitor ..." runs a subset.
 #
 # Left out, and why:
@@ -46,7 +47,9 @@ subtests+=(test_abcheck test_boot test_monitor test_monitor_hardening test_migra
 	test_host_multihost test_center_basic test_center_hardening)
 [ -n "${GLIDE_SANITIZER_TESTS:-}" ] && read -r -a subtests <<<"$GLIDE_SANITIZER_TESTS"
 
-keep=""
+keep="" whole=""
+# keep_dir: makes the directory that keeps reports (once)
+keep_dir() { [ -n "$keep" ] || keep=$(mktemp -d /tmp/glide-sanitizer-reports.XXXXXX); }
 # processes_of DIR: pids of the processes whose sanitizer log_path is in
 # DIR (every glide process a sub-test started inherits it)
 processes_of() {
@@ -102,21 +105,29 @@ for name in "${subtests[@]}"; do
 	nf=$(grep -c '^FAIL ' <<<"$out")
 	ns=$(grep -c '^SKIP ' <<<"$out")
 	grep '^SKIP ' <<<"$out" | sed "s/^SKIP /SKIP sanitizers: $name: /"
+	# a failed sub-test keeps its whole output with the reports
+	if [ "$nf" -gt 0 ] || [ $rc -ne 0 ] || { [ "$np" -eq 0 ] && [ "$ns" -eq 0 ]; }; then
+		keep_dir
+		printf '%s\n' "$out" >"$keep/$name.out"
+		cp "$T/$name.stderr" "$keep/$name.stderr"
+		whole=" [whole output: $keep/$name.out, .stderr]"
+	fi
 	if [ "$nf" -gt 0 ]; then
-		fail "$name under ASan+UBSan: $nf of $((np + nf)) checks failed in $secs s: $(grep '^FAIL ' <<<"$out" | cut -c6- | cut -c1-160 | head -3 | paste -sd'|' | sed 's/|/ | /g')"
+		fail "$name under ASan+UBSan: $nf of $((np + nf)) checks failed in $secs s: $(grep '^FAIL ' <<<"$out" | cut -c6- | cut -c1-160 | head -3 | paste -sd'|' | sed 's/|/ | /g')$whole"
 	elif [ $rc -ne 0 ]; then
-		fail "$name under ASan+UBSan: exited with status $rc after $secs s: $(tail -2 "$T/$name.stderr" | tr '\n' ' ' | head -c 200)"
+		fail "$name under ASan+UBSan: exited with status $rc after $secs s: $(tail -2 "$T/$name.stderr" | tr '\n' ' ' | head -c 200)$whole"
 	elif [ "$np" -eq 0 ] && [ "$ns" -gt 0 ]; then
 		: # skipped as a whole (no /dev/kvm): its SKIP lines above say why
 	elif [ "$np" -eq 0 ]; then
-		fail "$name under ASan+UBSan: no check ran ($secs s)"
+		fail "$name under ASan+UBSan: no check ran ($secs s)$whole"
 	else
 		pass "$name under ASan+UBSan: $np checks passed in $secs s"
 	fi
+	whole=""
 	wait_processes "$name" "$reports"
 	for f in "$reports"/asan.*; do
 		[ -f "$f" ] || continue
-		[ -n "$keep" ] || keep=$(mktemp -d /tmp/glide-sanitizer-reports.XXXXXX)
+		keep_dir
 		cp "$f" "$keep/$name.$(basename "$f")"
 		fail "sanitizer report from $name (pid ${f##*.}): $(report_summary "$f") [$keep/$name.$(basename "$f")]"
 	done
