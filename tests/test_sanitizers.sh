@@ -53,12 +53,7 @@ keep_dir() { [ -n "$keep" ] || keep=$(mktemp -d /tmp/glide-sanitizer-reports.XXX
 # processes_of DIR: pids of the processes whose sanitizer log_path is in
 # DIR (every glide process a sub-test started inherits it)
 processes_of() {
-	local e p
-	for e in /proc/[0-9]*/environ; do
-		grep -qasF "log_path=$1/asan" "$e" 2>/dev/null || continue
-		p=${e#/proc/}
-		echo "${p%/environ}"
-	done
+	grep -lasF "log_path=$1/asan" /proc/[0-9]*/environ 2>/dev/null | sed 's|^/proc/\([0-9]*\)/environ$|\1|'
 }
 # wait_processes NAME DIR: waits (bounded) until every process of the
 # sub-test has exited, since LeakSanitizer reports at exit; a process still
