@@ -2,10 +2,12 @@
 # Fuzz smoke test: builds the libFuzzer targets of tests/fuzz/ (clang with
 # -fsanitize=fuzzer,address,undefined), generates seed corpora (from code,
 # plus a real snapshot of a small VM when /dev/kvm and glide are here) and
-# runs each target for a short bounded time, its corpus starting with the
-# seeds and the regression inputs of tests/fuzz/regress/TARGET/ (inputs
-# that once found a defect). A crash, leak, UB report, broken invariant or
-# timeout is a FAIL with the path of the reproducer.
+# runs each target of tests/fuzz/Makefile (TARGETS) for the same fixed
+# time, bounded by a timeout, its corpus starting with the seeds and the
+# regression inputs of tests/fuzz/regress/TARGET/ (inputs that once found
+# a defect). A crash, leak, UB report, broken invariant or timeout is a
+# FAIL with the path of the reproducer. tests/fuzz/run-long.sh runs them
+# for hours.
 # FUZZ_SECONDS (default 10) sets the time per target; FUZZ_OUT the build dir
 # (default $GLIDE_BUILD/fuzz, reused between runs). The whole test takes
 # about 2.5 minutes on 2 cores from a clean build.
@@ -14,7 +16,7 @@ cd "$TESTS_DIR/.."
 
 secs="${FUZZ_SECONDS:-10}"
 out="${FUZZ_OUT:-$GLIDE_BUILD/fuzz}"  # incremental: kept between runs
-targets="state pages config keyfile wire monitor_api host_api center_api"
+targets=$(sed -n 's/^TARGETS *:= *//p' tests/fuzz/Makefile | sed 's/fuzz_//g') # every target, named without fuzz_
 
 if ! command -v clang >/dev/null 2>&1; then
 	skip "fuzz targets: clang not installed (apt-get install clang libclang-rt-14-dev)"

@@ -7,7 +7,9 @@
 # budget) and 2, 50 silent, 100 silent from 10 other loopback addresses
 # (the cap on all pending connections), then garbage and wrong-key hellos
 # (held, and more arriving during the migration). Each migration must complete with its connect stage (source
-# "migrating to" -> destination "prepared masked VM", both logs) under 1 s,
+# "migrating to" -> destination "prepared masked VM", both logs) under 1 s
+# (2.5 s in the sanitizer pass, GLIDE_SANITIZER set: several times slower,
+# still below the 3 s handshake budget a blocked accept would wait out),
 # the guest must run on the destination with a clean A-B check, and
 # refusals must be logged with the peer address, rate-limited.
 . "$(dirname "$0")/lib.sh"
@@ -19,6 +21,7 @@ AB="$GLIDE_BUILD/guests/ab.img"
 PORT=$((20000 + RANDOM % 20000))
 next_port() { PORT=$((PORT + 1)); }   # call directly (not in $(...)), then use $PORT
 HS_LIMIT_MS=1000
+[ -n "${GLIDE_SANITIZER:-}" ] && HS_LIMIT_MS=2500
 
 res() { json_get "$T/res.json" "$1" 2>/dev/null; }
 running() { [ "$(vm_state "$1")" = running ]; }
@@ -114,7 +117,7 @@ report() { # NAME DESCRIPTION [extra condition message]
 	elif ! below "$ms" "$HS_LIMIT_MS"; then
 		fail "$desc: connect stage took ${ms} ms (limit $HS_LIMIT_MS ms; total $(res total_ms) ms)"
 	else
-		pass "$desc: connect stage ${ms} ms, total $(res total_ms) ms, A-B clean"
+		pass "$desc: connect stage ${ms} ms (limit $HS_LIMIT_MS ms), total $(res total_ms) ms, A-B clean"
 	fi
 }
 

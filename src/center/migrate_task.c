@@ -251,9 +251,11 @@ static void run_live(struct migrate_job *j)
 	if (host_facts_regs(j->src_facts, src_regs))
 		for (int i = 0; i < EVC_REGS; i++)
 			mask[i] &= src_regs[i];
+	json_t *hosts = json_pack("{s:s, s:s}", "source", sname, "destination", dname);
 	pthread_mutex_lock(&c->lock);
-	task_update(c, j->task, "prepare", 0.02, json_pack("{s:s, s:s}", "source", sname, "destination", dname));
+	task_update(c, j->task, "prepare", 0.02, hosts);
 	pthread_mutex_unlock(&c->lock);
+	json_decref(hosts);
 	json_t *spec = json_pack("{s:s, s:O, s:o, s:o, s:s, s:o}", "name", name, "config", config,
 				 "boot", json_loads(s(j->vm, "boot"), 0, NULL), "devices", json_loads(s(j->vm, "devices"), 0, NULL),
 				 "key", key, "cpuid", evc_regs_to_json(mask));

@@ -196,7 +196,9 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 	r = NULL;
 	if (st == 200) {
 		http_path(path, sizeof(path), "/v1/vms/", name, "/config");
-		st = host_call(chosen, "POST", path, json_pack("{s:O, s:O}", "config", cfg_new, "boot", boot), &r, 0, err, sizeof(err));
+		json_t *body = json_pack("{s:O, s:O}", "config", cfg_new, "boot", boot);
+		st = host_call(chosen, "POST", path, body, &r, 0, err, sizeof(err));
+		json_decref(body);
 		json_decref(r);
 		r = NULL;
 		http_path(path, sizeof(path), "/v1/vms/", name, "/start");

@@ -14,6 +14,7 @@ int64_t task_create(struct center *c, const char *kind, json_t *vm_row, const ch
 			       json_string_value(json_object_get(vm_row, "name")), state, src, dst);
 }
 
+/* detail is copied into the task (the caller keeps its reference). */
 void task_update(struct center *c, int64_t id, const char *stage, double progress, json_t *detail)
 {
 	inv_task_update(c, id, stage, progress, detail);

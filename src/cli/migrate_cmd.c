@@ -225,7 +225,7 @@ int cmd_migrate(int argc, char **argv)
 	const char *api = NULL, *to = NULL, *key_file = NULL;
 	bool json = false, no_wait = false;
 	json_t *body = json_object(), *resp = NULL;
-	int opt, rc;
+	int opt, rc = 1; /* until the request is sent: a usage error */
 	char *end;
 
 	optind = 1;
@@ -241,7 +241,7 @@ int cmd_migrate(int argc, char **argv)
 				long n = strtol(optarg, &end, 10);
 				if (*end || n < 1 || n > 16) {
 					fprintf(stderr, "glide: --streams must be 1..16 or auto\n");
-					return 1;
+					goto out;
 				}
 				json_object_set_new(body, "streams", json_integer(n));
 			}
@@ -250,7 +250,7 @@ int cmd_migrate(int argc, char **argv)
 			long n = strtol(optarg, &end, 10);
 			if (*end || n < 1) {
 				fprintf(stderr, "glide: --switchover-goal must be milliseconds (e.g. 500)\n");
-				return 1;
+				goto out;
 			}
 			json_object_set_new(body, "switchover_goal_ms", json_integer(n));
 			break;
@@ -259,7 +259,7 @@ int cmd_migrate(int argc, char **argv)
 			uint64_t v;
 			if (parse_rate(optarg, &v)) {
 				fprintf(stderr, "glide: --max-bandwidth '%s' is not a rate in bytes/s (e.g. 50M)\n", optarg);
-				return 1;
+				goto out;
 			}
 			json_object_set_new(body, "max_bandwidth", json_integer((json_int_t)v));
 			break;
@@ -270,7 +270,7 @@ int cmd_migrate(int argc, char **argv)
 			long n = strtol(optarg, &end, 10);
 			if (*end || n < 0) {
 				fprintf(stderr, "glide: --timeout must be seconds\n");
-				return 1;
+				goto out;
 			}
 			json_object_set_new(body, "timeout_s", json_integer(n));
 			break;
@@ -279,7 +279,7 @@ int cmd_migrate(int argc, char **argv)
 			double sec;
 			if (parse_seconds(optarg, WIRE_STALL_TIMEOUT_MIN_S, WIRE_STALL_TIMEOUT_MAX_S, &sec)) {
 				fprintf(stderr, "glide: --stall-timeout must be seconds, 0.1 to 3600\n");
-				return 1;
+				goto out;
 			}
 			json_object_set_new(body, "stall_timeout_s", json_real(sec));
 			break;
@@ -289,14 +289,14 @@ int cmd_migrate(int argc, char **argv)
 		case 'n': no_wait = true; break;
 		case 'c': json_object_set_new(body, "compress", json_string(optarg)); break;
 		case 'V': json_object_set_new(body, "verify", json_true()); break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 1;
+		case 'h': usage(stdout); rc = 0; goto out;
+		default: usage(stderr); goto out;
 		}
 	}
 	if (!api || !to || !key_file) {
 		fprintf(stderr, "glide: --api, --to and --key-file are required\n");
 		usage(stderr);
-		return 1;
+		goto out;
 	}
 	char *kf = cli_abs_path(key_file);
 	json_object_set_new(body, "to", json_string(to));
@@ -305,6 +305,7 @@ int cmd_migrate(int argc, char **argv)
 	struct http_client_opts co = { .target = api };
 	rc = cli_call(&co, "POST", "/v1/migration", body, &resp);
 	json_decref(body);
+	body = NULL;
 	if (rc) {
 		json_decref(resp); /* the error answer */
 		return rc;
@@ -363,5 +364,7 @@ int cmd_migrate(int argc, char **argv)
 	else
 		summary(resp);
 	json_decref(resp);
+out:
+	json_decref(body);
 	return rc;
 }

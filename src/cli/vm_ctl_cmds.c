@@ -221,7 +221,7 @@ int cmd_vmc_set(int argc, char **argv)
 	json_t *body = json_object(), *r = NULL;
 	char path[256];
 	uint64_t mem;
-	int opt, rc;
+	int opt, rc = 1;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
@@ -234,18 +234,18 @@ int cmd_vmc_set(int argc, char **argv)
 			json_object_set_new(body, "evc", json_string(optarg));
 		else {
 			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
-			json_decref(body);
-			return opt == 'h' ? 0 : 1;
+			rc = opt == 'h' ? 0 : 1;
+			goto out;
 		}
 	}
 	if (optind != argc - 1 || !json_object_size(body)) {
 		fprintf(stderr, "glide: give the VM's NAME and what to change\nusage: %s\n", usage);
-		return 1;
+		goto out;
 	}
 	if (!ctl_name_ok(argv[optind]) || ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/config"))
-		return 1;
+		goto out;
 	if ((rc = ctl_connect(&c)))
-		return rc;
+		goto out;
 	rc = ctl_call(&c, "POST", path, body, &r);
 	if (!rc) {
 		if (c.json)
@@ -253,6 +253,7 @@ int cmd_vmc_set(int argc, char **argv)
 		else
 			print_vm(r);
 	}
+out:
 	json_decref(body);
 	json_decref(r);
 	ctl_done(&c);
@@ -277,7 +278,7 @@ int cmd_vmc_migrate(int argc, char **argv)
 	json_t *body = json_object(), *r = NULL;
 	char path[256];
 	uint64_t v;
-	int opt, rc;
+	int opt, rc = 1; /* until the request is sent: a usage error */
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
@@ -289,7 +290,7 @@ int cmd_vmc_migrate(int argc, char **argv)
 		case 'b':
 			if (parse_rate(optarg, &v)) {
 				fprintf(stderr, "glide: --max-bandwidth '%s' is not a rate in bytes/s (e.g. 50M)\n", optarg);
-				return 1;
+				goto out;
 			}
 			json_object_set_new(body, "max_bandwidth", json_integer((json_int_t)v));
 			break;
@@ -299,34 +300,29 @@ int cmd_vmc_migrate(int argc, char **argv)
 		case 'T': json_object_set_new(body, "timeout_s", json_integer(strtol(optarg, NULL, 10))); break;
 		case 'c': json_object_set_new(body, "compress", json_string(optarg)); break;
 		case 'V': json_object_set_new(body, "verify", json_true()); break;
-		case 'h': printf("usage: %s\n", usage); return 0;
-		default: fprintf(stderr, "usage: %s\n", usage); return 1;
+		case 'h': printf("usage: %s\n", usage); rc = 0; goto out;
+		default: fprintf(stderr, "usage: %s\n", usage); goto out;
 		}
 	}
 	if (optind != argc - 1 || !to) {
 		fprintf(stderr, "glide: give the VM's NAME and --to HOST\nusage: %s\n", usage);
-		return 1;
+		goto out;
 	}
 	if (!ctl_name_ok(argv[optind]) || ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/migrate"))
-		return 1;
+		goto out;
 	if ((rc = ctl_connect(&c)))
-		return rc;
+		goto out;
 	json_object_set_new(body, "to", json_string(to));
 	rc = ctl_call(&c, "POST", path, body, &r);
-	json_decref(body);
-	if (rc) {
-		ctl_done(&c);
-		return rc;
-	}
+	if (rc)
+		goto out;
 	long long task = json_integer_value(json_object_get(r, "task"));
 	if (no_wait) {
 		if (c.json)
 			cli_print_json(r);
 		else
 			printf("migration started as task %lld; follow it with `glide task watch %lld`\n", task, task);
-		json_decref(r);
-		ctl_done(&c);
-		return 0;
+		goto out;
 	}
 	json_decref(r);
 	r = NULL;
@@ -339,6 +335,8 @@ int cmd_vmc_migrate(int argc, char **argv)
 		else
 			ctl_print_task(r);
 	}
+out:
+	json_decref(body);
 	json_decref(r);
 	ctl_done(&c);
 	return rc;
