@@ -104,8 +104,9 @@ for t in $targets; do
 	# TMPDIR: where a target keeps scratch files (a host agent's data
 	# directory), removed at the end even after a crash
 	mkdir -p "$tmp/scratch-$name"
-	TMPDIR="$tmp/scratch-$name" timeout --kill-after=30 $((secs + 300)) "$out/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-		-max_len=70000 -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" "${seeds[@]}" >"$log" 2>&1 &
+	TMPDIR="$tmp/scratch-$name" timeout --kill-after=30 $((secs + 300)) "$out/$t" -max_total_time="$secs" \
+		-timeout=10 -rss_limit_mb=2048 -max_len=70000 -print_final_stats=1 -artifact_prefix="$findings/" \
+		"$corpus" "${seeds[@]}" >"$log" 2>&1 &
 	pid=$!
 	for (( ; ; )); do
 		wait "$pid"
