@@ -101,8 +101,12 @@ for t in $targets; do
 	before=$(count_findings "$findings")
 	echo "run-long: $t for $secs s ($(find "$corpus" -type f | wc -l) corpus inputs, log $log)"
 	# the corpus directory comes first: libFuzzer adds what it finds there
-	timeout --kill-after=30 $((secs + 300)) "$out/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-		-max_len=70000 -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" "${seeds[@]}" >"$log" 2>&1 &
+	# TMPDIR: where a target keeps scratch files (a host agent's data
+	# directory), removed at the end even after a crash
+	mkdir -p "$tmp/scratch-$name"
+	TMPDIR="$tmp/scratch-$name" timeout --kill-after=30 $((secs + 300)) "$out/$t" -max_total_time="$secs" \
+		-timeout=10 -rss_limit_mb=2048 -max_len=70000 -print_final_stats=1 -artifact_prefix="$findings/" \
+		"$corpus" "${seeds[@]}" >"$log" 2>&1 &
 	pid=$!
 	for (( ; ; )); do
 		wait "$pid"
