@@ -16,7 +16,7 @@ cd "$TESTS_DIR/.."
 
 secs="${FUZZ_SECONDS:-10}"
 out="${FUZZ_OUT:-$GLIDE_BUILD/fuzz}"  # incremental: kept between runs
-targets="state pages config keyfile wire"
+targets=$(sed -n 's/^TARGETS *:= *//p' tests/fuzz/Makefile | sed 's/fuzz_//g') # every target, named without fuzz_
 
 if ! command -v clang >/dev/null 2>&1; then
 	skip "fuzz targets: clang not installed (apt-get install clang libclang-rt-14-dev)"
