@@ -251,20 +251,21 @@ fault_case "wrong key" wrong_key
 PP_COUNT=20
 [ -n "${GLIDE_SANITIZER:-}" ] && PP_COUNT=6
 start_vm pp0 --memory 256M --vcpus 2 --boot "$AB" && started pp0 || fail "ping-pong: the guest did not start"
-cur=pp0 ok=0 stuns=()
+cur=pp0 ok=0 stuns=() why=""
 for i in $(seq 1 $PP_COUNT); do
 	next_port; p=$PORT
-	prepare_dest pp$i "$p" || break
-	do_migrate "$cur" "$p" --streams 2 || { echo "migration $i: $(res error)" >&2; break; }
-	[ "$(res status)" = completed ] || break
+	prepare_dest pp$i "$p" || { why="destination $i did not start"; break; }
+	# --verify: a page lost in transfer fails the migration before GO, naming where
+	do_migrate "$cur" "$p" --streams 2 --verify || { why="migration $i: $(res status): $(res error)"; break; }
+	[ "$(res status)" = completed ] || { why="migration $i: $(res status): $(res error)"; break; }
 	stuns+=("$(res stun_ms)")
-	ab_check "$T/pp$i.sock" 2 || { echo "A-B failed after migration $i" >&2; break; }
+	ab_check "$T/pp$i.sock" 2 || { why="A-B check after migration $i (verified $(res verified)): $(tail -1 "$T/abcheck.out")"; break; }
 	cur=pp$i
 	ok=$i
 done
 if [ "$ok" = $PP_COUNT ]; then
-	pass "ping-pong: $PP_COUNT migrations${GLIDE_SANITIZER:+ (20 outside the sanitizer pass)}, A-B clean after each (stun ms: ${stuns[*]})"
+	pass "ping-pong: $PP_COUNT verified migrations${GLIDE_SANITIZER:+ (20 outside the sanitizer pass)}, A-B clean after each (stun ms: ${stuns[*]})"
 else
-	fail "ping-pong: stopped after $ok of $PP_COUNT migrations"
+	fail "ping-pong: stopped after $ok of $PP_COUNT migrations: $why"
 fi
 "$GLIDE" vm shutdown --api "$T/$cur.sock" >/dev/null 2>&1

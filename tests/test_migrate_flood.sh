@@ -90,7 +90,7 @@ migrate_case() {
 	start_vm "$dst" --incoming "127.0.0.1:$p" --key-file "$T/key" ||
 		{ why="destination did not start: $(tail -2 "$T/$dst.out")"; return; }
 	$setup "$p"
-	timeout 90 "$GLIDE" migrate --api "$T/$cur.sock" --to "127.0.0.1:$p" --key-file "$T/key" --streams 2 --json \
+	timeout 90 "$GLIDE" migrate --api "$T/$cur.sock" --to "127.0.0.1:$p" --key-file "$T/key" --streams 2 --verify --json \
 		>"$T/res.json" 2>"$T/res.err"
 	ms=$(connect_ms "$cur" "$dst")
 	stop_floods
@@ -107,7 +107,7 @@ migrate_case() {
 	local pid; eval "pid=\$PID_$old"
 	wait_for 15 bash -c "! kill -0 $pid 2>/dev/null" || { why="source monitor still running"; return; }
 	if ! running "$cur"; then why="destination not running"
-	elif ! ab_check "$T/$cur.sock" 2; then why="A-B check found bad pages: $(tail -2 "$T/abcheck.out")"
+	elif ! ab_check "$T/$cur.sock" 2; then why="A-B check found bad pages (the migration verified: $(res verified)): $(tail -2 "$T/abcheck.out")"
 	else ok=1; fi
 }
 report() { # NAME DESCRIPTION [extra condition message]
