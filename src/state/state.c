@@ -351,14 +351,9 @@ int state_pending_apply(struct vm *vm, struct state_pending *p, char *err, size_
 	return 0;
 }
 
-struct blob_reader {
-	const uint8_t *p;
-	size_t left;
-};
-
-static int blob_read(void *ctx, void *buf, size_t len)
+int state_blob_read(void *ctx, void *buf, size_t len)
 {
-	struct blob_reader *b = ctx;
+	struct state_blob *b = ctx;
 	if (len > b->left)
 		return -EPIPE;
 	memcpy(buf, b->p, len);
@@ -369,8 +364,8 @@ static int blob_read(void *ctx, void *buf, size_t len)
 
 int state_parse_blob(const uint8_t *data, size_t len, struct state_pending *p, char *err, size_t errlen)
 {
-	struct blob_reader br = { data, len };
-	struct state_reader r = { blob_read, &br };
+	struct state_blob br = { data, len };
+	struct state_reader r = { state_blob_read, &br };
 	int rc = state_read_header(&r, err, errlen);
 
 	while (!rc) {

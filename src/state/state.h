@@ -57,6 +57,12 @@ struct state_reader {
 };
 int state_writer_fd(void *ctx, const void *buf, size_t len);  /* ctx = (int *)fd */
 int state_reader_fd(void *ctx, void *buf, size_t len);
+/* A state read from memory: ctx = struct state_blob *, consumed as it is read. */
+struct state_blob {
+	const uint8_t *p;
+	size_t left;
+};
+int state_blob_read(void *ctx, void *buf, size_t len);
 int state_writer_buf(void *ctx, const void *buf, size_t len); /* ctx = struct state_buf * */
 
 struct state_section_header {

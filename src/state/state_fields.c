@@ -118,26 +118,11 @@ static struct state_sections *sections_read(struct state_reader *r, char *err, s
 	return NULL;
 }
 
-struct blob_cursor {
-	const uint8_t *p;
-	size_t left;
-};
-
-static int blob_cursor_read(void *ctx, void *buf, size_t len)
-{
-	struct blob_cursor *b = ctx;
-	if (len > b->left)
-		return -EPIPE;
-	memcpy(buf, b->p, len);
-	b->p += len;
-	b->left -= len;
-	return 0;
-}
 
 struct state_sections *state_sections_read_blob(const uint8_t *data, size_t len, char *err, size_t errlen)
 {
-	struct blob_cursor b = { data, len };
-	struct state_reader r = { blob_cursor_read, &b };
+	struct state_blob b = { data, len };
+	struct state_reader r = { state_blob_read, &b };
 	return sections_read(&r, err, errlen);
 }
 
