@@ -113,7 +113,7 @@ fault_case() {
 		[[ "$expect" == doubt-* ]] && via=" after in doubt, resolved ($(head -1 "$T/$name.resolve"))"
 		pass "fault: $name -> $final$via${err:+: ${err:0:150}}"
 	else
-		fail "fault: $name: $why (proxy: $(grep injected "$T/$name.proxy" | cut -d' ' -f2- | head -1))"
+		fail "fault: $name: $why (proxy: $(grep injected "$T/$name.proxy" | cut -d' ' -f2- | head -1); source log: $(tail -3 "$T/$s.log" | cut -c1-200 | paste -sd'|'); resolve: $(tail -1 "$T/$name.resolve" 2>/dev/null))"
 	fi
 	kill "$proxy" 2>/dev/null
 	stop_vm "$s"; stop_vm "$d"
@@ -157,3 +157,24 @@ fault_case "duplicate GO" destination "-" -- --fault duplicate --dir s2d --frame
 fault_case "corrupt RUNNING" doubt-destination "in doubt after GO" -- --fault corrupt --dir d2s --frame RUNNING
 fault_case "cut the link at RUNNING" doubt-destination "in doubt after GO" -- --fault cut --dir d2s --frame RUNNING
 fault_case "kill the source at RUNNING" destination "-" -- --fault kill --dir d2s --frame RUNNING --pid-of-source
+
+# The resolver's rule against every state a destination can report: only a
+# destination whose VM runs or is parked (it got a valid GO) takes it; one
+# still waiting for GO or discarding its copy ("incoming", "masked", as a
+# failed destination reported for a moment while it shut down) must not.
+for st in masked incoming shutdown running paused; do
+	[[ -z "${GLIDE_FAULT_ONLY:-}" || "resolver $st" == *"$GLIDE_FAULT_ONLY"* ]] || continue
+	python3 "$TESTS_DIR/fake_monitor_api.py" --socket "$T/fake-$st.sock" --state "$st" --max-seconds 20 &
+	fake=$!
+	PIDS+=("$fake")
+	wait_for 5 test -S "$T/fake-$st.sock"
+	out=$("$GLIDE" migrate resolve --api "$T/no-source.sock" --destination-api "$T/fake-$st.sock" --wait 1 2>&1)
+	case "$st" in
+	running|paused) want="keeping the VM there" ;;
+	*) want="not resolved" ;;
+	esac
+	if [[ "$out" == *"$want"* ]]; then pass "resolver: a destination reporting '$st' -> ${want} ($(echo "$out" | head -1 | cut -c1-120))"
+	else fail "resolver: a destination reporting '$st': expected '$want', got: $(echo "$out" | tr '\n' ' ' | cut -c1-200)"; fi
+	kill "$fake" 2>/dev/null
+done
+

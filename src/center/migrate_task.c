@@ -199,7 +199,8 @@ static json_t *resolve_in_doubt(struct migrate_job *j, json_t *st, const char *s
 		  s(st, "error"), s(j->dst, "name"));
 	while (now_ns() < end) {
 		enum where dw = vm_on(j->dst, name, dstate, sizeof(dstate), dwhy, sizeof(dwhy));
-		const char *keep = dw == WHERE_RUNS ? "there" : dw == WHERE_GONE ? "here" : NULL;
+		/* a destination VM that shut down may have run after GO: not "gone", left to a person */
+		const char *keep = dw == WHERE_RUNS ? "there" : dw == WHERE_GONE && strcmp(dstate, "shutdown") ? "here" : NULL;
 		if (!keep) { /* still waiting for GO (masked), or not readable now */
 			sleep_ns((uint64_t)CENTER_POLL_INTERVAL_MS * 1000000);
 			continue;

@@ -135,12 +135,14 @@ static const char *destination_verdict(const char *dapi, char *why, size_t len)
 	const char *verdict = NULL;
 	if (!state)
 		snprintf(why, len, "cannot tell: the destination reports no state");
-	else if (!strcmp(state, "incoming"))
-		snprintf(why, len, "the destination still waits for GO");
-	else {
+	else if (!strcmp(state, "incoming") || !strcmp(state, "masked"))
+		snprintf(why, len, "the destination still waits for GO or is discarding its copy (state %s)", state);
+	else if (!strcmp(state, "running") || !strcmp(state, "paused")) {
+		/* only a valid GO starts (or parks) the vCPUs there */
 		snprintf(why, len, "the destination has the VM (state %s)", state);
 		verdict = "there";
-	}
+	} else
+		snprintf(why, len, "cannot tell: the destination's VM is %s", state);
 	json_decref(r);
 	return verdict;
 }

@@ -164,11 +164,14 @@ out:
 		if (in->streams[i].fd >= 0 || in->streams[i].tx_buf)
 			wire_close(&in->streams[i]);
 	explicit_bzero(in->key, sizeof(in->key));
-	m->incoming = false;
+	/* A failed destination stops answering before it stops saying
+	 * "incoming": nobody may see a discarded VM as one it has (a resolver
+	 * of an in-doubt switchover decides by that state). */
 	if (rc && m->api) {
 		http_server_stop(m->api);
 		m->api = NULL;
 	}
+	m->incoming = false;
 	cleanup_live(in);
 	free(in);
 	return rc;
