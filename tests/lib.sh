@@ -92,11 +92,6 @@ guest_progresses() {
 		[ $SECONDS -lt $end ] || return 1
 	done
 }
-# migration_field SOCK FIELD: a field of the monitor's GET /v1/migration now
-migration_field() {
-	curl -s -m 5 --unix-socket "$1" http://vm/v1/migration 2>/dev/null |
-		python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$2" 2>/dev/null
-}
 # precopy_sent SOCK BYTES: the monitor's migration is in pre-copy and has sent BYTES
 precopy_sent() {
 	curl -s -m 5 --unix-socket "$1" http://vm/v1/migration 2>/dev/null | python3 -c 'import json,sys
