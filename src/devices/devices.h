@@ -1,5 +1,6 @@
-/* Port-I/O devices of the glide machine: COM1 UART, i8042 (reset line),
- * debug-exit port, POST port and an empty PCI config space. */
+/* Devices of the glide machine: port-I/O ones (COM1 UART, i8042 reset
+ * line, debug-exit port, POST port), the PCI bus (pci.h) and the virtio
+ * NICs and disks a VM is given with --nic and --disk. */
 #ifndef GLIDE_DEVICES_H
 #define GLIDE_DEVICES_H
 #include "vmm/vm.h"
@@ -26,4 +27,42 @@ int device_types(const struct device_type **out, int max);
 
 /* Creates every registered device for the VM. serial_fd < 0 discards COM1 output. */
 int devices_init(struct vm *vm, int serial_fd);
+
+/* Host-side backends of a VM's NICs and disks: what `--nic` and `--disk`
+ * say on this host. They do not travel with the VM (the destination has
+ * its own); the device shape (MACs, disk sizes) does, in struct vm_config. */
+struct nic_spec {
+	char tap[16];        /* tap=NAME: an existing or new tap device */
+	char bridge[16];     /* bridge=BR: a tap of the monitor's own, attached to BR */
+	int vlan;            /* 0: none, else 1..4094 (access port on a VLAN-filtering bridge) */
+	uint64_t rate;       /* bytes/s each way, 0: unlimited */
+	bool has_mac;
+	uint8_t mac[6];
+};
+struct disk_spec {
+	char path[4096];
+	bool readonly;
+	bool direct;         /* O_DIRECT */
+};
+struct vm_device_specs {
+	int nnics, ndisks;
+	struct nic_spec nics[VM_MAX_NICS];
+	struct disk_spec disks[VM_MAX_DISKS];
+};
+/* --nic bridge=BR[,vlan=N][,mac=MAC][,rate=RATE] | tap=NAME[,mac=MAC][,rate=RATE] */
+int nic_spec_parse(const char *s, struct nic_spec *n, char *err, size_t errlen);
+/* --disk PATH[,readonly][,direct] */
+int disk_spec_parse(const char *s, struct disk_spec *d, char *err, size_t errlen);
+/* A new VM: its device shape from the specs (a MAC generated where none
+ * was given, disk sizes from the files). */
+int devices_config_from_specs(struct vm_config *cfg, struct vm_device_specs *specs, char *err, size_t errlen);
+/* A VM arriving (migration, snapshot): its shape must match this host's
+ * specs (same number of NICs and disks, the same MAC where one was given,
+ * the same disk sizes and read-only flags). */
+int devices_config_check(const struct vm_config *cfg, const struct vm_device_specs *specs, char *err, size_t errlen);
+/* Creates the virtio NICs and disks of vm->cfg with the host's specs
+ * (after devices_init). 0, or -errno with err set. */
+int devices_create_virtio(struct vm *vm, const struct vm_device_specs *specs, char *err, size_t errlen);
+/* Stops device threads and frees what devices_create_virtio made (vm_destroy calls it). */
+void devices_destroy(struct vm *vm);
 #endif

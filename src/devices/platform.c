@@ -1,8 +1,9 @@
 /* Small platform devices: the i8042 controller (only its CPU-reset command,
  * which powers the VM off as QEMU's -no-reboot does), the debug-exit port
  * (a guest reports a status and the monitor exits with (value << 1) | 1),
- * the POST port and an empty PCI configuration space. */
+ * and the POST port. */
 #include "devices/devices.h"
+#include "devices/pci.h"
 #include "common/util.h"
 #include <errno.h>
 #include <stdio.h>
@@ -46,10 +47,7 @@ static struct device i8042_devices[] = {
 };
 static struct device debug_exit_device = { .name = "debug-exit", .port_base = DEBUG_EXIT_PORT, .port_count = 1,
 					   .io = debug_exit_io };
-static struct device post_devices[] = {
-	{ .name = "post", .port_base = POST_PORT, .port_count = 1, .io = post_io },
-	{ .name = "pci-conf", .port_base = 0xcf8, .port_count = 8, .io = post_io },
-};
+static struct device post_device = { .name = "post", .port_base = POST_PORT, .port_count = 1, .io = post_io };
 
 static int i8042_create(struct vm *vm, int serial_fd)
 {
@@ -64,8 +62,7 @@ static int debug_exit_create(struct vm *vm, int serial_fd)
 
 static int post_create(struct vm *vm, int serial_fd)
 {
-	int rc = vm_register_device(vm, &post_devices[0]);
-	return rc ? rc : vm_register_device(vm, &post_devices[1]);
+	return vm_register_device(vm, &post_device);
 }
 
 static const struct device_type *types[DEVICE_TYPES_MAX];
@@ -90,7 +87,7 @@ int device_types(const struct device_type **out, int max)
 
 int devices_init(struct vm *vm, int serial_fd)
 {
-	int rc = 0;
+	int rc = pci_bus_create(vm); /* every glide machine has the PCI host bridge */
 	for (int i = 0; !rc && i < ntypes; i++)
 		rc = types[i]->create(vm, serial_fd);
 	return rc;

@@ -340,6 +340,10 @@ static int handle_config(struct incoming *in, struct wire_frame *f, char *err, s
 		errf(err, errlen, "cannot create devices");
 		goto out;
 	}
+	in->vm->arriving = true; /* its disks are locked at the switchover, when the source lets go */
+	rc = devices_create_virtio(in->vm, &in->mon->devices, err, errlen);
+	if (rc)
+		goto out;
 	in->verify = json_is_true(json_object_get(j, "verify"));
 	rc = setup_live(in, json_object_get(j, "live"), err, errlen);
 	if (rc)

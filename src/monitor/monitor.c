@@ -266,7 +266,9 @@ static void usage_run(FILE *out)
 		"                    (--boot IMAGE | --elf FILE | --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
 		"                     | --restore SNAPSHOT | --incoming ADDR[,ADDR...] --key-file F)\n"
 		"                    [--paused] [--log FILE] [--cpuid-mask LEAF.REG=MASK,...]\n"
-		"                    [--stall-timeout SECONDS]   (incoming: a silent stream fails it; default 30)\n");
+		"                    [--stall-timeout SECONDS]   (incoming: a silent stream fails it; default 30)\n"
+		"                    [--nic tap=NAME|bridge=BR[,vlan=N][,mac=MAC][,rate=RATE]]... (at most %d)\n"
+		"                    [--disk PATH[,readonly][,direct]]... (at most %d)\n", VM_MAX_NICS, VM_MAX_DISKS);
 }
 
 int monitor_main(int argc, char **argv)
@@ -281,6 +283,7 @@ int monitor_main(int argc, char **argv)
 		{ "paused", no_argument, 0, 'p' },       { "name", required_argument, 0, 'n' },
 		{ "log", required_argument, 0, 'L' },    { "cpuid-mask", required_argument, 0, 'M' },
 		{ "stall-timeout", required_argument, 0, 'S' },
+		{ "nic", required_argument, 0, 'N' },    { "disk", required_argument, 0, 'D' },
 		{ "help", no_argument, 0, 'h' },         { 0, 0, 0, 0 },
 	};
 	static struct monitor mon;
@@ -351,6 +354,28 @@ int monitor_main(int argc, char **argv)
 			m->stall_timeout_ms = (uint64_t)(sec * 1000 + 0.5);
 			break;
 		}
+		case 'N':
+			if (m->devices.nnics >= VM_MAX_NICS) {
+				fprintf(stderr, "glide: at most %d --nic\n", VM_MAX_NICS);
+				return 1;
+			}
+			if (nic_spec_parse(optarg, &m->devices.nics[m->devices.nnics], err, sizeof(err))) {
+				fprintf(stderr, "glide: %s\n", err);
+				return 1;
+			}
+			m->devices.nnics++;
+			break;
+		case 'D':
+			if (m->devices.ndisks >= VM_MAX_DISKS) {
+				fprintf(stderr, "glide: at most %d --disk\n", VM_MAX_DISKS);
+				return 1;
+			}
+			if (disk_spec_parse(optarg, &m->devices.disks[m->devices.ndisks], err, sizeof(err))) {
+				fprintf(stderr, "glide: %s\n", err);
+				return 1;
+			}
+			m->devices.ndisks++;
+			break;
 		case 'h': usage_run(stdout); return 0;
 		default: usage_run(stderr); return 1;
 		}
@@ -385,6 +410,10 @@ int monitor_main(int argc, char **argv)
 	}
 	if (incoming && !have_vcpus)
 		args.cfg.vcpus = 0; /* 0: take what the stream says (memory likewise) */
+	if (!incoming && !restore && devices_config_from_specs(&args.cfg, &m->devices, err, sizeof(err))) {
+		fprintf(stderr, "glide: %s\n", err);
+		return 1;
+	}
 	if (boot && access(boot, R_OK)) {
 		fprintf(stderr, "glide: cannot read boot image %s: %s\n", boot, strerror(errno));
 		return 1;
@@ -434,6 +463,10 @@ int monitor_main(int argc, char **argv)
 	}
 	if (devices_init(&m->vm, serial_fd)) {
 		fprintf(stderr, "glide: cannot create devices\n");
+		return 1;
+	}
+	if (devices_create_virtio(&m->vm, &m->devices, err, sizeof(err))) {
+		fprintf(stderr, "glide: %s\n", err);
 		return 1;
 	}
 	if (restore) {

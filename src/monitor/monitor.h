@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include "vmm/vm.h"
+#include "devices/devices.h"
 
 struct migration;
 
@@ -24,6 +25,7 @@ struct monitor {
 	bool migrated_away;          /* source released after a completed migration */
 	bool incoming;               /* waiting for / receiving an incoming migration */
 	uint64_t stall_timeout_ms;   /* incoming: a stream silent this long fails it (0: default) */
+	struct vm_device_specs devices; /* --nic / --disk: this host's backends */
 };
 
 /* Starts a long operation: 0, or -EBUSY with "a migration is in progress"

@@ -248,9 +248,11 @@ int state_save_all(struct vm *vm, struct state_writer *w, bool with_end)
 
 	for (int i = 0; !rc && i < registry_count; i++) {
 		const struct state_section_ops *ops = registry[i];
-		int n = !ops->save ? 0 : ops->per_vcpu ? vm->nvcpus : 1;
+		int n = !ops->save ? 0 : ops->per_vcpu ? vm->nvcpus : ops->instances ? (int)ops->instances : 1;
 		for (int inst = 0; !rc && inst < n; inst++) {
 			struct state_buf b = { 0 };
+			if (ops->present && !ops->present(vm, inst))
+				continue;
 			rc = ops->save(vm, inst, &b);
 			if (!rc && b.failed)
 				rc = -ENOMEM;
@@ -301,7 +303,7 @@ int state_pending_add(struct state_pending *p, const struct state_section_header
 		     h->version, ops->version);
 		return -EPROTONOSUPPORT;
 	}
-	if (h->instance >= (ops->per_vcpu ? VM_MAX_VCPUS : 1u)) {
+	if (h->instance >= (ops->per_vcpu ? VM_MAX_VCPUS : ops->instances ? ops->instances : 1u)) {
 		errf(err, errlen, "state section '%s' has invalid instance %u", h->name, h->instance);
 		return -EINVAL;
 	}
@@ -333,6 +335,21 @@ int state_pending_apply(struct vm *vm, struct state_pending *p, char *err, size_
 			if (ops->per_vcpu && (int)p->s[i].h.instance >= vm->nvcpus) {
 				errf(err, errlen, "state section '%s' is for vCPU %u but the VM has %d vCPUs", ops->name,
 				     p->s[i].h.instance, vm->nvcpus);
+				return -EINVAL;
+			}
+		}
+	}
+	/* Every device this VM has must find its state (a device left in its
+	 * reset state under a running driver would lose its queues). */
+	for (int r = 0; r < registry_count; r++) {
+		const struct state_section_ops *ops = registry[r];
+		for (int inst = 0; ops->present && ops->save && inst < (int)ops->instances; inst++) {
+			bool found = false;
+			for (int i = 0; i < p->n && !found; i++)
+				found = p->s[i].ops == ops && (int)p->s[i].h.instance == inst;
+			if (ops->present(vm, inst) && !found) {
+				errf(err, errlen, "the state has no section '%s' instance %d for a device this VM has", ops->name,
+				     inst);
 				return -EINVAL;
 			}
 		}

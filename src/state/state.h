@@ -116,7 +116,9 @@ struct state_section_ops {
 	const char *name;
 	uint32_t version;
 	int order;
-	bool per_vcpu;           /* one instance per vCPU, else a single instance 0 */
+	bool per_vcpu;           /* one instance per vCPU, else `instances` (0: a single instance 0) */
+	uint32_t instances;      /* devices: instances 0 .. instances-1, those present() in the VM */
+	bool (*present)(struct vm *vm, int instance); /* with instances: this VM has it (save it, expect it) */
 	int (*save)(struct vm *vm, int instance, struct state_buf *out);   /* NULL: live only */
 	int (*load)(struct vm *vm, int instance, uint32_t version, const uint8_t *data, size_t len,
 		    char *err, size_t errlen);

@@ -1,6 +1,7 @@
 /* VM configuration <-> JSON. Every field is validated on the way in: the
  * JSON may come from a state file, a migration stream or an API client. */
 #include "vmm/config.h"
+#include "devices/virtio_dev.h"
 #include "vmm/boot_priv.h"
 #include <limits.h>
 #include <stdbool.h>
@@ -80,8 +81,70 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 	json_t *mask = json_object();
 	for (size_t i = 0; i < CPUID_MASK_REGS; i++)
 		json_object_set_new(mask, cpuid_mask_regs[i].name, json_integer(cfg->cpuid_mask[i]));
-	return json_pack("{s:s, s:I, s:i, s:o, s:s}", "name", cfg->name, "memory", (json_int_t)cfg->memory_bytes,
-			 "vcpus", cfg->vcpus, "cpuid_mask", mask, "evc_level", cfg->evc_level);
+	json_t *j = json_pack("{s:s, s:I, s:i, s:o, s:s}", "name", cfg->name, "memory", (json_int_t)cfg->memory_bytes,
+			      "vcpus", cfg->vcpus, "cpuid_mask", mask, "evc_level", cfg->evc_level);
+	if (j && cfg->nnics) {
+		json_t *nics = json_array();
+		for (int i = 0; i < cfg->nnics; i++) {
+			char mac[18];
+			json_array_append_new(nics, json_pack("{s:s}", "mac", mac_format(cfg->nic_mac[i], mac, sizeof(mac))));
+		}
+		json_object_set_new(j, "nics", nics);
+	}
+	if (j && cfg->ndisks) {
+		json_t *disks = json_array();
+		for (int i = 0; i < cfg->ndisks; i++)
+			json_array_append_new(disks, json_pack("{s:I, s:b}", "size", (json_int_t)cfg->disk_bytes[i], "readonly",
+							       cfg->disk_readonly[i]));
+		json_object_set_new(j, "disks", disks);
+	}
+	return j;
+}
+
+/* "nics": [{"mac": MAC}, ...] and "disks": [{"size": BYTES, "readonly": B}, ...], both optional. */
+static int devices_from_json(json_t *j, struct vm_config *cfg, char *err, size_t errlen)
+{
+	json_t *nics = json_object_get(j, "nics"), *disks = json_object_get(j, "disks"), *e;
+	size_t i;
+
+	cfg->nnics = cfg->ndisks = 0;
+	if (nics) {
+		if (!json_is_array(nics) || json_array_size(nics) > VM_MAX_NICS) {
+			errf(err, errlen, "config: nics must be an array of at most %d NICs", VM_MAX_NICS);
+			return -EINVAL;
+		}
+		json_array_foreach(nics, i, e) {
+			const char *mac = json_string_value(json_object_get(e, "mac"));
+			if (!mac || mac_parse(mac, cfg->nic_mac[i]) || (cfg->nic_mac[i][0] & 1)) {
+				errf(err, errlen, "config: NIC %zu needs a unicast \"mac\" like 52:54:00:12:34:56", i);
+				return -EINVAL;
+			}
+			for (size_t k = 0; k < i; k++)
+				if (!memcmp(cfg->nic_mac[k], cfg->nic_mac[i], 6)) {
+					errf(err, errlen, "config: NICs %zu and %zu have the same MAC %s", k, i, mac);
+					return -EINVAL;
+				}
+		}
+		cfg->nnics = (int)json_array_size(nics);
+	}
+	if (disks) {
+		if (!json_is_array(disks) || json_array_size(disks) > VM_MAX_DISKS) {
+			errf(err, errlen, "config: disks must be an array of at most %d disks", VM_MAX_DISKS);
+			return -EINVAL;
+		}
+		json_array_foreach(disks, i, e) {
+			json_t *size = json_object_get(e, "size"), *ro = json_object_get(e, "readonly");
+			if (!json_is_integer(size) || json_integer_value(size) < 512 || json_integer_value(size) % 512 ||
+			    (ro && !json_is_boolean(ro))) {
+				errf(err, errlen, "config: disk %zu needs a \"size\" (a positive multiple of 512) and an optional boolean \"readonly\"", i);
+				return -EINVAL;
+			}
+			cfg->disk_bytes[i] = (uint64_t)json_integer_value(size);
+			cfg->disk_readonly[i] = json_is_true(ro);
+		}
+		cfg->ndisks = (int)json_array_size(disks);
+	}
+	return 0;
 }
 
 int vm_config_from_json(json_t *j, struct vm_config *cfg, char *err, size_t errlen)
@@ -137,7 +200,7 @@ int vm_config_from_json(json_t *j, struct vm_config *cfg, char *err, size_t errl
 			cfg->cpuid_mask[i] = (uint32_t)json_integer_value(m);
 		}
 	}
-	return 0;
+	return devices_from_json(j, cfg, err, errlen);
 }
 
 int vm_config_from_text(const char *text, size_t len, struct vm_config *cfg, char *err, size_t errlen)

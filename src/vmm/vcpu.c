@@ -1,9 +1,10 @@
 /* The vCPU run loop. Each vCPU runs in its own thread: it parks while the VM
  * is paused, honours SDPS throttling (a short sleep after each run period),
- * enters KVM_RUN and dispatches exits (port I/O to devices, MMIO to nothing,
+ * enters KVM_RUN and dispatches exits (port I/O to devices, MMIO to the PCI bus,
  * shutdown and emulation failures end the VM). */
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
+#include "devices/pci.h"
 #include "common/util.h"
 #include <errno.h>
 #include <stdio.h>
@@ -209,7 +210,8 @@ void *vcpu_thread(void *arg)
 			break;
 		case KVM_EXIT_MMIO:
 			v->mmio_exits++;
-			if (!run->mmio.is_write)
+			if (!pci_mmio(vm, run->mmio.phys_addr, run->mmio.is_write, run->mmio.data, (int)run->mmio.len) &&
+			    !run->mmio.is_write)
 				memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
 			break;
 		case KVM_EXIT_HLT:

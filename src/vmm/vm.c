@@ -7,6 +7,7 @@
  * condition variable. A kick that races with entering KVM_RUN is caught by
  * immediate_exit, which the vCPU clears only before it re-checks the flags. */
 #include "vmm/vm.h"
+#include "devices/devices.h"
 #include "vmm/vcpu.h"
 #include "common/util.h"
 #include <errno.h>
@@ -332,6 +333,7 @@ void vm_destroy(struct vm *vm)
 		v->cpuid = NULL;
 	}
 	vm->nvcpus = 0;
+	devices_destroy(vm);
 	guest_memory_free(&vm->mem);
 	free(vm->user_dirty_bitmap);
 	vm->user_dirty_bitmap = NULL;
@@ -367,11 +369,35 @@ int vm_register_device(struct vm *vm, struct device *dev)
 	return 0;
 }
 
+int vm_add_pause_hook(struct vm *vm, void (*pause)(void *), void (*resume)(void *), void *opaque)
+{
+	if (vm->ndevice_hooks >= VM_MAX_DEVICE_HOOKS)
+		return -ENOSPC;
+	vm->device_hooks[vm->ndevice_hooks++] = (struct vm_device_hook){ pause, resume, opaque };
+	return 0;
+}
+
+/* Called with vm->lock held, on every change between running and not. */
+static void devices_set_running(struct vm *vm, bool running)
+{
+	if (vm->devices_running == running)
+		return;
+	vm->devices_running = running;
+	for (int i = 0; i < vm->ndevice_hooks; i++) {
+		struct vm_device_hook *h = &vm->device_hooks[i];
+		if (running && h->resume)
+			h->resume(h->opaque);
+		else if (!running && h->pause)
+			h->pause(h->opaque);
+	}
+}
+
 int vm_start_vcpus(struct vm *vm, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&vm->lock);
 	vm->state = vm->pause_requested ? VM_STATE_PAUSED : VM_STATE_RUNNING;
 	vm->started_ns = now_ns();
+	devices_set_running(vm, vm->state == VM_STATE_RUNNING);
 	pthread_mutex_unlock(&vm->lock);
 	for (int i = 0; i < vm->nvcpus; i++) {
 		int rc = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
@@ -435,6 +461,8 @@ int vm_pause(struct vm *vm)
 	int rc = vm->quit ? -ESHUTDOWN : !vm->pause_requested ? -EAGAIN : 0;
 	if (!rc && started)
 		vm->state = VM_STATE_PAUSED;
+	if (!rc)
+		devices_set_running(vm, false);
 	if (!rc && !already)
 		vm->paused_at_ns = now_ns();
 	pthread_mutex_unlock(&vm->lock);
@@ -463,6 +491,8 @@ int vm_resume(struct vm *vm)
 	vm->pause_requested = false;
 	if (vm->state == VM_STATE_PAUSED)
 		vm->state = VM_STATE_RUNNING;
+	if (vm->state == VM_STATE_RUNNING)
+		devices_set_running(vm, true);
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	return 0;

@@ -12,6 +12,8 @@
 #define VM_MAX_VCPUS 64
 #define VM_MAX_DEVICES 16
 #define VM_NAME_MAX 64
+#define VM_MAX_NICS 4
+#define VM_MAX_DISKS 4
 
 struct vm;
 
@@ -24,6 +26,11 @@ struct vm_config {
 	 * leaf 1 ECX/EDX, leaf 7.0 EBX/ECX/EDX, leaf 0x80000001 ECX/EDX. All ones = no masking. */
 	uint32_t cpuid_mask[7];
 	char evc_level[32];
+	/* Device shape (devices/devices.h): virtio NICs by MAC, virtio disks by size. */
+	int nnics, ndisks;
+	uint8_t nic_mac[VM_MAX_NICS][6];
+	uint64_t disk_bytes[VM_MAX_DISKS];
+	bool disk_readonly[VM_MAX_DISKS];
 };
 
 
@@ -58,6 +65,18 @@ struct device {
 	/* data has `size` bytes; is_write tells the direction. */
 	void (*io)(struct vm *vm, struct device *dev, uint16_t port, bool is_write, uint8_t *data, int size);
 };
+
+/* What a device with a thread of its own needs from the VM's life: stop
+ * (pause: no guest memory touched until resume), go on, and go away. */
+struct vm_device_hook {
+	void (*pause)(void *opaque);
+	void (*resume)(void *opaque);
+	void *opaque;
+};
+#define VM_MAX_DEVICE_HOOKS 16
+
+struct pci_bus;
+struct virtio_dev;
 
 struct vm {
 	int kvm_fd, vm_fd;
@@ -98,6 +117,13 @@ struct vm {
 
 	struct uart *uart;         /* the COM1 device (devices/uart.c) */
 	int serial_fd;
+	struct pci_bus *pci;       /* devices/pci.c */
+	struct vm_device_hook device_hooks[VM_MAX_DEVICE_HOOKS];
+	int ndevice_hooks;
+	bool devices_running;      /* the hooks' last call was resume */
+	bool arriving;             /* an incoming migration: disks are locked at the switchover */
+	struct virtio_dev *nics[VM_MAX_NICS];   /* devices/virtio_net.c */
+	struct virtio_dev *disks[VM_MAX_DISKS]; /* devices/virtio_blk.c */
 };
 
 struct vm_create_args {
@@ -119,6 +145,9 @@ int vm_wait_exit(struct vm *vm); /* blocks until quit, joins vCPUs, returns exit
 void vm_kick_vcpus(struct vm *vm);
 void vm_kick_vcpu(struct vm *vm, int index); /* out of KVM_RUN, back at the top of its loop */
 int vm_register_device(struct vm *vm, struct device *dev);
+/* Devices with threads: paused with the VM's vCPUs (after them) and
+ * resumed with them (before them). They start paused. */
+int vm_add_pause_hook(struct vm *vm, void (*pause)(void *), void (*resume)(void *), void *opaque);
 const char *vm_state_name(enum vm_run_state s);
 int vm_set_dirty_logging(struct vm *vm, bool on);
 void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len);

@@ -1,0 +1,293 @@
+/* A VM's NICs and disks: the --nic / --disk options of this host (host
+ * backends), the device shape that travels with the VM (MACs, disk sizes,
+ * in struct vm_config), the check that an arriving VM fits this host's
+ * backends, and creating / destroying the virtio devices. */
+#include "devices/devices.h"
+#include "devices/virtio.h"
+#include "devices/virtio_dev.h"
+#include "common/util.h"
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int mac_parse(const char *s, uint8_t mac[6])
+{
+	for (int i = 0; i < 6; i++) {
+		const char *p = s + 3 * i;
+		if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) || p[2] != (i == 5 ? '\0' : ':'))
+			return -EINVAL;
+		char hex[3] = { p[0], p[1], 0 };
+		mac[i] = (uint8_t)strtoul(hex, NULL, 16);
+	}
+	return 0;
+}
+
+const char *mac_format(const uint8_t mac[6], char *buf, size_t len)
+{
+	snprintf(buf, len, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+	return buf;
+}
+
+/* A MAC a NIC may have: unicast and not all zeros. */
+static int mac_check_unicast(const uint8_t mac[6], const char *text, char *err, size_t errlen)
+{
+	static const uint8_t zero[6];
+	if (mac[0] & 1) {
+		errf(err, errlen, "mac=%s is a multicast address (the first octet's lowest bit is set)", text);
+		return -EINVAL;
+	}
+	if (!memcmp(mac, zero, 6)) {
+		errf(err, errlen, "mac=%s is all zeros", text);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int mac_generate(uint8_t mac[6])
+{
+	if (getrandom(mac, 6, 0) != 6)
+		return -EIO;
+	mac[0] = (uint8_t)((mac[0] & 0xfc) | 0x02); /* locally administered, unicast */
+	return 0;
+}
+
+static bool key_is(const char *item, const char *key, const char **value)
+{
+	size_t n = strlen(key);
+	if (strncmp(item, key, n) || item[n] != '=')
+		return false;
+	*value = item + n + 1;
+	return true;
+}
+
+static int copy_ifname(char *dst, size_t dstlen, const char *v, const char *what, char *err, size_t errlen)
+{
+	if (!*v || strlen(v) >= dstlen || strchr(v, '/') || strchr(v, ' ')) {
+		errf(err, errlen, "%s=%s: an interface name of 1 to %zu characters without '/' or spaces", what, v,
+		     dstlen - 1);
+		return -EINVAL;
+	}
+	snprintf(dst, dstlen, "%s", v);
+	return 0;
+}
+
+int nic_spec_parse(const char *s, struct nic_spec *n, char *err, size_t errlen)
+{
+	char buf[256], *save = NULL;
+	const char *v;
+
+	memset(n, 0, sizeof(*n));
+	if (strlen(s) >= sizeof(buf)) {
+		errf(err, errlen, "--nic: too long");
+		return -EINVAL;
+	}
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		if (key_is(item, "bridge", &v)) {
+			if (copy_ifname(n->bridge, sizeof(n->bridge), v, "bridge", err, errlen))
+				return -EINVAL;
+		} else if (key_is(item, "tap", &v)) {
+			if (copy_ifname(n->tap, sizeof(n->tap), v, "tap", err, errlen))
+				return -EINVAL;
+		} else if (key_is(item, "vlan", &v)) {
+			char *end;
+			long id = strtol(v, &end, 10);
+			if (!*v || *end || id < 1 || id > 4094) {
+				errf(err, errlen, "--nic vlan=%s: a VLAN id from 1 to 4094", v);
+				return -EINVAL;
+			}
+			n->vlan = (int)id;
+		} else if (key_is(item, "mac", &v)) {
+			if (mac_parse(v, n->mac)) {
+				errf(err, errlen, "--nic mac=%s: expected six hex pairs like 52:54:00:12:34:56", v);
+				return -EINVAL;
+			}
+			if (mac_check_unicast(n->mac, v, err, errlen))
+				return -EINVAL;
+			n->has_mac = true;
+		} else if (key_is(item, "rate", &v)) {
+			if (parse_rate(v, &n->rate) || !n->rate) {
+				errf(err, errlen, "--nic rate=%s: a rate like 100M (bytes/s) or 1G", v);
+				return -EINVAL;
+			}
+		} else {
+			errf(err, errlen, "--nic: unknown item '%s' (bridge=BR, tap=NAME, vlan=N, mac=MAC, rate=RATE)", item);
+			return -EINVAL;
+		}
+	}
+	if (!!n->bridge[0] + !!n->tap[0] != 1) {
+		errf(err, errlen, "--nic: give exactly one of bridge=BR or tap=NAME");
+		return -EINVAL;
+	}
+	if (n->vlan && !n->bridge[0]) {
+		errf(err, errlen, "--nic: vlan= needs bridge= (the VLAN is set on the bridge port)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int disk_spec_parse(const char *s, struct disk_spec *d, char *err, size_t errlen)
+{
+	memset(d, 0, sizeof(*d));
+	const char *comma = strchr(s, ',');
+	size_t plen = comma ? (size_t)(comma - s) : strlen(s);
+	if (!plen || plen >= sizeof(d->path)) {
+		errf(err, errlen, "--disk: a file path is required (PATH[,readonly][,direct])");
+		return -EINVAL;
+	}
+	memcpy(d->path, s, plen);
+	while (comma) {
+		const char *item = comma + 1;
+		comma = strchr(item, ',');
+		size_t n = comma ? (size_t)(comma - item) : strlen(item);
+		if (n == 8 && !strncmp(item, "readonly", 8))
+			d->readonly = true;
+		else if (n == 6 && !strncmp(item, "direct", 6))
+			d->direct = true;
+		else {
+			errf(err, errlen, "--disk %s: unknown option '%.*s' (readonly, direct)", d->path, (int)n, item);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Size of a disk file, checked to be a usable raw image. */
+static int disk_file_size(const struct disk_spec *d, uint64_t *bytes, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(d->path, &st)) {
+		errf(err, errlen, "disk %s: %s", d->path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		errf(err, errlen, "disk %s: not a regular file or block device", d->path);
+		return -EINVAL;
+	}
+	if (S_ISREG(st.st_mode) && (st.st_size < 512 || st.st_size % 512)) {
+		errf(err, errlen, "disk %s: its size (%lld bytes) must be a positive multiple of 512", d->path,
+		     (long long)st.st_size);
+		return -EINVAL;
+	}
+	*bytes = (uint64_t)st.st_size;
+	if (S_ISBLK(st.st_mode)) {
+		int fd = open(d->path, O_RDONLY | O_CLOEXEC);
+		off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (end <= 0) {
+			errf(err, errlen, "disk %s: cannot read its size", d->path);
+			return -EIO;
+		}
+		*bytes = (uint64_t)end;
+	}
+	return 0;
+}
+
+int devices_config_from_specs(struct vm_config *cfg, struct vm_device_specs *specs, char *err, size_t errlen)
+{
+	cfg->nnics = specs->nnics;
+	for (int i = 0; i < specs->nnics; i++) {
+		struct nic_spec *n = &specs->nics[i];
+		if (!n->has_mac) {
+			if (mac_generate(n->mac)) {
+				errf(err, errlen, "cannot generate a MAC address");
+				return -EIO;
+			}
+			n->has_mac = true;
+		}
+		for (int j = 0; j < i; j++) {
+			char m[18];
+			if (!memcmp(specs->nics[j].mac, n->mac, 6)) {
+				errf(err, errlen, "NICs %d and %d have the same MAC %s", j, i, mac_format(n->mac, m, sizeof(m)));
+				return -EINVAL;
+			}
+		}
+		memcpy(cfg->nic_mac[i], n->mac, 6);
+	}
+	cfg->ndisks = specs->ndisks;
+	for (int i = 0; i < specs->ndisks; i++) {
+		int rc = disk_file_size(&specs->disks[i], &cfg->disk_bytes[i], err, errlen);
+		if (rc)
+			return rc;
+		cfg->disk_readonly[i] = specs->disks[i].readonly;
+	}
+	return 0;
+}
+
+int devices_config_check(const struct vm_config *cfg, const struct vm_device_specs *specs, char *err, size_t errlen)
+{
+	char a[18], b[18];
+	if (cfg->nnics != specs->nnics) {
+		errf(err, errlen, "the VM has %d NIC%s but this host was given %d --nic", cfg->nnics, cfg->nnics == 1 ? "" : "s",
+		     specs->nnics);
+		return -EINVAL;
+	}
+	for (int i = 0; i < cfg->nnics; i++) {
+		const struct nic_spec *n = &specs->nics[i];
+		if (n->has_mac && memcmp(n->mac, cfg->nic_mac[i], 6)) {
+			errf(err, errlen, "NIC %d: the VM's MAC is %s, this host's --nic says %s", i,
+			     mac_format(cfg->nic_mac[i], a, sizeof(a)), mac_format(n->mac, b, sizeof(b)));
+			return -EINVAL;
+		}
+	}
+	if (cfg->ndisks != specs->ndisks) {
+		errf(err, errlen, "the VM has %d disk%s but this host was given %d --disk", cfg->ndisks,
+		     cfg->ndisks == 1 ? "" : "s", specs->ndisks);
+		return -EINVAL;
+	}
+	for (int i = 0; i < cfg->ndisks; i++) {
+		uint64_t bytes;
+		int rc = disk_file_size(&specs->disks[i], &bytes, err, errlen);
+		if (rc)
+			return rc;
+		if (bytes != cfg->disk_bytes[i]) {
+			errf(err, errlen, "disk %d: the VM's disk has %llu bytes, %s here has %llu", i,
+			     (unsigned long long)cfg->disk_bytes[i], specs->disks[i].path, (unsigned long long)bytes);
+			return -EINVAL;
+		}
+		if (cfg->disk_readonly[i] != specs->disks[i].readonly) {
+			errf(err, errlen, "disk %d: read-only on one side and writable on the other", i);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int devices_create_virtio(struct vm *vm, const struct vm_device_specs *specs, char *err, size_t errlen)
+{
+	static const struct vm_device_specs none;
+	if (!specs)
+		specs = &none;
+	int rc = devices_config_check(&vm->cfg, specs, err, errlen);
+	for (int i = 0; !rc && i < specs->nnics; i++)
+		rc = virtio_net_create(vm, i, &specs->nics[i], vm->cfg.nic_mac[i], err, errlen);
+	for (int i = 0; !rc && i < specs->ndisks; i++)
+		rc = virtio_blk_create(vm, i, &specs->disks[i], err, errlen);
+	return rc;
+}
+
+void devices_destroy(struct vm *vm)
+{
+	for (int i = 0; i < VM_MAX_NICS; i++) {
+		if (vm->nics[i]) {
+			virtio_dev_destroy(vm->nics[i]);
+			free(vm->nics[i]);
+			vm->nics[i] = NULL;
+		}
+	}
+	for (int i = 0; i < VM_MAX_DISKS; i++) {
+		if (vm->disks[i]) {
+			virtio_dev_destroy(vm->disks[i]);
+			free(vm->disks[i]);
+			vm->disks[i] = NULL;
+		}
+	}
+	pci_bus_destroy(vm);
+}

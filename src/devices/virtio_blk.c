@@ -1,0 +1,430 @@
+/* virtio-blk: a disk backed by a raw file or block device. Requests (read,
+ * write, flush, get id, discard, write zeroes) are served on the device's
+ * event thread with preadv/pwritev, so none is ever in flight while the VM
+ * is paused: a checkpoint holds only the queues' positions. A writable
+ * disk is locked (an OFD write lock on the whole file) so that no second
+ * VM opens it; a migration hands the lock to the destination at the
+ * switchover (virtio_blk_release_locks / virtio_blk_acquire_locks). */
+#include "devices/devices.h"
+#include "devices/virtio.h"
+#include "devices/virtio_dev.h"
+#include "state/state.h"
+#include "common/util.h"
+#include "vmm/vm.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
+#define VIRTIO_BLK_T_GET_ID 8
+#define VIRTIO_BLK_T_DISCARD 11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+#define VIRTIO_BLK_S_OK 0
+#define VIRTIO_BLK_S_IOERR 1
+#define VIRTIO_BLK_S_UNSUPP 2
+#define VIRTIO_BLK_ID_BYTES 20
+#define SECTOR 512ULL
+
+#define BLK_QUEUE_SIZE 256
+#define BLK_SEG_MAX (VIRTIO_CHAIN_MAX - 2)
+#define BLK_DISCARD_SEG_MAX 16
+#define BLK_CONFIG_LEN 60
+
+struct virtio_blk {
+	struct virtio_dev vd;   /* first: freed as a virtio_dev */
+	int index;
+	int fd;
+	bool readonly;
+	bool locked;
+	uint64_t capacity;      /* sectors */
+	char path[4096];
+	char name[24];
+	uint8_t config[BLK_CONFIG_LEN];
+	uint64_t reads, writes, flushes, errors;
+};
+
+struct blk_req_header {
+	uint32_t type, reserved;
+	uint64_t sector;
+};
+
+struct blk_discard {
+	uint64_t sector;
+	uint32_t num_sectors, flags;
+};
+
+static int blk_lock(struct virtio_blk *b, bool take, char *err, size_t errlen)
+{
+	struct flock fl = { .l_type = take ? (b->readonly ? F_RDLCK : F_WRLCK) : F_UNLCK, .l_whence = SEEK_SET };
+	if (fcntl(b->fd, F_OFD_SETLK, &fl) < 0) {
+		int e = errno;
+		if (e == EAGAIN || e == EACCES)
+			errf(err, errlen, "disk %s is in use by another VM (it holds the disk's lock)", b->path);
+		else
+			errf(err, errlen, "disk %s: cannot lock it: %s", b->path, strerror(e));
+		return -e;
+	}
+	b->locked = take;
+	return 0;
+}
+
+static void blk_config_access(struct virtio_dev *vd, uint64_t off, bool is_write, uint8_t *data, int len)
+{
+	struct virtio_blk *b = (struct virtio_blk *)vd;
+	if (!is_write)
+		memcpy(data, b->config + off, (size_t)len);
+	/* writeback (offset 32) is not offered (CONFIG_WCE): writes are ignored */
+}
+
+/* Data iovecs of a chain: readable after the 16-byte header (OUT), or
+ * writable before the status byte (IN). Returns how many, bytes in *len. */
+static int data_iov(const struct virtq_chain *c, bool out, struct iovec *iov, uint64_t *len)
+{
+	int n = 0;
+	*len = 0;
+	if (out) {
+		size_t skip = sizeof(struct blk_req_header);
+		for (int i = 0; i < c->nout; i++) {
+			size_t l = c->iov[i].iov_len;
+			if (skip >= l) {
+				skip -= l;
+				continue;
+			}
+			iov[n].iov_base = (uint8_t *)c->iov[i].iov_base + skip;
+			iov[n].iov_len = l - skip;
+			*len += iov[n++].iov_len;
+			skip = 0;
+		}
+	} else {
+		uint64_t left = c->in_bytes - 1; /* the status byte is the last writable byte */
+		for (int i = c->nout; i < c->nout + c->nin && left; i++) {
+			size_t l = MIN((uint64_t)c->iov[i].iov_len, left);
+			iov[n].iov_base = c->iov[i].iov_base;
+			iov[n].iov_len = l;
+			*len += l;
+			left -= l;
+			n++;
+		}
+	}
+	return n;
+}
+
+static int io_full(int fd, bool write, struct iovec *iov, int n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t r = write ? pwritev(fd, iov, n, (off_t)off) : preadv(fd, iov, n, (off_t)off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0) {
+			if (!write) { /* reading past the end of a short file: zeros */
+				for (int i = 0; i < n; i++)
+					memset(iov[i].iov_base, 0, iov[i].iov_len);
+				return 0;
+			}
+			return -EIO;
+		}
+		off += (uint64_t)r;
+		while (n > 0 && (size_t)r >= iov[0].iov_len) {
+			r -= (ssize_t)iov[0].iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov[0].iov_base = (uint8_t *)iov[0].iov_base + r;
+			iov[0].iov_len -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+static bool range_ok(const struct virtio_blk *b, uint64_t sector, uint64_t bytes)
+{
+	return bytes % SECTOR == 0 && sector <= b->capacity && bytes / SECTOR <= b->capacity - sector;
+}
+
+static uint8_t blk_discard(struct virtio_blk *b, const struct virtq_chain *c, bool zeroes)
+{
+	struct blk_discard seg[BLK_DISCARD_SEG_MAX];
+	uint64_t total = 0;
+	for (int i = 0; i < c->nout; i++)
+		total += c->iov[i].iov_len;
+	total -= sizeof(struct blk_req_header);
+	if (total == 0 || total % sizeof(seg[0]) || total / sizeof(seg[0]) > BLK_DISCARD_SEG_MAX)
+		return VIRTIO_BLK_S_UNSUPP;
+	size_t n = (size_t)(total / sizeof(seg[0]));
+	virtq_chain_from_guest(c, sizeof(struct blk_req_header), seg, total);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t bytes = (uint64_t)seg[i].num_sectors * SECTOR;
+		if (!range_ok(b, seg[i].sector, bytes) || (seg[i].flags & ~1u))
+			return VIRTIO_BLK_S_IOERR;
+		int mode = zeroes && !(seg[i].flags & 1) ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+		if (fallocate(b->fd, mode, (off_t)(seg[i].sector * SECTOR), (off_t)bytes) < 0) {
+			if (!zeroes)
+				continue; /* discard is a hint: a filesystem without hole punching ignores it */
+			/* write zeroes must happen: fall back to writing them */
+			static const uint8_t zero[65536];
+			for (uint64_t o = 0; o < bytes; o += sizeof(zero))
+				if (pwrite_full(b->fd, zero, (size_t)MIN(sizeof(zero), bytes - o), seg[i].sector * SECTOR + o))
+					return VIRTIO_BLK_S_IOERR;
+		}
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+static uint8_t blk_request(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *written)
+{
+	struct blk_req_header h;
+	struct iovec iov[VIRTIO_CHAIN_MAX];
+	uint64_t len;
+	int n, rc;
+
+	*written = 0;
+	if (virtq_chain_from_guest(c, 0, &h, sizeof(h)) != sizeof(h))
+		return VIRTIO_BLK_S_IOERR;
+	switch (h.type) {
+	case VIRTIO_BLK_T_IN:
+		n = data_iov(c, false, iov, &len);
+		if (!range_ok(b, h.sector, len))
+			return VIRTIO_BLK_S_IOERR;
+		rc = io_full(b->fd, false, iov, n, h.sector * SECTOR);
+		if (rc)
+			return VIRTIO_BLK_S_IOERR;
+		b->reads++;
+		*written = (uint32_t)len;
+		return VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_OUT:
+		if (b->readonly)
+			return VIRTIO_BLK_S_IOERR;
+		n = data_iov(c, true, iov, &len);
+		if (!range_ok(b, h.sector, len))
+			return VIRTIO_BLK_S_IOERR;
+		rc = io_full(b->fd, true, iov, n, h.sector * SECTOR);
+		if (rc)
+			return VIRTIO_BLK_S_IOERR;
+		b->writes++;
+		return VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_FLUSH:
+		b->flushes++;
+		return fdatasync(b->fd) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_GET_ID: {
+		char id[VIRTIO_BLK_ID_BYTES + 1];
+		snprintf(id, sizeof(id), "glide-disk%d", b->index);
+		*written = (uint32_t)virtq_chain_to_guest(&b->vd, c, 0, id, MIN((uint64_t)VIRTIO_BLK_ID_BYTES, c->in_bytes - 1));
+		return VIRTIO_BLK_S_OK;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+		if (b->readonly)
+			return VIRTIO_BLK_S_IOERR;
+		return blk_discard(b, c, false);
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		if (b->readonly)
+			return VIRTIO_BLK_S_IOERR;
+		return blk_discard(b, c, true);
+	default:
+		return VIRTIO_BLK_S_UNSUPP;
+	}
+}
+
+static void blk_queue_notify(struct virtio_dev *vd, int q)
+{
+	struct virtio_blk *b = (struct virtio_blk *)vd;
+	struct virtq_chain c;
+	bool pushed = false;
+	/* A bounded batch, then look again: a busy guest cannot hold the thread forever. */
+	for (int i = 0; i < BLK_QUEUE_SIZE; i++) {
+		int r = virtq_pop(vd, q, &c);
+		if (r <= 0)
+			break;
+		if (c.nout < 1 || c.nin < 1 || c.in_bytes < 1) {
+			/* no header or no status byte: nothing to answer into */
+			virtq_push(vd, q, &c, 0);
+			pushed = true;
+			b->errors++;
+			continue;
+		}
+		uint32_t written;
+		uint8_t status = blk_request(b, &c, &written);
+		if (status != VIRTIO_BLK_S_OK)
+			b->errors++;
+		virtq_chain_to_guest(vd, &c, c.in_bytes - 1, &status, 1);
+		virtq_push(vd, q, &c, written + 1);
+		pushed = true;
+	}
+	if (pushed)
+		virtq_notify(vd, q);
+}
+
+/* ---- state: the transport's, plus counters (requests are never in flight at a checkpoint) ---- */
+
+static bool blk_present(struct vm *vm, int i)
+{
+	return vm->disks[i] != NULL;
+}
+
+static int blk_save(struct vm *vm, int i, struct state_buf *out)
+{
+	struct virtio_blk *b = (struct virtio_blk *)vm->disks[i];
+	if (!b)
+		return -ENOENT;
+	virtio_dev_save(&b->vd, out);
+	sbuf_u64(out, b->capacity);
+	return 0;
+}
+
+static int blk_load(struct vm *vm, int i, uint32_t version, const uint8_t *data, size_t len, char *err, size_t errlen)
+{
+	struct virtio_blk *b = (struct virtio_blk *)vm->disks[i];
+	struct state_cursor c = { data, len, false };
+	if (!b) {
+		errf(err, errlen, "the state has disk %d, this VM has no such disk", i);
+		return -EINVAL;
+	}
+	int rc = virtio_dev_load(&b->vd, &c, err, errlen);
+	if (rc)
+		return rc;
+	uint64_t capacity = scur_u64(&c);
+	if (c.failed || c.left) {
+		errf(err, errlen, "virtio-blk %d: state truncated or too long", i);
+		return -EINVAL;
+	}
+	if (capacity != b->capacity) {
+		errf(err, errlen, "virtio-blk %d: the disk had %llu sectors, %s here has %llu", i,
+		     (unsigned long long)capacity, b->path, (unsigned long long)b->capacity);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const struct state_section_ops blk_section = {
+	.name = "virtio-blk", .version = 1, .order = 50, .instances = VM_MAX_DISKS, .present = blk_present,
+	.save = blk_save, .load = blk_load,
+};
+
+static void blk_destroy(struct virtio_dev *vd)
+{
+	struct virtio_blk *b = (struct virtio_blk *)vd;
+	if (b->fd >= 0)
+		close(b->fd); /* closing the description drops its OFD lock */
+	b->fd = -1;
+}
+
+static const struct virtio_dev_ops blk_ops = {
+	.config_access = blk_config_access,
+	.queue_notify = blk_queue_notify,
+	.destroy = blk_destroy,
+};
+
+int virtio_blk_create(struct vm *vm, int index, const struct disk_spec *spec, char *err, size_t errlen)
+{
+	struct virtio_blk *b = calloc(1, sizeof(*b));
+	int rc;
+
+	if (!b)
+		return -ENOMEM;
+	b->index = index;
+	b->readonly = spec->readonly;
+	snprintf(b->path, sizeof(b->path), "%s", spec->path);
+	int flags = (spec->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (spec->direct ? O_DIRECT : 0);
+	b->fd = open(spec->path, flags);
+	if (b->fd < 0) {
+		rc = -errno;
+		errf(err, errlen, "disk %s: %s%s", spec->path, strerror(errno),
+		     rc == -EACCES || rc == -EROFS ? " (use ,readonly for a read-only disk)" : "");
+		free(b);
+		return rc;
+	}
+	struct stat st;
+	off_t end = lseek(b->fd, 0, SEEK_END);
+	if (fstat(b->fd, &st) || end < (off_t)SECTOR) {
+		errf(err, errlen, "disk %s: cannot read its size", spec->path);
+		close(b->fd);
+		free(b);
+		return -EIO;
+	}
+	b->capacity = (uint64_t)end / SECTOR;
+	/* A VM that is arriving takes the lock at the switchover, when its source lets go. */
+	if (!vm->arriving) {
+		rc = blk_lock(b, true, err, errlen);
+		if (rc) {
+			close(b->fd);
+			free(b);
+			return rc;
+		}
+	}
+	memcpy(b->config, &b->capacity, 8);
+	uint32_t v32 = BLK_SEG_MAX;
+	memcpy(b->config + 12, &v32, 4);
+	v32 = SECTOR;
+	memcpy(b->config + 20, &v32, 4);
+	uint16_t v16 = 1;
+	memcpy(b->config + 34, &v16, 2);
+	v32 = (uint32_t)MIN(b->capacity, 0xffffffffULL);
+	memcpy(b->config + 36, &v32, 4); /* max_discard_sectors */
+	v32 = BLK_DISCARD_SEG_MAX;
+	memcpy(b->config + 40, &v32, 4);
+	v32 = 1;
+	memcpy(b->config + 44, &v32, 4); /* discard alignment: a sector */
+	v32 = (uint32_t)MIN(b->capacity, 0xffffffffULL);
+	memcpy(b->config + 48, &v32, 4); /* max_write_zeroes_sectors */
+	v32 = BLK_DISCARD_SEG_MAX;
+	memcpy(b->config + 52, &v32, 4);
+	b->config[56] = 1; /* write_zeroes_may_unmap */
+
+	uint64_t features = 1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH |
+			    1ULL << VIRTIO_F_RING_INDIRECT_DESC | 1ULL << VIRTIO_F_RING_EVENT_IDX;
+	if (b->readonly)
+		features |= 1ULL << VIRTIO_BLK_F_RO;
+	else
+		features |= 1ULL << VIRTIO_BLK_F_DISCARD | 1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
+	snprintf(b->name, sizeof(b->name), "virtio-blk%d", index);
+	b->vd.instance = index;
+	rc = virtio_dev_create(vm, &b->vd, b->name, VIRTIO_ID_BLOCK, 1, BLK_QUEUE_SIZE, BLK_CONFIG_LEN, features,
+			       &blk_ops, err, errlen);
+	vm->disks[index] = &b->vd; /* destroyed with the VM, also after a failure here */
+	return rc;
+}
+
+int virtio_blk_release_locks(struct vm *vm)
+{
+	for (int i = 0; i < VM_MAX_DISKS; i++) {
+		struct virtio_blk *b = (struct virtio_blk *)vm->disks[i];
+		if (b && b->locked)
+			blk_lock(b, false, NULL, 0);
+	}
+	return 0;
+}
+
+int virtio_blk_acquire_locks(struct vm *vm, char *err, size_t errlen)
+{
+	for (int i = 0; i < VM_MAX_DISKS; i++) {
+		struct virtio_blk *b = (struct virtio_blk *)vm->disks[i];
+		if (b && !b->locked) {
+			int rc = blk_lock(b, true, err, errlen);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+__attribute__((constructor)) static void blk_register(void)
+{
+	state_register(&blk_section);
+}

@@ -1,0 +1,29 @@
+/* The virtio devices a VM can have (virtio_net.c, virtio_blk.c) and the
+ * MAC address helpers their configuration uses. */
+#ifndef GLIDE_DEVICES_VIRTIO_DEV_H
+#define GLIDE_DEVICES_VIRTIO_DEV_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+struct nic_spec;
+struct disk_spec;
+
+/* NIC `index` of the VM with the MAC of its configuration, backed by the spec's tap or bridge. */
+int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, const uint8_t mac[6], char *err,
+		      size_t errlen);
+/* Disk `index`, backed by the spec's raw file (locked against a second writer). */
+int virtio_blk_create(struct vm *vm, int index, const struct disk_spec *spec, char *err, size_t errlen);
+
+/* The switchover hands writable disks' locks from source to destination:
+ * the source lets go once its VM is stopped for good, the destination
+ * takes them before its VM runs. */
+int virtio_blk_release_locks(struct vm *vm);
+int virtio_blk_acquire_locks(struct vm *vm, char *err, size_t errlen);
+
+/* "52:54:00:12:34:56" (strict: six hex pairs, ':' between) <-> bytes. */
+int mac_parse(const char *s, uint8_t mac[6]);
+const char *mac_format(const uint8_t mac[6], char *buf, size_t len);
+/* A random locally administered unicast MAC. */
+int mac_generate(uint8_t mac[6]);
+#endif

@@ -1,0 +1,484 @@
+/* virtio-net: a NIC backed by a tap device (with the virtio-net header on
+ * the tap, so frames go between the tap and the guest's buffers without a
+ * copy). Queues: receive, transmit, control (announce acknowledgement).
+ * Transmitted frames whose source MAC is not the NIC's are dropped (forged
+ * transmits, as a vSwitch port rejects them). Frames that reach the tap
+ * while the VM is stopped are kept (bounded) in the "virtio-net" state
+ * section, so a migration or a snapshot delivers them to the guest when it
+ * runs again instead of losing them. After a migration the destination
+ * announces the MAC (RARP, several rounds) and asks a guest that
+ * negotiated GUEST_ANNOUNCE to announce itself. */
+#include "devices/devices.h"
+#include "devices/virtio.h"
+#include "devices/virtio_dev.h"
+#include "devices/virtio_net.h"
+#include "devices/net_port.h"
+#include "state/state.h"
+#include "common/util.h"
+#include "vmm/vm.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_F_STATUS 16
+#define VIRTIO_NET_F_CTRL_VQ 17
+#define VIRTIO_NET_F_GUEST_ANNOUNCE 21
+#define VIRTIO_NET_S_LINK_UP 1
+#define VIRTIO_NET_S_ANNOUNCE 2
+#define VIRTIO_NET_CTRL_ANNOUNCE 3
+#define VIRTIO_NET_CTRL_ANNOUNCE_ACK 0
+#define VIRTIO_NET_OK 0
+#define VIRTIO_NET_ERR 1
+
+#define NET_Q_RX 0
+#define NET_Q_TX 1
+#define NET_Q_CTRL 2
+#define NET_QUEUES 3
+#define NET_QUEUE_SIZE 256
+#define NET_CONFIG_LEN 10
+#define NET_HDR_LEN 12          /* struct virtio_net_hdr_v1 */
+#define NET_FRAME_MAX 65550     /* header + a 64 KiB frame */
+#define ETH_HLEN 14
+
+struct held_frame {
+	uint32_t len;
+	uint8_t *data;          /* header + frame, as read from the tap */
+};
+
+struct virtio_net {
+	struct virtio_dev vd;   /* first: freed as a virtio_dev */
+	int index;
+	char name[24];
+	struct net_port port; /* tap (and bridge, VLAN, rate) */
+	uint8_t mac[6];
+	uint16_t status;
+	bool tap_watched;
+	/* frames read from the tap while the VM was stopped, delivered first */
+	struct held_frame held[NET_HELD_FRAMES_MAX];
+	int nheld;
+	uint64_t held_bytes;
+	struct net_stats stats;
+	struct net_bucket tx_bucket; /* --nic rate: frames from the VM */
+};
+
+static struct virtio_net *net_of(struct virtio_dev *vd)
+{
+	return (struct virtio_net *)vd;
+}
+
+static void net_config_access(struct virtio_dev *vd, uint64_t off, bool is_write, uint8_t *data, int len)
+{
+	struct virtio_net *n = net_of(vd);
+	uint8_t cfg[NET_CONFIG_LEN];
+	if (is_write)
+		return; /* the MAC is not writable without VIRTIO_NET_F_CTRL_MAC_ADDR (not offered) */
+	memcpy(cfg, n->mac, 6);
+	uint16_t st = __atomic_load_n(&n->status, __ATOMIC_ACQUIRE);
+	memcpy(cfg + 6, &st, 2);
+	uint16_t pairs = 1;
+	memcpy(cfg + 8, &pairs, 2);
+	memcpy(data, cfg + off, (size_t)len);
+}
+
+static void watch_tap(struct virtio_net *n, bool on)
+{
+	if (n->tap_watched == on)
+		return;
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.u64 = (1ULL << 32) | (uint32_t)n->port.fd };
+	if (epoll_ctl(n->vd.epoll_fd, EPOLL_CTL_MOD, n->port.fd, &ev) == 0)
+		n->tap_watched = on;
+}
+
+/* Copies one held frame into the next receive buffer. 1 done, 0 no buffer, -1 dropped. */
+static int deliver_held(struct virtio_net *n)
+{
+	struct virtq_chain c;
+	int r = virtq_pop(&n->vd, NET_Q_RX, &c);
+	if (r <= 0)
+		return 0;
+	struct held_frame *f = &n->held[0];
+	size_t copied = 0;
+	if (c.in_bytes >= f->len) {
+		copied = virtq_chain_to_guest(&n->vd, &c, 0, f->data, f->len);
+		uint16_t one = 1;
+		virtq_chain_to_guest(&n->vd, &c, 10, &one, 2); /* num_buffers */
+		n->stats.rx_frames++;
+		n->stats.rx_bytes += f->len - NET_HDR_LEN;
+		n->stats.rx_held_delivered++;
+	} else {
+		n->stats.rx_dropped++;
+	}
+	virtq_push(&n->vd, NET_Q_RX, &c, (uint32_t)copied);
+	n->held_bytes -= f->len;
+	free(f->data);
+	memmove(&n->held[0], &n->held[1], (size_t)(n->nheld - 1) * sizeof(n->held[0]));
+	n->nheld--;
+	return copied ? 1 : -1;
+}
+
+/* Moves frames from the tap (and held ones first) into receive buffers until
+ * either runs out; stops watching the tap while the guest has no buffers. */
+static void net_receive(struct virtio_net *n)
+{
+	bool pushed = false;
+	while (n->nheld) {
+		int r = deliver_held(n);
+		if (r == 0) {
+			watch_tap(n, false);
+			goto out;
+		}
+		pushed = true;
+	}
+	for (int budget = 0; budget < NET_QUEUE_SIZE; budget++) {
+		struct virtq_chain c;
+		int r = virtq_pop(&n->vd, NET_Q_RX, &c);
+		if (r <= 0) {
+			watch_tap(n, false); /* until the driver adds buffers */
+			goto out;
+		}
+		if (c.in_bytes < NET_HDR_LEN + ETH_HLEN) {
+			virtq_push(&n->vd, NET_Q_RX, &c, 0);
+			pushed = true;
+			continue;
+		}
+		ssize_t got = readv(n->port.fd, c.iov + c.nout, c.nin);
+		if (got < 0) {
+			virtq_unpop(&n->vd, NET_Q_RX);
+			if (errno != EAGAIN && errno != EINTR)
+				n->stats.rx_errors++;
+			watch_tap(n, true);
+			goto out;
+		}
+		uint16_t one = 1;
+		virtq_chain_to_guest(&n->vd, &c, 10, &one, 2); /* num_buffers: one buffer per frame */
+		virtq_push(&n->vd, NET_Q_RX, &c, (uint32_t)got);
+		pushed = true;
+		n->stats.rx_frames++;
+		n->stats.rx_bytes += (uint64_t)got > NET_HDR_LEN ? (uint64_t)got - NET_HDR_LEN : 0;
+	}
+	watch_tap(n, true);
+out:
+	if (pushed)
+		virtq_notify(&n->vd, NET_Q_RX);
+}
+
+static void net_transmit(struct virtio_net *n)
+{
+	bool pushed = false;
+	for (int budget = 0; budget < NET_QUEUE_SIZE; budget++) {
+		struct virtq_chain c;
+		int r = virtq_pop(&n->vd, NET_Q_TX, &c);
+		if (r <= 0)
+			break;
+		size_t len = 0;
+		for (int i = 0; i < c.nout; i++)
+			len += c.iov[i].iov_len;
+		uint8_t src[6];
+		if (len < NET_HDR_LEN + ETH_HLEN || virtq_chain_from_guest(&c, NET_HDR_LEN + 6, src, 6) != 6) {
+			n->stats.tx_dropped++;
+		} else if (memcmp(src, n->mac, 6)) {
+			n->stats.tx_forged++; /* forged transmit: not the NIC's MAC */
+		} else if (n->tx_bucket.rate && !net_bucket_take(&n->tx_bucket, len - NET_HDR_LEN, now_ns())) {
+			/* over the NIC's rate: leave the frame in the ring and look again when tokens are back */
+			virtq_unpop(&n->vd, NET_Q_TX);
+			n->stats.tx_throttled++;
+			break;
+		} else if (writev(n->port.fd, c.iov, c.nout) < 0) {
+			n->stats.tx_dropped++;
+		} else {
+			n->stats.tx_frames++;
+			n->stats.tx_bytes += len - NET_HDR_LEN;
+		}
+		virtq_push(&n->vd, NET_Q_TX, &c, 0);
+		pushed = true;
+	}
+	if (pushed)
+		virtq_notify(&n->vd, NET_Q_TX);
+}
+
+static void net_control(struct virtio_net *n)
+{
+	struct virtq_chain c;
+	bool pushed = false;
+	while (virtq_pop(&n->vd, NET_Q_CTRL, &c) > 0) {
+		uint8_t hdr[2] = { 0xff, 0xff }, ack = VIRTIO_NET_ERR;
+		virtq_chain_from_guest(&c, 0, hdr, 2);
+		if (hdr[0] == VIRTIO_NET_CTRL_ANNOUNCE && hdr[1] == VIRTIO_NET_CTRL_ANNOUNCE_ACK &&
+		    virtio_has_feature(&n->vd, VIRTIO_NET_F_GUEST_ANNOUNCE)) {
+			__atomic_and_fetch(&n->status, (uint16_t)~VIRTIO_NET_S_ANNOUNCE, __ATOMIC_RELEASE);
+			n->stats.guest_announces++;
+			ack = VIRTIO_NET_OK;
+		}
+		uint32_t w = c.in_bytes ? (uint32_t)virtq_chain_to_guest(&n->vd, &c, c.in_bytes - 1, &ack, 1) : 0;
+		virtq_push(&n->vd, NET_Q_CTRL, &c, w);
+		pushed = true;
+	}
+	if (pushed)
+		virtq_notify(&n->vd, NET_Q_CTRL);
+}
+
+static void net_queue_notify(struct virtio_dev *vd, int q)
+{
+	struct virtio_net *n = net_of(vd);
+	if (q == NET_Q_RX)
+		net_receive(n);
+	else if (q == NET_Q_TX)
+		net_transmit(n);
+	else if (q == NET_Q_CTRL)
+		net_control(n);
+}
+
+static void net_backend_ready(struct virtio_dev *vd, int fd)
+{
+	net_receive(net_of(vd));
+}
+
+static void net_driver_ok(struct virtio_dev *vd)
+{
+	struct virtio_net *n = net_of(vd);
+	/* Receive from now on (event thread: it runs on the next wake). */
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (1ULL << 32) | (uint32_t)n->port.fd };
+	if (epoll_ctl(vd->epoll_fd, EPOLL_CTL_MOD, n->port.fd, &ev) == 0)
+		n->tap_watched = true;
+}
+
+static void net_reset(struct virtio_dev *vd)
+{
+	struct virtio_net *n = net_of(vd);
+	watch_tap(n, false);
+	__atomic_store_n(&n->status, VIRTIO_NET_S_LINK_UP, __ATOMIC_RELEASE);
+}
+
+/* Reads what waits in the tap into the held list (VM stopped: the
+ * guest cannot take it now). Bounded in frames and bytes. */
+static void net_hold_pending(struct virtio_net *n)
+{
+	uint8_t *buf = NULL;
+	while (n->nheld < NET_HELD_FRAMES_MAX && n->held_bytes + NET_FRAME_MAX <= NET_HELD_BYTES_MAX) {
+		if (!buf && !(buf = malloc(NET_FRAME_MAX)))
+			return;
+		ssize_t got = read(n->port.fd, buf, NET_FRAME_MAX);
+		if (got <= NET_HDR_LEN)
+			break;
+		uint8_t *data = realloc(buf, (size_t)got);
+		if (!data)
+			break;
+		buf = NULL;
+		n->held[n->nheld++] = (struct held_frame){ (uint32_t)got, data };
+		n->held_bytes += (uint64_t)got;
+		n->stats.rx_held++;
+	}
+	free(buf);
+}
+
+static void net_quiesce(struct virtio_dev *vd)
+{
+	/* nothing in flight: frames are handled whole on the event thread */
+}
+
+/* ---- state ---- */
+
+static bool net_present(struct vm *vm, int i)
+{
+	return vm->nics[i] != NULL;
+}
+
+static int net_save(struct vm *vm, int i, struct state_buf *out)
+{
+	struct virtio_net *n = (struct virtio_net *)vm->nics[i];
+	if (!n)
+		return -ENOENT;
+	/* The VM is paused and the event thread with it: safe to read the tap here. */
+	net_hold_pending(n);
+	virtio_dev_save(&n->vd, out);
+	sbuf_put(out, n->mac, 6);
+	sbuf_u32(out, __atomic_load_n(&n->status, __ATOMIC_ACQUIRE));
+	sbuf_u32(out, (uint32_t)n->nheld);
+	for (int f = 0; f < n->nheld; f++) {
+		sbuf_u32(out, n->held[f].len);
+		sbuf_put(out, n->held[f].data, n->held[f].len);
+	}
+	return 0;
+}
+
+static int net_load(struct vm *vm, int i, uint32_t version, const uint8_t *data, size_t len, char *err, size_t errlen)
+{
+	struct virtio_net *n = (struct virtio_net *)vm->nics[i];
+	struct state_cursor c = { data, len, false };
+	uint8_t mac[6];
+	char a[18], b[18];
+
+	if (!n) {
+		errf(err, errlen, "the state has NIC %d, this VM has no such NIC", i);
+		return -EINVAL;
+	}
+	int rc = virtio_dev_load(&n->vd, &c, err, errlen);
+	if (rc)
+		return rc;
+	scur_get(&c, mac, 6);
+	uint32_t status = scur_u32(&c), nheld = scur_u32(&c);
+	if (c.failed || nheld > NET_HELD_FRAMES_MAX || (status & ~3u)) {
+		errf(err, errlen, "virtio-net %d: state truncated or malformed", i);
+		return -EINVAL;
+	}
+	if (memcmp(mac, n->mac, 6)) {
+		errf(err, errlen, "virtio-net %d: the state's MAC %s is not this NIC's %s", i, mac_format(mac, a, sizeof(a)),
+		     mac_format(n->mac, b, sizeof(b)));
+		return -EINVAL;
+	}
+	struct held_frame held[NET_HELD_FRAMES_MAX];
+	uint64_t bytes = 0;
+	uint32_t got = 0;
+	for (; got < nheld; got++) {
+		uint32_t flen = scur_u32(&c);
+		if (c.failed || flen <= NET_HDR_LEN || flen > NET_FRAME_MAX || flen > c.left ||
+		    bytes + flen > NET_HELD_BYTES_MAX)
+			break;
+		held[got].len = flen;
+		held[got].data = malloc(flen);
+		if (!held[got].data || !scur_get(&c, held[got].data, flen)) {
+			free(held[got].data);
+			break;
+		}
+		bytes += flen;
+	}
+	if (got != nheld || c.left) {
+		for (uint32_t f = 0; f < got; f++)
+			free(held[f].data);
+		errf(err, errlen, "virtio-net %d: held frames truncated or malformed", i);
+		return -EINVAL;
+	}
+	for (int f = 0; f < n->nheld; f++)
+		free(n->held[f].data);
+	memcpy(n->held, held, got * sizeof(held[0]));
+	n->nheld = (int)got;
+	n->held_bytes = bytes;
+	__atomic_store_n(&n->status, (uint16_t)status, __ATOMIC_RELEASE);
+	if (virtio_driver_ok(&n->vd))
+		net_driver_ok(&n->vd);
+	return 0;
+}
+
+static const struct state_section_ops net_section = {
+	.name = "virtio-net", .version = 1, .order = 50, .instances = VM_MAX_NICS, .present = net_present,
+	.save = net_save, .load = net_load,
+};
+
+static void net_destroy(struct virtio_dev *vd)
+{
+	struct virtio_net *n = net_of(vd);
+	for (int f = 0; f < n->nheld; f++)
+		free(n->held[f].data);
+	n->nheld = 0;
+	net_port_close(&n->port);
+}
+
+static const struct virtio_dev_ops net_ops = {
+	.config_access = net_config_access,
+	.queue_notify = net_queue_notify,
+	.backend_ready = net_backend_ready,
+	.driver_ok = net_driver_ok,
+	.reset = net_reset,
+	.quiesce = net_quiesce,
+	.destroy = net_destroy,
+};
+
+int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, const uint8_t mac[6], char *err,
+		      size_t errlen)
+{
+	struct virtio_net *n = calloc(1, sizeof(*n));
+	int rc;
+
+	if (!n)
+		return -ENOMEM;
+	n->index = index;
+	n->port.fd = -1;
+	memcpy(n->mac, mac, 6);
+	n->status = VIRTIO_NET_S_LINK_UP;
+	rc = net_port_open(&n->port, spec, err, errlen);
+	if (rc) {
+		free(n);
+		return rc;
+	}
+	if (spec->rate)
+		net_bucket_init(&n->tx_bucket, spec->rate, MAX(spec->rate / 50, 65536), now_ns());
+	snprintf(n->name, sizeof(n->name), "virtio-net%d", index);
+	n->vd.instance = index;
+	uint64_t features = 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_STATUS | 1ULL << VIRTIO_NET_F_CTRL_VQ |
+			    1ULL << VIRTIO_NET_F_GUEST_ANNOUNCE | 1ULL << VIRTIO_F_RING_INDIRECT_DESC |
+			    1ULL << VIRTIO_F_RING_EVENT_IDX;
+	rc = virtio_dev_create(vm, &n->vd, n->name, VIRTIO_ID_NET, NET_QUEUES, NET_QUEUE_SIZE, NET_CONFIG_LEN, features,
+			       &net_ops, err, errlen);
+	vm->nics[index] = &n->vd; /* destroyed with the VM, also after a failure here */
+	if (!rc) {
+		struct epoll_event ev = { .events = 0, .data.u64 = (1ULL << 32) | (uint32_t)n->port.fd };
+		if (epoll_ctl(n->vd.epoll_fd, EPOLL_CTL_ADD, n->port.fd, &ev) < 0) {
+			errf(err, errlen, "%s: epoll: %s", n->name, strerror(errno));
+			rc = -errno;
+		}
+	}
+	return rc;
+}
+
+/* ---- after a switchover ---- */
+
+/* A RARP "reverse request" from the NIC's MAC, as vMotion and QEMU send
+ * to make switches learn the VM's new port. */
+static size_t build_rarp(const uint8_t mac[6], uint8_t *f)
+{
+	memset(f, 0, NET_HDR_LEN + 60);
+	uint8_t *e = f + NET_HDR_LEN;
+	memset(e, 0xff, 6);
+	memcpy(e + 6, mac, 6);
+	e[12] = 0x80, e[13] = 0x35;          /* ETH_P_RARP */
+	e[14] = 0, e[15] = 1;                /* hardware: Ethernet */
+	e[16] = 0x08, e[17] = 0x00;          /* protocol: IPv4 */
+	e[18] = 6, e[19] = 4;
+	e[20] = 0, e[21] = 3;                /* reverse request */
+	memcpy(e + 22, mac, 6);
+	memcpy(e + 32, mac, 6);
+	return NET_HDR_LEN + 60;
+}
+
+int virtio_net_announce(struct vm *vm, int round)
+{
+	int sent = 0;
+	for (int i = 0; i < VM_MAX_NICS; i++) {
+		struct virtio_net *n = (struct virtio_net *)vm->nics[i];
+		if (!n)
+			continue;
+		uint8_t frame[NET_HDR_LEN + 60];
+		size_t len = build_rarp(n->mac, frame);
+		if (write(n->port.fd, frame, len) == (ssize_t)len) {
+			__atomic_add_fetch(&n->stats.announces, 1, __ATOMIC_RELAXED);
+			sent++;
+		}
+		if (round == 0 && virtio_has_feature(&n->vd, VIRTIO_NET_F_GUEST_ANNOUNCE) &&
+		    virtio_has_feature(&n->vd, VIRTIO_NET_F_CTRL_VQ) && virtio_driver_ok(&n->vd)) {
+			__atomic_or_fetch(&n->status, VIRTIO_NET_S_ANNOUNCE, __ATOMIC_RELEASE);
+			virtio_config_changed(&n->vd);
+		}
+	}
+	return sent;
+}
+
+int virtio_net_stats(struct vm *vm, int i, struct net_stats *out, uint8_t mac[6], char *ifname, size_t iflen)
+{
+	struct virtio_net *n = i >= 0 && i < VM_MAX_NICS ? (struct virtio_net *)vm->nics[i] : NULL;
+	if (!n)
+		return -ENOENT;
+	*out = n->stats;
+	memcpy(mac, n->mac, 6);
+	snprintf(ifname, iflen, "%s", n->port.ifname);
+	return 0;
+}
+
+__attribute__((constructor)) static void net_register(void)
+{
+	state_register(&net_section);
+}

@@ -1,0 +1,31 @@
+/* virtio-net's interface to the rest of glide: statistics per NIC, and
+ * the announcement after a switchover (virtio_net.c). */
+#ifndef GLIDE_DEVICES_VIRTIO_NET_H
+#define GLIDE_DEVICES_VIRTIO_NET_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+
+/* Frames kept from the tap while the VM is stopped (state section). */
+#define NET_HELD_FRAMES_MAX 256
+#define NET_HELD_BYTES_MAX (1u << 20)
+
+struct net_stats {
+	uint64_t rx_frames, rx_bytes, rx_dropped, rx_errors;
+	uint64_t tx_frames, tx_bytes, tx_dropped;
+	uint64_t tx_forged;          /* dropped: source MAC not the NIC's */
+	uint64_t tx_throttled;       /* times the NIC's rate held transmission back */
+	uint64_t rx_held;            /* frames kept while the VM was stopped */
+	uint64_t rx_held_delivered;  /* ... and delivered once it ran again */
+	uint64_t announces;          /* RARP frames sent after a switchover */
+	uint64_t guest_announces;    /* announcements the guest acknowledged */
+};
+
+/* One announcement round for every NIC: a RARP frame from its MAC, and in
+ * round 0 a GUEST_ANNOUNCE request to guests that negotiated it. Returns
+ * frames sent. */
+int virtio_net_announce(struct vm *vm, int round);
+/* NIC i's counters, MAC and host interface name; -ENOENT when there is none. */
+int virtio_net_stats(struct vm *vm, int i, struct net_stats *out, uint8_t mac[6], char *ifname, size_t iflen);
+#endif
