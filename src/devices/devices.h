@@ -63,6 +63,10 @@ int devices_config_check(const struct vm_config *cfg, const struct vm_device_spe
 /* Creates the virtio NICs and disks of vm->cfg with the host's specs
  * (after devices_init). 0, or -errno with err set. */
 int devices_create_virtio(struct vm *vm, const struct vm_device_specs *specs, char *err, size_t errlen);
+/* {"nics": [{index, mac, ifname, counters...}], "disks": [{index, path, ...}]}
+ * for the monitor's status. */
+struct json_t;
+struct json_t *devices_status_json(struct vm *vm);
 /* Stops device threads and frees what devices_create_virtio made (vm_destroy calls it). */
 void devices_destroy(struct vm *vm);
 #endif

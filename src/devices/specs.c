@@ -5,9 +5,11 @@
 #include "devices/devices.h"
 #include "devices/virtio.h"
 #include "devices/virtio_dev.h"
+#include "devices/virtio_net.h"
 #include "common/util.h"
 #include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,8 +275,40 @@ int devices_create_virtio(struct vm *vm, const struct vm_device_specs *specs, ch
 	return rc;
 }
 
+json_t *devices_status_json(struct vm *vm)
+{
+	json_t *nics = json_array(), *disks = json_array();
+	for (int i = 0; i < VM_MAX_NICS; i++) {
+		struct net_stats st;
+		uint8_t mac[6];
+		char m[18], ifname[16];
+		if (virtio_net_stats(vm, i, &st, mac, ifname, sizeof(ifname)))
+			continue;
+		json_array_append_new(nics, json_pack("{s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"index", i, "mac", mac_format(mac, m, sizeof(m)), "ifname", ifname,
+			"rx_frames", (json_int_t)st.rx_frames, "rx_bytes", (json_int_t)st.rx_bytes,
+			"rx_dropped", (json_int_t)st.rx_dropped, "tx_frames", (json_int_t)st.tx_frames,
+			"tx_bytes", (json_int_t)st.tx_bytes, "tx_dropped", (json_int_t)st.tx_dropped,
+			"tx_forged", (json_int_t)st.tx_forged, "tx_throttled", (json_int_t)st.tx_throttled,
+			"rx_held", (json_int_t)st.rx_held, "rx_held_delivered", (json_int_t)st.rx_held_delivered,
+			"announces", (json_int_t)st.announces, "guest_announces", (json_int_t)st.guest_announces));
+	}
+	for (int i = 0; i < VM_MAX_DISKS; i++) {
+		struct blk_stats st;
+		char path[4096];
+		if (virtio_blk_stats(vm, i, &st, path, sizeof(path)))
+			continue;
+		json_array_append_new(disks, json_pack("{s:i, s:s, s:I, s:b, s:b, s:I, s:I, s:I, s:I}", "index", i,
+			"path", path, "bytes", (json_int_t)(st.sectors * 512), "readonly", st.readonly, "locked", st.locked,
+			"reads", (json_int_t)st.reads, "writes", (json_int_t)st.writes, "flushes", (json_int_t)st.flushes,
+			"errors", (json_int_t)st.errors));
+	}
+	return json_pack("{s:o, s:o}", "nics", nics, "disks", disks);
+}
+
 void devices_destroy(struct vm *vm)
 {
+	net_announce_wait();
 	for (int i = 0; i < VM_MAX_NICS; i++) {
 		if (vm->nics[i]) {
 			virtio_dev_destroy(vm->nics[i]);

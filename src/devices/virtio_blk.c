@@ -12,6 +12,7 @@
 #include "common/util.h"
 #include "vmm/vm.h"
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <stdlib.h>
@@ -401,12 +402,25 @@ int virtio_blk_create(struct vm *vm, int index, const struct disk_spec *spec, ch
 	return rc;
 }
 
+int virtio_blk_stats(struct vm *vm, int i, struct blk_stats *out, char *path, size_t pathlen)
+{
+	struct virtio_blk *b = i >= 0 && i < VM_MAX_DISKS ? (struct virtio_blk *)vm->disks[i] : NULL;
+	if (!b)
+		return -ENOENT;
+	*out = (struct blk_stats){ b->reads, b->writes, b->flushes, b->errors, b->capacity, b->readonly, b->locked };
+	snprintf(path, pathlen, "%s", b->path);
+	return 0;
+}
+
 int virtio_blk_release_locks(struct vm *vm)
 {
 	for (int i = 0; i < VM_MAX_DISKS; i++) {
 		struct virtio_blk *b = (struct virtio_blk *)vm->disks[i];
-		if (b && b->locked)
+		if (b && b->locked) {
+			if (!b->readonly && fdatasync(b->fd))
+				glide_log("virtio-blk", "disk %s: flush before handing it over failed: %s", b->path, strerror(errno));
 			blk_lock(b, false, NULL, 0);
+		}
 	}
 	return 0;
 }

@@ -2,6 +2,7 @@
  * MAC address helpers their configuration uses. */
 #ifndef GLIDE_DEVICES_VIRTIO_DEV_H
 #define GLIDE_DEVICES_VIRTIO_DEV_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,6 +15,14 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 		      size_t errlen);
 /* Disk `index`, backed by the spec's raw file (locked against a second writer). */
 int virtio_blk_create(struct vm *vm, int index, const struct disk_spec *spec, char *err, size_t errlen);
+
+struct blk_stats {
+	uint64_t reads, writes, flushes, errors;
+	uint64_t sectors;
+	bool readonly, locked;
+};
+/* Disk i's counters and file; -ENOENT when there is none. */
+int virtio_blk_stats(struct vm *vm, int i, struct blk_stats *out, char *path, size_t pathlen);
 
 /* The switchover hands writable disks' locks from source to destination:
  * the source lets go once its VM is stopped for good, the destination

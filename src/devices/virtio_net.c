@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "vmm/vm.h"
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,6 +466,80 @@ int virtio_net_announce(struct vm *vm, int round)
 		}
 	}
 	return sent;
+}
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_t thread;
+	bool running;
+	struct vm *vm;
+	struct net_announce a;
+} announcer = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void *announce_thread(void *arg)
+{
+	uint64_t gap = (uint64_t)announcer.a.initial_ms;
+	for (int round = 0; round < announcer.a.rounds; round++) {
+		if (round) {
+			sleep_ns(gap * 1000000);
+			gap = MIN(gap + (uint64_t)announcer.a.step_ms, (uint64_t)announcer.a.max_ms);
+		}
+		if (__atomic_load_n(&announcer.vm->quit, __ATOMIC_RELAXED))
+			break;
+		virtio_net_announce(announcer.vm, round);
+	}
+	return NULL;
+}
+
+void net_announce_start(struct vm *vm, const struct net_announce *a)
+{
+	bool any = false;
+	for (int i = 0; i < VM_MAX_NICS; i++)
+		any |= vm->nics[i] != NULL;
+	if (!any || a->rounds <= 0)
+		return;
+	net_announce_wait();
+	pthread_mutex_lock(&announcer.lock);
+	announcer.vm = vm;
+	announcer.a = *a;
+	announcer.running = pthread_create(&announcer.thread, NULL, announce_thread, NULL) == 0;
+	pthread_mutex_unlock(&announcer.lock);
+}
+
+void net_announce_wait(void)
+{
+	pthread_mutex_lock(&announcer.lock);
+	if (announcer.running)
+		pthread_join(announcer.thread, NULL);
+	announcer.running = false;
+	pthread_mutex_unlock(&announcer.lock);
+}
+
+int net_announce_parse(const char *s, struct net_announce *a, char *err, size_t errlen)
+{
+	long v[4] = { 5, 50, 100, 550 };
+	const char *p = s;
+	int n = 0;
+	while (n < 4) {
+		char *end;
+		v[n] = strtol(p, &end, 10);
+		if (end == p || v[n] < 0 || v[n] > (n == 0 ? 100 : 60000))
+			break;
+		n++;
+		if (*end == '\0') {
+			p = end;
+			break;
+		}
+		if (*end != ',')
+			break;
+		p = end + 1;
+	}
+	if (!n || *p) {
+		errf(err, errlen, "--announce %s: expected ROUNDS[,INITIAL_MS[,STEP_MS[,MAX_MS]]] (rounds 0-100, times 0-60000)", s);
+		return -EINVAL;
+	}
+	*a = (struct net_announce){ (int)v[0], (int)v[1], (int)v[2], (int)MAX(v[3], v[1]) };
+	return 0;
 }
 
 int virtio_net_stats(struct vm *vm, int i, struct net_stats *out, uint8_t mac[6], char *ifname, size_t iflen)

@@ -22,6 +22,21 @@ struct net_stats {
 	uint64_t guest_announces;    /* announcements the guest acknowledged */
 };
 
+/* Announcing a VM's MACs after a switchover, as QEMU's announce-self:
+ * `rounds` RARP rounds, the first at once, the next after initial_ms, each
+ * gap step_ms longer than the one before, at most max_ms. rounds 0: off. */
+struct net_announce {
+	int rounds;
+	int initial_ms, step_ms, max_ms;
+};
+#define NET_ANNOUNCE_DEFAULT { .rounds = 5, .initial_ms = 50, .step_ms = 100, .max_ms = 550 }
+/* "ROUNDS[,INITIAL_MS[,STEP_MS[,MAX_MS]]]" (--announce). */
+int net_announce_parse(const char *s, struct net_announce *a, char *err, size_t errlen);
+/* Starts the rounds on a thread of their own (nothing when the VM has no NIC). */
+void net_announce_start(struct vm *vm, const struct net_announce *a);
+/* Waits for the rounds to end (vm_destroy calls it through devices_destroy). */
+void net_announce_wait(void);
+
 /* One announcement round for every NIC: a RARP frame from its MAC, and in
  * round 0 a GUEST_ANNOUNCE request to guests that negotiated it. Returns
  * frames sent. */

@@ -26,6 +26,8 @@
 #include "migrate/migration.h"
 #include "migrate/accept.h"
 #include "devices/devices.h"
+#include "devices/virtio_dev.h"
+#include "devices/virtio_net.h"
 #include "state/state.h"
 #include "vmm/config.h"
 #include "common/net.h"
@@ -483,11 +485,19 @@ static int switchover(struct incoming *in, struct wire_frame *state, char *err, 
 	json_decref(go);
 	if (test_fault("exit-on-go")) /* tests: the destination dies at GO, the source is in doubt */
 		_exit(3);
+	/* The source let go of the disks before GO: they are ours now. */
+	rc = virtio_blk_acquire_locks(in->vm, err, errlen);
+	if (rc) {
+		send_abort(in, err);
+		return rc;
+	}
 	if (paused)
 		vm_pause(in->vm); /* not started yet: the vCPUs start parked */
 	rc = vm_start_vcpus(in->vm, err, errlen);
 	if (rc)
 		return rc;
+	if (!paused)
+		net_announce_start(in->vm, &in->mon->announce);
 	if (test_fault("skip-running")) /* tests: RUNNING is lost, the source is in doubt */
 		shutdown(s0->fd, SHUT_RDWR);
 	else

@@ -23,6 +23,7 @@
  *     Its memory is only ever read. */
 #include "migrate/migration.h"
 #include "state/state.h"
+#include "devices/virtio_dev.h"
 #include "vmm/config.h"
 #include "common/util.h"
 #include <errno.h>
@@ -172,6 +173,13 @@ out:
 		glide_log("migrate", "%s: %s; the VM stops with its monitor (%s)", mig->status, mig->error,
 			  mig->stop_reason[0] ? mig->stop_reason : vm->exit_reason);
 	} else {
+		/* Disks handed over at GO come back before the VM writes again. */
+		char lock_err[256];
+		if (virtio_blk_acquire_locks(vm, lock_err, sizeof(lock_err))) {
+			glide_log("migrate", "%s; the VM stays paused here: it cannot write to its disk safely", lock_err);
+			was_paused = true;
+			vm_pause(vm);
+		}
 		if (!was_paused)
 			vm_resume(vm);
 		pthread_mutex_lock(&mig->lock);
@@ -412,7 +420,9 @@ static int switchover(struct migration *mig)
 	mig->stage = "released";
 	pthread_mutex_unlock(&mig->lock);
 	/* From the first byte of GO on, the destination may run the VM: the
-	 * source may resume only when it knows the destination does not. */
+	 * source may resume only when it knows the destination does not. Its
+	 * writable disks are flushed and their locks let go for the destination. */
+	virtio_blk_release_locks(mig->vm);
 	rc = wire_send_copy(s0, FRAME_GO, go, (uint32_t)golen, err, sizeof(err));
 	if (rc)
 		return in_doubt(mig, err);

@@ -38,12 +38,18 @@ json_t *monitor_status_json(struct monitor *m)
 	const char *state = m->migrated_away ? "migrated" : m->incoming ? "incoming" : vm_state_name(vm->state);
 	uint64_t uptime = vm->started_ns ? (now_ns() - vm->started_ns) / 1000000 : 0;
 	pthread_mutex_unlock(&vm->lock);
-	return json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:{s:I, s:I, s:I}, s:I, s:i, s:o}",
+	json_t *j = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:{s:I, s:I, s:I}, s:I, s:i, s:o}",
 			 "state", state, "name", vm->cfg.name, "vcpus", vm->nvcpus,
 			 "memory", (json_int_t)vm->cfg.memory_bytes, "uptime_ms", (json_int_t)uptime,
 			 "tsc_khz", (int)vm->tsc_khz, "exits", "total", (json_int_t)exits, "io", (json_int_t)io,
 			 "mmio", (json_int_t)mmio, "sdps_throttle_us", (json_int_t)(throttle / 1000),
 			 "pid", (int)getpid(), "config", vm_config_to_json(&vm->cfg));
+	if (j && !m->incoming && !m->migrated_away) {
+		json_t *devs = devices_status_json(vm);
+		json_object_update(j, devs);
+		json_decref(devs);
+	}
+	return j;
 }
 
 static int api_status(void *ctx, const struct http_request *req, json_t **resp)
@@ -268,7 +274,9 @@ static void usage_run(FILE *out)
 		"                    [--paused] [--log FILE] [--cpuid-mask LEAF.REG=MASK,...]\n"
 		"                    [--stall-timeout SECONDS]   (incoming: a silent stream fails it; default 30)\n"
 		"                    [--nic tap=NAME|bridge=BR[,vlan=N][,mac=MAC][,rate=RATE]]... (at most %d)\n"
-		"                    [--disk PATH[,readonly][,direct]]... (at most %d)\n", VM_MAX_NICS, VM_MAX_DISKS);
+		"                    [--disk PATH[,readonly][,direct]]... (at most %d)\n"
+		"                    [--announce ROUNDS[,INITIAL_MS[,STEP_MS[,MAX_MS]]]]  (incoming: RARP after the\n"
+		"                     switchover; default 5,50,100,550; 0 turns it off)\n", VM_MAX_NICS, VM_MAX_DISKS);
 }
 
 int monitor_main(int argc, char **argv)
@@ -284,6 +292,7 @@ int monitor_main(int argc, char **argv)
 		{ "log", required_argument, 0, 'L' },    { "cpuid-mask", required_argument, 0, 'M' },
 		{ "stall-timeout", required_argument, 0, 'S' },
 		{ "nic", required_argument, 0, 'N' },    { "disk", required_argument, 0, 'D' },
+		{ "announce", required_argument, 0, 'A' },
 		{ "help", no_argument, 0, 'h' },         { 0, 0, 0, 0 },
 	};
 	static struct monitor mon;
@@ -300,6 +309,7 @@ int monitor_main(int argc, char **argv)
 
 	cpuid_mask_all_ones(&args.cfg);
 	args.cfg.vcpus = 1;
+	m->announce = (struct net_announce)NET_ANNOUNCE_DEFAULT;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
@@ -375,6 +385,12 @@ int monitor_main(int argc, char **argv)
 				return 1;
 			}
 			m->devices.ndisks++;
+			break;
+		case 'A':
+			if (net_announce_parse(optarg, &m->announce, err, sizeof(err))) {
+				fprintf(stderr, "glide: %s\n", err);
+				return 1;
+			}
 			break;
 		case 'h': usage_run(stdout); return 0;
 		default: usage_run(stderr); return 1;

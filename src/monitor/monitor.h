@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include "vmm/vm.h"
 #include "devices/devices.h"
+#include "devices/virtio_net.h"
 
 struct migration;
 
@@ -26,6 +27,7 @@ struct monitor {
 	bool incoming;               /* waiting for / receiving an incoming migration */
 	uint64_t stall_timeout_ms;   /* incoming: a stream silent this long fails it (0: default) */
 	struct vm_device_specs devices; /* --nic / --disk: this host's backends */
+	struct net_announce announce;   /* --announce: after an incoming switchover */
 };
 
 /* Starts a long operation: 0, or -EBUSY with "a migration is in progress"

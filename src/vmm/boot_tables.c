@@ -1,8 +1,10 @@
 /* Boot-time tables shared by the ELF and Linux loaders: the guest memory
  * map, the GDT and TSS, identity-mapped 2 MiB page tables, the Intel MP
- * table and a minimal ACPI table set (RSDP, XSDT/RSDT, FADT, DSDT, MADT).
+ * table and a minimal ACPI table set (RSDP, XSDT/RSDT, FADT, DSDT, MADT,
+ * MCFG for the PCI bus's ECAM).
  * Layout constants are in boot_priv.h; docs/boot.md describes them. */
 #include "vmm/boot_priv.h"
+#include "devices/pci.h"
 #include "common/util.h"
 #include <errno.h>
 #include <stdlib.h>
@@ -300,6 +302,8 @@ int boot_write_mptable(struct guest_memory *mem, int vcpus, char *err, size_t er
 #define ACPI_FADT_OFF        0x100
 #define ACPI_DSDT_OFF        0x240
 #define ACPI_MADT_OFF        0x280
+#define ACPI_MCFG_OFF        0xc00 /* after the largest MADT (254 vCPUs) */
+#define ACPI_MCFG_SIZE       (ACPI_HDR_SIZE + 8 + 16)
 
 #define FADT_SCI_IRQ         9
 #define FADT_FLAG_PWR_BUTTON (1u << 4)  /* no fixed power button */
@@ -307,7 +311,6 @@ int boot_write_mptable(struct guest_memory *mem, int vcpus, char *err, size_t er
 #define FADT_FLAG_RESET_REG  (1u << 10)
 #define FADT_FLAG_HW_REDUCED (1u << 20)
 #define FADT_BOOT_NO_VGA     (1u << 2)
-#define FADT_BOOT_NO_MSI     (1u << 3)
 #define ACPI_GAS_SYSTEM_IO   1
 #define ACPI_GAS_ACCESS_BYTE 1
 
@@ -334,33 +337,36 @@ static void acpi_header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
 int boot_write_acpi(struct guest_memory *mem, int vcpus, uint64_t *rsdp_addr, char *err, size_t errlen)
 {
 	uint8_t *base = boot_ptr(mem, BOOT_ACPI_ADDR, BOOT_ACPI_END - BOOT_ACPI_ADDR, "ACPI tables", err, errlen);
-	uint8_t *rsdp, *xsdt, *rsdt, *fadt, *dsdt, *madt, *p;
+	uint8_t *rsdp, *xsdt, *rsdt, *fadt, *dsdt, *madt, *mcfg, *p;
 	uint64_t fadt_addr = BOOT_ACPI_ADDR + ACPI_FADT_OFF, madt_addr = BOOT_ACPI_ADDR + ACPI_MADT_OFF;
+	uint64_t mcfg_addr = BOOT_ACPI_ADDR + ACPI_MCFG_OFF;
 	uint64_t dsdt_addr = BOOT_ACPI_ADDR + ACPI_DSDT_OFF;
 	uint32_t madt_len = ACPI_HDR_SIZE + 8 + (uint32_t)vcpus * 8 + 12 + 10;
 
 	if (!base)
 		return -ENOMEM;
-	if (vcpus < 1 || vcpus > 254 || ACPI_MADT_OFF + madt_len > BOOT_ACPI_END - BOOT_ACPI_ADDR) {
+	if (vcpus < 1 || vcpus > 254 || ACPI_MADT_OFF + madt_len > ACPI_MCFG_OFF) {
 		errf(err, errlen, "ACPI MADT: %d vCPUs do not fit (1..254)", vcpus);
 		return -E2BIG;
 	}
-	memset(base, 0, ACPI_MADT_OFF + madt_len);
+	memset(base, 0, ACPI_MCFG_OFF + ACPI_MCFG_SIZE);
 	rsdp = base + ACPI_RSDP_OFF;
 	xsdt = base + ACPI_XSDT_OFF;
 	rsdt = base + ACPI_RSDT_OFF;
 	fadt = base + ACPI_FADT_OFF;
 	dsdt = base + ACPI_DSDT_OFF;
 	madt = base + ACPI_MADT_OFF;
+	mcfg = base + ACPI_MCFG_OFF;
 
 	/* DSDT: an empty definition block (no AML). */
 	acpi_header(dsdt, "DSDT", ACPI_HDR_SIZE, 2);
 
 	/* FADT: hardware-reduced ACPI (no PM1 blocks, PM timer or SCI hardware),
-	 * reset through the i8042 command port, no VGA, no MSI, no i8042 probe. */
+	 * reset through the i8042 command port, no VGA (MSI allowed: the
+	 * virtio devices use MSI-X). */
 	put_le32(fadt + 40, (uint32_t)dsdt_addr);
 	put_le16(fadt + 46, FADT_SCI_IRQ);
-	put_le16(fadt + 109, FADT_BOOT_NO_VGA | FADT_BOOT_NO_MSI);
+	put_le16(fadt + 109, FADT_BOOT_NO_VGA);
 	put_le32(fadt + 112, FADT_FLAG_PWR_BUTTON | FADT_FLAG_SLP_BUTTON | FADT_FLAG_RESET_REG | FADT_FLAG_HW_REDUCED);
 	fadt[116] = ACPI_GAS_SYSTEM_IO; /* RESET_REG */
 	fadt[117] = 8;
@@ -400,12 +406,21 @@ int boot_write_acpi(struct guest_memory *mem, int vcpus, uint64_t *rsdp_addr, ch
 	put_le16(p + 8, MADT_ISO_LEVEL_HIGH);
 	acpi_header(madt, "APIC", madt_len, ACPI_MADT_REV);
 
+	/* MCFG: ECAM (MMCONFIG) for PCI segment 0, bus 0 (devices/pci.h). */
+	put_le64(mcfg + ACPI_HDR_SIZE + 8, PCI_ECAM_BASE);
+	put_le16(mcfg + ACPI_HDR_SIZE + 16, 0); /* segment */
+	mcfg[ACPI_HDR_SIZE + 18] = 0;           /* start bus */
+	mcfg[ACPI_HDR_SIZE + 19] = 0;           /* end bus */
+	acpi_header(mcfg, "MCFG", ACPI_MCFG_SIZE, 1);
+
 	put_le64(xsdt + ACPI_HDR_SIZE, fadt_addr);
 	put_le64(xsdt + ACPI_HDR_SIZE + 8, madt_addr);
-	acpi_header(xsdt, "XSDT", ACPI_HDR_SIZE + 16, 1);
+	put_le64(xsdt + ACPI_HDR_SIZE + 16, mcfg_addr);
+	acpi_header(xsdt, "XSDT", ACPI_HDR_SIZE + 24, 1);
 	put_le32(rsdt + ACPI_HDR_SIZE, (uint32_t)fadt_addr);
 	put_le32(rsdt + ACPI_HDR_SIZE + 4, (uint32_t)madt_addr);
-	acpi_header(rsdt, "RSDT", ACPI_HDR_SIZE + 8, 1);
+	put_le32(rsdt + ACPI_HDR_SIZE + 8, (uint32_t)mcfg_addr);
+	acpi_header(rsdt, "RSDT", ACPI_HDR_SIZE + 12, 1);
 
 	memcpy(rsdp, "RSD PTR ", 8);
 	memcpy(rsdp + 9, ACPI_OEM_ID, 6);
