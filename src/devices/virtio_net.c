@@ -60,6 +60,7 @@ struct virtio_net {
 	uint16_t status;
 	bool tap_watched;
 	/* frames read from the tap while the VM was stopped, delivered first */
+	pthread_mutex_t held_lock; /* the event thread takes, a forwarder (destination) adds */
 	struct held_frame held[NET_HELD_FRAMES_MAX];
 	int nheld;
 	uint64_t held_bytes;
@@ -127,14 +128,17 @@ static int deliver_held(struct virtio_net *n)
 static void net_receive(struct virtio_net *n)
 {
 	bool pushed = false;
+	pthread_mutex_lock(&n->held_lock);
 	while (n->nheld) {
 		int r = deliver_held(n);
 		if (r == 0) {
+			pthread_mutex_unlock(&n->held_lock);
 			watch_tap(n, false);
 			goto out;
 		}
 		pushed = true;
 	}
+	pthread_mutex_unlock(&n->held_lock);
 	for (int budget = 0; budget < NET_QUEUE_SIZE; budget++) {
 		struct virtq_chain c;
 		int r = virtq_pop(&n->vd, NET_Q_RX, &c);
@@ -354,11 +358,18 @@ static int net_load(struct vm *vm, int i, uint32_t version, const uint8_t *data,
 		errf(err, errlen, "virtio-net %d: held frames truncated or malformed", i);
 		return -EINVAL;
 	}
+	/* What waits in this host's tap arrived while the VM ran elsewhere
+	 * (floods seen there too): the guest gets the held frames instead. */
+	uint8_t stale[NET_HDR_LEN + ETH_HLEN];
+	for (int k = 0; k < 4096 && read(n->port.fd, stale, sizeof(stale)) >= 0; k++)
+		n->stats.rx_stale++;
+	pthread_mutex_lock(&n->held_lock);
 	for (int f = 0; f < n->nheld; f++)
 		free(n->held[f].data);
 	memcpy(n->held, held, got * sizeof(held[0]));
 	n->nheld = (int)got;
 	n->held_bytes = bytes;
+	pthread_mutex_unlock(&n->held_lock);
 	__atomic_store_n(&n->status, (uint16_t)status, __ATOMIC_RELEASE);
 	if (virtio_driver_ok(&n->vd))
 		net_driver_ok(&n->vd);
@@ -399,6 +410,7 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 		return -ENOMEM;
 	n->index = index;
 	n->port.fd = -1;
+	pthread_mutex_init(&n->held_lock, NULL);
 	memcpy(n->mac, mac, 6);
 	n->status = VIRTIO_NET_S_LINK_UP;
 	rc = net_port_open(&n->port, spec, err, errlen);
@@ -542,12 +554,69 @@ int net_announce_parse(const char *s, struct net_announce *a, char *err, size_t 
 	return 0;
 }
 
+int virtio_net_forward_fds(struct vm *vm, int fds[VM_MAX_NICS])
+{
+	int count = 0;
+	for (int i = 0; i < VM_MAX_NICS; i++) {
+		struct virtio_net *n = (struct virtio_net *)vm->nics[i];
+		fds[i] = n ? n->port.fd : -1;
+		count += n != NULL;
+	}
+	return count;
+}
+
+int virtio_net_forward_read(struct vm *vm, int i, uint8_t *buf, size_t len)
+{
+	struct virtio_net *n = i >= 0 && i < VM_MAX_NICS ? (struct virtio_net *)vm->nics[i] : NULL;
+	if (!n)
+		return -ENOENT;
+	ssize_t got = read(n->port.fd, buf, len);
+	if (got < 0)
+		return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+	if (got < NET_HDR_LEN + ETH_HLEN || memcmp(buf + NET_HDR_LEN, n->mac, 6))
+		return 0; /* not for this NIC alone: the destination's port gets floods itself */
+	n->stats.tx_forwarded++;
+	return (int)got;
+}
+
+int virtio_net_inject(struct vm *vm, int i, const uint8_t *frame, size_t len)
+{
+	struct virtio_net *n = i >= 0 && i < VM_MAX_NICS ? (struct virtio_net *)vm->nics[i] : NULL;
+	if (!n)
+		return -ENOENT;
+	if (len <= NET_HDR_LEN || len > NET_FRAME_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&n->held_lock);
+	int rc = 0;
+	if (n->nheld >= NET_HELD_FRAMES_MAX || n->held_bytes + len > NET_HELD_BYTES_MAX) {
+		n->stats.rx_dropped++;
+		rc = -ENOBUFS;
+	} else {
+		uint8_t *data = malloc(len);
+		if (!data) {
+			rc = -ENOMEM;
+		} else {
+			memcpy(data, frame, len);
+			n->held[n->nheld++] = (struct held_frame){ (uint32_t)len, data };
+			n->held_bytes += len;
+			n->stats.rx_forwarded++;
+		}
+	}
+	pthread_mutex_unlock(&n->held_lock);
+	uint64_t one = 1;
+	if (!rc && write(n->vd.wake_fd, &one, sizeof(one)) < 0) { /* the event thread delivers it */
+	}
+	return rc;
+}
+
 int virtio_net_stats(struct vm *vm, int i, struct net_stats *out, uint8_t mac[6], char *ifname, size_t iflen)
 {
 	struct virtio_net *n = i >= 0 && i < VM_MAX_NICS ? (struct virtio_net *)vm->nics[i] : NULL;
 	if (!n)
 		return -ENOENT;
+	pthread_mutex_lock(&n->held_lock);
 	*out = n->stats;
+	pthread_mutex_unlock(&n->held_lock);
 	memcpy(mac, n->mac, 6);
 	snprintf(ifname, iflen, "%s", n->port.ifname);
 	return 0;

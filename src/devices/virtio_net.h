@@ -4,6 +4,7 @@
 #define GLIDE_DEVICES_VIRTIO_NET_H
 #include <stddef.h>
 #include <stdint.h>
+#include "vmm/vm.h"
 
 struct vm;
 
@@ -18,6 +19,9 @@ struct net_stats {
 	uint64_t tx_throttled;       /* times the NIC's rate held transmission back */
 	uint64_t rx_held;            /* frames kept while the VM was stopped */
 	uint64_t rx_held_delivered;  /* ... and delivered once it ran again */
+	uint64_t rx_forwarded;       /* frames the source forwarded after its checkpoint (destination) */
+	uint64_t tx_forwarded;       /* frames forwarded to the destination (source) */
+	uint64_t rx_stale;           /* frames dropped from the tap when the state was loaded */
 	uint64_t announces;          /* RARP frames sent after a switchover */
 	uint64_t guest_announces;    /* announcements the guest acknowledged */
 };
@@ -41,6 +45,19 @@ void net_announce_wait(void);
  * round 0 a GUEST_ANNOUNCE request to guests that negotiated it. Returns
  * frames sent. */
 int virtio_net_announce(struct vm *vm, int round);
+/* After the switchover (migrate/source.c, dest.c): frames that reach the
+ * source's taps once its state is saved are forwarded to the destination,
+ * which hands them to the guest. virtio_net_forward_fds: the taps of the
+ * source's NICs (-1 where there is none), returns how many. */
+int virtio_net_forward_fds(struct vm *vm, int fds[VM_MAX_NICS]);
+/* Reads one frame from NIC i's tap into buf if it is addressed to the
+ * NIC's MAC (unicast: the switch floods the rest to the destination too).
+ * Returns its length, 0 for a frame skipped, -EAGAIN when none waits. */
+int virtio_net_forward_read(struct vm *vm, int i, uint8_t *buf, size_t len);
+/* Queues a forwarded frame for the guest (delivered before newer ones). */
+int virtio_net_inject(struct vm *vm, int i, const uint8_t *frame, size_t len);
+#define NET_FORWARD_FRAME_MAX 65550
+
 /* NIC i's counters, MAC and host interface name; -ENOENT when there is none. */
 int virtio_net_stats(struct vm *vm, int i, struct net_stats *out, uint8_t mac[6], char *ifname, size_t iflen);
 #endif

@@ -59,6 +59,7 @@ struct incoming {
 	pthread_cond_t cond;
 	bool vm_created;
 	bool verify;            /* the source sends a RAM digest after STATE (--verify) */
+	bool forward;           /* after RUNNING the source forwards frames (NET ... NET_END) */
 	bool abort_sent;        /* the source was told why (ABORT on stream 0) */
 	bool final[WIRE_MAX_STREAMS];
 	int finals;
@@ -82,6 +83,7 @@ static void cleanup_live(struct incoming *in);
 static void in_fail(struct incoming *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void send_json_frame(struct wire_stream *s, uint32_t type, json_t *j);
 static void send_abort(struct incoming *in, const char *why);
+static void receive_forwarded(struct incoming *in, struct wire_stream *s);
 static bool test_fault(const char *point);
 
 /* ---- the incoming migration, start to end ---- */
@@ -179,6 +181,28 @@ out:
 	return rc;
 }
 
+/* After RUNNING: frames that reached the source's taps after its
+ * checkpoint, handed to the guest's NICs. The VM runs already; whatever
+ * goes wrong here only ends the forwarding. Bounded by the source's own
+ * limit plus a stall timeout. */
+static void receive_forwarded(struct incoming *in, struct wire_stream *s)
+{
+	struct wire_frame f;
+	char err[256];
+	uint64_t got = 0;
+
+	wire_set_stall_timeout(s, 3000);
+	while (wire_recv(s, &f, err, sizeof(err)) == 0 && f.type == FRAME_NET) {
+		uint32_t nic;
+		if (f.len < 4)
+			break;
+		memcpy(&nic, f.payload, 4);
+		if (virtio_net_inject(in->vm, (int)nic, f.payload + 4, f.len - 4) == 0)
+			got++;
+	}
+	glide_log("incoming", "%llu forwarded frame(s) from the source handed to the guest", (unsigned long long)got);
+}
+
 /* One receiver thread per stream: frames in the order the source sends them. */
 static void *receiver(void *arg)
 {
@@ -249,6 +273,8 @@ static void *receiver(void *arg)
 				in_fail(in, "switchover failed: %s", err);
 				return NULL;
 			}
+			if (in->forward)
+				receive_forwarded(in, s);
 			pthread_mutex_lock(&in->lock);
 			in->done = true;
 			pthread_cond_broadcast(&in->cond);
@@ -498,10 +524,16 @@ static int switchover(struct incoming *in, struct wire_frame *state, char *err, 
 		return rc;
 	if (!paused)
 		net_announce_start(in->vm, &in->mon->announce);
+	/* Frames that reach the source's taps from now on come over stream 0
+	 * (NET ... NET_END) when the VM runs here with NICs. */
+	int fds[VM_MAX_NICS];
+	in->forward = !paused && virtio_net_forward_fds(in->vm, fds) > 0;
+	/* The VM is ours: the API says so at once (forwarded frames may still come). */
+	in->mon->incoming = false;
 	if (test_fault("skip-running")) /* tests: RUNNING is lost, the source is in doubt */
 		shutdown(s0->fd, SHUT_RDWR);
 	else
-		send_json_frame(s0, FRAME_RUNNING, json_pack("{s:f}", "restore_ms", restore_ms));
+		send_json_frame(s0, FRAME_RUNNING, json_pack("{s:f, s:b}", "restore_ms", restore_ms, "forward", in->forward));
 	glide_log("incoming", "VM %s here: restored in %.2f ms, %llu live frames received",
 		  paused ? "paused (as on the source)" : "running", restore_ms, (unsigned long long)in->frames);
 	return 0;

@@ -74,6 +74,8 @@ struct migration {
 	uint64_t start_ns, end_ns, stun_start_ns, stun_end_ns;
 	uint64_t stun_guest_tsc;     /* vCPU 0's TSC read while stunned, 0: not read */
 	double dest_restore_ms;
+	bool dest_forward;           /* RUNNING said: send frames that reach our taps after the checkpoint */
+	uint64_t net_forwarded;      /* ... how many were sent */
 	bool verified;               /* --verify: the destination's RAM digest matched ours */
 	bool resolved_in_doubt;      /* committed by a resolution after an in-doubt switchover */
 	char digest[2 * RAM_DIGEST_WHOLE_BYTES + 1];

@@ -24,6 +24,8 @@
 #include "migrate/migration.h"
 #include "state/state.h"
 #include "devices/virtio_dev.h"
+#include "devices/virtio_net.h"
+#include <poll.h>
 #include "vmm/config.h"
 #include "common/util.h"
 #include <errno.h>
@@ -78,6 +80,7 @@ static int send_config(struct migration *mig);
 static int live_setup(struct migration *mig);
 static int precopy(struct migration *mig);
 static int switchover(struct migration *mig);
+static void forward_frames(struct migration *mig);
 static int send_digest(struct migration *mig);
 static int in_doubt(struct migration *mig, const char *why);
 static int check_verified(struct migration *mig, const struct wire_frame *restored);
@@ -87,6 +90,55 @@ static uint64_t live_pending(struct migration *mig);
 static int live_harvest(struct migration *mig, uint64_t *pending);
 static json_t *phase_json(int number, uint64_t pages, uint64_t zero, uint64_t bytes, double ms, double dirty_rate,
 			  double transmit_rate);
+
+/* ---- after the switchover: frames still coming to our taps ---- */
+
+#define FORWARD_MAX_MS 1000   /* the whole forwarding phase, at most */
+#define FORWARD_QUIET_MS 100  /* ends once no frame came for this long */
+
+/* Frames addressed to the VM that reached this host's taps after the
+ * checkpoint (the switch had not yet learned the VM's new port) go to the
+ * destination instead of being lost. Best effort: the VM runs there
+ * already, a failure here only ends the forwarding. */
+static void forward_frames(struct migration *mig)
+{
+	int fds[VM_MAX_NICS];
+	struct pollfd pfd[VM_MAX_NICS];
+	int idx[VM_MAX_NICS], n = 0;
+	uint8_t buf[4 + NET_FORWARD_FRAME_MAX];
+	char err[256];
+
+	virtio_net_forward_fds(mig->vm, fds);
+	for (int i = 0; i < VM_MAX_NICS; i++)
+		if (fds[i] >= 0) {
+			pfd[n] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+			idx[n++] = i;
+		}
+	uint64_t start = now_ns(), last = start;
+	bool ok = true;
+	while (ok && n && now_ns() - start < FORWARD_MAX_MS * 1000000ULL && now_ns() - last < FORWARD_QUIET_MS * 1000000ULL) {
+		if (poll(pfd, (nfds_t)n, 10) <= 0)
+			continue;
+		for (int k = 0; ok && k < n; k++) {
+			for (int burst = 0; ok && burst < 256; burst++) {
+				int len = virtio_net_forward_read(mig->vm, idx[k], buf + 4, NET_FORWARD_FRAME_MAX);
+				if (len == -EAGAIN || len < 0)
+					break;
+				if (len == 0)
+					continue;
+				uint32_t nic = (uint32_t)idx[k];
+				memcpy(buf, &nic, 4);
+				ok = wire_send_copy(&mig->streams[0], FRAME_NET, buf, (uint32_t)len + 4, err, sizeof(err)) == 0;
+				mig->net_forwarded++;
+				last = now_ns();
+			}
+		}
+	}
+	if (ok)
+		ok = wire_send(&mig->streams[0], FRAME_NET_END, 0, err, sizeof(err)) == 0;
+	glide_log("migrate", "forwarded %llu frame(s) that reached this host after the checkpoint%s%s",
+		  (unsigned long long)mig->net_forwarded, ok ? "" : "; stopped: ", ok ? "" : err);
+}
 
 /* ---- the migration, start to end ---- */
 
@@ -132,6 +184,8 @@ static void *migration_thread(void *arg)
 	if (live_setup(mig) || precopy(mig))
 		goto out;
 	committed = switchover(mig) == 0;
+	if (committed && mig->dest_forward)
+		forward_frames(mig);
 out:
 	sdps_stop(&mig->sdps);
 	if (!committed && !mig->cancel && mig->nstreams > 0 && mig->streams[0].rx_buf)
@@ -441,6 +495,7 @@ static int switchover(struct migration *mig)
 		return in_doubt(mig, rc ? err : "the destination answered GO with a frame other than RUNNING");
 	json_t *j = json_loadb((char *)f.payload, f.len, 0, NULL);
 	mig->dest_restore_ms = j ? json_real_value(json_object_get(j, "restore_ms")) : 0;
+	mig->dest_forward = j && json_is_true(json_object_get(j, "forward"));
 	json_decref(j);
 	mig->stun_end_ns = now_ns();
 	return 0;
@@ -657,6 +712,8 @@ static json_t *migration_json(struct migration *mig)
 	json_object_set_new(j, "max_bandwidth", json_integer((json_int_t)mig->p.max_bandwidth));
 	if (mig->dest_restore_ms)
 		json_object_set_new(j, "dest_restore_ms", json_real(mig->dest_restore_ms));
+	if (mig->dest_forward)
+		json_object_set_new(j, "net_forwarded", json_integer((json_int_t)mig->net_forwarded));
 	if (mig->stun_end_ns && mig->stun_guest_tsc)
 		json_object_set_new(j, "stun_guest_tsc", json_integer((json_int_t)mig->stun_guest_tsc));
 	if (mig->error[0])

@@ -36,7 +36,7 @@
 const char *wire_frame_name(uint32_t type)
 {
 	static const char *names[] = { "?", "CONFIG", "CONFIG_OK", "LIVE", "PROBE", "FINAL", "STATE",
-				       "RESTORED", "GO", "RUNNING", "ABORT", "SYNC", "SYNC_ACK", "VERIFY" };
+				       "RESTORED", "GO", "RUNNING", "ABORT", "SYNC", "SYNC_ACK", "VERIFY", "NET", "NET_END" };
 	return type < sizeof(names) / sizeof(names[0]) ? names[type] : "?";
 }
 

@@ -42,7 +42,10 @@ enum wire_frame_type {
 	FRAME_SYNC,         /* s->d: end of a phase on this stream */
 	FRAME_SYNC_ACK,     /* d->s: every page before the SYNC is in guest memory */
 	FRAME_VERIFY,       /* s->d stream 0, after STATE with --verify: the source's RAM digest (vmm/digest.h) */
-	FRAME_TYPE_MAX = FRAME_VERIFY,
+	FRAME_NET,          /* s->d stream 0, after RUNNING: u32 NIC index + a frame (virtio-net header first)
+			     * that reached the source's tap after its checkpoint */
+	FRAME_NET_END,      /* s->d: no more forwarded frames */
+	FRAME_TYPE_MAX = FRAME_NET_END,
 };
 
 enum wire_encrypt_mode { ENCRYPT_OFF, ENCRYPT_OPPORTUNISTIC, ENCRYPT_REQUIRED };
