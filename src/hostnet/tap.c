@@ -48,15 +48,23 @@ const char *hostnet_tap_offloads_str(unsigned offloads, char *buf, size_t len)
 	return buf;
 }
 
-/* Which offload bits the kernel takes: every one but csum needs csum with it. */
+/* Which offload bits the kernel takes. tun accepts each only with csum,
+ * tso_ecn only with a TSO bit, and uso4 and uso6 only together. */
 static unsigned probe_offloads(int fd)
 {
+	static const struct {
+		unsigned bit, with;
+	} probes[] = {
+		{ TUN_F_TSO4, 0 }, { TUN_F_TSO6, 0 }, { TUN_F_TSO_ECN, TUN_F_TSO4 }, { TUN_F_UFO, 0 },
+		{ TUN_F_USO4, TUN_F_USO6 }, { TUN_F_USO6, TUN_F_USO4 },
+	};
 	unsigned ok = 0;
+
 	if (ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM) == 0)
 		ok |= TUN_F_CSUM;
-	for (size_t i = 1; ok && i < ARRAY_SIZE(offload_names); i++)
-		if (ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | offload_names[i].bit) == 0)
-			ok |= offload_names[i].bit;
+	for (size_t i = 0; ok && i < ARRAY_SIZE(probes); i++)
+		if (ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | probes[i].bit | probes[i].with) == 0)
+			ok |= probes[i].bit;
 	ioctl(fd, TUNSETOFFLOAD, 0);
 	return ok;
 }
@@ -165,6 +173,8 @@ static int open_queue(struct hostnet_tap *tap, const struct hostnet_tap_config *
 		int rc = -errno;
 		setiff_error(rc, cfg, name, q, err, errlen);
 		close(fd);
+		if (rc == -EBUSY && !cfg->existing && q == 0)
+			rc = -EEXIST; /* IFF_TUN_EXCL: the name is taken */
 		return rc;
 	}
 	tap->fds[q] = fd;
