@@ -271,17 +271,28 @@ static bool link_exists(const char *name)
 	return hostnet_link_ifindex(name, &ifindex, NULL, 0) == 0;
 }
 
-/* A broadcast frame with the vnet header in front, its payload marked. */
-static size_t make_frame(uint8_t *buf, const char *marker)
+#define ETH_P_8021Q_TAG 0x8100
+
+/* A broadcast frame with the vnet header in front, its payload marked;
+ * with vid, an 802.1Q tag as a VM that tags its own frames would send. */
+static size_t make_frame(uint8_t *buf, const char *marker, unsigned vid)
 {
 	static const uint8_t src[6] = { 0x02, 0x00, 0x00, 0x00, 0x0a, 0x01 };
 	size_t n = HOSTNET_VNET_HDR_BYTES;
 	memset(buf, 0, HOSTNET_VNET_HDR_BYTES + FRAME_BYTES); /* vnet header: no csum, no GSO */
 	memset(buf + n, 0xff, 6);
 	memcpy(buf + n + 6, src, 6);
-	buf[n + 12] = FRAME_ETHERTYPE >> 8;
-	buf[n + 13] = FRAME_ETHERTYPE & 0xff;
-	snprintf((char *)buf + n + 14, FRAME_BYTES - 14, "%s", marker);
+	n += 12;
+	if (vid) {
+		buf[n] = ETH_P_8021Q_TAG >> 8;
+		buf[n + 1] = ETH_P_8021Q_TAG & 0xff;
+		buf[n + 2] = (uint8_t)(vid >> 8);
+		buf[n + 3] = vid & 0xff;
+		n += 4;
+	}
+	buf[n] = FRAME_ETHERTYPE >> 8;
+	buf[n + 1] = FRAME_ETHERTYPE & 0xff;
+	snprintf((char *)buf + n + 2, HOSTNET_VNET_HDR_BYTES + FRAME_BYTES - n - 2, "%s", marker);
 	return HOSTNET_VNET_HDR_BYTES + FRAME_BYTES;
 }
 
@@ -301,12 +312,13 @@ static bool frame_seen(int fd, const char *marker, int ms)
 			continue;
 		for (;;) {
 			ssize_t n = read(fd, buf, sizeof(buf));
+			size_t type = HOSTNET_VNET_HDR_BYTES + 12; /* the ethertype, after one 802.1Q tag if any */
 			if (n <= 0)
 				break;
-			if ((size_t)n >= HOSTNET_VNET_HDR_BYTES + 14 + strlen(marker) &&
-			    buf[HOSTNET_VNET_HDR_BYTES + 12] == FRAME_ETHERTYPE >> 8 &&
-			    buf[HOSTNET_VNET_HDR_BYTES + 13] == (FRAME_ETHERTYPE & 0xff) &&
-			    !memcmp(buf + HOSTNET_VNET_HDR_BYTES + 14, marker, strlen(marker)))
+			if ((size_t)n > type + 4 && buf[type] == ETH_P_8021Q_TAG >> 8 && buf[type + 1] == (ETH_P_8021Q_TAG & 0xff))
+				type += 4;
+			if ((size_t)n >= type + 2 + strlen(marker) && buf[type] == FRAME_ETHERTYPE >> 8 &&
+			    buf[type + 1] == (FRAME_ETHERTYPE & 0xff) && !memcmp(buf + type + 2, marker, strlen(marker)))
 				return true;
 		}
 	}
@@ -319,13 +331,14 @@ static void drain(int fd)
 		;
 }
 
-/* Writes a marked frame into from (as the VM behind it would) and says
+/* Writes a marked frame (tagged with vid if not 0) into from, as the VM behind it would, and says
  * whether it comes out of to within ms; retried for the positive case
  * while the bridge ports come up. */
-static bool frame_crosses(struct hostnet_tap *from, struct hostnet_tap *to, const char *marker, int ms, bool retry)
+static bool frame_crosses(struct hostnet_tap *from, struct hostnet_tap *to, const char *marker, unsigned vid, int ms,
+			  bool retry)
 {
 	uint8_t frame[HOSTNET_VNET_HDR_BYTES + FRAME_BYTES];
-	size_t len = make_frame(frame, marker);
+	size_t len = make_frame(frame, marker, vid);
 	uint64_t end = now_ns() + (uint64_t)ms * 1000000;
 
 	drain(to->fds[0]);
@@ -537,7 +550,7 @@ static void test_vlans_and_frames(struct hostnet_tap *a, struct hostnet_tap *b)
 	bool on = true, seen;
 	int rc;
 
-	seen = frame_crosses(a, b, "plain-bridge", SEEN_WAIT_MS, true);
+	seen = frame_crosses(a, b, "plain-bridge", 0, SEEN_WAIT_MS, true);
 	CHECK(seen, "a broadcast frame written into " TAP_A " comes out of " TAP_B " (same bridge)",
 	      "not seen within %d ms", SEEN_WAIT_MS);
 
@@ -568,18 +581,22 @@ static void test_vlans_and_frames(struct hostnet_tap *a, struct hostnet_tap *b)
 	      "read back: PVID 10, untagged, the only VLAN (VLAN 1 removed)", "rc %d pvid %u count %u vlan1 %d '%s'", rc,
 	      v.pvid, v.count, hostnet_vlan_has(v.member, 1), err);
 	rc = hostnet_bridge_port_set_access_vlan(TAP_B, 20, err, sizeof(err));
-	CHECK(rc == 0 && hostnet_bridge_port_vlans(TAP_B, &v, NULL, 0) == 0 && only_vlan(&v, 20),
+	CHECK(rc == 0 && hostnet_bridge_port_vlans(TAP_B, &v, err, sizeof(err)) == 0 && only_vlan(&v, 20),
 	      TAP_B " access port of VLAN 20, read back", "rc %d pvid %u count %u '%s'", rc, v.pvid, v.count, err);
 
-	seen = frame_crosses(a, b, "vlan-10-to-20", UNSEEN_WAIT_MS, false);
+	seen = frame_crosses(a, b, "vlan-10-to-20", 0, UNSEEN_WAIT_MS, false);
 	CHECK(!seen, "VLAN 10 -> VLAN 20: the frame does not come out of " TAP_B, "it did");
+	seen = frame_crosses(a, b, "tagged-20", 20, UNSEEN_WAIT_MS, false);
+	CHECK(!seen, "a frame the VM in VLAN 10 tags with VLAN 20 does not come out of " TAP_B, "it did");
+	seen = frame_crosses(a, b, "tagged-1", 1, UNSEEN_WAIT_MS, false);
+	CHECK(!seen, "nor one it tags with the default VLAN 1 (removed from both ports)", "it did");
 
 	rc = hostnet_bridge_port_set_access_vlan(TAP_B, 10, err, sizeof(err));
-	CHECK(rc == 0 && hostnet_bridge_port_vlans(TAP_B, &v, NULL, 0) == 0 && only_vlan(&v, 10) &&
+	CHECK(rc == 0 && hostnet_bridge_port_vlans(TAP_B, &v, err, sizeof(err)) == 0 && only_vlan(&v, 10) &&
 		      !hostnet_vlan_has(v.member, 20),
 	      TAP_B " moved to VLAN 10: only VLAN 10 left (20 removed)", "rc %d pvid %u count %u '%s'", rc, v.pvid,
 	      v.count, err);
-	seen = frame_crosses(a, b, "vlan-10-to-10", SEEN_WAIT_MS, true);
+	seen = frame_crosses(a, b, "vlan-10-to-10", 0, SEEN_WAIT_MS, true);
 	CHECK(seen, "VLAN 10 -> VLAN 10: the frame comes out of " TAP_B, "not seen within %d ms", SEEN_WAIT_MS);
 }
 
