@@ -707,7 +707,7 @@ static void test_permission(void)
 		      "without CAP_NET_ADMIN, creating a tap says what is missing", "rc %d '%s'", rc, err);
 		printf("     %s\n", err);
 		fflush(stdout);
-		_exit(failures ? 1 : 0);
+		exit(failures ? 1 : 0); /* exit, not _exit: LeakSanitizer checks the child too */
 	}
 	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
 		failures++;
@@ -789,7 +789,7 @@ int main(void)
 	if (pid == 0) {
 		int n = netlink_tests();
 		fflush(stdout);
-		_exit(n ? 1 : 0);
+		exit(n ? 1 : 0); /* exit, not _exit: LeakSanitizer checks the child too */
 	}
 	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status)) {
 		printf("FAIL hostnet: the namespace child did not finish normally (status %#x)\n", status);
