@@ -378,16 +378,36 @@ static int port_vlans_read(struct hnl *nl, int ifindex, struct hostnet_port_vlan
 /* A port of a bridge: its link; err says why not. */
 static int port_get(struct hnl *nl, const char *port, struct rtnl_link **p, char *err, size_t errlen)
 {
+	struct rtnl_link *master = NULL;
+	const char *kind;
 	int rc = hnl_link_get(nl, "port", port, p, err, errlen);
 	if (rc)
 		return rc;
 	if (rtnl_link_get_master(*p) == 0) {
 		errf(err, errlen, "%s is not a port of any bridge (attach it first)", port);
-		rtnl_link_put(*p);
-		*p = NULL;
-		return -ENOTCONN;
+		rc = -ENOTCONN;
+		goto fail;
 	}
-	return 0;
+	hnl_reset(nl);
+	rc = hnl_errno(nl, rtnl_link_get_kernel(nl->sk, rtnl_link_get_master(*p), NULL, &master));
+	if (rc) {
+		errf(err, errlen, "%s: looking up its master (ifindex %d): %s", port, rtnl_link_get_master(*p),
+		     hostnet_strerror(rc));
+		goto fail;
+	}
+	kind = rtnl_link_get_type(master);
+	if (!kind || strcmp(kind, BRIDGE_KIND)) {
+		errf(err, errlen, "%s is a port of %s, which is not a bridge (it is a device of kind %s)", port,
+		     rtnl_link_get_name(master), kind ? kind : "none");
+		rc = -EINVAL;
+	}
+	rtnl_link_put(master);
+	if (!rc)
+		return 0;
+fail:
+	rtnl_link_put(*p);
+	*p = NULL;
+	return rc;
 }
 
 int hostnet_bridge_port_vlans(const char *port, struct hostnet_port_vlans *vlans, char *err, size_t errlen)

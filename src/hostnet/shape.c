@@ -51,6 +51,12 @@ int hostnet_shape_set(const char *name, const struct hostnet_tbf *tbf, char *err
 		rc = -ERANGE;
 		goto out;
 	}
+	if (tbf->rate * latency / 1000000 + tbf->burst > INT32_MAX) { /* libnl keeps the limit in an int */
+		errf(err, errlen, "shaping %s: a queue of %llu bytes/s x %u us + %u bytes is 2 GiB or more; lower the latency",
+		     name, (unsigned long long)tbf->rate, latency, tbf->burst);
+		rc = -ERANGE;
+		goto out;
+	}
 	q = rtnl_qdisc_alloc();
 	if (!q) {
 		rc = -ENOMEM;

@@ -18,8 +18,8 @@ int tb_init(struct token_bucket *tb, uint64_t rate, uint64_t burst, uint64_t now
 	if (rate > TB_RATE_MAX || (rate && (burst == 0 || burst > TB_BURST_MAX)))
 		return -EINVAL;
 	tb->rate = rate;
-	tb->burst = burst;
-	tb->tokens = (int64_t)burst * NS_PER_S;
+	tb->burst = rate ? burst : 0; /* unlimited: no bucket to fill */
+	tb->tokens = (int64_t)tb->burst * NS_PER_S;
 	tb->last_ns = now;
 	return 0;
 }

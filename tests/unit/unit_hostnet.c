@@ -203,7 +203,7 @@ static void test_token_bucket(void)
 	     !tb_allow(&tb, 1, UINT64_MAX, NULL);
 	CHECK(ok, "the largest rate and burst over the longest gap do not overflow", "rc %d", rc);
 
-	rc = tb_init(&tb, 0, 0, 0);
+	rc = tb_init(&tb, 0, UINT64_MAX, 0);
 	ok = rc == 0 && tb_allow(&tb, 1 << 30, 0, &wait) && wait == 0;
 	CHECK(ok, "rate 0 is unlimited", "rc %d", rc);
 	CHECK(tb_init(&tb, 1000, 0, 0) == -EINVAL, "burst 0 is refused", "accepted");
@@ -632,6 +632,14 @@ static void test_shaping(void)
 	rc = hostnet_shape_set(TAP_A, &t, err, sizeof(err));
 	CHECK(rc == -ERANGE && strstr(err, "full frame"), "a burst smaller than one frame is refused, saying why",
 	      "rc %d '%s'", rc, err);
+	t.burst = 32768;
+	t.rate = HOSTNET_TBF_RATE_MAX;
+	t.latency_us = 2000000;
+	rc = hostnet_shape_set(TAP_A, &t, err, sizeof(err));
+	CHECK(rc == -ERANGE && strstr(err, "lower the latency"), "a queue limit of 2 GiB or more is refused, saying why",
+	      "rc %d '%s'", rc, err);
+	t.rate = 1000000;
+	t.latency_us = 50000;
 	rc = hostnet_shape_set("hn-nosuch", &t, err, sizeof(err));
 	CHECK(rc == -ENODEV, "shaping a missing link: -ENODEV", "rc %d '%s'", rc, err);
 	rc = hostnet_shape_clear(TAP_A, err, sizeof(err));
