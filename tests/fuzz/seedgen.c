@@ -6,6 +6,7 @@
  *   OUTDIR/pages/    fuzz_pages inputs (CONFIG then LIVE RAM frames of every kind)
  *   OUTDIR/config/   configuration JSON
  *   OUTDIR/keyfile/  key files
+ *   OUTDIR/hostnet/  MAC addresses, interface names, "tap=NAME"
  *   OUTDIR/wire/     fuzz_wire inputs (raw plain frames, sender-built
  *                    frames, a handshake)
  *   OUTDIR/monitor_api/, host_api/, center_api/
@@ -247,6 +248,12 @@ static void config_seeds(void)
 	put("keyfile", "good", "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF\n", 65);
 	put("keyfile", "crlf", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\r\n", 66);
 	put("keyfile", "short", "0011\n", 5);
+	put("hostnet", "mac", "52:54:00:12:34:56", 17);
+	put("hostnet", "mac-upper", "52:54:00:AB:CD:EF", 17);
+	put("hostnet", "mac-multicast", "01:00:5e:00:00:01", 17);
+	put("hostnet", "ifname", "vm1-net0", 8);
+	put("hostnet", "template", "glide%d", 7);
+	put("hostnet", "tap-spec", "tap=vm1-net0", 12);
 }
 
 static void wire_seeds(void)
