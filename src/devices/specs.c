@@ -6,6 +6,7 @@
 #include "devices/virtio.h"
 #include "devices/virtio_dev.h"
 #include "devices/virtio_net.h"
+#include "hostnet/hostnet.h"
 #include "common/util.h"
 #include <ctype.h>
 #include <errno.h>
@@ -14,50 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-int mac_parse(const char *s, uint8_t mac[6])
-{
-	for (int i = 0; i < 6; i++) {
-		const char *p = s + 3 * i;
-		if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) || p[2] != (i == 5 ? '\0' : ':'))
-			return -EINVAL;
-		char hex[3] = { p[0], p[1], 0 };
-		mac[i] = (uint8_t)strtoul(hex, NULL, 16);
-	}
-	return 0;
-}
-
-const char *mac_format(const uint8_t mac[6], char *buf, size_t len)
-{
-	snprintf(buf, len, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
-	return buf;
-}
-
-/* A MAC a NIC may have: unicast and not all zeros. */
-static int mac_check_unicast(const uint8_t mac[6], const char *text, char *err, size_t errlen)
-{
-	static const uint8_t zero[6];
-	if (mac[0] & 1) {
-		errf(err, errlen, "mac=%s is a multicast address (the first octet's lowest bit is set)", text);
-		return -EINVAL;
-	}
-	if (!memcmp(mac, zero, 6)) {
-		errf(err, errlen, "mac=%s is all zeros", text);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-int mac_generate(uint8_t mac[6])
-{
-	if (getrandom(mac, 6, 0) != 6)
-		return -EIO;
-	mac[0] = (uint8_t)((mac[0] & 0xfc) | 0x02); /* locally administered, unicast */
-	return 0;
-}
 
 static bool key_is(const char *item, const char *key, const char **value)
 {
@@ -106,12 +65,11 @@ int nic_spec_parse(const char *s, struct nic_spec *n, char *err, size_t errlen)
 			}
 			n->vlan = (int)id;
 		} else if (key_is(item, "mac", &v)) {
-			if (mac_parse(v, n->mac)) {
-				errf(err, errlen, "--nic mac=%s: expected six hex pairs like 52:54:00:12:34:56", v);
+			char why[128];
+			if (hostnet_mac_parse(v, n->mac, why, sizeof(why))) {
+				errf(err, errlen, "--nic mac=%s: %s", v, why);
 				return -EINVAL;
 			}
-			if (mac_check_unicast(n->mac, v, err, errlen))
-				return -EINVAL;
 			n->has_mac = true;
 		} else if (key_is(item, "rate", &v)) {
 			if (parse_rate(v, &n->rate) || !n->rate) {
@@ -198,16 +156,15 @@ int devices_config_from_specs(struct vm_config *cfg, struct vm_device_specs *spe
 	for (int i = 0; i < specs->nnics; i++) {
 		struct nic_spec *n = &specs->nics[i];
 		if (!n->has_mac) {
-			if (mac_generate(n->mac)) {
-				errf(err, errlen, "cannot generate a MAC address");
-				return -EIO;
-			}
+			int rc = hostnet_mac_generate(n->mac, err, errlen);
+			if (rc)
+				return rc;
 			n->has_mac = true;
 		}
 		for (int j = 0; j < i; j++) {
 			char m[18];
 			if (!memcmp(specs->nics[j].mac, n->mac, 6)) {
-				errf(err, errlen, "NICs %d and %d have the same MAC %s", j, i, mac_format(n->mac, m, sizeof(m)));
+				errf(err, errlen, "NICs %d and %d have the same MAC %s", j, i, hostnet_mac_format(n->mac, m));
 				return -EINVAL;
 			}
 		}
@@ -235,7 +192,7 @@ int devices_config_check(const struct vm_config *cfg, const struct vm_device_spe
 		const struct nic_spec *n = &specs->nics[i];
 		if (n->has_mac && memcmp(n->mac, cfg->nic_mac[i], 6)) {
 			errf(err, errlen, "NIC %d: the VM's MAC is %s, this host's --nic says %s", i,
-			     mac_format(cfg->nic_mac[i], a, sizeof(a)), mac_format(n->mac, b, sizeof(b)));
+			     hostnet_mac_format(cfg->nic_mac[i], a), hostnet_mac_format(n->mac, b));
 			return -EINVAL;
 		}
 	}
@@ -285,7 +242,7 @@ json_t *devices_status_json(struct vm *vm)
 		if (virtio_net_stats(vm, i, &st, mac, ifname, sizeof(ifname)))
 			continue;
 		json_array_append_new(nics, json_pack("{s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-			"index", i, "mac", mac_format(mac, m, sizeof(m)), "ifname", ifname,
+			"index", i, "mac", hostnet_mac_format(mac, m), "ifname", ifname,
 			"rx_frames", (json_int_t)st.rx_frames, "rx_bytes", (json_int_t)st.rx_bytes,
 			"rx_dropped", (json_int_t)st.rx_dropped, "tx_frames", (json_int_t)st.tx_frames,
 			"tx_bytes", (json_int_t)st.tx_bytes, "tx_dropped", (json_int_t)st.tx_dropped,

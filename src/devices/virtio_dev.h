@@ -1,5 +1,5 @@
 /* The virtio devices a VM can have (virtio_net.c, virtio_blk.c) and the
- * MAC address helpers their configuration uses. */
+ * disks' lock handover and counters. */
 #ifndef GLIDE_DEVICES_VIRTIO_DEV_H
 #define GLIDE_DEVICES_VIRTIO_DEV_H
 #include <stdbool.h>
@@ -29,10 +29,4 @@ int virtio_blk_stats(struct vm *vm, int i, struct blk_stats *out, char *path, si
  * takes them before its VM runs. */
 int virtio_blk_release_locks(struct vm *vm);
 int virtio_blk_acquire_locks(struct vm *vm, char *err, size_t errlen);
-
-/* "52:54:00:12:34:56" (strict: six hex pairs, ':' between) <-> bytes. */
-int mac_parse(const char *s, uint8_t mac[6]);
-const char *mac_format(const uint8_t mac[6], char *buf, size_t len);
-/* A random locally administered unicast MAC. */
-int mac_generate(uint8_t mac[6]);
 #endif

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -65,7 +67,8 @@ struct virtio_net {
 	int nheld;
 	uint64_t held_bytes;
 	struct net_stats stats;
-	struct net_bucket tx_bucket; /* --nic rate: frames from the VM */
+	struct token_bucket tx_bucket; /* --nic rate: frames from the VM */
+	int tx_timer_fd;        /* wakes the transmit path when the bucket has tokens again */
 };
 
 static struct virtio_net *net_of(struct virtio_dev *vd)
@@ -175,6 +178,7 @@ out:
 static void net_transmit(struct virtio_net *n)
 {
 	bool pushed = false;
+	uint64_t wait_ns = 0;
 	for (int budget = 0; budget < NET_QUEUE_SIZE; budget++) {
 		struct virtq_chain c;
 		int r = virtq_pop(&n->vd, NET_Q_TX, &c);
@@ -188,10 +192,15 @@ static void net_transmit(struct virtio_net *n)
 			n->stats.tx_dropped++;
 		} else if (memcmp(src, n->mac, 6)) {
 			n->stats.tx_forged++; /* forged transmit: not the NIC's MAC */
-		} else if (n->tx_bucket.rate && !net_bucket_take(&n->tx_bucket, len - NET_HDR_LEN, now_ns())) {
-			/* over the NIC's rate: leave the frame in the ring and look again when tokens are back */
+		} else if (n->tx_bucket.rate && !tb_allow(&n->tx_bucket, len - NET_HDR_LEN, now_ns(), &wait_ns)) {
+			/* over the NIC's rate: the frame stays in the ring until the bucket has tokens again */
 			virtq_unpop(&n->vd, NET_Q_TX);
 			n->stats.tx_throttled++;
+			struct itimerspec its = { .it_value = { .tv_sec = (time_t)(wait_ns / 1000000000ULL),
+								.tv_nsec = (long)(wait_ns % 1000000000ULL) } };
+			if (!its.it_value.tv_sec && !its.it_value.tv_nsec)
+				its.it_value.tv_nsec = 1000;
+			timerfd_settime(n->tx_timer_fd, 0, &its, NULL);
 			break;
 		} else if (writev(n->port.fd, c.iov, c.nout) < 0) {
 			n->stats.tx_dropped++;
@@ -240,7 +249,16 @@ static void net_queue_notify(struct virtio_dev *vd, int q)
 
 static void net_backend_ready(struct virtio_dev *vd, int fd)
 {
-	net_receive(net_of(vd));
+	struct virtio_net *n = net_of(vd);
+	if (fd == n->tx_timer_fd) {
+		uint64_t expirations;
+		if (read(fd, &expirations, sizeof(expirations)) < 0) {
+		}
+		if (virtio_queue_ready(vd, NET_Q_TX))
+			net_transmit(n);
+		return;
+	}
+	net_receive(n);
 }
 
 static void net_driver_ok(struct virtio_dev *vd)
@@ -332,8 +350,8 @@ static int net_load(struct vm *vm, int i, uint32_t version, const uint8_t *data,
 		return -EINVAL;
 	}
 	if (memcmp(mac, n->mac, 6)) {
-		errf(err, errlen, "virtio-net %d: the state's MAC %s is not this NIC's %s", i, mac_format(mac, a, sizeof(a)),
-		     mac_format(n->mac, b, sizeof(b)));
+		errf(err, errlen, "virtio-net %d: the state's MAC %s is not this NIC's %s", i, hostnet_mac_format(mac, a),
+		     hostnet_mac_format(n->mac, b));
 		return -EINVAL;
 	}
 	struct held_frame held[NET_HELD_FRAMES_MAX];
@@ -388,6 +406,9 @@ static void net_destroy(struct virtio_dev *vd)
 		free(n->held[f].data);
 	n->nheld = 0;
 	net_port_close(&n->port);
+	if (n->tx_timer_fd >= 0)
+		close(n->tx_timer_fd);
+	n->tx_timer_fd = -1;
 }
 
 static const struct virtio_dev_ops net_ops = {
@@ -418,8 +439,19 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 		free(n);
 		return rc;
 	}
-	if (spec->rate)
-		net_bucket_init(&n->tx_bucket, spec->rate, MAX(spec->rate / 50, 65536), now_ns());
+	n->tx_timer_fd = -1;
+	if (spec->rate) {
+		/* A burst of 20 ms at the rate, at least a 64 KiB frame. */
+		rc = tb_init(&n->tx_bucket, spec->rate, MIN(MAX(spec->rate / 50, 65536), TB_BURST_MAX), now_ns());
+		n->tx_timer_fd = rc ? -1 : timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (rc || n->tx_timer_fd < 0) {
+			errf(err, errlen, "--nic rate=%llu: %s", (unsigned long long)spec->rate,
+			     rc ? "out of range" : strerror(errno));
+			net_port_close(&n->port);
+			free(n);
+			return rc ? rc : -EIO;
+		}
+	}
 	snprintf(n->name, sizeof(n->name), "virtio-net%d", index);
 	n->vd.instance = index;
 	uint64_t features = 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_STATUS | 1ULL << VIRTIO_NET_F_CTRL_VQ |
@@ -433,6 +465,9 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 		if (epoll_ctl(n->vd.epoll_fd, EPOLL_CTL_ADD, n->port.fd, &ev) < 0) {
 			errf(err, errlen, "%s: epoll: %s", n->name, strerror(errno));
 			rc = -errno;
+		} else if (n->tx_timer_fd >= 0 && virtio_watch_fd(&n->vd, n->tx_timer_fd)) {
+			errf(err, errlen, "%s: epoll: %s", n->name, strerror(errno));
+			rc = -EIO;
 		}
 	}
 	return rc;

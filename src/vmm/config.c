@@ -1,7 +1,7 @@
 /* VM configuration <-> JSON. Every field is validated on the way in: the
  * JSON may come from a state file, a migration stream or an API client. */
 #include "vmm/config.h"
-#include "devices/virtio_dev.h"
+#include "hostnet/hostnet.h"
 #include "vmm/boot_priv.h"
 #include <limits.h>
 #include <stdbool.h>
@@ -87,7 +87,7 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 		json_t *nics = json_array();
 		for (int i = 0; i < cfg->nnics; i++) {
 			char mac[18];
-			json_array_append_new(nics, json_pack("{s:s}", "mac", mac_format(cfg->nic_mac[i], mac, sizeof(mac))));
+			json_array_append_new(nics, json_pack("{s:s}", "mac", hostnet_mac_format(cfg->nic_mac[i], mac)));
 		}
 		json_object_set_new(j, "nics", nics);
 	}
@@ -115,7 +115,7 @@ static int devices_from_json(json_t *j, struct vm_config *cfg, char *err, size_t
 		}
 		json_array_foreach(nics, i, e) {
 			const char *mac = json_string_value(json_object_get(e, "mac"));
-			if (!mac || mac_parse(mac, cfg->nic_mac[i]) || (cfg->nic_mac[i][0] & 1)) {
+			if (!mac || hostnet_mac_parse(mac, cfg->nic_mac[i], NULL, 0)) {
 				errf(err, errlen, "config: NIC %zu needs a unicast \"mac\" like 52:54:00:12:34:56", i);
 				return -EINVAL;
 			}
