@@ -7,15 +7,22 @@
  * to about 30 instructions, no SSE and no loops: the page tables are static
  * data (identity map of 0-4 GiB in 2 MiB pages with the user bit, the
  * 3-4 GiB PCI hole uncached), the GDT and TSS too; ring 0 only loads them,
- * enables long mode and `iretq`s to vguest_main at ring 3 with IOPL 3 (port
- * I/O allowed) and interrupts off. Tables, stacks and the IDT live in this
- * image (linked at 1 MiB), away from glide's PVH boot area 0x1000-0x5000.
+ * enables long mode and `iretq`s to vguest_main at ring 3 with IOPL 3 and
+ * interrupts off. Tables, stacks and the IDT live in this image (linked at
+ * 1 MiB), away from glide's PVH boot area 0x1000-0x5000.
  *
- * Only the first vCPU to arrive goes on (glide starts every vCPU at the
- * entry; QEMU only the bootstrap one); the others halt with interrupts off.
- * Ring-3 C code fills the IDT (it is ordinary user-writable memory): a CPU
- * exception enters fault_common, which prints the vector, error code, RIP
- * and CR2 on COM1 and writes VGUEST_EXIT_FAULT to the debug-exit port. */
+ * Port I/O from ring 3: IOPL 3 in the iretq frame, and the TSS carries an
+ * all-zero I/O permission bitmap. The bitmap is what makes it work on the
+ * nested kvm_pvm hosts here: with a TSS loaded, ring 3 runs there with
+ * RFLAGS.IOPL 0 whatever iretq set (measured: RFLAGS 0x10046 in a #UD frame
+ * after an iretq with 0x3002), and the CPU falls back to the bitmap.
+ *
+ * Only the bootstrap vCPU goes on (IA32_APIC_BASE.BSP): glide starts every
+ * vCPU at the entry, QEMU only the bootstrap one; the others halt with
+ * interrupts off. Ring-3 C code fills the IDT (it is ordinary user-writable
+ * memory): a CPU exception enters fault_common, which prints the vector,
+ * error code, RIP, RFLAGS and CR2 on COM1 and writes VGUEST_EXIT_FAULT to
+ * the debug-exit port. */
 #include "guest_abi.h"
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
@@ -24,10 +31,13 @@
 #define SEL_UDATA   0x18    /* flat data, DPL 3 (used as 0x1b) */
 #define SEL_UCODE   0x20    /* 64-bit code, DPL 3 (used as 0x23) */
 #define SEL_TSS     0x28    /* 16-byte 64-bit TSS descriptor */
-#define TSS_LIMIT   (104 + 8192)
+#define TSS_IOMAP   104        /* I/O permission bitmap offset: right after the TSS proper */
+#define TSS_LIMIT   (TSS_IOMAP + 8192) /* 65536 port bits and the 0xff byte that ends the map */
 #define CR0_VALUE   0x80010033 /* PG WP NE ET MP PE */
 #define CR4_VALUE   0x620      /* OSXMMEXCPT OSFXSR PAE */
 #define MSR_EFER    0xc0000080
+#define MSR_APIC_BASE 0x1b
+#define APIC_BASE_BSP 0x100
 #define EFER_LME    0x100
 #define RFLAGS_USER 0x3002     /* IOPL 3, IF 0 */
 #define PTE_TABLE   0x27       /* P RW US A: points to a table */
@@ -42,10 +52,10 @@
 	.globl	pvh_start
 pvh_start:
 	cli
-	movl	$1, %eax
-	xchgl	%eax, boot_claimed
-	testl	%eax, %eax
-	jnz	park
+	movl	$MSR_APIC_BASE, %ecx
+	rdmsr
+	testl	$APIC_BASE_BSP, %eax
+	jz	park
 	movl	%ebx, boot_start_info
 	lgdt	gdt_ptr
 	movl	$CR4_VALUE, %eax
@@ -187,7 +197,6 @@ msg_newline:	.asciz "\n"
 
 	.data
 	.balign	4
-boot_claimed:	.long 0
 	.globl	boot_start_info
 boot_start_info: .long 0		/* EBX at entry: the hvm_start_info address */
 
@@ -217,8 +226,8 @@ boot_tss:
 	.long	0
 	.quad	kstack_top		/* RSP0: the stack of exceptions taken at ring 3 */
 	.fill	90, 1, 0
-	.word	104			/* I/O bitmap right after */
-	.fill	8192, 1, 0
+	.word	TSS_IOMAP
+	.fill	8192, 1, 0		/* every port allowed */
 	.byte	0xff
 
 
