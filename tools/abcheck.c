@@ -252,9 +252,13 @@ static int check_disk(const char *path, uint64_t block_size, bool require_progre
 			       (unsigned long long)list[i].found);
 		if (bad > listed)
 			printf("... and %llu more bad block(s)\n", (unsigned long long)(bad - listed));
-		printf("abcheck: %s: disk of %llu blocks, %llu full pass(es), step at block %llu, %llu bad block(s)%s%s\n",
-		       fail ? "FAIL" : "OK", (unsigned long long)blocks, (unsigned long long)v,
-		       (unsigned long long)(k ? k : blocks), (unsigned long long)bad,
+		printf("abcheck: %s: disk of %llu blocks, %llu full pass(es), ", fail ? "FAIL" : "OK",
+		       (unsigned long long)blocks, (unsigned long long)v);
+		if (k)
+			printf("step at block %llu, ", (unsigned long long)k);
+		else
+			printf("no step, ");
+		printf("%llu bad block(s)%s%s\n", (unsigned long long)bad,
 		       require_progress && all_zero ? ", never written" : "",
 		       (uint64_t)st.st_size > blocks * block_size ? " (a trailing partial block ignored)" : "");
 	}
