@@ -241,6 +241,7 @@ why=""
 [ "$(id -u)" = 0 ] || why="not root (ip netns and tap devices need root)"
 [ -z "$why" ] && ! command -v ip >/dev/null && why="no ip command (iproute2)"
 [ -z "$why" ] && [ ! -c /dev/net/tun ] && why="no /dev/net/tun"
+[ -z "$why" ] && ! command -v ping >/dev/null && why="no ping command (iputils-ping)"
 if [ -z "$why" ]; then
 	NS="glide-vnet-$$"
 	if ! { ip netns add "$NS" && ip netns exec "$NS" ip link set lo up &&
