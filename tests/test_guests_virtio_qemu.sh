@@ -3,21 +3,25 @@
 # build/guests/netecho.elf and diskab.elf boot with -kernel (PVH) and drive
 # QEMU's modern virtio-net-pci and virtio-blk-pci by polling.
 #
-# netecho, on a tap device in a network namespace this test creates (host
-# side 10.77.0.1/24): the banner; 20 pings answered; UDP echo round trips
-# return the same bytes (0 to 1472 bytes); the stats record counts them; the
-# heartbeat record's iterations grow; QMP announce-self makes the guest send
-# a gratuitous ARP and ack the announcement. Then a patched address with the
-# BAR above 4 GiB (SeaBIOS moves 64-bit BARs there when a 4 GiB ivshmem BAR
-# fills the 32-bit window), and a transitional device (0x1000) with the
-# guest assigning BARs itself.
 # diskab, on a zero-filled raw image: runs a few seconds, is stopped; the
 # image passes abcheck --disk with at least one full pass and agrees with
 # the guest's stats record; a copy with one block's counter changed fails,
-# naming that block.
+# naming that block. Then migrated from one QEMU to another on the shared
+# image: the destination writes on and the image stays clean.
+# netecho, on tap devices of a bridge in a network namespace this test
+# creates (host side 10.77.0.1/24): the banner; 20 pings answered; UDP echo
+# round trips return the same bytes (0 to 1472 bytes); the stats record
+# counts them; the heartbeat record's iterations grow; QMP announce-self
+# makes the guest send a gratuitous ARP and ack the announcement. Then a
+# patched address with the BAR above 4 GiB (SeaBIOS moves 64-bit BARs there
+# when a 4 GiB ivshmem BAR fills the 32-bit window), a transitional device
+# (0x1000) with the guest assigning BARs itself, and a migration from a QEMU
+# on one tap to a QEMU on the other: the destination's guest announces
+# itself (gratuitous ARP on its tap, each round acked) and answers pings.
 # Negative: without the device each guest prints its error and exits 65
 # (debug-exit 0x20); diskab on a read-only drive exits 69.
-# All traffic stays in the namespace, deleted at the end; every wait is bounded.
+# All traffic stays in the namespace, deleted at the end; every wait is
+# bounded. About 2-4 minutes on the 2-core test machines.
 . "$(dirname "$0")/lib.sh"
 command -v qemu-system-x86_64 >/dev/null || { skip "virtio guests under QEMU: qemu-system-x86_64 not installed"; exit 0; }
 have_kvm || { skip "virtio guests under QEMU: /dev/kvm not accessible"; exit 0; }
@@ -126,11 +130,26 @@ stats() {
 	qmp "$T/$1.sock" pmemsave "{\"val\": $((STATS_ADDR)), \"size\": 128, \"filename\": \"$T/$1.stats\"}" >/dev/null &&
 		python3 "$T/stats.py" "$T/$1.stats"
 }
-# hb NAME: hbread --json of vCPU 0's heartbeat record
+# hb NAME: hbread --json of vCPU 0's heartbeat record (times with this host's TSC rate)
 hb() {
 	rm -f "$T/$1.hb"
 	qmp "$T/$1.sock" pmemsave "{\"val\": $((HB_ADDR)), \"size\": 4096, \"filename\": \"$T/$1.hb\"}" >/dev/null &&
-		"$TOOLS/hbread" "$T/$1.hb" --vcpus 1 --tsc-khz 1000000 --json
+		"$TOOLS/hbread" "$T/$1.hb" --vcpus 1 --json 2>/dev/null
+}
+# migrate_qemu SRC DST: migrates QEMU SRC to DST (started with -incoming unix:$T/DST.mig), waits
+# (60 s at most) for completion; MIG holds the last query-migrate reply
+migrate_qemu() {
+	local end=$((SECONDS + 60))
+	MIG=""
+	wait_for 30 test -S "$T/$2.mig" || { MIG="the destination's socket $T/$2.mig never appeared"; return 1; }
+	qmp "$T/$1.sock" migrate "{\"uri\": \"unix:$T/$2.mig\"}" >"$T/mig.out" 2>&1 || { MIG=$(cat "$T/mig.out"); return 1; }
+	while [ $SECONDS -lt $end ]; do
+		MIG=$(qmp "$T/$1.sock" query-migrate) || return 1
+		jcheck "$MIG" "d['return'].get('status') == 'completed'" && return 0
+		jcheck "$MIG" "d['return'].get('status') in ('failed', 'cancelled')" && return 1
+		sleep 0.2
+	done
+	return 1
 }
 # jcheck JSON PYTHON-EXPRESSION [JSON2]: the expression over d (and e), the parsed JSON, holds
 jcheck() {
@@ -236,6 +255,42 @@ else
 fi
 stop_qemu disk
 
+# ---- diskab migrated: QEMU to QEMU on this host, the image shared ----
+truncate -s $((BLOCKS * 4096)) "$T/mig.img"
+DISK=(-drive "file=$T/mig.img,format=raw,if=none,id=d0" -device virtio-blk-pci,disable-legacy=on,drive=d0)
+start_qemu dsrc - "$G/diskab.elf" "${DISK[@]}"
+start_qemu ddst - "$G/diskab.elf" "${DISK[@]}" -incoming "unix:$T/ddst.mig"
+if ! wait_banner dsrc "glide-guest diskab"; then
+	fail "diskab migration: no banner on the source: $(serial_tail dsrc)"
+else
+	end=$((SECONDS + 60))
+	until jcheck "$(stats dsrc)" "d['writes'] >= $BLOCKS" || [ $SECONDS -ge $end ]; do sleep 0.5; done
+	before=$(jget "$(stats dsrc)" "d['writes']")
+	# the destination writes on: at least 1000 more blocks within 20 s
+	grown() { jcheck "$(stats ddst)" "d['writes'] >= ${before:-0} + 1000"; }
+	if ! migrate_qemu dsrc ddst; then
+		fail "diskab migration: $MIG $(tail -c 300 "$T/ddst.out")"
+	elif ! wait_for 20 grown; then
+		fail "diskab migration: the destination does not write on: $(stats ddst)"
+	elif qmp "$T/ddst.sock" stop >/dev/null && s=$(stats ddst) && h=$(hb ddst); then
+		stop_qemu ddst
+		stop_qemu dsrc
+		"$TOOLS/abcheck" --disk "$T/mig.img" --require-progress --json >"$T/ab.json" 2>"$T/ab.err"
+		rc=$?
+		a=$(cat "$T/ab.json")
+		image_writes=$(jget "$a" "d['low'] * d['blocks'] + d['step_block'] % d['blocks']")
+		if [ $rc = 0 ] && jcheck "$s" "0 <= ${image_writes:--1} - d['writes'] <= 1"; then
+			pass "diskab migrated by QEMU (downtime $(jget "$MIG" "d['return']['downtime']") ms): the image is clean after $(jget "$s" "d['writes']") writes, $before before the migration ($(jget "$a" "'%d full passes, step at block %d' % (d['passes'], d['step_block'])"); largest heartbeat gap $(jget "$h" "'%.1f ms' % d['vcpus'][0]['max_gap_ms']"))"
+		else
+			fail "diskab migration: abcheck exit $rc: $a $(cat "$T/ab.err"); stats $s"
+		fi
+	else
+		fail "diskab migration: QMP stop/pmemsave on the destination failed"
+	fi
+fi
+stop_qemu ddst
+stop_qemu dsrc
+
 # ---- netecho on a tap device in a namespace ----
 why=""
 [ "$(id -u)" = 0 ] || why="not root (ip netns and tap devices need root)"
@@ -244,11 +299,16 @@ why=""
 [ -z "$why" ] && ! command -v ping >/dev/null && why="no ping command (iputils-ping)"
 if [ -z "$why" ]; then
 	NS="glide-vnet-$$"
+	# a bridge with two taps: the second one is the destination's in the migration
 	if ! { ip netns add "$NS" && ip netns exec "$NS" ip link set lo up &&
+	       ip netns exec "$NS" ip link add br0 type bridge &&
+	       ip netns exec "$NS" ip addr add 10.77.0.1/24 dev br0 &&
+	       ip netns exec "$NS" ip link set br0 up &&
 	       ip netns exec "$NS" ip tuntap add dev vtap0 mode tap &&
-	       ip netns exec "$NS" ip addr add 10.77.0.1/24 dev vtap0 &&
-	       ip netns exec "$NS" ip link set vtap0 up; } >"$T/ns.out" 2>&1; then
-		why="cannot set up the namespace and tap device: $(head -c 200 "$T/ns.out")"
+	       ip netns exec "$NS" ip tuntap add dev vtap1 mode tap &&
+	       ip netns exec "$NS" ip link set vtap0 master br0 up &&
+	       ip netns exec "$NS" ip link set vtap1 master br0 up; } >"$T/ns.out" 2>&1; then
+		why="cannot set up the namespace, bridge and tap devices: $(head -c 200 "$T/ns.out")"
 	fi
 fi
 if [ -n "$why" ]; then
@@ -257,22 +317,45 @@ if [ -n "$why" ]; then
 fi
 in_ns() { ip netns exec "$NS" "$@"; }
 
+# garp.py IFACE MAC IP: waits (15 s at most) for the guest's gratuitous ARP on IFACE
+cat >"$T/garp.py" <<'EOF'
+import socket, sys, time
+iface, mac, ip = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", "")), socket.inet_aton(sys.argv[3])
+# ETH_P_ALL: on a bridge port only the all-protocol taps see frames before the bridge takes them
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((iface, 0))
+s.settimeout(0.2)
+print("ready", flush=True)
+end = time.time() + 15
+while time.time() < end:
+    try:
+        f = s.recv(2048)
+    except socket.timeout:
+        continue
+    # from the guest, broadcast, ARP request with sender and target address both ours
+    if (f[6:12] == mac and f[0:6] == b"\xff" * 6 and f[12:14] == b"\x08\x06" and f[20:22] == b"\x00\x01" and
+            f[28:32] == ip and f[38:42] == ip):
+        print("gratuitous ARP from %s for %s" % (sys.argv[2], sys.argv[3]))
+        sys.exit(0)
+sys.exit(1)
+EOF
+
 # ping_ok IP COUNT: every ping answered (bounded: 0.05 s apart, 2 s wait each, 30 s overall)
 ping_ok() {
 	in_ns timeout 30 ping -n -q -c "$2" -i 0.05 -W 2 "$1" >"$T/ping.out" 2>&1
 	grep -q "^$2 packets transmitted, $2 received" "$T/ping.out"
 }
-# net_guest NAME ELF MAC DEVICE-OPTIONS [QEMU-ARGS...]: netecho on vtap0
+# net_guest NAME ELF MAC DEVICE-OPTIONS TAP [QEMU-ARGS...]: netecho on TAP
 net_guest() {
-	local name="$1" elf="$2" mac="$3" dev="$4"
-	shift 4
-	start_qemu "$name" "$NS" "$elf" -netdev tap,id=n0,ifname=vtap0,script=no,downscript=no \
+	local name="$1" elf="$2" mac="$3" dev="$4" tap="$5"
+	shift 5
+	start_qemu "$name" "$NS" "$elf" -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
 		-device "virtio-net-pci,$dev,netdev=n0,mac=$mac" "$@"
 }
 
 MAC=52:54:00:4d:00:02
 t0=$(date +%s%N)
-net_guest net "$G/netecho.elf" $MAC disable-legacy=on
+net_guest net "$G/netecho.elf" $MAC disable-legacy=on vtap0
 if ! wait_banner net "glide-guest netecho"; then
 	fail "QEMU $QEMU_VERSION netecho: no banner within 120 s: $(serial_tail net)"
 else
@@ -316,25 +399,7 @@ EOF
 	fi
 
 	# announce-self: QEMU sends its own RARP and, with GUEST_ANNOUNCE, sets VIRTIO_NET_S_ANNOUNCE
-	in_ns timeout 20 python3 - vtap0 $MAC 10.77.0.2 >"$T/garp.out" 2>&1 <<'EOF' &
-import socket, sys, time
-iface, mac, ip = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", "")), socket.inet_aton(sys.argv[3])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
-s.bind((iface, 0))
-s.settimeout(0.2)
-print("ready", flush=True)
-end = time.time() + 15
-while time.time() < end:
-    try:
-        f = s.recv(2048)
-    except socket.timeout:
-        continue
-    # from the guest, broadcast, ARP request with sender and target address both ours
-    if f[6:12] == mac and f[0:6] == b"\xff" * 6 and f[20:22] == b"\x00\x01" and f[28:32] == ip and f[38:42] == ip:
-        print("gratuitous ARP from %s for %s" % (sys.argv[2], sys.argv[3]))
-        sys.exit(0)
-sys.exit(1)
-EOF
+	in_ns timeout 20 python3 "$T/garp.py" vtap0 $MAC 10.77.0.2 >"$T/garp.out" 2>&1 &
 	cap=$!
 	wait_for 10 grep -q ready "$T/garp.out"
 	announced() { jcheck "$(stats net)" "d['announces'] == 1"; }
@@ -350,7 +415,7 @@ stop_qemu net
 # a patched address, the BAR above 4 GiB
 "$TOOLS/guestcfg" "$G/netecho.elf" "$T/netecho-3.elf" --ip 10.77.0.3/24 >"$T/cfg.out" 2>&1 ||
 	fail "guestcfg --ip: $(cat "$T/cfg.out")"
-net_guest high "$T/netecho-3.elf" 52:54:00:4d:00:03 disable-legacy=on \
+net_guest high "$T/netecho-3.elf" 52:54:00:4d:00:03 disable-legacy=on vtap0 \
 	-object memory-backend-ram,id=shm,size=4G -device ivshmem-plain,memdev=shm
 if ! wait_banner high "glide-guest netecho"; then
 	if grep -qi "ivshmem\|memory-backend" "$T/high.out"; then
@@ -375,7 +440,7 @@ stop_qemu high
 # a transitional device (0x1000), BARs assigned by the guest
 "$TOOLS/guestcfg" "$G/netecho.elf" "$T/netecho-4.elf" --ip 10.77.0.4/24 --assign-bars yes >"$T/cfg.out" 2>&1 ||
 	fail "guestcfg --assign-bars: $(cat "$T/cfg.out")"
-net_guest assign "$T/netecho-4.elf" 52:54:00:4d:00:04 disable-legacy=off
+net_guest assign "$T/netecho-4.elf" 52:54:00:4d:00:04 disable-legacy=off vtap0
 if ! wait_banner assign "glide-guest netecho"; then
 	fail "netecho on a transitional device, assigning BARs: no banner: $(serial_tail assign)"
 elif ! grep -q "^netecho: virtio-net 1000 " "$T/assign.serial" || ! grep -q "^netecho: assigned BAR 4 of .*: 0xc" "$T/assign.serial"; then
@@ -386,3 +451,30 @@ else
 	fail "netecho on a transitional device: ping 10.77.0.4: $(tail -2 "$T/ping.out" | tr '\n' ' ')"
 fi
 stop_qemu assign
+
+# ---- netecho migrated: QEMU to QEMU, from vtap0 to vtap1 on the bridge ----
+net_guest nsrc "$G/netecho.elf" $MAC disable-legacy=on vtap0
+net_guest ndst "$G/netecho.elf" $MAC disable-legacy=on vtap1 -incoming "unix:$T/ndst.mig"
+if ! wait_banner nsrc "glide-guest netecho"; then
+	fail "netecho migration: no banner on the source: $(serial_tail nsrc)"
+elif ! ping_ok 10.77.0.2 5; then
+	fail "netecho migration: ping before: $(tail -2 "$T/ping.out" | tr '\n' ' ')"
+else
+	in_ns timeout 40 python3 "$T/garp.py" vtap1 $MAC 10.77.0.2 >"$T/garp.out" 2>&1 &
+	cap=$!
+	wait_for 10 grep -q ready "$T/garp.out"
+	dst_announced() { jcheck "$(stats ndst)" "d['announces'] >= 1"; }
+	if ! migrate_qemu nsrc ndst; then
+		fail "netecho migration: $MIG $(tail -c 300 "$T/ndst.out")"
+	elif ! wait "$cap" || ! wait_for 10 dst_announced; then
+		fail "netecho migration: no announcement from the destination: capture $(tail -1 "$T/garp.out"), stats $(stats ndst)"
+	elif ! ping_ok 10.77.0.2 10; then
+		fail "netecho migration: ping after: $(tail -2 "$T/ping.out" | tr '\n' ' ')"
+	else
+		# QEMU announces after an incoming migration: 5 rounds by default, each acked
+		h=$(hb ndst)
+		pass "netecho migrated by QEMU (downtime $(jget "$MIG" "d['return']['downtime']") ms): $(tail -1 "$T/garp.out") on the destination's tap, $(jget "$(stats ndst)" "d['announces']") announcement(s) acked, 10 of 10 pings answered after; largest heartbeat gap $(jget "$h" "'%.1f ms' % d['vcpus'][0]['max_gap_ms']")"
+	fi
+fi
+stop_qemu ndst
+stop_qemu nsrc
