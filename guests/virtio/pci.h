@@ -33,11 +33,11 @@ void pci_write32(const struct pci_dev *d, uint8_t off, uint32_t v);
  * of the device ids, in order of preference: the first id found wins. */
 bool pci_find(uint16_t vendor, const uint16_t *ids, int nids, struct pci_dev *out);
 
-/* Reads the BARs into d->bar. With assign (or when a memory BAR the caller
- * needs is unassigned: mask bit i = BAR i) sizes the device's memory BARs
- * and assigns the unassigned ones (all of them with force) from 0xC0000000
- * up, above the device's other BARs there. Enables memory decode and bus
- * mastering. Returns 0, or -1 with a message printed. */
+/* Reads the BARs into d->bar. When a BAR the caller needs (bit i of
+ * needed_mask = BAR i) is unassigned, or with force, sizes the device's
+ * memory BARs and assigns the unassigned ones (with force all of them) from
+ * 0xC0000000 up, above the device's other BARs there. Enables memory decode
+ * and bus mastering. Returns 0, or -1 with a message printed. */
 int pci_setup_bars(struct pci_dev *d, unsigned needed_mask, bool force);
 
 /* The standard capability list: the offset of the first capability with

@@ -204,14 +204,13 @@ int virtq_setup(struct virtio_dev *vd, struct virtq *q, uint16_t index, uint16_t
 	}
 	mmio_write16(vd->common + COMMON_Q_SELECT, index);
 	max = mmio_read16(vd->common + COMMON_Q_SIZE);
-	if (want > VIRTQ_SIZE_MAX)
-		want = VIRTQ_SIZE_MAX;
-	while ((uint16_t)(size * 2) <= want && (uint16_t)(size * 2) <= max && size < VIRTQ_SIZE_MAX)
-		size *= 2;
 	if (!max) {
 		con_printf("%s: error: queue %u is not available (size 0)\n", vguest_name, index);
 		return -1;
 	}
+	/* the largest power of two within want, the device's maximum and ours */
+	while (size < VIRTQ_SIZE_MAX && size * 2 <= want && size * 2 <= max)
+		size *= 2;
 	noff = mmio_read16(vd->common + COMMON_Q_NOFF);
 	notify_off = (uint64_t)noff * vd->notify_mul;
 	if (notify_off + 2 > vd->notify_len) {
