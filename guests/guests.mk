@@ -51,3 +51,30 @@ $(BUILD)/guests/workload.img: $(BUILD)/guests/guest.img $(GUESTCFG)
 	$(GUESTCFG) $< $@ --mode workload $(GUEST_RANGE) --write-rate 10000 >/dev/null
 
 guest-extras:: $(BUILD)/guests/ab.img $(BUILD)/guests/heartbeat.img $(BUILD)/guests/workload.img
+
+# netecho, diskab: ring-3 C guests that drive virtio 1.x PCI devices by
+# polling (guests/virtio/, docs/guests.md). PVH ELF files linked at 1 MiB.
+VGUEST_DIR := guests/virtio
+VGUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
+	-mno-red-zone -mgeneral-regs-only -fno-asynchronous-unwind-tables -fno-tree-loop-distribute-patterns \
+	-nostdlib -I$(VGUEST_DIR)
+VGUEST_COMMON := $(addprefix $(BUILD)/guests/virtio/,entry.o rt.o pci.o virtio.o)
+VGUEST_LDFLAGS := -nostdlib -static -z max-page-size=4096 -z noexecstack --no-warn-rwx-segments -T $(VGUEST_DIR)/guest.ld
+
+$(BUILD)/guests/virtio/%.o: $(VGUEST_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(VGUEST_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/guests/virtio/entry.o: $(VGUEST_DIR)/entry.S
+	@mkdir -p $(dir $@)
+	$(CC) -I$(VGUEST_DIR) -MMD -MP -c -o $@ $<
+
+$(BUILD)/guests/netecho.elf $(BUILD)/guests/diskab.elf: $(BUILD)/guests/%.elf: $(VGUEST_COMMON) $(BUILD)/guests/virtio/%.o $(VGUEST_DIR)/guest.ld
+	ld $(VGUEST_LDFLAGS) -o $@ $(filter %.o,$^)
+
+guest-extras:: $(BUILD)/guests/netecho.elf $(BUILD)/guests/diskab.elf
+
+# guestcfg patches the config block these guests share with it
+$(BUILD)/tools/guestcfg: $(VGUEST_DIR)/guest_abi.h
+
+-include $(wildcard $(BUILD)/guests/virtio/*.d)

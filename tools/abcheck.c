@@ -9,9 +9,16 @@
  * the value steps down by exactly one (mod 256). Any other page is bad (a
  * page that migration lost or corrupted).
  *
+ * Disk mode (--disk) checks a disk image the diskab guest wrote: an 8-byte
+ * little-endian counter at the start of every block (4 KiB by default),
+ * written block after block, pass p writing the value p. The rule is the
+ * same with u64 values that never wrap: every block holds the same value as
+ * the block before, except at most one place where it steps down by one.
+ *
  * Usage: abcheck DUMP [--parts N] [--page-size 4096] [--require-progress] [--json]
- * Exit: 0 clean, 1 bad pages (or a part never written with
- * --require-progress), 2 usage or I/O error. */
+ *        abcheck --disk IMAGE [--block 4096] [--require-progress] [--json]
+ * Exit: 0 clean, 1 bad pages or blocks (or a part or disk never written
+ * with --require-progress), 2 usage or I/O error. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -33,6 +40,11 @@ struct bad_page {
 	uint64_t page;          /* index in the dump */
 	unsigned part;
 	uint8_t expected, found;
+};
+
+struct bad_block {
+	uint64_t block;
+	uint64_t expected, found;
 };
 
 struct part_result {
@@ -99,9 +111,165 @@ static uint64_t fit_part(const uint8_t *first_bytes, uint64_t n, uint8_t *v_out,
 	return best;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The most frequent value of v[0..n) (the smallest among equals). */
+static uint64_t most_frequent(const uint64_t *v, uint64_t n)
+{
+	uint64_t *sorted = malloc(n * sizeof(*sorted)), best = 0, best_count = 0;
+
+	if (!sorted)
+		die("out of memory");
+	memcpy(sorted, v, n * sizeof(*sorted));
+	qsort(sorted, n, sizeof(*sorted), cmp_u64);
+	for (uint64_t i = 0, j; i < n; i = j) {
+		for (j = i; j < n && sorted[j] == sorted[i]; j++)
+			;
+		if (j - i > best_count) {
+			best_count = j - i;
+			best = sorted[i];
+		}
+	}
+	free(sorted);
+	return best;
+}
+
+/*
+ * fit_part for u64 counters that never wrap: "blocks [0, k) hold v + 1,
+ * blocks [k, n) hold v" with the fewest mismatches, v = m or m - 1 for the
+ * most frequent value m.
+ */
+static uint64_t fit_disk(const uint64_t *val, uint64_t n, uint64_t *v_out, uint64_t *k_out)
+{
+	uint64_t m = most_frequent(val, n), best = UINT64_MAX;
+
+	for (int c = 0; c < 2; c++) {
+		uint64_t v = m - (uint64_t)c, hi = v + 1, pre = 0, suf = 0, best_k = 0, best_here;
+
+		if ((c == 1 && m == 0) || hi == 0)
+			continue; /* the counter never wraps */
+		for (uint64_t i = 0; i < n; i++)
+			suf += val[i] != v;
+		best_here = suf;
+		for (uint64_t k = 1; k <= n; k++) {
+			pre += val[k - 1] != hi;
+			suf -= val[k - 1] != v;
+			if (pre + suf < best_here) {
+				best_here = pre + suf;
+				best_k = k;
+			}
+		}
+		if (best_here < best) {
+			best = best_here;
+			*v_out = v;
+			*k_out = best_k;
+		}
+	}
+	if (*k_out == n) { /* all hold v + 1: no step */
+		*v_out += 1;
+		*k_out = 0;
+	}
+	return best;
+}
+
+/* abcheck --disk: one line for the disk, the bad blocks, a summary line. */
+static int check_disk(const char *path, uint64_t block_size, bool require_progress, bool json)
+{
+	uint64_t blocks, v = 0, k = 0, bad, listed = 0, *val;
+	struct bad_block list[MAX_LISTED];
+	bool all_zero = true, fail;
+	const uint8_t *image;
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
+		die("%s: not a regular file", path);
+	blocks = (uint64_t)st.st_size / block_size;
+	if (!blocks)
+		die("%s: %lld bytes is less than one %llu-byte block", path, (long long)st.st_size,
+		    (unsigned long long)block_size);
+	image = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (image == MAP_FAILED)
+		die("cannot map %s: %s", path, strerror(errno));
+	close(fd);
+	val = malloc(blocks * sizeof(*val));
+	if (!val)
+		die("out of memory");
+	for (uint64_t i = 0; i < blocks; i++) {
+		memcpy(&val[i], image + i * block_size, sizeof(val[i])); /* little-endian host */
+		all_zero &= !val[i];
+	}
+	munmap((void *)image, st.st_size);
+
+	bad = fit_disk(val, blocks, &v, &k);
+	for (uint64_t i = 0; i < blocks && bad && listed < MAX_LISTED; i++) {
+		uint64_t want = i < k ? v + 1 : v;
+
+		if (val[i] != want)
+			list[listed++] = (struct bad_block){ i, want, val[i] };
+	}
+	fail = bad || (require_progress && all_zero);
+	if (json) {
+		printf("{\"ok\": %s, \"disk\": true, \"blocks\": %llu, \"block_size\": %llu, \"ignored_bytes\": %llu, "
+		       "\"high\": %llu, \"low\": %llu, \"passes\": %llu, \"step_block\": %llu, \"bad_blocks\": %llu, "
+		       "\"never_written\": %s, \"listed\": [",
+		       fail ? "false" : "true", (unsigned long long)blocks, (unsigned long long)block_size,
+		       (unsigned long long)(st.st_size - blocks * block_size), (unsigned long long)(v + 1),
+		       (unsigned long long)v, (unsigned long long)v, (unsigned long long)(k ? k : blocks),
+		       (unsigned long long)bad, all_zero ? "true" : "false");
+		for (uint64_t i = 0; i < listed; i++)
+			printf("%s{\"block\": %llu, \"offset\": %llu, \"expected\": %llu, \"found\": %llu}", i ? ", " : "",
+			       (unsigned long long)list[i].block, (unsigned long long)(list[i].block * block_size),
+			       (unsigned long long)list[i].expected, (unsigned long long)list[i].found);
+		printf("]}\n");
+	} else {
+		printf("disk: %llu blocks of %llu bytes, %llu full pass(es), ", (unsigned long long)blocks,
+		       (unsigned long long)block_size, (unsigned long long)v);
+		if (k)
+			printf("pass %llu up to block %llu (blocks 0-%llu hold %llu, %llu-%llu hold %llu)",
+			       (unsigned long long)(v + 1), (unsigned long long)(k - 1), (unsigned long long)(k - 1),
+			       (unsigned long long)(v + 1), (unsigned long long)k, (unsigned long long)(blocks - 1),
+			       (unsigned long long)v);
+		else
+			printf("no step (all blocks hold %llu)", (unsigned long long)v);
+		if (bad)
+			printf(": %llu bad block(s)\n", (unsigned long long)bad);
+		else if (all_zero)
+			printf(": never written%s\n", require_progress ? " (--require-progress)" : "");
+		else
+			printf(": clean\n");
+		for (uint64_t i = 0; i < listed; i++)
+			printf("bad block %llu (offset 0x%llx): expected %llu, found %llu\n", (unsigned long long)list[i].block,
+			       (unsigned long long)(list[i].block * block_size), (unsigned long long)list[i].expected,
+			       (unsigned long long)list[i].found);
+		if (bad > listed)
+			printf("... and %llu more bad block(s)\n", (unsigned long long)(bad - listed));
+		printf("abcheck: %s: disk of %llu blocks, %llu full pass(es), ", fail ? "FAIL" : "OK",
+		       (unsigned long long)blocks, (unsigned long long)v);
+		if (k)
+			printf("step at block %llu, ", (unsigned long long)k);
+		else
+			printf("no step, ");
+		printf("%llu bad block(s)%s%s\n", (unsigned long long)bad,
+		       require_progress && all_zero ? ", never written" : "",
+		       (uint64_t)st.st_size > blocks * block_size ? " (a trailing partial block ignored)" : "");
+	}
+	free(val);
+	return fail ? 1 : 0;
+}
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: abcheck DUMP [--parts N] [--page-size 4096] [--require-progress] [--json]\n");
+	fprintf(f, "usage: abcheck DUMP [--parts N] [--page-size 4096] [--require-progress] [--json]\n"
+		   "       abcheck --disk IMAGE [--block 4096] [--require-progress] [--json]\n");
 }
 
 int main(int argc, char **argv)
@@ -111,9 +279,14 @@ int main(int argc, char **argv)
 		{ "page-size", required_argument, NULL, 's' },
 		{ "require-progress", no_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "disk", no_argument, NULL, 'd' },
+		{ "block", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *memory_option = NULL;
+	bool disk = false, block_given = false;
+	uint64_t block_size = 4096;
 	uint64_t parts = 1, page_size = 4096, pages, part_pages, total_bad = 0, listed = 0;
 	bool json = false, require_progress = false, never_written = false;
 	struct bad_page list[MAX_LISTED];
@@ -129,10 +302,20 @@ int main(int argc, char **argv)
 		case 'p':
 			if (parse_size_arg(optarg, &parts) || !parts || parts > 65536)
 				die("--parts: '%s' is not a number from 1 to 65536", optarg);
+			memory_option = "--parts";
 			break;
 		case 's':
 			if (parse_size_arg(optarg, &page_size) || page_size < 2 || (page_size & (page_size - 1)))
 				die("--page-size: '%s' is not a power of two", optarg);
+			memory_option = "--page-size";
+			break;
+		case 'd':
+			disk = true;
+			break;
+		case 'b':
+			if (parse_size_arg(optarg, &block_size) || block_size < 8 || (block_size & (block_size - 1)))
+				die("--block: '%s' is not a power of two of at least 8", optarg);
+			block_given = true;
 			break;
 		case 'r':
 			require_progress = true;
@@ -147,8 +330,14 @@ int main(int argc, char **argv)
 			die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
 		}
 	}
+	if (disk && memory_option)
+		die("%s is for memory dumps, not with --disk (see --help)", memory_option);
+	if (block_given && !disk)
+		die("--block is for disk images: give --disk (see --help)");
 	if (argc - optind != 1)
-		die("need one DUMP file, got %d (see --help)", argc - optind);
+		die("need one %s file, got %d (see --help)", disk ? "IMAGE" : "DUMP", argc - optind);
+	if (disk)
+		return check_disk(argv[optind], block_size, require_progress, json);
 
 	fd = open(argv[optind], O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

@@ -38,7 +38,9 @@ struct hb_record {
 
 _Static_assert(sizeof(struct hb_record) == HB_RECORD_SIZE, "heartbeat record layout");
 
-static const char *const mode_names[] = { "ab", "heartbeat", "workload" };
+/* Modes 0-2: guests/guest.asm; 3 and 4: the virtio guests (guests/virtio/guest_abi.h). */
+static const char *const mode_names[] = { "ab", "heartbeat", "workload", "netecho", "diskab" };
+#define MODES (sizeof(mode_names) / sizeof(mode_names[0]))
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -130,7 +132,7 @@ int main(int argc, char **argv)
 		struct hb_record *r = &rec[i];
 		bool valid = r->magic == HB_MAGIC;
 		uint64_t run = r->last_tsc - r->started_tsc;
-		const char *mode = r->mode < 3 ? mode_names[r->mode] : "?";
+		const char *mode = r->mode < MODES ? mode_names[r->mode] : "?";
 
 		all_valid &= valid;
 		if (json) {
