@@ -168,7 +168,8 @@ int virtq_pop(struct virtio_dev *vd, int q, struct virtq_chain *c)
 		virtio_broken(vd, "head descriptor out of range", q);
 		return -EINVAL;
 	}
-	memset(c, 0, offsetof(struct virtq_chain, iov));
+	c->nout = c->nin = 0; /* iov[] and gpa[] are filled as far as they are used */
+	c->in_bytes = 0;
 	c->head = head;
 	unsigned i = head, steps = 0;
 	for (;;) {

@@ -347,7 +347,7 @@ int virtio_blk_create(struct vm *vm, int index, const struct disk_spec *spec, ch
 	if (b->fd < 0) {
 		rc = -errno;
 		errf(err, errlen, "disk %s: %s%s", spec->path, strerror(errno),
-		     rc == -EACCES || rc == -EROFS ? " (use ,readonly for a read-only disk)" : "");
+		     rc == -EACCES || rc == -EROFS || rc == -EPERM ? " (use ,readonly for a read-only disk)" : "");
 		free(b);
 		return rc;
 	}

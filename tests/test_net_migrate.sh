@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Network continuity across a live migration (issue 12). Network namespaces
+# play the hosts and the network: a "switch" namespace with a bridge joins
+# host A's bridge, host B's bridge and a client namespace (veth pairs), and
+# a separate veth pair between A and B is the migration network. The
+# netecho guest runs on host A with --nic bridge=brA, is pinged every 1 ms
+# and sent a UDP echo datagram every 2 ms by the client, and migrates live
+# to host B (--nic bridge=brB). Asserted: the migration completes and
+# verifies; no ping and no UDP datagram is lost or duplicated; the largest
+# gap between two replies is within the guest's own stall at the switchover
+# + 5 ms (judged when the guest's longest stall is the switchover's, else
+# reported as a SKIP with the figures: a busy host stalls vCPUs longer than
+# a switchover); the destination announced the MAC (RARP
+# rounds), the guest acknowledged GUEST_ANNOUNCE, and the switch's bridge
+# learned the MAC on host B's port (how long after the destination ran is
+# printed). Also: the same MAC on a second NIC of the cluster is not this
+# test's business; a NIC whose bridge is missing is a one-line error.
+# run.sh timeout: 240
+. "$(dirname "$0")/lib.sh"
+have_kvm || { skip "network migration: /dev/kvm not accessible"; exit 0; }
+[ "$(id -u)" = 0 ] || { skip "network migration: needs root (network namespaces, taps)"; exit 0; }
+command -v ping >/dev/null || { skip "network migration: ping is not installed (iputils-ping)"; exit 0; }
+ELF="$GLIDE_BUILD/guests/netecho.elf"
+[ -e "$ELF" ] || { fail "network migration: $ELF missing (run make)"; exit 0; }
+
+P="gn$$"
+SW=${P}sw HA=${P}a HB=${P}b CL=${P}c
+MAC=52:54:00:77:00:02
+netns_cleanup() {
+	cleanup
+	for ns in $SW $HA $HB $CL; do ip netns del "$ns" 2>/dev/null; done
+}
+trap netns_cleanup EXIT
+ns() { local n="$1"; shift; ip netns exec "$n" "$@"; } # (not for background jobs: $! would be the subshell)
+
+setup() {
+	local n
+	for n in $SW $HA $HB $CL; do ip netns add "$n" && ns "$n" ip link set lo up || return 1; done
+	ns $SW ip link add brsw type bridge && ns $SW ip link set brsw up || return 1
+	# host uplinks and the client, each a veth pair into the switch
+	ip link add ${P}sa netns $SW type veth peer name uplink netns $HA || return 1
+	ip link add ${P}sb netns $SW type veth peer name uplink netns $HB || return 1
+	ip link add ${P}sc netns $SW type veth peer name cl0 netns $CL || return 1
+	for n in sa sb sc; do ns $SW ip link set ${P}$n master brsw up || return 1; done
+	for n in $HA:brA $HB:brB; do
+		ns ${n%%:*} ip link add ${n#*:} type bridge && ns ${n%%:*} ip link set ${n#*:} up &&
+			ns ${n%%:*} ip link set uplink master ${n#*:} up || return 1
+	done
+	ns $CL ip addr add 10.77.0.1/24 dev cl0 && ns $CL ip link set cl0 up || return 1
+	# the migration network
+	ip link add mig netns $HA type veth peer name mig netns $HB || return 1
+	ns $HA ip addr add 10.99.0.1/24 dev mig && ns $HA ip link set mig up || return 1
+	ns $HB ip addr add 10.99.0.2/24 dev mig && ns $HB ip link set mig up || return 1
+}
+if ! setup >"$T/setup.out" 2>&1; then
+	fail "network migration: cannot build the namespaces: $(tail -2 "$T/setup.out" | tr '\n' ' ')"
+	exit 0
+fi
+
+# bad input first: a bridge that is not there
+ns $HA "$GLIDE" vm run --memory 64M --elf "$ELF" --api "$T/bad.sock" --nic bridge=nobr0 >"$T/bad.out" 2>&1
+if [ $? != 0 ] && grep -q "bridge nobr0 does not exist" "$T/bad.out" && [ "$(wc -l <"$T/bad.out")" = 1 ]; then
+	pass "a NIC on a missing bridge: '$(cat "$T/bad.out")'"
+else
+	fail "a NIC on a missing bridge: $(head -c 300 "$T/bad.out")"
+fi
+
+umask 077
+openssl rand -hex 32 >"$T/key"
+umask 022
+ip netns exec $HA "$GLIDE" vm run --memory 64M --elf "$ELF" --api "$T/src.sock" --nic bridge=brA,mac=$MAC \
+	--serial "$T/src.serial" --log "$T/src.log" >"$T/src.out" 2>&1 &
+PIDS+=($!)
+if ! wait_for 30 grep -q "^glide-guest netecho" "$T/src.serial"; then
+	fail "netecho on host A: no banner: $(head -c 400 "$T/src.serial" | tr '\n' '|') $(tail -2 "$T/src.log")"
+	exit 0
+fi
+if ! ns $CL ping -c 3 -i 0.1 -W 1 10.77.0.2 >"$T/ping0.out" 2>&1; then
+	fail "netecho on host A does not answer pings: $(tail -2 "$T/ping0.out" | tr '\n' ' ')"
+	exit 0
+fi
+pass "netecho on host A answers pings through brA and the switch ($(grep -o 'rtt.*' "$T/ping0.out"))"
+
+port=$((27000 + RANDOM % 2000))
+ip netns exec $HB "$GLIDE" vm run --incoming 10.99.0.2:$port --key-file "$T/key" --api "$T/dst.sock" --nic bridge=brB \
+	--serial "$T/dst.serial" --log "$T/dst.log" >"$T/dst.out" 2>&1 &
+PIDS+=($!)
+wait_for 20 "$GLIDE" vm status --api "$T/dst.sock" || { fail "destination on host B did not start: $(cat "$T/dst.out")"; exit 0; }
+
+# the switch's forwarding entry for the MAC, every 2 ms, with the time (bounded: 10 s)
+( end=$((SECONDS + 10)); while [ $SECONDS -lt $end ]; do
+	echo "$(date +%s.%N) $(ns $SW bridge fdb show br brsw 2>/dev/null | grep -i "^$MAC " | awk '{print $3}')"
+	sleep 0.002
+done ) >"$T/fdb.log" 2>/dev/null &
+FDB_PID=$!
+PIDS+=($FDB_PID)
+PINGS=4000
+ip netns exec $CL ping -D -i 0.001 -c $PINGS -W 1 10.77.0.2 >"$T/ping.out" 2>&1 &
+PING_PID=$!
+PIDS+=($PING_PID)
+ip netns exec $CL python3 "$TESTS_DIR/udp_echo_client.py" 10.77.0.2 7 2000 2 >"$T/udp.json" 2>"$T/udp.err" &
+UDP_PID=$!
+PIDS+=($UDP_PID)
+sleep 1
+"$GLIDE" migrate --api "$T/src.sock" --to 10.99.0.2:$port --key-file "$T/key" --verify --json >"$T/mig.json" 2>"$T/mig.err"
+mig_rc=$?
+wait $PING_PID $UDP_PID
+kill $FDB_PID 2>/dev/null
+
+status=$(json_get "$T/mig.json" status) stun=$(json_get "$T/mig.json" stun_ms) fwd=$(json_get "$T/mig.json" net_forwarded)
+if [ $mig_rc = 0 ] && [ "$status" = completed ] && [ "$(json_get "$T/mig.json" verified)" = True ]; then
+	pass "netecho migrated from host A to host B: stun $stun ms, memory verified, $fwd frame(s) forwarded after the checkpoint"
+else
+	fail "migration A -> B: rc $mig_rc, $(head -c 400 "$T/mig.json") $(cat "$T/mig.err")"
+	exit 0
+fi
+
+# The guest's longest stall (its heartbeat record), and whether it is the
+# switchover's: it is when it spans the TSC the source read while stunned.
+hb_dump "$T/dst.sock" "$T/hb.bin"
+tsc_khz=$(json_get "$T/mig.json" tsc_khz 2>/dev/null)
+read -r guest_stun which < <("$GLIDE_BUILD/tools/hbread" "$T/hb.bin" --json ${tsc_khz:+--tsc-khz $tsc_khz} 2>/dev/null |
+	python3 -c 'import json,sys; v=json.load(sys.stdin)["vcpus"][0]; s=int(sys.argv[1] or 0); e=v["max_gap_end_tsc"]
+print(v["max_gap_ms"], "the switchover" if e - v["max_gap_tsc"] <= s <= e else "not the switchover: another stall")' \
+	"$(json_get "$T/mig.json" stun_guest_tsc 2>/dev/null)")
+read -r sent received lost dups maxgap lostlist < <(python3 - "$T/ping.out" $PINGS <<'EOF'
+import re, sys
+seqs, times = [], []
+for line in open(sys.argv[1]):
+    m = re.match(r"\[(\d+\.\d+)\] .*icmp_seq=(\d+)", line)
+    if m:
+        times.append(float(m.group(1)))
+        seqs.append(int(m.group(2)))
+n = int(sys.argv[2])
+lost = sorted(set(range(1, n + 1)) - set(seqs))
+gaps = [b - a for a, b in zip(times, times[1:])]
+print(n, len(set(seqs)), len(lost), len(seqs) - len(set(seqs)), round(max(gaps) * 1000, 2) if gaps else -1,
+      ",".join(map(str, lost[:10])) or "-")
+EOF
+)
+if [ "$lost" = 0 ] && [ "$dups" = 0 ]; then
+	pass "ping every 1 ms during the migration: $received of $sent answered, none lost, none twice; largest gap $maxgap ms (guest-observed stun $guest_stun ms, reported $stun ms)"
+else
+	fail "ping every 1 ms during the migration: $lost of $sent lost (seq $lostlist), $dups duplicated; largest gap $maxgap ms"
+fi
+# The outage the network saw must not exceed the stall the guest saw at the
+# switchover by more than 5 ms. That can be judged only when the guest's
+# longest stall is the switchover's; when a busy host stalled the guest
+# longer elsewhere, the figures are reported as a SKIP (as tests/hbstun.py does).
+within=$(python3 -c "import sys; print(1 if float(sys.argv[1]) <= float(sys.argv[2]) + 5 else 0)" "$maxgap" "$guest_stun" 2>/dev/null)
+if [ "$within" = 1 ]; then
+	pass "largest ping reply gap $maxgap ms <= the guest's longest stall $guest_stun ms ($which) + 5 ms"
+elif [ "$which" != "the switchover" ]; then
+	skip "largest ping reply gap $maxgap ms, guest's longest stall $guest_stun ms was $which (a busy host): the switchover's outage cannot be judged in this run"
+else
+	fail "largest ping reply gap $maxgap ms > the guest's stall at the switchover $guest_stun ms + 5 ms"
+fi
+if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["lost"]==0 and d["duplicates"]==0 and d["bad"]==0 else 1)' "$T/udp.json" 2>/dev/null; then
+	pass "UDP echo every 2 ms during the migration: $(cat "$T/udp.json")"
+else
+	fail "UDP echo during the migration: $(cat "$T/udp.json" "$T/udp.err" | head -c 400)"
+fi
+
+# announcements: RARP rounds by the destination, GUEST_ANNOUNCE acknowledged by the guest
+"$GLIDE" vm status --api "$T/dst.sock" --json >"$T/dst.json"
+read -r ann gann < <(python3 -c 'import json,sys; n=json.load(open(sys.argv[1]))["nics"][0]; print(n["announces"], n["guest_announces"])' "$T/dst.json")
+"$GLIDE" vm memsave --api "$T/dst.sock" --addr 0x9000 --size 128 --to "$T/stats.bin" >/dev/null 2>&1
+gstats=$(python3 "$TESTS_DIR/virtio_stats.py" "$T/stats.bin" 2>/dev/null)
+if [ "$ann" = 5 ] && [ "$gann" -ge 1 ] && python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["announces"] >= 1 else 1)' "$gstats" 2>/dev/null; then
+	pass "the destination sent $ann RARP rounds and the guest announced itself ($gann acknowledged)"
+else
+	fail "announcements: $ann RARP rounds, $gann guest announcements acknowledged, guest stats $gstats"
+fi
+# the switch learned the MAC on host B's uplink: when, relative to the destination's start
+learned=$(awk -v p="${P}sb" '$2 == p { print $1; exit }' "$T/fdb.log")
+ran=$(sed -n 's/^\([0-9:.]*\) .*incoming: VM running here.*/\1/p' "$T/dst.log" | head -1)
+if [ -n "$learned" ] && ns $SW bridge fdb show br brsw | grep -qi "^$MAC dev ${P}sb "; then
+	after=$(python3 -c 'import sys,datetime; t=datetime.datetime.fromtimestamp(float(sys.argv[1])); h,m,s=sys.argv[2].split(":"); r=t.replace(hour=int(h),minute=int(m),second=int(float(s)),microsecond=int(round(float(s)%1*1e6))); print(round((t-r).total_seconds()*1000,1))' "$learned" "$ran" 2>/dev/null)
+	pass "the switch learned $MAC on host B's port ${after:-?} ms after the destination ran the VM (sampled every ~2 ms)"
+else
+	fail "the switch did not learn $MAC on host B's port: $(ns $SW bridge fdb show br brsw | grep -i "$MAC")"
+fi
