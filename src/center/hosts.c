@@ -5,6 +5,7 @@
 #include "common/util.h"
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int host_call(json_t *host_row, const char *method, const char *path, json_t *body, json_t **resp, long timeout_ms,
@@ -57,4 +58,30 @@ json_t *host_facts(json_t *host_row, char *err, size_t errlen)
 bool host_facts_regs(json_t *facts, uint32_t regs[EVC_REGS])
 {
 	return evc_regs_from_json(json_object_get(json_object_get(facts, "cpu"), "cpuid"), regs) == 0;
+}
+
+json_t *host_paths(json_t *host_row, json_t *disks)
+{
+	json_t *out = json_object(), *d;
+	size_t i, len = 32 + 3 * ATTACH_PATH_MAX;
+	char *path = malloc(len), err[512];
+
+	json_array_foreach(disks, i, d) {
+		const char *p = json_string_value(json_object_get(d, "path"));
+		json_t *r = NULL;
+		if (!p || json_object_get(out, p))
+			continue;
+		int st = path ? http_path(path, len, "/v1/paths?path=", p, NULL) : -ENOMEM;
+		if (!st)
+			st = host_call(host_row, "GET", path, NULL, &r, 0, err, sizeof(err));
+		else
+			errf(err, sizeof(err), "%s", strerror(-st));
+		if (st == 200 && json_is_object(r))
+			json_object_set(out, p, r);
+		else
+			json_object_set_new(out, p, json_pack("{s:s}", "error", st == 404 ? "its agent cannot check paths (upgrade it)" : err));
+		json_decref(r);
+	}
+	free(path);
+	return out;
 }
