@@ -91,9 +91,11 @@ json_t *compat_check(json_t *vm, json_t *src, json_t *dst, json_t *dst_row, cons
 
 	/* CPU */
 	uint32_t mask[EVC_REGS], src_regs[EVC_REGS], dst_regs[EVC_REGS], sees[EVC_REGS];
-	evc_regs_from_json(json_object_get(config, "cpuid_mask"), mask);
+	bool have_mask = evc_regs_from_json(json_object_get(config, "cpuid_mask"), mask) == 0;
 	if (!host_facts_regs(dst, dst_regs)) {
 		json_array_append_new(reasons, json_sprintf("host %s did not report its CPU features", dname));
+	} else if (!live && !src && !have_mask) {
+		/* never powered on and on no host: it sees no CPU yet; its power-on checks EVC */
 	} else {
 		if (src && host_facts_regs(src, src_regs)) {
 			for (int r = 0; r < EVC_REGS; r++)

@@ -3,6 +3,7 @@
 #include "center/center.h"
 #include "api/http.h"
 #include "common/util.h"
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,22 +61,45 @@ bool host_facts_regs(json_t *facts, uint32_t regs[EVC_REGS])
 	return evc_regs_from_json(json_object_get(json_object_get(facts, "cpu"), "cpuid"), regs) == 0;
 }
 
+/* "/v1/paths?path=" and p percent-encoded, '/' kept as it is (servers keep
+ * an encoded '/' encoded). */
+static void paths_query(const char *p, char *out)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *o = out + sprintf(out, "/v1/paths?path=");
+	for (const unsigned char *c = (const unsigned char *)p; *c; c++) {
+		if (isalnum(*c) || strchr("-._~/", *c)) {
+			*o++ = (char)*c;
+		} else {
+			*o++ = '%';
+			*o++ = hex[*c >> 4];
+			*o++ = hex[*c & 15];
+		}
+	}
+	*o = 0;
+}
+
 json_t *host_paths(json_t *host_row, json_t *disks)
 {
 	json_t *out = json_object(), *d;
-	size_t i, len = 32 + 3 * ATTACH_PATH_MAX;
-	char *path = malloc(len), err[512];
+	char *path = malloc(32 + 3 * ATTACH_PATH_MAX), err[512];
+	size_t i;
 
 	json_array_foreach(disks, i, d) {
 		const char *p = json_string_value(json_object_get(d, "path"));
 		json_t *r = NULL;
+		int st = -ENOMEM;
 		if (!p || json_object_get(out, p))
 			continue;
-		int st = path ? http_path(path, len, "/v1/paths?path=", p, NULL) : -ENOMEM;
-		if (!st)
+		if (!attach_path_valid(p)) {
+			st = -EINVAL;
+			errf(err, sizeof(err), "not an absolute path");
+		} else if (path) {
+			paths_query(p, path);
 			st = host_call(host_row, "GET", path, NULL, &r, 0, err, sizeof(err));
-		else
-			errf(err, sizeof(err), "%s", strerror(-st));
+		} else {
+			errf(err, sizeof(err), "out of memory");
+		}
 		if (st == 200 && json_is_object(r))
 			json_object_set(out, p, r);
 		else

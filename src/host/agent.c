@@ -69,7 +69,7 @@ static int start_and_wait(struct host_agent *a, struct host_vm *v, json_t **resp
 	pthread_mutex_unlock(&a->lock);
 	if (host_vm_wait_api(v, pid, HOST_MONITOR_START_TIMEOUT_MS, err, sizeof(err))) {
 		pthread_mutex_lock(&a->lock);
-		snprintf(v->last_error, sizeof(v->last_error), "%s", err);
+		host_vm_start_failed(v, pid, err);
 		pthread_mutex_unlock(&a->lock);
 		*resp = http_error("VM %s did not start on host %s: %s", v->name, a->name, err);
 		return 500;

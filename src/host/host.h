@@ -66,6 +66,10 @@ int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t err
 /* Spawns `glide vm run` with extra arguments (NULL-terminated) and records the pid. */
 int host_vm_spawn(struct host_agent *a, struct host_vm *v, char *const extra[], char *err, size_t errlen);
 int host_vm_stop(struct host_agent *a, struct host_vm *v, char *err, size_t errlen); /* called unlocked */
+/* A start whose monitor did not answer: last_error = why, and when the
+ * monitor already exited the VM is off again at once (not only at the
+ * supervisor's next pass), so that it can be started again. */
+void host_vm_start_failed(struct host_vm *v, pid_t pid, const char *why);
 /* Waits (unlocked) until the monitor's API answers or the process dies. */
 int host_vm_wait_api(struct host_vm *v, pid_t pid, int timeout_ms, char *err, size_t errlen);
 void host_vm_load_all(struct host_agent *a);

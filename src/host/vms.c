@@ -259,6 +259,17 @@ static void monitor_error(struct host_vm *v, char *out, size_t len)
 	free(text);
 }
 
+void host_vm_start_failed(struct host_vm *v, pid_t pid, const char *why)
+{
+	snprintf(v->last_error, sizeof(v->last_error), "%s", why);
+	if (v->removed || v->pid != pid || kill(pid, 0) == 0)
+		return; /* still running (it did not answer in time): the supervisor follows it */
+	clear_pid(v);
+	snprintf(v->state, sizeof(v->state), "off");
+	json_decref(v->monitor);
+	v->monitor = NULL;
+}
+
 int host_vm_wait_api(struct host_vm *v, pid_t pid, int timeout_ms, char *err, size_t errlen)
 {
 	struct http_client_opts co = { .target = v->api, .timeout_ms = 2000 };
