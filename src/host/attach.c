@@ -304,7 +304,7 @@ json_t *attach_nics_json(const struct attach *at)
 	for (int i = 0; list && i < at->nnics; i++) {
 		char m[ATTACH_MAC_LEN + 1];
 		const struct attach_nic *n = &at->nics[i];
-		json_array_append_new(list, json_pack("{s:s, s:s?}", "network", n->network, "mac",
+		json_array_append_new(list, json_pack("{s:s, s:s*}", "network", n->network, "mac",
 						      n->has_mac ? attach_mac_text(n->mac, m) : NULL));
 	}
 	return list;
