@@ -170,10 +170,43 @@ hapi hA POST /v1/vms/vmx/start >/dev/null
 hapi hA POST /v1/vms/vmx/stop >/dev/null
 hapi hA DELETE /v1/vms/vmx >/dev/null
 
-# the controller
+# the controller, on an inventory of schema version 1 (before VMs had NICs and disks): upgraded in place
+python3 - "$T/c.db" <<'PYEOF'
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1])
+now = int(time.time() * 1000)
+c.executescript("""
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE clusters(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, evc_level TEXT NOT NULL DEFAULT 'none',
+  max_migrations_per_host INTEGER, created_at INTEGER NOT NULL);
+CREATE TABLE hosts(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, address TEXT UNIQUE NOT NULL, token TEXT NOT NULL,
+  cluster_id INTEGER NOT NULL REFERENCES clusters(id), state TEXT NOT NULL DEFAULT 'connected', facts TEXT,
+  last_seen INTEGER, added_at INTEGER NOT NULL);
+CREATE TABLE vms(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, cluster_id INTEGER NOT NULL REFERENCES clusters(id),
+  host_id INTEGER REFERENCES hosts(id), config TEXT NOT NULL, boot TEXT NOT NULL,
+  devices TEXT NOT NULL DEFAULT '["serial"]', evc_level TEXT, power_state TEXT NOT NULL DEFAULT 'off', api TEXT,
+  locked_by INTEGER, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE tasks(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, vm_id INTEGER, vm_name TEXT, state TEXT NOT NULL,
+  stage TEXT, progress REAL NOT NULL DEFAULT 0, message TEXT, source_host TEXT, dest_host TEXT, detail TEXT,
+  result TEXT, created_at INTEGER NOT NULL, started_at INTEGER, ended_at INTEGER);
+CREATE INDEX tasks_state ON tasks(state);
+INSERT INTO meta VALUES('schema_version', '1');
+""")
+c.execute("INSERT INTO clusters(name, created_at) VALUES('default', ?)", (now,))
+c.execute("INSERT INTO vms(name, cluster_id, config, boot, created_at, updated_at) VALUES('old1', 1, ?, ?, ?, ?)",
+          ('{"name":"old1","memory":268435456,"vcpus":1}', '{"kind":"boot","path":"/x.img"}', now, now))
+c.commit()
+PYEOF
+chmod 600 "$T/c.db"
 ip netns exec "$NS" "$GLIDE" center serve --db "$T/c.db" --listen "127.0.0.1:${PORT[ctl]}" --token-file "$T/ct" >>"$T/c.log" 2>&1 &
 PIDS+=($!)
 wait_for 10 g cluster list || { fail "host_networks: controller did not start: $(tail -2 "$T/c.log")"; exit 0; }
+v=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT value FROM meta WHERE key=\"schema_version\"").fetchone()[0])' "$T/c.db")
+[ "$v" = 2 ] && [ "$(g vm show old1 --json | jq_py 'str(d["nics"]) + str(d["disks"]) + str(d["memory"])')" = "[][]268435456" ] &&
+	grep -q "upgraded from schema version 1 to 2" "$T/c.log" &&
+	pass "host_networks: a schema 1 inventory is upgraded to 2 in place; its VM has no NICs or disks" ||
+	fail "host_networks: schema upgrade: version $v, $(g vm show old1 --json 2>&1 | tr -d '\n' | head -c 200)"
+g vm delete old1 >/dev/null
 for n in hA hB hC hD; do g host add "127.0.0.1:${PORT[$n]}" --host-token-file "$T/ht" --name $n >/dev/null || fail "host_networks: host add $n"; done
 g host show hA >"$T/hA.show" 2>&1 && grep -q "networks: prod (bridge brA, VLAN 10, 10.0 MiB/s)" "$T/hA.show" &&
 	pass "host_networks: host show lists hA's networks" || fail "host_networks: host show: $(grep networks "$T/hA.show")"
