@@ -127,9 +127,10 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 	for (int i = 0; i < rq.at.ndisks; i++) {
 		struct stat st;
 		if (stat(rq.at.disks[i].path, &st)) {
+			int e = errno;
 			pthread_mutex_unlock(&a->lock);
 			*resp = http_error("disk %d of VM %s: host %s cannot see %s: %s (the disks must be on storage both hosts share)",
-					   i, name, a->name, rq.at.disks[i].path, strerror(errno));
+					   i, name, a->name, rq.at.disks[i].path, strerror(e));
 			free(dev);
 			return 409;
 		}
