@@ -8,10 +8,11 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "host/attach.h"
 #include "vmm/evc.h"
 #include "common/util.h"
 
-#define CENTER_SCHEMA_VERSION 1
+#define CENTER_SCHEMA_VERSION 2   /* 2: vms.nics, vms.disks */
 #define CENTER_MAX_MIGRATIONS_PER_HOST_DEFAULT 8
 #define CENTER_MAX_MIGRATIONS_PER_HOST_MAX 1024
 #define CENTER_RECONCILE_INTERVAL_MS 1000
@@ -44,6 +45,10 @@ json_t *task_list(struct center *c, int limit);
 int host_call(json_t *host_row, const char *method, const char *path, json_t *body, json_t **resp, long timeout_ms,
 	      char *err, size_t errlen); /* returns the HTTP status, or -errno with err set */
 json_t *host_facts(json_t *host_row, char *err, size_t errlen);
+/* What the host sees at each path of disks (a VM's "disks" array): an
+ * object path -> GET /v1/paths answer, or {"error"} when the host cannot
+ * say (it does not answer, or its agent is too old to know the call). */
+json_t *host_paths(json_t *host_row, json_t *disks);
 bool host_facts_regs(json_t *facts, uint32_t regs[EVC_REGS]);
 
 /* evc (placement.c) */
@@ -61,10 +66,12 @@ struct placement_host {
 	uint64_t free;             /* memory.free of its facts (bytes) */
 	bool have_regs;            /* its facts have a valid cpu.cpuid */
 	uint32_t regs[EVC_REGS];   /* that cpu.cpuid */
+	char lacks[512];           /* networks or disks of the VM it lacks (compat_attachments), "" when none */
 };
 /* The power-on rule, without I/O: a host qualifies when its facts were read,
- * it has `need` bytes free and (unless level is "none") it lacks no named
- * feature of `mask` (a host whose facts have no cpu.cpuid is not checked).
+ * it has `need` bytes free, (unless level is "none") it lacks no named
+ * feature of `mask` (a host whose facts have no cpu.cpuid is not checked)
+ * and it lacks none of the VM's networks and disks (lacks empty).
  * Among those, the VM's home host wins, else the most free memory (the first
  * of equals). Returns the chosen index or -1; appends the reason of every
  * host that does not qualify ("NAME: why") to the JSON array `reasons`. */
@@ -72,8 +79,19 @@ int placement_choose(const struct placement_host *hosts, size_t n, uint64_t need
 		     const uint32_t mask[EVC_REGS], json_t *reasons);
 int placement_power_off(struct center *c, const char *vm, json_t **resp);
 
-/* compat.c: every reason the VM cannot move from src to dst (empty array: compatible) */
-json_t *compat_check(json_t *vm_row, json_t *src_facts, json_t *dst_facts, json_t *dst_row, bool live);
+/* compat.c: every reason the VM cannot move from host sname (facts
+ * src_facts; both NULL when it has none) to dst_row (empty array:
+ * compatible). src_paths, dst_paths: host_paths() of the VM's disks on each
+ * host (src_paths may be NULL). */
+json_t *compat_check(json_t *vm_row, json_t *src_facts, json_t *dst_facts, json_t *dst_row, const char *sname,
+		     json_t *src_paths, json_t *dst_paths, bool live);
+/* The VM's NICs whose network host dname lacks (by name, in dst_facts
+ * "networks") and its disks the host cannot see (dst_paths, as
+ * host_paths() gives it; a size that differs from src_paths' says it is not
+ * the same shared file): one reason each, appended to reasons. Returns
+ * how many. No I/O. */
+int compat_attachments(json_t *nics, json_t *disks, json_t *dst_facts, json_t *dst_paths, json_t *src_paths,
+		       const char *dname, const char *sname, json_t *reasons);
 
 /* migrate_task.c */
 /* A migration of VM vm to host `to` with params (checked migration options,
@@ -114,11 +132,12 @@ struct center_host_request {       /* POST /v1/hosts {address, token, name, clus
 	char default_name[NAME_LEN_MAX + 1]; /* name when none is given: the address with ':' made '-' */
 };
 int center_host_request_parse(json_t *body, struct center_host_request *r, char *err, size_t errlen);
-struct center_vm_request {         /* POST /v1/vms {name, memory, vcpus, boot, cluster, evc, devices} */
+struct center_vm_request {         /* POST /v1/vms {name, memory, vcpus, boot, cluster, evc, devices, nics, disks} */
 	const char *name, *cluster, *evc; /* cluster, evc NULL when not given */
 	uint64_t memory;
 	int vcpus;                      /* 1 when not given */
 	json_t *boot, *devices;         /* devices NULL when not given */
+	struct attach at;               /* NICs (MACs optional) and disks (attach.h) */
 };
 int center_vm_request_parse(json_t *body, struct center_vm_request *r, char *err, size_t errlen);
 struct center_config_request {     /* POST /v1/vms/NAME/config {memory, vcpus, evc} */

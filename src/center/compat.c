@@ -4,7 +4,10 @@
  *   - CPU: the features the VM sees (its CPUID mask, fixed at power-on,
  *     applied to the source host's CPU) must all exist on the destination;
  *   - memory: the destination must have the VM's memory free (live only);
- *   - devices and networks the VM uses must exist on the destination;
+ *   - devices the VM uses must exist on the destination, a network of the
+ *     same name for each of its NICs, and the destination's agent must see
+ *     each of its disks (GET /v1/paths: shared storage, the same size as on
+ *     the source);
  *   - the migration protocol and host API versions must match;
  *   - the destination must have a migration address (live only). */
 #include "center/center.h"
@@ -22,7 +25,61 @@ static bool contains(json_t *arr, const char *s)
 	return false;
 }
 
-json_t *compat_check(json_t *vm, json_t *src, json_t *dst, json_t *dst_row, bool live)
+/* A network of the host's facts: {"name", ...} (or a bare name, as older agents would list it). */
+static bool has_network(json_t *facts, const char *name)
+{
+	size_t i;
+	json_t *n;
+	json_array_foreach(json_object_get(facts, "networks"), i, n) {
+		const char *have = json_is_string(n) ? json_string_value(n) : json_string_value(json_object_get(n, "name"));
+		if (have && !strcmp(have, name))
+			return true;
+	}
+	return false;
+}
+
+int compat_attachments(json_t *nics, json_t *disks, json_t *dst_facts, json_t *dst_paths, json_t *src_paths,
+		       const char *dname, const char *sname, json_t *reasons)
+{
+	size_t i, before = json_array_size(reasons);
+	json_t *e;
+
+	json_array_foreach(nics, i, e) {
+		const char *net = json_string_value(json_object_get(e, "network"));
+		if (net && !has_network(dst_facts, net))
+			json_array_append_new(reasons, json_sprintf("network: host %s lacks network '%s' used by NIC %zu", dname, net, i));
+	}
+	json_array_foreach(disks, i, e) {
+		const char *path = json_string_value(json_object_get(e, "path"));
+		json_t *d = path ? json_object_get(dst_paths, path) : NULL, *sp = path ? json_object_get(src_paths, path) : NULL;
+		const char *kind = json_string_value(json_object_get(d, "kind"));
+		if (!path)
+			continue;
+		if (!json_is_boolean(json_object_get(d, "exists"))) {
+			const char *why = json_string_value(json_object_get(d, "error"));
+			json_array_append_new(reasons, json_sprintf("disk %zu: host %s cannot say whether it sees %s%s%s", i, dname, path,
+								    why ? ": " : "", why ? why : ""));
+		} else if (!json_is_true(json_object_get(d, "exists"))) {
+			const char *why = json_string_value(json_object_get(d, "error"));
+			json_array_append_new(reasons, json_sprintf("disk %zu: host %s cannot see %s (%s); the VM's disks must be on "
+								    "storage its hosts share", i, dname, path, why ? why : "absent"));
+		} else if (!kind || (strcmp(kind, "file") && strcmp(kind, "block"))) {
+			json_array_append_new(reasons, json_sprintf("disk %zu: %s on host %s is a %s, not a file or block device", i, path,
+								    dname, kind ? kind : "thing of unknown kind"));
+		} else if (json_is_integer(json_object_get(d, "size")) && json_is_integer(json_object_get(sp, "size")) &&
+			   !json_equal(json_object_get(d, "size"), json_object_get(sp, "size"))) {
+			json_array_append_new(reasons, json_sprintf("disk %zu: %s has %lld bytes on host %s but %lld on %s (not the same "
+								    "shared file)", i, path,
+								    (long long)json_integer_value(json_object_get(d, "size")), dname,
+								    (long long)json_integer_value(json_object_get(sp, "size")),
+								    sname ? sname : "the source"));
+		}
+	}
+	return (int)(json_array_size(reasons) - before);
+}
+
+json_t *compat_check(json_t *vm, json_t *src, json_t *dst, json_t *dst_row, const char *sname, json_t *src_paths,
+		     json_t *dst_paths, bool live)
 {
 	json_t *reasons = json_array();
 	const char *dname = json_string_value(json_object_get(dst_row, "name"));
@@ -34,9 +91,11 @@ json_t *compat_check(json_t *vm, json_t *src, json_t *dst, json_t *dst_row, bool
 
 	/* CPU */
 	uint32_t mask[EVC_REGS], src_regs[EVC_REGS], dst_regs[EVC_REGS], sees[EVC_REGS];
-	evc_regs_from_json(json_object_get(config, "cpuid_mask"), mask);
+	bool have_mask = evc_regs_from_json(json_object_get(config, "cpuid_mask"), mask) == 0;
 	if (!host_facts_regs(dst, dst_regs)) {
 		json_array_append_new(reasons, json_sprintf("host %s did not report its CPU features", dname));
+	} else if (!live && !src && !have_mask) {
+		/* never powered on and on no host: it sees no CPU yet; its power-on checks EVC */
 	} else {
 		if (src && host_facts_regs(src, src_regs)) {
 			for (int r = 0; r < EVC_REGS; r++)
@@ -70,11 +129,11 @@ json_t *compat_check(json_t *vm, json_t *src, json_t *dst, json_t *dst_row, bool
 		if (json_is_string(d) && !contains(json_object_get(dst, "devices"), json_string_value(d)))
 			json_array_append_new(reasons, json_sprintf("device: host %s has no '%s' device for the VM", dname,
 								    json_string_value(d)));
-	json_t *nets = json_object_get(config, "networks");
-	json_array_foreach(nets, i, d)
-		if (json_is_string(d) && !contains(json_object_get(dst, "networks"), json_string_value(d)))
-			json_array_append_new(reasons, json_sprintf("network: host %s has no network '%s'", dname,
-								    json_string_value(d)));
+	json_t *nics = json_loads(json_string_value(json_object_get(vm, "nics")) ? json_string_value(json_object_get(vm, "nics")) : "[]", 0, NULL);
+	json_t *disks = json_loads(json_string_value(json_object_get(vm, "disks")) ? json_string_value(json_object_get(vm, "disks")) : "[]", 0, NULL);
+	compat_attachments(nics, disks, dst, dst_paths, src_paths, dname, sname, reasons);
+	json_decref(nics);
+	json_decref(disks);
 	/* versions */
 	if (src && json_integer_value(json_object_get(src, "migration_protocol")) !=
 			   json_integer_value(json_object_get(dst, "migration_protocol")))

@@ -3,8 +3,10 @@
 #include "center/center.h"
 #include "api/http.h"
 #include "common/util.h"
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int host_call(json_t *host_row, const char *method, const char *path, json_t *body, json_t **resp, long timeout_ms,
@@ -57,4 +59,53 @@ json_t *host_facts(json_t *host_row, char *err, size_t errlen)
 bool host_facts_regs(json_t *facts, uint32_t regs[EVC_REGS])
 {
 	return evc_regs_from_json(json_object_get(json_object_get(facts, "cpu"), "cpuid"), regs) == 0;
+}
+
+/* "/v1/paths?path=" and p percent-encoded, '/' kept as it is (servers keep
+ * an encoded '/' encoded). */
+static void paths_query(const char *p, char *out)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *o = out + sprintf(out, "/v1/paths?path=");
+	for (const unsigned char *c = (const unsigned char *)p; *c; c++) {
+		if (isalnum(*c) || strchr("-._~/", *c)) {
+			*o++ = (char)*c;
+		} else {
+			*o++ = '%';
+			*o++ = hex[*c >> 4];
+			*o++ = hex[*c & 15];
+		}
+	}
+	*o = 0;
+}
+
+json_t *host_paths(json_t *host_row, json_t *disks)
+{
+	json_t *out = json_object(), *d;
+	char *path = malloc(32 + 3 * ATTACH_PATH_MAX), err[512];
+	size_t i;
+
+	json_array_foreach(disks, i, d) {
+		const char *p = json_string_value(json_object_get(d, "path"));
+		json_t *r = NULL;
+		int st = -ENOMEM;
+		if (!p || json_object_get(out, p))
+			continue;
+		if (!attach_path_valid(p)) {
+			st = -EINVAL;
+			errf(err, sizeof(err), "not an absolute path");
+		} else if (path) {
+			paths_query(p, path);
+			st = host_call(host_row, "GET", path, NULL, &r, 0, err, sizeof(err));
+		} else {
+			errf(err, sizeof(err), "out of memory");
+		}
+		if (st == 200 && json_is_object(r))
+			json_object_set(out, p, r);
+		else
+			json_object_set_new(out, p, json_pack("{s:s}", "error", st == 404 ? "its agent cannot check paths (upgrade it)" : err));
+		json_decref(r);
+	}
+	free(path);
+	return out;
 }

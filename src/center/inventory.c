@@ -32,13 +32,22 @@ static const char *schema =
 	"  host_id INTEGER REFERENCES hosts(id), config TEXT NOT NULL, boot TEXT NOT NULL,"
 	"  devices TEXT NOT NULL DEFAULT '[\"serial\"]', evc_level TEXT,"
 	"  power_state TEXT NOT NULL DEFAULT 'off', api TEXT, locked_by INTEGER,"
-	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+	"  nics TEXT NOT NULL DEFAULT '[]', disks TEXT NOT NULL DEFAULT '[]');"
 	"CREATE TABLE IF NOT EXISTS tasks("
 	"  id INTEGER PRIMARY KEY, kind TEXT NOT NULL, vm_id INTEGER, vm_name TEXT,"
 	"  state TEXT NOT NULL, stage TEXT, progress REAL NOT NULL DEFAULT 0, message TEXT,"
 	"  source_host TEXT, dest_host TEXT, detail TEXT, result TEXT,"
 	"  created_at INTEGER NOT NULL, started_at INTEGER, ended_at INTEGER);"
 	"CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);";
+
+/* Schema 1 -> 2: VMs get their NICs and disks (attach.h). */
+static const char *schema_1_to_2 =
+	"BEGIN;"
+	"ALTER TABLE vms ADD COLUMN nics TEXT NOT NULL DEFAULT '[]';"
+	"ALTER TABLE vms ADD COLUMN disks TEXT NOT NULL DEFAULT '[]';"
+	"UPDATE meta SET value = '2' WHERE key = 'schema_version';"
+	"COMMIT;";
 
 int64_t inv_now_ms(void)
 {
@@ -160,6 +169,15 @@ int inv_open(struct center *c, const char *path, char *err, size_t errlen)
 		char ver[16];
 		snprintf(ver, sizeof(ver), "%d", CENTER_SCHEMA_VERSION);
 		inv_run(c, "INSERT INTO meta(key, value) VALUES('schema_version', ?)", json_pack("[s]", ver), NULL);
+	} else if (atoi(json_string_value(json_object_get(v, "value"))) == 1) {
+		if (sqlite3_exec(c->db, schema_1_to_2, NULL, NULL, &msg) != SQLITE_OK) {
+			errf(err, errlen, "cannot upgrade inventory %s from schema version 1 to 2: %s", path, msg ? msg : "?");
+			sqlite3_free(msg);
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+			json_decref(v);
+			return -EIO;
+		}
+		glide_log("center", "inventory %s upgraded from schema version 1 to 2 (VM NICs and disks)", path);
 	} else if (atoi(json_string_value(json_object_get(v, "value"))) != CENTER_SCHEMA_VERSION) {
 		errf(err, errlen, "inventory %s has schema version %s; this glide understands %d", path,
 		     json_string_value(json_object_get(v, "value")), CENTER_SCHEMA_VERSION);
@@ -318,6 +336,15 @@ static json_t *parsed(json_t *row, const char *key)
 	return j ? j : json_null();
 }
 
+json_t *inv_vm_array(json_t *vm, const char *column)
+{
+	json_t *l = parsed(vm, column);
+	if (json_is_array(l))
+		return l;
+	json_decref(l);
+	return json_array();
+}
+
 json_t *inv_vm_json(struct center *c, json_t *vm)
 {
 	json_t *host = json_is_integer(json_object_get(vm, "host_id"))
@@ -334,6 +361,8 @@ json_t *inv_vm_json(struct center *c, json_t *vm)
 			      "evc_level", json_object_get(vm, "evc_level"), "config", config,
 			      "boot", parsed(vm, "boot"), "devices", parsed(vm, "devices"),
 			      "locked_by_task", json_object_get(vm, "locked_by"), "updated_at", json_object_get(vm, "updated_at"));
+	json_object_set_new(j, "nics", inv_vm_array(vm, "nics"));
+	json_object_set_new(j, "disks", inv_vm_array(vm, "disks"));
 	if (host)
 		json_object_set(j, "host_address", json_object_get(host, "address"));
 	if (cl && !json_is_string(json_object_get(vm, "evc_level")))
@@ -360,15 +389,25 @@ json_t *inv_vms_on_cluster_level(struct center *c, int64_t cluster_id)
 }
 
 int inv_vm_insert(struct center *c, const char *name, int64_t cluster_id, json_t *config, json_t *boot, json_t *devices,
-		  const char *evc_level)
+		  const char *evc_level, json_t *nics, json_t *disks)
 {
 	json_t *dev = json_is_array(devices) ? json_incref(devices) : json_pack("[s]", "serial");
-	int rc = inv_run(c, "INSERT INTO vms(name, cluster_id, config, boot, devices, evc_level, power_state, created_at, updated_at)"
-			    " VALUES(?, ?, ?, ?, ?, ?, 'off', ?, ?)",
-			 json_pack("[s, I, O, O, O, s?, I, I]", name, (json_int_t)cluster_id, config, boot, dev, evc_level,
-				   (json_int_t)inv_now_ms(), (json_int_t)inv_now_ms()), NULL);
+	json_t *n = json_is_array(nics) ? json_incref(nics) : json_array();
+	json_t *d = json_is_array(disks) ? json_incref(disks) : json_array();
+	int rc = inv_run(c, "INSERT INTO vms(name, cluster_id, config, boot, devices, evc_level, power_state, created_at, updated_at,"
+			    " nics, disks) VALUES(?, ?, ?, ?, ?, ?, 'off', ?, ?, ?, ?)",
+			 json_pack("[s, I, O, O, O, s?, I, I, O, O]", name, (json_int_t)cluster_id, config, boot, dev, evc_level,
+				   (json_int_t)inv_now_ms(), (json_int_t)inv_now_ms(), n, d), NULL);
 	json_decref(dev);
+	json_decref(n);
+	json_decref(d);
 	return rc;
+}
+
+json_t *inv_vm_with_mac(struct center *c, const char *mac)
+{
+	return inv_row(c, "SELECT v.name AS name, CAST(n.key AS INTEGER) AS nic FROM vms v, json_each(v.nics) n"
+			  " WHERE lower(json_extract(n.value, '$.mac')) = lower(?) ORDER BY v.id LIMIT 1", json_pack("[s]", mac));
 }
 
 int inv_vm_set_config(struct center *c, int64_t vm_id, json_t *config, bool set_evc, const char *evc_level)

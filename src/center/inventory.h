@@ -51,13 +51,18 @@ int inv_host_set_connected(struct center *c, int64_t host_id, json_t *facts);
 /* VMs */
 json_t *inv_vm(struct center *c, const char *name);
 json_t *inv_vm_json(struct center *c, json_t *vm_row); /* public view of a VM row */
+/* A JSON array column of a VM row (nics, disks) as a new array; [] when it has none. */
+json_t *inv_vm_array(json_t *vm_row, const char *column);
 json_t *inv_vms(struct center *c); /* every VM row, in id order */
 json_t *inv_vms_in_cluster(struct center *c, int64_t cluster_id); /* rows in id order */
 /* name, config of the cluster's powered-on VMs that follow the cluster's EVC level (no level of their own). */
 json_t *inv_vms_on_cluster_level(struct center *c, int64_t cluster_id);
-/* A new VM, powered off; devices NULL or not an array: ["serial"]; evc_level NULL: the cluster's. */
+/* A new VM, powered off; devices NULL or not an array: ["serial"]; evc_level NULL: the cluster's;
+ * nics, disks: its NICs and disks (attach.h; NULL: none). */
 int inv_vm_insert(struct center *c, const char *name, int64_t cluster_id, json_t *config, json_t *boot, json_t *devices,
-		  const char *evc_level);
+		  const char *evc_level, json_t *nics, json_t *disks);
+/* The VM (and its NIC index) that has MAC mac ("52:54:00:12:34:56", any case): {name, nic}, or NULL. */
+json_t *inv_vm_with_mac(struct center *c, const char *mac);
 /* New configuration; with set_evc also the per-VM EVC level (NULL: follow the cluster). */
 int inv_vm_set_config(struct center *c, int64_t vm_id, json_t *config, bool set_evc, const char *evc_level);
 int inv_vm_delete(struct center *c, int64_t vm_id);

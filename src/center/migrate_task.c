@@ -160,9 +160,10 @@ static void run_cold(struct migrate_job *j)
 {
 	char path[160], err[512], msg[1024];
 	const char *name = s(j->vm, "name");
-	json_t *body = json_pack("{s:s, s:o, s:o, s:o, s:b}", "name", name,
+	json_t *body = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:b}", "name", name,
 				 "config", json_loads(s(j->vm, "config"), 0, NULL), "boot", json_loads(s(j->vm, "boot"), 0, NULL),
-				 "devices", json_loads(s(j->vm, "devices"), 0, NULL), "start", 0);
+				 "devices", json_loads(s(j->vm, "devices"), 0, NULL), "nics", inv_vm_array(j->vm, "nics"),
+				 "disks", inv_vm_array(j->vm, "disks"), "start", 0);
 	int st = host_call(j->dst, "POST", "/v1/vms", body, NULL, 0, err, sizeof(err));
 	json_decref(body);
 	if (st != 201) {
@@ -257,8 +258,11 @@ static void run_live(struct migrate_job *j)
 	task_update(c, j->task, "prepare", 0.02, hosts);
 	pthread_mutex_unlock(&c->lock);
 	json_decref(hosts);
-	json_t *spec = json_pack("{s:s, s:O, s:o, s:o, s:s, s:o}", "name", name, "config", config,
+	/* the destination starts its monitor with its own --nic (its network of
+	 * each NIC's name) and --disk (the same shared path) */
+	json_t *spec = json_pack("{s:s, s:O, s:o, s:o, s:o, s:o, s:s, s:o}", "name", name, "config", config,
 				 "boot", json_loads(s(j->vm, "boot"), 0, NULL), "devices", json_loads(s(j->vm, "devices"), 0, NULL),
+				 "nics", inv_vm_array(j->vm, "nics"), "disks", inv_vm_array(j->vm, "disks"),
 				 "key", key, "cpuid", evc_regs_to_json(mask));
 	code = host_call(j->dst, "POST", "/v1/incoming", spec, &r, 30000, err, sizeof(err));
 	json_object_set_new(spec, "key", json_string("")); /* jansson keeps its own copy; drop it now */
@@ -512,10 +516,19 @@ int migrate_task_start(struct center *c, const char *name, const char *to, json_
 		reasons = json_pack("[s]", err);
 	} else {
 		j->src_facts = j->src ? host_facts(j->src, err, sizeof(err)) : NULL;
-		if (j->live && !j->src_facts)
+		if (j->live && !j->src_facts) {
 			reasons = json_pack("[s]", err);
-		else
-			reasons = compat_check(j->vm, j->src_facts, dst_facts, j->dst, j->live);
+		} else {
+			/* shared storage: the destination must see each disk, the same size as the source */
+			json_t *disks = inv_vm_array(j->vm, "disks");
+			json_t *dst_paths = host_paths(j->dst, disks);
+			json_t *src_paths = j->src_facts ? host_paths(j->src, disks) : NULL;
+			reasons = compat_check(j->vm, j->src_facts, dst_facts, j->dst, j->src ? s(j->src, "name") : NULL, src_paths,
+					       dst_paths, j->live);
+			json_decref(disks);
+			json_decref(dst_paths);
+			json_decref(src_paths);
+		}
 	}
 	json_decref(dst_facts);
 	j->params = json_incref(params);

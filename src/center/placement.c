@@ -5,7 +5,8 @@
  * host of the cluster has). At power-on the level becomes a CPUID mask in
  * the VM's configuration, so the VM keeps seeing exactly those features
  * wherever it migrates. Placement picks, among the cluster's responding
- * hosts with enough free memory that meet the mask, the VM's current host
+ * hosts with enough free memory that meet the mask and have every network
+ * the VM's NICs use and see every one of its disks, the VM's current host
  * if it qualifies, else the one with the most free memory; when none
  * qualifies the answer lists every host with its reason. */
 #include "center/center.h"
@@ -90,6 +91,8 @@ int placement_choose(const struct placement_host *hosts, size_t n, uint64_t need
 								    format_size(h->free, a, sizeof(a)), format_size(need, b, sizeof(b))));
 		} else if (strcmp(level, EVC_NONE) && h->have_regs && evc_missing(mask, h->regs, missing, sizeof(missing))) {
 			json_array_append_new(reasons, json_sprintf("%s: lacks %s (EVC level %s)", h->name, missing, level));
+		} else if (h->lacks[0]) {
+			json_array_append_new(reasons, json_sprintf("%s: %s", h->name, h->lacks));
 		} else if (chosen < 0 || h->home || (h->free > best_free && !hosts[chosen].home)) {
 			chosen = (int)i;
 			best_free = h->free;
@@ -134,6 +137,7 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 	pthread_mutex_unlock(&c->lock);
 
 	json_t *config = json_loads(json_string_value(json_object_get(vm, "config")), 0, NULL);
+	json_t *nics = inv_vm_array(vm, "nics"), *disks = inv_vm_array(vm, "disks");
 	uint64_t need = (uint64_t)json_integer_value(json_object_get(config, "memory"));
 	json_t *reasons = json_array(), *chosen = NULL;
 	size_t i, n = json_array_size(hosts);
@@ -154,6 +158,16 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 		p->facts = true;
 		p->free = (uint64_t)json_integer_value(json_object_get(json_object_get(f, "memory"), "free"));
 		p->have_regs = host_facts_regs(f, p->regs);
+		/* its networks (facts) and what it sees of the VM's disks (GET /v1/paths) */
+		json_t *paths = json_array_size(disks) ? host_paths(h, disks) : NULL, *lacks = json_array(), *l;
+		compat_attachments(nics, disks, f, paths, NULL, p->name, NULL, lacks);
+		size_t k, used = 0;
+		json_array_foreach(lacks, k, l)
+			if (used < sizeof(p->lacks))
+				used += (size_t)snprintf(p->lacks + used, sizeof(p->lacks) - used, "%s%s", k ? "; " : "",
+							 json_string_value(l));
+		json_decref(lacks);
+		json_decref(paths);
 		json_decref(f);
 	}
 	int pick = placement_choose(cand, n, need, level_copy, mask, reasons);
@@ -196,7 +210,7 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 	r = NULL;
 	if (st == 200) {
 		http_path(path, sizeof(path), "/v1/vms/", name, "/config");
-		json_t *body = json_pack("{s:O, s:O}", "config", cfg_new, "boot", boot);
+		json_t *body = json_pack("{s:O, s:O, s:O, s:O}", "config", cfg_new, "boot", boot, "nics", nics, "disks", disks);
 		st = host_call(chosen, "POST", path, body, &r, 0, err, sizeof(err));
 		json_decref(body);
 		json_decref(r);
@@ -205,8 +219,8 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 		if (st == 200)
 			st = host_call(chosen, "POST", path, NULL, &r, 30000, err, sizeof(err));
 	} else {
-		json_t *body = json_pack("{s:s, s:O, s:O, s:O, s:b}", "name", name, "config", cfg_new, "boot", boot, "devices",
-					 devices, "start", 1);
+		json_t *body = json_pack("{s:s, s:O, s:O, s:O, s:O, s:O, s:b}", "name", name, "config", cfg_new, "boot", boot,
+					 "devices", devices, "nics", nics, "disks", disks, "start", 1);
 		st = host_call(chosen, "POST", "/v1/vms", body, &r, 30000, err, sizeof(err));
 		json_decref(body);
 	}
@@ -243,6 +257,8 @@ done:
 	json_decref(cfg_new);
 	json_decref(boot);
 	json_decref(devices);
+	json_decref(nics);
+	json_decref(disks);
 	json_decref(reasons);
 	return status;
 }

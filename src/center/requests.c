@@ -264,6 +264,8 @@ int center_vm_request_parse(json_t *body, struct center_vm_request *r, char *err
 		r->devices = NULL;
 	if (r->devices && vm_devices_check(r->devices, err, errlen))
 		goto bad;
+	if (attach_parse(json_object_get(body, "nics"), json_object_get(body, "disks"), false, &r->at, err, errlen))
+		goto bad;
 	return 0;
 bad:
 	memset(r, 0, sizeof(*r));

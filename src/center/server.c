@@ -433,6 +433,43 @@ static int check_vm_level(struct center *c, int64_t cid, const char *evc, char *
 	return rc;
 }
 
+/* A new VM's MACs, unique in the inventory (caller holds c->lock): one
+ * given that another VM has is refused (409); a NIC without one gets a
+ * random locally administered one no VM has, kept for the VM's life. */
+static int vm_macs(struct center *c, struct attach *at, char *err, size_t errlen)
+{
+	char m[ATTACH_MAC_LEN + 1];
+	for (int i = 0; i < at->nnics; i++) {
+		if (!at->nics[i].has_mac)
+			continue;
+		json_t *owner = inv_vm_with_mac(c, attach_mac_text(at->nics[i].mac, m));
+		if (owner) {
+			errf(err, errlen, "MAC %s of NIC %d is already used by VM %s (NIC %lld); give another mac= or none to get a "
+				     "generated one", m, i, json_string_value(json_object_get(owner, "name")),
+			     (long long)json_integer_value(json_object_get(owner, "nic")));
+			json_decref(owner);
+			return 409;
+		}
+	}
+	for (int i = 0; i < at->nnics; i++) {
+		for (int tries = 0; !at->nics[i].has_mac && tries < 16; tries++) {
+			if (attach_fill_macs(at)) /* fills this one (and any later one without) */
+				break;
+			for (int k = i; k < at->nnics; k++) {
+				json_t *owner = inv_vm_with_mac(c, attach_mac_text(at->nics[k].mac, m));
+				if (owner) /* taken (a 1 in 2^46 chance): draw again */
+					at->nics[k].has_mac = false;
+				json_decref(owner);
+			}
+		}
+		if (!at->nics[i].has_mac) {
+			errf(err, errlen, "cannot generate a MAC address for NIC %d", i);
+			return 500;
+		}
+	}
+	return 0;
+}
+
 static int api_vm_create(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
@@ -470,7 +507,17 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		json_decref(old);
 		return old ? 409 : 400;
 	}
-	inv_vm_insert(c, name, cid, config, boot, r.devices, evc);
+	int status = vm_macs(c, &r.at, err, sizeof(err));
+	if (status) {
+		pthread_mutex_unlock(&c->lock);
+		json_decref(config);
+		*resp = http_error("%s", err);
+		return status;
+	}
+	json_t *nics = attach_nics_json(&r.at), *disks = attach_disks_json(&r.at);
+	inv_vm_insert(c, name, cid, config, boot, r.devices, evc, nics, disks);
+	json_decref(nics);
+	json_decref(disks);
 	json_t *row = inv_vm(c, name);
 	*resp = inv_vm_json(c, row);
 	pthread_mutex_unlock(&c->lock);

@@ -1,5 +1,6 @@
-/* `glide host serve|add|list|show|remove`: the host agent daemon and the
- * controller's host inventory. */
+/* `glide host serve|add|list|show|remove|netstats`: the host agent daemon,
+ * the controller's host inventory, and the NIC counters of a host's VMs
+ * read from its agent. */
 #include "cli/ctl.h"
 #include "host/host.h"
 #include "common/token.h"
@@ -150,6 +151,17 @@ int cmd_host_show(int argc, char **argv)
 		printf("migration:   protocol %lld, addresses", json_integer_value(json_object_get(f, "migration_protocol")));
 		json_array_foreach(json_object_get(f, "migration_addresses"), i, v)
 			printf(" %s", json_string_value(v));
+		printf("\nnetworks:");
+		json_array_foreach(json_object_get(f, "networks"), i, v) {
+			printf(" %s (bridge %s", json_string_value(json_object_get(v, "name")), json_string_value(json_object_get(v, "bridge")));
+			if (json_is_integer(json_object_get(v, "vlan")))
+				printf(", VLAN %lld", json_integer_value(json_object_get(v, "vlan")));
+			if (json_is_integer(json_object_get(v, "rate")))
+				printf(", %s/s", format_size((uint64_t)json_integer_value(json_object_get(v, "rate")), a, sizeof(a)));
+			printf(")");
+		}
+		if (!json_array_size(json_object_get(f, "networks")))
+			printf(" none");
 		printf("\nvms:\n");
 		json_array_foreach(json_object_get(f, "vms"), i, v)
 			printf("  %-20s %-10s %s\n", json_string_value(json_object_get(v, "name")), json_string_value(json_object_get(v, "state")),
@@ -190,4 +202,100 @@ int cmd_host_remove(int argc, char **argv)
 int ctl_parse_simple(int argc, char **argv, struct ctl *c, const char **pos, const char *usage)
 {
 	return parse_simple(argc, argv, c, pos, usage);
+}
+
+static long long counter(json_t *nic, const char *k)
+{
+	return json_integer_value(json_object_get(nic, k));
+}
+
+/* One line per NIC: the counters a vSwitch port keeps (esxcli network vm port stats). */
+static int print_netstats(json_t *vms)
+{
+	size_t i, k;
+	json_t *vm, *nic;
+	int rows = 0;
+	printf("%-16s %3s %-12s %-17s %10s %12s %7s %10s %12s %7s %6s %6s\n", "VM", "NIC", "NETWORK", "MAC", "RX FRAMES",
+	       "RX BYTES", "RX DROP", "TX FRAMES", "TX BYTES", "TX DROP", "FORGED", "HELD");
+	json_array_foreach(vms, i, vm) {
+		const char *name = json_string_value(json_object_get(vm, "name"));
+		if (json_is_string(json_object_get(vm, "error"))) {
+			printf("%-16s   -  %s\n", name ? name : "?", json_string_value(json_object_get(vm, "error")));
+			rows++;
+			continue;
+		}
+		json_array_foreach(json_object_get(vm, "nics"), k, nic) {
+			const char *net = json_string_value(json_object_get(nic, "network"));
+			const char *mac = json_string_value(json_object_get(nic, "mac"));
+			printf("%-16s %3lld %-12s %-17s %10lld %12lld %7lld %10lld %12lld %7lld %6lld %6lld\n", name ? name : "?",
+			       counter(nic, "index"), net ? net : "-", mac ? mac : "-", counter(nic, "rx_frames"),
+			       counter(nic, "rx_bytes"), counter(nic, "rx_dropped"), counter(nic, "tx_frames"),
+			       counter(nic, "tx_bytes"), counter(nic, "tx_dropped"), counter(nic, "tx_forged"),
+			       counter(nic, "rx_held"));
+			rows++;
+		}
+	}
+	if (!rows)
+		printf("(no running VM with a NIC)\n");
+	return 0;
+}
+
+int cmd_host_netstats(int argc, char **argv)
+{
+	static const struct option opts[] = { { "api", required_argument, 0, 'a' }, { "host", required_argument, 0, 'H' },
+					      { "host-token-file", required_argument, 0, 'T' }, { "json", no_argument, 0, 'j' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide host netstats [VM] (--api DATA/host.sock | --host HOST:PORT --host-token-file F) [--json]";
+	const char *api = NULL, *host = NULL, *tf = NULL, *vm = NULL;
+	char url[256], path[256], err[512];
+	bool json = false;
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'a': api = optarg; break;
+		case 'H': host = optarg; break;
+		case 'T': tf = optarg; break;
+		case 'j': json = true; break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: fprintf(stderr, "usage: %s\n", usage); return 1;
+		}
+	}
+	if (optind < argc)
+		vm = argv[optind++];
+	if (optind < argc || !!api == !!host || (host && !tf)) {
+		fprintf(stderr, "glide: give the agent: --api DATA/host.sock on its host, or --host HOST:PORT with "
+				"--host-token-file F (the token it was started with)\nusage: %s\n", usage);
+		return 1;
+	}
+	if (vm && !ctl_name_ok(vm))
+		return 1;
+	if (vm ? ctl_path(path, sizeof(path), "/v1/vms/", vm, "/netstats") : (snprintf(path, sizeof(path), "/v1/netstats"), 0))
+		return 1;
+	struct http_client_opts co = { .target = api, .timeout_ms = 30000 };
+	char *token = NULL;
+	if (host) {
+		snprintf(url, sizeof(url), "%s%s", strstr(host, "://") ? "" : "http://", host);
+		co.target = url;
+		if (!(token = token_read_file(tf, err, sizeof(err)))) {
+			fprintf(stderr, "glide: %s\n", err);
+			return 1;
+		}
+		co.token = token;
+	}
+	json_t *r = NULL;
+	rc = cli_call(&co, "GET", path, NULL, &r);
+	if (token) {
+		explicit_bzero(token, strlen(token));
+		free(token);
+	}
+	if (!rc && json) {
+		cli_print_json(r);
+	} else if (!rc) {
+		json_t *list = vm ? json_pack("[O]", r) : json_incref(json_object_get(r, "vms"));
+		print_netstats(list);
+		json_decref(list);
+	}
+	json_decref(r);
+	return rc;
 }

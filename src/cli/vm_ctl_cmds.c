@@ -26,6 +26,51 @@ static void print_vm(json_t *v)
 		printf("api:      %s\n", json_string_value(json_object_get(v, "api")));
 	if (json_is_integer(json_object_get(v, "locked_by_task")))
 		printf("locked:   by task %lld\n", json_integer_value(json_object_get(v, "locked_by_task")));
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(v, "nics"), i, e)
+		printf("nic %zu:    network %s, mac %s\n", i, json_string_value(json_object_get(e, "network")),
+		       json_string_value(json_object_get(e, "mac")) ? json_string_value(json_object_get(e, "mac")) : "-");
+	json_array_foreach(json_object_get(v, "disks"), i, e)
+		printf("disk %zu:   %s%s\n", i, json_string_value(json_object_get(e, "path")),
+		       json_is_true(json_object_get(e, "readonly")) ? " (read-only)" : "");
+}
+
+/* --nic NETWORK[,mac=MAC]: {"network", "mac"}; the controller checks the name and the MAC. */
+static json_t *nic_option(const char *arg)
+{
+	const char *comma = strchr(arg, ',');
+	size_t n = comma ? (size_t)(comma - arg) : strlen(arg);
+	char *net = strndup(arg, n);
+	json_t *nic = NULL;
+	if (!net)
+		return NULL;
+	if (!n || (comma && strncmp(comma + 1, "mac=", 4)) || (comma && strchr(comma + 1, ','))) {
+		fprintf(stderr, "glide: --nic '%s': give NETWORK[,mac=MAC] (a network of the hosts, e.g. prod,mac=52:54:00:12:34:56)\n", arg);
+	} else if (ctl_name_ok(net)) {
+		nic = json_pack("{s:s, s:s?}", "network", net, "mac", comma ? comma + 5 : NULL);
+	}
+	free(net);
+	return nic;
+}
+
+/* --disk PATH[,readonly]: {"path" (absolute), "readonly"}. */
+static json_t *disk_option(const char *arg)
+{
+	const char *comma = strchr(arg, ',');
+	size_t n = comma ? (size_t)(comma - arg) : strlen(arg);
+	char *path = strndup(arg, n), *abs;
+	json_t *disk = NULL;
+	if (!path)
+		return NULL;
+	if (!n || (comma && strcmp(comma + 1, "readonly"))) {
+		fprintf(stderr, "glide: --disk '%s': give PATH[,readonly] (a file on storage the hosts share)\n", arg);
+	} else if ((abs = cli_abs_path(path))) {
+		disk = json_pack("{s:s, s:b}", "path", abs, "readonly", comma != NULL);
+		free(abs);
+	}
+	free(path);
+	return disk;
 }
 
 int cmd_vmc_create(int argc, char **argv)
@@ -35,11 +80,13 @@ int cmd_vmc_create(int argc, char **argv)
 		{ "boot", required_argument, 0, 'b' }, { "elf", required_argument, 0, 'e' }, { "kernel", required_argument, 0, 'k' },
 		{ "initrd", required_argument, 0, 'i' }, { "cmdline", required_argument, 0, 'l' },
 		{ "cluster", required_argument, 0, 'C' }, { "evc", required_argument, 0, 'E' },
+		{ "nic", required_argument, 0, 'N' }, { "disk", required_argument, 0, 'D' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	const char *usage = "glide vm create NAME --memory SIZE [--vcpus N] (--boot IMAGE | --elf FILE | --kernel BZIMAGE [--initrd F] [--cmdline S])\n"
-			    "                     [--cluster C] [--evc LEVEL] [--json]";
+			    "                     [--cluster C] [--evc LEVEL] [--nic NETWORK[,mac=MAC]]... [--disk PATH[,readonly]]... [--json]";
 	struct ctl c = { 0 };
 	const char *kind = NULL, *path = NULL, *initrd = NULL, *cmdline = NULL, *cluster = NULL, *evc = NULL;
+	json_t *nics = json_array(), *disks = json_array(), *one;
 	uint64_t mem = 0;
 	long vcpus = 1;
 	int opt, rc;
@@ -51,8 +98,18 @@ int cmd_vmc_create(int argc, char **argv)
 		case 'm':
 			if (parse_size(optarg, &mem) || !mem) {
 				fprintf(stderr, "glide: --memory '%s' is not a size (e.g. 256M)\n", optarg);
-				return 1;
+				goto usage_error;
 			}
+			break;
+		case 'N':
+			if (!(one = nic_option(optarg)))
+				goto usage_error;
+			json_array_append_new(nics, one);
+			break;
+		case 'D':
+			if (!(one = disk_option(optarg)))
+				goto usage_error;
+			json_array_append_new(disks, one);
 			break;
 		case 'c': vcpus = strtol(optarg, NULL, 10); break;
 		case 'b': kind = "boot"; path = optarg; break;
@@ -62,29 +119,42 @@ int cmd_vmc_create(int argc, char **argv)
 		case 'l': cmdline = optarg; break;
 		case 'C': cluster = optarg; break;
 		case 'E': evc = optarg; break;
-		case 'h': printf("usage: %s\n", usage); return 0;
-		default: fprintf(stderr, "usage: %s\n", usage); return 1;
+		case 'h':
+			printf("usage: %s\n", usage);
+			json_decref(nics);
+			json_decref(disks);
+			return 0;
+		default: fprintf(stderr, "usage: %s\n", usage); goto usage_error;
 		}
 	}
 	if (optind != argc - 1 || !mem || !path) {
 		fprintf(stderr, "glide: give NAME, --memory SIZE and one of --boot/--elf/--kernel\nusage: %s\n", usage);
-		return 1;
+		goto usage_error;
 	}
 	if (!ctl_name_ok(argv[optind]) || (cluster && !ctl_name_ok(cluster)))
-		return 1;
-	if ((rc = ctl_connect(&c)))
+		goto usage_error;
+	if ((rc = ctl_connect(&c))) {
+		json_decref(nics);
+		json_decref(disks);
 		return rc;
+	}
 	char *abs = cli_abs_path(path), *absi = initrd ? cli_abs_path(initrd) : NULL;
-	json_t *body = json_pack("{s:s, s:I, s:I, s:{s:s, s:s, s:s?, s:s?}, s:s?, s:s?}", "name", argv[optind], "memory",
-				 (json_int_t)mem, "vcpus", (json_int_t)vcpus, "boot", "kind", kind, "path", abs, "initrd", absi,
-				 "cmdline", cmdline, "cluster", cluster, "evc", evc);
+	json_t *body = json_pack("{s:s, s:I, s:I, s:{s:s, s:s, s:s?, s:s?}, s:s?, s:s?, s:o, s:o}", "name", argv[optind],
+				 "memory", (json_int_t)mem, "vcpus", (json_int_t)vcpus, "boot", "kind", kind, "path", abs, "initrd",
+				 absi, "cmdline", cmdline, "cluster", cluster, "evc", evc, "nics", nics, "disks", disks);
 	json_t *r = NULL;
 	rc = ctl_call(&c, "POST", "/v1/vms", body, &r);
 	if (!rc) {
 		if (c.json)
 			cli_print_json(r);
-		else
+		else {
+			size_t i;
+			json_t *e;
 			printf("VM %s created (powered off); start it with `glide vm start %s`\n", argv[optind], argv[optind]);
+			json_array_foreach(json_object_get(r, "nics"), i, e)
+				printf("  NIC %zu on network %s, MAC %s\n", i, json_string_value(json_object_get(e, "network")),
+				       json_string_value(json_object_get(e, "mac")));
+		}
 	}
 	free(abs);
 	free(absi);
@@ -92,6 +162,10 @@ int cmd_vmc_create(int argc, char **argv)
 	json_decref(r);
 	ctl_done(&c);
 	return rc;
+usage_error:
+	json_decref(nics);
+	json_decref(disks);
+	return 1;
 }
 
 static int simple_vm(int argc, char **argv, const char *method, const char *action, const char *usage, json_t *body)

@@ -3,10 +3,12 @@
  * re-adopts the VM monitors that kept running while it was down, and runs
  * the supervisor thread that follows them.
  *
- *   GET    /v1/host                       host facts (CPU, memory, addresses, VMs)
+ *   GET    /v1/host                       host facts (CPU, memory, addresses, networks, VMs)
+ *   GET    /v1/paths?path=P               whether this host sees file P (a disk), its size
  *   GET    /v1/vms                        VMs of this host
- *   POST   /v1/vms                        register a VM {name, config, boot, start}
+ *   POST   /v1/vms                        register a VM {name, config, boot, nics, disks, start}
  *   GET    /v1/vms/NAME                   one VM (with its monitor's API socket)
+ *   GET    /v1/vms/NAME/netstats          its NICs' counters; GET /v1/netstats: every VM's
  *   POST   /v1/vms/NAME/start | /stop     power on / off
  *   DELETE /v1/vms/NAME                   forget a powered-off, migrated or incoming VM
  *   POST   /v1/incoming                   destination half of a migration spec
@@ -67,7 +69,7 @@ static int start_and_wait(struct host_agent *a, struct host_vm *v, json_t **resp
 	pthread_mutex_unlock(&a->lock);
 	if (host_vm_wait_api(v, pid, HOST_MONITOR_START_TIMEOUT_MS, err, sizeof(err))) {
 		pthread_mutex_lock(&a->lock);
-		snprintf(v->last_error, sizeof(v->last_error), "%s", err);
+		host_vm_start_failed(v, pid, err);
 		pthread_mutex_unlock(&a->lock);
 		*resp = http_error("VM %s did not start on host %s: %s", v->name, a->name, err);
 		return 500;
@@ -91,10 +93,22 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		*resp = http_error("%s", err);
 		return 400;
 	}
+	/* a NIC without a MAC gets one now, kept in vm.json for the VM's life */
+	if (attach_fill_macs(&r.at)) {
+		*resp = http_error("cannot generate a MAC address");
+		return 500;
+	}
+	pthread_mutex_lock(&a->lock);
+	int rc = host_vm_attach_check(a, &r.at, r.name, err, sizeof(err));
+	if (rc) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("%s", err);
+		return rc == -ENOENT ? 400 : 409;
+	}
 	json_t *cfg = json_deep_copy(r.config);
 	json_object_set_new(cfg, "name", json_string(r.name));
-	json_t *record = json_pack("{s:o, s:O*, s:O*}", "config", cfg, "boot", r.boot, "devices", r.devices);
-	pthread_mutex_lock(&a->lock);
+	json_t *record = json_pack("{s:o, s:O*, s:O*, s:o, s:o}", "config", cfg, "boot", r.boot, "devices", r.devices, "nics",
+				   attach_nics_json(&r.at), "disks", attach_disks_json(&r.at));
 	struct host_vm *v = host_vm_new(a, r.name, record, err, sizeof(err));
 	json_decref(record);
 	if (!v) {
@@ -137,6 +151,8 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 		return status;
 	if (!strcmp(action, "migration"))
 		return host_migration_relay(a, name, "GET", "/v1/migration", NULL, resp);
+	if (!strcmp(action, "netstats"))
+		return host_vm_netstats(a, name, resp);
 	if (action[0])
 		return 0;
 	const char *fresh = http_query(req, "monitor");
@@ -213,17 +229,31 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 			*resp = http_error("%s", err);
 			return 400;
 		}
+		if (attach_fill_macs(&r.at)) {
+			*resp = http_error("cannot generate a MAC address");
+			return 500;
+		}
 		pthread_mutex_lock(&a->lock);
 		if (v->pid) {
 			pthread_mutex_unlock(&a->lock);
 			*resp = http_error("VM %s is %s; power it off before changing its configuration", name, v->state);
 			return 409;
 		}
+		int rc = r.have_nics ? host_vm_attach_check(a, &r.at, v->name, err, sizeof(err)) : 0;
+		if (rc) {
+			pthread_mutex_unlock(&a->lock);
+			*resp = http_error("%s", err);
+			return rc == -ENOENT ? 400 : 409;
+		}
 		json_t *cfg = json_deep_copy(r.config);
 		json_object_set_new(cfg, "name", json_string(v->name));
 		json_object_set_new(v->record, "config", cfg);
 		if (r.boot)
 			json_object_set(v->record, "boot", r.boot);
+		if (r.have_nics)
+			json_object_set_new(v->record, "nics", attach_nics_json(&r.at));
+		if (r.have_disks)
+			json_object_set_new(v->record, "disks", attach_disks_json(&r.at));
 		host_vm_save(v);
 		*resp = host_vm_json(v);
 		pthread_mutex_unlock(&a->lock);
@@ -296,8 +326,52 @@ static int api_incoming(void *ctx, const struct http_request *req, json_t **resp
 	return host_migration_incoming(ctx, req->body, resp);
 }
 
+/* Whether this host sees a file (the controller asks before it places or
+ * moves a VM onto shared storage). */
+static int api_paths(void *ctx, const struct http_request *req, json_t **resp)
+{
+	const char *path;
+	char err[256];
+	if (host_path_query_parse(req, &path, err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
+	*resp = attach_path_info(path);
+	return 200;
+}
+
+/* Every VM's NIC counters ({host, vms: [{name, state, nics} or {name, error}]}). */
+static int api_netstats(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct host_agent *a = ctx;
+	json_t *names = json_array(), *list = json_array(), *n;
+	size_t i;
+	pthread_mutex_lock(&a->lock);
+	for (struct host_vm *v = a->vms; v; v = v->next)
+		if (!v->removed && v->pid && (!strcmp(v->state, "running") || !strcmp(v->state, "paused")) &&
+		    !json_object_get(v->record, "incoming"))
+			json_array_append_new(names, json_string(v->name));
+	pthread_mutex_unlock(&a->lock);
+	json_array_foreach(names, i, n) {
+		json_t *one = NULL;
+		int st = host_vm_netstats(a, json_string_value(n), &one);
+		if (st == 404 || st == 409) { /* stopped or moved meanwhile */
+			json_decref(one);
+			continue;
+		}
+		if (st != 200)
+			json_object_set(one, "name", n);
+		json_array_append_new(list, one);
+	}
+	json_decref(names);
+	*resp = json_pack("{s:s, s:o}", "host", a->name, "vms", list);
+	return 200;
+}
+
 static const struct http_route routes[] = {
 	{ "GET", "/v1/host", api_host },
+	{ "GET", "/v1/paths", api_paths },
+	{ "GET", "/v1/netstats", api_netstats },
 	{ "GET", "/v1/vms", api_vms },
 	{ "POST", "/v1/vms", api_vm_create },
 	{ "GET", "/v1/vms/*", api_vm_get },
@@ -312,7 +386,8 @@ static void usage(FILE *out)
 	fprintf(out, "usage: glide host serve --data-dir DIR --listen HOST:PORT --token-file F\n"
 		     "                        [--migration-address ADDR[,ADDR...]] [--name NAME]\n"
 		     "                        [--memory-limit SIZE] [--cpuid-mask LEAF.REG=MASK,...]\n"
-		     "                        [--tls-cert PEM --tls-key PEM] [--log FILE]\n");
+		     "                        [--network NAME=bridge:BR[,vlan=N][,rate=RATE]]... (at most %d)\n"
+		     "                        [--tls-cert PEM --tls-key PEM] [--log FILE]\n", ATTACH_NETWORKS_MAX);
 }
 
 static int mkdir_p(const char *dir, mode_t mode)
@@ -328,6 +403,27 @@ static int mkdir_p(const char *dir, mode_t mode)
 	return mkdir(tmp, mode) && errno != EEXIST ? -errno : 0;
 }
 
+/* --network NAME=bridge:BR[,vlan=N][,rate=RATE]: parsed, unique, and BR a bridge of this host. */
+static int network_option(struct host_agent *a, const char *arg)
+{
+	struct attach_network n;
+	char err[512];
+	if (a->nnetworks >= ATTACH_NETWORKS_MAX) {
+		fprintf(stderr, "glide: at most %d --network\n", ATTACH_NETWORKS_MAX);
+		return -1;
+	}
+	if (attach_network_parse(arg, &n, err, sizeof(err)) || attach_network_check_bridge(&n, err, sizeof(err))) {
+		fprintf(stderr, "glide: %s\n", err);
+		return -1;
+	}
+	if (attach_network_find(a->networks, a->nnetworks, n.name)) {
+		fprintf(stderr, "glide: --network %s is given twice\n", n.name);
+		return -1;
+	}
+	a->networks[a->nnetworks++] = n;
+	return 0;
+}
+
 int host_serve_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -336,7 +432,8 @@ int host_serve_main(int argc, char **argv)
 		{ "name", required_argument, 0, 'n' },      { "memory-limit", required_argument, 0, 'M' },
 		{ "cpuid-mask", required_argument, 0, 'c' }, { "tls-cert", required_argument, 0, 'C' },
 		{ "tls-key", required_argument, 0, 'K' },   { "log", required_argument, 0, 'L' },
-		{ "help", no_argument, 0, 'h' },            { 0, 0, 0, 0 },
+		{ "network", required_argument, 0, 'N' },   { "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
 	};
 	struct host_agent *a = &agent;
 	const char *data = NULL, *listen = NULL, *token_file = NULL, *maddrs = NULL, *tls_cert = NULL, *tls_key = NULL;
@@ -371,6 +468,10 @@ int host_serve_main(int argc, char **argv)
 		case 'K': tls_key = optarg; break;
 		case 'L':
 			if (glide_log_to(optarg))
+				return 1;
+			break;
+		case 'N':
+			if (network_option(a, optarg))
 				return 1;
 			break;
 		case 'h': usage(stdout); return 0;
@@ -461,7 +562,7 @@ int host_serve_main(int argc, char **argv)
 		return 1;
 	}
 	const struct evc_level *max = evc_host_max_level(a->cpu_regs);
-	glide_log("host", "host agent %s serving on %s and %s; CPU %s (EVC max %s), migration addresses %d",
-		  a->name, listen, sock, a->cpu_model, max ? max->name : "none", a->nmigration_hosts);
+	glide_log("host", "host agent %s serving on %s and %s; CPU %s (EVC max %s), migration addresses %d, networks %d",
+		  a->name, listen, sock, a->cpu_model, max ? max->name : "none", a->nmigration_hosts, a->nnetworks);
 	return daemon_run(&d, host_vm_supervise, a, &a->quit, " the agent; VM monitors keep running");
 }

@@ -2,7 +2,8 @@
  * whether a VM may migrate here. The CPU part is KVM_GET_SUPPORTED_CPUID
  * reduced to the seven EVC registers (optionally narrowed with
  * `--cpuid-mask`, which simulates an older CPU), the memory part comes from
- * /proc/meminfo minus what this host's VMs are promised. */
+ * /proc/meminfo minus what this host's VMs are promised. The networks are
+ * the agent's --network port groups. */
 #include "host/host.h"
 #include "devices/devices.h"
 #include "migrate/wire.h"
@@ -143,7 +144,7 @@ static json_t *device_list(void)
 json_t *host_facts_json(struct host_agent *a)
 {
 	const struct evc_level *max = evc_host_max_level(a->cpu_regs);
-	json_t *levels = json_array(), *addrs = json_array(), *vms = json_array();
+	json_t *levels = json_array(), *addrs = json_array(), *vms = json_array(), *nets = json_array();
 	uint64_t total = meminfo("MemTotal");
 	int running = 0, migrating = 0;
 
@@ -152,6 +153,8 @@ json_t *host_facts_json(struct host_agent *a)
 			json_array_append_new(levels, json_string(evc_level_at(i)->name));
 	for (int i = 0; i < a->nmigration_hosts; i++)
 		json_array_append_new(addrs, json_string(a->migration_hosts[i]));
+	for (int i = 0; i < a->nnetworks; i++)
+		json_array_append_new(nets, attach_network_json(&a->networks[i]));
 	for (struct host_vm *v = a->vms; v; v = v->next) {
 		if (v->removed)
 			continue;
@@ -160,7 +163,7 @@ json_t *host_facts_json(struct host_agent *a)
 		migrating += !strcmp(v->state, "incoming");
 	}
 	return json_pack("{s:s, s:i, s:i, s:{s:s, s:s, s:i, s:o, s:o, s:s?, s:o}, s:{s:I, s:I, s:I, s:I, s:I},"
-			 " s:o, s:i, s:o, s:[], s:o, s:i, s:i}",
+			 " s:o, s:i, s:o, s:o, s:o, s:i, s:i}",
 			 "name", a->name, "api_version", HOST_API_VERSION, "migration_protocol", WIRE_PROTOCOL_VERSION,
 			 "cpu", "vendor", a->cpu_vendor, "model", a->cpu_model, "count", (int)sysconf(_SC_NPROCESSORS_ONLN),
 			 "cpuid", evc_regs_to_json(a->cpu_regs), "features", evc_feature_list(a->cpu_regs),
@@ -169,6 +172,6 @@ json_t *host_facts_json(struct host_agent *a)
 			 "for_vms", (json_int_t)(a->memory_limit ? a->memory_limit : total),
 			 "committed", (json_int_t)committed(a), "free", (json_int_t)host_memory_free(a),
 			 "migration_addresses", addrs, "migration_streams_max", WIRE_MAX_STREAMS,
-			 "devices", device_list(), "networks", "vms", vms,
+			 "devices", device_list(), "networks", nets, "vms", vms,
 			 "vms_running", running, "migrations_incoming", migrating);
 }

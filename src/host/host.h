@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "host/attach.h"
 #include "vmm/evc.h"
 #include "vmm/vm.h"
 
@@ -23,7 +24,8 @@ struct host_vm {
 	char name[VM_NAME_MAX];
 	char dir[1200];            /* DATA/vms/NAME */
 	char api[1300];            /* DATA/vms/NAME/api.sock: the monitor's API socket */
-	json_t *record;            /* {"config": vm_config, "boot": {...}, "devices": [...]} as kept in vm.json */
+	json_t *record;            /* {"config": vm_config, "boot": {...}, "devices": [...], "nics": [...],
+	                            *  "disks": [...]} as kept in vm.json (nics, disks: attach.h) */
 	pid_t pid;                 /* monitor process, 0 when none */
 	char state[16];            /* off, starting, running, paused, incoming, migrated, stopping */
 	json_t *monitor;           /* last GET /v1/vm answer (NULL when none) */
@@ -42,6 +44,8 @@ struct host_agent {
 	uint32_t cpu_regs[EVC_REGS]; /* KVM_GET_SUPPORTED_CPUID, narrowed by --cpuid-mask */
 	char cpu_vendor[32], cpu_model[128];
 	uint64_t memory_limit;       /* bytes offered to VMs (0: all of MemTotal) */
+	struct attach_network networks[ATTACH_NETWORKS_MAX]; /* --network: fixed once the agent serves */
+	int nnetworks;
 	char self_exe[PATH_MAX];
 	pthread_mutex_t lock;        /* guards the VM list */
 	struct host_vm *vms;
@@ -62,11 +66,23 @@ int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t err
 /* Spawns `glide vm run` with extra arguments (NULL-terminated) and records the pid. */
 int host_vm_spawn(struct host_agent *a, struct host_vm *v, char *const extra[], char *err, size_t errlen);
 int host_vm_stop(struct host_agent *a, struct host_vm *v, char *err, size_t errlen); /* called unlocked */
+/* A start whose monitor did not answer: last_error = why, and when the
+ * monitor already exited the VM is off again at once (not only at the
+ * supervisor's next pass), so that it can be started again. */
+void host_vm_start_failed(struct host_vm *v, pid_t pid, const char *why);
 /* Waits (unlocked) until the monitor's API answers or the process dies. */
 int host_vm_wait_api(struct host_vm *v, pid_t pid, int timeout_ms, char *err, size_t errlen);
 void host_vm_load_all(struct host_agent *a);
 void *host_vm_supervise(void *agent);
 json_t *host_vm_json(struct host_vm *v);
+/* Whether a VM with these NICs may live here: every NIC's network exists on
+ * this host (else -ENOENT, err names it) and no other VM of this host
+ * (other than `self`, NULL for none) has one of its MACs (else -EEXIST). */
+int host_vm_attach_check(struct host_agent *a, const struct attach *at, const char *self, char *err, size_t errlen);
+/* Fresh NIC counters of one VM's monitor ({name, host, state, nics: [...]},
+ * each NIC with its network, bridge and VLAN on this host), called unlocked:
+ * an HTTP status with *resp set. */
+int host_vm_netstats(struct host_agent *a, const char *name, json_t **resp);
 /* What a monitor says it does now (GET /v1/vm "state": running, paused,
  * incoming, migrated, ...), read fresh from its API socket (called unlocked).
  * 0, or -errno with err set when it does not answer. */
@@ -86,26 +102,34 @@ bool host_key_valid(const char *key); /* a one-time migration key: 64 hex digits
 /* /v1/vms/NAME[/ACTION]: NAME valid, ACTION ("" when none) not empty after
  * a '/' and shorter than alen (else -ENOENT: no such endpoint). */
 int host_vm_path_parse(const char *path, char name[VM_NAME_MAX], char *action, size_t alen, char *err, size_t errlen);
-struct host_vm_request {          /* POST /v1/vms {name, config, boot, devices, start} */
+struct host_vm_request {          /* POST /v1/vms {name, config, boot, devices, nics, disks, start} */
 	const char *name;
 	json_t *config, *boot, *devices; /* boot and devices NULL when absent or null */
 	struct vm_config cfg;
+	struct attach at;             /* NICs (MACs optional) and disks */
 	bool start;
 };
 int host_vm_request_parse(json_t *body, struct host_vm_request *r, char *err, size_t errlen);
-struct host_config_request {      /* POST /v1/vms/NAME/config {config, boot} */
+struct host_config_request {      /* POST /v1/vms/NAME/config {config, boot, nics, disks} */
 	json_t *config, *boot;        /* boot NULL: unchanged */
 	struct vm_config cfg;
+	bool have_nics, have_disks;   /* absent: unchanged */
+	struct attach at;             /* the new NICs (MACs optional) and disks */
 };
 int host_config_request_parse(json_t *body, struct host_config_request *r, char *err, size_t errlen);
-struct host_incoming_request {    /* POST /v1/incoming {name, config, boot, devices, key, cpuid} */
+struct host_incoming_request {    /* POST /v1/incoming {name, config, boot, devices, nics, disks, key, cpuid} */
 	const char *name, *key;
 	json_t *config, *boot, *devices;
 	struct vm_config cfg;
+	struct attach at;             /* the VM's NICs (with their MACs) and disks; they must agree with the
+	                               * device shape in config when it has one */
 	bool have_cpuid;
 	uint32_t cpuid[EVC_REGS];     /* the CPU features the VM sees (when have_cpuid) */
 };
 int host_incoming_request_parse(json_t *spec, struct host_incoming_request *r, char *err, size_t errlen);
+/* GET /v1/paths?path=P: P absolute (attach_path_valid). */
+struct http_request;
+int host_path_query_parse(const struct http_request *req, const char **path, char *err, size_t errlen);
 struct host_migrate_request {     /* POST /v1/vms/NAME/migrate {to, key, options...} */
 	const char *to, *key;
 	int naddrs;                   /* addresses in to */

@@ -1,9 +1,12 @@
 /* This host's half of a migration spec.
  *
  * Destination (POST /v1/incoming): check the VM fits (name free, memory,
- * CPU features it sees), pick a free port on every migration address, write
- * the one-time key to a 0600 file, start `glide vm run --incoming` on those
- * addresses and delete the key file as soon as the monitor's API answers
+ * CPU features it sees, a network here for every NIC, its MACs free, its
+ * disks visible), pick a free port on every migration address, write the
+ * one-time key to a 0600 file, start `glide vm run --incoming` on those
+ * addresses with this host's --nic (the bridge of the network of the same
+ * name) and --disk (the same shared path), and delete the key file as soon
+ * as the monitor's API answers
  * (it reads the key first thing). The monitor then waits masked for the
  * source; if the migration fails it exits and the supervisor forgets it.
  *
@@ -23,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Writes the key to DATA/keys/KEY.XXXXXX (mode 0600); returns 0 and the path. */
@@ -107,11 +111,36 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 			return 409;
 		}
 	}
+	rc = host_vm_attach_check(a, &rq.at, NULL, err, sizeof(err));
+	if (rc) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("%s", err);
+		return 409;
+	}
+	struct attach_args *dev = malloc(sizeof(*dev));
+	if (!dev || attach_monitor_args(&rq.at, a->networks, a->nnetworks, a->name, dev, err, sizeof(err))) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("%s", dev ? err : "out of memory");
+		free(dev);
+		return dev ? 409 : 500;
+	}
+	for (int i = 0; i < rq.at.ndisks; i++) {
+		struct stat st;
+		if (stat(rq.at.disks[i].path, &st)) {
+			int e = errno;
+			pthread_mutex_unlock(&a->lock);
+			*resp = http_error("disk %d of VM %s: host %s cannot see %s: %s (the disks must be on storage both hosts share)",
+					   i, name, a->name, rq.at.disks[i].path, strerror(e));
+			free(dev);
+			return 409;
+		}
+	}
 	for (int i = 0; i < a->nmigration_hosts; i++) {
 		int port = free_port(a->migration_hosts[i]);
 		size_t used = strlen(addrs);
 		if (port <= 0) {
 			pthread_mutex_unlock(&a->lock);
+			free(dev);
 			*resp = http_error("no free port on migration address %s", a->migration_hosts[i]);
 			return 500;
 		}
@@ -119,24 +148,31 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 			 strchr(a->migration_hosts[i], ':') ? "[" : "", a->migration_hosts[i],
 			 strchr(a->migration_hosts[i], ':') ? "]" : "", port);
 	}
-	json_t *record = json_pack("{s:O, s:O*, s:O*, s:b}", "config", rq.config, "boot", rq.boot, "devices", rq.devices,
-				   "incoming", 1);
+	json_t *record = json_pack("{s:O, s:O*, s:O*, s:o, s:o, s:b}", "config", rq.config, "boot", rq.boot, "devices",
+				   rq.devices, "nics", attach_nics_json(&rq.at), "disks", attach_disks_json(&rq.at), "incoming", 1);
 	v = host_vm_new(a, name, record, err, sizeof(err));
 	json_decref(record);
 	if (!v) {
 		pthread_mutex_unlock(&a->lock);
+		free(dev);
 		*resp = http_error("%s", err);
 		return 409;
 	}
 	if ((rc = key_file_write(a, key, keypath, sizeof(keypath)))) {
 		host_vm_forget(a, v);
 		pthread_mutex_unlock(&a->lock);
+		free(dev);
 		*resp = http_error("cannot write the key file: %s", strerror(-rc));
 		return 500;
 	}
-	/* the configuration comes from the stream and is checked there */
-	char *args[] = { "--incoming", addrs, "--key-file", keypath, NULL };
+	/* the configuration comes from the stream and is checked there, the
+	 * device shape against this host's --nic / --disk */
+	char *args[4 + 2 * (VM_MAX_NICS + VM_MAX_DISKS) + 1] = { "--incoming", addrs, "--key-file", keypath };
+	for (int i = 0; i < dev->argc; i++)
+		args[4 + i] = dev->argv[i];
+	args[4 + dev->argc] = NULL;
 	rc = host_vm_spawn(a, v, args, err, sizeof(err));
+	free(dev);
 	if (rc) {
 		unlink(keypath);
 		host_vm_forget(a, v);

@@ -1,11 +1,13 @@
 /* The host agent API's requests, parsed and checked apart from acting on
- * them: URL paths (/v1/vms/NAME[/ACTION]) and the bodies of POST /v1/vms,
- * POST /v1/vms/NAME/config, POST /v1/incoming and POST
- * /v1/vms/NAME/migrate. These functions only read the request, so a
+ * them: URL paths (/v1/vms/NAME[/ACTION]), the ?path= of GET /v1/paths and
+ * the bodies of POST /v1/vms, POST /v1/vms/NAME/config, POST /v1/incoming
+ * and POST /v1/vms/NAME/migrate (NICs and disks with the rules of
+ * attach.c). These functions only read the request, so a
  * handler refuses a bad one with 400 before it writes a file, spawns a
  * monitor or calls one, and tests/fuzz/fuzz_host_api.c can feed them
  * hostile input. JSON members they return are borrowed from the body. */
 #include "host/host.h"
+#include "api/http.h"
 #include "vmm/config.h"
 #include "migrate/migration.h"
 #include "common/util.h"
@@ -90,6 +92,8 @@ int host_vm_request_parse(json_t *body, struct host_vm_request *r, char *err, si
 	if (vm_config_from_json(r->config, &r->cfg, err, errlen) ||
 	    boot_devices(body, &r->boot, &r->devices, err, errlen))
 		goto bad;
+	if (attach_parse(json_object_get(body, "nics"), json_object_get(body, "disks"), false, &r->at, err, errlen))
+		goto bad;
 	if (start && !json_is_boolean(start)) {
 		errf(err, errlen, "\"start\" must be true or false");
 		goto bad;
@@ -107,8 +111,52 @@ int host_config_request_parse(json_t *body, struct host_config_request *r, char 
 
 	memset(r, 0, sizeof(*r));
 	r->config = json_object_get(body, "config");
-	if (vm_config_from_json(r->config, &r->cfg, err, errlen) || boot_devices(body, &r->boot, &devices, err, errlen)) {
+	r->have_nics = json_object_get(body, "nics") != NULL;
+	r->have_disks = json_object_get(body, "disks") != NULL;
+	if (vm_config_from_json(r->config, &r->cfg, err, errlen) || boot_devices(body, &r->boot, &devices, err, errlen) ||
+	    attach_parse(json_object_get(body, "nics"), json_object_get(body, "disks"), false, &r->at, err, errlen)) {
 		memset(r, 0, sizeof(*r));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A configuration that carries the device shape (a VM that ran with NICs
+ * or disks) must agree with the NICs and disks that come with it: the
+ * destination monitor would refuse the VM otherwise, after it started. */
+static int attach_agrees(const struct vm_config *cfg, const struct attach *at, char *err, size_t errlen)
+{
+	char a[ATTACH_MAC_LEN + 1], b[ATTACH_MAC_LEN + 1];
+	if (cfg->nnics && cfg->nnics != at->nnics) {
+		errf(err, errlen, "the configuration has %d NIC%s but the spec names %d", cfg->nnics, cfg->nnics == 1 ? "" : "s",
+		     at->nnics);
+		return -EINVAL;
+	}
+	for (int i = 0; i < cfg->nnics; i++)
+		if (memcmp(cfg->nic_mac[i], at->nics[i].mac, 6)) {
+			errf(err, errlen, "NIC %d: the configuration's MAC is %s, the spec's %s", i, attach_mac_text(cfg->nic_mac[i], a),
+			     attach_mac_text(at->nics[i].mac, b));
+			return -EINVAL;
+		}
+	if (cfg->ndisks && cfg->ndisks != at->ndisks) {
+		errf(err, errlen, "the configuration has %d disk%s but the spec names %d", cfg->ndisks, cfg->ndisks == 1 ? "" : "s",
+		     at->ndisks);
+		return -EINVAL;
+	}
+	for (int i = 0; i < cfg->ndisks; i++)
+		if (cfg->disk_readonly[i] != at->disks[i].readonly) {
+			errf(err, errlen, "disk %d: read-only in the configuration but not in the spec, or the other way round", i);
+			return -EINVAL;
+		}
+	return 0;
+}
+
+int host_path_query_parse(const struct http_request *req, const char **path, char *err, size_t errlen)
+{
+	*path = http_query(req, "path");
+	if (!attach_path_valid(*path)) {
+		*path = NULL;
+		errf(err, errlen, "give ?path=/absolute/path (shorter than %d bytes, no control characters)", ATTACH_PATH_MAX);
 		return -EINVAL;
 	}
 	return 0;
@@ -129,6 +177,9 @@ int host_incoming_request_parse(json_t *spec, struct host_incoming_request *r, c
 		goto bad;
 	}
 	if (!name_valid(r->name, err, errlen) || boot_devices(spec, &r->boot, &r->devices, err, errlen))
+		goto bad;
+	if (attach_parse(json_object_get(spec, "nics"), json_object_get(spec, "disks"), true, &r->at, err, errlen) ||
+	    attach_agrees(&r->cfg, &r->at, err, errlen))
 		goto bad;
 	cpuid = json_object_get(spec, "cpuid");
 	if (cpuid && !json_is_null(cpuid)) {

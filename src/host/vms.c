@@ -170,6 +170,21 @@ static void clear_pid(struct host_vm *v)
 	v->pid = 0;
 }
 
+/* The monitor's command line, first in its log (as libvirt keeps QEMU's):
+ * which --nic and --disk a VM got on this host. It names the key file,
+ * never the key. */
+static void log_command(const char *log, char *const argv[])
+{
+	FILE *f = fopen(log, "ae");
+	if (!f)
+		return;
+	fprintf(f, "host agent starts:");
+	for (int i = 0; argv[i]; i++)
+		fprintf(f, " %s", argv[i]);
+	fputc('\n', f);
+	fclose(f);
+}
+
 int host_vm_spawn(struct host_agent *a, struct host_vm *v, char *const extra[], char *err, size_t errlen)
 {
 	char log[PATH_MAX + 16], serial[PATH_MAX + 16], out[PATH_MAX + 16];
@@ -192,6 +207,7 @@ int host_vm_spawn(struct host_agent *a, struct host_vm *v, char *const extra[], 
 	for (int i = 0; extra[i] && n < 62; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
+	log_command(log, argv);
 	ofd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (ofd < 0) {
 		errf(err, errlen, "cannot create %s: %s", out, strerror(errno));
@@ -241,6 +257,17 @@ static void monitor_error(struct host_vm *v, char *out, size_t len)
 	char *last = strrchr(text, '\n');
 	snprintf(out, len, "%s", last ? last + 1 : text);
 	free(text);
+}
+
+void host_vm_start_failed(struct host_vm *v, pid_t pid, const char *why)
+{
+	snprintf(v->last_error, sizeof(v->last_error), "%s", why);
+	if (v->removed || v->pid != pid || kill(pid, 0) == 0)
+		return; /* still running (it did not answer in time): the supervisor follows it */
+	clear_pid(v);
+	snprintf(v->state, sizeof(v->state), "off");
+	json_decref(v->monitor);
+	v->monitor = NULL;
 }
 
 int host_vm_wait_api(struct host_vm *v, pid_t pid, int timeout_ms, char *err, size_t errlen)
@@ -310,11 +337,77 @@ static void boot_args(json_t *boot, char **args, int *n, char *err, size_t errle
 	}
 }
 
+/* The monitor options of v's NICs and disks on this host (*out malloc'd):
+ * 0, or -errno with err set when a network is missing here or a disk cannot
+ * be seen, before anything is started. */
+static int attach_args_of(struct host_agent *a, struct host_vm *v, struct attach_args **out, char *err, size_t errlen)
+{
+	struct attach at;
+	char why[512];
+	struct stat st;
+	int rc;
+
+	*out = NULL;
+	if (attach_parse(json_object_get(v->record, "nics"), json_object_get(v->record, "disks"), true, &at, why, sizeof(why))) {
+		errf(err, errlen, "VM %s has invalid NICs or disks in its record: %s", v->name, why);
+		return -EINVAL;
+	}
+	for (int i = 0; i < at.ndisks; i++)
+		if (stat(at.disks[i].path, &st)) {
+			rc = -errno;
+			errf(err, errlen, "disk %d of VM %s: host %s cannot see %s: %s", i, v->name, a->name, at.disks[i].path,
+			     strerror(errno));
+			return rc;
+		}
+	*out = malloc(sizeof(**out));
+	if (!*out) {
+		errf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	rc = attach_monitor_args(&at, a->networks, a->nnetworks, a->name, *out, err, errlen);
+	if (rc) {
+		free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int host_vm_attach_check(struct host_agent *a, const struct attach *at, const char *self, char *err, size_t errlen)
+{
+	for (int i = 0; i < at->nnics; i++) {
+		if (attach_network_find(a->networks, a->nnetworks, at->nics[i].network))
+			continue;
+		char names[512] = "";
+		size_t used = 0;
+		for (int k = 0; k < a->nnetworks && used < sizeof(names); k++)
+			used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", k ? ", " : "", a->networks[k].name);
+		errf(err, errlen, "host %s lacks network '%s' used by NIC %d (its networks: %s)", a->name, at->nics[i].network, i,
+		     a->nnetworks ? names : "none; start the agent with --network NAME=bridge:BR");
+		return -ENOENT;
+	}
+	for (struct host_vm *v = a->vms; v; v = v->next) {
+		struct attach other;
+		if (v->removed || (self && !strcmp(v->name, self)) ||
+		    attach_parse(json_object_get(v->record, "nics"), NULL, false, &other, NULL, 0))
+			continue;
+		for (int i = 0; i < at->nnics; i++)
+			for (int k = 0; k < other.nnics; k++)
+				if (at->nics[i].has_mac && other.nics[k].has_mac && !memcmp(at->nics[i].mac, other.nics[k].mac, 6)) {
+					char m[ATTACH_MAC_LEN + 1];
+					errf(err, errlen, "MAC %s of NIC %d is already used by VM %s (NIC %d) on host %s",
+					     attach_mac_text(at->nics[i].mac, m), i, v->name, k, a->name);
+					return -EEXIST;
+				}
+	}
+	return 0;
+}
+
 int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t errlen)
 {
 	struct vm_config cfg;
+	struct attach_args *dev;
 	char mem[32], vcpus[16], mask[256];
-	char *args[24];
+	char *args[64];
 	int n = 0;
 	bool masked = false;
 
@@ -336,6 +429,9 @@ int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t err
 		     v->name, format_size(cfg.memory_bytes, need, sizeof(need)));
 		return -ENOMEM;
 	}
+	int rc = attach_args_of(a, v, &dev, err, errlen);
+	if (rc)
+		return rc;
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)cfg.memory_bytes);
 	snprintf(vcpus, sizeof(vcpus), "%d", cfg.vcpus);
 	for (int r = 0; r < EVC_REGS; r++)
@@ -352,8 +448,11 @@ int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t err
 		args[n++] = mask;
 	}
 	boot_args(boot, args, &n, err, errlen);
+	for (int i = 0; i < dev->argc; i++)
+		args[n++] = dev->argv[i];
 	args[n] = NULL;
-	int rc = host_vm_spawn(a, v, args, err, errlen);
+	rc = host_vm_spawn(a, v, args, err, errlen);
+	free(dev);
 	if (!rc)
 		snprintf(v->state, sizeof(v->state), "starting");
 	return rc;
@@ -408,9 +507,10 @@ int host_vm_stop(struct host_agent *a, struct host_vm *v, char *err, size_t errl
 json_t *host_vm_json(struct host_vm *v)
 {
 	json_t *cfg = json_object_get(v->record, "config");
-	json_t *j = json_pack("{s:s, s:s, s:O, s:O, s:O*, s:O*}", "name", v->name, "state", v->state,
+	json_t *j = json_pack("{s:s, s:s, s:O, s:O, s:O*, s:O*, s:O*, s:O*}", "name", v->name, "state", v->state,
 			      "memory", json_object_get(cfg, "memory"), "vcpus", json_object_get(cfg, "vcpus"),
-			      "config", cfg, "boot", json_object_get(v->record, "boot"));
+			      "config", cfg, "boot", json_object_get(v->record, "boot"),
+			      "nics", json_object_get(v->record, "nics"), "disks", json_object_get(v->record, "disks"));
 	if (!j)
 		return json_pack("{s:s, s:s}", "name", v->name, "state", v->state);
 	if (v->pid) {
@@ -557,4 +657,59 @@ void *host_vm_supervise(void *agent)
 		sleep_ns((uint64_t)HOST_SUPERVISE_INTERVAL_MS * 1000000);
 	}
 	return NULL;
+}
+
+int host_vm_netstats(struct host_agent *a, const char *name, json_t **resp)
+{
+	char api[sizeof(((struct host_vm *)0)->api)], state[16], e[256];
+	json_t *nics, *st = NULL;
+	long status;
+
+	pthread_mutex_lock(&a->lock);
+	struct host_vm *v = host_vm_find(a, name);
+	if (!v) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("no VM named %s on host %s", name, a->name);
+		return 404;
+	}
+	snprintf(state, sizeof(state), "%s", v->state);
+	if (!v->pid || json_object_get(v->record, "incoming") || (strcmp(state, "running") && strcmp(state, "paused"))) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("VM %s is %s on host %s; only a running or paused VM has NIC counters", name, state, a->name);
+		return 409;
+	}
+	snprintf(api, sizeof(api), "%s", v->api);
+	nics = json_deep_copy(json_object_get(v->record, "nics"));
+	pthread_mutex_unlock(&a->lock);
+
+	struct http_client_opts co = { .target = api, .timeout_ms = 2000 };
+	if (http_call(&co, "GET", "/v1/vm", NULL, &st, &status, e, sizeof(e)) || status != 200) {
+		json_decref(st);
+		json_decref(nics);
+		*resp = http_error("cannot read VM %s's counters from its monitor on host %s: %s", name, a->name, e);
+		return 502;
+	}
+	/* the monitor's counters, NIC by NIC, with where each NIC is attached on this host */
+	json_t *list = json_array(), *n;
+	size_t i;
+	json_array_foreach(json_object_get(st, "nics"), i, n) {
+		if (!json_is_object(n))
+			continue;
+		json_t *row = json_deep_copy(n);
+		json_t *idx = json_object_get(n, "index");
+		json_t *rec = json_is_integer(idx) ? json_array_get(nics, (size_t)json_integer_value(idx)) : NULL;
+		const char *net = json_string_value(json_object_get(rec, "network"));
+		const struct attach_network *hn = net ? attach_network_find(a->networks, a->nnetworks, net) : NULL;
+		json_object_set_new(row, "network", net ? json_string(net) : json_null());
+		if (hn) {
+			json_object_set_new(row, "bridge", json_string(hn->bridge));
+			json_object_set_new(row, "vlan", hn->vlan ? json_integer(hn->vlan) : json_null());
+		}
+		json_array_append_new(list, row);
+	}
+	const char *ms = json_string_value(json_object_get(st, "state"));
+	*resp = json_pack("{s:s, s:s, s:s, s:o}", "name", name, "host", a->name, "state", ms ? ms : state, "nics", list);
+	json_decref(st);
+	json_decref(nics);
+	return 200;
 }

@@ -10,8 +10,9 @@
  * requests the parsers accept meet the rules; and after every request
  * that is not a GET, nothing invalid reached the inventory: every cluster,
  * VM and task row holds what the API documents as valid (names, EVC
- * levels, VM configuration, boot source, devices, migration limit), no VM
- * is left locked and no task left running. */
+ * levels, VM configuration, boot source, devices, NICs each with a MAC no
+ * other VM has, disks, migration limit), no VM is left locked and no task
+ * left running. */
 #include "../../src/center/server.c"
 #include "fuzz_api.h"
 #include "migrate/migration.h"
@@ -60,6 +61,20 @@ static void check_inventory(struct center *c, const struct http_request *req)
 		if (vm_devices_check(j, err, sizeof(err)))
 			fuzz_api_fail(req, "VM %s stored with invalid devices: %s", name, err);
 		json_decref(j);
+		json_t *nics = inv_vm_array(row, "nics"), *disks = inv_vm_array(row, "disks");
+		struct attach at;
+		if (attach_parse(nics, disks, true, &at, err, sizeof(err)))
+			fuzz_api_fail(req, "VM %s stored with invalid NICs or disks: %s", name, err);
+		for (int k = 0; k < at.nnics; k++) {
+			char m[ATTACH_MAC_LEN + 1];
+			json_t *owner = inv_vm_with_mac(c, attach_mac_text(at.nics[k].mac, m));
+			if (!owner || strcmp(json_string_value(json_object_get(owner, "name")), name))
+				fuzz_api_fail(req, "VM %s: its MAC %s belongs to VM %s", name, m,
+					      owner ? json_string_value(json_object_get(owner, "name")) : "(none)");
+			json_decref(owner);
+		}
+		json_decref(nics);
+		json_decref(disks);
 		if (json_is_integer(json_object_get(row, "locked_by")))
 			fuzz_api_fail(req, "VM %s left locked by task %lld", name,
 				      (long long)json_integer_value(json_object_get(row, "locked_by")));

@@ -11,9 +11,10 @@
  * whatever a parser accepted meets the documented rules (names, keys,
  * addresses, the monitor's migration options); nothing invalid reached
  * the agent: every VM it knows has a valid name, configuration, boot
- * source and devices, the directory DATA/vms holds exactly those VMs with
- * their vm.json, no key file is left in DATA/keys and no process was
- * started. */
+ * source and devices, NICs (each with a MAC no other VM of the host has,
+ * on one of the host's networks: the agent has "prod" and "dev") and
+ * disks, the directory DATA/vms holds exactly those VMs with their
+ * vm.json, no key file is left in DATA/keys and no process was started. */
 #include "../../src/host/agent.c"
 #include "fuzz_api.h"
 #include "migrate/migration.h"
@@ -93,6 +94,23 @@ static void check_agent(struct host_agent *a, const struct http_request *req)
 		d = json_object_get(v->record, "devices");
 		if (d && vm_devices_check(d, err, sizeof(err)))
 			fuzz_api_fail(req, "VM %s registered with invalid devices: %s", v->name, err);
+		struct attach at;
+		if (attach_parse(json_object_get(v->record, "nics"), json_object_get(v->record, "disks"), true, &at, err,
+				 sizeof(err)))
+			fuzz_api_fail(req, "VM %s registered with invalid NICs or disks: %s", v->name, err);
+		for (int i = 0; i < at.nnics; i++) {
+			if (!attach_network_find(a->networks, a->nnetworks, at.nics[i].network))
+				fuzz_api_fail(req, "VM %s registered with NIC %d on network '%s', which the host lacks", v->name, i,
+					      at.nics[i].network);
+			for (struct host_vm *o = v->next; o; o = o->next) {
+				struct attach other;
+				if (o->removed || attach_parse(json_object_get(o->record, "nics"), NULL, true, &other, NULL, 0))
+					continue;
+				for (int k = 0; k < other.nnics; k++)
+					if (!memcmp(other.nics[k].mac, at.nics[i].mac, 6))
+						fuzz_api_fail(req, "VMs %s and %s have the same MAC", v->name, o->name);
+			}
+		}
 		if (v->pid)
 			fuzz_api_fail(req, "VM %s has a monitor process", v->name);
 		snprintf(path, sizeof(path), "%s/vms/%s/vm.json", a->data_dir, v->name);
@@ -179,6 +197,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(a->self_exe, sizeof(a->self_exe), "/nonexistent/glide");
 	for (int r = 0; r < EVC_REGS; r++)
 		a->cpu_regs[r] = 0xffffffffu;
+	/* two networks (their bridges are not checked here: nothing is started) */
+	if (attach_network_parse("prod=bridge:br0,vlan=10,rate=100M", &a->networks[0], NULL, 0) ||
+	    attach_network_parse("dev=bridge:br1", &a->networks[1], NULL, 0))
+		abort();
+	a->nnetworks = 2;
 	pthread_mutex_init(&a->lock, NULL);
 	snprintf(dir, sizeof(dir), "%s/vms", a->data_dir);
 	mkdir(dir, 0700);

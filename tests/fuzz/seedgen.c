@@ -355,14 +355,23 @@ static void api_seeds(void)
 		"POST /v1/vms/vm-1.a_b/arrived", "GET /v1/vms", "GET /v1/host",
 		"POST /v1/incoming\n{\"name\":\"vm2\",\"config\":" VM_CONFIG ",\"boot\":" VM_BOOT ",\"devices\":[\"serial\"],"
 		"\"key\":\"" KEY_HEX "\",\"cpuid\":{\"1.ecx\":1,\"7.ebx\":0}}",
-		"DELETE /v1/vms/vm-1.a_b?force=1", NULL,
+		"DELETE /v1/vms/vm-1.a_b?force=1",
+		"POST /v1/vms\n{\"name\":\"vn\",\"config\":" VM_CONFIG ",\"boot\":" VM_BOOT ",\"nics\":[{\"network\":\"prod\"},"
+		"{\"network\":\"prod\",\"mac\":\"52:54:00:12:34:56\"}],\"disks\":[{\"path\":\"/srv/d.img\",\"readonly\":true}]}",
+		"POST /v1/vms/vn/config\n{\"config\":{\"memory\":134217728,\"vcpus\":1},\"nics\":[{\"network\":\"prod\"}],\"disks\":[]}",
+		"GET /v1/vms/vn/netstats", "GET /v1/netstats", "GET /v1/paths?path=/tmp", NULL,
 	};
 	static const char *const host_bad[] = {
 		"POST /v1/vms\n{\"name\":\"../x\",\"config\":{\"memory\":1,\"vcpus\":1}}",
 		"POST /v1/vms\n{\"name\":\"v\",\"config\":{\"memory\":1,\"vcpus\":1},\"boot\":{\"kind\":\"x\",\"path\":\"rel\"},\"start\":1}",
 		"POST /v1/vms/v/config\n{\"config\":{\"memory\":0}}", "GET /v1/vms/a%2Fb", "DELETE /v1/vms/v/",
 		"POST /v1/vms/v/migrate\n{\"to\":\"nowhere\",\"key\":\"00\",\"streams\":0}",
-		"POST /v1/incoming\n{\"name\":\"v\",\"config\":{},\"key\":\"" KEY_HEX "\",\"cpuid\":{\"1.ecx\":-1}}", NULL,
+		"POST /v1/incoming\n{\"name\":\"v\",\"config\":{},\"key\":\"" KEY_HEX "\",\"cpuid\":{\"1.ecx\":-1}}",
+		"POST /v1/vms\n{\"name\":\"v\",\"config\":" VM_CONFIG ",\"nics\":[{\"network\":\"nope\"}]}",
+		"POST /v1/vms\n{\"name\":\"v\",\"config\":" VM_CONFIG ",\"nics\":[{\"network\":\"prod\",\"mac\":\"01:00:5e:00:00:01\"}],"
+		"\"disks\":[{\"path\":\"/a,readonly\"}]}",
+		"POST /v1/incoming\n{\"name\":\"v\",\"config\":" VM_CONFIG ",\"key\":\"" KEY_HEX "\",\"nics\":[{\"network\":\"prod\"}]}",
+		"GET /v1/paths?path=relative", "GET /v1/paths", NULL,
 	};
 	static const char *const center_good[] = {
 		"POST /v1/clusters\n{\"name\":\"lab_1.a-b\",\"evc\":\"x86-64-v2\",\"max_migrations_per_host\":4}",
@@ -374,14 +383,20 @@ static void api_seeds(void)
 		"POST /v1/hosts\n{\"address\":\"10.0.0.11:7001\",\"token\":\"" KEY_HEX "\",\"cluster\":\"lab_1.a-b\"}",
 		"GET /v1/hosts", "GET /v1/hosts/10.0.0.11:7001", "DELETE /v1/hosts/hA", "GET /v1/clusters",
 		"GET /v1/clusters/lab_1.a-b/evc", "POST /v1/clusters/lab_1.a-b/evc\n{\"level\":\"x86-64-v1\"}",
-		"GET /v1/tasks?limit=5", "GET /v1/tasks/1", "DELETE /v1/vms/vm1", "GET /v1/vms", "GET /v1/center", NULL,
+		"GET /v1/tasks?limit=5", "GET /v1/tasks/1", "DELETE /v1/vms/vm1", "GET /v1/vms", "GET /v1/center",
+		"POST /v1/vms\n{\"name\":\"vm2\",\"memory\":67108864,\"boot\":" VM_BOOT ",\"nics\":[{\"network\":\"prod\"},"
+		"{\"network\":\"dev\",\"mac\":\"52:54:00:12:34:56\"}],\"disks\":[{\"path\":\"/srv/d.img\"}]}",
+		"POST /v1/vms\n{\"name\":\"vm3\",\"memory\":67108864,\"boot\":" VM_BOOT ",\"nics\":[{\"network\":\"prod\","
+		"\"mac\":\"52:54:00:12:34:56\"}]}", NULL,
 	};
 	static const char *const center_bad[] = {
 		"POST /v1/clusters\n{\"name\":\"c\",\"evc\":\"x86-64-v9\",\"max_migrations_per_host\":0}",
 		"POST /v1/vms\n{\"name\":\"v\",\"memory\":\"1G\",\"boot\":{\"kind\":\"boot\",\"path\":\"x\"},\"devices\":[1]}",
 		"POST /v1/vms/v/config\n{\"vcpus\":0,\"evc\":7}", "POST /v1/vms/v/migrate\n{\"to\":\"a b\",\"streams\":99}",
 		"POST /v1/hosts\n{\"address\":\"h:1\",\"token\":\"t\\r\\nX-Evil: 1\"}", "GET /v1/tasks?limit=0",
-		"GET /v1/tasks/1abc", "GET /v1/clusters/%2e%2e/evc", NULL,
+		"GET /v1/tasks/1abc", "GET /v1/clusters/%2e%2e/evc",
+		"POST /v1/vms\n{\"name\":\"v\",\"memory\":1,\"boot\":{\"kind\":\"boot\",\"path\":\"/x\"},\"nics\":[{\"network\":\"a\",\"vlan\":1}],"
+		"\"disks\":[{\"path\":\"rel\"}]}", NULL,
 	};
 	requests("monitor_api", "good", monitor_good);
 	requests("monitor_api", "refused", monitor_bad);
