@@ -4,7 +4,7 @@
  * options. See attach.h for the model; the agent (src/host/) and the
  * controller (src/center/) use the same rules. */
 #include "host/attach.h"
-#include "devices/virtio_dev.h"
+#include "hostnet/hostnet.h"
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -132,7 +132,7 @@ const struct attach_network *attach_network_find(const struct attach_network *ne
 
 const char *attach_mac_text(const uint8_t mac[6], char buf[ATTACH_MAC_LEN + 1])
 {
-	return mac_format(mac, buf, ATTACH_MAC_LEN + 1);
+	return hostnet_mac_format(mac, buf);
 }
 
 /* Members of obj other than the allowed ones: the first such key, or NULL. */
@@ -148,7 +148,6 @@ static const char *unknown_member(json_t *obj, const char *a, const char *b)
 
 static int nic_parse(json_t *e, size_t i, bool need_mac, struct attach_nic *n, char *err, size_t errlen)
 {
-	static const uint8_t zero[6];
 	char why[256];
 	const char *extra;
 	json_t *net, *mac;
@@ -179,13 +178,12 @@ static int nic_parse(json_t *e, size_t i, bool need_mac, struct attach_nic *n, c
 		}
 		return 0;
 	}
-	if (!json_is_string(mac) || json_string_length(mac) != ATTACH_MAC_LEN || mac_parse(json_string_value(mac), n->mac)) {
+	if (!json_is_string(mac) || json_string_length(mac) != ATTACH_MAC_LEN) {
 		errf(err, errlen, "nics: NIC %zu: \"mac\" must be six hex pairs like 52:54:00:12:34:56", i);
 		return -EINVAL;
 	}
-	if ((n->mac[0] & 1) || !memcmp(n->mac, zero, 6)) {
-		errf(err, errlen, "nics: NIC %zu: mac %s is %s; a NIC needs a unicast address", i, json_string_value(mac),
-		     n->mac[0] & 1 ? "a multicast address (the first octet's lowest bit is set)" : "all zeros");
+	if (hostnet_mac_parse(json_string_value(mac), n->mac, why, sizeof(why))) {
+		errf(err, errlen, "nics: NIC %zu: %s", i, why);
 		return -EINVAL;
 	}
 	n->has_mac = true;
@@ -284,7 +282,7 @@ int attach_fill_macs(struct attach *at)
 		struct attach_nic *n = &at->nics[i];
 		bool taken = true;
 		for (int tries = 0; !n->has_mac && taken && tries < 16; tries++) {
-			if (mac_generate(n->mac))
+			if (hostnet_mac_generate(n->mac, NULL, 0))
 				return -EIO;
 			taken = false;
 			for (int k = 0; k < at->nnics; k++)
