@@ -712,6 +712,15 @@ static int lapic_irr_settled(struct vm *vm, int vec, bool want)
 	return v;
 }
 
+/* The same, and the bit is taken away afterwards (as if the guest had taken the interrupt). */
+static int lapic_take(struct vm *vm, int vec, bool want)
+{
+	int v = lapic_irr_settled(vm, vec, want);
+	if (v == 1)
+		lapic_irr(vm, vec, true);
+	return v;
+}
+
 static void msix_entry(struct vdev *d, int v, uint32_t addr, uint32_t data, bool masked)
 {
 	uint64_t e = d->msix_table + 16ULL * (uint64_t)v;
@@ -1153,36 +1162,36 @@ static void test_interrupts(struct vdev *d)
 	lapic_irr(d->vm, MSI_VECTOR, true);
 	r = blk_req(d, BLK_T_IN, 0, buf, 512, true);
 	uint64_t pba = rd(d->vm, d->msix_pba, 8);
-	int irr = lapic_irr_settled(d->vm, MSI_VECTOR, false);
+	int irr = lapic_take(d->vm, MSI_VECTOR, false);
 	isr_read(d, &isr);
 	CHECK("msix: completion on a masked vector sets its PBA bit and delivers nothing", r.done && (pba & 2) && irr == 0,
 	      "done %d pba 0x%llx irr %d", r.done, (unsigned long long)pba, irr);
 	CHECK("msix: no INTx and no ISR bit while MSI-X is on", !intx_status(d) && !(isr & 1), "line %d isr 0x%x",
 	      intx_status(d), isr);
 	wr(d->vm, d->msix_table + 16 + 12, 0, 4); /* unmask vector 1 */
-	irr = lapic_irr_settled(d->vm, MSI_VECTOR, true);
+	irr = lapic_take(d->vm, MSI_VECTOR, true);
 	pba = rd(d->vm, d->msix_pba, 8);
 	CHECK("msix: unmasking delivers the pending message (LAPIC IRR) and clears the PBA bit", irr == 1 && !(pba & 2),
 	      "irr %d pba 0x%llx", irr, (unsigned long long)pba);
 	lapic_irr(d->vm, MSI_VECTOR, true);
 	r = blk_req(d, BLK_T_IN, 0, buf, 512, true);
-	irr = lapic_irr_settled(d->vm, MSI_VECTOR, true);
+	irr = lapic_take(d->vm, MSI_VECTOR, true);
 	CHECK("msix: completion on an unmasked vector is delivered", r.done && irr == 1, "done %d irr %d", r.done, irr);
 	/* function mask */
 	uint32_t ctl = cfg_rd(d->vm, d->slot, d->msix_cap + 2u, 2);
 	cfg_wr(d->vm, d->slot, d->msix_cap + 2u, ctl | PCI_MSIX_FLAGS_MASKALL, 2);
 	r = blk_req(d, BLK_T_IN, 0, buf, 512, true);
 	pba = rd(d->vm, d->msix_pba, 8);
-	int irr_masked = lapic_irr_settled(d->vm, MSI_VECTOR, false);
+	int irr_masked = lapic_take(d->vm, MSI_VECTOR, false);
 	cfg_wr(d->vm, d->slot, d->msix_cap + 2u, ctl, 2);
-	irr = lapic_irr_settled(d->vm, MSI_VECTOR, true);
+	irr = lapic_take(d->vm, MSI_VECTOR, true);
 	CHECK("msix: function mask holds the message (PBA), clearing it delivers", r.done && (pba & 2) && irr_masked == 0 &&
 	      irr == 1, "pba 0x%llx irr while masked %d after %d", (unsigned long long)pba, irr_masked, irr);
 	/* the message moves with the table entry */
 	wr(d->vm, d->msix_table + 16 + 8, MSI_VECTOR2, 4);
 	lapic_irr(d->vm, MSI_VECTOR2, true);
 	r = blk_req(d, BLK_T_IN, 0, buf, 512, true);
-	int irr2 = lapic_irr_settled(d->vm, MSI_VECTOR2, true), irr1 = lapic_irr(d->vm, MSI_VECTOR, true);
+	int irr2 = lapic_take(d->vm, MSI_VECTOR2, true), irr1 = lapic_take(d->vm, MSI_VECTOR, false);
 	CHECK("msix: a new data value in the table entry is used for the next message", r.done && irr2 == 1 && irr1 == 0,
 	      "new vector %d old vector %d", irr2, irr1);
 	/* an unaligned 8-byte table write stays inside its entry (no write past the table) */
