@@ -452,7 +452,9 @@ static void common_write(struct virtio_dev *vd, unsigned off, const uint8_t *dat
 			vd->driver_features = (vd->driver_features & ~(0xffffffffULL << shift)) | ((v & 0xffffffffULL) << shift);
 		}
 		break;
-	case 0x10: vd->config_msix_vector = (uint16_t)v; break;
+	case 0x10: /* like queue_msix_vector: a vector the table lacks reads back NO_VECTOR */
+		vd->config_msix_vector = (uint16_t)v < vd->pci.msix_vectors ? (uint16_t)v : VIRTIO_MSI_NO_VECTOR;
+		break;
 	case 0x14: set_status(vd, (uint8_t)v); break;
 	case 0x16: vd->queue_select = (uint16_t)v; break;
 	case 0x18:
