@@ -1076,6 +1076,21 @@ static void test_blk_io(struct vdev *d, struct vdev *ro)
 	CHECK("blk: write zeroes with an unknown flag: UNSUPP (virtio 1.2 5.2.6.2)", r.done && r.status == BLK_S_UNSUPP,
 	      "status %u", r.status);
 
+	/* two segments, the second out of range: nothing is applied */
+	{
+		uint64_t w = buf_alloc(d, 0, 4096), segb = buf_alloc(d, 0, 32);
+		memcpy(gp(d, w, 4096), pattern, 4096);
+		r = blk_req(d, BLK_T_OUT, 300, w, 4096, false);
+		struct { uint64_t sector; uint32_t num, flags; } *two = gp(d, segb, 32);
+		two[0].sector = 300, two[0].num = 8, two[0].flags = 0;
+		two[1].sector = cap - 1, two[1].num = 8, two[1].flags = 0;
+		r2 = blk_req(d, BLK_T_WRITE_ZEROES, 0, segb, 32, false);
+		CHECK("blk: write zeroes whose second segment is out of range: IOERR, the first segment not applied",
+		      r.done && r.status == BLK_S_OK && r2.done && r2.status == BLK_S_IOERR &&
+			      file_equals(disk_path, 300 * SECTOR, pattern, 4096),
+		      "write %u zeroes %u first kept %d", r.status, r2.status, file_equals(disk_path, 300 * SECTOR, pattern, 4096));
+	}
+
 	/* the read-only disk */
 	uint64_t rof = dev_features(ro);
 	CHECK("blk ro: the read-only disk offers RO, not DISCARD or WRITE_ZEROES", (rof & BLK_F_RO) &&
