@@ -35,6 +35,7 @@ struct pci_bus {
 };
 
 static void msix_fire_locked(struct pci_dev *d, int v);
+static void intx_apply_locked(struct pci_bus *bus, struct pci_dev *d);
 
 static inline uint16_t cfg16(const struct pci_dev *d, unsigned off)
 {
@@ -226,6 +227,12 @@ static void config_write(struct pci_dev *d, unsigned off, const uint8_t *data, i
 	}
 	if (reg == PCI_COMMAND)
 		update_mappings(d);
+	if (d->slot >= 0 && (reg == PCI_COMMAND || msix_ctrl_touched)) {
+		/* Interrupt Disable or MSI-X enable changed: the line follows */
+		pthread_mutex_lock(&d->vm->pci->lock);
+		intx_apply_locked(d->vm->pci, d);
+		pthread_mutex_unlock(&d->vm->pci->lock);
+	}
 	if (msix_ctrl_touched && was_masked && !(cfg16(d, d->msix_cap + 2) & PCI_MSIX_FLAGS_MASKALL)) {
 		/* function unmasked: deliver what fired meanwhile */
 		uint64_t pend = d->msix_pending;
@@ -444,22 +451,32 @@ static void msix_table_access(struct pci_dev *d, uint64_t off, bool is_write, ui
 	}
 }
 
+/* Drives INTA# from the function's interrupt condition: asserted only while
+ * the driver has neither set Interrupt Disable nor enabled MSI-X (PCI 3.0
+ * 6.2.2 and 6.8: a function using MSI-X must not assert INTx). Called when
+ * the condition or either control changes. Bus lock held. */
+static void intx_apply_locked(struct pci_bus *bus, struct pci_dev *d)
+{
+	int line = d->slot % 4;
+	int level = d->intx_want && !(cfg16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE) && !pci_msix_enabled(d);
+	if (level == d->intx_level)
+		return;
+	d->intx_level = level;
+	bus->intx_asserted[line] += level ? 1 : -1;
+	struct kvm_irq_level irq = { .irq = PCI_INTX_GSI_BASE + (uint32_t)line, .level = bus->intx_asserted[line] > 0 };
+	ioctl(bus->vm->vm_fd, KVM_IRQ_LINE, &irq);
+}
+
 void pci_intx_set(struct pci_dev *d, int level)
 {
 	struct pci_bus *bus = d->vm->pci;
-	int line = d->slot % 4;
 
 	pthread_mutex_lock(&bus->lock);
-	level = !!level && !(cfg16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE);
-	if (level != d->intx_level) {
-		d->intx_level = level;
-		bus->intx_asserted[line] += level ? 1 : -1;
-		put16(d->config + PCI_STATUS, (uint16_t)((cfg16(d, PCI_STATUS) & ~PCI_STATUS_INTERRUPT) |
-							  (level ? PCI_STATUS_INTERRUPT : 0)));
-		struct kvm_irq_level irq = { .irq = PCI_INTX_GSI_BASE + (uint32_t)line,
-					     .level = bus->intx_asserted[line] > 0 };
-		ioctl(bus->vm->vm_fd, KVM_IRQ_LINE, &irq);
-	}
+	d->intx_want = !!level;
+	/* Interrupt Status follows the condition, whatever Interrupt Disable says */
+	put16(d->config + PCI_STATUS, (uint16_t)((cfg16(d, PCI_STATUS) & ~PCI_STATUS_INTERRUPT) |
+						  (d->intx_want ? PCI_STATUS_INTERRUPT : 0)));
+	intx_apply_locked(bus, d);
 	pthread_mutex_unlock(&bus->lock);
 }
 
@@ -571,7 +588,7 @@ void pci_dev_save(struct pci_dev *d, struct state_buf *b)
 		sbuf_u32(b, d->msix[v].ctrl);
 	}
 	sbuf_u64(b, d->msix_pending);
-	sbuf_u32(b, (uint32_t)d->intx_level);
+	sbuf_u32(b, (uint32_t)d->intx_want); /* the line follows from it and the config space */
 	pthread_mutex_unlock(&d->lock);
 }
 

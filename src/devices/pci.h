@@ -95,7 +95,8 @@ struct pci_dev {
 	uint8_t msix_cap;
 	struct pci_msix_vector msix[PCI_MSIX_MAX_VECTORS];
 	uint64_t msix_pending;            /* PBA: a masked vector fired */
-	int intx_level;
+	int intx_want;                    /* the function's INTx condition (PCI status bit 3) */
+	int intx_level;                   /* INTA# as driven: intx_want unless INTx is disabled or MSI-X on */
 	const struct pci_dev_ops *ops;
 	void *opaque;
 	pthread_mutex_t lock;            /* config space, BARs and MSI-X */
@@ -125,7 +126,8 @@ int pci_dev_add(struct vm *vm, struct pci_dev *d, char *err, size_t errlen);
 
 /* Interrupts. pci_msix_enabled: MSI-X is on (the device should use it).
  * pci_msix_notify: fire a vector (or mark it pending when masked).
- * pci_intx_set: drive INTA# (used when MSI-X is off). Thread-safe. */
+ * pci_intx_set: the function's INTx condition; INTA# follows it unless the
+ * driver disabled INTx or enabled MSI-X. Thread-safe. */
 bool pci_msix_enabled(struct pci_dev *d);
 void pci_msix_notify(struct pci_dev *d, int vector);
 void pci_intx_set(struct pci_dev *d, int level);

@@ -506,8 +506,7 @@ static void virtio_bar_access(struct pci_dev *d, int bar, uint64_t off, bool is_
 		if (!is_write) {
 			memset(data, 0, len);
 			data[0] = __atomic_exchange_n(&vd->isr, 0, __ATOMIC_SEQ_CST);
-			if (!pci_msix_enabled(d))
-				pci_intx_set(d, 0);
+			pci_intx_set(d, 0); /* the condition is gone, whether or not MSI-X hid it */
 		}
 	} else if (off >= VIRTIO_DEVICE_CFG_OFFSET && off < VIRTIO_DEVICE_CFG_OFFSET + vd->config_len) {
 		uint64_t o = off - VIRTIO_DEVICE_CFG_OFFSET;

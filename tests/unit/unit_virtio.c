@@ -721,6 +721,15 @@ static int lapic_take(struct vm *vm, int vec, bool want)
 	return v;
 }
 
+/* The level of IOAPIC pin `gsi` as KVM sees it (its irr bit while the entry is masked). */
+static int ioapic_pin(struct vm *vm, int gsi)
+{
+	struct kvm_irqchip c = { .chip_id = KVM_IRQCHIP_IOAPIC };
+	if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &c) < 0)
+		return -1;
+	return (int)((c.chip.ioapic.irr >> gsi) & 1);
+}
+
 static void msix_entry(struct vdev *d, int v, uint32_t addr, uint32_t data, bool masked)
 {
 	uint64_t e = d->msix_table + 16ULL * (uint64_t)v;
@@ -1120,46 +1129,52 @@ static void test_interrupts(struct vdev *d)
 	uint64_t buf = buf_alloc(d, 0, 512);
 	uint8_t isr;
 
-	/* INTx first (MSI-X off) */
+	/* INTx first (MSI-X off). The line is the IOAPIC pin's level (its entry
+	 * is masked, so KVM keeps the pin's state in the IOAPIC's irr); the PCI
+	 * status bit is the function's interrupt condition. */
 	if (!vdev_start(d, F_VERSION_1, 0)) {
 		CHECK("intx: driver start-up", false, "status 0x%02x", status_rd(d));
 		return;
 	}
+	int gsi = PCI_INTX_GSI_BASE + d->slot % 4;
 	isr_read(d, &isr);
 	r = blk_req(d, BLK_T_IN, 0, buf, 512, true);
-	bool line = intx_status(d);
+	bool cond = intx_status(d);
+	int pin = ioapic_pin(d->vm, gsi);
 	uint8_t isr1 = 0, isr2 = 0;
 	isr_read(d, &isr1);
-	bool line_after = intx_status(d);
+	bool cond_after = intx_status(d);
+	int pin_after = ioapic_pin(d->vm, gsi);
 	isr_read(d, &isr2);
-	CHECK("intx: completion sets ISR bit 0 and asserts INTx (PCI status bit 3)", r.done && (isr1 & 1) && line,
-	      "done %d isr 0x%x line %d", r.done, isr1, line);
-	CHECK("intx: reading ISR clears it and deasserts INTx", isr2 == 0 && !line_after, "isr then 0x%x, line %d", isr2,
-	      line_after);
+	CHECK("intx: completion sets ISR bit 0, PCI status bit 3, and raises the pin (GSI 16 + slot % 4)",
+	      r.done && (isr1 & 1) && cond && pin == 1, "done %d isr 0x%x status bit %d pin %d", r.done, isr1, cond, pin);
+	CHECK("intx: reading ISR clears it, the status bit and the pin", isr2 == 0 && !cond_after && pin_after == 0,
+	      "isr then 0x%x, status bit %d, pin %d", isr2, cond_after, pin_after);
 	uint32_t cmd = cfg_rd(d->vm, d->slot, PCI_COMMAND, 2);
 	cfg_wr(d->vm, d->slot, PCI_COMMAND, cmd | PCI_COMMAND_INTX_DISABLE, 2);
 	r = blk_req(d, BLK_T_IN, 0, buf, 512, true);
-	bool line_dis = intx_status(d);
-	isr_read(d, &isr1);
-	CHECK("intx: with INTx disabled in the command register ISR still says so but the line stays low", r.done &&
-	      (isr1 & 1) && !line_dis, "isr 0x%x line %d", isr1, line_dis);
+	cond = intx_status(d);
+	pin = ioapic_pin(d->vm, gsi);
+	CHECK("intx: with Interrupt Disable set a completion sets the status bit but leaves the pin low",
+	      r.done && cond && pin == 0, "status bit %d pin %d", cond, pin);
 	cfg_wr(d->vm, d->slot, PCI_COMMAND, cmd, 2);
-	/* asserted, then the driver disables INTx or turns MSI-X on: the line must drop (PCI 3.0 6.8 / command bit 10) */
-	r = blk_req(d, BLK_T_IN, 0, buf, 512, true);
-	bool up = intx_status(d);
+	pin_after = ioapic_pin(d->vm, gsi);
+	CHECK("intx: clearing Interrupt Disable with the condition still there raises the pin", pin_after == 1, "pin %d",
+	      pin_after);
 	cfg_wr(d->vm, d->slot, PCI_COMMAND, cmd | PCI_COMMAND_INTX_DISABLE, 2);
-	bool down = !intx_status(d);
+	int pin_dis = ioapic_pin(d->vm, gsi);
 	cfg_wr(d->vm, d->slot, PCI_COMMAND, cmd, 2);
-	isr_read(d, &isr1);
-	CHECK("intx: setting Interrupt Disable deasserts a line that is up", up && down, "up %d then down %d", up, down);
-	r = blk_req(d, BLK_T_IN, 0, buf, 512, true);
-	up = intx_status(d);
+	CHECK("intx: setting Interrupt Disable lowers a raised pin", pin_after == 1 && pin_dis == 0, "pin %d then %d",
+	      pin_after, pin_dis);
 	msix_enable(d, true);
-	down = !intx_status(d);
+	int pin_msix = ioapic_pin(d->vm, gsi);
 	isr_read(d, &isr1);
 	msix_enable(d, false);
-	CHECK("intx: enabling MSI-X deasserts a line that is up (a function using MSI-X must not use INTx)", up && down,
-	      "up %d then down %d", up, down);
+	int pin_end = ioapic_pin(d->vm, gsi);
+	CHECK("intx: enabling MSI-X lowers a raised pin (a function using MSI-X must not use INTx)", pin_msix == 0,
+	      "pin %d", pin_msix);
+	CHECK("intx: ISR read while MSI-X was on ends the condition: the pin stays low after", pin_end == 0 &&
+	      !intx_status(d), "pin %d status bit %d", pin_end, intx_status(d));
 
 	/* MSI-X */
 	if (!vdev_negotiate(d, F_VERSION_1)) {
