@@ -423,7 +423,10 @@ static void msix_table_access(struct pci_dev *d, uint64_t off, bool is_write, ui
 		}
 		return; /* the PBA is read-only */
 	}
-	if (off < d->msix_table_offset || off >= table_end || (len != 4 && len != 8) || (off & 3)) {
+	/* PCI 3.0 6.8.2: aligned dwords or aligned qwords only. An unaligned qword
+	 * would span two entries, and at the last one run past the table. */
+	if (off < d->msix_table_offset || off + (uint64_t)len > table_end || (len != 4 && len != 8) ||
+	    (off & ((uint64_t)len - 1))) {
 		if (!is_write)
 			memset(data, 0, len);
 		return;
