@@ -257,13 +257,16 @@ void virtq_notify(struct virtio_dev *vd, int q)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* used idx visible before we read the driver's wishes */
 	uint16_t old = vq->signalled_used, now = vq->used_idx;
 	if (virtio_has_feature(vd, VIRTIO_F_RING_EVENT_IDX)) {
+		/* Interrupt if used_event lies among the entries used since the last
+		 * check (not since the last interrupt: after 2^16 entries without one
+		 * that window wraps and the entry the driver waits for is missed). */
 		uint16_t event = avail[2 + size];
+		vq->signalled_used = now;
 		if ((uint16_t)(now - event - 1) >= (uint16_t)(now - old))
 			return;
 	} else if (avail[0] & VIRTQ_AVAIL_F_NO_INTERRUPT) {
 		return;
 	}
-	vq->signalled_used = now;
 	raise_interrupt(vd, vq->msix_vector, 1);
 }
 

@@ -65,7 +65,7 @@ struct virtq {
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	uint16_t last_avail;      /* next avail entry the device will take */
 	uint16_t used_idx;        /* the used ring's idx as the device last wrote it */
-	uint16_t signalled_used;  /* used_idx at the last interrupt (EVENT_IDX) */
+	uint16_t signalled_used;  /* used_idx at the last interrupt check (EVENT_IDX) */
 	int kick_fd;              /* ioeventfd for this queue's notify address */
 };
 
