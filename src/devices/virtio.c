@@ -152,7 +152,10 @@ int virtq_pop(struct virtio_dev *vd, int q, struct virtq_chain *c)
 	uint16_t size = vq->size;
 	volatile uint16_t *avail = gpa_ptr(vd, vq->avail_gpa, 6 + 2ULL * size);
 	const struct virtq_desc *desc = gpa_ptr(vd, vq->desc_gpa, 16ULL * size);
-	if (!avail || !desc) {
+	/* The used ring too: a chain taken is a request carried out (a disk
+	 * write), which must not happen when it can never be returned. */
+	const void *used = gpa_ptr(vd, vq->used_gpa, 6 + 8ULL * size);
+	if (!avail || !desc || !used) {
 		virtio_broken(vd, "ring outside guest RAM", q);
 		return -EINVAL;
 	}
