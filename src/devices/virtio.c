@@ -763,7 +763,11 @@ void virtio_dev_save(struct virtio_dev *vd, struct state_buf *b)
 	sbuf_u64(b, vd->driver_features);
 	sbuf_u32(b, vd->device_feature_select);
 	sbuf_u32(b, vd->driver_feature_select);
-	sbuf_u32(b, (uint32_t)status_load(vd) | (uint32_t)vd->isr << 8 | (uint32_t)vd->config_generation << 16);
+	/* A reset the driver asked for and the event thread has not done yet is
+	 * state too: without it the destination would read the old status
+	 * forever while its driver waits for 0. */
+	sbuf_u32(b, (uint32_t)status_load(vd) | (uint32_t)vd->isr << 8 | (uint32_t)vd->config_generation << 16 |
+			    (uint32_t)__atomic_load_n(&vd->reset_pending, __ATOMIC_ACQUIRE) << 24);
 	sbuf_u32(b, (uint32_t)vd->config_msix_vector | (uint32_t)vd->queue_select << 16);
 	sbuf_u32(b, (uint32_t)vd->nqueues);
 	for (int q = 0; q < vd->nqueues; q++) {
@@ -787,7 +791,7 @@ int virtio_dev_load(struct virtio_dev *vd, struct state_cursor *c, char *err, si
 	uint32_t magic = scur_u32(c);
 	uint64_t dev_features = scur_u64(c), drv_features = scur_u64(c);
 	uint32_t dsel = scur_u32(c), gsel = scur_u32(c), st = scur_u32(c), vec = scur_u32(c), nq = scur_u32(c);
-	if (c->failed || magic != VIRTIO_STATE_MAGIC) {
+	if (c->failed || magic != VIRTIO_STATE_MAGIC || (st >> 25)) {
 		errf(err, errlen, "%s: virtio state truncated or malformed", vd->pci.name);
 		return -EINVAL;
 	}
@@ -830,6 +834,7 @@ int virtio_dev_load(struct virtio_dev *vd, struct state_cursor *c, char *err, si
 	__atomic_store_n(&vd->status, (uint8_t)st, __ATOMIC_RELEASE);
 	vd->isr = (uint8_t)(st >> 8);
 	vd->config_generation = (uint8_t)(st >> 16);
+	__atomic_store_n(&vd->reset_pending, (st >> 24) & 1, __ATOMIC_RELEASE); /* done when the VM runs */
 	vd->config_msix_vector = (uint16_t)vec;
 	vd->queue_select = (uint16_t)(vec >> 16);
 	for (uint32_t q = 0; q < nq; q++) {
