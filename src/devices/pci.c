@@ -35,6 +35,7 @@ struct pci_bus {
 };
 
 static void msix_fire_locked(struct pci_dev *d, int v);
+static void bar_access_locked(struct pci_dev *d, int bar, uint64_t off, bool is_write, uint8_t *data, int len);
 static void intx_apply_locked(struct pci_bus *bus, struct pci_dev *d);
 
 static inline uint16_t cfg16(const struct pci_dev *d, unsigned off)
@@ -139,6 +140,13 @@ int pci_msix_init(struct pci_dev *d, int vectors, int bar, uint32_t table_offset
 	return 0;
 }
 
+void pci_dev_set_cfg_window(struct pci_dev *d, uint8_t cap)
+{
+	d->cfg_window_cap = cap;
+	d->wmask[cap + PCI_CFG_WINDOW_BAR] = 0xff;
+	memset(d->wmask + cap + PCI_CFG_WINDOW_OFFSET, 0xff, 12); /* offset, length, data */
+}
+
 /* ---- BAR decoding ---- */
 
 static uint64_t bar_address(const struct pci_dev *d, int bar)
@@ -192,8 +200,28 @@ static bool is_bar_register(const struct pci_dev *d, unsigned reg, int *bar, boo
 	return true;
 }
 
+static bool touches(unsigned off, int len, unsigned start, unsigned n)
+{
+	return off < start + n && off + (unsigned)len > start;
+}
+
+/* The configuration-space window into the BARs: an access of `length`
+ * bytes at `offset` of BAR `bar`, through the data field. Device lock held. */
+static void cfg_window_access(struct pci_dev *d, bool is_write)
+{
+	unsigned c = d->cfg_window_cap;
+	unsigned bar = d->config[c + PCI_CFG_WINDOW_BAR];
+	uint32_t off = cfg32(d, c + PCI_CFG_WINDOW_OFFSET), len = cfg32(d, c + PCI_CFG_WINDOW_LENGTH);
+	if (bar >= PCI_BARS || !d->bar_size[bar] || (len != 1 && len != 2 && len != 4) || (off & (len - 1)) ||
+	    (uint64_t)off + len > d->bar_size[bar])
+		return; /* not an access the window can make: nothing happens */
+	bar_access_locked(d, (int)bar, off, is_write, d->config + c + PCI_CFG_WINDOW_DATA, (int)len);
+}
+
 static void config_read(struct pci_dev *d, unsigned off, uint8_t *data, int len)
 {
+	if (d->cfg_window_cap && touches(off, len, d->cfg_window_cap + PCI_CFG_WINDOW_DATA, 4))
+		cfg_window_access(d, false);
 	for (int i = 0; i < len; i++)
 		data[i] = off + i < PCI_CONFIG_SIZE ? d->config[off + i] : 0;
 }
@@ -225,6 +253,8 @@ static void config_write(struct pci_dev *d, unsigned off, const uint8_t *data, i
 		unsigned o = off + i;
 		d->config[o] = (uint8_t)((d->config[o] & ~d->wmask[o]) | (data[i] & d->wmask[o]));
 	}
+	if (d->cfg_window_cap && touches(off, len, d->cfg_window_cap + PCI_CFG_WINDOW_DATA, 4))
+		cfg_window_access(d, true);
 	if (reg == PCI_COMMAND)
 		update_mappings(d);
 	if (d->slot >= 0 && (reg == PCI_COMMAND || msix_ctrl_touched)) {
@@ -485,6 +515,21 @@ void pci_intx_set(struct pci_dev *d, int level)
 
 /* ---- MMIO ---- */
 
+/* An access inside BAR `bar` (from an MMIO exit or the config window): the
+ * MSI-X table and PBA are the bus's, the rest the device's. Lock held. */
+static void bar_access_locked(struct pci_dev *d, int bar, uint64_t off, bool is_write, uint8_t *data, int len)
+{
+	if (d->msix_cap && bar == d->msix_bar &&
+	    ((off >= d->msix_table_offset &&
+	      off < d->msix_table_offset + (uint64_t)d->msix_vectors * PCI_MSIX_ENTRY_SIZE) ||
+	     (off >= d->msix_pba_offset && off < d->msix_pba_offset + 8)))
+		msix_table_access(d, off, is_write, data, len);
+	else if (d->ops && d->ops->bar_access)
+		d->ops->bar_access(d, bar, off, is_write, data, len);
+	else if (!is_write)
+		memset(data, 0, len);
+}
+
 bool pci_mmio(struct vm *vm, uint64_t gpa, bool is_write, uint8_t *data, int len)
 {
 	struct pci_bus *bus = vm->pci;
@@ -513,16 +558,7 @@ bool pci_mmio(struct vm *vm, uint64_t gpa, bool is_write, uint8_t *data, int len
 			uint64_t base = d->bar_mapped_gpa[bar];
 			if (!base || gpa < base || gpa + (uint64_t)len > base + d->bar_size[bar])
 				continue;
-			uint64_t off = gpa - base;
-			if (d->msix_cap && bar == d->msix_bar &&
-			    ((off >= d->msix_table_offset &&
-			      off < d->msix_table_offset + (uint64_t)d->msix_vectors * PCI_MSIX_ENTRY_SIZE) ||
-			     (off >= d->msix_pba_offset && off < d->msix_pba_offset + 8)))
-				msix_table_access(d, off, is_write, data, len);
-			else if (d->ops && d->ops->bar_access)
-				d->ops->bar_access(d, bar, off, is_write, data, len);
-			else if (!is_write)
-				memset(data, 0, len);
+			bar_access_locked(d, bar, gpa - base, is_write, data, len);
 			pthread_mutex_unlock(&d->lock);
 			return true;
 		}

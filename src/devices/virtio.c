@@ -693,6 +693,15 @@ int virtio_dev_create(struct vm *vm, struct virtio_dev *vd, const char *name, ui
 		errf(err, errlen, "%s: MSI-X set-up failed", name);
 		return rc;
 	}
+	/* virtio 1.x 4.1.4.9: the device MUST present a PCI configuration access
+	 * capability (firmware uses it to reach BARs it has not mapped). Last, so
+	 * that the other capabilities keep their offsets. */
+	uint8_t wcap = add_vendor_cap(vd, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, 0, 4);
+	if (!wcap) {
+		errf(err, errlen, "%s: PCI capabilities do not fit", name);
+		return -ENOSPC;
+	}
+	pci_dev_set_cfg_window(&vd->pci, wcap);
 
 	vd->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	vd->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

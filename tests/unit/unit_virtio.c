@@ -863,6 +863,31 @@ static void test_enumeration(struct vm *vm, int slot)
 	int pcicfg = cap_find(&w, PCI_CAP_ID_VNDR, CAP_PCI_CFG);
 	CHECK("pci: VIRTIO_PCI_CAP_PCI_CFG present (virtio 1.x 4.1.4.9: the device MUST present one)", pcicfg >= 0,
 	      "no PCI configuration access capability");
+	if (pcicfg >= 0) {
+		/* the window works without the BAR being decoded: memory decoding off */
+		unsigned wc = w.off[pcicfg];
+		uint32_t cmd0 = cfg_rd(vm, slot, PCI_COMMAND, 2);
+		cfg_wr(vm, slot, PCI_COMMAND, cmd0 & ~(uint32_t)PCI_COMMAND_MEMORY, 2);
+		cfg_wr(vm, slot, wc + 4, 0, 1);        /* BAR 0 */
+		cfg_wr(vm, slot, wc + 8, COMMON_NUMQ, 4);
+		cfg_wr(vm, slot, wc + 12, 2, 4);
+		uint32_t nq = cfg_rd(vm, slot, wc + 16, 4) & 0xffff;
+		cfg_wr(vm, slot, wc + 8, COMMON_DFSELECT, 4);
+		cfg_wr(vm, slot, wc + 12, 4, 4);
+		cfg_wr(vm, slot, wc + 16, 1, 4);        /* device_feature_select = 1, through the window */
+		cfg_wr(vm, slot, wc + 8, COMMON_DF, 4);
+		uint32_t fhi = cfg_rd(vm, slot, wc + 16, 4);
+		cfg_wr(vm, slot, wc + 4, 1, 1);        /* BAR 1: the MSI-X table, entry 0's vector control */
+		cfg_wr(vm, slot, wc + 8, 12, 4);
+		uint32_t vctl = cfg_rd(vm, slot, wc + 16, 4);
+		cfg_wr(vm, slot, wc + 12, 3, 4);        /* a length the window does not do: nothing happens */
+		cfg_wr(vm, slot, wc + 16, 0, 4);
+		cfg_wr(vm, slot, PCI_COMMAND, cmd0, 2);
+		uint32_t vctl2 = (uint32_t)rd(vm, bar_gpa(vm, slot, 1) + 12, 4);
+		CHECK("pci: the PCI_CFG window reads and writes BAR 0 and the MSI-X table with decoding off",
+		      nq == 1 && (fhi & 1) && vctl == 1 && vctl2 == 1, "num_queues %u, features 32-63 0x%x, vector 0 control %u then %u",
+		      nq, fhi, vctl, vctl2);
+	}
 	uint32_t mctl = cfg_rd(vm, slot, w.off[m] + 2u, 2), mtab = cfg_rd(vm, slot, w.off[m] + 4u, 4),
 		 mpba = cfg_rd(vm, slot, w.off[m] + 8u, 4);
 	CHECK("pci: MSI-X: 2 vectors (config + 1 queue), table in BAR1 at 0, PBA in BAR1 at 0x800, off after reset",
