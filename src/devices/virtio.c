@@ -739,8 +739,10 @@ int virtio_dev_create(struct vm *vm, struct virtio_dev *vd, const char *name, ui
 
 void virtio_dev_destroy(struct virtio_dev *vd)
 {
-	if (vd->ops && vd->ops->destroy)
-		vd->ops->destroy(vd);
+	/* The thread first: a VM that shut down still has its devices running
+	 * (vm_wait_exit does not pause them), and a request being served must
+	 * not find its disk fd closed -- or reused by another open -- or its
+	 * held frames freed under it. */
 	if (vd->thread_started) {
 		pthread_mutex_lock(&vd->run_lock);
 		vd->stop = true;
@@ -750,6 +752,8 @@ void virtio_dev_destroy(struct virtio_dev *vd)
 		pthread_join(vd->thread, NULL);
 		vd->thread_started = false;
 	}
+	if (vd->ops && vd->ops->destroy)
+		vd->ops->destroy(vd);
 	for (int q = 0; q < VIRTIO_QUEUES_MAX; q++)
 		if (vd->vq[q].kick_fd >= 0)
 			close(vd->vq[q].kick_fd);

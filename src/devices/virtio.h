@@ -139,7 +139,7 @@ int virtio_dev_create(struct vm *vm, struct virtio_dev *vd, const char *name, ui
 		      char *err, size_t errlen);
 /* Watches a backend fd for input on the event thread (backend_ready). */
 int virtio_watch_fd(struct virtio_dev *vd, int fd);
-/* Stops the thread and frees what the transport holds (ops->destroy first). */
+/* Stops the event thread, then lets the device free its backend (ops->destroy), then frees what the transport holds. */
 void virtio_dev_destroy(struct virtio_dev *vd);
 bool virtio_has_feature(const struct virtio_dev *vd, int bit); /* negotiated */
 bool virtio_queue_ready(const struct virtio_dev *vd, int q);   /* DRIVER_OK and queue enabled */
