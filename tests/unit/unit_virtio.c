@@ -116,6 +116,10 @@ static int failures;
 #define BLK_S_IOERR 1
 #define BLK_S_UNSUPP 2
 #define NET_F_MAC (1ULL << 5)
+#define NET_F_STATUS (1ULL << 16)
+#define NET_F_CTRL_VQ (1ULL << 17)
+#define NET_F_GUEST_ANNOUNCE (1ULL << 21)
+#define NET_S_ANNOUNCE 2
 #define NET_HDR_LEN 12
 
 struct vq {
@@ -1908,11 +1912,21 @@ static int net_child(void)
 		mac[i] = (uint8_t)rd(vm, d.devcfg + (uint64_t)i, 1);
 	CHECK("net: the MAC in the device configuration is the NIC's", !memcmp(mac, nic_mac, 6), "%02x:%02x:...:%02x", mac[0],
 	      mac[1], mac[5]);
-	bool up = vdev_start(&d, F_VERSION_1 | NET_F_MAC, 0);
+	bool up = vdev_start(&d, F_VERSION_1 | NET_F_MAC | NET_F_STATUS | NET_F_CTRL_VQ | NET_F_GUEST_ANNOUNCE, 0);
 	CHECK("net: driver start-up (rx, tx, ctrl queues)", up, "status 0x%02x", status_rd(&d));
 	if (!up)
 		goto out;
+	/* a frame that comes while the driver has no receive buffer waits in the tap */
+	uint32_t ulen = 0;
+	uint16_t nbuf = 0;
+	size_t flen = 0;
+	bool inj = sock_send(s, TAP_NAME, 0x2000, 90);
+	sleep_us(100000);
+	bool none_yet = used_idx(&d, 0) == 0;
 	net_rx_fill(&d, 16);
+	bool got = net_rx_find(&d, 0x2000, WAIT_MS, &ulen, &nbuf, &flen);
+	CHECK("net: a frame sent before the driver added receive buffers arrives once it adds some", inj && none_yet && got &&
+	      flen == 90, "sent %d waited %d delivered %d", inj, none_yet, got);
 
 	bool sent = net_tx(&d, nic_mac, 0x1001, 100);
 	CHECK("net: a frame from the NIC's MAC comes out of the tap", sent && sock_wait_tag(s, 0x1001, WAIT_MS),
@@ -1927,11 +1941,8 @@ static int net_child(void)
 	      st1.tx_forged == st0.tx_forged + 1, "used %d seen %d forged %llu -> %llu", sent, seen,
 	      (unsigned long long)st0.tx_forged, (unsigned long long)st1.tx_forged);
 
-	uint32_t ulen = 0;
-	uint16_t nbuf = 0;
-	size_t flen = 0;
-	bool inj = sock_send(s, TAP_NAME, 0x2001, 200);
-	bool got = inj && net_rx_find(&d, 0x2001, WAIT_MS, &ulen, &nbuf, &flen);
+	inj = sock_send(s, TAP_NAME, 0x2001, 200);
+	got = inj && net_rx_find(&d, 0x2001, WAIT_MS, &ulen, &nbuf, &flen);
 	CHECK("net: a frame sent into the tap arrives in an rx buffer: 12-byte header, num_buffers 1, whole frame",
 	      got && nbuf == 1 && flen == 200 && ulen == 212, "sent %d found %d num_buffers %u used len %u", inj, got, nbuf, ulen);
 
@@ -1963,6 +1974,43 @@ static int net_child(void)
 			      st1.rx_held_delivered >= 1,
 		      "sent %d save %d held %llu delivered %d (%llu) num_buffers %u", inj, rc, (unsigned long long)st0.rx_held,
 		      got, (unsigned long long)st1.rx_held_delivered, nbuf);
+	}
+
+	/* after a switchover: a RARP from the NIC's MAC on the tap, and the guest
+	 * asked (config status ANNOUNCE, a configuration interrupt) to announce
+	 * itself and acknowledge on the control queue */
+	{
+		uint8_t isr;
+		isr_read(&d, &isr);
+		int sent_n = virtio_net_announce(vm, 0);
+		uint8_t buf[128];
+		bool rarp = false;
+		for (uint64_t end = ms_now() + WAIT_MS; !rarp && ms_now() < end;) {
+			struct pollfd p = { s, POLLIN, 0 };
+			if (poll(&p, 1, 50) <= 0)
+				continue;
+			ssize_t n = recv(s, buf, sizeof(buf), MSG_DONTWAIT);
+			rarp = n >= 42 && buf[12] == 0x80 && buf[13] == 0x35 && !memcmp(buf + 6, nic_mac, 6) &&
+			       !memcmp(buf + 22, nic_mac, 6);
+		}
+		isr = isr_wait(&d, 2);
+		uint16_t st = (uint16_t)rd(vm, d.devcfg + 6, 2);
+		CHECK("net: announce: a RARP per NIC, the one from this NIC's MAC leaves its tap; config status ANNOUNCE and a config interrupt",
+		      sent_n == 2 && rarp && (st & NET_S_ANNOUNCE) && (isr & 2), "sent %d rarp %d status 0x%x isr 0x%x", sent_n,
+		      rarp, st, isr);
+		uint64_t cmd = buf_alloc(&d, 2, 2), ack = buf_alloc(&d, 2, 1);
+		uint8_t *cp = gp(&d, cmd, 2);
+		cp[0] = 3; /* VIRTIO_NET_CTRL_ANNOUNCE */
+		cp[1] = 0; /* VIRTIO_NET_CTRL_ANNOUNCE_ACK */
+		*(uint8_t *)gp(&d, ack, 1) = 0xee;
+		struct seg cs[2] = { { cmd, 2, false }, { ack, 1, true } };
+		vq_post(&d, 2, cs, 2);
+		vq_kick(&d, 2);
+		bool acked = vq_wait(&d, 2, d.q[2].avail_idx, WAIT_MS);
+		st = (uint16_t)rd(vm, d.devcfg + 6, 2);
+		CHECK("net: the guest's ANNOUNCE_ACK on the control queue: OK, and ANNOUNCE clears",
+		      acked && *(uint8_t *)gp(&d, ack, 1) == 0 && !(st & NET_S_ANNOUNCE) && (st & 1), "done %d ack %u status 0x%x",
+		      acked, *(uint8_t *)gp(&d, ack, 1), st);
 	}
 
 	/* the rate limit holds frames back and sends them when tokens are back, without another kick */
