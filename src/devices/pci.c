@@ -725,17 +725,35 @@ int pci_bus_create(struct vm *vm)
 	return vm_register_device(vm, &bus->config_ports);
 }
 
+void pci_dev_remove(struct pci_dev *d)
+{
+	struct pci_bus *bus = d->vm ? d->vm->pci : NULL;
+	if (!bus || d->slot < 0 || bus->slots[d->slot] != d)
+		return;
+	pthread_mutex_lock(&bus->lock);
+	d->intx_want = 0;
+	intx_apply_locked(bus, d);
+	bus->slots[d->slot] = NULL;
+	pthread_mutex_unlock(&bus->lock);
+	for (int v = 0; v < d->msix_vectors; v++) {
+		if (d->msix[v].irqfd >= 0)
+			close(d->msix[v].irqfd); /* KVM lets go of an irqfd whose eventfd closes */
+		d->msix[v].irqfd = -1;
+	}
+	d->slot = -1;
+}
+
 void pci_bus_destroy(struct vm *vm)
 {
 	struct pci_bus *bus = vm->pci;
 	if (!bus)
 		return;
-	for (int s = 0; s < PCI_SLOTS; s++) {
-		struct pci_dev *d = bus->slots[s];
-		for (int v = 0; d && v < d->msix_vectors; v++)
-			if (d->msix[v].irqfd >= 0)
-				close(d->msix[v].irqfd);
-	}
+	/* Devices are removed by their owners before they are freed
+	 * (pci_dev_remove); what is left here is only ever looked at, never
+	 * freed memory. */
+	for (int s = 0; s < PCI_SLOTS; s++)
+		if (bus->slots[s] && bus->slots[s] != &bus->host_bridge)
+			pci_dev_remove(bus->slots[s]);
 	free(bus);
 	vm->pci = NULL;
 }

@@ -134,6 +134,9 @@ void pci_dev_set_cfg_window(struct pci_dev *d, uint8_t cap);
  * in QEMU+SeaBIOS: glide enables it, so a guest without a PCI enumerator
  * can use the BARs at once). 0, or -errno with err set. */
 int pci_dev_add(struct vm *vm, struct pci_dev *d, char *err, size_t errlen);
+/* Takes the device off the bus (its INTx condition dropped, its MSI-X
+ * irqfds closed) before its owner frees it. */
+void pci_dev_remove(struct pci_dev *d);
 
 /* Interrupts. pci_msix_enabled: MSI-X is on (the device should use it).
  * pci_msix_notify: fire a vector (or mark it pending when masked).

@@ -754,6 +754,7 @@ void virtio_dev_destroy(struct virtio_dev *vd)
 	}
 	if (vd->ops && vd->ops->destroy)
 		vd->ops->destroy(vd);
+	pci_dev_remove(&vd->pci); /* the bus outlives the device: it must not keep a pointer to it */
 	for (int q = 0; q < VIRTIO_QUEUES_MAX; q++)
 		if (vd->vq[q].kick_fd >= 0)
 			close(vd->vq[q].kick_fd);
