@@ -647,6 +647,12 @@ int virtio_dev_create(struct vm *vm, struct virtio_dev *vd, const char *name, ui
 			      : type == VIRTIO_ID_BLOCK ? VIRTIO_PCI_CLASS_STORAGE : VIRTIO_PCI_CLASS_OTHER;
 	int rc;
 
+	/* Whatever fails below, virtio_dev_destroy must find no fd it does not own
+	 * (a calloc'ed device has 0 there: stdin) and the device's own destroy hook. */
+	vd->ops = ops;
+	vd->epoll_fd = vd->wake_fd = -1;
+	for (int q = 0; q < VIRTIO_QUEUES_MAX; q++)
+		vd->vq[q].kick_fd = -1;
 	if (nqueues < 1 || nqueues > VIRTIO_QUEUES_MAX || !queue_size || queue_size > VIRTIO_QUEUE_SIZE_MAX ||
 	    ((queue_size - 1) & queue_size) || config_len > 0x1000) {
 		errf(err, errlen, "%s: bad virtio device geometry", name);
@@ -654,18 +660,14 @@ int virtio_dev_create(struct vm *vm, struct virtio_dev *vd, const char *name, ui
 	}
 	vd->vm = vm;
 	vd->device_type = type;
-	vd->ops = ops;
 	vd->nqueues = nqueues;
 	vd->config_len = config_len;
 	vd->device_features = features | (1ULL << VIRTIO_F_VERSION_1);
-	vd->epoll_fd = vd->wake_fd = -1;
 	vd->paused = true; /* until the VM runs */
 	pthread_mutex_init(&vd->run_lock, NULL);
 	pthread_cond_init(&vd->run_cond, NULL);
-	for (int q = 0; q < VIRTIO_QUEUES_MAX; q++) {
-		vd->vq[q].kick_fd = -1;
+	for (int q = 0; q < VIRTIO_QUEUES_MAX; q++)
 		vd->vq[q].max_size = queue_size;
-	}
 	virtio_reset_locked(vd);
 
 	pci_dev_init(&vd->pci, name, VIRTIO_PCI_VENDOR, (uint16_t)(VIRTIO_PCI_DEVICE_BASE + type), 1, class_code,
