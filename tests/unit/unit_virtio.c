@@ -153,6 +153,7 @@ static struct vm *vm_new(void)
 		perror("calloc");
 		exit(1);
 	}
+	vm->kvm_fd = vm->vm_fd = vm->serial_fd = -1; /* vm_destroy before vm_create closes nothing */
 	return vm;
 }
 
@@ -2084,9 +2085,16 @@ static void test_net(void)
 
 /* ====================================================================== */
 
+static void remove_disks(void)
+{
+	unlink(disk_path);
+	unlink(disk_ro_path);
+	rmdir(tmpdir);
+}
+
 int main(void)
 {
-	char err[512];
+	char err[512], e2[256];
 	const char *base = getenv("GLIDE_TEST_TMP");
 	snprintf(tmpdir, sizeof(tmpdir), "%s/unit-virtio.XXXXXX", base && *base ? base : "/tmp");
 	if (!mkdtemp(tmpdir)) {
@@ -2097,10 +2105,12 @@ int main(void)
 	snprintf(disk_ro_path, sizeof(disk_ro_path), "%s/disk-ro.raw", tmpdir);
 	if (make_file(disk_path, DISK_BYTES, 0) || make_file(disk_ro_path, DISK_RO_BYTES, 1000)) {
 		perror("disk files");
+		remove_disks();
 		return 1;
 	}
 	if (access("/dev/kvm", R_OK | W_OK)) {
 		SKIP("virtio", "/dev/kvm: %s", strerror(errno));
+		remove_disks();
 		return 0;
 	}
 
@@ -2112,10 +2122,11 @@ int main(void)
 
 	struct vm *a = vm_new(), *b = NULL;
 	bool started = false;
+	int slot, slot_ro;
+	struct vdev d, ro;
 	if (vm_make(a, "virtio-a", &specs, false, err, sizeof(err))) {
 		CHECK("setup: a VM with two virtio disks", false, "%s", err);
-		vm_end(a, false);
-		return 1;
+		goto out;
 	}
 	/* the disk's writer lock keeps a second VM away */
 	struct vm *other = vm_new();
@@ -2124,19 +2135,16 @@ int main(void)
 	      "rc %d: %s", orc, err);
 	vm_end(other, false);
 
-	char e2[256];
 	if (vm_start_vcpus(a, e2, sizeof(e2))) {
 		CHECK("setup: VM runs", false, "%s", e2);
-		vm_end(a, false);
-		return 1;
+		goto out;
 	}
 	started = true;
-	int slot = find_slot(a, 0x1042, 0), slot_ro = find_slot(a, 0x1042, 1);
-	struct vdev d, ro;
+	slot = find_slot(a, 0x1042, 0);
+	slot_ro = find_slot(a, 0x1042, 1);
 	if (slot < 0 || slot_ro < 0 || vdev_bind(&d, a, slot, 0, 1) || vdev_bind(&ro, a, slot_ro, 1, 1)) {
 		CHECK("setup: both disks enumerate with their capabilities", false, "slots %d %d", slot, slot_ro);
-		vm_end(a, started);
-		return 1;
+		goto out;
 	}
 	test_enumeration(a, slot);
 	vdev_bind(&d, a, slot, 0, 1); /* addresses as they are now */
@@ -2146,13 +2154,10 @@ int main(void)
 	test_suppression(&d);
 	test_malformed(&d);
 	test_state(a, &d, &specs, &b);
-
+out:
 	vm_end(b, b && b->vcpus[0].thread_started);
 	vm_end(a, started);
-	test_net();
-
-	unlink(disk_path);
-	unlink(disk_ro_path);
-	rmdir(tmpdir);
+	remove_disks();
+	test_net(); /* no VM of this process exists across the fork */
 	return failures ? 1 : 0;
 }
