@@ -35,6 +35,8 @@ struct pci_bus {
 };
 
 static void msix_fire_locked(struct pci_dev *d, int v);
+static void bar_access_locked(struct pci_dev *d, int bar, uint64_t off, bool is_write, uint8_t *data, int len);
+static void intx_apply_locked(struct pci_bus *bus, struct pci_dev *d);
 
 static inline uint16_t cfg16(const struct pci_dev *d, unsigned off)
 {
@@ -138,6 +140,13 @@ int pci_msix_init(struct pci_dev *d, int vectors, int bar, uint32_t table_offset
 	return 0;
 }
 
+void pci_dev_set_cfg_window(struct pci_dev *d, uint8_t cap)
+{
+	d->cfg_window_cap = cap;
+	d->wmask[cap + PCI_CFG_WINDOW_BAR] = 0xff;
+	memset(d->wmask + cap + PCI_CFG_WINDOW_OFFSET, 0xff, 12); /* offset, length, data */
+}
+
 /* ---- BAR decoding ---- */
 
 static uint64_t bar_address(const struct pci_dev *d, int bar)
@@ -191,8 +200,28 @@ static bool is_bar_register(const struct pci_dev *d, unsigned reg, int *bar, boo
 	return true;
 }
 
+static bool touches(unsigned off, int len, unsigned start, unsigned n)
+{
+	return off < start + n && off + (unsigned)len > start;
+}
+
+/* The configuration-space window into the BARs: an access of `length`
+ * bytes at `offset` of BAR `bar`, through the data field. Device lock held. */
+static void cfg_window_access(struct pci_dev *d, bool is_write)
+{
+	unsigned c = d->cfg_window_cap;
+	unsigned bar = d->config[c + PCI_CFG_WINDOW_BAR];
+	uint32_t off = cfg32(d, c + PCI_CFG_WINDOW_OFFSET), len = cfg32(d, c + PCI_CFG_WINDOW_LENGTH);
+	if (bar >= PCI_BARS || !d->bar_size[bar] || (len != 1 && len != 2 && len != 4) || (off & (len - 1)) ||
+	    (uint64_t)off + len > d->bar_size[bar])
+		return; /* not an access the window can make: nothing happens */
+	bar_access_locked(d, (int)bar, off, is_write, d->config + c + PCI_CFG_WINDOW_DATA, (int)len);
+}
+
 static void config_read(struct pci_dev *d, unsigned off, uint8_t *data, int len)
 {
+	if (d->cfg_window_cap && touches(off, len, d->cfg_window_cap + PCI_CFG_WINDOW_DATA, 4))
+		cfg_window_access(d, false);
 	for (int i = 0; i < len; i++)
 		data[i] = off + i < PCI_CONFIG_SIZE ? d->config[off + i] : 0;
 }
@@ -224,8 +253,16 @@ static void config_write(struct pci_dev *d, unsigned off, const uint8_t *data, i
 		unsigned o = off + i;
 		d->config[o] = (uint8_t)((d->config[o] & ~d->wmask[o]) | (data[i] & d->wmask[o]));
 	}
+	if (d->cfg_window_cap && touches(off, len, d->cfg_window_cap + PCI_CFG_WINDOW_DATA, 4))
+		cfg_window_access(d, true);
 	if (reg == PCI_COMMAND)
 		update_mappings(d);
+	if (d->slot >= 0 && (reg == PCI_COMMAND || msix_ctrl_touched)) {
+		/* Interrupt Disable or MSI-X enable changed: the line follows */
+		pthread_mutex_lock(&d->vm->pci->lock);
+		intx_apply_locked(d->vm->pci, d);
+		pthread_mutex_unlock(&d->vm->pci->lock);
+	}
 	if (msix_ctrl_touched && was_masked && !(cfg16(d, d->msix_cap + 2) & PCI_MSIX_FLAGS_MASKALL)) {
 		/* function unmasked: deliver what fired meanwhile */
 		uint64_t pend = d->msix_pending;
@@ -416,7 +453,10 @@ static void msix_table_access(struct pci_dev *d, uint64_t off, bool is_write, ui
 		}
 		return; /* the PBA is read-only */
 	}
-	if (off < d->msix_table_offset || off >= table_end || (len != 4 && len != 8) || (off & 3)) {
+	/* PCI 3.0 6.8.2: aligned dwords or aligned qwords only. An unaligned qword
+	 * would span two entries, and at the last one run past the table. */
+	if (off < d->msix_table_offset || off + (uint64_t)len > table_end || (len != 4 && len != 8) ||
+	    (off & ((uint64_t)len - 1))) {
 		if (!is_write)
 			memset(data, 0, len);
 		return;
@@ -444,26 +484,51 @@ static void msix_table_access(struct pci_dev *d, uint64_t off, bool is_write, ui
 	}
 }
 
+/* Drives INTA# from the function's interrupt condition: asserted only while
+ * the driver has neither set Interrupt Disable nor enabled MSI-X (PCI 3.0
+ * 6.2.2 and 6.8: a function using MSI-X must not assert INTx). Called when
+ * the condition or either control changes. Bus lock held. */
+static void intx_apply_locked(struct pci_bus *bus, struct pci_dev *d)
+{
+	int line = d->slot % 4;
+	int level = d->intx_want && !(cfg16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE) && !pci_msix_enabled(d);
+	if (level == d->intx_level)
+		return;
+	d->intx_level = level;
+	bus->intx_asserted[line] += level ? 1 : -1;
+	struct kvm_irq_level irq = { .irq = PCI_INTX_GSI_BASE + (uint32_t)line, .level = bus->intx_asserted[line] > 0 };
+	ioctl(bus->vm->vm_fd, KVM_IRQ_LINE, &irq);
+}
+
 void pci_intx_set(struct pci_dev *d, int level)
 {
 	struct pci_bus *bus = d->vm->pci;
-	int line = d->slot % 4;
 
 	pthread_mutex_lock(&bus->lock);
-	level = !!level && !(cfg16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE);
-	if (level != d->intx_level) {
-		d->intx_level = level;
-		bus->intx_asserted[line] += level ? 1 : -1;
-		put16(d->config + PCI_STATUS, (uint16_t)((cfg16(d, PCI_STATUS) & ~PCI_STATUS_INTERRUPT) |
-							  (level ? PCI_STATUS_INTERRUPT : 0)));
-		struct kvm_irq_level irq = { .irq = PCI_INTX_GSI_BASE + (uint32_t)line,
-					     .level = bus->intx_asserted[line] > 0 };
-		ioctl(bus->vm->vm_fd, KVM_IRQ_LINE, &irq);
-	}
+	d->intx_want = !!level;
+	/* Interrupt Status follows the condition, whatever Interrupt Disable says */
+	put16(d->config + PCI_STATUS, (uint16_t)((cfg16(d, PCI_STATUS) & ~PCI_STATUS_INTERRUPT) |
+						  (d->intx_want ? PCI_STATUS_INTERRUPT : 0)));
+	intx_apply_locked(bus, d);
 	pthread_mutex_unlock(&bus->lock);
 }
 
 /* ---- MMIO ---- */
+
+/* An access inside BAR `bar` (from an MMIO exit or the config window): the
+ * MSI-X table and PBA are the bus's, the rest the device's. Lock held. */
+static void bar_access_locked(struct pci_dev *d, int bar, uint64_t off, bool is_write, uint8_t *data, int len)
+{
+	if (d->msix_cap && bar == d->msix_bar &&
+	    ((off >= d->msix_table_offset &&
+	      off < d->msix_table_offset + (uint64_t)d->msix_vectors * PCI_MSIX_ENTRY_SIZE) ||
+	     (off >= d->msix_pba_offset && off < d->msix_pba_offset + 8)))
+		msix_table_access(d, off, is_write, data, len);
+	else if (d->ops && d->ops->bar_access)
+		d->ops->bar_access(d, bar, off, is_write, data, len);
+	else if (!is_write)
+		memset(data, 0, len);
+}
 
 bool pci_mmio(struct vm *vm, uint64_t gpa, bool is_write, uint8_t *data, int len)
 {
@@ -493,16 +558,7 @@ bool pci_mmio(struct vm *vm, uint64_t gpa, bool is_write, uint8_t *data, int len
 			uint64_t base = d->bar_mapped_gpa[bar];
 			if (!base || gpa < base || gpa + (uint64_t)len > base + d->bar_size[bar])
 				continue;
-			uint64_t off = gpa - base;
-			if (d->msix_cap && bar == d->msix_bar &&
-			    ((off >= d->msix_table_offset &&
-			      off < d->msix_table_offset + (uint64_t)d->msix_vectors * PCI_MSIX_ENTRY_SIZE) ||
-			     (off >= d->msix_pba_offset && off < d->msix_pba_offset + 8)))
-				msix_table_access(d, off, is_write, data, len);
-			else if (d->ops && d->ops->bar_access)
-				d->ops->bar_access(d, bar, off, is_write, data, len);
-			else if (!is_write)
-				memset(data, 0, len);
+			bar_access_locked(d, bar, gpa - base, is_write, data, len);
 			pthread_mutex_unlock(&d->lock);
 			return true;
 		}
@@ -571,7 +627,7 @@ void pci_dev_save(struct pci_dev *d, struct state_buf *b)
 		sbuf_u32(b, d->msix[v].ctrl);
 	}
 	sbuf_u64(b, d->msix_pending);
-	sbuf_u32(b, (uint32_t)d->intx_level);
+	sbuf_u32(b, (uint32_t)d->intx_want); /* the line follows from it and the config space */
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -669,17 +725,35 @@ int pci_bus_create(struct vm *vm)
 	return vm_register_device(vm, &bus->config_ports);
 }
 
+void pci_dev_remove(struct pci_dev *d)
+{
+	struct pci_bus *bus = d->vm ? d->vm->pci : NULL;
+	if (!bus || d->slot < 0 || bus->slots[d->slot] != d)
+		return;
+	pthread_mutex_lock(&bus->lock);
+	d->intx_want = 0;
+	intx_apply_locked(bus, d);
+	bus->slots[d->slot] = NULL;
+	pthread_mutex_unlock(&bus->lock);
+	for (int v = 0; v < d->msix_vectors; v++) {
+		if (d->msix[v].irqfd >= 0)
+			close(d->msix[v].irqfd); /* KVM lets go of an irqfd whose eventfd closes */
+		d->msix[v].irqfd = -1;
+	}
+	d->slot = -1;
+}
+
 void pci_bus_destroy(struct vm *vm)
 {
 	struct pci_bus *bus = vm->pci;
 	if (!bus)
 		return;
-	for (int s = 0; s < PCI_SLOTS; s++) {
-		struct pci_dev *d = bus->slots[s];
-		for (int v = 0; d && v < d->msix_vectors; v++)
-			if (d->msix[v].irqfd >= 0)
-				close(d->msix[v].irqfd);
-	}
+	/* Devices are removed by their owners before they are freed
+	 * (pci_dev_remove); what is left here is only ever looked at, never
+	 * freed memory. */
+	for (int s = 0; s < PCI_SLOTS; s++)
+		if (bus->slots[s] && bus->slots[s] != &bus->host_bridge)
+			pci_dev_remove(bus->slots[s]);
 	free(bus);
 	vm->pci = NULL;
 }

@@ -94,8 +94,10 @@ struct pci_dev {
 	uint32_t msix_table_offset, msix_pba_offset;
 	uint8_t msix_cap;
 	struct pci_msix_vector msix[PCI_MSIX_MAX_VECTORS];
+	uint8_t cfg_window_cap;           /* a BAR window in configuration space (pci_dev_set_cfg_window), 0: none */
 	uint64_t msix_pending;            /* PBA: a masked vector fired */
-	int intx_level;
+	int intx_want;                    /* the function's INTx condition (PCI status bit 3) */
+	int intx_level;                   /* INTA# as driven: intx_want unless INTx is disabled or MSI-X on */
 	const struct pci_dev_ops *ops;
 	void *opaque;
 	pthread_mutex_t lock;            /* config space, BARs and MSI-X */
@@ -117,15 +119,29 @@ uint8_t pci_dev_add_cap(struct pci_dev *d, uint8_t id, uint8_t len);
 /* MSI-X with `vectors` entries: table at table_offset and PBA at
  * pba_offset, both inside BAR `bar`. Returns 0 or -errno. */
 int pci_msix_init(struct pci_dev *d, int vectors, int bar, uint32_t table_offset, uint32_t pba_offset);
+/* A window into the BARs through configuration space, in the capability at
+ * `cap` (virtio's VIRTIO_PCI_CAP_PCI_CFG): the driver writes a BAR number
+ * (byte +4), an offset (+8) and a length of 1, 2 or 4 (+12); reading or
+ * writing the data dword (+16) then reads or writes the BAR there, as an
+ * MMIO access would, whether or not the BAR is decoded. */
+#define PCI_CFG_WINDOW_BAR 4
+#define PCI_CFG_WINDOW_OFFSET 8
+#define PCI_CFG_WINDOW_LENGTH 12
+#define PCI_CFG_WINDOW_DATA 16
+void pci_dev_set_cfg_window(struct pci_dev *d, uint8_t cap);
 /* Puts the device in the first free slot and assigns its BARs (memory
  * decoding left to the guest, as firmware-assigned but disabled BARs are
  * in QEMU+SeaBIOS: glide enables it, so a guest without a PCI enumerator
  * can use the BARs at once). 0, or -errno with err set. */
 int pci_dev_add(struct vm *vm, struct pci_dev *d, char *err, size_t errlen);
+/* Takes the device off the bus (its INTx condition dropped, its MSI-X
+ * irqfds closed) before its owner frees it. */
+void pci_dev_remove(struct pci_dev *d);
 
 /* Interrupts. pci_msix_enabled: MSI-X is on (the device should use it).
  * pci_msix_notify: fire a vector (or mark it pending when masked).
- * pci_intx_set: drive INTA# (used when MSI-X is off). Thread-safe. */
+ * pci_intx_set: the function's INTx condition; INTA# follows it unless the
+ * driver disabled INTx or enabled MSI-X. Thread-safe. */
 bool pci_msix_enabled(struct pci_dev *d);
 void pci_msix_notify(struct pci_dev *d, int vector);
 void pci_intx_set(struct pci_dev *d, int level);

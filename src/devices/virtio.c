@@ -152,7 +152,10 @@ int virtq_pop(struct virtio_dev *vd, int q, struct virtq_chain *c)
 	uint16_t size = vq->size;
 	volatile uint16_t *avail = gpa_ptr(vd, vq->avail_gpa, 6 + 2ULL * size);
 	const struct virtq_desc *desc = gpa_ptr(vd, vq->desc_gpa, 16ULL * size);
-	if (!avail || !desc) {
+	/* The used ring too: a chain taken is a request carried out (a disk
+	 * write), which must not happen when it can never be returned. */
+	const void *used = gpa_ptr(vd, vq->used_gpa, 6 + 8ULL * size);
+	if (!avail || !desc || !used) {
 		virtio_broken(vd, "ring outside guest RAM", q);
 		return -EINVAL;
 	}
@@ -257,13 +260,16 @@ void virtq_notify(struct virtio_dev *vd, int q)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* used idx visible before we read the driver's wishes */
 	uint16_t old = vq->signalled_used, now = vq->used_idx;
 	if (virtio_has_feature(vd, VIRTIO_F_RING_EVENT_IDX)) {
+		/* Interrupt if used_event lies among the entries used since the last
+		 * check (not since the last interrupt: after 2^16 entries without one
+		 * that window wraps and the entry the driver waits for is missed). */
 		uint16_t event = avail[2 + size];
+		vq->signalled_used = now;
 		if ((uint16_t)(now - event - 1) >= (uint16_t)(now - old))
 			return;
 	} else if (avail[0] & VIRTQ_AVAIL_F_NO_INTERRUPT) {
 		return;
 	}
-	vq->signalled_used = now;
 	raise_interrupt(vd, vq->msix_vector, 1);
 }
 
@@ -452,7 +458,9 @@ static void common_write(struct virtio_dev *vd, unsigned off, const uint8_t *dat
 			vd->driver_features = (vd->driver_features & ~(0xffffffffULL << shift)) | ((v & 0xffffffffULL) << shift);
 		}
 		break;
-	case 0x10: vd->config_msix_vector = (uint16_t)v; break;
+	case 0x10: /* like queue_msix_vector: a vector the table lacks reads back NO_VECTOR */
+		vd->config_msix_vector = (uint16_t)v < vd->pci.msix_vectors ? (uint16_t)v : VIRTIO_MSI_NO_VECTOR;
+		break;
 	case 0x14: set_status(vd, (uint8_t)v); break;
 	case 0x16: vd->queue_select = (uint16_t)v; break;
 	case 0x18:
@@ -504,8 +512,7 @@ static void virtio_bar_access(struct pci_dev *d, int bar, uint64_t off, bool is_
 		if (!is_write) {
 			memset(data, 0, len);
 			data[0] = __atomic_exchange_n(&vd->isr, 0, __ATOMIC_SEQ_CST);
-			if (!pci_msix_enabled(d))
-				pci_intx_set(d, 0);
+			pci_intx_set(d, 0); /* the condition is gone, whether or not MSI-X hid it */
 		}
 	} else if (off >= VIRTIO_DEVICE_CFG_OFFSET && off < VIRTIO_DEVICE_CFG_OFFSET + vd->config_len) {
 		uint64_t o = off - VIRTIO_DEVICE_CFG_OFFSET;
@@ -640,6 +647,12 @@ int virtio_dev_create(struct vm *vm, struct virtio_dev *vd, const char *name, ui
 			      : type == VIRTIO_ID_BLOCK ? VIRTIO_PCI_CLASS_STORAGE : VIRTIO_PCI_CLASS_OTHER;
 	int rc;
 
+	/* Whatever fails below, virtio_dev_destroy must find no fd it does not own
+	 * (a calloc'ed device has 0 there: stdin) and the device's own destroy hook. */
+	vd->ops = ops;
+	vd->epoll_fd = vd->wake_fd = -1;
+	for (int q = 0; q < VIRTIO_QUEUES_MAX; q++)
+		vd->vq[q].kick_fd = -1;
 	if (nqueues < 1 || nqueues > VIRTIO_QUEUES_MAX || !queue_size || queue_size > VIRTIO_QUEUE_SIZE_MAX ||
 	    ((queue_size - 1) & queue_size) || config_len > 0x1000) {
 		errf(err, errlen, "%s: bad virtio device geometry", name);
@@ -647,18 +660,14 @@ int virtio_dev_create(struct vm *vm, struct virtio_dev *vd, const char *name, ui
 	}
 	vd->vm = vm;
 	vd->device_type = type;
-	vd->ops = ops;
 	vd->nqueues = nqueues;
 	vd->config_len = config_len;
 	vd->device_features = features | (1ULL << VIRTIO_F_VERSION_1);
-	vd->epoll_fd = vd->wake_fd = -1;
 	vd->paused = true; /* until the VM runs */
 	pthread_mutex_init(&vd->run_lock, NULL);
 	pthread_cond_init(&vd->run_cond, NULL);
-	for (int q = 0; q < VIRTIO_QUEUES_MAX; q++) {
-		vd->vq[q].kick_fd = -1;
+	for (int q = 0; q < VIRTIO_QUEUES_MAX; q++)
 		vd->vq[q].max_size = queue_size;
-	}
 	virtio_reset_locked(vd);
 
 	pci_dev_init(&vd->pci, name, VIRTIO_PCI_VENDOR, (uint16_t)(VIRTIO_PCI_DEVICE_BASE + type), 1, class_code,
@@ -686,6 +695,15 @@ int virtio_dev_create(struct vm *vm, struct virtio_dev *vd, const char *name, ui
 		errf(err, errlen, "%s: MSI-X set-up failed", name);
 		return rc;
 	}
+	/* virtio 1.x 4.1.4.9: the device MUST present a PCI configuration access
+	 * capability (firmware uses it to reach BARs it has not mapped). Last, so
+	 * that the other capabilities keep their offsets. */
+	uint8_t wcap = add_vendor_cap(vd, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, 0, 4);
+	if (!wcap) {
+		errf(err, errlen, "%s: PCI capabilities do not fit", name);
+		return -ENOSPC;
+	}
+	pci_dev_set_cfg_window(&vd->pci, wcap);
 
 	vd->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	vd->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -723,8 +741,10 @@ int virtio_dev_create(struct vm *vm, struct virtio_dev *vd, const char *name, ui
 
 void virtio_dev_destroy(struct virtio_dev *vd)
 {
-	if (vd->ops && vd->ops->destroy)
-		vd->ops->destroy(vd);
+	/* The thread first: a VM that shut down still has its devices running
+	 * (vm_wait_exit does not pause them), and a request being served must
+	 * not find its disk fd closed -- or reused by another open -- or its
+	 * held frames freed under it. */
 	if (vd->thread_started) {
 		pthread_mutex_lock(&vd->run_lock);
 		vd->stop = true;
@@ -734,6 +754,9 @@ void virtio_dev_destroy(struct virtio_dev *vd)
 		pthread_join(vd->thread, NULL);
 		vd->thread_started = false;
 	}
+	if (vd->ops && vd->ops->destroy)
+		vd->ops->destroy(vd);
+	pci_dev_remove(&vd->pci); /* the bus outlives the device: it must not keep a pointer to it */
 	for (int q = 0; q < VIRTIO_QUEUES_MAX; q++)
 		if (vd->vq[q].kick_fd >= 0)
 			close(vd->vq[q].kick_fd);
@@ -756,7 +779,11 @@ void virtio_dev_save(struct virtio_dev *vd, struct state_buf *b)
 	sbuf_u64(b, vd->driver_features);
 	sbuf_u32(b, vd->device_feature_select);
 	sbuf_u32(b, vd->driver_feature_select);
-	sbuf_u32(b, (uint32_t)status_load(vd) | (uint32_t)vd->isr << 8 | (uint32_t)vd->config_generation << 16);
+	/* A reset the driver asked for and the event thread has not done yet is
+	 * state too: without it the destination would read the old status
+	 * forever while its driver waits for 0. */
+	sbuf_u32(b, (uint32_t)status_load(vd) | (uint32_t)vd->isr << 8 | (uint32_t)vd->config_generation << 16 |
+			    (uint32_t)__atomic_load_n(&vd->reset_pending, __ATOMIC_ACQUIRE) << 24);
 	sbuf_u32(b, (uint32_t)vd->config_msix_vector | (uint32_t)vd->queue_select << 16);
 	sbuf_u32(b, (uint32_t)vd->nqueues);
 	for (int q = 0; q < vd->nqueues; q++) {
@@ -780,7 +807,7 @@ int virtio_dev_load(struct virtio_dev *vd, struct state_cursor *c, char *err, si
 	uint32_t magic = scur_u32(c);
 	uint64_t dev_features = scur_u64(c), drv_features = scur_u64(c);
 	uint32_t dsel = scur_u32(c), gsel = scur_u32(c), st = scur_u32(c), vec = scur_u32(c), nq = scur_u32(c);
-	if (c->failed || magic != VIRTIO_STATE_MAGIC) {
+	if (c->failed || magic != VIRTIO_STATE_MAGIC || (st >> 25)) {
 		errf(err, errlen, "%s: virtio state truncated or malformed", vd->pci.name);
 		return -EINVAL;
 	}
@@ -823,6 +850,7 @@ int virtio_dev_load(struct virtio_dev *vd, struct state_cursor *c, char *err, si
 	__atomic_store_n(&vd->status, (uint8_t)st, __ATOMIC_RELEASE);
 	vd->isr = (uint8_t)(st >> 8);
 	vd->config_generation = (uint8_t)(st >> 16);
+	__atomic_store_n(&vd->reset_pending, (st >> 24) & 1, __ATOMIC_RELEASE); /* done when the VM runs */
 	vd->config_msix_vector = (uint16_t)vec;
 	vd->queue_select = (uint16_t)(vec >> 16);
 	for (uint32_t q = 0; q < nq; q++) {

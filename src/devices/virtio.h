@@ -65,7 +65,7 @@ struct virtq {
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	uint16_t last_avail;      /* next avail entry the device will take */
 	uint16_t used_idx;        /* the used ring's idx as the device last wrote it */
-	uint16_t signalled_used;  /* used_idx at the last interrupt (EVENT_IDX) */
+	uint16_t signalled_used;  /* used_idx at the last interrupt check (EVENT_IDX) */
 	int kick_fd;              /* ioeventfd for this queue's notify address */
 };
 
@@ -139,7 +139,7 @@ int virtio_dev_create(struct vm *vm, struct virtio_dev *vd, const char *name, ui
 		      char *err, size_t errlen);
 /* Watches a backend fd for input on the event thread (backend_ready). */
 int virtio_watch_fd(struct virtio_dev *vd, int fd);
-/* Stops the thread and frees what the transport holds (ops->destroy first). */
+/* Stops the event thread, then lets the device free its backend (ops->destroy), then frees what the transport holds. */
 void virtio_dev_destroy(struct virtio_dev *vd);
 bool virtio_has_feature(const struct virtio_dev *vd, int bit); /* negotiated */
 bool virtio_queue_ready(const struct virtio_dev *vd, int q);   /* DRIVER_OK and queue enabled */

@@ -38,6 +38,7 @@
 #define VIRTIO_BLK_S_IOERR 1
 #define VIRTIO_BLK_S_UNSUPP 2
 #define VIRTIO_BLK_ID_BYTES 20
+#define BLK_WRITE_ZEROES_FLAG_UNMAP 1
 #define SECTOR 512ULL
 
 #define BLK_QUEUE_SIZE 256
@@ -171,11 +172,17 @@ static uint8_t blk_discard(struct virtio_blk *b, const struct virtq_chain *c, bo
 		return VIRTIO_BLK_S_UNSUPP;
 	size_t n = (size_t)(total / sizeof(seg[0]));
 	virtq_chain_from_guest(c, sizeof(struct blk_req_header), seg, total);
+	/* Every segment is checked before any is applied. virtio 1.2 5.2.6.2: a
+	 * flag the device does not know, or unmap on a discard, is UNSUPP. */
+	for (size_t i = 0; i < n; i++) {
+		if (!range_ok(b, seg[i].sector, (uint64_t)seg[i].num_sectors * SECTOR))
+			return VIRTIO_BLK_S_IOERR;
+		if ((seg[i].flags & ~BLK_WRITE_ZEROES_FLAG_UNMAP) || (!zeroes && seg[i].flags))
+			return VIRTIO_BLK_S_UNSUPP;
+	}
 	for (size_t i = 0; i < n; i++) {
 		uint64_t bytes = (uint64_t)seg[i].num_sectors * SECTOR;
-		if (!range_ok(b, seg[i].sector, bytes) || (seg[i].flags & ~1u))
-			return VIRTIO_BLK_S_IOERR;
-		int mode = zeroes && !(seg[i].flags & 1) ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+		int mode = zeroes && !(seg[i].flags & BLK_WRITE_ZEROES_FLAG_UNMAP) ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 		if (fallocate(b->fd, mode, (off_t)(seg[i].sector * SECTOR), (off_t)bytes) < 0) {
 			if (!zeroes)
 				continue; /* discard is a hint: a filesystem without hole punching ignores it */
