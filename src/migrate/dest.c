@@ -369,7 +369,7 @@ static int handle_config(struct incoming *in, struct wire_frame *f, char *err, s
 		goto out;
 	}
 	in->vm->arriving = true; /* its disks are locked at the switchover, when the source lets go */
-	rc = devices_create_virtio(in->vm, &in->mon->devices, err, errlen);
+	rc = devices_create_virtio(in->vm, in->mon ? &in->mon->devices : NULL, err, errlen);
 	if (rc)
 		goto out;
 	in->verify = json_is_true(json_object_get(j, "verify"));
@@ -522,14 +522,15 @@ static int switchover(struct incoming *in, struct wire_frame *state, char *err, 
 	rc = vm_start_vcpus(in->vm, err, errlen);
 	if (rc)
 		return rc;
-	if (!paused)
+	if (!paused && in->mon)
 		net_announce_start(in->vm, &in->mon->announce);
 	/* Frames that reach the source's taps from now on come over stream 0
 	 * (NET ... NET_END) when the VM runs here with NICs. */
 	int fds[VM_MAX_NICS];
 	in->forward = !paused && virtio_net_forward_fds(in->vm, fds) > 0;
 	/* The VM is ours: the API says so at once (forwarded frames may still come). */
-	in->mon->incoming = false;
+	if (in->mon)
+		in->mon->incoming = false;
 	if (test_fault("skip-running")) /* tests: RUNNING is lost, the source is in doubt */
 		shutdown(s0->fd, SHUT_RDWR);
 	else

@@ -1,6 +1,7 @@
 /* Fuzz support: fake VM and fake KVM ioctls (see fake_vm.h). */
 #include "fake_vm.h"
 #include "devices/devices.h"
+#include "devices/pci.h"
 #include "vmm/memory.h"
 #include <errno.h>
 #include <stdarg.h>
@@ -108,6 +109,7 @@ void fake_vm_free(struct vm *vm)
 	free(vm->msr_indices);
 	free(vm->user_dirty_bitmap);
 	free(vm->uart);
+	pci_bus_destroy(vm); /* devices_init made the PCI bus */
 	pthread_mutex_destroy(&vm->lock);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->user_dirty_lock);
