@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# The virtio test guests (netecho, diskab) under glide's --elf PVH loader,
-# before glide has virtio devices: the PVH entry reaches ring 3 (its start
-# line on COM1), the bus-0 scan through ports 0xCF8/0xCFC finds nothing and
-# the guest exits through the debug-exit port with 0x20 (glide exits 65);
-# with 4 vCPUs only the bootstrap vCPU runs the guest. A config block with a
-# bad value stops the guest with 0x25 (exit 75). When glide gains a
-# virtio-net/virtio-blk model, test_guests_virtio_qemu.sh's checks are the
-# ones to repeat here.
+# The virtio test guests (netecho, diskab) under glide's --elf PVH loader
+# with no --nic / --disk: the PVH entry reaches ring 3 (its start line on
+# COM1), the bus-0 scan through ports 0xCF8/0xCFC finds only the host
+# bridge and the guest exits through the debug-exit port with 0x20 (glide
+# exits 65); with 4 vCPUs only the bootstrap vCPU runs the guest. A config
+# block with a bad value stops the guest with 0x25 (exit 75). The guests
+# with glide's devices: test_net_migrate.sh, test_disk_migrate.sh.
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "virtio guests under glide: /dev/kvm not accessible"; exit 0; }
 G="$GLIDE_BUILD/guests"
