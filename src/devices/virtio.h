@@ -96,8 +96,6 @@ struct virtio_dev_ops {
 	/* Device-specific state (the transport part is saved by virtio.c). */
 	void (*save)(struct virtio_dev *vd, struct state_buf *b);
 	int (*load)(struct virtio_dev *vd, struct state_cursor *c, char *err, size_t errlen);
-	/* After load, with the event thread still stopped. */
-	void (*post_load)(struct virtio_dev *vd);
 	void (*destroy)(struct virtio_dev *vd);
 };
 

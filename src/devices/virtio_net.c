@@ -275,6 +275,14 @@ static void net_reset(struct virtio_dev *vd)
 	struct virtio_net *n = net_of(vd);
 	watch_tap(n, false);
 	__atomic_store_n(&n->status, VIRTIO_NET_S_LINK_UP, __ATOMIC_RELEASE);
+	/* A reset driver starts afresh: frames held for the one before are dropped. */
+	pthread_mutex_lock(&n->held_lock);
+	for (int f = 0; f < n->nheld; f++)
+		free(n->held[f].data);
+	n->stats.rx_dropped += (uint64_t)n->nheld;
+	n->nheld = 0;
+	n->held_bytes = 0;
+	pthread_mutex_unlock(&n->held_lock);
 }
 
 /* Reads what waits in the tap into the held list (VM stopped: the
@@ -282,9 +290,10 @@ static void net_reset(struct virtio_dev *vd)
 static void net_hold_pending(struct virtio_net *n)
 {
 	uint8_t *buf = NULL;
+	pthread_mutex_lock(&n->held_lock);
 	while (n->nheld < NET_HELD_FRAMES_MAX && n->held_bytes + NET_FRAME_MAX <= NET_HELD_BYTES_MAX) {
 		if (!buf && !(buf = malloc(NET_FRAME_MAX)))
-			return;
+			break;
 		ssize_t got = read(n->port.fd, buf, NET_FRAME_MAX);
 		if (got <= NET_HDR_LEN)
 			break;
@@ -292,10 +301,12 @@ static void net_hold_pending(struct virtio_net *n)
 		if (!data)
 			break;
 		buf = NULL;
+		data[10] = 1, data[11] = 0; /* num_buffers (older kernels leave these two bytes unwritten) */
 		n->held[n->nheld++] = (struct held_frame){ (uint32_t)got, data };
 		n->held_bytes += (uint64_t)got;
 		n->stats.rx_held++;
 	}
+	pthread_mutex_unlock(&n->held_lock);
 	free(buf);
 }
 

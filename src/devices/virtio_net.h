@@ -10,7 +10,7 @@ struct vm;
 
 /* Frames kept from the tap while the VM is stopped (state section). */
 #define NET_HELD_FRAMES_MAX 256
-#define NET_HELD_BYTES_MAX (1u << 20)
+#define NET_HELD_BYTES_MAX (16u << 20) /* room for 256 frames of the largest size */
 
 struct net_stats {
 	uint64_t rx_frames, rx_bytes, rx_dropped, rx_errors;

@@ -524,6 +524,10 @@ int vm_wait_exit(struct vm *vm)
 			vm->vcpus[i].thread_started = false;
 		}
 	}
+	/* A stopped VM's devices take no more requests (and touch no more memory). */
+	pthread_mutex_lock(&vm->lock);
+	devices_set_running(vm, false);
 	vm->state = VM_STATE_SHUTDOWN;
+	pthread_mutex_unlock(&vm->lock);
 	return vm->exit_status;
 }
