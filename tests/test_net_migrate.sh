@@ -81,6 +81,35 @@ if ! ns $CL ping -c 3 -i 0.1 -W 1 10.77.0.2 >"$T/ping0.out" 2>&1; then
 fi
 pass "netecho on host A answers pings through brA and the switch ($(grep -o 'rtt.*' "$T/ping0.out"))"
 
+# a capture of the NIC's port (pcap, both directions) while the client pings
+"$GLIDE" vm capture --api "$T/src.sock" --to "$T/cap.pcap" --count 16 --seconds 10 >"$T/cap.out" 2>&1 &
+CAP_PID=$!
+sleep 0.3
+ns $CL ping -c 8 -i 0.2 -W 1 10.77.0.2 >/dev/null 2>&1
+wait $CAP_PID
+capinfo=$(python3 - "$T/cap.pcap" <<'EOF2'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+magic, _, _, _, _, snap, link = struct.unpack_from("<IHHiIII", d, 0)
+off, req, rep, n = 24, 0, 0, 0
+while off + 16 <= len(d):
+    _, _, cap, _ = struct.unpack_from("<IIII", d, off)
+    f = d[off + 16: off + 16 + cap]
+    off += 16 + cap
+    n += 1
+    if len(f) >= 35 and f[12:14] == b"\x08\x00" and f[23] == 1:
+        req += f[34] == 8
+        rep += f[34] == 0
+print(hex(magic), link, n, req, rep)
+EOF2
+)
+read -r cmagic clink cn creq crep <<<"$capinfo"
+if [ "$cmagic" = 0xa1b2c3d4 ] && [ "$clink" = 1 ] && [ "$cn" = 16 ] && [ "$creq" -ge 1 ] && [ "$crep" -ge 1 ]; then
+	pass "glide vm capture: 16 frames of the NIC's port in a pcap file, echo requests in and replies out ($creq/$crep): $(cat "$T/cap.out")"
+else
+	fail "glide vm capture: $(cat "$T/cap.out"); pcap: ${capinfo:-unreadable}"
+fi
+
 port=$((27000 + RANDOM % 2000))
 ip netns exec $HB "$GLIDE" vm run --incoming 10.99.0.2:$port --key-file "$T/key" --api "$T/dst.sock" --nic bridge=brB \
 	--serial "$T/dst.serial" --log "$T/dst.log" >"$T/dst.out" 2>&1 &
@@ -141,7 +170,8 @@ EOF
 if [ "$lost" = 0 ] && [ "$dups" = 0 ]; then
 	pass "ping every 1 ms during the migration: $received of $sent answered, none lost, none twice; largest gap $maxgap ms (guest-observed stun $guest_stun ms, reported $stun ms)"
 else
-	fail "ping every 1 ms during the migration: $lost of $sent lost (seq $lostlist), $dups duplicated; largest gap $maxgap ms"
+	"$GLIDE" vm memsave --api "$T/dst.sock" --addr 0x9000 --size 128 --to "$T/lstats.bin" >/dev/null 2>&1
+	fail "ping every 1 ms during the migration: $lost of $sent lost (seq $lostlist), $dups duplicated; largest gap $maxgap ms; guest's longest stall $guest_stun ms ($which); destination NIC $("$GLIDE" vm status --api "$T/dst.sock" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["nics"])' 2>&1 | head -c 400); guest $(python3 "$TESTS_DIR/virtio_stats.py" "$T/lstats.bin" 2>&1 | head -c 300); taps $(ns $HA ip -s link 2>/dev/null | grep -A5 glide | tr -s ' \n' ' ' | head -c 300)"
 fi
 # The outage the network saw must not exceed the stall the guest saw at the
 # switchover by more than 5 ms. That can be judged only when the guest's

@@ -26,6 +26,7 @@ int cmd_vm_resume(int argc, char **argv);
 int cmd_vm_shutdown(int argc, char **argv);
 int cmd_vm_snapshot(int argc, char **argv);
 int cmd_vm_memsave(int argc, char **argv);
+int cmd_vm_capture(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_state_dump(int argc, char **argv);
 int cmd_state_diff(int argc, char **argv);

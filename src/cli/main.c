@@ -19,6 +19,7 @@ static const struct cli_command commands[] = {
 	{ "vm", "shutdown", cmd_vm_shutdown, "power a VM off" },
 	{ "vm", "snapshot", cmd_vm_snapshot, "write a VM's memory and state to a file" },
 	{ "vm", "memsave", cmd_vm_memsave, "dump a range of guest-physical memory to a file" },
+	{ "vm", "capture", cmd_vm_capture, "capture a NIC's frames into a pcap file (like pktcap-uw)" },
 	{ NULL, "migrate", cmd_migrate, "live-migrate a VM to a waiting destination monitor" },
 	{ "state", "dump", cmd_state_dump, "print every field of a snapshot's VM state" },
 	{ "state", "diff", cmd_state_diff, "compare the VM state of two snapshots field by field" },

@@ -1,4 +1,4 @@
-/* `glide vm run|status|pause|resume|shutdown|snapshot|memsave`: the VM
+/* `glide vm run|status|pause|resume|shutdown|snapshot|memsave|capture`: the VM
  * monitor's own commands. All but `run` talk to a monitor's API socket. */
 #include "cli/cli.h"
 #include "monitor/monitor.h"
@@ -19,6 +19,7 @@ struct vm_cli_opts {
 	const char *to;
 	const char *addr, *size;
 	bool resume;
+	const char *count, *nic, *seconds;
 };
 
 static int parse_opts(int argc, char **argv, struct vm_cli_opts *o, const char *usage)
@@ -27,6 +28,8 @@ static int parse_opts(int argc, char **argv, struct vm_cli_opts *o, const char *
 		{ "api", required_argument, 0, 'a' }, { "json", no_argument, 0, 'j' },
 		{ "to", required_argument, 0, 't' },  { "addr", required_argument, 0, 'A' },
 		{ "size", required_argument, 0, 's' }, { "resume", no_argument, 0, 'r' },
+		{ "count", required_argument, 0, 'c' }, { "nic", required_argument, 0, 'n' },
+		{ "seconds", required_argument, 0, 'S' },
 		{ "help", no_argument, 0, 'h' },      { 0, 0, 0, 0 },
 	};
 	int opt;
@@ -41,6 +44,9 @@ static int parse_opts(int argc, char **argv, struct vm_cli_opts *o, const char *
 		case 'A': o->addr = optarg; break;
 		case 's': o->size = optarg; break;
 		case 'r': o->resume = true; break;
+		case 'c': o->count = optarg; break;
+		case 'n': o->nic = optarg; break;
+		case 'S': o->seconds = optarg; break;
 		case 'h': printf("usage: %s\n", usage); exit(0);
 		default: fprintf(stderr, "usage: %s\n", usage); return 1;
 		}
@@ -192,3 +198,71 @@ int cmd_vm_memsave(int argc, char **argv)
 	return rc;
 }
 
+
+/* glide vm capture: a NIC's frames into a pcap file until --count frames
+ * or --seconds have passed (then the capture is stopped), like pktcap-uw. */
+int cmd_vm_capture(int argc, char **argv)
+{
+	struct vm_cli_opts o;
+	json_t *resp = NULL, *body;
+	const char *usage = "glide vm capture --api SOCKET --to FILE [--nic I] [--count N] [--seconds S] [--json]";
+	long nic = 0, count = 1000;
+	double seconds = 10;
+	char *end;
+	int rc = parse_opts(argc, argv, &o, usage);
+	if (rc)
+		return rc;
+	if (!o.to) {
+		fprintf(stderr, "glide: --to FILE is required\nusage: %s\n", usage);
+		return 1;
+	}
+	if (o.nic && ((nic = strtol(o.nic, &end, 10)) < 0 || *end || !*o.nic || nic >= VM_MAX_NICS)) {
+		fprintf(stderr, "glide: --nic must be 0 to %d\n", VM_MAX_NICS - 1);
+		return 1;
+	}
+	if (o.count && ((count = strtol(o.count, &end, 10)) < 1 || *end || !*o.count || count > NET_CAPTURE_MAX_FRAMES)) {
+		fprintf(stderr, "glide: --count must be 1 to %d frames\n", NET_CAPTURE_MAX_FRAMES);
+		return 1;
+	}
+	if (o.seconds && parse_seconds(o.seconds, 0.1, 86400, &seconds)) {
+		fprintf(stderr, "glide: --seconds must be 0.1 to 86400\n");
+		return 1;
+	}
+	char *path = cli_abs_path(o.to);
+	body = json_pack("{s:s, s:i, s:I}", "path", path, "nic", (int)nic, "count", (json_int_t)count);
+	struct http_client_opts co = { .target = o.api };
+	rc = cli_call(&co, "POST", "/v1/vm/capture", body, &resp);
+	json_decref(body);
+	json_decref(resp);
+	resp = NULL;
+	if (rc) {
+		free(path);
+		return rc;
+	}
+	char query[64];
+	snprintf(query, sizeof(query), "/v1/vm/capture?nic=%ld", nic);
+	uint64_t until = now_ns() + (uint64_t)(seconds * 1e9);
+	while (!rc && now_ns() < until) {
+		rc = cli_call(&co, "GET", query, NULL, &resp);
+		bool active = !rc && json_is_true(json_object_get(resp, "active"));
+		json_decref(resp);
+		resp = NULL;
+		if (!active)
+			break;
+		sleep_ns(100000000);
+	}
+	body = json_pack("{s:i}", "nic", (int)nic);
+	if (!rc)
+		rc = cli_call(&co, "POST", "/v1/vm/capture/stop", body, &resp);
+	json_decref(body);
+	if (!rc) {
+		if (o.json)
+			cli_print_json(resp);
+		else
+			printf("captured %lld frame(s) of NIC %ld to %s\n", json_integer_value(json_object_get(resp, "written")),
+			       nic, path);
+	}
+	free(path);
+	json_decref(resp);
+	return rc;
+}

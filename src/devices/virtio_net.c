@@ -17,6 +17,8 @@
 #include "common/util.h"
 #include "vmm/vm.h"
 #include <errno.h>
+#include <pcap/pcap.h>
+#include <sys/time.h>
 #include <pthread.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -68,6 +70,13 @@ struct virtio_net {
 	uint64_t held_bytes;
 	struct net_stats stats;
 	struct token_bucket tx_bucket; /* --nic rate: frames from the VM */
+	/* capture (virtio_net_capture_start) */
+	pthread_mutex_t cap_lock;
+	bool cap_active;
+	pcap_t *cap_pcap;
+	pcap_dumper_t *cap_dump;
+	uint64_t cap_left, cap_written;
+	uint8_t *cap_buf;
 	int tx_timer_fd;        /* wakes the transmit path when the bucket has tokens again */
 };
 
@@ -99,6 +108,48 @@ static void watch_tap(struct virtio_net *n, bool on)
 		n->tap_watched = on;
 }
 
+static void capture_end_locked(struct virtio_net *n)
+{
+	if (n->cap_dump)
+		pcap_dump_close(n->cap_dump);
+	if (n->cap_pcap)
+		pcap_close(n->cap_pcap);
+	n->cap_dump = NULL;
+	n->cap_pcap = NULL;
+	free(n->cap_buf);
+	n->cap_buf = NULL;
+	__atomic_store_n(&n->cap_active, false, __ATOMIC_RELEASE);
+}
+
+/* Writes one frame (the bytes after the virtio-net header of iov) to the capture, if one runs. */
+static void capture(struct virtio_net *n, const struct iovec *iov, int cnt, size_t total)
+{
+	if (!__atomic_load_n(&n->cap_active, __ATOMIC_ACQUIRE) || total <= NET_HDR_LEN)
+		return;
+	pthread_mutex_lock(&n->cap_lock);
+	if (n->cap_dump) {
+		size_t len = 0, skip = NET_HDR_LEN, want = MIN(total - NET_HDR_LEN, (size_t)NET_FRAME_MAX);
+		for (int i = 0; i < cnt && len < want; i++) {
+			size_t l = iov[i].iov_len;
+			if (skip >= l) {
+				skip -= l;
+				continue;
+			}
+			size_t take = MIN(l - skip, want - len);
+			memcpy(n->cap_buf + len, (const uint8_t *)iov[i].iov_base + skip, take);
+			len += take;
+			skip = 0;
+		}
+		struct pcap_pkthdr h = { .caplen = (bpf_u_int32)len, .len = (bpf_u_int32)len };
+		gettimeofday(&h.ts, NULL);
+		pcap_dump((u_char *)n->cap_dump, &h, n->cap_buf);
+		n->cap_written++;
+		if (--n->cap_left == 0)
+			capture_end_locked(n);
+	}
+	pthread_mutex_unlock(&n->cap_lock);
+}
+
 /* Copies one held frame into the next receive buffer. 1 done, 0 no buffer, -1 dropped. */
 static int deliver_held(struct virtio_net *n)
 {
@@ -110,6 +161,7 @@ static int deliver_held(struct virtio_net *n)
 	size_t copied = 0;
 	if (c.in_bytes >= f->len) {
 		copied = virtq_chain_to_guest(&n->vd, &c, 0, f->data, f->len);
+		capture(n, &(struct iovec){ f->data, f->len }, 1, f->len);
 		uint16_t one = 1;
 		virtq_chain_to_guest(&n->vd, &c, 10, &one, 2); /* num_buffers */
 		n->stats.rx_frames++;
@@ -164,6 +216,7 @@ static void net_receive(struct virtio_net *n)
 		}
 		uint16_t one = 1;
 		virtq_chain_to_guest(&n->vd, &c, 10, &one, 2); /* num_buffers: one buffer per frame */
+		capture(n, c.iov + c.nout, c.nin, (size_t)got);
 		virtq_push(&n->vd, NET_Q_RX, &c, (uint32_t)got);
 		pushed = true;
 		n->stats.rx_frames++;
@@ -188,6 +241,7 @@ static void net_transmit(struct virtio_net *n)
 		for (int i = 0; i < c.nout; i++)
 			len += c.iov[i].iov_len;
 		uint8_t src[6];
+		capture(n, c.iov, c.nout, len);
 		if (len < NET_HDR_LEN + ETH_HLEN || virtq_chain_from_guest(&c, NET_HDR_LEN + 6, src, 6) != 6) {
 			n->stats.tx_dropped++;
 		} else if (memcmp(src, n->mac, 6)) {
@@ -413,6 +467,9 @@ static const struct state_section_ops net_section = {
 static void net_destroy(struct virtio_dev *vd)
 {
 	struct virtio_net *n = net_of(vd);
+	pthread_mutex_lock(&n->cap_lock);
+	capture_end_locked(n);
+	pthread_mutex_unlock(&n->cap_lock);
 	for (int f = 0; f < n->nheld; f++)
 		free(n->held[f].data);
 	n->nheld = 0;
@@ -443,6 +500,7 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 	n->index = index;
 	n->port.fd = -1;
 	pthread_mutex_init(&n->held_lock, NULL);
+	pthread_mutex_init(&n->cap_lock, NULL);
 	memcpy(n->mac, mac, 6);
 	n->status = VIRTIO_NET_S_LINK_UP;
 	rc = net_port_open(&n->port, spec, err, errlen);
@@ -653,6 +711,63 @@ int virtio_net_inject(struct vm *vm, int i, const uint8_t *frame, size_t len)
 	if (!rc && write(n->vd.wake_fd, &one, sizeof(one)) < 0) { /* the event thread delivers it */
 	}
 	return rc;
+}
+
+int virtio_net_capture_start(struct vm *vm, int i, const char *path, uint64_t count, char *err, size_t errlen)
+{
+	struct virtio_net *n = i >= 0 && i < VM_MAX_NICS ? (struct virtio_net *)vm->nics[i] : NULL;
+	int rc = 0;
+	if (!n) {
+		errf(err, errlen, "this VM has no NIC %d", i);
+		return -ENOENT;
+	}
+	if (count < 1 || count > NET_CAPTURE_MAX_FRAMES) {
+		errf(err, errlen, "capture: count must be 1 to %d frames", NET_CAPTURE_MAX_FRAMES);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&n->cap_lock);
+	if (n->cap_dump) {
+		errf(err, errlen, "NIC %d is being captured already (%llu frames so far)", i, (unsigned long long)n->cap_written);
+		rc = -EBUSY;
+		goto out;
+	}
+	n->cap_pcap = pcap_open_dead(DLT_EN10MB, NET_FRAME_MAX);
+	n->cap_buf = malloc(NET_FRAME_MAX);
+	if (!n->cap_pcap || !n->cap_buf) {
+		errf(err, errlen, "capture: out of memory");
+		capture_end_locked(n);
+		rc = -ENOMEM;
+		goto out;
+	}
+	n->cap_dump = pcap_dump_open(n->cap_pcap, path);
+	if (!n->cap_dump) {
+		errf(err, errlen, "capture: %s", pcap_geterr(n->cap_pcap));
+		capture_end_locked(n);
+		rc = -EIO;
+		goto out;
+	}
+	n->cap_left = count;
+	n->cap_written = 0;
+	__atomic_store_n(&n->cap_active, true, __ATOMIC_RELEASE);
+out:
+	pthread_mutex_unlock(&n->cap_lock);
+	return rc;
+}
+
+int virtio_net_capture_status(struct vm *vm, int i, bool stop, uint64_t *written, bool *active)
+{
+	struct virtio_net *n = i >= 0 && i < VM_MAX_NICS ? (struct virtio_net *)vm->nics[i] : NULL;
+	if (!n)
+		return -ENOENT;
+	pthread_mutex_lock(&n->cap_lock);
+	if (stop && n->cap_dump)
+		capture_end_locked(n);
+	else if (n->cap_dump)
+		pcap_dump_flush(n->cap_dump);
+	*written = n->cap_written;
+	*active = n->cap_dump != NULL;
+	pthread_mutex_unlock(&n->cap_lock);
+	return 0;
 }
 
 int virtio_net_stats(struct vm *vm, int i, struct net_stats *out, uint8_t mac[6], char *ifname, size_t iflen)

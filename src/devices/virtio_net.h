@@ -2,6 +2,7 @@
  * the announcement after a switchover (virtio_net.c). */
 #ifndef GLIDE_DEVICES_VIRTIO_NET_H
 #define GLIDE_DEVICES_VIRTIO_NET_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "vmm/vm.h"
@@ -57,6 +58,15 @@ int virtio_net_forward_read(struct vm *vm, int i, uint8_t *buf, size_t len);
 /* Queues a forwarded frame for the guest (delivered before newer ones). */
 int virtio_net_inject(struct vm *vm, int i, const uint8_t *frame, size_t len);
 #define NET_FORWARD_FRAME_MAX 65550
+
+/* A capture of NIC i's frames, both directions (what the guest receives
+ * and what it sends, forged frames included), into a pcap file, like
+ * pktcap-uw on a vSwitch port; it ends after `count` frames or when stopped.
+ * One capture per NIC at a time. */
+#define NET_CAPTURE_MAX_FRAMES 1000000
+int virtio_net_capture_start(struct vm *vm, int i, const char *path, uint64_t count, char *err, size_t errlen);
+/* Frames written so far and whether it still runs; `stop` ends it now. -ENOENT: no such NIC. */
+int virtio_net_capture_status(struct vm *vm, int i, bool stop, uint64_t *written, bool *active);
 
 /* NIC i's counters, MAC and host interface name; -ENOENT when there is none. */
 int virtio_net_stats(struct vm *vm, int i, struct net_stats *out, uint8_t mac[6], char *ifname, size_t iflen);

@@ -220,6 +220,66 @@ static int api_memsave(void *ctx, const struct http_request *req, json_t **resp)
 	return 200;
 }
 
+/* POST /v1/vm/capture {"path": FILE, "nic": I, "count": N}: frames of NIC I
+ * into a pcap file (docs/devices.md). GET /v1/vm/capture?nic=I: progress.
+ * POST /v1/vm/capture/stop {"nic": I}. */
+static int api_capture(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct monitor *m = ctx;
+	struct monitor_capture_request r;
+	char err[512];
+	if (monitor_capture_parse(req->body, &r, err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
+	if (m->incoming || m->migrated_away || m->vm.state == VM_STATE_MASKED) {
+		*resp = http_error("this VM has no NICs here (%s)", m->incoming ? "incoming migration"
+						       : m->migrated_away ? "it migrated away" : "not started");
+		return 409;
+	}
+	int rc = virtio_net_capture_start(&m->vm, r.nic, r.path, r.count, err, sizeof(err));
+	if (rc) {
+		*resp = http_error("%s", err);
+		return rc == -ENOENT ? 404 : rc == -EBUSY ? 409 : rc == -EINVAL ? 400 : 500;
+	}
+	*resp = json_pack("{s:s, s:i, s:I}", "path", r.path, "nic", r.nic, "count", (json_int_t)r.count);
+	return 200;
+}
+
+static int capture_progress(struct monitor *m, int nic, bool stop, json_t **resp)
+{
+	uint64_t written;
+	bool active;
+	if (m->incoming || m->migrated_away || virtio_net_capture_status(&m->vm, nic, stop, &written, &active)) {
+		*resp = http_error("this VM has no NIC %d here", nic);
+		return 404;
+	}
+	*resp = json_pack("{s:i, s:I, s:b}", "nic", nic, "written", (json_int_t)written, "active", active);
+	return 200;
+}
+
+static int api_capture_status(void *ctx, const struct http_request *req, json_t **resp)
+{
+	const char *q = http_query(req, "nic");
+	char *end;
+	long nic = q ? strtol(q, &end, 10) : 0;
+	if (q && (!*q || *end || nic < 0 || nic >= VM_MAX_NICS)) {
+		*resp = http_error("nic must be 0 to %d", VM_MAX_NICS - 1);
+		return 400;
+	}
+	return capture_progress(ctx, (int)nic, false, resp);
+}
+
+static int api_capture_stop(void *ctx, const struct http_request *req, json_t **resp)
+{
+	json_t *v = json_object_get(req->body, "nic");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= VM_MAX_NICS)) {
+		*resp = http_error("nic must be 0 to %d", VM_MAX_NICS - 1);
+		return 400;
+	}
+	return capture_progress(ctx, v ? (int)json_integer_value(v) : 0, true, resp);
+}
+
 static const struct http_route routes[] = {
 	{ "GET", "/v1/vm", api_status },
 	{ "POST", "/v1/vm/pause", api_pause },
@@ -227,6 +287,9 @@ static const struct http_route routes[] = {
 	{ "POST", "/v1/vm/shutdown", api_shutdown },
 	{ "POST", "/v1/vm/snapshot", api_snapshot },
 	{ "POST", "/v1/vm/memsave", api_memsave },
+	{ "POST", "/v1/vm/capture", api_capture },
+	{ "GET", "/v1/vm/capture", api_capture_status },
+	{ "POST", "/v1/vm/capture/stop", api_capture_stop },
 	{ "POST", "/v1/migration", migrate_api_start },
 	{ "GET", "/v1/migration", migrate_api_status },
 	{ "POST", "/v1/migration/cancel", migrate_api_cancel },

@@ -48,6 +48,13 @@ struct monitor_memsave_request {
 };
 int monitor_memsave_parse(json_t *body, struct monitor_memsave_request *r, char *err, size_t errlen);
 
+struct monitor_capture_request {
+	const char *path;            /* absolute */
+	int nic;                     /* 0 .. VM_MAX_NICS-1, default 0 */
+	uint64_t count;              /* 1 .. NET_CAPTURE_MAX_FRAMES, default 1000 */
+};
+int monitor_capture_parse(json_t *body, struct monitor_capture_request *r, char *err, size_t errlen);
+
 int monitor_main(int argc, char **argv);
 int monitor_start_api(struct monitor *m, char *err, size_t errlen);
 json_t *monitor_status_json(struct monitor *m);

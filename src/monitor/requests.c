@@ -62,3 +62,25 @@ int monitor_memsave_parse(json_t *body, struct monitor_memsave_request *r, char 
 	}
 	return 0;
 }
+
+int monitor_capture_parse(json_t *body, struct monitor_capture_request *r, char *err, size_t errlen)
+{
+	json_t *nic = json_object_get(body, "nic"), *count = json_object_get(body, "count");
+	memset(r, 0, sizeof(*r));
+	r->path = request_path(body, "path");
+	r->count = 1000;
+	if (!r->path || (nic && (!json_is_integer(nic) || json_integer_value(nic) < 0 ||
+				 json_integer_value(nic) >= VM_MAX_NICS)) ||
+	    (count && (!json_is_integer(count) || json_integer_value(count) < 1 ||
+		       json_integer_value(count) > NET_CAPTURE_MAX_FRAMES))) {
+		memset(r, 0, sizeof(*r));
+		errf(err, errlen, "capture needs {\"path\": FILE (absolute), \"nic\": 0-%d, \"count\": 1-%d frames}",
+		     VM_MAX_NICS - 1, NET_CAPTURE_MAX_FRAMES);
+		return -EINVAL;
+	}
+	if (nic)
+		r->nic = (int)json_integer_value(nic);
+	if (count)
+		r->count = (uint64_t)json_integer_value(count);
+	return 0;
+}
