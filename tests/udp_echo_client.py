@@ -7,6 +7,7 @@
 import json, socket, struct, sys, time
 addr, port, count, interval = sys.argv[1], int(sys.argv[2]), min(int(sys.argv[3]), 100000), float(sys.argv[4]) / 1000
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # a starved client must not lose echoes itself
 s.setblocking(False)
 got, times, dups, bad = set(), [], 0, 0
 def drain():
