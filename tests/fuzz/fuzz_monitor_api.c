@@ -1,6 +1,6 @@
 /* Fuzz target: the VM monitor API's request parsing, on requests from
  * fuzz input (format in fuzz_api.h): the bodies of POST /v1/vm/snapshot
- * and /v1/vm/memsave (src/monitor/requests.c) with memsave's range check
+ * /v1/vm/memsave and /v1/vm/capture (src/monitor/requests.c) with memsave's range check
  * against a small guest memory laid out around the 3-4 GiB hole as a big
  * VM's is, POST /v1/migration's body (migration_request_parse() in
  * src/migrate/options.c) and GET /v1/migration?id=N.
@@ -91,6 +91,22 @@ static int check_memsave(void *ctx, const struct http_request *req, json_t **res
 	return 200;
 }
 
+static int check_capture(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct monitor_capture_request r;
+	char err[512] = "";
+	int parsed = monitor_capture_parse(req->body, &r, err, sizeof(err));
+	check_handler(req, api_capture, parsed == 0, 409);
+	if (parsed)
+		return refused(err, resp);
+	json_t *nic = json_object_get(req->body, "nic"), *count = json_object_get(req->body, "count");
+	if (r.path[0] != '/' || strlen(r.path) >= PATH_MAX || r.nic < 0 || r.nic >= VM_MAX_NICS || r.count < 1 ||
+	    r.count > NET_CAPTURE_MAX_FRAMES || (nic && json_integer_value(nic) != r.nic) ||
+	    (count && (uint64_t)json_integer_value(count) != r.count) || (!count && r.count != 1000))
+		fuzz_api_fail(req, "capture accepted to '%.80s' (nic %d, count %llu)", r.path, r.nic, (unsigned long long)r.count);
+	return 200;
+}
+
 static int check_migration(void *ctx, const struct http_request *req, json_t **resp)
 {
 	static const uint8_t zero_key[WIRE_KEY_BYTES];
@@ -149,6 +165,7 @@ static int check_migration_status(void *ctx, const struct http_request *req, jso
 static const struct http_route fuzz_routes[] = {
 	{ "POST", "/v1/vm/snapshot", check_snapshot },
 	{ "POST", "/v1/vm/memsave", check_memsave },
+	{ "POST", "/v1/vm/capture", check_capture },
 	{ "POST", "/v1/migration", check_migration },
 	{ "GET", "/v1/migration", check_migration_status },
 	{ NULL, NULL, NULL },

@@ -342,6 +342,8 @@ static void api_seeds(void)
 		"POST /v1/vm/snapshot\n{\"path\":\"relative.snap\",\"resume\":1}",
 		"POST /v1/vm/memsave\n{\"addr\":\"0xbffff000\",\"size\":\"0x40002000\",\"path\":\"/d\"}",
 		"POST /v1/vm/memsave\n{\"addr\":-1,\"size\":\"1X\"}",
+		"POST /v1/vm/capture\n{\"path\":\"/var/tmp/c.pcap\",\"nic\":1,\"count\":16}",
+		"POST /v1/vm/capture\n{\"path\":\"rel.pcap\",\"nic\":4,\"count\":0}",
 		"POST /v1/migration\n{\"to\":\"a:1,,b:2\",\"key_file\":\"/k\",\"streams\":17,\"timeout_s\":99999999999}",
 		"POST /v1/migration\n{\"to\":\"a:1\",\"key_file\":\"/k\",\"max_bandwidth\":\"1K\",\"stall_timeout_s\":0.01}",
 		"POST /v1/migration\n[1,2]", "GET /v1/migration?id=+5&id=1", NULL,
