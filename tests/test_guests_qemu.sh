@@ -16,28 +16,7 @@ RANGE_START=$((1 << 20))
 RANGE_SIZE=$((128 << 20))
 
 # qmp SOCK COMMAND [JSON-ARGUMENTS]: one QMP command, its reply on stdout; fails on an error reply
-cat >"$T/qmp.py" <<'EOF'
-import json, socket, sys
-sock, cmd = sys.argv[1], sys.argv[2]
-args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(30)
-s.connect(sock)
-f = s.makefile("rw")
-def call(c, a):
-    f.write(json.dumps({"execute": c, "arguments": a}) + "\n")
-    f.flush()
-    while True:
-        r = json.loads(f.readline())
-        if "return" in r or "error" in r:
-            return r
-json.loads(f.readline())  # greeting
-call("qmp_capabilities", {})
-r = call(cmd, args)
-print(json.dumps(r))
-sys.exit(1 if "error" in r else 0)
-EOF
-qmp() { timeout 60 python3 "$T/qmp.py" "$@"; }
+qmp() { timeout 60 python3 "$TESTS_DIR/qmp.py" "$@"; }
 
 # field DUMP VCPU INDEX: u64 number INDEX of a heartbeat record
 field() { python3 -c 'import struct,sys; print(struct.unpack_from("<8Q", open(sys.argv[1],"rb").read(), 64*int(sys.argv[2]))[int(sys.argv[3])])' "$@"; }

@@ -39,46 +39,8 @@ HB_ADDR=0x8000
 NS=""
 QNAMES=()
 
-cat >"$T/qmp.py" <<'EOF'
-# qmp.py SOCK COMMAND [JSON-ARGUMENTS]: one QMP command, its reply on stdout; fails on an error reply
-import json, socket, sys
-sock, cmd = sys.argv[1], sys.argv[2]
-args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(30)
-s.connect(sock)
-f = s.makefile("rw")
-def call(c, a):
-    f.write(json.dumps({"execute": c, "arguments": a}) + "\n")
-    f.flush()
-    while True:
-        r = json.loads(f.readline())
-        if "return" in r or "error" in r:
-            return r
-json.loads(f.readline())  # greeting
-call("qmp_capabilities", {})
-r = call(cmd, args)
-print(json.dumps(r))
-sys.exit(1 if "error" in r else 0)
-EOF
-qmp() { timeout 60 python3 "$T/qmp.py" "$@"; }
+qmp() { timeout 60 python3 "$TESTS_DIR/qmp.py" "$@"; }
 
-cat >"$T/stats.py" <<'EOF'
-# stats.py DUMP: the guest's stats record (guests/virtio/guest_abi.h) as JSON
-import json, struct, sys
-d = open(sys.argv[1], "rb").read()
-magic, guest, size, features, bdf, _ = struct.unpack_from("<QIIQII", d, 0)
-r = dict(valid=magic == 0x3153564544494c47, guest=guest, size=size, features=features, bdf=bdf)
-if guest == 1:
-    r.update(zip("rx_frames arp icmp udp tx_frames dropped tx_dropped announces".split(), struct.unpack_from("<8Q", d, 0x20)))
-    r["mac"] = ":".join("%02x" % b for b in d[0x60:0x66])
-    r["prefix"] = d[0x66]
-    r["ip"] = ".".join(str(b) for b in d[0x68:0x6c])
-elif guest == 2:
-    r.update(zip("writes pass next_block blocks flushes capacity".split(), struct.unpack_from("<6Q", d, 0x20)))
-    r["block_size"], r["write_size"], r["errors"] = struct.unpack_from("<IIQ", d, 0x50)
-print(json.dumps(r))
-EOF
 
 # start_qemu NAME NETNS ELF ARGS...: QEMU in the background (inside NETNS unless it is "-"),
 # COM1 in $T/NAME.serial, QMP on $T/NAME.sock; NAME is a shell identifier
@@ -128,7 +90,7 @@ serial_tail() { tail -c 400 "$T/$1.serial" | tr '\n' '|'; echo " / $(tail -c 200
 stats() {
 	rm -f "$T/$1.stats"
 	qmp "$T/$1.sock" pmemsave "{\"val\": $((STATS_ADDR)), \"size\": 128, \"filename\": \"$T/$1.stats\"}" >/dev/null &&
-		python3 "$T/stats.py" "$T/$1.stats"
+		python3 "$TESTS_DIR/virtio_stats.py" "$T/$1.stats"
 }
 # hb NAME: hbread --json of vCPU 0's heartbeat record (times with this host's TSC rate)
 hb() {

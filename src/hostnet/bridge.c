@@ -346,7 +346,6 @@ static int port_vlans_read(struct hnl *nl, int ifindex, struct hostnet_port_vlan
 {
 	struct vlan_dump d = { .ifindex = ifindex, .out = v };
 	struct ifinfomsg ifi = { .ifi_family = AF_BRIDGE };
-	struct nl_cb *base, *cb;
 	struct nl_msg *msg;
 	int rc;
 
@@ -357,21 +356,9 @@ static int port_vlans_read(struct hnl *nl, int ifindex, struct hostnet_port_vlan
 		nlmsg_free(msg);
 		return -ENOMEM;
 	}
-	hnl_reset(nl);
-	rc = nl_send_auto(nl->sk, msg);
-	nlmsg_free(msg);
-	if (rc < 0)
-		return hnl_errno(nl, rc);
-	base = nl_socket_get_cb(nl->sk);
-	cb = nl_cb_clone(base);
-	nl_cb_put(base);
-	if (!cb)
-		return -ENOMEM;
-	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, vlan_dump_valid, &d);
-	rc = nl_recvmsgs(nl->sk, cb);
-	nl_cb_put(cb);
-	if (rc < 0)
-		return hnl_errno(nl, rc);
+	rc = hnl_send_recv(nl, msg, vlan_dump_valid, &d);
+	if (rc)
+		return rc;
 	return d.seen ? 0 : -ENOTCONN;
 }
 

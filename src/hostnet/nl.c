@@ -218,21 +218,11 @@ static int getlink_valid(struct nl_msg *msg, void *arg)
 	return NL_OK;
 }
 
-int hnl_getlink_raw(struct hnl *nl, int ifindex, int (*parse)(struct nlattr **tb, void *arg), void *arg)
+int hnl_send_recv(struct hnl *nl, struct nl_msg *msg, int (*valid)(struct nl_msg *, void *), void *arg)
 {
-	struct getlink_ctx c = { .ifindex = ifindex, .parse = parse, .arg = arg };
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex };
 	struct nl_cb *base, *cb;
-	struct nl_msg *msg;
 	int rc;
 
-	msg = nlmsg_alloc_simple(RTM_GETLINK, NLM_F_REQUEST);
-	if (!msg)
-		return -ENOMEM;
-	if (nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0) {
-		nlmsg_free(msg);
-		return -ENOMEM;
-	}
 	hnl_reset(nl);
 	rc = nl_send_auto(nl->sk, msg);
 	nlmsg_free(msg);
@@ -243,11 +233,29 @@ int hnl_getlink_raw(struct hnl *nl, int ifindex, int (*parse)(struct nlattr **tb
 	nl_cb_put(base);
 	if (!cb)
 		return -ENOMEM;
-	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, getlink_valid, &c);
+	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, valid, arg);
 	rc = nl_recvmsgs(nl->sk, cb);
 	nl_cb_put(cb);
-	if (rc < 0)
-		return hnl_errno(nl, rc);
+	return rc < 0 ? hnl_errno(nl, rc) : 0;
+}
+
+int hnl_getlink_raw(struct hnl *nl, int ifindex, int (*parse)(struct nlattr **tb, void *arg), void *arg)
+{
+	struct getlink_ctx c = { .ifindex = ifindex, .parse = parse, .arg = arg };
+	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex };
+	struct nl_msg *msg;
+	int rc;
+
+	msg = nlmsg_alloc_simple(RTM_GETLINK, NLM_F_REQUEST);
+	if (!msg)
+		return -ENOMEM;
+	if (nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	rc = hnl_send_recv(nl, msg, getlink_valid, &c);
+	if (rc)
+		return rc;
 	rc = hnl_errno(nl, nl_wait_for_ack(nl->sk)); /* the auto-ack after the reply */
 	if (rc)
 		return rc;

@@ -34,6 +34,10 @@ int hnl_link_get(struct hnl *nl, const char *what, const char *name, struct rtnl
 		 size_t errlen);
 /* Sends msg (freed), waits for the kernel's ack: 0 or -errno. */
 int hnl_request(struct hnl *nl, struct nl_msg *msg);
+/* Sends msg (freed) and hands each reply message to valid(msg, arg)
+ * until the kernel's answer ends (a dump's DONE, or the single reply).
+ * 0 or -errno. */
+int hnl_send_recv(struct hnl *nl, struct nl_msg *msg, int (*valid)(struct nl_msg *, void *), void *arg);
 /* RTM_GETLINK for one ifindex; calls parse with the reply's attributes
  * (tb[IFLA_MAX + 1]). 0 or -errno. */
 int hnl_getlink_raw(struct hnl *nl, int ifindex, int (*parse)(struct nlattr **tb, void *arg), void *arg);
