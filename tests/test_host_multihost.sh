@@ -114,8 +114,10 @@ in_transit() { cat "$T"/h*/vms/ab1/vm.json 2>/dev/null | grep -q '"incoming"'; }
 mig_running() { curl -s --unix-socket "$T/hA/vms/ab1/api.sock" http://x/v1/migration 2>/dev/null | grep -q '"status":"running"'; }
 for i in $(seq 1 180); do mig_running || in_transit || break; sleep 0.5; done
 real_host() { for n in hA hB hC; do curl -s --unix-socket "$T/$n/host.sock" http://x/v1/vms | grep -q '"name":"ab1","state":"running"' && echo $n; done | head -1; }
-host_agrees() { local h; h=$(vm_host ab1); [ -n "$h" ] && [ "$h" = "$(real_host)" ]; }
-wait_for 30 host_agrees # the controller reconciles with the hosts
+# The controller reconciles with the hosts: the host first; an arrival it
+# confirms itself gets its API path from the host's facts one pass later.
+host_agrees() { local h a; h=$(vm_host ab1); a=$(vm_api ab1); [ -n "$h" ] && [ "$h" = "$(real_host)" ] && [ -n "$a" ] && [ "$a" != None ]; }
+wait_for 30 host_agrees
 h=$(vm_host ab1)
 real=$(real_host)
 [ -n "$h" ] && [ "$h" = "$real" ] && pass "fault: controller recovered the VM's host from the hosts ($h)" || fail "fault: inventory says $h, hosts say $real"
