@@ -6,12 +6,13 @@
  * Keeps K datagrams in flight: each echo that comes back (same bytes, from
  * ADDR:PORT) is timed and replaced by a new datagram. When nothing comes
  * back for --timeout-ms (default 100) every datagram in flight is counted
- * lost and a fresh window is sent. Round trips of the first --warmup seconds
+ * lost and a fresh window is sent (a stall; echoes of those datagrams that
+ * still come back are counted late). Round trips of the first --warmup seconds
  * (default 0.5) are not counted. Then sends for --seconds (default 5, at most
  * 60) and waits --timeout-ms for the last echoes. Prints one JSON line:
  * round trips per second, latency percentiles of each round trip (us),
- * datagrams sent, echoed, lost, late (echoed after being counted lost) and
- * bad (wrong length or bytes). Exit 0 if at least one echo came back.
+ * datagrams sent, echoed, lost, late (echoed after being counted lost), never
+ * echoed (lost - late), bad (wrong length or bytes) and the stalls. Exit 0 if at least one echo came back.
  * Bounded: at most 60 s, at most 16M latency samples kept.
  */
 #define _GNU_SOURCE
@@ -102,7 +103,7 @@ int main(int argc, char **argv)
 	if (!lat)
 		return 2;
 	unsigned char out[MAX_SIZE], in[MAX_SIZE + 1], want[MAX_SIZE];
-	uint64_t seq = 0, sent = 0, echoed = 0, counted = 0, lost = 0, late = 0, bad = 0, nlat = 0;
+	uint64_t seq = 0, sent = 0, echoed = 0, counted = 0, lost = 0, late = 0, bad = 0, nlat = 0, stalls = 0;
 	uint64_t inflight = 0, lost_below = 0; /* echoes of datagrams below lost_below were counted lost */
 	uint64_t t0 = now_ns(), t_warm = t0 + (uint64_t)(warmup * 1e9), t_end = t_warm + (uint64_t)(seconds * 1e9);
 	uint64_t last_rx = t0;
@@ -135,6 +136,7 @@ int main(int argc, char **argv)
 		if (r <= 0) {
 			if (t - last_rx >= (uint64_t)timeout_ms * 1000000) {
 				lost += inflight; /* nothing for a while: the window is gone */
+				stalls += inflight > 0;
 				inflight = 0;
 				lost_below = seq;
 				last_rx = t;
@@ -183,11 +185,12 @@ int main(int argc, char **argv)
 	double rate = counted / span;
 #define PCT(q) (nlat ? lat[(size_t)((double)(nlat - 1) * (q))] / 10.0 : -1.0)
 	printf("{\"seconds\": %.3f, \"window\": %ld, \"size\": %ld, \"rate\": %.1f, \"round_trips\": %llu, "
-	       "\"sent\": %llu, \"echoed\": %llu, \"lost\": %llu, \"late\": %llu, \"bad\": %llu, "
+	       "\"sent\": %llu, \"echoed\": %llu, \"lost\": %llu, \"late\": %llu, \"never_echoed\": %llu, "
+	       "\"bad\": %llu, \"stalls\": %llu, "
 	       "\"lat_us\": {\"min\": %.1f, \"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.1f}}\n",
 	       span, window, size, rate, (unsigned long long)counted, (unsigned long long)sent,
 	       (unsigned long long)echoed, (unsigned long long)lost, (unsigned long long)late,
-	       (unsigned long long)bad, PCT(0), PCT(0.5), PCT(0.9), PCT(0.99), PCT(1.0));
+	       (unsigned long long)(lost > late ? lost - late : 0), (unsigned long long)bad, (unsigned long long)stalls, PCT(0), PCT(0.5), PCT(0.9), PCT(0.99), PCT(1.0));
 	free(lat);
 	close(s);
 	return echoed ? 0 : 1;
