@@ -581,12 +581,12 @@ def measure_migrate(a, tool, port):
         if not ping_until_answered():
             raise RuntimeError("netecho does not answer pings before the migration")
         time.sleep(0.5)
-        hb_before, _ = src.records()
         pout = os.path.join(TMP, "mig-ping.out")
         with open(pout, "w") as f:
             ping = spawn(a.rt + ["ping", "-D", "-n", "-i", "0.001", "-c", str(a.mig_pings), "-W", "1", GUEST_IP],
                          pout + ".err", ns=NET.c, limit=int(a.mig_pings / 100) + 60, stdout=f)
         time.sleep(a.mig_lead)
+        hb_before, _ = src.records()  # the longest stall so far: a longer one on the destination is the migration's
         t_mig = time.time()
         if tool == "glide":
             r = run([a.glide, "migrate", "--api", src.sock, "--to", "10.99.0.2:%d" % port, "--key-file", a.key,
@@ -774,8 +774,8 @@ def report(a, results, meta):
              False),
             ("vCPU thread CPU %% (the guest polls: 100 = never preempted), %d in flight" % a.window,
              "rrk.cpu.vcpu_pct", 0, True),
-            ("other load on the machine, CPU %% (not this VMM, the client or interrupts), %d in flight"
-             % a.window, "rrk.other_load_pct", 0, None),
+            ("CPU %% the rest of the machine used (other processes, kernel work; not this VMM, the client or "
+             "interrupts), %d in flight" % a.window, "rrk.other_load_pct", 0, None),
         ])
         L += ["## virtio-net: request/response through a tap (netecho)", "",
               "glide %d/%d runs, QEMU %d/%d. Client namespace -> switch bridge -> host A's bridge -> tap -> "
@@ -798,8 +798,8 @@ def report(a, results, meta):
             ] + ([("flushes/s, %s" % label, "flushes_per_s", 0, True)] if fl else []) + [
                 ("VMM CPU us outside the vCPU per write, %s" % label, "device_us_per_write", 1, False),
                 ("vCPU thread CPU %%, %s" % label, "cpu.vcpu_pct", 0, True),
-                ("other load on the machine, CPU %% (not this VMM or interrupts), %s" % label, "other_load_pct", 0,
-                 None)])
+                ("CPU %% the rest of the machine used (other processes, kernel work; not this VMM or "
+                 "interrupts), %s" % label, "other_load_pct", 0, None)])
             t += tt
             ng, nq = ng + g1, nq + q1
         clean = all(r.get("abcheck_ok") for r in results if r["section"] == "disk" and r["status"] == "completed")
@@ -904,6 +904,7 @@ def main():
     ap.add_argument("--qemu", default="qemu-system-x86_64")
     ap.add_argument("--cpu", default=None, help="QEMU -cpu (default host,-arch-capabilities on AMD, host on Intel)")
     ap.add_argument("--command", default=" ".join(sys.argv))
+    ap.add_argument("--rerender", metavar="DIR", help="only rebuild results.md and the tables from DIR/results.json")
     a = ap.parse_args()
     a.only = [s.strip() for s in a.only.split(",") if s.strip()]
     a.tools = [s.strip() for s in a.tools.split(",") if s.strip()]
@@ -911,6 +912,8 @@ def main():
             not 10 <= a.pings <= 20000 or not 100 <= a.mig_pings <= 20000 or not 4 <= a.disk_mib <= 4096 or \
             set(a.only) - {"net", "disk", "migrate"} or not a.tools or set(a.tools) - {"glide", "QEMU"}:
         ap.error("an option is out of its range (see --help)")
+    if a.rerender:
+        return rerender(a)
     cpu, vendor = machine()
     # the pings run SCHED_FIFO so that they keep their 1 ms pace beside a polling vCPU on few CPUs
     a.rt = ["chrt", "-f", "1"] if shutil.which("chrt") else []
@@ -963,7 +966,8 @@ def main():
                 vendor=vendor, ncpu=os.cpu_count(), kernel=os.uname().release,
                 kvm="nested (kvm_pvm)" if os.path.exists("/sys/module/kvm_pvm") else "present", khz=a.khz,
                 qemu_version="QEMU " + qv, qemu_short=qv.split()[0], vhost=os.path.exists("/dev/vhost-net"),
-                disk_fs=fs, load_start=load_start, reps=a.reps, seconds=a.seconds, window=a.window)
+                disk_fs=fs, load_start=load_start)
+    meta["options"] = {k: getattr(a, k) for k in RENDER_OPTIONS}
 
     results = []
     raw = open(os.path.join(a.out, "runs.jsonl"), "w")
@@ -1021,6 +1025,32 @@ def main():
     print(md)
     log("results in %s (results.md, results.json, runs.jsonl, devices.log)" % a.out)
     return 0 if any(r["status"] == "completed" for r in results) else 1
+
+
+RENDER_OPTIONS = ("reps", "seconds", "window", "pings", "mig_pings", "mig_lead", "downtime", "disk_dir", "disk_mib",
+                  "disk_warmup", "cpu", "only", "tools", "rt")
+
+
+def rerender(a):
+    with open(os.path.join(a.rerender, "results.json")) as f:
+        d = json.load(f)
+    meta, results = d["meta"], d["runs"]
+    for k, v in meta.get("options", {}).items():
+        setattr(a, k, v)
+    for k in ("reps", "seconds", "window"):  # results.json of the first version kept these in meta
+        if k in meta:
+            setattr(a, k, meta[k])
+    if a.cpu is None:
+        a.cpu = "host,-arch-capabilities" if meta.get("vendor") == "AMD" else "host"
+    if "rt" not in meta.get("options", {}):
+        a.rt = ["chrt", "-f", "1"]
+    md = report(a, results, meta)
+    with open(os.path.join(a.rerender, "results.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(a.rerender, "results.json"), "w") as f:
+        json.dump({"meta": meta, "tables": TABLES, "runs": results}, f, indent=1)
+    print(md)
+    return 0
 
 
 def summary(r):

@@ -4,6 +4,7 @@
 #
 #   bench/devices.sh [--reps N] [--only net,disk,migrate] [--seconds S] [--window K]
 #                    [--pings N] [--mig-pings N] [--disk-dir DIR] [--out DIR] [--max-minutes M]
+#   bench/devices.sh --rerender DIR     (rebuild results.md from DIR/results.json)
 #
 # For glide and for QEMU, N repetitions each (default 3, at most 10), the
 # two tools in turn:
@@ -38,6 +39,7 @@ case "${1:-}" in -h|--help)
 	echo; python3 bench/devices.py --help | sed -n '/^options:/,$p'
 	exit 0 ;;
 esac
+[ "${1:-}" = --rerender ] && exec python3 bench/devices.py "$@"
 missing=()
 command -v qemu-system-x86_64 >/dev/null || missing+=("qemu-system-x86_64 (apt-get install qemu-system-x86)")
 command -v python3 >/dev/null || missing+=("python3 (apt-get install python3)")
