@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare import QMP, glide_api  # noqa: E402  (one QMP client and one glide API client for the benches)
 
@@ -79,9 +80,9 @@ def spawn(argv, logfile, ns=None, limit=VM_LIMIT_S, stdout=None):
     full = ["timeout", "-k", "5", str(limit)] + argv
     if ns:
         full = ["ip", "netns", "exec", ns] + full  # ip execs timeout: the Popen pid is timeout's
-    out = stdout if stdout is not None else open(logfile, "ab")
-    p = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-                         if stdout is None else open(logfile, "ab"))
+    with open(logfile, "ab") as lf:  # the child keeps its own descriptor
+        p = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=stdout if stdout is not None else lf,
+                             stderr=lf if stdout is not None else subprocess.STDOUT)
     PROCS.append(p)
     return p
 
