@@ -20,7 +20,7 @@
 #            reported downtime/stun, guest-observed stun
 # Prints one table per measurement (glide, QEMU, ratio) and writes them to
 # --out (default bench/results/devices): results.md, results.json (every
-# run and the machine), runs.jsonl, devices.log. About 7-10 minutes with the
+# run and the machine), runs.jsonl, devices.log. About 4-5 minutes with the
 # defaults on a 2-CPU machine; --max-minutes (default 25) bounds it.
 #
 # Needs root (it creates network namespaces, bridges, veth pairs and taps,
