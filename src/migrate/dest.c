@@ -379,7 +379,7 @@ static int handle_config(struct incoming *in, struct wire_frame *f, char *err, s
 	pthread_mutex_lock(&in->lock);
 	in->vm_created = true;
 	pthread_mutex_unlock(&in->lock);
-	glide_log("incoming", "prepared masked VM %s: %llu MiB, %d vCPUs", args.cfg.name,
+	glide_log("incoming", "prepared masked VM %s: %llu MiB, %d vCPUs", args.cfg.name[0] ? args.cfg.name : "(unnamed)",
 		  (unsigned long long)(args.cfg.memory_bytes >> 20), args.cfg.vcpus);
 	rc = 0;
 out:
