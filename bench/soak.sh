@@ -50,18 +50,28 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$D/run"
 (umask 077; openssl rand -hex 32 >"$D/key")
-PORT=$((30000 + RANDOM % 20000))
+# listening ports below Linux's default ephemeral range (32768-60999), where
+# outgoing connections would take them
+PORT=$((21000 + RANDOM % 10000))
 AB_IMG="$B/guests/ab.img"
 [ -f "$AB_IMG" ] || { echo "soak: $AB_IMG missing (run make)" >&2; exit 2; }
 
-wait_sock() { for _ in $(seq 200); do "$GLIDE" vm status --api "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+# wait_sock SOCK PID: 0 once the monitor answers; 1 when it exits first or after 20 s
+wait_sock() {
+	for _ in $(seq 400); do
+		"$GLIDE" vm status --api "$1" >/dev/null 2>&1 && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
 # start_monitor NAME ARGS...: a monitor in the background; its pid in LAST_PID
 start_monitor() {
 	local name="$1"; shift
 	"$GLIDE" vm run --api "$D/run/$name.sock" --log "$D/run/$name.log" "$@" >"$D/run/$name.out" 2>&1 &
 	LAST_PID=$!
 	PIDS+=("$LAST_PID")
-	wait_sock "$D/run/$name.sock"
+	wait_sock "$D/run/$name.sock" "$LAST_PID"
 }
 # record SOCK: "max_gap_tsc max_gap_end_tsc" over all vCPUs (the largest gap)
 record() {
@@ -77,6 +87,11 @@ ab_check() { # SOCK -> 0 clean; the abcheck line in $D/ab.out
 		{ "$GLIDE" vm resume --api "$1" >/dev/null 2>&1; return 2; }
 	"$B/tools/abcheck" "$D/ab.dump" --parts "$VCPUS" --require-progress >"$D/ab.out" 2>&1
 	local rc=$?
+	if [ $rc -ne 0 ] && [ "$kept_dumps" -lt 2 ]; then # the evidence: the dump and the full report
+		kept_dumps=$((kept_dumps + 1))
+		mv "$D/ab.dump" "$OUT/ab-bad-$i.dump"
+		cp "$D/ab.out" "$OUT/ab-bad-$i.txt"
+	fi
 	rm -f "$D/ab.dump"
 	"$GLIDE" vm resume --api "$1" >/dev/null 2>&1
 	return $rc
@@ -89,23 +104,35 @@ sleep 1
 read -r prev_gap prev_end < <(record "$D/run/$cur.sock") || { prev_gap=0 prev_end=0; }
 t_start=$SECONDS
 : >"$OUT/migrations.jsonl"
-ab_checks=0 ab_bad=0
+ab_checks=0 ab_bad=0 kept_dumps=0 dst_failures=0
+mkdir -p "$OUT/logs"
 for i in $(seq 1 "$COUNT"); do
 	if [ $((SECONDS - t_start)) -ge "$MAX_SECONDS" ]; then
 		echo "soak: stopped after $((i - 1)) migrations: --max-seconds $MAX_SECONDS reached" >&2
 		break
 	fi
 	PORT=$((PORT + 1))
-	[ $PORT -ge 60000 ] && PORT=30000
+	[ $PORT -ge 32000 ] && PORT=21000
 	dst="m$i"
-	start_monitor "$dst" --incoming "127.0.0.1:$PORT" --key-file "$D/key" || { echo "soak: destination $dst did not start" >&2; break; }
-	dst_pid=$LAST_PID
-	timeout 300 "$GLIDE" migrate --api "$D/run/$cur.sock" --to "127.0.0.1:$PORT" --key-file "$D/key" --verify --json \
-		"${EXTRA[@]}" >"$D/res.json" 2>"$D/res.err"
+	status="" gap="" raised=false ab=""
+	: >"$D/res.json"
+	start_monitor "$dst" --incoming "127.0.0.1:$PORT" --key-file "$D/key"
+	started=$? dst_pid=$LAST_PID
+	if [ $started -ne 0 ]; then
+		# counted as a failed migration, with the monitor's own words
+		reason="destination $dst did not start: $(tail -1 "$D/run/$dst.out" 2>/dev/null)"
+		echo "soak: $reason" >&2
+		python3 -c 'import json,sys; print(json.dumps({"status": "failed", "error": sys.argv[1]}))' "$reason" >"$D/res.json"
+		dst_failures=$((dst_failures + 1))
+	else
+		dst_failures=0
+		timeout 300 "$GLIDE" migrate --api "$D/run/$cur.sock" --to "127.0.0.1:$PORT" --key-file "$D/key" --verify --json \
+			"${EXTRA[@]}" >"$D/res.json" 2>"$D/res.err"
+	fi
 	status=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("status",""))' "$D/res.json" 2>/dev/null)
-	gap="" raised=false ab=""
 	if [ "$status" = completed ]; then
 		for _ in $(seq 100); do kill -0 "$cur_pid" 2>/dev/null || break; sleep 0.05; done # the source exits
+		mv "$D/run/$cur.log" "$OUT/logs/" 2>/dev/null # every monitor's log stays, for a bad page found later
 		rm -f "$D/run/$cur".*
 		cur=$dst cur_pid=$dst_pid
 		if read -r g e < <(record "$D/run/$cur.sock"); then
@@ -135,6 +162,7 @@ print(json.dumps(rec))
 PY
 	if [ "$status" != completed ] && [ -n "$(tail -1 "$D/res.err")" ]; then echo "soak: migration $i: $status: $(tail -1 "$D/res.err")" >&2; fi
 	[ $((i % 50)) -eq 0 ] && echo "soak: $i migrations" >&2
+	if [ "$dst_failures" -ge 3 ]; then echo "soak: stopped: 3 destinations in a row did not start" >&2; break; fi
 done
 
 python3 - "$OUT" "$MEMORY" "$VCPUS" "$((SECONDS - t_start))" <<'PY'

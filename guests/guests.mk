@@ -50,9 +50,14 @@ $(BUILD)/guests/heartbeat.img: $(BUILD)/guests/guest.img $(GUESTCFG)
 $(BUILD)/guests/workload.img: $(BUILD)/guests/guest.img $(GUESTCFG)
 	$(GUESTCFG) $< $@ --mode workload $(GUEST_RANGE) --write-rate 10000 >/dev/null
 
-guest-extras:: $(BUILD)/guests/ab.img $(BUILD)/guests/heartbeat.img $(BUILD)/guests/workload.img
+# vCPU 0 sends 1, 2, 3, ... to COM1, one OUT instruction each (a pending
+# port write must complete exactly once across a pause, snapshot or move)
+$(BUILD)/guests/pio.img: $(BUILD)/guests/guest.img $(GUESTCFG)
+	$(GUESTCFG) $< $@ --mode pio $(GUEST_RANGE) >/dev/null
 
-# netecho, diskab: ring-3 C guests that drive virtio 1.x PCI devices by
+guest-extras:: $(BUILD)/guests/ab.img $(BUILD)/guests/heartbeat.img $(BUILD)/guests/workload.img $(BUILD)/guests/pio.img
+
+# netecho, diskab, pio: ring-3 C guests that drive virtio 1.x PCI devices by
 # polling (guests/virtio/, docs/guests.md). PVH ELF files linked at 1 MiB.
 VGUEST_DIR := guests/virtio
 VGUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
@@ -69,10 +74,10 @@ $(BUILD)/guests/virtio/entry.o: $(VGUEST_DIR)/entry.S
 	@mkdir -p $(dir $@)
 	$(CC) -I$(VGUEST_DIR) -MMD -MP -c -o $@ $<
 
-$(BUILD)/guests/netecho.elf $(BUILD)/guests/diskab.elf: $(BUILD)/guests/%.elf: $(VGUEST_COMMON) $(BUILD)/guests/virtio/%.o $(VGUEST_DIR)/guest.ld
+$(BUILD)/guests/netecho.elf $(BUILD)/guests/diskab.elf $(BUILD)/guests/pio.elf: $(BUILD)/guests/%.elf: $(VGUEST_COMMON) $(BUILD)/guests/virtio/%.o $(VGUEST_DIR)/guest.ld
 	ld $(VGUEST_LDFLAGS) -o $@ $(filter %.o,$^)
 
-guest-extras:: $(BUILD)/guests/netecho.elf $(BUILD)/guests/diskab.elf
+guest-extras:: $(BUILD)/guests/netecho.elf $(BUILD)/guests/diskab.elf $(BUILD)/guests/pio.elf
 
 # guestcfg patches the config block these guests share with it
 $(BUILD)/tools/guestcfg: $(VGUEST_DIR)/guest_abi.h

@@ -20,7 +20,7 @@ val() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<" $line"; }
 completed=$(val completed) failed=$(val failed) verified=$(val verified) checks=$(val ab_checks) bad=$(val ab_bad)
 figures="stun p50 $(val stun_p50) ms, p99 $(val stun_p99) ms, max $(val stun_max) ms"
 if [ "$completed" = "$COUNT" ] && [ "$failed" = 0 ]; then pass "soak: $COUNT of $COUNT ping-pong migrations completed ($figures)"
-else fail "soak: $completed of $COUNT completed, $failed failed: $(grep 'failed [0-9]*x' "$T/soak.out" | head -3 | tr '\n' ' ')"; fi
+else fail "soak: $completed of $COUNT completed, $failed failed: $(grep 'failed [0-9]*x' "$T/soak.out" | head -3 | tr '\n' ' ') $(grep -v '^soak: [0-9]* migrations' "$T/soak.err" | tail -3 | tr '\n' ' ')"; fi
 if [ "$verified" = "$completed" ] && [ "${completed:-0}" -gt 0 ]; then pass "soak: every completed migration verified its memory digest ($verified)"
 else fail "soak: $verified of $completed migrations verified"; fi
 if [ "${checks:-0}" -ge $((COUNT / 10)) ] && [ "$bad" = 0 ]; then pass "soak: $checks A-B checks along the way, all clean"

@@ -53,6 +53,7 @@ _Static_assert(sizeof(struct vguest_config) == 32, "config block layout");
 #define VGUEST_HB_MAGIC     0x3142484544494c47ULL /* "GLIDEHB1" */
 #define VGUEST_HB_MODE_NETECHO 3
 #define VGUEST_HB_MODE_DISKAB  4
+#define VGUEST_HB_MODE_PIO     5
 
 struct vguest_hb_record {
 	uint64_t magic;

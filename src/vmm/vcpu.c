@@ -1,7 +1,8 @@
 /* The vCPU run loop. Each vCPU runs in its own thread: it parks while the VM
- * is paused, honours SDPS throttling (a short sleep after each run period),
- * enters KVM_RUN and dispatches exits (port I/O to devices, MMIO to the PCI bus,
- * shutdown and emulation failures end the VM). */
+ * is paused (completing first a port or MMIO access KVM has not finished,
+ * so the state it leaves is whole), honours SDPS throttling (a short sleep
+ * after each run period), enters KVM_RUN and dispatches exits (port I/O to
+ * devices, MMIO to the PCI bus, shutdown and emulation failures end the VM). */
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 #include "devices/pci.h"
@@ -163,11 +164,94 @@ static void vcpu_throttle(struct vcpu *v)
 	v->throttle_asleep = false;
 }
 
+/* Dispatches the exit KVM_RUN just returned. A port access or MMIO is
+ * complete for KVM only at the next KVM_RUN (exit_incomplete). */
+static void vcpu_handle_exit(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	struct kvm_run *run = v->run;
+
+	v->exits++;
+	v->exit_incomplete = run->exit_reason == KVM_EXIT_IO || run->exit_reason == KVM_EXIT_MMIO;
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		v->io_exits++;
+		vcpu_io(v);
+		break;
+	case KVM_EXIT_MMIO:
+		v->mmio_exits++;
+		if (!pci_mmio(vm, run->mmio.phys_addr, run->mmio.is_write, run->mmio.data, (int)run->mmio.len) &&
+		    !run->mmio.is_write)
+			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+		break;
+	case KVM_EXIT_HLT:
+		/* Only without an in-kernel LAPIC; treat as a pause point. */
+		sleep_ns(1000000);
+		break;
+	case KVM_EXIT_INTR:
+		break;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu_report_triple_fault(v);
+		break;
+	case KVM_EXIT_SYSTEM_EVENT:
+		vm_request_exit(vm, 0, "guest system event");
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		vcpu_report_internal_error(v);
+		break;
+	case KVM_EXIT_FAIL_ENTRY: {
+		char what[80];
+		snprintf(what, sizeof(what), "VM entry failed, reason 0x%llx",
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vcpu_report_failure(v, what, "");
+		break;
+	}
+	default: {
+		char what[64];
+		snprintf(what, sizeof(what), "unhandled exit reason %u", run->exit_reason);
+		vcpu_report_failure(v, what, "");
+		break;
+	}
+	}
+}
+
+/* KVM finishes a port access or MMIO it handed to us (moves RIP past the
+ * instruction, fills the register of an IN or a read) only when the vCPU
+ * next enters KVM_RUN. A vCPU must not park with one pending: the state a
+ * snapshot or switchover captures would run an OUT twice on the other side
+ * or lose what an IN read. A KVM_RUN with immediate_exit set completes it
+ * without running guest code (KVM's api.rst, "immediate_exit"); a string
+ * instruction may need more accesses first, each handled as usual. */
+static void vcpu_complete_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+
+	for (int i = 0; i < 64 && v->exit_incomplete; i++) {
+		__atomic_store_n(&run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		if (ioctl(v->fd, KVM_RUN, 0) == 0) {
+			vcpu_handle_exit(v);
+			continue;
+		}
+		if (errno != EINTR && errno != EAGAIN)
+			vcpu_report_failure(v, "KVM_RUN (completing a port or MMIO access) failed", strerror(errno));
+		v->exit_incomplete = false;
+	}
+	if (v->exit_incomplete) {
+		vcpu_report_failure(v, "a port or MMIO access did not complete", "");
+		v->exit_incomplete = false;
+	}
+}
+
 static bool vcpu_park_if_paused(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
 
 	pthread_mutex_lock(&vm->lock);
+	while (vm->pause_requested && !vm->quit && v->exit_incomplete) {
+		pthread_mutex_unlock(&vm->lock);
+		vcpu_complete_exit(v);
+		pthread_mutex_lock(&vm->lock);
+	}
 	if (vm->pause_requested && !vm->quit) {
 		vm->vcpus_paused++;
 		pthread_cond_broadcast(&vm->cond);
@@ -197,52 +281,14 @@ void *vcpu_thread(void *arg)
 			break;
 		vcpu_throttle(v);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				v->exit_incomplete = false; /* KVM completed it before it saw the kick */
 				continue;
+			}
 			vcpu_report_failure(v, "KVM_RUN failed", strerror(errno));
 			break;
 		}
-		v->exits++;
-		switch (run->exit_reason) {
-		case KVM_EXIT_IO:
-			v->io_exits++;
-			vcpu_io(v);
-			break;
-		case KVM_EXIT_MMIO:
-			v->mmio_exits++;
-			if (!pci_mmio(vm, run->mmio.phys_addr, run->mmio.is_write, run->mmio.data, (int)run->mmio.len) &&
-			    !run->mmio.is_write)
-				memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
-			break;
-		case KVM_EXIT_HLT:
-			/* Only without an in-kernel LAPIC; treat as a pause point. */
-			sleep_ns(1000000);
-			break;
-		case KVM_EXIT_INTR:
-			break;
-		case KVM_EXIT_SHUTDOWN:
-			vcpu_report_triple_fault(v);
-			break;
-		case KVM_EXIT_SYSTEM_EVENT:
-			vm_request_exit(vm, 0, "guest system event");
-			break;
-		case KVM_EXIT_INTERNAL_ERROR:
-			vcpu_report_internal_error(v);
-			break;
-		case KVM_EXIT_FAIL_ENTRY: {
-			char what[80];
-			snprintf(what, sizeof(what), "VM entry failed, reason 0x%llx",
-				 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-			vcpu_report_failure(v, what, "");
-			break;
-		}
-		default: {
-			char what[64];
-			snprintf(what, sizeof(what), "unhandled exit reason %u", run->exit_reason);
-			vcpu_report_failure(v, what, "");
-			break;
-		}
-		}
+		vcpu_handle_exit(v);
 		if (__atomic_load_n(&vm->quit, __ATOMIC_RELAXED))
 			break;
 	}
