@@ -50,12 +50,7 @@ $(BUILD)/guests/heartbeat.img: $(BUILD)/guests/guest.img $(GUESTCFG)
 $(BUILD)/guests/workload.img: $(BUILD)/guests/guest.img $(GUESTCFG)
 	$(GUESTCFG) $< $@ --mode workload $(GUEST_RANGE) --write-rate 10000 >/dev/null
 
-# vCPU 0 sends 1, 2, 3, ... to COM1, one OUT instruction each (a pending
-# port write must complete exactly once across a pause, snapshot or move)
-$(BUILD)/guests/pio.img: $(BUILD)/guests/guest.img $(GUESTCFG)
-	$(GUESTCFG) $< $@ --mode pio $(GUEST_RANGE) >/dev/null
-
-guest-extras:: $(BUILD)/guests/ab.img $(BUILD)/guests/heartbeat.img $(BUILD)/guests/workload.img $(BUILD)/guests/pio.img
+guest-extras:: $(BUILD)/guests/ab.img $(BUILD)/guests/heartbeat.img $(BUILD)/guests/workload.img
 
 # netecho, diskab, pio: ring-3 C guests that drive virtio 1.x PCI devices by
 # polling (guests/virtio/, docs/guests.md). PVH ELF files linked at 1 MiB.
