@@ -11,7 +11,7 @@
 # Checked: --network refused on a missing interface, a non-bridge and bad
 # syntax; networks in the facts; strict NIC/disk validation (400 naming the
 # unknown network); a MAC generated once and kept across agent restarts and
-# power cycles; the monitor's --nic bridge=BR[,vlan][,rate],mac= and --disk
+# power cycles; the monitor's --nic bridge=BR[,vlan][,rate],mac=[,policies] and --disk
 # as the agent builds them (first line of the VM's monitor.log), for a
 # power-on and for the destination of a live migration (its own bridge);
 # duplicate MACs refused by the agent and the controller; placement and
@@ -112,11 +112,11 @@ refused "agent refuses a VLAN out of range" "vlan=4095: a VLAN id from 1 to 4094
 refused "agent refuses a network given twice" "given twice" --network prod=bridge:brA --network prod=bridge:brB
 refused "agent refuses an invalid network name" "invalid name" --network "a/b=bridge:brA"
 
-agent hA --network prod=bridge:brA$VLAN_OPT,rate=10M && agent hB --network prod=bridge:brB &&
+agent hA --network prod=bridge:brA$VLAN_OPT,rate=10M,promiscuous=accept && agent hB --network prod=bridge:brB &&
 	agent hC --network dev=bridge:brB && agent_hidden hD --network prod=bridge:brA ||
 	{ fail "host_networks: agents did not start: $(tail -2 "$T"/h?.log)"; exit 0; }
 hapi hA GET /v1/host | head -1 | jq_py 'json.dumps(d["networks"], sort_keys=True)' >"$T/nets.json"
-[ "$(cat "$T/nets.json")" = '[{"bridge": "brA", "name": "prod", "rate": 10485760, "vlan": '$VLAN_JSON'}]' ] &&
+[ "$(cat "$T/nets.json")" = '[{"bridge": "brA", "name": "prod", "rate": 10485760, "security": {"forged_transmits": "reject", "mac_changes": "reject", "promiscuous": "accept"}, "vlan": '$VLAN_JSON'}]' ] &&
 	pass "host_networks: facts of hA list its network $(cat "$T/nets.json")" || fail "host_networks: hA networks: $(cat "$T/nets.json")"
 hapi hD GET "/v1/paths?path=$DISK" | head -1 | grep -q '"exists":false' && hapi hA GET "/v1/paths?path=$DISK" | head -1 | grep -q '"size":1048576' &&
 	pass "host_networks: GET /v1/paths: hA sees the 1 MiB disk, hD does not" || fail "host_networks: /v1/paths: $(hapi hD GET "/v1/paths?path=$DISK")"
@@ -150,7 +150,7 @@ else
 fi
 bad "a MAC another VM of the host has" 409 "MAC $MX of NIC 0 is already used by VM vmx" '{"name":"vdup",'"$CFG"',"nics":[{"network":"prod","mac":"'"${MX^^}"'"}]}'
 stop_agent hA || fail "host_networks: agent hA did not stop"
-agent hA --network prod=bridge:brA$VLAN_OPT,rate=10M || fail "host_networks: agent hA did not start again"
+agent hA --network prod=bridge:brA$VLAN_OPT,rate=10M,promiscuous=accept || fail "host_networks: agent hA did not start again"
 [ "$(hapi hA GET /v1/vms/vmx | head -1 | jq_py 'd["nics"][0]["mac"]')" = "$MX" ] &&
 	pass "host_networks: the MAC is the same after an agent restart" || fail "host_networks: MAC after restart: $(hapi hA GET /v1/vms/vmx)"
 r=$(hapi hA POST /v1/vms/vmx/start)
@@ -163,7 +163,7 @@ elif echo "$r" | grep -q "$NOT_BUILT"; then
 else
 	fail "host_networks: vmx start: $(echo "$r" | tr '\n' ' ')"
 fi
-want="--nic bridge=brA$VLAN_OPT,rate=10485760,mac=$MX --disk $DISK"
+want="--nic bridge=brA$VLAN_OPT,rate=10485760,mac=$MX,promiscuous=accept --disk $DISK"
 first_cmd "$T/hA/vms/vmx/monitor.log" | grep -q -- "$want\$" &&
 	pass "host_networks: the agent started the monitor with $want" || fail "host_networks: monitor command: $(first_cmd "$T/hA/vms/vmx/monitor.log")"
 if [ $BRIDGE = 1 ]; then
@@ -173,7 +173,7 @@ if [ $BRIDGE = 1 ]; then
 	hapi hA POST /v1/vms/vmx/stop >/dev/null
 fi
 hapi hA POST /v1/vms/vmx/start >/dev/null
-[ "$(grep -c "^host agent starts:.*mac=$MX --disk $DISK\$" "$T/hA/vms/vmx/monitor.log")" -ge 2 ] &&
+[ "$(grep -c "^host agent starts:.*mac=$MX,promiscuous=accept --disk $DISK\$" "$T/hA/vms/vmx/monitor.log")" -ge 2 ] &&
 	pass "host_networks: a second power-on keeps MAC $MX" || fail "host_networks: second power-on: $(last_cmd "$T/hA/vms/vmx/monitor.log")"
 hapi hA POST /v1/vms/vmx/stop >/dev/null
 hapi hA DELETE /v1/vms/vmx >/dev/null
@@ -267,7 +267,7 @@ if [ $BRIDGE = 0 ]; then
 	PIDS+=($MPID)
 	echo $MPID >"$D/pid"
 	wait_for 20 in_ns "$GLIDE" vm status --api "$D/api.sock" || fail "host_networks: stand-in monitor: $(tail -2 "$D/monitor.out")"
-	agent hA --network prod=bridge:brA$VLAN_OPT,rate=10M
+	agent hA --network prod=bridge:brA$VLAN_OPT,rate=10M,promiscuous=accept
 fi
 wait_for 15 vm1_on_hA && pass "host_networks: vm1 runs on hA with NIC $M1" || fail "host_networks: vm1: $(g vm show vm1 --json | tr -d '\n' | head -c 300)"
 
@@ -285,7 +285,7 @@ done
 # a snapshot reads what waits in the tap into the NIC's held frames (docs/devices.md)
 in_ns "$GLIDE" vm snapshot --api "$T/hA/vms/vm1/api.sock" --to "$T/vm1.snap" --resume >/dev/null 2>&1
 in_ns "$GLIDE" host netstats --api "$T/hA/host.sock" >"$T/ns.out" 2>&1
-if grep -qE "^vm1 +0 prod +$M1 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$" "$T/ns.out"; then
+if grep -qE "^vm1 +0 prod +$M1 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$" "$T/ns.out"; then
 	pass "host_networks: host netstats prints vm1's NIC on prod with its counters: $(grep '^vm1' "$T/ns.out" | tr -s ' ')"
 else
 	fail "host_networks: netstats: $(cat "$T/ns.out")"

@@ -215,8 +215,8 @@ static int print_netstats(json_t *vms)
 	size_t i, k;
 	json_t *vm, *nic;
 	int rows = 0;
-	printf("%-16s %3s %-12s %-17s %10s %12s %7s %10s %12s %7s %6s %6s\n", "VM", "NIC", "NETWORK", "MAC", "RX FRAMES",
-	       "RX BYTES", "RX DROP", "TX FRAMES", "TX BYTES", "TX DROP", "FORGED", "HELD");
+	printf("%-16s %3s %-12s %-17s %10s %12s %7s %8s %10s %12s %7s %6s %6s\n", "VM", "NIC", "NETWORK", "MAC", "RX FRAMES",
+	       "RX BYTES", "RX DROP", "FILTERED", "TX FRAMES", "TX BYTES", "TX DROP", "FORGED", "HELD");
 	json_array_foreach(vms, i, vm) {
 		const char *name = json_string_value(json_object_get(vm, "name"));
 		if (json_is_string(json_object_get(vm, "error"))) {
@@ -227,9 +227,10 @@ static int print_netstats(json_t *vms)
 		json_array_foreach(json_object_get(vm, "nics"), k, nic) {
 			const char *net = json_string_value(json_object_get(nic, "network"));
 			const char *mac = json_string_value(json_object_get(nic, "mac"));
-			printf("%-16s %3lld %-12s %-17s %10lld %12lld %7lld %10lld %12lld %7lld %6lld %6lld\n", name ? name : "?",
-			       counter(nic, "index"), net ? net : "-", mac ? mac : "-", counter(nic, "rx_frames"),
-			       counter(nic, "rx_bytes"), counter(nic, "rx_dropped"), counter(nic, "tx_frames"),
+			printf("%-16s %3lld %-12s %-17s %10lld %12lld %7lld %8lld %10lld %12lld %7lld %6lld %6lld\n",
+			       name ? name : "?", counter(nic, "index"), net ? net : "-", mac ? mac : "-",
+			       counter(nic, "rx_frames"), counter(nic, "rx_bytes"), counter(nic, "rx_dropped"),
+			       counter(nic, "rx_filtered"), counter(nic, "tx_frames"),
 			       counter(nic, "tx_bytes"), counter(nic, "tx_dropped"), counter(nic, "tx_forged"),
 			       counter(nic, "rx_held"));
 			rows++;

@@ -38,6 +38,12 @@ struct nic_spec {
 	uint64_t rate;       /* bytes/s each way, 0: unlimited */
 	bool has_mac;
 	uint8_t mac[6];
+	/* Port security, as a vSwitch port group's (each rejects unless accepted):
+	 * frames sent from another source MAC than the NIC's effective one, a
+	 * guest-set MAC receiving (else all inbound is dropped while the guest's
+	 * MAC differs from the configured one), and frames for other unicast MACs
+	 * reaching a guest that asked for promiscuous mode. */
+	bool accept_forged, accept_mac_changes, accept_promiscuous;
 };
 struct disk_spec {
 	char path[4096];
@@ -49,7 +55,8 @@ struct vm_device_specs {
 	struct nic_spec nics[VM_MAX_NICS];
 	struct disk_spec disks[VM_MAX_DISKS];
 };
-/* --nic bridge=BR[,vlan=N][,mac=MAC][,rate=RATE] | tap=NAME[,mac=MAC][,rate=RATE] */
+/* --nic bridge=BR[,vlan=N][,mac=MAC][,rate=RATE] | tap=NAME[,mac=MAC][,rate=RATE], and
+ * [,forged-transmits=accept|reject][,mac-changes=accept|reject][,promiscuous=accept|reject] */
 int nic_spec_parse(const char *s, struct nic_spec *n, char *err, size_t errlen);
 /* --disk PATH[,readonly][,direct] */
 int disk_spec_parse(const char *s, struct disk_spec *d, char *err, size_t errlen);

@@ -76,8 +76,19 @@ int nic_spec_parse(const char *s, struct nic_spec *n, char *err, size_t errlen)
 				errf(err, errlen, "--nic rate=%s: a rate like 100M (bytes/s) or 1G", v);
 				return -EINVAL;
 			}
+		} else if (key_is(item, "forged-transmits", &v) || key_is(item, "mac-changes", &v) ||
+			   key_is(item, "promiscuous", &v)) {
+			bool accept = !strcmp(v, "accept");
+			if (!accept && strcmp(v, "reject")) {
+				errf(err, errlen, "--nic %s: accept or reject", item);
+				return -EINVAL;
+			}
+			bool *policy = item[0] == 'f' ? &n->accept_forged : item[0] == 'm' ? &n->accept_mac_changes
+											   : &n->accept_promiscuous;
+			*policy = accept;
 		} else {
-			errf(err, errlen, "--nic: unknown item '%s' (bridge=BR, tap=NAME, vlan=N, mac=MAC, rate=RATE)", item);
+			errf(err, errlen, "--nic: unknown item '%s' (bridge=BR, tap=NAME, vlan=N, mac=MAC, rate=RATE, "
+				     "forged-transmits=, mac-changes=, promiscuous=accept|reject)", item);
 			return -EINVAL;
 		}
 	}
@@ -249,6 +260,18 @@ json_t *devices_status_json(struct vm *vm)
 			"tx_forged", (json_int_t)st.tx_forged, "tx_throttled", (json_int_t)st.tx_throttled,
 			"rx_held", (json_int_t)st.rx_held, "rx_held_delivered", (json_int_t)st.rx_held_delivered,
 			"announces", (json_int_t)st.announces, "guest_announces", (json_int_t)st.guest_announces));
+		struct net_security sec;
+		json_t *nic = json_array_get(nics, json_array_size(nics) - 1);
+		if (nic && !virtio_net_security(vm, i, &sec)) {
+			json_object_set_new(nic, "effective_mac", json_string(hostnet_mac_format(sec.effective_mac, m)));
+			json_object_set_new(nic, "guest_promiscuous", json_boolean(sec.guest_promiscuous));
+			json_object_set_new(nic, "rx_filtered", json_integer((json_int_t)st.rx_filtered));
+			json_object_set_new(nic, "mac_changes", json_integer((json_int_t)st.mac_changes));
+			json_object_set_new(nic, "security", json_pack("{s:s, s:s, s:s}",
+				"forged_transmits", sec.accept_forged ? "accept" : "reject",
+				"mac_changes", sec.accept_mac_changes ? "accept" : "reject",
+				"promiscuous", sec.accept_promiscuous ? "accept" : "reject"));
+		}
 	}
 	for (int i = 0; i < VM_MAX_DISKS; i++) {
 		struct blk_stats st;

@@ -1,8 +1,15 @@
 /* virtio-net: a NIC backed by a tap device (with the virtio-net header on
  * the tap, so frames go between the tap and the guest's buffers without a
  * copy). Queues: receive, transmit, control (announce acknowledgement).
- * Transmitted frames whose source MAC is not the NIC's are dropped (forged
- * transmits, as a vSwitch port rejects them). Frames that reach the tap
+ * Port security as a vSwitch port group's, each rejecting unless the NIC's
+ * spec accepts: frames sent from a source MAC other than the NIC's
+ * effective one are dropped (forged transmits); while the guest has set a
+ * MAC of its own (CTRL_MAC_ADDR) all inbound frames are dropped (MAC
+ * changes); frames for other unicast MACs reach the guest only when it
+ * asked for promiscuous mode (CTRL_RX) or listed them (CTRL_MAC table), and
+ * promiscuous is accepted. Every frame from the tap lands in a bounce
+ * buffer first, so a guest never sees a byte of one it must not get.
+ * Frames that reach the tap
  * while the VM is stopped are kept (bounded) in the "virtio-net" state
  * section, so a migration or a snapshot delivers them to the guest when it
  * runs again instead of losing them. After a migration the destination
@@ -32,9 +39,17 @@
 #define VIRTIO_NET_F_MAC 5
 #define VIRTIO_NET_F_STATUS 16
 #define VIRTIO_NET_F_CTRL_VQ 17
+#define VIRTIO_NET_F_CTRL_RX 18
 #define VIRTIO_NET_F_GUEST_ANNOUNCE 21
+#define VIRTIO_NET_F_CTRL_MAC_ADDR 23
 #define VIRTIO_NET_S_LINK_UP 1
 #define VIRTIO_NET_S_ANNOUNCE 2
+#define VIRTIO_NET_CTRL_RX 0
+#define VIRTIO_NET_CTRL_RX_PROMISC 0
+#define VIRTIO_NET_CTRL_RX_ALLMULTI 1
+#define VIRTIO_NET_CTRL_MAC 1
+#define VIRTIO_NET_CTRL_MAC_TABLE_SET 0
+#define VIRTIO_NET_CTRL_MAC_ADDR_SET 1
 #define VIRTIO_NET_CTRL_ANNOUNCE 3
 #define VIRTIO_NET_CTRL_ANNOUNCE_ACK 0
 #define VIRTIO_NET_OK 0
@@ -49,6 +64,8 @@
 #define NET_HDR_LEN 12          /* struct virtio_net_hdr_v1 */
 #define NET_FRAME_MAX 65550     /* header + a 64 KiB frame */
 #define ETH_HLEN 14
+#define NET_UNI_MAX 32          /* unicast MACs of the guest's filter table; more: as promiscuous */
+#define NET_CTRL_MAX 2048       /* bytes of a control command read */
 
 struct held_frame {
 	uint32_t len;
@@ -78,6 +95,16 @@ struct virtio_net {
 	uint64_t cap_left, cap_written;
 	uint8_t *cap_buf;
 	int tx_timer_fd;        /* wakes the transmit path when the bucket has tokens again */
+	/* port security (nic_spec) and the receive filter the guest set; the
+	 * event thread alone uses them while the VM runs */
+	bool accept_forged, accept_mac_changes, accept_promiscuous;
+	uint8_t eff_mac[6];     /* the guest's MAC: the configured one until it sets another */
+	bool rx_promisc;        /* the guest asked for promiscuous mode (CTRL_RX) */
+	bool rx_allmulti;       /* ... for all multicast (delivered anyway: kept for the state) */
+	bool uni_overflow;      /* its unicast table was longer than NET_UNI_MAX */
+	int nuni;
+	uint8_t uni[NET_UNI_MAX][6];
+	uint8_t *rx_buf;        /* one frame from the tap, checked before the guest gets it */
 };
 
 static struct virtio_net *net_of(struct virtio_dev *vd)
@@ -90,8 +117,8 @@ static void net_config_access(struct virtio_dev *vd, uint64_t off, bool is_write
 	struct virtio_net *n = net_of(vd);
 	uint8_t cfg[NET_CONFIG_LEN];
 	if (is_write)
-		return; /* the MAC is not writable without VIRTIO_NET_F_CTRL_MAC_ADDR (not offered) */
-	memcpy(cfg, n->mac, 6);
+		return; /* read-only in virtio 1.x: a driver sets its MAC with CTRL_MAC_ADDR_SET */
+	memcpy(cfg, n->eff_mac, 6);
 	uint16_t st = __atomic_load_n(&n->status, __ATOMIC_ACQUIRE);
 	memcpy(cfg + 6, &st, 2);
 	uint16_t pairs = 1;
@@ -150,6 +177,27 @@ static void capture(struct virtio_net *n, const struct iovec *iov, int cnt, size
 	pthread_mutex_unlock(&n->cap_lock);
 }
 
+/* Does the port let this frame (from its Ethernet header) reach the guest? */
+static bool rx_allowed(const struct virtio_net *n, const uint8_t *eth, size_t len)
+{
+	if (len < ETH_HLEN)
+		return false;
+	if (!n->accept_mac_changes && memcmp(n->eff_mac, n->mac, 6))
+		return false; /* the guest runs a MAC of its own: nothing comes in until it goes back */
+	if (eth[0] & 1)
+		return true; /* broadcast and multicast */
+	if (!memcmp(eth, n->eff_mac, 6))
+		return true;
+	if (!n->accept_promiscuous)
+		return false;
+	if (n->rx_promisc || n->uni_overflow || !virtio_has_feature(&n->vd, VIRTIO_NET_F_CTRL_RX))
+		return true; /* a driver without CTRL_RX gets what the port sees, as on a plain bridge */
+	for (int i = 0; i < n->nuni; i++)
+		if (!memcmp(eth, n->uni[i], 6))
+			return true;
+	return false;
+}
+
 /* Copies one held frame into the next receive buffer. 1 done, 0 no buffer, -1 dropped. */
 static int deliver_held(struct virtio_net *n)
 {
@@ -159,7 +207,10 @@ static int deliver_held(struct virtio_net *n)
 		return 0;
 	struct held_frame *f = &n->held[0];
 	size_t copied = 0;
-	if (c.in_bytes >= f->len) {
+	if (!rx_allowed(n, f->data + NET_HDR_LEN, f->len - NET_HDR_LEN)) {
+		virtq_unpop(&n->vd, NET_Q_RX);
+		n->stats.rx_filtered++;
+	} else if (c.in_bytes >= f->len) {
 		copied = virtq_chain_to_guest(&n->vd, &c, 0, f->data, f->len);
 		capture(n, &(struct iovec){ f->data, f->len }, 1, f->len);
 		uint16_t one = 1;
@@ -167,10 +218,11 @@ static int deliver_held(struct virtio_net *n)
 		n->stats.rx_frames++;
 		n->stats.rx_bytes += f->len - NET_HDR_LEN;
 		n->stats.rx_held_delivered++;
+		virtq_push(&n->vd, NET_Q_RX, &c, (uint32_t)copied);
 	} else {
 		n->stats.rx_dropped++;
+		virtq_push(&n->vd, NET_Q_RX, &c, 0);
 	}
-	virtq_push(&n->vd, NET_Q_RX, &c, (uint32_t)copied);
 	n->held_bytes -= f->len;
 	free(f->data);
 	memmove(&n->held[0], &n->held[1], (size_t)(n->nheld - 1) * sizeof(n->held[0]));
@@ -206,7 +258,7 @@ static void net_receive(struct virtio_net *n)
 			pushed = true;
 			continue;
 		}
-		ssize_t got = readv(n->port.fd, c.iov + c.nout, c.nin);
+		ssize_t got = read(n->port.fd, n->rx_buf, NET_FRAME_MAX);
 		if (got < 0) {
 			virtq_unpop(&n->vd, NET_Q_RX);
 			if (errno != EAGAIN && errno != EINTR)
@@ -214,9 +266,19 @@ static void net_receive(struct virtio_net *n)
 			watch_tap(n, true);
 			goto out;
 		}
-		uint16_t one = 1;
-		virtq_chain_to_guest(&n->vd, &c, 10, &one, 2); /* num_buffers: one buffer per frame */
-		capture(n, c.iov + c.nout, c.nin, (size_t)got);
+		if (got <= NET_HDR_LEN || !rx_allowed(n, n->rx_buf + NET_HDR_LEN, (size_t)got - NET_HDR_LEN)) {
+			virtq_unpop(&n->vd, NET_Q_RX); /* the buffer stays the guest's, untouched */
+			n->stats.rx_filtered++;
+			continue;
+		}
+		if ((uint64_t)got > c.in_bytes) {
+			virtq_unpop(&n->vd, NET_Q_RX);
+			n->stats.rx_dropped++; /* larger than the guest's buffer */
+			continue;
+		}
+		n->rx_buf[10] = 1, n->rx_buf[11] = 0; /* num_buffers: one buffer per frame */
+		virtq_chain_to_guest(&n->vd, &c, 0, n->rx_buf, (size_t)got);
+		capture(n, &(struct iovec){ n->rx_buf, (size_t)got }, 1, (size_t)got);
 		virtq_push(&n->vd, NET_Q_RX, &c, (uint32_t)got);
 		pushed = true;
 		n->stats.rx_frames++;
@@ -244,7 +306,7 @@ static void net_transmit(struct virtio_net *n)
 		capture(n, c.iov, c.nout, len);
 		if (len < NET_HDR_LEN + ETH_HLEN || virtq_chain_from_guest(&c, NET_HDR_LEN + 6, src, 6) != 6) {
 			n->stats.tx_dropped++;
-		} else if (memcmp(src, n->mac, 6)) {
+		} else if (!n->accept_forged && memcmp(src, n->eff_mac, 6)) {
 			n->stats.tx_forged++; /* forged transmit: not the NIC's MAC */
 		} else if (n->tx_bucket.rate && !tb_allow(&n->tx_bucket, len - NET_HDR_LEN, now_ns(), &wait_ns)) {
 			/* over the NIC's rate: the frame stays in the ring until the bucket has tokens again */
@@ -269,19 +331,71 @@ static void net_transmit(struct virtio_net *n)
 		virtq_notify(&n->vd, NET_Q_TX);
 }
 
+/* VIRTIO_NET_CTRL_MAC_TABLE_SET: two tables, unicast then multicast, each
+ * a le32 count and that many MACs. The unicast one is kept (multicast
+ * frames are all delivered). OK or ERR. */
+static uint8_t ctrl_mac_table(struct virtio_net *n, const uint8_t *d, size_t len)
+{
+	uint32_t nu, nm;
+	if (len < 4)
+		return VIRTIO_NET_ERR;
+	memcpy(&nu, d, 4);
+	if (nu > (len - 4) / 6)
+		return VIRTIO_NET_ERR;
+	size_t off = 4 + (size_t)nu * 6;
+	if (len - off < 4)
+		return VIRTIO_NET_ERR;
+	memcpy(&nm, d + off, 4);
+	if (nm > (len - off - 4) / 6 || len != off + 4 + (size_t)nm * 6)
+		return VIRTIO_NET_ERR;
+	n->uni_overflow = nu > NET_UNI_MAX;
+	n->nuni = n->uni_overflow ? 0 : (int)nu;
+	for (int i = 0; i < n->nuni; i++)
+		memcpy(n->uni[i], d + 4 + (size_t)i * 6, 6);
+	return VIRTIO_NET_OK;
+}
+
+/* One control command (class, command, data): VIRTIO_NET_OK or ERR. */
+static uint8_t net_control_command(struct virtio_net *n, uint8_t cls, uint8_t cmd, const uint8_t *d, size_t len)
+{
+	if (cls == VIRTIO_NET_CTRL_ANNOUNCE && cmd == VIRTIO_NET_CTRL_ANNOUNCE_ACK && !len &&
+	    virtio_has_feature(&n->vd, VIRTIO_NET_F_GUEST_ANNOUNCE)) {
+		__atomic_and_fetch(&n->status, (uint16_t)~VIRTIO_NET_S_ANNOUNCE, __ATOMIC_RELEASE);
+		n->stats.guest_announces++;
+		return VIRTIO_NET_OK;
+	}
+	if (cls == VIRTIO_NET_CTRL_RX && virtio_has_feature(&n->vd, VIRTIO_NET_F_CTRL_RX) && len == 1 && d[0] <= 1 &&
+	    (cmd == VIRTIO_NET_CTRL_RX_PROMISC || cmd == VIRTIO_NET_CTRL_RX_ALLMULTI)) {
+		/* acknowledged either way: the port decides what promiscuous mode shows */
+		*(cmd == VIRTIO_NET_CTRL_RX_PROMISC ? &n->rx_promisc : &n->rx_allmulti) = d[0];
+		return VIRTIO_NET_OK;
+	}
+	if (cls == VIRTIO_NET_CTRL_MAC && cmd == VIRTIO_NET_CTRL_MAC_TABLE_SET &&
+	    virtio_has_feature(&n->vd, VIRTIO_NET_F_CTRL_RX))
+		return ctrl_mac_table(n, d, len);
+	if (cls == VIRTIO_NET_CTRL_MAC && cmd == VIRTIO_NET_CTRL_MAC_ADDR_SET && len == 6 && !(d[0] & 1) &&
+	    virtio_has_feature(&n->vd, VIRTIO_NET_F_CTRL_MAC_ADDR)) {
+		if (memcmp(d, n->eff_mac, 6)) {
+			memcpy(n->eff_mac, d, 6);
+			n->stats.mac_changes++;
+		}
+		return VIRTIO_NET_OK;
+	}
+	return VIRTIO_NET_ERR;
+}
+
 static void net_control(struct virtio_net *n)
 {
 	struct virtq_chain c;
 	bool pushed = false;
+	uint8_t cmd[NET_CTRL_MAX];
 	while (virtq_pop(&n->vd, NET_Q_CTRL, &c) > 0) {
-		uint8_t hdr[2] = { 0xff, 0xff }, ack = VIRTIO_NET_ERR;
-		virtq_chain_from_guest(&c, 0, hdr, 2);
-		if (hdr[0] == VIRTIO_NET_CTRL_ANNOUNCE && hdr[1] == VIRTIO_NET_CTRL_ANNOUNCE_ACK &&
-		    virtio_has_feature(&n->vd, VIRTIO_NET_F_GUEST_ANNOUNCE)) {
-			__atomic_and_fetch(&n->status, (uint16_t)~VIRTIO_NET_S_ANNOUNCE, __ATOMIC_RELEASE);
-			n->stats.guest_announces++;
-			ack = VIRTIO_NET_OK;
-		}
+		uint8_t ack = VIRTIO_NET_ERR;
+		size_t out = 0;
+		for (int i = 0; i < c.nout; i++)
+			out += c.iov[i].iov_len;
+		if (out >= 2 && out <= sizeof(cmd) && virtq_chain_from_guest(&c, 0, cmd, out) == out)
+			ack = net_control_command(n, cmd[0], cmd[1], cmd + 2, out - 2);
 		uint32_t w = c.in_bytes ? (uint32_t)virtq_chain_to_guest(&n->vd, &c, c.in_bytes - 1, &ack, 1) : 0;
 		virtq_push(&n->vd, NET_Q_CTRL, &c, w);
 		pushed = true;
@@ -329,6 +443,10 @@ static void net_reset(struct virtio_dev *vd)
 	struct virtio_net *n = net_of(vd);
 	watch_tap(n, false);
 	__atomic_store_n(&n->status, VIRTIO_NET_S_LINK_UP, __ATOMIC_RELEASE);
+	/* a reset device has the configured MAC and no filter of the driver's */
+	memcpy(n->eff_mac, n->mac, 6);
+	n->rx_promisc = n->rx_allmulti = n->uni_overflow = false;
+	n->nuni = 0;
 	/* A reset driver starts afresh: frames held for the one before are dropped. */
 	pthread_mutex_lock(&n->held_lock);
 	for (int f = 0; f < n->nheld; f++)
@@ -386,6 +504,11 @@ static int net_save(struct vm *vm, int i, struct state_buf *out)
 	virtio_dev_save(&n->vd, out);
 	sbuf_put(out, n->mac, 6);
 	sbuf_u32(out, __atomic_load_n(&n->status, __ATOMIC_ACQUIRE));
+	/* version 2: the guest's MAC and receive filter */
+	sbuf_put(out, n->eff_mac, 6);
+	sbuf_u32(out, (uint32_t)n->rx_promisc | (uint32_t)n->rx_allmulti << 1 | (uint32_t)n->uni_overflow << 2);
+	sbuf_u32(out, (uint32_t)n->nuni);
+	sbuf_put(out, n->uni, (size_t)n->nuni * 6);
 	sbuf_u32(out, (uint32_t)n->nheld);
 	for (int f = 0; f < n->nheld; f++) {
 		sbuf_u32(out, n->held[f].len);
@@ -409,7 +532,22 @@ static int net_load(struct vm *vm, int i, uint32_t version, const uint8_t *data,
 	if (rc)
 		return rc;
 	scur_get(&c, mac, 6);
-	uint32_t status = scur_u32(&c), nheld = scur_u32(&c);
+	uint32_t status = scur_u32(&c);
+	uint8_t eff_mac[6], uni[NET_UNI_MAX][6];
+	uint32_t rx_flags = 0, nuni = 0;
+	memcpy(eff_mac, mac, 6);
+	if (version >= 2) {
+		scur_get(&c, eff_mac, 6);
+		rx_flags = scur_u32(&c);
+		nuni = scur_u32(&c);
+		if (!c.failed && (nuni > NET_UNI_MAX || (rx_flags & ~7u) || (eff_mac[0] & 1))) {
+			errf(err, errlen, "virtio-net %d: receive filter malformed", i);
+			return -EINVAL;
+		}
+		if (!c.failed)
+			scur_get(&c, uni, nuni * 6);
+	}
+	uint32_t nheld = scur_u32(&c);
 	if (c.failed || nheld > NET_HELD_FRAMES_MAX || (status & ~3u)) {
 		errf(err, errlen, "virtio-net %d: state truncated or malformed", i);
 		return -EINVAL;
@@ -454,13 +592,19 @@ static int net_load(struct vm *vm, int i, uint32_t version, const uint8_t *data,
 	n->held_bytes = bytes;
 	pthread_mutex_unlock(&n->held_lock);
 	__atomic_store_n(&n->status, (uint16_t)status, __ATOMIC_RELEASE);
+	memcpy(n->eff_mac, eff_mac, 6);
+	n->rx_promisc = rx_flags & 1;
+	n->rx_allmulti = rx_flags >> 1 & 1;
+	n->uni_overflow = rx_flags >> 2 & 1;
+	n->nuni = (int)nuni;
+	memcpy(n->uni, uni, nuni * 6);
 	if (virtio_driver_ok(&n->vd))
 		net_driver_ok(&n->vd);
 	return 0;
 }
 
 static const struct state_section_ops net_section = {
-	.name = "virtio-net", .version = 1, .order = 50, .instances = VM_MAX_NICS, .present = net_present,
+	.name = "virtio-net", .version = 2, .order = 50, .instances = VM_MAX_NICS, .present = net_present,
 	.save = net_save, .load = net_load,
 };
 
@@ -477,6 +621,8 @@ static void net_destroy(struct virtio_dev *vd)
 	if (n->tx_timer_fd >= 0)
 		close(n->tx_timer_fd);
 	n->tx_timer_fd = -1;
+	free(n->rx_buf);
+	n->rx_buf = NULL;
 }
 
 static const struct virtio_dev_ops net_ops = {
@@ -502,9 +648,15 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 	pthread_mutex_init(&n->held_lock, NULL);
 	pthread_mutex_init(&n->cap_lock, NULL);
 	memcpy(n->mac, mac, 6);
+	memcpy(n->eff_mac, mac, 6);
+	n->accept_forged = spec->accept_forged;
+	n->accept_mac_changes = spec->accept_mac_changes;
+	n->accept_promiscuous = spec->accept_promiscuous;
 	n->status = VIRTIO_NET_S_LINK_UP;
-	rc = net_port_open(&n->port, spec, err, errlen);
+	n->rx_buf = malloc(NET_FRAME_MAX);
+	rc = n->rx_buf ? net_port_open(&n->port, spec, err, errlen) : -ENOMEM;
 	if (rc) {
+		free(n->rx_buf);
 		free(n);
 		return rc;
 	}
@@ -517,6 +669,7 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 			errf(err, errlen, "--nic rate=%llu: %s", (unsigned long long)spec->rate,
 			     rc ? "out of range" : strerror(errno));
 			net_port_close(&n->port);
+			free(n->rx_buf);
 			free(n);
 			return rc ? rc : -EIO;
 		}
@@ -524,6 +677,7 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 	snprintf(n->name, sizeof(n->name), "virtio-net%d", index);
 	n->vd.instance = index;
 	uint64_t features = 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_STATUS | 1ULL << VIRTIO_NET_F_CTRL_VQ |
+			    1ULL << VIRTIO_NET_F_CTRL_RX | 1ULL << VIRTIO_NET_F_CTRL_MAC_ADDR |
 			    1ULL << VIRTIO_NET_F_GUEST_ANNOUNCE | 1ULL << VIRTIO_F_RING_INDIRECT_DESC |
 			    1ULL << VIRTIO_F_RING_EVENT_IDX;
 	rc = virtio_dev_create(vm, &n->vd, n->name, VIRTIO_ID_NET, NET_QUEUES, NET_QUEUE_SIZE, NET_CONFIG_LEN, features,
@@ -570,7 +724,7 @@ int virtio_net_announce(struct vm *vm, int round)
 		if (!n)
 			continue;
 		uint8_t frame[NET_HDR_LEN + 60];
-		size_t len = build_rarp(n->mac, frame);
+		size_t len = build_rarp(n->eff_mac, frame);
 		if (write(n->port.fd, frame, len) == (ssize_t)len) {
 			__atomic_add_fetch(&n->stats.announces, 1, __ATOMIC_RELAXED);
 			sent++;
@@ -677,7 +831,7 @@ int virtio_net_forward_read(struct vm *vm, int i, uint8_t *buf, size_t len)
 	ssize_t got = read(n->port.fd, buf, len);
 	if (got < 0)
 		return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
-	if (got < NET_HDR_LEN + ETH_HLEN || memcmp(buf + NET_HDR_LEN, n->mac, 6))
+	if (got < NET_HDR_LEN + ETH_HLEN || memcmp(buf + NET_HDR_LEN, n->eff_mac, 6))
 		return 0; /* not for this NIC alone: the destination's port gets floods itself */
 	n->stats.tx_forwarded++;
 	return (int)got;
@@ -780,6 +934,19 @@ int virtio_net_stats(struct vm *vm, int i, struct net_stats *out, uint8_t mac[6]
 	pthread_mutex_unlock(&n->held_lock);
 	memcpy(mac, n->mac, 6);
 	snprintf(ifname, iflen, "%s", n->port.ifname);
+	return 0;
+}
+
+int virtio_net_security(struct vm *vm, int i, struct net_security *out)
+{
+	struct virtio_net *n = i >= 0 && i < VM_MAX_NICS ? (struct virtio_net *)vm->nics[i] : NULL;
+	if (!n)
+		return -ENOENT;
+	memcpy(out->effective_mac, n->eff_mac, 6);
+	out->accept_forged = n->accept_forged;
+	out->accept_mac_changes = n->accept_mac_changes;
+	out->accept_promiscuous = n->accept_promiscuous;
+	out->guest_promiscuous = n->rx_promisc;
 	return 0;
 }
 

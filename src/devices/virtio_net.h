@@ -25,6 +25,15 @@ struct net_stats {
 	uint64_t rx_stale;           /* frames dropped from the tap when the state was loaded */
 	uint64_t announces;          /* RARP frames sent after a switchover */
 	uint64_t guest_announces;    /* announcements the guest acknowledged */
+	uint64_t rx_filtered;        /* dropped by the port: not for this NIC (promiscuous, MAC changes rejected) */
+	uint64_t mac_changes;        /* MACs the guest set (CTRL_MAC_ADDR_SET) */
+};
+
+/* A NIC's port security and what its guest set (devices_status_json). */
+struct net_security {
+	uint8_t effective_mac[6];
+	bool accept_forged, accept_mac_changes, accept_promiscuous;
+	bool guest_promiscuous;
 };
 
 /* Announcing a VM's MACs after a switchover, as QEMU's announce-self:
@@ -70,4 +79,5 @@ int virtio_net_capture_status(struct vm *vm, int i, bool stop, uint64_t *written
 
 /* NIC i's counters, MAC and host interface name; -ENOENT when there is none. */
 int virtio_net_stats(struct vm *vm, int i, struct net_stats *out, uint8_t mac[6], char *ifname, size_t iflen);
+int virtio_net_security(struct vm *vm, int i, struct net_security *out);
 #endif

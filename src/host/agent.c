@@ -386,7 +386,8 @@ static void usage(FILE *out)
 	fprintf(out, "usage: glide host serve --data-dir DIR --listen HOST:PORT --token-file F\n"
 		     "                        [--migration-address ADDR[,ADDR...]] [--name NAME]\n"
 		     "                        [--memory-limit SIZE] [--cpuid-mask LEAF.REG=MASK,...]\n"
-		     "                        [--network NAME=bridge:BR[,vlan=N][,rate=RATE]]... (at most %d)\n"
+		     "                        [--network NAME=bridge:BR[,vlan=N][,rate=RATE][,forged-transmits=accept]\n"
+		     "                                   [,mac-changes=accept][,promiscuous=accept]]... (at most %d)\n"
 		     "                        [--tls-cert PEM --tls-key PEM] [--log FILE]\n", ATTACH_NETWORKS_MAX);
 }
 

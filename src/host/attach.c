@@ -29,17 +29,18 @@ int attach_network_parse(const char *s, struct attach_network *n, char *err, siz
 {
 	static const char kind[] = "bridge:";
 	char buf[256], why[256], *eq, *rest, *save = NULL, *item;
-	bool have_vlan = false, have_rate = false;
+	bool have_vlan = false, have_rate = false, have_policy[3] = { false, false, false };
+	static const char *const policies[3] = { "forged-transmits=", "mac-changes=", "promiscuous=" };
 
 	memset(n, 0, sizeof(*n));
 	if (strlen(s) >= sizeof(buf)) {
-		errf(err, errlen, "--network: too long (give NAME=bridge:BR[,vlan=N][,rate=RATE])");
+		errf(err, errlen, "--network: too long (give NAME=bridge:BR[,vlan=N][,rate=RATE][,POLICY=accept|reject])");
 		return -EINVAL;
 	}
 	snprintf(buf, sizeof(buf), "%s", s);
 	eq = strchr(buf, '=');
 	if (!eq) {
-		errf(err, errlen, "--network '%s': give NAME=bridge:BR[,vlan=N][,rate=RATE]", s);
+		errf(err, errlen, "--network '%s': give NAME=bridge:BR[,vlan=N][,rate=RATE][,POLICY=accept|reject]", s);
 		return -EINVAL;
 	}
 	*eq = 0;
@@ -85,8 +86,22 @@ int attach_network_parse(const char *s, struct attach_network *n, char *err, siz
 			}
 			have_rate = true;
 		} else {
-			errf(err, errlen, "--network %s: unknown or repeated option '%.40s' (vlan=N, rate=RATE)", n->name, item);
-			goto bad;
+			int k = 0;
+			while (k < 3 && strncmp(item, policies[k], strlen(policies[k])))
+				k++;
+			if (k == 3 || have_policy[k]) {
+				errf(err, errlen, "--network %s: unknown or repeated option '%.40s' (vlan=N, rate=RATE, "
+					     "forged-transmits=, mac-changes=, promiscuous=accept|reject)", n->name, item);
+				goto bad;
+			}
+			const char *v = item + strlen(policies[k]);
+			if (strcmp(v, "accept") && strcmp(v, "reject")) {
+				errf(err, errlen, "--network %s: %.40s: accept or reject", n->name, item);
+				goto bad;
+			}
+			bool *policy = k == 0 ? &n->accept_forged : k == 1 ? &n->accept_mac_changes : &n->accept_promiscuous;
+			*policy = !strcmp(v, "accept");
+			have_policy[k] = true;
 		}
 	}
 	return 0;
@@ -117,9 +132,12 @@ int attach_network_check_bridge(const struct attach_network *n, char *err, size_
 
 json_t *attach_network_json(const struct attach_network *n)
 {
-	return json_pack("{s:s, s:s, s:o, s:o}", "name", n->name, "bridge", n->bridge, "vlan",
+	return json_pack("{s:s, s:s, s:o, s:o, s:{s:s, s:s, s:s}}", "name", n->name, "bridge", n->bridge, "vlan",
 			 n->vlan ? json_integer(n->vlan) : json_null(), "rate",
-			 n->rate ? json_integer((json_int_t)n->rate) : json_null());
+			 n->rate ? json_integer((json_int_t)n->rate) : json_null(), "security",
+			 "forged_transmits", n->accept_forged ? "accept" : "reject",
+			 "mac_changes", n->accept_mac_changes ? "accept" : "reject",
+			 "promiscuous", n->accept_promiscuous ? "accept" : "reject");
 }
 
 const struct attach_network *attach_network_find(const struct attach_network *nets, int n, const char *name)
@@ -323,7 +341,7 @@ int attach_monitor_args(const struct attach *at, const struct attach_network *ne
 	out->argc = 0;
 	for (int i = 0; i < at->nnics; i++) {
 		const struct attach_network *net = attach_network_find(nets, nnets, at->nics[i].network);
-		char m[ATTACH_MAC_LEN + 1], vlan[16] = "", rate[32] = "";
+		char m[ATTACH_MAC_LEN + 1], vlan[16] = "", rate[32] = "", sec[80];
 		if (!net) {
 			errf(err, errlen, "host %s lacks network '%s' used by NIC %d (start its agent with --network %s=bridge:BR)",
 			     host, at->nics[i].network, i, at->nics[i].network);
@@ -337,8 +355,12 @@ int attach_monitor_args(const struct attach *at, const struct attach_network *ne
 			snprintf(vlan, sizeof(vlan), ",vlan=%d", net->vlan);
 		if (net->rate)
 			snprintf(rate, sizeof(rate), ",rate=%llu", (unsigned long long)net->rate);
-		snprintf(out->nic[i], sizeof(out->nic[i]), "bridge=%s%s%s,mac=%s", net->bridge, vlan, rate,
-			 attach_mac_text(at->nics[i].mac, m));
+		/* only what differs from the monitor's default (reject) */
+		snprintf(sec, sizeof(sec), "%s%s%s", net->accept_forged ? ",forged-transmits=accept" : "",
+			 net->accept_mac_changes ? ",mac-changes=accept" : "",
+			 net->accept_promiscuous ? ",promiscuous=accept" : "");
+		snprintf(out->nic[i], sizeof(out->nic[i]), "bridge=%s%s%s,mac=%s%s", net->bridge, vlan, rate,
+			 attach_mac_text(at->nics[i].mac, m), sec);
 		out->argv[out->argc++] = "--nic";
 		out->argv[out->argc++] = out->nic[i];
 	}

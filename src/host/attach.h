@@ -32,12 +32,16 @@ struct attach_network {
 	char bridge[ATTACH_IFNAME_MAX + 1];
 	int vlan;                  /* 0: untagged, else 1..ATTACH_VLAN_MAX (an access port on a VLAN-filtering bridge) */
 	uint64_t rate;             /* bytes/s each way, 0: unlimited */
+	/* port security, each rejected unless accepted (the monitor's --nic items) */
+	bool accept_forged, accept_mac_changes, accept_promiscuous;
 };
-/* --network NAME=bridge:BR[,vlan=N][,rate=RATE]: 0, or -EINVAL with err set. */
+/* --network NAME=bridge:BR[,vlan=N][,rate=RATE][,forged-transmits=accept|reject]
+ * [,mac-changes=accept|reject][,promiscuous=accept|reject]: 0, or -EINVAL with err set. */
 int attach_network_parse(const char *s, struct attach_network *n, char *err, size_t errlen);
 /* BR exists and is a bridge (/sys/class/net/BR/bridge): 0, or -errno with err set. */
 int attach_network_check_bridge(const struct attach_network *n, char *err, size_t errlen);
-/* {"name", "bridge", "vlan" (null when untagged), "rate" (bytes/s, null when unlimited)} */
+/* {"name", "bridge", "vlan" (null when untagged), "rate" (bytes/s, null when unlimited),
+ *  "security": {"forged_transmits", "mac_changes", "promiscuous": "accept"|"reject"}} */
 json_t *attach_network_json(const struct attach_network *n);
 const struct attach_network *attach_network_find(const struct attach_network *nets, int n, const char *name);
 
@@ -78,7 +82,7 @@ const char *attach_mac_text(const uint8_t mac[6], char buf[ATTACH_MAC_LEN + 1]);
  * into the struct. 0, or -ENOENT naming the first NIC whose network this
  * host lacks (host names the host in the message). */
 struct attach_args {
-	char nic[VM_MAX_NICS][128];
+	char nic[VM_MAX_NICS][192];
 	char disk[VM_MAX_DISKS][ATTACH_PATH_MAX + 16];
 	char *argv[2 * (VM_MAX_NICS + VM_MAX_DISKS) + 1];
 	int argc;

@@ -336,7 +336,8 @@ static void usage_run(FILE *out)
 		"                     | --restore SNAPSHOT | --incoming ADDR[,ADDR...] --key-file F)\n"
 		"                    [--paused] [--log FILE] [--cpuid-mask LEAF.REG=MASK,...]\n"
 		"                    [--stall-timeout SECONDS]   (incoming: a silent stream fails it; default 30)\n"
-		"                    [--nic tap=NAME|bridge=BR[,vlan=N][,mac=MAC][,rate=RATE]]... (at most %d)\n"
+		"                    [--nic tap=NAME|bridge=BR[,vlan=N][,mac=MAC][,rate=RATE]\n"
+		"                           [,forged-transmits|mac-changes|promiscuous=accept|reject]]... (at most %d)\n"
 		"                    [--disk PATH[,readonly][,direct]]... (at most %d)\n"
 		"                    [--announce ROUNDS[,INITIAL_MS[,STEP_MS[,MAX_MS]]]]  (incoming: RARP after the\n"
 		"                     switchover; default 5,50,100,550; 0 turns it off)\n", VM_MAX_NICS, VM_MAX_DISKS);

@@ -1,7 +1,7 @@
 /* Unit tests of what a VM is attached to (src/host/attach.c) and the
  * controller's rules over it (src/center/compat.c, placement.c), without
  * KVM, agents or a network:
- *  - `--network NAME=bridge:BR[,vlan=N][,rate=RATE]`, accepted and refused;
+ *  - `--network NAME=bridge:BR[,vlan=N][,rate=RATE][,POLICY=accept|reject]`, accepted and refused;
  *  - the "nics" / "disks" members of request bodies: what is accepted, the
  *    canonical form kept, and every refusal (types, counts, lengths, MACs);
  *  - MACs generated for NICs without one;
@@ -37,6 +37,12 @@ static void test_network_parse(void)
 	      "rc %d vlan %d rate %llu %s", rc, n.vlan, (unsigned long long)n.rate, err);
 	rc = attach_network_parse("p=bridge:br0,rate=100M,vlan=1", &n, err, sizeof(err));
 	CHECK("network: options in any order", !rc && n.vlan == 1 && n.rate == 100ULL << 20, "rc %d %s", rc, err);
+	CHECK("network: port security rejects all three by default", !n.accept_forged && !n.accept_mac_changes &&
+	      !n.accept_promiscuous, "%d %d %d", n.accept_forged, n.accept_mac_changes, n.accept_promiscuous);
+	rc = attach_network_parse("p=bridge:br0,promiscuous=accept,forged-transmits=reject,mac-changes=accept", &n, err,
+				  sizeof(err));
+	CHECK("network: promiscuous=accept,forged-transmits=reject,mac-changes=accept",
+	      !rc && n.accept_promiscuous && !n.accept_forged && n.accept_mac_changes, "rc %d %s", rc, err);
 
 	static const struct { const char *arg, *why; } bad[] = {
 		{ "prod", "give NAME=bridge:BR" },
@@ -59,6 +65,9 @@ static void test_network_parse(void)
 		{ "prod=bridge:br0,mtu=9000", "unknown or repeated option 'mtu=9000'" },
 		{ "prod=bridge:br0,", "an empty option" },
 		{ "prod=bridge:br0,,vlan=1", "an empty option" },
+		{ "prod=bridge:br0,promiscuous=yes", "promiscuous=yes: accept or reject" },
+		{ "prod=bridge:br0,forged-transmits=", "forged-transmits=: accept or reject" },
+		{ "prod=bridge:br0,mac-changes=accept,mac-changes=reject", "unknown or repeated option 'mac-changes=reject'" },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		err[0] = 0;
@@ -77,8 +86,9 @@ static void test_network_parse(void)
 	attach_network_parse("dev=bridge:br1", &nets[1], err, sizeof(err));
 	json_t *j = attach_network_json(&nets[0]), *k = attach_network_json(&nets[1]);
 	char *a = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT), *b = json_dumps(k, JSON_SORT_KEYS | JSON_COMPACT);
-	CHECK("network: facts JSON with a VLAN", !strcmp(a, "{\"bridge\":\"br0\",\"name\":\"prod\",\"rate\":null,\"vlan\":10}"), "%s", a);
-	CHECK("network: facts JSON untagged, unlimited", !strcmp(b, "{\"bridge\":\"br1\",\"name\":\"dev\",\"rate\":null,\"vlan\":null}"), "%s", b);
+#define SEC_REJECT "\"security\":{\"forged_transmits\":\"reject\",\"mac_changes\":\"reject\",\"promiscuous\":\"reject\"}"
+	CHECK("network: facts JSON with a VLAN", !strcmp(a, "{\"bridge\":\"br0\",\"name\":\"prod\",\"rate\":null," SEC_REJECT ",\"vlan\":10}"), "%s", a);
+	CHECK("network: facts JSON untagged, unlimited", !strcmp(b, "{\"bridge\":\"br1\",\"name\":\"dev\",\"rate\":null," SEC_REJECT ",\"vlan\":null}"), "%s", b);
 	CHECK("network: find by name", attach_network_find(nets, 2, "dev") == &nets[1] && !attach_network_find(nets, 2, "x"), "%s", "wrong network");
 	free(a);
 	free(b);
@@ -210,7 +220,7 @@ static void test_monitor_args(void)
 	int rc;
 
 	attach_network_parse("prod=bridge:brA,vlan=10,rate=10M", &nets[0], err, sizeof(err));
-	attach_network_parse("dev=bridge:brB", &nets[1], err, sizeof(err));
+	attach_network_parse("dev=bridge:brB,promiscuous=accept,forged-transmits=accept", &nets[1], err, sizeof(err));
 	parse("[{\"network\":\"prod\",\"mac\":\"52:54:00:00:00:01\"},{\"network\":\"dev\",\"mac\":\"52:54:00:00:00:02\"}]",
 	      "[{\"path\":\"/srv/a.img\"},{\"path\":\"/srv/b.img\",\"readonly\":true}]", true, &at, &body, err, sizeof(err));
 	rc = attach_monitor_args(&at, nets, 2, "hA", out, err, sizeof(err));
@@ -218,7 +228,8 @@ static void test_monitor_args(void)
 		snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s%s", i ? " " : "", out->argv[i]);
 	CHECK("args: --nic from the host's network of each NIC's name, --disk per disk",
 	      !rc && out->argc == 8 && !strcmp(line, "--nic bridge=brA,vlan=10,rate=10485760,mac=52:54:00:00:00:01 "
-						     "--nic bridge=brB,mac=52:54:00:00:00:02 --disk /srv/a.img --disk /srv/b.img,readonly"),
+						     "--nic bridge=brB,mac=52:54:00:00:00:02,forged-transmits=accept,promiscuous=accept "
+						     "--disk /srv/a.img --disk /srv/b.img,readonly"),
 	      "rc %d argc %d: %s %s", rc, out->argc, line, err);
 	rc = attach_monitor_args(&at, nets, 1, "hA", out, err, sizeof(err));
 	CHECK("args: a host without the network of NIC 1 is refused, naming it",

@@ -118,7 +118,9 @@ static int failures;
 #define NET_F_MAC (1ULL << 5)
 #define NET_F_STATUS (1ULL << 16)
 #define NET_F_CTRL_VQ (1ULL << 17)
+#define NET_F_CTRL_RX (1ULL << 18)
 #define NET_F_GUEST_ANNOUNCE (1ULL << 21)
+#define NET_F_CTRL_MAC_ADDR (1ULL << 23)
 #define NET_S_ANNOUNCE 2
 #define NET_HDR_LEN 12
 
@@ -1724,10 +1726,15 @@ static void test_state(struct vm *a, struct vdev *d, struct vm_device_specs *spe
 
 #define TAP_NAME "gvtap0"
 #define TAP_SLOW "gvtap1"
+#define TAP_OPEN "gvtap2"       /* a port that accepts forged transmits, MAC changes and promiscuous mode */
 #define ETHERTYPE_TEST 0x88b5 /* IEEE 802 local experimental */
 static const uint8_t nic_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 static const uint8_t nic_mac2[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x57 };
+static const uint8_t nic_mac3[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x58 };
 static const uint8_t peer_mac[6] = { 0x02, 0x00, 0x00, 0xaa, 0xbb, 0xcc };
+static const uint8_t other_mac[6] = { 0x02, 0x00, 0x00, 0x99, 0x88, 0x77 };  /* another VM's */
+static const uint8_t guest_mac[6] = { 0x02, 0x00, 0x00, 0x11, 0x22, 0x33 };  /* one a guest sets */
+static const uint8_t bcast_mac[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 
 static int write_file(const char *path, const char *s)
 {
@@ -1861,13 +1868,175 @@ static bool net_rx_find(struct vdev *d, uint32_t tag, unsigned ms, uint32_t *use
 	return false;
 }
 
-static bool sock_send(int s, const char *ifname, uint32_t tag, size_t len)
+/* A frame from the peer to `dst` into the tap (toward the guest). */
+static bool sock_send_to(int s, const char *ifname, const uint8_t dst[6], uint32_t tag, size_t len)
 {
 	uint8_t f[1600];
-	build_frame(f, nic_mac, peer_mac, tag, len);
+	build_frame(f, dst, peer_mac, tag, len);
 	struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_ifindex = (int)if_nametoindex(ifname), .sll_halen = 6 };
-	memcpy(to.sll_addr, nic_mac, 6);
+	memcpy(to.sll_addr, dst, 6);
 	return sendto(s, f, len, 0, (struct sockaddr *)&to, sizeof(to)) == (ssize_t)len;
+}
+
+static bool sock_send(int s, const char *ifname, uint32_t tag, size_t len)
+{
+	return sock_send_to(s, ifname, nic_mac, tag, len);
+}
+
+/* One command on the control queue (class, command, data): the device's
+ * ack (0 OK, 1 ERR), or -1 when it did not answer. */
+static int net_ctrl(struct vdev *d, uint8_t cls, uint8_t cmd, const void *data, size_t len)
+{
+	uint64_t hdr = buf_alloc(d, 2, 2), body = len ? buf_alloc(d, 2, (uint32_t)len) : 0, ack = buf_alloc(d, 2, 1);
+	uint8_t *h = gp(d, hdr, 2);
+	h[0] = cls, h[1] = cmd;
+	if (len)
+		memcpy(gp(d, body, len), data, len);
+	*(uint8_t *)gp(d, ack, 1) = 0xee;
+	struct seg sg[3];
+	int n = 0;
+	sg[n++] = (struct seg){ hdr, 2, false };
+	if (len)
+		sg[n++] = (struct seg){ body, (uint32_t)len, false };
+	sg[n++] = (struct seg){ ack, 1, true };
+	vq_post(d, 2, sg, n);
+	vq_kick(d, 2);
+	bool done = vq_wait(d, 2, d->q[2].avail_idx, WAIT_MS);
+	d->q[2].last_used = d->q[2].avail_idx;
+	return done ? *(uint8_t *)gp(d, ack, 1) : -1;
+}
+
+static void cfg_mac(struct vdev *d, uint8_t mac[6])
+{
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)rd(d->vm, d->devcfg + (uint64_t)i, 1);
+}
+
+/* Is every byte of the receive buffer area still the 0xee the test wrote? */
+static bool rx_area_untouched(struct vdev *d)
+{
+	const uint8_t *p = gp(d, d->q[0].buf, BUF_STRIDE);
+	for (uint64_t i = 0; i < BUF_STRIDE; i++)
+		if (p[i] != 0xee)
+			return false;
+	return true;
+}
+
+/* Does a frame to `dst` reach the guest (within ms)? */
+static bool rx_gets(struct vdev *d, int s, const char *ifname, const uint8_t dst[6], uint32_t tag, unsigned ms)
+{
+	uint32_t ulen;
+	uint16_t nbuf;
+	size_t flen;
+	return sock_send_to(s, ifname, dst, tag, 100) && net_rx_find(d, tag, ms, &ulen, &nbuf, &flen);
+}
+
+/* Port security (vSphere's port-group policies): NIC 0 rejects all three,
+ * NIC 2 accepts all three. */
+static void test_net_security(struct vm *vm, struct vdev *d, int s, struct vdev *d3, int s3)
+{
+	const uint64_t feat = F_VERSION_1 | NET_F_MAC | NET_F_STATUS | NET_F_CTRL_VQ | NET_F_CTRL_RX | NET_F_CTRL_MAC_ADDR;
+	struct net_stats st0, st1;
+	uint8_t mac[6];
+	char ifn[16];
+
+	CHECK("net security: the device offers CTRL_RX and CTRL_MAC_ADDR", (dev_features(d) & (NET_F_CTRL_RX | NET_F_CTRL_MAC_ADDR)) ==
+	      (NET_F_CTRL_RX | NET_F_CTRL_MAC_ADDR), "features 0x%llx", (unsigned long long)dev_features(d));
+	if (!vdev_start(d, feat, 0) || !vdev_start(d3, feat, 0)) {
+		CHECK("net security: drivers restart with CTRL_RX and CTRL_MAC_ADDR", false, "status 0x%02x 0x%02x",
+		      status_rd(d), status_rd(d3));
+		return;
+	}
+	net_rx_fill(d, 16);
+	net_rx_fill(d3, 16);
+	/* reject: a frame for another unicast MAC never touches the guest's buffers */
+	memset(gp(d, d->q[0].buf, BUF_STRIDE), 0xee, BUF_STRIDE);
+	uint16_t u0 = used_idx(d, 0);
+	virtio_net_stats(vm, 0, &st0, mac, ifn, sizeof(ifn));
+	bool sent = sock_send_to(s, TAP_NAME, other_mac, 0x5001, 100);
+	sleep_us(200000);
+	virtio_net_stats(vm, 0, &st1, mac, ifn, sizeof(ifn));
+	CHECK("net security: promiscuous rejected: a frame for another MAC is dropped, counted, and no byte of it reaches a guest buffer",
+	      sent && used_idx(d, 0) == u0 && rx_area_untouched(d) && st1.rx_filtered == st0.rx_filtered + 1,
+	      "sent %d used %u -> %u untouched %d filtered %llu -> %llu", sent, u0, used_idx(d, 0), rx_area_untouched(d),
+	      (unsigned long long)st0.rx_filtered, (unsigned long long)st1.rx_filtered);
+	CHECK("net security: frames for the NIC's MAC and broadcast still arrive",
+	      rx_gets(d, s, TAP_NAME, nic_mac, 0x5002, WAIT_MS) && rx_gets(d, s, TAP_NAME, bcast_mac, 0x5003, WAIT_MS), "%s", "not both");
+	int ack = net_ctrl(d, 0, 0, &(uint8_t){ 1 }, 1); /* VIRTIO_NET_CTRL_RX_PROMISC on */
+	CHECK("net security: the guest asks for promiscuous mode (OK), but the port rejects it: another MAC's frame is still dropped",
+	      ack == 0 && !rx_gets(d, s, TAP_NAME, other_mac, 0x5004, 300), "ack %d", ack);
+
+	/* MAC changes rejected: the guest's own MAC takes effect for its sending; nothing comes in meanwhile */
+	ack = net_ctrl(d, 1, 1, guest_mac, 6); /* VIRTIO_NET_CTRL_MAC_ADDR_SET */
+	virtio_net_stats(vm, 0, &st1, mac, ifn, sizeof(ifn));
+	cfg_mac(d, mac);
+	CHECK("net security: MAC_ADDR_SET is acknowledged, the config space shows the guest's MAC, counted",
+	      ack == 0 && !memcmp(mac, guest_mac, 6) && st1.mac_changes == st0.mac_changes + 1, "ack %d mac %02x:..:%02x changes %llu",
+	      ack, mac[0], mac[5], (unsigned long long)st1.mac_changes);
+	sent = net_tx(d, guest_mac, 0x5005, 100);
+	bool out_new = sent && sock_wait_tag(s, 0x5005, WAIT_MS);
+	sent = net_tx(d, nic_mac, 0x5006, 100);
+	bool out_old = sent && sock_wait_tag(s, 0x5006, 300);
+	CHECK("net security: the guest sends from its MAC; the configured one is now forged", out_new && !out_old,
+	      "from the guest's MAC out %d, from the configured MAC out %d", out_new, out_old);
+	bool in_new = rx_gets(d, s, TAP_NAME, guest_mac, 0x5007, 300), in_b = rx_gets(d, s, TAP_NAME, bcast_mac, 0x5008, 300);
+	CHECK("net security: MAC changes rejected: while the guest's MAC differs, no frame comes in (not to it, not broadcast)",
+	      !in_new && !in_b, "to the guest's MAC %d, broadcast %d", in_new, in_b);
+	ack = net_ctrl(d, 1, 1, nic_mac, 6);
+	CHECK("net security: back on the configured MAC, frames come in again", ack == 0 &&
+	      rx_gets(d, s, TAP_NAME, nic_mac, 0x5009, WAIT_MS), "ack %d", ack);
+
+	/* malformed commands are refused */
+	uint8_t bad_table[8] = { 5, 0, 0, 0, 0, 0, 0, 0 }; /* 5 unicast entries announced, none there */
+	int a1 = net_ctrl(d, 1, 0, bad_table, sizeof(bad_table)), a2 = net_ctrl(d, 9, 0, NULL, 0),
+	    a3 = net_ctrl(d, 1, 1, bcast_mac, 6), a4 = net_ctrl(d, 0, 0, &(uint8_t){ 2 }, 1);
+	CHECK("net security: a truncated MAC table, an unknown class, a multicast MAC and a promiscuous value of 2 get ERR",
+	      a1 == 1 && a2 == 1 && a3 == 1 && a4 == 1, "acks %d %d %d %d", a1, a2, a3, a4);
+
+	/* NIC 2 accepts all three */
+	CHECK("net security (accepting port): a driver with CTRL_RX that did not ask for promiscuous mode gets only its own frames",
+	      !rx_gets(d3, s3, TAP_OPEN, other_mac, 0x6001, 300) && rx_gets(d3, s3, TAP_OPEN, nic_mac3, 0x6002, WAIT_MS), "%s", "not as said");
+	ack = net_ctrl(d3, 0, 0, &(uint8_t){ 1 }, 1);
+	CHECK("net security (accepting port): in promiscuous mode another MAC's frame arrives", ack == 0 &&
+	      rx_gets(d3, s3, TAP_OPEN, other_mac, 0x6003, WAIT_MS), "ack %d", ack);
+	net_ctrl(d3, 0, 0, &(uint8_t){ 0 }, 1);
+	uint8_t table[4 + 6 + 4];
+	memcpy(table, &(uint32_t){ 1 }, 4);
+	memcpy(table + 4, other_mac, 6);
+	memcpy(table + 10, &(uint32_t){ 0 }, 4);
+	ack = net_ctrl(d3, 1, 0, table, sizeof(table));
+	CHECK("net security (accepting port): a unicast MAC in the guest's filter table (MAC_TABLE_SET) arrives out of promiscuous mode",
+	      ack == 0 && rx_gets(d3, s3, TAP_OPEN, other_mac, 0x6004, WAIT_MS), "ack %d", ack);
+	sent = net_tx(d3, peer_mac, 0x6005, 100);
+	CHECK("net security (accepting port): a forged transmit goes out", sent && sock_wait_tag(s3, 0x6005, WAIT_MS), "used %d", sent);
+	ack = net_ctrl(d3, 1, 1, guest_mac, 6);
+	CHECK("net security (accepting port): with the guest's MAC set, frames to it arrive",
+	      ack == 0 && rx_gets(d3, s3, TAP_OPEN, guest_mac, 0x6006, WAIT_MS), "ack %d", ack);
+
+	/* the guest's MAC and filter are in the state: saved, changed, loaded back */
+	const struct state_section_ops *ops = state_find("virtio-net");
+	struct state_buf sb = { 0 };
+	int rc = -1;
+	if (ops && vm_pause(vm) == 0) {
+		rc = ops->save(vm, 2, &sb);
+		vm_resume(vm);
+	}
+	/* a device reset forgets them (the driver's rings, untouched, match the saved state) */
+	bool reset = vdev_reset(d3);
+	cfg_mac(d3, mac);
+	bool forgot = reset && !memcmp(mac, nic_mac3, 6);
+	int lrc = -1;
+	char err[256] = "";
+	if (!rc && vm_pause(vm) == 0) {
+		lrc = ops->load(vm, 2, ops->version, sb.data, sb.len, err, sizeof(err));
+		vm_resume(vm);
+	}
+	sbuf_free(&sb);
+	cfg_mac(d3, mac);
+	CHECK("net security: the guest's MAC and unicast table travel in the state (version 2): restored after a reset forgot them",
+	      rc == 0 && forgot && lrc == 0 && !memcmp(mac, guest_mac, 6) && rx_gets(d3, s3, TAP_OPEN, guest_mac, 0x6007, WAIT_MS) &&
+		      rx_gets(d3, s3, TAP_OPEN, other_mac, 0x6008, WAIT_MS),
+	      "save %d reset forgot %d load %d (%s) mac %02x:..:%02x", rc, forgot, lrc, err, mac[0], mac[5]);
 }
 
 static int net_child(void)
@@ -1890,23 +2059,29 @@ static int net_child(void)
 	specs.nics[1].has_mac = true;
 	memcpy(specs.nics[1].mac, nic_mac2, 6);
 	specs.nics[1].rate = 20000; /* bytes/s: the burst (64 KiB) and then 20 KB/s */
+	specs.nnics = 3;
+	snprintf(specs.nics[2].tap, sizeof(specs.nics[2].tap), "%s", TAP_OPEN);
+	specs.nics[2].has_mac = true;
+	memcpy(specs.nics[2].mac, nic_mac3, 6);
+	specs.nics[2].accept_forged = specs.nics[2].accept_mac_changes = specs.nics[2].accept_promiscuous = true;
 	struct vm *vm = vm_new();
 	if (vm_make(vm, "virtio-net", &specs, false, err, sizeof(err))) {
 		CHECK("net: a VM with two virtio-net NICs on taps", false, "%s", err);
 		vm_end(vm, false);
 		return 1;
 	}
-	int slot = find_slot(vm, 0x1041, 0), slot2 = find_slot(vm, 0x1041, 1);
-	struct vdev d, d2;
+	int slot = find_slot(vm, 0x1041, 0), slot2 = find_slot(vm, 0x1041, 1), slot3 = find_slot(vm, 0x1041, 2);
+	struct vdev d, d2, d3;
 	CHECK("net: virtio-net functions enumerate (vendor 0x1af4 device 0x1041, class 02:00)", slot > 0 && slot2 > 0 &&
 	      (cfg_rd(vm, slot, PCI_REVISION_ID, 4) >> 16) == 0x0200, "slots %d %d", slot, slot2);
-	if (slot <= 0 || slot2 <= 0 || vdev_bind(&d, vm, slot, 0, 3) || vdev_bind(&d2, vm, slot2, 1, 3)) {
+	if (slot <= 0 || slot2 <= 0 || slot3 <= 0 || vdev_bind(&d, vm, slot, 0, 3) || vdev_bind(&d2, vm, slot2, 1, 3) ||
+	    vdev_bind(&d3, vm, slot3, 2, 3)) {
 		vm_end(vm, false);
 		return 1;
 	}
-	int s = packet_socket(TAP_NAME), s2 = packet_socket(TAP_SLOW);
+	int s = packet_socket(TAP_NAME), s2 = packet_socket(TAP_SLOW), s3 = packet_socket(TAP_OPEN);
 	char e2[256];
-	if (s < 0 || s2 < 0 || vm_start_vcpus(vm, e2, sizeof(e2))) {
+	if (s < 0 || s2 < 0 || s3 < 0 || vm_start_vcpus(vm, e2, sizeof(e2))) {
 		CHECK("net: packet sockets on the taps, VM running", false, "socket %d %d: %s", s, s2, strerror(errno));
 		vm_end(vm, false);
 		return 1;
@@ -2000,7 +2175,7 @@ static int net_child(void)
 		isr = isr_wait(&d, 2);
 		uint16_t st = (uint16_t)rd(vm, d.devcfg + 6, 2);
 		CHECK("net: announce: a RARP per NIC, the one from this NIC's MAC leaves its tap; config status ANNOUNCE and a config interrupt",
-		      sent_n == 2 && rarp && (st & NET_S_ANNOUNCE) && (isr & 2), "sent %d rarp %d status 0x%x isr 0x%x", sent_n,
+		      sent_n == 3 && rarp && (st & NET_S_ANNOUNCE) && (isr & 2), "sent %d rarp %d status 0x%x isr 0x%x", sent_n,
 		      rarp, st, isr);
 		uint64_t cmd = buf_alloc(&d, 2, 2), ack = buf_alloc(&d, 2, 1);
 		uint8_t *cp = gp(&d, cmd, 2);
@@ -2016,6 +2191,8 @@ static int net_child(void)
 		      acked && *(uint8_t *)gp(&d, ack, 1) == 0 && !(st & NET_S_ANNOUNCE) && (st & 1), "done %d ack %u status 0x%x",
 		      acked, *(uint8_t *)gp(&d, ack, 1), st);
 	}
+
+	test_net_security(vm, &d, s, &d3, s3);
 
 	/* the rate limit holds frames back and sends them when tokens are back, without another kick */
 	if (vdev_start(&d2, F_VERSION_1 | NET_F_MAC, 0)) {
@@ -2041,6 +2218,7 @@ static int net_child(void)
 out:
 	close(s);
 	close(s2);
+	close(s3);
 	vm_end(vm, true);
 	return failures ? 1 : 0;
 }
@@ -2085,6 +2263,22 @@ static void test_net(void)
 
 /* ====================================================================== */
 
+/* --nic items of port security: accept|reject each, nothing else */
+static void test_nic_specs(void)
+{
+	struct nic_spec n;
+	char err[256];
+	int rc = nic_spec_parse("tap=t0", &n, err, sizeof(err));
+	CHECK("--nic: port security rejects all three by default", !rc && !n.accept_forged && !n.accept_mac_changes &&
+	      !n.accept_promiscuous, "rc %d %s", rc, err);
+	rc = nic_spec_parse("bridge=br0,forged-transmits=accept,mac-changes=reject,promiscuous=accept", &n, err, sizeof(err));
+	CHECK("--nic: forged-transmits=accept,mac-changes=reject,promiscuous=accept", !rc && n.accept_forged &&
+	      !n.accept_mac_changes && n.accept_promiscuous, "rc %d %s", rc, err);
+	rc = nic_spec_parse("tap=t0,promiscuous=on", &n, err, sizeof(err));
+	CHECK("--nic: promiscuous=on refused (accept or reject)", rc == -EINVAL && strstr(err, "accept or reject"), "rc %d %s",
+	      rc, err);
+}
+
 static void remove_disks(void)
 {
 	unlink(disk_path);
@@ -2108,6 +2302,7 @@ int main(void)
 		remove_disks();
 		return 1;
 	}
+	test_nic_specs();
 	if (access("/dev/kvm", R_OK | W_OK)) {
 		SKIP("virtio", "/dev/kvm: %s", strerror(errno));
 		remove_disks();
