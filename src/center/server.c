@@ -11,11 +11,12 @@
  *   GET  /v1/hosts/NAME   DELETE /v1/hosts/NAME
  *   GET  /v1/vms          POST /v1/vms       {name, memory, vcpus, boot, cluster, evc}
  *   GET  /v1/vms/NAME     DELETE /v1/vms/NAME
- *   POST /v1/vms/NAME/start|stop|migrate|config
+ *   POST /v1/vms/NAME/start|stop|migrate|config|capture
  *   GET  /v1/tasks        GET /v1/tasks/ID */
 #include "center/center.h"
 #include "api/http.h"
 #include "api/daemon.h"
+#include "host/host.h"
 #include "vmm/config.h"
 #include "common/util.h"
 #include <ctype.h>
@@ -593,6 +594,43 @@ static int vm_config_change(struct center *c, const char *name, json_t *body, js
 	return status;
 }
 
+/* POST /v1/vms/NAME/capture {nic, count, seconds}: the agent of the VM's
+ * host captures (host_vm_capture); its answer, pcap included, comes back. */
+static int vm_capture(struct center *c, const char *name, json_t *body, json_t **resp)
+{
+	struct host_capture_request r;
+	char err[512], path[192];
+
+	if (host_capture_request_parse(body, &r, err, sizeof(err)))
+		return bad_request(err, resp);
+	pthread_mutex_lock(&c->lock);
+	json_t *row = inv_vm(c, name);
+	json_t *host = row && json_is_integer(json_object_get(row, "host_id"))
+			       ? inv_host_by_id(c, json_integer_value(json_object_get(row, "host_id")))
+			       : NULL;
+	pthread_mutex_unlock(&c->lock);
+	const char *power = row ? json_string_value(json_object_get(row, "power_state")) : NULL;
+	int status = 0;
+	if (!row) {
+		*resp = http_error("no VM named %s", name);
+		status = 404;
+	} else if (!host || !power || !strcmp(power, "off")) {
+		*resp = http_error("VM %s is %s; only a running VM's NICs can be captured", name, power ? power : "nowhere");
+		status = 409;
+	}
+	if (!status) {
+		http_path(path, sizeof(path), "/v1/vms/", name, "/capture");
+		status = host_call(host, "POST", path, body, resp, (long)(r.seconds * 1000) + 15000, err, sizeof(err));
+		if (status < 0) {
+			*resp = http_error("%s", err);
+			status = 502;
+		}
+	}
+	json_decref(host);
+	json_decref(row);
+	return status;
+}
+
 static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
@@ -620,6 +658,8 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 	}
 	if (!strcmp(action, "config"))
 		return vm_config_change(c, name, req->body, resp);
+	if (!strcmp(action, "capture"))
+		return vm_capture(c, name, req->body, resp);
 	return 0;
 }
 

@@ -9,6 +9,7 @@
  *   POST   /v1/vms                        register a VM {name, config, boot, nics, disks, start}
  *   GET    /v1/vms/NAME                   one VM (with its monitor's API socket)
  *   GET    /v1/vms/NAME/netstats          its NICs' counters; GET /v1/netstats: every VM's
+ *   POST   /v1/vms/NAME/capture           frames of one of its NICs, a pcap file in the answer
  *   POST   /v1/vms/NAME/start | /stop     power on / off
  *   DELETE /v1/vms/NAME                   forget a powered-off, migrated or incoming VM
  *   POST   /v1/incoming                   destination half of a migration spec
@@ -190,6 +191,8 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 		return host_migration_relay(a, name, "POST", "/v1/migration/cancel", NULL, resp);
 	if (!strcmp(action, "migration/resolve"))
 		return host_migration_relay(a, name, "POST", "/v1/migration/resolve", req->body, resp);
+	if (!strcmp(action, "capture"))
+		return host_vm_capture(a, name, req->body, resp);
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);
 	pthread_mutex_unlock(&a->lock);

@@ -83,6 +83,9 @@ int host_vm_attach_check(struct host_agent *a, const struct attach *at, const ch
  * each NIC with its network, bridge and VLAN on this host), called unlocked:
  * an HTTP status with *resp set. */
 int host_vm_netstats(struct host_agent *a, const char *name, json_t **resp);
+/* POST /v1/vms/NAME/capture: frames of one NIC of a running VM, as a pcap
+ * file in the answer ("pcap_base64"), like pktcap-uw on a vSwitch port. */
+int host_vm_capture(struct host_agent *a, const char *name, json_t *body, json_t **resp);
 /* What a monitor says it does now (GET /v1/vm "state": running, paused,
  * incoming, migrated, ...), read fresh from its API socket (called unlocked).
  * 0, or -errno with err set when it does not answer. */
@@ -136,6 +139,15 @@ struct host_migrate_request {     /* POST /v1/vms/NAME/migrate {to, key, options
 };
 /* Also checks the options with the monitor's own rules (migration_options_parse). */
 int host_migrate_request_parse(json_t *spec, struct host_migrate_request *r, char *err, size_t errlen);
+#define HOST_CAPTURE_SECONDS_MAX 60       /* one request holds its connection that long at most */
+#define HOST_CAPTURE_FRAMES_MAX 100000
+#define HOST_CAPTURE_BYTES_MAX (64u << 20) /* of pcap returned in one answer */
+struct host_capture_request {     /* POST /v1/vms/NAME/capture {nic, count, seconds}, each optional */
+	int nic;                      /* 0 */
+	long count;                   /* 1000 */
+	double seconds;               /* 10 */
+};
+int host_capture_request_parse(json_t *body, struct host_capture_request *r, char *err, size_t errlen);
 
 /* agent.c */
 int host_serve_main(int argc, char **argv);

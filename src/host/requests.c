@@ -220,3 +220,36 @@ bad:
 	memset(r, 0, sizeof(*r));
 	return -EINVAL;
 }
+
+int host_capture_request_parse(json_t *body, struct host_capture_request *r, char *err, size_t errlen)
+{
+	json_t *nic = json_object_get(body, "nic"), *count = json_object_get(body, "count"),
+	       *seconds = json_object_get(body, "seconds");
+
+	*r = (struct host_capture_request){ .nic = 0, .count = 1000, .seconds = 10 };
+	if (body && !json_is_object(body)) {
+		errf(err, errlen, "the body must be a JSON object {nic, count, seconds}");
+		return -EINVAL;
+	}
+	if (nic && (!json_is_integer(nic) || json_integer_value(nic) < 0 || json_integer_value(nic) >= VM_MAX_NICS)) {
+		errf(err, errlen, "nic must be an integer from 0 to %d", VM_MAX_NICS - 1);
+		return -EINVAL;
+	}
+	if (count && (!json_is_integer(count) || json_integer_value(count) < 1 ||
+		      json_integer_value(count) > HOST_CAPTURE_FRAMES_MAX)) {
+		errf(err, errlen, "count must be an integer from 1 to %d frames", HOST_CAPTURE_FRAMES_MAX);
+		return -EINVAL;
+	}
+	if (seconds && (!json_is_number(seconds) || !(json_number_value(seconds) >= 0.1) ||
+			json_number_value(seconds) > HOST_CAPTURE_SECONDS_MAX)) {
+		errf(err, errlen, "seconds must be a number from 0.1 to %d", HOST_CAPTURE_SECONDS_MAX);
+		return -EINVAL;
+	}
+	if (nic)
+		r->nic = (int)json_integer_value(nic);
+	if (count)
+		r->count = (long)json_integer_value(count);
+	if (seconds)
+		r->seconds = json_number_value(seconds);
+	return 0;
+}

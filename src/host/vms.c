@@ -11,6 +11,7 @@
 #include "vmm/config.h"
 #include "common/util.h"
 #include <dirent.h>
+#include <openssl/evp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -659,12 +660,13 @@ void *host_vm_supervise(void *agent)
 	return NULL;
 }
 
-int host_vm_netstats(struct host_agent *a, const char *name, json_t **resp)
+/* A VM of this host that runs or is paused here: its monitor's API socket,
+ * its directory and (a copy of) its NICs. 0, or an HTTP status with *resp
+ * set (404 no such VM, 409 not running here: "only a running or paused VM
+ * has " what). */
+static int live_vm(struct host_agent *a, const char *name, const char *what, char api[sizeof(((struct host_vm *)0)->api)],
+		   char dir[sizeof(((struct host_vm *)0)->dir)], json_t **nics, json_t **resp)
 {
-	char api[sizeof(((struct host_vm *)0)->api)], state[16], e[256];
-	json_t *nics, *st = NULL;
-	long status;
-
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);
 	if (!v) {
@@ -672,15 +674,27 @@ int host_vm_netstats(struct host_agent *a, const char *name, json_t **resp)
 		*resp = http_error("no VM named %s on host %s", name, a->name);
 		return 404;
 	}
-	snprintf(state, sizeof(state), "%s", v->state);
-	if (!v->pid || json_object_get(v->record, "incoming") || (strcmp(state, "running") && strcmp(state, "paused"))) {
+	if (!v->pid || json_object_get(v->record, "incoming") || (strcmp(v->state, "running") && strcmp(v->state, "paused"))) {
+		*resp = http_error("VM %s is %s on host %s; only a running or paused VM has %s", name, v->state, a->name, what);
 		pthread_mutex_unlock(&a->lock);
-		*resp = http_error("VM %s is %s on host %s; only a running or paused VM has NIC counters", name, state, a->name);
 		return 409;
 	}
-	snprintf(api, sizeof(api), "%s", v->api);
-	nics = json_deep_copy(json_object_get(v->record, "nics"));
+	snprintf(api, sizeof(v->api), "%s", v->api);
+	snprintf(dir, sizeof(v->dir), "%s", v->dir);
+	if (nics)
+		*nics = json_deep_copy(json_object_get(v->record, "nics"));
 	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+int host_vm_netstats(struct host_agent *a, const char *name, json_t **resp)
+{
+	char api[sizeof(((struct host_vm *)0)->api)], dir[sizeof(((struct host_vm *)0)->dir)], e[256];
+	json_t *nics, *st = NULL;
+	long status;
+	int rc = live_vm(a, name, "NIC counters", api, dir, &nics, resp);
+	if (rc)
+		return rc;
 
 	struct http_client_opts co = { .target = api, .timeout_ms = 2000 };
 	if (http_call(&co, "GET", "/v1/vm", NULL, &st, &status, e, sizeof(e)) || status != 200) {
@@ -708,8 +722,111 @@ int host_vm_netstats(struct host_agent *a, const char *name, json_t **resp)
 		json_array_append_new(list, row);
 	}
 	const char *ms = json_string_value(json_object_get(st, "state"));
-	*resp = json_pack("{s:s, s:s, s:s, s:o}", "name", name, "host", a->name, "state", ms ? ms : state, "nics", list);
+	*resp = json_pack("{s:s, s:s, s:s, s:o}", "name", name, "host", a->name, "state", ms ? ms : "running", "nics", list);
 	json_decref(st);
 	json_decref(nics);
+	return 200;
+}
+
+/* Reads a whole file of at most max bytes: 0, -EFBIG, or -errno. */
+static int read_small_file(const char *path, size_t max, uint8_t **data, size_t *len)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+	*data = NULL;
+	*len = 0;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		rc = -errno;
+	else if ((uint64_t)st.st_size > max)
+		rc = -EFBIG;
+	else if (!(*data = malloc((size_t)st.st_size + 1)))
+		rc = -ENOMEM;
+	else if (read_full(fd, *data, (size_t)st.st_size))
+		rc = -EIO;
+	else
+		*len = (size_t)st.st_size;
+	close(fd);
+	if (rc) {
+		free(*data);
+		*data = NULL;
+	}
+	return rc;
+}
+
+int host_vm_capture(struct host_agent *a, const char *name, json_t *body, json_t **resp)
+{
+	char api[sizeof(((struct host_vm *)0)->api)], dir[sizeof(((struct host_vm *)0)->dir)], err[512], e[256];
+	char path[sizeof(dir) + 32];
+	struct host_capture_request r;
+	json_t *mresp = NULL;
+	long status = 0;
+
+	if (host_capture_request_parse(body, &r, err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
+	int rc = live_vm(a, name, "NICs to capture", api, dir, NULL, resp);
+	if (rc)
+		return rc;
+	/* the pcap goes to a file of the VM's directory (the monitor writes it), comes back in the answer */
+	snprintf(path, sizeof(path), "%s/capture.XXXXXX", dir);
+	int fd = mkstemp(path);
+	if (fd < 0) {
+		*resp = http_error("cannot create a capture file in %s: %s", dir, strerror(errno));
+		return 500;
+	}
+	close(fd);
+	struct http_client_opts co = { .target = api, .timeout_ms = 5000 };
+	json_t *start = json_pack("{s:s, s:i, s:I}", "path", path, "nic", r.nic, "count", (json_int_t)r.count);
+	rc = http_call(&co, "POST", "/v1/vm/capture", start, &mresp, &status, e, sizeof(e));
+	json_decref(start);
+	if (rc || status != 200) {
+		unlink(path);
+		*resp = http_error("VM %s on host %s: %s", name, a->name, rc ? "its monitor does not answer" : e);
+		json_decref(mresp);
+		return rc ? 502 : (int)status;
+	}
+	json_decref(mresp);
+	char query[48];
+	snprintf(query, sizeof(query), "/v1/vm/capture?nic=%d", r.nic);
+	for (uint64_t until = now_ns() + (uint64_t)(r.seconds * 1e9); now_ns() < until;) {
+		mresp = NULL;
+		if (http_call(&co, "GET", query, NULL, &mresp, &status, e, sizeof(e)) || status != 200 ||
+		    !json_is_true(json_object_get(mresp, "active"))) {
+			json_decref(mresp);
+			break;
+		}
+		json_decref(mresp);
+		sleep_ns(100000000);
+	}
+	mresp = NULL;
+	json_t *stop = json_pack("{s:i}", "nic", r.nic);
+	rc = http_call(&co, "POST", "/v1/vm/capture/stop", stop, &mresp, &status, e, sizeof(e));
+	json_decref(stop);
+	json_int_t frames = json_integer_value(json_object_get(mresp, "written"));
+	json_decref(mresp);
+	uint8_t *pcap = NULL;
+	size_t len = 0;
+	int frc = rc || status != 200 ? -EIO : read_small_file(path, HOST_CAPTURE_BYTES_MAX, &pcap, &len);
+	unlink(path);
+	if (frc) {
+		*resp = http_error("VM %s on host %s: the capture could not be read back: %s", name, a->name,
+				   frc == -EFBIG ? "larger than 64 MiB (ask for fewer frames)" : rc || status != 200 ? e : strerror(-frc));
+		return frc == -EFBIG ? 413 : 502;
+	}
+	char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+	if (!b64) {
+		free(pcap);
+		*resp = http_error("out of memory");
+		return 500;
+	}
+	EVP_EncodeBlock((unsigned char *)b64, pcap, (int)len);
+	free(pcap);
+	*resp = json_pack("{s:s, s:s, s:i, s:I, s:I, s:s}", "name", name, "host", a->name, "nic", r.nic, "frames", frames,
+			  "bytes", (json_int_t)len, "pcap_base64", b64);
+	free(b64);
+	glide_log("host", "VM %s: captured %lld frame(s) of NIC %d", name, (long long)frames, r.nic);
 	return 200;
 }

@@ -68,6 +68,13 @@ static void check_parsers(const struct http_request *req)
 				fuzz_api_fail(req, "migration accepted with options the monitor refuses: %s", err);
 		}
 	}
+	if (!strcmp(req->method, "POST") && !strncmp(req->path, "/v1/vms/", 8) && strstr(req->path, "/capture")) {
+		struct host_capture_request r;
+		if (host_capture_request_parse(req->body, &r, err, sizeof(err)) == 0 &&
+		    (r.nic < 0 || r.nic >= VM_MAX_NICS || r.count < 1 || r.count > HOST_CAPTURE_FRAMES_MAX ||
+		     !(r.seconds >= 0.1 && r.seconds <= HOST_CAPTURE_SECONDS_MAX)))
+			fuzz_api_fail(req, "capture accepted: nic %d, %ld frames, %g s", r.nic, r.count, r.seconds);
+	}
 }
 
 static void check_agent(struct host_agent *a, const struct http_request *req)
