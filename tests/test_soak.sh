@@ -24,4 +24,4 @@ else fail "soak: $completed of $COUNT completed, $failed failed: $(grep 'failed 
 if [ "$verified" = "$completed" ] && [ "${completed:-0}" -gt 0 ]; then pass "soak: every completed migration verified its memory digest ($verified)"
 else fail "soak: $verified of $completed migrations verified"; fi
 if [ "${checks:-0}" -ge $((COUNT / 10)) ] && [ "$bad" = 0 ]; then pass "soak: $checks A-B checks along the way, all clean"
-else fail "soak: $checks A-B checks, $bad bad: $(grep 'A-B after' "$T/soak.out" | head -2 | tr '\n' ' ')"; fi
+else fail "soak: $checks A-B checks, $bad bad: $(grep 'A-B after' "$T/soak.out" | head -2 | tr '\n' ' ') $(cat "$T"/soak/ab-bad-*.txt 2>/dev/null | grep -E '^(part|bad page)' | head -6 | tr '\n' ' ')"; fi
