@@ -22,35 +22,14 @@ ELF="$GLIDE_BUILD/guests/netecho.elf"
 [ -e "$ELF" ] || { fail "network migration: $ELF missing (run make)"; exit 0; }
 
 P="gn$$"
-SW=${P}sw HA=${P}a HB=${P}b CL=${P}c
 MAC=52:54:00:77:00:02
+. "$TESTS_DIR/netcont.sh"
 netns_cleanup() {
+	netcont_cleanup
 	cleanup
-	for ns in $SW $HA $HB $CL; do ip netns del "$ns" 2>/dev/null; done
 }
 trap netns_cleanup EXIT
-ns() { local n="$1"; shift; ip netns exec "$n" "$@"; } # (not for background jobs: $! would be the subshell)
-
-setup() {
-	local n
-	for n in $SW $HA $HB $CL; do ip netns add "$n" && ns "$n" ip link set lo up || return 1; done
-	ns $SW ip link add brsw type bridge && ns $SW ip link set brsw up || return 1
-	# host uplinks and the client, each a veth pair into the switch
-	ip link add ${P}sa netns $SW type veth peer name uplink netns $HA || return 1
-	ip link add ${P}sb netns $SW type veth peer name uplink netns $HB || return 1
-	ip link add ${P}sc netns $SW type veth peer name cl0 netns $CL || return 1
-	for n in sa sb sc; do ns $SW ip link set ${P}$n master brsw up || return 1; done
-	for n in $HA:brA $HB:brB; do
-		ns ${n%%:*} ip link add ${n#*:} type bridge && ns ${n%%:*} ip link set ${n#*:} up &&
-			ns ${n%%:*} ip link set uplink master ${n#*:} up || return 1
-	done
-	ns $CL ip addr add 10.77.0.1/24 dev cl0 && ns $CL ip link set cl0 up || return 1
-	# the migration network
-	ip link add mig netns $HA type veth peer name mig netns $HB || return 1
-	ns $HA ip addr add 10.99.0.1/24 dev mig && ns $HA ip link set mig up || return 1
-	ns $HB ip addr add 10.99.0.2/24 dev mig && ns $HB ip link set mig up || return 1
-}
-if ! setup >"$T/setup.out" 2>&1; then
+if ! netcont_setup >"$T/setup.out" 2>&1; then
 	fail "network migration: cannot build the namespaces: $(tail -2 "$T/setup.out" | tr '\n' ' ')"
 	exit 0
 fi
@@ -85,22 +64,7 @@ CAP_PID=$!
 sleep 0.3
 ns $CL ping -c 8 -i 0.2 -W 1 10.77.0.2 >/dev/null 2>&1
 wait $CAP_PID
-capinfo=$(python3 - "$T/cap.pcap" <<'EOF2'
-import struct, sys
-d = open(sys.argv[1], "rb").read()
-magic, _, _, _, _, snap, link = struct.unpack_from("<IHHiIII", d, 0)
-off, req, rep, n = 24, 0, 0, 0
-while off + 16 <= len(d):
-    _, _, cap, _ = struct.unpack_from("<IIII", d, off)
-    f = d[off + 16: off + 16 + cap]
-    off += 16 + cap
-    n += 1
-    if len(f) >= 35 and f[12:14] == b"\x08\x00" and f[23] == 1:
-        req += f[34] == 8
-        rep += f[34] == 0
-print(hex(magic), link, n, req, rep)
-EOF2
-)
+capinfo=$(netcont_pcap_echo "$T/cap.pcap")
 read -r cmagic clink cn creq crep <<<"$capinfo"
 if [ "$cmagic" = 0xa1b2c3d4 ] && [ "$clink" = 1 ] && [ "$cn" = 16 ] && [ "$creq" -ge 1 ] && [ "$crep" -ge 1 ]; then
 	pass "glide vm capture: 16 frames of the NIC's port in a pcap file, echo requests in and replies out ($creq/$crep): $(cat "$T/cap.out")"
@@ -115,12 +79,7 @@ PIDS+=($!)
 wait_for 20 "$GLIDE" vm status --api "$T/dst.sock" || { fail "destination on host B did not start: $(cat "$T/dst.out")"; exit 0; }
 
 # the switch's forwarding entry for the MAC, every 2 ms, with the time (bounded: 10 s)
-( end=$((SECONDS + 10)); while [ $SECONDS -lt $end ]; do
-	echo "$(date +%s.%N) $(ns $SW bridge fdb show br brsw 2>/dev/null | grep -i "^$MAC " | awk '{print $3}')"
-	sleep 0.002
-done ) >"$T/fdb.log" 2>/dev/null &
-FDB_PID=$!
-PIDS+=($FDB_PID)
+netcont_fdb_log "$T/fdb.log"
 PINGS=4000 DGRAMS=2000
 # the guest's own counters before: echo requests it answered, replies it could not queue
 "$GLIDE" vm memsave --api "$T/src.sock" --addr 0x9000 --size 128 --to "$T/stats0.bin" >/dev/null 2>&1
@@ -152,21 +111,7 @@ read -r guest_stun which < <("$GLIDE_BUILD/tools/hbread" "$T/hb.bin" --json ${ts
 	python3 -c 'import json,sys; v=json.load(sys.stdin)["vcpus"][0]; s=int(sys.argv[1] or 0); e=v["max_gap_end_tsc"]
 print(v["max_gap_ms"], "the switchover" if e - v["max_gap_tsc"] <= s <= e else "not the switchover: another stall")' \
 	"$(json_get "$T/mig.json" stun_guest_tsc 2>/dev/null)")
-read -r sent received lost dups maxgap lostlist < <(python3 - "$T/ping.out" $PINGS <<'EOF'
-import re, sys
-seqs, times = [], []
-for line in open(sys.argv[1]):
-    m = re.match(r"\[(\d+\.\d+)\] .*icmp_seq=(\d+)", line)
-    if m:
-        times.append(float(m.group(1)))
-        seqs.append(int(m.group(2)))
-n = int(sys.argv[2])
-lost = sorted(set(range(1, n + 1)) - set(seqs))
-gaps = [b - a for a, b in zip(times, times[1:])]
-print(n, len(set(seqs)), len(lost), len(seqs) - len(set(seqs)), round(max(gaps) * 1000, 2) if gaps else -1,
-      ",".join(map(str, lost[:10])) or "-")
-EOF
-)
+read -r sent received lost dups maxgap lostlist < <(netcont_ping_summary "$T/ping.out" $PINGS)
 # Where each echo went: the guest counts the requests it answered (icmp,
 # udp) and the replies it could not queue because its own transmit ring was
 # full (tx_dropped: its device thread had not caught up, a busy host).
@@ -174,12 +119,7 @@ EOF
 # queued to the client; replies the guest dropped itself are reported.
 "$GLIDE" vm memsave --api "$T/dst.sock" --addr 0x9000 --size 128 --to "$T/stats1.bin" >/dev/null 2>&1
 udp_lost=$(json_get "$T/udp.json" lost)
-read -r answered guest_dropped < <(python3 - "$TESTS_DIR/virtio_stats.py" "$T/stats0.bin" "$T/stats1.bin" <<'EOF2'
-import json, subprocess, sys
-a, b = (json.loads(subprocess.check_output([sys.executable, sys.argv[1], f])) for f in sys.argv[2:4])
-print(b["icmp"] - a["icmp"] + b["udp"] - a["udp"], b["tx_dropped"] - a["tx_dropped"])
-EOF2
-)
+read -r answered guest_dropped < <(netcont_guest_counts "$T/stats0.bin" "$T/stats1.bin")
 requests=$((PINGS + DGRAMS))
 if [ "${answered:-0}" -gt 0 ] && [ $((answered + guest_dropped)) = $requests ]; then
 	pass "all $requests echo requests of the migration reached the guest ($answered answered, $guest_dropped replies it could not queue itself)"
@@ -213,10 +153,9 @@ else
 	fail "announcements: $ann RARP rounds, $gann guest announcements acknowledged, guest stats $gstats"
 fi
 # the switch learned the MAC on host B's uplink: when, relative to the destination's start
-learned=$(awk -v p="${P}sb" '$2 == p { print $1; exit }' "$T/fdb.log")
 ran=$(sed -n 's/^\([0-9:.]*\) .*incoming: VM running here.*/\1/p' "$T/dst.log" | head -1)
-if [ -n "$learned" ] && ns $SW bridge fdb show br brsw | grep -qi "^$MAC dev ${P}sb "; then
-	after=$(python3 -c 'import sys,datetime; t=datetime.datetime.fromtimestamp(float(sys.argv[1])); h,m,s=sys.argv[2].split(":"); r=t.replace(hour=int(h),minute=int(m),second=int(float(s)),microsecond=int(round(float(s)%1*1e6))); print(round((t-r).total_seconds()*1000,1))' "$learned" "$ran" 2>/dev/null)
+after=$(netcont_learned_after "$T/fdb.log" "$ran")
+if [ -n "$after" ] && ns $SW bridge fdb show br brsw | grep -qi "^$MAC dev ${P}sb "; then
 	pass "the switch learned $MAC on host B's port ${after:-?} ms after the destination ran the VM (sampled every ~2 ms)"
 else
 	fail "the switch did not learn $MAC on host B's port: $(ns $SW bridge fdb show br brsw | grep -i "$MAC")"
