@@ -1,6 +1,7 @@
 /* virtio-net: a NIC backed by a tap device (with the virtio-net header on
- * the tap, so frames go between the tap and the guest's buffers without a
- * copy). Queues: receive, transmit, control (announce acknowledgement).
+ * the tap: frames the guest sends go from its buffers to the tap without a
+ * copy). Queues: receive, transmit, control (receive filter, the guest's
+ * MAC, announce acknowledgement).
  * Port security as a vSwitch port group's, each rejecting unless the NIC's
  * spec accepts: frames sent from a source MAC other than the NIC's
  * effective one are dropped (forged transmits); while the guest has set a
@@ -9,10 +10,9 @@
  * asked for promiscuous mode (CTRL_RX) or listed them (CTRL_MAC table), and
  * promiscuous is accepted. Every frame from the tap lands in a bounce
  * buffer first, so a guest never sees a byte of one it must not get.
- * Frames that reach the tap
- * while the VM is stopped are kept (bounded) in the "virtio-net" state
- * section, so a migration or a snapshot delivers them to the guest when it
- * runs again instead of losing them. After a migration the destination
+ * Frames that reach the tap while the VM is stopped are kept (bounded) in
+ * the "virtio-net" state section, so a migration or a snapshot delivers
+ * them to the guest when it runs again instead of losing them. After a migration the destination
  * announces the MAC (RARP, several rounds) and asks a guest that
  * negotiated GUEST_ANNOUNCE to announce itself. */
 #include "devices/devices.h"
