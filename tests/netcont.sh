@@ -23,6 +23,23 @@ netcont_cleanup() {
 	done
 }
 
+# netcont_begin WHAT: what every continuity test checks first (KVM, root,
+# ping, build/guests/netecho.elf in ELF), the namespaces built and removed
+# at exit (with everything running in them); prints SKIP or FAIL and
+# returns 1 when the test cannot go on
+netcont_begin() {
+	local what="$1"
+	have_kvm || { skip "$what: /dev/kvm not accessible"; return 1; }
+	[ "$(id -u)" = 0 ] || { skip "$what: needs root (network namespaces, taps)"; return 1; }
+	command -v ping >/dev/null || { skip "$what: ping is not installed (iputils-ping)"; return 1; }
+	ELF="$GLIDE_BUILD/guests/netecho.elf"
+	[ -e "$ELF" ] || { fail "$what: $ELF missing (run make)"; return 1; }
+	trap 'netcont_cleanup; cleanup' EXIT
+	netcont_setup >"$T/setup.out" 2>&1 && return 0
+	fail "$what: cannot build the namespaces: $(tail -2 "$T/setup.out" | tr '\n' ' ')"
+	return 1
+}
+
 netcont_setup() {
 	local n
 	for n in $SW $HA $HB $CL; do ip netns add "$n" && ns "$n" ip link set lo up || return 1; done

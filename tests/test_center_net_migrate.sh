@@ -13,24 +13,10 @@
 # issue's goal; sampled every ~2 ms). The largest reply gap is printed.
 # run.sh timeout: 240
 . "$(dirname "$0")/lib.sh"
-have_kvm || { skip "network migration through the controller: /dev/kvm not accessible"; exit 0; }
-[ "$(id -u)" = 0 ] || { skip "network migration through the controller: needs root (network namespaces, taps)"; exit 0; }
-command -v ping >/dev/null || { skip "network migration through the controller: ping is not installed (iputils-ping)"; exit 0; }
-ELF="$GLIDE_BUILD/guests/netecho.elf"
-[ -e "$ELF" ] || { fail "network migration through the controller: $ELF missing (run make)"; exit 0; }
-
 P="gc$$"
 MAC=52:54:00:77:00:12
 . "$TESTS_DIR/netcont.sh"
-netns_cleanup() {
-	netcont_cleanup # the agents, the controller and the monitors the agents started all live in these namespaces
-	cleanup
-}
-trap netns_cleanup EXIT
-if ! netcont_setup >"$T/setup.out" 2>&1; then
-	fail "network migration through the controller: cannot build the namespaces: $(tail -2 "$T/setup.out" | tr '\n' ' ')"
-	exit 0
-fi
+netcont_begin "network migration through the controller" || exit 0
 (umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
 BASE=$((21000 + RANDOM % 10000))
 PA=$BASE PB=$((BASE + 1)) PC=$((BASE + 2))

@@ -15,24 +15,10 @@
 # test's business; a NIC whose bridge is missing is a one-line error.
 # run.sh timeout: 240
 . "$(dirname "$0")/lib.sh"
-have_kvm || { skip "network migration: /dev/kvm not accessible"; exit 0; }
-[ "$(id -u)" = 0 ] || { skip "network migration: needs root (network namespaces, taps)"; exit 0; }
-command -v ping >/dev/null || { skip "network migration: ping is not installed (iputils-ping)"; exit 0; }
-ELF="$GLIDE_BUILD/guests/netecho.elf"
-[ -e "$ELF" ] || { fail "network migration: $ELF missing (run make)"; exit 0; }
-
 P="gn$$"
 MAC=52:54:00:77:00:02
 . "$TESTS_DIR/netcont.sh"
-netns_cleanup() {
-	netcont_cleanup
-	cleanup
-}
-trap netns_cleanup EXIT
-if ! netcont_setup >"$T/setup.out" 2>&1; then
-	fail "network migration: cannot build the namespaces: $(tail -2 "$T/setup.out" | tr '\n' ' ')"
-	exit 0
-fi
+netcont_begin "network migration" || exit 0
 
 # bad input first: a bridge that is not there
 ns $HA "$GLIDE" vm run --memory 64M --elf "$ELF" --api "$T/bad.sock" --nic bridge=nobr0 >"$T/bad.out" 2>&1

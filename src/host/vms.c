@@ -661,11 +661,11 @@ void *host_vm_supervise(void *agent)
 }
 
 /* A VM of this host that runs or is paused here: its monitor's API socket,
- * its directory and (a copy of) its NICs. 0, or an HTTP status with *resp
- * set (404 no such VM, 409 not running here: "only a running or paused VM
- * has " what). */
+ * its directory, its state and (a copy of) its NICs. 0, or an HTTP status
+ * with *resp set (404 no such VM, 409 not running here: "only a running or
+ * paused VM has " what). */
 static int live_vm(struct host_agent *a, const char *name, const char *what, char api[sizeof(((struct host_vm *)0)->api)],
-		   char dir[sizeof(((struct host_vm *)0)->dir)], json_t **nics, json_t **resp)
+		   char dir[sizeof(((struct host_vm *)0)->dir)], char state[16], json_t **nics, json_t **resp)
 {
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);
@@ -681,6 +681,7 @@ static int live_vm(struct host_agent *a, const char *name, const char *what, cha
 	}
 	snprintf(api, sizeof(v->api), "%s", v->api);
 	snprintf(dir, sizeof(v->dir), "%s", v->dir);
+	snprintf(state, 16, "%s", v->state);
 	if (nics)
 		*nics = json_deep_copy(json_object_get(v->record, "nics"));
 	pthread_mutex_unlock(&a->lock);
@@ -689,10 +690,10 @@ static int live_vm(struct host_agent *a, const char *name, const char *what, cha
 
 int host_vm_netstats(struct host_agent *a, const char *name, json_t **resp)
 {
-	char api[sizeof(((struct host_vm *)0)->api)], dir[sizeof(((struct host_vm *)0)->dir)], e[256];
+	char api[sizeof(((struct host_vm *)0)->api)], dir[sizeof(((struct host_vm *)0)->dir)], state[16], e[256];
 	json_t *nics, *st = NULL;
 	long status;
-	int rc = live_vm(a, name, "NIC counters", api, dir, &nics, resp);
+	int rc = live_vm(a, name, "NIC counters", api, dir, state, &nics, resp);
 	if (rc)
 		return rc;
 
@@ -722,7 +723,7 @@ int host_vm_netstats(struct host_agent *a, const char *name, json_t **resp)
 		json_array_append_new(list, row);
 	}
 	const char *ms = json_string_value(json_object_get(st, "state"));
-	*resp = json_pack("{s:s, s:s, s:s, s:o}", "name", name, "host", a->name, "state", ms ? ms : "running", "nics", list);
+	*resp = json_pack("{s:s, s:s, s:s, s:o}", "name", name, "host", a->name, "state", ms ? ms : state, "nics", list);
 	json_decref(st);
 	json_decref(nics);
 	return 200;
@@ -757,7 +758,7 @@ static int read_small_file(const char *path, size_t max, uint8_t **data, size_t 
 
 int host_vm_capture(struct host_agent *a, const char *name, json_t *body, json_t **resp)
 {
-	char api[sizeof(((struct host_vm *)0)->api)], dir[sizeof(((struct host_vm *)0)->dir)], err[512], e[256];
+	char api[sizeof(((struct host_vm *)0)->api)], dir[sizeof(((struct host_vm *)0)->dir)], state[16], err[512], e[256];
 	char path[sizeof(dir) + 32];
 	struct host_capture_request r;
 	json_t *mresp = NULL;
@@ -767,7 +768,7 @@ int host_vm_capture(struct host_agent *a, const char *name, json_t *body, json_t
 		*resp = http_error("%s", err);
 		return 400;
 	}
-	int rc = live_vm(a, name, "NICs to capture", api, dir, NULL, resp);
+	int rc = live_vm(a, name, "NICs to capture", api, dir, state, NULL, resp);
 	if (rc)
 		return rc;
 	/* the pcap goes to a file of the VM's directory (the monitor writes it), comes back in the answer */
