@@ -71,6 +71,23 @@ netcont_fdb_log() {
 	PIDS+=($FDB_PID)
 }
 
+# netcont_load_start SOCK PINGS DGRAMS: the switch's log (netcont_fdb_log
+# $T/fdb.log), the guest's counters now ($T/stats0.bin, from the monitor at
+# SOCK), then the client's load in the background: ping every 1 ms
+# ($T/ping.out, PING_PID) and UDP echo every 2 ms ($T/udp.json, UDP_PID);
+# returns 1 s later
+netcont_load_start() {
+	netcont_fdb_log "$T/fdb.log"
+	"$GLIDE" vm memsave --api "$1" --addr 0x9000 --size 128 --to "$T/stats0.bin" >/dev/null 2>&1
+	ip netns exec $CL ping -D -i 0.001 -c "$2" -W 1 10.77.0.2 >"$T/ping.out" 2>&1 &
+	PING_PID=$!
+	PIDS+=($PING_PID)
+	ip netns exec $CL python3 "$TESTS_DIR/udp_echo_client.py" 10.77.0.2 7 "$3" 2 >"$T/udp.json" 2>"$T/udp.err" &
+	UDP_PID=$!
+	PIDS+=($UDP_PID)
+	sleep 1
+}
+
 # netcont_ping_summary FILE N: of `ping -D -c N` output, "N received lost
 # duplicates largest-gap-ms first-lost-seqs"
 netcont_ping_summary() {

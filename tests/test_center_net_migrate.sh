@@ -56,16 +56,10 @@ else
 	fail "glide vm capture vnet: $(cat "$T/cap.out"); pcap: $cmagic $clink $cn $creq $crep"
 fi
 
-netcont_fdb_log "$T/fdb.log"
 PINGS=3000 DGRAMS=1500
-"$GLIDE" vm memsave --api "$T/hA/vms/vnet/api.sock" --addr 0x9000 --size 128 --to "$T/stats0.bin" >/dev/null 2>&1
-ip netns exec $CL ping -D -i 0.001 -c $PINGS -W 1 10.77.0.2 >"$T/ping.out" 2>&1 &
-PING_PID=$!
-PIDS+=($PING_PID)
-ip netns exec $CL python3 "$TESTS_DIR/udp_echo_client.py" 10.77.0.2 7 $DGRAMS 2 >"$T/udp.json" 2>"$T/udp.err" &
-UDP_PID=$!
-PIDS+=($UDP_PID)
-sleep 1
+# the switch's log, the guest's own counters before (echo requests it answered, replies it could not
+# queue), the client's load
+netcont_load_start "$T/hA/vms/vnet/api.sock" $PINGS $DGRAMS
 g vm migrate vnet --to hB --verify --json >"$T/mig.json" 2>"$T/mig.err"
 mig_rc=$?
 wait $PING_PID $UDP_PID

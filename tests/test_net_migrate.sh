@@ -64,18 +64,10 @@ ip netns exec $HB "$GLIDE" vm run --incoming 10.99.0.2:$port --key-file "$T/key"
 PIDS+=($!)
 wait_for 20 "$GLIDE" vm status --api "$T/dst.sock" || { fail "destination on host B did not start: $(cat "$T/dst.out")"; exit 0; }
 
-# the switch's forwarding entry for the MAC, every 2 ms, with the time (bounded: 10 s)
-netcont_fdb_log "$T/fdb.log"
 PINGS=4000 DGRAMS=2000
-# the guest's own counters before: echo requests it answered, replies it could not queue
-"$GLIDE" vm memsave --api "$T/src.sock" --addr 0x9000 --size 128 --to "$T/stats0.bin" >/dev/null 2>&1
-ip netns exec $CL ping -D -i 0.001 -c $PINGS -W 1 10.77.0.2 >"$T/ping.out" 2>&1 &
-PING_PID=$!
-PIDS+=($PING_PID)
-ip netns exec $CL python3 "$TESTS_DIR/udp_echo_client.py" 10.77.0.2 7 $DGRAMS 2 >"$T/udp.json" 2>"$T/udp.err" &
-UDP_PID=$!
-PIDS+=($UDP_PID)
-sleep 1
+# the switch's log, the guest's own counters before (echo requests it answered, replies it could not
+# queue), the client's load
+netcont_load_start "$T/src.sock" $PINGS $DGRAMS
 "$GLIDE" migrate --api "$T/src.sock" --to 10.99.0.2:$port --key-file "$T/key" --verify --json >"$T/mig.json" 2>"$T/mig.err"
 mig_rc=$?
 wait $PING_PID $UDP_PID
