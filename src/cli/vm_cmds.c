@@ -206,8 +206,34 @@ int cmd_vm_memsave(int argc, char **argv)
 }
 
 
-/* glide vm capture: a NIC's frames into a pcap file until --count frames
- * or --seconds have passed (then the capture is stopped), like pktcap-uw. */
+struct capture_args {
+	long nic, count;
+	double seconds;
+};
+
+/* --nic, --count and --seconds of `glide vm capture` (each NULL when not
+ * given: NIC 0, 1000 frames, 10 s), within the limits of the way the
+ * capture is taken; prints the error. */
+static int capture_args_parse(const char *nic, const char *count, const char *seconds, long max_count, int max_seconds,
+			      struct capture_args *a)
+{
+	char *end;
+	*a = (struct capture_args){ .nic = 0, .count = 1000, .seconds = 10 };
+	if (nic && ((a->nic = strtol(nic, &end, 10)) < 0 || *end || !*nic || a->nic >= VM_MAX_NICS)) {
+		fprintf(stderr, "glide: --nic must be 0 to %d\n", VM_MAX_NICS - 1);
+		return 1;
+	}
+	if (count && ((a->count = strtol(count, &end, 10)) < 1 || *end || !*count || a->count > max_count)) {
+		fprintf(stderr, "glide: --count must be 1 to %ld frames\n", max_count);
+		return 1;
+	}
+	if (seconds && parse_seconds(seconds, 0.1, max_seconds, &a->seconds)) {
+		fprintf(stderr, "glide: --seconds must be 0.1 to %d\n", max_seconds);
+		return 1;
+	}
+	return 0;
+}
+
 /* `glide vm capture NAME ...`: through the controller, which asks the
  * agent of the VM's host; the pcap comes back in the answer. */
 static int capture_via_center(int argc, char **argv, const char *usage)
@@ -217,10 +243,9 @@ static int capture_via_center(int argc, char **argv, const char *usage)
 					      { "seconds", required_argument, 0, 's' }, { "help", no_argument, 0, 'h' },
 					      { 0, 0, 0, 0 } };
 	struct ctl c = { 0 };
-	const char *name = argv[1], *to = NULL;
-	long nic = 0, count = 1000;
-	double seconds = 10;
-	char *end, path[256];
+	const char *name = argv[1], *to = NULL, *nic_arg = NULL, *count_arg = NULL, *seconds_arg = NULL;
+	struct capture_args a;
+	char path[256];
 	int opt;
 
 	optind = 2;
@@ -229,24 +254,9 @@ static int capture_via_center(int argc, char **argv, const char *usage)
 			continue;
 		switch (opt) {
 		case 't': to = optarg; break;
-		case 'n':
-			if ((nic = strtol(optarg, &end, 10)) < 0 || *end || !*optarg || nic >= VM_MAX_NICS) {
-				fprintf(stderr, "glide: --nic must be 0 to %d\n", VM_MAX_NICS - 1);
-				return 1;
-			}
-			break;
-		case 'c':
-			if ((count = strtol(optarg, &end, 10)) < 1 || *end || !*optarg || count > HOST_CAPTURE_FRAMES_MAX) {
-				fprintf(stderr, "glide: --count must be 1 to %d frames\n", HOST_CAPTURE_FRAMES_MAX);
-				return 1;
-			}
-			break;
-		case 's':
-			if (parse_seconds(optarg, 0.1, HOST_CAPTURE_SECONDS_MAX, &seconds)) {
-				fprintf(stderr, "glide: --seconds must be 0.1 to %d through the controller\n", HOST_CAPTURE_SECONDS_MAX);
-				return 1;
-			}
-			break;
+		case 'n': nic_arg = optarg; break;
+		case 'c': count_arg = optarg; break;
+		case 's': seconds_arg = optarg; break;
 		case 'h': printf("usage: %s\n", usage); return 0;
 		default: fprintf(stderr, "usage: %s\n", usage); return 1;
 		}
@@ -255,10 +265,13 @@ static int capture_via_center(int argc, char **argv, const char *usage)
 		fprintf(stderr, "glide: %s\nusage: %s\n", !to ? "--to FILE is required" : "one VM name only", usage);
 		return 1;
 	}
+	/* through the controller: the agent's limits */
+	if (capture_args_parse(nic_arg, count_arg, seconds_arg, HOST_CAPTURE_FRAMES_MAX, HOST_CAPTURE_SECONDS_MAX, &a))
+		return 1;
 	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/vms/", name, "/capture") || ctl_connect(&c))
 		return 1;
-	c.co.timeout_ms = (long)(seconds * 1000) + 30000;
-	json_t *body = json_pack("{s:i, s:I, s:f}", "nic", (int)nic, "count", (json_int_t)count, "seconds", seconds), *r = NULL;
+	c.co.timeout_ms = (long)(a.seconds * 1000) + 30000;
+	json_t *body = json_pack("{s:i, s:I, s:f}", "nic", (int)a.nic, "count", (json_int_t)a.count, "seconds", a.seconds), *r = NULL;
 	int rc = ctl_call(&c, "POST", path, body, &r);
 	json_decref(body);
 	const char *b64 = json_string_value(json_object_get(r, "pcap_base64"));
@@ -290,7 +303,7 @@ static int capture_via_center(int argc, char **argv, const char *usage)
 		cli_print_json(r);
 	else if (!rc)
 		printf("captured %lld frame(s) of NIC %ld of VM %s on host %s to %s\n",
-		       json_integer_value(json_object_get(r, "frames")), nic, name,
+		       json_integer_value(json_object_get(r, "frames")), a.nic, name,
 		       json_string_value(json_object_get(r, "host")) ? json_string_value(json_object_get(r, "host")) : "?", to);
 	free(pcap);
 	json_decref(r);
@@ -298,6 +311,8 @@ static int capture_via_center(int argc, char **argv, const char *usage)
 	return rc;
 }
 
+/* glide vm capture: a NIC's frames into a pcap file until --count frames
+ * or --seconds have passed (then the capture is stopped), like pktcap-uw. */
 int cmd_vm_capture(int argc, char **argv)
 {
 	struct vm_cli_opts o;
@@ -306,9 +321,7 @@ int cmd_vm_capture(int argc, char **argv)
 			    "[--count N] [--seconds S] [--json]";
 	if (argc > 1 && argv[1][0] != '-')
 		return capture_via_center(argc, argv, usage);
-	long nic = 0, count = 1000;
-	double seconds = 10;
-	char *end;
+	struct capture_args a;
 	int rc = parse_opts(argc, argv, &o, usage);
 	if (rc)
 		return rc;
@@ -316,18 +329,10 @@ int cmd_vm_capture(int argc, char **argv)
 		fprintf(stderr, "glide: --to FILE is required\nusage: %s\n", usage);
 		return 1;
 	}
-	if (o.nic && ((nic = strtol(o.nic, &end, 10)) < 0 || *end || !*o.nic || nic >= VM_MAX_NICS)) {
-		fprintf(stderr, "glide: --nic must be 0 to %d\n", VM_MAX_NICS - 1);
+	if (capture_args_parse(o.nic, o.count, o.seconds, NET_CAPTURE_MAX_FRAMES, 86400, &a))
 		return 1;
-	}
-	if (o.count && ((count = strtol(o.count, &end, 10)) < 1 || *end || !*o.count || count > NET_CAPTURE_MAX_FRAMES)) {
-		fprintf(stderr, "glide: --count must be 1 to %d frames\n", NET_CAPTURE_MAX_FRAMES);
-		return 1;
-	}
-	if (o.seconds && parse_seconds(o.seconds, 0.1, 86400, &seconds)) {
-		fprintf(stderr, "glide: --seconds must be 0.1 to 86400\n");
-		return 1;
-	}
+	long nic = a.nic, count = a.count;
+	double seconds = a.seconds;
 	char *path = cli_abs_path(o.to);
 	body = json_pack("{s:s, s:i, s:I}", "path", path, "nic", (int)nic, "count", (json_int_t)count);
 	struct http_client_opts co = { .target = o.api };

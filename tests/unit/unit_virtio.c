@@ -1772,27 +1772,8 @@ static size_t build_frame(uint8_t *f, const uint8_t dst[6], const uint8_t src[6]
 	return len;
 }
 
-/* Waits (bounded) for a frame of ours with `tag` on the packet socket, coming from the tap's side. */
-static bool sock_wait_tag(int s, uint32_t tag, unsigned ms)
-{
-	uint8_t buf[2048];
-	for (uint64_t end = ms_now() + ms; ms_now() < end;) {
-		struct pollfd p = { s, POLLIN, 0 };
-		if (poll(&p, 1, 50) <= 0)
-			continue;
-		struct sockaddr_ll from;
-		socklen_t fl = sizeof(from);
-		ssize_t n = recvfrom(s, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
-		if (n < 18 || from.sll_pkttype == PACKET_OUTGOING)
-			continue;
-		uint32_t t;
-		memcpy(&t, buf + 14, 4);
-		if (buf[12] == (ETHERTYPE_TEST >> 8) && buf[13] == (ETHERTYPE_TEST & 0xff) && t == tag)
-			return true;
-	}
-	return false;
-}
-
+/* Counts (bounded) frames of ours with tags tag_base .. tag_base + n - 1 on the packet socket, coming
+ * from the tap's side; returns as soon as n have come. */
 static int sock_count_tags(int s, uint32_t tag_base, unsigned n, unsigned ms)
 {
 	uint8_t buf[2048];
@@ -1808,10 +1789,16 @@ static int sock_count_tags(int s, uint32_t tag_base, unsigned n, unsigned ms)
 			continue;
 		uint32_t t;
 		memcpy(&t, buf + 14, 4);
-		if (buf[12] == (ETHERTYPE_TEST >> 8) && t >= tag_base && t < tag_base + n)
+		if (buf[12] == (ETHERTYPE_TEST >> 8) && buf[13] == (ETHERTYPE_TEST & 0xff) && t >= tag_base && t < tag_base + n)
 			got++;
 	}
 	return got;
+}
+
+/* Waits (bounded) for a frame of ours with `tag` on the packet socket, coming from the tap's side. */
+static bool sock_wait_tag(int s, uint32_t tag, unsigned ms)
+{
+	return sock_count_tags(s, tag, 1, ms) == 1;
 }
 
 static bool net_tx(struct vdev *d, const uint8_t src[6], uint32_t tag, size_t len)
