@@ -155,6 +155,22 @@ int center_migrate_request_parse(json_t *body, struct center_migrate_request *r,
 /* The migration options of a checked body, for the source's agent (new reference). */
 json_t *center_migration_params(json_t *body);
 
+struct center_netcheck_request { /* POST /v1/netcheck {source, destination, service, seconds} */
+	const char *source, *destination; /* host names or addresses */
+	const char *service;              /* management, migration (default) or provisioning */
+	double seconds;                   /* of the throughput stream, 0.1-10 (default 1) */
+};
+int center_netcheck_request_parse(json_t *body, struct center_netcheck_request *r, char *err, size_t errlen);
+
+/* netcheck.c: runs a check from src to dst (host rows) over service and
+ * keeps it in the inventory; the record {source, destination, service, ok,
+ * reachable, results[], checked_at} or NULL with err set (a host cannot
+ * serve or run one). Called without c->lock. */
+#define CENTER_NETCHECK_MIGRATE_SECONDS 0.5 /* the throughput part when a migration checks a new pair */
+json_t *center_netcheck(struct center *c, json_t *src, json_t *dst, const char *service, double seconds, char *err,
+			size_t errlen);
+void center_netcheck_summary(json_t *rec, char *out, size_t len);
+
 /* server.c */
 int center_serve_main(int argc, char **argv);
 #endif

@@ -39,7 +39,13 @@ static const char *schema =
 	"  state TEXT NOT NULL, stage TEXT, progress REAL NOT NULL DEFAULT 0, message TEXT,"
 	"  source_host TEXT, dest_host TEXT, detail TEXT, result TEXT,"
 	"  created_at INTEGER NOT NULL, started_at INTEGER, ended_at INTEGER);"
-	"CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);";
+	"CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);"
+	/* added without a schema version: an older glide ignores the table */
+	"CREATE TABLE IF NOT EXISTS netchecks("
+	"  source_id INTEGER NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,"
+	"  destination_id INTEGER NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,"
+	"  service TEXT NOT NULL, ok INTEGER NOT NULL, reachable INTEGER NOT NULL, result TEXT NOT NULL,"
+	"  checked_at INTEGER NOT NULL, PRIMARY KEY(source_id, destination_id, service));";
 
 /* Schema 1 -> 2: VMs get their NICs and disks (attach.h). */
 static const char *schema_1_to_2 =
@@ -555,4 +561,31 @@ void inv_recover(struct center *c)
 		"this task ran; the VM state was read back from its hosts' WHERE state IN ('queued', 'running')",
 		json_pack("[I]", (json_int_t)inv_now_ms()), NULL);
 	inv_run(c, "UPDATE vms SET locked_by = NULL WHERE locked_by IS NOT NULL", NULL, NULL);
+}
+
+/* ---- netchecks: the last network check of each host pair and service ---- */
+
+json_t *inv_netcheck(struct center *c, int64_t source_id, int64_t destination_id, const char *service)
+{
+	return inv_row(c, "SELECT * FROM netchecks WHERE source_id = ? AND destination_id = ? AND service = ?",
+		       json_pack("[I, I, s]", (json_int_t)source_id, (json_int_t)destination_id, service));
+}
+
+json_t *inv_netchecks(struct center *c)
+{
+	return inv_rows(c, "SELECT n.*, s.name AS source, d.name AS destination FROM netchecks n"
+			   " JOIN hosts s ON s.id = n.source_id JOIN hosts d ON d.id = n.destination_id"
+			   " ORDER BY n.checked_at DESC", NULL);
+}
+
+int inv_netcheck_set(struct center *c, int64_t source_id, int64_t destination_id, const char *service, bool ok,
+		     bool reachable, json_t *result)
+{
+	char *text = json_dumps(result, JSON_COMPACT);
+	int rc = inv_run(c, "INSERT OR REPLACE INTO netchecks(source_id, destination_id, service, ok, reachable, result, checked_at)"
+			    " VALUES(?, ?, ?, ?, ?, ?, ?)",
+			 json_pack("[I, I, s, i, i, s, I]", (json_int_t)source_id, (json_int_t)destination_id, service, ok ? 1 : 0, reachable ? 1 : 0,
+				   text ? text : "{}", (json_int_t)inv_now_ms()), NULL);
+	free(text);
+	return rc;
 }

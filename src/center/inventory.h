@@ -94,4 +94,9 @@ json_t *inv_task(struct center *c, int64_t id); /* the row or NULL */
 json_t *inv_tasks_recent(struct center *c, int limit); /* newest first */
 /* Migrations past their queue (stage not "queued") running from or to host (by name). */
 int inv_tasks_migrating(struct center *c, const char *host);
+/* netchecks: the last network check from one host to another over a service */
+json_t *inv_netcheck(struct center *c, int64_t source_id, int64_t destination_id, const char *service); /* row or NULL */
+json_t *inv_netchecks(struct center *c); /* every row with the hosts' names as source, destination; newest first */
+int inv_netcheck_set(struct center *c, int64_t source_id, int64_t destination_id, const char *service, bool ok,
+		     bool reachable, json_t *result);
 #endif

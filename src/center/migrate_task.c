@@ -28,6 +28,8 @@ struct migrate_job {
 	json_t *vm, *src, *dst;   /* inventory rows */
 	json_t *params;           /* migration options, checked (center_migrate_request_parse) */
 	json_t *src_facts;
+	json_t *netcheck;         /* the network check this migration ran (a new host pair), or NULL */
+	json_t *network;          /* {service, addresses}: the interfaces the move used */
 	bool live;
 };
 
@@ -45,6 +47,8 @@ static void job_free(struct migrate_job *j)
 	json_decref(j->dst);
 	json_decref(j->params);
 	json_decref(j->src_facts);
+	json_decref(j->netcheck);
+	json_decref(j->network);
 	free(j);
 }
 
@@ -64,6 +68,12 @@ static double progress_of(json_t *st, uint64_t memory)
 static void finish(struct migrate_job *j, bool ok, const char *msg, json_t *result)
 {
 	struct center *c = j->c;
+	if (!result && (j->netcheck || j->network))
+		result = json_object();
+	if (j->netcheck && json_is_object(result))
+		json_object_set(result, "netcheck", j->netcheck);
+	if (j->network && json_is_object(result))
+		json_object_set(result, "network", j->network);
 	pthread_mutex_lock(&c->lock);
 	task_finish(c, j->task, ok, msg, result);
 	inv_vm_unlock_task(c, json_integer_value(json_object_get(j->vm, "id")), j->task);
@@ -179,6 +189,9 @@ static void run_cold(struct migrate_job *j)
 	inv_vm_set_host(j->c, json_integer_value(json_object_get(j->vm, "id")), json_integer_value(json_object_get(j->dst, "id")));
 	pthread_mutex_unlock(&j->c->lock);
 	snprintf(msg, sizeof(msg), "VM %s (powered off) moved from %s to %s", name, j->src ? s(j->src, "name") : "(none)", s(j->dst, "name"));
+	/* only the configuration moves, through the agents' APIs: the disks
+	 * are on storage both hosts share */
+	j->network = json_pack("{s:s, s:s}", "service", "management", "why", "a cold move of a VM on shared storage sends only its configuration");
 	finish(j, true, msg, json_pack("{s:s, s:s?, s:s}", "kind", "cold", "source", j->src ? s(j->src, "name") : NULL,
 				      "destination", s(j->dst, "name")));
 }
@@ -277,6 +290,7 @@ static void run_live(struct migrate_job *j)
 	}
 	char addresses[512], dst_api[512];
 	snprintf(addresses, sizeof(addresses), "%s", s(r, "addresses"));
+	j->network = json_pack("{s:s, s:s}", "service", "migration", "addresses", addresses);
 	snprintf(dst_api, sizeof(dst_api), "%s", s(r, "api"));
 	json_decref(r);
 	r = NULL;
@@ -532,6 +546,26 @@ int migrate_task_start(struct center *c, const char *name, const char *to, json_
 	}
 	json_decref(dst_facts);
 	j->params = json_incref(params);
+	/* a host pair never checked (or unreachable when last checked): check
+	 * the network between their migration interfaces now */
+	if (j->live && !json_array_size(reasons)) {
+		pthread_mutex_lock(&c->lock);
+		json_t *known = inv_netcheck(c, json_integer_value(json_object_get(j->src, "id")),
+					     json_integer_value(json_object_get(j->dst, "id")), "migration");
+		pthread_mutex_unlock(&c->lock);
+		if (!known || !json_integer_value(json_object_get(known, "reachable"))) {
+			j->netcheck = center_netcheck(c, j->src, j->dst, "migration", CENTER_NETCHECK_MIGRATE_SECONDS, err, sizeof(err));
+			if (!j->netcheck) {
+				glide_log("center", "migration of %s: no network check (%s); going on", name, err);
+			} else if (!json_is_true(json_object_get(j->netcheck, "reachable"))) {
+				char sum[600];
+				center_netcheck_summary(j->netcheck, sum, sizeof(sum));
+				json_array_append_new(reasons, json_sprintf("network: host %s cannot reach host %s's migration "
+									    "interface: %s", s(j->src, "name"), to, sum));
+			}
+		}
+		json_decref(known);
+	}
 
 	pthread_mutex_lock(&c->lock);
 	json_t *again = inv_vm(c, name);
@@ -554,6 +588,8 @@ int migrate_task_start(struct center *c, const char *name, const char *to, json_
 			if (used < sizeof(msg))
 				used += (size_t)snprintf(msg + used, sizeof(msg) - used, "%s%s", i ? "; " : "", json_string_value(r));
 		json_t *result = json_pack("{s:O, s:b}", "reasons", reasons, "refused", 1);
+		if (j->netcheck)
+			json_object_set(result, "netcheck", j->netcheck);
 		task_finish(c, j->task, false, msg, result); /* task_finish copies it */
 		json_decref(result);
 		pthread_mutex_unlock(&c->lock);

@@ -343,3 +343,39 @@ json_t *center_migration_params(json_t *body)
 	}
 	return params;
 }
+
+int center_netcheck_request_parse(json_t *body, struct center_netcheck_request *r, char *err, size_t errlen)
+{
+	json_t *seconds = json_object_get(body, "seconds");
+
+	memset(r, 0, sizeof(*r));
+	r->service = "migration";
+	r->seconds = 1.0;
+	if (opt_string(body, "source", &r->source, err, errlen) || opt_string(body, "destination", &r->destination, err, errlen))
+		goto bad;
+	if (!r->source || !r->destination) {
+		errf(err, errlen, "a network check needs {\"source\": HOST, \"destination\": HOST}");
+		goto bad;
+	}
+	if (check_name(r->source, true, err, errlen) || check_name(r->destination, true, err, errlen))
+		goto bad;
+	const char *service = NULL;
+	if (opt_string(body, "service", &service, err, errlen))
+		goto bad;
+	if (service && strcmp(service, "management") && strcmp(service, "migration") && strcmp(service, "provisioning")) {
+		errf(err, errlen, "service must be management, migration or provisioning");
+		goto bad;
+	}
+	if (service)
+		r->service = service;
+	if (seconds && (!json_is_number(seconds) || !(json_number_value(seconds) >= 0.1) || json_number_value(seconds) > 10)) {
+		errf(err, errlen, "seconds must be a number from 0.1 to 10");
+		goto bad;
+	}
+	if (seconds)
+		r->seconds = json_number_value(seconds);
+	return 0;
+bad:
+	memset(r, 0, sizeof(*r));
+	return -EINVAL;
+}

@@ -12,6 +12,8 @@
  *   GET  /v1/vms          POST /v1/vms       {name, memory, vcpus, boot, cluster, evc}
  *   GET  /v1/vms/NAME     DELETE /v1/vms/NAME
  *   POST /v1/vms/NAME/start|stop|migrate|config|capture
+ *   POST /v1/netcheck {source, destination, service, seconds}: check now
+ *   GET  /v1/netcheck                        the last check of each host pair
  *   GET  /v1/tasks        GET /v1/tasks/ID */
 #include "center/center.h"
 #include "api/http.h"
@@ -695,6 +697,53 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 	return 200;
 }
 
+/* ---- network checks ---- */
+
+/* Runs a check between two hosts now (a few seconds) and keeps it. */
+static int api_netcheck_run(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	struct center_netcheck_request r;
+	char err[700];
+	if (center_netcheck_request_parse(req->body, &r, err, sizeof(err)))
+		return bad_request(err, resp);
+	pthread_mutex_lock(&c->lock);
+	json_t *src = inv_host(c, r.source), *dst = inv_host(c, r.destination);
+	pthread_mutex_unlock(&c->lock);
+	int status = 200;
+	if (!src || !dst) {
+		*resp = http_error("no host named %s (see `glide host list`)", !src ? r.source : r.destination);
+		status = 404;
+	} else if (json_equal(json_object_get(src, "id"), json_object_get(dst, "id"))) {
+		*resp = http_error("a network check needs two different hosts");
+		status = 400;
+	} else if (!(*resp = center_netcheck(c, src, dst, r.service, r.seconds, err, sizeof(err)))) {
+		*resp = http_error("%s", err);
+		status = 502;
+	}
+	json_decref(src);
+	json_decref(dst);
+	return status;
+}
+
+/* The last check of every host pair and service, newest first. */
+static int api_netchecks(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	pthread_mutex_lock(&c->lock);
+	json_t *rows = inv_netchecks(c), *list = json_array(), *r;
+	pthread_mutex_unlock(&c->lock);
+	size_t i;
+	json_array_foreach(rows, i, r) {
+		json_t *rec = json_loads(json_string_value(json_object_get(r, "result")), 0, NULL);
+		if (rec)
+			json_array_append_new(list, rec);
+	}
+	json_decref(rows);
+	*resp = json_pack("{s:o}", "netchecks", list);
+	return 200;
+}
+
 /* ---- tasks ---- */
 
 static int api_tasks(void *ctx, const struct http_request *req, json_t **resp)
@@ -742,6 +791,8 @@ static const struct http_route routes[] = {
 	{ "GET", "/v1/vms/*", api_vm_get },
 	{ "POST", "/v1/vms/*", api_vm_post },
 	{ "DELETE", "/v1/vms/*", api_vm_delete },
+	{ "POST", "/v1/netcheck", api_netcheck_run },
+	{ "GET", "/v1/netcheck", api_netchecks },
 	{ "GET", "/v1/tasks", api_tasks },
 	{ "GET", "/v1/tasks/*", api_task_get },
 	{ NULL, NULL, NULL },

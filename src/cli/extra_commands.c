@@ -10,6 +10,7 @@ int cmd_host_list(int argc, char **argv);
 int cmd_host_show(int argc, char **argv);
 int cmd_host_remove(int argc, char **argv);
 int cmd_host_netstats(int argc, char **argv);
+int cmd_host_netcheck(int argc, char **argv);
 int cmd_center_serve(int argc, char **argv);
 int cmd_cluster_create(int argc, char **argv);
 int cmd_cluster_list(int argc, char **argv);
@@ -33,6 +34,7 @@ const struct cli_command cli_extra_commands[] = {
 	{ "host", "show", cmd_host_show, "show a host's facts and VMs" },
 	{ "host", "remove", cmd_host_remove, "remove a host from the inventory" },
 	{ "host", "netstats", cmd_host_netstats, "NIC counters of a host's VMs (from its agent)" },
+	{ "host", "netcheck", cmd_host_netcheck, "check the network between two hosts (reachability, RTT, MTU, throughput)" },
 	{ "center", "serve", cmd_center_serve, "run the controller (inventory, tasks, EVC)" },
 	{ "cluster", "create", cmd_cluster_create, "create a cluster with an EVC baseline" },
 	{ "cluster", "list", cmd_cluster_list, "list clusters" },

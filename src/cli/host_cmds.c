@@ -1,6 +1,6 @@
-/* `glide host serve|add|list|show|remove|netstats`: the host agent daemon,
- * the controller's host inventory, and the NIC counters of a host's VMs
- * read from its agent. */
+/* `glide host serve|add|list|show|remove|netstats|netcheck`: the host agent
+ * daemon, the controller's host inventory, the NIC counters of a host's VMs
+ * read from its agent, and the network check between two hosts. */
 #include "cli/ctl.h"
 #include "host/host.h"
 #include "common/token.h"
@@ -151,6 +151,14 @@ int cmd_host_show(int argc, char **argv)
 		printf("migration:   protocol %lld, addresses", json_integer_value(json_object_get(f, "migration_protocol")));
 		json_array_foreach(json_object_get(f, "migration_addresses"), i, v)
 			printf(" %s", json_string_value(v));
+		const char *services[] = { "management", "provisioning" };
+		for (int k = 0; k < 2; k++) {
+			printf("\n%-13s", services[k]);
+			json_array_foreach(json_object_get(json_object_get(f, "interfaces"), services[k]), i, v)
+				printf("%s%s", i ? " " : "", json_string_value(v));
+			if (!json_array_size(json_object_get(json_object_get(f, "interfaces"), services[k])))
+				printf("-");
+		}
 		printf("\nnetworks:");
 		json_array_foreach(json_object_get(f, "networks"), i, v) {
 			printf(" %s (bridge %s", json_string_value(json_object_get(v, "name")), json_string_value(json_object_get(v, "bridge")));
@@ -193,6 +201,92 @@ int cmd_host_remove(int argc, char **argv)
 			cli_print_json(r);
 		else
 			printf("host %s removed from the inventory\n", name);
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+/* Prints one network check record (center POST /v1/netcheck). */
+static void print_netcheck(json_t *rec)
+{
+	size_t i, k;
+	json_t *r, *p;
+	printf("%s -> %s over %s: %s\n", json_string_value(json_object_get(rec, "source")),
+	       json_string_value(json_object_get(rec, "destination")), json_string_value(json_object_get(rec, "service")),
+	       json_is_true(json_object_get(rec, "ok")) ? "ok" : json_is_true(json_object_get(rec, "reachable")) ? "PROBLEMS" : "UNREACHABLE");
+	json_array_foreach(json_object_get(rec, "results"), i, r) {
+		json_t *rtt = json_object_get(r, "rtt_ms"), *mtu = json_object_get(r, "mtu"), *tp = json_object_get(r, "throughput");
+		const char *from = json_string_value(json_object_get(r, "from"));
+		printf("  %s -> %s", from ? from : "(route)", json_string_value(json_object_get(r, "to")));
+		if (json_is_true(json_object_get(r, "reachable"))) {
+			printf("  connect %.2f ms", json_number_value(json_object_get(r, "connect_ms")));
+			if (rtt)
+				printf("  RTT %.3f/%.3f/%.3f ms", json_number_value(json_object_get(rtt, "min")),
+				       json_number_value(json_object_get(rtt, "avg")), json_number_value(json_object_get(rtt, "max")));
+			if (json_is_integer(json_object_get(mtu, "path")))
+				printf("  MTU %lld (route %lld)", json_integer_value(json_object_get(mtu, "path")),
+				       json_integer_value(json_object_get(mtu, "route")));
+			if (tp)
+				printf("  %.2f Gbit/s", json_number_value(json_object_get(tp, "bits_per_s")) / 1e9);
+		}
+		printf("\n");
+		json_array_foreach(json_object_get(r, "problems"), k, p)
+			printf("    problem: %s\n", json_string_value(p));
+	}
+}
+
+/* `glide host netcheck A B`: reachability, RTT, MTU and throughput from
+ * A's interfaces of a service to B's, run by their agents (exit 0 when
+ * everything is right, 3 when the check found a problem). */
+int cmd_host_netcheck(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "service", required_argument, 0, 'S' },
+					      { "seconds", required_argument, 0, 's' }, { "help", no_argument, 0, 'h' },
+					      { 0, 0, 0, 0 } };
+	const char *usage = "glide host netcheck HOST_A HOST_B [--service migration|provisioning|management] [--seconds S] [--json]";
+	struct ctl c = { 0 };
+	const char *service = "migration";
+	double seconds = 1.0;
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		switch (opt) {
+		case 'S':
+			service = optarg;
+			if (strcmp(service, "migration") && strcmp(service, "provisioning") && strcmp(service, "management")) {
+				fprintf(stderr, "glide: --service must be migration, provisioning or management\n");
+				return 1;
+			}
+			break;
+		case 's':
+			if (parse_seconds(optarg, 0.1, 10, &seconds)) {
+				fprintf(stderr, "glide: --seconds must be from 0.1 to 10\n");
+				return 1;
+			}
+			break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: fprintf(stderr, "usage: %s\n", usage); return 1;
+		}
+	}
+	if (optind != argc - 2) {
+		fprintf(stderr, "glide: give two hosts\nusage: %s\n", usage);
+		return 1;
+	}
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	json_t *body = json_pack("{s:s, s:s, s:s, s:f}", "source", argv[optind], "destination", argv[optind + 1], "service",
+				 service, "seconds", seconds), *r = NULL;
+	rc = ctl_call(&c, "POST", "/v1/netcheck", body, &r);
+	json_decref(body);
+	if (!rc) {
+		if (c.json)
+			cli_print_json(r);
+		else
+			print_netcheck(r);
+		rc = json_is_true(json_object_get(r, "ok")) ? 0 : 3;
 	}
 	json_decref(r);
 	ctl_done(&c);

@@ -15,7 +15,9 @@
  *   POST   /v1/incoming                   destination half of a migration spec
  *   POST   /v1/vms/NAME/migrate           source half: start the migration
  *   GET    /v1/vms/NAME/migration         relayed progress; POST .../migration/cancel and
- *                                         .../migration/resolve (an in-doubt switchover) */
+ *                                         .../migration/resolve (an in-doubt switchover)
+ *   POST   /v1/netcheck/listen            serve one network check on each address of a service
+ *   POST   /v1/netcheck/run               run a network check against another host's (netcheck.h) */
 #include "host/host.h"
 #include "api/http.h"
 #include "api/daemon.h"
@@ -371,6 +373,97 @@ static int api_netstats(void *ctx, const struct http_request *req, json_t **resp
 	return 200;
 }
 
+int host_service_addresses(struct host_agent *a, const char *service, const char (**addrs)[64])
+{
+	if (!strcmp(service, "management")) {
+		*addrs = (const char(*)[64])a->management_hosts;
+		return a->nmanagement_hosts;
+	}
+	if (!strcmp(service, "migration")) {
+		*addrs = (const char(*)[64])a->migration_hosts;
+		return a->nmigration_hosts;
+	}
+	if (!strcmp(service, "provisioning")) {
+		*addrs = (const char(*)[64])a->provisioning_hosts;
+		return a->nprovisioning_hosts;
+	}
+	return -1;
+}
+
+/* One network check server on each address of the service (their endpoints in the answer). */
+static int api_netcheck_listen(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct host_agent *a = ctx;
+	struct host_netcheck_request r;
+	const char(*addrs)[64];
+	char err[512], ep[96];
+
+	if (host_netcheck_request_parse(req->body, false, &r, err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
+	int n = host_service_addresses(a, r.service, &addrs);
+	if (n <= 0) {
+		*resp = http_error("host %s has no %s address (start its agent with --%s-address)", a->name, r.service, r.service);
+		explicit_bzero(&r, sizeof(r));
+		return 409;
+	}
+	json_t *eps = json_array();
+	for (int i = 0; i < n; i++) {
+		int port, rc = netcheck_serve(addrs[i], r.token, NETCHECK_SERVER_LIFE_MS, &port, err, sizeof(err));
+		if (rc) {
+			/* the servers already started end unused at their deadline */
+			json_decref(eps);
+			explicit_bzero(&r, sizeof(r));
+			*resp = http_error("host %s cannot serve a network check on %s: %s", a->name, addrs[i], err);
+			return rc == -EBUSY ? 503 : 500;
+		}
+		netcheck_endpoint(ep, sizeof(ep), addrs[i], port);
+		json_array_append_new(eps, json_string(ep));
+	}
+	*resp = json_pack("{s:s, s:s, s:o}", "host", a->name, "service", r.service, "endpoints", eps);
+	explicit_bzero(&r, sizeof(r));
+	return 201;
+}
+
+/* The local address a check to host goes from: this host's address of the
+ * service with the same index, else its first of the same family, else
+ * none (the route chooses). */
+static const char *netcheck_from(const char (*addrs)[64], int n, int i, const char *host)
+{
+	bool v6 = strchr(host, ':') != NULL;
+	if (n > 0 && (strchr(addrs[i % n], ':') != NULL) == v6)
+		return addrs[i % n];
+	for (int k = 0; k < n; k++)
+		if ((strchr(addrs[k], ':') != NULL) == v6)
+			return addrs[k];
+	return NULL;
+}
+
+static int api_netcheck_run(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct host_agent *a = ctx;
+	struct host_netcheck_request r;
+	const char(*addrs)[64];
+	char err[512];
+
+	if (host_netcheck_request_parse(req->body, true, &r, err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
+	int n = host_service_addresses(a, r.service, &addrs);
+	json_t *results = json_array();
+	bool ok = true;
+	for (int i = 0; i < r.nto; i++) {
+		json_t *one = netcheck_run(netcheck_from(addrs, n, i, r.to_host[i]), r.to_host[i], r.to_port[i], r.token, r.seconds);
+		ok &= json_is_true(json_object_get(one, "ok"));
+		json_array_append_new(results, one);
+	}
+	*resp = json_pack("{s:s, s:s, s:b, s:o}", "host", a->name, "service", r.service, "ok", ok, "results", results);
+	explicit_bzero(&r, sizeof(r));
+	return 200;
+}
+
 static const struct http_route routes[] = {
 	{ "GET", "/v1/host", api_host },
 	{ "GET", "/v1/paths", api_paths },
@@ -381,13 +474,16 @@ static const struct http_route routes[] = {
 	{ "POST", "/v1/vms/*", api_vm_post },
 	{ "DELETE", "/v1/vms/*", api_vm_delete },
 	{ "POST", "/v1/incoming", api_incoming },
+	{ "POST", "/v1/netcheck/listen", api_netcheck_listen },
+	{ "POST", "/v1/netcheck/run", api_netcheck_run },
 	{ NULL, NULL, NULL },
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: glide host serve --data-dir DIR --listen HOST:PORT --token-file F\n"
-		     "                        [--migration-address ADDR[,ADDR...]] [--name NAME]\n"
+		     "                        [--migration-address ADDR[,ADDR...]] [--provisioning-address ADDR[,ADDR...]]\n"
+		     "                        [--name NAME]\n"
 		     "                        [--memory-limit SIZE] [--cpuid-mask LEAF.REG=MASK,...]\n"
 		     "                        [--network NAME=bridge:BR[,vlan=N][,rate=RATE][,forged-transmits=accept]\n"
 		     "                                   [,mac-changes=accept][,promiscuous=accept]]... (at most %d)\n"
@@ -428,6 +524,29 @@ static int network_option(struct host_agent *a, const char *arg)
 	return 0;
 }
 
+/* "ADDR[,ADDR...]" (a port given with an address is dropped: it is chosen
+ * per use; [v6] loses its brackets; 0.0.0.0 and :: are no address) into
+ * out; returns the count. */
+static int service_addresses(const char *arg, char (*out)[64], int max)
+{
+	char *list = strdup(arg), *save = NULL;
+	int n = 0;
+	for (char *t = list ? strtok_r(list, ",", &save) : NULL; t && n < max; t = strtok_r(NULL, ",", &save)) {
+		char *colon = strrchr(t, ':');
+		if (colon && !strchr(t, '[') && strchr(t, ':') == colon)
+			*colon = 0;
+		if (t[0] == '[') {
+			t++;
+			if (strchr(t, ']'))
+				*strchr(t, ']') = 0;
+		}
+		if (*t && strcmp(t, "0.0.0.0") && strcmp(t, "::"))
+			snprintf(out[n++], 64, "%s", t);
+	}
+	free(list);
+	return n;
+}
+
 int host_serve_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -436,11 +555,12 @@ int host_serve_main(int argc, char **argv)
 		{ "name", required_argument, 0, 'n' },      { "memory-limit", required_argument, 0, 'M' },
 		{ "cpuid-mask", required_argument, 0, 'c' }, { "tls-cert", required_argument, 0, 'C' },
 		{ "tls-key", required_argument, 0, 'K' },   { "log", required_argument, 0, 'L' },
-		{ "network", required_argument, 0, 'N' },   { "help", no_argument, 0, 'h' },
+		{ "network", required_argument, 0, 'N' },   { "provisioning-address", required_argument, 0, 'P' },
+		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	struct host_agent *a = &agent;
-	const char *data = NULL, *listen = NULL, *token_file = NULL, *maddrs = NULL, *tls_cert = NULL, *tls_key = NULL;
+	const char *data = NULL, *listen = NULL, *token_file = NULL, *maddrs = NULL, *paddrs = NULL, *tls_cert = NULL, *tls_key = NULL;
 	char err[512], sock[PATH_MAX + 16], dir[PATH_MAX + 16];
 	int opt;
 
@@ -454,6 +574,7 @@ int host_serve_main(int argc, char **argv)
 		case 'l': listen = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'm': maddrs = optarg; break;
+		case 'P': paddrs = optarg; break;
 		case 'n': snprintf(a->name, sizeof(a->name), "%s", optarg); break;
 		case 'M':
 			if (parse_size(optarg, &a->memory_limit) || !a->memory_limit) {
@@ -525,25 +646,15 @@ int host_serve_main(int argc, char **argv)
 	snprintf(a->listen, sizeof(a->listen), "%s", listen);
 	if (!a->name[0])
 		snprintf(a->name, sizeof(a->name), "%s", listen);
-	/* migration addresses: given, or the host part of --listen */
-	char *list = strdup(maddrs ? maddrs : listen), *save = NULL;
-	if (!maddrs) {
-		char *colon = strrchr(list, ':');
-		if (colon)
-			*colon = 0;
-	}
-	for (char *t = strtok_r(list, ",", &save); t && a->nmigration_hosts < 8; t = strtok_r(NULL, ",", &save)) {
-		char *colon = strrchr(t, ':');
-		if (colon && !strchr(t, '[') && strchr(t, ':') == colon)
-			*colon = 0; /* a port given with the address is chosen per migration instead */
-		if (t[0] == '[') {
-			t++;
-			t[strcspn(t, "]")] = 0;
-		}
-		if (*t && strcmp(t, "0.0.0.0"))
-			snprintf(a->migration_hosts[a->nmigration_hosts++], sizeof(a->migration_hosts[0]), "%s", t);
-	}
-	free(list);
+	/* service addresses: management is the host part of --listen; migration
+	 * and provisioning are given, or that same address */
+	char mgmt[128];
+	snprintf(mgmt, sizeof(mgmt), "%s", listen);
+	if (strrchr(mgmt, ':'))
+		*strrchr(mgmt, ':') = 0;
+	a->nmanagement_hosts = service_addresses(mgmt, a->management_hosts, 1);
+	a->nmigration_hosts = service_addresses(maddrs ? maddrs : mgmt, a->migration_hosts, 8);
+	a->nprovisioning_hosts = service_addresses(paddrs ? paddrs : mgmt, a->provisioning_hosts, 8);
 	ssize_t n = readlink("/proc/self/exe", a->self_exe, sizeof(a->self_exe) - 1);
 	if (n <= 0) {
 		fprintf(stderr, "glide: cannot find my own executable: %s\n", strerror(errno));
@@ -566,7 +677,8 @@ int host_serve_main(int argc, char **argv)
 		return 1;
 	}
 	const struct evc_level *max = evc_host_max_level(a->cpu_regs);
-	glide_log("host", "host agent %s serving on %s and %s; CPU %s (EVC max %s), migration addresses %d, networks %d",
-		  a->name, listen, sock, a->cpu_model, max ? max->name : "none", a->nmigration_hosts, a->nnetworks);
+	glide_log("host", "host agent %s serving on %s and %s; CPU %s (EVC max %s), migration addresses %d, provisioning "
+		  "addresses %d, networks %d", a->name, listen, sock, a->cpu_model, max ? max->name : "none",
+		  a->nmigration_hosts, a->nprovisioning_hosts, a->nnetworks);
 	return daemon_run(&d, host_vm_supervise, a, &a->quit, " the agent; VM monitors keep running");
 }

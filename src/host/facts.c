@@ -3,7 +3,8 @@
  * reduced to the seven EVC registers (optionally narrowed with
  * `--cpuid-mask`, which simulates an older CPU), the memory part comes from
  * /proc/meminfo minus what this host's VMs are promised. The networks are
- * the agent's --network port groups. */
+ * the agent's --network port groups, the interfaces its addresses per
+ * service (management, migration, provisioning). */
 #include "host/host.h"
 #include "devices/devices.h"
 #include "migrate/wire.h"
@@ -141,6 +142,15 @@ static json_t *device_list(void)
 }
 
 
+static json_t *service_json(struct host_agent *a, const char *service)
+{
+	const char(*addrs)[64];
+	json_t *list = json_array();
+	for (int i = 0, n = host_service_addresses(a, service, &addrs); i < n; i++)
+		json_array_append_new(list, json_string(addrs[i]));
+	return list;
+}
+
 json_t *host_facts_json(struct host_agent *a)
 {
 	const struct evc_level *max = evc_host_max_level(a->cpu_regs);
@@ -163,7 +173,7 @@ json_t *host_facts_json(struct host_agent *a)
 		migrating += !strcmp(v->state, "incoming");
 	}
 	return json_pack("{s:s, s:i, s:i, s:{s:s, s:s, s:i, s:o, s:o, s:s?, s:o}, s:{s:I, s:I, s:I, s:I, s:I},"
-			 " s:o, s:i, s:o, s:o, s:o, s:i, s:i}",
+			 " s:o, s:i, s:o, s:o, s:o, s:i, s:i, s:{s:o, s:o, s:o}}",
 			 "name", a->name, "api_version", HOST_API_VERSION, "migration_protocol", WIRE_PROTOCOL_VERSION,
 			 "cpu", "vendor", a->cpu_vendor, "model", a->cpu_model, "count", (int)sysconf(_SC_NPROCESSORS_ONLN),
 			 "cpuid", evc_regs_to_json(a->cpu_regs), "features", evc_feature_list(a->cpu_regs),
@@ -173,5 +183,7 @@ json_t *host_facts_json(struct host_agent *a)
 			 "committed", (json_int_t)committed(a), "free", (json_int_t)host_memory_free(a),
 			 "migration_addresses", addrs, "migration_streams_max", WIRE_MAX_STREAMS,
 			 "devices", device_list(), "networks", nets, "vms", vms,
-			 "vms_running", running, "migrations_incoming", migrating);
+			 "vms_running", running, "migrations_incoming", migrating,
+			 "interfaces", "management", service_json(a, "management"), "migration", service_json(a, "migration"),
+			 "provisioning", service_json(a, "provisioning"));
 }

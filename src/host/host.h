@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include "host/netcheck.h"
 #include <stdint.h>
 #include <sys/types.h>
 #include "host/attach.h"
@@ -41,6 +42,12 @@ struct host_agent {
 	char listen[128];
 	char migration_hosts[8][64]; /* addresses the incoming monitors listen on */
 	int nmigration_hosts;
+	/* interfaces tagged by service: management (the host part of --listen),
+	 * migration (the above) and provisioning (cold moves, disk copies) */
+	char management_hosts[1][64];
+	int nmanagement_hosts;
+	char provisioning_hosts[8][64];
+	int nprovisioning_hosts;
 	uint32_t cpu_regs[EVC_REGS]; /* KVM_GET_SUPPORTED_CPUID, narrowed by --cpuid-mask */
 	char cpu_vendor[32], cpu_model[128];
 	uint64_t memory_limit;       /* bytes offered to VMs (0: all of MemTotal) */
@@ -148,6 +155,25 @@ struct host_capture_request {     /* POST /v1/vms/NAME/capture {nic, count, seco
 	double seconds;               /* 10 */
 };
 int host_capture_request_parse(json_t *body, struct host_capture_request *r, char *err, size_t errlen);
+
+/* The addresses of a service ("management", "migration", "provisioning"):
+ * their count (0: none), -1 for an unknown service. */
+int host_service_addresses(struct host_agent *a, const char *service, const char (**addrs)[64]);
+#define HOST_SERVICES "management, migration or provisioning"
+
+/* POST /v1/netcheck/listen {token, service} and POST /v1/netcheck/run
+ * {token, service, to: ["HOST:PORT", ...], seconds}: service defaults to
+ * migration, seconds to NETCHECK_SECONDS_DEFAULT. */
+#define HOST_NETCHECK_ENDPOINTS_MAX 8
+struct host_netcheck_request {
+	uint8_t token[NETCHECK_TOKEN_LEN];
+	const char *service;
+	int nto;
+	char to_host[HOST_NETCHECK_ENDPOINTS_MAX][64];
+	int to_port[HOST_NETCHECK_ENDPOINTS_MAX];
+	double seconds;
+};
+int host_netcheck_request_parse(json_t *body, bool run, struct host_netcheck_request *r, char *err, size_t errlen);
 
 /* agent.c */
 int host_serve_main(int argc, char **argv);

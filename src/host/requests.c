@@ -1,12 +1,13 @@
 /* The host agent API's requests, parsed and checked apart from acting on
  * them: URL paths (/v1/vms/NAME[/ACTION]), the ?path= of GET /v1/paths and
  * the bodies of POST /v1/vms, POST /v1/vms/NAME/config, POST /v1/incoming
- * and POST /v1/vms/NAME/migrate (NICs and disks with the rules of
- * attach.c). These functions only read the request, so a
+ * POST /v1/vms/NAME/migrate (NICs and disks with the rules of
+ * attach.c), POST /v1/vms/NAME/capture and POST /v1/netcheck/listen|run. These functions only read the request, so a
  * handler refuses a bad one with 400 before it writes a file, spawns a
  * monitor or calls one, and tests/fuzz/fuzz_host_api.c can feed them
  * hostile input. JSON members they return are borrowed from the body. */
 #include "host/host.h"
+#include "host/netcheck.h"
 #include "api/http.h"
 #include "vmm/config.h"
 #include "migrate/migration.h"
@@ -249,6 +250,54 @@ int host_capture_request_parse(json_t *body, struct host_capture_request *r, cha
 		r->nic = (int)json_integer_value(nic);
 	if (count)
 		r->count = (long)json_integer_value(count);
+	if (seconds)
+		r->seconds = json_number_value(seconds);
+	return 0;
+}
+
+int host_netcheck_request_parse(json_t *body, bool run, struct host_netcheck_request *r, char *err, size_t errlen)
+{
+	json_t *token = json_object_get(body, "token"), *service = json_object_get(body, "service"),
+	       *to = json_object_get(body, "to"), *seconds = json_object_get(body, "seconds"), *e;
+	size_t i;
+
+	memset(r, 0, sizeof(*r));
+	r->service = "migration";
+	r->seconds = NETCHECK_SECONDS_DEFAULT;
+	if (!json_is_object(body)) {
+		errf(err, errlen, "the body must be a JSON object {token, service%s}", run ? ", to, seconds" : "");
+		return -EINVAL;
+	}
+	if (!netcheck_token_parse(json_string_value(token), r->token)) {
+		errf(err, errlen, "token must be %d hex digits", 2 * NETCHECK_TOKEN_LEN);
+		return -EINVAL;
+	}
+	if (service && (!json_is_string(service) || (strcmp(json_string_value(service), "management") &&
+						     strcmp(json_string_value(service), "migration") &&
+						     strcmp(json_string_value(service), "provisioning")))) {
+		errf(err, errlen, "service must be %s", HOST_SERVICES);
+		return -EINVAL;
+	}
+	if (service)
+		r->service = json_string_value(service);
+	if (!run)
+		return 0;
+	if (!json_is_array(to) || !json_array_size(to) || json_array_size(to) > HOST_NETCHECK_ENDPOINTS_MAX) {
+		errf(err, errlen, "to must be a list of 1 to %d \"HOST:PORT\" endpoints", HOST_NETCHECK_ENDPOINTS_MAX);
+		return -EINVAL;
+	}
+	json_array_foreach(to, i, e) {
+		if (!netcheck_endpoint_parse(json_string_value(e), r->to_host[i], sizeof(r->to_host[i]), &r->to_port[i])) {
+			errf(err, errlen, "to[%zu] is not a numeric HOST:PORT", i);
+			return -EINVAL;
+		}
+	}
+	r->nto = (int)json_array_size(to);
+	if (seconds && (!json_is_number(seconds) || !(json_number_value(seconds) >= 0.1) ||
+			json_number_value(seconds) > NETCHECK_SECONDS_MAX)) {
+		errf(err, errlen, "seconds must be a number from 0.1 to %g", NETCHECK_SECONDS_MAX);
+		return -EINVAL;
+	}
 	if (seconds)
 		r->seconds = json_number_value(seconds);
 	return 0;

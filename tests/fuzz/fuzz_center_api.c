@@ -150,6 +150,20 @@ static int one_request(void *ctx, const struct http_request *req)
 			json_decref(params);
 		}
 	}
+	if (!strcmp(req->method, "POST") && !strcmp(req->path, "/v1/netcheck")) {
+		/* parsed only: the handler calls the hosts' agents */
+		struct center_netcheck_request r;
+		char err[512];
+		if (center_netcheck_request_parse(req->body, &r, err, sizeof(err)) == 0) {
+			if ((!name_valid(r.source, NULL, 0) && !center_address_valid(r.source)) ||
+			    (!name_valid(r.destination, NULL, 0) && !center_address_valid(r.destination)) ||
+			    !(r.seconds >= 0.1 && r.seconds <= 10))
+				fuzz_api_fail(req, "netcheck accepted from '%s' to '%s' for %g s", r.source, r.destination, r.seconds);
+		} else if (!err[0]) {
+			fuzz_api_fail(req, "netcheck request refused without a reason");
+		}
+		return 0;
+	}
 	status = fuzz_api_dispatch(routes, c, req, &resp);
 	fuzz_api_check_answer(req, status, resp);
 	json_decref(resp);

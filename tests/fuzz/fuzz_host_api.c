@@ -75,6 +75,22 @@ static void check_parsers(const struct http_request *req)
 		     !(r.seconds >= 0.1 && r.seconds <= HOST_CAPTURE_SECONDS_MAX)))
 			fuzz_api_fail(req, "capture accepted: nic %d, %ld frames, %g s", r.nic, r.count, r.seconds);
 	}
+	if (!strcmp(req->method, "POST") && !strncmp(req->path, "/v1/netcheck/", 13)) {
+		/* parsed only: the handlers open sockets and run a check over the network */
+		struct host_netcheck_request r;
+		bool run = !strcmp(req->path, "/v1/netcheck/run");
+		if (host_netcheck_request_parse(req->body, run, &r, err, sizeof(err)) == 0) {
+			if (strcmp(r.service, "management") && strcmp(r.service, "migration") && strcmp(r.service, "provisioning"))
+				fuzz_api_fail(req, "netcheck accepted for service '%s'", r.service);
+			if (run && (r.nto < 1 || r.nto > HOST_NETCHECK_ENDPOINTS_MAX || !(r.seconds >= 0.1 && r.seconds <= NETCHECK_SECONDS_MAX)))
+				fuzz_api_fail(req, "netcheck run accepted: %d endpoints, %g s", r.nto, r.seconds);
+			for (int i = 0; run && i < r.nto; i++)
+				if (!r.to_host[i][0] || r.to_port[i] < 1 || r.to_port[i] > 65535)
+					fuzz_api_fail(req, "netcheck run accepted endpoint '%s' port %d", r.to_host[i], r.to_port[i]);
+		} else if (!err[0]) {
+			fuzz_api_fail(req, "netcheck request refused without a reason");
+		}
+	}
 }
 
 static void check_agent(struct host_agent *a, const struct http_request *req)
@@ -147,13 +163,16 @@ static void check_agent(struct host_agent *a, const struct http_request *req)
 		closedir(dir);
 }
 
-/* Requests that would spawn a VM monitor are only parsed. */
+/* Requests that would spawn a VM monitor, or open sockets to run a network
+ * check (to any address the input names), are only parsed. */
 static bool spawns(const struct http_request *req)
 {
 	struct host_vm_request r;
 	char err[512], name[VM_NAME_MAX], action[64];
 	if (strcmp(req->method, "POST"))
 		return false;
+	if (!strncmp(req->path, "/v1/netcheck/", 13))
+		return true;
 	if (!strcmp(req->path, "/v1/vms"))
 		return host_vm_request_parse(req->body, &r, err, sizeof(err)) == 0 && r.start;
 	return host_vm_path_parse(req->path, name, action, sizeof(action), err, sizeof(err)) == 0 && !strcmp(action, "start");

@@ -368,6 +368,9 @@ static void api_seeds(void)
 		"POST /v1/vms\n{\"name\":\"v\",\"config\":{\"memory\":1,\"vcpus\":1},\"boot\":{\"kind\":\"x\",\"path\":\"rel\"},\"start\":1}",
 		"POST /v1/vms/v/config\n{\"config\":{\"memory\":0}}", "GET /v1/vms/a%2Fb", "DELETE /v1/vms/v/",
 		"POST /v1/vms/v/migrate\n{\"to\":\"nowhere\",\"key\":\"00\",\"streams\":0}",
+		"POST /v1/netcheck/listen\n{\"token\":\"00112233445566778899aabbccddeeff\",\"service\":\"provisioning\"}",
+		"POST /v1/netcheck/run\n{\"token\":\"00112233445566778899aabbccddeeff\",\"to\":[\"10.0.0.2:7000\",\"[fd00::2]:7001\"],"
+		"\"seconds\":0.5}",
 		"POST /v1/incoming\n{\"name\":\"v\",\"config\":{},\"key\":\"" KEY_HEX "\",\"cpuid\":{\"1.ecx\":-1}}",
 		"POST /v1/vms\n{\"name\":\"v\",\"config\":" VM_CONFIG ",\"nics\":[{\"network\":\"nope\"}]}",
 		"POST /v1/vms\n{\"name\":\"v\",\"config\":" VM_CONFIG ",\"nics\":[{\"network\":\"prod\",\"mac\":\"01:00:5e:00:00:01\"}],"
@@ -382,6 +385,7 @@ static void api_seeds(void)
 		"GET /v1/vms/vm1", "POST /v1/vms/vm1/config\n{\"memory\":134217728,\"vcpus\":1,\"evc\":\"cluster\"}",
 		"POST /v1/vms/vm1/start\n{\"host\":\"10.0.0.11:7001\"}", "POST /v1/vms/vm1/stop",
 		"POST /v1/vms/vm1/migrate\n{\"to\":\"hB\"," MIGRATION_OPTIONS "}",
+		"POST /v1/netcheck\n{\"source\":\"hA\",\"destination\":\"10.0.0.12:7001\",\"service\":\"migration\",\"seconds\":2}",
 		"POST /v1/hosts\n{\"address\":\"10.0.0.11:7001\",\"token\":\"" KEY_HEX "\",\"cluster\":\"lab_1.a-b\"}",
 		"GET /v1/hosts", "GET /v1/hosts/10.0.0.11:7001", "DELETE /v1/hosts/hA", "GET /v1/clusters",
 		"GET /v1/clusters/lab_1.a-b/evc", "POST /v1/clusters/lab_1.a-b/evc\n{\"level\":\"x86-64-v1\"}",
