@@ -31,7 +31,7 @@ PIDS+=($!)
 g() { ip netns exec $HA env GLIDE_CENTER="10.99.0.1:$PC" GLIDE_TOKEN_FILE="$T/ct" "$GLIDE" "$@"; }
 if ! wait_for 15 g cluster list || ! wait_for 10 g host add 10.99.0.1:$PA --host-token-file "$T/ht" --name hA ||
 	! wait_for 10 g host add 10.99.0.2:$PB --host-token-file "$T/ht" --name hB; then
-	fail "controller and agents: $(tail -2 "$T/c.log" "$T/hA.log" "$T/hB.log" | tr '\n' ' ')"
+	fail "controller and agents: $(tail -n 2 "$T/c.log" "$T/hA.log" "$T/hB.log" | tr '\n' ' ')"
 	exit 0
 fi
 g vm create vnet --memory 64M --elf "$ELF" --nic "prod,mac=$MAC" >"$T/create.out" 2>&1 &&

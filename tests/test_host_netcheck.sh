@@ -68,7 +68,7 @@ PIDS+=($!)
 g() { ip netns exec $HA env GLIDE_CENTER="127.0.0.1:$PC" GLIDE_TOKEN_FILE="$T/ct" "$GLIDE" "$@"; }
 if ! wait_for 15 g cluster list || ! wait_for 10 g host add 10.78.0.1:$PA --host-token-file "$T/ht" --name hA ||
 	! wait_for 10 g host add 10.78.0.2:$PB --host-token-file "$T/ht" --name hB; then
-	fail "controller and agents: $(tail -2 "$T/c.log" "$T/hA.log" "$T/hB.log" | tr '\n' ' ')"
+	fail "controller and agents: $(tail -n 2 "$T/c.log" "$T/hA.log" "$T/hB.log" | tr '\n' ' ')"
 	exit 0
 fi
 

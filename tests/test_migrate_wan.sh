@@ -61,7 +61,7 @@ figures() { printf "total %.0f ms, stun %.1f ms, %.1f MiB sent, %s phases" "$(jg
 link 10 0 || { fail "WAN: the link emulator did not start: $(tail -2 "$T/link.err")"; exit 0; }
 PORT=$((PORT + 1))
 vm_in "${NS}a" w1 --memory 256M --boot "$AB" && vm_in "${NS}b" w1d --incoming "$B_ADDR:$PORT" --key-file "$T/key" ||
-	{ fail "WAN: monitors did not start: $(tail -2 "$T/w1.out" "$T/w1d.out")"; exit 0; }
+	{ fail "WAN: monitors did not start: $(tail -n 2 "$T/w1.out" "$T/w1d.out")"; exit 0; }
 timeout 300 "$GLIDE" migrate --api "$T/w1.sock" --to "$B_ADDR:$PORT" --key-file "$T/key" --verify --json >"$T/w1.json" 2>"$T/w1.err"
 if [ "$(jget "$T/w1.json" status)" = completed ] && [ "$(jget "$T/w1.json" verified)" = True ] && ab_check "$T/w1d.sock" 1; then
 	pass "WAN 20 ms RTT: a dirtying A-B guest migrated, verified, A-B clean ($(figures "$T/w1.json"))"
