@@ -811,7 +811,8 @@ int virtio_dev_load(struct virtio_dev *vd, struct state_cursor *c, char *err, si
 		errf(err, errlen, "%s: virtio state truncated or malformed", vd->pci.name);
 		return -EINVAL;
 	}
-	if (dev_features != vd->device_features) {
+	if ((dev_features | vd->optional_features) != (vd->device_features | vd->optional_features) ||
+	    (dev_features & ~vd->device_features)) {
 		errf(err, errlen, "%s: the source offered features 0x%llx, this device offers 0x%llx", vd->pci.name,
 		     (unsigned long long)dev_features, (unsigned long long)vd->device_features);
 		return -EINVAL;
@@ -844,6 +845,7 @@ int virtio_dev_load(struct virtio_dev *vd, struct state_cursor *c, char *err, si
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&vd->pci.lock);
+	vd->device_features = dev_features; /* the same, or without optional ones the source did not offer */
 	vd->driver_features = drv_features;
 	vd->device_feature_select = dsel;
 	vd->driver_feature_select = gsel;

@@ -107,6 +107,11 @@ struct virtio_dev {
 	void *opaque;
 	/* transport state (pci.lock protects it) */
 	uint64_t device_features, driver_features;
+	/* Offered features a restore may find missing from the state (a source
+	 * that did not offer them, e.g. an older glide): the device then offers
+	 * what the source did. Any other difference refuses the state. Set by
+	 * the device after virtio_dev_create. */
+	uint64_t optional_features;
 	uint32_t device_feature_select, driver_feature_select;
 	uint8_t status;
 	uint8_t isr;

@@ -14,7 +14,13 @@
  * the "virtio-net" state section, so a migration or a snapshot delivers
  * them to the guest when it runs again instead of losing them. After a migration the destination
  * announces the MAC (RARP, several rounds) and asks a guest that
- * negotiated GUEST_ANNOUNCE to announce itself. */
+ * negotiated GUEST_ANNOUNCE to announce itself.
+ * Offloads, as the tap offers them: the guest may send frames with a
+ * partial checksum and TCP segmentation left to the host (CSUM,
+ * HOST_TSO4/6/ECN: the vnet header goes to the tap as the guest wrote it),
+ * and may take them (GUEST_CSUM, GUEST_TSO4/6/ECN: once the driver
+ * negotiated them, TUNSETOFFLOAD lets the tap hand over such frames, up to
+ * 64 KiB, which go to a receive buffer chain large enough or are dropped). */
 #include "devices/devices.h"
 #include "devices/virtio.h"
 #include "devices/virtio_dev.h"
@@ -24,6 +30,7 @@
 #include "common/util.h"
 #include "vmm/vm.h"
 #include <errno.h>
+#include <linux/if_tun.h>
 #include <pcap/pcap.h>
 #include <sys/time.h>
 #include <pthread.h>
@@ -36,6 +43,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#define VIRTIO_NET_F_CSUM 0        /* the device takes frames with a partial checksum */
+#define VIRTIO_NET_F_GUEST_CSUM 1  /* the driver takes them */
+#define VIRTIO_NET_F_GUEST_TSO4 7  /* the driver takes TCP segmentation work (GSO frames) */
+#define VIRTIO_NET_F_GUEST_TSO6 8
+#define VIRTIO_NET_F_GUEST_ECN 9
+#define VIRTIO_NET_F_HOST_TSO4 11  /* the device takes them */
+#define VIRTIO_NET_F_HOST_TSO6 12
+#define VIRTIO_NET_F_HOST_ECN 13
 #define VIRTIO_NET_F_MAC 5
 #define VIRTIO_NET_F_STATUS 16
 #define VIRTIO_NET_F_CTRL_VQ 17
@@ -62,7 +77,8 @@
 #define NET_QUEUE_SIZE 256
 #define NET_CONFIG_LEN 10
 #define NET_HDR_LEN 12          /* struct virtio_net_hdr_v1 */
-#define NET_FRAME_MAX 65550     /* header + a 64 KiB frame */
+#define NET_FRAME_MAX (NET_HDR_LEN + 18 + 65535) /* header + the largest (GSO) frame: Ethernet, VLAN tag, 64 KiB of IP */
+#define NET_READ_MAX (NET_FRAME_MAX + 1) /* a read that fills this was cut short: the frame is dropped */
 #define ETH_HLEN 14
 #define NET_UNI_MAX 32          /* unicast MACs of the guest's filter table; more: as promiscuous */
 #define NET_CTRL_MAX 2048       /* bytes of a control command read */
@@ -77,6 +93,7 @@ struct virtio_net {
 	int index;
 	char name[24];
 	struct net_port port; /* tap (and bridge, VLAN, rate) */
+	unsigned offloads_on;   /* TUN_F_* bits enabled on the tap (what the driver takes) */
 	uint8_t mac[6];
 	uint16_t status;
 	bool tap_watched;
@@ -258,13 +275,18 @@ static void net_receive(struct virtio_net *n)
 			pushed = true;
 			continue;
 		}
-		ssize_t got = read(n->port.fd, n->rx_buf, NET_FRAME_MAX);
+		ssize_t got = read(n->port.fd, n->rx_buf, NET_READ_MAX);
 		if (got < 0) {
 			virtq_unpop(&n->vd, NET_Q_RX);
 			if (errno != EAGAIN && errno != EINTR)
 				n->stats.rx_errors++;
 			watch_tap(n, true);
 			goto out;
+		}
+		if (got > NET_FRAME_MAX) {
+			virtq_unpop(&n->vd, NET_Q_RX);
+			n->stats.rx_dropped++; /* larger than any frame should be */
+			continue;
 		}
 		if (got <= NET_HDR_LEN || !rx_allowed(n, n->rx_buf + NET_HDR_LEN, (size_t)got - NET_HDR_LEN)) {
 			virtq_unpop(&n->vd, NET_Q_RX); /* the buffer stays the guest's, untouched */
@@ -429,9 +451,39 @@ static void net_backend_ready(struct virtio_dev *vd, int fd)
 	net_receive(n);
 }
 
+/* The TUN_F_* offloads the driver's features ask of the tap: what the
+ * guest takes (GUEST_*), each only with the checksum offload it needs. */
+static unsigned guest_offloads(struct virtio_dev *vd)
+{
+	unsigned f = 0;
+	if (!virtio_has_feature(vd, VIRTIO_NET_F_GUEST_CSUM))
+		return 0;
+	f |= TUN_F_CSUM;
+	if (virtio_has_feature(vd, VIRTIO_NET_F_GUEST_TSO4))
+		f |= TUN_F_TSO4;
+	if (virtio_has_feature(vd, VIRTIO_NET_F_GUEST_TSO6))
+		f |= TUN_F_TSO6;
+	if ((f & (TUN_F_TSO4 | TUN_F_TSO6)) && virtio_has_feature(vd, VIRTIO_NET_F_GUEST_ECN))
+		f |= TUN_F_TSO_ECN;
+	return f;
+}
+
+static void net_set_offloads(struct virtio_net *n, unsigned flags)
+{
+	char err[256];
+	flags &= n->port.tap.offloads;
+	if (flags == n->offloads_on)
+		return;
+	if (hostnet_tap_set_offload(&n->port.tap, flags, err, sizeof(err)))
+		glide_log("vm", "%s: %s", n->name, err); /* the tap then hands over whole, checksummed frames */
+	else
+		n->offloads_on = flags;
+}
+
 static void net_driver_ok(struct virtio_dev *vd)
 {
 	struct virtio_net *n = net_of(vd);
+	net_set_offloads(n, guest_offloads(vd));
 	/* Receive from now on (event thread: it runs on the next wake). */
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (1ULL << 32) | (uint32_t)n->port.fd };
 	if (epoll_ctl(vd->epoll_fd, EPOLL_CTL_MOD, n->port.fd, &ev) == 0)
@@ -442,6 +494,7 @@ static void net_reset(struct virtio_dev *vd)
 {
 	struct virtio_net *n = net_of(vd);
 	watch_tap(n, false);
+	net_set_offloads(n, 0); /* a driver that comes next may take only whole frames */
 	__atomic_store_n(&n->status, VIRTIO_NET_S_LINK_UP, __ATOMIC_RELEASE);
 	/* a reset device has the configured MAC and no filter of the driver's */
 	memcpy(n->eff_mac, n->mac, 6);
@@ -464,11 +517,15 @@ static void net_hold_pending(struct virtio_net *n)
 	uint8_t *buf = NULL;
 	pthread_mutex_lock(&n->held_lock);
 	while (n->nheld < NET_HELD_FRAMES_MAX && n->held_bytes + NET_FRAME_MAX <= NET_HELD_BYTES_MAX) {
-		if (!buf && !(buf = malloc(NET_FRAME_MAX)))
+		if (!buf && !(buf = malloc(NET_READ_MAX)))
 			break;
-		ssize_t got = read(n->port.fd, buf, NET_FRAME_MAX);
+		ssize_t got = read(n->port.fd, buf, NET_READ_MAX);
 		if (got <= NET_HDR_LEN)
 			break;
+		if (got > NET_FRAME_MAX) {
+			n->stats.rx_dropped++;
+			continue;
+		}
 		uint8_t *data = realloc(buf, (size_t)got);
 		if (!data)
 			break;
@@ -625,6 +682,26 @@ static void net_destroy(struct virtio_dev *vd)
 	n->rx_buf = NULL;
 }
 
+/* The offload features a NIC offers on a tap that takes `tap` (TUN_F_*):
+ * the guest's partial checksums and GSO frames go to the tap as they are
+ * (a tap with a vnet header takes them from a writer always); the guest
+ * is offered each kind of frame the tap can hand over. */
+static uint64_t net_offload_features(unsigned tap)
+{
+	uint64_t f = 1ULL << VIRTIO_NET_F_CSUM | 1ULL << VIRTIO_NET_F_HOST_TSO4 | 1ULL << VIRTIO_NET_F_HOST_TSO6 |
+		     1ULL << VIRTIO_NET_F_HOST_ECN;
+	if (tap & TUN_F_CSUM) {
+		f |= 1ULL << VIRTIO_NET_F_GUEST_CSUM;
+		if (tap & TUN_F_TSO4)
+			f |= 1ULL << VIRTIO_NET_F_GUEST_TSO4;
+		if (tap & TUN_F_TSO6)
+			f |= 1ULL << VIRTIO_NET_F_GUEST_TSO6;
+		if ((tap & TUN_F_TSO_ECN) && (tap & (TUN_F_TSO4 | TUN_F_TSO6)))
+			f |= 1ULL << VIRTIO_NET_F_GUEST_ECN;
+	}
+	return f;
+}
+
 static const struct virtio_dev_ops net_ops = {
 	.config_access = net_config_access,
 	.queue_notify = net_queue_notify,
@@ -653,7 +730,7 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 	n->accept_mac_changes = spec->accept_mac_changes;
 	n->accept_promiscuous = spec->accept_promiscuous;
 	n->status = VIRTIO_NET_S_LINK_UP;
-	n->rx_buf = malloc(NET_FRAME_MAX);
+	n->rx_buf = malloc(NET_READ_MAX);
 	rc = n->rx_buf ? net_port_open(&n->port, spec, err, errlen) : -ENOMEM;
 	if (rc) {
 		free(n->rx_buf);
@@ -680,9 +757,11 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 			    1ULL << VIRTIO_NET_F_CTRL_RX | 1ULL << VIRTIO_NET_F_CTRL_MAC_ADDR |
 			    1ULL << VIRTIO_NET_F_GUEST_ANNOUNCE | 1ULL << VIRTIO_F_RING_INDIRECT_DESC |
 			    1ULL << VIRTIO_F_RING_EVENT_IDX;
+	features |= net_offload_features(n->port.tap.offloads);
 	rc = virtio_dev_create(vm, &n->vd, n->name, VIRTIO_ID_NET, NET_QUEUES, NET_QUEUE_SIZE, NET_CONFIG_LEN, features,
 			       &net_ops, err, errlen);
 	vm->nics[index] = &n->vd; /* destroyed with the VM, also after a failure here */
+	n->vd.optional_features = net_offload_features(~0u); /* a state from before offloads restores without them */
 	if (!rc) {
 		struct epoll_event ev = { .events = 0, .data.u64 = (1ULL << 32) | (uint32_t)n->port.fd };
 		if (epoll_ctl(n->vd.epoll_fd, EPOLL_CTL_ADD, n->port.fd, &ev) < 0) {

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
+#include <linux/virtio_net.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
@@ -115,6 +116,10 @@ static int failures;
 #define BLK_S_OK 0
 #define BLK_S_IOERR 1
 #define BLK_S_UNSUPP 2
+#define NET_F_CSUM (1ULL << 0)
+#define NET_F_GUEST_CSUM (1ULL << 1)
+#define NET_F_GUEST_TSO4 (1ULL << 7)
+#define NET_F_HOST_TSO4 (1ULL << 11)
 #define NET_F_MAC (1ULL << 5)
 #define NET_F_STATUS (1ULL << 16)
 #define NET_F_CTRL_VQ (1ULL << 17)
@@ -1918,6 +1923,151 @@ static bool rx_gets(struct vdev *d, int s, const char *ifname, const uint8_t dst
 	return sock_send_to(s, ifname, dst, tag, 100) && net_rx_find(d, tag, ms, &ulen, &nbuf, &flen);
 }
 
+/* A TCP/IPv4 frame of `payload` bytes from the peer to dst, as GSO work
+ * for the receiver (segments of mss bytes, checksum left partial) after a
+ * 10-byte virtio_net_hdr; returns the bytes written to f. */
+static size_t gso_frame(uint8_t *f, const uint8_t dst[6], const uint8_t src[6], size_t payload, uint16_t mss, uint32_t seq)
+{
+	struct virtio_net_hdr h = { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+				    .hdr_len = 54, .gso_size = mss, .csum_start = 34, .csum_offset = 16 };
+	memcpy(f, &h, sizeof(h));
+	uint8_t *e = f + sizeof(h), *ip = e + 14, *tcp = ip + 20;
+	memcpy(e, dst, 6);
+	memcpy(e + 6, src, 6);
+	e[12] = 0x08, e[13] = 0x00;
+	memset(ip, 0, 40);
+	uint16_t tot = (uint16_t)(40 + payload);
+	ip[0] = 0x45, ip[2] = (uint8_t)(tot >> 8), ip[3] = (uint8_t)tot, ip[6] = 0x40, ip[8] = 64, ip[9] = 6;
+	ip[12] = 10, ip[15] = 1, ip[16] = 10, ip[19] = 2; /* 10.0.0.1 -> 10.0.0.2 */
+	uint32_t sum = 0;
+	for (int i = 0; i < 20; i += 2)
+		sum += (uint32_t)ip[i] << 8 | ip[i + 1];
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	ip[10] = (uint8_t)(~sum >> 8), ip[11] = (uint8_t)~sum;
+	tcp[0] = 0x30, tcp[1] = 0x39, tcp[2] = 0x00, tcp[3] = 0x50; /* 12345 -> 80 */
+	tcp[4] = (uint8_t)(seq >> 24), tcp[5] = (uint8_t)(seq >> 16), tcp[6] = (uint8_t)(seq >> 8), tcp[7] = (uint8_t)seq;
+	tcp[12] = 5 << 4, tcp[13] = 0x18, tcp[14] = 0xff, tcp[15] = 0xff; /* PSH ACK */
+	for (size_t i = 0; i < payload; i++)
+		tcp[20 + i] = (uint8_t)(i * 7 + seq);
+	return sizeof(h) + 54 + payload;
+}
+
+/* What one receive buffer of 64 KiB got: its used length and virtio header, or false. */
+static bool net_rx_big(struct vdev *d, unsigned ms, uint32_t *used_len, struct virtio_net_hdr *h)
+{
+	struct vq *q = &d->q[0];
+	struct desc *t = gp(d, q->desc, 16ULL * q->size);
+	for (uint64_t end = ms_now() + ms; ms_now() < end;) {
+		if (used_idx(d, 0) == q->last_used) {
+			sleep_us(200);
+			continue;
+		}
+		uint32_t id, len;
+		vq_take(d, 0, &id, &len);
+		if (id >= q->size || len < NET_HDR_LEN + 54)
+			continue;
+		uint8_t *p = gp(d, t[id].addr, 65536);
+		if (p[NET_HDR_LEN + 12] != 0x08 || p[NET_HDR_LEN + 23] != 6) /* not our TCP */
+			continue;
+		memcpy(h, p, sizeof(*h));
+		*used_len = len;
+		return true;
+	}
+	return false;
+}
+
+/* Offloads (NIC 2): a driver that takes GSO frames gets the peer's 3000-byte
+ * TCP send as one frame with its GSO header; one that does not gets it
+ * segmented by the host's stack; a GSO frame the driver sends leaves the
+ * tap whole with its header. */
+static void test_net_offloads(struct vdev *d, const char *ifname)
+{
+	int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL)), one = 1;
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+				   .sll_ifindex = (int)if_nametoindex(ifname) };
+	if (s < 0 || setsockopt(s, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) ||
+	    bind(s, (struct sockaddr *)&sll, sizeof(sll))) {
+		CHECK("net offloads: a packet socket with vnet headers on the tap", false, "%s", strerror(errno));
+		if (s >= 0)
+			close(s);
+		return;
+	}
+	static uint8_t f[65536];
+	struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_ifindex = sll.sll_ifindex, .sll_halen = 6,
+				  .sll_protocol = htons(0x0800) };
+	memcpy(to.sll_addr, nic_mac3, 6);
+	const size_t payload = 3000;
+	const uint16_t mss = 1000;
+	uint32_t ulen = 0;
+	struct virtio_net_hdr h;
+
+	/* without GUEST_TSO4: the host's stack segments before the tap */
+	bool up = vdev_start(d, F_VERSION_1 | NET_F_MAC, 0);
+	for (int i = 0; up && i < 4; i++) {
+		struct seg sg = { buf_alloc(d, 0, 65536), 65536, true };
+		vq_post(d, 0, &sg, 1);
+	}
+	vq_kick(d, 0);
+	size_t len = gso_frame(f, nic_mac3, peer_mac, payload, mss, 1);
+	bool sent = up && sendto(s, f, len, 0, (struct sockaddr *)&to, sizeof(to)) == (ssize_t)len;
+	int segs = 0;
+	uint32_t largest = 0;
+	while (sent && net_rx_big(d, segs ? 300 : WAIT_MS, &ulen, &h)) {
+		segs++;
+		largest = MAX(largest, ulen);
+	}
+	CHECK("net offloads: a driver without GUEST_TSO4 gets a peer's 3000-byte TCP send in 3 segments of <= 1000 bytes",
+	      sent && segs == 3 && largest <= NET_HDR_LEN + 54 + mss, "started %d sent %d: %d frames, largest %u", up, sent, segs,
+	      largest);
+
+	/* with CSUM, GUEST_CSUM, GUEST_TSO4, HOST_TSO4: one frame with the GSO header */
+	up = vdev_start(d, F_VERSION_1 | NET_F_MAC | NET_F_CSUM | NET_F_GUEST_CSUM | NET_F_GUEST_TSO4 | NET_F_HOST_TSO4, 0);
+	for (int i = 0; up && i < 4; i++) {
+		struct seg sg = { buf_alloc(d, 0, 65536), 65536, true };
+		vq_post(d, 0, &sg, 1);
+	}
+	vq_kick(d, 0);
+	len = gso_frame(f, nic_mac3, peer_mac, payload, mss, 2);
+	sent = up && sendto(s, f, len, 0, (struct sockaddr *)&to, sizeof(to)) == (ssize_t)len;
+	bool got = sent && net_rx_big(d, WAIT_MS, &ulen, &h);
+	CHECK("net offloads: the device offers CSUM/GUEST_CSUM/GUEST_TSO4/HOST_TSO4, and a driver that took them gets the "
+	      "3000-byte send as one frame: gso TCPV4, gso_size 1000",
+	      got && ulen == NET_HDR_LEN + 54 + payload && h.gso_type == VIRTIO_NET_HDR_GSO_TCPV4 && h.gso_size == mss,
+	      "started %d sent %d got %d: used len %u gso_type %u gso_size %u", up, sent, got, ulen, h.gso_type, h.gso_size);
+
+	/* a GSO frame from the driver: to the tap as it is (the host's stack does the segmentation) */
+	while (recv(s, f, sizeof(f), MSG_DONTWAIT) > 0) {
+	}
+	uint64_t b = buf_alloc(d, 1, (uint32_t)(NET_HDR_LEN + 54 + payload));
+	uint8_t *p = gp(d, b, NET_HDR_LEN + 54 + payload);
+	gso_frame(p + 2, peer_mac, nic_mac3, payload, mss, 3); /* the 12-byte header: 10 bytes, num_buffers */
+	memmove(p, p + 2, sizeof(struct virtio_net_hdr));
+	p[10] = p[11] = 0;
+	struct seg sg = { b, (uint32_t)(NET_HDR_LEN + 54 + payload), false };
+	vq_post(d, 1, &sg, 1);
+	vq_kick(d, 1);
+	bool used = vq_wait(d, 1, d->q[1].avail_idx, WAIT_MS);
+	d->q[1].last_used = d->q[1].avail_idx;
+	bool whole = false;
+	struct virtio_net_hdr th = { 0 };
+	for (uint64_t end = ms_now() + WAIT_MS; used && !whole && ms_now() < end;) {
+		struct pollfd pf = { s, POLLIN, 0 };
+		if (poll(&pf, 1, 50) <= 0)
+			continue;
+		struct sockaddr_ll from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(s, f, sizeof(f), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+		if (n < (ssize_t)sizeof(th) + 54 || from.sll_pkttype == PACKET_OUTGOING || memcmp(f + sizeof(th) + 6, nic_mac3, 6))
+			continue;
+		memcpy(&th, f, sizeof(th));
+		whole = n == (ssize_t)(sizeof(th) + 54 + payload) && th.gso_type == VIRTIO_NET_HDR_GSO_TCPV4 && th.gso_size == mss;
+	}
+	CHECK("net offloads: a 3000-byte GSO frame the driver sends leaves the tap whole with its GSO header (HOST_TSO4)",
+	      used && whole, "used %d whole %d gso_type %u gso_size %u", used, whole, th.gso_type, th.gso_size);
+	close(s);
+}
+
 /* Port security (vSphere's port-group policies): NIC 0 rejects all three,
  * NIC 2 accepts all three. */
 static void test_net_security(struct vm *vm, struct vdev *d, int s, struct vdev *d3, int s3)
@@ -2180,6 +2330,7 @@ static int net_child(void)
 	}
 
 	test_net_security(vm, &d, s, &d3, s3);
+	test_net_offloads(&d3, TAP_OPEN);
 
 	/* the rate limit holds frames back and sends them when tokens are back, without another kick */
 	if (vdev_start(&d2, F_VERSION_1 | NET_F_MAC, 0)) {
