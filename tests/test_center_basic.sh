@@ -37,6 +37,21 @@ check "token: host agent refuses a wrong token" bash -c "[ \$(curl -s -o /dev/nu
 check "token: host add with a wrong host token is refused" bash -c "! $GLIDE host add 127.0.0.1:$PA --host-token-file $T/bad --name hA"
 check "token: local host.sock needs no token" curl -sf --unix-socket "$T/hA/host.sock" http://x/v1/host
 
+# the agent frees the VMs it forgot (register and delete 40: its records go back to what it knows)
+churn_ok=0
+for i in $(seq 1 40); do
+	curl -sf --unix-socket "$T/hS/host.sock" -X POST http://x/v1/vms \
+		-d "{\"name\":\"churn$i\",\"config\":{\"memory\":16777216,\"vcpus\":1},\"boot\":{\"kind\":\"boot\",\"path\":\"$IMG\"}}" >/dev/null &&
+		curl -sf --unix-socket "$T/hS/host.sock" -X DELETE http://x/v1/vms/churn$i >/dev/null && churn_ok=$((churn_ok + 1))
+done
+records() { curl -s --unix-socket "$T/hS/host.sock" http://x/v1/host | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["vm_records"], len(d["vms"]))'; }
+freed() { read -r r k <<<"$(records)"; [ "$r" = "$k" ]; }
+if [ $churn_ok = 40 ] && wait_for 5 freed; then
+	pass "40 VMs registered and deleted on hS: its records are freed ($(records | awk '{print $1}') in memory, as many as it knows)"
+else
+	fail "VM records after 40 registered and deleted: $churn_ok done; records, known: $(records)"
+fi
+
 check "host add hA" "$GLIDE" host add "127.0.0.1:$PA" --host-token-file "$T/ht" --name hA
 check "host add hB" "$GLIDE" host add "127.0.0.1:$PB" --host-token-file "$T/ht" --name hB
 check "host add hS" "$GLIDE" host add "127.0.0.1:$PS" --host-token-file "$T/ht" --name hS

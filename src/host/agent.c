@@ -119,14 +119,19 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		*resp = http_error("%s", err);
 		return 409;
 	}
+	host_vm_hold(v);
 	pthread_mutex_unlock(&a->lock);
 	glide_log("host", "VM %s registered", r.name);
-	if (r.start)
-		return start_and_wait(a, v, resp, 201);
-	pthread_mutex_lock(&a->lock);
-	*resp = host_vm_json(v);
-	pthread_mutex_unlock(&a->lock);
-	return 201;
+	int status = 201;
+	if (r.start) {
+		status = start_and_wait(a, v, resp, 201);
+	} else {
+		pthread_mutex_lock(&a->lock);
+		*resp = host_vm_json(v);
+		pthread_mutex_unlock(&a->lock);
+	}
+	host_vm_release(a, v);
+	return status;
 }
 
 /* /v1/vms/NAME[/ACTION]: 0, or the status to answer (*resp set; 0 for no such endpoint). */
@@ -180,10 +185,13 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 	return v ? 200 : 404;
 }
 
+static int vm_action(struct host_agent *a, struct host_vm *v, const char *name, const char *action,
+		     const struct http_request *req, json_t **resp);
+
 static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
-	char name[VM_NAME_MAX], action[64], err[512];
+	char name[VM_NAME_MAX], action[64];
 	int status;
 	if (vm_path(req, name, action, sizeof(action), resp, &status))
 		return status;
@@ -197,11 +205,23 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 		return host_vm_capture(a, name, req->body, resp);
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);
+	if (v)
+		host_vm_hold(v);
 	pthread_mutex_unlock(&a->lock);
 	if (!v) {
 		*resp = http_error("no VM named %s on host %s", name, a->name);
 		return 404;
 	}
+	status = vm_action(a, v, name, action, req, resp);
+	host_vm_release(a, v);
+	return status;
+}
+
+/* start, arrived, stop or config of a VM the caller holds (host_vm_hold). */
+static int vm_action(struct host_agent *a, struct host_vm *v, const char *name, const char *action,
+		     const struct http_request *req, json_t **resp)
+{
+	char err[512];
 	if (!strcmp(action, "start"))
 		return start_and_wait(a, v, resp, 200);
 	if (!strcmp(action, "arrived")) { /* the controller saw the migration complete */
@@ -267,6 +287,8 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 	return 0;
 }
 
+static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, bool forced, json_t **resp);
+
 static int api_vm_delete(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
@@ -284,7 +306,16 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 		*resp = http_error("no VM named %s on host %s", name, a->name);
 		return 404;
 	}
-	bool incoming = json_object_get(v->record, "incoming") != NULL, forced = force && !strcmp(force, "1");
+	host_vm_hold(v);
+	status = vm_delete(a, v, name, force && !strcmp(force, "1"), resp);
+	host_vm_release(a, v);
+	return status;
+}
+
+/* DELETE of a VM the caller holds; called with a->lock held, returns with it released. */
+static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, bool forced, json_t **resp)
+{
+	bool incoming = json_object_get(v->record, "incoming") != NULL;
 	pid_t pid = v->pid;
 	bool migrated = !strcmp(v->state, "migrated"); /* its monitor reported the migration completed */
 	char api[sizeof(v->api)], state[32] = "", err[300] = "";

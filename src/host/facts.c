@@ -173,7 +173,7 @@ json_t *host_facts_json(struct host_agent *a)
 		migrating += !strcmp(v->state, "incoming");
 	}
 	return json_pack("{s:s, s:i, s:i, s:{s:s, s:s, s:i, s:o, s:o, s:s?, s:o}, s:{s:I, s:I, s:I, s:I, s:I},"
-			 " s:o, s:i, s:o, s:o, s:o, s:i, s:i, s:{s:o, s:o, s:o}}",
+			 " s:o, s:i, s:o, s:o, s:o, s:i, s:i, s:{s:o, s:o, s:o}, s:i}",
 			 "name", a->name, "api_version", HOST_API_VERSION, "migration_protocol", WIRE_PROTOCOL_VERSION,
 			 "cpu", "vendor", a->cpu_vendor, "model", a->cpu_model, "count", (int)sysconf(_SC_NPROCESSORS_ONLN),
 			 "cpuid", evc_regs_to_json(a->cpu_regs), "features", evc_feature_list(a->cpu_regs),
@@ -185,5 +185,6 @@ json_t *host_facts_json(struct host_agent *a)
 			 "devices", device_list(), "networks", nets, "vms", vms,
 			 "vms_running", running, "migrations_incoming", migrating,
 			 "interfaces", "management", service_json(a, "management"), "migration", service_json(a, "migration"),
-			 "provisioning", service_json(a, "provisioning"));
+			 "provisioning", service_json(a, "provisioning"),
+			 "vm_records", host_vm_records(a)); /* in memory, forgotten ones until the supervisor frees them */
 }

@@ -31,7 +31,8 @@ struct host_vm {
 	char state[16];            /* off, starting, running, paused, incoming, migrated, stopping */
 	json_t *monitor;           /* last GET /v1/vm answer (NULL when none) */
 	char last_error[600];
-	bool removed;              /* forgotten; memory freed when no request uses it */
+	bool removed;              /* forgotten; freed by the supervisor once no request uses it */
+	int users;                 /* requests (and the supervisor) using it with a->lock released */
 	bool migrating;            /* an outgoing migration runs: its monitor is not polled */
 	struct host_vm *next;
 };
@@ -66,6 +67,13 @@ uint64_t host_memory_free(struct host_agent *a);
 
 /* vms.c (the caller holds a->lock unless noted) */
 struct host_vm *host_vm_find(struct host_agent *a, const char *name);
+/* A request that keeps using v after releasing a->lock holds it (lock held)
+ * and releases it (lock not held) when done; a forgotten VM's memory goes
+ * once nobody holds it (host_vm_sweep, from the supervisor). */
+void host_vm_hold(struct host_vm *v);
+void host_vm_release(struct host_agent *a, struct host_vm *v);
+int host_vm_sweep(struct host_agent *a);   /* frees forgotten, unused VMs; how many */
+int host_vm_records(struct host_agent *a); /* VMs in memory, forgotten ones not yet freed included */
 struct host_vm *host_vm_new(struct host_agent *a, const char *name, json_t *record, char *err, size_t errlen);
 int host_vm_save(struct host_vm *v);
 void host_vm_forget(struct host_agent *a, struct host_vm *v); /* deletes its directory */

@@ -182,6 +182,7 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 	}
 	snprintf(v->state, sizeof(v->state), "incoming");
 	pid = v->pid;
+	host_vm_hold(v);
 	pthread_mutex_unlock(&a->lock);
 
 	rc = host_vm_wait_api(v, pid, HOST_MONITOR_START_TIMEOUT_MS, err, sizeof(err));
@@ -190,6 +191,7 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 		pthread_mutex_lock(&a->lock);
 		if (!v->removed)
 			host_vm_forget(a, v);
+		v->users--;
 		pthread_mutex_unlock(&a->lock);
 		*resp = http_error("cannot prepare the destination VM on %s: %s", a->name, err);
 		return 500;
@@ -197,6 +199,7 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 	glide_log("host", "VM %s: destination prepared, waiting on %s", name, addrs);
 	*resp = json_pack("{s:s, s:s, s:s, s:s, s:i}", "name", name, "host", a->name, "addresses", addrs, "api", v->api,
 			  "pid", (int)pid);
+	host_vm_release(a, v);
 	return 201;
 }
 
@@ -223,11 +226,13 @@ int host_migration_start(struct host_agent *a, const char *name, json_t *spec, j
 	}
 	snprintf(api, sizeof(api), "%s", v->api);
 	rc = key_file_write(a, key, keypath, sizeof(keypath));
-	pthread_mutex_unlock(&a->lock);
 	if (rc) {
+		pthread_mutex_unlock(&a->lock);
 		*resp = http_error("cannot write the key file: %s", strerror(-rc));
 		return 500;
 	}
+	host_vm_hold(v);
+	pthread_mutex_unlock(&a->lock);
 	body = json_deep_copy(spec);
 	json_object_del(body, "key");
 	json_object_set_new(body, "key_file", json_string(keypath));
@@ -244,6 +249,7 @@ int host_migration_start(struct host_agent *a, const char *name, json_t *spec, j
 	}
 	unlink(keypath);
 	json_decref(body);
+	host_vm_release(a, v);
 	if (rc) {
 		json_decref(r);
 		*resp = http_error("cannot reach VM %s's monitor: %s", name, err);
@@ -269,10 +275,12 @@ int host_migration_relay(struct host_agent *a, const char *name, const char *met
 		return v ? 409 : 404;
 	}
 	snprintf(api, sizeof(api), "%s", v->api);
+	host_vm_hold(v);
 	pthread_mutex_unlock(&a->lock);
 	struct http_client_opts co = { .target = api, .timeout_ms = 10000 };
 	json_t *r = NULL;
 	if (http_call(&co, method, path, body, &r, &status, err, sizeof(err))) {
+		host_vm_release(a, v);
 		json_decref(r);
 		*resp = http_error("cannot reach VM %s's monitor: %s", name, err);
 		return 502;
@@ -287,6 +295,7 @@ int host_migration_relay(struct host_agent *a, const char *name, const char *met
 		}
 		pthread_mutex_unlock(&a->lock);
 	}
+	host_vm_release(a, v);
 	*resp = r;
 	return (int)status;
 }

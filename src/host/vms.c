@@ -29,6 +29,44 @@ struct host_vm *host_vm_find(struct host_agent *a, const char *name)
 	return NULL;
 }
 
+void host_vm_hold(struct host_vm *v)
+{
+	v->users++;
+}
+
+void host_vm_release(struct host_agent *a, struct host_vm *v)
+{
+	pthread_mutex_lock(&a->lock);
+	v->users--;
+	pthread_mutex_unlock(&a->lock);
+}
+
+int host_vm_sweep(struct host_agent *a)
+{
+	int freed = 0;
+	for (struct host_vm **p = &a->vms; *p;) {
+		struct host_vm *v = *p;
+		if (!v->removed || v->users > 0) {
+			p = &v->next;
+			continue;
+		}
+		*p = v->next;
+		json_decref(v->record);
+		json_decref(v->monitor);
+		free(v);
+		freed++;
+	}
+	return freed;
+}
+
+int host_vm_records(struct host_agent *a)
+{
+	int n = 0;
+	for (struct host_vm *v = a->vms; v; v = v->next)
+		n++;
+	return n;
+}
+
 static void path_in(struct host_vm *v, const char *file, char *out, size_t len)
 {
 	snprintf(out, len, "%s/%s", v->dir, file);
@@ -584,9 +622,12 @@ static void supervise_once(struct host_agent *a)
 	int n = 0;
 
 	pthread_mutex_lock(&a->lock);
+	host_vm_sweep(a);
 	for (struct host_vm *v = a->vms; v && n < 256; v = v->next)
-		if (!v->removed && v->pid)
+		if (!v->removed && v->pid) {
+			host_vm_hold(v);
 			items[n++] = (struct item){ v, v->pid };
+		}
 	pthread_mutex_unlock(&a->lock);
 	for (int i = 0; i < n; i++) {
 		struct host_vm *v = items[i].v;
@@ -608,6 +649,7 @@ static void supervise_once(struct host_agent *a)
 			}
 		}
 		pthread_mutex_lock(&a->lock);
+		v->users--; /* held until here: the lock is kept to the end of this VM's turn */
 		if (v->removed || v->pid != items[i].pid) {
 			pthread_mutex_unlock(&a->lock);
 			json_decref(st);
