@@ -21,8 +21,10 @@ int parse_size(const char *s, uint64_t *out)
 	if (!s || !*s || *s == '-' || isspace((unsigned char)*s))
 		return -EINVAL;
 	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || end == s)
+	/* decimal, or hex with 0x: a leading 0 is not octal ("010" is ten) */
+	bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+	v = strtoull(s, &end, hex ? 16 : 10);
+	if (errno || end == s || (hex && end == s + 2))
 		return -EINVAL;
 	if (*end) {
 		switch (toupper((unsigned char)*end)) {
