@@ -65,44 +65,16 @@ static int check_level(const char *level, char *err, size_t errlen)
 	return -EINVAL;
 }
 
+/* A host may be named by its address too. */
+static bool name_or_address(const char *name, char *err, size_t errlen)
+{
+	return name_valid(name, err, errlen) || center_address_valid(name);
+}
+
 int center_path_parse(const char *path, const char *prefix, bool or_address, char *name, size_t nlen, char *action,
 		      size_t alen, char *err, size_t errlen)
 {
-	size_t plen = strlen(prefix), n;
-	const char *p, *slash;
-	char *comp;
-	int rc;
-
-	name[0] = 0;
-	action[0] = 0;
-	if (strncmp(path, prefix, plen)) {
-		errf(err, errlen, "not under %s: %.80s", prefix, path);
-		return -EINVAL;
-	}
-	p = path + plen;
-	slash = strchr(p, '/');
-	n = slash ? (size_t)(slash - p) : strlen(p);
-	comp = strndup(p, n);
-	if (!comp) {
-		errf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	rc = check_name(comp, or_address, err, errlen);
-	free(comp);
-	if (rc)
-		return rc;
-	if (n >= nlen) {
-		errf(err, errlen, "name too long");
-		return -EINVAL;
-	}
-	if (slash && (!slash[1] || strlen(slash + 1) >= alen)) { /* one spelling: no "NAME/" */
-		errf(err, errlen, "no such action: '%.80s'", slash + 1);
-		return -ENOENT;
-	}
-	memcpy(name, p, n);
-	name[n] = 0;
-	snprintf(action, alen, "%s", slash ? slash + 1 : "");
-	return 0;
+	return path_split(path, prefix, or_address ? name_or_address : NULL, name, nlen, action, alen, err, errlen);
 }
 
 int center_task_id_parse(const char *path, int64_t *id)

@@ -350,3 +350,41 @@ int read_key_file(const char *path, uint8_t key[32], char *err, size_t errlen)
 	free(text);
 	return 0;
 }
+
+int path_split(const char *path, const char *prefix, bool (*name_ok)(const char *name, char *err, size_t errlen),
+	       char *name, size_t nlen, char *action, size_t alen, char *err, size_t errlen)
+{
+	size_t plen = strlen(prefix), n;
+	const char *p, *slash;
+
+	name[0] = 0;
+	action[0] = 0;
+	if (strncmp(path, prefix, plen)) {
+		errf(err, errlen, "not under %s: %.80s", prefix, path);
+		return -EINVAL;
+	}
+	p = path + plen;
+	slash = strchr(p, '/');
+	n = slash ? (size_t)(slash - p) : strlen(p);
+	char *comp = strndup(p, n);
+	if (!comp) {
+		errf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	bool ok = (name_ok ? name_ok : name_valid)(comp, err, errlen); /* also refuses a long one, saying so */
+	free(comp);
+	if (!ok)
+		return -EINVAL;
+	if (n >= nlen) {
+		errf(err, errlen, "name too long");
+		return -EINVAL;
+	}
+	if (slash && (!slash[1] || strlen(slash + 1) >= alen)) { /* one spelling: no "NAME/" */
+		errf(err, errlen, "no such action: '%.80s'", slash + 1);
+		return -ENOENT;
+	}
+	memcpy(name, p, n);
+	name[n] = 0;
+	snprintf(action, alen, "%s", slash ? slash + 1 : "");
+	return 0;
+}

@@ -27,6 +27,12 @@ const char *format_size(uint64_t bytes, char *buf, size_t len);
 #define NAME_LEN_MAX 63
 #define NAME_RULE "names are 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit, without '..'"
 bool name_valid(const char *name, char *err, size_t errlen);
+/* "PREFIX NAME[/ACTION]", the path of an API request on one named object:
+ * NAME checked by name_ok (NULL: name_valid) and shorter than nlen, ACTION
+ * ("" when none) not empty after a '/' and shorter than alen (else -ENOENT:
+ * no such endpoint). 0, or -EINVAL, -ENOENT, -ENOMEM with err set. */
+int path_split(const char *path, const char *prefix, bool (*name_ok)(const char *name, char *err, size_t errlen),
+	       char *name, size_t nlen, char *action, size_t alen, char *err, size_t errlen);
 
 uint64_t now_ns(void);        /* CLOCK_MONOTONIC */
 uint64_t realtime_ns(void);   /* CLOCK_REALTIME */

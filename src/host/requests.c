@@ -27,37 +27,7 @@ bool host_key_valid(const char *key)
 
 int host_vm_path_parse(const char *path, char name[VM_NAME_MAX], char *action, size_t alen, char *err, size_t errlen)
 {
-	static const char prefix[] = "/v1/vms/";
-	const char *p, *slash;
-	char *comp;
-	size_t n;
-
-	name[0] = 0;
-	action[0] = 0;
-	if (strncmp(path, prefix, strlen(prefix))) {
-		errf(err, errlen, "not a VM path: %.80s", path);
-		return -EINVAL;
-	}
-	p = path + strlen(prefix);
-	slash = strchr(p, '/');
-	n = slash ? (size_t)(slash - p) : strlen(p);
-	comp = strndup(p, n);
-	if (!comp) {
-		errf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	bool ok = name_valid(comp, err, errlen); /* also refuses n > NAME_LEN_MAX, saying so */
-	free(comp);
-	if (!ok)
-		return -EINVAL;
-	if (slash && (!slash[1] || strlen(slash + 1) >= alen)) { /* one spelling: no "NAME/" */
-		errf(err, errlen, "no such action on a VM: '%.80s'", slash + 1);
-		return -ENOENT;
-	}
-	memcpy(name, p, n);
-	name[n] = 0;
-	snprintf(action, alen, "%s", slash ? slash + 1 : "");
-	return 0;
+	return path_split(path, "/v1/vms/", NULL, name, VM_NAME_MAX, action, alen, err, errlen);
 }
 
 /* boot and devices are optional (null counts as absent); when given they must be valid. */
