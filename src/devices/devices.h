@@ -36,6 +36,7 @@ struct nic_spec {
 	char bridge[16];     /* bridge=BR: a tap of the monitor's own, attached to BR */
 	int vlan;            /* 0: none, else 1..4094 (access port on a VLAN-filtering bridge) */
 	uint64_t rate;       /* bytes/s each way, 0: unlimited */
+	int queues;          /* queue pairs (virtio-net multiqueue, a multi-queue tap): 0 or 1 for one, at most 8 */
 	bool has_mac;
 	uint8_t mac[6];
 	/* Port security, as a vSwitch port group's (each rejects unless accepted):
@@ -55,7 +56,7 @@ struct vm_device_specs {
 	struct nic_spec nics[VM_MAX_NICS];
 	struct disk_spec disks[VM_MAX_DISKS];
 };
-/* --nic bridge=BR[,vlan=N][,mac=MAC][,rate=RATE] | tap=NAME[,mac=MAC][,rate=RATE], and
+/* --nic bridge=BR[,vlan=N][,mac=MAC][,rate=RATE][,queues=N] | tap=NAME[,mac=MAC][,rate=RATE][,queues=N], and
  * [,forged-transmits=accept|reject][,mac-changes=accept|reject][,promiscuous=accept|reject] */
 int nic_spec_parse(const char *s, struct nic_spec *n, char *err, size_t errlen);
 /* --disk PATH[,readonly][,direct] */

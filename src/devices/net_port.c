@@ -49,6 +49,7 @@ int net_port_open(struct net_port *p, const struct nic_spec *spec, char *err, si
 		/* An administrator's tap stays when we close it; a new one goes. */
 		cfg.existing = hostnet_link_ifindex(spec->tap, &ifindex, NULL, 0) == 0;
 	}
+	cfg.queues = spec->queues > 1 ? (unsigned)spec->queues : 1;
 	rc = hostnet_tap_open(&p->tap, &cfg, err, errlen);
 	if (rc)
 		return rc;

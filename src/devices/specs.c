@@ -76,6 +76,14 @@ int nic_spec_parse(const char *s, struct nic_spec *n, char *err, size_t errlen)
 				errf(err, errlen, "--nic rate=%s: a rate like 100M (bytes/s) or 1G", v);
 				return -EINVAL;
 			}
+		} else if (key_is(item, "queues", &v)) {
+			char *end;
+			long q = strtol(v, &end, 10);
+			if (!*v || *end || q < 1 || q > 8) {
+				errf(err, errlen, "--nic queues=%s: queue pairs from 1 to 8", v);
+				return -EINVAL;
+			}
+			n->queues = (int)q;
 		} else if (key_is(item, "forged-transmits", &v) || key_is(item, "mac-changes", &v) ||
 			   key_is(item, "promiscuous", &v)) {
 			bool accept = !strcmp(v, "accept");
@@ -87,7 +95,7 @@ int nic_spec_parse(const char *s, struct nic_spec *n, char *err, size_t errlen)
 											   : &n->accept_promiscuous;
 			*policy = accept;
 		} else {
-			errf(err, errlen, "--nic: unknown item '%s' (bridge=BR, tap=NAME, vlan=N, mac=MAC, rate=RATE, "
+			errf(err, errlen, "--nic: unknown item '%s' (bridge=BR, tap=NAME, vlan=N, mac=MAC, rate=RATE, queues=N, "
 				     "forged-transmits=, mac-changes=, promiscuous=accept|reject)", item);
 			return -EINVAL;
 		}

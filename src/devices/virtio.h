@@ -40,7 +40,7 @@
 #define VIRTIO_STATUS_FAILED 128
 
 #define VIRTIO_MSI_NO_VECTOR 0xffff
-#define VIRTIO_QUEUES_MAX 8
+#define VIRTIO_QUEUES_MAX 17 /* virtio-net: 8 queue pairs and its control queue */
 #define VIRTIO_QUEUE_SIZE_MAX 256
 #define VIRTIO_CHAIN_MAX 64        /* descriptors followed in one chain (indirect included) */
 

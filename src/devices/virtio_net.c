@@ -70,10 +70,14 @@
 #define VIRTIO_NET_OK 0
 #define VIRTIO_NET_ERR 1
 
-#define NET_Q_RX 0
-#define NET_Q_TX 1
-#define NET_Q_CTRL 2
-#define NET_QUEUES 3
+#define VIRTIO_NET_F_MQ 22
+#define VIRTIO_NET_CTRL_MQ 4
+#define VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET 0
+/* Queues: receive and transmit of each pair k, then control. */
+#define NET_PAIRS_MAX 8
+#define NET_RXQ(k) (2 * (k))
+#define NET_TXQ(k) (2 * (k) + 1)
+#define NET_CTRLQ(n) (2 * (n)->npairs)
 #define NET_QUEUE_SIZE 256
 #define NET_CONFIG_LEN 10
 #define NET_HDR_LEN 12          /* struct virtio_net_hdr_v1 */
@@ -96,7 +100,9 @@ struct virtio_net {
 	unsigned offloads_on;   /* TUN_F_* bits enabled on the tap (what the driver takes) */
 	uint8_t mac[6];
 	uint16_t status;
-	bool tap_watched;
+	int npairs;             /* queue pairs (--nic queues=), each on its own tap queue */
+	int active_pairs;       /* what the driver uses (VQ_PAIRS_SET; 1 without MQ); the others' tap queues are detached */
+	bool tap_watched[NET_PAIRS_MAX];
 	/* frames read from the tap while the VM was stopped, delivered first */
 	pthread_mutex_t held_lock; /* the event thread takes, a forwarder (destination) adds */
 	struct held_frame held[NET_HELD_FRAMES_MAX];
@@ -138,18 +144,38 @@ static void net_config_access(struct virtio_dev *vd, uint64_t off, bool is_write
 	memcpy(cfg, n->eff_mac, 6);
 	uint16_t st = __atomic_load_n(&n->status, __ATOMIC_ACQUIRE);
 	memcpy(cfg + 6, &st, 2);
-	uint16_t pairs = 1;
+	uint16_t pairs = (uint16_t)n->npairs;
 	memcpy(cfg + 8, &pairs, 2);
 	memcpy(data, cfg + off, (size_t)len);
 }
 
-static void watch_tap(struct virtio_net *n, bool on)
+/* The tap queue of pair k. */
+static int qfd(const struct virtio_net *n, int k)
 {
-	if (n->tap_watched == on)
+	return n->port.tap.fds[k];
+}
+
+static void watch_tap(struct virtio_net *n, int k, bool on)
+{
+	if (n->tap_watched[k] == on)
 		return;
-	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.u64 = (1ULL << 32) | (uint32_t)n->port.fd };
-	if (epoll_ctl(n->vd.epoll_fd, EPOLL_CTL_MOD, n->port.fd, &ev) == 0)
-		n->tap_watched = on;
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.u64 = (1ULL << 32) | (uint32_t)qfd(n, k) };
+	if (epoll_ctl(n->vd.epoll_fd, EPOLL_CTL_MOD, qfd(n, k), &ev) == 0)
+		n->tap_watched[k] = on;
+}
+
+/* The driver uses `pairs` queue pairs: the tap spreads frames over their
+ * queues only, the others are detached and not watched. */
+static void set_active_pairs(struct virtio_net *n, int pairs)
+{
+	char err[256];
+	for (int k = 1; k < n->npairs; k++) {
+		if (k >= pairs)
+			watch_tap(n, k, false);
+		if (hostnet_tap_queue_attach(&n->port.tap, (unsigned)k, k < pairs, err, sizeof(err)))
+			glide_log("vm", "%s: %s", n->name, err);
+	}
+	n->active_pairs = pairs;
 }
 
 static void capture_end_locked(struct virtio_net *n)
@@ -215,17 +241,17 @@ static bool rx_allowed(const struct virtio_net *n, const uint8_t *eth, size_t le
 	return false;
 }
 
-/* Copies one held frame into the next receive buffer. 1 done, 0 no buffer, -1 dropped. */
-static int deliver_held(struct virtio_net *n)
+/* Copies one held frame into the next receive buffer of pair k. 1 done, 0 no buffer, -1 dropped. */
+static int deliver_held(struct virtio_net *n, int k)
 {
 	struct virtq_chain c;
-	int r = virtq_pop(&n->vd, NET_Q_RX, &c);
+	int r = virtq_pop(&n->vd, NET_RXQ(k), &c);
 	if (r <= 0)
 		return 0;
 	struct held_frame *f = &n->held[0];
 	size_t copied = 0;
 	if (!rx_allowed(n, f->data + NET_HDR_LEN, f->len - NET_HDR_LEN)) {
-		virtq_unpop(&n->vd, NET_Q_RX);
+		virtq_unpop(&n->vd, NET_RXQ(k));
 		n->stats.rx_filtered++;
 	} else if (c.in_bytes >= f->len) {
 		copied = virtq_chain_to_guest(&n->vd, &c, 0, f->data, f->len);
@@ -235,10 +261,10 @@ static int deliver_held(struct virtio_net *n)
 		n->stats.rx_frames++;
 		n->stats.rx_bytes += f->len - NET_HDR_LEN;
 		n->stats.rx_held_delivered++;
-		virtq_push(&n->vd, NET_Q_RX, &c, (uint32_t)copied);
+		virtq_push(&n->vd, NET_RXQ(k), &c, (uint32_t)copied);
 	} else {
 		n->stats.rx_dropped++;
-		virtq_push(&n->vd, NET_Q_RX, &c, 0);
+		virtq_push(&n->vd, NET_RXQ(k), &c, 0);
 	}
 	n->held_bytes -= f->len;
 	free(f->data);
@@ -247,17 +273,18 @@ static int deliver_held(struct virtio_net *n)
 	return copied ? 1 : -1;
 }
 
-/* Moves frames from the tap (and held ones first) into receive buffers until
- * either runs out; stops watching the tap while the guest has no buffers. */
-static void net_receive(struct virtio_net *n)
+/* Moves frames from pair k's tap queue (and held ones first) into its
+ * receive buffers until either runs out; stops watching the queue while the
+ * guest has no buffers there. */
+static void net_receive(struct virtio_net *n, int k)
 {
 	bool pushed = false;
 	pthread_mutex_lock(&n->held_lock);
 	while (n->nheld) {
-		int r = deliver_held(n);
+		int r = deliver_held(n, k);
 		if (r == 0) {
 			pthread_mutex_unlock(&n->held_lock);
-			watch_tap(n, false);
+			watch_tap(n, k, false);
 			goto out;
 		}
 		pushed = true;
@@ -265,60 +292,60 @@ static void net_receive(struct virtio_net *n)
 	pthread_mutex_unlock(&n->held_lock);
 	for (int budget = 0; budget < NET_QUEUE_SIZE; budget++) {
 		struct virtq_chain c;
-		int r = virtq_pop(&n->vd, NET_Q_RX, &c);
+		int r = virtq_pop(&n->vd, NET_RXQ(k), &c);
 		if (r <= 0) {
-			watch_tap(n, false); /* until the driver adds buffers */
+			watch_tap(n, k, false); /* until the driver adds buffers */
 			goto out;
 		}
 		if (c.in_bytes < NET_HDR_LEN + ETH_HLEN) {
-			virtq_push(&n->vd, NET_Q_RX, &c, 0);
+			virtq_push(&n->vd, NET_RXQ(k), &c, 0);
 			pushed = true;
 			continue;
 		}
-		ssize_t got = read(n->port.fd, n->rx_buf, NET_READ_MAX);
+		ssize_t got = read(qfd(n, k), n->rx_buf, NET_READ_MAX);
 		if (got < 0) {
-			virtq_unpop(&n->vd, NET_Q_RX);
+			virtq_unpop(&n->vd, NET_RXQ(k));
 			if (errno != EAGAIN && errno != EINTR)
 				n->stats.rx_errors++;
-			watch_tap(n, true);
+			watch_tap(n, k, true);
 			goto out;
 		}
 		if (got > NET_FRAME_MAX) {
-			virtq_unpop(&n->vd, NET_Q_RX);
+			virtq_unpop(&n->vd, NET_RXQ(k));
 			n->stats.rx_dropped++; /* larger than any frame should be */
 			continue;
 		}
 		if (got <= NET_HDR_LEN || !rx_allowed(n, n->rx_buf + NET_HDR_LEN, (size_t)got - NET_HDR_LEN)) {
-			virtq_unpop(&n->vd, NET_Q_RX); /* the buffer stays the guest's, untouched */
+			virtq_unpop(&n->vd, NET_RXQ(k)); /* the buffer stays the guest's, untouched */
 			n->stats.rx_filtered++;
 			continue;
 		}
 		if ((uint64_t)got > c.in_bytes) {
-			virtq_unpop(&n->vd, NET_Q_RX);
+			virtq_unpop(&n->vd, NET_RXQ(k));
 			n->stats.rx_dropped++; /* larger than the guest's buffer */
 			continue;
 		}
 		n->rx_buf[10] = 1, n->rx_buf[11] = 0; /* num_buffers: one buffer per frame */
 		virtq_chain_to_guest(&n->vd, &c, 0, n->rx_buf, (size_t)got);
 		capture(n, &(struct iovec){ n->rx_buf, (size_t)got }, 1, (size_t)got);
-		virtq_push(&n->vd, NET_Q_RX, &c, (uint32_t)got);
+		virtq_push(&n->vd, NET_RXQ(k), &c, (uint32_t)got);
 		pushed = true;
 		n->stats.rx_frames++;
 		n->stats.rx_bytes += (uint64_t)got > NET_HDR_LEN ? (uint64_t)got - NET_HDR_LEN : 0;
 	}
-	watch_tap(n, true);
+	watch_tap(n, k, true);
 out:
 	if (pushed)
-		virtq_notify(&n->vd, NET_Q_RX);
+		virtq_notify(&n->vd, NET_RXQ(k));
 }
 
-static void net_transmit(struct virtio_net *n)
+static void net_transmit(struct virtio_net *n, int k)
 {
 	bool pushed = false;
 	uint64_t wait_ns = 0;
 	for (int budget = 0; budget < NET_QUEUE_SIZE; budget++) {
 		struct virtq_chain c;
-		int r = virtq_pop(&n->vd, NET_Q_TX, &c);
+		int r = virtq_pop(&n->vd, NET_TXQ(k), &c);
 		if (r <= 0)
 			break;
 		size_t len = 0;
@@ -332,7 +359,7 @@ static void net_transmit(struct virtio_net *n)
 			n->stats.tx_forged++; /* forged transmit: not the NIC's MAC */
 		} else if (n->tx_bucket.rate && !tb_allow(&n->tx_bucket, len - NET_HDR_LEN, now_ns(), &wait_ns)) {
 			/* over the NIC's rate: the frame stays in the ring until the bucket has tokens again */
-			virtq_unpop(&n->vd, NET_Q_TX);
+			virtq_unpop(&n->vd, NET_TXQ(k));
 			n->stats.tx_throttled++;
 			struct itimerspec its = { .it_value = { .tv_sec = (time_t)(wait_ns / 1000000000ULL),
 								.tv_nsec = (long)(wait_ns % 1000000000ULL) } };
@@ -340,17 +367,17 @@ static void net_transmit(struct virtio_net *n)
 				its.it_value.tv_nsec = 1000;
 			timerfd_settime(n->tx_timer_fd, 0, &its, NULL);
 			break;
-		} else if (writev(n->port.fd, c.iov, c.nout) < 0) {
+		} else if (writev(qfd(n, k), c.iov, c.nout) < 0) {
 			n->stats.tx_dropped++;
 		} else {
 			n->stats.tx_frames++;
 			n->stats.tx_bytes += len - NET_HDR_LEN;
 		}
-		virtq_push(&n->vd, NET_Q_TX, &c, 0);
+		virtq_push(&n->vd, NET_TXQ(k), &c, 0);
 		pushed = true;
 	}
 	if (pushed)
-		virtq_notify(&n->vd, NET_Q_TX);
+		virtq_notify(&n->vd, NET_TXQ(k));
 }
 
 /* VIRTIO_NET_CTRL_MAC_TABLE_SET: two tables, unicast then multicast, each
@@ -395,6 +422,21 @@ static uint8_t net_control_command(struct virtio_net *n, uint8_t cls, uint8_t cm
 	if (cls == VIRTIO_NET_CTRL_MAC && cmd == VIRTIO_NET_CTRL_MAC_TABLE_SET &&
 	    virtio_has_feature(&n->vd, VIRTIO_NET_F_CTRL_RX))
 		return ctrl_mac_table(n, d, len);
+	if (cls == VIRTIO_NET_CTRL_MQ && cmd == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET && len == 2 &&
+	    virtio_has_feature(&n->vd, VIRTIO_NET_F_MQ)) {
+		uint16_t pairs;
+		memcpy(&pairs, d, 2);
+		if (pairs < 1 || pairs > n->npairs)
+			return VIRTIO_NET_ERR;
+		set_active_pairs(n, pairs);
+		for (int k = 0; k < pairs; k++) {
+			if (virtio_queue_ready(&n->vd, NET_RXQ(k)))
+				watch_tap(n, k, true);
+			if (virtio_queue_ready(&n->vd, NET_TXQ(k)))
+				net_transmit(n, k); /* what the driver queued before: sent now */
+		}
+		return VIRTIO_NET_OK;
+	}
 	if (cls == VIRTIO_NET_CTRL_MAC && cmd == VIRTIO_NET_CTRL_MAC_ADDR_SET && len == 6 && !(d[0] & 1) &&
 	    virtio_has_feature(&n->vd, VIRTIO_NET_F_CTRL_MAC_ADDR)) {
 		if (memcmp(d, n->eff_mac, 6)) {
@@ -411,7 +453,7 @@ static void net_control(struct virtio_net *n)
 	struct virtq_chain c;
 	bool pushed = false;
 	uint8_t cmd[NET_CTRL_MAX];
-	while (virtq_pop(&n->vd, NET_Q_CTRL, &c) > 0) {
+	while (virtq_pop(&n->vd, NET_CTRLQ(n), &c) > 0) {
 		uint8_t ack = VIRTIO_NET_ERR;
 		size_t out = 0;
 		for (int i = 0; i < c.nout; i++)
@@ -419,22 +461,20 @@ static void net_control(struct virtio_net *n)
 		if (out >= 2 && out <= sizeof(cmd) && virtq_chain_from_guest(&c, 0, cmd, out) == out)
 			ack = net_control_command(n, cmd[0], cmd[1], cmd + 2, out - 2);
 		uint32_t w = c.in_bytes ? (uint32_t)virtq_chain_to_guest(&n->vd, &c, c.in_bytes - 1, &ack, 1) : 0;
-		virtq_push(&n->vd, NET_Q_CTRL, &c, w);
+		virtq_push(&n->vd, NET_CTRLQ(n), &c, w);
 		pushed = true;
 	}
 	if (pushed)
-		virtq_notify(&n->vd, NET_Q_CTRL);
+		virtq_notify(&n->vd, NET_CTRLQ(n));
 }
 
 static void net_queue_notify(struct virtio_dev *vd, int q)
 {
 	struct virtio_net *n = net_of(vd);
-	if (q == NET_Q_RX)
-		net_receive(n);
-	else if (q == NET_Q_TX)
-		net_transmit(n);
-	else if (q == NET_Q_CTRL)
+	if (q == NET_CTRLQ(n))
 		net_control(n);
+	else if (q >= 0 && q / 2 < n->active_pairs)
+		(q & 1) ? net_transmit(n, q / 2) : net_receive(n, q / 2);
 }
 
 static void net_backend_ready(struct virtio_dev *vd, int fd)
@@ -444,11 +484,14 @@ static void net_backend_ready(struct virtio_dev *vd, int fd)
 		uint64_t expirations;
 		if (read(fd, &expirations, sizeof(expirations)) < 0) {
 		}
-		if (virtio_queue_ready(vd, NET_Q_TX))
-			net_transmit(n);
+		for (int k = 0; k < n->active_pairs; k++)
+			if (virtio_queue_ready(vd, NET_TXQ(k)))
+				net_transmit(n, k);
 		return;
 	}
-	net_receive(n);
+	for (int k = 0; k < n->active_pairs; k++)
+		if (fd == qfd(n, k))
+			net_receive(n, k);
 }
 
 /* The TUN_F_* offloads the driver's features ask of the tap: what the
@@ -484,16 +527,21 @@ static void net_driver_ok(struct virtio_dev *vd)
 {
 	struct virtio_net *n = net_of(vd);
 	net_set_offloads(n, guest_offloads(vd));
-	/* Receive from now on (event thread: it runs on the next wake). */
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (1ULL << 32) | (uint32_t)n->port.fd };
-	if (epoll_ctl(vd->epoll_fd, EPOLL_CTL_MOD, n->port.fd, &ev) == 0)
-		n->tap_watched = true;
+	/* Receive from now on (event thread: it runs on the next wake), on the
+	 * pairs the driver uses: one until it sets more (MQ) */
+	set_active_pairs(n, virtio_has_feature(vd, VIRTIO_NET_F_MQ) ? n->active_pairs : 1);
+	for (int k = 0; k < n->active_pairs; k++) {
+		n->tap_watched[k] = false;
+		watch_tap(n, k, true);
+	}
 }
 
 static void net_reset(struct virtio_dev *vd)
 {
 	struct virtio_net *n = net_of(vd);
-	watch_tap(n, false);
+	for (int k = 0; k < n->npairs; k++)
+		watch_tap(n, k, false);
+	set_active_pairs(n, 1); /* a driver starts on one pair */
 	net_set_offloads(n, 0); /* a driver that comes next may take only whole frames */
 	__atomic_store_n(&n->status, VIRTIO_NET_S_LINK_UP, __ATOMIC_RELEASE);
 	/* a reset device has the configured MAC and no filter of the driver's */
@@ -515,13 +563,16 @@ static void net_reset(struct virtio_dev *vd)
 static void net_hold_pending(struct virtio_net *n)
 {
 	uint8_t *buf = NULL;
+	int k = 0;
 	pthread_mutex_lock(&n->held_lock);
-	while (n->nheld < NET_HELD_FRAMES_MAX && n->held_bytes + NET_FRAME_MAX <= NET_HELD_BYTES_MAX) {
+	while (k < n->npairs && n->nheld < NET_HELD_FRAMES_MAX && n->held_bytes + NET_FRAME_MAX <= NET_HELD_BYTES_MAX) {
 		if (!buf && !(buf = malloc(NET_READ_MAX)))
 			break;
-		ssize_t got = read(n->port.fd, buf, NET_READ_MAX);
-		if (got <= NET_HDR_LEN)
-			break;
+		ssize_t got = read(qfd(n, k), buf, NET_READ_MAX);
+		if (got <= NET_HDR_LEN) {
+			k++; /* this queue is empty (or detached): the next one */
+			continue;
+		}
 		if (got > NET_FRAME_MAX) {
 			n->stats.rx_dropped++;
 			continue;
@@ -566,6 +617,7 @@ static int net_save(struct vm *vm, int i, struct state_buf *out)
 	sbuf_u32(out, (uint32_t)n->rx_promisc | (uint32_t)n->rx_allmulti << 1 | (uint32_t)n->uni_overflow << 2);
 	sbuf_u32(out, (uint32_t)n->nuni);
 	sbuf_put(out, n->uni, (size_t)n->nuni * 6);
+	sbuf_u32(out, (uint32_t)n->active_pairs); /* version 3 */
 	sbuf_u32(out, (uint32_t)n->nheld);
 	for (int f = 0; f < n->nheld; f++) {
 		sbuf_u32(out, n->held[f].len);
@@ -604,6 +656,11 @@ static int net_load(struct vm *vm, int i, uint32_t version, const uint8_t *data,
 		if (!c.failed)
 			scur_get(&c, uni, nuni * 6);
 	}
+	uint32_t active = version >= 3 ? scur_u32(&c) : 1;
+	if (!c.failed && (active < 1 || active > (uint32_t)n->npairs)) {
+		errf(err, errlen, "virtio-net %d: the state uses %u queue pairs, this NIC has %d", i, active, n->npairs);
+		return -EINVAL;
+	}
 	uint32_t nheld = scur_u32(&c);
 	if (c.failed || nheld > NET_HELD_FRAMES_MAX || (status & ~3u)) {
 		errf(err, errlen, "virtio-net %d: state truncated or malformed", i);
@@ -639,8 +696,9 @@ static int net_load(struct vm *vm, int i, uint32_t version, const uint8_t *data,
 	/* What waits in this host's tap arrived while the VM ran elsewhere
 	 * (floods seen there too): the guest gets the held frames instead. */
 	uint8_t stale[NET_HDR_LEN + ETH_HLEN];
-	for (int k = 0; k < 4096 && read(n->port.fd, stale, sizeof(stale)) >= 0; k++)
-		n->stats.rx_stale++;
+	for (int q = 0; q < n->npairs; q++)
+		for (int k = 0; k < 4096 && read(qfd(n, q), stale, sizeof(stale)) >= 0; k++)
+			n->stats.rx_stale++;
 	pthread_mutex_lock(&n->held_lock);
 	for (int f = 0; f < n->nheld; f++)
 		free(n->held[f].data);
@@ -655,13 +713,16 @@ static int net_load(struct vm *vm, int i, uint32_t version, const uint8_t *data,
 	n->uni_overflow = rx_flags >> 2 & 1;
 	n->nuni = (int)nuni;
 	memcpy(n->uni, uni, nuni * 6);
+	n->active_pairs = (int)active;
 	if (virtio_driver_ok(&n->vd))
 		net_driver_ok(&n->vd);
+	else
+		set_active_pairs(n, 1);
 	return 0;
 }
 
 static const struct state_section_ops net_section = {
-	.name = "virtio-net", .version = 2, .order = 50, .instances = VM_MAX_NICS, .present = net_present,
+	.name = "virtio-net", .version = 3, .order = 50, .instances = VM_MAX_NICS, .present = net_present,
 	.save = net_save, .load = net_load,
 };
 
@@ -730,6 +791,8 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 	n->accept_mac_changes = spec->accept_mac_changes;
 	n->accept_promiscuous = spec->accept_promiscuous;
 	n->status = VIRTIO_NET_S_LINK_UP;
+	n->npairs = spec->queues > 1 ? MIN(spec->queues, NET_PAIRS_MAX) : 1;
+	n->active_pairs = 1;
 	n->rx_buf = malloc(NET_READ_MAX);
 	rc = n->rx_buf ? net_port_open(&n->port, spec, err, errlen) : -ENOMEM;
 	if (rc) {
@@ -758,15 +821,23 @@ int virtio_net_create(struct vm *vm, int index, const struct nic_spec *spec, con
 			    1ULL << VIRTIO_NET_F_GUEST_ANNOUNCE | 1ULL << VIRTIO_F_RING_INDIRECT_DESC |
 			    1ULL << VIRTIO_F_RING_EVENT_IDX;
 	features |= net_offload_features(n->port.tap.offloads);
-	rc = virtio_dev_create(vm, &n->vd, n->name, VIRTIO_ID_NET, NET_QUEUES, NET_QUEUE_SIZE, NET_CONFIG_LEN, features,
+	if (n->npairs > 1)
+		features |= 1ULL << VIRTIO_NET_F_MQ;
+	rc = virtio_dev_create(vm, &n->vd, n->name, VIRTIO_ID_NET, 2 * n->npairs + 1, NET_QUEUE_SIZE, NET_CONFIG_LEN, features,
 			       &net_ops, err, errlen);
 	vm->nics[index] = &n->vd; /* destroyed with the VM, also after a failure here */
 	n->vd.optional_features = net_offload_features(~0u); /* a state from before offloads restores without them */
 	if (!rc) {
-		struct epoll_event ev = { .events = 0, .data.u64 = (1ULL << 32) | (uint32_t)n->port.fd };
-		if (epoll_ctl(n->vd.epoll_fd, EPOLL_CTL_ADD, n->port.fd, &ev) < 0) {
-			errf(err, errlen, "%s: epoll: %s", n->name, strerror(errno));
-			rc = -errno;
+		for (int k = 0; !rc && k < n->npairs; k++) {
+			struct epoll_event ev = { .events = 0, .data.u64 = (1ULL << 32) | (uint32_t)qfd(n, k) };
+			if (epoll_ctl(n->vd.epoll_fd, EPOLL_CTL_ADD, qfd(n, k), &ev) < 0) {
+				errf(err, errlen, "%s: epoll: %s", n->name, strerror(errno));
+				rc = -errno;
+			}
+		}
+		if (!rc)
+			set_active_pairs(n, 1); /* until a driver sets more */
+		if (rc) {
 		} else if (n->tx_timer_fd >= 0 && virtio_watch_fd(&n->vd, n->tx_timer_fd)) {
 			errf(err, errlen, "%s: epoll: %s", n->name, strerror(errno));
 			rc = -EIO;
@@ -907,7 +978,9 @@ int virtio_net_forward_read(struct vm *vm, int i, uint8_t *buf, size_t len)
 	struct virtio_net *n = i >= 0 && i < VM_MAX_NICS ? (struct virtio_net *)vm->nics[i] : NULL;
 	if (!n)
 		return -ENOENT;
-	ssize_t got = read(n->port.fd, buf, len);
+	ssize_t got = -1;
+	for (int k = 0; k < n->npairs && got < 0; k++) /* a frame from any queue of the tap */
+		got = read(qfd(n, k), buf, len);
 	if (got < 0)
 		return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
 	if (got < NET_HDR_LEN + ETH_HLEN || memcmp(buf + NET_HDR_LEN, n->eff_mac, 6))

@@ -114,6 +114,9 @@ int hostnet_tap_open(struct hostnet_tap *tap, const struct hostnet_tap_config *c
 /* Enables the TUN_F_* offloads in flags (a subset of tap->offloads; 0 turns
  * them all off), once the guest has negotiated them. */
 int hostnet_tap_set_offload(struct hostnet_tap *tap, unsigned flags, char *err, size_t errlen);
+/* Attaches (on) or detaches queue q of a multi-queue tap: the kernel
+ * spreads frames for the VM over the attached queues only. 0 or -errno. */
+int hostnet_tap_queue_attach(struct hostnet_tap *tap, unsigned q, bool on, char *err, size_t errlen);
 /* Closes every queue; a tap made by hostnet_tap_open is deleted (persist
  * off, last close), an existing one is left as it was. Safe to call twice. */
 void hostnet_tap_close(struct hostnet_tap *tap);

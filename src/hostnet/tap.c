@@ -244,6 +244,21 @@ fail:
 	return rc;
 }
 
+int hostnet_tap_queue_attach(struct hostnet_tap *tap, unsigned q, bool on, char *err, size_t errlen)
+{
+	struct ifreq ifr = { .ifr_flags = on ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE };
+	if (q >= tap->nqueues || tap->fds[q] < 0 || !tap->multi_queue) {
+		errf(err, errlen, "tap %s has no queue %u to %s", tap->name, q, on ? "attach" : "detach");
+		return -EINVAL;
+	}
+	if (ioctl(tap->fds[q], TUNSETQUEUE, &ifr) < 0 && !(errno == EINVAL && on)) { /* EINVAL: attached already */
+		int rc = -errno;
+		errf(err, errlen, "tap %s: %s queue %u: %s", tap->name, on ? "attaching" : "detaching", q, hostnet_strerror(rc));
+		return rc;
+	}
+	return 0;
+}
+
 int hostnet_tap_set_offload(struct hostnet_tap *tap, unsigned flags, char *err, size_t errlen)
 {
 	char want[64], have[64];

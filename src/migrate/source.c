@@ -117,8 +117,8 @@ static void forward_frames(struct migration *mig)
 	uint64_t start = now_ns(), last = start;
 	bool ok = true;
 	while (ok && n && now_ns() - start < FORWARD_MAX_MS * 1000000ULL && now_ns() - last < FORWARD_QUIET_MS * 1000000ULL) {
-		if (poll(pfd, (nfds_t)n, 10) <= 0)
-			continue;
+		/* queue 0 wakes the loop; a multi-queue NIC's other queues are read every 10 ms too */
+		poll(pfd, (nfds_t)n, 10);
 		for (int k = 0; ok && k < n; k++) {
 			for (int burst = 0; ok && burst < 256; burst++) {
 				int len = virtio_net_forward_read(mig->vm, idx[k], buf + 4, NET_FORWARD_FRAME_MAX);

@@ -120,6 +120,7 @@ static int failures;
 #define NET_F_GUEST_CSUM (1ULL << 1)
 #define NET_F_GUEST_TSO4 (1ULL << 7)
 #define NET_F_HOST_TSO4 (1ULL << 11)
+#define NET_F_MQ (1ULL << 22)
 #define NET_F_MAC (1ULL << 5)
 #define NET_F_STATUS (1ULL << 16)
 #define NET_F_CTRL_VQ (1ULL << 17)
@@ -150,7 +151,7 @@ struct vdev {
 	int nvec;
 	uint64_t msix_table, msix_pba;
 	int nq;
-	struct vq q[3];
+	struct vq q[5];
 };
 
 static struct vm *vm_new(void)
@@ -1732,10 +1733,12 @@ static void test_state(struct vm *a, struct vdev *d, struct vm_device_specs *spe
 #define TAP_NAME "gvtap0"
 #define TAP_SLOW "gvtap1"
 #define TAP_OPEN "gvtap2"       /* a port that accepts forged transmits, MAC changes and promiscuous mode */
+#define TAP_MQ "gvtap3"         /* two queue pairs */
 #define ETHERTYPE_TEST 0x88b5 /* IEEE 802 local experimental */
 static const uint8_t nic_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 static const uint8_t nic_mac2[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x57 };
 static const uint8_t nic_mac3[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x58 };
+static const uint8_t nic_mac4[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x59 };
 static const uint8_t peer_mac[6] = { 0x02, 0x00, 0x00, 0xaa, 0xbb, 0xcc };
 static const uint8_t other_mac[6] = { 0x02, 0x00, 0x00, 0x99, 0x88, 0x77 };  /* another VM's */
 static const uint8_t guest_mac[6] = { 0x02, 0x00, 0x00, 0x11, 0x22, 0x33 };  /* one a guest sets */
@@ -1877,9 +1880,9 @@ static bool sock_send(int s, const char *ifname, uint32_t tag, size_t len)
 
 /* One command on the control queue (class, command, data): the device's
  * ack (0 OK, 1 ERR), or -1 when it did not answer. */
-static int net_ctrl(struct vdev *d, uint8_t cls, uint8_t cmd, const void *data, size_t len)
+static int net_ctrl_q(struct vdev *d, int cq, uint8_t cls, uint8_t cmd, const void *data, size_t len)
 {
-	uint64_t hdr = buf_alloc(d, 2, 2), body = len ? buf_alloc(d, 2, (uint32_t)len) : 0, ack = buf_alloc(d, 2, 1);
+	uint64_t hdr = buf_alloc(d, cq, 2), body = len ? buf_alloc(d, cq, (uint32_t)len) : 0, ack = buf_alloc(d, cq, 1);
 	uint8_t *h = gp(d, hdr, 2);
 	h[0] = cls, h[1] = cmd;
 	if (len)
@@ -1891,11 +1894,16 @@ static int net_ctrl(struct vdev *d, uint8_t cls, uint8_t cmd, const void *data, 
 	if (len)
 		sg[n++] = (struct seg){ body, (uint32_t)len, false };
 	sg[n++] = (struct seg){ ack, 1, true };
-	vq_post(d, 2, sg, n);
-	vq_kick(d, 2);
-	bool done = vq_wait(d, 2, d->q[2].avail_idx, WAIT_MS);
-	d->q[2].last_used = d->q[2].avail_idx;
+	vq_post(d, cq, sg, n);
+	vq_kick(d, cq);
+	bool done = vq_wait(d, cq, d->q[cq].avail_idx, WAIT_MS);
+	d->q[cq].last_used = d->q[cq].avail_idx;
 	return done ? *(uint8_t *)gp(d, ack, 1) : -1;
+}
+
+static int net_ctrl(struct vdev *d, uint8_t cls, uint8_t cmd, const void *data, size_t len)
+{
+	return net_ctrl_q(d, 2, cls, cmd, data, len);
 }
 
 static void cfg_mac(struct vdev *d, uint8_t mac[6])
@@ -2068,6 +2076,141 @@ static void test_net_offloads(struct vdev *d, const char *ifname)
 	close(s);
 }
 
+/* An IPv4/UDP frame from the peer (source port sport) to dst, `tag` in its payload. */
+static size_t udp_frame(uint8_t *f, const uint8_t dst[6], uint16_t sport, uint32_t tag)
+{
+	memset(f, 0, 74);
+	memcpy(f, dst, 6);
+	memcpy(f + 6, peer_mac, 6);
+	f[12] = 0x08;
+	uint8_t *ip = f + 14, *udp = ip + 20;
+	ip[0] = 0x45, ip[3] = 60, ip[8] = 64, ip[9] = 17;
+	ip[12] = 10, ip[15] = 1, ip[16] = 10, ip[19] = 2;
+	udp[0] = (uint8_t)(sport >> 8), udp[1] = (uint8_t)sport, udp[3] = 9, udp[5] = 40;
+	memcpy(udp + 8, &tag, 4);
+	return 74;
+}
+
+/* Used receive entries of queue qi now (taken), frames with tag >= base counted in *ours. */
+static int rx_take_all(struct vdev *d, int qi, uint32_t base, int *ours)
+{
+	struct vq *q = &d->q[qi];
+	struct desc *t = gp(d, q->desc, 16ULL * q->size);
+	int n = 0;
+	while (used_idx(d, qi) != q->last_used) {
+		uint32_t id, len;
+		vq_take(d, qi, &id, &len);
+		n++;
+		uint32_t tag = 0;
+		if (id < q->size && len >= NET_HDR_LEN + 46)
+			memcpy(&tag, gp(d, t[id].addr, 2048) + NET_HDR_LEN + 42, 4);
+		*ours += tag >= base && tag < base + 1000;
+	}
+	return n;
+}
+
+/* Multiqueue (NIC 3, queues=2 on a multi-queue tap): max_virtqueue_pairs 2
+ * and MQ offered; one pair until the driver sets two (all of the peer's
+ * flows on queue 0), then the tap spreads the flows over both receive
+ * queues; 3 pairs is refused; the second pair's transmit queue sends. */
+static void test_net_mq(struct vdev *d, int s)
+{
+	static uint8_t f[128];
+	struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_ifindex = (int)if_nametoindex(TAP_MQ), .sll_halen = 6,
+				  .sll_protocol = htons(0x0800) };
+	memcpy(to.sll_addr, nic_mac4, 6);
+	uint16_t pairs_cfg = (uint16_t)rd(d->vm, d->devcfg + 8, 2);
+	bool up = vdev_start(d, F_VERSION_1 | NET_F_MAC | NET_F_CTRL_VQ | NET_F_MQ, 0);
+	CHECK("net multiqueue: max_virtqueue_pairs 2, MQ offered and taken", up && pairs_cfg == 2, "pairs %u started %d",
+	      pairs_cfg, up);
+	if (!up)
+		return;
+	for (int q = 0; q <= 2; q += 2) {
+		for (int i = 0; i < 64; i++) {
+			struct seg sg = { buf_alloc(d, q, 2048), 2048, true };
+			vq_post(d, q, &sg, 1);
+		}
+		vq_kick(d, q);
+	}
+	int ours0 = 0, ours1 = 0, n0 = 0, n1 = 0;
+	for (int i = 0; i < 32; i++) {
+		size_t len = udp_frame(f, nic_mac4, (uint16_t)(1000 + 37 * i), 0x5000u + (uint32_t)i);
+		sendto(s, f, len, 0, (struct sockaddr *)&to, sizeof(to));
+	}
+	for (uint64_t end = ms_now() + WAIT_MS; ms_now() < end && ours0 + ours1 < 32;) {
+		n0 += rx_take_all(d, 0, 0x5000, &ours0);
+		n1 += rx_take_all(d, 2, 0x5000, &ours1);
+		sleep_us(1000);
+	}
+	CHECK("net multiqueue: before the driver sets two pairs, 32 flows all arrive on receive queue 0", ours0 == 32 && n1 == 0,
+	      "queue 0: %d of ours, queue 2: %d frames", ours0, n1);
+
+	int ack = net_ctrl_q(d, 4, 4, 0, &(uint16_t){ 2 }, 2); /* VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET 2 */
+	int bad = net_ctrl_q(d, 4, 4, 0, &(uint16_t){ 3 }, 2);
+	CHECK("net multiqueue: VQ_PAIRS_SET 2 is OK, 3 (more than max_virtqueue_pairs) is ERR", ack == 0 && bad == 1,
+	      "acks %d %d", ack, bad);
+	ours0 = ours1 = n0 = n1 = 0;
+	for (int i = 0; i < 32; i++) {
+		size_t len = udp_frame(f, nic_mac4, (uint16_t)(2000 + 37 * i), 0x6000u + (uint32_t)i);
+		sendto(s, f, len, 0, (struct sockaddr *)&to, sizeof(to));
+	}
+	for (uint64_t end = ms_now() + WAIT_MS; ms_now() < end && ours0 + ours1 < 32;) {
+		n0 += rx_take_all(d, 0, 0x6000, &ours0);
+		n1 += rx_take_all(d, 2, 0x6000, &ours1);
+		sleep_us(1000);
+	}
+	CHECK("net multiqueue: with two pairs the tap spreads 32 flows over both receive queues, none lost",
+	      ours0 + ours1 == 32 && ours0 > 0 && ours1 > 0, "queue 0: %d, queue 2: %d", ours0, ours1);
+
+	uint64_t b = buf_alloc(d, 3, NET_HDR_LEN + 100);
+	uint8_t *p = gp(d, b, NET_HDR_LEN + 100);
+	memset(p, 0, NET_HDR_LEN);
+	build_frame(p + NET_HDR_LEN, peer_mac, nic_mac4, 0x7001, 100);
+	struct seg sg = { b, NET_HDR_LEN + 100, false };
+	vq_post(d, 3, &sg, 1);
+	vq_kick(d, 3);
+	bool used = vq_wait(d, 3, d->q[3].avail_idx, WAIT_MS);
+	d->q[3].last_used = d->q[3].avail_idx;
+	CHECK("net multiqueue: a frame on the second pair's transmit queue leaves the tap", used && sock_wait_tag(s, 0x7001, WAIT_MS),
+	      "used %d", used);
+
+	/* the pairs in use are in the state: saved, forgotten by a reset, loaded back */
+	const struct state_section_ops *ops = state_find("virtio-net");
+	struct state_buf sb = { 0 };
+	int rc = -1, lrc = -1;
+	char err[256] = "";
+	if (ops && vm_pause(d->vm) == 0) {
+		rc = ops->save(d->vm, 3, &sb);
+		vm_resume(d->vm);
+	}
+	bool reset = vdev_reset(d);
+	if (!rc && vm_pause(d->vm) == 0) {
+		lrc = ops->load(d->vm, 3, ops->version, sb.data, sb.len, err, sizeof(err));
+		vm_resume(d->vm);
+	}
+	sbuf_free(&sb);
+	for (int q = 0; q <= 2; q += 2) {
+		for (int i = 0; i < 40; i++) {
+			struct seg bs = { buf_alloc(d, q, 2048), 2048, true };
+			vq_post(d, q, &bs, 1);
+		}
+		vq_kick(d, q);
+	}
+	ours0 = ours1 = 0;
+	for (int i = 0; i < 32; i++) {
+		size_t len = udp_frame(f, nic_mac4, (uint16_t)(3000 + 37 * i), 0x8000u + (uint32_t)i);
+		sendto(s, f, len, 0, (struct sockaddr *)&to, sizeof(to));
+	}
+	for (uint64_t end = ms_now() + WAIT_MS; ms_now() < end && ours0 + ours1 < 32;) {
+		rx_take_all(d, 0, 0x8000, &ours0);
+		rx_take_all(d, 2, 0x8000, &ours1);
+		sleep_us(1000);
+	}
+	CHECK("net multiqueue: the pairs in use travel in the state (version 3): after a reset and a load, flows spread over "
+	      "both queues again", rc == 0 && reset && lrc == 0 && ours0 + ours1 == 32 && ours0 > 0 && ours1 > 0,
+	      "save %d reset %d load %d (%s): queue 0: %d, queue 2: %d", rc, reset, lrc, err, ours0, ours1);
+}
+
 /* Port security (vSphere's port-group policies): NIC 0 rejects all three,
  * NIC 2 accepts all three. */
 static void test_net_security(struct vm *vm, struct vdev *d, int s, struct vdev *d3, int s3)
@@ -2201,24 +2344,30 @@ static int net_child(void)
 	specs.nics[2].has_mac = true;
 	memcpy(specs.nics[2].mac, nic_mac3, 6);
 	specs.nics[2].accept_forged = specs.nics[2].accept_mac_changes = specs.nics[2].accept_promiscuous = true;
+	specs.nnics = 4;
+	snprintf(specs.nics[3].tap, sizeof(specs.nics[3].tap), "%s", TAP_MQ);
+	specs.nics[3].has_mac = true;
+	memcpy(specs.nics[3].mac, nic_mac4, 6);
+	specs.nics[3].queues = 2;
 	struct vm *vm = vm_new();
 	if (vm_make(vm, "virtio-net", &specs, false, err, sizeof(err))) {
 		CHECK("net: a VM with two virtio-net NICs on taps", false, "%s", err);
 		vm_end(vm, false);
 		return 1;
 	}
-	int slot = find_slot(vm, 0x1041, 0), slot2 = find_slot(vm, 0x1041, 1), slot3 = find_slot(vm, 0x1041, 2);
-	struct vdev d, d2, d3;
+	int slot = find_slot(vm, 0x1041, 0), slot2 = find_slot(vm, 0x1041, 1), slot3 = find_slot(vm, 0x1041, 2),
+	    slot4 = find_slot(vm, 0x1041, 3);
+	struct vdev d, d2, d3, d4;
 	CHECK("net: virtio-net functions enumerate (vendor 0x1af4 device 0x1041, class 02:00)", slot > 0 && slot2 > 0 &&
 	      (cfg_rd(vm, slot, PCI_REVISION_ID, 4) >> 16) == 0x0200, "slots %d %d", slot, slot2);
 	if (slot <= 0 || slot2 <= 0 || slot3 <= 0 || vdev_bind(&d, vm, slot, 0, 3) || vdev_bind(&d2, vm, slot2, 1, 3) ||
-	    vdev_bind(&d3, vm, slot3, 2, 3)) {
+	    vdev_bind(&d3, vm, slot3, 2, 3) || slot4 <= 0 || vdev_bind(&d4, vm, slot4, 3, 5)) {
 		vm_end(vm, false);
 		return 1;
 	}
-	int s = packet_socket(TAP_NAME), s2 = packet_socket(TAP_SLOW), s3 = packet_socket(TAP_OPEN);
+	int s = packet_socket(TAP_NAME), s2 = packet_socket(TAP_SLOW), s3 = packet_socket(TAP_OPEN), s4 = packet_socket(TAP_MQ);
 	char e2[256];
-	if (s < 0 || s2 < 0 || s3 < 0 || vm_start_vcpus(vm, e2, sizeof(e2))) {
+	if (s < 0 || s2 < 0 || s3 < 0 || s4 < 0 || vm_start_vcpus(vm, e2, sizeof(e2))) {
 		CHECK("net: packet sockets on the taps, VM running", false, "socket %d %d: %s", s, s2, strerror(errno));
 		vm_end(vm, false);
 		return 1;
@@ -2312,7 +2461,7 @@ static int net_child(void)
 		isr = isr_wait(&d, 2);
 		uint16_t st = (uint16_t)rd(vm, d.devcfg + 6, 2);
 		CHECK("net: announce: a RARP per NIC, the one from this NIC's MAC leaves its tap; config status ANNOUNCE and a config interrupt",
-		      sent_n == 3 && rarp && (st & NET_S_ANNOUNCE) && (isr & 2), "sent %d rarp %d status 0x%x isr 0x%x", sent_n,
+		      sent_n == 4 && rarp && (st & NET_S_ANNOUNCE) && (isr & 2), "sent %d rarp %d status 0x%x isr 0x%x", sent_n,
 		      rarp, st, isr);
 		uint64_t cmd = buf_alloc(&d, 2, 2), ack = buf_alloc(&d, 2, 1);
 		uint8_t *cp = gp(&d, cmd, 2);
@@ -2331,6 +2480,7 @@ static int net_child(void)
 
 	test_net_security(vm, &d, s, &d3, s3);
 	test_net_offloads(&d3, TAP_OPEN);
+	test_net_mq(&d4, s4);
 
 	/* the rate limit holds frames back and sends them when tokens are back, without another kick */
 	if (vdev_start(&d2, F_VERSION_1 | NET_F_MAC, 0)) {
@@ -2357,6 +2507,7 @@ out:
 	close(s);
 	close(s2);
 	close(s3);
+	close(s4);
 	vm_end(vm, true);
 	return failures ? 1 : 0;
 }
