@@ -3,9 +3,10 @@
 # play the hosts and the network: a "switch" namespace with a bridge joins
 # host A's bridge, host B's bridge and a client namespace (veth pairs), and
 # a separate veth pair between A and B is the migration network. The
-# netecho guest runs on host A with --nic bridge=brA, is pinged every 1 ms
-# and sent a UDP echo datagram every 2 ms by the client, and migrates live
-# to host B (--nic bridge=brB). Asserted: the migration completes and
+# netecho guest runs on host A with --nic bridge=brA,queues=2 (a
+# multi-queue tap; the guest drives one pair), is pinged every 1 ms and sent
+# a UDP echo datagram every 2 ms by the client, and migrates live to host B
+# (--nic bridge=brB,queues=2). Asserted: the migration completes and
 # verifies; no ping and no UDP datagram is lost or duplicated (the largest
 # gap between two replies and the guest's own stall are printed: timing
 # goals are measured by bench/devices.sh); the destination announced the MAC (RARP
@@ -31,7 +32,7 @@ fi
 umask 077
 openssl rand -hex 32 >"$T/key"
 umask 022
-ip netns exec $HA "$GLIDE" vm run --memory 64M --elf "$ELF" --api "$T/src.sock" --nic bridge=brA,mac=$MAC \
+ip netns exec $HA "$GLIDE" vm run --memory 64M --elf "$ELF" --api "$T/src.sock" --nic bridge=brA,queues=2,mac=$MAC \
 	--serial "$T/src.serial" --log "$T/src.log" >"$T/src.out" 2>&1 &
 PIDS+=($!)
 if ! wait_for 30 grep -q "^glide-guest netecho" "$T/src.serial"; then
@@ -59,7 +60,7 @@ else
 fi
 
 port=$((27000 + RANDOM % 2000))
-ip netns exec $HB "$GLIDE" vm run --incoming 10.99.0.2:$port --key-file "$T/key" --api "$T/dst.sock" --nic bridge=brB \
+ip netns exec $HB "$GLIDE" vm run --incoming 10.99.0.2:$port --key-file "$T/key" --api "$T/dst.sock" --nic bridge=brB,queues=2 \
 	--serial "$T/dst.serial" --log "$T/dst.log" >"$T/dst.out" 2>&1 &
 PIDS+=($!)
 wait_for 20 "$GLIDE" vm status --api "$T/dst.sock" || { fail "destination on host B did not start: $(cat "$T/dst.out")"; exit 0; }

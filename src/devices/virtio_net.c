@@ -77,7 +77,9 @@
 #define NET_PAIRS_MAX 8
 #define NET_RXQ(k) (2 * (k))
 #define NET_TXQ(k) (2 * (k) + 1)
-#define NET_CTRLQ(n) (2 * (n)->npairs)
+/* the control queue follows the pairs the device has when the driver took
+ * MQ, else it is queue 2 (virtio 1.x, 5.1.2) */
+#define NET_CTRLQ(n) (virtio_has_feature(&(n)->vd, VIRTIO_NET_F_MQ) ? 2 * (n)->npairs : 2)
 #define NET_QUEUE_SIZE 256
 #define NET_CONFIG_LEN 10
 #define NET_HDR_LEN 12          /* struct virtio_net_hdr_v1 */

@@ -2120,6 +2120,11 @@ static void test_net_mq(struct vdev *d, int s)
 				  .sll_protocol = htons(0x0800) };
 	memcpy(to.sll_addr, nic_mac4, 6);
 	uint16_t pairs_cfg = (uint16_t)rd(d->vm, d->devcfg + 8, 2);
+	/* a driver without MQ finds the control queue at 2, whatever the pairs */
+	bool up1 = vdev_start(d, F_VERSION_1 | NET_F_MAC | NET_F_CTRL_VQ | NET_F_CTRL_RX, 0);
+	int ack1 = up1 ? net_ctrl_q(d, 2, 0, 0, &(uint8_t){ 0 }, 1) : -1; /* RX_PROMISC off */
+	CHECK("net multiqueue: a driver that did not take MQ has its control queue at index 2", up1 && ack1 == 0,
+	      "started %d ack %d", up1, ack1);
 	bool up = vdev_start(d, F_VERSION_1 | NET_F_MAC | NET_F_CTRL_VQ | NET_F_MQ, 0);
 	CHECK("net multiqueue: max_virtqueue_pairs 2, MQ offered and taken", up && pairs_cfg == 2, "pairs %u started %d",
 	      pairs_cfg, up);
