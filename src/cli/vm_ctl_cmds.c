@@ -36,22 +36,38 @@ static void print_vm(json_t *v)
 		       json_is_true(json_object_get(e, "readonly")) ? " (read-only)" : "");
 }
 
-/* --nic NETWORK[,mac=MAC]: {"network", "mac"}; the controller checks the name and the MAC. */
+/* --nic NETWORK[,mac=MAC][,queues=N]: {"network", "mac", "queues"}; the
+ * controller checks the name, the MAC and the count. */
 static json_t *nic_option(const char *arg)
 {
-	const char *comma = strchr(arg, ',');
-	size_t n = comma ? (size_t)(comma - arg) : strlen(arg);
-	char *net = strndup(arg, n);
+	char buf[256], *save = NULL;
 	json_t *nic = NULL;
-	if (!net)
+	if (strlen(arg) >= sizeof(buf))
+		goto bad;
+	snprintf(buf, sizeof(buf), "%s", arg);
+	char *net = strtok_r(buf, ",", &save);
+	if (!net || arg[0] == ',')
+		goto bad;
+	if (!ctl_name_ok(net)) /* says why */
 		return NULL;
-	if (!n || (comma && strncmp(comma + 1, "mac=", 4)) || (comma && strchr(comma + 1, ','))) {
-		fprintf(stderr, "glide: --nic '%s': give NETWORK[,mac=MAC] (a network of the hosts, e.g. prod,mac=52:54:00:12:34:56)\n", arg);
-	} else if (ctl_name_ok(net)) {
-		nic = json_pack("{s:s, s:s?}", "network", net, "mac", comma ? comma + 5 : NULL);
+	nic = json_pack("{s:s}", "network", net);
+	for (char *item = strtok_r(NULL, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		char *end = NULL;
+		long q = !strncmp(item, "queues=", 7) && item[7] ? strtol(item + 7, &end, 10) : 0;
+		if (!strncmp(item, "mac=", 4) && !json_object_get(nic, "mac")) {
+			json_object_set_new(nic, "mac", json_string(item + 4));
+		} else if (end && !*end && q >= 1 && q <= 8 && !json_object_get(nic, "queues")) {
+			json_object_set_new(nic, "queues", json_integer(q));
+		} else {
+			json_decref(nic);
+			goto bad;
+		}
 	}
-	free(net);
 	return nic;
+bad:
+	fprintf(stderr, "glide: --nic '%s': give NETWORK[,mac=MAC][,queues=N] (a network of the hosts, e.g. "
+			"prod,mac=52:54:00:12:34:56; N queue pairs, 1-8)\n", arg);
+	return NULL;
 }
 
 /* --disk PATH[,readonly]: {"path" (absolute), "readonly"}. */
@@ -83,7 +99,7 @@ int cmd_vmc_create(int argc, char **argv)
 		{ "nic", required_argument, 0, 'N' }, { "disk", required_argument, 0, 'D' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	const char *usage = "glide vm create NAME --memory SIZE [--vcpus N] (--boot IMAGE | --elf FILE | --kernel BZIMAGE [--initrd F] [--cmdline S])\n"
-			    "                     [--cluster C] [--evc LEVEL] [--nic NETWORK[,mac=MAC]]... [--disk PATH[,readonly]]... [--json]";
+			    "                     [--cluster C] [--evc LEVEL] [--nic NETWORK[,mac=MAC][,queues=N]]... [--disk PATH[,readonly]]... [--json]";
 	struct ctl c = { 0 };
 	const char *kind = NULL, *path = NULL, *initrd = NULL, *cmdline = NULL, *cluster = NULL, *evc = NULL;
 	json_t *nics = json_array(), *disks = json_array(), *one;

@@ -154,12 +154,13 @@ const char *attach_mac_text(const uint8_t mac[6], char buf[ATTACH_MAC_LEN + 1])
 }
 
 /* Members of obj other than the allowed ones: the first such key, or NULL. */
-static const char *unknown_member(json_t *obj, const char *a, const char *b)
+/* The first member of obj other than a, b and c (c may be NULL), or NULL. */
+static const char *unknown_member(json_t *obj, const char *a, const char *b, const char *c)
 {
 	const char *key;
 	json_t *v;
 	json_object_foreach(obj, key, v)
-		if (strcmp(key, a) && strcmp(key, b))
+		if (strcmp(key, a) && strcmp(key, b) && (!c || strcmp(key, c)))
 			return key;
 	return NULL;
 }
@@ -174,10 +175,17 @@ static int nic_parse(json_t *e, size_t i, bool need_mac, struct attach_nic *n, c
 		errf(err, errlen, "nics: NIC %zu must be an object {\"network\": NAME, \"mac\": MAC}", i);
 		return -EINVAL;
 	}
-	if ((extra = unknown_member(e, "network", "mac"))) {
-		errf(err, errlen, "nics: NIC %zu has an unknown member '%.40s' (network, mac)", i, extra);
+	if ((extra = unknown_member(e, "network", "mac", "queues"))) {
+		errf(err, errlen, "nics: NIC %zu has an unknown member '%.40s' (network, mac, queues)", i, extra);
 		return -EINVAL;
 	}
+	json_t *queues = json_object_get(e, "queues");
+	if (queues && !json_is_null(queues) &&
+	    (!json_is_integer(queues) || json_integer_value(queues) < 1 || json_integer_value(queues) > 8)) {
+		errf(err, errlen, "nics: NIC %zu: \"queues\" must be an integer from 1 to 8 (queue pairs)", i);
+		return -EINVAL;
+	}
+	n->queues = json_is_integer(queues) && json_integer_value(queues) > 1 ? (int)json_integer_value(queues) : 0;
 	net = json_object_get(e, "network");
 	if (!json_is_string(net)) {
 		errf(err, errlen, "nics: NIC %zu needs \"network\": the name of one of the host's networks", i);
@@ -228,7 +236,7 @@ static int disk_parse(json_t *e, size_t i, struct attach_disk *d, char *err, siz
 		errf(err, errlen, "disks: disk %zu must be an object {\"path\": FILE, \"readonly\": false}", i);
 		return -EINVAL;
 	}
-	if ((extra = unknown_member(e, "path", "readonly"))) {
+	if ((extra = unknown_member(e, "path", "readonly", NULL))) {
 		errf(err, errlen, "disks: disk %zu has an unknown member '%.40s' (path, readonly)", i, extra);
 		return -EINVAL;
 	}
@@ -320,8 +328,10 @@ json_t *attach_nics_json(const struct attach *at)
 	for (int i = 0; list && i < at->nnics; i++) {
 		char m[ATTACH_MAC_LEN + 1];
 		const struct attach_nic *n = &at->nics[i];
-		json_array_append_new(list, json_pack("{s:s, s:s*}", "network", n->network, "mac",
-						      n->has_mac ? attach_mac_text(n->mac, m) : NULL));
+		json_t *e = json_pack("{s:s, s:s*}", "network", n->network, "mac", n->has_mac ? attach_mac_text(n->mac, m) : NULL);
+		if (n->queues > 1)
+			json_object_set_new(e, "queues", json_integer(n->queues));
+		json_array_append_new(list, e);
 	}
 	return list;
 }
@@ -341,7 +351,7 @@ int attach_monitor_args(const struct attach *at, const struct attach_network *ne
 	out->argc = 0;
 	for (int i = 0; i < at->nnics; i++) {
 		const struct attach_network *net = attach_network_find(nets, nnets, at->nics[i].network);
-		char m[ATTACH_MAC_LEN + 1], vlan[16] = "", rate[32] = "", sec[80];
+		char m[ATTACH_MAC_LEN + 1], vlan[16] = "", rate[32] = "", sec[80], queues[24] = "";
 		if (!net) {
 			errf(err, errlen, "host %s lacks network '%s' used by NIC %d (start its agent with --network %s=bridge:BR)",
 			     host, at->nics[i].network, i, at->nics[i].network);
@@ -359,7 +369,9 @@ int attach_monitor_args(const struct attach *at, const struct attach_network *ne
 		snprintf(sec, sizeof(sec), "%s%s%s", net->accept_forged ? ",forged-transmits=accept" : "",
 			 net->accept_mac_changes ? ",mac-changes=accept" : "",
 			 net->accept_promiscuous ? ",promiscuous=accept" : "");
-		snprintf(out->nic[i], sizeof(out->nic[i]), "bridge=%s%s%s,mac=%s%s", net->bridge, vlan, rate,
+		if (at->nics[i].queues > 1)
+			snprintf(queues, sizeof(queues), ",queues=%d", at->nics[i].queues);
+		snprintf(out->nic[i], sizeof(out->nic[i]), "bridge=%s%s%s%s,mac=%s%s", net->bridge, vlan, rate, queues,
 			 attach_mac_text(at->nics[i].mac, m), sec);
 		out->argv[out->argc++] = "--nic";
 		out->argv[out->argc++] = out->nic[i];

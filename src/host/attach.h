@@ -50,6 +50,7 @@ struct attach_nic {
 	const char *network;
 	bool has_mac;
 	uint8_t mac[6];
+	int queues;          /* virtio-net queue pairs, 2-8; 0: one */
 };
 struct attach_disk {
 	const char *path;

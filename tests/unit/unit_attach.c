@@ -169,6 +169,9 @@ static void test_attach_parse(void)
 		{ "[{\"network\":\"a b\"}]", "null", false, "invalid name" },
 		{ "[{\"network\":\"pr\\u0000od\"}]", "null", false, "NIC 0: network:" },
 		{ "[{\"network\":\"prod\",\"vlan\":3}]", "null", false, "unknown member 'vlan'" },
+		{ "[{\"network\":\"prod\",\"queues\":9}]", "null", false, "\"queues\" must be an integer from 1 to 8" },
+		{ "[{\"network\":\"prod\",\"queues\":\"2\"}]", "null", false, "\"queues\" must be an integer from 1 to 8" },
+		{ "[{\"network\":\"prod\",\"queues\":0}]", "null", false, "\"queues\" must be an integer from 1 to 8" },
 		{ "[{\"network\":\"prod\"}]", "null", true, "NIC 0 needs its \"mac\"" },
 		{ "[{\"network\":\"prod\",\"mac\":\"52:54:00:12:34\"}]", "null", false, "six hex pairs" },
 		{ "[{\"network\":\"prod\",\"mac\":\"52:54:00:12:34:56:78\"}]", "null", false, "six hex pairs" },
@@ -221,13 +224,18 @@ static void test_monitor_args(void)
 
 	attach_network_parse("prod=bridge:brA,vlan=10,rate=10M", &nets[0], err, sizeof(err));
 	attach_network_parse("dev=bridge:brB,promiscuous=accept,forged-transmits=accept", &nets[1], err, sizeof(err));
-	parse("[{\"network\":\"prod\",\"mac\":\"52:54:00:00:00:01\"},{\"network\":\"dev\",\"mac\":\"52:54:00:00:00:02\"}]",
+	parse("[{\"network\":\"prod\",\"mac\":\"52:54:00:00:00:01\",\"queues\":4},{\"network\":\"dev\",\"mac\":\"52:54:00:00:00:02\"}]",
 	      "[{\"path\":\"/srv/a.img\"},{\"path\":\"/srv/b.img\",\"readonly\":true}]", true, &at, &body, err, sizeof(err));
 	rc = attach_monitor_args(&at, nets, 2, "hA", out, err, sizeof(err));
 	for (int i = 0; !rc && out->argv[i]; i++)
 		snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s%s", i ? " " : "", out->argv[i]);
-	CHECK("args: --nic from the host's network of each NIC's name, --disk per disk",
-	      !rc && out->argc == 8 && !strcmp(line, "--nic bridge=brA,vlan=10,rate=10485760,mac=52:54:00:00:00:01 "
+	json_t *back = attach_nics_json(&at);
+	CHECK("attach: a NIC's queue pairs are kept in its record (\"queues\": 4), one pair is not written",
+	      json_integer_value(json_object_get(json_array_get(back, 0), "queues")) == 4 &&
+		      !json_object_get(json_array_get(back, 1), "queues"), "%s", "queues");
+	json_decref(back);
+	CHECK("args: --nic from the host's network of each NIC's name (its queue pairs), --disk per disk",
+	      !rc && out->argc == 8 && !strcmp(line, "--nic bridge=brA,vlan=10,rate=10485760,queues=4,mac=52:54:00:00:00:01 "
 						     "--nic bridge=brB,mac=52:54:00:00:00:02,forged-transmits=accept,promiscuous=accept "
 						     "--disk /srv/a.img --disk /srv/b.img,readonly"),
 	      "rc %d argc %d: %s %s", rc, out->argc, line, err);
