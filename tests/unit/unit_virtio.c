@@ -1835,22 +1835,36 @@ static void net_rx_fill(struct vdev *d, int n)
 	vq_kick(d, 0);
 }
 
-/* Takes used rx entries until one holds a frame of ours with `tag`. */
-static bool net_rx_find(struct vdev *d, uint32_t tag, unsigned ms, uint32_t *used_len, uint16_t *num_buffers,
-			size_t *frame_len)
+/* The next used entry of receive queue 0 (waiting until end, ms_now()
+ * time) that is at least min bytes long: its buffer (size bytes of it
+ * mapped) and used length; NULL when none came. */
+static uint8_t *rx_next(struct vdev *d, uint64_t end, uint32_t min, size_t size, uint32_t *used_len)
 {
 	struct vq *q = &d->q[0];
 	struct desc *t = gp(d, q->desc, 16ULL * q->size);
-	for (uint64_t end = ms_now() + ms; ms_now() < end;) {
+	while (ms_now() < end) {
 		if (used_idx(d, 0) == q->last_used) {
 			sleep_us(200);
 			continue;
 		}
 		uint32_t id, len;
 		vq_take(d, 0, &id, &len);
-		if (id >= q->size || len < NET_HDR_LEN + 18)
-			continue;
-		uint8_t *p = gp(d, t[id].addr, 2048);
+		if (id < q->size && len >= min) {
+			*used_len = len;
+			return gp(d, t[id].addr, size);
+		}
+	}
+	return NULL;
+}
+
+/* Takes used rx entries until one holds a frame of ours with `tag`. */
+static bool net_rx_find(struct vdev *d, uint32_t tag, unsigned ms, uint32_t *used_len, uint16_t *num_buffers,
+			size_t *frame_len)
+{
+	uint64_t end = ms_now() + ms;
+	uint8_t *p;
+	uint32_t len;
+	while ((p = rx_next(d, end, NET_HDR_LEN + 18, 2048, &len))) {
 		uint32_t ft;
 		memcpy(&ft, p + NET_HDR_LEN + 14, 4);
 		if (p[NET_HDR_LEN + 12] != (ETHERTYPE_TEST >> 8) || ft != tag)
@@ -1964,22 +1978,12 @@ static size_t gso_frame(uint8_t *f, const uint8_t dst[6], const uint8_t src[6], 
 /* What one receive buffer of 64 KiB got: its used length and virtio header, or false. */
 static bool net_rx_big(struct vdev *d, unsigned ms, uint32_t *used_len, struct virtio_net_hdr *h)
 {
-	struct vq *q = &d->q[0];
-	struct desc *t = gp(d, q->desc, 16ULL * q->size);
-	for (uint64_t end = ms_now() + ms; ms_now() < end;) {
-		if (used_idx(d, 0) == q->last_used) {
-			sleep_us(200);
-			continue;
-		}
-		uint32_t id, len;
-		vq_take(d, 0, &id, &len);
-		if (id >= q->size || len < NET_HDR_LEN + 54)
-			continue;
-		uint8_t *p = gp(d, t[id].addr, 65536);
+	uint64_t end = ms_now() + ms;
+	uint8_t *p;
+	while ((p = rx_next(d, end, NET_HDR_LEN + 54, 65536, used_len))) {
 		if (p[NET_HDR_LEN + 12] != 0x08 || p[NET_HDR_LEN + 23] != 6) /* not our TCP */
 			continue;
 		memcpy(h, p, sizeof(*h));
-		*used_len = len;
 		return true;
 	}
 	return false;
