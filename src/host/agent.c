@@ -435,7 +435,11 @@ static int api_netcheck_listen(void *ctx, const struct http_request *req, json_t
 	}
 	int n = host_service_addresses(a, r.service, &addrs);
 	if (n <= 0) {
-		*resp = http_error("host %s has no %s address (start its agent with --%s-address)", a->name, r.service, r.service);
+		if (!strcmp(r.service, "management"))
+			*resp = http_error("host %s has no management address (its agent listens on a wildcard address)", a->name);
+		else
+			*resp = http_error("host %s has no %s address (start its agent with --%s-address)", a->name, r.service,
+					   r.service);
 		explicit_bzero(&r, sizeof(r));
 		return 409;
 	}
