@@ -1,7 +1,9 @@
 /* virtio-net: a NIC backed by a tap device (with the virtio-net header on
  * the tap: frames the guest sends go from its buffers to the tap without a
  * copy). Queues: receive, transmit, control (receive filter, the guest's
- * MAC, announce acknowledgement).
+ * MAC, announce acknowledgement, queue pairs); with queues=N, N receive and
+ * transmit pairs (MQ), each on its own queue of a multi-queue tap, the
+ * pairs the driver does not use detached from the tap.
  * Port security as a vSwitch port group's, each rejecting unless the NIC's
  * spec accepts: frames sent from a source MAC other than the NIC's
  * effective one are dropped (forged transmits); while the guest has set a
