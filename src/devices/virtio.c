@@ -74,13 +74,18 @@ static void mark_dirty(struct virtio_dev *vd, uint64_t gpa, uint64_t len)
 	vm_mark_dirty(vd->vm, gpa, len);
 }
 
+static void raise_interrupt(struct virtio_dev *vd, uint16_t vector, uint8_t isr_bit);
+
 /* The driver broke the rules: the device stops using its queues until reset. */
 static void virtio_broken(struct virtio_dev *vd, const char *why, int q)
 {
 	if (!(status_load(vd) & VIRTIO_STATUS_NEEDS_RESET))
 		glide_log("virtio", "%s: queue %d: %s: device needs reset", vd->pci.name, q, why);
-	__atomic_or_fetch(&vd->status, VIRTIO_STATUS_NEEDS_RESET, __ATOMIC_RELEASE);
-	virtio_config_changed(vd);
+	/* The generation moves first: a driver that sees NEEDS_RESET sees the
+	 * new generation too (the other order let it read the old one). */
+	__atomic_add_fetch(&vd->config_generation, 1, __ATOMIC_SEQ_CST);
+	__atomic_or_fetch(&vd->status, VIRTIO_STATUS_NEEDS_RESET, __ATOMIC_SEQ_CST);
+	raise_interrupt(vd, vd->config_msix_vector, 2);
 }
 
 /* ---- virtqueues ---- */
