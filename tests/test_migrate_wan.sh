@@ -106,6 +106,6 @@ if [ "$(jget "$T/w3.json" status)" = failed ] && [[ "$(jget "$T/w3.json" error)"
 	awk -v d="$d" 'BEGIN{exit !(d <= 8)}' && [ "$(vm_state w3)" = running ] && ab_check "$T/w3.sock" 1; then
 	pass "WAN 150 ms RTT, link cut mid-migration: noticed after $d s (stall timeout 5 s), the source runs on, A-B clean"
 else
-	fail "WAN link cut: after $d s status $(jget "$T/w3.json" status): $(jget "$T/w3.json" error); source $(vm_state w3)"
+	fail "WAN link cut: after $d s status $(jget "$T/w3.json" status): $(jget "$T/w3.json" error); source $(vm_state w3); cut at $(date -d "@$t0" +%T.%3N), the source's log: $(grep -h "migrate:" "$T/w3.log" | tail -3)"
 fi
 stop_vm w3d; stop_vm w3

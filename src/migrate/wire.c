@@ -13,10 +13,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/time.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <poll.h>
@@ -156,25 +158,59 @@ static void server_mac(const uint8_t key[WIRE_KEY_BYTES], const uint8_t *auth_wi
 
 /* Data phase: one stall clock per stream. It starts the first time an
  * operation on the stream has to wait and runs across frames and
- * directions until the peer shows it is alive: it sends us a byte, or
- * what we send keeps going out, at least WIRE_STALL_PROGRESS_BYTES or in
+ * directions until the peer shows it is alive: it sends us a byte, or it
+ * acknowledges what we send, at least WIRE_STALL_PROGRESS_BYTES or in
  * WIRE_STALL_PROGRESS_SLOTS of the WIRE_STALL_SLOTS parts of the timeout
  * after the first (a slow but live link moves something in every part; a
  * frozen peer only right after the first wait, while the buffers settle,
- * and at most once or twice later). When it reaches the stall timeout, the operation
- * fails with -ETIMEDOUT. A frozen
- * peer's kernel still accepts a few hundred KiB now and then (receive
- * queue collapsing, seen at its zero-window probes, which back off to
- * ~25 s): with a deadline per frame part, that let the part in flight
- * finish late and gave the next part a fresh timeout, so a frozen
- * destination was noticed after up to twice the timeout (59.7 s of 30 s,
- * in a sanitizer run). A clock that has not seen a wait for a whole
- * timeout (an idle stream) starts again. Cancel uses shutdown(), which
- * wakes the poll at once. */
+ * and at most once or twice later). When it reaches the stall timeout, the
+ * operation fails with -ETIMEDOUT.
+ *
+ * Two lessons are in this. A frozen peer's kernel still accepts a few
+ * hundred KiB now and then (receive queue collapsing, seen at its
+ * zero-window probes, which back off to ~25 s): with a deadline per frame
+ * part, that let the part in flight finish late and gave the next part a
+ * fresh timeout, so a frozen destination was noticed after up to twice the
+ * timeout (59.7 s of 30 s, in a sanitizer run). And what our own kernel
+ * accepts is not what the peer got: on a cut link, no ACK comes back, yet
+ * our kernel frees send buffer space as it merges the queued segments it
+ * retransmits, and send() takes a few hundred KiB at a time; counted as
+ * progress, that restarted the clock and a cut link was noticed after 9 s
+ * of a 5 s timeout (a CI run). So sent bytes count once acknowledged: what
+ * we handed over minus what is still in the socket's send queue (SIOCOUTQ).
+ * A clock that has not seen a wait for a whole timeout (an idle stream)
+ * starts again. Cancel uses shutdown(), which wakes the poll at once. */
 static void set_blocking(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
 	fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+}
+
+/* What the peer has acknowledged of what we sent (all of it on a file). */
+static uint64_t peer_acked(const struct wire_stream *s)
+{
+	int queued = 0;
+	if (ioctl(s->fd, SIOCOUTQ, &queued) || queued < 0 || (uint64_t)queued > s->tx_accepted)
+		return s->tx_accepted;
+	return s->tx_accepted - (uint64_t)queued;
+}
+
+/* Counts what the peer acknowledged since the last look; clears the clock
+ * when that shows the peer is alive. Acknowledgements at or after the
+ * deadline are too late to count. */
+static void stall_count_acked(struct wire_stream *s, uint64_t stall_ns)
+{
+	uint64_t acked = peer_acked(s), now = now_ns();
+	if (acked <= s->stall_acked)
+		return;
+	uint64_t part = (now - s->stall_since) * WIRE_STALL_SLOTS / stall_ns;
+	if (part < WIRE_STALL_SLOTS)
+		s->stall_slots |= 1u << part;
+	s->stall_moved += acked - s->stall_acked;
+	s->stall_acked = acked;
+	if (s->stall_moved >= WIRE_STALL_PROGRESS_BYTES ||
+	    __builtin_popcount(s->stall_slots & ~1u) >= WIRE_STALL_PROGRESS_SLOTS)
+		s->stall_since = 0; /* the peer is alive */
 }
 
 static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write)
@@ -189,13 +225,13 @@ static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
+			if (is_write)
+				s->tx_accepted += (uint64_t)n;
 			if (s->stall_since) {
-				uint64_t part = (now_ns() - s->stall_since) * WIRE_STALL_SLOTS / stall_ns;
-				s->stall_slots |= 1u << MIN(part, (uint64_t)WIRE_STALL_SLOTS - 1);
-				s->stall_moved += (uint64_t)n;
-				if (!is_write || s->stall_moved >= WIRE_STALL_PROGRESS_BYTES ||
-				    __builtin_popcount(s->stall_slots & ~1u) >= WIRE_STALL_PROGRESS_SLOTS)
-					s->stall_since = 0; /* the peer is alive */
+				if (is_write)
+					stall_count_acked(s, stall_ns);
+				else
+					s->stall_since = 0; /* the peer sent us something: alive */
 			}
 			continue;
 		}
@@ -210,6 +246,11 @@ static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write
 			s->stall_since = now;
 			s->stall_moved = 0;
 			s->stall_slots = 0;
+			s->stall_acked = peer_acked(s);
+		} else if (is_write) {
+			stall_count_acked(s, stall_ns);
+			if (!s->stall_since) /* alive: this wait starts a new clock */
+				continue;
 		}
 		s->stall_last_wait = now;
 		uint64_t deadline = s->stall_since + stall_ns;

@@ -65,7 +65,9 @@ struct wire_stream {
 	uint64_t stall_ms;         /* 0: WIRE_STALL_TIMEOUT_MS_DEFAULT */
 	uint64_t stall_since;      /* the stall clock: first wait not yet answered by progress, 0: none */
 	uint64_t stall_last_wait;  /* when an operation last had to wait */
-	uint64_t stall_moved;      /* bytes moved since stall_since */
+	uint64_t stall_moved;      /* bytes moved since stall_since (sent: acknowledged by the peer) */
+	uint64_t stall_acked;      /* what the peer had acknowledged when stall_moved was last counted */
+	uint64_t tx_accepted;      /* bytes our kernel took from us on this stream, ever */
 	uint32_t stall_slots;      /* parts of the timeout since stall_since in which bytes moved (bits) */
 	char peer[64];
 };

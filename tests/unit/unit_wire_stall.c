@@ -8,6 +8,9 @@
  *    every send has to wait and the whole transfer takes longer than the
  *    timeout, nor is a slow steady link that moves far less than
  *    WIRE_STALL_PROGRESS_BYTES per timeout;
+ *  - send buffer space our own kernel frees while the peer acknowledges
+ *    nothing (on a cut link: merging the segments it retransmits) is not
+ *    progress: stalled after one timeout;
  *  - a receive from a silent peer fails after the timeout;
  *  - a stream that waited a little, then sat idle longer than the timeout,
  *    starts a fresh clock on its next wait. */
@@ -173,6 +176,56 @@ static void frozen_peer_with_late_trickle(void)
 	pair_close(&p);
 }
 
+/* Grows the sender's send buffer by 64 KiB in every part of the timeout. */
+struct grower {
+	int fd;
+	volatile bool stop;
+	int steps;
+};
+
+static void *grow_thread(void *arg)
+{
+	struct grower *g = arg;
+	int size = SMALL_BUF;
+	for (int i = 0; i < 3 * WIRE_STALL_SLOTS && !g->stop; i++) {
+		sleep_ns(STALL_MS * 1000000ULL / WIRE_STALL_SLOTS);
+		size += 64 * 1024;
+		setsockopt(g->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+		g->steps++;
+	}
+	return NULL;
+}
+
+static void space_freed_without_acks(void)
+{
+	struct pair p;
+	char err[256] = "", detail[512];
+	uint64_t sent;
+	if (pair_open(&p)) {
+		result(false, "space freed without acknowledgements", "cannot open a loopback stream");
+		return;
+	}
+	/* The peer reads nothing; our send buffer grows in every part of the
+	 * timeout, so send() takes more now and then. Counted as progress, that
+	 * cleared the clock after 4 parts again and again (a cut 5 s link was
+	 * noticed after 9 s). */
+	struct grower g = { .fd = p.src.fd };
+	pthread_t t;
+	pthread_create(&t, NULL, grow_thread, &g);
+	uint64_t t0 = now_ns();
+	int rc = send_frames(&p.src, 1ULL << 30, &sent, err, sizeof(err));
+	double secs = (now_ns() - t0) / 1e9;
+	g.stop = true;
+	pthread_join(t, NULL);
+	snprintf(detail, sizeof(detail), "failed after %.2f s (timeout %.1f s, at most %.1f s allowed), %llu KiB taken by our "
+		 "kernel, the send buffer grew %d times meanwhile: %s", secs, STALL_MS / 1e3, STALL_MS * 1.35 / 1e3,
+		 (unsigned long long)(sent >> 10), g.steps, rc ? err : "no error");
+	result(rc == -ETIMEDOUT && g.steps >= WIRE_STALL_PROGRESS_SLOTS && secs >= STALL_MS * 0.95 / 1e3 &&
+	       secs <= STALL_MS * 1.35 / 1e3, "send buffer space freed while the peer acknowledges nothing is not progress",
+	       detail);
+	pair_close(&p);
+}
+
 /* A live peer that reads `piece` bytes every `gap_ms`: sending `total`
  * bytes takes longer than the timeout and must never be declared stalled. */
 static void live_reader(const char *name, uint64_t piece, uint64_t gap_ms, uint64_t total)
@@ -261,6 +314,7 @@ int main(void)
 	 * goes out in every part of it (a long, lossy WAN link) */
 	live_reader("a slow but steady link (1.3 MB/s, under 4 MiB per timeout) is never stalled", 32 * 1024, 25,
 		    3ULL << 20);
+	space_freed_without_acks();
 	silent_peer_receive();
 	idle_stream_starts_a_fresh_clock();
 	return failures ? 1 : 0;
