@@ -2,7 +2,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc -pthread
-LIBS    := -lmicrohttpd -ljansson -lcurl -lcrypto -lz -llz4 -lsqlite3 -lxxhash -lpcap -lpthread -lm -lnl-route-3 -lnl-3
+LIBS    := -lmicrohttpd -ljansson -lcurl -lcrypto -lz -llz4 -lsqlite3 -lxxhash -lpcap -lpthread -lm -lnl-route-3 -lnl-3 -luring
 # libnl-3's headers live in their own directory (src/hostnet/)
 override CFLAGS += $(shell pkg-config --cflags libnl-route-3.0)
 

@@ -14,7 +14,7 @@
  *        [--range-start ADDR] [--range-size SIZE]
  *        [--write-rate PAGES_PER_SEC|unlimited] [--map-gib N] [--tsc-khz KHZ]
  *        guestcfg ELF_IN ELF_OUT [--ip A.B.C.D[/PREFIX]] [--udp-port N]
- *        [--block-size SIZE] [--flush-every N] [--assign-bars yes|no] */
+ *        [--block-size SIZE] [--flush-every N] [--queue-depth N] [--assign-bars yes|no] */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -77,7 +77,7 @@ static void die(int code, const char *fmt, ...)
 /* The options as given; each kind of guest takes its own. */
 struct options {
 	const char *mode, *range_start, *range_size, *write_rate, *map_gib, *tsc_khz; /* boot images */
-	const char *ip, *udp_port, *block_size, *flush_every, *assign_bars;       /* ELF guests */
+	const char *ip, *udp_port, *block_size, *flush_every, *queue_depth, *assign_bars;       /* ELF guests */
 };
 
 static void usage(FILE *f)
@@ -87,7 +87,7 @@ static void usage(FILE *f)
 		"         [--range-start ADDR] [--range-size SIZE] [--write-rate PAGES_PER_SEC|unlimited]\n"
 		"         [--map-gib N] [--tsc-khz KHZ]\n"
 		"       guestcfg ELF_IN ELF_OUT [--ip A.B.C.D[/PREFIX]] [--udp-port N]      (netecho)\n"
-		"         [--block-size SIZE] [--flush-every N]                              (diskab)\n"
+		"         [--block-size SIZE] [--flush-every N] [--queue-depth 1-16]         (diskab)\n"
 		"         [--assign-bars yes|no]                                             (both)\n"
 		"Sizes: decimal or 0x hex, optional K/M/G/T suffix. --write-rate is per vCPU\n"
 		"(workload mode); without --tsc-khz the TSC rate of this host is used.\n");
@@ -156,7 +156,7 @@ static void configure_boot_image(const struct options *o, const char *in_path, c
 
 	if (len > IMAGE_MAX)
 		die(2, "%s: %zu bytes, a guest image has %d to %d", in_path, len, IMAGE_MIN, IMAGE_MAX);
-	if (o->ip || o->udp_port || o->block_size || o->flush_every || o->assign_bars)
+	if (o->ip || o->udp_port || o->block_size || o->flush_every || o->queue_depth || o->assign_bars)
 		die(2, "%s: only ELF guests (netecho, diskab) take --ip, --udp-port, --block-size, --flush-every and "
 		    "--assign-bars", in_path);
 	if (o->mode) {
@@ -321,8 +321,8 @@ static void configure_elf_guest(const struct options *o, const char *in_path, co
 
 	if (cfg.guest != VGUEST_NETECHO && (o->ip || o->udp_port))
 		die(2, "%s: --ip and --udp-port are for netecho, this is %s", in_path, name);
-	if (cfg.guest != VGUEST_DISKAB && (o->block_size || o->flush_every))
-		die(2, "%s: --block-size and --flush-every are for diskab, this is %s", in_path, name);
+	if (cfg.guest != VGUEST_DISKAB && (o->block_size || o->flush_every || o->queue_depth))
+		die(2, "%s: --block-size, --flush-every and --queue-depth are for diskab, this is %s", in_path, name);
 	if (o->ip)
 		parse_ip(o->ip, &cfg);
 	if (o->udp_port) {
@@ -344,6 +344,12 @@ static void configure_elf_guest(const struct options *o, const char *in_path, co
 			die(2, "--flush-every: %llu is more than %u", (unsigned long long)v, UINT32_MAX);
 		cfg.flush_every = (uint32_t)v;
 	}
+	if (o->queue_depth) {
+		v = size_opt("--queue-depth", o->queue_depth);
+		if (v < 1 || v > VGUEST_QUEUE_DEPTH_MAX)
+			die(2, "--queue-depth: %llu is outside 1..%u", (unsigned long long)v, VGUEST_QUEUE_DEPTH_MAX);
+		cfg.queue_depth = (uint16_t)v;
+	}
 	if (o->assign_bars) {
 		if (!strcmp(o->assign_bars, "yes"))
 			cfg.flags |= VGUEST_CFG_ASSIGN_BARS;
@@ -360,9 +366,10 @@ static void configure_elf_guest(const struct options *o, const char *in_path, co
 		printf("%u.%u.%u.%u/%u, UDP echo port %u", cfg.ipv4[0], cfg.ipv4[1], cfg.ipv4[2], cfg.ipv4[3],
 		       cfg.prefix_len, cfg.udp_echo_port);
 	else if (cfg.flush_every)
-		printf("blocks of %u bytes, flush every %u writes", cfg.block_size, cfg.flush_every);
+		printf("blocks of %u bytes, flush every %u writes, %u in flight", cfg.block_size, cfg.flush_every,
+		       cfg.queue_depth ? cfg.queue_depth : 1);
 	else
-		printf("blocks of %u bytes, no flushes", cfg.block_size);
+		printf("blocks of %u bytes, no flushes, %u in flight", cfg.block_size, cfg.queue_depth ? cfg.queue_depth : 1);
 	printf(", %s (config block at file offset 0x%zx)\n",
 	       cfg.flags & VGUEST_CFG_ASSIGN_BARS ? "assigns BARs itself" : "platform's BAR addresses", off);
 }
@@ -380,6 +387,7 @@ int main(int argc, char **argv)
 		{ "udp-port", required_argument, NULL, 'u' },
 		{ "block-size", required_argument, NULL, 'b' },
 		{ "flush-every", required_argument, NULL, 'f' },
+		{ "queue-depth", required_argument, NULL, 'q' },
 		{ "assign-bars", required_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -402,6 +410,7 @@ int main(int argc, char **argv)
 		case 'u': o.udp_port = optarg; break;
 		case 'b': o.block_size = optarg; break;
 		case 'f': o.flush_every = optarg; break;
+		case 'q': o.queue_depth = optarg; break;
 		case 'a': o.assign_bars = optarg; break;
 		case 'h':
 			usage(stdout);

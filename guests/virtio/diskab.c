@@ -4,17 +4,23 @@
  * forever. Pass p writes the value p (from 1) to blocks 0, 1, ..., N-1,
  * then pass p + 1 starts at block 0; the counter is a u64 and never wraps.
  *
- * One request is in flight at a time and the next starts only once the
- * device has completed the previous one, so a disk taken from a stopped VM
+ * Up to queue_depth writes (config block, 1 by default, at most 16) are in
+ * flight at once, to consecutive blocks; a new one starts when one
+ * completes, in any order. A VMM completes every request in flight before
+ * it stops a VM (a checkpoint has none), so a disk taken from a stopped VM
  * holds one value everywhere except that a prefix may hold the next value:
  * every block equals the one before it except at most one place where it
- * steps down by one (`abcheck --disk`). The image must start zero-filled
- * (or hold one value everywhere below the first pass's value).
+ * steps down by one (`abcheck --disk`). With more than one in flight, a
+ * VMM that stopped with requests unfinished shows up as a hole (a block
+ * left behind inside the prefix) or as a guest waiting forever. The image
+ * must start zero-filled (or hold one value everywhere below the first
+ * pass's value).
  *
  * Each write is one VIRTIO_BLK_T_OUT request of the device's logical block
  * size (512 bytes unless VIRTIO_BLK_F_BLK_SIZE says more) at the block's
  * start: the counter, then the block index (u64), then zeros. With
- * VIRTIO_BLK_F_FLUSH the guest flushes after every `flush_every` writes.
+ * VIRTIO_BLK_F_FLUSH the guest flushes after every `flush_every` writes
+ * (once the writes in flight completed).
  * Every write completed is one heartbeat iteration (mode 4); the polls while
  * waiting count for the gap. Counters live in the stats record at
  * VGUEST_STATS_ADDR (guest_abi.h, docs/guests.md). */
@@ -35,10 +41,13 @@
 #define WRITE_SIZE_MAX                 4096
 
 #define QUEUE_REQUESTS  0
-#define REQ_QUEUE_SIZE  8
-#define DESC_WRITE      0 /* write: header, data, status */
-#define DESC_FLUSH      3 /* flush: header, status */
+#define REQ_QUEUE_SIZE  64
+#define DEPTH_MAX       VGUEST_QUEUE_DEPTH_MAX
+#define DESC_FLUSH      0 /* flush: header, status */
+#define DESC_WRITE(s)   (2 + 3 * (s)) /* write slot s: header, data, status */
 #define SLOW_REQUEST_TSC (1ULL << 35) /* 10-20 s: say once that a request is slow */
+
+_Static_assert(DESC_WRITE(DEPTH_MAX) <= REQ_QUEUE_SIZE, "descriptors for every slot");
 
 struct blk_req_header {
 	uint32_t type;
@@ -55,45 +64,73 @@ volatile struct vguest_config vguest_config = {
 	.guest = VGUEST_DISKAB,
 	.flush_every = 256,
 	.block_size = 4096,
+	.queue_depth = 1,
 };
 
 static struct virtio_dev vd;
 static struct virtq rq;
 static struct virtq_mem rq_mem;
-static struct blk_req_header write_header, flush_header;
-static uint8_t write_data[WRITE_SIZE_MAX] __attribute__((aligned(4096)));
-static volatile uint8_t write_status, flush_status;
+static struct blk_req_header write_header[DEPTH_MAX], flush_header;
+static uint8_t write_data[DEPTH_MAX][WRITE_SIZE_MAX] __attribute__((aligned(4096)));
+static volatile uint8_t write_status[DEPTH_MAX], flush_status;
+static uint64_t slot_block[DEPTH_MAX];  /* the block a slot's write goes to */
+static uint8_t free_slot[DEPTH_MAX];    /* a stack of idle slots */
+static unsigned nfree, in_flight;
 
 static volatile struct vguest_blk_stats *const stats = (volatile struct vguest_blk_stats *)(uintptr_t)VGUEST_STATS_ADDR;
 
-/* Submits the chain at head and polls until the device completes it. */
-static void blk_request(uint16_t head, volatile uint8_t *status, const char *what, uint64_t block)
+/* Polls until the device completes a request, then accounts for it: a
+ * write's slot becomes idle (one heartbeat iteration), a flush is counted. */
+static void blk_complete_one(void)
 {
 	uint64_t start = rdtsc();
 	bool slow = false;
 	uint32_t id, len;
 
-	*status = 0xff;
-	virtq_push(&rq, head);
-	virtq_kick(&rq);
 	while (!virtq_pop(&rq, &id, &len)) {
 		uint64_t now = hb_poll();
 
 		if (!slow && now - start > SLOW_REQUEST_TSC) {
-			con_printf("diskab: %s at block %llu not completed after %llu TSC cycles, still waiting\n", what,
-				   (unsigned long long)block, SLOW_REQUEST_TSC);
+			con_printf("diskab: %u request(s) in flight, none completed after %llu TSC cycles, still waiting\n",
+				   in_flight, SLOW_REQUEST_TSC);
 			slow = true;
 		}
 	}
-	if (id != head) {
-		stats->errors++;
-		vguest_fail(VGUEST_EXIT_DEVICE, "the device completed descriptor %u, %u was in flight", id, head);
+	in_flight--;
+	if (id == DESC_FLUSH) {
+		if (flush_status != VIRTIO_BLK_S_OK) {
+			stats->errors++;
+			vguest_fail(VGUEST_EXIT_IO, "flush failed: status %u", flush_status);
+		}
+		stats->flushes++;
+		return;
 	}
-	if (*status != VIRTIO_BLK_S_OK) {
+	uint32_t slot = (id - DESC_WRITE(0)) / 3;
+	if (id < DESC_WRITE(0) || (id - DESC_WRITE(0)) % 3 || slot >= DEPTH_MAX) {
 		stats->errors++;
-		vguest_fail(VGUEST_EXIT_IO, "%s at block %llu failed: status %u", what, (unsigned long long)block,
-			    *status);
+		vguest_fail(VGUEST_EXIT_DEVICE, "the device completed descriptor %u, not the head of a request", id);
 	}
+	for (unsigned i = 0; i < nfree; i++)
+		if (free_slot[i] == slot) {
+			stats->errors++;
+			vguest_fail(VGUEST_EXIT_DEVICE, "the device completed descriptor %u twice", id);
+		}
+	if (write_status[slot] != VIRTIO_BLK_S_OK) {
+		stats->errors++;
+		vguest_fail(VGUEST_EXIT_IO, "write at block %llu failed: status %u", (unsigned long long)slot_block[slot],
+			    write_status[slot]);
+	}
+	free_slot[nfree++] = (uint8_t)slot;
+	hb_count();
+	stats->writes++;
+}
+
+static void blk_submit(uint16_t head, volatile uint8_t *status)
+{
+	*status = 0xff;
+	in_flight++;
+	virtq_push(&rq, head);
+	virtq_kick(&rq);
 }
 
 static uint32_t blk_write_size(uint32_t block_size)
@@ -111,28 +148,33 @@ static uint32_t blk_write_size(uint32_t block_size)
 	return blk_size;
 }
 
-static void blk_setup_queue(uint32_t write_size)
+static void blk_setup_queue(uint32_t write_size, uint32_t depth)
 {
 	if (virtq_setup(&vd, &rq, QUEUE_REQUESTS, REQ_QUEUE_SIZE, &rq_mem)) {
 		virtio_set_failed(&vd);
 		vguest_exit(VGUEST_EXIT_DEVICE);
 	}
-	if (rq.size < DESC_FLUSH + 2) {
+	if (rq.size < DESC_WRITE(depth)) {
 		virtio_set_failed(&vd);
-		vguest_fail(VGUEST_EXIT_DEVICE, "request queue of %u entries, %u needed", rq.size, DESC_FLUSH + 2);
+		vguest_fail(VGUEST_EXIT_DEVICE, "request queue of %u entries, %u needed for %u writes in flight", rq.size,
+			    DESC_WRITE(depth), depth);
 	}
-	write_header.type = VIRTIO_BLK_T_OUT;
 	flush_header.type = VIRTIO_BLK_T_FLUSH;
-	rq.desc[DESC_WRITE] = (struct virtq_desc){ .addr = (uintptr_t)&write_header, .len = sizeof(write_header),
-						   .flags = VIRTQ_DESC_F_NEXT, .next = DESC_WRITE + 1 };
-	rq.desc[DESC_WRITE + 1] = (struct virtq_desc){ .addr = (uintptr_t)write_data, .len = write_size,
-						       .flags = VIRTQ_DESC_F_NEXT, .next = DESC_WRITE + 2 };
-	rq.desc[DESC_WRITE + 2] = (struct virtq_desc){ .addr = (uintptr_t)&write_status, .len = 1,
-						       .flags = VIRTQ_DESC_F_WRITE };
 	rq.desc[DESC_FLUSH] = (struct virtq_desc){ .addr = (uintptr_t)&flush_header, .len = sizeof(flush_header),
 						   .flags = VIRTQ_DESC_F_NEXT, .next = DESC_FLUSH + 1 };
 	rq.desc[DESC_FLUSH + 1] = (struct virtq_desc){ .addr = (uintptr_t)&flush_status, .len = 1,
 						       .flags = VIRTQ_DESC_F_WRITE };
+	for (uint32_t s = 0; s < depth; s++) {
+		uint16_t d = (uint16_t)DESC_WRITE(s);
+		write_header[s].type = VIRTIO_BLK_T_OUT;
+		rq.desc[d] = (struct virtq_desc){ .addr = (uintptr_t)&write_header[s], .len = sizeof(write_header[s]),
+						  .flags = VIRTQ_DESC_F_NEXT, .next = (uint16_t)(d + 1) };
+		rq.desc[d + 1] = (struct virtq_desc){ .addr = (uintptr_t)write_data[s], .len = write_size,
+						      .flags = VIRTQ_DESC_F_NEXT, .next = (uint16_t)(d + 2) };
+		rq.desc[d + 2] = (struct virtq_desc){ .addr = (uintptr_t)&write_status[s], .len = 1,
+						      .flags = VIRTQ_DESC_F_WRITE };
+		free_slot[nfree++] = (uint8_t)(depth - 1 - s);
+	}
 }
 
 static void blk_check_config(void)
@@ -141,16 +183,16 @@ static void blk_check_config(void)
 
 	if (c->version != VGUEST_CONFIG_VERSION || c->size != sizeof(*c) || c->guest != VGUEST_DISKAB ||
 	    c->block_size < VGUEST_BLOCK_SIZE_MIN || c->block_size > VGUEST_BLOCK_SIZE_MAX ||
-	    (c->block_size & (c->block_size - 1)))
-		vguest_fail(VGUEST_EXIT_CONFIG, "bad config block (version %u, size %u, guest %u, block size %u)",
-			    c->version, c->size, c->guest, c->block_size);
+	    (c->block_size & (c->block_size - 1)) || c->queue_depth > DEPTH_MAX)
+		vguest_fail(VGUEST_EXIT_CONFIG, "bad config block (version %u, size %u, guest %u, block size %u, "
+			    "queue depth %u)", c->version, c->size, c->guest, c->block_size, c->queue_depth);
 }
 
 void vguest_main(void) __attribute__((noreturn));
 void vguest_main(void)
 {
 	static const uint16_t ids[] = { VIRTIO_BLK_DEVICE_MODERN, VIRTIO_BLK_DEVICE_TRANSITIONAL };
-	uint32_t block_size, write_size, flush_every, since_flush = 0;
+	uint32_t block_size, write_size, flush_every, depth, since_flush = 0;
 	uint64_t capacity, blocks, pass;
 	struct pci_dev pd;
 	bool flush;
@@ -159,7 +201,9 @@ void vguest_main(void)
 	blk_check_config();
 	block_size = vguest_config.block_size;
 	flush_every = vguest_config.flush_every;
-	con_printf("diskab: starting: blocks of %u bytes, flush every %u writes\n", block_size, flush_every);
+	depth = vguest_config.queue_depth ? vguest_config.queue_depth : 1;
+	con_printf("diskab: starting: blocks of %u bytes, flush every %u writes, %u in flight\n", block_size,
+		   flush_every, depth);
 	if (!pci_find(VIRTIO_PCI_VENDOR, ids, 2, &pd))
 		vguest_fail(VGUEST_EXIT_NO_DEVICE,
 			    "no virtio-blk PCI device on bus 0 (vendor 0x1af4, device 0x1042 or 0x1001)");
@@ -181,7 +225,7 @@ void vguest_main(void)
 		vguest_fail(VGUEST_EXIT_DEVICE, "the disk has %llu sectors, less than one block of %u bytes",
 			    (unsigned long long)capacity, block_size);
 	}
-	blk_setup_queue(write_size);
+	blk_setup_queue(write_size, depth);
 	virtio_driver_ok(&vd);
 
 	memset((void *)stats, 0, sizeof(*stats));
@@ -207,15 +251,19 @@ void vguest_main(void)
 		for (uint64_t b = 0; b < blocks; b++) {
 			uint64_t words[2] = { pass, b };
 
-			memcpy(write_data, words, sizeof(words));
-			write_header.sector = b * (block_size / SECTOR_SIZE);
-			blk_request(DESC_WRITE, &write_status, "write", b);
-			hb_count();
-			stats->writes++;
+			if (in_flight == depth)
+				blk_complete_one();
+			uint8_t slot = free_slot[--nfree];
+			memcpy(write_data[slot], words, sizeof(words));
+			write_header[slot].sector = b * (block_size / SECTOR_SIZE);
+			slot_block[slot] = b;
+			blk_submit((uint16_t)DESC_WRITE(slot), &write_status[slot]);
 			stats->next_block = b + 1 < blocks ? b + 1 : 0;
 			if (flush && ++since_flush == flush_every) {
-				blk_request(DESC_FLUSH, &flush_status, "flush", b);
-				stats->flushes++;
+				while (in_flight)
+					blk_complete_one();
+				blk_submit(DESC_FLUSH, &flush_status);
+				blk_complete_one();
 				since_flush = 0;
 			}
 		}

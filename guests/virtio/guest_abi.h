@@ -34,7 +34,7 @@ struct vguest_config {
 	uint16_t size;                       /* 0x0a sizeof(struct vguest_config) */
 	uint8_t guest;                       /* 0x0c VGUEST_NETECHO or VGUEST_DISKAB */
 	uint8_t flags;                       /* 0x0d VGUEST_CFG_* */
-	uint16_t reserved0;                  /* 0x0e */
+	uint16_t queue_depth;                /* 0x0e diskab: writes in flight at once, 1..16 (0 = 1) */
 	uint8_t ipv4[4];                     /* 0x10 netecho: address, in wire order (10.77.0.2 = 0a 4d 00 02) */
 	uint8_t prefix_len;                  /* 0x14 netecho: 1..32 */
 	uint8_t reserved1;                   /* 0x15 */
@@ -46,6 +46,7 @@ struct vguest_config {
 _Static_assert(sizeof(struct vguest_config) == 32, "config block layout");
 
 #define VGUEST_BLOCK_SIZE_MIN 512u
+#define VGUEST_QUEUE_DEPTH_MAX 16u
 #define VGUEST_BLOCK_SIZE_MAX (1u << 20)
 
 /* Heartbeat record of vCPU 0 (docs/guests.md, read by tools/hbread). */

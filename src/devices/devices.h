@@ -3,6 +3,7 @@
  * NICs and disks a VM is given with --nic and --disk. */
 #ifndef GLIDE_DEVICES_H
 #define GLIDE_DEVICES_H
+#include "devices/blk_io.h"
 #include "vmm/vm.h"
 
 #define UART_COM1_PORT 0x3f8
@@ -50,6 +51,7 @@ struct disk_spec {
 	char path[4096];
 	bool readonly;
 	bool direct;         /* O_DIRECT */
+	enum blk_io_engine aio; /* aio=sync|threads|io_uring; BLK_IO_DEFAULT: the measured best */
 };
 struct vm_device_specs {
 	int nnics, ndisks;

@@ -117,7 +117,7 @@ int disk_spec_parse(const char *s, struct disk_spec *d, char *err, size_t errlen
 	const char *comma = strchr(s, ',');
 	size_t plen = comma ? (size_t)(comma - s) : strlen(s);
 	if (!plen || plen >= sizeof(d->path)) {
-		errf(err, errlen, "--disk: a file path is required (PATH[,readonly][,direct])");
+		errf(err, errlen, "--disk: a file path is required (PATH[,readonly][,direct][,aio=sync|threads|io_uring])");
 		return -EINVAL;
 	}
 	memcpy(d->path, s, plen);
@@ -129,8 +129,14 @@ int disk_spec_parse(const char *s, struct disk_spec *d, char *err, size_t errlen
 			d->readonly = true;
 		else if (n == 6 && !strncmp(item, "direct", 6))
 			d->direct = true;
-		else {
-			errf(err, errlen, "--disk %s: unknown option '%.*s' (readonly, direct)", d->path, (int)n, item);
+		else if (n > 4 && !strncmp(item, "aio=", 4)) {
+			if (blk_io_engine_parse(item + 4, n - 4, &d->aio)) {
+				errf(err, errlen, "--disk %s: aio must be sync, threads or io_uring, not '%.*s'", d->path,
+				     (int)n - 4, item + 4);
+				return -EINVAL;
+			}
+		} else {
+			errf(err, errlen, "--disk %s: unknown option '%.*s' (readonly, direct, aio=)", d->path, (int)n, item);
 			return -EINVAL;
 		}
 	}
@@ -286,10 +292,11 @@ json_t *devices_status_json(struct vm *vm)
 		char path[4096];
 		if (virtio_blk_stats(vm, i, &st, path, sizeof(path)))
 			continue;
-		json_array_append_new(disks, json_pack("{s:i, s:s, s:I, s:b, s:b, s:I, s:I, s:I, s:I}", "index", i,
+		json_array_append_new(disks, json_pack("{s:i, s:s, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:s, s:I}", "index", i,
 			"path", path, "bytes", (json_int_t)(st.sectors * 512), "readonly", st.readonly, "locked", st.locked,
 			"reads", (json_int_t)st.reads, "writes", (json_int_t)st.writes, "flushes", (json_int_t)st.flushes,
-			"errors", (json_int_t)st.errors));
+			"errors", (json_int_t)st.errors, "aio", blk_io_engine_name(st.engine),
+			"in_flight_max", (json_int_t)st.in_flight_max));
 	}
 	return json_pack("{s:o, s:o}", "nics", nics, "disks", disks);
 }

@@ -601,9 +601,10 @@ static void *event_thread(void *arg)
 static void virtio_pause(void *opaque)
 {
 	struct virtio_dev *vd = opaque;
-	if (vd->ops->quiesce)
-		vd->ops->quiesce(vd);
 	pthread_mutex_lock(&vd->run_lock); /* waits for the event being handled */
+	/* in the same hold as paused: no event can start a request in between */
+	if (vd->ops->quiesce && !vd->paused)
+		vd->ops->quiesce(vd);
 	vd->paused = true;
 	pthread_mutex_unlock(&vd->run_lock);
 }

@@ -91,7 +91,8 @@ struct virtio_dev_ops {
 	void (*driver_ok)(struct virtio_dev *vd);
 	/* Device reset by the driver: forget everything queue-related. Event thread stopped, lock held. */
 	void (*reset)(struct virtio_dev *vd);
-	/* Before the event thread stops for a pause: finish what is in flight. */
+	/* Before the event thread stops for a pause: finish what is in flight
+	 * (run lock held, so no event is handled meanwhile). */
 	void (*quiesce)(struct virtio_dev *vd);
 	/* Device-specific state (the transport part is saved by virtio.c). */
 	void (*save)(struct virtio_dev *vd, struct state_buf *b);

@@ -1,10 +1,14 @@
-/* virtio-blk: a disk backed by a raw file or block device. Requests (read,
- * write, flush, get id, discard, write zeroes) are served on the device's
- * event thread with preadv/pwritev, so none is ever in flight while the VM
- * is paused: a checkpoint holds only the queues' positions. A writable
+/* virtio-blk: a disk backed by a raw file or block device. Reads, writes
+ * and flushes go to the disk's I/O engine (blk_io.h: io_uring, a thread
+ * pool, or synchronous on the event thread) and complete on the event
+ * thread; get id, discard and write zeroes are done at once. Pausing the
+ * VM waits for every request in flight and completes it to the guest
+ * (quiesce), so none is in flight at a checkpoint: a checkpoint holds only
+ * the queues' positions, and no request is lost or done twice. A writable
  * disk is locked (an OFD write lock on the whole file) so that no second
  * VM opens it; a migration hands the lock to the destination at the
  * switchover (virtio_blk_release_locks / virtio_blk_acquire_locks). */
+#include "devices/blk_io.h"
 #include "devices/devices.h"
 #include "devices/virtio.h"
 #include "devices/virtio_dev.h"
@@ -46,8 +50,20 @@
 #define BLK_DISCARD_SEG_MAX 16
 #define BLK_CONFIG_LEN 60
 
+/* A request taken from the queue and not yet completed to the guest. */
+struct blk_req {
+	struct blk_io_op op;    /* first: the engine hands it back */
+	struct virtq_chain c;
+	int q;
+	uint32_t written;       /* bytes of data written to the guest (reads) */
+	struct blk_req *next_free;
+};
+
 struct virtio_blk {
 	struct virtio_dev vd;   /* first: freed as a virtio_dev */
+	struct blk_io *io;
+	enum blk_io_engine engine;
+	struct blk_req *reqs, *free_reqs;
 	int index;
 	int fd;
 	bool readonly;
@@ -57,6 +73,7 @@ struct virtio_blk {
 	char name[24];
 	uint8_t config[BLK_CONFIG_LEN];
 	uint64_t reads, writes, flushes, errors;
+	uint64_t in_flight_max; /* the most requests in flight at once */
 };
 
 struct blk_req_header {
@@ -125,37 +142,6 @@ static int data_iov(const struct virtq_chain *c, bool out, struct iovec *iov, ui
 	return n;
 }
 
-static int io_full(int fd, bool write, struct iovec *iov, int n, uint64_t off)
-{
-	while (n > 0) {
-		ssize_t r = write ? pwritev(fd, iov, n, (off_t)off) : preadv(fd, iov, n, (off_t)off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0) {
-			if (!write) { /* reading past the end of a short file: zeros */
-				for (int i = 0; i < n; i++)
-					memset(iov[i].iov_base, 0, iov[i].iov_len);
-				return 0;
-			}
-			return -EIO;
-		}
-		off += (uint64_t)r;
-		while (n > 0 && (size_t)r >= iov[0].iov_len) {
-			r -= (ssize_t)iov[0].iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov[0].iov_base = (uint8_t *)iov[0].iov_base + r;
-			iov[0].iov_len -= (size_t)r;
-		}
-	}
-	return 0;
-}
-
 static bool range_ok(const struct virtio_blk *b, uint64_t sector, uint64_t bytes)
 {
 	return bytes % SECTOR == 0 && sector <= b->capacity && bytes / SECTOR <= b->capacity - sector;
@@ -196,90 +182,158 @@ static uint8_t blk_discard(struct virtio_blk *b, const struct virtq_chain *c, bo
 	return VIRTIO_BLK_S_OK;
 }
 
-static uint8_t blk_request(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *written)
+/* Starts the request: true when it went to the I/O engine, false when it
+ * is done already (status in *status, data bytes for the guest in *written). */
+static bool blk_start(struct virtio_blk *b, struct blk_req *r, uint8_t *status)
 {
+	const struct virtq_chain *c = &r->c;
 	struct blk_req_header h;
-	struct iovec iov[VIRTIO_CHAIN_MAX];
 	uint64_t len;
-	int n, rc;
 
-	*written = 0;
+	r->written = 0;
+	*status = VIRTIO_BLK_S_IOERR;
 	if (virtq_chain_from_guest(c, 0, &h, sizeof(h)) != sizeof(h))
-		return VIRTIO_BLK_S_IOERR;
+		return false;
 	switch (h.type) {
 	case VIRTIO_BLK_T_IN:
-		n = data_iov(c, false, iov, &len);
+	case VIRTIO_BLK_T_OUT: {
+		bool out = h.type == VIRTIO_BLK_T_OUT;
+		if (out && b->readonly)
+			return false;
+		r->op.niov = data_iov(c, out, r->op.iov, &len);
 		if (!range_ok(b, h.sector, len))
-			return VIRTIO_BLK_S_IOERR;
-		rc = io_full(b->fd, false, iov, n, h.sector * SECTOR);
-		if (rc)
-			return VIRTIO_BLK_S_IOERR;
-		b->reads++;
-		*written = (uint32_t)len;
-		return VIRTIO_BLK_S_OK;
-	case VIRTIO_BLK_T_OUT:
-		if (b->readonly)
-			return VIRTIO_BLK_S_IOERR;
-		n = data_iov(c, true, iov, &len);
-		if (!range_ok(b, h.sector, len))
-			return VIRTIO_BLK_S_IOERR;
-		rc = io_full(b->fd, true, iov, n, h.sector * SECTOR);
-		if (rc)
-			return VIRTIO_BLK_S_IOERR;
-		b->writes++;
-		return VIRTIO_BLK_S_OK;
+			return false;
+		r->op.kind = out ? BLK_IO_WRITE : BLK_IO_READ;
+		r->op.offset = h.sector * SECTOR;
+		r->written = out ? 0 : (uint32_t)len;
+		blk_io_submit(b->io, &r->op);
+		return true;
+	}
 	case VIRTIO_BLK_T_FLUSH:
-		b->flushes++;
-		return fdatasync(b->fd) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		r->op.kind = BLK_IO_FLUSH;
+		r->op.niov = 0;
+		blk_io_submit(b->io, &r->op);
+		return true;
 	case VIRTIO_BLK_T_GET_ID: {
 		char id[VIRTIO_BLK_ID_BYTES + 1];
 		snprintf(id, sizeof(id), "glide-disk%d", b->index);
-		*written = (uint32_t)virtq_chain_to_guest(&b->vd, c, 0, id, MIN((uint64_t)VIRTIO_BLK_ID_BYTES, c->in_bytes - 1));
-		return VIRTIO_BLK_S_OK;
+		r->written = (uint32_t)virtq_chain_to_guest(&b->vd, c, 0, id,
+							    MIN((uint64_t)VIRTIO_BLK_ID_BYTES, c->in_bytes - 1));
+		*status = VIRTIO_BLK_S_OK;
+		return false;
 	}
 	case VIRTIO_BLK_T_DISCARD:
-		if (b->readonly)
-			return VIRTIO_BLK_S_IOERR;
-		return blk_discard(b, c, false);
 	case VIRTIO_BLK_T_WRITE_ZEROES:
-		if (b->readonly)
-			return VIRTIO_BLK_S_IOERR;
-		return blk_discard(b, c, true);
+		if (!b->readonly)
+			*status = blk_discard(b, c, h.type == VIRTIO_BLK_T_WRITE_ZEROES);
+		return false;
 	default:
-		return VIRTIO_BLK_S_UNSUPP;
+		*status = VIRTIO_BLK_S_UNSUPP;
+		return false;
 	}
+}
+
+/* Answers the request to the guest (status byte, used entry) and frees it. */
+static void blk_finish(struct virtio_blk *b, struct blk_req *r, uint8_t status)
+{
+	if (status != VIRTIO_BLK_S_OK)
+		b->errors++;
+	virtq_chain_to_guest(&b->vd, &r->c, r->c.in_bytes - 1, &status, 1);
+	virtq_push(&b->vd, r->q, &r->c, (status == VIRTIO_BLK_S_OK ? r->written : 0) + 1);
+	r->next_free = b->free_reqs;
+	b->free_reqs = r;
+}
+
+/* Completes what the engine finished (all in flight with wait); true when
+ * something went to the guest. Event thread or run lock held. */
+static bool blk_complete(struct virtio_blk *b, bool wait)
+{
+	bool pushed = false;
+	do {
+		struct blk_io_op *op = blk_io_reap(b->io, wait);
+		while (op) {
+			struct blk_req *r = (struct blk_req *)op;
+			op = op->next;
+			if (!r->op.result)
+				r->op.kind == BLK_IO_READ ? b->reads++ : r->op.kind == BLK_IO_WRITE ? b->writes++ : b->flushes++;
+			blk_finish(b, r, r->op.result ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
+			pushed = true;
+		}
+	} while (wait && blk_io_in_flight(b->io));
+	return pushed;
 }
 
 static void blk_queue_notify(struct virtio_dev *vd, int q)
 {
 	struct virtio_blk *b = (struct virtio_blk *)vd;
-	struct virtq_chain c;
 	bool pushed = false;
 	/* A bounded batch, then look again: a busy guest cannot hold the thread forever. */
-	for (int i = 0; i < BLK_QUEUE_SIZE; i++) {
-		int r = virtq_pop(vd, q, &c);
-		if (r <= 0)
+	for (int i = 0; i < BLK_QUEUE_SIZE && b->free_reqs; i++) {
+		struct blk_req *r = b->free_reqs;
+		if (virtq_pop(vd, q, &r->c) <= 0)
 			break;
-		if (c.nout < 1 || c.nin < 1 || c.in_bytes < 1) {
+		b->free_reqs = r->next_free;
+		r->q = q;
+		if (r->c.nout < 1 || r->c.nin < 1 || r->c.in_bytes < 1) {
 			/* no header or no status byte: nothing to answer into */
-			virtq_push(vd, q, &c, 0);
+			virtq_push(vd, q, &r->c, 0);
+			r->next_free = b->free_reqs;
+			b->free_reqs = r;
 			pushed = true;
 			b->errors++;
 			continue;
 		}
-		uint32_t written;
-		uint8_t status = blk_request(b, &c, &written);
-		if (status != VIRTIO_BLK_S_OK)
-			b->errors++;
-		virtq_chain_to_guest(vd, &c, c.in_bytes - 1, &status, 1);
-		virtq_push(vd, q, &c, written + 1);
-		pushed = true;
+		uint8_t status;
+		if (!blk_start(b, r, &status)) {
+			blk_finish(b, r, status);
+			pushed = true;
+		}
 	}
+	blk_io_kick(b->io);
+	if (blk_io_in_flight(b->io) > b->in_flight_max)
+		b->in_flight_max = blk_io_in_flight(b->io);
+	pushed |= blk_complete(b, false);
 	if (pushed)
 		virtq_notify(vd, q);
 }
 
-/* ---- state: the transport's, plus counters (requests are never in flight at a checkpoint) ---- */
+/* The engine's eventfd: requests completed. */
+static void blk_backend_ready(struct virtio_dev *vd, int fd)
+{
+	struct virtio_blk *b = (struct virtio_blk *)vd;
+	if (blk_complete(b, false))
+		virtq_notify(vd, 0);
+	/* every request slot was taken: the queue may hold more */
+	blk_queue_notify(vd, 0);
+}
+
+/* Before a pause (run lock held): every request in flight completes to the guest. */
+static void blk_quiesce(struct virtio_dev *vd)
+{
+	struct virtio_blk *b = (struct virtio_blk *)vd;
+	if (blk_io_in_flight(b->io) && blk_complete(b, true))
+		virtq_notify(vd, 0);
+}
+
+/* Driver reset: what is in flight still writes into guest memory; wait for
+ * it, and answer nothing (the queues are gone). */
+static void blk_reset(struct virtio_dev *vd)
+{
+	struct virtio_blk *b = (struct virtio_blk *)vd;
+	while (blk_io_in_flight(b->io)) {
+		struct blk_io_op *op = blk_io_reap(b->io, true);
+		if (!op)
+			break;
+		while (op) {
+			struct blk_req *r = (struct blk_req *)op;
+			op = op->next;
+			r->next_free = b->free_reqs;
+			b->free_reqs = r;
+		}
+	}
+}
+
+/* ---- state: the transport's and the capacity (no request is in flight at a checkpoint: quiesce) ---- */
 
 static bool blk_present(struct vm *vm, int i)
 {
@@ -291,6 +345,11 @@ static int blk_save(struct vm *vm, int i, struct state_buf *out)
 	struct virtio_blk *b = (struct virtio_blk *)vm->disks[i];
 	if (!b)
 		return -ENOENT;
+	if (blk_io_in_flight(b->io)) { /* cannot happen: the pause completed them (quiesce) */
+		glide_log("virtio-blk", "disk %s: %u request(s) in flight at a checkpoint: refusing to save it", b->path,
+			  blk_io_in_flight(b->io));
+		return -EBUSY;
+	}
 	virtio_dev_save(&b->vd, out);
 	sbuf_u64(out, b->capacity);
 	return 0;
@@ -328,6 +387,10 @@ static const struct state_section_ops blk_section = {
 static void blk_destroy(struct virtio_dev *vd)
 {
 	struct virtio_blk *b = (struct virtio_blk *)vd;
+	blk_io_close(b->io);
+	b->io = NULL;
+	free(b->reqs);
+	b->reqs = NULL;
 	if (b->fd >= 0)
 		close(b->fd); /* closing the description drops its OFD lock */
 	b->fd = -1;
@@ -336,6 +399,9 @@ static void blk_destroy(struct virtio_dev *vd)
 static const struct virtio_dev_ops blk_ops = {
 	.config_access = blk_config_access,
 	.queue_notify = blk_queue_notify,
+	.backend_ready = blk_backend_ready,
+	.reset = blk_reset,
+	.quiesce = blk_quiesce,
 	.destroy = blk_destroy,
 };
 
@@ -376,6 +442,18 @@ int virtio_blk_create(struct vm *vm, int index, const struct disk_spec *spec, ch
 			return rc;
 		}
 	}
+	b->reqs = calloc(BLK_QUEUE_SIZE, sizeof(*b->reqs));
+	rc = b->reqs ? blk_io_open(&b->io, b->fd, spec->aio, BLK_QUEUE_SIZE, &b->engine, err, errlen) : -ENOMEM;
+	if (rc) {
+		free(b->reqs);
+		close(b->fd);
+		free(b);
+		return rc;
+	}
+	for (int i = BLK_QUEUE_SIZE - 1; i >= 0; i--) {
+		b->reqs[i].next_free = b->free_reqs;
+		b->free_reqs = &b->reqs[i];
+	}
 	memcpy(b->config, &b->capacity, 8);
 	uint32_t v32 = BLK_SEG_MAX;
 	memcpy(b->config + 12, &v32, 4);
@@ -406,6 +484,8 @@ int virtio_blk_create(struct vm *vm, int index, const struct disk_spec *spec, ch
 	rc = virtio_dev_create(vm, &b->vd, b->name, VIRTIO_ID_BLOCK, 1, BLK_QUEUE_SIZE, BLK_CONFIG_LEN, features,
 			       &blk_ops, err, errlen);
 	vm->disks[index] = &b->vd; /* destroyed with the VM, also after a failure here */
+	if (!rc && (rc = virtio_watch_fd(&b->vd, blk_io_event_fd(b->io))))
+		errf(err, errlen, "disk %s: cannot watch its I/O completions: %s", b->path, strerror(-rc));
 	return rc;
 }
 
@@ -414,7 +494,8 @@ int virtio_blk_stats(struct vm *vm, int i, struct blk_stats *out, char *path, si
 	struct virtio_blk *b = i >= 0 && i < VM_MAX_DISKS ? (struct virtio_blk *)vm->disks[i] : NULL;
 	if (!b)
 		return -ENOENT;
-	*out = (struct blk_stats){ b->reads, b->writes, b->flushes, b->errors, b->capacity, b->readonly, b->locked };
+	*out = (struct blk_stats){ b->reads, b->writes, b->flushes, b->errors, b->capacity, b->readonly, b->locked,
+				   (int)b->engine, b->in_flight_max };
 	snprintf(path, pathlen, "%s", b->path);
 	return 0;
 }

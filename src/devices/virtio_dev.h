@@ -20,6 +20,8 @@ struct blk_stats {
 	uint64_t reads, writes, flushes, errors;
 	uint64_t sectors;
 	bool readonly, locked;
+	int engine;             /* enum blk_io_engine in use */
+	uint64_t in_flight_max; /* the most requests in flight at once */
 };
 /* Disk i's counters and file; -ENOENT when there is none. */
 int virtio_blk_stats(struct vm *vm, int i, struct blk_stats *out, char *path, size_t pathlen);
