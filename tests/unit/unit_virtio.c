@@ -2612,6 +2612,14 @@ int main(void)
 	snprintf(specs.disks[0].path, sizeof(specs.disks[0].path), "%s", disk_path);
 	snprintf(specs.disks[1].path, sizeof(specs.disks[1].path), "%s", disk_ro_path);
 	specs.disks[1].readonly = true;
+	/* UNIT_VIRTIO_AIO=sync|threads|io_uring: the disks' I/O engine (tests/test_virtio_engines.sh) */
+	const char *aio = getenv("UNIT_VIRTIO_AIO");
+	if (aio && blk_io_engine_parse(aio, strlen(aio), &specs.disks[0].aio)) {
+		fprintf(stderr, "UNIT_VIRTIO_AIO=%s: not sync, threads or io_uring\n", aio);
+		remove_disks();
+		return 1;
+	}
+	specs.disks[1].aio = specs.disks[0].aio;
 
 	struct vm *a = vm_new(), *b = NULL;
 	bool started = false;
