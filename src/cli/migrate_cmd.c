@@ -25,9 +25,12 @@ static void usage(FILE *out)
 		     "                     [--streams N|auto] [--switchover-goal MS] [--max-bandwidth RATE]\n"
 		     "                     [--sdps off|always|dynamic] [--encrypt off|opportunistic|required]\n"
 		     "                     [--compress off|lz4] [--timeout S] [--stall-timeout S] [--dscp N]\n"
-		     "                     [--verify] [--json] [--no-wait]\n"
+		     "                     [--verify] [--disk-to PATH]... [--json] [--no-wait]\n"
 		     "  --verify  compare a digest of all guest memory on both sides before the\n"
 		     "            switchover commits (a mismatch fails it; the VM stays here)\n"
+		     "  --disk-to PATH  copy the next disk (the first --disk-to: disk 0, ...) to the\n"
+		     "            new file PATH on the destination while the VM runs (shared-nothing);\n"
+		     "            \"\" leaves that disk shared. The destination must not have --disk for it\n"
 		     "       glide migrate resolve --api SOCKET (--destination-api DSOCKET [--wait S] | --keep here|there)\n"
 		     "            settle a migration in doubt (GO sent, RUNNING never came back): with the\n"
 		     "            destination's API it looks there and decides; --keep tells it\n");
@@ -77,6 +80,14 @@ static void summary(json_t *s)
 			printf("verified: every page of the destination's memory matches the source's at the stun "
 			       "(digest %s; hashing took %.1f ms here, %.1f ms there)\n",
 			       json_string_value(json_object_get(v, "digest")), num(v, "source_ms"), num(v, "destination_ms"));
+		json_t *dc = json_object_get(s, "disk_copy"), *d;
+		size_t k;
+		json_array_foreach(json_object_get(dc, "disks"), k, d)
+			printf("disk %d copied to %s on the destination\n", (int)num(d, "index"),
+			       json_string_value(json_object_get(d, "path")));
+		if (dc)
+			printf("disk blocks sent: %lld of 4 KiB (%lld of them zero, sent as runs)\n",
+			       (long long)num(dc, "blocks_sent"), (long long)num(dc, "zero_blocks"));
 		if (num(sd, "max_level") > 0)
 			printf("SDPS: up to %.1f%% throttle, %.1f ms of guest run time taken\n", num(sd, "max_level") * 100,
 			       num(sd, "guest_time_ms"));
@@ -222,6 +233,7 @@ int cmd_migrate(int argc, char **argv)
 		{ "json", no_argument, 0, 'j' },              { "no-wait", no_argument, 0, 'n' },
 		{ "compress", required_argument, 0, 'c' },    { "stall-timeout", required_argument, 0, 'X' },
 		{ "verify", no_argument, 0, 'V' },            { "help", no_argument, 0, 'h' },
+		{ "disk-to", required_argument, 0, 'D' },
 		{ 0, 0, 0, 0 },
 	};
 	const char *api = NULL, *to = NULL, *key_file = NULL;
@@ -291,6 +303,13 @@ int cmd_migrate(int argc, char **argv)
 		case 'n': no_wait = true; break;
 		case 'c': json_object_set_new(body, "compress", json_string(optarg)); break;
 		case 'V': json_object_set_new(body, "verify", json_true()); break;
+		case 'D': {
+			json_t *l = json_object_get(body, "disk_to");
+			if (!l)
+				json_object_set_new(body, "disk_to", l = json_array());
+			json_array_append_new(l, json_string(optarg));
+			break;
+		}
 		case 'h': usage(stdout); rc = 0; goto out;
 		default: usage(stderr); goto out;
 		}

@@ -56,6 +56,7 @@ struct blk_req {
 	struct virtq_chain c;
 	int q;
 	uint32_t written;       /* bytes of data written to the guest (reads) */
+	uint64_t written_len;   /* bytes a write request writes to the disk */
 	struct blk_req *next_free;
 };
 
@@ -74,6 +75,7 @@ struct virtio_blk {
 	uint8_t config[BLK_CONFIG_LEN];
 	uint64_t reads, writes, flushes, errors;
 	uint64_t in_flight_max; /* the most requests in flight at once */
+	uint64_t *track;        /* a storage copy's dirty map (VIRTIO_BLK_TRACK_BLOCK blocks), or NULL; run lock */
 };
 
 struct blk_req_header {
@@ -147,6 +149,15 @@ static bool range_ok(const struct virtio_blk *b, uint64_t sector, uint64_t bytes
 	return bytes % SECTOR == 0 && sector <= b->capacity && bytes / SECTOR <= b->capacity - sector;
 }
 
+/* A storage copy is running: the blocks [offset, offset + bytes) changed. */
+static void blk_mark(struct virtio_blk *b, uint64_t offset, uint64_t bytes)
+{
+	if (!b->track || !bytes)
+		return;
+	for (uint64_t blk = offset / VIRTIO_BLK_TRACK_BLOCK; blk <= (offset + bytes - 1) / VIRTIO_BLK_TRACK_BLOCK; blk++)
+		__atomic_or_fetch(&b->track[blk / 64], 1ULL << (blk % 64), __ATOMIC_RELAXED);
+}
+
 static uint8_t blk_discard(struct virtio_blk *b, const struct virtq_chain *c, bool zeroes)
 {
 	struct blk_discard seg[BLK_DISCARD_SEG_MAX];
@@ -168,6 +179,7 @@ static uint8_t blk_discard(struct virtio_blk *b, const struct virtq_chain *c, bo
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint64_t bytes = (uint64_t)seg[i].num_sectors * SECTOR;
+		blk_mark(b, seg[i].sector * SECTOR, bytes); /* done or not, the range may have changed */
 		int mode = zeroes && !(seg[i].flags & BLK_WRITE_ZEROES_FLAG_UNMAP) ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 		if (fallocate(b->fd, mode, (off_t)(seg[i].sector * SECTOR), (off_t)bytes) < 0) {
 			if (!zeroes)
@@ -206,6 +218,7 @@ static bool blk_start(struct virtio_blk *b, struct blk_req *r, uint8_t *status)
 		r->op.kind = out ? BLK_IO_WRITE : BLK_IO_READ;
 		r->op.offset = h.sector * SECTOR;
 		r->written = out ? 0 : (uint32_t)len;
+		r->written_len = out ? len : 0;
 		blk_io_submit(b->io, &r->op);
 		return true;
 	}
@@ -256,6 +269,9 @@ static bool blk_complete(struct virtio_blk *b, bool wait)
 			op = op->next;
 			if (!r->op.result)
 				r->op.kind == BLK_IO_READ ? b->reads++ : r->op.kind == BLK_IO_WRITE ? b->writes++ : b->flushes++;
+			/* a write that failed may still have changed part of the file */
+			if (r->op.kind == BLK_IO_WRITE)
+				blk_mark(b, r->op.offset, r->written_len);
 			blk_finish(b, r, r->op.result ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
 			pushed = true;
 		}
@@ -523,6 +539,30 @@ int virtio_blk_acquire_locks(struct vm *vm, char *err, size_t errlen)
 				return rc;
 		}
 	}
+	return 0;
+}
+
+int virtio_blk_track(struct vm *vm, int i, uint64_t *map)
+{
+	struct virtio_blk *b = i >= 0 && i < VM_MAX_DISKS ? (struct virtio_blk *)vm->disks[i] : NULL;
+	if (!b)
+		return -ENOENT;
+	/* under the run lock: no completion is marking the old map when this returns */
+	pthread_mutex_lock(&b->vd.run_lock);
+	b->track = map;
+	pthread_mutex_unlock(&b->vd.run_lock);
+	return 0;
+}
+
+int virtio_blk_file(struct vm *vm, int i, int *fd, uint64_t *bytes, char *path, size_t pathlen)
+{
+	struct virtio_blk *b = i >= 0 && i < VM_MAX_DISKS ? (struct virtio_blk *)vm->disks[i] : NULL;
+	if (!b)
+		return -ENOENT;
+	*fd = b->fd;
+	*bytes = b->capacity * SECTOR;
+	if (path)
+		snprintf(path, pathlen, "%s", b->path);
 	return 0;
 }
 

@@ -39,6 +39,7 @@ struct channel {
 	uint64_t *wire_bytes;          /* shared, atomic: bytes put on the wire */
 	/* this channel's own counters (items: pages for RAM) */
 	uint64_t items, zero_items, compressed_items, bytes;
+	uint64_t disk_blocks, disk_zero_blocks; /* the disk section's 4 KiB blocks (zero: sent as zero runs) */
 	char err[256];
 };
 

@@ -33,6 +33,7 @@
 #include "common/net.h"
 #include "common/util.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,8 @@ struct incoming {
 	bool done, failed;
 	char error[512];
 	uint64_t frames;
+	uint32_t disk_copy;     /* disks arriving as copies (bit i: disk i) */
+	char *created[VM_MAX_DISKS]; /* the files made for them: removed unless the VM runs here */
 };
 
 struct receiver_arg {
@@ -76,6 +79,8 @@ struct receiver_arg {
 static void *receiver(void *arg);
 static int handle_config(struct incoming *in, struct wire_frame *f, char *err, size_t errlen);
 static int setup_live(struct incoming *in, json_t *list, char *err, size_t errlen);
+static int prepare_disk_copies(struct incoming *in, json_t *list, const struct vm_config *cfg,
+			       struct vm_device_specs *specs, char *err, size_t errlen);
 static int apply_live(struct incoming *in, struct wire_frame *f, char *err, size_t errlen);
 static int switchover(struct incoming *in, struct wire_frame *state, char *err, size_t errlen);
 static int verify_memory(struct incoming *in, json_t **verified, char *err, size_t errlen);
@@ -177,6 +182,13 @@ out:
 	}
 	m->incoming = false;
 	cleanup_live(in);
+	for (int i = 0; i < VM_MAX_DISKS; i++) {
+		if (in->created[i] && rc) { /* a copy that did not become the VM's disk */
+			if (unlink(in->created[i]) == 0)
+				glide_log("incoming", "removed the partial copy of disk %d, %s", i, in->created[i]);
+		}
+		free(in->created[i]);
+	}
 	free(in);
 	return rc;
 }
@@ -369,7 +381,13 @@ static int handle_config(struct incoming *in, struct wire_frame *f, char *err, s
 		goto out;
 	}
 	in->vm->arriving = true; /* its disks are locked at the switchover, when the source lets go */
-	rc = devices_create_virtio(in->vm, in->mon ? &in->mon->devices : NULL, err, errlen);
+	struct vm_device_specs specs = { 0 };
+	if (in->mon)
+		specs = in->mon->devices;
+	rc = prepare_disk_copies(in, json_object_get(j, "disk_copy"), &args.cfg, &specs, err, errlen);
+	if (rc)
+		goto out;
+	rc = devices_create_virtio(in->vm, &specs, err, errlen);
 	if (rc)
 		goto out;
 	in->verify = json_is_true(json_object_get(j, "verify"));
@@ -386,6 +404,64 @@ out:
 	free(want);
 	json_decref(j);
 	return rc;
+}
+
+/* Disks that arrive as copies (the source's --disk-to): each gets a new,
+ * empty file of the disk's size at the path the source names (never an
+ * existing file: nothing is overwritten), which becomes the device's disk.
+ * The files are removed again unless the VM runs here in the end. */
+static int prepare_disk_copies(struct incoming *in, json_t *list, const struct vm_config *cfg,
+			       struct vm_device_specs *specs, char *err, size_t errlen)
+{
+	size_t k;
+	json_t *e;
+	if (!list)
+		return 0;
+	if (!json_is_array(list) || json_array_size(list) > VM_MAX_DISKS) {
+		errf(err, errlen, "configuration carries no valid list of disk copies");
+		return -EINVAL;
+	}
+	json_array_foreach(list, k, e) {
+		json_t *jp = json_object_get(e, "path"), *ji = json_object_get(e, "index");
+		const char *path = json_string_value(jp);
+		json_int_t i = json_integer_value(ji);
+		if (!json_is_integer(ji) || i < 0 || i >= cfg->ndisks || !path || path[0] != '/' ||
+		    strlen(path) >= sizeof(specs->disks[0].path) || (in->disk_copy & (1u << i))) {
+			errf(err, errlen, "disk copy %zu is malformed (index %lld of %d disks, path %s)", k, (long long)i,
+			     cfg->ndisks, path ? path : "missing");
+			return -EINVAL;
+		}
+		if (i < specs->ndisks && specs->disks[i].path[0]) {
+			errf(err, errlen, "disk %lld arrives as a copy to %s, but this destination was started with --disk %s "
+				     "for it", (long long)i, path, specs->disks[i].path);
+			return -EINVAL;
+		}
+		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			int rc = -errno;
+			errf(err, errlen, "disk %lld: cannot create its copy %s: %s%s", (long long)i, path, strerror(errno),
+			     errno == EEXIST ? " (a copy never overwrites a file)" : "");
+			return rc;
+		}
+		in->created[i] = strdup(path);
+		in->disk_copy |= 1u << i;
+		if (ftruncate(fd, (off_t)cfg->disk_bytes[i]) < 0) {
+			int rc = -errno;
+			errf(err, errlen, "disk %lld: cannot size its copy %s to %llu bytes: %s", (long long)i, path,
+			     (unsigned long long)cfg->disk_bytes[i], strerror(errno));
+			close(fd);
+			return rc;
+		}
+		close(fd);
+		memset(&specs->disks[i], 0, sizeof(specs->disks[i]));
+		snprintf(specs->disks[i].path, sizeof(specs->disks[i].path), "%s", path);
+		specs->disks[i].readonly = cfg->disk_readonly[i];
+		if (specs->ndisks <= i)
+			specs->ndisks = (int)i + 1;
+		glide_log("incoming", "disk %lld arrives as a copy: %s (%llu MiB)", (long long)i, path,
+			  (unsigned long long)(cfg->disk_bytes[i] >> 20));
+	}
+	return 0;
 }
 
 /* The live sections the source announced: each must be one this glide
@@ -414,7 +490,7 @@ static int setup_live(struct incoming *in, json_t *list, char *err, size_t errle
 			return -EPROTONOSUPPORT;
 		}
 		in->live_ops[i] = ops;
-		in->live[i] = (struct live_dest){ .vm = in->vm };
+		in->live[i] = (struct live_dest){ .vm = in->vm, .disk_copy = in->disk_copy };
 		int rc = ops->live->load_setup(&in->live[i], err, errlen);
 		in->nlive = (int)i + 1;
 		if (rc)

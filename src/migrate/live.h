@@ -40,16 +40,20 @@ struct live_source {
 	struct vm *vm;
 	bool tracing;      /* a migration: trace changes; false: a snapshot of a paused VM */
 	bool compress;     /* migration option: compress where it saves space */
+	uint32_t disk_copy; /* disks copied to the destination (bit i: disk i; --disk-to) */
 	void *priv;        /* the section's own */
 };
 
 /* A live section's state on the destination, for one migration. */
 struct live_dest {
 	struct vm *vm;
+	uint32_t disk_copy; /* disks arriving as copies (bit i: disk i) */
 	void *priv;
 };
 
 struct live_section_ops {
+	/* A migration uses the section only when this says so (NULL: always). */
+	bool (*needed)(uint32_t disk_copy);
 	/* source */
 	int (*setup)(struct live_source *ls, char *err, size_t errlen);
 	uint64_t (*pending)(struct live_source *ls);

@@ -21,6 +21,7 @@
 #define MIGRATION_DSCP_MAX 63
 #define STREAMS_AUTO_MAX 4
 #define STREAMS_AUTO_PROBE_MIN_BYTES (1ULL << 30)
+#define DISK_TO_PATH_MAX 1024
 
 struct migration_params {
 	char addrs[WIRE_MAX_STREAMS][128];
@@ -35,6 +36,8 @@ struct migration_params {
 	uint64_t stall_timeout_ms;   /* a stream that moves nothing this long fails the migration */
 	bool compress;               /* LZ4 per page where it saves space */
 	bool verify;                 /* compare a digest of all RAM on both sides before GO */
+	char disk_to[VM_MAX_DISKS][DISK_TO_PATH_MAX]; /* copy disk i to this file on the destination ("": shared) */
+	uint32_t disk_copy;          /* bit i: disk_to[i] is set */
 	uint8_t key[WIRE_KEY_BYTES];
 };
 
@@ -91,6 +94,7 @@ struct migration {
 
 	/* counters updated by workers (atomics) */
 	uint64_t bytes_sent, pages_sent, zero_pages, compressed_pages, phase_sent; /* phase_sent: bytes */
+	uint64_t disk_blocks, disk_zero_blocks; /* copied disks' 4 KiB blocks sent (zero: as zero runs) */
 	volatile bool cancel;
 	volatile bool failed;
 };

@@ -106,6 +106,27 @@ int migration_options_parse(json_t *b, struct migration_params *p, char *err, si
 		}
 		p->verify = json_is_true(v);
 	}
+	v = json_object_get(b, "disk_to");
+	if (v) {
+		size_t i;
+		json_t *e;
+		if (!json_is_array(v) || json_array_size(v) > VM_MAX_DISKS) {
+			errf(err, errlen, "\"disk_to\" must be a list of at most %d paths (one per disk, \"\" for a disk "
+				     "both hosts share)", VM_MAX_DISKS);
+			return -EINVAL;
+		}
+		json_array_foreach(v, i, e) {
+			const char *s = json_string_value(e);
+			if (!s || (s[0] && s[0] != '/') || strlen(s) >= DISK_TO_PATH_MAX) {
+				errf(err, errlen, "\"disk_to\" %zu must be an absolute path on the destination (shorter than "
+					     "%d bytes) or \"\"", i, DISK_TO_PATH_MAX);
+				return -EINVAL;
+			}
+			snprintf(p->disk_to[i], sizeof(p->disk_to[i]), "%s", s);
+			if (s[0])
+				p->disk_copy |= 1u << i;
+		}
+	}
 	v = json_object_get(b, "timeout_s");
 	if (v) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MIGRATION_TIMEOUT_S_MAX) {

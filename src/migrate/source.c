@@ -266,7 +266,12 @@ static int send_config(struct migration *mig)
 	}
 	/* The live sections, in the order that numbers them in LIVE frames. */
 	json_t *live = json_array();
-	mig->nlive = state_live_sections(mig->live_ops, LIVE_SECTIONS_MAX);
+	const struct state_section_ops *all[LIVE_SECTIONS_MAX];
+	int nall = state_live_sections(all, LIVE_SECTIONS_MAX);
+	mig->nlive = 0;
+	for (int i = 0; i < nall; i++)
+		if (!all[i]->live->needed || all[i]->live->needed(mig->p.disk_copy))
+			mig->live_ops[mig->nlive++] = all[i];
 	for (int i = 0; i < mig->nlive; i++)
 		json_array_append_new(live, json_pack("{s:s, s:I}", "name", mig->live_ops[i]->name, "version",
 						      (json_int_t)mig->live_ops[i]->version));
@@ -274,6 +279,13 @@ static int send_config(struct migration *mig)
 			live, "protocol", WIRE_PROTOCOL_VERSION, "state_format", STATE_FORMAT_VERSION);
 	if (mig->p.verify)
 		json_object_set_new(msg, "verify", json_true());
+	if (mig->p.disk_copy) {
+		json_t *copies = json_array();
+		for (int i = 0; i < VM_MAX_DISKS; i++)
+			if (mig->p.disk_copy & (1u << i))
+				json_array_append_new(copies, json_pack("{s:i, s:s}", "index", i, "path", mig->p.disk_to[i]));
+		json_object_set_new(msg, "disk_copy", copies);
+	}
 	text = json_dumps(msg, JSON_COMPACT);
 	json_decref(msg);
 	rc = wire_send_copy(s0, FRAME_CONFIG, text, (uint32_t)strlen(text), err, sizeof(err));
@@ -333,7 +345,8 @@ static int live_setup(struct migration *mig)
 {
 	char err[256];
 	for (int i = 0; i < mig->nlive; i++) {
-		mig->live[i] = (struct live_source){ .vm = mig->vm, .tracing = true, .compress = mig->p.compress };
+		mig->live[i] = (struct live_source){ .vm = mig->vm, .tracing = true, .compress = mig->p.compress,
+						     .disk_copy = mig->p.disk_copy };
 		int rc = mig->live_ops[i]->live->setup(&mig->live[i], err, sizeof(err));
 		if (rc) {
 			migration_fail(mig, "%s: %s", mig->live_ops[i]->name, err);
@@ -708,6 +721,14 @@ static json_t *migration_json(struct migration *mig)
 							   mig->verify_source_ms, "destination_ms", mig->verify_dest_ms));
 	}
 	json_object_set_new(j, "compressed_pages", json_integer((json_int_t)mig->compressed_pages));
+	if (mig->p.disk_copy) {
+		json_t *to = json_array();
+		for (int i = 0; i < VM_MAX_DISKS; i++)
+			if (mig->p.disk_copy & (1u << i))
+				json_array_append_new(to, json_pack("{s:i, s:s}", "index", i, "path", mig->p.disk_to[i]));
+		json_object_set_new(j, "disk_copy", json_pack("{s:o, s:I, s:I}", "disks", to, "blocks_sent",
+			(json_int_t)mig->disk_blocks, "zero_blocks", (json_int_t)mig->disk_zero_blocks));
+	}
 	json_object_set_new(j, "switchover_goal_ms", json_integer((json_int_t)mig->p.switchover_goal_ms));
 	json_object_set_new(j, "max_bandwidth", json_integer((json_int_t)mig->p.max_bandwidth));
 	if (mig->dest_restore_ms)
@@ -757,6 +778,13 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
 		*resp = http_error("%s", err);
 		return 400;
 	}
+	for (int i = 0; i < VM_MAX_DISKS; i++)
+		if ((mig->p.disk_copy & (1u << i)) && i >= m->vm.cfg.ndisks) {
+			explicit_bzero(mig, sizeof(*mig));
+			free(mig);
+			*resp = http_error("\"disk_to\" names disk %d; the VM has %d disk(s)", i, m->vm.cfg.ndisks);
+			return 400;
+		}
 	/* The migration is a long operation from here until its thread ends:
 	 * no snapshot, memsave, pause or resume can run inside it. */
 	if (monitor_op_begin(m, "migration", err, sizeof(err))) {

@@ -87,6 +87,10 @@ int streams_send_pass(struct migration *mig, bool final)
 	__atomic_add_fetch(&mig->pages_sent, pages, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&mig->zero_pages, zero, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&mig->compressed_pages, compressed, __ATOMIC_RELAXED);
+	for (int i = 0; i < started; i++) {
+		__atomic_add_fetch(&mig->disk_blocks, mig->workers[i].ch.disk_blocks, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&mig->disk_zero_blocks, mig->workers[i].ch.disk_zero_blocks, __ATOMIC_RELAXED);
+	}
 	return mig->failed || mig->cancel ? -1 : 0;
 }
 
