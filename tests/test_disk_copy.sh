@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Shared-nothing live migration: the disk travels with the VM
+# (`glide migrate --disk-to PATH`, the "disk" live section,
+# src/migrate/disk.c; issue 13). Over loopback, the source's disk and the
+# destination's copy are different files. Asserted:
+#   - diskab (4 writes in flight) migrates with its disk: the copy on the
+#     destination is A-B clean, the guest goes on writing there, memory
+#     verified; the source monitor exits, its file no longer changes and
+#     its lock is released;
+#   - a sparse 1 GiB disk with 8 MiB written: only about the written data
+#     travels (blocks sent reported), the copy equals the source byte for
+#     byte and stays sparse;
+#   - a migration cancelled in the middle of the copy: the source runs on,
+#     its disk A-B clean, and the destination removes its partial copy;
+#   - a destination file that exists already: refused before anything
+#     moves, the file untouched; a destination given --disk for a disk that
+#     arrives as a copy: refused; disk_to for a disk the VM lacks: 400.
+# run.sh timeout: 240
+. "$(dirname "$0")/lib.sh"
+have_kvm || { skip "disk copy: /dev/kvm not accessible"; exit 0; }
+ELF="$GLIDE_BUILD/guests/diskab.elf"
+AB="$GLIDE_BUILD/guests/ab.img"
+ABCHECK="$GLIDE_BUILD/tools/abcheck"
+[ -e "$ELF" ] && [ -e "$AB" ] && [ -x "$ABCHECK" ] || { fail "disk copy: guests or abcheck missing (run make)"; exit 0; }
+"$GLIDE_BUILD/tools/guestcfg" "$ELF" "$T/dq.elf" --queue-depth 4 >/dev/null || { fail "guestcfg"; exit 0; }
+(umask 077; openssl rand -hex 32 >"$T/key")
+
+stats() { # SOCK FIELD: a counter of diskab's stats record
+	"$GLIDE" vm memsave --api "$1" --addr 0x9000 --size 128 --to "$T/stats.bin" >/dev/null 2>&1 &&
+		python3 "$TESTS_DIR/virtio_stats.py" "$T/stats.bin" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]] if d["valid"] else -1)' "$2"
+}
+writes_beyond() { local w; w=$(stats "$1" writes); [ "${w:-0}" -gt "$2" ]; } # SOCK N
+abcheck_paused() { # SOCK DISK LABEL: pause, check the disk, resume
+	"$GLIDE" vm pause --api "$1" >/dev/null 2>&1
+	"$ABCHECK" --disk "$2" --require-progress >"$T/ab.out" 2>&1
+	local rc=$?
+	"$GLIDE" vm resume --api "$1" >/dev/null 2>&1
+	if [ $rc = 0 ]; then pass "$3: disk A-B clean ($(grep '^abcheck' "$T/ab.out"))"
+	else fail "$3: $(tail -3 "$T/ab.out" | tr '\n' ' ')"; fi
+}
+port=$((33000 + RANDOM % 1000))
+
+# 1. diskab with its disk
+SRC="$T/src.img" DST="$T/dst.img"
+truncate -s 32M "$SRC"
+start_vm src --memory 64M --elf "$T/dq.elf" --disk "$SRC" || { fail "diskab did not start: $(cat "$T/src.out")"; exit 0; }
+wait_for 30 writes_beyond "$T/src.sock" 20000 || { fail "diskab makes no progress: $(tail -3 "$T/src.log")"; exit 0; }
+
+# bad input first, while the source runs
+"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:1 --key-file "$T/key" --disk-to "$DST" --disk-to "$T/x.img" \
+	>"$T/bad1.out" 2>&1
+if [ $? != 0 ] && grep -q "names disk 1; the VM has 1 disk" "$T/bad1.out"; then
+	pass "--disk-to for a disk the VM lacks: '$(head -1 "$T/bad1.out")'"
+else
+	fail "--disk-to for a missing disk: $(head -c 300 "$T/bad1.out")"
+fi
+port=$((port + 1))
+echo "precious" >"$T/exists.img"
+start_vm ex --incoming 127.0.0.1:$port --key-file "$T/key"
+"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$T/exists.img" --json \
+	>"$T/ex.json" 2>"$T/ex.err"
+if [ "$(json_get "$T/ex.json" status)" = failed ] && grep -q "never overwrites a file" "$T/ex.json" &&
+	[ "$(cat "$T/exists.img")" = precious ] && [ "$("$GLIDE" vm status --api "$T/src.sock" --json | json_get /dev/stdin state)" = running ]; then
+	pass "a destination file that exists is refused before anything moves, and left as it was: $(json_get "$T/ex.json" error | cut -c1-160)"
+else
+	fail "an existing destination file: $(head -c 400 "$T/ex.json") $(cat "$T/exists.img")"
+fi
+port=$((port + 1))
+truncate -s 32M "$T/other.img"
+start_vm dd --incoming 127.0.0.1:$port --key-file "$T/key" --disk "$T/other.img"
+"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$DST" --json \
+	>"$T/dd.json" 2>"$T/dd.err"
+if [ "$(json_get "$T/dd.json" status)" = failed ] && grep -q "was started with --disk" "$T/dd.json" && [ ! -e "$DST" ]; then
+	pass "a destination started with --disk for a disk that arrives as a copy refuses it; no file is left"
+else
+	fail "--disk on the destination of a copied disk: $(head -c 400 "$T/dd.json"); $(ls -l "$DST" 2>&1)"
+fi
+
+# a cancelled copy: capped at 4 MiB/s, the 32 MiB disk takes ~8 s; cancel after 2 s
+port=$((port + 1))
+start_vm cx --incoming 127.0.0.1:$port --key-file "$T/key"
+"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$T/cx.img" \
+	--max-bandwidth 4M --no-wait >/dev/null 2>&1
+wait_for 10 test -e "$T/cx.img"
+sleep 2
+curl -s --unix-socket "$T/src.sock" -X POST http://vm/v1/migration/cancel >/dev/null
+wait_for 20 bash -c "curl -s --unix-socket '$T/src.sock' http://vm/v1/migration | grep -q '\"status\": *\"cancelled\"'"
+if wait_for 20 bash -c "[ ! -e '$T/cx.img' ]" && wait_for 10 exited "$PID_cx"; then
+	pass "a migration cancelled during the disk copy: the destination removed its partial copy and exited"
+else
+	fail "cancelled copy: $(ls -l "$T/cx.img" 2>&1); $(tail -3 "$T/cx.log")"
+fi
+w=$(stats "$T/src.sock" writes)
+if wait_for 20 writes_beyond "$T/src.sock" "$((w + 1000))"; then
+	pass "after the cancelled copy the source goes on writing ($w -> $(stats "$T/src.sock" writes) writes)"
+else
+	fail "the source stopped writing after the cancelled copy: $(tail -3 "$T/src.log")"
+fi
+abcheck_paused "$T/src.sock" "$SRC" "the source after the cancelled copy"
+
+# the move
+port=$((port + 1))
+start_vm dst --incoming 127.0.0.1:$port --key-file "$T/key"
+"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$DST" --verify --json \
+	>"$T/mig.json" 2>"$T/mig.err"
+if [ "$(json_get "$T/mig.json" status)" = completed ] && [ "$(json_get "$T/mig.json" verified)" = True ]; then
+	pass "diskab migrated with its disk copied: stun $(json_get "$T/mig.json" stun_ms) ms, total $(json_get "$T/mig.json" total_ms) ms, $(json_get "$T/mig.json" disk_copy.blocks_sent) blocks of 4 KiB sent, memory verified"
+else
+	fail "the migration with --disk-to: $(head -c 400 "$T/mig.json") $(cat "$T/mig.err")"
+	exit 0
+fi
+w=$(stats "$T/dst.sock" writes)
+if wait_for 20 writes_beyond "$T/dst.sock" "$((w + 2000))"; then
+	pass "diskab goes on writing on the destination's copy ($w -> $(stats "$T/dst.sock" writes) writes)"
+else
+	fail "diskab stopped writing after the move: $(tail -3 "$T/dst.log")"
+fi
+abcheck_paused "$T/dst.sock" "$DST" "the destination's copy"
+if wait_for 10 exited "$PID_src"; then pass "the source monitor exited after the move"
+else fail "the source monitor still runs after the move"; fi
+h1=$(sha256sum <"$SRC"); sleep 1; h2=$(sha256sum <"$SRC")
+if [ "$h1" = "$h2" ] && "$ABCHECK" --disk "$SRC" >"$T/ab_src.out" 2>&1 &&
+	"$GLIDE" vm run --memory 64M --elf "$T/dq.elf" --disk "$SRC" --api "$T/y.sock" >"$T/y.out" 2>&1 &
+then
+	PIDS+=($!)
+	if wait_for 10 "$GLIDE" vm status --api "$T/y.sock"; then
+		pass "the source's file is no longer written, is A-B clean as the switchover left it, and its lock is free"
+	else
+		fail "the source's disk is still locked: $(cat "$T/y.out")"
+	fi
+	"$GLIDE" vm shutdown --api "$T/y.sock" >/dev/null 2>&1
+else
+	fail "the source's file after the move: changed $([ "$h1" = "$h2" ] || echo yes) $(tail -2 "$T/ab_src.out")"
+fi
+"$GLIDE" vm shutdown --api "$T/dst.sock" >/dev/null 2>&1
+
+# 2. a sparse 1 GiB disk with 8 MiB written, on a VM that does not touch it
+SP="$T/sparse.img" SPC="$T/sparse-copy.img"
+truncate -s 1G "$SP"
+head -c 4M /dev/urandom | dd of="$SP" bs=1M seek=100 conv=notrunc status=none
+head -c 4M /dev/urandom | dd of="$SP" bs=1M seek=900 conv=notrunc status=none
+start_vm sp --memory 64M --boot "$AB" --disk "$SP" || { fail "the sparse-disk VM did not start: $(cat "$T/sp.out")"; exit 0; }
+port=$((port + 1))
+start_vm spd --incoming 127.0.0.1:$port --key-file "$T/key"
+"$GLIDE" migrate --api "$T/sp.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$SPC" --json \
+	>"$T/sp.json" 2>"$T/sp.err"
+blocks=$(json_get "$T/sp.json" disk_copy.blocks_sent 2>/dev/null)
+used=$(du -k "$SPC" 2>/dev/null | cut -f1)
+if [ "$(json_get "$T/sp.json" status)" = completed ] && cmp -s "$SP" "$SPC" && [ "${blocks:-0}" -ge 2048 ] &&
+	[ "$blocks" -le 4096 ] && [ "${used:-999999}" -le 20000 ]; then
+	pass "a sparse 1 GiB disk with 8 MiB written: $blocks blocks of 4 KiB sent ($((blocks * 4 / 1024)) MiB), the copy equals the source and uses $((used / 1024)) MiB on disk"
+else
+	fail "sparse disk: status $(json_get "$T/sp.json" status) $(json_get "$T/sp.json" error 2>/dev/null), blocks $blocks, copy uses ${used} KiB, same $(cmp -s "$SP" "$SPC" && echo yes || echo no)"
+fi
+"$GLIDE" vm shutdown --api "$T/spd.sock" >/dev/null 2>&1
