@@ -24,6 +24,7 @@
  *     (which resumes its VM) and the masked VM is discarded (the process
  *     exits). */
 #include "migrate/migration.h"
+#include "migrate/disk.h"
 #include "migrate/accept.h"
 #include "devices/devices.h"
 #include "devices/virtio_dev.h"
@@ -436,23 +437,14 @@ static int prepare_disk_copies(struct incoming *in, json_t *list, const struct v
 				     "for it", (long long)i, path, specs->disks[i].path);
 			return -EINVAL;
 		}
-		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			int rc = -errno;
-			errf(err, errlen, "disk %lld: cannot create its copy %s: %s%s", (long long)i, path, strerror(errno),
-			     errno == EEXIST ? " (a copy never overwrites a file)" : "");
+		char why[512];
+		int rc = disk_copy_create(path, cfg->disk_bytes[i], why, sizeof(why));
+		if (rc) {
+			errf(err, errlen, "disk %lld: its copy: %s", (long long)i, why);
 			return rc;
 		}
 		in->created[i] = strdup(path);
 		in->disk_copy |= 1u << i;
-		if (ftruncate(fd, (off_t)cfg->disk_bytes[i]) < 0) {
-			int rc = -errno;
-			errf(err, errlen, "disk %lld: cannot size its copy %s to %llu bytes: %s", (long long)i, path,
-			     (unsigned long long)cfg->disk_bytes[i], strerror(errno));
-			close(fd);
-			return rc;
-		}
-		close(fd);
 		memset(&specs->disks[i], 0, sizeof(specs->disks[i]));
 		snprintf(specs->disks[i].path, sizeof(specs->disks[i].path), "%s", path);
 		specs->disks[i].readonly = cfg->disk_readonly[i];

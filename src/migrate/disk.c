@@ -19,6 +19,7 @@
  * Payload: u32 disk, u32 nruns, nruns x { u64 first block, u32 blocks,
  * u32 kind (0 data, 1 zero) }, then the data runs' bytes in order. A
  * block's length is 4 KiB, or what is left of the disk for its last block. */
+#include "migrate/disk.h"
 #include "migrate/live.h"
 #include "devices/virtio_dev.h"
 #include "state/state.h"
@@ -289,9 +290,9 @@ static int disk_load_setup(struct live_dest *ld, char *err, size_t errlen)
 	return 0;
 }
 
-static int disk_load(struct live_dest *ld, const uint8_t *data, size_t len, char *err, size_t errlen)
+int disk_apply_frame(const int fd[VM_MAX_DISKS], const uint64_t bytes[VM_MAX_DISKS], const uint8_t *data, size_t len,
+		     char *err, size_t errlen)
 {
-	struct disk_dest *dd = ld->priv;
 	uint32_t idx, nruns;
 	if (len < 8) {
 		errf(err, errlen, "disk frame too short (%zu bytes)", len);
@@ -299,7 +300,7 @@ static int disk_load(struct live_dest *ld, const uint8_t *data, size_t len, char
 	}
 	memcpy(&idx, data, 4);
 	memcpy(&nruns, data + 4, 4);
-	if (idx >= VM_MAX_DISKS || dd->fd[idx] < 0) {
+	if (idx >= VM_MAX_DISKS || fd[idx] < 0) {
 		errf(err, errlen, "disk frame for disk %u, which does not arrive as a copy", idx);
 		return -EBADMSG;
 	}
@@ -307,7 +308,7 @@ static int disk_load(struct live_dest *ld, const uint8_t *data, size_t len, char
 		errf(err, errlen, "disk frame has a bad run count %u", nruns);
 		return -EBADMSG;
 	}
-	uint64_t blocks = (dd->bytes[idx] + BLOCK - 1) / BLOCK, need = 0;
+	uint64_t blocks = (bytes[idx] + BLOCK - 1) / BLOCK, need = 0;
 	struct disk_run runs[CHUNK_BLOCKS];
 	memcpy(runs, data + 8, nruns * sizeof(runs[0]));
 	for (uint32_t i = 0; i < nruns; i++) {
@@ -319,7 +320,7 @@ static int disk_load(struct live_dest *ld, const uint8_t *data, size_t len, char
 			return -EBADMSG;
 		}
 		if (r->kind == RUN_DATA)
-			need += MIN((uint64_t)r->blocks * BLOCK, dd->bytes[idx] - r->first * BLOCK);
+			need += MIN((uint64_t)r->blocks * BLOCK, bytes[idx] - r->first * BLOCK);
 	}
 	const uint8_t *p = data + 8 + nruns * sizeof(runs[0]);
 	if (need != (uint64_t)(data + len - p)) {
@@ -327,15 +328,15 @@ static int disk_load(struct live_dest *ld, const uint8_t *data, size_t len, char
 		return -EBADMSG;
 	}
 	for (uint32_t i = 0; i < nruns; i++) {
-		uint64_t off = runs[i].first * BLOCK, n = MIN((uint64_t)runs[i].blocks * BLOCK, dd->bytes[idx] - off);
+		uint64_t off = runs[i].first * BLOCK, n = MIN((uint64_t)runs[i].blocks * BLOCK, bytes[idx] - off);
 		int rc = 0;
 		if (runs[i].kind == RUN_DATA) {
-			rc = pwrite_full(dd->fd[idx], p, n, off);
+			rc = pwrite_full(fd[idx], p, n, off);
 			p += n;
-		} else if (fallocate(dd->fd[idx], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)n) < 0) {
+		} else if (fallocate(fd[idx], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)n) < 0) {
 			static const uint8_t zero[BLOCK];
 			for (uint64_t o = 0; o < n && !rc; o += BLOCK)
-				rc = pwrite_full(dd->fd[idx], zero, MIN(BLOCK, n - o), off + o);
+				rc = pwrite_full(fd[idx], zero, MIN(BLOCK, n - o), off + o);
 		}
 		if (rc) {
 			errf(err, errlen, "disk %u: writing the copy at %llu failed: %s", idx, (unsigned long long)off,
@@ -343,6 +344,32 @@ static int disk_load(struct live_dest *ld, const uint8_t *data, size_t len, char
 			return rc;
 		}
 	}
+	return 0;
+}
+
+static int disk_load(struct live_dest *ld, const uint8_t *data, size_t len, char *err, size_t errlen)
+{
+	struct disk_dest *dd = ld->priv;
+	return disk_apply_frame(dd->fd, dd->bytes, data, len, err, errlen);
+}
+
+int disk_copy_create(const char *path, uint64_t bytes, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int rc = -errno;
+		errf(err, errlen, "cannot create %s: %s%s", path, strerror(errno),
+		     errno == EEXIST ? " (a copy never overwrites a file)" : "");
+		return rc;
+	}
+	if (ftruncate(fd, (off_t)bytes) < 0) {
+		int rc = -errno;
+		errf(err, errlen, "cannot size %s to %llu bytes: %s", path, (unsigned long long)bytes, strerror(errno));
+		close(fd);
+		unlink(path);
+		return rc;
+	}
+	close(fd);
 	return 0;
 }
 

@@ -5,7 +5,9 @@
  *
  * dest.c keeps these static, so this file includes dest.c itself, with
  * vm_create/vm_destroy/devices_init renamed to fakes that make a small
- * fake VM instead of a KVM one (fake_vm.c).
+ * fake VM instead of a KVM one (fake_vm.c), and disk_copy_create to one
+ * that refuses: a CONFIG with disk copies must not create files wherever
+ * the fuzzer points (disk frames have their own target, fuzz_disk).
  *
  * Input: byte 0 flags (bit 0: start with a VM already prepared, as after a
  * good CONFIG), byte 1 RAM size for that VM (1..64 pages), then frames
@@ -16,10 +18,12 @@
 #define vm_create fuzz_vm_create
 #define vm_destroy fuzz_vm_destroy
 #define devices_init fuzz_devices_init
+#define disk_copy_create fuzz_disk_copy_create
 #include "../../src/migrate/dest.c"
 #undef vm_create
 #undef vm_destroy
 #undef devices_init
+#undef disk_copy_create
 #include "fake_vm.h"
 
 #define FUZZ_RAM_PAGES_MAX 1024
@@ -48,6 +52,12 @@ void fuzz_vm_destroy(struct vm *vm)
 int fuzz_devices_init(struct vm *vm, int serial_fd)
 {
 	return 0;
+}
+
+int fuzz_disk_copy_create(const char *path, uint64_t bytes, char *err, size_t errlen)
+{
+	errf(err, errlen, "fuzz: no files");
+	return -EPERM;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -4,6 +4,7 @@
  *                    and ram sections; with SNAPSHOT (a real `glide vm
  *                    snapshot` file), that file and its sections without RAM
  *   OUTDIR/pages/    fuzz_pages inputs (CONFIG then LIVE RAM frames of every kind)
+ *   OUTDIR/disk/     disk section frames (data and zero runs, the short last block)
  *   OUTDIR/config/   configuration JSON
  *   OUTDIR/keyfile/  key files
  *   OUTDIR/hostnet/  MAC addresses, interface names, "tap=NAME"
@@ -412,6 +413,26 @@ static void api_seeds(void)
 	requests("center_api", "refused", center_bad);
 }
 
+/* A disk frame: u32 disk, u32 nruns, runs {u64 first, u32 blocks, u32 kind}, data. */
+static void disk_seeds(void)
+{
+	static uint8_t buf[8 + 3 * 16 + 4096 + 512];
+	struct { uint64_t first; uint32_t blocks, kind; } runs[3] = { { 1, 1, 0 }, { 2, 3, 1 }, { 10, 1, 0 } };
+	uint32_t disk = 0, n = 3;
+	memcpy(buf, &disk, 4);
+	memcpy(buf + 4, &n, 4);
+	memcpy(buf + 8, runs, sizeof(runs));
+	memset(buf + 8 + sizeof(runs), 0xa5, 4096 + 512); /* block 1 whole, block 10 the short last one */
+	put("disk", "data-zero-short", buf, sizeof(buf));
+	n = 1;
+	runs[0] = (typeof(runs[0])){ 0, 3, 1 };
+	disk = 2;
+	memcpy(buf, &disk, 4);
+	memcpy(buf + 4, &n, 4);
+	memcpy(buf + 8, runs, 16);
+	put("disk", "zero-disk2", buf, 8 + 16);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -424,6 +445,7 @@ int main(int argc, char **argv)
 	if (argc > 2)
 		snapshot_seeds(argv[2]);
 	pages_seeds();
+	disk_seeds();
 	config_seeds();
 	wire_seeds();
 	api_seeds();
