@@ -117,3 +117,22 @@ ab_check() {
 	"$GLIDE" vm resume --api "$sock" >/dev/null 2>&1
 	[ $rc -eq 0 ] || { cat "$T/abcheck.out" >&2; return 1; }
 }
+
+# diskab (docs/guests.md), the virtio-blk A-B guest:
+# diskab_stat SOCK FIELD: a counter of its stats record (-1: not there yet)
+diskab_stat() {
+	"$GLIDE" vm memsave --api "$1" --addr 0x9000 --size 128 --to "$T/diskab-stats.bin" >/dev/null 2>&1 &&
+		python3 "$TESTS_DIR/virtio_stats.py" "$T/diskab-stats.bin" |
+		python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]] if d["valid"] else -1)' "$2"
+}
+# diskab_writes_beyond SOCK N: it has completed more than N writes
+diskab_writes_beyond() { local w; w=$(diskab_stat "$1" writes); [ "${w:-0}" -gt "$2" ]; }
+# abcheck_disk_paused SOCK DISK LABEL: pause the VM, check DISK with abcheck --disk, resume; PASS or FAIL
+abcheck_disk_paused() {
+	"$GLIDE" vm pause --api "$1" >/dev/null 2>&1
+	"$GLIDE_BUILD/tools/abcheck" --disk "$2" --require-progress >"$T/abcheck-disk.out" 2>&1
+	local rc=$?
+	"$GLIDE" vm resume --api "$1" >/dev/null 2>&1
+	if [ $rc = 0 ]; then pass "$3: disk A-B clean ($(grep '^abcheck' "$T/abcheck-disk.out"))"
+	else fail "$3: $(tail -3 "$T/abcheck-disk.out" | tr '\n' ' ')"; fi
+}

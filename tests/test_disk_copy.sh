@@ -25,26 +25,13 @@ ABCHECK="$GLIDE_BUILD/tools/abcheck"
 "$GLIDE_BUILD/tools/guestcfg" "$ELF" "$T/dq.elf" --queue-depth 4 >/dev/null || { fail "guestcfg"; exit 0; }
 (umask 077; openssl rand -hex 32 >"$T/key")
 
-stats() { # SOCK FIELD: a counter of diskab's stats record
-	"$GLIDE" vm memsave --api "$1" --addr 0x9000 --size 128 --to "$T/stats.bin" >/dev/null 2>&1 &&
-		python3 "$TESTS_DIR/virtio_stats.py" "$T/stats.bin" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]] if d["valid"] else -1)' "$2"
-}
-writes_beyond() { local w; w=$(stats "$1" writes); [ "${w:-0}" -gt "$2" ]; } # SOCK N
-abcheck_paused() { # SOCK DISK LABEL: pause, check the disk, resume
-	"$GLIDE" vm pause --api "$1" >/dev/null 2>&1
-	"$ABCHECK" --disk "$2" --require-progress >"$T/ab.out" 2>&1
-	local rc=$?
-	"$GLIDE" vm resume --api "$1" >/dev/null 2>&1
-	if [ $rc = 0 ]; then pass "$3: disk A-B clean ($(grep '^abcheck' "$T/ab.out"))"
-	else fail "$3: $(tail -3 "$T/ab.out" | tr '\n' ' ')"; fi
-}
 port=$((33000 + RANDOM % 1000))
 
 # 1. diskab with its disk
 SRC="$T/src.img" DST="$T/dst.img"
 truncate -s 32M "$SRC"
 start_vm src --memory 64M --elf "$T/dq.elf" --disk "$SRC" || { fail "diskab did not start: $(cat "$T/src.out")"; exit 0; }
-wait_for 30 writes_beyond "$T/src.sock" 20000 || { fail "diskab makes no progress: $(tail -3 "$T/src.log")"; exit 0; }
+wait_for 30 diskab_writes_beyond "$T/src.sock" 20000 || { fail "diskab makes no progress: $(tail -3 "$T/src.log")"; exit 0; }
 
 # bad input first, while the source runs
 "$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:1 --key-file "$T/key" --disk-to "$DST" --disk-to "$T/x.img" \
@@ -90,13 +77,13 @@ if wait_for 20 bash -c "[ ! -e '$T/cx.img' ]" && wait_for 10 exited "$PID_cx"; t
 else
 	fail "cancelled copy: $(ls -l "$T/cx.img" 2>&1); $(tail -3 "$T/cx.log")"
 fi
-w=$(stats "$T/src.sock" writes)
-if wait_for 20 writes_beyond "$T/src.sock" "$((w + 1000))"; then
-	pass "after the cancelled copy the source goes on writing ($w -> $(stats "$T/src.sock" writes) writes)"
+w=$(diskab_stat "$T/src.sock" writes)
+if wait_for 20 diskab_writes_beyond "$T/src.sock" "$((w + 1000))"; then
+	pass "after the cancelled copy the source goes on writing ($w -> $(diskab_stat "$T/src.sock" writes) writes)"
 else
 	fail "the source stopped writing after the cancelled copy: $(tail -3 "$T/src.log")"
 fi
-abcheck_paused "$T/src.sock" "$SRC" "the source after the cancelled copy"
+abcheck_disk_paused "$T/src.sock" "$SRC" "the source after the cancelled copy"
 
 # the move
 port=$((port + 1))
@@ -109,13 +96,13 @@ else
 	fail "the migration with --disk-to: $(head -c 400 "$T/mig.json") $(cat "$T/mig.err")"
 	exit 0
 fi
-w=$(stats "$T/dst.sock" writes)
-if wait_for 20 writes_beyond "$T/dst.sock" "$((w + 2000))"; then
-	pass "diskab goes on writing on the destination's copy ($w -> $(stats "$T/dst.sock" writes) writes)"
+w=$(diskab_stat "$T/dst.sock" writes)
+if wait_for 20 diskab_writes_beyond "$T/dst.sock" "$((w + 2000))"; then
+	pass "diskab goes on writing on the destination's copy ($w -> $(diskab_stat "$T/dst.sock" writes) writes)"
 else
 	fail "diskab stopped writing after the move: $(tail -3 "$T/dst.log")"
 fi
-abcheck_paused "$T/dst.sock" "$DST" "the destination's copy"
+abcheck_disk_paused "$T/dst.sock" "$DST" "the destination's copy"
 if wait_for 10 exited "$PID_src"; then pass "the source monitor exited after the move"
 else fail "the source monitor still runs after the move"; fi
 h1=$(sha256sum <"$SRC"); sleep 1; h2=$(sha256sum <"$SRC")

@@ -31,27 +31,14 @@ DISK="$T/disk.img"
 truncate -s 16M "$DISK"
 (umask 077; openssl rand -hex 32 >"$T/key")
 
-stats() { # SOCK FIELD: a counter of the guest's stats record
-	"$GLIDE" vm memsave --api "$1" --addr 0x9000 --size 128 --to "$T/stats.bin" >/dev/null 2>&1 &&
-		python3 "$TESTS_DIR/virtio_stats.py" "$T/stats.bin" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]] if d["valid"] else -1)' "$2"
-}
-writes_beyond() { local w; w=$(stats "$1" writes); [ "${w:-0}" -gt "$2" ]; } # SOCK N
 disk_field() { # SOCK FIELD: disk 0's entry in vm status --json
 	"$GLIDE" vm status --api "$1" --json | python3 -c 'import json,sys; d=json.load(sys.stdin)
 print(d["disks"][0][sys.argv[1]])' "$2"
 }
-abcheck_paused() { # SOCK LABEL: pause, check the disk, resume
-	"$GLIDE" vm pause --api "$1" >/dev/null 2>&1
-	"$ABCHECK" --disk "$DISK" --require-progress >"$T/ab.out" 2>&1
-	local rc=$?
-	"$GLIDE" vm resume --api "$1" >/dev/null 2>&1
-	if [ $rc = 0 ]; then pass "$2: disk A-B clean ($(grep '^abcheck' "$T/ab.out"))"
-	else fail "$2: $(tail -3 "$T/ab.out" | tr '\n' ' ')"; fi
-}
 progress() { # SOCK LABEL: the guest goes on writing
-	local w; w=$(stats "$1" writes)
-	if wait_for 20 writes_beyond "$1" "$((w + 2000))"; then pass "$2: diskab goes on writing ($w -> $(stats "$1" writes) writes)"
-	else fail "$2: diskab stopped writing at $(stats "$1" writes) writes; $(tail -3 "$T/$(basename "$1" .sock).log")"; fi
+	local w; w=$(diskab_stat "$1" writes)
+	if wait_for 20 diskab_writes_beyond "$1" "$((w + 2000))"; then pass "$2: diskab goes on writing ($w -> $(diskab_stat "$1" writes) writes)"
+	else fail "$2: diskab stopped writing at $(diskab_stat "$1" writes) writes; $(tail -3 "$T/$(basename "$1" .sock).log")"; fi
 }
 
 "$GLIDE" vm run --memory 64M --elf "$T/dq.elf" --api "$T/x.sock" --disk "$DISK,aio=posix" >"$T/x.out" 2>&1
@@ -63,7 +50,7 @@ fi
 
 start_vm v0 --memory 64M --elf "$T/dq.elf" --disk "$DISK,aio=io_uring" --serial "$T/v0.serial" ||
 	{ fail "diskab did not start: $(cat "$T/v0.out")"; exit 0; }
-wait_for 30 writes_beyond "$T/v0.sock" 5000 || { fail "diskab makes no progress: $(tail -3 "$T/v0.serial" "$T/v0.log")"; exit 0; }
+wait_for 30 diskab_writes_beyond "$T/v0.sock" 5000 || { fail "diskab makes no progress: $(tail -3 "$T/v0.serial" "$T/v0.log")"; exit 0; }
 engine=$(disk_field "$T/v0.sock" aio)
 if [ "$engine" = io_uring ]; then
 	skip_uring=""
@@ -71,7 +58,7 @@ else # a kernel without io_uring (or one that refuses it): the thread pool took 
 	skip "io_uring: this kernel refused it, the disk uses '$engine' (the monitor's log: $(grep -m1 io_uring "$T/v0.log"))"
 	skip_uring=1
 fi
-for i in 1 2 3; do abcheck_paused "$T/v0.sock" "$engine, 16 in flight, pause $i"; done
+for i in 1 2 3; do abcheck_disk_paused "$T/v0.sock" "$DISK" "$engine, 16 in flight, pause $i"; done
 
 cur=v0 port=$((31000 + RANDOM % 1000)) n=0
 for next in threads sync io_uring; do
@@ -94,7 +81,7 @@ for next in threads sync io_uring; do
 	fi
 	cur="v$n"
 	progress "$T/$cur.sock" "on the destination ($next)"
-	abcheck_paused "$T/$cur.sock" "after the migration $from -> $next"
+	abcheck_disk_paused "$T/$cur.sock" "$DISK" "after the migration $from -> $next"
 done
 
 # slow requests: 16 in flight, each 3 ms, when the migration pauses the VM
@@ -104,7 +91,7 @@ wait_for 10 exited "$(eval echo "\$PID_$cur")"
 truncate -s 0 "$DISK" && truncate -s 16M "$DISK"
 GLIDE_TEST_BLK_DELAY_US=3000 start_vm slow --memory 64M --elf "$T/dq.elf" --disk "$DISK,aio=threads" ||
 	{ fail "the slow-disk VM did not start: $(cat "$T/slow.out")"; exit 0; }
-wait_for 30 writes_beyond "$T/slow.sock" 2000 || { fail "slow disk: no progress: $(tail -3 "$T/slow.log")"; exit 0; }
+wait_for 30 diskab_writes_beyond "$T/slow.sock" 2000 || { fail "slow disk: no progress: $(tail -3 "$T/slow.log")"; exit 0; }
 start_vm "v$n" --incoming 127.0.0.1:$port --key-file "$T/key" --disk "$DISK,aio=io_uring"
 "$GLIDE" migrate --api "$T/slow.sock" --to 127.0.0.1:$port --key-file "$T/key" --json >"$T/slow.json" 2>"$T/slow.err"
 if [ "$(json_get "$T/slow.json" status)" = completed ]; then
@@ -115,7 +102,7 @@ else
 fi
 cur="v$n"
 progress "$T/$cur.sock" "after the slow disk's migration"
-abcheck_paused "$T/$cur.sock" "after the slow disk's migration"
+abcheck_disk_paused "$T/$cur.sock" "$DISK" "after the slow disk's migration"
 
 # a snapshot of a VM that was writing, restored with the thread pool
 "$GLIDE" vm pause --api "$T/$cur.sock" >/dev/null
@@ -124,5 +111,5 @@ abcheck_paused "$T/$cur.sock" "after the slow disk's migration"
 wait_for 10 exited "$(eval echo "\$PID_$cur")"
 start_vm rst --restore "$T/snap.bin" --disk "$DISK,aio=threads" || { fail "restore: $(cat "$T/rst.out")"; exit 0; }
 progress "$T/rst.sock" "restored from a snapshot taken mid-writing (threads)"
-abcheck_paused "$T/rst.sock" "after snapshot and restore"
+abcheck_disk_paused "$T/rst.sock" "$DISK" "after snapshot and restore"
 if [ -n "$skip_uring" ]; then skip "io_uring engine: not exercised (the kernel refused it; threads stood in)"; fi

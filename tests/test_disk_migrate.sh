@@ -25,29 +25,16 @@ umask 077
 openssl rand -hex 32 >"$T/key"
 umask 022
 
-stats() { # SOCK FIELD: a counter of the guest's stats record
-	"$GLIDE" vm memsave --api "$1" --addr 0x9000 --size 128 --to "$T/stats.bin" >/dev/null 2>&1 &&
-		python3 "$TESTS_DIR/virtio_stats.py" "$T/stats.bin" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]] if d["valid"] else -1)' "$2"
-}
-writes_beyond() { local w; w=$(stats "$1" writes); [ "${w:-0}" -gt "$2" ]; } # SOCK N
-abcheck_paused() { # SOCK LABEL: pause, check the disk, resume
-	"$GLIDE" vm pause --api "$1" >/dev/null 2>&1
-	"$ABCHECK" --disk "$DISK" --require-progress >"$T/ab.out" 2>&1
-	local rc=$?
-	"$GLIDE" vm resume --api "$1" >/dev/null 2>&1
-	if [ $rc = 0 ]; then pass "$2: disk A-B clean ($(grep '^abcheck' "$T/ab.out"))"
-	else fail "$2: $(tail -3 "$T/ab.out" | tr '\n' ' ')"; fi
-}
 
 start_vm src --memory 64M --elf "$ELF" --disk "$DISK" --serial "$T/src.serial" ||
 	{ fail "diskab did not start: $(cat "$T/src.out")"; exit 0; }
-if wait_for 30 writes_beyond "$T/src.sock" 2000; then
-	pass "diskab writes through glide's virtio-blk: $(stats "$T/src.sock" writes) writes, $(stats "$T/src.sock" flushes) flushes ($(grep -m1 '^diskab: ' "$T/src.serial"))"
+if wait_for 30 diskab_writes_beyond "$T/src.sock" 2000; then
+	pass "diskab writes through glide's virtio-blk: $(diskab_stat "$T/src.sock" writes) writes, $(diskab_stat "$T/src.sock" flushes) flushes ($(grep -m1 '^diskab: ' "$T/src.serial"))"
 else
 	fail "diskab makes no progress: $(head -c 400 "$T/src.serial" | tr '\n' '|') $(tail -2 "$T/src.log")"
 	exit 0
 fi
-abcheck_paused "$T/src.sock" "diskab on the source, paused"
+abcheck_disk_paused "$T/src.sock" "$DISK" "diskab on the source, paused"
 
 # bad input, while the disk is in use
 "$GLIDE" vm run --memory 64M --elf "$ELF" --api "$T/x.sock" --disk "$DISK" >"$T/x.out" 2>&1
@@ -84,9 +71,9 @@ truncate -s 8M "$T/small.img"
 port=$((29000 + RANDOM % 1000))
 start_vm bad --incoming 127.0.0.1:$port --key-file "$T/key" --disk "$T/small.img"
 "$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --json >"$T/bad.json" 2>"$T/bad.err"
-before=$(stats "$T/src.sock" writes)
+before=$(diskab_stat "$T/src.sock" writes)
 if [ "$(json_get "$T/bad.json" status)" = failed ] && grep -q "disk 0: the VM's disk has 16777216 bytes" "$T/bad.json" &&
-	wait_for 10 writes_beyond "$T/src.sock" "$before"; then
+	wait_for 10 diskab_writes_beyond "$T/src.sock" "$before"; then
 	pass "a destination with an 8 MiB disk refuses the 16 MiB one before anything moves; the source writes on"
 else
 	fail "disk size mismatch: $(head -c 400 "$T/bad.json") $(cat "$T/bad.err")"
@@ -102,13 +89,13 @@ else
 	fail "diskab migration: $(head -c 400 "$T/mig.json") $(cat "$T/mig.err")"
 	exit 0
 fi
-w=$(stats "$T/dst.sock" writes)
-if wait_for 20 writes_beyond "$T/dst.sock" "$((w + 1000))"; then
-	pass "diskab goes on writing on the destination ($w -> $(stats "$T/dst.sock" writes) writes)"
+w=$(diskab_stat "$T/dst.sock" writes)
+if wait_for 20 diskab_writes_beyond "$T/dst.sock" "$((w + 1000))"; then
+	pass "diskab goes on writing on the destination ($w -> $(diskab_stat "$T/dst.sock" writes) writes)"
 else
-	fail "diskab stopped writing after the migration: $(stats "$T/dst.sock" writes) writes; $(tail -3 "$T/dst.log")"
+	fail "diskab stopped writing after the migration: $(diskab_stat "$T/dst.sock" writes) writes; $(tail -3 "$T/dst.log")"
 fi
-abcheck_paused "$T/dst.sock" "after the migration"
+abcheck_disk_paused "$T/dst.sock" "$DISK" "after the migration"
 if wait_for 10 exited "$PID_src"; then pass "the source monitor exited after the migration"
 else fail "the source monitor still runs after the migration"; fi
 "$GLIDE" vm run --memory 64M --elf "$ELF" --api "$T/y.sock" --disk "$DISK" >"$T/y.out" 2>&1
@@ -120,12 +107,12 @@ else fail "the disk's lock did not move to the destination: $(head -c 300 "$T/y.
 "$GLIDE" vm snapshot --api "$T/dst.sock" --to "$T/snap.bin" >"$T/snap.out" 2>&1 || fail "snapshot: $(cat "$T/snap.out")"
 kill "$PID_dst"
 wait_for 10 exited "$PID_dst"
-w=$(stats "$T/dst.sock" writes 2>/dev/null)
+w=$(diskab_stat "$T/dst.sock" writes 2>/dev/null)
 start_vm rst --restore "$T/snap.bin" --disk "$DISK" || { fail "restore: $(cat "$T/rst.out")"; exit 0; }
-w=$(stats "$T/rst.sock" writes)
-if wait_for 20 writes_beyond "$T/rst.sock" "$((w + 1000))"; then
-	pass "restored from a snapshot, diskab goes on writing ($w -> $(stats "$T/rst.sock" writes) writes)"
+w=$(diskab_stat "$T/rst.sock" writes)
+if wait_for 20 diskab_writes_beyond "$T/rst.sock" "$((w + 1000))"; then
+	pass "restored from a snapshot, diskab goes on writing ($w -> $(diskab_stat "$T/rst.sock" writes) writes)"
 else
-	fail "after restore: $(stats "$T/rst.sock" writes) writes; $(tail -3 "$T/rst.log")"
+	fail "after restore: $(diskab_stat "$T/rst.sock" writes) writes; $(tail -3 "$T/rst.log")"
 fi
-abcheck_paused "$T/rst.sock" "after snapshot and restore"
+abcheck_disk_paused "$T/rst.sock" "$DISK" "after snapshot and restore"
