@@ -7,14 +7,15 @@
 #     destination is A-B clean, the guest goes on writing there, memory
 #     verified; the source monitor exits, its file no longer changes and
 #     its lock is released;
-#   - a sparse 1 GiB disk with 8 MiB written: only about the written data
+#   - a sparse 10 GiB disk with 100 MiB written: only the written data
 #     travels (blocks sent reported), the copy equals the source byte for
 #     byte and stays sparse;
 #   - a migration cancelled in the middle of the copy: the source runs on,
 #     its disk A-B clean, and the destination removes its partial copy;
 #   - a destination file that exists already: refused before anything
 #     moves, the file untouched; a destination given --disk for a disk that
-#     arrives as a copy: refused; disk_to for a disk the VM lacks: 400.
+#     arrives as a copy, one started without --disk-dir, a path outside its
+#     --disk-dir: refused, no file made; disk_to for a disk the VM lacks: 400.
 # run.sh timeout: 240
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "disk copy: /dev/kvm not accessible"; exit 0; }
@@ -24,11 +25,12 @@ ABCHECK="$GLIDE_BUILD/tools/abcheck"
 [ -e "$ELF" ] && [ -e "$AB" ] && [ -x "$ABCHECK" ] || { fail "disk copy: guests or abcheck missing (run make)"; exit 0; }
 "$GLIDE_BUILD/tools/guestcfg" "$ELF" "$T/dq.elf" --queue-depth 4 >/dev/null || { fail "guestcfg"; exit 0; }
 (umask 077; openssl rand -hex 32 >"$T/key")
+mkdir -p "$T/dd" # the destinations' --disk-dir
 
 port=$((33000 + RANDOM % 1000))
 
 # 1. diskab with its disk
-SRC="$T/src.img" DST="$T/dst.img"
+SRC="$T/src.img" DST="$T/dd/dst.img"
 truncate -s 32M "$SRC"
 start_vm src --memory 64M --elf "$T/dq.elf" --disk "$SRC" || { fail "diskab did not start: $(cat "$T/src.out")"; exit 0; }
 wait_for 30 diskab_writes_beyond "$T/src.sock" 20000 || { fail "diskab makes no progress: $(tail -3 "$T/src.log")"; exit 0; }
@@ -42,19 +44,37 @@ else
 	fail "--disk-to for a missing disk: $(head -c 300 "$T/bad1.out")"
 fi
 port=$((port + 1))
-echo "precious" >"$T/exists.img"
-start_vm ex --incoming 127.0.0.1:$port --key-file "$T/key"
-"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$T/exists.img" --json \
+echo "precious" >"$T/dd/exists.img"
+start_vm ex --incoming 127.0.0.1:$port --key-file "$T/key" --disk-dir "$T/dd"
+"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$T/dd/exists.img" --json \
 	>"$T/ex.json" 2>"$T/ex.err"
 if [ "$(json_get "$T/ex.json" status)" = failed ] && grep -q "never overwrites a file" "$T/ex.json" &&
-	[ "$(cat "$T/exists.img")" = precious ] && [ "$("$GLIDE" vm status --api "$T/src.sock" --json | json_get /dev/stdin state)" = running ]; then
+	[ "$(cat "$T/dd/exists.img")" = precious ] && [ "$("$GLIDE" vm status --api "$T/src.sock" --json | json_get /dev/stdin state)" = running ]; then
 	pass "a destination file that exists is refused before anything moves, and left as it was: $(json_get "$T/ex.json" error | cut -c1-160)"
 else
-	fail "an existing destination file: $(head -c 400 "$T/ex.json") $(cat "$T/exists.img")"
+	fail "an existing destination file: $(head -c 400 "$T/ex.json") $(cat "$T/dd/exists.img")"
 fi
+for case in "no --disk-dir" "outside --disk-dir"; do
+	port=$((port + 1))
+	if [ "$case" = "no --disk-dir" ]; then
+		start_vm nd --incoming 127.0.0.1:$port --key-file "$T/key"
+		to="$T/dd/nd.img" want="takes no disk copies"
+	else
+		start_vm nd --incoming 127.0.0.1:$port --key-file "$T/key" --disk-dir "$T/dd"
+		to="$T/outside.img" want="is not inside this destination's --disk-dir"
+	fi
+	"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$to" --json \
+		>"$T/nd.json" 2>"$T/nd.err"
+	if [ "$(json_get "$T/nd.json" status)" = failed ] && grep -q "$want" "$T/nd.json" && [ ! -e "$to" ]; then
+		pass "a copy to a destination with $case is refused, no file made: $(json_get "$T/nd.json" error | cut -c1-140)"
+	else
+		fail "a copy to a destination with $case: $(head -c 400 "$T/nd.json"); $(ls -l "$to" 2>&1)"
+	fi
+	wait_for 10 exited "$PID_nd"
+done
 port=$((port + 1))
 truncate -s 32M "$T/other.img"
-start_vm dd --incoming 127.0.0.1:$port --key-file "$T/key" --disk "$T/other.img"
+start_vm dd --incoming 127.0.0.1:$port --key-file "$T/key" --disk-dir "$T/dd" --disk "$T/other.img"
 "$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$DST" --json \
 	>"$T/dd.json" 2>"$T/dd.err"
 if [ "$(json_get "$T/dd.json" status)" = failed ] && grep -q "was started with --disk" "$T/dd.json" && [ ! -e "$DST" ]; then
@@ -65,17 +85,17 @@ fi
 
 # a cancelled copy: capped at 4 MiB/s, the 32 MiB disk takes ~8 s; cancel after 2 s
 port=$((port + 1))
-start_vm cx --incoming 127.0.0.1:$port --key-file "$T/key"
-"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$T/cx.img" \
+start_vm cx --incoming 127.0.0.1:$port --key-file "$T/key" --disk-dir "$T/dd"
+"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$T/dd/cx.img" \
 	--max-bandwidth 4M --no-wait >/dev/null 2>&1
-wait_for 10 test -e "$T/cx.img"
+wait_for 10 test -e "$T/dd/cx.img"
 sleep 2
 curl -s --unix-socket "$T/src.sock" -X POST http://vm/v1/migration/cancel >/dev/null
 wait_for 20 bash -c "curl -s --unix-socket '$T/src.sock' http://vm/v1/migration | grep -q '\"status\": *\"cancelled\"'"
-if wait_for 20 bash -c "[ ! -e '$T/cx.img' ]" && wait_for 10 exited "$PID_cx"; then
+if wait_for 20 bash -c "[ ! -e '$T/dd/cx.img' ]" && wait_for 10 exited "$PID_cx"; then
 	pass "a migration cancelled during the disk copy: the destination removed its partial copy and exited"
 else
-	fail "cancelled copy: $(ls -l "$T/cx.img" 2>&1); $(tail -3 "$T/cx.log")"
+	fail "cancelled copy: $(ls -l "$T/dd/cx.img" 2>&1); $(tail -3 "$T/cx.log")"
 fi
 w=$(diskab_stat "$T/src.sock" writes)
 if wait_for 20 diskab_writes_beyond "$T/src.sock" "$((w + 1000))"; then
@@ -87,7 +107,7 @@ abcheck_disk_paused "$T/src.sock" "$SRC" "the source after the cancelled copy"
 
 # the move
 port=$((port + 1))
-start_vm dst --incoming 127.0.0.1:$port --key-file "$T/key"
+start_vm dst --incoming 127.0.0.1:$port --key-file "$T/key" --disk-dir "$T/dd"
 "$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$DST" --verify --json \
 	>"$T/mig.json" 2>"$T/mig.err"
 if [ "$(json_get "$T/mig.json" status)" = completed ] && [ "$(json_get "$T/mig.json" verified)" = True ]; then
@@ -121,22 +141,23 @@ else
 fi
 "$GLIDE" vm shutdown --api "$T/dst.sock" >/dev/null 2>&1
 
-# 2. a sparse 1 GiB disk with 8 MiB written, on a VM that does not touch it
-SP="$T/sparse.img" SPC="$T/sparse-copy.img"
-truncate -s 1G "$SP"
-head -c 4M /dev/urandom | dd of="$SP" bs=1M seek=100 conv=notrunc status=none
-head -c 4M /dev/urandom | dd of="$SP" bs=1M seek=900 conv=notrunc status=none
+# 2. a sparse 10 GiB disk with 100 MiB written, on a VM that does not touch it
+SP="$T/sparse.img" SPC="$T/dd/sparse-copy.img"
+truncate -s 10G "$SP"
+head -c 60M /dev/urandom | dd of="$SP" bs=1M seek=100 conv=notrunc status=none
+head -c 40M /dev/urandom | dd of="$SP" bs=1M seek=9000 conv=notrunc status=none
 start_vm sp --memory 64M --boot "$AB" --disk "$SP" || { fail "the sparse-disk VM did not start: $(cat "$T/sp.out")"; exit 0; }
 port=$((port + 1))
-start_vm spd --incoming 127.0.0.1:$port --key-file "$T/key"
+start_vm spd --incoming 127.0.0.1:$port --key-file "$T/key" --disk-dir "$T/dd"
 "$GLIDE" migrate --api "$T/sp.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$SPC" --json \
 	>"$T/sp.json" 2>"$T/sp.err"
 blocks=$(json_get "$T/sp.json" disk_copy.blocks_sent 2>/dev/null)
 used=$(du -k "$SPC" 2>/dev/null | cut -f1)
-if [ "$(json_get "$T/sp.json" status)" = completed ] && cmp -s "$SP" "$SPC" && [ "${blocks:-0}" -ge 2048 ] &&
-	[ "$blocks" -le 4096 ] && [ "${used:-999999}" -le 20000 ]; then
-	pass "a sparse 1 GiB disk with 8 MiB written: $blocks blocks of 4 KiB sent ($((blocks * 4 / 1024)) MiB), the copy equals the source and uses $((used / 1024)) MiB on disk"
+python3 "$TESTS_DIR/sparse_same.py" "$SP" "$SPC" >"$T/same.out" 2>&1; same=$?
+if [ "$(json_get "$T/sp.json" status)" = completed ] && [ $same = 0 ] && [ "${blocks:-0}" -ge 25600 ] &&
+	[ "$blocks" -le 26000 ] && [ "${used:-999999}" -le 110000 ]; then
+	pass "a sparse 10 GiB disk with 100 MiB written: $blocks blocks of 4 KiB sent ($((blocks * 4 / 1024)) MiB), the copy equals the source ($(cat "$T/same.out")) and uses $((used / 1024)) MiB on disk"
 else
-	fail "sparse disk: status $(json_get "$T/sp.json" status) $(json_get "$T/sp.json" error 2>/dev/null), blocks $blocks, copy uses ${used} KiB, same $(cmp -s "$SP" "$SPC" && echo yes || echo no)"
+	fail "sparse disk: status $(json_get "$T/sp.json" status) $(json_get "$T/sp.json" error 2>/dev/null), blocks $blocks, copy uses ${used} KiB, $(cat "$T/same.out")"
 fi
 "$GLIDE" vm shutdown --api "$T/spd.sock" >/dev/null 2>&1

@@ -54,7 +54,8 @@ stop_vm v1d
 # 2. One byte of the destination's RAM differs: the migration fails before
 #    GO, naming where; the source keeps running, A-B clean.
 next_port; p=$PORT
-start_vm v2 --memory 256M --vcpus 2 --boot "$AB" || fail "start v2"
+# (the source resumes 0.5 s late: its result must still say it resumed)
+GLIDE_TEST_FAULT=slow-resume start_vm v2 --memory 256M --vcpus 2 --boot "$AB" || fail "start v2"
 GLIDE_TEST_FAULT=corrupt-before-verify start_vm v2d --incoming "127.0.0.1:$p" --key-file "$T/key"
 "$GLIDE" migrate --api "$T/v2.sock" --to "127.0.0.1:$p" --key-file "$T/key" --verify --json >"$T/m2.json" 2>"$T/m2.err"
 err=$(jget "$T/m2.json" error)
@@ -62,7 +63,7 @@ if [ "$(jget "$T/m2.json" status)" = failed ] && [[ "$err" == *"memory verificat
 	[ "$(jget "$T/m2.json" source_resumed)" = True ] && [ "$(vm_state v2)" = running ] && ab_check "$T/v2.sock" 2; then
 	pass "one byte changed on the destination: the migration fails before GO ($err); the source runs on, A-B clean"
 else
-	fail "one byte changed on the destination: status $(jget "$T/m2.json" status), source $(vm_state v2), error: $err"
+	fail "one byte changed on the destination: status $(jget "$T/m2.json" status), source $(vm_state v2), source_resumed $(jget "$T/m2.json" source_resumed), error: $err; A-B: $(tail -3 "$T/abcheck.out" 2>/dev/null | tr "\n" " ")"
 fi
 if wait_for 10 bash -c "! kill -0 $PID_v2d 2>/dev/null"; then pass "the destination that failed verification discarded its VM (exited)"
 else fail "the destination that failed verification is still running"; fi

@@ -181,11 +181,12 @@ int blk_io_open(struct blk_io **out, int fd, enum blk_io_engine engine, unsigned
 		engine = blk_io_engine_default();
 	if (engine == BLK_IO_URING) {
 		int rc = io_uring_queue_init(depth, &io->ring, 0);
+		bool ring_made = !rc;
 		if (!rc)
 			rc = io_uring_register_eventfd(&io->ring, io->efd);
 		if (rc) {
 			glide_log("virtio-blk", "io_uring refused (%s): using the thread pool", strerror(-rc));
-			if (rc != -ENOSYS && rc != -EPERM && rc != -ENOMEM)
+			if (ring_made)
 				io_uring_queue_exit(&io->ring);
 			engine = BLK_IO_THREADS;
 		} else {

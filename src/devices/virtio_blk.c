@@ -319,8 +319,9 @@ static void blk_backend_ready(struct virtio_dev *vd, int fd)
 	struct virtio_blk *b = (struct virtio_blk *)vd;
 	if (blk_complete(b, false))
 		virtq_notify(vd, 0);
-	/* every request slot was taken: the queue may hold more */
-	blk_queue_notify(vd, 0);
+	/* every request slot may have been taken: the queue may hold more */
+	if (virtio_queue_ready(vd, 0))
+		blk_queue_notify(vd, 0);
 }
 
 /* Before a pause (run lock held): every request in flight completes to the guest. */

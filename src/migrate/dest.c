@@ -105,6 +105,7 @@ int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file,
 	if (!in)
 		return -ENOMEM;
 	in->mon = m;
+	m->incoming_ctx = in;
 	in->vm = &m->vm;
 	in->vm->vm_fd = in->vm->kvm_fd = -1;
 	in->want_cfg = cfg;
@@ -182,6 +183,7 @@ out:
 		m->api = NULL;
 	}
 	m->incoming = false;
+	m->incoming_ctx = NULL;
 	cleanup_live(in);
 	for (int i = 0; i < VM_MAX_DISKS; i++) {
 		if (in->created[i] && rc) { /* a copy that did not become the VM's disk */
@@ -407,6 +409,38 @@ out:
 	return rc;
 }
 
+void migrate_incoming_discard(struct monitor *m)
+{
+	struct incoming *in = m->incoming_ctx;
+	for (int i = 0; in && i < VM_MAX_DISKS; i++)
+		if (in->created[i] && unlink(in->created[i]) == 0)
+			glide_log("incoming", "removed the partial copy of disk %d, %s", i, in->created[i]);
+}
+
+/* The copy's path must name a new file directly in --disk-dir or below it. */
+static int check_copy_path(const struct monitor *m, const char *path, char *err, size_t errlen)
+{
+	char parent[4096], real[4096];
+	const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+	if (!m || !m->disk_dir[0]) {
+		errf(err, errlen, "this destination takes no disk copies (start it with --disk-dir DIR)");
+		return -EPERM;
+	}
+	if (!slash || !name[0] || !strcmp(name, ".") || !strcmp(name, "..") || (size_t)(slash - path) >= sizeof(parent)) {
+		errf(err, errlen, "%s is not a file path", path);
+		return -EINVAL;
+	}
+	memcpy(parent, path, (size_t)(slash - path));
+	parent[slash - path] = 0;
+	size_t n = strlen(m->disk_dir);
+	if (!realpath(parent[0] ? parent : "/", real) || strncmp(real, m->disk_dir, n) ||
+	    (real[n] && real[n] != '/' && strcmp(m->disk_dir, "/"))) {
+		errf(err, errlen, "%s is not inside this destination's --disk-dir %s", path, m->disk_dir);
+		return -EPERM;
+	}
+	return 0;
+}
+
 /* Disks that arrive as copies (the source's --disk-to): each gets a new,
  * empty file of the disk's size at the path the source names (never an
  * existing file: nothing is overwritten), which becomes the device's disk.
@@ -438,7 +472,9 @@ static int prepare_disk_copies(struct incoming *in, json_t *list, const struct v
 			return -EINVAL;
 		}
 		char why[512];
-		int rc = disk_copy_create(path, cfg->disk_bytes[i], why, sizeof(why));
+		int rc = check_copy_path(in->mon, path, why, sizeof(why));
+		if (!rc)
+			rc = disk_copy_create(path, cfg->disk_bytes[i], why, sizeof(why));
 		if (rc) {
 			errf(err, errlen, "disk %lld: its copy: %s", (long long)i, why);
 			return rc;

@@ -355,7 +355,7 @@ static int disk_load(struct live_dest *ld, const uint8_t *data, size_t len, char
 
 int disk_copy_create(const char *path, uint64_t bytes, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int rc = -errno;
 		errf(err, errlen, "cannot create %s: %s%s", path, strerror(errno),

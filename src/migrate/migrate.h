@@ -10,6 +10,9 @@
  * memory_bytes and vcpus must match what the stream brings. */
 int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file, const struct vm_config *cfg,
 		     int serial_fd, char *err, size_t errlen);
+/* Removes the disk copies an incoming migration created (the monitor is
+ * being stopped before the VM runs here). */
+void migrate_incoming_discard(struct monitor *m);
 /* Source: API handlers. */
 int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp);
 int migrate_api_status(void *ctx, const struct http_request *req, json_t **resp);

@@ -203,6 +203,24 @@ out:
 		if (mig->streams[i].tx_buf || mig->streams[i].fd >= 0)
 			wire_close(&mig->streams[i]);
 	live_cleanup(mig);
+	bool stopping = mig->stop_reason[0] || vm->quit, resumed = false;
+	if (!committed && !stopping) {
+		/* Disks handed over at GO come back before the VM writes again. */
+		char lock_err[256];
+		if (virtio_blk_acquire_locks(vm, lock_err, sizeof(lock_err))) {
+			glide_log("migrate", "%s; the VM stays paused here: it cannot write to its disk safely", lock_err);
+			was_paused = true;
+			vm_pause(vm);
+		}
+		const char *fault = getenv("GLIDE_TEST_FAULT");
+		if (fault && !strcmp(fault, "slow-resume")) /* tests: the outcome must wait for the resume */
+			sleep_ns(500000000ULL);
+		if (!was_paused)
+			vm_resume(vm);
+		resumed = true;
+	}
+	/* The outcome is published whole: a reader that sees "failed" also
+	 * sees that the source runs again (it once saw source_resumed false). */
 	pthread_mutex_lock(&mig->lock);
 	mig->end_ns = now_ns();
 	if (committed) {
@@ -214,9 +232,10 @@ out:
 		if (mig->cancel && !mig->error[0])
 			snprintf(mig->error, sizeof(mig->error), "cancelled%s%s", mig->stop_reason[0] ? ": " : "",
 				 mig->stop_reason);
+		if (resumed)
+			mig->resumed_source = true;
 	}
 	pthread_mutex_unlock(&mig->lock);
-	bool stopping = mig->stop_reason[0] || vm->quit;
 	if (committed) {
 		glide_log("migrate", "completed: %.1f ms total, stun %.1f ms", (mig->end_ns - mig->start_ns) / 1e6,
 			  (mig->stun_end_ns - mig->stun_start_ns) / 1e6);
@@ -227,18 +246,6 @@ out:
 		glide_log("migrate", "%s: %s; the VM stops with its monitor (%s)", mig->status, mig->error,
 			  mig->stop_reason[0] ? mig->stop_reason : vm->exit_reason);
 	} else {
-		/* Disks handed over at GO come back before the VM writes again. */
-		char lock_err[256];
-		if (virtio_blk_acquire_locks(vm, lock_err, sizeof(lock_err))) {
-			glide_log("migrate", "%s; the VM stays paused here: it cannot write to its disk safely", lock_err);
-			was_paused = true;
-			vm_pause(vm);
-		}
-		if (!was_paused)
-			vm_resume(vm);
-		pthread_mutex_lock(&mig->lock);
-		mig->resumed_source = true;
-		pthread_mutex_unlock(&mig->lock);
 		glide_log("migrate", "%s: %s; the VM keeps %s here", mig->status, mig->error, was_paused ? "paused" : "running");
 	}
 	/* Only now may another long operation (or a pause/resume) start. */

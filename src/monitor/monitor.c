@@ -319,6 +319,7 @@ static void *signal_thread(void *arg)
 		if (m->incoming || m->vm.nvcpus == 0) { /* nothing runs yet: discard */
 			if (m->api_path[0])
 				unlink(m->api_path);
+			migrate_incoming_discard(m); /* partial disk copies go too */
 			_exit(1);
 		}
 		migrate_cancel(m, sig == SIGTERM ? "the monitor was stopped (SIGTERM)"
@@ -336,9 +337,10 @@ static void usage_run(FILE *out)
 		"                     | --restore SNAPSHOT | --incoming ADDR[,ADDR...] --key-file F)\n"
 		"                    [--paused] [--log FILE] [--cpuid-mask LEAF.REG=MASK,...]\n"
 		"                    [--stall-timeout SECONDS]   (incoming: a silent stream fails it; default 30)\n"
+		"                    [--disk-dir DIR]   (incoming: disks the source copies (--disk-to) may be created here)\n"
 		"                    [--nic tap=NAME|bridge=BR[,vlan=N][,mac=MAC][,rate=RATE]\n"
 		"                           [,forged-transmits|mac-changes|promiscuous=accept|reject]]... (at most %d)\n"
-		"                    [--disk PATH[,readonly][,direct]]... (at most %d)\n"
+		"                    [--disk PATH[,readonly][,direct][,aio=io_uring|threads|sync]]... (at most %d)\n"
 		"                    [--announce ROUNDS[,INITIAL_MS[,STEP_MS[,MAX_MS]]]]  (incoming: RARP after the\n"
 		"                     switchover; default 5,50,100,550; 0 turns it off)\n", VM_MAX_NICS, VM_MAX_DISKS);
 }
@@ -356,7 +358,7 @@ int monitor_main(int argc, char **argv)
 		{ "log", required_argument, 0, 'L' },    { "cpuid-mask", required_argument, 0, 'M' },
 		{ "stall-timeout", required_argument, 0, 'S' },
 		{ "nic", required_argument, 0, 'N' },    { "disk", required_argument, 0, 'D' },
-		{ "announce", required_argument, 0, 'A' },
+		{ "announce", required_argument, 0, 'A' }, { "disk-dir", required_argument, 0, 'Q' },
 		{ "help", no_argument, 0, 'h' },         { 0, 0, 0, 0 },
 	};
 	static struct monitor mon;
@@ -416,6 +418,12 @@ int monitor_main(int argc, char **argv)
 			if (cpuid_mask_parse_arg(optarg, args.cfg.cpuid_mask)) {
 				fprintf(stderr, "glide: --cpuid-mask '%s': expected LEAF.REG=MASK[,...] (MASK hex or decimal) with LEAF.REG one of %s\n",
 					optarg, cpuid_mask_reg_list());
+				return 1;
+			}
+			break;
+		case 'Q':
+			if (!realpath(optarg, m->disk_dir)) {
+				fprintf(stderr, "glide: --disk-dir %s: %s\n", optarg, strerror(errno));
 				return 1;
 			}
 			break;

@@ -26,6 +26,8 @@ struct monitor {
 	bool migrated_away;          /* source released after a completed migration */
 	bool incoming;               /* waiting for / receiving an incoming migration */
 	uint64_t stall_timeout_ms;   /* incoming: a stream silent this long fails it (0: default) */
+	char disk_dir[4096];         /* incoming --disk-dir: where disks that arrive as copies may be created ("": none) */
+	void *incoming_ctx;          /* dest.c's state while an incoming migration runs */
 	struct vm_device_specs devices; /* --nic / --disk: this host's backends */
 	struct net_announce announce;   /* --announce: after an incoming switchover */
 };
