@@ -21,6 +21,7 @@
  * block's length is 4 KiB, or what is left of the disk for its last block. */
 #include "migrate/disk.h"
 #include "migrate/live.h"
+#include "devices/blk_io.h"
 #include "devices/virtio_dev.h"
 #include "state/state.h"
 #include "common/util.h"
@@ -161,25 +162,6 @@ static int disk_harvest(struct live_source *ls, char *err, size_t errlen)
 	return 0;
 }
 
-static int pread_zero_fill(int fd, uint8_t *buf, uint64_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t r = pread(fd, buf, len, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0) { /* a file that shrank under us: zeros, as the device reads */
-			memset(buf, 0, len);
-			return 0;
-		}
-		buf += r;
-		off += (uint64_t)r;
-		len -= (uint64_t)r;
-	}
-	return 0;
-}
-
 /* One chunk of one disk: every marked block, as one frame. */
 static int send_chunk(struct channel *ch, struct copied_disk *d, uint64_t c, uint8_t *scratch)
 {
@@ -201,7 +183,8 @@ static int send_chunk(struct channel *ch, struct copied_disk *d, uint64_t c, uin
 		while (e < n && (words[e / 64] >> (e % 64) & 1))
 			e++;
 		uint64_t off = (first + b) * BLOCK, len = (first + e - 1) * BLOCK + block_len(d, first + e - 1) - off;
-		if ((rc = pread_zero_fill(d->fd, scratch, len, off))) {
+		struct iovec iov = { scratch, len };
+		if ((rc = blk_io_full(d->fd, false, &iov, 1, off))) { /* zeros past a file that shrank */
 			snprintf(ch->err, sizeof(ch->err), "disk %d: reading it at %llu failed: %s", d->index,
 				 (unsigned long long)off, strerror(-rc));
 			return rc;

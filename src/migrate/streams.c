@@ -74,23 +74,23 @@ int streams_send_pass(struct migration *mig, bool final)
 		}
 		started++;
 	}
-	uint64_t pages = 0, zero = 0, compressed = 0;
+	uint64_t pages = 0, zero = 0, compressed = 0, blocks = 0, zero_blocks = 0;
 	for (int i = 0; i < started; i++) {
 		struct stream_worker *w = &mig->workers[i];
 		pthread_join(w->thread, NULL);
 		pages += w->ch.items;
 		zero += w->ch.zero_items;
 		compressed += w->ch.compressed_items;
+		blocks += w->ch.disk_blocks;
+		zero_blocks += w->ch.disk_zero_blocks;
 		if (w->rc && !mig->cancel)
 			migration_fail(mig, "%s", w->ch.err[0] ? w->ch.err : strerror(-w->rc));
 	}
 	__atomic_add_fetch(&mig->pages_sent, pages, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&mig->zero_pages, zero, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&mig->compressed_pages, compressed, __ATOMIC_RELAXED);
-	for (int i = 0; i < started; i++) {
-		__atomic_add_fetch(&mig->disk_blocks, mig->workers[i].ch.disk_blocks, __ATOMIC_RELAXED);
-		__atomic_add_fetch(&mig->disk_zero_blocks, mig->workers[i].ch.disk_zero_blocks, __ATOMIC_RELAXED);
-	}
+	__atomic_add_fetch(&mig->disk_blocks, blocks, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mig->disk_zero_blocks, zero_blocks, __ATOMIC_RELAXED);
 	return mig->failed || mig->cancel ? -1 : 0;
 }
 
