@@ -82,9 +82,16 @@ int placement_power_off(struct center *c, const char *vm, json_t **resp);
 /* compat.c: every reason the VM cannot move from host sname (facts
  * src_facts; both NULL when it has none) to dst_row (empty array:
  * compatible). src_paths, dst_paths: host_paths() of the VM's disks on each
- * host (src_paths may be NULL). */
+ * host (src_paths may be NULL). storage: NULL when the disks are shared
+ * (the destination must see them), else the disks are copied (dst_paths is
+ * not looked at) and the destination needs a datastore with the space. */
+struct compat_storage {
+	const char *datastore;   /* asked for, or NULL: the destination's first */
+	char chosen[64];         /* out: the datastore that takes the copies */
+	uint64_t need;           /* out: bytes the copies take (the source files' allocated bytes) */
+};
 json_t *compat_check(json_t *vm_row, json_t *src_facts, json_t *dst_facts, json_t *dst_row, const char *sname,
-		     json_t *src_paths, json_t *dst_paths, bool live);
+		     json_t *src_paths, json_t *dst_paths, bool live, struct compat_storage *storage);
 /* The VM's NICs whose network host dname lacks (by name, in dst_facts
  * "networks") and its disks the host cannot see (dst_paths, as
  * host_paths() gives it; a size that differs from src_paths' says it is not
@@ -94,9 +101,11 @@ int compat_attachments(json_t *nics, json_t *disks, json_t *dst_facts, json_t *d
 		       const char *dname, const char *sname, json_t *reasons);
 
 /* migrate_task.c */
+struct center_migrate_request;
 /* A migration of VM vm to host `to` with params (checked migration options,
  * kept by the task). */
-int migrate_task_start(struct center *c, const char *vm, const char *to, json_t *params, json_t **resp);
+int migrate_task_start(struct center *c, const char *vm, const struct center_migrate_request *rq, json_t *params,
+		       json_t **resp);
 
 /* reconcile.c */
 void reconcile_once(struct center *c);
@@ -147,8 +156,10 @@ struct center_config_request {     /* POST /v1/vms/NAME/config {memory, vcpus, e
 int center_config_request_parse(json_t *body, struct center_config_request *r, char *err, size_t errlen);
 /* POST /v1/vms/NAME/start {host}: *host NULL when placement picks one. */
 int center_start_request_parse(json_t *body, const char **host, char *err, size_t errlen);
-struct center_migrate_request {    /* POST /v1/vms/NAME/migrate {to, options...} */
+struct center_migrate_request {    /* POST /v1/vms/NAME/migrate {to, with_storage, datastore, options...} */
 	const char *to;                 /* a host name or address */
+	bool with_storage;              /* copy the disks too (shared-nothing) */
+	const char *datastore;          /* with_storage: the destination's datastore (NULL: its first) */
 };
 /* Also checks the options with the monitor's own rules (migration_options_parse). */
 int center_migrate_request_parse(json_t *body, struct center_migrate_request *r, char *err, size_t errlen);

@@ -8,6 +8,9 @@
  *     same name for each of its NICs, and the destination's agent must see
  *     each of its disks (GET /v1/paths: shared storage, the same size as on
  *     the source);
+ *     (or, when the disks are copied with the VM, the source must see each
+ *     of them and the destination have a datastore with the space for
+ *     their allocated bytes);
  *   - the migration protocol and host API versions must match;
  *   - the destination must have a migration address (live only). */
 #include "center/center.h"
@@ -78,8 +81,65 @@ int compat_attachments(json_t *nics, json_t *disks, json_t *dst_facts, json_t *d
 	return (int)(json_array_size(reasons) - before);
 }
 
+/* Shared-nothing: the source sees every disk (its allocated bytes are what
+ * travels), and the destination has the datastore with that much free. */
+static void compat_storage_check(json_t *disks, json_t *src_paths, json_t *dst, const char *dname, const char *sname,
+				 struct compat_storage *st, json_t *reasons)
+{
+	size_t i;
+	json_t *e, *ds = NULL, *stores = json_object_get(dst, "datastores");
+	char a[32], b[32];
+
+	st->need = 0;
+	st->chosen[0] = 0;
+	json_array_foreach(disks, i, e) {
+		const char *path = json_string_value(json_object_get(e, "path"));
+		json_t *sp = path ? json_object_get(src_paths, path) : NULL;
+		json_t *alloc = json_object_get(sp, "allocated"), *size = json_object_get(sp, "size");
+		if (!json_is_true(json_object_get(sp, "exists")) || !json_is_integer(size)) {
+			const char *why = json_string_value(json_object_get(sp, "error"));
+			json_array_append_new(reasons, json_sprintf("disk %zu: the source host %s cannot read %s to copy it%s%s", i,
+								    sname ? sname : "(none)", path ? path : "(no path)", why ? ": " : "",
+								    why ? why : ""));
+			continue;
+		}
+		st->need += (uint64_t)json_integer_value(json_is_integer(alloc) ? alloc : size);
+	}
+	json_array_foreach(stores, i, e)
+		if (!st->datastore || !strcmp(json_string_value(json_object_get(e, "name")) ?: "", st->datastore)) {
+			ds = e;
+			break;
+		}
+	if (!ds) {
+		char names[400] = "";
+		size_t used = 0;
+		json_array_foreach(stores, i, e)
+			if (used < sizeof(names))
+				used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
+							 json_string_value(json_object_get(e, "name")) ?: "?");
+		if (st->datastore && used)
+			json_array_append_new(reasons, json_sprintf("storage: host %s has no datastore %s (it has %s)", dname, st->datastore,
+								    names));
+		else
+			json_array_append_new(reasons, json_sprintf("storage: host %s has no datastore for the VM's disks (start its agent "
+								    "with --datastore NAME=DIR)", dname));
+		return;
+	}
+	snprintf(st->chosen, sizeof(st->chosen), "%s", json_string_value(json_object_get(ds, "name")) ?: "");
+	if (!json_is_integer(json_object_get(ds, "free"))) {
+		const char *why = json_string_value(json_object_get(ds, "error"));
+		json_array_append_new(reasons, json_sprintf("storage: datastore %s on host %s cannot be used: %s", st->chosen, dname,
+							    why ? why : "its free space is unknown"));
+	} else if ((uint64_t)json_integer_value(json_object_get(ds, "free")) < st->need) {
+		json_array_append_new(reasons, json_sprintf("storage: datastore %s on host %s has %s free, the VM's disks need %s",
+							    st->chosen, dname,
+							    format_size((uint64_t)json_integer_value(json_object_get(ds, "free")), a, sizeof(a)),
+							    format_size(st->need, b, sizeof(b))));
+	}
+}
+
 json_t *compat_check(json_t *vm, json_t *src, json_t *dst, json_t *dst_row, const char *sname, json_t *src_paths,
-		     json_t *dst_paths, bool live)
+		     json_t *dst_paths, bool live, struct compat_storage *storage)
 {
 	json_t *reasons = json_array();
 	const char *dname = json_string_value(json_object_get(dst_row, "name"));
@@ -131,7 +191,14 @@ json_t *compat_check(json_t *vm, json_t *src, json_t *dst, json_t *dst_row, cons
 								    json_string_value(d)));
 	json_t *nics = json_loads(json_string_value(json_object_get(vm, "nics")) ? json_string_value(json_object_get(vm, "nics")) : "[]", 0, NULL);
 	json_t *disks = json_loads(json_string_value(json_object_get(vm, "disks")) ? json_string_value(json_object_get(vm, "disks")) : "[]", 0, NULL);
-	compat_attachments(nics, disks, dst, dst_paths, src_paths, dname, sname, reasons);
+	if (storage) {
+		json_t *none = json_array();
+		compat_attachments(nics, none, dst, dst_paths, src_paths, dname, sname, reasons);
+		json_decref(none);
+		compat_storage_check(disks, src_paths, dst, dname, sname, storage, reasons);
+	} else {
+		compat_attachments(nics, disks, dst, dst_paths, src_paths, dname, sname, reasons);
+	}
 	json_decref(nics);
 	json_decref(disks);
 	/* versions */

@@ -455,6 +455,16 @@ int inv_vm_set_off(struct center *c, int64_t vm_id, int64_t host_id)
 		       params, NULL);
 }
 
+int inv_vm_set_disks(struct center *c, int64_t vm_id, json_t *disks)
+{
+	char *text = json_dumps(disks, JSON_COMPACT);
+	int rc = text ? inv_run(c, "UPDATE vms SET disks = ?, updated_at = ? WHERE id = ?",
+				json_pack("[s, I, I]", text, (json_int_t)inv_now_ms(), (json_int_t)vm_id), NULL)
+		      : -ENOMEM;
+	free(text);
+	return rc;
+}
+
 int inv_vm_set_host(struct center *c, int64_t vm_id, int64_t host_id)
 {
 	return inv_run(c, "UPDATE vms SET host_id = ?, api = NULL WHERE id = ?", json_pack("[I, I]", (json_int_t)host_id, (json_int_t)vm_id),

@@ -74,6 +74,8 @@ int inv_vm_set_unknown(struct center *c, int64_t vm_id); /* its host does not an
 /* Powered off, no API socket; registered on host_id, or where it was when host_id is 0. */
 int inv_vm_set_off(struct center *c, int64_t vm_id, int64_t host_id);
 /* Registered (powered off) on host_id, no API socket: a cold migration's move. */
+/* The VM's disks (the attach.h list): new paths after its disks were copied to another host. */
+int inv_vm_set_disks(struct center *c, int64_t vm_id, json_t *disks);
 int inv_vm_set_host(struct center *c, int64_t vm_id, int64_t host_id);
 /* Power-on done: running on host_id (monitor API socket api) with the configuration it was started with. */
 int inv_vm_set_powered_on(struct center *c, int64_t vm_id, int64_t host_id, const char *api, json_t *config);

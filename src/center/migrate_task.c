@@ -12,7 +12,17 @@
  *   6. on success the inventory moves the VM; on failure the destination's
  *      prepared VM is discarded and the VM stays where it was.
  * A powered-off VM moves cold: its configuration is registered on the
- * destination and removed from the source. */
+ * destination and removed from the source.
+ *
+ * With storage (`--with-storage [--datastore NAME]`, shared-nothing): the
+ * compatibility check wants the source to see each disk and the
+ * destination's datastore to have the space for their allocated bytes; the
+ * destination's agent names the copies (DATASTORE/VM-diskN.img) and its
+ * monitor creates them; the source's monitor copies each disk along with
+ * memory (the "disk" live section). On success the inventory takes the new
+ * paths and the source's agent removes the old files that lie in one of
+ * its datastores (others are kept and listed); on failure the destination's
+ * monitor removes its partial copies and the VM runs on its own disks. */
 #include "center/center.h"
 #include "api/http.h"
 #include "common/util.h"
@@ -31,6 +41,10 @@ struct migrate_job {
 	json_t *netcheck;         /* the network check this migration ran (a new host pair), or NULL */
 	json_t *network;          /* {service, addresses}: the interfaces the move used */
 	bool live;
+	bool with_storage;        /* the disks are copied (shared-nothing) */
+	struct compat_storage storage; /* with_storage: the datastore chosen, the bytes needed */
+	char datastore[64];       /* with_storage: the one asked for ("" none) */
+	json_t *disk_to;          /* with_storage: the copies' paths on the destination */
 };
 
 
@@ -49,6 +63,7 @@ static void job_free(struct migrate_job *j)
 	json_decref(j->src_facts);
 	json_decref(j->netcheck);
 	json_decref(j->network);
+	json_decref(j->disk_to);
 	free(j);
 }
 
@@ -145,14 +160,34 @@ static void arrived(struct migrate_job *j, json_t *st, const char *dst_api_hint,
 			snprintf(state, sizeof(state), "paused");
 	}
 	json_decref(arr);
+	json_t *moved_disks = NULL;
+	if (j->disk_to) { /* the VM now runs on the copies */
+		moved_disks = inv_vm_array(j->vm, "disks");
+		size_t i;
+		json_t *d;
+		json_array_foreach(moved_disks, i, d)
+			json_object_set(d, "path", json_array_get(j->disk_to, i));
+	}
 	pthread_mutex_lock(&c->lock);
 	inv_vm_set_location(c, json_integer_value(json_object_get(j->vm, "id")), json_integer_value(json_object_get(j->dst, "id")),
 			    dst_api[0] ? dst_api : NULL, state);
+	if (moved_disks)
+		inv_vm_set_disks(c, json_integer_value(json_object_get(j->vm, "id")), moved_disks);
 	pthread_mutex_unlock(&c->lock);
-	/* the source monitor exits by itself; its agent forgets the VM */
-	http_path(path, sizeof(path), "/v1/vms/", name, NULL);
-	host_call(j->src, "DELETE", path, NULL, NULL, 0, err, sizeof(err));
+	/* the source monitor exits by itself; its agent forgets the VM (and,
+	 * after a copy that completed as such, removes the old files it keeps
+	 * in its datastores: not when success was established another way) */
+	json_t *forgot = NULL;
+	http_path(path, sizeof(path), "/v1/vms/", name, j->disk_to && !note ? "?disks=remove" : NULL);
+	host_call(j->src, "DELETE", path, NULL, &forgot, 0, err, sizeof(err));
 	json_t *result = st ? json_deep_copy(st) : json_object();
+	if (j->disk_to) {
+		json_object_set_new(result, "storage", json_pack("{s:s, s:O, s:o, s:O*, s:O*}", "datastore", j->storage.chosen,
+								 "disks_to", j->disk_to, "disks", moved_disks,
+								 "source_disks_removed", json_object_get(forgot, "disks_removed"),
+								 "source_disks_kept", json_object_get(forgot, "disks_kept")));
+	}
+	json_decref(forgot);
 	json_object_set_new(result, "source", json_string(sname));
 	json_object_set_new(result, "destination", json_string(dname));
 	if (note) {
@@ -277,6 +312,10 @@ static void run_live(struct migrate_job *j)
 				 "boot", json_loads(s(j->vm, "boot"), 0, NULL), "devices", json_loads(s(j->vm, "devices"), 0, NULL),
 				 "nics", inv_vm_array(j->vm, "nics"), "disks", inv_vm_array(j->vm, "disks"),
 				 "key", key, "cpuid", evc_regs_to_json(mask));
+	if (j->with_storage) {
+		json_object_set_new(spec, "datastore", json_string(j->storage.chosen));
+		json_object_set_new(spec, "copy_bytes", json_integer((json_int_t)j->storage.need));
+	}
 	code = host_call(j->dst, "POST", "/v1/incoming", spec, &r, 30000, err, sizeof(err));
 	json_object_set_new(spec, "key", json_string("")); /* jansson keeps its own copy; drop it now */
 	json_decref(spec);
@@ -292,12 +331,31 @@ static void run_live(struct migrate_job *j)
 	snprintf(addresses, sizeof(addresses), "%s", s(r, "addresses"));
 	j->network = json_pack("{s:s, s:s}", "service", "migration", "addresses", addresses);
 	snprintf(dst_api, sizeof(dst_api), "%s", s(r, "api"));
+	if (j->with_storage) {
+		json_t *to = json_object_get(r, "disk_to");
+		json_t *disks = inv_vm_array(j->vm, "disks");
+		if (!json_is_array(to) || json_array_size(to) != json_array_size(disks)) {
+			char e2[512];
+			json_decref(disks);
+			json_decref(r);
+			explicit_bzero(key, sizeof(key));
+			discard_destination(j, e2, sizeof(e2));
+			snprintf(msg, sizeof(msg), "migration of %s: destination %s did not say where the disk copies go (its agent "
+				 "predates --with-storage?); the VM keeps running on %s", name, dname, sname);
+			finish(j, false, msg, NULL);
+			return;
+		}
+		json_decref(disks);
+		j->disk_to = json_incref(to);
+	}
 	json_decref(r);
 	r = NULL;
 
 	json_t *start = json_deep_copy(j->params);
 	json_object_set_new(start, "to", json_string(addresses));
 	json_object_set_new(start, "key", json_string(key));
+	if (j->disk_to)
+		json_object_set(start, "disk_to", j->disk_to);
 	http_path(path, sizeof(path), "/v1/vms/", name, "/migrate");
 	code = host_call(j->src, "POST", path, start, &r, 30000, err, sizeof(err));
 	json_object_set_new(start, "key", json_string(""));
@@ -475,14 +533,19 @@ static void *migrate_thread(void *arg)
 	return NULL;
 }
 
-int migrate_task_start(struct center *c, const char *name, const char *to, json_t *params, json_t **resp)
+int migrate_task_start(struct center *c, const char *name, const struct center_migrate_request *rq, json_t *params,
+		       json_t **resp)
 {
 	char err[512], msg[2048];
+	const char *to = rq->to;
 	struct migrate_job *j = calloc(1, sizeof(*j));
 
 	if (!j)
 		return 500;
 	j->c = c;
+	j->with_storage = rq->with_storage;
+	snprintf(j->datastore, sizeof(j->datastore), "%s", rq->datastore ? rq->datastore : "");
+	j->storage.datastore = j->datastore[0] ? j->datastore : NULL;
 	pthread_mutex_lock(&c->lock);
 	j->vm = inv_vm(c, name);
 	j->dst = inv_host(c, to);
@@ -524,6 +587,23 @@ int migrate_task_start(struct center *c, const char *name, const char *to, json_
 		job_free(j);
 		return 409;
 	}
+	if (j->with_storage) {
+		json_t *disks = inv_vm_array(j->vm, "disks");
+		size_t nd = json_array_size(disks);
+		json_decref(disks);
+		if (!j->live) {
+			*resp = http_error("VM %s is powered off: --with-storage copies the disks of a running VM along with it; "
+					   "a powered-off VM's disks are not copied by glide yet (its cold migration moves the configuration)",
+					   name);
+			job_free(j);
+			return 409;
+		}
+		if (!nd) {
+			*resp = http_error("VM %s has no disk to copy; migrate it without --with-storage", name);
+			job_free(j);
+			return 409;
+		}
+	}
 	/* compatibility, with fresh facts from both hosts */
 	json_t *dst_facts = host_facts(j->dst, err, sizeof(err)), *reasons;
 	if (!dst_facts) {
@@ -533,12 +613,14 @@ int migrate_task_start(struct center *c, const char *name, const char *to, json_
 		if (j->live && !j->src_facts) {
 			reasons = json_pack("[s]", err);
 		} else {
-			/* shared storage: the destination must see each disk, the same size as the source */
+			/* shared storage: the destination must see each disk, the same
+			 * size as the source; copied: the source sees them, the
+			 * destination has the space */
 			json_t *disks = inv_vm_array(j->vm, "disks");
-			json_t *dst_paths = host_paths(j->dst, disks);
+			json_t *dst_paths = j->with_storage ? NULL : host_paths(j->dst, disks);
 			json_t *src_paths = j->src_facts ? host_paths(j->src, disks) : NULL;
 			reasons = compat_check(j->vm, j->src_facts, dst_facts, j->dst, j->src ? s(j->src, "name") : NULL, src_paths,
-					       dst_paths, j->live);
+					       dst_paths, j->live, j->with_storage ? &j->storage : NULL);
 			json_decref(disks);
 			json_decref(dst_paths);
 			json_decref(src_paths);
@@ -602,7 +684,7 @@ int migrate_task_start(struct center *c, const char *name, const char *to, json_
 	inv_vm_lock(c, json_integer_value(json_object_get(j->vm, "id")), j->task);
 	task_update(c, j->task, "queued", 0, NULL);
 	int64_t task = j->task;
-	bool live = j->live;
+	bool live = j->live, with_storage = j->with_storage;
 	pthread_mutex_unlock(&c->lock);
 	pthread_t t;
 	if (pthread_create(&t, NULL, migrate_thread, j)) {
@@ -612,6 +694,7 @@ int migrate_task_start(struct center *c, const char *name, const char *to, json_
 		return 500;
 	}
 	pthread_detach(t);
-	*resp = json_pack("{s:I, s:s, s:s}", "task", (json_int_t)task, "kind", live ? "live" : "cold", "state", "running");
+	*resp = json_pack("{s:I, s:s, s:s}", "task", (json_int_t)task, "kind", live ? (with_storage ? "live+storage" : "live") : "cold",
+			  "state", "running");
 	return 202;
 }

@@ -296,6 +296,23 @@ int center_migrate_request_parse(json_t *body, struct center_migrate_request *r,
 	}
 	if (check_name(r->to, true, err, errlen))
 		goto bad;
+	json_t *ws = json_object_get(body, "with_storage");
+	if (ws && !json_is_boolean(ws)) {
+		errf(err, errlen, "\"with_storage\" must be true or false");
+		goto bad;
+	}
+	r->with_storage = json_is_true(ws);
+	if (opt_string(body, "datastore", &r->datastore, err, errlen))
+		goto bad;
+	if (r->datastore && (!r->with_storage || check_name(r->datastore, false, err, errlen))) {
+		if (!r->with_storage)
+			errf(err, errlen, "\"datastore\" goes with \"with_storage\": true");
+		goto bad;
+	}
+	if (json_object_get(body, "disk_to")) {
+		errf(err, errlen, "\"disk_to\" is not taken here: with \"with_storage\" the destination's agent names the copies");
+		goto bad;
+	}
 	/* the monitor's own rules, before any task, lock or destination exists */
 	if (migration_options_parse(body, &p, err, errlen))
 		goto bad;

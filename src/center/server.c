@@ -654,7 +654,7 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 		if (center_migrate_request_parse(req->body, &r, err, sizeof(err)))
 			return bad_request(err, resp);
 		json_t *params = center_migration_params(req->body);
-		status = migrate_task_start(c, name, r.to, params, resp);
+		status = migrate_task_start(c, name, &r, params, resp);
 		json_decref(params);
 		return status;
 	}

@@ -358,10 +358,13 @@ int cmd_vmc_migrate(int argc, char **argv)
 		{ "switchover-goal", required_argument, 0, 'g' }, { "sdps", required_argument, 0, 'S' },
 		{ "encrypt", required_argument, 0, 'e' }, { "timeout", required_argument, 0, 'T' },
 		{ "compress", required_argument, 0, 'c' }, { "verify", no_argument, 0, 'V' },
+		{ "with-storage", no_argument, 0, 'W' }, { "datastore", required_argument, 0, 'D' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	const char *usage = "glide vm migrate NAME --to HOST [--no-wait] [--streams N] [--max-bandwidth RATE]\n"
 			    "                      [--switchover-goal MS] [--sdps off|always|dynamic] [--encrypt off|opportunistic|required]\n"
-			    "                      [--compress off|lz4] [--verify] [--json]";
+			    "                      [--compress off|lz4] [--verify]\n"
+			    "                      [--with-storage [--datastore NAME]]   (copy the disks too: shared-nothing)\n"
+			    "                      [--json]";
 	struct ctl c = { 0 };
 	const char *to = NULL;
 	bool no_wait = false;
@@ -390,6 +393,8 @@ int cmd_vmc_migrate(int argc, char **argv)
 		case 'T': json_object_set_new(body, "timeout_s", json_integer(strtol(optarg, NULL, 10))); break;
 		case 'c': json_object_set_new(body, "compress", json_string(optarg)); break;
 		case 'V': json_object_set_new(body, "verify", json_true()); break;
+		case 'W': json_object_set_new(body, "with_storage", json_true()); break;
+		case 'D': json_object_set_new(body, "datastore", json_string(optarg)); break;
 		case 'h': printf("usage: %s\n", usage); rc = 0; goto out;
 		default: fprintf(stderr, "usage: %s\n", usage); goto out;
 		}

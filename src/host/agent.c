@@ -287,18 +287,22 @@ static int vm_action(struct host_agent *a, struct host_vm *v, const char *name, 
 	return 0;
 }
 
-static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, bool forced, json_t **resp);
+static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, bool forced, bool remove_disks, json_t **resp);
 
 static int api_vm_delete(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
 	char name[VM_NAME_MAX], action[64];
-	const char *force = http_query(req, "force");
+	const char *force = http_query(req, "force"), *disks = http_query(req, "disks");
 	int status;
 	if (vm_path(req, name, action, sizeof(action), resp, &status))
 		return status;
 	if (action[0])
 		return 0;
+	if (disks && strcmp(disks, "remove") && strcmp(disks, "keep")) {
+		*resp = http_error("?disks= is remove or keep");
+		return 400;
+	}
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);
 	if (!v) {
@@ -307,20 +311,55 @@ static int api_vm_delete(void *ctx, const struct http_request *req, json_t **res
 		return 404;
 	}
 	host_vm_hold(v);
-	status = vm_delete(a, v, name, force && !strcmp(force, "1"), resp);
+	status = vm_delete(a, v, name, force && !strcmp(force, "1"), disks && !strcmp(disks, "remove"), resp);
 	host_vm_release(a, v);
 	return status;
 }
 
-/* DELETE of a VM the caller holds; called with a->lock held, returns with it released. */
-static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, bool forced, json_t **resp)
+/* The disk files of a VM that moved away with its disks copied: those
+ * inside a datastore of this host are removed, the others (a path the
+ * user chose) are kept and listed. {disks_removed: [...], disks_kept: [...]} */
+static json_t *remove_moved_disks(struct host_agent *a, json_t *disks)
+{
+	json_t *removed = json_array(), *kept = json_array(), *d;
+	size_t i;
+	json_array_foreach(disks, i, d) {
+		const char *path = json_string_value(json_object_get(d, "path"));
+		char real[PATH_MAX];
+		if (!path)
+			continue;
+		if (realpath(path, real) && host_datastore_holding(a, real) && !unlink(real)) {
+			glide_log("host", "removed %s: its VM moved away with a copy", real);
+			json_array_append_new(removed, json_string(path));
+		} else {
+			json_array_append_new(kept, json_string(path));
+		}
+	}
+	return json_pack("{s:o, s:o}", "disks_removed", removed, "disks_kept", kept);
+}
+
+/* DELETE of a VM the caller holds; called with a->lock held, returns with
+ * it released. remove_disks (?disks=remove): the VM migrated away with its
+ * disks copied (shared-nothing); its old files in this host's datastores go. */
+static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, bool forced, bool remove_disks, json_t **resp)
 {
 	bool incoming = json_object_get(v->record, "incoming") != NULL;
 	pid_t pid = v->pid;
 	bool migrated = !strcmp(v->state, "migrated"); /* its monitor reported the migration completed */
 	char api[sizeof(v->api)], state[32] = "", err[300] = "";
 	snprintf(api, sizeof(api), "%s", v->api);
+	json_t *disks = remove_disks ? json_deep_copy(json_object_get(v->record, "disks")) : NULL;
 	pthread_mutex_unlock(&a->lock);
+	if (remove_disks && !migrated) {
+		char st[32] = "";
+		if (!pid || kill(pid, 0) || host_vm_monitor_state(api, st, sizeof(st), err, sizeof(err)) || strcmp(st, "migrated")) {
+			*resp = http_error("VM %s on host %s did not migrate away (its monitor is %s); its disks are not removed", name,
+					   a->name, st[0] ? st : pid && !kill(pid, 0) ? "not answering" : "gone");
+			json_decref(disks);
+			return 409;
+		}
+		migrated = true;
+	}
 	/* Ask the monitor itself: an arriving VM may already run (the source
 	 * released it), and a VM that migrated away needs no signal. Only a VM
 	 * still waiting masked (incoming) is discarded; one that runs, or whose
@@ -332,14 +371,17 @@ static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, 
 		if (!strcmp(state, "running") || !strcmp(state, "paused")) {
 			*resp = http_error("VM %s is %s on host %s%s; it is not discarded", name, state, a->name,
 					   incoming ? " (it arrived here)" : "; stop it first");
+			json_decref(disks);
 			return 409;
 		}
 		if (!state[0]) {
 			*resp = http_error("VM %s on host %s: %s; it is not discarded while it may be running", name, a->name, err);
+			json_decref(disks);
 			return 409;
 		}
 		if (!incoming && strcmp(state, "incoming")) {
 			*resp = http_error("VM %s is %s on host %s; stop it first", name, state, a->name);
+			json_decref(disks);
 			return 409;
 		}
 	}
@@ -347,6 +389,7 @@ static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, 
 	if (v->removed || v->pid != pid) {
 		pthread_mutex_unlock(&a->lock);
 		*resp = http_error("VM %s on host %s changed while it was being removed; try again", name, a->name);
+		json_decref(disks);
 		return 409;
 	}
 	if (!gone)
@@ -354,6 +397,9 @@ static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, 
 	host_vm_forget(a, v);
 	pthread_mutex_unlock(&a->lock);
 	*resp = json_pack("{s:s, s:b}", "name", name, "removed", 1);
+	if (remove_disks)
+		json_object_update_new(*resp, remove_moved_disks(a, disks));
+	json_decref(disks);
 	return 200;
 }
 
@@ -522,7 +568,8 @@ static void usage(FILE *out)
 		     "                        [--memory-limit SIZE] [--cpuid-mask LEAF.REG=MASK,...]\n"
 		     "                        [--network NAME=bridge:BR[,vlan=N][,rate=RATE][,forged-transmits=accept]\n"
 		     "                                   [,mac-changes=accept][,promiscuous=accept]]... (at most %d)\n"
-		     "                        [--tls-cert PEM --tls-key PEM] [--log FILE]\n", ATTACH_NETWORKS_MAX);
+		     "                        [--datastore NAME=DIR]... (at most %d: where disks copied to this host go)\n"
+		     "                        [--tls-cert PEM --tls-key PEM] [--log FILE]\n", ATTACH_NETWORKS_MAX, HOST_DATASTORES_MAX);
 }
 
 static int mkdir_p(const char *dir, mode_t mode)
@@ -559,6 +606,47 @@ static int network_option(struct host_agent *a, const char *arg)
 	return 0;
 }
 
+/* --datastore NAME=DIR: a valid, unique name; DIR an existing directory
+ * (kept with symlinks resolved) that is no other datastore's. */
+static int datastore_option(struct host_agent *a, const char *arg)
+{
+	char name[64], err[256], real[PATH_MAX];
+	const char *eq = strchr(arg, '=');
+	if (a->ndatastores >= HOST_DATASTORES_MAX) {
+		fprintf(stderr, "glide: at most %d --datastore\n", HOST_DATASTORES_MAX);
+		return -1;
+	}
+	if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof(name) || !eq[1]) {
+		fprintf(stderr, "glide: --datastore '%s': expected NAME=DIR\n", arg);
+		return -1;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(eq - arg), arg);
+	if (!name_valid(name, err, sizeof(err))) {
+		fprintf(stderr, "glide: --datastore name '%s': %s\n", name, err);
+		return -1;
+	}
+	struct stat st;
+	if (!realpath(eq + 1, real) || stat(real, &st) || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "glide: --datastore %s: %s is not a directory%s%s\n", name, eq + 1, errno ? ": " : "",
+			errno ? strerror(errno) : "");
+		return -1;
+	}
+	if (strlen(real) > ATTACH_PATH_MAX - 80) {
+		fprintf(stderr, "glide: --datastore %s: the path %s is too long for disk paths\n", name, real);
+		return -1;
+	}
+	for (int i = 0; i < a->ndatastores; i++)
+		if (!strcmp(a->datastores[i].name, name) || !strcmp(a->datastores[i].path, real)) {
+			fprintf(stderr, "glide: --datastore %s: %s already is datastore %s\n", name,
+				!strcmp(a->datastores[i].name, name) ? "the name" : real, a->datastores[i].name);
+			return -1;
+		}
+	snprintf(a->datastores[a->ndatastores].name, sizeof(a->datastores[0].name), "%s", name);
+	snprintf(a->datastores[a->ndatastores].path, sizeof(a->datastores[0].path), "%s", real);
+	a->ndatastores++;
+	return 0;
+}
+
 /* "ADDR[,ADDR...]" (a port given with an address is dropped: it is chosen
  * per use; [v6] loses its brackets; 0.0.0.0 and :: are no address) into
  * out; returns the count. */
@@ -591,6 +679,7 @@ int host_serve_main(int argc, char **argv)
 		{ "cpuid-mask", required_argument, 0, 'c' }, { "tls-cert", required_argument, 0, 'C' },
 		{ "tls-key", required_argument, 0, 'K' },   { "log", required_argument, 0, 'L' },
 		{ "network", required_argument, 0, 'N' },   { "provisioning-address", required_argument, 0, 'P' },
+		{ "datastore", required_argument, 0, 'D' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -632,6 +721,11 @@ int host_serve_main(int argc, char **argv)
 			break;
 		case 'N':
 			if (network_option(a, optarg))
+				return 1;
+			break;
+		case 'D':
+			errno = 0;
+			if (datastore_option(a, optarg))
 				return 1;
 			break;
 		case 'h': usage(stdout); return 0;
@@ -713,7 +807,7 @@ int host_serve_main(int argc, char **argv)
 	}
 	const struct evc_level *max = evc_host_max_level(a->cpu_regs);
 	glide_log("host", "host agent %s serving on %s and %s; CPU %s (EVC max %s), migration addresses %d, provisioning "
-		  "addresses %d, networks %d", a->name, listen, sock, a->cpu_model, max ? max->name : "none",
-		  a->nmigration_hosts, a->nprovisioning_hosts, a->nnetworks);
+		  "addresses %d, networks %d, datastores %d", a->name, listen, sock, a->cpu_model, max ? max->name : "none",
+		  a->nmigration_hosts, a->nprovisioning_hosts, a->nnetworks, a->ndatastores);
 	return daemon_run(&d, host_vm_supervise, a, &a->quit, " the agent; VM monitors keep running");
 }

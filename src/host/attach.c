@@ -400,6 +400,7 @@ json_t *attach_path_info(const char *path)
 	json_object_set_new(j, "kind", json_string(kind));
 	if (S_ISREG(st.st_mode)) {
 		json_object_set_new(j, "size", json_integer((json_int_t)st.st_size));
+		json_object_set_new(j, "allocated", json_integer((json_int_t)st.st_blocks * 512));
 	} else if (S_ISBLK(st.st_mode)) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define CPUID_ENTRIES_MAX 256
@@ -151,10 +152,41 @@ static json_t *service_json(struct host_agent *a, const char *service)
 	return list;
 }
 
+json_t *host_datastore_json(const struct host_datastore *d)
+{
+	struct statvfs sv;
+	json_t *j = json_pack("{s:s, s:s}", "name", d->name, "path", d->path);
+	if (statvfs(d->path, &sv)) {
+		json_object_set_new(j, "error", json_string(strerror(errno)));
+		return j;
+	}
+	json_object_set_new(j, "total", json_integer((json_int_t)((uint64_t)sv.f_blocks * sv.f_frsize)));
+	json_object_set_new(j, "free", json_integer((json_int_t)((uint64_t)sv.f_bavail * sv.f_frsize)));
+	return j;
+}
+
+const struct host_datastore *host_datastore_find(const struct host_agent *a, const char *name)
+{
+	for (int i = 0; name && i < a->ndatastores; i++)
+		if (!strcmp(a->datastores[i].name, name))
+			return &a->datastores[i];
+	return NULL;
+}
+
+const struct host_datastore *host_datastore_holding(const struct host_agent *a, const char *path)
+{
+	for (int i = 0; path && i < a->ndatastores; i++) {
+		size_t n = strlen(a->datastores[i].path);
+		if (!strncmp(path, a->datastores[i].path, n) && path[n] == '/' && !strstr(path + n, "/../"))
+			return &a->datastores[i];
+	}
+	return NULL;
+}
+
 json_t *host_facts_json(struct host_agent *a)
 {
 	const struct evc_level *max = evc_host_max_level(a->cpu_regs);
-	json_t *levels = json_array(), *addrs = json_array(), *vms = json_array(), *nets = json_array();
+	json_t *levels = json_array(), *addrs = json_array(), *vms = json_array(), *nets = json_array(), *stores = json_array();
 	uint64_t total = meminfo("MemTotal");
 	int running = 0, migrating = 0;
 
@@ -165,6 +197,8 @@ json_t *host_facts_json(struct host_agent *a)
 		json_array_append_new(addrs, json_string(a->migration_hosts[i]));
 	for (int i = 0; i < a->nnetworks; i++)
 		json_array_append_new(nets, attach_network_json(&a->networks[i]));
+	for (int i = 0; i < a->ndatastores; i++)
+		json_array_append_new(stores, host_datastore_json(&a->datastores[i]));
 	for (struct host_vm *v = a->vms; v; v = v->next) {
 		if (v->removed)
 			continue;
@@ -173,7 +207,7 @@ json_t *host_facts_json(struct host_agent *a)
 		migrating += !strcmp(v->state, "incoming");
 	}
 	return json_pack("{s:s, s:i, s:i, s:{s:s, s:s, s:i, s:o, s:o, s:s?, s:o}, s:{s:I, s:I, s:I, s:I, s:I},"
-			 " s:o, s:i, s:o, s:o, s:o, s:i, s:i, s:{s:o, s:o, s:o}, s:i}",
+			 " s:o, s:i, s:o, s:o, s:o, s:o, s:i, s:i, s:{s:o, s:o, s:o}, s:i}",
 			 "name", a->name, "api_version", HOST_API_VERSION, "migration_protocol", WIRE_PROTOCOL_VERSION,
 			 "cpu", "vendor", a->cpu_vendor, "model", a->cpu_model, "count", (int)sysconf(_SC_NPROCESSORS_ONLN),
 			 "cpuid", evc_regs_to_json(a->cpu_regs), "features", evc_feature_list(a->cpu_regs),
@@ -182,7 +216,7 @@ json_t *host_facts_json(struct host_agent *a)
 			 "for_vms", (json_int_t)(a->memory_limit ? a->memory_limit : total),
 			 "committed", (json_int_t)committed(a), "free", (json_int_t)host_memory_free(a),
 			 "migration_addresses", addrs, "migration_streams_max", WIRE_MAX_STREAMS,
-			 "devices", device_list(), "networks", nets, "vms", vms,
+			 "devices", device_list(), "networks", nets, "datastores", stores, "vms", vms,
 			 "vms_running", running, "migrations_incoming", migrating,
 			 "interfaces", "management", service_json(a, "management"), "migration", service_json(a, "migration"),
 			 "provisioning", service_json(a, "provisioning"),

@@ -19,6 +19,15 @@
 #define HOST_MONITOR_START_TIMEOUT_MS 20000
 #define HOST_MONITOR_STOP_TIMEOUT_MS 10000
 #define HOST_API_VERSION 1
+#define HOST_DATASTORES_MAX 8
+
+/* A directory this host offers for VM files (--datastore NAME=DIR): disks
+ * copied here by a shared-nothing migration, and the files of VMs whose
+ * disks lie in it are this host's to remove once the VM moved away. */
+struct host_datastore {
+	char name[64];
+	char path[PATH_MAX]; /* absolute, symlinks resolved */
+};
 
 /* One VM this host knows: powered off (configuration only) or with a monitor. */
 struct host_vm {
@@ -54,6 +63,8 @@ struct host_agent {
 	uint64_t memory_limit;       /* bytes offered to VMs (0: all of MemTotal) */
 	struct attach_network networks[ATTACH_NETWORKS_MAX]; /* --network: fixed once the agent serves */
 	int nnetworks;
+	struct host_datastore datastores[HOST_DATASTORES_MAX]; /* --datastore: fixed once the agent serves */
+	int ndatastores;
 	char self_exe[PATH_MAX];
 	pthread_mutex_t lock;        /* guards the VM list */
 	struct host_vm *vms;
@@ -64,6 +75,12 @@ struct host_agent {
 int host_facts_probe(struct host_agent *a, char *err, size_t errlen);
 json_t *host_facts_json(struct host_agent *a);
 uint64_t host_memory_free(struct host_agent *a);
+/* {name, path, total, free} of a datastore, sizes in bytes (statvfs, now). */
+json_t *host_datastore_json(const struct host_datastore *d);
+/* The datastore named name, or NULL. */
+const struct host_datastore *host_datastore_find(const struct host_agent *a, const char *name);
+/* The datastore whose directory holds path (directly or below), or NULL. */
+const struct host_datastore *host_datastore_holding(const struct host_agent *a, const char *path);
 
 /* vms.c (the caller holds a->lock unless noted) */
 struct host_vm *host_vm_find(struct host_agent *a, const char *name);
@@ -135,7 +152,8 @@ struct host_config_request {      /* POST /v1/vms/NAME/config {config, boot, nic
 	struct attach at;             /* the new NICs (MACs optional) and disks */
 };
 int host_config_request_parse(json_t *body, struct host_config_request *r, char *err, size_t errlen);
-struct host_incoming_request {    /* POST /v1/incoming {name, config, boot, devices, nics, disks, key, cpuid} */
+struct host_incoming_request {    /* POST /v1/incoming {name, config, boot, devices, nics, disks, key, cpuid,
+                                   *  datastore, copy_bytes} */
 	const char *name, *key;
 	json_t *config, *boot, *devices;
 	struct vm_config cfg;
@@ -143,6 +161,9 @@ struct host_incoming_request {    /* POST /v1/incoming {name, config, boot, devi
 	                               * device shape in config when it has one */
 	bool have_cpuid;
 	uint32_t cpuid[EVC_REGS];     /* the CPU features the VM sees (when have_cpuid) */
+	const char *datastore;        /* NULL: the disks are shared; else every disk arrives as a copy
+	                               * (shared-nothing) in this datastore of the destination */
+	uint64_t copy_bytes;          /* what the copies take at least (the source files' allocated bytes) */
 };
 int host_incoming_request_parse(json_t *spec, struct host_incoming_request *r, char *err, size_t errlen);
 /* GET /v1/paths?path=P: P absolute (attach_path_valid). */

@@ -71,6 +71,51 @@ static const char *str(json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
+/* Whether datastore ds (NULL: not found) takes rq's disks as copies:
+ * free space for rq->copy_bytes, no file at any copy's path. Fills paths.
+ * 0, or an HTTP status with err set. */
+static int datastore_takes(struct host_agent *a, const struct host_datastore *ds, const struct host_incoming_request *rq,
+			   char (*paths)[ATTACH_PATH_MAX], char *err, size_t errlen)
+{
+	char have[32], need[32];
+	if (!ds) {
+		size_t used = (size_t)snprintf(err, errlen, "host %s has no datastore %s (", a->name, rq->datastore);
+		for (int i = 0; i < a->ndatastores && used < errlen; i++)
+			used += (size_t)snprintf(err + used, errlen - used, "%s%s", i ? ", " : "it has ", a->datastores[i].name);
+		if (used < errlen)
+			snprintf(err + used, errlen - used, "%s)", a->ndatastores ? "" : "it has none: start its agent with --datastore NAME=DIR");
+		return 409;
+	}
+	json_t *info = host_datastore_json(ds);
+	json_t *free_j = json_object_get(info, "free");
+	uint64_t free_b = (uint64_t)json_integer_value(free_j);
+	if (!free_j || free_b < rq->copy_bytes) {
+		if (free_j)
+			errf(err, errlen, "not enough space: datastore %s on host %s has %s free, the VM's disks need %s", ds->name, a->name,
+			     format_size(free_b, have, sizeof(have)), format_size(rq->copy_bytes, need, sizeof(need)));
+		else
+			errf(err, errlen, "datastore %s on host %s (%s): %s", ds->name, a->name, ds->path,
+			     json_string_value(json_object_get(info, "error")));
+		json_decref(info);
+		return 409;
+	}
+	json_decref(info);
+	for (int i = 0; i < rq->at.ndisks; i++) {
+		struct stat st;
+		if ((size_t)snprintf(paths[i], ATTACH_PATH_MAX, "%.*s/%s-disk%d.img", (int)(ATTACH_PATH_MAX - VM_NAME_MAX - 16),
+				     ds->path, rq->name, i) >= ATTACH_PATH_MAX) {
+			errf(err, errlen, "datastore %s on host %s: its path is too long for a disk path", ds->name, a->name);
+			return 409;
+		}
+		if (!lstat(paths[i], &st)) {
+			errf(err, errlen, "datastore %s on host %s already has %s; a disk copy never overwrites a file", ds->name, a->name,
+			     paths[i]);
+			return 409;
+		}
+	}
+	return 0;
+}
+
 int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 {
 	struct host_incoming_request rq;
@@ -117,14 +162,31 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 		*resp = http_error("%s", err);
 		return 409;
 	}
+	/* shared-nothing: each disk arrives as a copy, DATASTORE/NAME-diskN.img,
+	 * which the monitor creates itself (--disk-dir) and removes if the
+	 * migration fails; it gets no --disk for them */
+	const struct host_datastore *ds = rq.datastore ? host_datastore_find(a, rq.datastore) : NULL;
+	static char copy_paths[VM_MAX_DISKS][ATTACH_PATH_MAX]; /* under a->lock until the record holds them */
+	struct attach margs = rq.at;
+	if (rq.datastore) {
+		int code = datastore_takes(a, ds, &rq, copy_paths, err, sizeof(err));
+		if (code) {
+			pthread_mutex_unlock(&a->lock);
+			*resp = http_error("%s", err);
+			return code;
+		}
+		for (int i = 0; i < rq.at.ndisks; i++)
+			rq.at.disks[i].path = copy_paths[i];
+		margs.ndisks = 0;
+	}
 	struct attach_args *dev = malloc(sizeof(*dev));
-	if (!dev || attach_monitor_args(&rq.at, a->networks, a->nnetworks, a->name, dev, err, sizeof(err))) {
+	if (!dev || attach_monitor_args(&margs, a->networks, a->nnetworks, a->name, dev, err, sizeof(err))) {
 		pthread_mutex_unlock(&a->lock);
 		*resp = http_error("%s", dev ? err : "out of memory");
 		free(dev);
 		return dev ? 409 : 500;
 	}
-	for (int i = 0; i < rq.at.ndisks; i++) {
+	for (int i = 0; !ds && i < rq.at.ndisks; i++) {
 		struct stat st;
 		if (stat(rq.at.disks[i].path, &st)) {
 			int e = errno;
@@ -150,10 +212,17 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 	}
 	json_t *record = json_pack("{s:O, s:O*, s:O*, s:o, s:o, s:b}", "config", rq.config, "boot", rq.boot, "devices",
 				   rq.devices, "nics", attach_nics_json(&rq.at), "disks", attach_disks_json(&rq.at), "incoming", 1);
+	json_t *disk_to = NULL;
+	if (ds) {
+		disk_to = json_array();
+		for (int i = 0; i < rq.at.ndisks; i++)
+			json_array_append_new(disk_to, json_string(rq.at.disks[i].path));
+	}
 	v = host_vm_new(a, name, record, err, sizeof(err));
 	json_decref(record);
 	if (!v) {
 		pthread_mutex_unlock(&a->lock);
+		json_decref(disk_to);
 		free(dev);
 		*resp = http_error("%s", err);
 		return 409;
@@ -161,22 +230,31 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 	if ((rc = key_file_write(a, key, keypath, sizeof(keypath)))) {
 		host_vm_forget(a, v);
 		pthread_mutex_unlock(&a->lock);
+		json_decref(disk_to);
 		free(dev);
 		*resp = http_error("cannot write the key file: %s", strerror(-rc));
 		return 500;
 	}
 	/* the configuration comes from the stream and is checked there, the
 	 * device shape against this host's --nic / --disk */
-	char *args[4 + 2 * (VM_MAX_NICS + VM_MAX_DISKS) + 1] = { "--incoming", addrs, "--key-file", keypath };
+	char *args[4 + 2 * (VM_MAX_NICS + VM_MAX_DISKS) + 2 + 1] = { "--incoming", addrs, "--key-file", keypath };
+	char disk_dir[PATH_MAX];
+	int argc = 4;
 	for (int i = 0; i < dev->argc; i++)
-		args[4 + i] = dev->argv[i];
-	args[4 + dev->argc] = NULL;
+		args[argc++] = dev->argv[i];
+	if (ds) {
+		snprintf(disk_dir, sizeof(disk_dir), "%s", ds->path);
+		args[argc++] = "--disk-dir";
+		args[argc++] = disk_dir;
+	}
+	args[argc] = NULL;
 	rc = host_vm_spawn(a, v, args, err, sizeof(err));
 	free(dev);
 	if (rc) {
 		unlink(keypath);
 		host_vm_forget(a, v);
 		pthread_mutex_unlock(&a->lock);
+		json_decref(disk_to);
 		*resp = http_error("%s", err);
 		return 500;
 	}
@@ -193,12 +271,13 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 			host_vm_forget(a, v);
 		v->users--;
 		pthread_mutex_unlock(&a->lock);
+		json_decref(disk_to);
 		*resp = http_error("cannot prepare the destination VM on %s: %s", a->name, err);
 		return 500;
 	}
 	glide_log("host", "VM %s: destination prepared, waiting on %s", name, addrs);
-	*resp = json_pack("{s:s, s:s, s:s, s:s, s:i}", "name", name, "host", a->name, "addresses", addrs, "api", v->api,
-			  "pid", (int)pid);
+	*resp = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o*}", "name", name, "host", a->name, "addresses", addrs, "api", v->api,
+			  "pid", (int)pid, "disk_to", disk_to);
 	host_vm_release(a, v);
 	return 201;
 }

@@ -160,6 +160,26 @@ int host_incoming_request_parse(json_t *spec, struct host_incoming_request *r, c
 		}
 		r->have_cpuid = true;
 	}
+	json_t *ds = json_object_get(spec, "datastore"), *need = json_object_get(spec, "copy_bytes");
+	if (ds && !json_is_null(ds)) {
+		if (!json_is_string(ds) || !name_valid(json_string_value(ds), err, errlen)) {
+			if (!json_is_string(ds))
+				errf(err, errlen, "\"datastore\" must be the name of a datastore of this host");
+			goto bad;
+		}
+		if (!r->at.ndisks) {
+			errf(err, errlen, "\"datastore\": VM %s has no disk to copy", r->name);
+			goto bad;
+		}
+		r->datastore = json_string_value(ds);
+	}
+	if (need && !json_is_null(need)) {
+		if (!r->datastore || !json_is_integer(need) || json_integer_value(need) < 0) {
+			errf(err, errlen, "\"copy_bytes\" must be a byte count, given with \"datastore\"");
+			goto bad;
+		}
+		r->copy_bytes = (uint64_t)json_integer_value(need);
+	}
 	return 0;
 bad:
 	memset(r, 0, sizeof(*r));

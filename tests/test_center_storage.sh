@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Shared-nothing migration through the controller (issue 13):
+# `glide vm migrate NAME --to HOST --with-storage [--datastore NAME]`, with
+# host agents that declare datastores (`glide host serve --datastore
+# NAME=DIR`). Three agents on loopback: hA (datastore local), hB (local and
+# fast), hC (small: a 4 MiB tmpfs in its own mount namespace). Asserted:
+#   - host facts list each datastore with its path, size and free space;
+#   - refusals before anything moves, each naming its reason: a datastore
+#     the destination lacks, a destination without the space for the
+#     disk's allocated bytes, --datastore without --with-storage;
+#   - diskab (4 writes in flight) moves hA -> hB (datastore fast) and back
+#     (the destination's first datastore): the task succeeds, the
+#     inventory holds the copy's path, the guest goes on writing there, the
+#     copy is A-B clean, memory is verified, and the old file (in the
+#     source's datastore) is removed by the source's agent after the move.
+# run.sh timeout: 240
+. "$(dirname "$0")/lib.sh"
+have_kvm || { skip "center storage: /dev/kvm not accessible"; exit 0; }
+ELF="$GLIDE_BUILD/guests/diskab.elf"
+[ -e "$ELF" ] && [ -x "$GLIDE_BUILD/tools/abcheck" ] || { fail "center storage: diskab or abcheck missing (run make)"; exit 0; }
+"$GLIDE_BUILD/tools/guestcfg" "$ELF" "$T/dq.elf" --queue-depth 4 >/dev/null || { fail "guestcfg"; exit 0; }
+BASE=$((20000 + RANDOM % 20000))
+PC=$BASE PA=$((BASE + 1)) PB=$((BASE + 2)) PCC=$((BASE + 3))
+(umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
+export GLIDE_CENTER="127.0.0.1:$PC" GLIDE_TOKEN_FILE="$T/ct"
+monitor_pids() { cat "$T"/h*/vms/*/pid 2>/dev/null; }
+cleanup_all() { for p in $(monitor_pids); do kill "$p" 2>/dev/null; done; cleanup; }
+trap cleanup_all EXIT
+mkdir -p "$T/dsA" "$T/dsB" "$T/dsB2" "$T/dsC"
+agent_up() { wait_for 10 curl -sf -H "Authorization: Bearer $(cat "$T/ht")" "http://127.0.0.1:$1/v1/host"; }
+agent() { # agent NAME PORT EXTRA...
+	local n="$1" p="$2"; shift 2
+	"$GLIDE" host serve --data-dir "$T/$n" --listen "127.0.0.1:$p" --token-file "$T/ht" --name "$n" "$@" >>"$T/$n.log" 2>&1 &
+	PIDS+=($!)
+	agent_up "$p"
+}
+agent hA $PA --datastore "local=$T/dsA" && agent hB $PB --datastore "local=$T/dsB" --datastore "fast=$T/dsB2" ||
+	{ fail "center storage: agents did not start: $(tail -2 "$T"/hA.log "$T"/hB.log)"; exit 0; }
+# hC: its datastore is a 4 MiB tmpfs, mounted in a mount namespace of its own
+unshare -m bash -c "mount -t tmpfs -o size=4M glide-test '$T/dsC' && exec '$GLIDE' host serve --data-dir '$T/hC' \
+	--listen 127.0.0.1:$PCC --token-file '$T/ht' --name hC --datastore 'small=$T/dsC'" >>"$T/hC.log" 2>&1 &
+PIDS+=($!)
+HC=1
+agent_up $PCC || { skip "center storage: no small datastore (cannot mount a tmpfs in a mount namespace: $(tail -1 "$T/hC.log"))"; HC=; }
+"$GLIDE" center serve --db "$T/c.db" --listen "127.0.0.1:$PC" --token-file "$T/ct" >>"$T/c.log" 2>&1 &
+PIDS+=($!)
+wait_for 10 "$GLIDE" cluster list || { fail "center storage: controller did not start"; exit 0; }
+for h in "hA $PA" "hB $PB" ${HC:+"hC $PCC"}; do
+	set -- $h
+	"$GLIDE" host add "127.0.0.1:$2" --host-token-file "$T/ht" --name "$1" >/dev/null || { fail "host add $1"; exit 0; }
+done
+
+# facts
+"$GLIDE" host show hB --json >"$T/hB.json"
+if python3 - "$T/hB.json" "$T/dsB2" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+facts = d.get("facts", d)
+ds = {x["name"]: x for x in facts["datastores"]}
+f = ds["fast"]
+assert f["path"] == __import__("os").path.realpath(sys.argv[2]), f
+assert f["total"] > 0 and 0 < f["free"] <= f["total"], f
+assert list(ds) == ["local", "fast"], list(ds)
+EOF
+then pass "host facts list hB's datastores local and fast with path, size and free space"
+else fail "datastores in hB's facts: $(head -c 600 "$T/hB.json")"; fi
+
+# the VM: diskab on a 32 MiB disk in hA's datastore, 16 MiB of it written
+DISK="$T/dsA/dvm.img"
+truncate -s 32M "$DISK"
+head -c 16M /dev/urandom | dd of="$DISK" bs=1M seek=8 conv=notrunc status=none
+"$GLIDE" vm create dvm --memory 64M --elf "$T/dq.elf" --disk "$DISK" >/dev/null &&
+	"$GLIDE" vm start dvm --host hA >/dev/null || { fail "diskab VM did not start: $(tail -3 "$T/hA.log")"; exit 0; }
+api() { "$GLIDE" vm show dvm --json | json_get /dev/stdin api; }
+wait_for 30 diskab_writes_beyond "$(api)" 20000 || { fail "diskab makes no progress on hA"; exit 0; }
+
+# refusals
+refused() { # LABEL WANT ARGS...: the migration is refused with WANT in its message, the VM stays on hA
+	local label="$1" want="$2"; shift 2
+	if "$GLIDE" vm migrate dvm "$@" >"$T/ref.out" 2>&1; then
+		fail "$label: the migration was not refused"
+	elif grep -q -- "$want" "$T/ref.out" && "$GLIDE" vm show dvm --json | grep -q '"host": "hA"'; then
+		pass "$label: refused, the VM stays on hA: $(grep -o "$want.*" "$T/ref.out" | head -1 | cut -c1-150)"
+	else
+		fail "$label: $(head -c 400 "$T/ref.out")"
+	fi
+}
+refused "a datastore the destination lacks" "has no datastore nope (it has local, fast)" --to hB --with-storage --datastore nope
+[ -n "$HC" ] && refused "a destination without the space" "datastore small on host hC has" --to hC --with-storage
+refused "--datastore without --with-storage" "goes with" --to hB --datastore fast
+ls "$T/dsB" "$T/dsB2" | grep -q img && fail "a refused migration left a file: $(ls "$T/dsB" "$T/dsB2")"
+
+# there and back
+move() { # DEST ARGS... -> $T/mv.json
+	"$GLIDE" vm migrate dvm --to "$@" --with-storage --verify --json >"$T/mv.json" 2>"$T/mv.err"
+}
+for leg in "hB fast $T/dsB2/dvm-disk0.img $DISK" "hA local $T/dsA/dvm-disk0.img $T/dsB2/dvm-disk0.img"; do
+	set -- $leg
+	dest=$1 ds=$2 copy=$3 old=$4
+	w=$(diskab_stat "$(api)" writes)
+	if [ "$dest" = hB ]; then move hB --datastore fast; else move hA; fi
+	if [ "$(json_get "$T/mv.json" state)" = succeeded ] &&
+		[ "$(json_get "$T/mv.json" result.storage.datastore)" = "$ds" ] &&
+		[ "$(json_get "$T/mv.json" result.storage.disks_to.0)" = "$copy" ] &&
+		[ "$(json_get "$T/mv.json" result.verified)" = True ]; then
+		pass "diskab moved to $dest with its disk copied to datastore $ds: stun $(json_get "$T/mv.json" result.stun_ms) ms, total $(json_get "$T/mv.json" result.total_ms) ms, $(json_get "$T/mv.json" result.disk_copy.blocks_sent) blocks sent, memory verified"
+	else
+		fail "move to $dest: $(head -c 700 "$T/mv.json") $(cat "$T/mv.err")"
+		exit 0
+	fi
+	"$GLIDE" vm show dvm --json >"$T/show.json"
+	if grep -q "\"host\": \"$dest\"" "$T/show.json" && grep -q "\"path\": \"$copy\"" "$T/show.json"; then
+		pass "the inventory has dvm on $dest with its disk at the copy"
+	else
+		fail "inventory after the move to $dest: $(head -c 500 "$T/show.json")"
+	fi
+	if wait_for 20 diskab_writes_beyond "$(api)" "$((w + 2000))"; then
+		pass "diskab goes on writing on $dest ($w -> $(diskab_stat "$(api)" writes) writes)"
+	else
+		fail "diskab stopped writing on $dest"
+	fi
+	abcheck_disk_paused "$(api)" "$copy" "the copy on $dest"
+	if [ ! -e "$old" ] && [ "$(json_get "$T/mv.json" result.storage.source_disks_removed.0)" = "$old" ]; then
+		pass "the source's agent removed the old file from its datastore after the move"
+	else
+		fail "the old file after the move: $(ls -l "$old" 2>&1); removed $(json_get "$T/mv.json" result.storage 2>&1 | head -c 300)"
+	fi
+done
+"$GLIDE" vm stop dvm >/dev/null 2>&1
