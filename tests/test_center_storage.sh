@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared-nothing migration through the controller (issue 13):
+# Shared-nothing migration, suspend and resume through the controller (issue 13):
 # `glide vm migrate NAME --to HOST --with-storage [--datastore NAME]`, with
 # host agents that declare datastores (`glide host serve --datastore
 # NAME=DIR`). Three agents on loopback: hA (datastore local), hB (local and
@@ -12,8 +12,17 @@
 #     (the destination's first datastore): the task succeeds, the
 #     inventory holds the copy's path, the guest goes on writing there, the
 #     copy is A-B clean, memory is verified, and the old file (in the
-#     source's datastore) is removed by the source's agent after the move.
-# run.sh timeout: 240
+#     source's datastore) is removed by the source's agent after the move;
+#   - suspend/resume (`glide vm suspend`, `glide vm start`): diskab's
+#     memory and state go to DATASTORE/NAME.suspend and its monitor exits;
+#     the VM shows suspended (controller and agent), refuses a start on
+#     another host and a configuration change; the start resumes it where
+#     it was (its write counter goes on from the suspended value, not from
+#     zero), disk A-B clean, the file is removed; an A-B memory guest with 2
+#     vCPUs (no disk: the file goes to the agent's VM directory) is A-B
+#     clean after the resume and its heartbeat counters go on; powering off
+#     a suspended VM discards the file.
+# run.sh timeout: 300
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "center storage: /dev/kvm not accessible"; exit 0; }
 ELF="$GLIDE_BUILD/guests/diskab.elf"
@@ -126,4 +135,70 @@ for leg in "hB fast $T/dsB2/dvm-disk0.img $DISK" "hA local $T/dsA/dvm-disk0.img 
 		fail "the old file after the move: $(ls -l "$old" 2>&1); removed $(json_get "$T/mv.json" result.storage 2>&1 | head -c 300)"
 	fi
 done
+
+# suspend and resume: diskab, its disk in hA's datastore local
+agent_vm() { curl -s --unix-socket "$T/hA/host.sock" "http://x/v1/vms/$1"; }
+w0=$(diskab_stat "$(api)" writes)
+"$GLIDE" vm suspend dvm --json >"$T/sus.json" 2>"$T/sus.err"
+if [ "$(json_get "$T/sus.json" state)" = suspended ] && [ -s "$T/dsA/dvm.suspend" ] &&
+	[ "$(agent_vm dvm | json_get /dev/stdin state)" = suspended ]; then
+	pass "diskab suspended to its datastore ($(du -h "$T/dsA/dvm.suspend" | cut -f1) dvm.suspend, paused $(json_get "$T/sus.json" suspend.pause_ms | cut -c1-5) ms, written in $(json_get "$T/sus.json" suspend.write_ms | cut -c1-6) ms); the controller and its host say suspended"
+else
+	fail "suspend: $(tr -d "\n" <"$T/sus.json" | head -c 700) $(cat "$T/sus.err"); $(ls "$T/dsA" | tr "\n" " ")"
+fi
+if ! agent_vm dvm | grep -q '"pid":' && [ ! -e "/proc/$(json_get "$T/sus.json" pid 2>/dev/null || echo 0)" ] &&
+	! pgrep -f -- "--api $T/hA/vms/dvm/api.sock" >/dev/null; then
+	pass "the suspended VM's monitor exited"
+else
+	fail "the suspended VM's monitor still runs: $(agent_vm dvm | head -c 300)"
+fi
+if "$GLIDE" vm start dvm --host hB >"$T/so.out" 2>&1; then fail "a suspended VM started on another host"
+else grep -q "is suspended on host hA" "$T/so.out" && pass "a start on another host is refused: $(head -1 "$T/so.out" | cut -c1-120)" ||
+	fail "start elsewhere: $(cat "$T/so.out")"; fi
+if "$GLIDE" vm set dvm --vcpus 2 >"$T/ss.out" 2>&1; then fail "a suspended VM's configuration changed"
+else pass "a suspended VM's configuration cannot change: $(head -1 "$T/ss.out" | cut -c1-100)"; fi
+if "$GLIDE" vm start dvm --json >"$T/res.json" 2>"$T/res.err" && [ "$(json_get "$T/res.json" state)" = running ]; then
+	w1=$(diskab_stat "$(api)" writes)
+	if [ "${w1:-0}" -ge "$w0" ] && wait_for 20 diskab_writes_beyond "$(api)" "$((w1 + 2000))"; then
+		pass "diskab resumed where it was: $w0 writes before the suspend, $w1 right after the resume, then $(diskab_stat "$(api)" writes)"
+	else
+		fail "diskab after the resume: $w0 writes before, $w1 after, then $(diskab_stat "$(api)" writes)"
+	fi
+	abcheck_disk_paused "$(api)" "$T/dsA/dvm-disk0.img" "diskab after the resume"
+	[ ! -e "$T/dsA/dvm.suspend" ] && pass "the suspended state was removed once the VM resumed" ||
+		fail "the suspend file is still there after the resume"
+else
+	fail "resume: $(cat "$T/res.json" "$T/res.err" | head -c 500)"
+fi
 "$GLIDE" vm stop dvm >/dev/null 2>&1
+
+# an A-B memory guest, 2 vCPUs, no disk: the file goes to the agent's VM directory
+AB="$GLIDE_BUILD/guests/ab.img"
+"$GLIDE" vm create sab --memory 160M --vcpus 2 --boot "$AB" >/dev/null && "$GLIDE" vm start sab --host hA >/dev/null ||
+	{ fail "the A-B guest did not start"; exit 0; }
+sapi() { "$GLIDE" vm show sab --json | json_get /dev/stdin api; }
+wait_for 20 guest_iterations_at_least "$(sapi)" 2 || { fail "the A-B guest makes no progress"; exit 0; }
+"$GLIDE" vm pause --api "$(sapi)" >/dev/null
+before=$(hb_iterations "$(sapi)")
+"$GLIDE" vm resume --api "$(sapi)" >/dev/null
+if "$GLIDE" vm suspend sab >/dev/null 2>"$T/sus2.err" && [ -s "$T/hA/vms/sab/suspend.snap" ] &&
+	"$GLIDE" vm start sab >/dev/null 2>"$T/res2.err"; then
+	after=$(hb_iterations "$(sapi)")
+	read -r b0 b1 <<<"$before"; read -r a0 a1 <<<"$after"
+	if [ "${a0:-0}" -ge "${b0:-1}" ] && [ "${a1:-0}" -ge "${b1:-1}" ] && guest_progresses "$(sapi)" 10; then
+		pass "the A-B guest resumed with its heartbeat counters going on (before the suspend: $before; after the resume: $after)"
+	else
+		fail "heartbeat across suspend/resume: before $before, after $after"
+	fi
+	if ab_check "$(sapi)" 2; then pass "the A-B guest's memory is A-B clean after suspend and resume ($(grep -o 'OK.*' "$T/abcheck.out" | head -1 | cut -c1-80))"
+	else fail "A-B after the resume: $(tail -2 "$T/abcheck.out")"; fi
+else
+	fail "suspend/resume of the A-B guest: $(cat "$T/sus2.err" "$T/res2.err")"
+fi
+# powering off a suspended VM discards its suspended state
+if "$GLIDE" vm suspend sab >/dev/null 2>&1 && [ -s "$T/hA/vms/sab/suspend.snap" ] && "$GLIDE" vm stop sab >/dev/null 2>&1 &&
+	[ ! -e "$T/hA/vms/sab/suspend.snap" ] && "$GLIDE" vm show sab --json | grep -q '"state": "off"'; then
+	pass "powering off a suspended VM discards its suspended state"
+else
+	fail "power off while suspended: $(ls -l "$T/hA/vms/sab/" 2>&1 | tail -3); $("$GLIDE" vm show sab 2>&1 | head -3)"
+fi

@@ -78,6 +78,9 @@ struct placement_host {
 int placement_choose(const struct placement_host *hosts, size_t n, uint64_t need, const char *level,
 		     const uint32_t mask[EVC_REGS], json_t *reasons);
 int placement_power_off(struct center *c, const char *vm, json_t **resp);
+/* Suspend: the VM's host writes its memory and state to a file and stops its
+ * monitor; power_state "suspended", and the next power-on resumes it there. */
+int placement_suspend(struct center *c, const char *vm, json_t **resp);
 
 /* compat.c: every reason the VM cannot move from host sname (facts
  * src_facts; both NULL when it has none) to dst_row (empty array:

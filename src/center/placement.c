@@ -101,6 +101,126 @@ int placement_choose(const struct placement_host *hosts, size_t n, uint64_t need
 	return chosen;
 }
 
+/* A suspended VM resumes where its memory file is: on its host, with the
+ * configuration it had (the snapshot holds it). Called unlocked. */
+static int resume_suspended(struct center *c, json_t *vm, const char *want_host, json_t **resp)
+{
+	const char *name = json_string_value(json_object_get(vm, "name"));
+	char err[512], path[160], msg[800];
+	int64_t task = 0;
+	int status;
+
+	pthread_mutex_lock(&c->lock);
+	json_t *host = json_is_integer(json_object_get(vm, "host_id"))
+			       ? inv_host_by_id(c, json_integer_value(json_object_get(vm, "host_id"))) : NULL;
+	json_t *want = want_host ? inv_host(c, want_host) : NULL;
+	if (!host || (want_host && !json_equal(json_object_get(want, "id"), json_object_get(host, "id")))) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = host ? http_error("VM %s is suspended on host %s (its memory is in a file there): start it there, or power "
+					  "it off to discard the suspended state", name, json_string_value(json_object_get(host, "name")))
+			     : http_error("VM %s is suspended but has no host in the inventory", name);
+		json_decref(host);
+		json_decref(want);
+		return 409;
+	}
+	json_decref(want);
+	if ((status = lock_vm(c, vm, "power-on", &task, resp))) {
+		pthread_mutex_unlock(&c->lock);
+		json_decref(host);
+		return status;
+	}
+	pthread_mutex_unlock(&c->lock);
+	json_t *r = NULL;
+	http_path(path, sizeof(path), "/v1/vms/", name, "/start");
+	int st = host_call(host, "POST", path, NULL, &r, 60000, err, sizeof(err));
+	pthread_mutex_lock(&c->lock);
+	if (st == 200) {
+		inv_vm_set_location(c, json_integer_value(json_object_get(vm, "id")), json_integer_value(json_object_get(host, "id")),
+				    json_string_value(json_object_get(r, "api")), "running");
+		snprintf(msg, sizeof(msg), "VM %s resumed on host %s from its suspended state", name,
+			 json_string_value(json_object_get(host, "name")));
+		task_finish(c, task, true, msg, NULL);
+		json_t *fresh = inv_vm(c, name);
+		*resp = inv_vm_json(c, fresh);
+		json_decref(fresh);
+		json_object_set_new(*resp, "task", json_integer(task));
+		status = 200;
+	} else {
+		snprintf(msg, sizeof(msg), "host %s could not resume VM %s: %s; its suspended state is kept",
+			 json_string_value(json_object_get(host, "name")), name, err);
+		task_finish(c, task, false, msg, NULL);
+		*resp = json_pack("{s:s, s:I}", "error", msg, "task", (json_int_t)task);
+		status = 502;
+	}
+	unlock_vm(c, vm);
+	pthread_mutex_unlock(&c->lock);
+	json_decref(r);
+	json_decref(host);
+	return status;
+}
+
+int placement_suspend(struct center *c, const char *name, json_t **resp)
+{
+	char err[512], path[160], msg[800];
+	int64_t task = 0;
+	int status;
+
+	pthread_mutex_lock(&c->lock);
+	json_t *vm = inv_vm(c, name);
+	if (!vm) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = http_error("no VM named %s (see `glide vm list`)", name);
+		return 404;
+	}
+	const char *ps = json_string_value(json_object_get(vm, "power_state"));
+	json_t *host = json_is_integer(json_object_get(vm, "host_id"))
+			       ? inv_host_by_id(c, json_integer_value(json_object_get(vm, "host_id"))) : NULL;
+	if ((strcmp(ps, "running") && strcmp(ps, "paused")) || !host) {
+		*resp = http_error("VM %s is %s; only a running or paused VM can be suspended", name, ps);
+		pthread_mutex_unlock(&c->lock);
+		json_decref(host);
+		json_decref(vm);
+		return 409;
+	}
+	if ((status = lock_vm(c, vm, "suspend", &task, resp))) {
+		pthread_mutex_unlock(&c->lock);
+		json_decref(host);
+		json_decref(vm);
+		return status;
+	}
+	pthread_mutex_unlock(&c->lock);
+	json_t *r = NULL;
+	http_path(path, sizeof(path), "/v1/vms/", name, "/suspend");
+	int st = host_call(host, "POST", path, NULL, &r, 150000, err, sizeof(err));
+	pthread_mutex_lock(&c->lock);
+	if (st == 200) {
+		json_t *sus = json_object_get(r, "suspend");
+		inv_vm_set_location(c, json_integer_value(json_object_get(vm, "id")), json_integer_value(json_object_get(host, "id")),
+				    NULL, "suspended");
+		snprintf(msg, sizeof(msg), "VM %s suspended on host %s to %s (paused %.1f ms, written in %.1f ms)", name,
+			 json_string_value(json_object_get(host, "name")), json_string_value(json_object_get(sus, "path")),
+			 json_number_value(json_object_get(sus, "pause_ms")), json_number_value(json_object_get(sus, "write_ms")));
+		task_finish(c, task, true, msg, json_pack("{s:O*}", "suspend", sus));
+		json_t *fresh = inv_vm(c, name);
+		*resp = inv_vm_json(c, fresh);
+		json_decref(fresh);
+		json_object_set_new(*resp, "task", json_integer(task));
+		json_object_set(*resp, "suspend", sus);
+		status = 200;
+	} else {
+		snprintf(msg, sizeof(msg), "cannot suspend VM %s: %s", name, err);
+		task_finish(c, task, false, msg, NULL);
+		*resp = json_pack("{s:s, s:I}", "error", msg, "task", (json_int_t)task);
+		status = st == 409 ? 409 : 502;
+	}
+	unlock_vm(c, vm);
+	pthread_mutex_unlock(&c->lock);
+	json_decref(r);
+	json_decref(host);
+	json_decref(vm);
+	return status;
+}
+
 int placement_power_on(struct center *c, const char *name, const char *want_host, json_t **resp)
 {
 	char err[512], mem_s[32];
@@ -117,6 +237,12 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 		return 404;
 	}
 	const char *ps = json_string_value(json_object_get(vm, "power_state"));
+	if (!strcmp(ps, "suspended")) {
+		pthread_mutex_unlock(&c->lock);
+		status = resume_suspended(c, vm, want_host, resp);
+		json_decref(vm);
+		return status;
+	}
 	if (strcmp(ps, "off")) {
 		pthread_mutex_unlock(&c->lock);
 		*resp = json_pack("{s:o}", "error", json_sprintf("VM %s is already %s", name, ps));

@@ -4,7 +4,8 @@
  * by a running task records where it really runs. A VM reported running or
  * paused by a host is there; one that a host only holds as "incoming" or
  * "migrated" is in transit and the running copy wins; a VM no host runs is
- * powered off (kept registered where its configuration is). This is also
+ * powered off (kept registered where its configuration is), or suspended
+ * where a host keeps its suspended state. This is also
  * how a migration that finished while the controller was down is found. */
 #include "center/center.h"
 #include "api/http.h"
@@ -57,6 +58,8 @@ void reconcile_once(struct center *c)
 				json_object_set_new(cur, "state", json_string(!strcmp(st, "starting") ? "running" : st));
 				json_object_set(cur, "api", json_object_get(v, "api"));
 				json_object_set_new(cur, "live_count", json_integer(json_integer_value(json_object_get(cur, "live_count")) + 1));
+			} else if (!strcmp(st, "suspended")) {
+				json_object_set(cur, "suspended_host", json_object_get(h, "id"));
 			} else if (!strcmp(st, "off") || !strcmp(st, "stopping")) {
 				json_object_set(cur, "off_host", json_object_get(h, "id"));
 			} else {
@@ -119,6 +122,11 @@ void reconcile_once(struct center *c)
 				inv_vm_set_unknown(c, json_integer_value(json_object_get(vm, "id")));
 		} else if (cur && json_object_get(cur, "in_transit")) {
 			/* only a masked or released copy exists: leave the record as it is */
+		} else if (cur && json_object_get(cur, "suspended_host")) {
+			if (strcmp(json_string_value(json_object_get(vm, "power_state")), "suspended") ||
+			    !json_equal(json_object_get(vm, "host_id"), json_object_get(cur, "suspended_host")))
+				inv_vm_set_location(c, json_integer_value(json_object_get(vm, "id")),
+						    json_integer_value(json_object_get(cur, "suspended_host")), NULL, "suspended");
 		} else if (strcmp(json_string_value(json_object_get(vm, "power_state")), "off") ||
 			   (cur && json_object_get(cur, "off_host") &&
 			    !json_equal(json_object_get(cur, "off_host"), json_object_get(vm, "host_id")))) {

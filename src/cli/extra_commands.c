@@ -21,6 +21,7 @@ int cmd_task_watch(int argc, char **argv);
 int cmd_vmc_create(int argc, char **argv);
 int cmd_vmc_start(int argc, char **argv);
 int cmd_vmc_stop(int argc, char **argv);
+int cmd_vmc_suspend(int argc, char **argv);
 int cmd_vmc_list(int argc, char **argv);
 int cmd_vmc_show(int argc, char **argv);
 int cmd_vmc_migrate(int argc, char **argv);
@@ -43,8 +44,9 @@ const struct cli_command cli_extra_commands[] = {
 	{ "task", "show", cmd_task_show, "show a task with its result" },
 	{ "task", "watch", cmd_task_watch, "follow a task until it ends" },
 	{ "vm", "create", cmd_vmc_create, "create a VM in the inventory (powered off)" },
-	{ "vm", "start", cmd_vmc_start, "power a VM on (placement picks the host)" },
+	{ "vm", "start", cmd_vmc_start, "power a VM on (placement picks the host) or resume a suspended one" },
 	{ "vm", "stop", cmd_vmc_stop, "power a VM off" },
+	{ "vm", "suspend", cmd_vmc_suspend, "suspend a VM: memory and state to a file on its host (start resumes it)" },
 	{ "vm", "list", cmd_vmc_list, "list VMs with their state and host" },
 	{ "vm", "show", cmd_vmc_show, "show a VM (host, state, monitor API socket)" },
 	{ "vm", "migrate", cmd_vmc_migrate, "migrate a VM to another host (live or cold)" },

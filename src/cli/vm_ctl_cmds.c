@@ -261,6 +261,11 @@ int cmd_vmc_stop(int argc, char **argv)
 	return simple_vm(argc, argv, "POST", "stop", "glide vm stop NAME [--json]", NULL);
 }
 
+int cmd_vmc_suspend(int argc, char **argv)
+{
+	return simple_vm(argc, argv, "POST", "suspend", "glide vm suspend NAME [--json]   (`glide vm start NAME` resumes it)", NULL);
+}
+
 int cmd_vmc_show(int argc, char **argv)
 {
 	return simple_vm(argc, argv, "GET", NULL, "glide vm show NAME [--json]", NULL);

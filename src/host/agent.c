@@ -3,15 +3,17 @@
  * re-adopts the VM monitors that kept running while it was down, and runs
  * the supervisor thread that follows them.
  *
- *   GET    /v1/host                       host facts (CPU, memory, addresses, networks, VMs)
- *   GET    /v1/paths?path=P               whether this host sees file P (a disk), its size
+ *   GET    /v1/host                       host facts (CPU, memory, addresses, networks, datastores, VMs)
+ *   GET    /v1/paths?path=P               whether this host sees file P (a disk), its size, allocated bytes
  *   GET    /v1/vms                        VMs of this host
  *   POST   /v1/vms                        register a VM {name, config, boot, nics, disks, start}
  *   GET    /v1/vms/NAME                   one VM (with its monitor's API socket)
  *   GET    /v1/vms/NAME/netstats          its NICs' counters; GET /v1/netstats: every VM's
  *   POST   /v1/vms/NAME/capture           frames of one of its NICs, a pcap file in the answer
- *   POST   /v1/vms/NAME/start | /stop     power on / off
- *   DELETE /v1/vms/NAME                   forget a powered-off, migrated or incoming VM
+ *   POST   /v1/vms/NAME/start | /stop     power on (a suspended VM resumes) / off
+ *   POST   /v1/vms/NAME/suspend           memory and state to a file, the monitor exits
+ *   DELETE /v1/vms/NAME[?disks=remove]    forget a powered-off, migrated or incoming VM (and
+ *                                         the old disk files of one that moved with copies)
  *   POST   /v1/incoming                   destination half of a migration spec
  *   POST   /v1/vms/NAME/migrate           source half: start the migration
  *   GET    /v1/vms/NAME/migration         relayed progress; POST .../migration/cancel and
@@ -80,6 +82,8 @@ static int start_and_wait(struct host_agent *a, struct host_vm *v, json_t **resp
 	pthread_mutex_lock(&a->lock);
 	if (v->pid == pid && !strcmp(v->state, "starting"))
 		snprintf(v->state, sizeof(v->state), "running");
+	if (v->pid == pid && host_vm_suspended(v)) /* its API answers only once the snapshot is loaded */
+		host_vm_suspend_drop(v, "the VM resumed from it");
 	*resp = host_vm_json(v);
 	pthread_mutex_unlock(&a->lock);
 	glide_log("host", "VM %s started (monitor pid %d)", v->name, (int)pid);
@@ -236,12 +240,18 @@ static int vm_action(struct host_agent *a, struct host_vm *v, const char *name, 
 		pthread_mutex_unlock(&a->lock);
 		return 200;
 	}
+	if (!strcmp(action, "suspend"))
+		return host_vm_suspend(a, v, resp);
 	if (!strcmp(action, "stop")) {
 		if (!strcmp(v->state, "incoming") || !strcmp(v->state, "migrated")) {
 			*resp = http_error("VM %s is %s on host %s and cannot be stopped here", name, v->state, a->name);
 			return 409;
 		}
 		host_vm_stop(a, v, err, sizeof(err));
+		pthread_mutex_lock(&a->lock);
+		if (!v->pid) /* powering off a suspended VM discards its suspended state */
+			host_vm_suspend_drop(v, "the VM was powered off");
+		pthread_mutex_unlock(&a->lock);
 		glide_log("host", "VM %s stopped", name);
 		pthread_mutex_lock(&a->lock);
 		*resp = host_vm_json(v);
@@ -250,6 +260,14 @@ static int vm_action(struct host_agent *a, struct host_vm *v, const char *name, 
 	}
 	if (!strcmp(action, "config")) { /* replace the configuration of a powered-off VM */
 		struct host_config_request r;
+		pthread_mutex_lock(&a->lock);
+		bool suspended = !v->pid && host_vm_suspended(v);
+		pthread_mutex_unlock(&a->lock);
+		if (suspended) {
+			*resp = http_error("VM %s is suspended on host %s: its configuration is in its suspended state; start it "
+					   "(it resumes) or stop it (the suspended state is discarded) first", name, a->name);
+			return 409;
+		}
 		if (host_config_request_parse(req->body, &r, err, sizeof(err))) {
 			*resp = http_error("%s", err);
 			return 400;
@@ -394,6 +412,7 @@ static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, 
 	}
 	if (!gone)
 		kill(pid, SIGTERM); /* an incoming monitor discards its masked VM and exits */
+	host_vm_suspend_drop(v, "the VM was deleted");
 	host_vm_forget(a, v);
 	pthread_mutex_unlock(&a->lock);
 	*resp = json_pack("{s:s, s:b}", "name", name, "removed", 1);

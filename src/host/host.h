@@ -98,6 +98,16 @@ int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t err
 /* Spawns `glide vm run` with extra arguments (NULL-terminated) and records the pid. */
 int host_vm_spawn(struct host_agent *a, struct host_vm *v, char *const extra[], char *err, size_t errlen);
 int host_vm_stop(struct host_agent *a, struct host_vm *v, char *err, size_t errlen); /* called unlocked */
+/* Suspend (called unlocked, v held): the monitor writes the VM's memory and
+ * state to a snapshot (beside its first disk in a datastore, else in its
+ * directory), flushes its disks and exits; the record keeps "suspended"
+ * {path, at_ms} and the VM shows as "suspended". The next start resumes
+ * it from there (--restore). An HTTP status with *resp set. */
+int host_vm_suspend(struct host_agent *a, struct host_vm *v, json_t **resp);
+const char *host_vm_suspended(struct host_vm *v); /* the snapshot's path, or NULL when not suspended */
+/* The suspended state is no longer needed (resumed) or wanted (powered off,
+ * deleted): removes the file and the record's mark (a->lock held). */
+void host_vm_suspend_drop(struct host_vm *v, const char *why);
 /* A start whose monitor did not answer: last_error = why, and when the
  * monitor already exited the VM is off again at once (not only at the
  * supervisor's next pass), so that it can be started again. */

@@ -471,6 +471,21 @@ int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t err
 	int rc = attach_args_of(a, v, &dev, err, errlen);
 	if (rc)
 		return rc;
+	const char *resume = host_vm_suspended(v);
+	if (resume) { /* the snapshot holds the configuration, memory and devices' state */
+		args[n++] = "--name";
+		args[n++] = v->name;
+		args[n++] = "--restore";
+		args[n++] = (char *)resume;
+		for (int i = 0; i < dev->argc; i++)
+			args[n++] = dev->argv[i];
+		args[n] = NULL;
+		rc = host_vm_spawn(a, v, args, err, errlen);
+		free(dev);
+		if (!rc)
+			snprintf(v->state, sizeof(v->state), "starting");
+		return rc;
+	}
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)cfg.memory_bytes);
 	snprintf(vcpus, sizeof(vcpus), "%d", cfg.vcpus);
 	for (int r = 0; r < EVC_REGS; r++)
@@ -543,15 +558,109 @@ int host_vm_stop(struct host_agent *a, struct host_vm *v, char *err, size_t errl
 	return 0;
 }
 
+/* Suspend: the snapshot goes beside the VM's first disk when a datastore
+ * of this host holds it (DATASTORE/NAME.suspend), else into the VM's
+ * directory. */
+static void suspend_path(struct host_agent *a, struct host_vm *v, char *out, size_t len)
+{
+	const char *disk = json_string_value(json_object_get(json_array_get(json_object_get(v->record, "disks"), 0), "path"));
+	char real[PATH_MAX];
+	const struct host_datastore *ds = disk && realpath(disk, real) ? host_datastore_holding(a, real) : NULL;
+	if (ds && strlen(ds->path) + strlen(v->name) + 10 < len)
+		snprintf(out, len, "%.*s/%s.suspend", (int)(len - VM_NAME_MAX - 10), ds->path, v->name);
+	else
+		path_in(v, "suspend.snap", out, len);
+}
+
+const char *host_vm_suspended(struct host_vm *v)
+{
+	return json_string_value(json_object_get(json_object_get(v->record, "suspended"), "path"));
+}
+
+void host_vm_suspend_drop(struct host_vm *v, const char *why)
+{
+	const char *path = host_vm_suspended(v);
+	if (!path)
+		return;
+	if (unlink(path) && errno != ENOENT)
+		glide_log("host", "VM %s: cannot remove its suspended state %s: %s", v->name, path, strerror(errno));
+	else
+		glide_log("host", "VM %s: suspended state %s removed (%s)", v->name, path, why);
+	json_object_del(v->record, "suspended");
+	host_vm_save(v);
+}
+
+int host_vm_suspend(struct host_agent *a, struct host_vm *v, json_t **resp)
+{
+	char path[PATH_MAX], api[sizeof(v->api)], prior[16], err[512];
+	pthread_mutex_lock(&a->lock);
+	if (!v->pid || v->migrating || json_object_get(v->record, "incoming") ||
+	    (strcmp(v->state, "running") && strcmp(v->state, "paused"))) {
+		*resp = http_error("VM %s is %s on host %s; only a running or paused VM can be suspended", v->name,
+				   v->migrating ? "migrating" : v->state, a->name);
+		pthread_mutex_unlock(&a->lock);
+		return 409;
+	}
+	pid_t pid = v->pid;
+	suspend_path(a, v, path, sizeof(path));
+	snprintf(api, sizeof(api), "%s", v->api);
+	snprintf(prior, sizeof(prior), "%s", v->state);
+	snprintf(v->state, sizeof(v->state), "stopping"); /* the supervisor leaves it alone meanwhile */
+	pthread_mutex_unlock(&a->lock);
+
+	struct http_client_opts co = { .target = api, .timeout_ms = 120000 };
+	json_t *body = json_pack("{s:s, s:b}", "path", path, "exit", 1), *r = NULL;
+	long status = 0;
+	int rc = http_call(&co, "POST", "/v1/vm/snapshot", body, &r, &status, err, sizeof(err));
+	json_decref(body);
+	if (rc || status != 200) {
+		pthread_mutex_lock(&a->lock);
+		if (v->pid == pid && !strcmp(v->state, "stopping"))
+			snprintf(v->state, sizeof(v->state), "%s", prior);
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("VM %s could not be suspended on host %s: %s; it %s", v->name, a->name,
+				   rc ? err : json_string_value(json_object_get(r, "error")) ?: "the monitor refused",
+				   rc ? "may still run (its monitor did not answer)" : "keeps running");
+		json_decref(r);
+		return rc ? 502 : 500;
+	}
+	pthread_mutex_lock(&a->lock);
+	json_object_set_new(v->record, "suspended", json_pack("{s:s, s:I}", "path", path, "at_ms", (json_int_t)(realtime_ns() / 1000000)));
+	host_vm_save(v);
+	pthread_mutex_unlock(&a->lock);
+	if (!wait_exit(pid, HOST_MONITOR_STOP_TIMEOUT_MS)) { /* its state is written: nothing more to lose */
+		kill(pid, SIGTERM);
+		if (!wait_exit(pid, 3000))
+			kill(pid, SIGKILL);
+	}
+	pthread_mutex_lock(&a->lock);
+	if (v->pid == pid) {
+		clear_pid(v);
+		snprintf(v->state, sizeof(v->state), "off");
+		json_decref(v->monitor);
+		v->monitor = NULL;
+	}
+	*resp = host_vm_json(v);
+	json_object_set_new(*resp, "suspend", json_pack("{s:s, s:O*, s:O*}", "path", path, "pause_ms", json_object_get(r, "pause_ms"),
+						       "write_ms", json_object_get(r, "write_ms")));
+	pthread_mutex_unlock(&a->lock);
+	json_decref(r);
+	glide_log("host", "VM %s suspended to %s", v->name, path);
+	return 200;
+}
+
 json_t *host_vm_json(struct host_vm *v)
 {
 	json_t *cfg = json_object_get(v->record, "config");
-	json_t *j = json_pack("{s:s, s:s, s:O, s:O, s:O*, s:O*, s:O*, s:O*}", "name", v->name, "state", v->state,
+	const char *state = !v->pid && host_vm_suspended(v) ? "suspended" : v->state;
+	json_t *j = json_pack("{s:s, s:s, s:O, s:O, s:O*, s:O*, s:O*, s:O*}", "name", v->name, "state", state,
 			      "memory", json_object_get(cfg, "memory"), "vcpus", json_object_get(cfg, "vcpus"),
 			      "config", cfg, "boot", json_object_get(v->record, "boot"),
 			      "nics", json_object_get(v->record, "nics"), "disks", json_object_get(v->record, "disks"));
 	if (!j)
-		return json_pack("{s:s, s:s}", "name", v->name, "state", v->state);
+		return json_pack("{s:s, s:s}", "name", v->name, "state", state);
+	if (host_vm_suspended(v))
+		json_object_set(j, "suspended", json_object_get(v->record, "suspended"));
 	if (v->pid) {
 		json_object_set_new(j, "pid", json_integer(v->pid));
 		json_object_set_new(j, "api", json_string(v->api));

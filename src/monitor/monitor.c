@@ -7,6 +7,7 @@
  * 1 for a start-up error, 2 when a vCPU failed. */
 #include "monitor/monitor.h"
 #include "migrate/snapshot.h"
+#include "devices/virtio_dev.h"
 #include "vmm/config.h"
 #include "devices/devices.h"
 #include "api/http.h"
@@ -167,16 +168,23 @@ static int api_snapshot(void *ctx, const struct http_request *req, json_t **resp
 	paused_ns = now_ns();
 	rc = snapshot_write(&m->vm, r.path, err, sizeof(err));
 	uint64_t written_ns = now_ns();
-	/* A failed snapshot leaves the VM as it was; a good one resumes it on request. */
+	/* A failed snapshot leaves the VM as it was; a good one resumes it on
+	 * request, or (suspend) ends this monitor with the VM paused: its
+	 * disks flushed and unlocked first, so that the resume finds them so */
 	if (!was_paused && (rc || r.resume))
 		vm_resume(&m->vm);
+	if (!rc && r.exit) {
+		virtio_blk_release_locks(&m->vm);
+		vm_request_exit(&m->vm, 0, "suspended: the VM's state is in the snapshot");
+		glide_log("monitor", "suspended to %s; exiting", r.path);
+	}
 	monitor_op_end(m);
 	if (rc) {
 		*resp = http_error("%s", err);
 		return 500;
 	}
-	*resp = json_pack("{s:s, s:s, s:f, s:f}", "path", r.path, "state", vm_state_name(m->vm.state), "pause_ms",
-			  (paused_ns - t0) / 1e6, "write_ms", (written_ns - paused_ns) / 1e6);
+	*resp = json_pack("{s:s, s:s, s:f, s:f}", "path", r.path, "state", r.exit ? "suspended" : vm_state_name(m->vm.state),
+			  "pause_ms", (paused_ns - t0) / 1e6, "write_ms", (written_ns - paused_ns) / 1e6);
 	return 200;
 }
 

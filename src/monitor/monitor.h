@@ -42,6 +42,8 @@ void monitor_op_end(struct monitor *m);
 struct monitor_snapshot_request {
 	const char *path;            /* absolute */
 	bool resume;
+	bool exit;                   /* suspend: once written, the disks are flushed and released and the
+	                              * monitor exits with the VM still paused (not with resume) */
 };
 int monitor_snapshot_parse(json_t *body, struct monitor_snapshot_request *r, char *err, size_t errlen);
 struct monitor_memsave_request {

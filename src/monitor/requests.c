@@ -34,7 +34,7 @@ static int request_u64(json_t *body, const char *key, uint64_t *out)
 
 int monitor_snapshot_parse(json_t *body, struct monitor_snapshot_request *r, char *err, size_t errlen)
 {
-	json_t *resume = json_object_get(body, "resume");
+	json_t *resume = json_object_get(body, "resume"), *exit_ = json_object_get(body, "exit");
 
 	memset(r, 0, sizeof(*r));
 	r->path = request_path(body, "path");
@@ -42,11 +42,16 @@ int monitor_snapshot_parse(json_t *body, struct monitor_snapshot_request *r, cha
 		errf(err, errlen, "snapshot needs {\"path\": FILE} (an absolute path)");
 		return -EINVAL;
 	}
-	if (resume && !json_is_boolean(resume)) {
-		errf(err, errlen, "snapshot: \"resume\" must be true or false");
+	if ((resume && !json_is_boolean(resume)) || (exit_ && !json_is_boolean(exit_))) {
+		errf(err, errlen, "snapshot: \"%s\" must be true or false", resume && !json_is_boolean(resume) ? "resume" : "exit");
 		return -EINVAL;
 	}
 	r->resume = json_is_true(resume);
+	r->exit = json_is_true(exit_);
+	if (r->resume && r->exit) {
+		errf(err, errlen, "snapshot: \"resume\" and \"exit\" exclude each other");
+		return -EINVAL;
+	}
 	return 0;
 }
 
