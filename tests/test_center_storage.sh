@@ -21,8 +21,14 @@
 #     zero), disk A-B clean, the file is removed; an A-B memory guest with 2
 #     vCPUs (no disk: the file goes to the agent's VM directory) is A-B
 #     clean after the resume and its heartbeat counters go on; powering off
-#     a suspended VM discards the file.
-# run.sh timeout: 300
+#     a suspended VM discards the file;
+#   - cold migration with storage (`--with-storage` on a powered-off or
+#     suspended VM): its disks (and suspended state) are copied between the
+#     agents over the provisioning network, each file's digest verified by
+#     the receiver; the copy equals the original byte for byte, the old
+#     files are removed, the VM starts (or resumes where it was) on the
+#     destination: disk A-B clean, heartbeat going on, memory A-B clean.
+# run.sh timeout: 360
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "center storage: /dev/kvm not accessible"; exit 0; }
 ELF="$GLIDE_BUILD/guests/diskab.elf"
@@ -172,6 +178,43 @@ else
 fi
 "$GLIDE" vm stop dvm >/dev/null 2>&1
 
+# cold migration with storage: the powered-off diskab hA -> hB, then suspended hB -> hA
+sum0=$(sha256sum <"$T/dsA/dvm-disk0.img")
+"$GLIDE" vm migrate dvm --to hB --with-storage --datastore fast --json >"$T/cold.json" 2>"$T/cold.err"
+if [ "$(json_get "$T/cold.json" state)" = succeeded ] && [ "$(json_get "$T/cold.json" result.kind)" = cold ] &&
+	[ "$(json_get "$T/cold.json" result.storage.digests_verified)" = True ] &&
+	[ "$(sha256sum <"$T/dsB2/dvm-disk0.img")" = "$sum0" ] && [ ! -e "$T/dsA/dvm-disk0.img" ] &&
+	"$GLIDE" vm show dvm --json | grep -q '"host": "hB"'; then
+	pass "the powered-off diskab moved cold to hB with its disk: $(json_get "$T/cold.json" result.storage.bytes) bytes over the provisioning network in $(json_get "$T/cold.json" result.total_ms | cut -d. -f1) ms (encrypted $(json_get "$T/cold.json" result.storage.encrypted)), digest verified, the copy equals the original, which is removed"
+else
+	fail "cold move with storage: $(tr -d '\n' <"$T/cold.json" | head -c 600) $(cat "$T/cold.err"); $(ls "$T/dsA" "$T/dsB2" | tr '\n' ' ')"
+fi
+"$GLIDE" vm start dvm >/dev/null 2>"$T/st.err" && wait_for 30 diskab_writes_beyond "$(api)" 5000 &&
+	pass "diskab starts on hB from the copied disk and writes ($(diskab_stat "$(api)" writes) writes)" ||
+	fail "diskab on hB after the cold move: $(cat "$T/st.err")"
+"$GLIDE" vm suspend dvm >/dev/null 2>"$T/sus3.err"
+w0=$(curl -s --unix-socket "$T/hB/host.sock" http://x/v1/vms/dvm | json_get /dev/stdin state)
+"$GLIDE" vm migrate dvm --to hA --with-storage --json >"$T/cold2.json" 2>"$T/cold2.err"
+if [ "$w0" = suspended ] && [ "$(json_get "$T/cold2.json" state)" = succeeded ] && [ -s "$T/dsA/dvm.suspend" ] &&
+	[ -s "$T/dsA/dvm-disk0.img" ] && [ ! -e "$T/dsB2/dvm.suspend" ] && [ ! -e "$T/dsB2/dvm-disk0.img" ] &&
+	[ "$("$GLIDE" vm show dvm --json | json_get /dev/stdin state)" = suspended ]; then
+	pass "the suspended diskab moved cold to hA with its disk and its suspended state ($(json_get "$T/cold2.json" result.storage.bytes) bytes, digests verified); hB's files are removed"
+else
+	fail "cold move of the suspended VM: $w0 $(cat "$T/sus3.err") $(tr -d '\n' <"$T/cold2.json" | head -c 600) $(cat "$T/cold2.err"); $(ls "$T/dsA" "$T/dsB2" | tr '\n' ' ')"
+fi
+if "$GLIDE" vm start dvm >/dev/null 2>"$T/st2.err" && "$GLIDE" vm show dvm --json | grep -q '"host": "hA"'; then
+	w1=$(diskab_stat "$(api)" writes)
+	if wait_for 20 diskab_writes_beyond "$(api)" "$((w1 + 2000))" && [ "$w1" -gt 5000 ]; then
+		pass "diskab resumed on hA where it was suspended on hB ($w1 writes at the resume, then $(diskab_stat "$(api)" writes))"
+	else
+		fail "diskab after the cold move and resume: $w1 writes, then $(diskab_stat "$(api)" writes)"
+	fi
+	abcheck_disk_paused "$(api)" "$T/dsA/dvm-disk0.img" "diskab resumed after a cold move"
+else
+	fail "resume after the cold move: $(cat "$T/st2.err")"
+fi
+"$GLIDE" vm stop dvm >/dev/null 2>&1
+
 # an A-B memory guest, 2 vCPUs, no disk: the file goes to the agent's VM directory
 AB="$GLIDE_BUILD/guests/ab.img"
 "$GLIDE" vm create sab --memory 160M --vcpus 2 --boot "$AB" >/dev/null && "$GLIDE" vm start sab --host hA >/dev/null ||
@@ -195,10 +238,26 @@ if "$GLIDE" vm suspend sab >/dev/null 2>"$T/sus2.err" && [ -s "$T/hA/vms/sab/sus
 else
 	fail "suspend/resume of the A-B guest: $(cat "$T/sus2.err" "$T/res2.err")"
 fi
+# a suspended VM without disks moves cold with its suspended state, and resumes
+"$GLIDE" vm pause --api "$(sapi)" >/dev/null
+before=$(hb_iterations "$(sapi)")
+"$GLIDE" vm resume --api "$(sapi)" >/dev/null
+if "$GLIDE" vm suspend sab >/dev/null 2>"$T/sus4.err" && "$GLIDE" vm migrate sab --to hB --with-storage --json >"$T/cold3.json" 2>"$T/cold3.err" &&
+	[ -s "$T/dsB/sab.suspend" ] && [ ! -e "$T/hA/vms/sab/suspend.snap" ] && "$GLIDE" vm start sab >/dev/null 2>"$T/st3.err"; then
+	after=$(hb_iterations "$(sapi)")
+	read -r b0 b1 <<<"$before"; read -r a0 a1 <<<"$after"
+	if [ "${a0:-0}" -ge "${b0:-1}" ] && [ "${a1:-0}" -ge "${b1:-1}" ] && guest_progresses "$(sapi)" 10 && ab_check "$(sapi)" 2; then
+		pass "the suspended A-B guest moved cold to hB ($(json_get "$T/cold3.json" result.storage.bytes) bytes of suspended state) and resumed there: heartbeat going on ($before -> $after), memory A-B clean"
+	else
+		fail "the A-B guest after its cold move: heartbeat $before -> $after; $(tail -2 "$T/abcheck.out")"
+	fi
+else
+	fail "cold move of the suspended A-B guest: $(cat "$T/sus4.err" "$T/cold3.err" "$T/st3.err"; tr -d '\n' <"$T/cold3.json" | head -c 400)"
+fi
 # powering off a suspended VM discards its suspended state
-if "$GLIDE" vm suspend sab >/dev/null 2>&1 && [ -s "$T/hA/vms/sab/suspend.snap" ] && "$GLIDE" vm stop sab >/dev/null 2>&1 &&
-	[ ! -e "$T/hA/vms/sab/suspend.snap" ] && "$GLIDE" vm show sab --json | grep -q '"state": "off"'; then
+if "$GLIDE" vm suspend sab >/dev/null 2>&1 && [ -s "$T/hB/vms/sab/suspend.snap" ] && "$GLIDE" vm stop sab >/dev/null 2>&1 &&
+	[ ! -e "$T/hB/vms/sab/suspend.snap" ] && "$GLIDE" vm show sab --json | grep -q '"state": "off"'; then
 	pass "powering off a suspended VM discards its suspended state"
 else
-	fail "power off while suspended: $(ls -l "$T/hA/vms/sab/" 2>&1 | tail -3); $("$GLIDE" vm show sab 2>&1 | head -3)"
+	fail "power off while suspended: $(ls -l "$T/hB/vms/sab/" 2>&1 | tail -3); $("$GLIDE" vm show sab 2>&1 | head -3)"
 fi

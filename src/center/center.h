@@ -91,7 +91,8 @@ int placement_suspend(struct center *c, const char *vm, json_t **resp);
 struct compat_storage {
 	const char *datastore;   /* asked for, or NULL: the destination's first */
 	char chosen[64];         /* out: the datastore that takes the copies */
-	uint64_t need;           /* out: bytes the copies take (the source files' allocated bytes) */
+	uint64_t extra;          /* bytes beyond the disks (a suspended VM's state: its memory size) */
+	uint64_t need;           /* out: bytes the copies take (the source files' allocated bytes + extra) */
 };
 json_t *compat_check(json_t *vm_row, json_t *src_facts, json_t *dst_facts, json_t *dst_row, const char *sname,
 		     json_t *src_paths, json_t *dst_paths, bool live, struct compat_storage *storage);

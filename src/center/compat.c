@@ -90,7 +90,7 @@ static void compat_storage_check(json_t *disks, json_t *src_paths, json_t *dst, 
 	json_t *e, *ds = NULL, *stores = json_object_get(dst, "datastores");
 	char a[32], b[32];
 
-	st->need = 0;
+	st->need = st->extra;
 	st->chosen[0] = 0;
 	json_array_foreach(disks, i, e) {
 		const char *path = json_string_value(json_object_get(e, "path"));

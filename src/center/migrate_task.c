@@ -12,7 +12,8 @@
  *   6. on success the inventory moves the VM; on failure the destination's
  *      prepared VM is discarded and the VM stays where it was.
  * A powered-off VM moves cold: its configuration is registered on the
- * destination and removed from the source.
+ * destination and removed from the source; with --with-storage (also a
+ * suspended VM) its files are copied first (run_cold_storage).
  *
  * With storage (`--with-storage [--datastore NAME]`, shared-nothing): the
  * compatibility check wants the source to see each disk and the
@@ -199,6 +200,210 @@ static void arrived(struct migrate_job *j, json_t *st, const char *dst_api_hint,
 			 json_is_true(json_object_get(st, "verified")) ? ", memory verified" : "");
 	}
 	finish(j, true, msg, result);
+}
+
+/* A powered-off or suspended VM with its files (--with-storage): the
+ * destination's agent receives them into its datastore, the source's agent
+ * sends them over the provisioning network (host/copy.c: one connection,
+ * the migration handshake and encryption, a digest per file checked by the
+ * receiver on what it wrote); then the destination registers the VM with
+ * the copies and the source forgets it and removes the old files that lie
+ * in its datastores. Until the registration nothing changed on the source. */
+static void run_cold_storage(struct migrate_job *j)
+{
+	struct center *c = j->c;
+	const char *name = s(j->vm, "name"), *sname = s(j->src, "name"), *dname = s(j->dst, "name");
+	char err[512], e2[512], msg[1400], path[192], rpath[192], key[65];
+	uint8_t raw[32];
+	bool suspended = !strcmp(s(j->vm, "power_state"), "suspended");
+	json_t *disks = inv_vm_array(j->vm, "disks"), *list = json_deep_copy(disks), *files = json_array(), *r = NULL;
+	json_t *paths = NULL, *st = NULL, *rcpt = NULL, *new_disks = NULL, *forgot = NULL;
+	size_t nd = json_array_size(disks), i;
+	uint64_t t0 = now_ns();
+	bool received = false;
+	json_t *hosts = json_pack("{s:s, s:s}", "source", sname, "destination", dname);
+	pthread_mutex_lock(&c->lock);
+	task_update(c, j->task, "prepare", 0.02, hosts);
+	pthread_mutex_unlock(&c->lock);
+	json_decref(hosts);
+	http_path(rpath, sizeof(rpath), "/v1/receive/", name, NULL);
+
+	/* the files, as the source sees them: the disks, then the suspended state */
+	if (suspended) {
+		http_path(path, sizeof(path), "/v1/vms/", name, NULL);
+		const char *sp = NULL;
+		if (host_call(j->src, "GET", path, NULL, &r, 5000, err, sizeof(err)) == 200)
+			sp = json_string_value(json_object_get(json_object_get(r, "suspended"), "path"));
+		if (!sp) {
+			snprintf(msg, sizeof(msg), "cold migration of %s: host %s does not hold its suspended state (%s)", name, sname,
+				 err[0] ? err : "not suspended there");
+			finish(j, false, msg, NULL);
+			goto out;
+		}
+		json_array_append_new(list, json_pack("{s:s}", "path", sp));
+		json_decref(r);
+		r = NULL;
+	}
+	paths = host_paths(j->src, list);
+	json_t *d;
+	json_array_foreach(list, i, d) {
+		json_t *info = json_object_get(paths, s(d, "path"));
+		if (!json_is_integer(json_object_get(info, "size"))) {
+			snprintf(msg, sizeof(msg), "cold migration of %s: host %s cannot read %s: %s", name, sname, s(d, "path"),
+				 s(info, "error")[0] ? s(info, "error") : "no size");
+			finish(j, false, msg, NULL);
+			goto out;
+		}
+		json_array_append_new(files, json_pack("{s:s, s:O}", "kind", i < nd ? "disk" : "suspend", "size", json_object_get(info, "size")));
+	}
+	if (RAND_bytes(raw, sizeof(raw)) != 1) {
+		finish(j, false, "cannot generate the one-time copy key", NULL);
+		goto out;
+	}
+	for (int k = 0; k < 32; k++)
+		snprintf(key + 2 * k, 3, "%02x", raw[k]);
+	explicit_bzero(raw, sizeof(raw));
+	json_t *rq = json_pack("{s:s, s:s, s:s, s:I, s:O}", "name", name, "key", key, "datastore", j->storage.chosen, "copy_bytes",
+			       (json_int_t)j->storage.need, "files", files);
+	int code = host_call(j->dst, "POST", "/v1/receive", rq, &r, 30000, err, sizeof(err));
+	json_object_set_new(rq, "key", json_string(""));
+	json_decref(rq);
+	if (code != 201) {
+		explicit_bzero(key, sizeof(key));
+		snprintf(msg, sizeof(msg), "cold migration of %s refused by destination %s: %s; nothing moved", name, dname, err);
+		finish(j, false, msg, NULL);
+		goto out;
+	}
+	char address[200];
+	snprintf(address, sizeof(address), "%s", s(r, "address"));
+	json_t *to_paths = json_incref(json_object_get(r, "paths"));
+	json_decref(r);
+	r = NULL;
+	j->network = json_pack("{s:s, s:s}", "service", "provisioning", "addresses", address);
+	json_t *send = json_pack("{s:s, s:s}", "to", address, "key", key);
+	http_path(path, sizeof(path), "/v1/vms/", name, "/send");
+	code = host_call(j->src, "POST", path, send, &r, 30000, err, sizeof(err));
+	json_object_set_new(send, "key", json_string(""));
+	json_decref(send);
+	explicit_bzero(key, sizeof(key));
+	json_decref(r);
+	r = NULL;
+	if (code != 202) {
+		snprintf(msg, sizeof(msg), "cold migration of %s: host %s could not send its files: %s; nothing moved", name, sname, err);
+		json_decref(to_paths);
+		goto undo;
+	}
+	glide_log("center", "task %lld: copying %s's %zu file(s) from %s to %s (%s)", (long long)j->task, name, json_array_size(files),
+		  sname, dname, address);
+	/* follow the copy on both ends */
+	uint64_t src_ok = now_ns();
+	for (;;) {
+		sleep_ns((uint64_t)CENTER_POLL_INTERVAL_MS * 1000000);
+		json_t *now = NULL;
+		if (host_call(j->src, "GET", path, NULL, &now, 5000, err, sizeof(err)) == 200) {
+			src_ok = now_ns();
+			json_decref(st);
+			st = now;
+			double total = json_number_value(json_object_get(st, "total"));
+			double done = json_number_value(json_object_get(st, "bytes"));
+			json_t *detail = json_pack("{s:s, s:s, s:O, s:O}", "source", sname, "destination", dname, "bytes",
+						   json_object_get(st, "bytes"), "total", json_object_get(st, "total"));
+			pthread_mutex_lock(&c->lock);
+			task_update(c, j->task, "copy", 0.05 + 0.9 * (total > 0 ? MIN(1.0, done / total) : 0), detail);
+			pthread_mutex_unlock(&c->lock);
+			json_decref(detail);
+			if (strcmp(s(st, "state"), "running"))
+				break;
+		} else {
+			json_decref(now);
+			if (now_ns() - src_ok > (uint64_t)CENTER_SOURCE_LOST_MS * 1000000) {
+				snprintf(err, sizeof(err), "lost contact with the source host %s", sname);
+				break;
+			}
+		}
+		json_t *rr = NULL;
+		if (host_call(j->dst, "GET", rpath, NULL, &rr, 5000, e2, sizeof(e2)) == 200 && !strcmp(s(rr, "state"), "failed")) {
+			snprintf(err, sizeof(err), "the destination failed: %s", s(rr, "error"));
+			json_decref(rr);
+			json_decref(st);
+			st = NULL;
+			break;
+		}
+		json_decref(rr);
+	}
+	/* the sender is done once the receiver said every digest matched */
+	if (st && !strcmp(s(st, "state"), "done")) {
+		for (int k = 0; k < 50 && !received; k++) {
+			json_decref(rcpt);
+			rcpt = NULL;
+			if (host_call(j->dst, "GET", rpath, NULL, &rcpt, 5000, e2, sizeof(e2)) == 200 && strcmp(s(rcpt, "state"), "running"))
+				break;
+			sleep_ns(100000000);
+		}
+		received = rcpt && !strcmp(s(rcpt, "state"), "done");
+		if (!received)
+			snprintf(err, sizeof(err), "the destination did not confirm the copy: %.400s", rcpt ? s(rcpt, "error") : e2);
+	} else if (st) {
+		snprintf(err, sizeof(err), "%s", s(st, "error"));
+	}
+	if (!received) {
+		snprintf(msg, sizeof(msg), "cold migration of %s to %s failed while copying its files: %s; it stays on %s, its files "
+			 "unchanged", name, dname, err, sname);
+		json_decref(to_paths);
+		goto undo;
+	}
+	/* register it on the destination with the copies */
+	new_disks = json_deep_copy(disks);
+	json_array_foreach(new_disks, i, d)
+		json_object_set(d, "path", json_array_get(to_paths, i));
+	json_t *body = json_pack("{s:s, s:o, s:o, s:o, s:o, s:O, s:b}", "name", name, "config", json_loads(s(j->vm, "config"), 0, NULL),
+				 "boot", json_loads(s(j->vm, "boot"), 0, NULL), "devices", json_loads(s(j->vm, "devices"), 0, NULL),
+				 "nics", inv_vm_array(j->vm, "nics"), "disks", new_disks, "start", 0);
+	if (suspended)
+		json_object_set_new(body, "suspended", json_pack("{s:O}", "path", json_array_get(to_paths, nd)));
+	code = host_call(j->dst, "POST", "/v1/vms", body, NULL, 0, err, sizeof(err));
+	json_decref(body);
+	if (code != 201) {
+		snprintf(msg, sizeof(msg), "cold migration of %s: host %s could not register it with the copies: %s; it stays on %s", name,
+			 dname, err, sname);
+		json_decref(to_paths);
+		goto undo;
+	}
+	char kpath[200];
+	snprintf(kpath, sizeof(kpath), "%s?keep=1", rpath);
+	host_call(j->dst, "DELETE", kpath, NULL, NULL, 0, e2, sizeof(e2));
+	http_path(path, sizeof(path), "/v1/vms/", name, "?disks=remove");
+	host_call(j->src, "DELETE", path, NULL, &forgot, 0, e2, sizeof(e2));
+	pthread_mutex_lock(&c->lock);
+	inv_vm_set_host(c, json_integer_value(json_object_get(j->vm, "id")), json_integer_value(json_object_get(j->dst, "id")));
+	inv_vm_set_disks(c, json_integer_value(json_object_get(j->vm, "id")), new_disks);
+	pthread_mutex_unlock(&c->lock);
+	double ms = (now_ns() - t0) / 1e6;
+	snprintf(msg, sizeof(msg), "VM %s (%s) moved with its files from %s to %s in %.0f ms: %lld bytes copied, every file's digest "
+		 "verified by the destination", name, suspended ? "suspended" : "powered off", sname, dname, ms,
+		 (long long)json_integer_value(json_object_get(st, "bytes")));
+	json_t *result = json_pack("{s:s, s:s, s:s, s:f, s:{s:s, s:O, s:O, s:O*, s:O, s:O, s:b, s:O*, s:O*}}", "kind", "cold",
+				   "source", sname, "destination", dname, "total_ms", ms, "storage", "datastore", j->storage.chosen,
+				   "disks_to", new_disks, "paths_to", to_paths, "suspended_to",
+				   suspended ? json_array_get(to_paths, nd) : NULL, "bytes", json_object_get(st, "bytes"), "encrypted",
+				   json_object_get(st, "encrypted"), "digests_verified", 1, "source_disks_removed",
+				   json_object_get(forgot, "disks_removed"), "source_disks_kept", json_object_get(forgot, "disks_kept"));
+	json_decref(to_paths);
+	finish(j, true, msg, result);
+	goto out;
+undo:
+	host_call(j->dst, "DELETE", rpath, NULL, NULL, 0, e2, sizeof(e2));
+	finish(j, false, msg, NULL);
+out:
+	json_decref(disks);
+	json_decref(list);
+	json_decref(files);
+	json_decref(paths);
+	json_decref(st);
+	json_decref(rcpt);
+	json_decref(new_disks);
+	json_decref(forgot);
+	json_decref(r);
 }
 
 static void run_cold(struct migrate_job *j)
@@ -527,6 +732,8 @@ static void *migrate_thread(void *arg)
 	}
 	if (j->live)
 		run_live(j);
+	else if (j->with_storage)
+		run_cold_storage(j);
 	else
 		run_cold(j);
 	job_free(j);
@@ -576,9 +783,15 @@ int migrate_task_start(struct center *c, const char *name, const struct center_m
 		return 409;
 	}
 	const char *ps = s(j->vm, "power_state");
+	bool suspended = !strcmp(ps, "suspended");
 	j->live = !strcmp(ps, "running") || !strcmp(ps, "paused");
-	if (!j->live && strcmp(ps, "off")) {
-		*resp = http_error("VM %s is %s; migrate it when it is running or powered off", name, ps);
+	if (!j->live && strcmp(ps, "off") && !suspended) {
+		*resp = http_error("VM %s is %s; migrate it when it is running, suspended or powered off", name, ps);
+		job_free(j);
+		return 409;
+	}
+	if (suspended && !j->with_storage) {
+		*resp = http_error("VM %s is suspended: its suspended state moves only with its files (add --with-storage)", name);
 		job_free(j);
 		return 409;
 	}
@@ -591,14 +804,17 @@ int migrate_task_start(struct center *c, const char *name, const struct center_m
 		json_t *disks = inv_vm_array(j->vm, "disks");
 		size_t nd = json_array_size(disks);
 		json_decref(disks);
-		if (!j->live) {
-			*resp = http_error("VM %s is powered off: --with-storage copies the disks of a running VM along with it; "
-					   "a powered-off VM's disks are not copied by glide yet (its cold migration moves the configuration)",
-					   name);
+		if (!j->src) {
+			*resp = http_error("VM %s is on no host: it has no files to copy", name);
 			job_free(j);
 			return 409;
 		}
-		if (!nd) {
+		if (suspended) { /* its suspended state travels too: at most its memory */
+			json_t *cfg = json_loads(s(j->vm, "config"), 0, NULL);
+			j->storage.extra = (uint64_t)json_integer_value(json_object_get(cfg, "memory"));
+			json_decref(cfg);
+		}
+		if (!nd && !suspended) {
 			*resp = http_error("VM %s has no disk to copy; migrate it without --with-storage", name);
 			job_free(j);
 			return 409;
@@ -694,7 +910,8 @@ int migrate_task_start(struct center *c, const char *name, const struct center_m
 		return 500;
 	}
 	pthread_detach(t);
-	*resp = json_pack("{s:I, s:s, s:s}", "task", (json_int_t)task, "kind", live ? (with_storage ? "live+storage" : "live") : "cold",
+	*resp = json_pack("{s:I, s:s, s:s}", "task", (json_int_t)task, "kind",
+			  live ? (with_storage ? "live+storage" : "live") : (with_storage ? "cold+storage" : "cold"),
 			  "state", "running");
 	return 202;
 }

@@ -15,6 +15,9 @@
  *   DELETE /v1/vms/NAME[?disks=remove]    forget a powered-off, migrated or incoming VM (and
  *                                         the old disk files of one that moved with copies)
  *   POST   /v1/incoming                   destination half of a migration spec
+ *   POST   /v1/receive                    receive a cold VM's files (copy.c); GET /v1/receive/NAME:
+ *                                         progress; DELETE /v1/receive/NAME[?keep=1]: forget it
+ *   POST   /v1/vms/NAME/send              send a powered-off or suspended VM's files; GET: progress
  *   POST   /v1/vms/NAME/migrate           source half: start the migration
  *   GET    /v1/vms/NAME/migration         relayed progress; POST .../migration/cancel and
  *                                         .../migration/resolve (an in-doubt switchover)
@@ -112,10 +115,21 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		*resp = http_error("%s", err);
 		return rc == -ENOENT ? 400 : 409;
 	}
+	char susp[PATH_MAX];
+	struct stat sst;
+	if (r.suspended && (!realpath(r.suspended, susp) || !host_datastore_holding(a, susp) || stat(susp, &sst) ||
+			    !S_ISREG(sst.st_mode))) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("\"suspended\": %s is not a file in a datastore of host %s", r.suspended, a->name);
+		return 400;
+	}
 	json_t *cfg = json_deep_copy(r.config);
 	json_object_set_new(cfg, "name", json_string(r.name));
 	json_t *record = json_pack("{s:o, s:O*, s:O*, s:o, s:o}", "config", cfg, "boot", r.boot, "devices", r.devices, "nics",
 				   attach_nics_json(&r.at), "disks", attach_disks_json(&r.at));
+	if (r.suspended)
+		json_object_set_new(record, "suspended", json_pack("{s:s, s:I}", "path", susp, "at_ms",
+								   (json_int_t)(realtime_ns() / 1000000)));
 	struct host_vm *v = host_vm_new(a, r.name, record, err, sizeof(err));
 	json_decref(record);
 	if (!v) {
@@ -165,6 +179,8 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 		return host_migration_relay(a, name, "GET", "/v1/migration", NULL, resp);
 	if (!strcmp(action, "netstats"))
 		return host_vm_netstats(a, name, resp);
+	if (!strcmp(action, "send"))
+		return host_copy_status(a, name, false, resp);
 	if (action[0])
 		return 0;
 	const char *fresh = http_query(req, "monitor");
@@ -207,6 +223,8 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 		return host_migration_relay(a, name, "POST", "/v1/migration/resolve", req->body, resp);
 	if (!strcmp(action, "capture"))
 		return host_vm_capture(a, name, req->body, resp);
+	if (!strcmp(action, "send"))
+		return host_copy_send(a, name, req->body, resp);
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);
 	if (v)
@@ -368,7 +386,16 @@ static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, 
 	snprintf(api, sizeof(api), "%s", v->api);
 	json_t *disks = remove_disks ? json_deep_copy(json_object_get(v->record, "disks")) : NULL;
 	pthread_mutex_unlock(&a->lock);
-	if (remove_disks && !migrated) {
+	if (remove_disks && !migrated && !pid) { /* powered off or suspended: its files were copied (a cold move) */
+		pthread_mutex_lock(&a->lock);
+		bool copying = v->copying;
+		pthread_mutex_unlock(&a->lock);
+		if (copying) {
+			*resp = http_error("VM %s's files are being copied from host %s; they are not removed now", name, a->name);
+			json_decref(disks);
+			return 409;
+		}
+	} else if (remove_disks && !migrated) {
 		char st[32] = "";
 		if (!pid || kill(pid, 0) || host_vm_monitor_state(api, st, sizeof(st), err, sizeof(err)) || strcmp(st, "migrated")) {
 			*resp = http_error("VM %s on host %s did not migrate away (its monitor is %s); its disks are not removed", name,
@@ -425,6 +452,25 @@ static int vm_delete(struct host_agent *a, struct host_vm *v, const char *name, 
 static int api_incoming(void *ctx, const struct http_request *req, json_t **resp)
 {
 	return host_migration_incoming(ctx, req->body, resp);
+}
+
+static int api_receive(void *ctx, const struct http_request *req, json_t **resp)
+{
+	return host_copy_receive(ctx, req->body, resp);
+}
+
+/* GET or DELETE /v1/receive/NAME */
+static int api_receipt(void *ctx, const struct http_request *req, json_t **resp)
+{
+	const char *name = req->path + strlen("/v1/receive/"), *keep = http_query(req, "keep");
+	char err[256];
+	if (!name_valid(name, err, sizeof(err))) {
+		*resp = http_error("%s", err);
+		return 400;
+	}
+	if (!strcmp(req->method, "GET"))
+		return host_copy_status(ctx, name, true, resp);
+	return host_copy_forget(ctx, name, keep && !strcmp(keep, "1"), resp);
 }
 
 /* Whether this host sees a file (the controller asks before it places or
@@ -574,6 +620,9 @@ static const struct http_route routes[] = {
 	{ "POST", "/v1/vms/*", api_vm_post },
 	{ "DELETE", "/v1/vms/*", api_vm_delete },
 	{ "POST", "/v1/incoming", api_incoming },
+	{ "POST", "/v1/receive", api_receive },
+	{ "GET", "/v1/receive/*", api_receipt },
+	{ "DELETE", "/v1/receive/*", api_receipt },
 	{ "POST", "/v1/netcheck/listen", api_netcheck_listen },
 	{ "POST", "/v1/netcheck/run", api_netcheck_run },
 	{ NULL, NULL, NULL },

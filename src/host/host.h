@@ -43,6 +43,7 @@ struct host_vm {
 	bool removed;              /* forgotten; freed by the supervisor once no request uses it */
 	int users;                 /* requests (and the supervisor) using it with a->lock released */
 	bool migrating;            /* an outgoing migration runs: its monitor is not polled */
+	bool copying;              /* its files are being sent (copy.c): it does not start meanwhile */
 	struct host_vm *next;
 };
 
@@ -66,8 +67,9 @@ struct host_agent {
 	struct host_datastore datastores[HOST_DATASTORES_MAX]; /* --datastore: fixed once the agent serves */
 	int ndatastores;
 	char self_exe[PATH_MAX];
-	pthread_mutex_t lock;        /* guards the VM list */
+	pthread_mutex_t lock;        /* guards the VM list and the copies */
 	struct host_vm *vms;
+	struct copy_job *copies;     /* files being sent or received (copy.c) */
 	volatile bool quit;
 };
 
@@ -134,6 +136,16 @@ int host_vm_capture(struct host_agent *a, const char *name, json_t *body, json_t
 int host_vm_monitor_state(const char *api, char *state, size_t len, char *err, size_t errlen);
 bool host_pid_is_monitor(pid_t pid);
 
+/* copy.c: a powered-off or suspended VM's files between hosts (cold moves) */
+#define HOST_COPY_FILES_MAX (VM_MAX_DISKS + 1)
+struct copy_job;
+int host_copy_receive(struct host_agent *a, json_t *body, json_t **resp);       /* POST /v1/receive */
+int host_copy_send(struct host_agent *a, const char *name, json_t *body, json_t **resp); /* POST /v1/vms/NAME/send */
+int host_copy_status(struct host_agent *a, const char *name, bool receive, json_t **resp); /* GET of either */
+/* DELETE /v1/receive/NAME[?keep=1]: forget a receipt; its files are removed
+ * unless keep (only once all arrived, for the VM registered with them). */
+int host_copy_forget(struct host_agent *a, const char *name, bool keep, json_t **resp);
+
 /* migration.c */
 int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp);
 int host_migration_start(struct host_agent *a, const char *name, json_t *spec, json_t **resp);
@@ -147,8 +159,10 @@ bool host_key_valid(const char *key); /* a one-time migration key: 64 hex digits
 /* /v1/vms/NAME[/ACTION]: NAME valid, ACTION ("" when none) not empty after
  * a '/' and shorter than alen (else -ENOENT: no such endpoint). */
 int host_vm_path_parse(const char *path, char name[VM_NAME_MAX], char *action, size_t alen, char *err, size_t errlen);
-struct host_vm_request {          /* POST /v1/vms {name, config, boot, devices, nics, disks, start} */
+struct host_vm_request {          /* POST /v1/vms {name, config, boot, devices, nics, disks, start, suspended} */
 	const char *name;
+	const char *suspended;        /* {"suspended": {"path": P}}: it arrives suspended, its state in P (a file
+	                               * in one of this host's datastores, checked by the caller); NULL: none */
 	json_t *config, *boot, *devices; /* boot and devices NULL when absent or null */
 	struct vm_config cfg;
 	struct attach at;             /* NICs (MACs optional) and disks */
@@ -176,6 +190,17 @@ struct host_incoming_request {    /* POST /v1/incoming {name, config, boot, devi
 	uint64_t copy_bytes;          /* what the copies take at least (the source files' allocated bytes) */
 };
 int host_incoming_request_parse(json_t *spec, struct host_incoming_request *r, char *err, size_t errlen);
+struct host_receive_request {     /* POST /v1/receive {name, key, datastore, copy_bytes, files: [{kind, size}]} */
+	const char *name, *key, *datastore;
+	uint64_t copy_bytes;
+	int nfiles;
+	struct {
+		bool suspend;             /* kind "suspend": the VM's suspended state (last, at most one) */
+		int disk;                 /* kind "disk": its index (the disks come first, in order) */
+		uint64_t size;
+	} files[HOST_COPY_FILES_MAX];
+};
+int host_receive_request_parse(json_t *body, struct host_receive_request *r, char *err, size_t errlen);
 /* GET /v1/paths?path=P: P absolute (attach_path_valid). */
 struct http_request;
 int host_path_query_parse(const struct http_request *req, const char **path, char *err, size_t errlen);

@@ -70,6 +70,14 @@ int host_vm_request_parse(json_t *body, struct host_vm_request *r, char *err, si
 		goto bad;
 	}
 	r->start = json_is_true(start);
+	json_t *sus = json_object_get(body, "suspended");
+	if (sus && !json_is_null(sus)) {
+		r->suspended = json_string_value(json_object_get(sus, "path"));
+		if (!json_is_object(sus) || !r->suspended || !attach_path_valid(r->suspended) || r->start) {
+			errf(err, errlen, "\"suspended\" must be {\"path\": an absolute path} and goes without \"start\"");
+			goto bad;
+		}
+	}
 	return 0;
 bad:
 	memset(r, 0, sizeof(*r));
@@ -180,6 +188,50 @@ int host_incoming_request_parse(json_t *spec, struct host_incoming_request *r, c
 		}
 		r->copy_bytes = (uint64_t)json_integer_value(need);
 	}
+	return 0;
+bad:
+	memset(r, 0, sizeof(*r));
+	return -EINVAL;
+}
+
+int host_receive_request_parse(json_t *body, struct host_receive_request *r, char *err, size_t errlen)
+{
+	json_t *files = json_object_get(body, "files"), *f, *need = json_object_get(body, "copy_bytes");
+	size_t i;
+
+	memset(r, 0, sizeof(*r));
+	r->name = json_string_value(json_object_get(body, "name"));
+	r->key = json_string_value(json_object_get(body, "key"));
+	r->datastore = json_string_value(json_object_get(body, "datastore"));
+	if (!r->name || !host_key_valid(r->key) || !r->datastore || !json_is_array(files) || !json_array_size(files) ||
+	    json_array_size(files) > HOST_COPY_FILES_MAX || !json_is_integer(need) || json_integer_value(need) < 0) {
+		errf(err, errlen, "a receipt needs name, key (64 hex digits), datastore, copy_bytes and files (1 to %d "
+				  "{kind: disk|suspend, size})", HOST_COPY_FILES_MAX);
+		goto bad;
+	}
+	if (!name_valid(r->name, err, errlen) || !name_valid(r->datastore, err, errlen))
+		goto bad;
+	r->copy_bytes = (uint64_t)json_integer_value(need);
+	json_array_foreach(files, i, f) {
+		const char *kind = json_string_value(json_object_get(f, "kind"));
+		json_t *size = json_object_get(f, "size");
+		if (!kind || (strcmp(kind, "disk") && strcmp(kind, "suspend")) || !json_is_integer(size) ||
+		    json_integer_value(size) < 0 || json_integer_value(size) > (json_int_t)1 << 50 || json_object_size(f) != 2) {
+			errf(err, errlen, "files %zu: expected {\"kind\": \"disk\" or \"suspend\", \"size\": bytes (at most 1 PiB)}", i);
+			goto bad;
+		}
+		r->files[i].suspend = !strcmp(kind, "suspend");
+		r->files[i].size = (uint64_t)json_integer_value(size);
+		if (r->files[i].suspend && i + 1 != json_array_size(files)) {
+			errf(err, errlen, "files %zu: the suspended state comes last, once", i);
+			goto bad;
+		}
+		if (!r->files[i].suspend && (r->files[i].disk = (int)i) >= VM_MAX_DISKS) {
+			errf(err, errlen, "files: at most %d disks", VM_MAX_DISKS);
+			goto bad;
+		}
+	}
+	r->nfiles = (int)json_array_size(files);
 	return 0;
 bad:
 	memset(r, 0, sizeof(*r));

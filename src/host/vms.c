@@ -454,6 +454,10 @@ int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t err
 		errf(err, errlen, "VM %s already has a running monitor (pid %d)", v->name, (int)v->pid);
 		return -EBUSY;
 	}
+	if (v->copying) {
+		errf(err, errlen, "VM %s's files are being copied to another host; it starts when the copy ended", v->name);
+		return -EBUSY;
+	}
 	if (vm_config_from_json(json_object_get(v->record, "config"), &cfg, err, errlen))
 		return -EINVAL;
 	json_t *boot = json_object_get(v->record, "boot");

@@ -38,7 +38,8 @@
 const char *wire_frame_name(uint32_t type)
 {
 	static const char *names[] = { "?", "CONFIG", "CONFIG_OK", "LIVE", "PROBE", "FINAL", "STATE",
-				       "RESTORED", "GO", "RUNNING", "ABORT", "SYNC", "SYNC_ACK", "VERIFY", "NET", "NET_END" };
+				       "RESTORED", "GO", "RUNNING", "ABORT", "SYNC", "SYNC_ACK", "VERIFY", "NET", "NET_END",
+				       "FILE_DATA", "FILE_END", "FILE_OK" };
 	return type < sizeof(names) / sizeof(names[0]) ? names[type] : "?";
 }
 

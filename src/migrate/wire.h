@@ -45,7 +45,10 @@ enum wire_frame_type {
 	FRAME_NET,          /* s->d stream 0, after RUNNING: u32 NIC index + a frame (virtio-net header first)
 			     * that reached the source's tap after its checkpoint */
 	FRAME_NET_END,      /* s->d: no more forwarded frames */
-	FRAME_TYPE_MAX = FRAME_NET_END,
+	FRAME_FILE_DATA,    /* cold copy between host agents (host/copy.c): u32 file, u32 length, u64 offset, bytes */
+	FRAME_FILE_END,     /* u32 file, u32 0, u64 size, SHA-256 copy digest */
+	FRAME_FILE_OK,      /* receiver: every file's digest matched */
+	FRAME_TYPE_MAX = FRAME_FILE_OK,
 };
 
 enum wire_encrypt_mode { ENCRYPT_OFF, ENCRYPT_OPPORTUNISTIC, ENCRYPT_REQUIRED };
