@@ -13,6 +13,10 @@
 #     inventory holds the copy's path, the guest goes on writing there, the
 #     copy is A-B clean, memory is verified, and the old file (in the
 #     source's datastore) is removed by the source's agent after the move;
+#   - move-disk (storage migration on one host) between hA's datastores
+#     local and slow while diskab writes: the task reports the stall at
+#     the switch, the inventory and hA's record take the new path, the old
+#     file is removed after the switch, the disk is A-B clean;
 #   - suspend/resume (`glide vm suspend`, `glide vm start`): diskab's
 #     memory and state go to DATASTORE/NAME.suspend and its monitor exits;
 #     the VM shows suspended (controller and agent), refuses a start on
@@ -41,7 +45,7 @@ export GLIDE_CENTER="127.0.0.1:$PC" GLIDE_TOKEN_FILE="$T/ct"
 monitor_pids() { cat "$T"/h*/vms/*/pid 2>/dev/null; }
 cleanup_all() { for p in $(monitor_pids); do kill "$p" 2>/dev/null; done; cleanup; }
 trap cleanup_all EXIT
-mkdir -p "$T/dsA" "$T/dsB" "$T/dsB2" "$T/dsC"
+mkdir -p "$T/dsA" "$T/dsA2" "$T/dsB" "$T/dsB2" "$T/dsC"
 agent_up() { wait_for 10 curl -sf -H "Authorization: Bearer $(cat "$T/ht")" "http://127.0.0.1:$1/v1/host"; }
 agent() { # agent NAME PORT EXTRA...
 	local n="$1" p="$2"; shift 2
@@ -49,7 +53,7 @@ agent() { # agent NAME PORT EXTRA...
 	PIDS+=($!)
 	agent_up "$p"
 }
-agent hA $PA --datastore "local=$T/dsA" && agent hB $PB --datastore "local=$T/dsB" --datastore "fast=$T/dsB2" ||
+agent hA $PA --datastore "local=$T/dsA" --datastore "slow=$T/dsA2" && agent hB $PB --datastore "local=$T/dsB" --datastore "fast=$T/dsB2" ||
 	{ fail "center storage: agents did not start: $(tail -2 "$T"/hA.log "$T"/hB.log)"; exit 0; }
 # hC: its datastore is a 4 MiB tmpfs, mounted in a mount namespace of its own
 unshare -m bash -c "mount -t tmpfs -o size=4M glide-test '$T/dsC' && exec '$GLIDE' host serve --data-dir '$T/hC' \
@@ -101,6 +105,7 @@ refused() { # LABEL WANT ARGS...: the migration is refused with WANT in its mess
 	fi
 }
 refused "a datastore the destination lacks" "has no datastore nope (it has local, fast)" --to hB --with-storage --datastore nope
+refused "a move with storage to the host it is on" "already is on host hA" --to hA --with-storage
 [ -n "$HC" ] && refused "a destination without the space" "datastore small on host hC has" --to hC --with-storage
 refused "--datastore without --with-storage" "goes with" --to hB --datastore fast
 ls "$T/dsB" "$T/dsB2" | grep -q img && fail "a refused migration left a file: $(ls "$T/dsB" "$T/dsB2")"
@@ -141,6 +146,31 @@ for leg in "hB fast $T/dsB2/dvm-disk0.img $DISK" "hA local $T/dsA/dvm-disk0.img 
 		fail "the old file after the move: $(ls -l "$old" 2>&1); removed $(json_get "$T/mv.json" result.storage 2>&1 | head -c 300)"
 	fi
 done
+
+# storage migration on one host: dvm's disk hA local -> hA slow and back, while it writes
+for leg in "slow $T/dsA2/dvm-disk0.img $T/dsA/dvm-disk0.img" "local $T/dsA/dvm-disk0.img $T/dsA2/dvm-disk0.img"; do
+	set -- $leg
+	ds=$1 new=$2 old=$3
+	w=$(diskab_stat "$(api)" writes)
+	"$GLIDE" vm move-disk dvm --datastore "$ds" --json >"$T/md.json" 2>"$T/md.err"
+	if [ "$(json_get "$T/md.json" state)" = succeeded ] && [ "$(json_get "$T/md.json" result.to)" = "$new" ] &&
+		"$GLIDE" vm show dvm --json | grep -q "\"path\": \"$new\""; then
+		pass "move-disk to datastore $ds while diskab writes: $(json_get "$T/md.json" result.bytes_copied) bytes copied, $(json_get "$T/md.json" result.writes_mirrored) writes mirrored, guest stalled $(json_get "$T/md.json" result.stall_ms | cut -c1-5) ms at the switch; the inventory has the new path"
+	else
+		fail "move-disk to $ds: $(tr -d '\n' <"$T/md.json" | head -c 600) $(cat "$T/md.err")"
+	fi
+	if wait_for 10 bash -c "[ ! -e '$old' ]" && wait_for 10 bash -c "curl -s --unix-socket '$T/hA/host.sock' http://x/v1/vms/dvm | grep -q '$new'"; then
+		pass "the old file was removed only after the switch, once hA's record named the new one"
+	else
+		fail "after move-disk to $ds: $(ls "$T/dsA" "$T/dsA2" | tr '\n' ' ')"
+	fi
+	wait_for 20 diskab_writes_beyond "$(api)" "$((w + 3000))" && pass "diskab goes on writing after move-disk ($w -> $(diskab_stat "$(api)" writes))" ||
+		fail "diskab stopped writing after move-disk"
+	abcheck_disk_paused "$(api)" "$new" "the disk moved to datastore $ds"
+done
+if "$GLIDE" vm move-disk dvm --datastore local >"$T/md2.out" 2>&1; then fail "a move-disk to the datastore the disk is on succeeded"
+else grep -q "already is on datastore local" "$T/md2.out" && pass "a move-disk to the datastore the disk is on is refused" ||
+	fail "move-disk to its own datastore: $(cat "$T/md2.out")"; fi
 
 # suspend and resume: diskab, its disk in hA's datastore local
 agent_vm() { curl -s --unix-socket "$T/hA/host.sock" "http://x/v1/vms/$1"; }

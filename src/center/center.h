@@ -104,6 +104,10 @@ json_t *compat_check(json_t *vm_row, json_t *src_facts, json_t *dst_facts, json_
 int compat_attachments(json_t *nics, json_t *disks, json_t *dst_facts, json_t *dst_paths, json_t *src_paths,
 		       const char *dname, const char *sname, json_t *reasons);
 
+/* move_disk.c: POST /v1/vms/NAME/move-disk {datastore, disk}: a running
+ * VM's disk to another datastore of its host, as a task (202 {task}). */
+int move_disk_task_start(struct center *c, const char *vm, json_t *body, json_t **resp);
+
 /* migrate_task.c */
 struct center_migrate_request;
 /* A migration of VM vm to host `to` with params (checked migration options,

@@ -11,7 +11,7 @@
  *   GET  /v1/hosts/NAME   DELETE /v1/hosts/NAME
  *   GET  /v1/vms          POST /v1/vms       {name, memory, vcpus, boot, cluster, evc}
  *   GET  /v1/vms/NAME     DELETE /v1/vms/NAME
- *   POST /v1/vms/NAME/start|stop|suspend|migrate|config|capture
+ *   POST /v1/vms/NAME/start|stop|suspend|migrate|move-disk|config|capture
  *   POST /v1/netcheck {source, destination, service, seconds}: check now
  *   GET  /v1/netcheck                        the last check of each host pair
  *   GET  /v1/tasks        GET /v1/tasks/ID */
@@ -651,6 +651,8 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 		return placement_power_off(c, name, resp);
 	if (!strcmp(action, "suspend"))
 		return placement_suspend(c, name, resp);
+	if (!strcmp(action, "move-disk"))
+		return move_disk_task_start(c, name, req->body, resp);
 	if (!strcmp(action, "migrate")) {
 		struct center_migrate_request r;
 		if (center_migrate_request_parse(req->body, &r, err, sizeof(err)))

@@ -22,6 +22,7 @@ int cmd_vmc_create(int argc, char **argv);
 int cmd_vmc_start(int argc, char **argv);
 int cmd_vmc_stop(int argc, char **argv);
 int cmd_vmc_suspend(int argc, char **argv);
+int cmd_vmc_move_disk(int argc, char **argv);
 int cmd_vmc_list(int argc, char **argv);
 int cmd_vmc_show(int argc, char **argv);
 int cmd_vmc_migrate(int argc, char **argv);
@@ -49,7 +50,8 @@ const struct cli_command cli_extra_commands[] = {
 	{ "vm", "suspend", cmd_vmc_suspend, "suspend a VM: memory and state to a file on its host (start resumes it)" },
 	{ "vm", "list", cmd_vmc_list, "list VMs with their state and host" },
 	{ "vm", "show", cmd_vmc_show, "show a VM (host, state, monitor API socket)" },
-	{ "vm", "migrate", cmd_vmc_migrate, "migrate a VM to another host (live or cold)" },
+	{ "vm", "migrate", cmd_vmc_migrate, "migrate a VM to another host (live or cold; --with-storage copies its disks)" },
+	{ "vm", "move-disk", cmd_vmc_move_disk, "move a running VM's disk to another datastore of its host (storage migration)" },
 	{ "vm", "set", cmd_vmc_set, "change a powered-off VM's memory, vCPUs or EVC level" },
 	{ "vm", "delete", cmd_vmc_delete, "delete a powered-off VM" },
 	{ NULL, NULL, NULL, NULL },

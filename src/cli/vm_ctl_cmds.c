@@ -4,6 +4,7 @@
  * `glide vm show NAME --json` gives that socket as "api".) */
 #include "cli/ctl.h"
 #include "common/util.h"
+#include "vmm/vm.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +265,76 @@ int cmd_vmc_stop(int argc, char **argv)
 int cmd_vmc_suspend(int argc, char **argv)
 {
 	return simple_vm(argc, argv, "POST", "suspend", "glide vm suspend NAME [--json]   (`glide vm start NAME` resumes it)", NULL);
+}
+
+int cmd_vmc_move_disk(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "datastore", required_argument, 0, 'D' },
+					      { "disk", required_argument, 0, 'd' }, { "no-wait", no_argument, 0, 'n' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide vm move-disk NAME --datastore DATASTORE [--disk N] [--no-wait] [--json]\n"
+			    "       (a running VM's disk N, default 0, moves to another datastore of its host while it runs)";
+	struct ctl c = { 0 };
+	const char *ds = NULL;
+	long disk = 0;
+	bool no_wait = false;
+	char path[256], *end;
+	json_t *body = NULL, *r = NULL;
+	int opt, rc = 1;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		switch (opt) {
+		case 'D': ds = optarg; break;
+		case 'd':
+			disk = strtol(optarg, &end, 10);
+			if (*end || disk < 0 || disk >= VM_MAX_DISKS) {
+				fprintf(stderr, "glide: --disk '%s' is not a disk index (0-%d)\n", optarg, VM_MAX_DISKS - 1);
+				return 1;
+			}
+			break;
+		case 'n': no_wait = true; break;
+		case 'h': printf("usage: %s\n", usage); return 0;
+		default: fprintf(stderr, "usage: %s\n", usage); return 1;
+		}
+	}
+	if (optind != argc - 1 || !ds) {
+		fprintf(stderr, "glide: give the VM's NAME and --datastore\nusage: %s\n", usage);
+		return 1;
+	}
+	if (!ctl_name_ok(argv[optind]) || ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/move-disk"))
+		return 1;
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	body = json_pack("{s:s, s:i}", "datastore", ds, "disk", (int)disk);
+	rc = ctl_call(&c, "POST", path, body, &r);
+	if (rc)
+		goto out;
+	long long task = json_integer_value(json_object_get(r, "task"));
+	if (no_wait) {
+		if (c.json)
+			cli_print_json(r);
+		else
+			printf("disk move started as task %lld; follow it with `glide task watch %lld`\n", task, task);
+		goto out;
+	}
+	json_decref(r);
+	r = NULL;
+	rc = ctl_watch_task(&c, task, c.json, &r);
+	if (r) {
+		if (c.json)
+			cli_print_json(r);
+		else if (rc)
+			fprintf(stderr, "glide: %s\n", json_string_value(json_object_get(r, "message")));
+		else
+			ctl_print_task(r);
+	}
+out:
+	json_decref(body);
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
 }
 
 int cmd_vmc_show(int argc, char **argv)

@@ -157,6 +157,13 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+void blk_io_set_fd(struct blk_io *io, int fd)
+{
+	pthread_mutex_lock(&io->lock); /* the workers read it after taking an operation under this lock */
+	io->fd = fd;
+	pthread_mutex_unlock(&io->lock);
+}
+
 int blk_io_open(struct blk_io **out, int fd, enum blk_io_engine engine, unsigned depth, enum blk_io_engine *used,
 		char *err, size_t errlen)
 {

@@ -58,6 +58,8 @@ void blk_io_kick(struct blk_io *io);
  * wait, blocks until at least one completes unless none is in flight. */
 struct blk_io_op *blk_io_reap(struct blk_io *io, bool wait);
 unsigned blk_io_in_flight(const struct blk_io *io);
+/* Points the engine at another file; only with nothing in flight. */
+void blk_io_set_fd(struct blk_io *io, int fd);
 /* Waits for everything in flight, then frees the engine (fd stays open). */
 void blk_io_close(struct blk_io *io);
 

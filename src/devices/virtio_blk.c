@@ -68,6 +68,7 @@ struct virtio_blk {
 	int index;
 	int fd;
 	bool readonly;
+	bool direct;            /* opened O_DIRECT */
 	bool locked;
 	uint64_t capacity;      /* sectors */
 	char path[4096];
@@ -76,6 +77,7 @@ struct virtio_blk {
 	uint64_t reads, writes, flushes, errors;
 	uint64_t in_flight_max; /* the most requests in flight at once */
 	uint64_t *track;        /* a storage copy's dirty map (VIRTIO_BLK_TRACK_BLOCK blocks), or NULL; run lock */
+	struct virtio_blk_mirror *mirror; /* a storage move's write-blocking mirror, or NULL; run lock */
 };
 
 struct blk_req_header {
@@ -158,6 +160,55 @@ static void blk_mark(struct virtio_blk *b, uint64_t offset, uint64_t bytes)
 		__atomic_or_fetch(&b->track[blk / 64], 1ULL << (blk % 64), __ATOMIC_RELAXED);
 }
 
+/* Zeroes [off, off + bytes) of fd with fallocate mode, or by writing
+ * zeros where that is refused and zeros are required. */
+static int zero_range(int fd, int mode, uint64_t off, uint64_t bytes, bool required)
+{
+	static const uint8_t zero[65536];
+	if (fallocate(fd, mode, (off_t)off, (off_t)bytes) == 0)
+		return 0;
+	if (!required)
+		return -errno;
+	for (uint64_t o = 0; o < bytes; o += sizeof(zero)) {
+		int rc = pwrite_full(fd, zero, (size_t)MIN(sizeof(zero), bytes - o), off + o);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* The mirror gets what the disk got (a write's data, or a range zeroed). */
+static void mirror_write(struct virtio_blk *b, struct blk_req *r)
+{
+	struct virtio_blk_mirror *m = b->mirror;
+	struct iovec iov[VIRTIO_CHAIN_MAX];
+	uint64_t len;
+	int n = data_iov(&r->c, true, iov, &len); /* the engine consumed the request's own iovecs */
+	pthread_mutex_lock(&m->lock);
+	if (!m->error) {
+		int rc = r->op.result ? r->op.result : blk_io_full(m->fd, true, iov, n, r->op.offset);
+		if (rc) /* a failed write may have changed part of the disk: the mirror cannot say what */
+			m->error = rc < 0 ? rc : -EIO;
+		m->writes++;
+		m->bytes += len;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void mirror_zero(struct virtio_blk *b, int mode, uint64_t off, uint64_t bytes, int disk_rc)
+{
+	struct virtio_blk_mirror *m = b->mirror;
+	pthread_mutex_lock(&m->lock);
+	if (!m->error) {
+		/* the disk's range reads as zeros now, unless a discard was ignored (then it is unchanged) */
+		int rc = disk_rc ? 0 : zero_range(m->fd, mode, off, bytes, true);
+		if (rc)
+			m->error = rc;
+		m->writes++;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
 static uint8_t blk_discard(struct virtio_blk *b, const struct virtq_chain *c, bool zeroes)
 {
 	struct blk_discard seg[BLK_DISCARD_SEG_MAX];
@@ -181,15 +232,13 @@ static uint8_t blk_discard(struct virtio_blk *b, const struct virtq_chain *c, bo
 		uint64_t bytes = (uint64_t)seg[i].num_sectors * SECTOR;
 		blk_mark(b, seg[i].sector * SECTOR, bytes); /* done or not, the range may have changed */
 		int mode = zeroes && !(seg[i].flags & BLK_WRITE_ZEROES_FLAG_UNMAP) ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-		if (fallocate(b->fd, mode, (off_t)(seg[i].sector * SECTOR), (off_t)bytes) < 0) {
-			if (!zeroes)
-				continue; /* discard is a hint: a filesystem without hole punching ignores it */
-			/* write zeroes must happen: fall back to writing them */
-			static const uint8_t zero[65536];
-			for (uint64_t o = 0; o < bytes; o += sizeof(zero))
-				if (pwrite_full(b->fd, zero, (size_t)MIN(sizeof(zero), bytes - o), seg[i].sector * SECTOR + o))
-					return VIRTIO_BLK_S_IOERR;
-		}
+		/* discard is a hint (a filesystem without hole punching ignores
+		 * it); write zeroes must happen: written out where refused */
+		int rc = zero_range(b->fd, mode, seg[i].sector * SECTOR, bytes, zeroes);
+		if (b->mirror)
+			mirror_zero(b, mode, seg[i].sector * SECTOR, bytes, rc);
+		if (rc && zeroes)
+			return VIRTIO_BLK_S_IOERR;
 	}
 	return VIRTIO_BLK_S_OK;
 }
@@ -272,6 +321,8 @@ static bool blk_complete(struct virtio_blk *b, bool wait)
 			/* a write that failed may still have changed part of the file */
 			if (r->op.kind == BLK_IO_WRITE)
 				blk_mark(b, r->op.offset, r->written_len);
+			if (r->op.kind == BLK_IO_WRITE && b->mirror)
+				mirror_write(b, r);
 			blk_finish(b, r, r->op.result ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
 			pushed = true;
 		}
@@ -344,6 +395,12 @@ static void blk_reset(struct virtio_dev *vd)
 		while (op) {
 			struct blk_req *r = (struct blk_req *)op;
 			op = op->next;
+			/* unanswered, but the file changed: a copy or mirror must know */
+			if (r->op.kind == BLK_IO_WRITE) {
+				blk_mark(b, r->op.offset, r->written_len);
+				if (b->mirror)
+					mirror_write(b, r);
+			}
 			r->next_free = b->free_reqs;
 			b->free_reqs = r;
 		}
@@ -431,6 +488,7 @@ int virtio_blk_create(struct vm *vm, int index, const struct disk_spec *spec, ch
 		return -ENOMEM;
 	b->index = index;
 	b->readonly = spec->readonly;
+	b->direct = spec->direct;
 	snprintf(b->path, sizeof(b->path), "%s", spec->path);
 	int flags = (spec->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (spec->direct ? O_DIRECT : 0);
 	b->fd = open(spec->path, flags);
@@ -552,6 +610,62 @@ int virtio_blk_track(struct vm *vm, int i, uint64_t *map)
 	pthread_mutex_lock(&b->vd.run_lock);
 	b->track = map;
 	pthread_mutex_unlock(&b->vd.run_lock);
+	return 0;
+}
+
+int virtio_blk_mirror(struct vm *vm, int i, struct virtio_blk_mirror *m)
+{
+	struct virtio_blk *b = i >= 0 && i < VM_MAX_DISKS ? (struct virtio_blk *)vm->disks[i] : NULL;
+	if (!b)
+		return -ENOENT;
+	if (b->readonly && m)
+		return -EROFS;
+	pthread_mutex_lock(&b->vd.run_lock); /* no completion uses the old one when this returns */
+	b->mirror = m;
+	pthread_mutex_unlock(&b->vd.run_lock);
+	return 0;
+}
+
+int virtio_blk_switch_file(struct vm *vm, int i, const char *path, char *err, size_t errlen)
+{
+	struct virtio_blk *b = i >= 0 && i < VM_MAX_DISKS ? (struct virtio_blk *)vm->disks[i] : NULL;
+	if (!b) {
+		errf(err, errlen, "no disk %d", i);
+		return -ENOENT;
+	}
+	int fd = open(path, (b->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (b->direct ? O_DIRECT : 0));
+	if (fd < 0) {
+		errf(err, errlen, "disk %d: cannot open %s: %s", i, path, strerror(errno));
+		return -errno;
+	}
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end < 0 || (uint64_t)end / SECTOR != b->capacity) {
+		errf(err, errlen, "disk %d: %s has %lld bytes, the disk %llu", i, path, (long long)end,
+		     (unsigned long long)(b->capacity * SECTOR));
+		close(fd);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&b->vd.run_lock);
+	if (blk_io_in_flight(b->io)) { /* cannot happen: the VM is paused (quiesce) */
+		pthread_mutex_unlock(&b->vd.run_lock);
+		close(fd);
+		errf(err, errlen, "disk %d: requests in flight", i);
+		return -EBUSY;
+	}
+	int old = b->fd;
+	bool was_locked = b->locked;
+	b->fd = fd;
+	int rc = was_locked ? blk_lock(b, true, err, errlen) : 0;
+	if (rc) {
+		b->fd = old;
+		pthread_mutex_unlock(&b->vd.run_lock);
+		close(fd);
+		return rc;
+	}
+	blk_io_set_fd(b->io, fd);
+	snprintf(b->path, sizeof(b->path), "%s", path);
+	pthread_mutex_unlock(&b->vd.run_lock);
+	close(old); /* its description's lock goes with it */
 	return 0;
 }
 

@@ -2,6 +2,7 @@
  * disks' lock handover and counters. */
 #ifndef GLIDE_DEVICES_VIRTIO_DEV_H
 #define GLIDE_DEVICES_VIRTIO_DEV_H
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,4 +41,27 @@ int virtio_blk_track(struct vm *vm, int i, uint64_t *map);
 /* Disk i's open file (shared with the device: pread/pwrite only), size and path. */
 int virtio_blk_file(struct vm *vm, int i, int *fd, uint64_t *bytes, char *path, size_t pathlen);
 int virtio_blk_acquire_locks(struct vm *vm, char *err, size_t errlen);
+
+/* A write-blocking mirror of a disk (storage migration: `glide vm
+ * move-disk`, src/migrate/disk_move.c). While it is set, every write,
+ * discard and write zeroes that completes on the disk is applied to the
+ * mirror's file too, under its lock, before the guest sees the completion;
+ * whoever copies the rest of the disk into the mirror takes the same lock
+ * for each chunk it reads and writes, so the two never interleave and the
+ * mirror never falls behind. A mirror write that fails breaks the mirror
+ * (error), never the guest's I/O: the disk's own file stays authoritative. */
+struct virtio_blk_mirror {
+	int fd;
+	pthread_mutex_t lock;
+	int error;               /* the first failure (-errno), 0 while intact */
+	uint64_t writes, bytes;  /* guest writes mirrored, and their bytes */
+};
+/* Sets disk i's mirror (NULL stops it); returns once no completion uses the
+ * old one. -ENOENT: no such disk; -EROFS: a read-only disk. */
+int virtio_blk_mirror(struct vm *vm, int i, struct virtio_blk_mirror *m);
+/* Switches disk i to the file at path (a complete copy), with the VM
+ * paused: opens it as the disk was opened, locks it, hands it to the I/O
+ * engine and closes the old file (dropping its lock). 0, or -errno with err
+ * set and the disk unchanged. */
+int virtio_blk_switch_file(struct vm *vm, int i, const char *path, char *err, size_t errlen);
 #endif

@@ -18,6 +18,8 @@
  *   POST   /v1/receive                    receive a cold VM's files (copy.c); GET /v1/receive/NAME:
  *                                         progress; DELETE /v1/receive/NAME[?keep=1]: forget it
  *   POST   /v1/vms/NAME/send              send a powered-off or suspended VM's files; GET: progress
+ *   POST   /v1/vms/NAME/move-disk         {disk, datastore}: a running VM's disk to another datastore;
+ *                                         GET: progress; POST .../move-disk/cancel
  *   POST   /v1/vms/NAME/migrate           source half: start the migration
  *   GET    /v1/vms/NAME/migration         relayed progress; POST .../migration/cancel and
  *                                         .../migration/resolve (an in-doubt switchover)
@@ -181,6 +183,8 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 		return host_vm_netstats(a, name, resp);
 	if (!strcmp(action, "send"))
 		return host_copy_status(a, name, false, resp);
+	if (!strcmp(action, "move-disk"))
+		return host_migration_relay(a, name, "GET", "/v1/vm/disk-move", NULL, resp);
 	if (action[0])
 		return 0;
 	const char *fresh = http_query(req, "monitor");
@@ -208,6 +212,55 @@ static int api_vm_get(void *ctx, const struct http_request *req, json_t **resp)
 static int vm_action(struct host_agent *a, struct host_vm *v, const char *name, const char *action,
 		     const struct http_request *req, json_t **resp);
 
+/* POST /v1/vms/NAME/move-disk {disk, datastore}: a running VM's disk moves
+ * to DATASTORE/NAME-diskN.img while it runs (the monitor's disk move); the
+ * record follows when the monitor reports the new file (supervisor). */
+static int move_disk(struct host_agent *a, const char *name, json_t *body, json_t **resp)
+{
+	json_t *disk = json_object_get(body, "disk");
+	const char *dsname = json_string_value(json_object_get(body, "datastore"));
+	char path[PATH_MAX], real[PATH_MAX];
+	if ((disk && (!json_is_integer(disk) || json_integer_value(disk) < 0 || json_integer_value(disk) >= VM_MAX_DISKS)) ||
+	    !dsname) {
+		*resp = http_error("a disk move needs {\"datastore\": NAME} and optionally {\"disk\": INDEX}");
+		return 400;
+	}
+	int i = disk ? (int)json_integer_value(disk) : 0;
+	pthread_mutex_lock(&a->lock);
+	struct host_vm *v = host_vm_find(a, name);
+	const struct host_datastore *ds = host_datastore_find(a, dsname);
+	const char *cur = v ? json_string_value(json_object_get(json_array_get(json_object_get(v->record, "disks"), (size_t)i), "path")) : NULL;
+	int status = 0;
+	if (!v) {
+		*resp = http_error("no VM named %s on host %s", name, a->name);
+		status = 404;
+	} else if (!v->pid || (strcmp(v->state, "running") && strcmp(v->state, "paused"))) {
+		*resp = http_error("VM %s is %s on host %s; only a running VM's disk moves (a powered-off VM's disks move with "
+				   "`glide vm migrate --with-storage`)", name, v->state, a->name);
+		status = 409;
+	} else if (!cur) {
+		*resp = http_error("VM %s has no disk %d", name, i);
+		status = 404;
+	} else if (!ds) {
+		*resp = http_error("host %s has no datastore %s", a->name, dsname);
+		status = 409;
+	} else if (realpath(cur, real) && host_datastore_holding(a, real) == ds) {
+		*resp = http_error("disk %d of VM %s already is on datastore %s (%s)", i, name, dsname, cur);
+		status = 409;
+	} else {
+		snprintf(path, sizeof(path), "%.*s/%s-disk%d.img", (int)(sizeof(path) - VM_NAME_MAX - 16), ds->path, name, i);
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (status)
+		return status;
+	json_t *mb = json_pack("{s:i, s:s}", "disk", i, "path", path);
+	status = host_migration_relay(a, name, "POST", "/v1/vm/disk-move", mb, resp);
+	json_decref(mb);
+	if (status == 202)
+		glide_log("host", "VM %s: disk %d moving to datastore %s (%s)", name, i, dsname, path);
+	return status;
+}
+
 static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
@@ -225,6 +278,10 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 		return host_vm_capture(a, name, req->body, resp);
 	if (!strcmp(action, "send"))
 		return host_copy_send(a, name, req->body, resp);
+	if (!strcmp(action, "move-disk"))
+		return move_disk(a, name, req->body, resp);
+	if (!strcmp(action, "move-disk/cancel"))
+		return host_migration_relay(a, name, "POST", "/v1/vm/disk-move/cancel", NULL, resp);
 	pthread_mutex_lock(&a->lock);
 	struct host_vm *v = host_vm_find(a, name);
 	if (v)

@@ -729,6 +729,36 @@ void host_vm_load_all(struct host_agent *a)
 }
 
 /* One supervision pass: poll every monitor's API, notice exits. */
+/* A disk that moved while its monitor ran (move-disk): the monitor names the
+ * new file; the record takes it, and the old file, when it lies in one of
+ * this host's datastores, is removed (a->lock held). */
+static void follow_moved_disks(struct host_agent *a, struct host_vm *v, json_t *st)
+{
+	json_t *rec = json_object_get(v->record, "disks"), *d;
+	bool changed = false;
+	size_t i;
+	json_array_foreach(json_object_get(st, "disks"), i, d) {
+		json_t *r = json_array_get(rec, (size_t)json_integer_value(json_object_get(d, "index")));
+		const char *now = json_string_value(json_object_get(d, "path")), *was = json_string_value(json_object_get(r, "path"));
+		char old[PATH_MAX], real_old[PATH_MAX], real_now[PATH_MAX];
+		if (!now || !was || !strcmp(now, was))
+			continue;
+		snprintf(old, sizeof(old), "%s", was);
+		json_object_set_new(r, "path", json_string(now));
+		changed = true;
+		glide_log("host", "VM %s: disk %lld moved from %s to %s", v->name, json_integer_value(json_object_get(d, "index")), old, now);
+		if (realpath(old, real_old) && realpath(now, real_now) && strcmp(real_old, real_now) &&
+		    host_datastore_holding(a, real_old)) {
+			if (unlink(real_old))
+				glide_log("host", "VM %s: cannot remove the old disk file %s: %s", v->name, real_old, strerror(errno));
+			else
+				glide_log("host", "VM %s: removed the old disk file %s", v->name, real_old);
+		}
+	}
+	if (changed)
+		host_vm_save(v);
+}
+
 static void supervise_once(struct host_agent *a)
 {
 	struct item { struct host_vm *v; pid_t pid; } items[256];
@@ -782,6 +812,7 @@ static void supervise_once(struct host_agent *a)
 			}
 			json_decref(v->monitor);
 			v->monitor = st;
+			follow_moved_disks(a, v, st);
 		} else if (!alive) {
 			json_decref(st);
 			if (!strcmp(v->state, "migrated") || json_object_get(v->record, "incoming")) {

@@ -12,6 +12,7 @@
 #include "devices/devices.h"
 #include "api/http.h"
 #include "migrate/migrate.h"
+#include "migrate/disk_move.h"
 #include "migrate/wire.h"
 #include "common/util.h"
 #include <errno.h>
@@ -131,6 +132,7 @@ static int api_shutdown(void *ctx, const struct http_request *req, json_t **resp
 {
 	struct monitor *m = ctx;
 	migrate_cancel(m, "the VM was shut down through the API");
+	disk_move_cancel(m);
 	vm_request_exit(&m->vm, 0, "shutdown requested through the API");
 	*resp = json_pack("{s:s}", "state", "shutdown");
 	return 200;
@@ -302,6 +304,9 @@ static const struct http_route routes[] = {
 	{ "GET", "/v1/migration", migrate_api_status },
 	{ "POST", "/v1/migration/cancel", migrate_api_cancel },
 	{ "POST", "/v1/migration/resolve", migrate_api_resolve },
+	{ "POST", "/v1/vm/disk-move", disk_move_api_start },
+	{ "GET", "/v1/vm/disk-move", disk_move_api_status },
+	{ "POST", "/v1/vm/disk-move/cancel", disk_move_api_cancel },
 	{ NULL, NULL, NULL },
 };
 
@@ -332,6 +337,7 @@ static void *signal_thread(void *arg)
 		}
 		migrate_cancel(m, sig == SIGTERM ? "the monitor was stopped (SIGTERM)"
 				  : sig == SIGINT ? "the monitor was stopped (SIGINT)" : "the monitor was stopped (SIGHUP)");
+		disk_move_cancel(m);
 		vm_request_exit(&m->vm, 0, "stopped by signal");
 	}
 	return NULL;
@@ -606,6 +612,7 @@ run:
 	rc = vm_wait_exit(&m->vm);
 	glide_log("monitor", "VM stopped: %s (exit status %d)", m->vm.exit_reason, rc);
 	migrate_cancel(m, m->vm.exit_reason);
+	disk_move_cancel(m);
 	if (m->migrated_away) {
 		/* The VM now runs elsewhere: keep the API up until this migration's
 		 * result has been read once (at most MIGRATION_RESULT_WAIT_MS),

@@ -9,6 +9,7 @@
 #include "devices/virtio_net.h"
 
 struct migration;
+struct disk_move;
 
 struct monitor {
 	struct vm vm;
@@ -20,8 +21,9 @@ struct monitor {
 	 * memsave), and op_lock guards it and is held for the whole of a short
 	 * one (an API pause or resume). */
 	pthread_mutex_t op_lock;
-	const char *op_busy;         /* "migration", "snapshot", "memsave" or NULL */
+	const char *op_busy;         /* "migration", "snapshot", "memsave", "disk move" or NULL */
 	struct migration *migration; /* latest outgoing migration, NULL when none */
+	struct disk_move *disk_move; /* latest storage move (disk_move.c), NULL when none */
 	int migrations_started;      /* ids of outgoing migrations: 1, 2, ... */
 	bool migrated_away;          /* source released after a completed migration */
 	bool incoming;               /* waiting for / receiving an incoming migration */
