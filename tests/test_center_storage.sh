@@ -245,6 +245,35 @@ else
 fi
 "$GLIDE" vm stop dvm >/dev/null 2>&1
 
+# the copy between agents refuses a sender without the key; a receipt given up removes its files
+hapi() { curl -s --unix-socket "$T/$1/host.sock" "http://x$2" "${@:3}"; }
+size=$(stat -c %s "$T/dsA/dvm-disk0.img"); sumA=$(sha256sum <"$T/dsA/dvm-disk0.img")
+k1=$(openssl rand -hex 32); k2=$(openssl rand -hex 32)
+addr=$(hapi hB /v1/receive -X POST -d "{\"name\":\"dvm\",\"key\":\"$k1\",\"datastore\":\"local\",\"copy_bytes\":0,\"files\":[{\"kind\":\"disk\",\"size\":$size}]}" |
+	json_get /dev/stdin address)
+hapi hA /v1/vms/dvm/send -X POST -d "{\"to\":\"$addr\",\"key\":\"$k2\"}" >/dev/null
+recv_state() { hapi hB /v1/receive/dvm | json_get /dev/stdin state; }
+send_state() { hapi hA /v1/vms/dvm/send | json_get /dev/stdin state; }
+wait_for 20 bash -c "[ \"\$(curl -s --unix-socket '$T/hB/host.sock' http://x/v1/receive/dvm | grep -o '\"state\":\"[a-z]*\"')\" = '\"state\":\"failed\"' ]"
+if [ "$(recv_state)" = failed ] && [ "$(send_state)" = failed ] && [ ! -e "$T/dsB/dvm-disk0.img" ] &&
+	[ "$(sha256sum <"$T/dsA/dvm-disk0.img")" = "$sumA" ]; then
+	pass "a sender with the wrong key is refused by the receiver ($(hapi hA /v1/vms/dvm/send | json_get /dev/stdin error | cut -c1-90)); the receiver removed its file, the source is unchanged"
+else
+	fail "wrong key: receiver $(hapi hB /v1/receive/dvm | head -c 300), sender $(hapi hA /v1/vms/dvm/send | head -c 300); $(ls "$T/dsB")"
+fi
+hapi hB /v1/receive/dvm -X DELETE >/dev/null
+addr=$(hapi hB /v1/receive -X POST -d "{\"name\":\"dvm\",\"key\":\"$k1\",\"datastore\":\"local\",\"copy_bytes\":0,\"files\":[{\"kind\":\"disk\",\"size\":$size}]}" |
+	json_get /dev/stdin address)
+hapi hA /v1/vms/dvm/send -X POST -d "{\"to\":\"$addr\",\"key\":\"$k1\"}" >/dev/null
+wait_for 20 bash -c "curl -s --unix-socket '$T/hB/host.sock' http://x/v1/receive/dvm | grep -q '\"state\":\"done\"'"
+same=$([ "$(sha256sum <"$T/dsB/dvm-disk0.img" 2>/dev/null)" = "$sumA" ] && echo yes)
+hapi hB /v1/receive/dvm -X DELETE >/dev/null
+if [ "$same" = yes ] && [ ! -e "$T/dsB/dvm-disk0.img" ] && [ -s "$T/dsA/dvm-disk0.img" ]; then
+	pass "with the key the copy arrives equal to the source; a receipt given up (DELETE without keep) removes its file"
+else
+	fail "copy with the key: same=$same; $(ls "$T/dsB" "$T/dsA" | tr '\n' ' ')"
+fi
+
 # an A-B memory guest, 2 vCPUs, no disk: the file goes to the agent's VM directory
 AB="$GLIDE_BUILD/guests/ab.img"
 "$GLIDE" vm create sab --memory 160M --vcpus 2 --boot "$AB" >/dev/null && "$GLIDE" vm start sab --host hA >/dev/null ||
