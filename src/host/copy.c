@@ -346,13 +346,71 @@ out:
 
 /* ---- receiving ---- */
 
+int copy_receive_frame(struct copy_target *t, int n, uint32_t type, const uint8_t *p, uint32_t len, uint64_t *moved,
+		       volatile bool *cancel, char *err, size_t errlen)
+{
+	uint32_t file, run;
+	uint64_t off;
+	int rc;
+
+	if ((type != FRAME_FILE_DATA && type != FRAME_FILE_END) || len < COPY_HDR) {
+		errf(err, errlen, "unexpected %s frame of %u bytes", wire_frame_name(type), len);
+		return -EPROTO;
+	}
+	memcpy(&file, p, 4);
+	memcpy(&run, p + 4, 4);
+	memcpy(&off, p + 8, 8);
+	if (file >= (uint32_t)n || t[file].ended) {
+		errf(err, errlen, "%s for file %u, which %s", wire_frame_name(type), file,
+		     file >= (uint32_t)n ? "does not exist" : "already ended");
+		return -EPROTO;
+	}
+	struct copy_target *cf = &t[file];
+	if (type == FRAME_FILE_DATA) {
+		if (!run || len != COPY_HDR + run || off > cf->size || run > cf->size - off) {
+			errf(err, errlen, "file %u: a run of %u bytes at %llu (frame of %u bytes) does not fit its %llu bytes", file, run,
+			     (unsigned long long)off, len, (unsigned long long)cf->size);
+			return -EPROTO;
+		}
+		if ((rc = pwrite_full(cf->fd, p + COPY_HDR, run, off))) {
+			errf(err, errlen, "writing %s: %s", cf->path, strerror(-rc));
+			return rc;
+		}
+		*moved += run;
+		return 0;
+	}
+	/* FILE_END: u32 file, u32 0, u64 size, digest */
+	uint8_t mine[32];
+	if (len != COPY_HDR + 32 || run || off != cf->size) {
+		errf(err, errlen, "file %u: its end says %llu bytes, %llu expected (frame of %u bytes)", file, (unsigned long long)off,
+		     (unsigned long long)cf->size, len);
+		return -EPROTO;
+	}
+	if (fdatasync(cf->fd) && errno != EINVAL) {
+		errf(err, errlen, "flushing %s: %s", cf->path, strerror(errno));
+		return -errno;
+	}
+	if ((rc = file_digest(cf->fd, cf->size, mine, cancel))) {
+		errf(err, errlen, "reading back %s: %s", cf->path, strerror(-rc));
+		return rc;
+	}
+	if (memcmp(mine, p + COPY_HDR, 32)) {
+		errf(err, errlen, "file %u (%s): its digest differs from the sender's: the copy is not what was sent", file, cf->path);
+		return -EBADMSG;
+	}
+	cf->ended = true;
+	return 0;
+}
+
 static int receive_frames(struct copy_job *j, struct wire_stream *s, char *err, size_t errlen)
 {
-	bool ended[HOST_COPY_FILES_MAX] = { false };
+	struct copy_target t[HOST_COPY_FILES_MAX];
 	int ends = 0;
 	struct wire_frame f;
 	int rc;
 
+	for (int i = 0; i < j->nfiles; i++)
+		t[i] = (struct copy_target){ .fd = j->files[i].fd, .size = j->files[i].size, .path = j->files[i].path };
 	while (ends < j->nfiles) {
 		if (j->cancel) {
 			errf(err, errlen, "cancelled");
@@ -366,58 +424,13 @@ static int receive_frames(struct copy_job *j, struct wire_stream *s, char *err, 
 			json_decref(e);
 			return -ECONNABORTED;
 		}
-		uint32_t file, len;
-		uint64_t off;
-		if ((f.type != FRAME_FILE_DATA && f.type != FRAME_FILE_END) || f.len < COPY_HDR) {
-			errf(err, errlen, "unexpected %s frame of %u bytes", wire_frame_name(f.type), f.len);
-			return -EPROTO;
-		}
-		memcpy(&file, f.payload, 4);
-		memcpy(&len, f.payload + 4, 4);
-		memcpy(&off, f.payload + 8, 8);
-		if (file >= (uint32_t)j->nfiles || ended[file]) {
-			errf(err, errlen, "%s for file %u, which %s", wire_frame_name(f.type), file,
-			     file >= (uint32_t)j->nfiles ? "does not exist" : "already ended");
-			return -EPROTO;
-		}
-		struct copy_file *cf = &j->files[file];
-		if (f.type == FRAME_FILE_DATA) {
-			if (!len || f.len != COPY_HDR + len || off > cf->size || len > cf->size - off) {
-				errf(err, errlen, "file %u: a run of %u bytes at %llu (frame of %u bytes) does not fit its %llu bytes", file,
-				     len, (unsigned long long)off, f.len, (unsigned long long)cf->size);
-				return -EPROTO;
-			}
-			if ((rc = pwrite_full(cf->fd, f.payload + COPY_HDR, len, off))) {
-				errf(err, errlen, "writing %s: %s", cf->path, strerror(-rc));
-				return rc;
-			}
-			pthread_mutex_lock(&j->agent->lock);
-			j->bytes += len;
-			pthread_mutex_unlock(&j->agent->lock);
-			continue;
-		}
-		/* FILE_END: u32 file, u32 0, u64 size, digest */
-		uint8_t mine[32];
-		if (f.len != COPY_HDR + 32 || len || off != cf->size) {
-			errf(err, errlen, "file %u: its end says %llu bytes, %llu expected (frame of %u bytes)", file,
-			     (unsigned long long)off, (unsigned long long)cf->size, f.len);
-			return -EPROTO;
-		}
-		if (fdatasync(cf->fd)) {
-			errf(err, errlen, "flushing %s: %s", cf->path, strerror(errno));
-			return -errno;
-		}
-		if ((rc = file_digest(cf->fd, cf->size, mine, &j->cancel))) {
-			errf(err, errlen, "reading back %s: %s", cf->path, strerror(-rc));
+		uint64_t moved = 0;
+		if ((rc = copy_receive_frame(t, j->nfiles, f.type, f.payload, f.len, &moved, &j->cancel, err, errlen)))
 			return rc;
-		}
-		if (memcmp(mine, f.payload + COPY_HDR, 32)) {
-			errf(err, errlen, "file %u (%s): its digest differs from the sender's: the copy is not what was sent", file,
-			     cf->path);
-			return -EBADMSG;
-		}
-		ended[file] = true;
-		ends++;
+		ends += f.type == FRAME_FILE_END;
+		pthread_mutex_lock(&j->agent->lock);
+		j->bytes += moved;
+		pthread_mutex_unlock(&j->agent->lock);
 	}
 	return 0;
 }

@@ -145,6 +145,19 @@ int host_copy_status(struct host_agent *a, const char *name, bool receive, json_
 /* DELETE /v1/receive/NAME[?keep=1]: forget a receipt; its files are removed
  * unless keep (only once all arrived, for the VM registered with them). */
 int host_copy_forget(struct host_agent *a, const char *name, bool keep, json_t **resp);
+/* The receiving end's parser, apart from the socket (fuzzed: fuzz_copy):
+ * one FILE_DATA or FILE_END frame for n targets, checked whole before
+ * anything is written; FILE_END flushes the file and compares the sender's
+ * digest with one of what the file now holds, then marks it ended. 0, or
+ * -errno with err set; *moved grows by the data bytes written. */
+struct copy_target {
+	int fd;
+	uint64_t size;
+	bool ended;
+	const char *path;
+};
+int copy_receive_frame(struct copy_target *t, int n, uint32_t type, const uint8_t *p, uint32_t len, uint64_t *moved,
+		       volatile bool *cancel, char *err, size_t errlen);
 
 /* migration.c */
 int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp);

@@ -433,6 +433,51 @@ static void disk_seeds(void)
 	put("disk", "zero-disk2", buf, 8 + 16);
 }
 
+/* Cold copy frames (fuzz_copy): u32 type, u32 length, payload; FILE_DATA
+ * {u32 file, u32 length, u64 offset, bytes}, FILE_END {u32 file, u32 0,
+ * u64 size, SHA-256 over (u64 offset, bytes) of each non-zero 64 KiB block}. */
+static size_t copy_frame(uint8_t *out, uint32_t type, uint32_t file, uint32_t run, uint64_t off, const void *p, size_t n)
+{
+	uint32_t len = (uint32_t)(16 + n);
+	memcpy(out, &type, 4);
+	memcpy(out + 4, &len, 4);
+	memcpy(out + 8, &file, 4);
+	memcpy(out + 12, &run, 4);
+	memcpy(out + 16, &off, 8);
+	memcpy(out + 24, p, n);
+	return 24 + n;
+}
+
+static void copy_seeds(void)
+{
+	static uint8_t buf[70000], block[5000];
+	uint8_t digest[32];
+	unsigned int dl = 0;
+	size_t n = 0;
+	/* file 0: 100 bytes of data at 0 (its first block: 65536 bytes, the rest zeros) */
+	memset(block, 0xa5, 100);
+	n += copy_frame(buf + n, FRAME_FILE_DATA, 0, 100, 0, block, 100);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	static uint8_t first[65536];
+	uint64_t zero = 0;
+	memcpy(first, block, 100);
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestUpdate(md, &zero, 8);
+	EVP_DigestUpdate(md, first, sizeof(first));
+	EVP_DigestFinal_ex(md, digest, &dl);
+	n += copy_frame(buf + n, FRAME_FILE_END, 0, 0, 2 * 65536 + 100, digest, 32);
+	/* file 1: empty, its digest of nothing */
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestFinal_ex(md, digest, &dl);
+	n += copy_frame(buf + n, FRAME_FILE_END, 1, 0, 0, digest, 32);
+	put("copy", "data-end-empty", buf, n);
+	/* file 2: its short last part, and an end with a wrong digest */
+	n = copy_frame(buf, FRAME_FILE_DATA, 2, 904, 4096, block, 904);
+	n += copy_frame(buf + n, FRAME_FILE_END, 2, 0, 5000, digest, 32);
+	put("copy", "short-wrong-digest", buf, n);
+	EVP_MD_CTX_free(md);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -446,6 +491,7 @@ int main(int argc, char **argv)
 		snapshot_seeds(argv[2]);
 	pages_seeds();
 	disk_seeds();
+	copy_seeds();
 	config_seeds();
 	wire_seeds();
 	api_seeds();
