@@ -45,7 +45,8 @@ subtests=()
 for t in "$AB"/tests/unit_*; do [ -x "$t" ] && subtests+=("$(basename "$t")"); done
 subtests+=(test_abcheck test_boot test_monitor test_monitor_hardening test_migrate test_migrate_flood
 	test_host_multihost test_center_basic test_center_hardening test_migrate_verify test_center_in_doubt
-	test_host_networks test_disk_migrate test_disk_inflight test_net_migrate test_guests_virtio_glide test_io_complete test_host_netcheck)
+	test_host_networks test_disk_migrate test_disk_inflight test_net_migrate test_guests_virtio_glide test_io_complete test_host_netcheck
+	test_move_disk)
 [ -n "${GLIDE_SANITIZER_TESTS:-}" ] && read -r -a subtests <<<"$GLIDE_SANITIZER_TESTS"
 
 keep="" whole=""

@@ -133,8 +133,8 @@ int move_disk_task_start(struct center *c, const char *name, json_t *body, json_
 		*resp = http_error("no VM named %s (see `glide vm list`)", name);
 		status = 404;
 	} else if (strcmp(s(vm, "power_state"), "running") && strcmp(s(vm, "power_state"), "paused")) {
-		*resp = http_error("VM %s is %s; only a running VM's disk moves (a powered-off VM's disks move with `glide vm "
-				   "migrate --with-storage`)", name, s(vm, "power_state"));
+		*resp = http_error("VM %s is %s; move-disk moves a running VM's disk (a powered-off or suspended VM's "
+				   "disks move to another host with `glide vm migrate --with-storage`)", name, s(vm, "power_state"));
 		status = 409;
 	} else if (!host) {
 		*resp = http_error("VM %s has no host in the inventory", name);

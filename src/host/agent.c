@@ -235,8 +235,8 @@ static int move_disk(struct host_agent *a, const char *name, json_t *body, json_
 		*resp = http_error("no VM named %s on host %s", name, a->name);
 		status = 404;
 	} else if (!v->pid || (strcmp(v->state, "running") && strcmp(v->state, "paused"))) {
-		*resp = http_error("VM %s is %s on host %s; only a running VM's disk moves (a powered-off VM's disks move with "
-				   "`glide vm migrate --with-storage`)", name, v->state, a->name);
+		*resp = http_error("VM %s is %s on host %s; move-disk moves a running VM's disk (a powered-off or "
+				   "suspended VM's disks move to another host with `glide vm migrate --with-storage`)", name, v->state, a->name);
 		status = 409;
 	} else if (!cur) {
 		*resp = http_error("VM %s has no disk %d", name, i);
