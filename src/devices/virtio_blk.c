@@ -575,11 +575,11 @@ int virtio_blk_stats(struct vm *vm, int i, struct blk_stats *out, char *path, si
 	return 0;
 }
 
-int virtio_blk_release_locks(struct vm *vm)
+int virtio_blk_release_locks(struct vm *vm, uint32_t keep)
 {
 	for (int i = 0; i < VM_MAX_DISKS; i++) {
 		struct virtio_blk *b = (struct virtio_blk *)vm->disks[i];
-		if (b && b->locked) {
+		if (b && b->locked && !(keep & (1u << i))) {
 			if (!b->readonly && fdatasync(b->fd))
 				glide_log("virtio-blk", "disk %s: flush before handing it over failed: %s", b->path, strerror(errno));
 			blk_lock(b, false, NULL, 0);

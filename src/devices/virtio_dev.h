@@ -28,9 +28,11 @@ struct blk_stats {
 int virtio_blk_stats(struct vm *vm, int i, struct blk_stats *out, char *path, size_t pathlen);
 
 /* The switchover hands writable disks' locks from source to destination:
- * the source lets go once its VM is stopped for good, the destination
- * takes them before its VM runs. */
-int virtio_blk_release_locks(struct vm *vm);
+ * the source lets go once its VM is stopped for good (flushing each disk
+ * first), the destination takes them before its VM runs. Disks in keep
+ * (bit i: disk i) are neither flushed nor let go: a disk copied to the
+ * destination, which never opens this file (no flush inside the stun). */
+int virtio_blk_release_locks(struct vm *vm, uint32_t keep);
 /* A storage copy (src/migrate/disk.c): from now on every write, discard
  * and write zeroes that completes on disk i sets the bits of its
  * VIRTIO_BLK_TRACK_BLOCK-byte blocks in map (atomically, before the guest

@@ -18,8 +18,8 @@
  *     device and vCPU state (STATE), which is parsed, then applied once
  *     all FINALs are in.
  *  4. switchover: RESTORED tells the source the VM is ready; only on GO
- *     (the source's commit point) do the vCPUs run here, and RUNNING
- *     reports it.
+ *     (the source's commit point) do the vCPUs run here (disk copies stop
+ *     being partial just before), and RUNNING reports it.
  *  5. anything going wrong before GO: ABORT with the reason to the source
  *     (which resumes its VM) and the masked VM is discarded (the process
  *     exits). */
@@ -70,6 +70,7 @@ struct incoming {
 	uint64_t frames;
 	uint32_t disk_copy;     /* disks arriving as copies (bit i: disk i) */
 	char *created[VM_MAX_DISKS]; /* the files made for them: removed unless the VM runs here */
+	int copy_fd[VM_MAX_DISKS];   /* ... each held locked and marked partial until the VM runs on it */
 };
 
 struct receiver_arg {
@@ -85,6 +86,7 @@ static int prepare_disk_copies(struct incoming *in, json_t *list, const struct v
 static int apply_live(struct incoming *in, struct wire_frame *f, char *err, size_t errlen);
 static int switchover(struct incoming *in, struct wire_frame *state, char *err, size_t errlen);
 static int verify_memory(struct incoming *in, json_t **verified, char *err, size_t errlen);
+static int commit_disk_copies(struct incoming *in, char *err, size_t errlen);
 static void cleanup_live(struct incoming *in);
 static void in_fail(struct incoming *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void send_json_frame(struct wire_stream *s, uint32_t type, json_t *j);
@@ -117,6 +119,9 @@ int migrate_incoming(struct monitor *m, const char *addrs, const char *key_file,
 		in->streams[i].fd = -1;
 	if ((rc = read_key_file(key_file, in->key, err, errlen)))
 		goto out;
+	/* copies that destinations which died (SIGKILL) left here go first */
+	if (m->disk_dir[0])
+		disk_copy_sweep(m->disk_dir);
 	n = wire_parse_addrs(addrs, list, WIRE_MAX_STREAMS);
 	if (n < 0) {
 		errf(err, errlen, "--incoming '%s' must be HOST:PORT[,HOST:PORT...]", addrs);
@@ -190,6 +195,8 @@ out:
 			if (unlink(in->created[i]) == 0)
 				glide_log("incoming", "removed the partial copy of disk %d, %s", i, in->created[i]);
 		}
+		if (in->created[i] && in->copy_fd[i] >= 0)
+			close(in->copy_fd[i]);
 		free(in->created[i]);
 	}
 	free(in);
@@ -443,8 +450,10 @@ static int check_copy_path(const struct monitor *m, const char *path, char *err,
 
 /* Disks that arrive as copies (the source's --disk-to): each gets a new,
  * empty file of the disk's size at the path the source names (never an
- * existing file: nothing is overwritten), which becomes the device's disk.
- * The files are removed again unless the VM runs here in the end. */
+ * existing file: nothing is overwritten, but for a partial copy that a
+ * destination which died left there), which becomes the device's disk.
+ * Until the VM runs here each is marked partial, under our lock (disk.c);
+ * the files are removed again unless the VM runs here in the end. */
 static int prepare_disk_copies(struct incoming *in, json_t *list, const struct vm_config *cfg,
 			       struct vm_device_specs *specs, char *err, size_t errlen)
 {
@@ -472,14 +481,15 @@ static int prepare_disk_copies(struct incoming *in, json_t *list, const struct v
 			return -EINVAL;
 		}
 		char why[512];
-		int rc = check_copy_path(in->mon, path, why, sizeof(why));
-		if (!rc)
-			rc = disk_copy_create(path, cfg->disk_bytes[i], why, sizeof(why));
+		int rc = check_copy_path(in->mon, path, why, sizeof(why)), fd = -1;
+		if (!rc && (fd = disk_copy_create(path, cfg->disk_bytes[i], why, sizeof(why))) < 0)
+			rc = fd;
 		if (rc) {
 			errf(err, errlen, "disk %lld: its copy: %s", (long long)i, why);
 			return rc;
 		}
 		in->created[i] = strdup(path);
+		in->copy_fd[i] = fd;
 		in->disk_copy |= 1u << i;
 		memset(&specs->disks[i], 0, sizeof(specs->disks[i]));
 		snprintf(specs->disks[i].path, sizeof(specs->disks[i].path), "%s", path);
@@ -525,6 +535,22 @@ static int setup_live(struct incoming *in, json_t *list, char *err, size_t errle
 			return rc;
 	}
 	return 0;
+}
+
+/* At GO, before the vCPUs run: each copy loses its partial mark and our lock. */
+static int commit_disk_copies(struct incoming *in, char *err, size_t errlen)
+{
+	char later[256];
+	int rc = 0;
+	for (int i = 0; i < VM_MAX_DISKS; i++) {
+		if (!in->created[i] || in->copy_fd[i] < 0)
+			continue;
+		int r = disk_copy_commit(in->created[i], in->copy_fd[i], rc ? later : err, rc ? sizeof(later) : errlen);
+		in->copy_fd[i] = -1;
+		if (!rc)
+			rc = r;
+	}
+	return rc;
 }
 
 /* ---- 2. pre-copy: live data into the masked VM ---- */
@@ -615,6 +641,13 @@ static int switchover(struct incoming *in, struct wire_frame *state, char *err, 
 	json_decref(go);
 	if (test_fault("exit-on-go")) /* tests: the destination dies at GO, the source is in doubt */
 		_exit(3);
+	/* The copies become the VM's disks (no longer partial), then the
+	 * source's disks and the copies are locked as ours. */
+	rc = commit_disk_copies(in, err, errlen);
+	if (rc) {
+		send_abort(in, err);
+		return rc;
+	}
 	/* The source let go of the disks before GO: they are ours now. */
 	rc = virtio_blk_acquire_locks(in->vm, err, errlen);
 	if (rc) {

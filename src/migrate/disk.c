@@ -14,7 +14,11 @@
  * equals the source's at the checkpoint. The source's file is only read.
  *
  * Destination: the file was created empty at CONFIG (dest.c); frames are
- * checked whole, then written (zero runs punch holes).
+ * checked whole, then written (zero runs punch holes). Until the VM runs
+ * on it the copy is marked partial (an xattr) under the destination's
+ * lock; one a destination left when it died (SIGKILL) is removed by the
+ * next destination on that --disk-dir (disk_copy_sweep at its start, or
+ * disk_copy_create for the same path), never taken for a disk.
  *
  * Payload: u32 disk, u32 nruns, nruns x { u64 first block, u32 blocks,
  * u32 kind (0 data, 1 zero) }, then the data runs' bytes in order. A
@@ -26,12 +30,15 @@
 #include "state/state.h"
 #include "common/util.h"
 #include "vmm/vm.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define BLOCK VIRTIO_BLK_TRACK_BLOCK
@@ -322,8 +329,10 @@ int disk_apply_frame(const int fd[VM_MAX_DISKS], const uint64_t bytes[VM_MAX_DIS
 				rc = pwrite_full(fd[idx], zero, MIN(BLOCK, n - o), off + o);
 		}
 		if (rc) {
-			errf(err, errlen, "disk %u: writing the copy at %llu failed: %s", idx, (unsigned long long)off,
-			     strerror(-rc));
+			const char *why = rc == -ENOSPC ? " (ENOSPC: no room left for the copy on the destination)"
+					  : rc == -EDQUOT ? " (EDQUOT: the destination's disk quota is used up)" : "";
+			errf(err, errlen, "disk %u: writing the copy at %llu failed: %s%s", idx, (unsigned long long)off,
+			     strerror(-rc), why);
 			return rc;
 		}
 	}
@@ -336,24 +345,111 @@ static int disk_load(struct live_dest *ld, const uint8_t *data, size_t len, char
 	return disk_apply_frame(dd->fd, dd->bytes, data, len, err, errlen);
 }
 
+/* A copy is partial, never a disk a VM ran on, while it carries this mark.
+ * The destination writing it marks it once it holds an OFD write lock on it
+ * and removes the mark before it lets go (disk_copy_commit): a marked file
+ * that nobody holds a lock on was left by a destination that died (SIGKILL,
+ * a crash), and removing it loses nothing. A file system without user
+ * xattrs gets no mark: such a copy stays until removed by hand. */
+#define PARTIAL_MARK "user.glide.partial"
+
+/* 1: path was a partial copy whose destination died, now removed; 0: not
+ * a partial copy (unmarked files are not even opened); -EBUSY: a live
+ * destination writes it. */
+static int remove_stale_copy(const char *path)
+{
+	struct stat st, now;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd, rc = 0;
+
+	if (lgetxattr(path, PARTIAL_MARK, NULL, 0) < 0 || lstat(path, &st) || !S_ISREG(st.st_mode))
+		return 0;
+	fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		rc = -EBUSY;
+		goto out;
+	}
+	/* marked while we hold the lock: its writer is gone; the name must still be this file */
+	if (fgetxattr(fd, PARTIAL_MARK, NULL, 0) >= 0 && !fstat(fd, &st) && !lstat(path, &now) &&
+	    now.st_ino == st.st_ino && now.st_dev == st.st_dev)
+		rc = unlink(path) == 0;
+out:
+	close(fd);
+	return rc;
+}
+
 int disk_copy_create(const char *path, uint64_t bytes, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600), rc, stale = 0;
+
+	if (fd < 0 && errno == EEXIST) {
+		stale = remove_stale_copy(path);
+		if (stale == 1) {
+			glide_log("incoming", "removed %s, a partial copy left by a destination that died", path);
+			fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		} else {
+			errno = EEXIST;
+		}
+	}
 	if (fd < 0) {
-		int rc = -errno;
-		errf(err, errlen, "cannot create %s: %s%s", path, strerror(errno),
-		     errno == EEXIST ? " (a copy never overwrites a file)" : "");
+		rc = -errno;
+		errf(err, errlen, "cannot create %s: %s%s", path, strerror(-rc),
+		     stale == -EBUSY ? " (an incoming migration is writing a copy there)"
+		     : rc == -EEXIST ? " (a copy never overwrites a file)" : "");
 		return rc;
 	}
 	if (ftruncate(fd, (off_t)bytes) < 0) {
-		int rc = -errno;
-		errf(err, errlen, "cannot size %s to %llu bytes: %s", path, (unsigned long long)bytes, strerror(errno));
-		close(fd);
-		unlink(path);
-		return rc;
+		rc = -errno;
+		errf(err, errlen, "cannot size %s to %llu bytes: %s", path, (unsigned long long)bytes, strerror(-rc));
+		goto fail;
 	}
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		rc = -errno;
+		errf(err, errlen, "cannot lock %s: %s", path, strerror(-rc));
+		goto fail;
+	}
+	char owner[32];
+	int n = snprintf(owner, sizeof(owner), "pid %d", (int)getpid());
+	if (fsetxattr(fd, PARTIAL_MARK, owner, (size_t)n, 0) < 0)
+		glide_log("incoming", "cannot mark %s as a partial copy (%s): should this destination die, the file "
+			  "stays until removed by hand", path, strerror(errno));
+	return fd;
+fail:
 	close(fd);
-	return 0;
+	unlink(path);
+	return rc;
+}
+
+int disk_copy_commit(const char *path, int fd, char *err, size_t errlen)
+{
+	int rc = 0;
+	if (fremovexattr(fd, PARTIAL_MARK) < 0 && errno != ENODATA && errno != ENOTSUP) {
+		rc = -errno;
+		errf(err, errlen, "%s: cannot remove its partial-copy mark: %s", path, strerror(errno));
+	}
+	close(fd); /* drops our lock: the device takes its own */
+	return rc;
+}
+
+void disk_copy_sweep(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char path[4096];
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if ((e->d_type != DT_REG && e->d_type != DT_UNKNOWN) ||
+		    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+			continue;
+		if (remove_stale_copy(path) == 1)
+			glide_log("incoming", "removed %s, a partial copy left by a destination that died", path);
+	}
+	closedir(d);
 }
 
 static void disk_load_cleanup(struct live_dest *ld)

@@ -176,7 +176,7 @@ static int api_snapshot(void *ctx, const struct http_request *req, json_t **resp
 	if (!was_paused && (rc || r.resume))
 		vm_resume(&m->vm);
 	if (!rc && r.exit) {
-		virtio_blk_release_locks(&m->vm);
+		virtio_blk_release_locks(&m->vm, 0);
 		vm_request_exit(&m->vm, 0, "suspended: the VM's state is in the snapshot");
 		glide_log("monitor", "suspended to %s; exiting", r.path);
 	}

@@ -1654,7 +1654,7 @@ static void test_state(struct vm *a, struct vdev *d, struct vm_device_specs *spe
 	bool wrote3 = fd >= 0 && pwrite(fd, pat3, 4096, 200 * SECTOR) == 4096;
 	if (fd >= 0)
 		close(fd);
-	virtio_blk_release_locks(a);
+	virtio_blk_release_locks(a, 0);
 	int acq = virtio_blk_acquire_locks(b, err, sizeof(err));
 	CHECK("state: disk lock: the destination cannot take it before the source lets go, then can",
 	      acq_early != 0 && acq == 0, "before release %d, after %d", acq_early, acq);
