@@ -267,6 +267,40 @@ int cmd_vmc_suspend(int argc, char **argv)
 	return simple_vm(argc, argv, "POST", "suspend", "glide vm suspend NAME [--json]   (`glide vm start NAME` resumes it)", NULL);
 }
 
+/* POSTs a request that starts a task, then follows it to its end (a
+ * progress bar; --json: the task) unless no_wait. The exit status. */
+static int task_call(struct ctl *c, const char *path, json_t *body, bool no_wait, const char *what)
+{
+	json_t *r = NULL;
+	int rc = ctl_call(c, "POST", path, body, &r);
+	if (rc) {
+		json_decref(r);
+		return rc;
+	}
+	long long task = json_integer_value(json_object_get(r, "task"));
+	if (no_wait) {
+		if (c->json)
+			cli_print_json(r);
+		else
+			printf("%s started as task %lld; follow it with `glide task watch %lld`\n", what, task, task);
+		json_decref(r);
+		return 0;
+	}
+	json_decref(r);
+	r = NULL;
+	rc = ctl_watch_task(c, task, c->json, &r);
+	if (r) {
+		if (c->json)
+			cli_print_json(r);
+		else if (rc)
+			fprintf(stderr, "glide: %s\n", json_string_value(json_object_get(r, "message")));
+		else
+			ctl_print_task(r);
+	}
+	json_decref(r);
+	return rc;
+}
+
 int cmd_vmc_move_disk(int argc, char **argv)
 {
 	static const struct option opts[] = { CTL_LONG_OPTIONS, { "datastore", required_argument, 0, 'D' },
@@ -279,8 +313,8 @@ int cmd_vmc_move_disk(int argc, char **argv)
 	long disk = 0;
 	bool no_wait = false;
 	char path[256], *end;
-	json_t *body = NULL, *r = NULL;
-	int opt, rc = 1;
+	json_t *body;
+	int opt, rc;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
@@ -308,31 +342,8 @@ int cmd_vmc_move_disk(int argc, char **argv)
 	if ((rc = ctl_connect(&c)))
 		return rc;
 	body = json_pack("{s:s, s:i}", "datastore", ds, "disk", (int)disk);
-	rc = ctl_call(&c, "POST", path, body, &r);
-	if (rc)
-		goto out;
-	long long task = json_integer_value(json_object_get(r, "task"));
-	if (no_wait) {
-		if (c.json)
-			cli_print_json(r);
-		else
-			printf("disk move started as task %lld; follow it with `glide task watch %lld`\n", task, task);
-		goto out;
-	}
-	json_decref(r);
-	r = NULL;
-	rc = ctl_watch_task(&c, task, c.json, &r);
-	if (r) {
-		if (c.json)
-			cli_print_json(r);
-		else if (rc)
-			fprintf(stderr, "glide: %s\n", json_string_value(json_object_get(r, "message")));
-		else
-			ctl_print_task(r);
-	}
-out:
+	rc = task_call(&c, path, body, no_wait, "disk move");
 	json_decref(body);
-	json_decref(r);
 	ctl_done(&c);
 	return rc;
 }
@@ -444,7 +455,7 @@ int cmd_vmc_migrate(int argc, char **argv)
 	struct ctl c = { 0 };
 	const char *to = NULL;
 	bool no_wait = false;
-	json_t *body = json_object(), *r = NULL;
+	json_t *body = json_object();
 	char path[256];
 	uint64_t v;
 	int opt, rc = 1; /* until the request is sent: a usage error */
@@ -484,31 +495,9 @@ int cmd_vmc_migrate(int argc, char **argv)
 	if ((rc = ctl_connect(&c)))
 		goto out;
 	json_object_set_new(body, "to", json_string(to));
-	rc = ctl_call(&c, "POST", path, body, &r);
-	if (rc)
-		goto out;
-	long long task = json_integer_value(json_object_get(r, "task"));
-	if (no_wait) {
-		if (c.json)
-			cli_print_json(r);
-		else
-			printf("migration started as task %lld; follow it with `glide task watch %lld`\n", task, task);
-		goto out;
-	}
-	json_decref(r);
-	r = NULL;
-	rc = ctl_watch_task(&c, task, c.json, &r);
-	if (r) {
-		if (c.json)
-			cli_print_json(r);
-		else if (rc)
-			fprintf(stderr, "glide: %s\n", json_string_value(json_object_get(r, "message")));
-		else
-			ctl_print_task(r);
-	}
+	rc = task_call(&c, path, body, no_wait, "migration");
 out:
 	json_decref(body);
-	json_decref(r);
 	ctl_done(&c);
 	return rc;
 }

@@ -476,36 +476,27 @@ int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t err
 	if (rc)
 		return rc;
 	const char *resume = host_vm_suspended(v);
-	if (resume) { /* the snapshot holds the configuration, memory and devices' state */
-		args[n++] = "--name";
-		args[n++] = v->name;
-		args[n++] = "--restore";
-		args[n++] = (char *)resume;
-		for (int i = 0; i < dev->argc; i++)
-			args[n++] = dev->argv[i];
-		args[n] = NULL;
-		rc = host_vm_spawn(a, v, args, err, errlen);
-		free(dev);
-		if (!rc)
-			snprintf(v->state, sizeof(v->state), "starting");
-		return rc;
-	}
-	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)cfg.memory_bytes);
-	snprintf(vcpus, sizeof(vcpus), "%d", cfg.vcpus);
-	for (int r = 0; r < EVC_REGS; r++)
-		masked |= cfg.cpuid_mask[r] != 0xffffffffu;
-	evc_regs_to_arg(cfg.cpuid_mask, mask, sizeof(mask));
 	args[n++] = "--name";
 	args[n++] = v->name;
-	args[n++] = "--memory";
-	args[n++] = mem;
-	args[n++] = "--vcpus";
-	args[n++] = vcpus;
-	if (masked) {
-		args[n++] = "--cpuid-mask";
-		args[n++] = mask;
+	if (resume) { /* the snapshot holds the configuration, memory and devices' state */
+		args[n++] = "--restore";
+		args[n++] = (char *)resume;
+	} else {
+		snprintf(mem, sizeof(mem), "%llu", (unsigned long long)cfg.memory_bytes);
+		snprintf(vcpus, sizeof(vcpus), "%d", cfg.vcpus);
+		for (int r = 0; r < EVC_REGS; r++)
+			masked |= cfg.cpuid_mask[r] != 0xffffffffu;
+		evc_regs_to_arg(cfg.cpuid_mask, mask, sizeof(mask));
+		args[n++] = "--memory";
+		args[n++] = mem;
+		args[n++] = "--vcpus";
+		args[n++] = vcpus;
+		if (masked) {
+			args[n++] = "--cpuid-mask";
+			args[n++] = mask;
+		}
+		boot_args(boot, args, &n, err, errlen);
 	}
-	boot_args(boot, args, &n, err, errlen);
 	for (int i = 0; i < dev->argc; i++)
 		args[n++] = dev->argv[i];
 	args[n] = NULL;
