@@ -65,6 +65,7 @@ struct copy_job {
 	char address[192];           /* receive: where it listens */
 	int listen_fd;
 	int state;                   /* COPY_*, under the agent's lock */
+	int outcome;                 /* the thread's result, published as state when it lets go (job_publish) */
 	char error[600];
 	uint64_t bytes, total;       /* data bytes moved so far, and allocated bytes to move (an estimate) */
 	uint64_t started_ns, ended_ns;
@@ -196,6 +197,7 @@ static uint64_t allocated_bytes(int fd, uint64_t size)
 	return MIN(size, (uint64_t)st.st_blocks * 512);
 }
 
+/* The thread's outcome, kept aside (the job still says running). */
 static void job_end(struct copy_job *j, int state, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void job_end(struct copy_job *j, int state, const char *fmt, ...)
 {
@@ -207,12 +209,31 @@ static void job_end(struct copy_job *j, int state, const char *fmt, ...)
 		vsnprintf(j->error, sizeof(j->error), fmt, ap);
 		va_end(ap);
 	}
-	j->state = state;
-	j->ended_ns = now_ns();
+	j->outcome = state;
 	pthread_mutex_unlock(&a->lock);
 	glide_log("host", "%s of VM %s's files %s%s%s (%llu bytes in %.0f ms)", j->receive ? "receiving" : "sending", j->name,
 		  copy_state_names[state], fmt ? ": " : "", fmt ? j->error : "", (unsigned long long)j->bytes,
-		  (j->ended_ns - j->started_ns) / 1e6);
+		  (now_ns() - j->started_ns) / 1e6);
+}
+
+/* The thread's last touch of the job: publishes the outcome, closes the
+ * files and lets the VM go, in one hold of the lock. Returns whether the
+ * agent forgot the job meanwhile (then the thread frees it); otherwise the
+ * job is the agent's from here on. */
+static bool job_publish(struct copy_job *j)
+{
+	pthread_mutex_lock(&j->agent->lock);
+	j->state = j->outcome;
+	j->ended_ns = now_ns();
+	job_close(j);
+	if (j->vm) {
+		j->vm->copying = false;
+		j->vm->users--; /* held since the send began */
+		j->vm = NULL;
+	}
+	bool gone = j->detached;
+	pthread_mutex_unlock(&j->agent->lock);
+	return gone;
 }
 
 /* ---- sending ---- */
@@ -330,16 +351,7 @@ static void *send_thread(void *arg)
 	wire_close(&s);
 out:
 	explicit_bzero(j->key, sizeof(j->key));
-	pthread_mutex_lock(&j->agent->lock);
-	job_close(j);
-	if (j->vm) {
-		j->vm->copying = false;
-		j->vm->users--; /* held since the send began */
-		j->vm = NULL;
-	}
-	bool gone = j->detached;
-	pthread_mutex_unlock(&j->agent->lock);
-	if (gone)
+	if (job_publish(j))
 		free(j);
 	return NULL;
 }
@@ -478,16 +490,15 @@ static void *receive_thread(void *arg)
 	if (s.fd >= 0)
 		wire_close(&s);
 	explicit_bzero(j->key, sizeof(j->key));
-	pthread_mutex_lock(&j->agent->lock);
-	job_close(j);
-	pthread_mutex_unlock(&j->agent->lock);
+	for (int i = 0; i < j->nfiles; i++) /* closed before a failed copy's files go */
+		if (j->files[i].fd >= 0) {
+			close(j->files[i].fd);
+			j->files[i].fd = -1;
+		}
 	if (rc)
 		remove_files(j);
 	job_end(j, rc ? COPY_FAILED : COPY_DONE, rc ? "%s" : NULL, err);
-	pthread_mutex_lock(&j->agent->lock);
-	bool gone = j->detached;
-	pthread_mutex_unlock(&j->agent->lock);
-	if (gone) {
+	if (job_publish(j)) {
 		if (!rc)
 			remove_files(j); /* forgotten while running: nobody will register these */
 		free(j);
@@ -659,7 +670,7 @@ int host_copy_send(struct host_agent *a, const char *name, json_t *body, json_t 
 		errf(err, sizeof(err), "VM %s is %s on host %s; only a powered-off or suspended VM's files are copied", name,
 		     v->copying ? "being copied" : v->state, a->name);
 		status = 409;
-	} else if (old && old->state == COPY_RUNNING) {
+	} else if (old && (old->state == COPY_RUNNING || old->vm)) {
 		errf(err, sizeof(err), "VM %s's files are being sent already", name);
 		status = 409;
 	} else {
