@@ -1203,6 +1203,95 @@ static void test_blk_io(struct vdev *d, struct vdev *ro)
 /* ====================================================================== */
 /* 5. interrupts: MSI-X and INTx                                           */
 
+/* The write-blocking mirror (move-disk) and the copy's dirty map
+ * (virtio_blk_track), on a disk of its own with the threads engine and
+ * every request 100 ms long (GLIDE_TEST_BLK_DELAY_US), so that a write is
+ * still in flight when the driver resets the device: that write changed
+ * the file, so the map must mark it and the mirror must get it (a copy
+ * would otherwise miss it). */
+static void test_blk_mirror(void)
+{
+	char path[700], mpath[700], err[512];
+	static uint8_t pat[4096], pat2[4096];
+	static uint64_t map[DISK_BYTES / 4096 / 64 + 1];
+	snprintf(path, sizeof(path), "%s/disk-m.raw", tmpdir);
+	snprintf(mpath, sizeof(mpath), "%s/mirror.raw", tmpdir);
+	int mfd = open(mpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (make_file(path, DISK_BYTES, 0) || mfd < 0 || ftruncate(mfd, DISK_BYTES)) {
+		CHECK("blk mirror: setup files", false, "%s", strerror(errno));
+		goto files;
+	}
+	struct vm_device_specs specs = { 0 };
+	specs.ndisks = 1;
+	snprintf(specs.disks[0].path, sizeof(specs.disks[0].path), "%s", path);
+	specs.disks[0].aio = BLK_IO_THREADS;
+	setenv("GLIDE_TEST_BLK_DELAY_US", "100000", 1);
+	struct vm *vm = vm_new();
+	int rc = vm_make(vm, "virtio-m", &specs, false, err, sizeof(err));
+	unsetenv("GLIDE_TEST_BLK_DELAY_US");
+	bool started = !rc && !vm_start_vcpus(vm, err, sizeof(err));
+	struct vdev d;
+	int slot = started ? find_slot(vm, 0x1042, 0) : -1;
+	if (!started || slot < 0 || vdev_bind(&d, vm, slot, 0, 1) ||
+	    !vdev_start(&d, F_VERSION_1 | BLK_F_FLUSH | BLK_F_DISCARD | BLK_F_WRITE_ZEROES, 0)) {
+		CHECK("blk mirror: a VM with a slow disk", false, "%s", err);
+		vm_end(vm, started);
+		goto files;
+	}
+	struct virtio_blk_mirror m = { .fd = mfd };
+	pthread_mutex_init(&m.lock, NULL);
+	virtio_blk_track(vm, 0, map);
+	virtio_blk_mirror(vm, 0, &m);
+
+	fill_pattern(pat, sizeof(pat), 9);
+	uint64_t data = buf_alloc(&d, 0, 4096);
+	memcpy(gp(&d, data, 4096), pat, 4096);
+	struct blk_result r = blk_req(&d, BLK_T_OUT, 16, data, 4096, false);
+	CHECK("blk mirror: a completed write is in the mirror too, and marked", r.done && r.status == BLK_S_OK &&
+	      file_equals(mpath, 16 * SECTOR, pat, 4096) && (map[0] & (1ULL << 2)), "done %d status %u mirrored %d marked %d",
+	      r.done, r.status, file_equals(mpath, 16 * SECTOR, pat, 4096), !!(map[0] & (1ULL << 2)));
+	struct { uint64_t sector; uint32_t num, flags; } *dz;
+	uint64_t dzb = buf_alloc(&d, 0, 16);
+	dz = gp(&d, dzb, 16);
+	*dz = (typeof(*dz)){ 16, 8, 0 };
+	r = blk_req(&d, BLK_T_WRITE_ZEROES, 0, dzb, 16, false);
+	CHECK("blk mirror: write zeroes reach the mirror", r.done && r.status == BLK_S_OK && file_is_zero(mpath, 16 * SECTOR, 4096),
+	      "status %u", r.status);
+
+	/* a write in flight when the driver resets the device */
+	fill_pattern(pat2, sizeof(pat2), 10);
+	uint64_t h = buf_alloc(&d, 0, 16), st = buf_alloc(&d, 0, 1), d2 = buf_alloc(&d, 0, 4096);
+	*(struct blk_hdr *)gp(&d, h, 16) = (struct blk_hdr){ BLK_T_OUT, 0, 128 };
+	memcpy(gp(&d, d2, 4096), pat2, 4096);
+	struct seg sg[3] = { { h, 16, false }, { d2, 4096, false }, { st, 1, true } };
+	vq_post(&d, 0, sg, 3);
+	vq_kick(&d, 0);
+	sleep_us(20000); /* taken by a worker, which holds it 100 ms */
+	bool reset = vdev_reset(&d);
+	CHECK("blk: a write in flight at a driver reset is marked for a copy and mirrored (it changed the file)",
+	      reset && (map[0] & (1ULL << 16)) && file_equals(path, 128 * SECTOR, pat2, 4096) &&
+		      file_equals(mpath, 128 * SECTOR, pat2, 4096),
+	      "reset %d marked %d on disk %d mirrored %d", reset, !!(map[0] & (1ULL << 16)), file_equals(path, 128 * SECTOR, pat2, 4096),
+	      file_equals(mpath, 128 * SECTOR, pat2, 4096));
+
+	virtio_blk_mirror(vm, 0, NULL);
+	virtio_blk_track(vm, 0, NULL);
+	bool again = vdev_start(&d, F_VERSION_1 | BLK_F_FLUSH | BLK_F_DISCARD | BLK_F_WRITE_ZEROES, 0);
+	data = buf_alloc(&d, 0, 4096);
+	memcpy(gp(&d, data, 4096), pat, 4096);
+	r = blk_req(&d, BLK_T_OUT, 256, data, 4096, false);
+	CHECK("blk mirror: once stopped, writes reach only the disk", again && r.done && r.status == BLK_S_OK &&
+	      file_equals(path, 256 * SECTOR, pat, 4096) && file_is_zero(mpath, 256 * SECTOR, 4096), "restart %d status %u", again,
+	      r.status);
+	vm_end(vm, true);
+	pthread_mutex_destroy(&m.lock);
+files:
+	if (mfd >= 0)
+		close(mfd);
+	unlink(path);
+	unlink(mpath);
+}
+
 static void test_interrupts(struct vdev *d)
 {
 	struct blk_result r;
@@ -2655,6 +2744,7 @@ int main(void)
 	test_suppression(&d);
 	test_malformed(&d);
 	test_state(a, &d, &specs, &b);
+	test_blk_mirror();
 out:
 	vm_end(b, b && b->vcpus[0].thread_started);
 	vm_end(a, started);
