@@ -12,6 +12,10 @@
 #     byte and stays sparse;
 #   - a migration cancelled in the middle of the copy: the source runs on,
 #     its disk A-B clean, and the destination removes its partial copy;
+#   - --verify hashes each copy on both sides while the VM is stunned: a
+#     copy with one byte changed (a test fault on the destination) is
+#     refused before GO, the source runs on, the copy is removed; the move
+#     itself reports the copy verified;
 #   - a destination file that exists already: refused before anything
 #     moves, the file untouched; a destination given --disk for a disk that
 #     arrives as a copy, one started without --disk-dir, a path outside its
@@ -105,13 +109,27 @@ else
 fi
 abcheck_disk_paused "$T/src.sock" "$SRC" "the source after the cancelled copy"
 
+# --verify compares a digest of each copy with the source's disk: a copy with one byte wrong is refused
+port=$((port + 1))
+GLIDE_TEST_FAULT=corrupt-disk-before-verify start_vm cv --incoming 127.0.0.1:$port --key-file "$T/key" --disk-dir "$T/dd"
+"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$T/dd/cv.img" --verify --json \
+	>"$T/cv.json" 2>"$T/cv.err"
+if [ "$(json_get "$T/cv.json" status)" = failed ] && grep -q "disk 0's copy on the destination differs" "$T/cv.json" &&
+	[ "$(json_get "$T/cv.json" source_resumed)" = True ] && wait_for 20 bash -c "[ ! -e '$T/dd/cv.img' ]"; then
+	pass "--verify: a copy with one byte changed on the destination is refused before GO ($(json_get "$T/cv.json" error | cut -c1-110)); the source runs on, the copy is removed"
+else
+	fail "--verify with a corrupted copy: $(head -c 500 "$T/cv.json") $(cat "$T/cv.err"); $(ls -l "$T/dd/cv.img" 2>&1)"
+fi
+wait_for 10 exited "$PID_cv"
+
 # the move
 port=$((port + 1))
 start_vm dst --incoming 127.0.0.1:$port --key-file "$T/key" --disk-dir "$T/dd"
 "$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$DST" --verify --json \
 	>"$T/mig.json" 2>"$T/mig.err"
-if [ "$(json_get "$T/mig.json" status)" = completed ] && [ "$(json_get "$T/mig.json" verified)" = True ]; then
-	pass "diskab migrated with its disk copied: stun $(json_get "$T/mig.json" stun_ms) ms, total $(json_get "$T/mig.json" total_ms) ms, $(json_get "$T/mig.json" disk_copy.blocks_sent) blocks of 4 KiB sent, memory verified"
+if [ "$(json_get "$T/mig.json" status)" = completed ] && [ "$(json_get "$T/mig.json" verified)" = True ] &&
+	[ "$(json_get "$T/mig.json" verify.disks_verified)" = True ]; then
+	pass "diskab migrated with its disk copied: stun $(json_get "$T/mig.json" stun_ms) ms, total $(json_get "$T/mig.json" total_ms) ms, $(json_get "$T/mig.json" disk_copy.blocks_sent) blocks of 4 KiB sent, memory and the copy verified (disk digest $(json_get "$T/mig.json" verify.disks.0.digest), hashed in $(json_get "$T/mig.json" verify.disks_source_ms | cut -c1-5) ms while stunned)"
 else
 	fail "the migration with --disk-to: $(head -c 400 "$T/mig.json") $(cat "$T/mig.err")"
 	exit 0

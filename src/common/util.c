@@ -388,3 +388,53 @@ int path_split(const char *path, const char *prefix, bool (*name_ok)(const char 
 	snprintf(action, alen, "%s", slash ? slash + 1 : "");
 	return 0;
 }
+
+static bool bytes_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+int file_nonzero_blocks(int fd, uint64_t size, uint32_t block, int (*each)(void *ctx, uint64_t off, const uint8_t *p, uint32_t n),
+			void *ctx, volatile bool *cancel)
+{
+	uint8_t *buf = malloc(block);
+	uint64_t next = 0; /* first block not yet looked at */
+	int rc = 0;
+	if (!buf)
+		return -ENOMEM;
+	while (next < size && !rc) {
+		off_t data = lseek(fd, (off_t)next, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break;
+		if (data < 0)
+			data = (off_t)next; /* no SEEK_DATA: read everything */
+		off_t hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > size)
+			hole = (off_t)size;
+		uint64_t off = (uint64_t)data / block * block;
+		if (off < next)
+			off = next;
+		for (; off < (uint64_t)hole && !rc; off += block) {
+			uint32_t n = (uint32_t)MIN((uint64_t)block, size - off);
+			if (cancel && *cancel) {
+				rc = -ECANCELED;
+				break;
+			}
+			ssize_t got = pread(fd, buf, n, (off_t)off);
+			if (got != (ssize_t)n) {
+				rc = got < 0 ? -errno : -EIO;
+				break;
+			}
+			if (!bytes_zero(buf, n))
+				rc = each(ctx, off, buf, n);
+		}
+		next = (off + block - 1) / block * block;
+		if (next < (uint64_t)hole)
+			next = (uint64_t)hole;
+	}
+	free(buf);
+	return rc;
+}

@@ -48,6 +48,13 @@ int glide_log_to(const char *path);
 int write_full(int fd, const void *buf, size_t len);       /* 0 or -errno */
 int read_full(int fd, void *buf, size_t len);              /* 0, -errno, or -EPIPE on early EOF */
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* Walks the blocks of fd (size bytes, `block` bytes each, the last one
+ * maybe short) that are not all zero, in order: holes are skipped with
+ * SEEK_DATA, all-zero blocks after reading. each() gets every such block
+ * (offset, bytes); a non-zero return stops the walk with it. -ECANCELED
+ * once *cancel (when given) is set. 0 or -errno. */
+int file_nonzero_blocks(int fd, uint64_t size, uint32_t block, int (*each)(void *ctx, uint64_t off, const uint8_t *p, uint32_t n),
+			void *ctx, volatile bool *cancel);
 /* Reads a whole small file (limit bytes) into a malloc'd NUL-terminated buffer. */
 char *read_file_limited(const char *path, size_t limit, size_t *len_out, int *err_out);
 

@@ -114,59 +114,6 @@ static void remove_files(struct copy_job *j)
 			glide_log("host", "copy of VM %s: removed %s", j->name, j->files[i].path);
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
-/* Walks the non-zero 64 KiB blocks of fd (size bytes) in order: holes are
- * skipped with SEEK_DATA, all-zero blocks after reading. each() gets every
- * such block (offset, bytes); a non-zero return stops the walk with it. */
-static int walk_blocks(int fd, uint64_t size, int (*each)(void *ctx, uint64_t off, const uint8_t *p, uint32_t n), void *ctx,
-		       volatile bool *cancel)
-{
-	uint8_t *buf = malloc(COPY_BLOCK);
-	uint64_t next = 0; /* first block not yet looked at */
-	int rc = 0;
-	if (!buf)
-		return -ENOMEM;
-	while (next < size && !rc) {
-		off_t data = lseek(fd, (off_t)next, SEEK_DATA);
-		if (data < 0 && errno == ENXIO)
-			break;
-		if (data < 0)
-			data = (off_t)next; /* no SEEK_DATA: read everything */
-		off_t hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > size)
-			hole = (off_t)size;
-		uint64_t off = (uint64_t)data / COPY_BLOCK * COPY_BLOCK;
-		if (off < next)
-			off = next;
-		for (; off < (uint64_t)hole && !rc; off += COPY_BLOCK) {
-			uint32_t n = (uint32_t)MIN((uint64_t)COPY_BLOCK, size - off);
-			if (cancel && *cancel) {
-				rc = -ECANCELED;
-				break;
-			}
-			ssize_t got = pread(fd, buf, n, (off_t)off);
-			if (got != (ssize_t)n) {
-				rc = got < 0 ? -errno : -EIO;
-				break;
-			}
-			if (!all_zero(buf, n))
-				rc = each(ctx, off, buf, n);
-		}
-		next = (off + COPY_BLOCK - 1) / COPY_BLOCK * COPY_BLOCK;
-		if (next < (uint64_t)hole)
-			next = (uint64_t)hole;
-	}
-	free(buf);
-	return rc;
-}
-
 static int digest_block(void *ctx, uint64_t off, const uint8_t *p, uint32_t n)
 {
 	uint8_t le[8];
@@ -182,7 +129,7 @@ static int file_digest(int fd, uint64_t size, uint8_t out[32], volatile bool *ca
 	unsigned int len = 0;
 	int rc = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
 	if (!rc)
-		rc = walk_blocks(fd, size, digest_block, md, cancel);
+		rc = file_nonzero_blocks(fd, size, COPY_BLOCK, digest_block, md, cancel);
 	if (!rc && EVP_DigestFinal_ex(md, out, &len) != 1)
 		rc = -EIO;
 	EVP_MD_CTX_free(md);
@@ -310,7 +257,7 @@ static void *send_thread(void *arg)
 			rc = -ENOMEM;
 			snprintf(c.err, sizeof(c.err), "out of memory");
 		}
-		if (!rc && (rc = walk_blocks(j->files[i].fd, j->files[i].size, send_block, &c, &j->cancel)) && !c.err[0])
+		if (!rc && (rc = file_nonzero_blocks(j->files[i].fd, j->files[i].size, COPY_BLOCK, send_block, &c, &j->cancel)) && !c.err[0])
 			snprintf(c.err, sizeof(c.err), "reading %s: %s", j->files[i].path, rc == -ECANCELED ? "cancelled" : strerror(-rc));
 		if (!rc)
 			rc = send_run(&c);

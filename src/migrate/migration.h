@@ -82,6 +82,9 @@ struct migration {
 	bool verified;               /* --verify: the destination's RAM digest matched ours */
 	bool resolved_in_doubt;      /* committed by a resolution after an in-doubt switchover */
 	char digest[2 * RAM_DIGEST_WHOLE_BYTES + 1];
+	char disk_digest[VM_MAX_DISKS][2 * RAM_DIGEST_WHOLE_BYTES + 1]; /* --verify: each copied disk's (disk_digest_compute) */
+	double disk_digest_ms;            /* the time hashing them took, stunned */
+	bool disks_verified;              /* every copied disk's digest matched the destination's */
 	double verify_source_ms, verify_dest_ms;
 	uint64_t verify_chunks, verify_read_chunks;
 	json_t *phases;

@@ -654,6 +654,28 @@ static int send_digest(struct migration *mig)
 		return -1;
 	}
 	__atomic_add_fetch(&mig->bytes_sent, len, __ATOMIC_RELAXED);
+	/* each copied disk as the final pass left it (the destination hashes its
+	 * copy meanwhile and says its digest in RESTORED) */
+	uint64_t t0 = now_ns();
+	for (int i = 0; i < VM_MAX_DISKS; i++) {
+		int fd;
+		uint64_t bytes, read = 0;
+		double ms;
+		if (!(mig->p.disk_copy & (1u << i)))
+			continue;
+		int rc = virtio_blk_file(mig->vm, i, &fd, &bytes, NULL, 0);
+		if (!rc)
+			rc = disk_digest_compute(fd, bytes, mig->disk_digest[i], &ms, &read);
+		if (rc) {
+			migration_fail(mig, "verify: disk %d's digest: %s", i, strerror(-rc));
+			return -1;
+		}
+		glide_log("migrate", "verify: disk %d digest %s in %.1f ms (%llu bytes read)", i, mig->disk_digest[i], ms,
+			  (unsigned long long)read);
+	}
+	pthread_mutex_lock(&mig->lock);
+	mig->disk_digest_ms = (now_ns() - t0) / 1e6;
+	pthread_mutex_unlock(&mig->lock);
 	return 0;
 }
 
@@ -666,15 +688,36 @@ static int check_verified(struct migration *mig, const struct wire_frame *restor
 	const char *digest = json_string_value(json_object_get(v, "digest"));
 	bool same = digest && !strcmp(digest, mig->digest);
 
+	/* each copied disk: the destination's digest of its copy, {index, digest} in "disks" */
+	int bad_disk = -1;
+	const char *theirs = NULL;
+	for (int i = 0; same && i < VM_MAX_DISKS; i++) {
+		if (!(mig->p.disk_copy & (1u << i)))
+			continue;
+		size_t k;
+		json_t *e;
+		theirs = NULL;
+		json_array_foreach(json_object_get(v, "disks"), k, e)
+			if (json_integer_value(json_object_get(e, "index")) == i)
+				theirs = json_string_value(json_object_get(e, "digest"));
+		if (!theirs || strcmp(theirs, mig->disk_digest[i]))
+			bad_disk = i;
+		if (bad_disk >= 0)
+			break;
+	}
 	pthread_mutex_lock(&mig->lock);
-	mig->verified = same;
+	mig->verified = same && bad_disk < 0;
+	mig->disks_verified = mig->p.disk_copy && same && bad_disk < 0;
 	mig->verify_dest_ms = json_real_value(json_object_get(v, "ms"));
 	pthread_mutex_unlock(&mig->lock);
 	if (!same)
 		migration_fail(mig, "verify: the destination's RAM digest %s is not ours (%s)", digest ? digest : "(none)",
 			       mig->digest);
+	else if (bad_disk >= 0)
+		migration_fail(mig, "verify: disk %d's copy on the destination differs from the source (its digest %s, ours %s)",
+			       bad_disk, theirs ? theirs : "(none: an older glide)", mig->disk_digest[bad_disk]);
 	json_decref(j);
-	return same ? 0 : -1;
+	return same && bad_disk < 0 ? 0 : -1;
 }
 
 /* ---- 7. failure, progress ---- */
@@ -769,6 +812,16 @@ static json_t *migration_json(struct migration *mig)
 							   (json_int_t)mig->verify_chunks, "chunks_read",
 							   (json_int_t)mig->verify_read_chunks, "source_ms",
 							   mig->verify_source_ms, "destination_ms", mig->verify_dest_ms));
+		if (mig->p.disk_copy) {
+			json_t *disks = json_array();
+			for (int i = 0; i < VM_MAX_DISKS; i++)
+				if (mig->p.disk_copy & (1u << i))
+					json_array_append_new(disks, json_pack("{s:i, s:s}", "index", i, "digest", mig->disk_digest[i]));
+			json_t *vj = json_object_get(j, "verify");
+			json_object_set_new(vj, "disks", disks);
+			json_object_set_new(vj, "disks_verified", json_boolean(mig->disks_verified));
+			json_object_set_new(vj, "disks_source_ms", json_real(mig->disk_digest_ms));
+		}
 	}
 	json_object_set_new(j, "compressed_pages", json_integer((json_int_t)mig->compressed_pages));
 	if (mig->p.disk_copy) {

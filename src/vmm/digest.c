@@ -192,3 +192,41 @@ int ram_digest_from_wire(const uint8_t *in, uint64_t len, struct ram_digest *d, 
 	}
 	return 0;
 }
+
+struct disk_digest_walk {
+	XXH3_state_t *st;
+	uint64_t read;
+};
+
+static int disk_digest_block(void *ctx, uint64_t off, const uint8_t *p, uint32_t n)
+{
+	struct disk_digest_walk *w = ctx;
+	uint8_t le[8];
+	for (int i = 0; i < 8; i++)
+		le[i] = (uint8_t)(off >> (8 * i));
+	w->read += n;
+	return XXH3_128bits_update(w->st, le, 8) == XXH_OK && XXH3_128bits_update(w->st, p, n) == XXH_OK ? 0 : -EIO;
+}
+
+int disk_digest_compute(int fd, uint64_t size, char hex[2 * RAM_DIGEST_WHOLE_BYTES + 1], double *ms, uint64_t *read)
+{
+	uint64_t t0 = now_ns();
+	struct disk_digest_walk w = { XXH3_createState(), 0 };
+	if (!w.st || XXH3_128bits_reset(w.st) != XXH_OK) {
+		XXH3_freeState(w.st);
+		return -ENOMEM;
+	}
+	int rc = file_nonzero_blocks(fd, size, DISK_DIGEST_BLOCK, disk_digest_block, &w, NULL);
+	if (!rc) {
+		XXH128_canonical_t c;
+		XXH128_canonicalFromHash(&c, XXH3_128bits_digest(w.st));
+		for (int i = 0; i < 16; i++)
+			snprintf(hex + 2 * i, 3, "%02x", c.digest[i]);
+	}
+	XXH3_freeState(w.st);
+	if (ms)
+		*ms = (now_ns() - t0) / 1e6;
+	if (read)
+		*read = w.read;
+	return rc;
+}

@@ -33,6 +33,14 @@ uint64_t ram_digest_diff(const struct ram_digest *a, const struct ram_digest *b,
 /* The guest-physical address where chunk i starts. */
 uint64_t ram_digest_chunk_gpa(const struct guest_memory *mem, uint64_t i);
 
+/* A disk's content, for --verify of a disk copied along (`--disk-to`): an
+ * XXH3 128-bit hash over (u64 offset, bytes) of each 64 KiB block of the
+ * file that is not all zero, holes skipped, so two files with the same
+ * bytes hash the same however they are allocated. 0 or -errno; hex gets 32
+ * hex digits, *ms the time it took, *read the bytes read. */
+#define DISK_DIGEST_BLOCK 65536u
+int disk_digest_compute(int fd, uint64_t size, char hex[2 * RAM_DIGEST_WHOLE_BYTES + 1], double *ms, uint64_t *read);
+
 /* Wire form: u32 version (1), u32 reserved, u64 chunk bytes, u64 chunk count,
  * 16-byte whole hash, then the chunk hashes (u64 each, little endian). */
 #define RAM_DIGEST_WIRE_VERSION 1
