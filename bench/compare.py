@@ -186,18 +186,22 @@ class GlideVM:
 
 # ---------------------------------------------------------------- QEMU
 
+def qmp_connect(path):
+    """A socket connected to QEMU's QMP socket at path, waiting (10 s at most) for it to appear."""
+    for _ in range(200):
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(path)
+            return s
+        except OSError:
+            s.close()
+            time.sleep(0.05)
+    raise RuntimeError("QMP socket %s did not come up" % path)
+
+
 class QMP:
     def __init__(self, path):
-        for _ in range(200):
-            try:
-                self.s = socket.socket(socket.AF_UNIX)
-                self.s.connect(path)
-                break
-            except OSError:
-                self.s.close()
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("QMP socket %s did not come up" % path)
+        self.s = qmp_connect(path)
         self.s.settimeout(30)
         self.f = self.s.makefile("rw")
         json.loads(self.f.readline())

@@ -64,7 +64,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import devices as D  # noqa: E402  (VM classes, process handling, tables)
-from compare import QMP, glide_api, guest_figures  # noqa: E402
+from compare import QMP, glide_api, guest_figures, qmp_connect  # noqa: E402
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -182,16 +182,7 @@ class QMPEvents(QMP):
 
     def __init__(self, path):
         self.events, self.buf = [], b""
-        for _ in range(200):
-            try:
-                self.s = socket.socket(socket.AF_UNIX)
-                self.s.connect(path)
-                break
-            except OSError:
-                self.s.close()
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("QMP socket %s did not come up" % path)
+        self.s = qmp_connect(path)
         self.readmsg(30)  # greeting
         self.cmd("qmp_capabilities")
 

@@ -8,13 +8,13 @@
 # a defect). A crash, leak, UB report, broken invariant or timeout is a
 # FAIL with the path of the reproducer. tests/fuzz/run-long.sh runs them
 # for hours.
-# FUZZ_SECONDS (default 10) sets the time per target; FUZZ_OUT the build dir
+# FUZZ_SECONDS (default 8) sets the time per target; FUZZ_OUT the build dir
 # (default $GLIDE_BUILD/fuzz, reused between runs). The whole test takes
 # about 2.5 minutes on 2 cores from a clean build.
 source "$(dirname "$0")/lib.sh"
 cd "$TESTS_DIR/.."
 
-secs="${FUZZ_SECONDS:-10}"
+secs="${FUZZ_SECONDS:-8}"
 out="${FUZZ_OUT:-$GLIDE_BUILD/fuzz}"  # incremental: kept between runs
 targets=$(sed -n 's/^TARGETS *:= *//p' tests/fuzz/Makefile | sed 's/fuzz_//g') # every target, named without fuzz_
 

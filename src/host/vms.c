@@ -517,6 +517,29 @@ static bool wait_exit(pid_t pid, int ms)
 	return kill(pid, 0) != 0;
 }
 
+/* Waits (the lock released meanwhile) for a monitor that was asked to
+ * exit, then SIGTERM, then SIGKILL; the VM is off afterwards unless another
+ * monitor took its place. Called and returns with a->lock held. */
+static void monitor_ended(struct host_agent *a, struct host_vm *v, pid_t pid, const char *why)
+{
+	pthread_mutex_unlock(&a->lock);
+	if (!wait_exit(pid, HOST_MONITOR_STOP_TIMEOUT_MS)) {
+		glide_log("host", "VM %s: monitor %d %s; sending SIGTERM", v->name, (int)pid, why);
+		kill(pid, SIGTERM);
+		if (!wait_exit(pid, 3000)) {
+			kill(pid, SIGKILL);
+			wait_exit(pid, 2000);
+		}
+	}
+	pthread_mutex_lock(&a->lock);
+	if (v->pid == pid) {
+		clear_pid(v);
+		snprintf(v->state, sizeof(v->state), "off");
+		json_decref(v->monitor);
+		v->monitor = NULL;
+	}
+}
+
 int host_vm_stop(struct host_agent *a, struct host_vm *v, char *err, size_t errlen)
 {
 	struct http_client_opts co = { .target = v->api, .timeout_ms = 5000 };
@@ -534,21 +557,8 @@ int host_vm_stop(struct host_agent *a, struct host_vm *v, char *err, size_t errl
 		return 0;
 	http_call(&co, "POST", "/v1/vm/shutdown", NULL, &r, &st, e, sizeof(e));
 	json_decref(r);
-	if (!wait_exit(pid, HOST_MONITOR_STOP_TIMEOUT_MS)) {
-		glide_log("host", "VM %s: monitor %d ignored shutdown; sending SIGTERM", v->name, (int)pid);
-		kill(pid, SIGTERM);
-		if (!wait_exit(pid, 3000)) {
-			kill(pid, SIGKILL);
-			wait_exit(pid, 2000);
-		}
-	}
 	pthread_mutex_lock(&a->lock);
-	if (v->pid == pid) {
-		clear_pid(v);
-		snprintf(v->state, sizeof(v->state), "off");
-		json_decref(v->monitor);
-		v->monitor = NULL;
-	}
+	monitor_ended(a, v, pid, "ignored shutdown");
 	pthread_mutex_unlock(&a->lock);
 	return 0;
 }
@@ -623,18 +633,8 @@ int host_vm_suspend(struct host_agent *a, struct host_vm *v, json_t **resp)
 	json_object_set_new(v->record, "suspended", json_pack("{s:s, s:I}", "path", path, "at_ms", (json_int_t)(realtime_ns() / 1000000)));
 	host_vm_save(v);
 	pthread_mutex_unlock(&a->lock);
-	if (!wait_exit(pid, HOST_MONITOR_STOP_TIMEOUT_MS)) { /* its state is written: nothing more to lose */
-		kill(pid, SIGTERM);
-		if (!wait_exit(pid, 3000))
-			kill(pid, SIGKILL);
-	}
 	pthread_mutex_lock(&a->lock);
-	if (v->pid == pid) {
-		clear_pid(v);
-		snprintf(v->state, sizeof(v->state), "off");
-		json_decref(v->monitor);
-		v->monitor = NULL;
-	}
+	monitor_ended(a, v, pid, "did not exit after its suspend"); /* its state is written: nothing more to lose */
 	*resp = host_vm_json(v);
 	json_object_set_new(*resp, "suspend", json_pack("{s:s, s:O*, s:O*}", "path", path, "pause_ms", json_object_get(r, "pause_ms"),
 						       "write_ms", json_object_get(r, "write_ms")));
