@@ -19,9 +19,12 @@
 #      the copy is written leaves it alone; the killed one's copy is left,
 #      marked.
 #   2. that destination, asked for the same path, removes the stale copy
-#      (its log says so) and copies again; it is then killed after the
-#      bulk pass, while the passes of what the guest wrote since run (the
-#      migration's "phase" is 0 or more); as 1.
+#      (its log says so) and copies again; it is then killed while guest
+#      writes are mirrored: those that land where the copy has been are
+#      sent at once and wait for the destination's answer (the killed one
+#      never answers). Asserted: more than 50 writes were mirrored before
+#      the kill; as 1. (Later, the mirror is all that is left: diskab
+#      dirties no memory of its own to hold the migration in pre-copy.)
 #   3. a new destination removes the copy 2 left when it starts; then the
 #      link goes silent in the middle of the copy to the same path
 #      (tests/fault_proxy.py holds both directions, no reset: a pulled
@@ -34,13 +37,14 @@
 #      of space; the source's error names it (ENOSPC), the destination
 #      removes its copy (listed from inside the namespace after it exits).
 # Then a convergence case, on a second source:
-#   5. a 4 MiB disk that diskab rewrites many times a second (several
-#      MB/s) under a 2 MiB/s cap: the disk's pending blocks count in the
-#      dirty rate, the predicted stun and SDPS, which throttles the vCPU
-#      (and so its writes) until the rest fits the switchover goal; the
-#      migration completes, the copy is A-B clean and the guest goes on
-#      writing there. The PASS line gives the total time, stun, blocks sent
-#      and passes.
+#   5. a 4 MiB disk that diskab rewrites many times a second (tens of
+#      MB/s) under a 2 MiB/s cap: during the bulk copy the disk's pending
+#      blocks count in the dirty rate and the predicted stun; after it the
+#      write-blocking mirror sends each write at once and the guest waits
+#      for it, so its writes go at the cap's pace and nothing is left for
+#      the stun; the migration completes, the copy is A-B clean and the
+#      guest goes on writing there. The PASS line gives the total time,
+#      stun, blocks sent by the copy and by the mirror, and passes.
 # run.sh timeout: 300
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "disk copy faults: /dev/kvm not accessible"; exit 0; }
@@ -153,18 +157,18 @@ source_goes_on kill-bulk
 exited "$PID_d1" && pass "kill-bulk: the destination monitor is gone" || fail "kill-bulk: the destination runs on"
 left_marked kill-bulk "$C1"
 
-# 2. SIGKILL after the bulk pass, in the passes of what the guest wrote
-# since; asked for the same path, the destination first removes the copy
-# the killed one left
+# 2. SIGKILL while guest writes are mirrored; asked for the same path, the
+# destination first removes the copy the killed one left
 port=$((port + 1))
+mirrored() { [ "$(mig_field "$T/src.sock" disk_copy.mirrored_writes)" -gt "$1" ] 2>/dev/null; }
 migrate_bg kill-dirty --to 127.0.0.1:$port --disk-to "$C1" --max-bandwidth 8M
-if wait_for 30 in_phase "$T/src.sock" 0 1000 && sleep 0.5 && in_phase "$T/src.sock" 0 1000; then
-	ph=$(mig_field "$T/src.sock" phase)
+if wait_for 30 mirrored 50 && in_phase "$T/src.sock" -1 -1; then
+	m1=$(mig_field "$T/src.sock" disk_copy.mirrored_writes)
 	kill -9 "$PID_d2"
 	wait "$MIG"
-	pass "kill-dirty: destination killed in phase $ph, after the bulk pass"
+	pass "kill-dirty: destination killed after $m1 guest writes were mirrored ($(( $(allocated "$C1") / 2 )) KiB in its copy)"
 else
-	fail "kill-dirty: the migration never left the bulk pass: $(mig "$T/src.sock" | head -c 300)"
+	fail "kill-dirty: no guest write mirrored in the bulk pass: $(mig "$T/src.sock" | head -c 300)"
 	kill -9 "$PID_d2"; wait "$MIG"
 fi
 if grep -q "removed $C1, a partial copy left by a destination that died" "$T/d2.log"; then
@@ -263,15 +267,20 @@ start_vm d5 --incoming 127.0.0.1:$port --key-file "$T/key" --disk-dir "$T/dd"
 timeout 100 "$GLIDE" migrate --api "$T/s5.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$C5" \
 	--max-bandwidth 2M --timeout 90 --json >"$T/conv.json" 2>"$T/conv.err"
 if [ "$(json_get "$T/conv.json" status)" = completed ]; then
-	pass "converge: the guest wrote $((rate / 1000)) KB/s to its disk (4 KiB blocks), the cap is 2 MiB/s: completed in $(json_get "$T/conv.json" total_ms | cut -d. -f1) ms, stun $(json_get "$T/conv.json" stun_ms | cut -d. -f1) ms (predicted $(json_get "$T/conv.json" predicted_stun_ms | cut -d. -f1) ms), $(json_get "$T/conv.json" disk_copy.blocks_sent) blocks sent in $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["phases"]))' "$T/conv.json") passes, SDPS up to $(json_get "$T/conv.json" sdps.max_level)"
+	pass "converge: the guest wrote $((rate / 1000)) KB/s to its disk (4 KiB blocks), the cap is 2 MiB/s: completed in $(json_get "$T/conv.json" total_ms | cut -d. -f1) ms, stun $(json_get "$T/conv.json" stun_ms | cut -d. -f1) ms (predicted $(json_get "$T/conv.json" predicted_stun_ms | cut -d. -f1) ms), $(json_get "$T/conv.json" disk_copy.blocks_sent) blocks sent by the copy and $(json_get "$T/conv.json" disk_copy.mirrored_blocks) by the mirror ($(json_get "$T/conv.json" disk_copy.mirrored_writes) writes) in $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["phases"]))' "$T/conv.json") passes, SDPS up to $(json_get "$T/conv.json" sdps.max_level)"
 	if [ "$rate" -gt $((2 * 1048576)) ]; then pass "converge: the guest's disk write rate was above the cap"
 	else skip "converge: the guest wrote only $rate B/s here, not above the 2 MiB/s cap"; fi
-	# Had the disk's pending blocks not counted, the migration would have
-	# switched over after the bulk pass (RAM's dirty set is a few pages)
-	# and sent the whole disk while stunned: 2 s at the cap.
+	# The mirror leaves nothing for the stun: had it not, the guest's
+	# writes (the whole disk many times a second) would have been sent
+	# while stunned: 2 s at the cap.
 	stun=$(json_get "$T/conv.json" stun_ms | cut -d. -f1)
 	if [ "$stun" -lt 2000 ]; then pass "converge: stun $stun ms, below the 2 s the whole disk takes at the cap"
 	else fail "converge: stun $stun ms: the disk's pending blocks did not hold the switchover back"; fi
+	if [ "$(json_get "$T/conv.json" disk_copy.mirrored_writes)" -gt 0 ]; then
+		pass "converge: guest writes were mirrored (and waited for) after the bulk copy"
+	else
+		fail "converge: no guest write was mirrored: $(json_get "$T/conv.json" disk_copy)"
+	fi
 	# A pre-copy phase ends once its data has left at the cap (source.c,
 	# wait_cap_credit): no phase measures more than the cap. Without that a
 	# short phase measured up to 7.5 MB/s here and the final pass paid the

@@ -184,6 +184,10 @@ static void mirror_write(struct virtio_blk *b, struct blk_req *r)
 	struct iovec iov[VIRTIO_CHAIN_MAX];
 	uint64_t len;
 	int n = data_iov(&r->c, true, iov, &len); /* the engine consumed the request's own iovecs */
+	if (m->changed) {
+		m->changed(m, r->op.offset, len);
+		return;
+	}
 	pthread_mutex_lock(&m->lock);
 	if (!m->error) {
 		int rc = r->op.result ? r->op.result : blk_io_full(m->fd, true, iov, n, r->op.offset);
@@ -198,6 +202,10 @@ static void mirror_write(struct virtio_blk *b, struct blk_req *r)
 static void mirror_zero(struct virtio_blk *b, int mode, uint64_t off, uint64_t bytes, int disk_rc)
 {
 	struct virtio_blk_mirror *m = b->mirror;
+	if (m->changed) {
+		m->changed(m, off, bytes);
+		return;
+	}
 	pthread_mutex_lock(&m->lock);
 	if (!m->error) {
 		/* the disk's range reads as zeros now, unless a discard was ignored (then it is unchanged) */

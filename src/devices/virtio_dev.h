@@ -57,6 +57,12 @@ struct virtio_blk_mirror {
 	pthread_mutex_t lock;
 	int error;               /* the first failure (-errno), 0 while intact */
 	uint64_t writes, bytes;  /* guest writes mirrored, and their bytes */
+	/* A mirror elsewhere (shared-nothing migration, src/migrate/disk.c):
+	 * when set, the device calls this instead of writing fd, with the
+	 * range of the disk that changed (or may have, for a write that
+	 * failed); it returns once the mirror has the disk's content of the
+	 * range, read back from the disk. It counts and records errors itself. */
+	void (*changed)(struct virtio_blk_mirror *m, uint64_t off, uint64_t len);
 };
 /* Sets disk i's mirror (NULL stops it); returns once no completion uses the
  * old one. -ENOENT: no such disk; -EROFS: a read-only disk. */

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-void rate_limit(struct rate_limiter *r, uint64_t bytes)
+void rate_limit_ahead(struct rate_limiter *r, uint64_t bytes, uint64_t ahead_ns)
 {
 	uint64_t now, slot;
 	if (!r || !r->bytes_per_s)
@@ -19,9 +19,16 @@ void rate_limit(struct rate_limiter *r, uint64_t bytes)
 		r->next_ns = now - RATE_LIMIT_BURST_NS;
 	slot = r->next_ns;
 	r->next_ns += bytes * 1000000000ULL / r->bytes_per_s;
+	if (r->in_line)
+		ahead_ns = 0;
 	pthread_mutex_unlock(&r->lock);
-	if (slot > now)
-		sleep_ns(slot - now);
+	if (slot > now + ahead_ns)
+		sleep_ns(slot - now - ahead_ns);
+}
+
+void rate_limit(struct rate_limiter *r, uint64_t bytes)
+{
+	rate_limit_ahead(r, bytes, 0);
 }
 
 uint8_t *channel_payload(struct channel *ch)
@@ -43,6 +50,16 @@ void channel_file_close(struct channel *ch)
 
 int channel_send(struct channel *ch, size_t len)
 {
+	if (!ch->file)
+		rate_limit(ch->rl, len + LIVE_FRAME_ID_BYTES);
+	channel_lock(ch);
+	int rc = channel_send_locked(ch, len);
+	channel_unlock(ch);
+	return rc;
+}
+
+int channel_send_locked(struct channel *ch, size_t len)
+{
 	uint8_t *frame = ch->file ? NULL : wire_tx_payload(ch->ws);
 	int rc;
 
@@ -61,7 +78,6 @@ int channel_send(struct channel *ch, size_t len)
 	}
 	memcpy(frame, &ch->section_id, LIVE_FRAME_ID_BYTES);
 	len += LIVE_FRAME_ID_BYTES;
-	rate_limit(ch->rl, len);
 	rc = wire_send(ch->ws, FRAME_LIVE, (uint32_t)len, ch->err, sizeof(ch->err));
 	if (rc)
 		return rc;

@@ -16,10 +16,14 @@ struct rate_limiter {
 	pthread_mutex_t lock;
 	uint64_t bytes_per_s;
 	uint64_t next_ns;
+	bool in_line;          /* nobody goes ahead (rate_limit_ahead): the switchover is near */
 };
 #define RATE_LIMIT_BURST_NS 20000000ULL /* an idle cap allows at most this much burst */
 /* Waits until `bytes` more may be sent. */
 void rate_limit(struct rate_limiter *r, uint64_t bytes);
+/* The same for a sender that may go up to ahead_ns before the others in
+ * line (a guest write waiting for its mirror): what it takes, they wait for. */
+void rate_limit_ahead(struct rate_limiter *r, uint64_t bytes, uint64_t ahead_ns);
 
 struct state_writer;
 struct state_section_ops;
@@ -34,6 +38,7 @@ struct channel {
 	bool final;                    /* the pass runs while the VM is stunned */
 	uint32_t section_id;           /* set by the engine before each iterate/complete */
 	struct rate_limiter *rl;
+	pthread_mutex_t *lock;         /* the stream's: held for every exchange on it (NULL: a file) */
 	const volatile bool *cancel, *failed; /* the migration is ending: return at once */
 	uint64_t *pass_done;           /* shared, atomic: bytes of the current pass handled */
 	uint64_t *wire_bytes;          /* shared, atomic: bytes put on the wire */
@@ -51,6 +56,22 @@ static inline bool channel_stopped(const struct channel *ch)
 uint8_t *channel_payload(struct channel *ch);
 /* Sends len payload bytes as one LIVE frame of the current section. */
 int channel_send(struct channel *ch, size_t len);
+/* The same, for a section that holds the stream's lock already (channel_lock):
+ * a section whose frames must not interleave with a mirror's on the stream
+ * (disk.c) holds it from reading its data to sending it. The bandwidth cap
+ * is not waited for here (never with the lock held): the section does that
+ * before it takes the lock. */
+int channel_send_locked(struct channel *ch, size_t len);
+static inline void channel_lock(struct channel *ch)
+{
+	if (ch->lock)
+		pthread_mutex_lock(ch->lock);
+}
+static inline void channel_unlock(struct channel *ch)
+{
+	if (ch->lock)
+		pthread_mutex_unlock(ch->lock);
+}
 /* A file channel needs a payload buffer: 0 or -ENOMEM. */
 int channel_file_open(struct channel *ch);
 void channel_file_close(struct channel *ch);

@@ -252,7 +252,9 @@ static void *receiver(void *arg)
 			}
 			break;
 		case FRAME_LIVE:
-			if ((rc = apply_live(in, &f, err, sizeof(err)))) {
+		case FRAME_MIRROR: /* a guest write on the source waits for this one's answer */
+			if ((rc = apply_live(in, &f, err, sizeof(err))) ||
+			    (f.type == FRAME_MIRROR && (rc = wire_send(s, FRAME_MIRROR_ACK, 0, err, sizeof(err))))) {
 				in_fail(in, "%s", err);
 				return NULL;
 			}

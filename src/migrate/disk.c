@@ -1,17 +1,32 @@
 /* The "disk" live section: a disk copied along with the VM (shared-nothing
- * migration, `glide migrate --disk-to PATH`), the way the RAM section
- * copies memory.
+ * migration, `glide migrate --disk-to PATH`), as QEMU's blockdev-mirror in
+ * write-blocking mode and vSphere's mirror driver do it.
  *
- * Source: setup starts the device's dirty tracking (virtio_blk_track: every
- * write, discard or write zeroes that completes sets its 4 KiB blocks in a
- * map, before the guest sees the completion), then marks every allocated
- * extent of the file for the first pass (holes are skipped: SEEK_DATA).
- * A pass sends the marked blocks, 256 at a time (a chunk; chunk c travels
- * on channel c % count, so a block's copies arrive in order), all-zero
- * blocks as zero runs; harvest turns what the guest wrote meanwhile into
- * the next pass. The final pass runs while the VM is stunned, after the
- * pause completed every request in flight, so the destination's file
- * equals the source's at the checkpoint. The source's file is only read.
+ * Source: setup sets a write-blocking mirror on the device
+ * (virtio_blk_mirror with a `changed` hook: every write, discard or write
+ * zeroes that completes calls disk_changed with its range, before the
+ * guest sees the completion), then marks every allocated extent of the file
+ * for the bulk copy (holes are skipped: SEEK_DATA). The bulk copy sends the
+ * marked blocks, 256 at a time (a chunk; chunk c travels on stream
+ * c % count, so a block's copies arrive in order), all-zero blocks as zero
+ * runs. A guest write then either
+ *   - lands in a chunk the bulk copy has not read yet: its blocks are
+ *     marked, and the copy reads them later, or
+ *   - lands where the copy has been: its blocks are read back from the file
+ *     and sent at once as a MIRROR frame on the chunk's stream, and the
+ *     guest's completion waits for the destination's MIRROR_ACK (it has
+ *     written them).
+ * Both happen under the stream's lock, which the copy also holds from
+ * reading a chunk to sending it, and every other use of the stream takes:
+ * so a chunk and a mirrored write of the same blocks never cross, and what
+ * is read back last is what arrives last. Once the bulk copy is over the
+ * destination's file never lags the source's by more than the writes in
+ * flight: nothing is pending, the VM's pause completes (and so mirrors)
+ * every request in flight, and the stun carries no disk data. A guest that
+ * writes faster than the link (or the bandwidth cap) is throttled by the
+ * mirror itself. A mirror that fails (the destination gone, the link cut)
+ * fails the migration, never the guest's write: the source's file stays
+ * authoritative, and is only read.
  *
  * Destination: the file was created empty at CONFIG (dest.c); frames are
  * checked whole, then written (zero runs punch holes). Until the VM runs
@@ -34,6 +49,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +57,14 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#define BLOCK VIRTIO_BLK_TRACK_BLOCK
+#define BLOCK 4096ULL
 #define CHUNK_BLOCKS 256ULL /* 1 MiB: a frame */
+#define CHUNK_WORDS (CHUNK_BLOCKS / 64)
+/* Under a bandwidth cap a mirrored write may take the link's time up to
+ * this far ahead of the bulk copy (which then waits for it): a guest write
+ * does not wait behind a 1 MiB chunk, and a guest that writes faster than
+ * the cap still waits for its share. */
+#define MIRROR_AHEAD_NS 250000000ULL
 #define RUN_DATA 0
 #define RUN_ZERO 1
 
@@ -54,9 +76,16 @@ struct disk_run {
 
 struct copied_disk {
 	int index, fd;
-	uint64_t bytes, blocks, words;
-	uint64_t *dirty;   /* marked by the device */
-	uint64_t *pass;    /* what the current pass sends */
+	uint64_t bytes, blocks, words, chunks;
+	uint64_t *pass;    /* blocks the copy still has to send; chunk c's words under stream c % count's lock */
+	/* the copy has been through stream k's chunks below cursor[k] (under its lock) */
+	uint64_t cursor[WIRE_MAX_STREAMS];
+	struct virtio_blk_mirror mirror; /* on the device from setup to cleanup */
+	bool mirroring;
+	struct live_source *ls;
+	uint8_t *frame;    /* the mirror's frame, built and sent on the device's completion path */
+	uint8_t *scratch;  /* ... and what it reads back */
+	char error[256];   /* the mirror's first failure (mirror.error says there is one) */
 };
 
 struct disk_source {
@@ -75,6 +104,12 @@ static bool is_zero(const uint8_t *p, uint64_t n)
 	return !memcmp(p, zero, n);
 }
 
+static void mark_blocks(uint64_t *map, uint64_t first, uint64_t end)
+{
+	for (uint64_t b = first; b < end; b++)
+		__atomic_or_fetch(&map[b / 64], 1ULL << (b % 64), __ATOMIC_RELAXED);
+}
+
 /* Marks the extents of fd that hold data (all of it where SEEK_DATA is not supported). */
 static int mark_allocated(struct copied_disk *d)
 {
@@ -89,8 +124,7 @@ static int mark_allocated(struct copied_disk *d)
 		off_t hole = lseek(d->fd, data, SEEK_HOLE);
 		if (hole < 0 || (uint64_t)hole > d->bytes)
 			hole = (off_t)d->bytes;
-		for (uint64_t b = (uint64_t)data / BLOCK; b < ((uint64_t)hole + BLOCK - 1) / BLOCK; b++)
-			d->pass[b / 64] |= 1ULL << (b % 64);
+		mark_blocks(d->pass, (uint64_t)data / BLOCK, ((uint64_t)hole + BLOCK - 1) / BLOCK);
 		if (hole <= data)
 			break;
 		pos = hole;
@@ -98,83 +132,14 @@ static int mark_allocated(struct copied_disk *d)
 	return 0;
 }
 
-static void disk_cleanup(struct live_source *ls)
-{
-	struct disk_source *s = ls->priv;
-	if (!s)
-		return;
-	for (int i = 0; i < s->n; i++) {
-		virtio_blk_track(ls->vm, s->d[i].index, NULL);
-		free(s->d[i].dirty);
-		free(s->d[i].pass);
-	}
-	free(s);
-	ls->priv = NULL;
-}
-
-static int disk_setup(struct live_source *ls, char *err, size_t errlen)
-{
-	struct disk_source *s = calloc(1, sizeof(*s));
-	if (!s) {
-		errf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	ls->priv = s;
-	if (!ls->tracing) /* a snapshot: disks stay where they are */
-		return 0;
-	for (int i = 0; i < VM_MAX_DISKS; i++) {
-		if (!(ls->disk_copy & (1u << i)))
-			continue;
-		struct copied_disk *d = &s->d[s->n];
-		char path[4096];
-		if (virtio_blk_file(ls->vm, i, &d->fd, &d->bytes, path, sizeof(path))) {
-			errf(err, errlen, "disk %d to copy: the VM has no such disk", i);
-			return -ENOENT;
-		}
-		d->index = i;
-		d->blocks = (d->bytes + BLOCK - 1) / BLOCK;
-		d->words = (d->blocks + 63) / 64;
-		d->dirty = calloc(d->words, sizeof(uint64_t));
-		d->pass = calloc(d->words, sizeof(uint64_t));
-		s->n++;
-		if (!d->dirty || !d->pass) {
-			errf(err, errlen, "out of memory for disk %d's block map", i);
-			return -ENOMEM;
-		}
-		/* tracing first, then the extents: a write racing the first pass is sent again */
-		virtio_blk_track(ls->vm, i, d->dirty);
-		mark_allocated(d);
-		glide_log("migrate", "disk %d (%s, %llu MiB): copying it to the destination", i, path,
-			  (unsigned long long)(d->bytes >> 20));
-	}
-	return 0;
-}
-
-static uint64_t disk_pending(struct live_source *ls)
-{
-	struct disk_source *s = ls->priv;
-	uint64_t n = 0;
-	for (int i = 0; s && i < s->n; i++)
-		for (uint64_t w = 0; w < s->d[i].words; w++)
-			n += (uint64_t)__builtin_popcountll(s->d[i].pass[w]);
-	return n * BLOCK;
-}
-
-static int disk_harvest(struct live_source *ls, char *err, size_t errlen)
-{
-	struct disk_source *s = ls->priv;
-	for (int i = 0; s && i < s->n; i++)
-		for (uint64_t w = 0; w < s->d[i].words; w++)
-			s->d[i].pass[w] |= __atomic_exchange_n(&s->d[i].dirty[w], 0, __ATOMIC_ACQ_REL);
-	return 0;
-}
-
-/* One chunk of one disk: every marked block, as one frame. */
-static int send_chunk(struct channel *ch, struct copied_disk *d, uint64_t c, uint8_t *scratch)
+/* Builds the frame of chunk c's blocks marked in words (the chunk's
+ * CHUNK_WORDS words), reading them from the disk into scratch (2 chunks).
+ * Returns the payload's length, 0 when nothing is marked, or -errno with
+ * err set. */
+static long build_frame(struct copied_disk *d, uint64_t c, const uint64_t *words, uint8_t *scratch, uint8_t *payload,
+			uint64_t *blocks, uint64_t *zero_blocks, char *err, size_t errlen)
 {
 	uint64_t first = c * CHUNK_BLOCKS, n = MIN(CHUNK_BLOCKS, d->blocks - first);
-	uint64_t *words = &d->pass[first / 64];
-	uint8_t *payload = channel_payload(ch);
 	struct disk_run runs[CHUNK_BLOCKS];
 	uint32_t nruns = 0;
 	uint64_t data_bytes = 0, b = 0;
@@ -192,16 +157,16 @@ static int send_chunk(struct channel *ch, struct copied_disk *d, uint64_t c, uin
 		uint64_t off = (first + b) * BLOCK, len = (first + e - 1) * BLOCK + block_len(d, first + e - 1) - off;
 		struct iovec iov = { scratch, len };
 		if ((rc = blk_io_full(d->fd, false, &iov, 1, off))) { /* zeros past a file that shrank */
-			snprintf(ch->err, sizeof(ch->err), "disk %d: reading it at %llu failed: %s", d->index,
-				 (unsigned long long)off, strerror(-rc));
+			errf(err, errlen, "disk %d: reading it at %llu failed: %s", d->index, (unsigned long long)off,
+			     strerror(-rc));
 			return rc;
 		}
 		for (uint64_t k = b; k < e; k++) {
 			const uint8_t *src = scratch + (k - b) * BLOCK;
 			uint64_t bl = block_len(d, first + k);
 			uint32_t kind = is_zero(src, bl) ? RUN_ZERO : RUN_DATA;
-			ch->disk_blocks++;
-			ch->disk_zero_blocks += kind == RUN_ZERO;
+			(*blocks)++;
+			*zero_blocks += kind == RUN_ZERO;
 			if (nruns && runs[nruns - 1].kind == kind && runs[nruns - 1].first + runs[nruns - 1].blocks == first + k)
 				runs[nruns - 1].blocks++;
 			else
@@ -221,14 +186,176 @@ static int send_chunk(struct channel *ch, struct copied_disk *d, uint64_t c, uin
 	memcpy(payload + 4, &nruns, 4);
 	memcpy(payload + 8, runs, nruns * sizeof(runs[0]));
 	memcpy(payload + 8 + nruns * sizeof(runs[0]), scratch + CHUNK_BLOCKS * BLOCK, data_bytes);
-	if (!ch->final)
-		memset(words, 0, (n + 63) / 64 * sizeof(uint64_t));
-	rc = channel_send(ch, 8 + nruns * sizeof(runs[0]) + data_bytes);
+	return (long)(8 + nruns * sizeof(runs[0]) + data_bytes);
+}
+
+/* Sends blocks [first, end) of chunk c now, as a MIRROR frame on stream k
+ * (its lock held), and waits for the destination's MIRROR_ACK. */
+static int mirror_send(struct copied_disk *d, int k, uint64_t c, uint64_t first, uint64_t end)
+{
+	struct live_link *l = d->ls->link;
+	struct wire_stream *ws = &l->streams[k];
+	uint64_t words[CHUNK_WORDS] = { 0 }, blocks = 0, zero_blocks = 0;
+	uint8_t *payload = d->frame + WIRE_FRAME_HEADER_BYTES;
+	struct wire_frame f;
+	int rc;
+
+	for (uint64_t b = first; b < end; b++)
+		words[(b - c * CHUNK_BLOCKS) / 64] |= 1ULL << ((b - c * CHUNK_BLOCKS) % 64);
+	long len = build_frame(d, c, words, d->scratch, payload + LIVE_FRAME_ID_BYTES, &blocks, &zero_blocks, d->error,
+			       sizeof(d->error));
+	if (len <= 0)
+		return (int)len;
+	memcpy(payload, &d->ls->id, LIVE_FRAME_ID_BYTES);
+	len += LIVE_FRAME_ID_BYTES;
+	rate_limit_ahead(l->rl, (uint64_t)len, MIRROR_AHEAD_NS);
+	rc = wire_send_buf(ws, d->frame, FRAME_MIRROR, (uint32_t)len, d->error, sizeof(d->error));
 	if (!rc)
-		channel_progress(ch, n * BLOCK);
+		rc = wire_recv(ws, &f, d->error, sizeof(d->error));
+	if (!rc && f.type != FRAME_MIRROR_ACK) {
+		errf(d->error, sizeof(d->error), "the destination answered %s to a mirrored write on stream %d",
+		     wire_frame_name(f.type), k);
+		rc = -EPROTO;
+	}
+	if (!rc) {
+		__atomic_add_fetch(l->wire_bytes, (uint64_t)len + WIRE_FRAME_HEADER_BYTES, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&l->mirrored_blocks, blocks, __ATOMIC_RELAXED);
+	}
 	return rc;
 }
 
+/* The device's hook: [off, off + len) of the disk changed (or may have),
+ * and the guest's completion waits until the copy has it too. Completions
+ * of one disk run one at a time (its run lock). */
+static void disk_changed(struct virtio_blk_mirror *m, uint64_t off, uint64_t len)
+{
+	struct copied_disk *d = (struct copied_disk *)((char *)m - offsetof(struct copied_disk, mirror));
+	struct live_link *l = d->ls->link;
+
+	if (!len || m->error)
+		return;
+	if (*l->cancel || *l->failed) { /* the copy is over: it will not be used */
+		errf(d->error, sizeof(d->error), "the migration is ending");
+		__atomic_store_n(&m->error, -ECANCELED, __ATOMIC_RELEASE);
+		return;
+	}
+	bool sent = false;
+	uint64_t first = off / BLOCK, end = MIN((off + len + BLOCK - 1) / BLOCK, d->blocks);
+	for (uint64_t c = first / CHUNK_BLOCKS; c * CHUNK_BLOCKS < end; c++) {
+		int k = (int)(c % (uint64_t)l->count);
+		uint64_t b0 = MAX(first, c * CHUNK_BLOCKS), b1 = MIN(end, (c + 1) * CHUNK_BLOCKS);
+		int rc = 0;
+		pthread_mutex_lock(&l->locks[k]);
+		if (c >= d->cursor[k]) { /* the copy reads this chunk later: it takes the blocks then */
+			mark_blocks(d->pass, b0, b1);
+		} else {
+			rc = mirror_send(d, k, c, b0, b1);
+			sent = true;
+		}
+		pthread_mutex_unlock(&l->locks[k]);
+		if (rc) {
+			__atomic_store_n(&m->error, rc, __ATOMIC_RELEASE); /* after d->error's text */
+			glide_log("migrate", "disk %d: mirroring a guest write failed: %s", d->index, d->error);
+			return;
+		}
+	}
+	if (sent) {
+		m->writes++;
+		m->bytes += len;
+		__atomic_add_fetch(&l->mirrored_writes, 1, __ATOMIC_RELAXED);
+	}
+}
+
+static void disk_cleanup(struct live_source *ls)
+{
+	struct disk_source *s = ls->priv;
+	if (!s)
+		return;
+	for (int i = 0; i < s->n; i++) {
+		if (s->d[i].mirroring)
+			virtio_blk_mirror(ls->vm, s->d[i].index, NULL);
+		free(s->d[i].pass);
+		free(s->d[i].frame);
+		free(s->d[i].scratch);
+	}
+	free(s);
+	ls->priv = NULL;
+}
+
+static int disk_setup(struct live_source *ls, char *err, size_t errlen)
+{
+	struct disk_source *s = calloc(1, sizeof(*s));
+	if (!s) {
+		errf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	ls->priv = s;
+	if (!ls->tracing || !ls->link) /* a snapshot: disks stay where they are */
+		return 0;
+	for (int i = 0; i < VM_MAX_DISKS; i++) {
+		if (!(ls->disk_copy & (1u << i)))
+			continue;
+		struct copied_disk *d = &s->d[s->n];
+		char path[4096];
+		if (virtio_blk_file(ls->vm, i, &d->fd, &d->bytes, path, sizeof(path))) {
+			errf(err, errlen, "disk %d to copy: the VM has no such disk", i);
+			return -ENOENT;
+		}
+		d->index = i;
+		d->ls = ls;
+		d->blocks = (d->bytes + BLOCK - 1) / BLOCK;
+		d->chunks = (d->blocks + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
+		d->words = d->chunks * CHUNK_WORDS; /* whole chunks: no word is shared by two */
+		d->pass = calloc(d->words, sizeof(uint64_t));
+		d->frame = malloc(WIRE_FRAME_BUF_BYTES(LIVE_FRAME_ID_BYTES + 8 + CHUNK_BLOCKS * (sizeof(struct disk_run) + BLOCK)));
+		d->scratch = malloc(2 * CHUNK_BLOCKS * BLOCK);
+		s->n++;
+		if (!d->pass || !d->frame || !d->scratch) {
+			errf(err, errlen, "out of memory for disk %d's copy", i);
+			return -ENOMEM;
+		}
+		/* the mirror first, then the extents: a write before the mark is in the extents */
+		d->mirror.changed = disk_changed;
+		int rc = virtio_blk_mirror(ls->vm, i, &d->mirror);
+		if (rc) {
+			errf(err, errlen, "disk %d: cannot mirror its writes: %s", i, strerror(-rc));
+			return rc;
+		}
+		d->mirroring = true;
+		mark_allocated(d);
+		glide_log("migrate", "disk %d (%s, %llu MiB): copying it to the destination, guest writes mirrored", i,
+			  path, (unsigned long long)(d->bytes >> 20));
+	}
+	return 0;
+}
+
+static uint64_t disk_pending(struct live_source *ls)
+{
+	struct disk_source *s = ls->priv;
+	uint64_t n = 0;
+	for (int i = 0; s && i < s->n; i++)
+		for (uint64_t w = 0; w < s->d[i].words; w++)
+			n += (uint64_t)__builtin_popcountll(__atomic_load_n(&s->d[i].pass[w], __ATOMIC_RELAXED));
+	return n * BLOCK;
+}
+
+/* End of a pass: a mirror that failed fails the migration (the copy misses a write). */
+static int disk_harvest(struct live_source *ls, char *err, size_t errlen)
+{
+	struct disk_source *s = ls->priv;
+	for (int i = 0; s && i < s->n; i++) {
+		struct copied_disk *d = &s->d[i];
+		int e = __atomic_load_n(&d->mirror.error, __ATOMIC_ACQUIRE); /* its text was written before */
+		if (e) {
+			errf(err, errlen, "disk %d: mirroring a guest write failed: %s", d->index, d->error);
+			return e;
+		}
+	}
+	return 0;
+}
+
+/* This channel's chunks of the pass, each read and sent under the stream's
+ * lock; the cursor says how far the copy has been. */
 static int disk_send_pass(struct live_source *ls, struct channel *ch)
 {
 	struct disk_source *s = ls->priv;
@@ -240,15 +367,42 @@ static int disk_send_pass(struct live_source *ls, struct channel *ch)
 		snprintf(ch->err, sizeof(ch->err), "out of memory for a disk chunk");
 		return -ENOMEM;
 	}
+	uint64_t k = (uint64_t)ch->index, step = (uint64_t)ch->count;
 	for (int i = 0; i < s->n && !rc; i++) {
 		struct copied_disk *d = &s->d[i];
-		uint64_t nchunks = (d->blocks + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
-		for (uint64_t c = (uint64_t)ch->index; c < nchunks && !rc && !channel_stopped(ch); c += (uint64_t)ch->count) {
-			uint64_t any = 0;
-			for (uint64_t w = c * CHUNK_BLOCKS / 64; w < MIN(d->words, (c + 1) * CHUNK_BLOCKS / 64); w++)
+		uint64_t any = 0;
+		channel_lock(ch);
+		for (uint64_t c = k; c < d->chunks; c += step)
+			for (uint64_t w = c * CHUNK_WORDS; w < (c + 1) * CHUNK_WORDS; w++)
 				any |= d->pass[w];
-			if (any)
-				rc = send_chunk(ch, d, c, scratch);
+		/* something to send: the copy goes through this stream's chunks again;
+		 * nothing: every chunk is as good as copied, writes are mirrored */
+		d->cursor[k] = any ? 0 : d->chunks;
+		channel_unlock(ch);
+		for (uint64_t c = k; any && c < d->chunks && !rc && !channel_stopped(ch); c += step) {
+			uint64_t *words = &d->pass[c * CHUNK_WORDS];
+			channel_lock(ch);
+			long len = build_frame(d, c, words, scratch, channel_payload(ch), &ch->disk_blocks,
+					       &ch->disk_zero_blocks, ch->err, sizeof(ch->err));
+			if (len > 0) {
+				if (!ch->final)
+					memset(words, 0, CHUNK_WORDS * sizeof(uint64_t));
+				rc = channel_send_locked(ch, (size_t)len);
+				if (!rc)
+					channel_progress(ch, MIN(CHUNK_BLOCKS, d->blocks - c * CHUNK_BLOCKS) * BLOCK);
+			} else {
+				rc = (int)len;
+			}
+			d->cursor[k] = c + 1;
+			channel_unlock(ch);
+			/* the cap's time for the frame, waited for without the lock (a mirror may go meanwhile) */
+			if (len > 0)
+				rate_limit(ch->rl, (uint64_t)len + LIVE_FRAME_ID_BYTES);
+		}
+		if (any && !rc) {
+			channel_lock(ch);
+			d->cursor[k] = d->chunks;
+			channel_unlock(ch);
 		}
 	}
 	free(scratch);

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include "migrate/channel.h"
 
 struct vm;
@@ -35,9 +36,24 @@ struct vm;
 #define LIVE_FRAME_ID_BYTES 4
 #define LIVE_PAYLOAD_MAX (WIRE_FRAME_MAX_PAYLOAD - LIVE_FRAME_ID_BYTES)
 
+/* The streams of a migration, for a section that sends outside a pass (a
+ * write-blocking mirror, disk.c): stream i is used only with locks[i] held,
+ * the lock every pass's sends on it take too. */
+struct live_link {
+	struct wire_stream *streams;
+	pthread_mutex_t *locks;
+	int count;
+	struct rate_limiter *rl;
+	const volatile bool *cancel, *failed;
+	uint64_t *wire_bytes;          /* atomic: bytes put on the wire */
+	uint64_t mirrored_writes, mirrored_blocks; /* atomic: guest writes a mirror sent at once, and their blocks */
+};
+
 /* A live section's state on the source, for one migration. */
 struct live_source {
 	struct vm *vm;
+	struct live_link *link;   /* a migration's streams (NULL: a snapshot) */
+	uint32_t id;              /* the section's id in LIVE frames */
 	bool tracing;      /* a migration: trace changes; false: a snapshot of a paused VM */
 	bool compress;     /* migration option: compress where it saves space */
 	uint32_t disk_copy; /* disks copied to the destination (bit i: disk i; --disk-to) */

@@ -49,6 +49,8 @@ static void migration_free(struct migration *mig)
 	pthread_mutex_destroy(&mig->lock);
 	pthread_cond_destroy(&mig->resolved);
 	pthread_mutex_destroy(&mig->rl.lock);
+	for (int i = 0; i < WIRE_MAX_STREAMS; i++)
+		pthread_mutex_destroy(&mig->stream_lock[i]);
 	explicit_bzero(mig, sizeof(*mig)); /* the key */
 	free(mig);
 }
@@ -188,6 +190,9 @@ static void *migration_thread(void *arg)
 		forward_frames(mig);
 out:
 	sdps_stop(&mig->sdps);
+	/* The sections stop first: a disk's mirror may be sending on a stream
+	 * (it returns within the stall timeout); none may once they are closed. */
+	live_cleanup(mig);
 	if (!committed && !mig->cancel && mig->nstreams > 0 && mig->streams[0].rx_buf)
 		read_destination_reason(mig);
 	if (!committed && mig->nstreams > 0 && mig->streams[0].fd >= 0 && mig->streams[0].tx_buf) {
@@ -202,7 +207,6 @@ out:
 	for (int i = 0; i < count && i < WIRE_MAX_STREAMS; i++)
 		if (mig->streams[i].tx_buf || mig->streams[i].fd >= 0)
 			wire_close(&mig->streams[i]);
-	live_cleanup(mig);
 	bool stopping = mig->stop_reason[0] || vm->quit, resumed = false;
 	if (!committed && !stopping) {
 		/* Disks handed over at GO come back before the VM writes again. */
@@ -366,9 +370,12 @@ static void describe_pending(struct migration *mig, uint64_t total, char *buf, s
 static int live_setup(struct migration *mig)
 {
 	char err[256];
+	mig->link = (struct live_link){ .streams = mig->streams, .locks = mig->stream_lock, .count = mig->nstreams,
+					.rl = &mig->rl, .cancel = &mig->cancel, .failed = &mig->failed,
+					.wire_bytes = &mig->bytes_sent };
 	for (int i = 0; i < mig->nlive; i++) {
-		mig->live[i] = (struct live_source){ .vm = mig->vm, .tracing = true, .compress = mig->p.compress,
-						     .disk_copy = mig->p.disk_copy };
+		mig->live[i] = (struct live_source){ .vm = mig->vm, .link = &mig->link, .id = (uint32_t)i, .tracing = true,
+						     .compress = mig->p.compress, .disk_copy = mig->p.disk_copy };
 		int rc = mig->live_ops[i]->live->setup(&mig->live[i], err, sizeof(err));
 		if (rc) {
 			migration_fail(mig, "%s: %s", mig->live_ops[i]->name, err);
@@ -396,13 +403,15 @@ static void live_cleanup(struct migration *mig)
 static void wait_cap_credit(struct migration *mig)
 {
 	struct rate_limiter *r = &mig->rl;
+	/* what was sent until now: a mirror's writes sent meanwhile are the next phase's */
+	pthread_mutex_lock(&r->lock);
+	uint64_t until = r->next_ns;
+	pthread_mutex_unlock(&r->lock);
 	while (r->bytes_per_s && !mig->cancel && !mig->failed) {
-		pthread_mutex_lock(&r->lock);
-		uint64_t next = r->next_ns, now = now_ns();
-		pthread_mutex_unlock(&r->lock);
-		if (next <= now)
+		uint64_t now = now_ns();
+		if (until <= now)
 			break;
-		sleep_ns(MIN(next - now, 10000000ULL)); /* a cancel is seen within 10 ms */
+		sleep_ns(MIN(until - now, 10000000ULL)); /* a cancel is seen within 10 ms */
 	}
 }
 
@@ -476,6 +485,13 @@ static int switchover(struct migration *mig)
 
 	set_stage(mig, "switchover");
 	sdps_stop(&mig->sdps);
+	/* A disk's mirror may have taken the cap's time ahead (disk.c): from
+	 * now on it waits in line, and the stun starts once that time is over,
+	 * so that the final pass does not wait for it inside the stun. */
+	pthread_mutex_lock(&mig->rl.lock);
+	mig->rl.in_line = true;
+	pthread_mutex_unlock(&mig->rl.lock);
+	wait_cap_credit(mig);
 	mig->stun_start_ns = now_ns();
 	if (vm_pause(mig->vm)) {
 		migration_fail(mig, "the VM shut down during migration");
@@ -829,8 +845,11 @@ static json_t *migration_json(struct migration *mig)
 		for (int i = 0; i < VM_MAX_DISKS; i++)
 			if (mig->p.disk_copy & (1u << i))
 				json_array_append_new(to, json_pack("{s:i, s:s}", "index", i, "path", mig->p.disk_to[i]));
-		json_object_set_new(j, "disk_copy", json_pack("{s:o, s:I, s:I}", "disks", to, "blocks_sent",
-			(json_int_t)mig->disk_blocks, "zero_blocks", (json_int_t)mig->disk_zero_blocks));
+		/* blocks_sent: by the bulk copy; mirrored: guest writes sent at once, waited for */
+		json_object_set_new(j, "disk_copy", json_pack("{s:o, s:I, s:I, s:I, s:I}", "disks", to, "blocks_sent",
+			(json_int_t)mig->disk_blocks, "zero_blocks", (json_int_t)mig->disk_zero_blocks, "mirrored_writes",
+			(json_int_t)__atomic_load_n(&mig->link.mirrored_writes, __ATOMIC_RELAXED), "mirrored_blocks",
+			(json_int_t)__atomic_load_n(&mig->link.mirrored_blocks, __ATOMIC_RELAXED)));
 	}
 	json_object_set_new(j, "switchover_goal_ms", json_integer((json_int_t)mig->p.switchover_goal_ms));
 	json_object_set_new(j, "max_bandwidth", json_integer((json_int_t)mig->p.max_bandwidth));
@@ -908,8 +927,10 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
 	pthread_cond_init(&mig->resolved, NULL);
 	pthread_mutex_init(&mig->rl.lock, NULL);
 	mig->rl.bytes_per_s = mig->p.max_bandwidth;
-	for (int i = 0; i < WIRE_MAX_STREAMS; i++)
+	for (int i = 0; i < WIRE_MAX_STREAMS; i++) {
 		mig->streams[i].fd = -1;
+		pthread_mutex_init(&mig->stream_lock[i], NULL);
+	}
 	RAND_bytes(mig->session, sizeof(mig->session));
 	sdps_init(&mig->sdps, &m->vm);
 	pthread_mutex_lock(&migration_ptr_lock);

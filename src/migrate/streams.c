@@ -21,9 +21,11 @@ static int stream_sync(struct stream_worker *w)
 {
 	struct channel *ch = &w->ch;
 	struct wire_frame f;
+	channel_lock(ch); /* the answer is ours: a mirror reads its own under the lock too */
 	int rc = wire_send(ch->ws, FRAME_SYNC, 0, ch->err, sizeof(ch->err));
 	if (!rc)
 		rc = wire_recv(ch->ws, &f, ch->err, sizeof(ch->err));
+	channel_unlock(ch);
 	if (!rc && f.type != FRAME_SYNC_ACK) {
 		snprintf(ch->err, sizeof(ch->err), "destination answered %s to SYNC on stream %d", wire_frame_name(f.type),
 			 ch->ws->index);
@@ -48,8 +50,13 @@ static void *stream_worker_run(void *arg)
 		ch->section = mig->live_ops[i];
 		rc = ch->final ? live->complete(&mig->live[i], ch) : live->iterate(&mig->live[i], ch);
 	}
-	if (!rc && !channel_stopped(ch))
-		rc = ch->final ? wire_send(ch->ws, FRAME_FINAL, 0, ch->err, sizeof(ch->err)) : stream_sync(w);
+	if (!rc && !channel_stopped(ch) && ch->final) {
+		channel_lock(ch);
+		rc = wire_send(ch->ws, FRAME_FINAL, 0, ch->err, sizeof(ch->err));
+		channel_unlock(ch);
+	} else if (!rc && !channel_stopped(ch)) {
+		rc = stream_sync(w);
+	}
 	w->rc = rc;
 	return NULL;
 }
@@ -65,7 +72,7 @@ int streams_send_pass(struct migration *mig, bool final)
 		w->mig = mig;
 		w->ch = (struct channel){
 			.ws = &mig->streams[i], .index = i, .count = mig->nstreams, .pass = mig->phase, .final = final,
-			.rl = &mig->rl, .cancel = &mig->cancel, .failed = &mig->failed, .pass_done = &mig->phase_sent,
+			.rl = &mig->rl, .lock = &mig->stream_lock[i], .cancel = &mig->cancel, .failed = &mig->failed, .pass_done = &mig->phase_sent,
 			.wire_bytes = &mig->bytes_sent,
 		};
 		if (pthread_create(&w->thread, NULL, stream_worker_run, w)) {

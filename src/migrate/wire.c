@@ -32,14 +32,14 @@
 #define HELLO_D_BYTES WIRE_HELLO_D_BYTES
 #define HELLO_S_BYTES WIRE_HELLO_S_BYTES
 #define AUTH_D_BYTES (4 + 4 + WIRE_MAC_BYTES)
-#define WIRE_BUF_BYTES (WIRE_FRAME_HEADER_BYTES + WIRE_FRAME_MAX_PAYLOAD + WIRE_GCM_TAG_BYTES)
+#define WIRE_BUF_BYTES WIRE_FRAME_BUF_BYTES(WIRE_FRAME_MAX_PAYLOAD)
 #define HANDSHAKE_TIMEOUT_MS 10000
 
 const char *wire_frame_name(uint32_t type)
 {
 	static const char *names[] = { "?", "CONFIG", "CONFIG_OK", "LIVE", "PROBE", "FINAL", "STATE",
 				       "RESTORED", "GO", "RUNNING", "ABORT", "SYNC", "SYNC_ACK", "VERIFY", "NET", "NET_END",
-				       "FILE_DATA", "FILE_END", "FILE_OK" };
+				       "FILE_DATA", "FILE_END", "FILE_OK", "MIRROR", "MIRROR_ACK" };
 	return type < sizeof(names) / sizeof(names[0]) ? names[type] : "?";
 }
 
@@ -559,7 +559,12 @@ static void make_iv(uint8_t iv[12], uint64_t seq)
 
 int wire_send(struct wire_stream *s, uint32_t type, uint32_t len, char *err, size_t errlen)
 {
-	uint8_t *h = s->tx_buf, *payload = h + WIRE_FRAME_HEADER_BYTES;
+	return wire_send_buf(s, s->tx_buf, type, len, err, errlen);
+}
+
+int wire_send_buf(struct wire_stream *s, uint8_t *buf, uint32_t type, uint32_t len, char *err, size_t errlen)
+{
+	uint8_t *h = buf, *payload = h + WIRE_FRAME_HEADER_BYTES;
 	size_t total;
 	int rc;
 

@@ -48,7 +48,10 @@ enum wire_frame_type {
 	FRAME_FILE_DATA,    /* cold copy between host agents (host/copy.c): u32 file, u32 length, u64 offset, bytes */
 	FRAME_FILE_END,     /* u32 file, u32 0, u64 size, SHA-256 copy digest */
 	FRAME_FILE_OK,      /* receiver: every file's digest matched */
-	FRAME_TYPE_MAX = FRAME_FILE_OK,
+	FRAME_MIRROR,       /* s->d: a LIVE payload that a guest write is waiting for (disk.c's write-blocking
+			     * mirror): apply it, then answer MIRROR_ACK on the same stream */
+	FRAME_MIRROR_ACK,   /* d->s: the MIRROR before it is applied */
+	FRAME_TYPE_MAX = FRAME_MIRROR_ACK,
 };
 
 enum wire_encrypt_mode { ENCRYPT_OFF, ENCRYPT_OPPORTUNISTIC, ENCRYPT_REQUIRED };
@@ -126,6 +129,11 @@ void wire_set_stall_timeout(struct wire_stream *s, uint64_t ms);
 /* The payload is built in place: wire_tx_payload() returns the buffer to fill (WIRE_FRAME_MAX_PAYLOAD bytes). */
 uint8_t *wire_tx_payload(struct wire_stream *s);
 int wire_send(struct wire_stream *s, uint32_t type, uint32_t len, char *err, size_t errlen);
+/* The same from a frame buffer of the caller's (WIRE_FRAME_BUF_BYTES(len) bytes, the payload at
+ * WIRE_FRAME_HEADER_BYTES), for a sender that must not touch the stream's own buffer, which another
+ * thread may be filling; callers serialise sends on a stream. */
+#define WIRE_FRAME_BUF_BYTES(payload) (WIRE_FRAME_HEADER_BYTES + (payload) + WIRE_GCM_TAG_BYTES)
+int wire_send_buf(struct wire_stream *s, uint8_t *buf, uint32_t type, uint32_t len, char *err, size_t errlen);
 int wire_send_copy(struct wire_stream *s, uint32_t type, const void *data, uint32_t len, char *err, size_t errlen);
 int wire_recv(struct wire_stream *s, struct wire_frame *f, char *err, size_t errlen);
 /* Parses "HOST:PORT[,HOST:PORT...]" into at most max entries. */
