@@ -76,7 +76,6 @@ struct virtio_blk {
 	uint8_t config[BLK_CONFIG_LEN];
 	uint64_t reads, writes, flushes, errors;
 	uint64_t in_flight_max; /* the most requests in flight at once */
-	uint64_t *track;        /* a storage copy's dirty map (VIRTIO_BLK_TRACK_BLOCK blocks), or NULL; run lock */
 	struct virtio_blk_mirror *mirror; /* a storage move's write-blocking mirror, or NULL; run lock */
 };
 
@@ -152,14 +151,6 @@ static bool range_ok(const struct virtio_blk *b, uint64_t sector, uint64_t bytes
 }
 
 /* A storage copy is running: the blocks [offset, offset + bytes) changed. */
-static void blk_mark(struct virtio_blk *b, uint64_t offset, uint64_t bytes)
-{
-	if (!b->track || !bytes)
-		return;
-	for (uint64_t blk = offset / VIRTIO_BLK_TRACK_BLOCK; blk <= (offset + bytes - 1) / VIRTIO_BLK_TRACK_BLOCK; blk++)
-		__atomic_or_fetch(&b->track[blk / 64], 1ULL << (blk % 64), __ATOMIC_RELAXED);
-}
-
 /* Zeroes [off, off + bytes) of fd with fallocate mode, or by writing
  * zeros where that is refused and zeros are required. */
 static int zero_range(int fd, int mode, uint64_t off, uint64_t bytes, bool required)
@@ -238,7 +229,6 @@ static uint8_t blk_discard(struct virtio_blk *b, const struct virtq_chain *c, bo
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint64_t bytes = (uint64_t)seg[i].num_sectors * SECTOR;
-		blk_mark(b, seg[i].sector * SECTOR, bytes); /* done or not, the range may have changed */
 		int mode = zeroes && !(seg[i].flags & BLK_WRITE_ZEROES_FLAG_UNMAP) ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 		/* discard is a hint (a filesystem without hole punching ignores
 		 * it); write zeroes must happen: written out where refused */
@@ -326,9 +316,7 @@ static bool blk_complete(struct virtio_blk *b, bool wait)
 			op = op->next;
 			if (!r->op.result)
 				r->op.kind == BLK_IO_READ ? b->reads++ : r->op.kind == BLK_IO_WRITE ? b->writes++ : b->flushes++;
-			/* a write that failed may still have changed part of the file */
-			if (r->op.kind == BLK_IO_WRITE)
-				blk_mark(b, r->op.offset, r->written_len);
+			/* a write that failed may still have changed part of the file: mirrored too */
 			if (r->op.kind == BLK_IO_WRITE && b->mirror)
 				mirror_write(b, r);
 			blk_finish(b, r, r->op.result ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
@@ -403,12 +391,9 @@ static void blk_reset(struct virtio_dev *vd)
 		while (op) {
 			struct blk_req *r = (struct blk_req *)op;
 			op = op->next;
-			/* unanswered, but the file changed: a copy or mirror must know */
-			if (r->op.kind == BLK_IO_WRITE) {
-				blk_mark(b, r->op.offset, r->written_len);
-				if (b->mirror)
-					mirror_write(b, r);
-			}
+			/* unanswered, but the file changed: a mirror must know */
+			if (r->op.kind == BLK_IO_WRITE && b->mirror)
+				mirror_write(b, r);
 			r->next_free = b->free_reqs;
 			b->free_reqs = r;
 		}
@@ -606,18 +591,6 @@ int virtio_blk_acquire_locks(struct vm *vm, char *err, size_t errlen)
 				return rc;
 		}
 	}
-	return 0;
-}
-
-int virtio_blk_track(struct vm *vm, int i, uint64_t *map)
-{
-	struct virtio_blk *b = i >= 0 && i < VM_MAX_DISKS ? (struct virtio_blk *)vm->disks[i] : NULL;
-	if (!b)
-		return -ENOENT;
-	/* under the run lock: no completion is marking the old map when this returns */
-	pthread_mutex_lock(&b->vd.run_lock);
-	b->track = map;
-	pthread_mutex_unlock(&b->vd.run_lock);
 	return 0;
 }
 

@@ -33,13 +33,6 @@ int virtio_blk_stats(struct vm *vm, int i, struct blk_stats *out, char *path, si
  * (bit i: disk i) are neither flushed nor let go: a disk copied to the
  * destination, which never opens this file (no flush inside the stun). */
 int virtio_blk_release_locks(struct vm *vm, uint32_t keep);
-/* A storage copy (src/migrate/disk.c): from now on every write, discard
- * and write zeroes that completes on disk i sets the bits of its
- * VIRTIO_BLK_TRACK_BLOCK-byte blocks in map (atomically, before the guest
- * sees the completion); NULL stops it. Returns once no completion uses the
- * old map any more. -ENOENT: no such disk. */
-#define VIRTIO_BLK_TRACK_BLOCK 4096ULL
-int virtio_blk_track(struct vm *vm, int i, uint64_t *map);
 /* Disk i's open file (shared with the device: pread/pwrite only), size and path. */
 int virtio_blk_file(struct vm *vm, int i, int *fd, uint64_t *bytes, char *path, size_t pathlen);
 int virtio_blk_acquire_locks(struct vm *vm, char *err, size_t errlen);

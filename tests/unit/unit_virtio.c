@@ -1203,17 +1203,32 @@ static void test_blk_io(struct vdev *d, struct vdev *ro)
 /* ====================================================================== */
 /* 5. interrupts: MSI-X and INTx                                           */
 
-/* The write-blocking mirror (move-disk) and the copy's dirty map
- * (virtio_blk_track), on a disk of its own with the threads engine and
- * every request 100 ms long (GLIDE_TEST_BLK_DELAY_US), so that a write is
- * still in flight when the driver resets the device: that write changed
- * the file, so the map must mark it and the mirror must get it (a copy
- * would otherwise miss it). */
+/* A mirror with a `changed` hook (shared-nothing migration, disk.c): the
+ * ranges it was told about, in order. */
+struct changed_log {
+	struct virtio_blk_mirror m; /* first */
+	int n;
+	uint64_t off[8], len[8];
+};
+static void changed_record(struct virtio_blk_mirror *m, uint64_t off, uint64_t len)
+{
+	struct changed_log *c = (struct changed_log *)m;
+	if (c->n < 8) {
+		c->off[c->n] = off;
+		c->len[c->n] = len;
+	}
+	c->n++;
+}
+
+/* The write-blocking mirrors: into a file (move-disk) and through a hook
+ * (shared-nothing migration), on a disk of its own with the threads engine
+ * and every request 100 ms long (GLIDE_TEST_BLK_DELAY_US), so that a write
+ * is still in flight when the driver resets the device: that write changed
+ * the file, so each mirror must get it (a copy would otherwise miss it). */
 static void test_blk_mirror(void)
 {
 	char path[700], mpath[700], err[512];
 	static uint8_t pat[4096], pat2[4096];
-	static uint64_t map[DISK_BYTES / 4096 / 64 + 1];
 	snprintf(path, sizeof(path), "%s/disk-m.raw", tmpdir);
 	snprintf(mpath, sizeof(mpath), "%s/mirror.raw", tmpdir);
 	int mfd = open(mpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -1240,16 +1255,15 @@ static void test_blk_mirror(void)
 	}
 	struct virtio_blk_mirror m = { .fd = mfd };
 	pthread_mutex_init(&m.lock, NULL);
-	virtio_blk_track(vm, 0, map);
 	virtio_blk_mirror(vm, 0, &m);
 
 	fill_pattern(pat, sizeof(pat), 9);
 	uint64_t data = buf_alloc(&d, 0, 4096);
 	memcpy(gp(&d, data, 4096), pat, 4096);
 	struct blk_result r = blk_req(&d, BLK_T_OUT, 16, data, 4096, false);
-	CHECK("blk mirror: a completed write is in the mirror too, and marked", r.done && r.status == BLK_S_OK &&
-	      file_equals(mpath, 16 * SECTOR, pat, 4096) && (map[0] & (1ULL << 2)), "done %d status %u mirrored %d marked %d",
-	      r.done, r.status, file_equals(mpath, 16 * SECTOR, pat, 4096), !!(map[0] & (1ULL << 2)));
+	CHECK("blk mirror: a completed write is in the mirror too", r.done && r.status == BLK_S_OK &&
+	      file_equals(mpath, 16 * SECTOR, pat, 4096), "done %d status %u mirrored %d",
+	      r.done, r.status, file_equals(mpath, 16 * SECTOR, pat, 4096));
 	struct { uint64_t sector; uint32_t num, flags; } *dz;
 	uint64_t dzb = buf_alloc(&d, 0, 16);
 	dz = gp(&d, dzb, 16);
@@ -1268,14 +1282,12 @@ static void test_blk_mirror(void)
 	vq_kick(&d, 0);
 	sleep_us(20000); /* taken by a worker, which holds it 100 ms */
 	bool reset = vdev_reset(&d);
-	CHECK("blk: a write in flight at a driver reset is marked for a copy and mirrored (it changed the file)",
-	      reset && (map[0] & (1ULL << 16)) && file_equals(path, 128 * SECTOR, pat2, 4096) &&
-		      file_equals(mpath, 128 * SECTOR, pat2, 4096),
-	      "reset %d marked %d on disk %d mirrored %d", reset, !!(map[0] & (1ULL << 16)), file_equals(path, 128 * SECTOR, pat2, 4096),
+	CHECK("blk: a write in flight at a driver reset is mirrored (it changed the file)",
+	      reset && file_equals(path, 128 * SECTOR, pat2, 4096) && file_equals(mpath, 128 * SECTOR, pat2, 4096),
+	      "reset %d on disk %d mirrored %d", reset, file_equals(path, 128 * SECTOR, pat2, 4096),
 	      file_equals(mpath, 128 * SECTOR, pat2, 4096));
 
 	virtio_blk_mirror(vm, 0, NULL);
-	virtio_blk_track(vm, 0, NULL);
 	bool again = vdev_start(&d, F_VERSION_1 | BLK_F_FLUSH | BLK_F_DISCARD | BLK_F_WRITE_ZEROES, 0);
 	data = buf_alloc(&d, 0, 4096);
 	memcpy(gp(&d, data, 4096), pat, 4096);
@@ -1283,6 +1295,35 @@ static void test_blk_mirror(void)
 	CHECK("blk mirror: once stopped, writes reach only the disk", again && r.done && r.status == BLK_S_OK &&
 	      file_equals(path, 256 * SECTOR, pat, 4096) && file_is_zero(mpath, 256 * SECTOR, 4096), "restart %d status %u", again,
 	      r.status);
+
+	/* the hook: a write, write zeroes and a discard each say their range; so does a write in flight at a reset */
+	struct changed_log cl = { .m = { .fd = -1, .changed = changed_record } };
+	virtio_blk_mirror(vm, 0, &cl.m);
+	r = blk_req(&d, BLK_T_OUT, 512, data, 4096, false);
+	dzb = buf_alloc(&d, 0, 16);
+	dz = gp(&d, dzb, 16);
+	*dz = (typeof(*dz)){ 600, 16, 0 };
+	struct blk_result r2 = blk_req(&d, BLK_T_WRITE_ZEROES, 0, dzb, 16, false);
+	*dz = (typeof(*dz)){ 640, 8, 0 };
+	struct blk_result r3 = blk_req(&d, BLK_T_DISCARD, 0, dzb, 16, false);
+	CHECK("blk mirror hook: a write, write zeroes and a discard each report their range before they complete",
+	      r.done && r2.done && r3.done && cl.n == 3 && cl.off[0] == 512 * SECTOR && cl.len[0] == 4096 &&
+		      cl.off[1] == 600 * SECTOR && cl.len[1] == 16 * SECTOR && cl.off[2] == 640 * SECTOR && cl.len[2] == 8 * SECTOR,
+	      "%d calls: %llu+%llu %llu+%llu %llu+%llu", cl.n, (unsigned long long)cl.off[0], (unsigned long long)cl.len[0],
+	      (unsigned long long)cl.off[1], (unsigned long long)cl.len[1], (unsigned long long)cl.off[2],
+	      (unsigned long long)cl.len[2]);
+	h = buf_alloc(&d, 0, 16), st = buf_alloc(&d, 0, 1), d2 = buf_alloc(&d, 0, 4096);
+	*(struct blk_hdr *)gp(&d, h, 16) = (struct blk_hdr){ BLK_T_OUT, 0, 1024 };
+	memcpy(gp(&d, d2, 4096), pat2, 4096);
+	struct seg sg2[3] = { { h, 16, false }, { d2, 4096, false }, { st, 1, true } };
+	vq_post(&d, 0, sg2, 3);
+	vq_kick(&d, 0);
+	sleep_us(20000);
+	reset = vdev_reset(&d);
+	CHECK("blk mirror hook: a write in flight at a driver reset reports its range", reset && cl.n == 4 &&
+	      cl.off[3] == 1024 * SECTOR && cl.len[3] == 4096, "reset %d, %d calls, last %llu+%llu", reset, cl.n,
+	      (unsigned long long)cl.off[MIN(cl.n, 8) - 1], (unsigned long long)cl.len[MIN(cl.n, 8) - 1]);
+	virtio_blk_mirror(vm, 0, NULL);
 	vm_end(vm, true);
 	pthread_mutex_destroy(&m.lock);
 files:
