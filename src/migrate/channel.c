@@ -8,27 +8,94 @@
 #include <stdio.h>
 #include <string.h>
 
-void rate_limit_ahead(struct rate_limiter *r, uint64_t bytes, uint64_t ahead_ns)
+void fair_lock_init(struct fair_lock *l)
 {
-	uint64_t now, slot;
-	if (!r || !r->bytes_per_s)
-		return;
-	pthread_mutex_lock(&r->lock);
-	now = now_ns();
-	if (r->next_ns + RATE_LIMIT_BURST_NS < now)
-		r->next_ns = now - RATE_LIMIT_BURST_NS;
-	slot = r->next_ns;
-	r->next_ns += bytes * 1000000000ULL / r->bytes_per_s;
-	if (r->in_line)
-		ahead_ns = 0;
-	pthread_mutex_unlock(&r->lock);
-	if (slot > now + ahead_ns)
-		sleep_ns(slot - now - ahead_ns);
+	pthread_mutex_init(&l->m, NULL);
+	pthread_cond_init(&l->c, NULL);
+	l->next = l->serving = 0;
+}
+
+void fair_lock_destroy(struct fair_lock *l)
+{
+	pthread_mutex_destroy(&l->m);
+	pthread_cond_destroy(&l->c);
+}
+
+void fair_lock(struct fair_lock *l)
+{
+	pthread_mutex_lock(&l->m);
+	uint64_t ticket = l->next++;
+	while (l->serving != ticket)
+		pthread_cond_wait(&l->c, &l->m);
+	pthread_mutex_unlock(&l->m);
+}
+
+void fair_unlock(struct fair_lock *l)
+{
+	pthread_mutex_lock(&l->m);
+	l->serving++;
+	pthread_cond_broadcast(&l->c);
+	pthread_mutex_unlock(&l->m);
+}
+
+/* Books bytes on clock *next (an idle clock allows a burst); returns the slot. */
+static uint64_t book(struct rate_limiter *r, uint64_t *next, uint64_t now, uint64_t bytes)
+{
+	if (*next + RATE_LIMIT_BURST_NS < now)
+		*next = now - RATE_LIMIT_BURST_NS;
+	uint64_t slot = *next;
+	*next += bytes * 1000000000ULL / r->bytes_per_s;
+	return slot;
 }
 
 void rate_limit(struct rate_limiter *r, uint64_t bytes)
 {
-	rate_limit_ahead(r, bytes, 0);
+	if (!r || !r->bytes_per_s)
+		return;
+	pthread_mutex_lock(&r->lock);
+	uint64_t now = now_ns(), slot = book(r, &r->next_ns, now, bytes);
+	pthread_mutex_unlock(&r->lock);
+	if (slot > now)
+		sleep_ns(slot - now);
+}
+
+void rate_limit_clear(struct rate_limiter *r)
+{
+	while (r && r->bytes_per_s) {
+		pthread_mutex_lock(&r->lock);
+		uint64_t next = r->next_ns, now = now_ns();
+		pthread_mutex_unlock(&r->lock);
+		if (next <= now)
+			return;
+		sleep_ns(next - now); /* others may book meanwhile: look again */
+	}
+}
+
+void rate_limit_charge(struct rate_limiter *r, uint64_t bytes)
+{
+	if (!r || !r->bytes_per_s)
+		return;
+	pthread_mutex_lock(&r->lock);
+	book(r, &r->next_ns, now_ns(), bytes);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void rate_limit_ahead(struct rate_limiter *r, uint64_t bytes, uint64_t ahead_ns, unsigned share)
+{
+	if (!r || !r->bytes_per_s)
+		return;
+	pthread_mutex_lock(&r->lock);
+	uint64_t now = now_ns(), slot = book(r, &r->next_ns, now, bytes);
+	uint64_t own = book(r, &r->ahead_next_ns, now, bytes * share);
+	if (r->in_line)
+		;                           /* in line: the slot booked with everyone */
+	else if (share > 1)
+		slot = own > ahead_ns ? own - ahead_ns : 0; /* its share of the cap, whatever the others booked */
+	else
+		slot = slot > ahead_ns ? slot - ahead_ns : 0; /* nobody else to share with: all of it, in line */
+	pthread_mutex_unlock(&r->lock);
+	if (slot > now)
+		sleep_ns(slot - now);
 }
 
 uint8_t *channel_payload(struct channel *ch)

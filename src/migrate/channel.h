@@ -16,14 +16,36 @@ struct rate_limiter {
 	pthread_mutex_t lock;
 	uint64_t bytes_per_s;
 	uint64_t next_ns;
-	bool in_line;          /* nobody goes ahead (rate_limit_ahead): the switchover is near */
+	uint64_t ahead_next_ns; /* the same clock for what went ahead alone (rate_limit_ahead) */
+	bool in_line;          /* nobody goes ahead: the switchover is near */
 };
 #define RATE_LIMIT_BURST_NS 20000000ULL /* an idle cap allows at most this much burst */
 /* Waits until `bytes` more may be sent. */
 void rate_limit(struct rate_limiter *r, uint64_t bytes);
-/* The same for a sender that may go up to ahead_ns before the others in
- * line (a guest write waiting for its mirror): what it takes, they wait for. */
-void rate_limit_ahead(struct rate_limiter *r, uint64_t bytes, uint64_t ahead_ns);
+/* For a sender that must not book ahead (it holds a lock while it sends,
+ * disk.c): waits until the cap's time for everything booked is over ... */
+void rate_limit_clear(struct rate_limiter *r);
+/* ... then sends, and books what it sent. */
+void rate_limit_charge(struct rate_limiter *r, uint64_t bytes);
+/* For a sender that goes ahead of the others in line (a guest write
+ * waiting for its mirror): its bytes are charged to the others' clock
+ * (they wait for them). With share > 1 (others have much to send) it waits
+ * only once what it sent alone is more than ahead_ns ahead of 1/share of
+ * the cap, whatever the others booked; with share 1 it waits in line, but
+ * ahead_ns early; with in_line set it waits in line. */
+void rate_limit_ahead(struct rate_limiter *r, uint64_t bytes, uint64_t ahead_ns, unsigned share);
+
+/* A fair lock: taken in the order asked for (a stream's: the bulk copy
+ * must not lose it forever to a guest's stream of mirrored writes). */
+struct fair_lock {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	uint64_t next, serving;
+};
+void fair_lock_init(struct fair_lock *l);
+void fair_lock_destroy(struct fair_lock *l);
+void fair_lock(struct fair_lock *l);
+void fair_unlock(struct fair_lock *l);
 
 struct state_writer;
 struct state_section_ops;
@@ -38,7 +60,7 @@ struct channel {
 	bool final;                    /* the pass runs while the VM is stunned */
 	uint32_t section_id;           /* set by the engine before each iterate/complete */
 	struct rate_limiter *rl;
-	pthread_mutex_t *lock;         /* the stream's: held for every exchange on it (NULL: a file) */
+	struct fair_lock *lock;        /* the stream's: held for every exchange on it (NULL: a file) */
 	const volatile bool *cancel, *failed; /* the migration is ending: return at once */
 	uint64_t *pass_done;           /* shared, atomic: bytes of the current pass handled */
 	uint64_t *wire_bytes;          /* shared, atomic: bytes put on the wire */
@@ -65,12 +87,12 @@ int channel_send_locked(struct channel *ch, size_t len);
 static inline void channel_lock(struct channel *ch)
 {
 	if (ch->lock)
-		pthread_mutex_lock(ch->lock);
+		fair_lock(ch->lock);
 }
 static inline void channel_unlock(struct channel *ch)
 {
 	if (ch->lock)
-		pthread_mutex_unlock(ch->lock);
+		fair_unlock(ch->lock);
 }
 /* A file channel needs a payload buffer: 0 or -ENOMEM. */
 int channel_file_open(struct channel *ch);

@@ -46,6 +46,7 @@
 #include "common/util.h"
 #include "vmm/vm.h"
 #include <dirent.h>
+#include <jansson.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -60,11 +61,11 @@
 #define BLOCK 4096ULL
 #define CHUNK_BLOCKS 256ULL /* 1 MiB: a frame */
 #define CHUNK_WORDS (CHUNK_BLOCKS / 64)
-/* Under a bandwidth cap a mirrored write may take the link's time up to
- * this far ahead of the bulk copy (which then waits for it): a guest write
- * does not wait behind a 1 MiB chunk, and a guest that writes faster than
- * the cap still waits for its share. */
-#define MIRROR_AHEAD_NS 250000000ULL
+/* Under a bandwidth cap mirrored writes go ahead of the bulk copy (which
+ * waits for the time they took) on a clock of their own, which may run
+ * this far ahead of the cap: a guest write does not wait behind a 1 MiB
+ * chunk, and a guest that writes faster than the cap waits for it. */
+#define MIRROR_AHEAD_NS 50000000ULL
 #define RUN_DATA 0
 #define RUN_ZERO 1
 
@@ -130,6 +131,13 @@ static int mark_allocated(struct copied_disk *d)
 		pos = hole;
 	}
 	return 0;
+}
+
+/* Two chunks to read a chunk into and build its frame, aligned for a disk opened O_DIRECT. */
+static uint8_t *scratch_alloc(void)
+{
+	void *p = NULL;
+	return posix_memalign(&p, BLOCK, 2 * CHUNK_BLOCKS * BLOCK) ? NULL : p;
 }
 
 /* Builds the frame of chunk c's blocks marked in words (the chunk's
@@ -208,11 +216,16 @@ static int mirror_send(struct copied_disk *d, int k, uint64_t c, uint64_t first,
 		return (int)len;
 	memcpy(payload, &d->ls->id, LIVE_FRAME_ID_BYTES);
 	len += LIVE_FRAME_ID_BYTES;
-	rate_limit_ahead(l->rl, (uint64_t)len, MIRROR_AHEAD_NS);
 	rc = wire_send_buf(ws, d->frame, FRAME_MIRROR, (uint32_t)len, d->error, sizeof(d->error));
 	if (!rc)
 		rc = wire_recv(ws, &f, d->error, sizeof(d->error));
-	if (!rc && f.type != FRAME_MIRROR_ACK) {
+	if (!rc && f.type == FRAME_ABORT) { /* the destination's reason, not to be lost */
+		json_t *j = json_loadb((const char *)f.payload, f.len, 0, NULL);
+		json_t *e = j ? json_object_get(j, "error") : NULL;
+		errf(d->error, sizeof(d->error), "destination: %s", json_is_string(e) ? json_string_value(e) : "aborted");
+		json_decref(j);
+		rc = -ECONNABORTED;
+	} else if (!rc && f.type != FRAME_MIRROR_ACK) {
 		errf(d->error, sizeof(d->error), "the destination answered %s to a mirrored write on stream %d",
 		     wire_frame_name(f.type), k);
 		rc = -EPROTO;
@@ -245,17 +258,26 @@ static void disk_changed(struct virtio_blk_mirror *m, uint64_t off, uint64_t len
 		int k = (int)(c % (uint64_t)l->count);
 		uint64_t b0 = MAX(first, c * CHUNK_BLOCKS), b1 = MIN(end, (c + 1) * CHUNK_BLOCKS);
 		int rc = 0;
-		pthread_mutex_lock(&l->locks[k]);
+		fair_lock(&l->locks[k]);
 		if (c >= d->cursor[k]) { /* the copy reads this chunk later: it takes the blocks then */
 			mark_blocks(d->pass, b0, b1);
 		} else {
+			/* the cap's time (at most this much) first, without the lock: nothing waits for us */
+			fair_unlock(&l->locks[k]);
+			/* while the copy still goes through this stream, it keeps half the cap */
+			rate_limit_ahead(l->rl, (b1 - b0) * (BLOCK + sizeof(struct disk_run)) + 16, MIRROR_AHEAD_NS,
+					 d->cursor[k] < d->chunks ? 2 : 1);
+			fair_lock(&l->locks[k]);
 			rc = mirror_send(d, k, c, b0, b1);
 			sent = true;
 		}
-		pthread_mutex_unlock(&l->locks[k]);
+		fair_unlock(&l->locks[k]);
 		if (rc) {
 			__atomic_store_n(&m->error, rc, __ATOMIC_RELEASE); /* after d->error's text */
-			glide_log("migrate", "disk %d: mirroring a guest write failed: %s", d->index, d->error);
+			char why[300];
+			snprintf(why, sizeof(why), "disk %d: mirroring a guest write failed: %s", d->index, d->error);
+			glide_log("migrate", "%s", why);
+			l->fail(l, "disk", why); /* now: the copy is no good, nothing else is worth sending */
 			return;
 		}
 	}
@@ -308,7 +330,7 @@ static int disk_setup(struct live_source *ls, char *err, size_t errlen)
 		d->words = d->chunks * CHUNK_WORDS; /* whole chunks: no word is shared by two */
 		d->pass = calloc(d->words, sizeof(uint64_t));
 		d->frame = malloc(WIRE_FRAME_BUF_BYTES(LIVE_FRAME_ID_BYTES + 8 + CHUNK_BLOCKS * (sizeof(struct disk_run) + BLOCK)));
-		d->scratch = malloc(2 * CHUNK_BLOCKS * BLOCK);
+		d->scratch = scratch_alloc();
 		s->n++;
 		if (!d->pass || !d->frame || !d->scratch) {
 			errf(err, errlen, "out of memory for disk %d's copy", i);
@@ -317,11 +339,11 @@ static int disk_setup(struct live_source *ls, char *err, size_t errlen)
 		/* the mirror first, then the extents: a write before the mark is in the extents */
 		d->mirror.changed = disk_changed;
 		int rc = virtio_blk_mirror(ls->vm, i, &d->mirror);
-		if (rc) {
+		if (rc && rc != -EROFS) { /* a read-only disk gets no writes: the copy alone */
 			errf(err, errlen, "disk %d: cannot mirror its writes: %s", i, strerror(-rc));
 			return rc;
 		}
-		d->mirroring = true;
+		d->mirroring = !rc;
 		mark_allocated(d);
 		glide_log("migrate", "disk %d (%s, %llu MiB): copying it to the destination, guest writes mirrored", i,
 			  path, (unsigned long long)(d->bytes >> 20));
@@ -362,7 +384,7 @@ static int disk_send_pass(struct live_source *ls, struct channel *ch)
 	int rc = 0;
 	if (!s || !s->n)
 		return 0;
-	uint8_t *scratch = malloc(2 * CHUNK_BLOCKS * BLOCK);
+	uint8_t *scratch = scratch_alloc();
 	if (!scratch) {
 		snprintf(ch->err, sizeof(ch->err), "out of memory for a disk chunk");
 		return -ENOMEM;
@@ -381,12 +403,13 @@ static int disk_send_pass(struct live_source *ls, struct channel *ch)
 		channel_unlock(ch);
 		for (uint64_t c = k; any && c < d->chunks && !rc && !channel_stopped(ch); c += step) {
 			uint64_t *words = &d->pass[c * CHUNK_WORDS];
+			rate_limit_clear(ch->rl); /* the cap's time for what went before, without the lock */
 			channel_lock(ch);
 			long len = build_frame(d, c, words, scratch, channel_payload(ch), &ch->disk_blocks,
 					       &ch->disk_zero_blocks, ch->err, sizeof(ch->err));
 			if (len > 0) {
-				if (!ch->final)
-					memset(words, 0, CHUNK_WORDS * sizeof(uint64_t));
+				for (uint64_t w = 0; w < CHUNK_WORDS && !ch->final; w++)
+					__atomic_store_n(&words[w], 0, __ATOMIC_RELAXED);
 				rc = channel_send_locked(ch, (size_t)len);
 				if (!rc)
 					channel_progress(ch, MIN(CHUNK_BLOCKS, d->blocks - c * CHUNK_BLOCKS) * BLOCK);
@@ -395,9 +418,8 @@ static int disk_send_pass(struct live_source *ls, struct channel *ch)
 			}
 			d->cursor[k] = c + 1;
 			channel_unlock(ch);
-			/* the cap's time for the frame, waited for without the lock (a mirror may go meanwhile) */
 			if (len > 0)
-				rate_limit(ch->rl, (uint64_t)len + LIVE_FRAME_ID_BYTES);
+				rate_limit_charge(ch->rl, (uint64_t)len + LIVE_FRAME_ID_BYTES);
 		}
 		if (any && !rc) {
 			channel_lock(ch);
@@ -632,7 +654,7 @@ static const struct live_section_ops disk_live = {
 
 static const struct state_section_ops disk_section = {
 	.name = "disk",
-	.version = 1,
+	.version = 2, /* 2: a guest write waits for its MIRROR frame's answer (1: passes of what changed) */
 	.order = 1,
 	.live = &disk_live,
 };

@@ -41,12 +41,15 @@ struct vm;
  * the lock every pass's sends on it take too. */
 struct live_link {
 	struct wire_stream *streams;
-	pthread_mutex_t *locks;
+	struct fair_lock *locks;
 	int count;
 	struct rate_limiter *rl;
 	const volatile bool *cancel, *failed;
 	uint64_t *wire_bytes;          /* atomic: bytes put on the wire */
 	uint64_t mirrored_writes, mirrored_blocks; /* atomic: guest writes a mirror sent at once, and their blocks */
+	/* a section that failed outside its passes fails the migration with this */
+	void (*fail)(struct live_link *l, const char *section, const char *why);
+	void *owner;                   /* the migration */
 };
 
 /* A live section's state on the source, for one migration. */

@@ -58,7 +58,7 @@ struct migration {
 	struct migration_params p;
 	pthread_t thread;
 	struct wire_stream streams[WIRE_MAX_STREAMS];
-	pthread_mutex_t stream_lock[WIRE_MAX_STREAMS]; /* held for every use of a stream while sections run */
+	struct fair_lock stream_lock[WIRE_MAX_STREAMS]; /* held for every use of a stream while sections run */
 	struct live_link link;       /* the streams, for live sections */
 	int nstreams;
 	struct stream_worker workers[WIRE_MAX_STREAMS];

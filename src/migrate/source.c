@@ -50,7 +50,7 @@ static void migration_free(struct migration *mig)
 	pthread_cond_destroy(&mig->resolved);
 	pthread_mutex_destroy(&mig->rl.lock);
 	for (int i = 0; i < WIRE_MAX_STREAMS; i++)
-		pthread_mutex_destroy(&mig->stream_lock[i]);
+		fair_lock_destroy(&mig->stream_lock[i]);
 	explicit_bzero(mig, sizeof(*mig)); /* the key */
 	free(mig);
 }
@@ -367,12 +367,17 @@ static void describe_pending(struct migration *mig, uint64_t total, char *buf, s
 				      mig->live_ops[i]->live->pending(&mig->live[i]) / 1048576.0);
 }
 
+static void live_link_fail(struct live_link *l, const char *section, const char *why)
+{
+	migration_fail(l->owner, "%s: %s", section, why);
+}
+
 static int live_setup(struct migration *mig)
 {
 	char err[256];
 	mig->link = (struct live_link){ .streams = mig->streams, .locks = mig->stream_lock, .count = mig->nstreams,
 					.rl = &mig->rl, .cancel = &mig->cancel, .failed = &mig->failed,
-					.wire_bytes = &mig->bytes_sent };
+					.wire_bytes = &mig->bytes_sent, .fail = live_link_fail, .owner = mig };
 	for (int i = 0; i < mig->nlive; i++) {
 		mig->live[i] = (struct live_source){ .vm = mig->vm, .link = &mig->link, .id = (uint32_t)i, .tracing = true,
 						     .compress = mig->p.compress, .disk_copy = mig->p.disk_copy };
@@ -929,7 +934,7 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
 	mig->rl.bytes_per_s = mig->p.max_bandwidth;
 	for (int i = 0; i < WIRE_MAX_STREAMS; i++) {
 		mig->streams[i].fd = -1;
-		pthread_mutex_init(&mig->stream_lock[i], NULL);
+		fair_lock_init(&mig->stream_lock[i]);
 	}
 	RAND_bytes(mig->session, sizeof(mig->session));
 	sdps_init(&mig->sdps, &m->vm);
