@@ -190,7 +190,7 @@ if [ ! -e "$C1" ] && grep -q "removed $C1, a partial copy left by a destination 
 else
 	fail "cut: the killed destination's partial copy is still there: $(ls -l "$C1" 2>&1); $(tail -2 "$T/d3.log")"
 fi
-# LIVE #1 is the RAM of phase -1, #2.. the disk's 1 MiB frames: hold at the 8th
+# LIVE #1 is the RAM of phase -1, #2.. the disk's 256 KiB frames: hold at the 8th
 python3 "$TESTS_DIR/fault_proxy.py" --listen $((port + 1)) --to $port --log "$T/cut.proxy" --fault hold \
 	--frame LIVE --nth 8 --hold-seconds 600 --max-seconds 120 2>"$T/cut.proxy.err" &
 PROXY=$!

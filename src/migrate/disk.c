@@ -59,7 +59,10 @@
 #include <unistd.h>
 
 #define BLOCK 4096ULL
-#define CHUNK_BLOCKS 256ULL /* 1 MiB: a frame */
+#define FRAME_BLOCKS_MAX 256ULL /* a frame covers at most 1 MiB of the disk */
+/* The copy's unit (a frame): 256 KiB. A mirrored write waits for what is
+ * ahead of it on its stream, a chunk at least (1 MiB chunks: 3 ms here). */
+#define CHUNK_BLOCKS 64ULL
 #define CHUNK_WORDS (CHUNK_BLOCKS / 64)
 /* Under a bandwidth cap mirrored writes go ahead of the bulk copy (which
  * waits for the time they took) on a clock of their own, which may run
@@ -258,20 +261,19 @@ static void disk_changed(struct virtio_blk_mirror *m, uint64_t off, uint64_t len
 		int k = (int)(c % (uint64_t)l->count);
 		uint64_t b0 = MAX(first, c * CHUNK_BLOCKS), b1 = MIN(end, (c + 1) * CHUNK_BLOCKS);
 		int rc = 0;
-		fair_lock(&l->locks[k]);
-		if (c >= d->cursor[k]) { /* the copy reads this chunk later: it takes the blocks then */
+		uint64_t cursor = __atomic_load_n(&d->cursor[k], __ATOMIC_ACQUIRE);
+		if (c >= cursor) { /* the copy has not read this chunk yet: it takes the blocks then */
 			mark_blocks(d->pass, b0, b1);
-		} else {
-			/* the cap's time (at most this much) first, without the lock: nothing waits for us */
-			fair_unlock(&l->locks[k]);
-			/* while the copy still goes through this stream, it keeps half the cap */
-			rate_limit_ahead(l->rl, (b1 - b0) * (BLOCK + sizeof(struct disk_run)) + 16, MIRROR_AHEAD_NS,
-					 d->cursor[k] < d->chunks ? 2 : 1);
-			fair_lock(&l->locks[k]);
-			rc = mirror_send(d, k, c, b0, b1);
-			sent = true;
+			continue;
 		}
+		/* the cap's time first, without the lock; while the copy still goes
+		 * through this stream it keeps half of the cap */
+		rate_limit_ahead(l->rl, (b1 - b0) * (BLOCK + sizeof(struct disk_run)) + 16, MIRROR_AHEAD_NS,
+				 cursor < d->chunks ? 2 : 1);
+		fair_lock(&l->locks[k]);
+		rc = mirror_send(d, k, c, b0, b1);
 		fair_unlock(&l->locks[k]);
+		sent = true;
 		if (rc) {
 			__atomic_store_n(&m->error, rc, __ATOMIC_RELEASE); /* after d->error's text */
 			char why[300];
@@ -396,36 +398,38 @@ static int disk_send_pass(struct live_source *ls, struct channel *ch)
 		channel_lock(ch);
 		for (uint64_t c = k; c < d->chunks; c += step)
 			for (uint64_t w = c * CHUNK_WORDS; w < (c + 1) * CHUNK_WORDS; w++)
-				any |= d->pass[w];
+				any |= __atomic_load_n(&d->pass[w], __ATOMIC_RELAXED);
 		/* something to send: the copy goes through this stream's chunks again;
 		 * nothing: every chunk is as good as copied, writes are mirrored */
-		d->cursor[k] = any ? 0 : d->chunks;
+		__atomic_store_n(&d->cursor[k], any ? 0 : d->chunks, __ATOMIC_RELEASE);
 		channel_unlock(ch);
 		for (uint64_t c = k; any && c < d->chunks && !rc && !channel_stopped(ch); c += step) {
-			uint64_t *words = &d->pass[c * CHUNK_WORDS];
+			uint64_t *words = &d->pass[c * CHUNK_WORDS], mask[CHUNK_WORDS], marked = 0;
+			long len = 0;
 			rate_limit_clear(ch->rl); /* the cap's time for what went before, without the lock */
 			channel_lock(ch);
-			long len = build_frame(d, c, words, scratch, channel_payload(ch), &ch->disk_blocks,
-					       &ch->disk_zero_blocks, ch->err, sizeof(ch->err));
+			/* the marks are taken before the blocks are read: a write marked
+			 * after this is read again in the next pass, or mirrored */
+			for (uint64_t w = 0; w < CHUNK_WORDS; w++)
+				marked |= mask[w] = __atomic_exchange_n(&words[w], 0, __ATOMIC_ACQ_REL);
+			if (marked)
+				len = build_frame(d, c, mask, scratch, channel_payload(ch), &ch->disk_blocks,
+						  &ch->disk_zero_blocks, ch->err, sizeof(ch->err));
 			if (len > 0) {
-				for (uint64_t w = 0; w < CHUNK_WORDS && !ch->final; w++)
-					__atomic_store_n(&words[w], 0, __ATOMIC_RELAXED);
 				rc = channel_send_locked(ch, (size_t)len);
 				if (!rc)
 					channel_progress(ch, MIN(CHUNK_BLOCKS, d->blocks - c * CHUNK_BLOCKS) * BLOCK);
-			} else {
+			} else if (len < 0) {
 				rc = (int)len;
 			}
-			d->cursor[k] = c + 1;
+			/* from here a write in this chunk is mirrored, after the chunk on the stream */
+			__atomic_store_n(&d->cursor[k], c + 1, __ATOMIC_RELEASE);
 			channel_unlock(ch);
 			if (len > 0)
 				rate_limit_charge(ch->rl, (uint64_t)len + LIVE_FRAME_ID_BYTES);
 		}
-		if (any && !rc) {
-			channel_lock(ch);
-			d->cursor[k] = d->chunks;
-			channel_unlock(ch);
-		}
+		if (any && !rc)
+			__atomic_store_n(&d->cursor[k], d->chunks, __ATOMIC_RELEASE);
 	}
 	free(scratch);
 	return rc;
@@ -470,16 +474,16 @@ int disk_apply_frame(const int fd[VM_MAX_DISKS], const uint64_t bytes[VM_MAX_DIS
 		errf(err, errlen, "disk frame for disk %u, which does not arrive as a copy", idx);
 		return -EBADMSG;
 	}
-	if (nruns == 0 || nruns > CHUNK_BLOCKS || (uint64_t)nruns * sizeof(struct disk_run) > len - 8) {
+	if (nruns == 0 || nruns > FRAME_BLOCKS_MAX || (uint64_t)nruns * sizeof(struct disk_run) > len - 8) {
 		errf(err, errlen, "disk frame has a bad run count %u", nruns);
 		return -EBADMSG;
 	}
 	uint64_t blocks = (bytes[idx] + BLOCK - 1) / BLOCK, need = 0;
-	struct disk_run runs[CHUNK_BLOCKS];
+	struct disk_run runs[FRAME_BLOCKS_MAX];
 	memcpy(runs, data + 8, nruns * sizeof(runs[0]));
 	for (uint32_t i = 0; i < nruns; i++) {
 		struct disk_run *r = &runs[i];
-		if (!r->blocks || r->blocks > CHUNK_BLOCKS || r->first >= blocks || r->blocks > blocks - r->first ||
+		if (!r->blocks || r->blocks > FRAME_BLOCKS_MAX || r->first >= blocks || r->blocks > blocks - r->first ||
 		    r->kind > RUN_ZERO) {
 			errf(err, errlen, "disk frame has an invalid run (block %llu, %u blocks, kind %u)",
 			     (unsigned long long)r->first, r->blocks, r->kind);
