@@ -45,9 +45,10 @@ wait_for() {
 }
 
 # start_vm NAME ARGS...: starts `glide vm run --api $T/NAME.sock ARGS` in the background
+# (VM_NETNS=NS: inside that network namespace, which the test made; its API socket is a file here)
 start_vm() {
 	local name="$1"; shift
-	"$GLIDE" vm run --api "$T/$name.sock" --log "$T/$name.log" "$@" >"$T/$name.out" 2>&1 &
+	${VM_NETNS:+ip netns exec $VM_NETNS} "$GLIDE" vm run --api "$T/$name.sock" --log "$T/$name.log" "$@" >"$T/$name.out" 2>&1 &
 	local pid=$!
 	PIDS+=("$pid")
 	eval "PID_$name=$pid"

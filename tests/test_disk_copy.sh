@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Shared-nothing live migration: the disk travels with the VM
 # (`glide migrate --disk-to PATH`, the "disk" live section,
-# src/migrate/disk.c; issue 13). Over loopback, the source's disk and the
-# destination's copy are different files. Asserted:
-#   - diskab (4 writes in flight) migrates with its disk: the copy on the
-#     destination is A-B clean, the guest goes on writing there, memory
-#     verified; the source monitor exits, its file no longer changes and
-#     its lock is released;
+# src/migrate/disk.c; issue 13). The source's disk and the destination's
+# copy are different files. Asserted:
+#   - diskab (4 writes in flight) migrates with its disk from one host
+#     namespace to another (two network namespaces made here, joined by a
+#     veth pair; over loopback without root): the copy on the destination
+#     is A-B clean, the guest goes on writing there, memory verified, guest
+#     writes were mirrored; the source monitor exits, its file no longer
+#     changes and its lock is released;
 #   - a sparse 10 GiB disk with 100 MiB written: only the written data
 #     travels (blocks sent reported), the copy equals the source byte for
 #     byte and stays sparse;
@@ -33,9 +35,34 @@ mkdir -p "$T/dd" # the destinations' --disk-dir
 
 port=$((33000 + RANDOM % 1000))
 
+# host A and host B: the source and the monitors of the refusals run in A,
+# the destination of the move in B, reached over a veth pair
+NS="gldc$$" B_ADDR=127.0.0.1 NSA="" NSB=""
+dc_cleanup() {
+	cleanup
+	[ -n "$NSA" ] && ip netns del "$NSA" 2>/dev/null
+	[ -n "$NSB" ] && ip netns del "$NSB" 2>/dev/null
+}
+trap dc_cleanup EXIT
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && ip netns add "${NS}a" 2>/dev/null; then
+	NSA="${NS}a"
+	if ip netns add "${NS}b" && NSB="${NS}b" && ip link add "${NS}x" type veth peer name "${NS}y" &&
+		ip link set "${NS}x" netns "$NSA" && ip link set "${NS}y" netns "$NSB" &&
+		ip -n "$NSA" link set lo up && ip -n "$NSB" link set lo up &&
+		ip -n "$NSA" addr add 10.203.7.1/24 dev "${NS}x" && ip -n "$NSB" addr add 10.203.7.2/24 dev "${NS}y" &&
+		ip -n "$NSA" link set "${NS}x" up && ip -n "$NSB" link set "${NS}y" up; then
+		B_ADDR=10.203.7.2
+	else
+		fail "disk copy: cannot join two network namespaces with a veth pair"; exit 0
+	fi
+else
+	skip "disk copy between two host namespaces: needs root and ip netns (the move runs over loopback)"
+fi
+
 # 1. diskab with its disk
 SRC="$T/src.img" DST="$T/dd/dst.img"
 truncate -s 32M "$SRC"
+export VM_NETNS="$NSA" # case 1's monitors run in host A (its own loopback), but for the move's destination
 start_vm src --memory 64M --elf "$T/dq.elf" --disk "$SRC" || { fail "diskab did not start: $(cat "$T/src.out")"; exit 0; }
 wait_for 30 diskab_writes_beyond "$T/src.sock" 20000 || { fail "diskab makes no progress: $(tail -3 "$T/src.log")"; exit 0; }
 
@@ -124,16 +151,22 @@ wait_for 10 exited "$PID_cv"
 
 # the move
 port=$((port + 1))
-start_vm dst --incoming 127.0.0.1:$port --key-file "$T/key" --disk-dir "$T/dd"
-"$GLIDE" migrate --api "$T/src.sock" --to 127.0.0.1:$port --key-file "$T/key" --disk-to "$DST" --verify --json \
+VM_NETNS="$NSB" start_vm dst --incoming $B_ADDR:$port --key-file "$T/key" --disk-dir "$T/dd"
+"$GLIDE" migrate --api "$T/src.sock" --to $B_ADDR:$port --key-file "$T/key" --disk-to "$DST" --verify --json \
 	>"$T/mig.json" 2>"$T/mig.err"
 if [ "$(json_get "$T/mig.json" status)" = completed ] && [ "$(json_get "$T/mig.json" verified)" = True ] &&
 	[ "$(json_get "$T/mig.json" verify.disks_verified)" = True ]; then
-	pass "diskab migrated with its disk copied: stun $(json_get "$T/mig.json" stun_ms) ms, total $(json_get "$T/mig.json" total_ms) ms, $(json_get "$T/mig.json" disk_copy.blocks_sent) blocks of 4 KiB sent, memory and the copy verified (disk digest $(json_get "$T/mig.json" verify.disks.0.digest), hashed in $(json_get "$T/mig.json" verify.disks_source_ms | cut -c1-5) ms while stunned)"
+	pass "diskab migrated with its disk copied$([ -n "$NSB" ] && echo " from host namespace A to B ($B_ADDR)"): stun $(json_get "$T/mig.json" stun_ms) ms, total $(json_get "$T/mig.json" total_ms) ms, $(json_get "$T/mig.json" disk_copy.blocks_sent) blocks of 4 KiB sent, memory and the copy verified (disk digest $(json_get "$T/mig.json" verify.disks.0.digest), hashed in $(json_get "$T/mig.json" verify.disks_source_ms | cut -c1-5) ms while stunned)"
 else
 	fail "the migration with --disk-to: $(head -c 400 "$T/mig.json") $(cat "$T/mig.err")"
 	exit 0
 fi
+if [ "$(json_get "$T/mig.json" disk_copy.mirrored_writes)" -gt 0 ]; then
+	pass "guest writes behind the copy were mirrored and waited for: $(json_get "$T/mig.json" disk_copy.mirrored_writes) writes, $(json_get "$T/mig.json" disk_copy.mirrored_blocks) blocks"
+else
+	fail "no guest write was mirrored during the copy: $(json_get "$T/mig.json" disk_copy)"
+fi
+unset VM_NETNS
 w=$(diskab_stat "$T/dst.sock" writes)
 if wait_for 20 diskab_writes_beyond "$T/dst.sock" "$((w + 2000))"; then
 	pass "diskab goes on writing on the destination's copy ($w -> $(diskab_stat "$T/dst.sock" writes) writes)"

@@ -399,6 +399,8 @@ static int handle_config(struct incoming *in, struct wire_frame *f, char *err, s
 	rc = prepare_disk_copies(in, json_object_get(j, "disk_copy"), &args.cfg, &specs, err, errlen);
 	if (rc)
 		goto out;
+	for (uint32_t i = 0; in->disk_copy && i < in->nstreams; i++) /* guest writes wait for our answers */
+		wire_short_queue(&in->streams[i], false);
 	rc = devices_create_virtio(in->vm, &specs, err, errlen);
 	if (rc)
 		goto out;

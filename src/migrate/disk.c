@@ -346,6 +346,8 @@ static int disk_setup(struct live_source *ls, char *err, size_t errlen)
 			return rc;
 		}
 		d->mirroring = !rc;
+		for (int k = 0; k < ls->link->count; k++) /* guest writes wait for frames on these streams */
+			wire_short_queue(&ls->link->streams[k], true);
 		mark_allocated(d);
 		glide_log("migrate", "disk %d (%s, %llu MiB): copying it to the destination, guest writes mirrored", i,
 			  path, (unsigned long long)(d->bytes >> 20));

@@ -266,6 +266,15 @@ static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write
 	return 0;
 }
 
+void wire_short_queue(struct wire_stream *s, bool source)
+{
+	int v = source ? (int)WIRE_SHORT_QUEUE_UNSENT : (int)WIRE_SHORT_QUEUE_RCVBUF;
+	if (source)
+		setsockopt(s->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v));
+	else
+		setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+}
+
 void wire_set_stall_timeout(struct wire_stream *s, uint64_t ms)
 {
 	s->stall_ms = ms;
