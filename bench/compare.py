@@ -564,6 +564,22 @@ def summarize(runs):
     s["statuses"] = sorted(set(r["status"] for r in runs))
     s["sdps"] = med([r.get("sdps_max_level") for r in done])
     s["throttle"] = med([r.get("max_throttle_pct") for r in runs if r.get("max_throttle_pct") is not None])
+    s["rate"] = med([r["bytes"] / (r["total"] / 1000.0) for r in done if r.get("bytes") and r.get("total")])
+    return s
+
+
+# The machine's limits, measured at the start of the run (tools/linkrate): {"tcp_loopback_bytes_per_s", ...}
+LIMITS = None
+
+
+def fmt_rate(m):
+    """MB/s sent over the whole migration, and its share of one loopback TCP connection's rate."""
+    if m is None:
+        return "-"
+    s = fmt(m, "", 1e6, 0)
+    tcp = (LIMITS or {}).get("tcp_loopback_bytes_per_s")
+    if tcp:
+        s += " (%.0f%%)" % (100.0 * m[0] / tcp)
     return s
 
 
@@ -578,7 +594,7 @@ def table_rows(sc, results):
             conv = "%d/%d" % (s["ok"], s["n"])
             if s["ok"] == 0:
                 stat = ", ".join(s["statuses"])
-                rows.append("| %s | %s | %s (%s) | - | - | - | - | %s | %s |" % (
+                rows.append("| %s | %s | %s (%s) | - | - | - | - | %s | - | %s |" % (
                     pname, label, conv, stat,
                     fmt(s["fail_bytes"], "", MIB, 0) + " MiB in the limit" if s["fail_bytes"] else "-",
                     fmt(s["fail_work"], "%")))
@@ -588,16 +604,16 @@ def table_rows(sc, results):
                 extra = " (SDPS max level %s)" % fmt(s["sdps"], "", 1, 2)
             if s["throttle"] and s["throttle"][0]:
                 extra = " (throttle up to %s%%)" % fmt(s["throttle"])
-            rows.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s |" % (
+            rows.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 pname, label, extra, conv, fmt(s["total"]), fmt(s["downtime"]),
                 fmt(s["gstun"], ub=s["gstun_ub"]), fmt(s["stall"], ub=s["stall_ub"]),
-                fmt(s["bytes"], "", MIB, 0), fmt(s["work_pct"], "%")))
+                fmt(s["bytes"], "", MIB, 0), fmt_rate(s["rate"]), fmt(s["work_pct"], "%")))
     return rows
 
 
 HEADER = ("| VM | configuration | completed | total ms | downtime ms (tool) | guest-observed stun ms "
-          "| longest guest stall ms | MiB sent | guest work during (% of before) |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| longest guest stall ms | MiB sent | MB/s sent (% of loopback TCP) | guest work during (% of before) |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def ratio_lines(sc, results):
@@ -685,6 +701,28 @@ def plots(a, scs, results):
     return pngs
 
 
+def limits_line():
+    if not LIMITS:
+        return "- the machine's limits: not measured (tools/linkrate missing or failed)"
+    return ("- the machine's limits, measured at the start (`tools/linkrate`, 1 s each): one TCP connection over "
+            "127.0.0.1 %.2f GB/s (1 MiB writes), memcpy %.2f GB/s; \"MB/s sent\" is the MiB sent over the total "
+            "time, beside its share of that TCP rate" % (LIMITS["tcp_loopback_bytes_per_s"] / 1e9,
+                                                        LIMITS["memcpy_bytes_per_s"] / 1e9))
+
+
+def measure_limits(a):
+    """The machine's loopback TCP and memcpy rates (tools/linkrate), or None."""
+    try:
+        out = subprocess.run([os.path.join(a.build, "tools", "linkrate"), "--seconds", "1"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, timeout=30)
+        if out.returncode == 0:
+            return json.loads(out.stdout)
+        log("linkrate failed: %s" % out.stderr.strip())
+    except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+        log("linkrate failed: %s" % e)
+    return None
+
+
 def report(a, scs, results, khz, started, elapsed):
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -701,6 +739,7 @@ def report(a, scs, results, khz, started, elapsed):
          "- started %s, took %.1f min; glide %s (git %s); %s" % (started, elapsed / 60, a.glide, rev, qv),
          "- machine: %s, %d CPUs, %.0f GiB RAM, kernel %s; TSC %.0f kHz; /dev/kvm: %s" % (
              cpu, os.cpu_count(), memg, os.uname().release, khz, a.kvm_note),
+         limits_line(),
          "- every figure: median (min-max) over %d repetitions; all traffic on 127.0.0.1; 1 vCPU "
          "(QEMU boots the boot sector through SeaBIOS, which starts only the BSP)" % a.reps,
          "- QEMU: `-enable-kvm -cpu %s -smp 1 -nodefaults`, TCP migration driven by QMP, downtime-limit %d ms, "
@@ -766,6 +805,11 @@ def main():
         f.write(os.urandom(32).hex() + "\n")  # owner-only: glide refuses a key others can read
     imgs = make_images(a)
     khz = tsc_khz(a, imgs["heartbeat"])
+    global LIMITS
+    LIMITS = measure_limits(a)
+    if LIMITS:
+        log("limits: loopback TCP %.2f GB/s, memcpy %.2f GB/s" % (LIMITS["tcp_loopback_bytes_per_s"] / 1e9,
+                                                                  LIMITS["memcpy_bytes_per_s"] / 1e9))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t_start = time.monotonic()
     scs = scenarios(a)
@@ -801,7 +845,7 @@ def main():
         json.dump({"khz": khz, "started": started, "elapsed": elapsed, "command": a.command, "reps": a.reps,
                    "quick": a.quick, "only": a.only, "rev": os.environ.get("GLIDE_REV"), "timeout": a.timeout,
                    "cap_timeout": a.cap_timeout, "downtime": a.downtime, "glide_streams": a.glide_streams,
-                   "cpu": a.cpu}, f)
+                   "cpu": a.cpu, "limits": LIMITS}, f)
     finish(a, scs, results, khz, started, elapsed)
 
 
@@ -812,6 +856,8 @@ def rerender(a):
         setattr(a, k, m[k])
     if m.get("rev"):
         os.environ["GLIDE_REV"] = m["rev"]
+    global LIMITS
+    LIMITS = m.get("limits")
     a.out = a.rerender
     a.glide = os.path.join(a.build, "glide")
     a.pngcairo = "pngcairo" in subprocess.run(["gnuplot", "-e", "set terminal"], stdout=subprocess.PIPE,

@@ -29,7 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	printf 'bench/compare.sh: missing %s\n' "${missing[@]}" >&2
 	exit 2
 fi
-for f in "$BUILD/glide" "$BUILD/tools/guestcfg" "$BUILD/guests/guest.img"; do
+for f in "$BUILD/glide" "$BUILD/tools/guestcfg" "$BUILD/tools/linkrate" "$BUILD/guests/guest.img"; do
 	[ -e "$f" ] || { echo "bench/compare.sh: $f missing: run make first" >&2; exit 2; }
 done
 [ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "bench/compare.sh: /dev/kvm not usable" >&2; exit 2; }
