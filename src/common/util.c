@@ -397,27 +397,36 @@ static bool bytes_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
+bool file_data_extent(int fd, uint64_t pos, uint64_t size, uint64_t *start, uint64_t *end)
+{
+	if (pos >= size)
+		return false;
+	off_t data = lseek(fd, (off_t)pos, SEEK_DATA);
+	if (data < 0 && errno == ENXIO)
+		return false; /* holes up to the end of the file */
+	if (data < 0)
+		data = (off_t)pos; /* no SEEK_DATA: everything is data */
+	if ((uint64_t)data >= size)
+		return false;
+	off_t hole = lseek(fd, data, SEEK_HOLE);
+	*start = (uint64_t)data;
+	*end = hole <= data || (uint64_t)hole > size ? size : (uint64_t)hole;
+	return true;
+}
+
 int file_nonzero_blocks(int fd, uint64_t size, uint32_t block, int (*each)(void *ctx, uint64_t off, const uint8_t *p, uint32_t n),
 			void *ctx, volatile bool *cancel)
 {
 	uint8_t *buf = malloc(block);
-	uint64_t next = 0; /* first block not yet looked at */
+	uint64_t next = 0, data, hole; /* next: first block not yet looked at */
 	int rc = 0;
 	if (!buf)
 		return -ENOMEM;
-	while (next < size && !rc) {
-		off_t data = lseek(fd, (off_t)next, SEEK_DATA);
-		if (data < 0 && errno == ENXIO)
-			break;
-		if (data < 0)
-			data = (off_t)next; /* no SEEK_DATA: read everything */
-		off_t hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > size)
-			hole = (off_t)size;
-		uint64_t off = (uint64_t)data / block * block;
+	while (!rc && file_data_extent(fd, next, size, &data, &hole)) {
+		uint64_t off = data / block * block;
 		if (off < next)
 			off = next;
-		for (; off < (uint64_t)hole && !rc; off += block) {
+		for (; off < hole && !rc; off += block) {
 			uint32_t n = (uint32_t)MIN((uint64_t)block, size - off);
 			if (cancel && *cancel) {
 				rc = -ECANCELED;
@@ -432,8 +441,8 @@ int file_nonzero_blocks(int fd, uint64_t size, uint32_t block, int (*each)(void 
 				rc = each(ctx, off, buf, n);
 		}
 		next = (off + block - 1) / block * block;
-		if (next < (uint64_t)hole)
-			next = (uint64_t)hole;
+		if (next < hole)
+			next = hole;
 	}
 	free(buf);
 	return rc;

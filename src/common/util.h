@@ -48,6 +48,10 @@ int glide_log_to(const char *path);
 int write_full(int fd, const void *buf, size_t len);       /* 0 or -errno */
 int read_full(int fd, void *buf, size_t len);              /* 0, -errno, or -EPIPE on early EOF */
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* The next extent of fd at or after pos, within its first size bytes, that
+ * may hold data: [*start, *end). false: only holes from pos on. Where
+ * SEEK_DATA is not supported everything counts as data. */
+bool file_data_extent(int fd, uint64_t pos, uint64_t size, uint64_t *start, uint64_t *end);
 /* Walks the blocks of fd (size bytes, `block` bytes each, the last one
  * maybe short) that are not all zero, in order: holes are skipped with
  * SEEK_DATA, all-zero blocks after reading. each() gets every such block

@@ -115,25 +115,11 @@ static void mark_blocks(uint64_t *map, uint64_t first, uint64_t end)
 }
 
 /* Marks the extents of fd that hold data (all of it where SEEK_DATA is not supported). */
-static int mark_allocated(struct copied_disk *d)
+static void mark_allocated(struct copied_disk *d)
 {
-	off_t pos = 0;
-	while ((uint64_t)pos < d->bytes) {
-		off_t data = lseek(d->fd, pos, SEEK_DATA);
-		if (data < 0 && errno == ENXIO)
-			break; /* a hole up to the end */
-		if (data < 0) { /* no SEEK_DATA here: everything */
-			data = pos;
-		}
-		off_t hole = lseek(d->fd, data, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > d->bytes)
-			hole = (off_t)d->bytes;
-		mark_blocks(d->pass, (uint64_t)data / BLOCK, ((uint64_t)hole + BLOCK - 1) / BLOCK);
-		if (hole <= data)
-			break;
-		pos = hole;
-	}
-	return 0;
+	uint64_t data, hole;
+	for (uint64_t pos = 0; file_data_extent(d->fd, pos, d->bytes, &data, &hole); pos = hole)
+		mark_blocks(d->pass, data / BLOCK, (hole + BLOCK - 1) / BLOCK);
 }
 
 /* Two chunks to read a chunk into and build its frame, aligned for a disk opened O_DIRECT. */
@@ -283,11 +269,8 @@ static void disk_changed(struct virtio_blk_mirror *m, uint64_t off, uint64_t len
 			return;
 		}
 	}
-	if (sent) {
-		m->writes++;
-		m->bytes += len;
+	if (sent)
 		__atomic_add_fetch(&l->mirrored_writes, 1, __ATOMIC_RELAXED);
-	}
 }
 
 static void disk_cleanup(struct live_source *ls)

@@ -90,20 +90,12 @@ static void move_fail(struct disk_move *dm, int fd, const char *fmt, ...)
 static int copy_pass(struct disk_move *dm, int src, uint64_t size, struct virtio_blk_mirror *mir, char *err, size_t errlen)
 {
 	uint8_t *buf = NULL;
-	uint64_t pos = 0;
+	uint64_t pos = 0, data, hole;
 	int rc = 0;
 	if (posix_memalign((void **)&buf, 4096, MOVE_CHUNK))
 		return -ENOMEM;
-	while (pos < size && !rc) {
-		off_t data = lseek(src, (off_t)pos, SEEK_DATA);
-		if (data < 0 && errno == ENXIO)
-			break;
-		if (data < 0)
-			data = (off_t)pos;
-		off_t hole = lseek(src, data, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > size)
-			hole = (off_t)size;
-		for (uint64_t off = (uint64_t)data / 4096 * 4096; off < (uint64_t)hole && !rc; off += MOVE_CHUNK) {
+	while (!rc && file_data_extent(src, pos, size, &data, &hole)) {
+		for (uint64_t off = data / 4096 * 4096; off < hole && !rc; off += MOVE_CHUNK) {
 			uint32_t n = (uint32_t)MIN((uint64_t)MOVE_CHUNK, size - off);
 			if (dm->cancel) {
 				errf(err, errlen, "cancelled");
@@ -130,8 +122,8 @@ static int copy_pass(struct disk_move *dm, int src, uint64_t size, struct virtio
 			pthread_mutex_unlock(&dm->lock);
 			pos = off + n;
 		}
-		if (pos < (uint64_t)hole)
-			pos = (uint64_t)hole;
+		if (pos < hole)
+			pos = hole;
 	}
 	free(buf);
 	return rc;

@@ -2,10 +2,13 @@
  * request uses (src/common/util.c). Sizes are decimal (a leading 0 is not
  * octal: "010" is ten bytes) or hex with 0x, with an optional K/M/G/T
  * suffix (KiB, KB, k...), never negative, never past 2^64; rates are
- * sizes, "unlimited" or 0; seconds are bounded decimals. */
+ * sizes, "unlimited" or 0; seconds are bounded decimals. Also the walk
+ * over a sparse file's data extents that disk copies and moves use. */
 #include "common/util.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int failures;
 
@@ -56,5 +59,27 @@ int main(void)
 		      parse_seconds("", 0.1, 10, &d) != 0;
 	printf("%s util: parse_seconds: within its bounds only, no NaN, no unit\n", sec_ok ? "PASS" : "FAIL");
 	failures += !sec_ok;
+
+	/* a 4 MiB sparse file with data at 1 MiB (4 KiB) and in its last 4 KiB */
+	char path[] = "/tmp/glide-unit-util.XXXXXX", blk[4096];
+	int fd = mkstemp(path);
+	memset(blk, 0x5a, sizeof(blk));
+	uint64_t a, b, got[4] = { 0 };
+	int n = 0;
+	bool setup = fd >= 0 && ftruncate(fd, 4 << 20) == 0 && pwrite_full(fd, blk, sizeof(blk), 1 << 20) == 0 &&
+		     pwrite_full(fd, blk, sizeof(blk), (4 << 20) - 4096) == 0;
+	for (uint64_t pos = 0; setup && n < 4 && file_data_extent(fd, pos, 4 << 20, &a, &b); pos = b, n += 2)
+		got[n] = a, got[n + 1] = b;
+	bool ext_ok = setup && !file_data_extent(fd, 4 << 20, 4 << 20, &a, &b) && n >= 2 && got[0] <= 1 << 20 &&
+		      got[1] >= (1 << 20) + 4096 && got[n - 1] == 4 << 20 && got[n - 2] <= (4 << 20) - 4096;
+	/* where holes are supported (tmpfs, ext4): exactly the two written blocks */
+	bool exact = n == 4 && got[0] == 1 << 20 && got[1] == (1 << 20) + 4096 && got[2] == (4 << 20) - 4096;
+	printf("%s util: file_data_extent: a sparse file's data extents cover what was written and end at its size%s"
+	       " (%d extent(s))\n", ext_ok ? "PASS" : "FAIL", exact ? ", holes skipped" : "", n / 2);
+	failures += !ext_ok;
+	if (fd >= 0) {
+		close(fd);
+		unlink(path);
+	}
 	return failures ? 1 : 0;
 }
