@@ -281,6 +281,20 @@ def read_dest(vm, src_last, limit=5):
     return last
 
 
+def exact_stun(a, res, dest, tsc, slack_ms=0):
+    """The switchover's own gap from the guest's gap log, read on the destination: the logged gap that spans
+    tsc, a guest TSC inside the stun (glide's stun_guest_tsc; for QEMU the stopped source's last loop turn,
+    where the gap starts). Replaces the longest-gap rule's figure (which only bounds it when a longer stall
+    came first)."""
+    log = dest and dest.get("gap_log")
+    g = D.switchover_gap(log, tsc, int(slack_ms * a.khz))
+    if log and tsc:  # the gaps around the switchover, ms from tsc, for the record
+        res["gaps_near_stun"] = [((s - tsc) / a.khz, (e - s) / a.khz) for s, e in log["gaps"]
+                                 if abs(s - tsc) < a.khz * 1000][-8:]
+    if g:
+        res["gstun"], res["gstun_ub"], res["gstun_from_log"] = g[0] / a.khz, not g[1], True
+
+
 def warm_up(a, vm):
     if not vm.wait_banner(BANNER):
         raise RuntimeError("no banner from diskab: " + D.tail(vm.serial))
@@ -354,6 +368,7 @@ def run_glide(a, cfg, rep, port):
         st_tsc = r.get("stun_guest_tsc")
         if dest and st_tsc:  # glide says when it stunned the guest: does the destination's longest gap span it?
             res["gap_is_switchover"] = dest["gap_end"] - dest["gap"] <= st_tsc <= dest["gap_end"]
+        exact_stun(a, res, dest, st_tsc)
         res["dest_running"] = (dst.status() or {}).get("state") == "running" and dest is not None and \
             dest["iter"] > (samples[-1] if samples else b2)["iter"]
         if not res["dest_running"]:
@@ -481,6 +496,9 @@ def run_qemu(a, rep, port, nbd_port):
         final_src = hb(src)  # the stopped source: its record as of the switchover
         dest = read_dest(dst, final_src or (samples[-1] if samples else b2))
         res.update(guest_figures(a.khz, b1, b2, samples, final_src, dest))
+        # the stopped source's last loop turn, where the gap starts (0.1 ms of slack: the record read from
+        # the stopped QEMU showed a TSC some 25 ticks before the logged gap's start)
+        exact_stun(a, res, dest, final_src and final_src["tsc"], 0.1)
         status = dst.qmp.cmd("query-status")
         res["dest_running"] = status.get("status") == "running" and dest is not None and \
             dest["iter"] > (final_src or b2)["iter"]
@@ -611,12 +629,14 @@ def report(a, results, meta):
         "sync=full, BLOCK_JOB_READY, migrate with events + pause-before-switchover, block-job-cancel at "
         "pre-switchover, migrate-continue; nbd-server-stop); downtime-limit 300 ms, max-bandwidth 100 GB/s" % (
             (" " + a.glide_args) if a.glide_args else "", meta["qemu_version"], a.cpu, "%dM" % (a.memory // MIB)),
-        "- guest-observed stun: the diskab heartbeat record (the vCPU's longest gap between two loop turns, "
-        "TSC) read on the destination; it counts only when longer than every gap the source showed before "
-        "(sampled every %g s during the migration, QEMU's stopped source read once more), else \"<=X\" "
-        "(an upper bound). glide: the gap spanned glide's stun_guest_tsc in %d of %d runs" % (
-            a.sample, sum(1 for r in results if r.get("gap_is_switchover")),
-            sum(1 for r in results if r["config"].startswith("glide") and r["status"] == "completed")),
+        "- guest-observed stun: the switchover's own gap between two of the vCPU's loop turns, from diskab's "
+        "gap log (its latest %d gaps of at least 2^20 TSC ticks, docs/guests.md) read on the destination: "
+        "the gap that spans glide's stun_guest_tsc (a guest TSC read while stunned) or, for QEMU, the one "
+        "that starts at the stopped source's last loop turn; found in %d of %d completed runs (\"<=X\": "
+        "shorter than the log's minimum X). Without it, the heartbeat record's longest gap, which counts "
+        "only when longer than every gap the source showed before (sampled every %g s), else \"<=X\"" % (
+            D.GAPLOG_ENTRIES, sum(1 for r in results if r.get("gstun_from_log")),
+            sum(1 for r in results if r["status"] == "completed"), a.sample),
         "- every run checked: destination paused/stopped, source stopped; abcheck --disk on both files and the "
         "copy compared with the source block by block (identical, or rewritten by the guest after the "
         "switchover with a higher counter and the rest of the block unchanged); median (min-max) of the "
@@ -642,8 +662,12 @@ def summary(r):
             (r.get("nbd_bytes") or 0) / MIB, (r.get("ram_bytes") or 0) / MIB, r.get("mirror_ready_ms") or -1,
             r.get("pre_switchover_ms") or -1)
     else:
-        s += ", %s disk blocks (%s zero), %s streams, %d phases" % (r.get("disk_blocks"), r.get("disk_zero_blocks"),
-                                                                    r.get("streams"), r.get("phases") or 0)
+        dc = (r.get("raw") or {}).get("disk_copy") or {}
+        s += ", %s disk blocks (%s zero), %s streams, %d phases, %s mirrored writes (wait avg %.2f, max %.1f ms, " \
+             "of it for the stream %.1f ms)" % (r.get("disk_blocks"), r.get("disk_zero_blocks"), r.get("streams"),
+                                               r.get("phases") or 0, dc.get("mirrored_writes"),
+                                               dc.get("mirror_wait_avg_ms", -1), dc.get("mirror_wait_max_ms", -1),
+                                               dc.get("mirror_queue_max_ms", -1))
     c = r.get("compare") or {}
     s += "; copy checked: %d identical + %d rewritten blocks, abcheck copy pass %s" % (
         c.get("identical_blocks", 0), c.get("rewritten_blocks", 0), (r.get("abcheck_copy") or {}).get("passes"))

@@ -71,6 +71,27 @@ struct vguest_hb_record {
 
 _Static_assert(sizeof(struct vguest_hb_record) == 64, "heartbeat record layout");
 
+/* Gap log of vCPU 0 (docs/guests.md): the latest gaps of at least
+ * min_gap_tsc between two loop iterations, so that a tool can find the
+ * one a migration's stun made even when a longer one came before it. The
+ * guest writes entry count % VGUEST_GAPLOG_ENTRIES, then count. */
+#define VGUEST_GAPLOG_ADDR    0x9100ULL
+#define VGUEST_GAPLOG_MAGIC   0x314c474544494c47ULL /* "GLIDEGL1" */
+#define VGUEST_GAPLOG_ENTRIES 64u
+#define VGUEST_GAPLOG_MIN_TSC (1ULL << 20) /* 0.2-0.5 ms at 2-5 GHz */
+
+struct vguest_gap_log {
+	uint64_t magic;
+	uint64_t min_gap_tsc;
+	uint64_t count;    /* gaps logged since the start; the latest ENTRIES are kept */
+	uint64_t reserved;
+	struct {
+		uint64_t gap_tsc, end_tsc;
+	} entry[VGUEST_GAPLOG_ENTRIES];
+};
+
+_Static_assert(sizeof(struct vguest_gap_log) == 32 + 16 * VGUEST_GAPLOG_ENTRIES, "gap log layout");
+
 /* Stats record: one 128-byte record at a fixed guest-physical address. */
 #define VGUEST_STATS_ADDR  0x9000ULL
 #define VGUEST_STATS_MAGIC 0x3153564544494c47ULL /* "GLIDEVS1" */

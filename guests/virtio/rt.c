@@ -1,7 +1,8 @@
 /* rt.c: the runtime of the virtio test guests at ring 3: the IDT fill,
  * memory functions the compiler may call, COM1 output with a small printf,
- * the debug-exit port, the heartbeat record and the page-table additions
- * for BARs above 4 GiB (the tables are the static ones of entry.S). */
+ * the debug-exit port, the heartbeat record and its gap log, and the
+ * page-table additions for BARs above 4 GiB (the tables are the static ones
+ * of entry.S). */
 #include "rt.h"
 
 #define IDT_VECTORS    32
@@ -196,6 +197,11 @@ static volatile struct vguest_hb_record *hb_record(void)
 	return (volatile struct vguest_hb_record *)(uintptr_t)VGUEST_HB_ADDR;
 }
 
+static volatile struct vguest_gap_log *gap_log(void)
+{
+	return (volatile struct vguest_gap_log *)(uintptr_t)VGUEST_GAPLOG_ADDR;
+}
+
 void hb_start(uint32_t mode)
 {
 	volatile struct vguest_hb_record *r = hb_record();
@@ -214,6 +220,15 @@ void hb_start(uint32_t mode)
 	r->reserved = 0;
 	barrier();
 	r->magic = VGUEST_HB_MAGIC;
+
+	volatile struct vguest_gap_log *g = gap_log();
+	g->magic = 0;
+	barrier();
+	g->min_gap_tsc = VGUEST_GAPLOG_MIN_TSC;
+	g->count = 0;
+	g->reserved = 0;
+	barrier();
+	g->magic = VGUEST_GAPLOG_MAGIC;
 	hb.iterations = 0;
 	hb.last_tsc = now;
 	hb.max_gap_tsc = 0;
@@ -228,6 +243,14 @@ uint64_t hb_poll(void)
 		hb.max_gap_tsc = gap;
 		r->max_gap_tsc = gap;
 		r->max_gap_end_tsc = now;
+	}
+	if (gap >= VGUEST_GAPLOG_MIN_TSC) {
+		volatile struct vguest_gap_log *g = gap_log();
+		uint64_t n = g->count;
+		g->entry[n % VGUEST_GAPLOG_ENTRIES].gap_tsc = gap;
+		g->entry[n % VGUEST_GAPLOG_ENTRIES].end_tsc = now;
+		barrier();
+		g->count = n + 1;
 	}
 	hb.last_tsc = now;
 	r->last_tsc = now;

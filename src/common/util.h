@@ -37,6 +37,13 @@ int path_split(const char *path, const char *prefix, bool (*name_ok)(const char 
 uint64_t now_ns(void);        /* CLOCK_MONOTONIC */
 uint64_t realtime_ns(void);   /* CLOCK_REALTIME */
 void sleep_ns(uint64_t ns);
+/* *p = MAX(*p, v), atomically, for counters several threads raise. */
+static inline void atomic_max_u64(uint64_t *p, uint64_t v)
+{
+	uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+	while (v > cur && !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
 
 /* Logging to stderr with a component prefix; the monitor may redirect it. */
 void glide_log(const char *component, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -242,6 +242,7 @@ static void disk_changed(struct virtio_blk_mirror *m, uint64_t off, uint64_t len
 		return;
 	}
 	bool sent = false;
+	uint64_t t0 = now_ns(), queued_max = 0;
 	uint64_t first = off / BLOCK, end = MIN((off + len + BLOCK - 1) / BLOCK, d->blocks);
 	for (uint64_t c = first / CHUNK_BLOCKS; c * CHUNK_BLOCKS < end; c++) {
 		int k = (int)(c % (uint64_t)l->count);
@@ -257,6 +258,7 @@ static void disk_changed(struct virtio_blk_mirror *m, uint64_t off, uint64_t len
 		rate_limit_ahead(l->rl, (b1 - b0) * (BLOCK + sizeof(struct disk_run)) + 16, MIRROR_AHEAD_NS,
 				 cursor < d->chunks ? 2 : 1);
 		fair_lock(&l->locks[k]);
+		queued_max = MAX(queued_max, now_ns() - t0);
 		rc = mirror_send(d, k, c, b0, b1);
 		fair_unlock(&l->locks[k]);
 		sent = true;
@@ -269,8 +271,13 @@ static void disk_changed(struct virtio_blk_mirror *m, uint64_t off, uint64_t len
 			return;
 		}
 	}
-	if (sent)
+	if (sent) {
+		uint64_t waited = now_ns() - t0;
 		__atomic_add_fetch(&l->mirrored_writes, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&l->mirror_wait_ns, waited, __ATOMIC_RELAXED);
+		atomic_max_u64(&l->mirror_wait_max_ns, waited);
+		atomic_max_u64(&l->mirror_queue_max_ns, queued_max);
+	}
 }
 
 static void disk_cleanup(struct live_source *ls)

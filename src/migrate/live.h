@@ -47,6 +47,10 @@ struct live_link {
 	const volatile bool *cancel, *failed;
 	uint64_t *wire_bytes;          /* atomic: bytes put on the wire */
 	uint64_t mirrored_writes, mirrored_blocks; /* atomic: guest writes a mirror sent at once, and their blocks */
+	/* atomic: what mirrored writes cost the guest: the time its
+	 * completions waited in all, the longest wait, and the longest part
+	 * of a wait spent for the stream (the cap's time and the lock) */
+	uint64_t mirror_wait_ns, mirror_wait_max_ns, mirror_queue_max_ns;
 	/* a section that failed outside its passes fails the migration with this */
 	void (*fail)(struct live_link *l, const char *section, const char *why);
 	void *owner;                   /* the migration */

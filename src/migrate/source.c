@@ -850,11 +850,17 @@ static json_t *migration_json(struct migration *mig)
 		for (int i = 0; i < VM_MAX_DISKS; i++)
 			if (mig->p.disk_copy & (1u << i))
 				json_array_append_new(to, json_pack("{s:i, s:s}", "index", i, "path", mig->p.disk_to[i]));
-		/* blocks_sent: by the bulk copy; mirrored: guest writes sent at once, waited for */
-		json_object_set_new(j, "disk_copy", json_pack("{s:o, s:I, s:I, s:I, s:I}", "disks", to, "blocks_sent",
-			(json_int_t)mig->disk_blocks, "zero_blocks", (json_int_t)mig->disk_zero_blocks, "mirrored_writes",
-			(json_int_t)__atomic_load_n(&mig->link.mirrored_writes, __ATOMIC_RELAXED), "mirrored_blocks",
-			(json_int_t)__atomic_load_n(&mig->link.mirrored_blocks, __ATOMIC_RELAXED)));
+		/* blocks_sent: by the bulk copy; mirrored: guest writes sent at
+		 * once, waited for, and what the waits cost the guest */
+		struct live_link *l = &mig->link;
+		uint64_t n = __atomic_load_n(&l->mirrored_writes, __ATOMIC_RELAXED);
+		json_object_set_new(j, "disk_copy", json_pack("{s:o, s:I, s:I, s:I, s:I, s:f, s:f, s:f}", "disks", to,
+			"blocks_sent", (json_int_t)mig->disk_blocks, "zero_blocks", (json_int_t)mig->disk_zero_blocks,
+			"mirrored_writes", (json_int_t)n, "mirrored_blocks",
+			(json_int_t)__atomic_load_n(&l->mirrored_blocks, __ATOMIC_RELAXED), "mirror_wait_avg_ms",
+			n ? __atomic_load_n(&l->mirror_wait_ns, __ATOMIC_RELAXED) / 1e6 / (double)n : 0.0,
+			"mirror_wait_max_ms", __atomic_load_n(&l->mirror_wait_max_ns, __ATOMIC_RELAXED) / 1e6,
+			"mirror_queue_max_ms", __atomic_load_n(&l->mirror_queue_max_ns, __ATOMIC_RELAXED) / 1e6));
 	}
 	json_object_set_new(j, "switchover_goal_ms", json_integer((json_int_t)mig->p.switchover_goal_ms));
 	json_object_set_new(j, "max_bandwidth", json_integer((json_int_t)mig->p.max_bandwidth));
