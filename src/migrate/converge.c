@@ -22,6 +22,12 @@ enum converge_decision converge_decide(const struct phase_stats *ps, double pred
 	return CONVERGE_CONTINUE;
 }
 
+bool converge_stun_overshoots(uint64_t pending, double transmit_rate, uint64_t goal_ms, int retries)
+{
+	return pending && transmit_rate > 0 && retries < STUN_RETRIES_MAX &&
+	       converge_predict_ms(pending, transmit_rate) > (double)goal_ms;
+}
+
 enum sdps_progress converge_progress(const struct phase_stats *ps)
 {
 	double base = (double)MIN(ps->sent, ps->prev_sent);

@@ -40,6 +40,13 @@ enum converge_decision {
  * shorter still), at most CONVERGED_EXTRA_PHASES_MAX times; nothing left
  * switches over at once. The timeout is the caller's. */
 enum converge_decision converge_decide(const struct phase_stats *ps, double predicted_ms, uint64_t goal_ms);
+/* At the stun, with the VM paused and its last changes harvested: whether
+ * sending what is pending would overshoot the goal (a burst since the
+ * phase that decided to switch over). The VM then runs again for another
+ * phase instead, at most STUN_RETRIES_MAX times per migration; after that
+ * the stun goes ahead, reported. */
+#define STUN_RETRIES_MAX 3
+bool converge_stun_overshoots(uint64_t pending, double transmit_rate, uint64_t goal_ms, int retries);
 /* How the dirty set progressed: what SDPS reacts to. */
 enum sdps_progress converge_progress(const struct phase_stats *ps);
 /* Whether SDPS adjusts its level after this phase. */

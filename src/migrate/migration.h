@@ -78,6 +78,8 @@ struct migration {
 	double transmit_rate, dirty_rate, predicted_stun_ms;
 	uint64_t start_ns, end_ns, stun_start_ns, stun_end_ns;
 	uint64_t stun_guest_tsc;     /* vCPU 0's TSC read while stunned, 0: not read */
+	int stun_retries;            /* stuns given up for a burst: the VM ran again for another phase */
+	json_t *stun_retry_log;      /* ... each with its pause and what it would have sent */
 	double dest_restore_ms;
 	bool dest_forward;           /* RUNNING said: send frames that reach our taps after the checkpoint */
 	uint64_t net_forwarded;      /* ... how many were sent */

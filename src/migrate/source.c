@@ -46,6 +46,7 @@ static pthread_mutex_t migration_ptr_lock = PTHREAD_MUTEX_INITIALIZER;
 static void migration_free(struct migration *mig)
 {
 	json_decref(mig->phases);
+	json_decref(mig->stun_retry_log);
 	pthread_mutex_destroy(&mig->lock);
 	pthread_cond_destroy(&mig->resolved);
 	pthread_mutex_destroy(&mig->rl.lock);
@@ -80,11 +81,13 @@ static void migration_put(struct migration *mig)
 static void set_stage(struct migration *mig, const char *stage);
 static int send_config(struct migration *mig);
 static int live_setup(struct migration *mig);
-static int precopy(struct migration *mig);
+static int precopy(struct migration *mig, bool again);
+#define SWITCHOVER_AGAIN 1 /* a burst: the VM runs again for another phase */
 static int switchover(struct migration *mig);
 static void forward_frames(struct migration *mig);
 static int send_digest(struct migration *mig);
 static int in_doubt(struct migration *mig, const char *why);
+static int stun_given_up(struct migration *mig, uint64_t pending, double sdps_level);
 static int check_verified(struct migration *mig, const struct wire_frame *restored);
 static void live_cleanup(struct migration *mig);
 static void read_destination_reason(struct migration *mig);
@@ -183,9 +186,15 @@ static void *migration_thread(void *arg)
 	if (send_config(mig))
 		goto out;
 	set_stage(mig, "precopy");
-	if (live_setup(mig) || precopy(mig))
+	if (live_setup(mig) || precopy(mig, false))
 		goto out;
-	committed = switchover(mig) == 0;
+	int sw;
+	while ((sw = switchover(mig)) == SWITCHOVER_AGAIN) {
+		set_stage(mig, "precopy");
+		if (precopy(mig, true))
+			goto out;
+	}
+	committed = sw == 0;
 	if (committed && mig->dest_forward)
 		forward_frames(mig);
 out:
@@ -420,11 +429,13 @@ static void wait_cap_credit(struct migration *mig)
 	}
 }
 
-static int precopy(struct migration *mig)
+/* Phases until the rest fits the switchover goal; again: after a stun
+ * given up for a burst, the phases go on from the last one. */
+static int precopy(struct migration *mig, bool again)
 {
 	uint64_t to_send = live_pending(mig), prev_sent = UINT64_MAX;
 
-	for (mig->phase = -1;; mig->phase++) {
+	for (mig->phase = again ? mig->phase + 1 : -1;; mig->phase++) {
 		uint64_t t0 = now_ns(), b0 = mig->bytes_sent, p0 = mig->pages_sent, z0 = mig->zero_pages, dirty;
 		pthread_mutex_lock(&mig->lock);
 		mig->phase_bytes = to_send;
@@ -489,7 +500,10 @@ static int switchover(struct migration *mig)
 	int rc;
 
 	set_stage(mig, "switchover");
-	sdps_stop(&mig->sdps);
+	/* SDPS goes on until the VM is paused: the guest must not dirty at
+	 * full speed while the stun waits for the cap (its sleeps end at once
+	 * when the pause comes). */
+	double sdps_level = mig->sdps.level;
 	/* A disk's mirror may have taken the cap's time ahead (disk.c): from
 	 * now on it waits in line, and the stun starts once that time is over,
 	 * so that the final pass does not wait for it inside the stun. */
@@ -497,11 +511,15 @@ static int switchover(struct migration *mig)
 	mig->rl.in_line = true;
 	pthread_mutex_unlock(&mig->rl.lock);
 	wait_cap_credit(mig);
+	const char *fault = getenv("GLIDE_TEST_FAULT");
+	if (fault && !strcmp(fault, "stun-burst") && !mig->stun_retries)
+		sleep_ns(300000000ULL); /* tests: the guest dirties on after the decision, a burst */
 	mig->stun_start_ns = now_ns();
 	if (vm_pause(mig->vm)) {
 		migration_fail(mig, "the VM shut down during migration");
 		return -1;
 	}
+	sdps_stop(&mig->sdps);
 	/* A point in guest time inside the stun, so that a guest's own trace
 	 * (the test guests' heartbeat gap) can be matched to this switchover. */
 	if (vm_guest_tsc(mig->vm, &mig->stun_guest_tsc))
@@ -509,6 +527,11 @@ static int switchover(struct migration *mig)
 	t0 = now_ns(), b0 = mig->bytes_sent, p0 = mig->pages_sent, z0 = mig->zero_pages;
 	if (live_harvest(mig, &dirty))
 		return -1;
+	/* The goal is a budget: a burst since the deciding phase that would
+	 * overshoot it is sent while the VM runs, not inside the stun. */
+	if (!mig->source_was_paused &&
+	    converge_stun_overshoots(dirty, mig->transmit_rate, mig->p.switchover_goal_ms, mig->stun_retries))
+		return stun_given_up(mig, dirty, sdps_level);
 	mig->phase++;
 	pthread_mutex_lock(&mig->lock);
 	mig->phase_bytes = dirty;
@@ -583,6 +606,32 @@ static int switchover(struct migration *mig)
 	json_decref(j);
 	mig->stun_end_ns = now_ns();
 	return 0;
+}
+
+/* At the stun, the pending set would overshoot the goal: the VM runs on
+ * (SDPS as it was), and the migration goes back to pre-copy. What was
+ * harvested stays pending for the next phase. */
+static int stun_given_up(struct migration *mig, uint64_t pending, double sdps_level)
+{
+	double predicted = converge_predict_ms(pending, mig->transmit_rate);
+	pthread_mutex_lock(&mig->rl.lock);
+	mig->rl.in_line = false;
+	pthread_mutex_unlock(&mig->rl.lock);
+	vm_resume(mig->vm);
+	double paused_ms = (now_ns() - mig->stun_start_ns) / 1e6;
+	sdps_set_level(&mig->sdps, sdps_level);
+	pthread_mutex_lock(&mig->lock);
+	mig->stun_retries++;
+	mig->stun_start_ns = 0;
+	mig->predicted_stun_ms = predicted;
+	json_array_append_new(mig->stun_retry_log, json_pack("{s:i, s:I, s:f, s:f}", "after_phase", mig->phase,
+							     "pending_bytes", (json_int_t)pending, "predicted_ms", predicted,
+							     "paused_ms", paused_ms));
+	pthread_mutex_unlock(&mig->lock);
+	glide_log("migrate", "switchover: %.1f MB pending would take %.1f ms, over the %llu ms goal: the VM runs on "
+		  "for another phase (paused %.2f ms; retry %d of %d)", pending / 1e6, predicted,
+		  (unsigned long long)mig->p.switchover_goal_ms, paused_ms, mig->stun_retries, STUN_RETRIES_MAX);
+	return SWITCHOVER_AGAIN;
 }
 
 /* GO went out (or may have), RUNNING did not come back: the destination
@@ -823,6 +872,8 @@ static json_t *migration_json(struct migration *mig)
 						 "level", mig->sdps.level, "max_level", mig->sdps.max_level,
 						 "guest_time_ms", sdps_guest_time_ns(&mig->sdps) / 1e6));
 	json_object_set_new(j, "iteration", json_integer(mig->phase + 1));
+	/* stuns given up because a burst would have overshot the goal */
+	json_object_set_new(j, "stun_retries", json_deep_copy(mig->stun_retry_log));
 	json_object_set_new(j, "phase_pages", json_integer((json_int_t)(mig->phase_bytes / GUEST_PAGE_SIZE)));
 	json_object_set_new(j, "compress", json_string(mig->p.compress ? "lz4" : "off"));
 	if (mig->resolved_in_doubt)
@@ -933,6 +984,7 @@ int migrate_api_start(void *ctx, const struct http_request *req, json_t **resp)
 	mig->stage = "starting";
 	mig->phase = -1;
 	mig->phases = json_array();
+	mig->stun_retry_log = json_array();
 	mig->start_ns = now_ns();
 	pthread_mutex_init(&mig->lock, NULL);
 	pthread_cond_init(&mig->resolved, NULL);

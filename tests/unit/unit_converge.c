@@ -122,5 +122,19 @@ int main(void)
 	}
 	expect(switched == 3, "a recorded shrinking run switches over after phase 3 with a 14 ms rest",
 	       "switched after phase %.0f (expected %.0f)", switched, 3);
+
+	/* The stun's check, with the VM paused: 100 MB/s, a 20 ms goal holds
+	 * 2 MB less the wire overhead (0.39%). */
+	expect(!converge_stun_overshoots(1900000, 100e6, 20, 0), "1.9 MB at 100 MB/s fits a 20 ms goal: the stun goes ahead",
+	       "predicted %.1f ms (goal %.0f)", converge_predict_ms(1900000, 100e6), 20);
+	expect(converge_stun_overshoots(2000000, 100e6, 20, 0), "a 2 MB burst at 100 MB/s overshoots 20 ms: the VM runs on",
+	       "predicted %.2f ms (goal %.0f)", converge_predict_ms(2000000, 100e6), 20);
+	expect(converge_stun_overshoots(50000000, 100e6, 20, STUN_RETRIES_MAX - 1), "the last retry is still taken",
+	       "retries %.0f of %.0f", STUN_RETRIES_MAX - 1, STUN_RETRIES_MAX);
+	expect(!converge_stun_overshoots(50000000, 100e6, 20, STUN_RETRIES_MAX),
+	       "after STUN_RETRIES_MAX retries the stun goes ahead whatever it sends", "retries %.0f of %.0f",
+	       STUN_RETRIES_MAX, STUN_RETRIES_MAX);
+	expect(!converge_stun_overshoots(0, 100e6, 20, 0) && !converge_stun_overshoots(50000000, 0, 20, 0),
+	       "nothing pending, or no transmit rate measured yet: the stun goes ahead", "%.0f %.0f", 0, 0);
 	return failures ? 1 : 0;
 }
