@@ -6,7 +6,8 @@
 # (SDPS still acting): the first stun is given up (reported with what it
 # would have sent and how long the guest was paused), the migration goes on
 # and completes within the goal's prediction, memory verified by digest
-# and A-B clean on the destination.
+# and A-B clean on the destination. The destination made the memory the
+# guest had touched present before its pages arrived (prefault).
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "stun burst: /dev/kvm not accessible"; exit 0; }
 AB="$GLIDE_BUILD/guests/ab.img"
@@ -44,6 +45,11 @@ if grep -q "over the $GOAL ms goal: the VM runs on for another phase" "$T/b1.log
 else
 	fail "stun burst: no log line for the given-up stun in the source's log"
 fi
+# the destination made the memory the guest had touched present ahead of its pages (prefault.c)
+pf=$(grep -o "prefault: [0-9]* MiB of guest memory made present in [0-9.]* ms" "$T/b1d.log" | head -1)
+mib=$(echo "$pf" | awk '{print $2}')
+if [ "${mib:-0}" -ge 8 ] 2>/dev/null; then pass "the destination prefaulted the touched memory: $pf"
+else fail "stun burst: no prefault on the destination ('$pf'): $(grep -h prefault "$T/b1d.log" | tail -2)"; fi
 if ab_check "$T/b1d.sock" 2; then pass "after a given-up stun: A-B clean on the destination"
 else fail "after a given-up stun: A-B check: $(tail -2 "$T/abcheck.out")"; fi
 "$GLIDE" vm shutdown --api "$T/b1d.sock" >/dev/null 2>&1

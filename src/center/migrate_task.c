@@ -260,8 +260,7 @@ static void run_cold_storage(struct migrate_job *j)
 		finish(j, false, "cannot generate the one-time copy key", NULL);
 		goto out;
 	}
-	for (int k = 0; k < 32; k++)
-		snprintf(key + 2 * k, 3, "%02x", raw[k]);
+	hex_encode(raw, 32, key);
 	explicit_bzero(raw, sizeof(raw));
 	json_t *rq = json_pack("{s:s, s:s, s:s, s:I, s:O}", "name", name, "key", key, "datastore", j->storage.chosen, "copy_bytes",
 			       (json_int_t)j->storage.need, "files", files);
@@ -497,8 +496,7 @@ static void run_live(struct migrate_job *j)
 		finish(j, false, "cannot generate the one-time migration key", NULL);
 		return;
 	}
-	for (int i = 0; i < 32; i++)
-		snprintf(key + 2 * i, 3, "%02x", raw[i]);
+	hex_encode(raw, 32, key);
 	explicit_bzero(raw, sizeof(raw));
 	json_t *config = json_loads(s(j->vm, "config"), 0, NULL);
 	uint32_t mask[EVC_REGS], src_regs[EVC_REGS];

@@ -29,8 +29,7 @@ json_t *center_netcheck(struct center *c, json_t *src, json_t *dst, const char *
 		errf(err, errlen, "cannot generate the check's one-time token");
 		return NULL;
 	}
-	for (int i = 0; i < 16; i++)
-		snprintf(token + 2 * i, 3, "%02x", raw[i]);
+	hex_encode(raw, 16, token);
 	json_t *req = json_pack("{s:s, s:s}", "token", token, "service", service);
 	code = host_call(dst, "POST", "/v1/netcheck/listen", req, &listen, 10000, e, sizeof(e));
 	json_decref(req);

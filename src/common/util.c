@@ -309,6 +309,32 @@ char *read_file_limited(const char *path, size_t limit, size_t *len_out, int *er
 	return read_file_checked(path, limit, false, len_out, err_out);
 }
 
+void hex_encode(const uint8_t *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+static int hex_value(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+long hex_decode(const char *hex, size_t n, uint8_t *out)
+{
+	for (size_t i = 0; i < 2 * n; i++) {
+		int d = hex_value(hex[i]);
+		if (d < 0)
+			return (long)i;
+		out[i / 2] = (uint8_t)(i % 2 ? (out[i / 2] & 0xf0) | d : d << 4);
+	}
+	return -1;
+}
+
 int read_key_file(const char *path, uint8_t key[32], char *err, size_t errlen)
 {
 	size_t len;
@@ -335,16 +361,12 @@ int read_key_file(const char *path, uint8_t key[32], char *err, size_t errlen)
 		free(text);
 		return -EINVAL;
 	}
-	for (int i = 0; i < 32; i++) {
-		unsigned v;
-		if (!isxdigit((unsigned char)text[2 * i]) || !isxdigit((unsigned char)text[2 * i + 1]) ||
-		    sscanf(text + 2 * i, "%2x", &v) != 1) {
-			errf(err, errlen, "key file %s: character %d is not a hex digit", path, 2 * i + 1);
-			explicit_bzero(text, len);
-			free(text);
-			return -EINVAL;
-		}
-		key[i] = (uint8_t)v;
+	long bad = hex_decode(text, 32, key);
+	if (bad >= 0) {
+		errf(err, errlen, "key file %s: character %ld is not a hex digit", path, bad + 1);
+		explicit_bzero(text, len);
+		free(text);
+		return -EINVAL;
 	}
 	explicit_bzero(text, len);
 	free(text);

@@ -69,6 +69,11 @@ int file_nonzero_blocks(int fd, uint64_t size, uint32_t block, int (*each)(void 
 /* Reads a whole small file (limit bytes) into a malloc'd NUL-terminated buffer. */
 char *read_file_limited(const char *path, size_t limit, size_t *len_out, int *err_out);
 
+/* Hexadecimal: hex_encode writes 2n lowercase digits and a NUL to out;
+ * hex_decode reads 2n digits (either case) into out and returns -1, or
+ * the index of the first character that is not a hex digit. */
+void hex_encode(const uint8_t *in, size_t n, char *out);
+long hex_decode(const char *hex, size_t n, uint8_t *out);
 /* Parses a one-time migration key file: 64 hex digits, optional trailing newline.
  * Refused (-EPERM) when group or others have any access to it. */
 int read_key_file(const char *path, uint8_t key[32], char *err, size_t errlen);

@@ -70,16 +70,7 @@ static uint64_t get_be64(const uint8_t *p)
 
 bool netcheck_token_parse(const char *hex, uint8_t token[NETCHECK_TOKEN_LEN])
 {
-	if (!hex || strlen(hex) != 2 * NETCHECK_TOKEN_LEN)
-		return false;
-	for (int i = 0; i < NETCHECK_TOKEN_LEN; i++) {
-		unsigned v;
-		if (!isxdigit((unsigned char)hex[2 * i]) || !isxdigit((unsigned char)hex[2 * i + 1]) ||
-		    sscanf(hex + 2 * i, "%2x", &v) != 1)
-			return false;
-		token[i] = (uint8_t)v;
-	}
-	return true;
+	return hex && strlen(hex) == 2 * NETCHECK_TOKEN_LEN && hex_decode(hex, NETCHECK_TOKEN_LEN, token) < 0;
 }
 
 void netcheck_endpoint(char *out, size_t len, const char *host, int port)

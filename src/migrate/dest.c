@@ -26,6 +26,7 @@
 #include "migrate/migration.h"
 #include "migrate/disk.h"
 #include "migrate/accept.h"
+#include "migrate/prefault.h"
 #include "devices/devices.h"
 #include "devices/virtio_dev.h"
 #include "devices/virtio_net.h"
@@ -68,6 +69,7 @@ struct incoming {
 	bool done, failed;
 	char error[512];
 	uint64_t frames;
+	struct prefault prefault; /* the memory the source's guest touched, made present ahead of its pages */
 	uint32_t disk_copy;     /* disks arriving as copies (bit i: disk i) */
 	char *created[VM_MAX_DISKS]; /* the files made for them: removed unless the VM runs here */
 	int copy_fd[VM_MAX_DISKS];   /* ... each held locked and marked partial until the VM runs on it */
@@ -88,6 +90,7 @@ static int switchover(struct incoming *in, struct wire_frame *state, char *err, 
 static int verify_memory(struct incoming *in, json_t **verified, char *err, size_t errlen);
 static int commit_disk_copies(struct incoming *in, char *err, size_t errlen);
 static void cleanup_live(struct incoming *in);
+static int start_prefault(struct incoming *in, json_t *res, char *err, size_t errlen);
 static void in_fail(struct incoming *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void send_json_frame(struct wire_stream *s, uint32_t type, json_t *j);
 static void send_abort(struct incoming *in, const char *why);
@@ -408,6 +411,9 @@ static int handle_config(struct incoming *in, struct wire_frame *f, char *err, s
 	rc = setup_live(in, json_object_get(j, "live"), err, errlen);
 	if (rc)
 		goto out;
+	rc = start_prefault(in, json_object_get(j, "resident"), err, errlen);
+	if (rc)
+		goto out;
 	pthread_mutex_lock(&in->lock);
 	in->vm_created = true;
 	pthread_mutex_unlock(&in->lock);
@@ -598,6 +604,7 @@ static int switchover(struct incoming *in, struct wire_frame *state, char *err, 
 
 	if (!pend)
 		return -ENOMEM;
+	prefault_stop(&in->prefault); /* what is not present yet is the VM's to fault in */
 	rc = state_parse_blob(state->payload, state->len, pend, err, errlen);
 	if (rc) {
 		state_pending_free(pend);
@@ -796,8 +803,30 @@ static void send_abort(struct incoming *in, const char *why)
 	send_json_frame(&in->streams[0], FRAME_ABORT, json_pack("{s:s}", "error", why));
 }
 
+/* CONFIG's "resident" (an older source sends none): the chunks to make
+ * present, checked, and the helper that does it started. */
+static int start_prefault(struct incoming *in, json_t *res, char *err, size_t errlen)
+{
+	uint8_t *map;
+	if (!res)
+		return 0;
+	json_t *chunk = json_object_get(res, "chunk_bytes"), *hex = json_object_get(res, "map");
+	if (!json_is_integer(chunk) || json_integer_value(chunk) != (json_int_t)PREFAULT_CHUNK_BYTES || !json_is_string(hex)) {
+		errf(err, errlen, "configuration carries a resident-memory map this destination cannot read "
+		     "(it takes %llu-byte chunks)", (unsigned long long)PREFAULT_CHUNK_BYTES);
+		return -EINVAL;
+	}
+	int rc = prefault_map_parse(json_string_value(hex), in->vm->mem.size, &map, err, errlen);
+	if (rc)
+		return rc;
+	if (prefault_start(&in->prefault, &in->vm->mem, map))
+		glide_log("incoming", "prefault: no helper thread; pages are faulted in as they arrive");
+	return 0;
+}
+
 static void cleanup_live(struct incoming *in)
 {
+	prefault_stop(&in->prefault);
 	for (int i = 0; i < in->nlive; i++)
 		in->live_ops[i]->live->load_cleanup(&in->live[i]);
 	in->nlive = 0;

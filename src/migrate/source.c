@@ -22,6 +22,7 @@
  *  7. anything going wrong before RESTORED: resume the source as it was.
  *     Its memory is only ever read. */
 #include "migrate/migration.h"
+#include "migrate/prefault.h"
 #include "state/state.h"
 #include "devices/virtio_dev.h"
 #include "devices/virtio_net.h"
@@ -306,6 +307,14 @@ static int send_config(struct migration *mig)
 				json_array_append_new(copies, json_pack("{s:i, s:s}", "index", i, "path", mig->p.disk_to[i]));
 		json_object_set_new(msg, "disk_copy", copies);
 	}
+	/* which 2 MiB chunks of RAM the guest ever touched: the destination
+	 * makes them present before their pages arrive (prefault.c) */
+	uint64_t resident = 0;
+	char *map = mig->source_was_paused ? NULL : prefault_map_build(&mig->vm->mem, &resident);
+	if (map)
+		json_object_set_new(msg, "resident", json_pack("{s:I, s:s}", "chunk_bytes", (json_int_t)PREFAULT_CHUNK_BYTES,
+								"map", map));
+	free(map);
 	text = json_dumps(msg, JSON_COMPACT);
 	json_decref(msg);
 	rc = wire_send_copy(s0, FRAME_CONFIG, text, (uint32_t)strlen(text), err, sizeof(err));

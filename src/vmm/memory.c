@@ -19,9 +19,16 @@ int guest_memory_init(struct guest_memory *mem, uint64_t size)
 	memset(mem, 0, sizeof(*mem));
 	if (!size || size % GUEST_PAGE_SIZE)
 		return -EINVAL;
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	/* 2 MiB aligned, so that a huge page of the host backs a 2 MiB-aligned
+	 * range of guest-physical memory (which KVM can then map as one) */
+	uint8_t *raw = mmap(NULL, size + GUEST_HUGE_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (raw == MAP_FAILED)
 		return -errno;
+	p = (void *)(((uintptr_t)raw + GUEST_HUGE_PAGE_SIZE - 1) & ~(uintptr_t)(GUEST_HUGE_PAGE_SIZE - 1));
+	if ((uint8_t *)p > raw)
+		munmap(raw, (size_t)((uint8_t *)p - raw));
+	munmap((uint8_t *)p + size, (size_t)(raw + size + GUEST_HUGE_PAGE_SIZE - ((uint8_t *)p + size)));
 	madvise(p, size, MADV_HUGEPAGE);
 	mem->host = p;
 	mem->size = size;

@@ -19,6 +19,8 @@ struct guest_ram_region {
 	uint32_t slot;        /* KVM memory slot id */
 };
 
+#define GUEST_HUGE_PAGE_SIZE (2ULL << 20) /* the host's transparent huge page on x86-64 */
+
 struct guest_memory {
 	uint8_t *host;        /* whole RAM, ram_offset 0 .. size */
 	uint64_t size;
