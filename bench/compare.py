@@ -272,6 +272,49 @@ class QemuVM:
 
 # ---------------------------------------------------------------- one run
 
+AB_START = 0x100000  # the A-B images' range (make_images: --range-start 1M)
+
+
+def check_memory(a, vm, size):
+    """The destination's A-B range checked page by page (tools/abcheck) once the VM is stopped there: a run
+    whose memory is wrong does not count. {"ok": bool, "pages"/"bad_pages"/"error": ...}."""
+    dump = os.path.join(TMP, "ab.dump")
+    try:
+        if isinstance(vm, GlideVM):
+            glide_api(vm.sock, "POST", "/v1/vm/pause", {}, timeout=10)
+            st, body = glide_api(vm.sock, "POST", "/v1/vm/memsave", {"addr": AB_START, "size": size, "path": dump},
+                                 timeout=120)
+            if st != 200:
+                return {"ok": False, "error": "memsave: %s" % body}
+        else:
+            vm.qmp.cmd("stop")
+            vm.qmp.cmd("pmemsave", val=AB_START, size=size, filename=dump)
+        r = subprocess.run([os.path.join(a.build, "tools", "abcheck"), dump, "--parts", "1", "--require-progress",
+                            "--json"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        try:
+            j = json.loads(r.stdout)
+        except ValueError:
+            return {"ok": False, "error": r.stdout.decode(errors="replace")[-300:]}
+        return {"ok": r.returncode == 0 and bool(j.get("ok")), "pages": j.get("pages_per_part"),
+                "bad_pages": j.get("bad_pages")}
+    except (OSError, RuntimeError, subprocess.TimeoutExpired, http.client.HTTPException) as e:
+        return {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+    finally:
+        if os.path.exists(dump):
+            os.unlink(dump)
+
+
+def verified(a, res, vm, ab_range):
+    """After a completed run on an A-B guest: the memory check decides whether it counts."""
+    if not ab_range:
+        return res
+    res["memory_check"] = check_memory(a, vm, ab_range)
+    if not res["memory_check"]["ok"]:
+        res["status"] = "memory wrong"
+        res["error"] = "A-B check on the destination: %s" % res["memory_check"]
+    return res
+
+
 def warm_up(vm, range_pages, limit_s=40):
     """Wait until the guest runs and (A-B/workload) has touched its whole range once."""
     t0 = time.monotonic()
@@ -325,7 +368,7 @@ def read_dest(vm, src_last):
     return last
 
 
-def run_glide(a, khz, mem, img, range_pages, opts, timeout_s):
+def run_glide(a, khz, mem, img, range_pages, opts, timeout_s, ab_range=0):
     port = next_port()
     src, dst = GlideVM(a.glide, "gsrc"), GlideVM(a.glide, "gdst")
     res = {"status": "failed"}
@@ -371,16 +414,18 @@ def run_glide(a, khz, mem, img, range_pages, opts, timeout_s):
         res.update(status="completed", total=r["total_ms"], downtime=r["stun_ms"], bytes=r["bytes_sent"],
                    streams=r.get("streams"), sdps_max_level=(r.get("sdps") or {}).get("max_level"),
                    sdps_guest_ms=(r.get("sdps") or {}).get("guest_time_ms"),
-                   phases=len(r.get("phases") or []))
+                   phases=len(r.get("phases") or []),
+                   sdps_longest_stall_ms=(r.get("sdps") or {}).get("longest_stall_ms"),
+                   stun_retries=len(r.get("stun_retries") or []))
         res.update(guest_figures(khz, b1, b2, samples, None, dest))
-        return res
+        return verified(a, res, dst, ab_range)
     finally:
         dst.stop()
         src.stop()
         cleanup()
 
 
-def run_qemu(a, khz, mem, img, range_pages, params, caps, timeout_s):
+def run_qemu(a, khz, mem, img, range_pages, params, caps, timeout_s, ab_range=0):
     port = next_port()
     src, dst = QemuVM(a.qemu, a.cpu, "qsrc"), QemuVM(a.qemu, a.cpu, "qdst")
     res = {"status": "failed"}
@@ -436,7 +481,7 @@ def run_qemu(a, khz, mem, img, range_pages, params, caps, timeout_s):
         res.update(status="completed", total=q.get("total-time"), downtime=q.get("downtime"),
                    bytes=(q.get("ram") or {}).get("transferred"), setup_ms=q.get("setup-time"))
         res.update(guest_figures(khz, b1, b2, samples, final_src, dest))
-        return res
+        return verified(a, res, dst, ab_range)
     finally:
         dst.stop()
         src.stop()
@@ -470,7 +515,13 @@ def scenarios(a):
     pts = [("256M", 256 * MIB, "ab128", 128 * MIB)]
     if not q:
         pts.append(("2G", 2 * GIB, "ab1g", GIB))
-    cfg2 = base + ([] if q else [("glide", "glide plain+lz4", G_LZ4)])
+    # glide with its own defaults (switchover goal 30 ms, SDPS dynamic) against QEMU's defaults
+    # (downtime-limit 300 ms, no auto-converge) and QEMU with auto-converge: each side's convergence named
+    cfg2 = [("qemu", "QEMU", (qparams, [])),
+            ("qemu", "QEMU auto-converge", (qparams, ["auto-converge"])),
+            ("glide", "glide plain, defaults (SDPS dynamic)", ["--encrypt", "off"] + st),
+            ("glide", "glide encrypted, defaults (SDPS dynamic)", st)] + \
+        ([] if q else [("glide", "glide plain+lz4", G_LZ4)])
     sc.append(dict(id=2, name="dirty", title="Dirtying A-B guest, unlimited bandwidth", xlabel="VM",
                    points=[(n, m, img, r) for n, m, img, r in pts], configs=cfg2, timeout=a.timeout))
     # 3 50 MiB/s cap
@@ -563,6 +614,7 @@ def summarize(runs):
     s["fail_bytes"] = med([r.get("bytes") for r in runs if r["status"] != "completed"])
     s["statuses"] = sorted(set(r["status"] for r in runs))
     s["sdps"] = med([r.get("sdps_max_level") for r in done])
+    s["sdps_stall"] = med([r.get("sdps_longest_stall_ms") for r in done])
     s["throttle"] = med([r.get("max_throttle_pct") for r in runs if r.get("max_throttle_pct") is not None])
     s["rate"] = med([r["bytes"] / (r["total"] / 1000.0) for r in done if r.get("bytes") and r.get("total")])
     return s
@@ -601,7 +653,8 @@ def table_rows(sc, results):
                 continue
             extra = ""
             if s["sdps"] and s["sdps"][0]:
-                extra = " (SDPS max level %s)" % fmt(s["sdps"], "", 1, 2)
+                extra = " (SDPS max level %s, longest SDPS sleep %s ms)" % (fmt(s["sdps"], "", 1, 2),
+                                                                           fmt(s["sdps_stall"], "", 1, 1))
             if s["throttle"] and s["throttle"][0]:
                 extra = " (throttle up to %s%%)" % fmt(s["throttle"])
             rows.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
@@ -619,9 +672,12 @@ HEADER = ("| VM | configuration | completed | total ms | downtime ms (tool) | gu
 def ratio_lines(sc, results):
     """glide plain (or SDPS) vs QEMU ratios on total time and guest-observed stun."""
     lines = []
-    pairs = {1: ("QEMU", "glide plain"), 2: ("QEMU", "glide plain"), 4: ("QEMU", "glide plain"),
+    pairs = {1: ("QEMU", "glide plain"), 4: ("QEMU", "glide plain"),
              3: ("QEMU auto-converge", "glide SDPS dynamic (plain)")}
-    if sc["id"] == 5:
+    if sc["id"] == 2:  # glide's defaults against QEMU's, and against QEMU with auto-converge
+        pl = [("QEMU", "glide plain, defaults (SDPS dynamic)"),
+              ("QEMU auto-converge", "glide plain, defaults (SDPS dynamic)")]
+    elif sc["id"] == 5:
         pl = [(c[1], c[1].replace("QEMU multifd", "glide plain") + " streams") for c in sc["configs"]
               if c[1].startswith("QEMU")]
     elif sc["id"] in pairs:
@@ -822,10 +878,11 @@ def main():
                 for (tool, label, cfg) in sc["configs"]:  # back to back: both tools in every repetition
                     t = time.monotonic()
                     try:
+                        ab = rng if img.startswith("ab") else 0  # A-B guests: memory checked after the run
                         if tool == "glide":
-                            r = run_glide(a, khz, mem, imgs[img], rng // 4096, cfg, sc["timeout"])
+                            r = run_glide(a, khz, mem, imgs[img], rng // 4096, cfg, sc["timeout"], ab)
                         else:
-                            r = run_qemu(a, khz, mem, imgs[img], rng // 4096, cfg[0], cfg[1], sc["timeout"])
+                            r = run_qemu(a, khz, mem, imgs[img], rng // 4096, cfg[0], cfg[1], sc["timeout"], ab)
                     except Exception as e:  # a broken run is reported, the benchmark goes on
                         r = {"status": "failed", "error": "%s: %s" % (type(e).__name__, e)}
                         cleanup()

@@ -80,6 +80,10 @@ struct migration {
 	int phase;                   /* -1, 0, 1, ... */
 	uint64_t phase_bytes;        /* what the live sections send in the current phase */
 	double transmit_rate, dirty_rate, predicted_stun_ms;
+	/* the link's rate for predictions: the transmit rate of the phase that
+	 * put the most bytes on the wire (a small phase's rate is mostly the
+	 * SYNC's round trip, which on a long link is no measure of bandwidth) */
+	double link_rate, link_rate_bytes;
 	uint64_t start_ns, end_ns, stun_start_ns, stun_end_ns;
 	uint64_t stun_guest_tsc;     /* vCPU 0's TSC read while stunned, 0: not read */
 	int stun_retries;            /* stuns given up for a burst: the VM ran again for another phase */

@@ -36,6 +36,8 @@ enum sdps_progress {
 /* Next level from the measured rates (bytes/s) of the last phase. */
 double sdps_next_level(const struct sdps *s, double dirty_rate, double transmit_rate, enum sdps_progress progress);
 void sdps_stop(struct sdps *s);
+/* The longest single sleep SDPS put a vCPU to since sdps_init (ns). */
+uint64_t sdps_longest_stall_ns(const struct sdps *s);
 /* Guest run time SDPS has taken from all vCPUs so far (ns). */
 uint64_t sdps_guest_time_ns(const struct sdps *s);
 #endif

@@ -459,7 +459,11 @@ static int precopy(struct migration *mig, bool again)
 					  .seconds = MAX((now_ns() - t0) / 1e9, 1e-6),
 					  .wire_bytes = (double)(mig->bytes_sent - b0) };
 		double tx = ps.wire_bytes / ps.seconds, dr = (double)dirty / ps.seconds;
-		double predicted_ms = converge_predict_ms(dirty, tx);
+		if (ps.wire_bytes >= mig->link_rate_bytes) {
+			mig->link_rate_bytes = ps.wire_bytes;
+			mig->link_rate = tx;
+		}
+		double predicted_ms = converge_predict_ms(dirty, MAX(tx, mig->link_rate));
 		pthread_mutex_lock(&mig->lock);
 		json_array_append_new(mig->phases, phase_json(mig->phase, mig->pages_sent - p0, mig->zero_pages - z0,
 							      mig->bytes_sent - b0, ps.seconds * 1000, dr, tx));
@@ -539,7 +543,8 @@ static int switchover(struct migration *mig)
 	/* The goal is a budget: a burst since the deciding phase that would
 	 * overshoot it is sent while the VM runs, not inside the stun. */
 	if (!mig->source_was_paused &&
-	    converge_stun_overshoots(dirty, mig->transmit_rate, mig->p.switchover_goal_ms, mig->stun_retries))
+	    converge_stun_overshoots(dirty, MAX(mig->transmit_rate, mig->link_rate), mig->p.switchover_goal_ms,
+				     mig->stun_retries))
 		return stun_given_up(mig, dirty, sdps_level);
 	mig->phase++;
 	pthread_mutex_lock(&mig->lock);
@@ -622,7 +627,7 @@ static int switchover(struct migration *mig)
  * harvested stays pending for the next phase. */
 static int stun_given_up(struct migration *mig, uint64_t pending, double sdps_level)
 {
-	double predicted = converge_predict_ms(pending, mig->transmit_rate);
+	double predicted = converge_predict_ms(pending, MAX(mig->transmit_rate, mig->link_rate));
 	pthread_mutex_lock(&mig->rl.lock);
 	mig->rl.in_line = false;
 	pthread_mutex_unlock(&mig->rl.lock);
@@ -876,10 +881,11 @@ static json_t *migration_json(struct migration *mig)
 			      "phases", json_deep_copy(mig->phases));
 	json_object_set_new(j, "id", json_integer(mig->id));
 	json_object_set_new(j, "stall_timeout_s", json_real(mig->p.stall_timeout_ms / 1e3));
-	json_object_set_new(j, "sdps", json_pack("{s:s, s:f, s:f, s:f}", "mode",
+	json_object_set_new(j, "sdps", json_pack("{s:s, s:f, s:f, s:f, s:f}", "mode",
 						 mig->p.sdps == SDPS_OFF ? "off" : mig->p.sdps == SDPS_ALWAYS ? "always" : "dynamic",
 						 "level", mig->sdps.level, "max_level", mig->sdps.max_level,
-						 "guest_time_ms", sdps_guest_time_ns(&mig->sdps) / 1e6));
+						 "guest_time_ms", sdps_guest_time_ns(&mig->sdps) / 1e6,
+						 "longest_stall_ms", sdps_longest_stall_ns(&mig->sdps) / 1e6));
 	json_object_set_new(j, "iteration", json_integer(mig->phase + 1));
 	/* stuns given up because a burst would have overshot the goal */
 	json_object_set_new(j, "stun_retries", json_deep_copy(mig->stun_retry_log));

@@ -160,6 +160,8 @@ static void vcpu_throttle(struct vcpu *v)
 	vcpu_throttle_sleep(vm, sleep);
 	uint64_t woke = now_ns();
 	v->throttle_ns += woke - now;
+	if (woke - now > __atomic_load_n(&v->throttle_max_ns, __ATOMIC_RELAXED))
+		__atomic_store_n(&v->throttle_max_ns, woke - now, __ATOMIC_RELAXED);
 	v->throttle_run_since = woke;
 	v->throttle_asleep = false;
 }

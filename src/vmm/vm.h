@@ -54,6 +54,7 @@ struct vcpu {
 	uint64_t exits, io_exits, mmio_exits;
 	bool exit_incomplete;      /* the last exit was a port or MMIO access KVM completes at the next KVM_RUN */
 	uint64_t throttle_ns;      /* guest run time taken by SDPS */
+	uint64_t throttle_max_ns;  /* atomic: its longest single sleep (reset by each migration's SDPS) */
 	volatile uint64_t throttle_run_since; /* SDPS: start of the current run slice (monotonic ns), 0: none yet */
 	volatile bool throttle_asleep;        /* SDPS: sleeping off its slice */
 };
