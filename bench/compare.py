@@ -801,9 +801,15 @@ def report(a, scs, results, khz, started, elapsed):
          "- QEMU: `-enable-kvm -cpu %s -smp 1 -nodefaults`, TCP migration driven by QMP, downtime-limit %d ms, "
          "max-bandwidth 100 GB/s (\"unlimited\") unless capped; auto-converge and multifd only where named"
          % (a.cpu, a.downtime),
-         "- glide: `--switchover-goal %d --streams %s` (S3: one stream, as glide picks under a cap; S5: as named); "
-         "\"plain\" = `--encrypt off` (like QEMU's TCP migration), "
+         "- glide: `--switchover-goal %d --streams %s` (S2: glide's own defaults instead, switchover goal 30 ms "
+         "and SDPS dynamic, rows \"defaults (SDPS dynamic)\"; S3: one stream, as glide picks under a cap; S5: as "
+         "named); \"plain\" = `--encrypt off` (like QEMU's TCP migration), "
          "\"encrypted\" = glide's default (AES-256-GCM); \"lz4\" = `--compress lz4`" % (a.downtime, a.glide_streams),
+         "- memory checked after every A-B run, both tools: the destination stopped, its A-B range checked page by "
+         "page (`tools/abcheck --require-progress`); %d of %d checked runs clean (a run whose memory is wrong "
+         "counts as \"memory wrong\", not completed)" % (
+             sum(1 for rs in results.values() for r in rs if (r.get("memory_check") or {}).get("ok")),
+             sum(1 for rs in results.values() for r in rs if r.get("memory_check"))),
          "- a run that does not complete within its limit (%d s; %d s when capped) is cancelled and counted "
          "as not completed" % (a.timeout, a.cap_timeout),
          "- guest-observed stun and longest stall come from the guest's own heartbeat record (same guest code "
