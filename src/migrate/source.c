@@ -310,7 +310,7 @@ static int send_config(struct migration *mig)
 	/* which 2 MiB chunks of RAM the guest ever touched: the destination
 	 * makes them present before their pages arrive (prefault.c) */
 	uint64_t resident = 0;
-	char *map = mig->source_was_paused ? NULL : prefault_map_build(&mig->vm->mem, &resident);
+	char *map = prefault_map_build(&mig->vm->mem, &resident);
 	if (map)
 		json_object_set_new(msg, "resident", json_pack("{s:I, s:s}", "chunk_bytes", (json_int_t)PREFAULT_CHUNK_BYTES,
 								"map", map));
