@@ -56,6 +56,7 @@ int main(void)
 
 	check(prefault_map_parse("1202", mem.size, &map, err, sizeof(err)) == 0 && map[0] == 0x12 && map[1] == 0x02,
 	      "the map parses back", err);
+	free(map);
 	int rc = prefault_map_parse("12020", mem.size, &map, err, sizeof(err));
 	check(rc == -EINVAL && strstr(err, "5 hex digits, 4 expected"), "a map of the wrong length is refused", err);
 	rc = prefault_map_parse("12 2", mem.size, &map, err, sizeof(err));
