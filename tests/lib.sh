@@ -32,6 +32,16 @@ cleanup() {
 trap cleanup EXIT
 
 have_kvm() { [ -r /dev/kvm ] && [ -w /dev/kvm ]; }
+# port_base: a random first port for a test's servers (it may use up to 100
+# after it), from 20000 up to below the kernel's ephemeral range, where
+# client connections and their TIME_WAIT take local ports: a listener there
+# could find its port taken (an agent that "did not start" in a CI run).
+port_base() {
+	local lo=32768
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+	[ "$lo" -gt 21200 ] 2>/dev/null || lo=21200
+	echo $((20000 + RANDOM % (lo - 20100)))
+}
 
 # wait_for SECONDS CMD...: polls CMD every 0.05 s
 wait_for() {

@@ -15,7 +15,7 @@ have_kvm || { skip "api_flood: no /dev/kvm (the host agent reads its CPU from KV
 LIMIT=10   # HTTP_IDLE_TIMEOUT_S and HTTP_REQUEST_TIMEOUT_S (docs/host-and-center.md)
 MARGIN=2
 COUNT=50
-BASE=$((20000 + RANDOM % 20000))
+BASE=$(port_base)
 PC=$BASE PA=$((BASE + 1))
 (umask 077; openssl rand -hex 32 >"$T/ht"; openssl rand -hex 32 >"$T/ct")
 HT=$(cat "$T/ht") CT=$(cat "$T/ct")

@@ -4,7 +4,7 @@
 # its monitors, controller keeps its inventory and fails interrupted tasks).
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "center_basic: no /dev/kvm"; exit 0; }
-BASE=$((20000 + RANDOM % 20000))
+BASE=$(port_base)
 PC=$BASE PA=$((BASE + 1)) PB=$((BASE + 2)) PS=$((BASE + 3))
 (umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct"; echo wrong >"$T/bad")
 IMG="$GLIDE_BUILD/guests/heartbeat.img"

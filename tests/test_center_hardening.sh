@@ -49,7 +49,7 @@ EOF
 	fail "usage errors: ${bad#; }"
 
 have_kvm || { skip "center_hardening: no /dev/kvm"; exit 0; }
-BASE=$((20000 + RANDOM % 20000))
+BASE=$(port_base)
 PC=$BASE PA=$((BASE + 1)) PB=$((BASE + 2))
 (umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
 HT=$(cat "$T/ht") CT=$(cat "$T/ct")
@@ -74,7 +74,8 @@ center() {
 	PIDS+=($!); CPID=$!
 	wait_for 10 "$GLIDE" cluster list
 }
-agent hA $PA && agent hB $PB || { fail "center_hardening agents: did not start: $(tail -2 "$T"/hA.log)"; exit 0; }
+agent hA $PA && agent hB $PB ||
+	{ fail "center_hardening agents: did not start: hA: $(tail -2 "$T/hA.log" 2>&1); hB: $(tail -2 "$T/hB.log" 2>&1)"; exit 0; }
 center || { fail "center_hardening controller: did not start: $(tail -2 "$T/c.log")"; exit 0; }
 "$GLIDE" host add "127.0.0.1:$PA" --host-token-file "$T/ht" --name hA >/dev/null &&
 	"$GLIDE" host add "127.0.0.1:$PB" --host-token-file "$T/ht" --name hB >/dev/null || { fail "center_hardening: host add"; exit 0; }

@@ -11,7 +11,7 @@
 have_kvm || { skip "center in doubt: no /dev/kvm"; exit 0; }
 IMG="$GLIDE_BUILD/guests/heartbeat.img"
 [ -f "$IMG" ] || { fail "center in doubt: $IMG missing (run make)"; exit 0; }
-BASE=$((20000 + RANDOM % 20000))
+BASE=$(port_base)
 PC=$BASE
 (umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
 HT=$(cat "$T/ht")

@@ -38,7 +38,7 @@ have_kvm || { skip "center storage: /dev/kvm not accessible"; exit 0; }
 ELF="$GLIDE_BUILD/guests/diskab.elf"
 [ -e "$ELF" ] && [ -x "$GLIDE_BUILD/tools/abcheck" ] || { fail "center storage: diskab or abcheck missing (run make)"; exit 0; }
 "$GLIDE_BUILD/tools/guestcfg" "$ELF" "$T/dq.elf" --queue-depth 4 >/dev/null || { fail "guestcfg"; exit 0; }
-BASE=$((20000 + RANDOM % 20000))
+BASE=$(port_base)
 PC=$BASE PA=$((BASE + 1)) PB=$((BASE + 2)) PCC=$((BASE + 3))
 (umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
 export GLIDE_CENTER="127.0.0.1:$PC" GLIDE_TOKEN_FILE="$T/ct"

@@ -33,7 +33,7 @@ ABCHECK="$GLIDE_BUILD/tools/abcheck"
 (umask 077; openssl rand -hex 32 >"$T/key")
 mkdir -p "$T/dd" # the destinations' --disk-dir
 
-port=$((33000 + RANDOM % 1000))
+port=$(port_base)
 
 # host A and host B: the source and the monitors of the refusals run in A,
 # the destination of the move in B, reached over a veth pair

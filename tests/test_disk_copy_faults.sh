@@ -54,7 +54,7 @@ ELF="$GLIDE_BUILD/guests/diskab.elf"
 (umask 077; openssl rand -hex 32 >"$T/key")
 mkdir -p "$T/dd"
 STALL=2
-port=$((35000 + RANDOM % 2000))
+port=$(port_base)
 t_start=$SECONDS
 
 mig() { curl -s -m 5 --unix-socket "$1" http://vm/v1/migration 2>/dev/null; } # SOCK: the latest migration

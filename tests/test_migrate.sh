@@ -12,7 +12,7 @@ HB="$GLIDE_BUILD/guests/heartbeat.img"
 [ -f "$AB" ] || { fail "migration: $AB missing (run make)"; exit 0; }
 (umask 077; openssl rand -hex 32 > "$T/key")
 (umask 077; openssl rand -hex 32 > "$T/otherkey")
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(port_base)
 next_port() { PORT=$((PORT + 1)); }   # call directly (not in $(...)), then use $PORT
 
 # migrate_to NAME_SRC NAME_DST [migrate args...]: prepares NAME_DST, migrates, leaves result in $T/res.json

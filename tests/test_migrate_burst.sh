@@ -13,7 +13,7 @@ have_kvm || { skip "stun burst: /dev/kvm not accessible"; exit 0; }
 AB="$GLIDE_BUILD/guests/ab.img"
 [ -f "$AB" ] || { fail "stun burst: $AB missing (run make)"; exit 0; }
 (umask 077; openssl rand -hex 32 >"$T/key")
-p=$((20000 + RANDOM % 20000))
+p=$(port_base)
 GOAL=20
 GLIDE_TEST_FAULT=stun-burst start_vm b1 --memory 256M --vcpus 2 --boot "$AB" || fail "stun burst: start the source"
 start_vm b1d --incoming "127.0.0.1:$p" --key-file "$T/key" || fail "stun burst: start the destination"

@@ -25,7 +25,7 @@ have_kvm || { skip "migration faults: /dev/kvm not accessible"; exit 0; }
 AB="$GLIDE_BUILD/guests/ab.img"
 [ -f "$AB" ] || { fail "migration faults: $AB missing (run make)"; exit 0; }
 (umask 077; openssl rand -hex 32 >"$T/key")
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(port_base)
 STALL=2
 n=0
 jget() { json_get "$1" "$2" 2>/dev/null; }

@@ -18,7 +18,7 @@ AB="$GLIDE_BUILD/guests/ab.img"
 [ -f "$AB" ] || { fail "migration flood: $AB missing (run make)"; exit 0; }
 (umask 077; openssl rand -hex 32 > "$T/key")
 (umask 077; openssl rand -hex 32 > "$T/otherkey")
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(port_base)
 next_port() { PORT=$((PORT + 1)); }   # call directly (not in $(...)), then use $PORT
 HS_LIMIT_MS=1000
 [ -n "${GLIDE_SANITIZER:-}" ] && HS_LIMIT_MS=2500

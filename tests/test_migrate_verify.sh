@@ -13,7 +13,7 @@ have_kvm || { skip "migrate --verify: /dev/kvm not accessible"; exit 0; }
 AB="$GLIDE_BUILD/guests/ab.img"
 [ -f "$AB" ] || { fail "migrate --verify: $AB missing (run make)"; exit 0; }
 (umask 077; openssl rand -hex 32 >"$T/key")
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(port_base)
 next_port() { PORT=$((PORT + 1)); }
 jget() { json_get "$1" "$2" 2>/dev/null; }
 pid_of() { eval "echo \$PID_$1"; }

@@ -19,7 +19,7 @@ AB="$GLIDE_BUILD/guests/ab.img"
 (umask 077; openssl rand -hex 32 >"$T/key")
 NS="glwan$$"
 A_ADDR=10.201.0.1 B_ADDR=10.201.0.2
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(port_base)
 EMU=""
 wan_cleanup() {
 	[ -n "$EMU" ] && kill "$EMU" 2>/dev/null

@@ -12,7 +12,7 @@ AB="$GLIDE_BUILD/guests/ab.img"
 HB="$GLIDE_BUILD/guests/heartbeat.img"
 [ -f "$AB" ] || { fail "monitor hardening: $AB missing (run make)"; exit 0; }
 (umask 077; openssl rand -hex 32 >"$T/key")
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(port_base)
 next_port() { PORT=$((PORT + 1)); }
 api() { # SOCK METHOD PATH [JSON] -> prints "STATUS BODY"
 	local out code

@@ -33,7 +33,7 @@ EOF
 cat >"$TREE/tests/leak.inc" <<'EOF'
 . "$(dirname "$0")/lib.sh"
 mark="$MARKS/$1"
-port=$((20000 + RANDOM % 20000))
+port=$(port_base)
 (umask 077; openssl rand -hex 16 >"$T/token")
 "$GLIDE" host serve --data-dir "$T/h" --listen "127.0.0.1:$port" --token-file "$T/token" --name h >"$T/agent.log" 2>&1 &
 PIDS+=($!)
@@ -103,3 +103,15 @@ rc=$?
 	pass "a PATTERN that matches no test is an error (exit $rc: $(head -1 "$T/none.out"))" ||
 	fail "PATTERN matching nothing: exit $rc, '$(head -2 "$T/none.out" | tr '\n' ' ')'"
 echo "run.sh on the fixtures took $secs s" >&2
+
+# port_base (lib.sh): the tests' server ports stay below the kernel's
+# ephemeral range (where client connections and TIME_WAIT hold local ports),
+# with room for 100 ports after the base.
+read -r eph _ </proc/sys/net/ipv4/ip_local_port_range
+bad=""
+for _ in $(seq 300); do
+	p=$(port_base)
+	{ [ "$p" -ge 20000 ] && [ $((p + 100)) -le "$eph" ]; } || bad="$bad $p"
+done
+[ -z "$bad" ] && pass "port_base: 300 picks all in 20000..$((eph - 100)), below the ephemeral range (from $eph)" ||
+	fail "port_base picked$bad (ephemeral range from $eph)"
