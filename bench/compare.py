@@ -42,6 +42,7 @@ HB_ADDR = 0x8000
 HB_FMT = "<6Q"  # magic, iterations, last_tsc, max_gap_tsc, max_gap_end_tsc, started_tsc
 HB_MAGIC = 0x3142484544494C47
 MIB = 1 << 20
+TOUCH_START = 16 * MIB  # the touch guest fills its memory from here (guests/virtio/touch.c)
 GIB = 1 << 30
 
 PROCS = []
@@ -140,7 +141,7 @@ class GlideVM:
 
     def start_source(self, mem, img):
         self.proc = spawn([self.glide, "vm", "run", "--memory", str(mem), "--vcpus", "1",
-                           "--boot", img, "--api", self.sock], self.logf)
+                           "--elf" if img.endswith(".elf") else "--boot", img, "--api", self.sock], self.logf)
         return self.wait_up()
 
     def start_dest(self, port, key):
@@ -243,8 +244,9 @@ class QemuVM:
 
     def start(self, mem, img, incoming=False):
         argv = [self.qemu, "-enable-kvm", "-cpu", self.cpu, "-m", "%dM" % (mem // MIB), "-smp", "1",
-                "-display", "none", "-nodefaults", "-drive", "file=%s,format=raw,if=ide" % img,
-                "-qmp", "unix:%s,server=on,wait=off" % self.sock]
+                "-display", "none", "-nodefaults", "-qmp", "unix:%s,server=on,wait=off" % self.sock]
+        # a PVH ELF guest (the touch guest) boots with -kernel, a boot sector from the disk
+        argv += ["-kernel", img] if img.endswith(".elf") else ["-drive", "file=%s,format=raw,if=ide" % img]
         if incoming:
             argv += ["-incoming", "defer"]
         self.proc = spawn(argv, self.logf)
@@ -275,27 +277,30 @@ class QemuVM:
 AB_START = 0x100000  # the A-B images' range (make_images: --range-start 1M)
 
 
-def check_memory(a, vm, size):
-    """The destination's A-B range checked page by page (tools/abcheck) once the VM is stopped there: a run
-    whose memory is wrong does not count. {"ok": bool, "pages"/"bad_pages"/"error": ...}."""
+def check_memory(a, vm, size, touch=False):
+    """The destination's A-B range (or, touch=True, the touch guest's filled memory from 16 MiB) checked page
+    by page (tools/abcheck) once the VM is stopped there: a run whose memory is wrong does not count.
+    {"ok": bool, "pages"/"bad_pages"/"error": ...}."""
     dump = os.path.join(TMP, "ab.dump")
+    start = TOUCH_START if touch else AB_START
     try:
         if isinstance(vm, GlideVM):
             glide_api(vm.sock, "POST", "/v1/vm/pause", {}, timeout=10)
-            st, body = glide_api(vm.sock, "POST", "/v1/vm/memsave", {"addr": AB_START, "size": size, "path": dump},
+            st, body = glide_api(vm.sock, "POST", "/v1/vm/memsave", {"addr": start, "size": size, "path": dump},
                                  timeout=120)
             if st != 200:
                 return {"ok": False, "error": "memsave: %s" % body}
         else:
             vm.qmp.cmd("stop")
-            vm.qmp.cmd("pmemsave", val=AB_START, size=size, filename=dump)
-        r = subprocess.run([os.path.join(a.build, "tools", "abcheck"), dump, "--parts", "1", "--require-progress",
-                            "--json"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+            vm.qmp.cmd("pmemsave", val=start, size=size, filename=dump)
+        how = ["--touch", str(start)] if touch else ["--parts", "1", "--require-progress"]
+        r = subprocess.run([os.path.join(a.build, "tools", "abcheck"), dump] + how + ["--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
         try:
             j = json.loads(r.stdout)
         except ValueError:
             return {"ok": False, "error": r.stdout.decode(errors="replace")[-300:]}
-        return {"ok": r.returncode == 0 and bool(j.get("ok")), "pages": j.get("pages_per_part"),
+        return {"ok": r.returncode == 0 and bool(j.get("ok")), "pages": j.get("pages") if touch else j.get("pages_per_part"),
                 "bad_pages": j.get("bad_pages")}
     except (OSError, RuntimeError, subprocess.TimeoutExpired, http.client.HTTPException) as e:
         return {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
@@ -305,13 +310,15 @@ def check_memory(a, vm, size):
 
 
 def verified(a, res, vm, ab_range):
-    """After a completed run on an A-B guest: the memory check decides whether it counts."""
+    """After a completed run on an A-B guest (ab_range: its range's size) or the touch guest (ab_range:
+    ("touch", bytes filled)): the memory check decides whether it counts."""
     if not ab_range:
         return res
-    res["memory_check"] = check_memory(a, vm, ab_range)
+    touch = isinstance(ab_range, tuple)
+    res["memory_check"] = check_memory(a, vm, ab_range[1] if touch else ab_range, touch)
     if not res["memory_check"]["ok"]:
         res["status"] = "memory wrong"
-        res["error"] = "A-B check on the destination: %s" % res["memory_check"]
+        res["error"] = "%s check on the destination: %s" % ("touch" if touch else "A-B", res["memory_check"])
     return res
 
 
@@ -549,6 +556,12 @@ def scenarios(a):
     pt5 = ("256M", 256 * MIB, "ab128", 128 * MIB)
     sc.append(dict(id=5, name="streams", title="Streams: A-B guest %s, unlimited bandwidth" % pt5[0],
                    xlabel="VM", points=[pt5], configs=cfg5, timeout=a.timeout))
+    # 6 idle but touched: every page holds data, nothing is dirtied during the migration
+    sizes6 = [("1G", GIB)] if q else [("1G", GIB), ("2G", 2 * GIB)]
+    sc.append(dict(id=6, name="touched", title="Idle but touched: touch guest (all memory from 16 MiB filled once, "
+                   "incompressible), then idle", xlabel="VM",
+                   points=[(n, m, "touch", 0) for n, m in sizes6],
+                   configs=base, timeout=a.timeout))
     return [s for s in sc if not a.only or s["id"] in a.only]
 
 
@@ -564,6 +577,7 @@ def make_images(a):
         out = os.path.join(TMP, k + ".img")
         subprocess.run([cfg, base, out] + v, check=True, stdout=subprocess.DEVNULL)
         imgs[k] = out
+    imgs["touch"] = os.path.join(a.build, "guests", "touch.elf")  # PVH ELF: fills its memory once, then idles
     return imgs
 
 
@@ -672,7 +686,7 @@ HEADER = ("| VM | configuration | completed | total ms | downtime ms (tool) | gu
 def ratio_lines(sc, results):
     """glide plain (or SDPS) vs QEMU ratios on total time and guest-observed stun."""
     lines = []
-    pairs = {1: ("QEMU", "glide plain"), 4: ("QEMU", "glide plain"),
+    pairs = {1: ("QEMU", "glide plain"), 4: ("QEMU", "glide plain"), 6: ("QEMU", "glide plain"),
              3: ("QEMU auto-converge", "glide SDPS dynamic (plain)")}
     if sc["id"] == 2:  # glide's defaults against QEMU's, and against QEMU with auto-converge
         pl = [("QEMU", "glide plain, defaults (SDPS dynamic)"),
@@ -884,7 +898,8 @@ def main():
                 for (tool, label, cfg) in sc["configs"]:  # back to back: both tools in every repetition
                     t = time.monotonic()
                     try:
-                        ab = rng if img.startswith("ab") else 0  # A-B guests: memory checked after the run
+                        # A-B and touch guests: memory checked after the run
+                        ab = rng if img.startswith("ab") else ("touch", mem - TOUCH_START) if img == "touch" else 0
                         if tool == "glide":
                             r = run_glide(a, khz, mem, imgs[img], rng // 4096, cfg, sc["timeout"], ab)
                         else:

@@ -27,7 +27,7 @@ cleanup() {
 		while [ -n "$p" ] && ! exited "$p" && [ $SECONDS -lt $end ]; do sleep 0.05; done
 	done
 	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
-	rm -rf "$T"
+	if [ -n "${GLIDE_TEST_KEEP:-}" ]; then echo "kept $T (GLIDE_TEST_KEEP)" >&2; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
 

@@ -149,7 +149,7 @@ for mode in off dynamic; do
 				skip "sdps dynamic: converged without SDPS acting ($lvl): the guest did not out-dirty the cap, the case shows nothing"
 			fi
 		else
-			fail "sdps dynamic: status $(res status), error $(res error); client: $(tail -1 "$T/res.err"); destination: $(tail -1 "$T/cvd$mode.out")"
+			fail "sdps dynamic: status $(res status), error $(res error); client: $(tail -1 "$T/res.err"); destination: $(tail -1 "$T/cvd$mode.out"); the source's SDPS: $(grep -h "SDPS level\|run-slice timer" "$T/cv$mode.log" | tail -6 | tr '\n' ' '); sdps $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("sdps"))' "$T/res.json" 2>/dev/null)"
 		fi
 	fi
 	"$GLIDE" vm shutdown --api "$T/cv$mode.sock" >/dev/null 2>&1

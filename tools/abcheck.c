@@ -15,8 +15,14 @@
  * same with u64 values that never wrap: every block holds the same value as
  * the block before, except at most one place where it steps down by one.
  *
+ * Touch mode (--touch ADDR) checks a dump of the touch guest's memory that
+ * starts at guest-physical ADDR (16 MiB or above, page aligned): every
+ * 8-byte word at address A must hold touch_word(A) (guests/virtio/
+ * guest_abi.h); a page with any other word is bad.
+ *
  * Usage: abcheck DUMP [--parts N] [--page-size 4096] [--require-progress] [--json]
  *        abcheck --disk IMAGE [--block 4096] [--require-progress] [--json]
+ *        abcheck --touch ADDR DUMP [--json]
  * Exit: 0 clean, 1 bad pages or blocks (or a part or disk never written
  * with --require-progress), 2 usage or I/O error. */
 #include <errno.h>
@@ -33,6 +39,7 @@
 #include <unistd.h>
 
 #include "size_arg.h"
+#include "../guests/virtio/guest_abi.h"
 
 #define MAX_LISTED 20
 
@@ -266,10 +273,58 @@ static int check_disk(const char *path, uint64_t block_size, bool require_progre
 	return fail ? 1 : 0;
 }
 
+/* abcheck --touch: every word of the dump against the touch guest's fill. */
+static int check_touch(const char *path, uint64_t addr, bool json)
+{
+	uint64_t pages, bad = 0, listed = 0, list[MAX_LISTED];
+	const uint64_t *dump;
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
+		die("%s: not a regular file", path);
+	pages = (uint64_t)st.st_size / 4096;
+	if (!pages || st.st_size % 4096)
+		die("%s: %lld bytes is not a whole number of 4096-byte pages", path, (long long)st.st_size);
+	dump = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (dump == MAP_FAILED)
+		die("cannot map %s: %s", path, strerror(errno));
+	close(fd);
+	for (uint64_t p = 0; p < pages; p++) {
+		const uint64_t *w = dump + p * 512;
+		uint64_t a = addr + p * 4096;
+		for (unsigned i = 0; i < 512; i++)
+			if (w[i] != touch_word(a + 8 * i)) {
+				if (listed < MAX_LISTED)
+					list[listed++] = a;
+				bad++;
+				break;
+			}
+	}
+	munmap((void *)dump, st.st_size);
+	if (json) {
+		printf("{\"ok\": %s, \"touch\": true, \"pages\": %llu, \"bad_pages\": %llu, \"bad_addresses\": [",
+		       bad ? "false" : "true", (unsigned long long)pages, (unsigned long long)bad);
+		for (uint64_t i = 0; i < listed; i++)
+			printf("%s\"0x%llx\"", i ? ", " : "", (unsigned long long)list[i]);
+		printf("]}\n");
+	} else {
+		for (uint64_t i = 0; i < listed; i++)
+			printf("bad page at guest-physical 0x%llx\n", (unsigned long long)list[i]);
+		printf("abcheck: %s: %llu pages from 0x%llx, %llu bad\n", bad ? "FAIL" : "OK", (unsigned long long)pages,
+		       (unsigned long long)addr, (unsigned long long)bad);
+	}
+	return bad ? 1 : 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: abcheck DUMP [--parts N] [--page-size 4096] [--require-progress] [--json]\n"
-		   "       abcheck --disk IMAGE [--block 4096] [--require-progress] [--json]\n");
+		   "       abcheck --disk IMAGE [--block 4096] [--require-progress] [--json]\n"
+		   "       abcheck --touch ADDR DUMP [--json]\n");
 }
 
 int main(int argc, char **argv)
@@ -281,11 +336,13 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "disk", no_argument, NULL, 'd' },
 		{ "block", required_argument, NULL, 'b' },
+		{ "touch", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *memory_option = NULL;
-	bool disk = false, block_given = false;
+	bool disk = false, block_given = false, touch = false;
+	uint64_t touch_addr = 0;
 	uint64_t block_size = 4096;
 	uint64_t parts = 1, page_size = 4096, pages, part_pages, total_bad = 0, listed = 0;
 	bool json = false, require_progress = false, never_written = false;
@@ -317,6 +374,11 @@ int main(int argc, char **argv)
 				die("--block: '%s' is not a power of two of at least 8", optarg);
 			block_given = true;
 			break;
+		case 't':
+			if (parse_size_arg(optarg, &touch_addr) || touch_addr < VGUEST_TOUCH_START || touch_addr % 4096)
+				die("--touch: '%s' is not a page-aligned address of 16 MiB or above", optarg);
+			touch = true;
+			break;
 		case 'r':
 			require_progress = true;
 			break;
@@ -330,6 +392,8 @@ int main(int argc, char **argv)
 			die("unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
 		}
 	}
+	if (touch && (disk || memory_option || require_progress))
+		die("--touch takes only a DUMP (and --json) (see --help)");
 	if (disk && memory_option)
 		die("%s is for memory dumps, not with --disk (see --help)", memory_option);
 	if (block_given && !disk)
@@ -338,6 +402,8 @@ int main(int argc, char **argv)
 		die("need one %s file, got %d (see --help)", disk ? "IMAGE" : "DUMP", argc - optind);
 	if (disk)
 		return check_disk(argv[optind], block_size, require_progress, json);
+	if (touch)
+		return check_touch(argv[optind], touch_addr, json);
 
 	fd = open(argv[optind], O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

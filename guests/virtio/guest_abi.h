@@ -55,6 +55,16 @@ _Static_assert(sizeof(struct vguest_config) == 32, "config block layout");
 #define VGUEST_HB_MODE_NETECHO 3
 #define VGUEST_HB_MODE_DISKAB  4
 #define VGUEST_HB_MODE_PIO     5
+#define VGUEST_HB_MODE_TOUCH   6
+
+/* The touch guest's fill: the 8-byte word at guest-physical address a
+ * (16 MiB and up) holds touch_word(a), an odd multiplicative hash that no
+ * two words share and that does not compress. */
+static inline uint64_t touch_word(uint64_t a)
+{
+	return (a ^ 0x676c6964652d7475ULL) * 0x9e3779b97f4a7c15ULL;
+}
+#define VGUEST_TOUCH_START (16ULL << 20)
 
 struct vguest_hb_record {
 	uint64_t magic;

@@ -2,17 +2,19 @@
  *
  * A level L means the vCPUs give up the fraction L of their run time: every
  * run slice P they are kicked out of KVM_RUN and sleep S = P * L / (1 - L).
- * Slices stay short (S at most 10 ms, P at least 100 us) so the guest sees
- * many tiny stalls instead of a long one; only beyond level 0.99, for a
- * guest that dirties memory ~100 times faster than the link, S grows to
- * 50 ms (level 0.998 at most: an unpaced A-B guest on a 70 MB/s link
- * still re-dirtied its whole 128 MiB range every phase at 0.99 with 10 ms
- * sleeps). The longest sleep is reported. After each pre-copy phase the
- * level is recomputed from the measured dirty and transmit rates: aim for a
- * dirty rate of half the transmit rate, rise faster while a phase makes too
- * little progress, fall back to zero as soon as it is not needed. */
+ * No sleep is longer than 5 ms, at any level: the run slice shrinks instead
+ * (down to 10 us at the highest level, 0.998). Each vCPU's own slice timer
+ * ends its slice (vcpu.c); with a kicker thread polling the vCPUs, slices
+ * ran longer than asked and high levels needed 50 ms sleeps. The longest
+ * sleep and the level achieved (share of throttled time slept) are
+ * reported. After each
+ * pre-copy phase the level is recomputed from the measured dirty and
+ * transmit rates: aim for a dirty rate of half the transmit rate, rise
+ * faster while a phase makes too little progress, fall back to zero as
+ * soon as it is not needed. */
 #include "migrate/sdps.h"
 #include "common/util.h"
+#include <math.h>
 #include <string.h>
 
 void sdps_init(struct sdps *s, struct vm *vm)
@@ -21,30 +23,9 @@ void sdps_init(struct sdps *s, struct vm *vm)
 	s->vm = vm;
 	for (int i = 0; i < vm->nvcpus; i++) {
 		s->base_throttle_ns += vm->vcpus[i].throttle_ns;
+		s->base_slice_run_ns += vm->vcpus[i].throttle_run_ns;
 		__atomic_store_n(&vm->vcpus[i].throttle_max_ns, 0, __ATOMIC_RELAXED);
 	}
-}
-
-/* Kicks every vCPU whose run slice is over out of KVM_RUN. */
-static void *sdps_kicker(void *arg)
-{
-	struct sdps *s = arg;
-	struct vm *vm = s->vm;
-	while (!s->stop) {
-		uint64_t period = vm->throttle_period_ns;
-		sleep_ns(period ? MIN(period, SDPS_RUN_SLICE_NS) / 2 : SDPS_RUN_SLICE_NS);
-		if (!vm->throttle_sleep_ns || s->stop)
-			continue;
-		uint64_t now = now_ns();
-		for (int i = 0; i < vm->nvcpus; i++) {
-			struct vcpu *v = &vm->vcpus[i];
-			uint64_t since = v->throttle_run_since;
-			/* no slice yet (it has not left KVM_RUN since SDPS began) or slice over */
-			if (!v->throttle_asleep && (!since || now - since >= period))
-				vm_kick_vcpu(vm, i);
-		}
-	}
-	return NULL;
 }
 
 void sdps_set_level(struct sdps *s, double level)
@@ -63,20 +44,19 @@ void sdps_set_level(struct sdps *s, double level)
 	}
 	uint64_t period = SDPS_RUN_SLICE_NS;
 	uint64_t sleep = (uint64_t)((double)period * level / (1 - level));
-	uint64_t sleep_max = level > 0.99 ? SDPS_SLEEP_EXTREME_NS : SDPS_SLEEP_MAX_NS;
-	if (sleep > sleep_max) {
-		sleep = sleep_max;
-		period = (uint64_t)((double)sleep * (1 - level) / level);
+	if (sleep > SDPS_SLEEP_MAX_NS) {
+		sleep = SDPS_SLEEP_MAX_NS;
+		period = (uint64_t)llround((double)sleep * (1 - level) / level);
 		if (period < SDPS_RUN_SLICE_MIN_NS)
 			period = SDPS_RUN_SLICE_MIN_NS;
 	}
+	bool starting = !vm->throttle_sleep_ns;
 	vm->throttle_period_ns = period;
 	vm->throttle_sleep_ns = sleep;
-	if (!s->thread_running) {
-		s->stop = false;
-		if (pthread_create(&s->thread, NULL, sdps_kicker, s) == 0)
-			s->thread_running = true;
-	}
+	/* A vCPU starts its first slice (and its slice timer) at its next exit:
+	 * a guest that seldom exits gets one now. */
+	if (starting)
+		vm_kick_vcpus(vm);
 }
 
 double sdps_next_level(const struct sdps *s, double dirty_rate, double transmit_rate, enum sdps_progress progress)
@@ -100,13 +80,8 @@ double sdps_next_level(const struct sdps *s, double dirty_rate, double transmit_
 
 void sdps_stop(struct sdps *s)
 {
-	s->vm->throttle_sleep_ns = 0;
+	s->vm->throttle_sleep_ns = 0; /* each vCPU disarms its slice timer at its next exit */
 	s->level = 0;
-	if (s->thread_running) {
-		s->stop = true;
-		pthread_join(s->thread, NULL);
-		s->thread_running = false;
-	}
 }
 
 uint64_t sdps_longest_stall_ns(const struct sdps *s)
@@ -123,4 +98,14 @@ uint64_t sdps_guest_time_ns(const struct sdps *s)
 	for (int i = 0; i < s->vm->nvcpus; i++)
 		t += s->vm->vcpus[i].throttle_ns;
 	return t > s->base_throttle_ns ? t - s->base_throttle_ns : 0;
+}
+
+double sdps_achieved_level(const struct sdps *s)
+{
+	uint64_t run = 0;
+	for (int i = 0; i < s->vm->nvcpus; i++)
+		run += s->vm->vcpus[i].throttle_run_ns;
+	run = run > s->base_slice_run_ns ? run - s->base_slice_run_ns : 0;
+	uint64_t slept = sdps_guest_time_ns(s);
+	return slept + run ? (double)slept / (double)(slept + run) : 0;
 }

@@ -10,23 +10,20 @@
 enum sdps_mode { SDPS_OFF, SDPS_ALWAYS, SDPS_DYNAMIC };
 
 #define SDPS_LEVEL_MAX 0.998
-#define SDPS_SLEEP_MAX_NS 10000000ULL /* longest single stall up to level 0.99: 10 ms */
-#define SDPS_SLEEP_EXTREME_NS 50000000ULL /* beyond 0.99 (a guest dirtying ~100x the link): 50 ms */
+#define SDPS_SLEEP_MAX_NS 5000000ULL /* longest single stall: 5 ms */
 #define SDPS_RUN_SLICE_NS 2000000ULL  /* default run slice between stalls */
-#define SDPS_RUN_SLICE_MIN_NS 100000ULL
+#define SDPS_RUN_SLICE_MIN_NS 10000ULL /* at the highest level: 10 us of run per 5 ms */
 
 struct sdps {
 	struct vm *vm;
-	pthread_t thread;
-	bool thread_running;
-	volatile bool stop;
 	double level;        /* fraction of guest run time taken, 0 .. SDPS_LEVEL_MAX */
 	double max_level;    /* highest level used */
 	uint64_t base_throttle_ns;
+	uint64_t base_slice_run_ns;
 };
 
 void sdps_init(struct sdps *s, struct vm *vm);
-/* Sets the throttle level; starts or stops the kicker thread as needed. */
+/* Sets the throttle level (0: off). */
 void sdps_set_level(struct sdps *s, double level);
 enum sdps_progress {
 	SDPS_PROGRESSING, /* the dirty set shrinks well */
@@ -40,4 +37,7 @@ void sdps_stop(struct sdps *s);
 uint64_t sdps_longest_stall_ns(const struct sdps *s);
 /* Guest run time SDPS has taken from all vCPUs so far (ns). */
 uint64_t sdps_guest_time_ns(const struct sdps *s);
+/* The share of throttled time the vCPUs slept (run slices plus sleeps
+ * since sdps_init): what the levels asked for, as achieved. */
+double sdps_achieved_level(const struct sdps *s);
 #endif

@@ -11,9 +11,22 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 #include <time.h>
 
 #define CR0_PE (1ULL << 0)
+
+static __thread struct kvm_run *vcpu_kick_run;
+
+void vcpu_kick_handler(int sig)
+{
+	(void)sig;
+	/* A kick that lands while the thread is outside KVM_RUN must still stop
+	 * the next KVM_RUN: the loop clears immediate_exit before it checks
+	 * pause and SDPS, so setting it here is never lost or stale. */
+	if (vcpu_kick_run)
+		__atomic_store_n(&vcpu_kick_run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+}
 #define EFER_LMA (1ULL << 10)
 
 static void vcpu_io(struct vcpu *v)
@@ -125,9 +138,12 @@ static void vcpu_report_triple_fault(struct vcpu *v)
 }
 
 /* SDPS: sleep throttle_sleep_ns after each throttle_period_ns of running.
- * The vCPU keeps its own time; the SDPS thread only kicks it out of KVM_RUN
- * when its slice is over, so a kick that arrives late or twice never lets
- * it run longer or sleep more than the level asks. */
+ * The vCPU keeps its own time: a one-shot timer of its own thread, armed at
+ * the start of each run slice, kicks it out of KVM_RUN when the slice is
+ * over. Slices of tens of microseconds are exact that way (a kicker thread
+ * polling the vCPUs ran them 2-3 times longer), so a high level needs no
+ * long sleep. A late or second kick never lets the vCPU run longer or sleep
+ * more than the level asks: it checks its own clock. */
 /* Sleeps off an SDPS slice, but wakes at once (on the kick) when the VM is
  * being paused or stopped or SDPS ends: a switchover never waits for it. */
 static void vcpu_throttle_sleep(struct vm *vm, uint64_t ns)
@@ -138,32 +154,51 @@ static void vcpu_throttle_sleep(struct vm *vm, uint64_t ns)
 			return;
 }
 
+static void vcpu_slice_timer_set(struct vcpu *v, uint64_t ns)
+{
+	struct itimerspec its = { .it_value = { .tv_sec = ns / 1000000000ULL, .tv_nsec = ns % 1000000000ULL } };
+	if (v->slice_timer_ok)
+		timer_settime(v->slice_timer, 0, &its, NULL); /* ns == 0 disarms */
+}
+
+static void vcpu_slice_timer_create(struct vcpu *v)
+{
+	struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = VCPU_KICK_SIGNAL };
+	sev._sigev_un._tid = gettid();
+	v->slice_timer_ok = timer_create(CLOCK_MONOTONIC, &sev, &v->slice_timer) == 0;
+	if (!v->slice_timer_ok)
+		glide_log("vcpu", "vCPU %d: no run-slice timer (%s): SDPS can slow it only at its own exits",
+			  v->index, strerror(errno));
+}
+
 static void vcpu_throttle(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
 	uint64_t sleep = vm->throttle_sleep_ns, period = vm->throttle_period_ns;
-	uint64_t now, since;
+	uint64_t now, since = v->throttle_run_since;
 
 	if (!sleep) {
+		if (since)
+			vcpu_slice_timer_set(v, 0);
 		v->throttle_run_since = 0;
 		return;
 	}
 	now = now_ns();
-	since = v->throttle_run_since;
 	if (!since) { /* throttling just started: this is the start of a slice */
 		v->throttle_run_since = now;
+		vcpu_slice_timer_set(v, period);
 		return;
 	}
 	if (now - since < period)
 		return;
-	v->throttle_asleep = true;
+	v->throttle_run_ns += now - since;
 	vcpu_throttle_sleep(vm, sleep);
 	uint64_t woke = now_ns();
 	v->throttle_ns += woke - now;
 	if (woke - now > __atomic_load_n(&v->throttle_max_ns, __ATOMIC_RELAXED))
 		__atomic_store_n(&v->throttle_max_ns, woke - now, __ATOMIC_RELAXED);
 	v->throttle_run_since = woke;
-	v->throttle_asleep = false;
+	vcpu_slice_timer_set(v, vm->throttle_period_ns);
 }
 
 /* Dispatches the exit KVM_RUN just returned. A port access or MMIO is
@@ -273,6 +308,8 @@ void *vcpu_thread(void *arg)
 	struct kvm_run *run = v->run;
 	sigset_t set;
 
+	vcpu_kick_run = run;
+	vcpu_slice_timer_create(v);
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
@@ -295,5 +332,8 @@ void *vcpu_thread(void *arg)
 			break;
 	}
 	/* Only a stopping VM (quit set) gets here, and vm_pause() stops waiting on quit. */
+	if (v->slice_timer_ok)
+		timer_delete(v->slice_timer);
+	vcpu_kick_run = NULL;
 	return NULL;
 }

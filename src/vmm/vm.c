@@ -169,8 +169,6 @@ static int vm_probe_msrs(struct vm *vm, int vcpu_fd)
 	return 0;
 }
 
-static void vcpu_kick_handler(int sig) { (void)sig; }
-
 int vm_create(struct vm *vm, const struct vm_create_args *args, char *err, size_t errlen)
 {
 	struct sysinfo si;

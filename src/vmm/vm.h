@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include "vmm/memory.h"
 #include "vmm/boot.h"
 
@@ -54,9 +55,11 @@ struct vcpu {
 	uint64_t exits, io_exits, mmio_exits;
 	bool exit_incomplete;      /* the last exit was a port or MMIO access KVM completes at the next KVM_RUN */
 	uint64_t throttle_ns;      /* guest run time taken by SDPS */
+	uint64_t throttle_run_ns;  /* time run in SDPS slices that ended in a sleep */
 	uint64_t throttle_max_ns;  /* atomic: its longest single sleep (reset by each migration's SDPS) */
-	volatile uint64_t throttle_run_since; /* SDPS: start of the current run slice (monotonic ns), 0: none yet */
-	volatile bool throttle_asleep;        /* SDPS: sleeping off its slice */
+	uint64_t throttle_run_since; /* SDPS: start of the current run slice (monotonic ns), 0: none yet */
+	timer_t slice_timer;         /* SDPS: ends the run slice with a kick (the vCPU thread's own) */
+	bool slice_timer_ok;
 };
 
 /* A port-I/O device. Devices keep their own state and save/load it as a state section. */
@@ -108,8 +111,8 @@ struct vm {
 	uint64_t paused_at_ns;
 
 	/* SDPS: when throttle_sleep_ns != 0, every vCPU sleeps that long after
-	 * each throttle_period_ns of running (the SDPS thread kicks it out of
-	 * KVM_RUN when its run slice is over). */
+	 * each throttle_period_ns of running (its own slice timer kicks it out
+	 * of KVM_RUN when the slice is over). */
 	volatile uint64_t throttle_sleep_ns;
 	volatile uint64_t throttle_period_ns;
 
