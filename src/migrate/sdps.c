@@ -5,7 +5,9 @@
  * No sleep is longer than 5 ms, at any level: the run slice shrinks instead
  * (down to 10 us at the highest level, 0.998). Each vCPU's own slice timer
  * ends its slice (vcpu.c); with a kicker thread polling the vCPUs, slices
- * ran longer than asked and high levels needed 50 ms sleeps. The longest
+ * ran longer than asked and high levels needed 50 ms sleeps. A watchdog
+ * thread still ends a slice that overran by 1 ms (a lost timer kick) and
+ * counts it. The longest
  * sleep and the level achieved (share of throttled time slept) are
  * reported. After each
  * pre-copy phase the level is recomputed from the measured dirty and
@@ -24,8 +26,36 @@ void sdps_init(struct sdps *s, struct vm *vm)
 	for (int i = 0; i < vm->nvcpus; i++) {
 		s->base_throttle_ns += vm->vcpus[i].throttle_ns;
 		s->base_slice_run_ns += vm->vcpus[i].throttle_run_ns;
+		s->base_late_kicks += __atomic_load_n(&vm->vcpus[i].throttle_late_kicks, __ATOMIC_RELAXED);
 		__atomic_store_n(&vm->vcpus[i].throttle_max_ns, 0, __ATOMIC_RELAXED);
 	}
+}
+
+/* The watchdog: a vCPU's own slice timer ends its slices; should a kick of
+ * that timer ever be lost, a slice would run on until the guest's next exit
+ * (for a guest that only computes and writes memory: never), and SDPS
+ * would stop acting without a sign. Every SDPS_WATCHDOG_NS this thread
+ * kicks a vCPU whose slice overran by more than that, and counts it. */
+static void *sdps_watchdog(void *arg)
+{
+	struct sdps *s = arg;
+	struct vm *vm = s->vm;
+	while (!s->stop) {
+		sleep_ns(SDPS_WATCHDOG_NS);
+		uint64_t period = vm->throttle_period_ns;
+		if (!vm->throttle_sleep_ns || s->stop)
+			continue;
+		uint64_t now = now_ns();
+		for (int i = 0; i < vm->nvcpus; i++) {
+			struct vcpu *v = &vm->vcpus[i];
+			uint64_t since = v->throttle_run_since;
+			if (since && !v->throttle_asleep && now > since && now - since > period + SDPS_WATCHDOG_NS) {
+				__atomic_add_fetch(&v->throttle_late_kicks, 1, __ATOMIC_RELAXED);
+				vm_kick_vcpu(vm, i);
+			}
+		}
+	}
+	return NULL;
 }
 
 void sdps_set_level(struct sdps *s, double level)
@@ -57,6 +87,11 @@ void sdps_set_level(struct sdps *s, double level)
 	 * a guest that seldom exits gets one now. */
 	if (starting)
 		vm_kick_vcpus(vm);
+	if (!s->thread_running) {
+		s->stop = false;
+		if (pthread_create(&s->thread, NULL, sdps_watchdog, s) == 0)
+			s->thread_running = true;
+	}
 }
 
 double sdps_next_level(const struct sdps *s, double dirty_rate, double transmit_rate, enum sdps_progress progress)
@@ -82,6 +117,19 @@ void sdps_stop(struct sdps *s)
 {
 	s->vm->throttle_sleep_ns = 0; /* each vCPU disarms its slice timer at its next exit */
 	s->level = 0;
+	if (s->thread_running) {
+		s->stop = true;
+		pthread_join(s->thread, NULL);
+		s->thread_running = false;
+	}
+}
+
+uint64_t sdps_late_kicks(const struct sdps *s)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < s->vm->nvcpus; i++)
+		n += __atomic_load_n(&s->vm->vcpus[i].throttle_late_kicks, __ATOMIC_RELAXED);
+	return n > s->base_late_kicks ? n - s->base_late_kicks : 0;
 }
 
 uint64_t sdps_longest_stall_ns(const struct sdps *s)

@@ -13,6 +13,7 @@ enum sdps_mode { SDPS_OFF, SDPS_ALWAYS, SDPS_DYNAMIC };
 #define SDPS_SLEEP_MAX_NS 5000000ULL /* longest single stall: 5 ms */
 #define SDPS_RUN_SLICE_NS 2000000ULL  /* default run slice between stalls */
 #define SDPS_RUN_SLICE_MIN_NS 10000ULL /* at the highest level: 10 us of run per 5 ms */
+#define SDPS_WATCHDOG_NS 1000000ULL   /* a slice overrun by this much is ended by the watchdog */
 
 struct sdps {
 	struct vm *vm;
@@ -20,6 +21,10 @@ struct sdps {
 	double max_level;    /* highest level used */
 	uint64_t base_throttle_ns;
 	uint64_t base_slice_run_ns;
+	uint64_t base_late_kicks;
+	pthread_t thread;            /* the watchdog */
+	bool thread_running;
+	volatile bool stop;
 };
 
 void sdps_init(struct sdps *s, struct vm *vm);
@@ -40,4 +45,6 @@ uint64_t sdps_guest_time_ns(const struct sdps *s);
 /* The share of throttled time the vCPUs slept (run slices plus sleeps
  * since sdps_init): what the levels asked for, as achieved. */
 double sdps_achieved_level(const struct sdps *s);
+/* Slices the watchdog ended since sdps_init (their timer kick was lost). */
+uint64_t sdps_late_kicks(const struct sdps *s);
 #endif

@@ -881,12 +881,13 @@ static json_t *migration_json(struct migration *mig)
 			      "phases", json_deep_copy(mig->phases));
 	json_object_set_new(j, "id", json_integer(mig->id));
 	json_object_set_new(j, "stall_timeout_s", json_real(mig->p.stall_timeout_ms / 1e3));
-	json_object_set_new(j, "sdps", json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "mode",
+	json_object_set_new(j, "sdps", json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:I}", "mode",
 						 mig->p.sdps == SDPS_OFF ? "off" : mig->p.sdps == SDPS_ALWAYS ? "always" : "dynamic",
 						 "level", mig->sdps.level, "max_level", mig->sdps.max_level,
 						 "guest_time_ms", sdps_guest_time_ns(&mig->sdps) / 1e6,
 						 "longest_stall_ms", sdps_longest_stall_ns(&mig->sdps) / 1e6,
-						 "achieved_level", sdps_achieved_level(&mig->sdps)));
+						 "achieved_level", sdps_achieved_level(&mig->sdps),
+						 "late_kicks", (json_int_t)sdps_late_kicks(&mig->sdps)));
 	json_object_set_new(j, "iteration", json_integer(mig->phase + 1));
 	/* stuns given up because a burst would have overshot the goal */
 	json_object_set_new(j, "stun_retries", json_deep_copy(mig->stun_retry_log));

@@ -192,12 +192,14 @@ static void vcpu_throttle(struct vcpu *v)
 	if (now - since < period)
 		return;
 	v->throttle_run_ns += now - since;
+	v->throttle_asleep = true;
 	vcpu_throttle_sleep(vm, sleep);
 	uint64_t woke = now_ns();
 	v->throttle_ns += woke - now;
 	if (woke - now > __atomic_load_n(&v->throttle_max_ns, __ATOMIC_RELAXED))
 		__atomic_store_n(&v->throttle_max_ns, woke - now, __ATOMIC_RELAXED);
 	v->throttle_run_since = woke;
+	v->throttle_asleep = false;
 	vcpu_slice_timer_set(v, vm->throttle_period_ns);
 }
 

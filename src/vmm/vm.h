@@ -57,7 +57,9 @@ struct vcpu {
 	uint64_t throttle_ns;      /* guest run time taken by SDPS */
 	uint64_t throttle_run_ns;  /* time run in SDPS slices that ended in a sleep */
 	uint64_t throttle_max_ns;  /* atomic: its longest single sleep (reset by each migration's SDPS) */
-	uint64_t throttle_run_since; /* SDPS: start of the current run slice (monotonic ns), 0: none yet */
+	volatile uint64_t throttle_run_since; /* SDPS: start of the current run slice (monotonic ns), 0: none yet */
+	volatile bool throttle_asleep;        /* SDPS: sleeping off its slice */
+	uint64_t throttle_late_kicks;         /* atomic: slices the SDPS watchdog had to end (the timer's kick was lost) */
 	timer_t slice_timer;         /* SDPS: ends the run slice with a kick (the vCPU thread's own) */
 	bool slice_timer_ok;
 };
