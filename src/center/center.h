@@ -190,6 +190,13 @@ json_t *center_netcheck(struct center *c, json_t *src, json_t *dst, const char *
 			size_t errlen);
 void center_netcheck_summary(json_t *rec, char *out, size_t len);
 
+/* drs_cluster.c: GET /v1/clusters/NAME/drs: the DRS view of a cluster (its
+ * hosts' capacity, every running VM's demand and DRS score, here and on
+ * each other allowed host, the cluster score and its buckets, and one DRS
+ * pass's recommendations at threshold 1..5). Called without c->lock; NULL
+ * with err set when there is no such cluster. */
+json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, char *err, size_t errlen);
+
 /* server.c */
 int center_serve_main(int argc, char **argv);
 #endif

@@ -154,6 +154,23 @@ static double points_if_moved(const struct drs_host *hosts, int nh, const struct
 	return now - before + after;
 }
 
+double drs_vm_score_on(const struct drs_host *hosts, int nh, const struct drs_vm *vms, int nv, int i, int j)
+{
+	int *place = malloc(sizeof(int) * (size_t)(nv ? nv : 1));
+	double *scores = malloc(sizeof(double) * (size_t)(nv ? nv : 1));
+	double s = 0;
+	if (place && scores && i >= 0 && i < nv && j >= 0 && j < nh) {
+		for (int k = 0; k < nv; k++)
+			place[k] = vms[k].host;
+		place[i] = j;
+		host_points(&hosts[j], j, vms, nv, place, scores);
+		s = scores[i];
+	}
+	free(place);
+	free(scores);
+	return s;
+}
+
 static double move_cost(const struct drs_params *p, const struct drs_vm *v)
 {
 	return p->cost_points_per_gib * (double)v->mem_move / GIB;

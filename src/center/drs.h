@@ -63,6 +63,8 @@ struct drs_params {
  * (share = capacity / demand). drs_scores gives every VM's score
  * (scores[nv]) and returns the cluster score, their mean (100 with no VM). */
 double drs_scores(const struct drs_host *hosts, int nh, const struct drs_vm *vms, int nv, double *scores);
+/* VM i's score if it ran on host j instead (the other VMs where they are). */
+double drs_vm_score_on(const struct drs_host *hosts, int nh, const struct drs_vm *vms, int nv, int i, int j);
 /* The bucket (0 .. DRS_BUCKETS-1) of a score, and its label ("0-20%"). */
 int drs_bucket(double score);
 const char *drs_bucket_label(int bucket);

@@ -6,6 +6,7 @@
  *   GET  /v1/center                          summary
  *   GET  /v1/clusters     POST /v1/clusters  {name, evc, max_migrations_per_host}
  *   GET  /v1/clusters/NAME/evc               hosts' max levels, VMs' levels
+ *   GET  /v1/clusters/NAME/drs[?threshold=N] VM DRS scores, cluster score, recommendations (drs_cluster.c)
  *   POST /v1/clusters/NAME/evc               {level}: change the baseline
  *   GET  /v1/hosts        POST /v1/hosts     {address, token, name, cluster}
  *   GET  /v1/hosts/NAME   DELETE /v1/hosts/NAME
@@ -16,6 +17,7 @@
  *   GET  /v1/netcheck                        the last check of each host pair
  *   GET  /v1/tasks        GET /v1/tasks/ID */
 #include "center/center.h"
+#include "center/drs.h"
 #include "api/http.h"
 #include "api/daemon.h"
 #include "host/host.h"
@@ -169,6 +171,25 @@ static int api_cluster_get(void *ctx, const struct http_request *req, json_t **r
 	int status;
 	if (!split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp, &status))
 		return status;
+	if (!strcmp(action, "drs")) { /* asks every host for its demand: not under the lock */
+		char err[512];
+		uint64_t threshold = DRS_THRESHOLD_DEFAULT;
+		if (http_query_uint(req, "threshold", DRS_THRESHOLD_MIN, DRS_THRESHOLD_MAX, &threshold) == -EINVAL)
+			return bad_request("?threshold= must be a DRS migration threshold, 1 (mandatory moves only) .. 5", resp);
+		if (!strcmp(name, DEFAULT_CLUSTER)) {
+			pthread_mutex_lock(&c->lock);
+			inv_default_cluster(c);
+			pthread_mutex_unlock(&c->lock);
+		}
+		*resp = drs_cluster_view(c, name, (int)threshold, err, sizeof(err));
+		if (!*resp) {
+			*resp = http_error("%s", err);
+			return 404;
+		}
+		return 200;
+	}
+	if (*action && strcmp(action, "evc"))
+		return 0;
 	pthread_mutex_lock(&c->lock);
 	if (!strcmp(name, DEFAULT_CLUSTER))
 		inv_default_cluster(c);

@@ -1,4 +1,4 @@
-/* `glide center serve`, `glide cluster create|list|evc` and
+/* `glide center serve`, `glide cluster create|list|evc|drs` and
  * `glide task list|show|watch`. */
 #include "cli/ctl.h"
 #include "center/center.h"
@@ -198,6 +198,85 @@ int cmd_task_watch(int argc, char **argv)
 			cli_print_json(r);
 		else
 			ctl_print_task(r);
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_cluster_drs(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "threshold", required_argument, 0, 't' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide cluster drs [NAME] [--threshold 1..5] [--json]";
+	struct ctl c = { 0 };
+	char path[256], q[32] = "";
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		if (opt == 't' && strlen(optarg) == 1 && optarg[0] >= '1' && optarg[0] <= '5') {
+			snprintf(q, sizeof(q), "?threshold=%s", optarg);
+		} else {
+			if (opt == 't')
+				fprintf(stderr, "glide: --threshold '%s': give 1 (mandatory moves only) .. 5 (aggressive)\n", optarg);
+			else
+				fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			return opt == 'h' ? 0 : 1;
+		}
+	}
+	const char *name = optind < argc ? argv[optind] : "default";
+	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/clusters/", name, "/drs") ||
+	    strlen(path) + strlen(q) >= sizeof(path))
+		return 1;
+	strcat(path, q);
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	json_t *r = NULL, *v;
+	size_t i;
+	rc = ctl_call(&c, "GET", path, NULL, &r);
+	if (!rc && c.json) {
+		cli_print_json(r);
+	} else if (!rc) {
+		printf("cluster %s: DRS score %.0f%% (%s), threshold %lld\n", json_string_value(json_object_get(r, "cluster")),
+		       json_number_value(json_object_get(r, "score")), json_string_value(json_object_get(r, "bucket")),
+		       json_integer_value(json_object_get(r, "threshold")));
+		printf("%-20s %-16s %8s %7s %6s  %s\n", "VM", "HOST", "CPU", "READY", "SCORE", "ON OTHER HOSTS");
+		json_array_foreach(json_object_get(r, "vms"), i, v) {
+			const char *k;
+			json_t *s;
+			char other[512] = "";
+			size_t used = 0;
+			json_object_foreach(json_object_get(v, "score_on"), k, s)
+				if (used < sizeof(other))
+					used += (size_t)snprintf(other + used, sizeof(other) - used, "%s%s %.0f%%", used ? ", " : "", k,
+								 json_number_value(s));
+			json_t *ready = json_object_get(v, "ready_pct");
+			char rb[16] = "-";
+			if (json_is_number(ready))
+				snprintf(rb, sizeof(rb), "%.0f%%", json_number_value(ready));
+			printf("%-20s %-16s %8.2f %7s %5.0f%%  %s\n", json_string_value(json_object_get(v, "name")),
+			       json_string_value(json_object_get(v, "host")), json_number_value(json_object_get(v, "cpu_demand")),
+			       rb, json_number_value(json_object_get(v, "score")), other);
+		}
+		json_t *recs = json_object_get(r, "recommendations");
+		if (!json_array_size(recs))
+			printf("no recommendations\n");
+		json_array_foreach(recs, i, v) {
+			const char *to = json_string_value(json_object_get(v, "to"));
+			if (to)
+				printf("recommend: move %s from %s to %s (%s): cluster %.0f%% -> %.0f%%, gain %.0f points, cost %.1f\n",
+				       json_string_value(json_object_get(v, "vm")), json_string_value(json_object_get(v, "from")), to,
+				       json_string_value(json_object_get(v, "reason")),
+				       json_number_value(json_object_get(v, "cluster_before")),
+				       json_number_value(json_object_get(v, "cluster_after")),
+				       json_number_value(json_object_get(v, "gain")), json_number_value(json_object_get(v, "cost")));
+			else
+				printf("blocked: %s must leave %s (%s), but no allowed host takes it\n",
+				       json_string_value(json_object_get(v, "vm")), json_string_value(json_object_get(v, "from")),
+				       json_string_value(json_object_get(v, "reason")));
+		}
 	}
 	json_decref(r);
 	ctl_done(&c);

@@ -15,6 +15,7 @@ int cmd_center_serve(int argc, char **argv);
 int cmd_cluster_create(int argc, char **argv);
 int cmd_cluster_list(int argc, char **argv);
 int cmd_cluster_evc(int argc, char **argv);
+int cmd_cluster_drs(int argc, char **argv);
 int cmd_task_list(int argc, char **argv);
 int cmd_task_show(int argc, char **argv);
 int cmd_task_watch(int argc, char **argv);
@@ -41,6 +42,7 @@ const struct cli_command cli_extra_commands[] = {
 	{ "cluster", "create", cmd_cluster_create, "create a cluster with an EVC baseline" },
 	{ "cluster", "list", cmd_cluster_list, "list clusters" },
 	{ "cluster", "evc", cmd_cluster_evc, "show or set a cluster's EVC baseline" },
+	{ "cluster", "drs", cmd_cluster_drs, "VM DRS scores, the cluster score and DRS recommendations" },
 	{ "task", "list", cmd_task_list, "list recent tasks" },
 	{ "task", "show", cmd_task_show, "show a task with its result" },
 	{ "task", "watch", cmd_task_watch, "follow a task until it ends" },

@@ -51,6 +51,15 @@ static int api_host(void *ctx, const struct http_request *req, json_t **resp)
 	return 200;
 }
 
+static int api_demand(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct host_agent *a = ctx;
+	pthread_mutex_lock(&a->lock);
+	*resp = host_demand_json(a);
+	pthread_mutex_unlock(&a->lock);
+	return 200;
+}
+
 static int api_vms(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct host_agent *a = ctx;
@@ -671,6 +680,7 @@ static const struct http_route routes[] = {
 	{ "GET", "/v1/host", api_host },
 	{ "GET", "/v1/paths", api_paths },
 	{ "GET", "/v1/netstats", api_netstats },
+	{ "GET", "/v1/demand", api_demand },
 	{ "GET", "/v1/vms", api_vms },
 	{ "POST", "/v1/vms", api_vm_create },
 	{ "GET", "/v1/vms/*", api_vm_get },
@@ -690,7 +700,7 @@ static void usage(FILE *out)
 	fprintf(out, "usage: glide host serve --data-dir DIR --listen HOST:PORT --token-file F\n"
 		     "                        [--migration-address ADDR[,ADDR...]] [--provisioning-address ADDR[,ADDR...]]\n"
 		     "                        [--name NAME]\n"
-		     "                        [--memory-limit SIZE] [--cpuid-mask LEAF.REG=MASK,...]\n"
+		     "                        [--memory SIZE] [--cpus N] [--cpuid-mask LEAF.REG=MASK,...]\n"
 		     "                        [--network NAME=bridge:BR[,vlan=N][,rate=RATE][,forged-transmits=accept]\n"
 		     "                                   [,mac-changes=accept][,promiscuous=accept]]... (at most %d)\n"
 		     "                        [--datastore NAME=DIR]... (at most %d: where disks copied to this host go)\n"
@@ -804,7 +814,8 @@ int host_serve_main(int argc, char **argv)
 		{ "cpuid-mask", required_argument, 0, 'c' }, { "tls-cert", required_argument, 0, 'C' },
 		{ "tls-key", required_argument, 0, 'K' },   { "log", required_argument, 0, 'L' },
 		{ "network", required_argument, 0, 'N' },   { "provisioning-address", required_argument, 0, 'P' },
-		{ "datastore", required_argument, 0, 'D' },
+		{ "datastore", required_argument, 0, 'D' }, { "cpus", required_argument, 0, 'u' },
+		{ "memory", required_argument, 0, 'M' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -827,10 +838,20 @@ int host_serve_main(int argc, char **argv)
 		case 'n': snprintf(a->name, sizeof(a->name), "%s", optarg); break;
 		case 'M':
 			if (parse_size(optarg, &a->memory_limit) || !a->memory_limit) {
-				fprintf(stderr, "glide: --memory-limit '%s' is not a size (e.g. 8G)\n", optarg);
+				fprintf(stderr, "glide: --memory '%s' is not a size (e.g. 8G)\n", optarg);
 				return 1;
 			}
 			break;
+		case 'u': {
+			char *end;
+			errno = 0;
+			a->cpus = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(a->cpus > 0) || a->cpus > 65536) {
+				fprintf(stderr, "glide: --cpus '%s' is not a number of CPUs (e.g. 4 or 1.5)\n", optarg);
+				return 1;
+			}
+			break;
+		}
 		case 'c':
 			if (evc_regs_parse_arg(optarg, a->cpu_regs)) {
 				fprintf(stderr, "glide: --cpuid-mask '%s': expected LEAF.REG=MASK[,...] (MASK hex or decimal) with LEAF.REG one of %s\n",

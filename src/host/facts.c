@@ -183,6 +183,42 @@ const struct host_datastore *host_datastore_holding(const struct host_agent *a, 
 	return NULL;
 }
 
+double host_cpus(const struct host_agent *a)
+{
+	return a->cpus > 0 ? a->cpus : (double)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+static json_t *capacity_json(struct host_agent *a)
+{
+	return json_pack("{s:f, s:I, s:b, s:b}", "cpus", host_cpus(a),
+			 "memory", (json_int_t)(a->memory_limit ? a->memory_limit : meminfo("MemTotal")),
+			 "cpus_declared", a->cpus > 0, "memory_declared", a->memory_limit != 0);
+}
+
+json_t *host_demand_json(struct host_agent *a)
+{
+	json_t *vms = json_array();
+	double cpu = 0;
+	uint64_t mem = 0;
+	for (struct host_vm *v = a->vms; v; v = v->next) {
+		if (v->removed || !v->pid || json_object_get(v->record, "incoming"))
+			continue;
+		json_t *m = json_object_get(json_object_get(v->record, "config"), "memory");
+		uint64_t size = json_is_integer(m) ? (uint64_t)json_integer_value(m) : 0;
+		json_t *j = json_pack("{s:s, s:s, s:i, s:I, s:f, s:f}", "name", v->name, "state", v->state,
+				      "vcpus", v->demand.vcpus, "memory", (json_int_t)size,
+				      "run_s", v->demand.run_ns / 1e9, "ready_s", v->demand.ready_ns / 1e9);
+		/* null until a full window was measured */
+		json_object_set_new(j, "cpu_demand", v->demand.valid ? json_real(v->demand.cpus) : json_null());
+		json_object_set_new(j, "ready_pct", v->demand.valid ? json_real(100 * v->demand.ready_frac) : json_null());
+		json_array_append_new(vms, j);
+		cpu += v->demand.valid ? v->demand.cpus : 0;
+		mem += size;
+	}
+	return json_pack("{s:s, s:o, s:i, s:f, s:I, s:o}", "host", a->name, "capacity", capacity_json(a),
+			 "window_ms", HOST_DEMAND_WINDOW_MS, "cpu_demand", cpu, "memory_demand", (json_int_t)mem, "vms", vms);
+}
+
 json_t *host_facts_json(struct host_agent *a)
 {
 	const struct evc_level *max = evc_host_max_level(a->cpu_regs);
@@ -206,7 +242,7 @@ json_t *host_facts_json(struct host_agent *a)
 		running += v->pid && strcmp(v->state, "incoming") != 0;
 		migrating += !strcmp(v->state, "incoming");
 	}
-	return json_pack("{s:s, s:i, s:i, s:{s:s, s:s, s:i, s:o, s:o, s:s?, s:o}, s:{s:I, s:I, s:I, s:I, s:I},"
+	json_t *f = json_pack("{s:s, s:i, s:i, s:{s:s, s:s, s:i, s:o, s:o, s:s?, s:o}, s:{s:I, s:I, s:I, s:I, s:I},"
 			 " s:o, s:i, s:o, s:o, s:o, s:o, s:i, s:i, s:{s:o, s:o, s:o}, s:i}",
 			 "name", a->name, "api_version", HOST_API_VERSION, "migration_protocol", WIRE_PROTOCOL_VERSION,
 			 "cpu", "vendor", a->cpu_vendor, "model", a->cpu_model, "count", (int)sysconf(_SC_NPROCESSORS_ONLN),
@@ -221,4 +257,6 @@ json_t *host_facts_json(struct host_agent *a)
 			 "interfaces", "management", service_json(a, "management"), "migration", service_json(a, "migration"),
 			 "provisioning", service_json(a, "provisioning"),
 			 "vm_records", host_vm_records(a)); /* in memory, forgotten ones until the supervisor frees them */
+	json_object_set_new(f, "capacity", capacity_json(a));
+	return f;
 }

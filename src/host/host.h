@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "host/attach.h"
+#include "host/demand.h"
 #include "vmm/evc.h"
 #include "vmm/vm.h"
 
@@ -44,6 +45,7 @@ struct host_vm {
 	int users;                 /* requests (and the supervisor) using it with a->lock released */
 	bool migrating;            /* an outgoing migration runs: its monitor is not polled */
 	bool copying;              /* its files are being sent (copy.c): it does not start meanwhile */
+	struct vm_demand demand;   /* CPU demand of its monitor's vCPU threads (demand.c), kept by the supervisor */
 	struct host_vm *next;
 };
 
@@ -62,6 +64,7 @@ struct host_agent {
 	uint32_t cpu_regs[EVC_REGS]; /* KVM_GET_SUPPORTED_CPUID, narrowed by --cpuid-mask */
 	char cpu_vendor[32], cpu_model[128];
 	uint64_t memory_limit;       /* bytes offered to VMs (0: all of MemTotal) */
+	double cpus;                 /* CPUs offered to VMs (--cpus; 0: the online CPUs) */
 	struct attach_network networks[ATTACH_NETWORKS_MAX]; /* --network: fixed once the agent serves */
 	int nnetworks;
 	struct host_datastore datastores[HOST_DATASTORES_MAX]; /* --datastore: fixed once the agent serves */
@@ -76,6 +79,11 @@ struct host_agent {
 /* facts.c */
 int host_facts_probe(struct host_agent *a, char *err, size_t errlen);
 json_t *host_facts_json(struct host_agent *a);
+/* CPUs offered to VMs: --cpus, else the online CPUs. */
+double host_cpus(const struct host_agent *a);
+/* GET /v1/demand (caller holds a->lock): capacity and every running VM's
+ * demand (demand.c), for DRS. */
+json_t *host_demand_json(struct host_agent *a);
 uint64_t host_memory_free(struct host_agent *a);
 /* {name, path, total, free} of a datastore, sizes in bytes (statvfs, now). */
 json_t *host_datastore_json(const struct host_datastore *d);

@@ -766,6 +766,9 @@ static void supervise_once(struct host_agent *a)
 	for (int i = 0; i < n; i++) {
 		struct host_vm *v = items[i].v;
 		bool alive = kill(items[i].pid, 0) == 0;
+		uint64_t run_ns = 0, ready_ns = 0;
+		int vcpus = alive ? demand_read(items[i].pid, &run_ns, &ready_ns) : -1;
+		uint64_t read_at = now_ns();
 		json_t *st = NULL;
 		pthread_mutex_lock(&a->lock);
 		/* A monitor in the middle of a migration is left alone (liveness only):
@@ -789,6 +792,8 @@ static void supervise_once(struct host_agent *a)
 			json_decref(st);
 			continue;
 		}
+		if (alive && vcpus > 0)
+			demand_update(&v->demand, vcpus, run_ns, ready_ns, read_at);
 		if (alive && st) {
 			const char *s = json_string_value(json_object_get(st, "state"));
 			if (s && strcmp(v->state, "stopping")) {
@@ -816,6 +821,7 @@ static void supervise_once(struct host_agent *a)
 					snprintf(v->last_error, sizeof(v->last_error), "monitor exited: %s", why);
 				glide_log("host", "VM %s: monitor %d exited (%s)", v->name, (int)items[i].pid, why);
 				clear_pid(v);
+				memset(&v->demand, 0, sizeof(v->demand));
 				snprintf(v->state, sizeof(v->state), "off");
 				json_decref(v->monitor);
 				v->monitor = NULL;

@@ -310,6 +310,9 @@ void *vcpu_thread(void *arg)
 	struct kvm_run *run = v->run;
 	sigset_t set;
 
+	char name[16];
+	snprintf(name, sizeof(name), "vcpu%d", v->index); /* host agents find vCPU threads by name (DRS demand) */
+	pthread_setname_np(pthread_self(), name);
 	vcpu_kick_run = run;
 	vcpu_slice_timer_create(v);
 	sigemptyset(&set);

@@ -62,6 +62,10 @@ static void scores(void)
 	c = drs_scores(h, 1, idle, 1, s);
 	CHECK("an idle VM scores 100", near(s[0], 100) && near(c, 100), "%g", s[0]);
 	CHECK("a cluster without VMs scores 100", near(drs_scores(h, 1, NULL, 0, NULL), 100), "-");
+	/* what-if: z (1.5 CPUs) alone on an empty 2-CPU host would get all it wants */
+	struct drs_host h2[2] = { host("a", 2, 16 * GIB), host("b", 2, 16 * GIB) };
+	double on_b = drs_vm_score_on(h2, 2, v, 3, 2, 1), on_a = drs_vm_score_on(h2, 2, v, 3, 2, 0);
+	CHECK("what-if: z scores 100 alone on b and 50 where it is", near(on_b, 100) && near(on_a, 50), "%g %g", on_b, on_a);
 }
 
 static void buckets(void)

@@ -1,0 +1,181 @@
+/* A cluster's DRS view (GET /v1/clusters/NAME/drs): the snapshot DRS works
+ * on, taken from the inventory (hosts, where each VM runs) and from every
+ * connected host agent's demand report (GET /v1/demand: capacity, each
+ * VM's CPU demand), the allowed hosts of each VM from the compatibility
+ * check a migration would run, then the VM DRS scores (on their host and
+ * on every other allowed host), the cluster score, its buckets and the
+ * recommendations of one DRS pass (drs.c). Nothing is moved here. */
+#include "center/center.h"
+#include "center/drs.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DRS_DEMAND_TIMEOUT_MS 3000
+#define DRS_RECOMMENDATIONS_MAX 64
+
+static const char *str(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+
+static json_t *row_json(json_t *row, const char *column)
+{
+	const char *t = str(row, column);
+	return t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
+}
+
+/* The demand entry of VM name in a host's report, or NULL. */
+static json_t *vm_demand(json_t *report, const char *name)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(report, "vms"), i, v)
+		if (!strcmp(str(v, "name") ? str(v, "name") : "", name))
+			return v;
+	return NULL;
+}
+
+json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&c->lock);
+	json_t *cl = inv_cluster(c, cluster);
+	if (!cl) {
+		pthread_mutex_unlock(&c->lock);
+		errf(err, errlen, "no cluster named %s (see `glide cluster list`)", cluster);
+		return NULL;
+	}
+	int64_t cid = json_integer_value(json_object_get(cl, "id"));
+	json_t *hrows = inv_hosts_in_cluster(c, cid), *vrows = inv_vms_in_cluster(c, cid);
+	json_decref(cl);
+	pthread_mutex_unlock(&c->lock);
+
+	size_t nh = json_array_size(hrows), nvr = json_array_size(vrows);
+	if (nh > DRS_HOSTS_MAX) {
+		errf(err, errlen, "cluster %s has %zu hosts; DRS takes at most %d", cluster, nh, DRS_HOSTS_MAX);
+		json_decref(hrows);
+		json_decref(vrows);
+		return NULL;
+	}
+	struct drs_host hosts[DRS_HOSTS_MAX];
+	json_t *reports[DRS_HOSTS_MAX], *facts[DRS_HOSTS_MAX];
+	json_t *host_out = json_array();
+	for (size_t j = 0; j < nh; j++) {
+		json_t *h = json_array_get(hrows, j);
+		char e[256] = "";
+		reports[j] = NULL;
+		facts[j] = row_json(h, "facts");
+		if (!strcmp(str(h, "state") ? str(h, "state") : "", "connected")) {
+			int st = host_call(h, "GET", "/v1/demand", NULL, &reports[j], DRS_DEMAND_TIMEOUT_MS, e, sizeof(e));
+			if (st != 200) {
+				if (st > 0)
+					snprintf(e, sizeof(e), "GET /v1/demand answered %d", st);
+				json_decref(reports[j]);
+				reports[j] = NULL;
+			}
+		} else {
+			snprintf(e, sizeof(e), "host is %s", str(h, "state") ? str(h, "state") : "unknown");
+		}
+		json_t *cap = json_object_get(reports[j], "capacity");
+		hosts[j] = (struct drs_host){ .name = str(h, "name"), .cpus = json_number_value(json_object_get(cap, "cpus")),
+					      .memory = (uint64_t)json_integer_value(json_object_get(cap, "memory")),
+					      .accepts = reports[j] != NULL };
+		json_t *ho = json_pack("{s:s, s:f, s:I, s:b}", "name", hosts[j].name, "cpus", hosts[j].cpus,
+				       "memory", (json_int_t)hosts[j].memory, "accepts", hosts[j].accepts);
+		if (!reports[j])
+			json_object_set_new(ho, "error", json_string(e));
+		json_array_append_new(host_out, ho);
+	}
+
+	/* the VMs DRS sees: those running on a host of the cluster */
+	struct drs_vm *vms = calloc(nvr ? nvr : 1, sizeof(*vms));
+	int nv = 0;
+	for (size_t i = 0; vms && i < nvr; i++) {
+		json_t *v = json_array_get(vrows, i);
+		if (strcmp(str(v, "power_state") ? str(v, "power_state") : "", "running"))
+			continue;
+		int64_t hid = json_integer_value(json_object_get(v, "host_id"));
+		int at = -1;
+		for (size_t j = 0; j < nh; j++)
+			if (json_integer_value(json_object_get(json_array_get(hrows, j), "id")) == hid)
+				at = (int)j;
+		if (at < 0)
+			continue;
+		json_t *config = row_json(v, "config");
+		uint64_t mem = (uint64_t)json_integer_value(json_object_get(config, "memory"));
+		json_decref(config);
+		json_t *d = vm_demand(reports[at], str(v, "name"));
+		json_t *cpu = json_object_get(d, "cpu_demand");
+		vms[nv] = (struct drs_vm){ .name = str(v, "name"), .host = at,
+					   .cpu_demand = json_is_number(cpu) ? json_number_value(cpu) : 0,
+					   .mem_demand = mem, .mem_move = mem,
+					   .movable = json_is_null(json_object_get(v, "locked_by")) ||
+						      !json_object_get(v, "locked_by"),
+					   .allowed = 1ULL << at };
+		/* other hosts: the compatibility check of a live migration */
+		json_t *disks = inv_vm_array(v, "disks");
+		json_t *src_paths = json_array_size(disks) ? host_paths(json_array_get(hrows, at), disks) : NULL;
+		for (size_t j = 0; j < nh; j++) {
+			if ((int)j == at || !reports[j] || !facts[j])
+				continue;
+			json_t *dst_paths = json_array_size(disks) ? host_paths(json_array_get(hrows, j), disks) : NULL;
+			json_t *why = compat_check(v, facts[at], facts[j], json_array_get(hrows, j), hosts[at].name, src_paths,
+						   dst_paths, true, NULL);
+			if (!json_array_size(why))
+				vms[nv].allowed |= 1ULL << j;
+			json_decref(why);
+			json_decref(dst_paths);
+		}
+		json_decref(src_paths);
+		json_decref(disks);
+		nv++;
+	}
+
+	double *scores = calloc(nv ? nv : 1, sizeof(double));
+	struct drs_rec *recs = calloc(DRS_RECOMMENDATIONS_MAX, sizeof(*recs));
+	struct drs_params p = { .threshold = threshold, .cost_points_per_gib = DRS_COST_POINTS_PER_GIB };
+	double cluster_score = scores ? drs_scores(hosts, (int)nh, vms, nv, scores) : 0;
+	int nrec = recs ? drs_recommend(hosts, (int)nh, vms, nv, &p, recs, DRS_RECOMMENDATIONS_MAX) : 0;
+
+	int counts[DRS_BUCKETS] = { 0 };
+	json_t *vm_out = json_array();
+	for (int i = 0; i < nv && scores; i++) {
+		json_t *d = vm_demand(reports[vms[i].host], vms[i].name), *elsewhere = json_object();
+		for (size_t j = 0; j < nh; j++)
+			if ((int)j != vms[i].host && (vms[i].allowed >> j & 1))
+				json_object_set_new(elsewhere, hosts[j].name,
+						    json_real(drs_vm_score_on(hosts, (int)nh, vms, nv, i, (int)j)));
+		counts[drs_bucket(scores[i])]++;
+		json_t *o = json_pack("{s:s, s:s, s:f, s:I, s:f, s:s, s:o, s:b}", "name", vms[i].name, "host",
+				      hosts[vms[i].host].name, "cpu_demand", vms[i].cpu_demand, "memory",
+				      (json_int_t)vms[i].mem_demand, "score", scores[i], "bucket",
+				      drs_bucket_label(drs_bucket(scores[i])), "score_on", elsewhere, "movable", vms[i].movable);
+		json_object_set(o, "ready_pct", json_object_get(d, "ready_pct") ? json_object_get(d, "ready_pct") : json_null());
+		json_array_append_new(vm_out, o);
+	}
+	json_t *buckets = json_object();
+	for (int b = 0; b < DRS_BUCKETS; b++)
+		json_object_set_new(buckets, drs_bucket_label(b), json_integer(counts[b]));
+	json_t *rec_out = json_array();
+	for (int k = 0; k < nrec; k++) {
+		struct drs_rec *r = &recs[k];
+		json_t *o = json_pack("{s:s, s:s, s:s?, s:s, s:f, s:f, s:f, s:f}", "vm", vms[r->vm].name, "from",
+				      hosts[r->from].name, "to", r->to >= 0 ? hosts[r->to].name : NULL, "reason",
+				      drs_reason_name(r->reason), "gain", r->gain, "cost", r->cost, "cluster_before",
+				      r->cluster_before, "cluster_after", r->cluster_after);
+		if (r->to < 0)
+			json_object_set_new(o, "blocked", json_string("no allowed host takes it"));
+		json_array_append_new(rec_out, o);
+	}
+	json_t *view = json_pack("{s:s, s:i, s:f, s:f, s:s, s:o, s:o, s:o, s:o}", "cluster", cluster, "threshold", threshold,
+				 "min_gain", isinf(drs_min_gain(threshold)) ? -1 : drs_min_gain(threshold),
+				 "score", cluster_score, "bucket", drs_bucket_label(drs_bucket(cluster_score)),
+				 "buckets", buckets, "hosts", host_out, "vms", vm_out, "recommendations", rec_out);
+	for (size_t j = 0; j < nh; j++) {
+		json_decref(reports[j]);
+		json_decref(facts[j]);
+	}
+	free(scores);
+	free(recs);
+	free(vms);
+	json_decref(hrows);
+	json_decref(vrows);
+	return view;
+}

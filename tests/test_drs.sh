@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# DRS view (issue 15, first step): three host agents on loopback that
+# declare 2 CPUs each, a controller, four spinning guests started on hA.
+# Each guest wants one CPU (its vCPU never idles), so hA holds 4 CPUs of
+# demand on 2: every VM scores 50%, the cluster 50%. Checks: the agents
+# measure each VM's demand from its vCPU thread's schedstat (run + ready
+# about 1 CPU, most of it ready on this 2-CPU machine); `glide cluster drs`
+# shows the scores, the what-if scores elsewhere (100% alone on hB) and a
+# pass of recommendations at the default threshold (two moves, hA -> hB and
+# hA -> hC, for CPU fairness, cluster 50 -> 75 -> 100%); threshold 1 (only
+# mandatory moves) recommends nothing; the view moves nothing; bad requests
+# get clear errors.
+. "$(dirname "$0")/lib.sh"
+have_kvm || { skip "drs: no /dev/kvm"; exit 0; }
+BASE=$(port_base)
+PC=$BASE PA=$((BASE + 1)) PB=$((BASE + 2)) PCC=$((BASE + 3))
+(umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
+IMG="$GLIDE_BUILD/guests/heartbeat.img"
+[ -f "$IMG" ] || { fail "drs: $IMG missing (run make)"; exit 0; }
+export GLIDE_CENTER="127.0.0.1:$PC" GLIDE_TOKEN_FILE="$T/ct"
+monitor_pids() { cat "$T"/h*/vms/*/pid 2>/dev/null; }
+cleanup_all() { for p in $(monitor_pids); do kill "$p" 2>/dev/null; done; cleanup; }
+trap cleanup_all EXIT
+agent() { # agent NAME PORT EXTRA...
+	local n="$1" p="$2"; shift 2
+	"$GLIDE" host serve --data-dir "$T/$n" --listen "127.0.0.1:$p" --token-file "$T/ht" --name "$n" \
+		--migration-address 127.0.0.1 "$@" >>"$T/$n.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 curl -sf -H "Authorization: Bearer $(cat "$T/ht")" "http://127.0.0.1:$p/v1/host"
+}
+agent hA $PA --cpus 2 --memory 4G && agent hB $PB --cpus 2 --memory 4G && agent hC $PCC --cpus 2 --memory 4G ||
+	{ fail "drs: agents did not start: $(tail -2 "$T"/hA.log)"; exit 0; }
+"$GLIDE" center serve --db "$T/c.db" --listen "127.0.0.1:$PC" --token-file "$T/ct" >>"$T/c.log" 2>&1 &
+PIDS+=($!)
+wait_for 10 "$GLIDE" cluster list || { fail "drs: controller did not start"; exit 0; }
+for h in hA:$PA hB:$PB hC:$PCC; do
+	"$GLIDE" host add "127.0.0.1:${h#*:}" --host-token-file "$T/ht" --name "${h%%:*}" >/dev/null ||
+		{ fail "drs: host add ${h%%:*}"; exit 0; }
+done
+check "host facts carry the declared capacity (2 CPUs, 4 GiB)" bash -c "curl -sf --unix-socket $T/hB/host.sock http://x/v1/host |
+	python3 -c 'import json,sys; c=json.load(sys.stdin)[\"capacity\"]; sys.exit(0 if c[\"cpus\"] == 2 and c[\"memory\"] == 4 << 30 and c[\"cpus_declared\"] else 1)'"
+for i in 1 2 3 4; do
+	"$GLIDE" vm create d$i --memory 32M --boot "$IMG" >/dev/null && "$GLIDE" vm start d$i --host hA >/dev/null ||
+		fail "drs: vm d$i did not start on hA"
+done
+
+# the agent's demand report: a full window for every VM
+demand_ready() { curl -sf --unix-socket "$T/hA/host.sock" http://x/v1/demand >"$T/demand.json" &&
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d["vms"]; sys.exit(0 if len(v) == 4 and all(x["cpu_demand"] is not None for x in v) else 1)' "$T/demand.json"; }
+if wait_for 15 demand_ready; then
+	sleep 2 # a window with all four running from its start
+	curl -sf --unix-socket "$T/hA/host.sock" http://x/v1/demand >"$T/demand.json"
+	figures=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(" ".join("%s %.2f CPU (%.0f%% ready)" % (v["name"], v["cpu_demand"], v["ready_pct"]) for v in d["vms"]))' "$T/demand.json")
+	if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if all(0.6 <= v["cpu_demand"] <= 1.3 and v["vcpus"] == 1 for v in d["vms"]) else 1)' "$T/demand.json"; then
+		pass "demand: each spinning guest wants about one CPU, from its vCPU thread's run + ready time ($figures)"
+	else
+		fail "demand: expected about 1 CPU per VM: $figures"
+	fi
+else
+	fail "demand: no full window for the 4 VMs on hA: $(cat "$T/demand.json" 2>/dev/null)"
+fi
+
+# the DRS view, manual: scores and recommendations, nothing moves
+"$GLIDE" cluster drs default --json >"$T/drs.json" 2>"$T/drs.err" || fail "cluster drs: $(cat "$T/drs.err")"
+python3 - "$T/drs.json" >"$T/drs.check" 2>&1 <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+errs = []
+vms = {v["name"]: v for v in d["vms"]}
+if sorted(vms) != ["d1", "d2", "d3", "d4"] or any(v["host"] != "hA" for v in vms.values()):
+    errs.append("VMs and hosts: %s" % {k: v["host"] for k, v in vms.items()})
+# 4 demands of ~1 CPU on 2: 50% each, give or take the measured demands
+if not all(35 <= v["score"] <= 70 for v in vms.values()) or not 35 <= d["score"] <= 70:
+    errs.append("scores %s, cluster %.1f (expected about 50)" % ([round(v["score"], 1) for v in vms.values()], d["score"]))
+if not all(v.get("score_on", {}).get("hB", 0) >= 99 and v["score_on"].get("hC", 0) >= 99 for v in vms.values()):
+    errs.append("what-if scores: %s" % [v.get("score_on") for v in vms.values()])
+recs = d["recommendations"]
+tos = sorted(r["to"] for r in recs)
+if len(recs) != 2 or tos != ["hB", "hC"] or any(r["from"] != "hA" or r["reason"] != "fairness-cpu" for r in recs):
+    errs.append("recommendations: %s" % recs)
+elif not (recs[-1]["cluster_after"] >= 95 and recs[0]["gain"] > 20):
+    errs.append("recommended gains: %s" % recs)
+print("; ".join(errs) if errs else "cluster %.0f%% (%s), recommendations: %s" % (d["score"], d["bucket"], ", ".join(
+    "%s %s->%s (%s, %.0f -> %.0f%%)" % (r["vm"], r["from"], r["to"], r["reason"], r["cluster_before"], r["cluster_after"]) for r in recs)))
+sys.exit(1 if errs else 0)
+PY
+if [ $? = 0 ]; then pass "cluster drs: 4 VMs on hA score about 50%, 100% alone on hB or hC; $(cat "$T/drs.check")"
+else fail "cluster drs: $(cat "$T/drs.check")"; fi
+"$GLIDE" cluster drs default >"$T/drs.txt" 2>&1
+check "cluster drs (table) names the scores and the moves" bash -c "grep -q 'DRS score' $T/drs.txt && grep -q 'recommend: move d. from hA to h[BC] (fairness-cpu)' $T/drs.txt"
+"$GLIDE" cluster drs default --threshold 1 --json >"$T/drs1.json"
+check "threshold 1 (mandatory moves only): no recommendation" python3 -c "import json,sys; sys.exit(0 if json.load(open('$T/drs1.json'))['recommendations'] == [] else 1)"
+check "the view moved nothing: all four VMs still on hA" bash -c "[ \$($GLIDE vm list --json | grep -c '\"host\": \"hA\"') = 4 ]"
+check "an unknown cluster is a clear error" bash -c "! $GLIDE cluster drs nosuch >$T/nosuch.out 2>&1 && grep -q 'no cluster named nosuch' $T/nosuch.out"
+check "a threshold outside 1..5 is refused" bash -c "[ \$(curl -s -o /dev/null -w '%{http_code}' -H \"Authorization: Bearer \$(cat $T/ct)\" 'http://127.0.0.1:$PC/v1/clusters/default/drs?threshold=9') = 400 ]"
+check "glide cluster drs --threshold 7 is refused before asking" bash -c "! $GLIDE cluster drs --threshold 7 2>/dev/null"
+for i in 1 2 3 4; do "$GLIDE" vm stop d$i >/dev/null 2>&1; done
