@@ -7,13 +7,11 @@
  * ends its slice (vcpu.c); with a kicker thread polling the vCPUs, slices
  * ran longer than asked and high levels needed 50 ms sleeps. A watchdog
  * thread still ends a slice that overran by 1 ms (a lost timer kick) and
- * counts it. The longest
- * sleep and the level achieved (share of throttled time slept) are
- * reported. After each
- * pre-copy phase the level is recomputed from the measured dirty and
- * transmit rates: aim for a dirty rate of half the transmit rate, rise
- * faster while a phase makes too little progress, fall back to zero as
- * soon as it is not needed. */
+ * counts it. The longest sleep and the level achieved (share of throttled
+ * time slept) are reported. After each pre-copy phase the level is
+ * recomputed from the measured dirty and transmit rates: aim for a dirty
+ * rate of half the transmit rate, rise faster while a phase makes too
+ * little progress, fall back to zero as soon as it is not needed. */
 #include "migrate/sdps.h"
 #include "common/util.h"
 #include <math.h>
@@ -43,7 +41,7 @@ static void *sdps_watchdog(void *arg)
 	while (!s->stop) {
 		sleep_ns(SDPS_WATCHDOG_NS);
 		uint64_t period = vm->throttle_period_ns;
-		if (!vm->throttle_sleep_ns || s->stop)
+		if (!vm->throttle_sleep_ns || s->stop || vm->pause_requested) /* parked vCPUs run no slice */
 			continue;
 		uint64_t now = now_ns();
 		for (int i = 0; i < vm->nvcpus; i++) {

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #define CR0_PE (1ULL << 0)
+#define EFER_LMA (1ULL << 10)
 
 static __thread struct kvm_run *vcpu_kick_run;
 
@@ -27,7 +28,6 @@ void vcpu_kick_handler(int sig)
 	if (vcpu_kick_run)
 		__atomic_store_n(&vcpu_kick_run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 }
-#define EFER_LMA (1ULL << 10)
 
 static void vcpu_io(struct vcpu *v)
 {
@@ -140,10 +140,10 @@ static void vcpu_report_triple_fault(struct vcpu *v)
 /* SDPS: sleep throttle_sleep_ns after each throttle_period_ns of running.
  * The vCPU keeps its own time: a one-shot timer of its own thread, armed at
  * the start of each run slice, kicks it out of KVM_RUN when the slice is
- * over. Slices of tens of microseconds are exact that way (a kicker thread
- * polling the vCPUs ran them 2-3 times longer), so a high level needs no
- * long sleep. A late or second kick never lets the vCPU run longer or sleep
- * more than the level asks: it checks its own clock. */
+ * over, so slices of tens of microseconds are possible and a high level
+ * needs no long sleep. Should a timer's kick be lost, SDPS's watchdog kicks
+ * the vCPU (sdps.c). A late or second kick never lets the vCPU run longer
+ * or sleep more than the level asks: it checks its own clock. */
 /* Sleeps off an SDPS slice, but wakes at once (on the kick) when the VM is
  * being paused or stopped or SDPS ends: a switchover never waits for it. */
 static void vcpu_throttle_sleep(struct vm *vm, uint64_t ns)
