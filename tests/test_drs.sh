@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# DRS view (issue 15, first step): three host agents on loopback that
-# declare 2 CPUs each, a controller, four spinning guests started on hA.
-# Each guest wants one CPU (its vCPU never idles), so hA holds 4 CPUs of
-# demand on 2: every VM scores 50%, the cluster 50%. Checks: the agents
-# measure each VM's demand from its vCPU thread's schedstat (run + ready
-# about 1 CPU, most of it ready on this 2-CPU machine); `glide cluster drs`
-# shows the scores, the what-if scores elsewhere (100% alone on hB) and a
-# pass of recommendations at the default threshold (two moves, hA -> hB and
-# hA -> hC, for CPU fairness, cluster 50 -> 75 -> 100%); threshold 1 (only
-# mandatory moves) recommends nothing; the view moves nothing; bad requests
-# get clear errors.
+# DRS (issue 15, first steps): three host agents on loopback that declare
+# 2 CPUs each, a controller with a 3 s DRS interval, four A-B guests (8 MiB
+# range) started on hA. Each guest wants one CPU (its vCPU never idles), so
+# hA holds 4 CPUs of demand on 2: every VM scores 50%, the cluster 50%.
+# Checks: the agents measure each VM's demand from its vCPU thread's
+# schedstat (run + ready about 1 CPU, most of it ready on this 2-CPU
+# machine); `glide cluster drs` shows the scores, the what-if scores
+# elsewhere (100% alone on hB) and the recommendations at the default
+# threshold (two moves, hA -> hB and hA -> hC, for CPU fairness, cluster
+# 50 -> 75 -> 100%); threshold 1 (only mandatory moves) recommends
+# nothing; manual mode moves nothing, also over several DRS intervals;
+# `glide drs apply ID` carries one recommendation out (a migration; A-B
+# clean); in full mode the next pass moves the other, and then nothing
+# moves again (the cluster is balanced; a VM DRS moved is in cooldown);
+# bad requests get clear errors.
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "drs: no /dev/kvm"; exit 0; }
 BASE=$(port_base)
 PC=$BASE PA=$((BASE + 1)) PB=$((BASE + 2)) PCC=$((BASE + 3))
 (umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
-IMG="$GLIDE_BUILD/guests/heartbeat.img"
-[ -f "$IMG" ] || { fail "drs: $IMG missing (run make)"; exit 0; }
+IMG="$T/ab8.img"
+"$GLIDE_BUILD/tools/guestcfg" "$GLIDE_BUILD/guests/guest.img" "$IMG" --mode ab --range-start 1M --range-size 8M \
+	>"$T/guestcfg.out" 2>&1 || { fail "drs: guestcfg: $(cat "$T/guestcfg.out")"; exit 0; }
+export AB_START=0x100000 AB_SIZE=8M
 export GLIDE_CENTER="127.0.0.1:$PC" GLIDE_TOKEN_FILE="$T/ct"
 monitor_pids() { cat "$T"/h*/vms/*/pid 2>/dev/null; }
 cleanup_all() { for p in $(monitor_pids); do kill "$p" 2>/dev/null; done; cleanup; }
@@ -30,7 +36,8 @@ agent() { # agent NAME PORT EXTRA...
 }
 agent hA $PA --cpus 2 --memory 4G && agent hB $PB --cpus 2 --memory 4G && agent hC $PCC --cpus 2 --memory 4G ||
 	{ fail "drs: agents did not start: $(tail -2 "$T"/hA.log)"; exit 0; }
-"$GLIDE" center serve --db "$T/c.db" --listen "127.0.0.1:$PC" --token-file "$T/ct" >>"$T/c.log" 2>&1 &
+"$GLIDE" center serve --db "$T/c.db" --listen "127.0.0.1:$PC" --token-file "$T/ct" --drs-interval 3 \
+	--drs-cooldown 600 >>"$T/c.log" 2>&1 &
 PIDS+=($!)
 wait_for 10 "$GLIDE" cluster list || { fail "drs: controller did not start"; exit 0; }
 for h in hA:$PA hB:$PB hC:$PCC; do
@@ -94,4 +101,64 @@ check "the view moved nothing: all four VMs still on hA" bash -c "[ \$($GLIDE vm
 check "an unknown cluster is a clear error" bash -c "! $GLIDE cluster drs nosuch >$T/nosuch.out 2>&1 && grep -q 'no cluster named nosuch' $T/nosuch.out"
 check "a threshold outside 1..5 is refused" bash -c "[ \$(curl -s -o /dev/null -w '%{http_code}' -H \"Authorization: Bearer \$(cat $T/ct)\" 'http://127.0.0.1:$PC/v1/clusters/default/drs?threshold=9') = 400 ]"
 check "glide cluster drs --threshold 7 is refused before asking" bash -c "! $GLIDE cluster drs --threshold 7 2>/dev/null"
+check "a DRS mode other than manual, partial or full is refused" bash -c "! $GLIDE cluster set --drs sometimes 2>$T/mode.err && grep -q 'manual (recommend only)' $T/mode.err"
+check "applying a recommendation that does not exist is a clear error" bash -c "! $GLIDE drs apply 999 2>$T/apply.err && grep -q 'no DRS recommendation 999' $T/apply.err"
+
+# manual mode over two DRS intervals (3 s): recommendations kept, nothing moves
+sleep 7
+check "manual mode: after two DRS intervals all four VMs are still on hA" bash -c "[ \$($GLIDE vm list --json | grep -c '\"host\": \"hA\"') = 4 ]"
+"$GLIDE" cluster drs --run --json >"$T/run.json" 2>"$T/run.err" || fail "cluster drs --run: $(cat "$T/run.err")"
+id=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["recommendations"]; print(r[0]["id"] if r and "task" not in r[0] else "")' "$T/run.json")
+vm=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["recommendations"]; print(r[0]["vm"] if r else "")' "$T/run.json")
+to=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["recommendations"]; print(r[0]["to"] if r else "")' "$T/run.json")
+on_host() { [ "$("$GLIDE" vm show "$1" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("host"))')" = "$2" ]; }
+vm_api() { "$GLIDE" vm show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api"])'; }
+if [ -n "$id" ] && "$GLIDE" drs apply "$id" >"$T/apply.out" 2>&1 && wait_for 60 on_host "$vm" "$to"; then
+	if ab_check "$(vm_api "$vm")" 1 2>/dev/null; then
+		pass "drs apply $id: $vm moved to $to as recommended ($(cat "$T/apply.out")), A-B clean there"
+	else
+		fail "drs apply $id: $vm on $to, but A-B check: $(cat "$T/abcheck.out")"
+	fi
+else
+	fail "drs apply: id '$id' vm '$vm' to '$to': $(cat "$T/apply.out" 2>/dev/null); $(tail -3 "$T/c.log")"
+fi
+check "an applied recommendation cannot be applied again" bash -c "! $GLIDE drs apply $id 2>$T/again.err && grep -q 'is applied' $T/again.err"
+
+# full mode: the next pass applies the remaining move
+check "cluster set --drs full" "$GLIDE" cluster set --drs full --drs-threshold 3
+spread() { # two VMs on hA, one on each of hB and hC
+	"$GLIDE" vm list --json >"$T/vms.json" && python3 -c 'import json,sys
+vms = json.load(open(sys.argv[1]))
+vms = vms.get("vms", vms) if isinstance(vms, dict) else vms
+hosts = sorted(v["host"] for v in vms if v["name"].startswith("d"))
+sys.exit(0 if hosts == ["hA", "hA", "hB", "hC"] else 1)' "$T/vms.json"; }
+if wait_for 60 spread; then
+	moved=$(python3 -c 'import json,sys
+vms = json.load(open(sys.argv[1])); vms = vms.get("vms", vms) if isinstance(vms, dict) else vms
+print(" ".join(v["name"] for v in vms if v["name"].startswith("d") and v["host"] != "hA"))' "$T/vms.json")
+	ok=1
+	for v in $moved; do ab_check "$(vm_api "$v")" 1 2>/dev/null || { ok=0; fail "full mode: $v: A-B check: $(cat "$T/abcheck.out")"; }; done
+	[ $ok = 1 ] && pass "full mode: the next DRS pass moved the other VM: 2 VMs on hA, 1 on hB, 1 on hC ($moved moved), A-B clean on each"
+else
+	fail "full mode: not spread within 60 s: $(cat "$T/vms.json"); $(grep DRS "$T/c.log" | tail -4)"
+fi
+sleep 7 # two more intervals: balanced, nothing more moves
+"$GLIDE" cluster drs --json >"$T/final.json"
+python3 - "$T/final.json" "$T/c.log" >"$T/final.check" <<'PY'
+import json, sys, re
+d = json.load(open(sys.argv[1]))
+applied = [r for r in d["last_pass"] if r["state"] == "applied"]
+vms = [r["vm"] for r in applied]
+log = open(sys.argv[2]).read()
+moves = re.findall(r"DRS: recommendation \d+ applied: (\S+) from", log)
+errs = []
+if d["score"] < 95:
+    errs.append("cluster score %.1f" % d["score"])
+if len(moves) != 2 or len(set(moves)) != 2:
+    errs.append("DRS moves in the log: %s" % moves)
+print("; ".join(errs) if errs else "cluster %.0f%%, DRS moved %s once each" % (d["score"], " and ".join(moves)))
+sys.exit(1 if errs else 0)
+PY
+if [ $? = 0 ]; then pass "after two more intervals: $(cat "$T/final.check"), nothing moved again"
+else fail "after the moves: $(cat "$T/final.check")"; fi
 for i in 1 2 3 4; do "$GLIDE" vm stop d$i >/dev/null 2>&1; done

@@ -24,10 +24,15 @@
 #define CENTER_IN_DOUBT_MS 600000    /* an in-doubt switchover: how long to watch the destination settle */
 #define DEFAULT_CLUSTER "default"
 
+#define CENTER_DRS_INTERVAL_S_DEFAULT 60
+#define CENTER_DRS_COOLDOWN_S_DEFAULT 300
+
 struct center {
 	sqlite3 *db;
 	pthread_mutex_t lock;        /* one user of the database at a time */
 	int max_migrations_per_host;
+	int drs_interval_s;          /* a DRS pass over every cluster this often (--drs-interval) */
+	int drs_cooldown_s;          /* a VM DRS moved stays put this long (--drs-cooldown) */
 	volatile bool quit;
 };
 
@@ -181,6 +186,12 @@ struct center_netcheck_request { /* POST /v1/netcheck {source, destination, serv
 };
 int center_netcheck_request_parse(json_t *body, struct center_netcheck_request *r, char *err, size_t errlen);
 
+/* POST /v1/clusters/NAME/drs {mode, threshold, run}: mode NULL, threshold 0
+ * when not given (else manual|partial|full, 1..5). */
+int center_drs_request_parse(json_t *body, const char **mode, int *threshold, bool *run, char *err, size_t errlen);
+/* /v1/drs/ID/apply, ID 1, 2, ... */
+int center_drs_apply_path_parse(const char *path, int64_t *id);
+
 /* netcheck.c: runs a check from src to dst (host rows) over service and
  * keeps it in the inventory; the record {source, destination, service, ok,
  * reachable, results[], checked_at} or NULL with err set (a host cannot
@@ -196,6 +207,17 @@ void center_netcheck_summary(json_t *rec, char *out, size_t len);
  * pass's recommendations at threshold 1..5). Called without c->lock; NULL
  * with err set when there is no such cluster. */
 json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, char *err, size_t errlen);
+/* One DRS pass over a cluster (threshold 0: the cluster's): the view, whose
+ * recommendations are kept (each gets an "id") in place of the pending
+ * ones of the last pass; in automation level full, each with a destination
+ * is applied at once (a migration task; "task" in it). NULL with err set
+ * when there is no such cluster. Called without c->lock. */
+json_t *drs_cluster_pass(struct center *c, const char *cluster, int threshold, char *err, size_t errlen);
+/* Applies recommendation id: a migration task (the 202 answer of
+ * migrate_task_start), or an error status with *resp. */
+int drs_apply(struct center *c, int64_t id, json_t **resp);
+/* The periodic pass over every cluster (a thread; every c->drs_interval_s). */
+void *drs_thread(void *center);
 
 /* server.c */
 int center_serve_main(int argc, char **argv);

@@ -4,12 +4,17 @@
  * VM's CPU demand), the allowed hosts of each VM from the compatibility
  * check a migration would run, then the VM DRS scores (on their host and
  * on every other allowed host), the cluster score, its buckets and the
- * recommendations of one DRS pass (drs.c). Nothing is moved here. */
+ * recommendations of one DRS pass (drs.c). A pass keeps its
+ * recommendations in the inventory and, in automation level full, applies
+ * them (migration tasks); a VM DRS moved is not moved again within the
+ * cooldown. */
 #include "center/center.h"
 #include "center/drs.h"
+#include "api/http.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DRS_DEMAND_TIMEOUT_MS 3000
 #define DRS_RECOMMENDATIONS_MAX 64
@@ -44,14 +49,27 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 	}
 	int64_t cid = json_integer_value(json_object_get(cl, "id"));
 	json_t *hrows = inv_hosts_in_cluster(c, cid), *vrows = inv_vms_in_cluster(c, cid);
+	json_t *settings = inv_cluster_drs(c, cid);
+	size_t vi;
+	json_t *vr;
+	int64_t now_ms = inv_now_ms();
+	json_array_foreach(vrows, vi, vr) { /* in cooldown: DRS moved it less than drs_cooldown_s ago */
+		int64_t moved = inv_drs_moved_at(c, json_integer_value(json_object_get(vr, "id")));
+		json_object_set_new(vr, "drs_cooldown", json_boolean(moved && now_ms - moved < (int64_t)c->drs_cooldown_s * 1000));
+	}
 	json_decref(cl);
 	pthread_mutex_unlock(&c->lock);
+	if (!threshold)
+		threshold = (int)json_integer_value(json_object_get(settings, "threshold"));
+	if (threshold < DRS_THRESHOLD_MIN || threshold > DRS_THRESHOLD_MAX)
+		threshold = DRS_THRESHOLD_DEFAULT;
 
 	size_t nh = json_array_size(hrows), nvr = json_array_size(vrows);
 	if (nh > DRS_HOSTS_MAX) {
 		errf(err, errlen, "cluster %s has %zu hosts; DRS takes at most %d", cluster, nh, DRS_HOSTS_MAX);
 		json_decref(hrows);
 		json_decref(vrows);
+		json_decref(settings);
 		return NULL;
 	}
 	struct drs_host hosts[DRS_HOSTS_MAX];
@@ -106,8 +124,8 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 		vms[nv] = (struct drs_vm){ .name = str(v, "name"), .host = at,
 					   .cpu_demand = json_is_number(cpu) ? json_number_value(cpu) : 0,
 					   .mem_demand = mem, .mem_move = mem,
-					   .movable = json_is_null(json_object_get(v, "locked_by")) ||
-						      !json_object_get(v, "locked_by"),
+					   .movable = !json_is_integer(json_object_get(v, "locked_by")) &&
+						      !json_is_true(json_object_get(v, "drs_cooldown")),
 					   .allowed = 1ULL << at };
 		/* other hosts: the compatibility check of a live migration */
 		json_t *disks = inv_vm_array(v, "disks");
@@ -164,7 +182,8 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 			json_object_set_new(o, "blocked", json_string("no allowed host takes it"));
 		json_array_append_new(rec_out, o);
 	}
-	json_t *view = json_pack("{s:s, s:i, s:f, s:f, s:s, s:o, s:o, s:o, s:o}", "cluster", cluster, "threshold", threshold,
+	json_t *view = json_pack("{s:s, s:O, s:i, s:f, s:f, s:s, s:o, s:o, s:o, s:o}", "cluster", cluster,
+				 "mode", json_object_get(settings, "mode"), "threshold", threshold,
 				 "min_gain", isinf(drs_min_gain(threshold)) ? -1 : drs_min_gain(threshold),
 				 "score", cluster_score, "bucket", drs_bucket_label(drs_bucket(cluster_score)),
 				 "buckets", buckets, "hosts", host_out, "vms", vm_out, "recommendations", rec_out);
@@ -177,5 +196,107 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 	free(vms);
 	json_decref(hrows);
 	json_decref(vrows);
+	json_decref(settings);
 	return view;
+}
+
+int drs_apply(struct center *c, int64_t id, json_t **resp)
+{
+	pthread_mutex_lock(&c->lock);
+	json_t *r = inv_drs_rec(c, id);
+	pthread_mutex_unlock(&c->lock);
+	if (!r) {
+		*resp = http_error("no DRS recommendation %lld (see `glide cluster drs --run`)", (long long)id);
+		return 404;
+	}
+	const char *state = str(r, "state"), *to = str(r, "destination"), *vm = str(r, "vm");
+	if (strcmp(state, "pending") || !to) {
+		*resp = http_error("DRS recommendation %lld is %s%s: only a pending one with a destination can be applied",
+				   (long long)id, state, to ? "" : " and has no destination");
+		json_decref(r);
+		return 409;
+	}
+	struct center_migrate_request rq = { .to = to };
+	json_t *params = json_object();
+	int st = migrate_task_start(c, vm, &rq, params, resp);
+	json_decref(params);
+	pthread_mutex_lock(&c->lock);
+	if (st == 202) {
+		int64_t task = json_integer_value(json_object_get(*resp, "task"));
+		json_t *v = inv_vm(c, vm);
+		if (v)
+			inv_drs_set_moved(c, json_integer_value(json_object_get(v, "id")), inv_now_ms());
+		json_decref(v);
+		inv_drs_rec_set_state(c, id, "applied", task);
+		glide_log("center", "DRS: recommendation %lld applied: %s from %s to %s (%s), task %lld", (long long)id, vm,
+			  str(r, "source"), to, str(r, "reason"), (long long)task);
+	} else {
+		inv_drs_rec_set_state(c, id, "failed", 0);
+		glide_log("center", "DRS: recommendation %lld (%s to %s) not applied: %s", (long long)id, vm, to,
+			  json_string_value(json_object_get(*resp, "error")));
+	}
+	pthread_mutex_unlock(&c->lock);
+	json_decref(r);
+	return st;
+}
+
+json_t *drs_cluster_pass(struct center *c, const char *cluster, int threshold, char *err, size_t errlen)
+{
+	json_t *view = drs_cluster_view(c, cluster, threshold, err, errlen);
+	if (!view)
+		return NULL;
+	json_t *recs = json_object_get(view, "recommendations");
+	pthread_mutex_lock(&c->lock);
+	json_t *cl = inv_cluster(c, cluster);
+	if (cl)
+		inv_drs_recs_replace(c, json_integer_value(json_object_get(cl, "id")), recs);
+	json_decref(cl);
+	pthread_mutex_unlock(&c->lock);
+	if (strcmp(str(view, "mode"), "full"))
+		return view;
+	size_t i;
+	json_t *r;
+	json_array_foreach(recs, i, r) {
+		if (!json_is_string(json_object_get(r, "to")))
+			continue;
+		json_t *resp = NULL;
+		int st = drs_apply(c, json_integer_value(json_object_get(r, "id")), &resp);
+		if (st == 202)
+			json_object_set(r, "task", json_object_get(resp, "task"));
+		else
+			json_object_set(r, "not_applied", json_object_get(resp, "error"));
+		json_decref(resp);
+	}
+	return view;
+}
+
+void *drs_thread(void *center)
+{
+	struct center *c = center;
+	uint64_t next = now_ns() + (uint64_t)c->drs_interval_s * 1000000000ULL;
+	while (!c->quit) {
+		sleep_ns(200000000ULL);
+		if (now_ns() < next)
+			continue;
+		next = now_ns() + (uint64_t)c->drs_interval_s * 1000000000ULL;
+		pthread_mutex_lock(&c->lock);
+		json_t *cls = inv_clusters_with_counts(c);
+		pthread_mutex_unlock(&c->lock);
+		size_t i;
+		json_t *cl;
+		json_array_foreach(cls, i, cl) {
+			char err[256];
+			if (!json_integer_value(json_object_get(cl, "vms")) || c->quit)
+				continue;
+			json_t *view = drs_cluster_pass(c, str(cl, "name"), 0, err, sizeof(err));
+			size_t n = json_array_size(json_object_get(view, "recommendations"));
+			if (view && n)
+				glide_log("center", "DRS pass over cluster %s (%s, threshold %lld): score %.0f%%, %zu recommendation%s",
+					  str(cl, "name"), str(view, "mode"), json_integer_value(json_object_get(view, "threshold")),
+					  json_number_value(json_object_get(view, "score")), n, n == 1 ? "" : "s");
+			json_decref(view);
+		}
+		json_decref(cls);
+	}
+	return NULL;
 }

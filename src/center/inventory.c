@@ -45,7 +45,18 @@ static const char *schema =
 	"  source_id INTEGER NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,"
 	"  destination_id INTEGER NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,"
 	"  service TEXT NOT NULL, ok INTEGER NOT NULL, reachable INTEGER NOT NULL, result TEXT NOT NULL,"
-	"  checked_at INTEGER NOT NULL, PRIMARY KEY(source_id, destination_id, service));";
+	"  checked_at INTEGER NOT NULL, PRIMARY KEY(source_id, destination_id, service));"
+	/* DRS (docs/drs.md), also without a schema version */
+	"CREATE TABLE IF NOT EXISTS cluster_drs("
+	"  cluster_id INTEGER PRIMARY KEY REFERENCES clusters(id) ON DELETE CASCADE,"
+	"  mode TEXT NOT NULL, threshold INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS drs_moves("
+	"  vm_id INTEGER PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, moved_at INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS drs_recommendations("
+	"  id INTEGER PRIMARY KEY, cluster_id INTEGER NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,"
+	"  vm TEXT NOT NULL, source TEXT NOT NULL, destination TEXT, reason TEXT NOT NULL,"
+	"  gain REAL NOT NULL, cost REAL NOT NULL, cluster_before REAL NOT NULL, cluster_after REAL NOT NULL,"
+	"  state TEXT NOT NULL, task INTEGER, created_at INTEGER NOT NULL);";
 
 /* Schema 1 -> 2: VMs get their NICs and disks (attach.h). */
 static const char *schema_1_to_2 =
@@ -571,6 +582,75 @@ void inv_recover(struct center *c)
 		"this task ran; the VM state was read back from its hosts' WHERE state IN ('queued', 'running')",
 		json_pack("[I]", (json_int_t)inv_now_ms()), NULL);
 	inv_run(c, "UPDATE vms SET locked_by = NULL WHERE locked_by IS NOT NULL", NULL, NULL);
+}
+
+/* ---- DRS: per-cluster settings, the last move of each VM, recommendations ---- */
+
+json_t *inv_cluster_drs(struct center *c, int64_t cluster_id)
+{
+	json_t *r = inv_row(c, "SELECT mode, threshold FROM cluster_drs WHERE cluster_id = ?",
+			    json_pack("[I]", (json_int_t)cluster_id));
+	return r ? r : json_pack("{s:s, s:i}", "mode", "manual", "threshold", 3);
+}
+
+int inv_cluster_set_drs(struct center *c, int64_t cluster_id, const char *mode, int threshold)
+{
+	return inv_run(c, "INSERT OR REPLACE INTO cluster_drs(cluster_id, mode, threshold) VALUES(?, ?, ?)",
+		       json_pack("[I, s, i]", (json_int_t)cluster_id, mode, threshold), NULL);
+}
+
+int64_t inv_drs_moved_at(struct center *c, int64_t vm_id)
+{
+	json_t *r = inv_row(c, "SELECT moved_at FROM drs_moves WHERE vm_id = ?", json_pack("[I]", (json_int_t)vm_id));
+	int64_t t = r ? json_integer_value(json_object_get(r, "moved_at")) : 0;
+	json_decref(r);
+	return t;
+}
+
+int inv_drs_set_moved(struct center *c, int64_t vm_id, int64_t at_ms)
+{
+	return inv_run(c, "INSERT OR REPLACE INTO drs_moves(vm_id, moved_at) VALUES(?, ?)",
+		       json_pack("[I, I]", (json_int_t)vm_id, (json_int_t)at_ms), NULL);
+}
+
+int inv_drs_recs_replace(struct center *c, int64_t cluster_id, json_t *recs)
+{
+	size_t i;
+	json_t *r;
+	int rc = inv_run(c, "DELETE FROM drs_recommendations WHERE cluster_id = ? AND state = 'pending'",
+			 json_pack("[I]", (json_int_t)cluster_id), NULL);
+	json_array_foreach(recs, i, r) {
+		int64_t id = 0;
+		rc |= inv_run(c, "INSERT INTO drs_recommendations(cluster_id, vm, source, destination, reason, gain, cost,"
+				 " cluster_before, cluster_after, state, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+			      json_pack("[I, s, s, O, s, f, f, f, f, I]", (json_int_t)cluster_id,
+					json_string_value(json_object_get(r, "vm")), json_string_value(json_object_get(r, "from")),
+					json_object_get(r, "to") ? json_object_get(r, "to") : json_null(),
+					json_string_value(json_object_get(r, "reason")), json_number_value(json_object_get(r, "gain")),
+					json_number_value(json_object_get(r, "cost")),
+					json_number_value(json_object_get(r, "cluster_before")),
+					json_number_value(json_object_get(r, "cluster_after")), (json_int_t)inv_now_ms()),
+			      &id);
+		json_object_set_new(r, "id", json_integer(id));
+	}
+	return rc;
+}
+
+json_t *inv_drs_recs(struct center *c, int64_t cluster_id)
+{
+	return inv_rows(c, "SELECT * FROM drs_recommendations WHERE cluster_id = ? ORDER BY id DESC LIMIT 200",
+			json_pack("[I]", (json_int_t)cluster_id));
+}
+
+json_t *inv_drs_rec(struct center *c, int64_t id)
+{
+	return inv_row(c, "SELECT * FROM drs_recommendations WHERE id = ?", json_pack("[I]", (json_int_t)id));
+}
+
+int inv_drs_rec_set_state(struct center *c, int64_t id, const char *state, int64_t task)
+{
+	return inv_run(c, "UPDATE drs_recommendations SET state = ?, task = ? WHERE id = ?",
+		       json_pack("[s, o, I]", state, task ? json_integer(task) : json_null(), (json_int_t)id), NULL);
 }
 
 /* ---- netchecks: the last network check of each host pair and service ---- */

@@ -101,4 +101,17 @@ json_t *inv_netcheck(struct center *c, int64_t source_id, int64_t destination_id
 json_t *inv_netchecks(struct center *c); /* every row with the hosts' names as source, destination; newest first */
 int inv_netcheck_set(struct center *c, int64_t source_id, int64_t destination_id, const char *service, bool ok,
 		     bool reachable, json_t *result);
+/* DRS (caller holds c->lock): a cluster's {mode, threshold} (manual, 3
+ * when never set); when DRS last moved a VM (ms, 0: never); the
+ * recommendations of the latest pass (replace sets "id" in each of recs),
+ * newest first, one by id, and a recommendation's state (pending,
+ * applied, failed, superseded) with the task that carried it out. */
+json_t *inv_cluster_drs(struct center *c, int64_t cluster_id);
+int inv_cluster_set_drs(struct center *c, int64_t cluster_id, const char *mode, int threshold);
+int64_t inv_drs_moved_at(struct center *c, int64_t vm_id);
+int inv_drs_set_moved(struct center *c, int64_t vm_id, int64_t at_ms);
+int inv_drs_recs_replace(struct center *c, int64_t cluster_id, json_t *recs);
+json_t *inv_drs_recs(struct center *c, int64_t cluster_id);
+json_t *inv_drs_rec(struct center *c, int64_t id);
+int inv_drs_rec_set_state(struct center *c, int64_t id, const char *state, int64_t task);
 #endif

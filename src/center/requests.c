@@ -7,6 +7,7 @@
  * refuse reaches the inventory. Strings and JSON members they return are
  * borrowed from the request. */
 #include "center/center.h"
+#include "center/drs.h"
 #include "api/http.h"
 #include "migrate/migration.h"
 #include "vmm/config.h"
@@ -367,4 +368,52 @@ int center_netcheck_request_parse(json_t *body, struct center_netcheck_request *
 bad:
 	memset(r, 0, sizeof(*r));
 	return -EINVAL;
+}
+
+int center_drs_request_parse(json_t *body, const char **mode, int *threshold, bool *run, char *err, size_t errlen)
+{
+	json_t *t = json_object_get(body, "threshold"), *r = json_object_get(body, "run");
+	*mode = NULL;
+	*threshold = 0;
+	*run = false;
+	if (body && !json_is_object(body)) {
+		errf(err, errlen, "the body must be a JSON object {mode, threshold, run}");
+		return -EINVAL;
+	}
+	if (opt_string(body, "mode", mode, err, errlen))
+		return -EINVAL;
+	if (*mode && strcmp(*mode, "manual") && strcmp(*mode, "partial") && strcmp(*mode, "full")) {
+		errf(err, errlen, "DRS mode '%s': give manual (recommend only), partial (recommend moves) or full (apply them)",
+		     *mode);
+		return -EINVAL;
+	}
+	if (t && (!json_is_integer(t) || json_integer_value(t) < DRS_THRESHOLD_MIN ||
+		  json_integer_value(t) > DRS_THRESHOLD_MAX)) {
+		errf(err, errlen, "DRS threshold: give a number from %d (mandatory moves only) to %d (aggressive)",
+		     DRS_THRESHOLD_MIN, DRS_THRESHOLD_MAX);
+		return -EINVAL;
+	}
+	if (r && !json_is_boolean(r)) {
+		errf(err, errlen, "\"run\" must be true or false");
+		return -EINVAL;
+	}
+	*threshold = t ? (int)json_integer_value(t) : 0;
+	*run = json_is_true(r);
+	return 0;
+}
+
+int center_drs_apply_path_parse(const char *path, int64_t *id)
+{
+	static const char prefix[] = "/v1/drs/", suffix[] = "/apply";
+	char num[24];
+	uint64_t v;
+	size_t n = strlen(path), p = strlen(prefix), sfx = strlen(suffix);
+	if (strncmp(path, prefix, p) || n <= p + sfx || strcmp(path + n - sfx, suffix) || n - p - sfx >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, path + p, n - p - sfx);
+	num[n - p - sfx] = 0;
+	if (http_parse_uint(num, 1, INT64_MAX, &v))
+		return -EINVAL;
+	*id = (int64_t)v;
+	return 0;
 }

@@ -7,6 +7,8 @@
  *   GET  /v1/clusters     POST /v1/clusters  {name, evc, max_migrations_per_host}
  *   GET  /v1/clusters/NAME/evc               hosts' max levels, VMs' levels
  *   GET  /v1/clusters/NAME/drs[?threshold=N] VM DRS scores, cluster score, recommendations (drs_cluster.c)
+ *   POST /v1/clusters/NAME/drs               {mode, threshold, run}: DRS settings; run: a pass now
+ *   POST /v1/drs/ID/apply                    carry out a DRS recommendation
  *   POST /v1/clusters/NAME/evc               {level}: change the baseline
  *   GET  /v1/hosts        POST /v1/hosts     {address, token, name, cluster}
  *   GET  /v1/hosts/NAME   DELETE /v1/hosts/NAME
@@ -181,11 +183,17 @@ static int api_cluster_get(void *ctx, const struct http_request *req, json_t **r
 			inv_default_cluster(c);
 			pthread_mutex_unlock(&c->lock);
 		}
-		*resp = drs_cluster_view(c, name, (int)threshold, err, sizeof(err));
+		*resp = drs_cluster_view(c, name, http_query(req, "threshold") ? (int)threshold : 0, err,
+					 sizeof(err));
 		if (!*resp) {
 			*resp = http_error("%s", err);
 			return 404;
 		}
+		pthread_mutex_lock(&c->lock);
+		json_t *cl = inv_cluster(c, name);
+		json_object_set_new(*resp, "last_pass", cl ? inv_drs_recs(c, json_integer_value(json_object_get(cl, "id"))) : json_array());
+		json_decref(cl);
+		pthread_mutex_unlock(&c->lock);
 		return 200;
 	}
 	if (*action && strcmp(action, "evc"))
@@ -205,6 +213,68 @@ static int api_cluster_get(void *ctx, const struct http_request *req, json_t **r
 	return 200;
 }
 
+/* POST /v1/clusters/NAME/drs {mode, threshold, run}: sets the cluster's DRS
+ * automation level and threshold (either or both), and with run a DRS pass
+ * now (its view, recommendations with their ids; applied in level full). */
+static int cluster_drs_post(struct center *c, const char *name, json_t *body, json_t **resp)
+{
+	char err[512];
+	const char *mode;
+	int threshold;
+	bool run;
+	if (center_drs_request_parse(body, &mode, &threshold, &run, err, sizeof(err)))
+		return bad_request(err, resp);
+	pthread_mutex_lock(&c->lock);
+	if (!strcmp(name, DEFAULT_CLUSTER))
+		inv_default_cluster(c);
+	json_t *cl = inv_cluster(c, name);
+	if (!cl) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = http_error("no cluster named %s (see `glide cluster list`)", name);
+		return 404;
+	}
+	int64_t cid = json_integer_value(json_object_get(cl, "id"));
+	json_decref(cl);
+	json_t *now = inv_cluster_drs(c, cid);
+	if (mode || threshold) {
+		if (inv_cluster_set_drs(c, cid, mode ? mode : json_string_value(json_object_get(now, "mode")),
+					threshold ? threshold : (int)json_integer_value(json_object_get(now, "threshold")))) {
+			pthread_mutex_unlock(&c->lock);
+			json_decref(now);
+			*resp = http_error("cannot store the DRS settings: %s", inv_error(c));
+			return 500;
+		}
+		glide_log("center", "cluster %s: DRS %s, threshold %d", name,
+			  mode ? mode : json_string_value(json_object_get(now, "mode")),
+			  threshold ? threshold : (int)json_integer_value(json_object_get(now, "threshold")));
+		json_decref(now);
+		now = inv_cluster_drs(c, cid);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!run) {
+		json_object_set_new(now, "cluster", json_string(name));
+		*resp = now;
+		return 200;
+	}
+	json_decref(now);
+	*resp = drs_cluster_pass(c, name, 0, err, sizeof(err));
+	if (!*resp) {
+		*resp = http_error("%s", err);
+		return 404;
+	}
+	return 200;
+}
+
+/* POST /v1/drs/ID/apply: carry out a pending recommendation. */
+static int api_drs_post(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	int64_t id;
+	if (center_drs_apply_path_parse(req->path, &id))
+		return 0;
+	return drs_apply(c, id, resp);
+}
+
 static int api_cluster_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
@@ -213,6 +283,8 @@ static int api_cluster_post(void *ctx, const struct http_request *req, json_t **
 	int status;
 	if (!split(req, "/v1/clusters/", false, name, sizeof(name), action, sizeof(action), resp, &status))
 		return status;
+	if (!strcmp(action, "drs"))
+		return cluster_drs_post(c, name, req->body, resp);
 	if (strcmp(action, "evc"))
 		return 0;
 	if (center_evc_request_parse(req->body, &level, err, sizeof(err)))
@@ -818,6 +890,7 @@ static const struct http_route routes[] = {
 	{ "DELETE", "/v1/vms/*", api_vm_delete },
 	{ "POST", "/v1/netcheck", api_netcheck_run },
 	{ "GET", "/v1/netcheck", api_netchecks },
+	{ "POST", "/v1/drs/*", api_drs_post },
 	{ "GET", "/v1/tasks", api_tasks },
 	{ "GET", "/v1/tasks/*", api_task_get },
 	{ NULL, NULL, NULL },
@@ -826,7 +899,8 @@ static const struct http_route routes[] = {
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: glide center serve --db FILE --listen HOST:PORT --token-file F\n"
-		     "                          [--max-migrations-per-host N] [--tls-cert PEM --tls-key PEM] [--log FILE]\n");
+		     "                          [--max-migrations-per-host N] [--drs-interval S] [--drs-cooldown S]\n"
+		     "                          [--tls-cert PEM --tls-key PEM] [--log FILE]\n");
 }
 
 int center_serve_main(int argc, char **argv)
@@ -836,6 +910,7 @@ int center_serve_main(int argc, char **argv)
 		{ "token-file", required_argument, 0, 't' }, { "max-migrations-per-host", required_argument, 0, 'm' },
 		{ "tls-cert", required_argument, 0, 'C' },  { "tls-key", required_argument, 0, 'K' },
 		{ "log", required_argument, 0, 'L' },       { "help", no_argument, 0, 'h' },
+		{ "drs-interval", required_argument, 0, 'i' }, { "drs-cooldown", required_argument, 0, 'o' },
 		{ 0, 0, 0, 0 },
 	};
 	struct center *c = &center;
@@ -844,6 +919,8 @@ int center_serve_main(int argc, char **argv)
 	int opt;
 
 	c->max_migrations_per_host = CENTER_MAX_MIGRATIONS_PER_HOST_DEFAULT;
+	c->drs_interval_s = CENTER_DRS_INTERVAL_S_DEFAULT;
+	c->drs_cooldown_s = CENTER_DRS_COOLDOWN_S_DEFAULT;
 	pthread_mutex_init(&c->lock, NULL);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -864,6 +941,17 @@ int center_serve_main(int argc, char **argv)
 			if (glide_log_to(optarg))
 				return 1;
 			break;
+		case 'i':
+		case 'o': {
+			uint64_t v;
+			if (http_parse_uint(optarg, opt == 'i' ? 1 : 0, 86400, &v)) {
+				fprintf(stderr, "glide: --drs-%s '%s': give seconds, %d..86400\n", opt == 'i' ? "interval" : "cooldown",
+					optarg, opt == 'i' ? 1 : 0);
+				return 1;
+			}
+			*(opt == 'i' ? &c->drs_interval_s : &c->drs_cooldown_s) = (int)v;
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
@@ -892,9 +980,16 @@ int center_serve_main(int argc, char **argv)
 		sqlite3_close(c->db);
 		return 1;
 	}
-	glide_log("center", "controller serving on %s, inventory %s, at most %d migrations per host", listen, db,
-		  c->max_migrations_per_host);
+	glide_log("center", "controller serving on %s, inventory %s, at most %d migrations per host, DRS every %d s "
+		  "(cooldown %d s)", listen, db, c->max_migrations_per_host, c->drs_interval_s, c->drs_cooldown_s);
+	pthread_t drs;
+	bool drs_started = pthread_create(&drs, NULL, drs_thread, c) == 0;
+	if (!drs_started)
+		glide_log("center", "cannot start the DRS thread: no periodic DRS passes");
 	int rc = daemon_run(&d, reconcile_thread, c, &c->quit, "");
+	c->quit = true;
+	if (drs_started)
+		pthread_join(drs, NULL);
 	sqlite3_close(c->db);
 	return rc;
 }

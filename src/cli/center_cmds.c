@@ -207,16 +207,19 @@ int cmd_task_watch(int argc, char **argv)
 int cmd_cluster_drs(int argc, char **argv)
 {
 	static const struct option opts[] = { CTL_LONG_OPTIONS, { "threshold", required_argument, 0, 't' },
-					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
-	const char *usage = "glide cluster drs [NAME] [--threshold 1..5] [--json]";
+					      { "run", no_argument, 0, 'r' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide cluster drs [NAME] [--threshold 1..5 | --run] [--json]";
 	struct ctl c = { 0 };
 	char path[256], q[32] = "";
 	int opt, rc;
+	bool run = false;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
-		if (opt == 't' && strlen(optarg) == 1 && optarg[0] >= '1' && optarg[0] <= '5') {
+		if (opt == 'r') {
+			run = true;
+		} else if (opt == 't' && strlen(optarg) == 1 && optarg[0] >= '1' && optarg[0] <= '5') {
 			snprintf(q, sizeof(q), "?threshold=%s", optarg);
 		} else {
 			if (opt == 't')
@@ -230,18 +233,23 @@ int cmd_cluster_drs(int argc, char **argv)
 	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/clusters/", name, "/drs") ||
 	    strlen(path) + strlen(q) >= sizeof(path))
 		return 1;
+	if (run && *q) {
+		fprintf(stderr, "glide: --run uses the cluster's threshold (set it with `glide cluster set --drs-threshold`)\n");
+		return 1;
+	}
 	strcat(path, q);
 	if ((rc = ctl_connect(&c)))
 		return rc;
-	json_t *r = NULL, *v;
+	json_t *r = NULL, *v, *body = run ? json_pack("{s:b}", "run", 1) : NULL;
 	size_t i;
-	rc = ctl_call(&c, "GET", path, NULL, &r);
+	rc = ctl_call(&c, run ? "POST" : "GET", path, body, &r);
+	json_decref(body);
 	if (!rc && c.json) {
 		cli_print_json(r);
 	} else if (!rc) {
-		printf("cluster %s: DRS score %.0f%% (%s), threshold %lld\n", json_string_value(json_object_get(r, "cluster")),
+		printf("cluster %s: DRS score %.0f%% (%s), %s, threshold %lld\n", json_string_value(json_object_get(r, "cluster")),
 		       json_number_value(json_object_get(r, "score")), json_string_value(json_object_get(r, "bucket")),
-		       json_integer_value(json_object_get(r, "threshold")));
+		       json_string_value(json_object_get(r, "mode")), json_integer_value(json_object_get(r, "threshold")));
 		printf("%-20s %-16s %8s %7s %6s  %s\n", "VM", "HOST", "CPU", "READY", "SCORE", "ON OTHER HOSTS");
 		json_array_foreach(json_object_get(r, "vms"), i, v) {
 			const char *k;
@@ -265,19 +273,100 @@ int cmd_cluster_drs(int argc, char **argv)
 			printf("no recommendations\n");
 		json_array_foreach(recs, i, v) {
 			const char *to = json_string_value(json_object_get(v, "to"));
+			char id[64] = "", done[64] = "";
+			if (json_is_integer(json_object_get(v, "id")))
+				snprintf(id, sizeof(id), "[%lld] ", json_integer_value(json_object_get(v, "id")));
+			if (json_is_integer(json_object_get(v, "task")))
+				snprintf(done, sizeof(done), "; applied: task %lld", json_integer_value(json_object_get(v, "task")));
 			if (to)
-				printf("recommend: move %s from %s to %s (%s): cluster %.0f%% -> %.0f%%, gain %.0f points, cost %.1f\n",
-				       json_string_value(json_object_get(v, "vm")), json_string_value(json_object_get(v, "from")), to,
+				printf("%srecommend: move %s from %s to %s (%s): cluster %.0f%% -> %.0f%%, gain %.0f points, cost %.1f%s\n",
+				       id, json_string_value(json_object_get(v, "vm")), json_string_value(json_object_get(v, "from")), to,
 				       json_string_value(json_object_get(v, "reason")),
 				       json_number_value(json_object_get(v, "cluster_before")),
 				       json_number_value(json_object_get(v, "cluster_after")),
-				       json_number_value(json_object_get(v, "gain")), json_number_value(json_object_get(v, "cost")));
+				       json_number_value(json_object_get(v, "gain")), json_number_value(json_object_get(v, "cost")), done);
 			else
 				printf("blocked: %s must leave %s (%s), but no allowed host takes it\n",
 				       json_string_value(json_object_get(v, "vm")), json_string_value(json_object_get(v, "from")),
 				       json_string_value(json_object_get(v, "reason")));
 		}
 	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_cluster_set(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "drs", required_argument, 0, 'd' },
+					      { "drs-threshold", required_argument, 0, 't' }, { "help", no_argument, 0, 'h' },
+					      { 0, 0, 0, 0 } };
+	const char *usage = "glide cluster set [NAME] [--drs manual|partial|full] [--drs-threshold 1..5] [--json]";
+	struct ctl c = { 0 };
+	const char *mode = NULL;
+	char path[256];
+	int opt, rc, threshold = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		if (opt == 'd') {
+			mode = optarg;
+		} else if (opt == 't' && strlen(optarg) == 1 && optarg[0] >= '1' && optarg[0] <= '5') {
+			threshold = optarg[0] - '0';
+		} else {
+			if (opt == 't')
+				fprintf(stderr, "glide: --drs-threshold '%s': give 1 (mandatory moves only) .. 5 (aggressive)\n", optarg);
+			else
+				fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			return opt == 'h' ? 0 : 1;
+		}
+	}
+	if (!mode && !threshold) {
+		fprintf(stderr, "glide: nothing to set\nusage: %s\n", usage);
+		return 1;
+	}
+	const char *name = optind < argc ? argv[optind] : "default";
+	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/clusters/", name, "/drs"))
+		return 1;
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	json_t *r = NULL, *body = json_pack("{s:s?}", "mode", mode);
+	if (threshold)
+		json_object_set_new(body, "threshold", json_integer(threshold));
+	rc = ctl_call(&c, "POST", path, body, &r);
+	json_decref(body);
+	if (!rc && c.json)
+		cli_print_json(r);
+	else if (!rc)
+		printf("cluster %s: DRS %s, threshold %lld\n", name, json_string_value(json_object_get(r, "mode")),
+		       json_integer_value(json_object_get(r, "threshold")));
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_drs_apply(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	const char *pos = NULL;
+	char path[64];
+	json_t *r = NULL;
+	int rc = ctl_parse_simple(argc, argv, &c, &pos, "glide drs apply ID [--json]");
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	if (!pos || !*pos || strspn(pos, "0123456789") != strlen(pos) || strlen(pos) > 18) {
+		fprintf(stderr, "glide: give the recommendation's ID (a number, from `glide cluster drs --run`)\n");
+		ctl_done(&c);
+		return 1;
+	}
+	snprintf(path, sizeof(path), "/v1/drs/%s/apply", pos);
+	rc = ctl_call(&c, "POST", path, NULL, &r);
+	if (!rc && c.json)
+		cli_print_json(r);
+	else if (!rc)
+		printf("recommendation %s applied: task %lld (`glide task watch %lld`)\n", pos,
+		       json_integer_value(json_object_get(r, "task")), json_integer_value(json_object_get(r, "task")));
 	json_decref(r);
 	ctl_done(&c);
 	return rc;

@@ -16,6 +16,8 @@ int cmd_cluster_create(int argc, char **argv);
 int cmd_cluster_list(int argc, char **argv);
 int cmd_cluster_evc(int argc, char **argv);
 int cmd_cluster_drs(int argc, char **argv);
+int cmd_cluster_set(int argc, char **argv);
+int cmd_drs_apply(int argc, char **argv);
 int cmd_task_list(int argc, char **argv);
 int cmd_task_show(int argc, char **argv);
 int cmd_task_watch(int argc, char **argv);
@@ -42,7 +44,9 @@ const struct cli_command cli_extra_commands[] = {
 	{ "cluster", "create", cmd_cluster_create, "create a cluster with an EVC baseline" },
 	{ "cluster", "list", cmd_cluster_list, "list clusters" },
 	{ "cluster", "evc", cmd_cluster_evc, "show or set a cluster's EVC baseline" },
-	{ "cluster", "drs", cmd_cluster_drs, "VM DRS scores, the cluster score and DRS recommendations" },
+	{ "cluster", "drs", cmd_cluster_drs, "VM DRS scores, the cluster score and DRS recommendations (--run: a pass now)" },
+	{ "cluster", "set", cmd_cluster_set, "set a cluster's DRS automation level and migration threshold" },
+	{ "drs", "apply", cmd_drs_apply, "carry out a DRS recommendation (a migration task)" },
 	{ "task", "list", cmd_task_list, "list recent tasks" },
 	{ "task", "show", cmd_task_show, "show a task with its result" },
 	{ "task", "watch", cmd_task_watch, "follow a task until it ends" },
