@@ -5,7 +5,8 @@
  * host is over-committed. The cluster score is the mean of the VM scores.
  * A pass first places the VMs that must leave their host (maintenance, a
  * must rule), then moves VMs greedily while a move's gain in score points
- * beats its cost (the memory it copies) by the threshold's margin. Every
+ * beats its cost (the memory it copies) by the threshold's margin; between
+ * moves of equal gain, the destination left with more spare CPU wins. Every
  * candidate is evaluated on a working copy of the placement, so each
  * recommendation sees the ones before it. */
 #include "center/drs.h"
@@ -171,6 +172,18 @@ double drs_vm_score_on(const struct drs_host *hosts, int nh, const struct drs_vm
 	return s;
 }
 
+/* CPUs host j would have to spare with VM i there too (place[] as it is):
+ * between moves of equal gain, the one that leaves more headroom wins, so
+ * that VMs spread instead of filling one host to the brim. */
+static double headroom_with(const struct drs_host *hosts, int j, const struct drs_vm *vms, int nv, const int *place, int i)
+{
+	double load = vms[i].cpu_demand;
+	for (int k = 0; k < nv; k++)
+		if (place[k] == j && k != i)
+			load += vms[k].cpu_demand;
+	return hosts[j].cpus - load;
+}
+
 static double move_cost(const struct drs_params *p, const struct drs_vm *v)
 {
 	return p->cost_points_per_gib * (double)v->mem_move / GIB;
@@ -210,13 +223,15 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 		if (!evacuate && !forbidden)
 			continue;
 		int best = -1;
-		double best_points = -INFINITY;
+		double best_points = -INFINITY, best_room = -INFINITY;
 		for (int j = 0; j < nh; j++) {
 			if (j == from || !may_host(hosts, &vms[i], j))
 				continue;
 			double pts = points_if_moved(hosts, nh, vms, nv, place, i, j, now);
-			if (pts > best_points) {
+			double room = headroom_with(hosts, j, vms, nv, place, i);
+			if (pts > best_points + 1e-9 || (pts > best_points - 1e-9 && room > best_room + 1e-9)) {
 				best_points = pts;
+				best_room = room;
 				best = j;
 			}
 		}
@@ -237,7 +252,7 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 	double min_gain = drs_min_gain(p->threshold);
 	while (n < max && !isinf(min_gain)) {
 		int bi = -1, bj = -1;
-		double best_net = -INFINITY, best_points = 0;
+		double best_net = -INFINITY, best_points = 0, best_room = -INFINITY;
 		for (int i = 0; i < nv; i++) {
 			if (moved[i] || !vms[i].movable || place[i] < 0 || place[i] >= nh)
 				continue;
@@ -246,10 +261,11 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 				if (j == place[i] || !may_host(hosts, &vms[i], j))
 					continue;
 				double pts = points_if_moved(hosts, nh, vms, nv, place, i, j, now);
-				double net = pts - now - cost;
-				if (net > best_net + 1e-9) {
+				double net = pts - now - cost, room = headroom_with(hosts, j, vms, nv, place, i);
+				if (net > best_net + 1e-9 || (net > best_net - 1e-9 && room > best_room + 1e-9)) {
 					best_net = net;
 					best_points = pts;
+					best_room = room;
 					bi = i;
 					bj = j;
 				}

@@ -76,7 +76,8 @@ const char *drs_reason_name(enum drs_reason r);
  * first (VMs on an evacuating host, VMs on a host not in `allowed`), to the
  * allowed, accepting host that leaves the best cluster score (to = -1 when
  * none qualifies); then, greedily, the balancing move with the largest net
- * gain (gain - cost) while that is at least drs_min_gain(threshold). Each
+ * gain (gain - cost) while that is at least drs_min_gain(threshold); of
+ * equal gains, the one whose destination keeps more spare CPU. Each
  * recommendation is applied to the snapshot before the next is chosen, and
  * a VM is moved at most once per pass. vms[].host is left as it was.
  * Returns the number of recommendations. */

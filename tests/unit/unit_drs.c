@@ -83,9 +83,10 @@ static void spread(void)
 {
 	/* Three hosts of 2 CPUs, six VMs of 1 CPU (256 MiB) all on host a: each
 	 * gets 1/3, cluster 33.3. Every good move gains 100 points (cost 0.5):
-	 * a VM to b (a: 5 x 40 = 200, b: 100: 300 from 200), another to b
-	 * (400: ties with c, the first host wins), then c (to b would gain 0:
-	 * 3 VMs on 2 CPUs), then c again: 2 + 2 + 2, every VM 100. */
+	 * a VM to b (a: 5 x 40 = 200, b: 100: 300 from 200); another to b or c
+	 * (400 either way: c keeps 1 CPU spare, b none: c); then b or c again
+	 * (500, no CPU spare either way: the first host, b); then c (to b would
+	 * gain 0: 3 VMs on 2 CPUs): 2 + 2 + 2, every VM 100. */
 	struct drs_host h[3] = { host("a", 2, 16 * GIB), host("b", 2, 16 * GIB), host("c", 2, 16 * GIB) };
 	struct drs_vm v[6];
 	for (int i = 0; i < 6; i++)
@@ -95,8 +96,8 @@ static void spread(void)
 	double before = drs_scores(h, 3, v, 6, NULL);
 	int n = drs_recommend(h, 3, v, 6, &p, r, 8);
 	CHECK("six 1-CPU VMs on one 2-CPU host score 33.3", near(before, 100.0 / 3), "%g", before);
-	CHECK("DRS spreads them in 4 moves: v0->b, v1->b, v2->c, v3->c",
-	      n == 4 && r[0].vm == 0 && r[0].to == 1 && r[1].vm == 1 && r[1].to == 1 && r[2].vm == 2 && r[2].to == 2 &&
+	CHECK("DRS spreads them in 4 moves: v0->b, v1->c (equal gain, more spare CPU), v2->b, v3->c",
+	      n == 4 && r[0].vm == 0 && r[0].to == 1 && r[1].vm == 1 && r[1].to == 2 && r[2].vm == 2 && r[2].to == 1 &&
 	      r[3].vm == 3 && r[3].to == 2, "%d recommendations, first %d->%d", n, n ? r[0].vm : -1, n ? r[0].to : -1);
 	CHECK("each move gains 100 points at a cost of 0.5, for CPU fairness",
 	      n == 4 && near(r[0].gain, 100) && near(r[3].gain, 100) && near(r[0].cost, 0.5) &&
