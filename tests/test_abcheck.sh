@@ -91,3 +91,20 @@ expect "--parts 0" 2 "--parts" "$T/clean" --parts 0
 expect "dump smaller than the parts" 2 "less than one 4096-byte page per part" "$T/clean" --parts 1000
 expect "unknown option" 2 "unknown or incomplete option" "$T/clean" --bogus
 expect "no dump" 2 "need one DUMP"
+
+# --touch: the touch guest's fill, word by word (touch_word in guests/virtio/guest_abi.h)
+python3 - "$T/touch" <<'PY'
+import struct, sys
+start, pages = 16 << 20, 64
+w = bytearray()
+for a in range(start, start + pages * 4096, 8):
+    w += struct.pack("<Q", ((a ^ 0x676c6964652d7475) * 0x9e3779b97f4a7c15) & (2**64 - 1))
+open(sys.argv[1], "wb").write(w)
+PY
+expect "--touch: a clean fill" 0 "OK: 64 pages from 0x1000000, 0 bad" "$T/touch" --touch 16M
+cp "$T/touch" "$T/touch.bad"
+printf '\x01' | dd of="$T/touch.bad" bs=1 seek=$((5 * 4096 + 4095)) conv=notrunc 2>/dev/null
+expect "--touch: one changed byte (the page's last)" 1 "bad page at guest-physical 0x1005000" "$T/touch.bad" --touch 16M
+expect "--touch: the dump taken at another address" 1 "64 bad" "$T/touch" --touch 32M
+expect "--touch below 16 MiB" 2 "16 MiB or above" "$T/touch" --touch 1M
+expect "--touch with --parts" 2 "takes only a DUMP" "$T/touch" --touch 16M --parts 2

@@ -184,29 +184,36 @@ static uint64_t fit_disk(const uint64_t *val, uint64_t n, uint64_t *v_out, uint6
 	return best;
 }
 
+/* Maps a dump or image file read-only: its bytes and size (die on error). */
+static const void *map_file(const char *path, off_t *size)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
+		die("%s: not a regular file", path);
+	*size = st.st_size;
+	const void *p = st.st_size ? mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	if (p == MAP_FAILED)
+		die("cannot map %s: %s", path, strerror(errno));
+	close(fd);
+	return p;
+}
+
 /* abcheck --disk: one line for the disk, the bad blocks, a summary line. */
 static int check_disk(const char *path, uint64_t block_size, bool require_progress, bool json)
 {
 	uint64_t blocks, v = 0, k = 0, bad, listed = 0, *val;
 	struct bad_block list[MAX_LISTED];
 	bool all_zero = true, fail;
-	const uint8_t *image;
-	struct stat st;
-	int fd;
+	off_t size;
+	const uint8_t *image = map_file(path, &size);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		die("cannot open %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
-		die("%s: not a regular file", path);
-	blocks = (uint64_t)st.st_size / block_size;
+	blocks = (uint64_t)size / block_size;
 	if (!blocks)
-		die("%s: %lld bytes is less than one %llu-byte block", path, (long long)st.st_size,
+		die("%s: %lld bytes is less than one %llu-byte block", path, (long long)size,
 		    (unsigned long long)block_size);
-	image = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (image == MAP_FAILED)
-		die("cannot map %s: %s", path, strerror(errno));
-	close(fd);
 	val = malloc(blocks * sizeof(*val));
 	if (!val)
 		die("out of memory");
@@ -214,7 +221,7 @@ static int check_disk(const char *path, uint64_t block_size, bool require_progre
 		memcpy(&val[i], image + i * block_size, sizeof(val[i])); /* little-endian host */
 		all_zero &= !val[i];
 	}
-	munmap((void *)image, st.st_size);
+	munmap((void *)image, size);
 
 	bad = fit_disk(val, blocks, &v, &k);
 	for (uint64_t i = 0; i < blocks && bad && listed < MAX_LISTED; i++) {
@@ -229,7 +236,7 @@ static int check_disk(const char *path, uint64_t block_size, bool require_progre
 		       "\"high\": %llu, \"low\": %llu, \"passes\": %llu, \"step_block\": %llu, \"bad_blocks\": %llu, "
 		       "\"never_written\": %s, \"listed\": [",
 		       fail ? "false" : "true", (unsigned long long)blocks, (unsigned long long)block_size,
-		       (unsigned long long)(st.st_size - blocks * block_size), (unsigned long long)(v + 1),
+		       (unsigned long long)(size - blocks * block_size), (unsigned long long)(v + 1),
 		       (unsigned long long)v, (unsigned long long)v, (unsigned long long)(k ? k : blocks),
 		       (unsigned long long)bad, all_zero ? "true" : "false");
 		for (uint64_t i = 0; i < listed; i++)
@@ -267,7 +274,7 @@ static int check_disk(const char *path, uint64_t block_size, bool require_progre
 			printf("no step, ");
 		printf("%llu bad block(s)%s%s\n", (unsigned long long)bad,
 		       require_progress && all_zero ? ", never written" : "",
-		       (uint64_t)st.st_size > blocks * block_size ? " (a trailing partial block ignored)" : "");
+		       (uint64_t)size > blocks * block_size ? " (a trailing partial block ignored)" : "");
 	}
 	free(val);
 	return fail ? 1 : 0;
@@ -277,22 +284,12 @@ static int check_disk(const char *path, uint64_t block_size, bool require_progre
 static int check_touch(const char *path, uint64_t addr, bool json)
 {
 	uint64_t pages, bad = 0, listed = 0, list[MAX_LISTED];
-	const uint64_t *dump;
-	struct stat st;
-	int fd;
+	off_t size;
+	const uint64_t *dump = map_file(path, &size);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		die("cannot open %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
-		die("%s: not a regular file", path);
-	pages = (uint64_t)st.st_size / 4096;
-	if (!pages || st.st_size % 4096)
-		die("%s: %lld bytes is not a whole number of 4096-byte pages", path, (long long)st.st_size);
-	dump = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (dump == MAP_FAILED)
-		die("cannot map %s: %s", path, strerror(errno));
-	close(fd);
+	pages = (uint64_t)size / 4096;
+	if (!pages || size % 4096)
+		die("%s: %lld bytes is not a whole number of 4096-byte pages", path, (long long)size);
 	for (uint64_t p = 0; p < pages; p++) {
 		const uint64_t *w = dump + p * 512;
 		uint64_t a = addr + p * 4096;
@@ -304,7 +301,7 @@ static int check_touch(const char *path, uint64_t addr, bool json)
 				break;
 			}
 	}
-	munmap((void *)dump, st.st_size);
+	munmap((void *)dump, size);
 	if (json) {
 		printf("{\"ok\": %s, \"touch\": true, \"pages\": %llu, \"bad_pages\": %llu, \"bad_addresses\": [",
 		       bad ? "false" : "true", (unsigned long long)pages, (unsigned long long)bad);
@@ -350,8 +347,8 @@ int main(int argc, char **argv)
 	struct part_result *res;
 	const uint8_t *dump;
 	uint8_t *first_bytes;
-	struct stat st;
-	int c, fd;
+	off_t size;
+	int c;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -405,20 +402,12 @@ int main(int argc, char **argv)
 	if (touch)
 		return check_touch(argv[optind], touch_addr, json);
 
-	fd = open(argv[optind], O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		die("cannot open %s: %s", argv[optind], strerror(errno));
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
-		die("%s: not a regular file", argv[optind]);
-	pages = (uint64_t)st.st_size / page_size;
+	dump = map_file(argv[optind], &size);
+	pages = (uint64_t)size / page_size;
 	part_pages = pages / parts;
 	if (!part_pages)
 		die("%s: %lld bytes is less than one %llu-byte page per part (%llu parts)", argv[optind],
-		    (long long)st.st_size, (unsigned long long)page_size, (unsigned long long)parts);
-	dump = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (dump == MAP_FAILED)
-		die("cannot map %s: %s", argv[optind], strerror(errno));
-	close(fd);
+		    (long long)size, (unsigned long long)page_size, (unsigned long long)parts);
 
 	res = calloc(parts, sizeof(*res));
 	first_bytes = malloc(part_pages);
@@ -509,6 +498,6 @@ int main(int argc, char **argv)
 	}
 	free(res);
 	free(first_bytes);
-	munmap((void *)dump, st.st_size);
+	munmap((void *)dump, size);
 	return fail ? 1 : 0;
 }

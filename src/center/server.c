@@ -166,6 +166,18 @@ static json_t *evc_view(struct center *c, json_t *cl)
 	return r;
 }
 
+/* The row of cluster name (the default one is made on first use), or NULL
+ * with *resp the 404 answer. Caller holds c->lock. */
+static json_t *cluster_locked(struct center *c, const char *name, json_t **resp)
+{
+	if (!strcmp(name, DEFAULT_CLUSTER))
+		inv_default_cluster(c);
+	json_t *cl = inv_cluster(c, name);
+	if (!cl)
+		*resp = http_error("no cluster named %s (see `glide cluster list`)", name);
+	return cl;
+}
+
 static int api_cluster_get(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
@@ -199,12 +211,9 @@ static int api_cluster_get(void *ctx, const struct http_request *req, json_t **r
 	if (*action && strcmp(action, "evc"))
 		return 0;
 	pthread_mutex_lock(&c->lock);
-	if (!strcmp(name, DEFAULT_CLUSTER))
-		inv_default_cluster(c);
-	json_t *cl = inv_cluster(c, name);
+	json_t *cl = cluster_locked(c, name, resp);
 	if (!cl) {
 		pthread_mutex_unlock(&c->lock);
-		*resp = http_error("no cluster named %s (see `glide cluster list`)", name);
 		return 404;
 	}
 	*resp = !strcmp(action, "evc") ? evc_view(c, cl) : json_incref(cl);
@@ -225,12 +234,9 @@ static int cluster_drs_post(struct center *c, const char *name, json_t *body, js
 	if (center_drs_request_parse(body, &mode, &threshold, &run, err, sizeof(err)))
 		return bad_request(err, resp);
 	pthread_mutex_lock(&c->lock);
-	if (!strcmp(name, DEFAULT_CLUSTER))
-		inv_default_cluster(c);
-	json_t *cl = inv_cluster(c, name);
+	json_t *cl = cluster_locked(c, name, resp);
 	if (!cl) {
 		pthread_mutex_unlock(&c->lock);
-		*resp = http_error("no cluster named %s (see `glide cluster list`)", name);
 		return 404;
 	}
 	int64_t cid = json_integer_value(json_object_get(cl, "id"));
