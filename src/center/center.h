@@ -216,8 +216,22 @@ json_t *drs_cluster_pass(struct center *c, const char *cluster, int threshold, c
 /* Applies recommendation id: a migration task (the 202 answer of
  * migrate_task_start), or an error status with *resp. */
 int drs_apply(struct center *c, int64_t id, json_t **resp);
-/* The periodic pass over every cluster (a thread; every c->drs_interval_s). */
+/* The periodic pass over every cluster (a thread; every c->drs_interval_s),
+ * and every second the hosts entering maintenance. */
 void *drs_thread(void *center);
+
+/* maintenance.c: maintenance mode. maintenance_blocks: the host is entering
+ * or in maintenance (it takes no VM; why: "is entering maintenance mode");
+ * maintenance_view: {host, state (none, entering, in, timed-out), since,
+ * evacuate_powered_off, timeout_s, reason, vms_running, vms_powered_off}
+ * (both: caller holds c->lock); maintenance_post: POST
+ * /v1/hosts/NAME/maintenance {action: enter|exit, evacuate_powered_off,
+ * timeout_s}; maintenance_tick: one step for every entering host (without
+ * c->lock). */
+bool maintenance_blocks(struct center *c, int64_t host_id, char *why, size_t len);
+json_t *maintenance_view(struct center *c, json_t *host_row);
+int maintenance_post(struct center *c, const char *host, json_t *body, json_t **resp);
+void maintenance_tick(struct center *c);
 
 /* server.c */
 int center_serve_main(int argc, char **argv);

@@ -220,7 +220,7 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 		int from = place[i];
 		bool evacuate = from >= 0 && from < nh && hosts[from].evacuate;
 		bool forbidden = from < 0 || from >= DRS_HOSTS_MAX || !(vms[i].allowed >> from & 1);
-		if (!evacuate && !forbidden)
+		if ((!evacuate && !forbidden) || vms[i].locked)
 			continue;
 		int best = -1;
 		double best_points = -INFINITY, best_room = -INFINITY;
@@ -254,7 +254,7 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 		int bi = -1, bj = -1;
 		double best_net = -INFINITY, best_points = 0, best_room = -INFINITY;
 		for (int i = 0; i < nv; i++) {
-			if (moved[i] || !vms[i].movable || place[i] < 0 || place[i] >= nh)
+			if (moved[i] || !vms[i].movable || vms[i].locked || place[i] < 0 || place[i] >= nh)
 				continue;
 			double cost = move_cost(p, &vms[i]);
 			for (int j = 0; j < nh; j++) {

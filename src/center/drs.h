@@ -30,7 +30,8 @@ struct drs_vm {
 	double cpu_demand;       /* CPUs it wants: (run + ready time) per second */
 	uint64_t mem_demand;     /* bytes it wants */
 	uint64_t mem_move;       /* bytes a move copies (its memory size) */
-	bool movable;            /* DRS may move it (not locked, not in cooldown, automation not disabled) */
+	bool movable;            /* balancing may move it (not in cooldown, automation not disabled) */
+	bool locked;             /* a task holds it (a migration under way): no move at all */
 	uint64_t allowed;        /* hosts it may run on: bit i = hosts[i] (compatibility and must rules) */
 };
 

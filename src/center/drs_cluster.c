@@ -38,6 +38,29 @@ static json_t *vm_demand(json_t *report, const char *name)
 	return NULL;
 }
 
+/* Why no host takes a VM that must move: per other host, the compatibility
+ * reasons, or why the host takes no VM now. */
+static json_t *blocked_reason(const struct drs_host *hosts, int nh, const struct drs_vm *v, json_t *not_allowed)
+{
+	char buf[2048];
+	size_t used = (size_t)snprintf(buf, sizeof(buf), "no other host takes it:");
+	int others = 0;
+	for (int j = 0; j < nh && used < sizeof(buf); j++) {
+		if (j == v->host)
+			continue;
+		others++;
+		json_t *why = json_object_get(not_allowed, hosts[j].name);
+		char *list = why ? json_dumps(why, JSON_COMPACT) : NULL;
+		used += (size_t)snprintf(buf + used, sizeof(buf) - used, " %s: %s;", hosts[j].name,
+					 list ? list : hosts[j].evacuate ? "in maintenance" : !hosts[j].accepts ? "does not answer"
+					 : "not allowed");
+		free(list);
+	}
+	if (!others)
+		snprintf(buf + used, sizeof(buf) - used, " the cluster has no other host");
+	return json_string(buf);
+}
+
 json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&c->lock);
@@ -56,6 +79,12 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 	json_array_foreach(vrows, vi, vr) { /* in cooldown: DRS moved it less than drs_cooldown_s ago */
 		int64_t moved = inv_drs_moved_at(c, json_integer_value(json_object_get(vr, "id")));
 		json_object_set_new(vr, "drs_cooldown", json_boolean(moved && now_ms - moved < (int64_t)c->drs_cooldown_s * 1000));
+	}
+	json_array_foreach(hrows, vi, vr) { /* a host in or entering maintenance takes no VM; entering: empty it */
+		json_t *m = inv_host_maintenance(c, json_integer_value(json_object_get(vr, "id")));
+		if (maintenance_blocks(c, json_integer_value(json_object_get(vr, "id")), NULL, 0))
+			json_object_set(vr, "maintenance", json_object_get(m, "state"));
+		json_decref(m);
 	}
 	json_decref(cl);
 	pthread_mutex_unlock(&c->lock);
@@ -92,11 +121,12 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 			snprintf(e, sizeof(e), "host is %s", str(h, "state") ? str(h, "state") : "unknown");
 		}
 		json_t *cap = json_object_get(reports[j], "capacity");
+		const char *maint = str(h, "maintenance");
 		hosts[j] = (struct drs_host){ .name = str(h, "name"), .cpus = json_number_value(json_object_get(cap, "cpus")),
 					      .memory = (uint64_t)json_integer_value(json_object_get(cap, "memory")),
-					      .accepts = reports[j] != NULL };
-		json_t *ho = json_pack("{s:s, s:f, s:I, s:b}", "name", hosts[j].name, "cpus", hosts[j].cpus,
-				       "memory", (json_int_t)hosts[j].memory, "accepts", hosts[j].accepts);
+					      .accepts = reports[j] != NULL && !maint, .evacuate = maint != NULL };
+		json_t *ho = json_pack("{s:s, s:f, s:I, s:b, s:s?}", "name", hosts[j].name, "cpus", hosts[j].cpus,
+				       "memory", (json_int_t)hosts[j].memory, "accepts", hosts[j].accepts, "maintenance", maint);
 		if (!reports[j])
 			json_object_set_new(ho, "error", json_string(e));
 		json_array_append_new(host_out, ho);
@@ -104,8 +134,9 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 
 	/* the VMs DRS sees: those running on a host of the cluster */
 	struct drs_vm *vms = calloc(nvr ? nvr : 1, sizeof(*vms));
+	json_t **not_allowed = calloc(nvr ? nvr : 1, sizeof(*not_allowed)); /* per VM: host -> compatibility reasons */
 	int nv = 0;
-	for (size_t i = 0; vms && i < nvr; i++) {
+	for (size_t i = 0; vms && not_allowed && i < nvr; i++) {
 		json_t *v = json_array_get(vrows, i);
 		if (strcmp(str(v, "power_state") ? str(v, "power_state") : "", "running"))
 			continue;
@@ -124,9 +155,10 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 		vms[nv] = (struct drs_vm){ .name = str(v, "name"), .host = at,
 					   .cpu_demand = json_is_number(cpu) ? json_number_value(cpu) : 0,
 					   .mem_demand = mem, .mem_move = mem,
-					   .movable = !json_is_integer(json_object_get(v, "locked_by")) &&
-						      !json_is_true(json_object_get(v, "drs_cooldown")),
+					   .movable = !json_is_true(json_object_get(v, "drs_cooldown")),
+					   .locked = json_is_integer(json_object_get(v, "locked_by")),
 					   .allowed = 1ULL << at };
+		not_allowed[nv] = json_object();
 		/* other hosts: the compatibility check of a live migration */
 		json_t *disks = inv_vm_array(v, "disks");
 		json_t *src_paths = json_array_size(disks) ? host_paths(json_array_get(hrows, at), disks) : NULL;
@@ -138,6 +170,8 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 						   dst_paths, true, NULL);
 			if (!json_array_size(why))
 				vms[nv].allowed |= 1ULL << j;
+			else
+				json_object_set(not_allowed[nv], hosts[j].name, why);
 			json_decref(why);
 			json_decref(dst_paths);
 		}
@@ -166,6 +200,8 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 				      (json_int_t)vms[i].mem_demand, "score", scores[i], "bucket",
 				      drs_bucket_label(drs_bucket(scores[i])), "score_on", elsewhere, "movable", vms[i].movable);
 		json_object_set(o, "ready_pct", json_object_get(d, "ready_pct") ? json_object_get(d, "ready_pct") : json_null());
+		json_object_set_new(o, "locked", json_boolean(vms[i].locked));
+		json_object_set(o, "not_allowed", not_allowed[i]);
 		json_array_append_new(vm_out, o);
 	}
 	json_t *buckets = json_object();
@@ -179,7 +215,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 				      drs_reason_name(r->reason), "gain", r->gain, "cost", r->cost, "cluster_before",
 				      r->cluster_before, "cluster_after", r->cluster_after);
 		if (r->to < 0)
-			json_object_set_new(o, "blocked", json_string("no allowed host takes it"));
+			json_object_set_new(o, "blocked", blocked_reason(hosts, (int)nh, &vms[r->vm], not_allowed[r->vm]));
 		json_array_append_new(rec_out, o);
 	}
 	json_t *view = json_pack("{s:s, s:O, s:i, s:f, s:f, s:s, s:o, s:o, s:o, s:o}", "cluster", cluster,
@@ -191,6 +227,9 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 		json_decref(reports[j]);
 		json_decref(facts[j]);
 	}
+	for (int i = 0; i < nv; i++)
+		json_decref(not_allowed[i]);
+	free(not_allowed);
 	free(scores);
 	free(recs);
 	free(vms);
@@ -242,6 +281,7 @@ int drs_apply(struct center *c, int64_t id, json_t **resp)
 
 json_t *drs_cluster_pass(struct center *c, const char *cluster, int threshold, char *err, size_t errlen)
 {
+	/* moves off a host entering maintenance are carried out whatever the automation level */
 	json_t *view = drs_cluster_view(c, cluster, threshold, err, errlen);
 	if (!view)
 		return NULL;
@@ -252,12 +292,12 @@ json_t *drs_cluster_pass(struct center *c, const char *cluster, int threshold, c
 		inv_drs_recs_replace(c, json_integer_value(json_object_get(cl, "id")), recs);
 	json_decref(cl);
 	pthread_mutex_unlock(&c->lock);
-	if (strcmp(str(view, "mode"), "full"))
-		return view;
+	bool full = !strcmp(str(view, "mode"), "full");
 	size_t i;
 	json_t *r;
 	json_array_foreach(recs, i, r) {
-		if (!json_is_string(json_object_get(r, "to")))
+		if (!json_is_string(json_object_get(r, "to")) ||
+		    (!full && strcmp(str(r, "reason"), drs_reason_name(DRS_REASON_MAINTENANCE))))
 			continue;
 		json_t *resp = NULL;
 		int st = drs_apply(c, json_integer_value(json_object_get(r, "id")), &resp);
@@ -273,9 +313,13 @@ json_t *drs_cluster_pass(struct center *c, const char *cluster, int threshold, c
 void *drs_thread(void *center)
 {
 	struct center *c = center;
-	uint64_t next = now_ns() + (uint64_t)c->drs_interval_s * 1000000000ULL;
+	uint64_t next = now_ns() + (uint64_t)c->drs_interval_s * 1000000000ULL, next_maintenance = 0;
 	while (!c->quit) {
 		sleep_ns(200000000ULL);
+		if (now_ns() >= next_maintenance) { /* hosts entering maintenance: every second */
+			maintenance_tick(c);
+			next_maintenance = now_ns() + 1000000000ULL;
+		}
 		if (now_ns() < next)
 			continue;
 		next = now_ns() + (uint64_t)c->drs_interval_s * 1000000000ULL;

@@ -56,7 +56,11 @@ static const char *schema =
 	"  id INTEGER PRIMARY KEY, cluster_id INTEGER NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,"
 	"  vm TEXT NOT NULL, source TEXT NOT NULL, destination TEXT, reason TEXT NOT NULL,"
 	"  gain REAL NOT NULL, cost REAL NOT NULL, cluster_before REAL NOT NULL, cluster_after REAL NOT NULL,"
-	"  state TEXT NOT NULL, task INTEGER, created_at INTEGER NOT NULL);";
+	"  state TEXT NOT NULL, task INTEGER, created_at INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS host_maintenance("
+	"  host_id INTEGER PRIMARY KEY REFERENCES hosts(id) ON DELETE CASCADE,"
+	"  state TEXT NOT NULL, evacuate_powered_off INTEGER NOT NULL, timeout_s INTEGER NOT NULL,"
+	"  started_at INTEGER NOT NULL, reason TEXT);";
 
 /* Schema 1 -> 2: VMs get their NICs and disks (attach.h). */
 static const char *schema_1_to_2 =
@@ -540,6 +544,12 @@ int inv_task_finish(struct center *c, int64_t id, bool ok, const char *message, 
 		       NULL);
 }
 
+int inv_task_started(struct center *c, int64_t id)
+{
+	return inv_run(c, "UPDATE tasks SET started_at = ? WHERE id = ?", json_pack("[I, I]", (json_int_t)inv_now_ms(), (json_int_t)id),
+		       NULL);
+}
+
 json_t *inv_task(struct center *c, int64_t id)
 {
 	return inv_row(c, "SELECT * FROM tasks WHERE id = ?", json_pack("[I]", (json_int_t)id));
@@ -651,6 +661,34 @@ int inv_drs_rec_set_state(struct center *c, int64_t id, const char *state, int64
 {
 	return inv_run(c, "UPDATE drs_recommendations SET state = ?, task = ? WHERE id = ?",
 		       json_pack("[s, o, I]", state, task ? json_integer(task) : json_null(), (json_int_t)id), NULL);
+}
+
+json_t *inv_host_maintenance(struct center *c, int64_t host_id)
+{
+	return inv_row(c, "SELECT * FROM host_maintenance WHERE host_id = ?", json_pack("[I]", (json_int_t)host_id));
+}
+
+json_t *inv_maintenance_all(struct center *c)
+{
+	return inv_rows(c, "SELECT m.*, h.name AS host, h.cluster_id AS cluster_id FROM host_maintenance m"
+			   " JOIN hosts h ON h.id = m.host_id ORDER BY m.host_id", NULL);
+}
+
+int inv_host_set_maintenance(struct center *c, int64_t host_id, const char *state, bool evacuate_powered_off,
+			     int64_t timeout_s, int64_t started_at, const char *reason)
+{
+	if (!state)
+		return inv_run(c, "DELETE FROM host_maintenance WHERE host_id = ?", json_pack("[I]", (json_int_t)host_id), NULL);
+	return inv_run(c, "INSERT OR REPLACE INTO host_maintenance(host_id, state, evacuate_powered_off, timeout_s, started_at,"
+			  " reason) VALUES(?, ?, ?, ?, ?, ?)",
+		       json_pack("[I, s, i, I, I, s?]", (json_int_t)host_id, state, evacuate_powered_off ? 1 : 0,
+				 (json_int_t)timeout_s, (json_int_t)started_at, reason),
+		       NULL);
+}
+
+json_t *inv_vms_on_host(struct center *c, int64_t host_id)
+{
+	return inv_rows(c, "SELECT * FROM vms WHERE host_id = ? ORDER BY id", json_pack("[I]", (json_int_t)host_id));
 }
 
 /* ---- netchecks: the last network check of each host pair and service ---- */

@@ -92,6 +92,8 @@ int64_t inv_task_insert(struct center *c, const char *kind, int64_t vm_id, const
 int inv_task_update(struct center *c, int64_t id, const char *stage, double progress, json_t *detail);
 /* Ends a task: succeeded (progress 1) or failed, with message and result (either may be NULL). */
 int inv_task_finish(struct center *c, int64_t id, bool ok, const char *message, json_t *result);
+/* A queued task got its turn: started_at is now (it was its creation). */
+int inv_task_started(struct center *c, int64_t id);
 json_t *inv_task(struct center *c, int64_t id); /* the row or NULL */
 json_t *inv_tasks_recent(struct center *c, int limit); /* newest first */
 /* Migrations past their queue (stage not "queued") running from or to host (by name). */
@@ -114,4 +116,13 @@ int inv_drs_recs_replace(struct center *c, int64_t cluster_id, json_t *recs);
 json_t *inv_drs_recs(struct center *c, int64_t cluster_id);
 json_t *inv_drs_rec(struct center *c, int64_t id);
 int inv_drs_rec_set_state(struct center *c, int64_t id, const char *state, int64_t task);
+/* Maintenance mode (caller holds c->lock): a host's row {state (entering,
+ * in), evacuate_powered_off, timeout_s, started_at, reason} or NULL when it
+ * is not in maintenance; every such row with the host's name and cluster_id;
+ * set (state NULL: the host leaves maintenance). */
+json_t *inv_host_maintenance(struct center *c, int64_t host_id);
+json_t *inv_maintenance_all(struct center *c);
+int inv_host_set_maintenance(struct center *c, int64_t host_id, const char *state, bool evacuate_powered_off,
+			     int64_t timeout_s, int64_t started_at, const char *reason);
+json_t *inv_vms_on_host(struct center *c, int64_t host_id); /* every VM row registered on the host */
 #endif

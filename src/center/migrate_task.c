@@ -722,6 +722,7 @@ static void *migrate_thread(void *arg)
 		pthread_mutex_lock(&c->lock);
 		if (inv_tasks_migrating(c, sname) < limit && inv_tasks_migrating(c, dname) < limit) {
 			task_update(c, j->task, "starting", 0.01, NULL);
+			inv_task_started(c, j->task); /* started_at: when it took its slots, not when it queued */
 			pthread_mutex_unlock(&c->lock);
 			break;
 		}
@@ -772,6 +773,15 @@ int migrate_task_start(struct center *c, const char *name, const struct center_m
 		*resp = http_error("VM %s is locked by task %lld, which is still running (its configuration cannot change and it "
 				 "cannot move until that task ends); wait with `glide task watch %lld`", name, t, t);
 		json_object_set_new(*resp, "task", json_integer(t));
+		job_free(j);
+		return 409;
+	}
+	char maint[64];
+	pthread_mutex_lock(&c->lock);
+	bool in_maintenance = maintenance_blocks(c, json_integer_value(json_object_get(j->dst, "id")), maint, sizeof(maint));
+	pthread_mutex_unlock(&c->lock);
+	if (in_maintenance) {
+		*resp = http_error("host %s %s: it takes no VMs (`glide host maintenance exit %s`)", to, maint, to);
 		job_free(j);
 		return 409;
 	}

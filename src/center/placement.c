@@ -278,6 +278,14 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 		struct placement_host *p = &cand[i];
 		p->name = json_string_value(json_object_get(h, "name"));
 		p->home = json_equal(json_object_get(h, "id"), json_object_get(vm, "host_id"));
+		char why[64];
+		pthread_mutex_lock(&c->lock);
+		bool maint = maintenance_blocks(c, json_integer_value(json_object_get(h, "id")), why, sizeof(why));
+		pthread_mutex_unlock(&c->lock);
+		if (maint) { /* takes no VM: placement_choose sees a host without facts and says why */
+			snprintf(p->error, sizeof(p->error), "%s", why);
+			continue;
+		}
 		json_t *f = host_facts(h, p->error, sizeof(p->error));
 		if (!f)
 			continue;

@@ -9,6 +9,7 @@
  *   GET  /v1/clusters/NAME/drs[?threshold=N] VM DRS scores, cluster score, recommendations (drs_cluster.c)
  *   POST /v1/clusters/NAME/drs               {mode, threshold, run}: DRS settings; run: a pass now
  *   POST /v1/drs/ID/apply                    carry out a DRS recommendation
+ *   GET|POST /v1/hosts/NAME/maintenance      maintenance mode: state; {action: enter|exit, ...} (maintenance.c)
  *   POST /v1/clusters/NAME/evc               {level}: change the baseline
  *   GET  /v1/hosts        POST /v1/hosts     {address, token, name, cluster}
  *   GET  /v1/hosts/NAME   DELETE /v1/hosts/NAME
@@ -445,10 +446,17 @@ static int api_host_get(void *ctx, const struct http_request *req, json_t **resp
 	int status;
 	if (!split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp, &status))
 		return status;
-	if (action[0])
+	if (action[0] && strcmp(action, "maintenance"))
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	json_t *row = inv_host(c, name);
+	if (row && action[0]) {
+		*resp = maintenance_view(c, row);
+		pthread_mutex_unlock(&c->lock);
+		json_decref(row);
+		return 200;
+	}
+	json_t *maint = row ? maintenance_view(c, row) : NULL;
 	pthread_mutex_unlock(&c->lock);
 	if (!row) {
 		*resp = http_error("no host named %s (see `glide host list`)", name);
@@ -461,8 +469,22 @@ static int api_host_get(void *ctx, const struct http_request *req, json_t **resp
 	else
 		json_object_set_new(*resp, "error", json_string(err));
 	json_object_set_new(*resp, "state", json_string(facts ? "connected" : "disconnected"));
+	json_object_set_new(*resp, "maintenance", maint);
 	json_decref(row);
 	return 200;
+}
+
+/* POST /v1/hosts/NAME/maintenance {action, evacuate_powered_off, timeout_s} */
+static int api_host_post(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	char name[128], action[64];
+	int status;
+	if (!split(req, "/v1/hosts/", true, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
+	if (strcmp(action, "maintenance"))
+		return 0;
+	return maintenance_post(c, name, req->body, resp);
 }
 
 static int api_host_delete(void *ctx, const struct http_request *req, json_t **resp)
@@ -888,6 +910,7 @@ static const struct http_route routes[] = {
 	{ "GET", "/v1/hosts", api_hosts },
 	{ "POST", "/v1/hosts", api_host_add },
 	{ "GET", "/v1/hosts/*", api_host_get },
+	{ "POST", "/v1/hosts/*", api_host_post },
 	{ "DELETE", "/v1/hosts/*", api_host_delete },
 	{ "GET", "/v1/vms", api_vms },
 	{ "POST", "/v1/vms", api_vm_create },

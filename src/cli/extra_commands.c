@@ -16,6 +16,7 @@ int cmd_cluster_create(int argc, char **argv);
 int cmd_cluster_list(int argc, char **argv);
 int cmd_cluster_evc(int argc, char **argv);
 int cmd_cluster_drs(int argc, char **argv);
+int cmd_host_maintenance(int argc, char **argv);
 int cmd_cluster_set(int argc, char **argv);
 int cmd_drs_apply(int argc, char **argv);
 int cmd_task_list(int argc, char **argv);
@@ -39,6 +40,7 @@ const struct cli_command cli_extra_commands[] = {
 	{ "host", "show", cmd_host_show, "show a host's facts and VMs" },
 	{ "host", "remove", cmd_host_remove, "remove a host from the inventory" },
 	{ "host", "netstats", cmd_host_netstats, "NIC counters of a host's VMs (from its agent)" },
+	{ "host", "maintenance", cmd_host_maintenance, "enter or exit maintenance mode (the host's VMs move away live), or show it" },
 	{ "host", "netcheck", cmd_host_netcheck, "check the network between two hosts (reachability, RTT, MTU, throughput)" },
 	{ "center", "serve", cmd_center_serve, "run the controller (inventory, tasks, EVC)" },
 	{ "cluster", "create", cmd_cluster_create, "create a cluster with an EVC baseline" },

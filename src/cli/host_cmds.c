@@ -394,3 +394,83 @@ int cmd_host_netstats(int argc, char **argv)
 	json_decref(r);
 	return rc;
 }
+
+static void maintenance_print(json_t *r)
+{
+	const char *reason = json_string_value(json_object_get(r, "reason"));
+	printf("host %s: maintenance %s, %zu VM(s) running there%s%s\n", json_string_value(json_object_get(r, "host")),
+	       json_string_value(json_object_get(r, "state")), json_array_size(json_object_get(r, "vms_running")),
+	       reason ? ": " : "", reason ? reason : "");
+}
+
+int cmd_host_maintenance(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "evacuate-powered-off", no_argument, 0, 'e' },
+					      { "timeout", required_argument, 0, 't' }, { "no-wait", no_argument, 0, 'n' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide host maintenance enter|exit|show HOST [--evacuate-powered-off] [--timeout S] [--no-wait] [--json]";
+	struct ctl c = { 0 };
+	bool evac = false, wait = true;
+	long timeout = 0;
+	char path[256], *end;
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		if (opt == 'e') {
+			evac = true;
+		} else if (opt == 'n') {
+			wait = false;
+		} else if (opt == 't' && (timeout = strtol(optarg, &end, 10)) >= 0 && timeout <= 604800 && *optarg && !*end) {
+			continue;
+		} else {
+			if (opt == 't')
+				fprintf(stderr, "glide: --timeout '%s': give seconds, 0 (none) to 604800\n", optarg);
+			else
+				fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			return opt == 'h' ? 0 : 1;
+		}
+	}
+	if (argc - optind != 2 || (strcmp(argv[optind], "enter") && strcmp(argv[optind], "exit") && strcmp(argv[optind], "show"))) {
+		fprintf(stderr, "glide: give enter, exit or show, and the HOST\nusage: %s\n", usage);
+		return 1;
+	}
+	const char *verb = argv[optind], *host = argv[optind + 1];
+	if (ctl_path(path, sizeof(path), "/v1/hosts/", host, "/maintenance"))
+		return 1;
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	json_t *r = NULL, *body = NULL;
+	if (strcmp(verb, "show")) {
+		body = json_pack("{s:s}", "action", verb);
+		if (evac)
+			json_object_set_new(body, "evacuate_powered_off", json_true());
+		if (timeout)
+			json_object_set_new(body, "timeout_s", json_integer(timeout));
+	}
+	rc = ctl_call(&c, body ? "POST" : "GET", path, body, &r);
+	json_decref(body);
+	/* enter: follow it until the host is in maintenance (or the attempt timed out) */
+	char last[4096] = "";
+	while (!rc && !strcmp(verb, "enter") && wait && !strcmp(json_string_value(json_object_get(r, "state")), "entering")) {
+		const char *reason = json_string_value(json_object_get(r, "reason"));
+		if (!c.json && reason && strcmp(reason, last)) {
+			maintenance_print(r);
+			snprintf(last, sizeof(last), "%s", reason);
+		}
+		sleep_ns(500000000ULL);
+		json_decref(r);
+		r = NULL;
+		rc = ctl_call(&c, "GET", path, NULL, &r);
+	}
+	if (!rc && c.json)
+		cli_print_json(r);
+	else if (!rc)
+		maintenance_print(r);
+	if (!rc && !strcmp(verb, "enter") && wait && strcmp(json_string_value(json_object_get(r, "state")), "in"))
+		rc = 3; /* it did not get there (timed out) */
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}

@@ -166,6 +166,17 @@ static void mandatory(void)
 	      n == 2 && r[0].vm == 2 && r[0].to == 2 && r[0].reason == DRS_REASON_RULE && r[1].vm == 3 && r[1].to == -1 &&
 	      !strcmp(drs_reason_name(r[1].reason), "rule-violation"), "%d", n);
 	CHECK("more than DRS_HOSTS_MAX hosts are refused", drs_recommend(h, DRS_HOSTS_MAX + 1, v, 4, &p, r, 8) == 0, "-");
+	/* a VM a task holds (a migration under way) gets no recommendation, even a mandatory one;
+	 * one in cooldown (not movable) still leaves an evacuating host */
+	v[2].locked = true;
+	v[3].allowed = ALL;
+	v[3].movable = false;
+	h[1].evacuate = true;
+	h[1].accepts = false;
+	h[0].accepts = true;
+	n = drs_recommend(h, 3, v, 4, &p, r, 8);
+	CHECK("evacuation: a locked VM is left alone, a VM in cooldown still leaves",
+	      n == 1 && r[0].vm == 3 && r[0].reason == DRS_REASON_MAINTENANCE && r[0].to >= 0, "%d", n);
 }
 
 static void memory_reason(void)

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Maintenance mode (issue 15): three host agents on loopback (hA 4 GiB, hB
+# and hC 1 GiB each, 2 CPUs each), a controller that allows 2 migrations
+# per host at once. hA runs four A-B guests (8 MiB range) and holds one
+# powered-off VM. `glide host maintenance enter hA --evacuate-powered-off`
+# empties it: every running VM moves live (DRS picks hB or hC), never more
+# than 2 migrations at once, A-B clean on each; the powered-off VM is
+# registered elsewhere; the host then is "in" maintenance and refuses new
+# VMs and incoming migrations; `exit` makes it take VMs again. A VM that no
+# other host can take (1.5 GiB, more than hB and hC have) leaves the host
+# "entering" with the reason (each host's compatibility reasons) until the
+# timeout, after which it takes VMs again.
+. "$(dirname "$0")/lib.sh"
+have_kvm || { skip "maintenance: no /dev/kvm"; exit 0; }
+BASE=$(port_base)
+PC=$BASE PA=$((BASE + 1)) PB=$((BASE + 2)) PCC=$((BASE + 3))
+(umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
+IMG="$T/ab8.img"
+"$GLIDE_BUILD/tools/guestcfg" "$GLIDE_BUILD/guests/guest.img" "$IMG" --mode ab --range-start 1M --range-size 8M \
+	>"$T/guestcfg.out" 2>&1 || { fail "maintenance: guestcfg: $(cat "$T/guestcfg.out")"; exit 0; }
+export AB_START=0x100000 AB_SIZE=8M GLIDE_CENTER="127.0.0.1:$PC" GLIDE_TOKEN_FILE="$T/ct"
+monitor_pids() { cat "$T"/h*/vms/*/pid 2>/dev/null; }
+cleanup_all() { for p in $(monitor_pids); do kill "$p" 2>/dev/null; done; cleanup; }
+trap cleanup_all EXIT
+agent() { # agent NAME PORT EXTRA...
+	local n="$1" p="$2"; shift 2
+	"$GLIDE" host serve --data-dir "$T/$n" --listen "127.0.0.1:$p" --token-file "$T/ht" --name "$n" \
+		--migration-address 127.0.0.1 "$@" >>"$T/$n.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 curl -sf -H "Authorization: Bearer $(cat "$T/ht")" "http://127.0.0.1:$p/v1/host"
+}
+agent hA $PA --cpus 2 --memory 4G && agent hB $PB --cpus 2 --memory 1G && agent hC $PCC --cpus 2 --memory 1G ||
+	{ fail "maintenance: agents did not start: $(tail -2 "$T"/hA.log)"; exit 0; }
+"$GLIDE" center serve --db "$T/c.db" --listen "127.0.0.1:$PC" --token-file "$T/ct" --max-migrations-per-host 2 \
+	--drs-interval 3600 >>"$T/c.log" 2>&1 &
+PIDS+=($!)
+wait_for 10 "$GLIDE" cluster list || { fail "maintenance: controller did not start"; exit 0; }
+for h in hA:$PA hB:$PB hC:$PCC; do
+	"$GLIDE" host add "127.0.0.1:${h#*:}" --host-token-file "$T/ht" --name "${h%%:*}" >/dev/null ||
+		{ fail "maintenance: host add ${h%%:*}"; exit 0; }
+done
+for i in 1 2 3 4; do
+	"$GLIDE" vm create m$i --memory 32M --boot "$IMG" >/dev/null && "$GLIDE" vm start m$i --host hA >/dev/null ||
+		fail "maintenance: vm m$i did not start on hA"
+done
+"$GLIDE" vm create off1 --memory 32M --boot "$IMG" >/dev/null && "$GLIDE" vm start off1 --host hA >/dev/null &&
+	"$GLIDE" vm stop off1 >/dev/null || fail "maintenance: powered-off VM off1 on hA"
+host_of() { "$GLIDE" vm show "$1" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("host"))'; }
+vm_api() { "$GLIDE" vm show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api"])'; }
+sleep 1 # the guests past their first pass over the range
+
+timeout 180 "$GLIDE" host maintenance enter hA --evacuate-powered-off --timeout 150 >"$T/enter.out" 2>&1
+rc=$?
+state=$("$GLIDE" host maintenance show hA --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+if [ $rc = 0 ] && [ "$state" = in ]; then
+	pass "maintenance enter hA: in maintenance ($(tail -1 "$T/enter.out"))"
+else
+	fail "maintenance enter hA: exit $rc, state $state: $(tail -3 "$T/enter.out"); $(tail -5 "$T/c.log")"
+fi
+bad=""; where=""
+for i in 1 2 3 4; do
+	h=$(host_of m$i); where="$where m$i:$h"
+	case "$h" in hB|hC) ab_check "$(vm_api m$i)" 1 2>/dev/null || bad="$bad m$i(A-B: $(tail -1 "$T/abcheck.out"))" ;;
+	*) bad="$bad m$i(on $h)" ;; esac
+done
+[ -z "$bad" ] && pass "all four running VMs moved live to hB/hC ($where), A-B clean on each" ||
+	fail "evacuated VMs:$bad"
+h=$(host_of off1)
+case "$h" in hB|hC) pass "--evacuate-powered-off: off1 is registered on $h now" ;; *) fail "powered-off off1 is on '$h'" ;; esac
+# never more than 2 migrations at once from hA (the per-host limit), from the tasks' start and end times
+"$GLIDE" task list --json >"$T/tasks.json"
+python3 - "$T/tasks.json" >"$T/overlap" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+t = t.get("tasks", t) if isinstance(t, dict) else t
+mig = [x for x in t if x.get("kind") == "migrate" and x.get("source_host") == "hA" and x.get("started_at")]
+ev = sorted([(x["started_at"], 1) for x in mig] + [(x["ended_at"] or 1 << 62, -1) for x in mig], key=lambda e: (e[0], e[1]))
+cur = peak = 0
+for _, d in ev:
+    cur += d
+    peak = max(peak, cur)
+print(len(mig), peak)
+PY
+read -r nmig peak <"$T/overlap"
+if [ "$nmig" -ge 5 ] && [ "$peak" -le 2 ]; then pass "$nmig migrations off hA, at most $peak at once (limit 2)"
+else fail "migrations off hA: $nmig, at most $peak at once (limit 2): $(head -c 600 "$T/tasks.json")"; fi
+
+"$GLIDE" vm create new1 --memory 32M --boot "$IMG" >/dev/null
+check "a host in maintenance takes no new VM (vm start --host hA refused, naming it)" bash -c "! $GLIDE vm start new1 --host hA 2>$T/new1.err && grep -q 'maintenance mode' $T/new1.err"
+check "a host in maintenance takes no incoming migration" bash -c "! $GLIDE vm migrate m1 --to hA 2>$T/mig.err && grep -q 'maintenance mode' $T/mig.err"
+check "maintenance exit hA" bash -c "$GLIDE host maintenance exit hA | grep -q 'maintenance none'"
+check "after exit hA takes VMs again (new1 starts there)" "$GLIDE" vm start new1 --host hA
+
+# blocked: a VM no other host can take (1.5 GiB; hB and hC offer 1 GiB)
+"$GLIDE" vm create big --memory 1536M --boot "$GLIDE_BUILD/guests/heartbeat.img" >/dev/null &&
+	"$GLIDE" vm start big --host hA >/dev/null || fail "maintenance: big did not start on hA"
+"$GLIDE" vm stop new1 >/dev/null 2>&1
+timeout 60 "$GLIDE" host maintenance enter hA --timeout 4 >"$T/blocked.out" 2>&1
+rc=$?
+"$GLIDE" host maintenance show hA --json >"$T/blocked.json"
+if [ $rc = 3 ] && grep -q "big: no other host takes it" "$T/blocked.out" && grep -q "memory: host hB has" "$T/blocked.out" &&
+   [ "$(json_get "$T/blocked.json" state)" = timed-out ] && [ "$(host_of big)" = hA ]; then
+	pass "a VM no host can take keeps hA entering, with the reason, until the timeout ($(grep -m1 -o 'blocked: big: [^;]*; hB: [^]]*\]' "$T/blocked.out" | head -c 240))"
+else
+	fail "blocked evacuation: exit $rc, $(cat "$T/blocked.json"); $(tail -3 "$T/blocked.out")"
+fi
+check "after the timeout hA takes VMs again" "$GLIDE" vm start new1 --host hA
+for v in m1 m2 m3 m4 big new1; do "$GLIDE" vm stop $v >/dev/null 2>&1; done
