@@ -141,6 +141,38 @@ static bool may_host(const struct drs_host *hosts, const struct drs_vm *v, int j
 	return j >= 0 && j < DRS_HOSTS_MAX && hosts[j].accepts && !hosts[j].evacuate && (v->allowed >> j & 1);
 }
 
+/* Whether VM i may be on host j as far as VM-VM rules go, the others where
+ * place[] has them: no member of an anti-affinity group of i there, and
+ * every member of an affinity group of i there (a member on a host being
+ * evacuated will follow, so it does not count). */
+static bool fits_rules(const struct drs_host *hosts, int nh, const struct drs_vm *vms, int nv, const int *place, int i, int j)
+{
+	for (int k = 0; k < nv; k++) {
+		if (k == i)
+			continue;
+		if ((vms[i].apart & vms[k].apart) && place[k] == j)
+			return false;
+		if ((vms[i].together & vms[k].together) && place[k] != j &&
+		    !(place[k] >= 0 && place[k] < nh && hosts[place[k]].evacuate))
+			return false;
+	}
+	return true;
+}
+
+/* VM i breaks a VM-VM rule where it is, with a VM before it (so that of two
+ * VMs that break a rule together only the later one is moved). */
+static bool breaks_rules(const struct drs_host *hosts, int nh, const struct drs_vm *vms, const int *place, int i)
+{
+	for (int k = 0; k < i; k++) {
+		if ((vms[i].apart & vms[k].apart) && place[k] == place[i])
+			return true;
+		if ((vms[i].together & vms[k].together) && place[k] != place[i] &&
+		    !(place[k] >= 0 && place[k] < nh && hosts[place[k]].evacuate))
+			return true;
+	}
+	return false;
+}
+
 /* The cluster's points with VM i moved to host j (place[] is restored). */
 static double points_if_moved(const struct drs_host *hosts, int nh, const struct drs_vm *vms, int nv, int *place,
 			      int i, int j, double now)
@@ -219,13 +251,14 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 	for (int i = 0; i < nv && n < max; i++) {
 		int from = place[i];
 		bool evacuate = from >= 0 && from < nh && hosts[from].evacuate;
-		bool forbidden = from < 0 || from >= DRS_HOSTS_MAX || !(vms[i].allowed >> from & 1);
+		bool forbidden = from < 0 || from >= DRS_HOSTS_MAX || !(vms[i].allowed >> from & 1) ||
+				 breaks_rules(hosts, nh, vms, place, i);
 		if ((!evacuate && !forbidden) || vms[i].locked)
 			continue;
 		int best = -1;
 		double best_points = -INFINITY, best_room = -INFINITY;
 		for (int j = 0; j < nh; j++) {
-			if (j == from || !may_host(hosts, &vms[i], j))
+			if (j == from || !may_host(hosts, &vms[i], j) || !fits_rules(hosts, nh, vms, nv, place, i, j))
 				continue;
 			double pts = points_if_moved(hosts, nh, vms, nv, place, i, j, now);
 			double room = headroom_with(hosts, j, vms, nv, place, i);
@@ -258,7 +291,7 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 				continue;
 			double cost = move_cost(p, &vms[i]);
 			for (int j = 0; j < nh; j++) {
-				if (j == place[i] || !may_host(hosts, &vms[i], j))
+				if (j == place[i] || !may_host(hosts, &vms[i], j) || !fits_rules(hosts, nh, vms, nv, place, i, j))
 					continue;
 				double pts = points_if_moved(hosts, nh, vms, nv, place, i, j, now);
 				double net = pts - now - cost, room = headroom_with(hosts, j, vms, nv, place, i);

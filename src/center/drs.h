@@ -32,7 +32,9 @@ struct drs_vm {
 	uint64_t mem_move;       /* bytes a move copies (its memory size) */
 	bool movable;            /* balancing may move it (not in cooldown, automation not disabled) */
 	bool locked;             /* a task holds it (a migration under way): no move at all */
-	uint64_t allowed;        /* hosts it may run on: bit i = hosts[i] (compatibility and must rules) */
+	uint64_t allowed;        /* hosts it may run on: bit i = hosts[i] (compatibility and VM-host must rules) */
+	uint64_t apart;          /* VM-VM anti-affinity groups it is in (bit g: group g): never on one host with another member */
+	uint64_t together;       /* VM-VM affinity groups it is in: always on one host with the other members */
 };
 
 enum drs_reason {
@@ -74,7 +76,8 @@ const char *drs_bucket_label(int bucket);
 double drs_min_gain(int threshold);
 const char *drs_reason_name(enum drs_reason r);
 /* Up to max recommendations for one DRS pass, in order: mandatory moves
- * first (VMs on an evacuating host, VMs on a host not in `allowed`), to the
+ * first (VMs on an evacuating host, VMs on a host not in `allowed`, the
+ * later VM of two that break a VM-VM rule), to the
  * allowed, accepting host that leaves the best cluster score (to = -1 when
  * none qualifies); then, greedily, the balancing move with the largest net
  * gain (gain - cost) while that is at least drs_min_gain(threshold); of

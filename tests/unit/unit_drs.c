@@ -193,6 +193,45 @@ static void memory_reason(void)
 	      "%d reason %d gain %g", n, n ? (int)r[0].reason : -1, n ? r[0].gain : 0);
 }
 
+static void rules(void)
+{
+	struct drs_host h[3] = { host("a", 4, 16 * GIB), host("b", 4, 16 * GIB), host("c", 4, 16 * GIB) };
+	struct drs_params p = { .threshold = 3, .cost_points_per_gib = DRS_COST_POINTS_PER_GIB };
+	struct drs_rec r[8];
+	/* anti-affinity: x and y (group 0) on a: y, the later, must leave (to b: the first of equal ones) */
+	struct drs_vm v[4] = { vm("x", 0, 0.5, GIB), vm("y", 0, 0.5, GIB), vm("u", 1, 0.5, GIB), vm("w", 2, 0.5, GIB) };
+	v[0].apart = v[1].apart = 1;
+	int n = drs_recommend(h, 3, v, 2, &p, r, 8);
+	CHECK("anti-affinity broken: the later VM moves away, for the rule", n == 1 && r[0].vm == 1 && r[0].to != 0 &&
+	      r[0].reason == DRS_REASON_RULE, "%d", n);
+	/* anti-affinity in balancing: y and z (1 CPU each) share 1-CPU host a (50% each); b has 4 CPUs
+	 * and x. Either could move to b for 100 points, but y may not join x: z moves */
+	struct drs_host h1[2] = { host("a", 1, 16 * GIB), host("b", 4, 16 * GIB) };
+	struct drs_vm s3[3] = { vm("x", 1, 1, GIB), vm("y", 0, 1, GIB), vm("z", 0, 1, GIB) };
+	s3[0].apart = s3[1].apart = 1;
+	n = drs_recommend(h1, 2, s3, 3, &p, r, 8);
+	CHECK("anti-affinity holds in balancing: z, not y (the first of equals), joins x on b",
+	      n == 1 && r[0].vm == 2 && r[0].to == 1, "%d: %d->%d", n, n ? r[0].vm : -1, n ? r[0].to : -1);
+	s3[0].apart = s3[1].apart = 0;
+	n = drs_recommend(h1, 2, s3, 3, &p, r, 8);
+	CHECK("without the rule y, the first of equals, is the one that moves", n == 1 && r[0].vm == 1, "%d", n);
+	/* affinity: u (on b) and w (on c) in group 0: w, the later, joins u on b */
+	v[2].together = v[3].together = 1;
+	v[0].apart = v[1].apart = 0;
+	v[1].host = 1;
+	n = drs_recommend(h, 3, v, 4, &p, r, 8);
+	CHECK("affinity broken: the later VM joins the other on its host", n == 1 && r[0].vm == 3 && r[0].to == 1 &&
+	      r[0].reason == DRS_REASON_RULE, "%d: %d->%d", n, n ? r[0].vm : -1, n ? r[0].to : -1);
+	/* affinity in an evacuation: u and w together on b, which is evacuated: both go to the same host */
+	v[3].host = 1;
+	h[1].evacuate = true;
+	h[1].accepts = false;
+	n = drs_recommend(h, 3, v, 4, &p, r, 8);
+	bool same = n == 3 && r[1].vm == 2 && r[2].vm == 3 && r[1].to == r[2].to && r[1].to >= 0;
+	CHECK("affinity in an evacuation: both members go to one host", same, "%d: %d->%d, %d->%d", n, n > 1 ? r[1].vm : -1,
+	      n > 1 ? r[1].to : -1, n > 2 ? r[2].vm : -1, n > 2 ? r[2].to : -1);
+}
+
 int main(void)
 {
 	scores();
@@ -200,6 +239,7 @@ int main(void)
 	spread();
 	mandatory();
 	memory_reason();
+	rules();
 	printf("unit_drs: %d failures\n", failures);
 	return failures != 0;
 }
