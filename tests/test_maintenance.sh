@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Maintenance mode (issue 15): three host agents on loopback (hA 4 GiB, hB
-# and hC 1 GiB each, 2 CPUs each), a controller that allows 2 migrations
+# Maintenance mode and rules (issue 15): three host agents on loopback (hA
+# 4 GiB, hB and hC 1 GiB each, 2 CPUs each), a controller that allows 2 migrations
 # per host at once. hA runs four A-B guests (8 MiB range) and holds one
 # powered-off VM. `glide host maintenance enter hA --evacuate-powered-off`
 # empties it: every running VM moves live (DRS picks hB or hC), never more
 # than 2 migrations at once, A-B clean on each; the powered-off VM is
 # registered elsewhere; the host then is "in" maintenance and refuses new
-# VMs and incoming migrations; `exit` makes it take VMs again. A VM that no
-# other host can take (1.5 GiB, more than hB and hC have) leaves the host
-# "entering" with the reason (each host's compatibility reasons) until the
-# timeout, after which it takes VMs again.
+# VMs and incoming migrations; `exit` makes it take VMs again. Rules: m1
+# and m2 (anti-affinity) end on different hosts; an affinity rule over them
+# made later is reported as a conflict and ignored; a must-not-run-on rule
+# keeps a VM from starting on hA. A VM a must rule pins to hA leaves the
+# host "entering" with the reason until the timeout, after which it takes
+# VMs again.
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "maintenance: no /dev/kvm"; exit 0; }
 BASE=$(port_base)
@@ -45,6 +47,12 @@ for i in 1 2 3 4; do
 done
 "$GLIDE" vm create off1 --memory 32M --boot "$IMG" >/dev/null && "$GLIDE" vm start off1 --host hA >/dev/null &&
 	"$GLIDE" vm stop off1 >/dev/null || fail "maintenance: powered-off VM off1 on hA"
+check "rule create apart (anti-affinity m1, m2)" "$GLIDE" rule create apart --kind anti-affinity --vms m1,m2
+check "rule create together (affinity m1, m2), newer: accepted, then reported as a conflict" "$GLIDE" rule create together --kind affinity --vms m1,m2
+check "rule create with a bad kind is refused" bash -c "! $GLIDE rule create bad --kind sometimes --vms m1,m2 2>$T/rk.err && grep -q 'rule kind' $T/rk.err"
+check "rule create anti-affinity over one VM is refused" bash -c "! $GLIDE rule create one --kind anti-affinity --vms m1 2>$T/r1.err && grep -q '2 to 256 names' $T/r1.err"
+check "rule list shows both rules" bash -c "[ \$($GLIDE rule list --json | grep -c '\"kind\"') = 2 ]"
+check "cluster drs reports the newer rule as conflicting (the older wins)" bash -c "$GLIDE cluster drs --json | grep -q 'an older rule keeps m1 and m2 apart'"
 host_of() { "$GLIDE" vm show "$1" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("host"))'; }
 vm_api() { "$GLIDE" vm show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api"])'; }
 sleep 1 # the guests past their first pass over the range
@@ -65,6 +73,8 @@ for i in 1 2 3 4; do
 done
 [ -z "$bad" ] && pass "all four running VMs moved live to hB/hC ($where), A-B clean on each" ||
 	fail "evacuated VMs:$bad"
+[ "$(host_of m1)" != "$(host_of m2)" ] && pass "anti-affinity kept through the evacuation: m1 on $(host_of m1), m2 on $(host_of m2)" ||
+	fail "anti-affinity broken: m1 and m2 both on $(host_of m1)"
 h=$(host_of off1)
 case "$h" in hB|hC) pass "--evacuate-powered-off: off1 is registered on $h now" ;; *) fail "powered-off off1 is on '$h'" ;; esac
 # never more than 2 migrations at once from hA (the per-host limit), from the tasks' start and end times
@@ -90,19 +100,23 @@ check "a host in maintenance takes no new VM (vm start --host hA refused, naming
 check "a host in maintenance takes no incoming migration" bash -c "! $GLIDE vm migrate m1 --to hA 2>$T/mig.err && grep -q 'maintenance mode' $T/mig.err"
 check "maintenance exit hA" bash -c "$GLIDE host maintenance exit hA | grep -q 'maintenance none'"
 check "after exit hA takes VMs again (new1 starts there)" "$GLIDE" vm start new1 --host hA
+"$GLIDE" vm create new2 --memory 32M --boot "$IMG" >/dev/null
+"$GLIDE" rule create notA --kind must-not-run-on --vms new2 --hosts hA >/dev/null
+check "a must-not-run-on rule keeps new2 off hA at power-on, naming the rule" bash -c "! $GLIDE vm start new2 --host hA 2>$T/new2.err && grep -q 'rule notA' $T/new2.err"
 
-# blocked: a VM no other host can take (1.5 GiB; hB and hC offer 1 GiB)
-"$GLIDE" vm create big --memory 1536M --boot "$GLIDE_BUILD/guests/heartbeat.img" >/dev/null &&
-	"$GLIDE" vm start big --host hA >/dev/null || fail "maintenance: big did not start on hA"
+# blocked: a VM a must rule pins to hA
+"$GLIDE" vm create pinned --memory 32M --boot "$IMG" >/dev/null && "$GLIDE" vm start pinned --host hA >/dev/null ||
+	fail "maintenance: pinned did not start on hA"
+"$GLIDE" rule create pin --kind must-run-on --vms pinned --hosts hA >/dev/null
 "$GLIDE" vm stop new1 >/dev/null 2>&1
 timeout 60 "$GLIDE" host maintenance enter hA --timeout 4 >"$T/blocked.out" 2>&1
 rc=$?
 "$GLIDE" host maintenance show hA --json >"$T/blocked.json"
-if [ $rc = 3 ] && grep -q "big: no other host takes it" "$T/blocked.out" && grep -q "memory: host hB has" "$T/blocked.out" &&
-   [ "$(json_get "$T/blocked.json" state)" = timed-out ] && [ "$(host_of big)" = hA ]; then
-	pass "a VM no host can take keeps hA entering, with the reason, until the timeout ($(grep -m1 -o 'blocked: big: [^;]*; hB: [^]]*\]' "$T/blocked.out" | head -c 240))"
+if [ $rc = 3 ] && grep -q "pinned: no other host takes it: hB: a rule forbids it; hC: a rule forbids it" "$T/blocked.out" &&
+   [ "$(json_get "$T/blocked.json" state)" = timed-out ] && [ "$(host_of pinned)" = hA ]; then
+	pass "a must rule that pins a VM keeps hA entering, with the reason, until the timeout ($(grep -m1 -o 'blocked: pinned: [^;]*; hC: [^;]*' "$T/blocked.out"))"
 else
 	fail "blocked evacuation: exit $rc, $(cat "$T/blocked.json"); $(tail -3 "$T/blocked.out")"
 fi
 check "after the timeout hA takes VMs again" "$GLIDE" vm start new1 --host hA
-for v in m1 m2 m3 m4 big new1; do "$GLIDE" vm stop $v >/dev/null 2>&1; done
+for v in m1 m2 m3 m4 pinned new1; do "$GLIDE" vm stop $v >/dev/null 2>&1; done

@@ -141,6 +141,11 @@ static bool may_host(const struct drs_host *hosts, const struct drs_vm *v, int j
 	return j >= 0 && j < DRS_HOSTS_MAX && hosts[j].accepts && !hosts[j].evacuate && (v->allowed >> j & 1);
 }
 
+static bool preferred(const struct drs_vm *v, int j)
+{
+	return !v->preferred || (v->preferred >> j & 1);
+}
+
 /* Whether VM i may be on host j as far as VM-VM rules go, the others where
  * place[] has them: no member of an anti-affinity group of i there, and
  * every member of an affinity group of i there (a member on a host being
@@ -257,17 +262,20 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 			continue;
 		int best = -1;
 		double best_points = -INFINITY, best_room = -INFINITY;
-		for (int j = 0; j < nh; j++) {
-			if (j == from || !may_host(hosts, &vms[i], j) || !fits_rules(hosts, nh, vms, nv, place, i, j))
-				continue;
-			double pts = points_if_moved(hosts, nh, vms, nv, place, i, j, now);
-			double room = headroom_with(hosts, j, vms, nv, place, i);
-			if (pts > best_points + 1e-9 || (pts > best_points - 1e-9 && room > best_room + 1e-9)) {
-				best_points = pts;
-				best_room = room;
-				best = j;
+		/* a host its should rules prefer if one qualifies, else any allowed */
+		for (int tier = 0; tier < 2 && best < 0; tier++)
+			for (int j = 0; j < nh; j++) {
+				if (j == from || !may_host(hosts, &vms[i], j) || !fits_rules(hosts, nh, vms, nv, place, i, j) ||
+				    (!tier && !preferred(&vms[i], j)))
+					continue;
+				double pts = points_if_moved(hosts, nh, vms, nv, place, i, j, now);
+				double room = headroom_with(hosts, j, vms, nv, place, i);
+				if (pts > best_points + 1e-9 || (pts > best_points - 1e-9 && room > best_room + 1e-9)) {
+					best_points = pts;
+					best_room = room;
+					best = j;
+				}
 			}
-		}
 		struct drs_rec *r = &out[n++];
 		*r = (struct drs_rec){ .vm = i, .from = from, .to = best,
 				       .reason = evacuate ? DRS_REASON_MAINTENANCE : DRS_REASON_RULE,
@@ -291,7 +299,8 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 				continue;
 			double cost = move_cost(p, &vms[i]);
 			for (int j = 0; j < nh; j++) {
-				if (j == place[i] || !may_host(hosts, &vms[i], j) || !fits_rules(hosts, nh, vms, nv, place, i, j))
+				if (j == place[i] || !may_host(hosts, &vms[i], j) || !preferred(&vms[i], j) ||
+				    !fits_rules(hosts, nh, vms, nv, place, i, j))
 					continue;
 				double pts = points_if_moved(hosts, nh, vms, nv, place, i, j, now);
 				double net = pts - now - cost, room = headroom_with(hosts, j, vms, nv, place, i);

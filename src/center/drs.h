@@ -33,6 +33,7 @@ struct drs_vm {
 	bool movable;            /* balancing may move it (not in cooldown, automation not disabled) */
 	bool locked;             /* a task holds it (a migration under way): no move at all */
 	uint64_t allowed;        /* hosts it may run on: bit i = hosts[i] (compatibility and VM-host must rules) */
+	uint64_t preferred;      /* hosts VM-host should rules keep it on: balancing moves it only there (0: all) */
 	uint64_t apart;          /* VM-VM anti-affinity groups it is in (bit g: group g): never on one host with another member */
 	uint64_t together;       /* VM-VM affinity groups it is in: always on one host with the other members */
 };

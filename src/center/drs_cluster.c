@@ -10,6 +10,7 @@
  * cooldown. */
 #include "center/center.h"
 #include "center/drs.h"
+#include "center/rules.h"
 #include "api/http.h"
 #include <math.h>
 #include <stdlib.h>
@@ -53,7 +54,7 @@ static json_t *blocked_reason(const struct drs_host *hosts, int nh, const struct
 		char *list = why ? json_dumps(why, JSON_COMPACT) : NULL;
 		used += (size_t)snprintf(buf + used, sizeof(buf) - used, " %s: %s;", hosts[j].name,
 					 list ? list : hosts[j].evacuate ? "in maintenance" : !hosts[j].accepts ? "does not answer"
-					 : "not allowed");
+					 : "a rule forbids it");
 		free(list);
 	}
 	if (!others)
@@ -72,7 +73,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 	}
 	int64_t cid = json_integer_value(json_object_get(cl, "id"));
 	json_t *hrows = inv_hosts_in_cluster(c, cid), *vrows = inv_vms_in_cluster(c, cid);
-	json_t *settings = inv_cluster_drs(c, cid);
+	json_t *settings = inv_cluster_drs(c, cid), *rules = inv_rules(c, cid);
 	size_t vi;
 	json_t *vr;
 	int64_t now_ms = inv_now_ms();
@@ -99,6 +100,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 		json_decref(hrows);
 		json_decref(vrows);
 		json_decref(settings);
+		json_decref(rules);
 		return NULL;
 	}
 	struct drs_host hosts[DRS_HOSTS_MAX];
@@ -180,6 +182,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 		nv++;
 	}
 
+	json_t *conflicts = rules_apply(rules, hosts, (int)nh, vms, nv);
 	double *scores = calloc(nv ? nv : 1, sizeof(double));
 	struct drs_rec *recs = calloc(DRS_RECOMMENDATIONS_MAX, sizeof(*recs));
 	struct drs_params p = { .threshold = threshold, .cost_points_per_gib = DRS_COST_POINTS_PER_GIB };
@@ -223,6 +226,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 				 "min_gain", isinf(drs_min_gain(threshold)) ? -1 : drs_min_gain(threshold),
 				 "score", cluster_score, "bucket", drs_bucket_label(drs_bucket(cluster_score)),
 				 "buckets", buckets, "hosts", host_out, "vms", vm_out, "recommendations", rec_out);
+	json_object_set_new(view, "rule_conflicts", conflicts);
 	for (size_t j = 0; j < nh; j++) {
 		json_decref(reports[j]);
 		json_decref(facts[j]);
@@ -236,6 +240,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 	json_decref(hrows);
 	json_decref(vrows);
 	json_decref(settings);
+	json_decref(rules);
 	return view;
 }
 

@@ -57,6 +57,10 @@ static const char *schema =
 	"  vm TEXT NOT NULL, source TEXT NOT NULL, destination TEXT, reason TEXT NOT NULL,"
 	"  gain REAL NOT NULL, cost REAL NOT NULL, cluster_before REAL NOT NULL, cluster_after REAL NOT NULL,"
 	"  state TEXT NOT NULL, task INTEGER, created_at INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS rules("
+	"  id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+	"  cluster_id INTEGER NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,"
+	"  kind TEXT NOT NULL, vms TEXT NOT NULL, hosts TEXT NOT NULL, created_at INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS host_maintenance("
 	"  host_id INTEGER PRIMARY KEY REFERENCES hosts(id) ON DELETE CASCADE,"
 	"  state TEXT NOT NULL, evacuate_powered_off INTEGER NOT NULL, timeout_s INTEGER NOT NULL,"
@@ -661,6 +665,32 @@ int inv_drs_rec_set_state(struct center *c, int64_t id, const char *state, int64
 {
 	return inv_run(c, "UPDATE drs_recommendations SET state = ?, task = ? WHERE id = ?",
 		       json_pack("[s, o, I]", state, task ? json_integer(task) : json_null(), (json_int_t)id), NULL);
+}
+
+json_t *inv_rules(struct center *c, int64_t cluster_id)
+{
+	if (cluster_id)
+		return inv_rows(c, "SELECT r.*, cl.name AS cluster FROM rules r JOIN clusters cl ON cl.id = r.cluster_id"
+				   " WHERE r.cluster_id = ? ORDER BY r.id", json_pack("[I]", (json_int_t)cluster_id));
+	return inv_rows(c, "SELECT r.*, cl.name AS cluster FROM rules r JOIN clusters cl ON cl.id = r.cluster_id ORDER BY r.id",
+			NULL);
+}
+
+int inv_rule_insert(struct center *c, const char *name, int64_t cluster_id, const char *kind, json_t *vms, json_t *hosts)
+{
+	return inv_run(c, "INSERT INTO rules(name, cluster_id, kind, vms, hosts, created_at) VALUES(?, ?, ?, ?, ?, ?)",
+		       json_pack("[s, I, s, O, O, I]", name, (json_int_t)cluster_id, kind, vms, hosts, (json_int_t)inv_now_ms()),
+		       NULL);
+}
+
+int inv_rule_delete(struct center *c, const char *name)
+{
+	return inv_run(c, "DELETE FROM rules WHERE name = ?", json_pack("[s]", name), NULL);
+}
+
+json_t *inv_rule(struct center *c, const char *name)
+{
+	return inv_row(c, "SELECT * FROM rules WHERE name = ?", json_pack("[s]", name));
 }
 
 json_t *inv_host_maintenance(struct center *c, int64_t host_id)

@@ -125,4 +125,12 @@ json_t *inv_maintenance_all(struct center *c);
 int inv_host_set_maintenance(struct center *c, int64_t host_id, const char *state, bool evacuate_powered_off,
 			     int64_t timeout_s, int64_t started_at, const char *reason);
 json_t *inv_vms_on_host(struct center *c, int64_t host_id); /* every VM row registered on the host */
+/* DRS rules (caller holds c->lock): a cluster's (0: every cluster's) rows
+ * {id, name, cluster_id, cluster, kind, vms (JSON text), hosts (JSON text),
+ * created_at} oldest first; add (vms, hosts: JSON arrays of names); delete;
+ * one by name. */
+json_t *inv_rules(struct center *c, int64_t cluster_id);
+int inv_rule_insert(struct center *c, const char *name, int64_t cluster_id, const char *kind, json_t *vms, json_t *hosts);
+int inv_rule_delete(struct center *c, const char *name);
+json_t *inv_rule(struct center *c, const char *name);
 #endif

@@ -10,6 +10,7 @@
  * if it qualifies, else the one with the most free memory; when none
  * qualifies the answer lists every host with its reason. */
 #include "center/center.h"
+#include "center/rules.h"
 #include "api/http.h"
 #include "common/util.h"
 #include <errno.h>
@@ -260,6 +261,18 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 	snprintf(level_copy, sizeof(level_copy), "%s", level);
 	placement_level_mask(c, cluster_id, level_copy, mask, err, sizeof(err));
 	json_t *hosts = want_host ? inv_hosts_named(c, want_host) : inv_hosts_in_cluster(c, cluster_id);
+	/* DRS rules: must rules and VM-VM rules against where the cluster's VMs run */
+	json_t *rules = inv_rules(c, cluster_id), *running = json_object(), *cvms = inv_vms_in_cluster(c, cluster_id), *cv;
+	size_t ci;
+	json_array_foreach(cvms, ci, cv) {
+		json_t *at = json_is_integer(json_object_get(cv, "host_id")) &&
+				     !strcmp(json_string_value(json_object_get(cv, "power_state")) ?: "", "running")
+			     ? inv_host_by_id(c, json_integer_value(json_object_get(cv, "host_id"))) : NULL;
+		if (at)
+			json_object_set(running, json_string_value(json_object_get(cv, "name")), json_object_get(at, "name"));
+		json_decref(at);
+	}
+	json_decref(cvms);
 	pthread_mutex_unlock(&c->lock);
 
 	json_t *config = json_loads(json_string_value(json_object_get(vm, "config")), 0, NULL);
@@ -286,6 +299,8 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 			snprintf(p->error, sizeof(p->error), "%s", why);
 			continue;
 		}
+		if (rules_forbid(rules, name, p->name, running, p->error, sizeof(p->error)))
+			continue;
 		json_t *f = host_facts(h, p->error, sizeof(p->error));
 		if (!f)
 			continue;
@@ -304,6 +319,8 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 		json_decref(paths);
 		json_decref(f);
 	}
+	json_decref(rules);
+	json_decref(running);
 	int pick = placement_choose(cand, n, need, level_copy, mask, reasons);
 	if (pick >= 0)
 		chosen = json_array_get(hosts, (size_t)pick);

@@ -10,6 +10,7 @@
  *   POST /v1/clusters/NAME/drs               {mode, threshold, run}: DRS settings; run: a pass now
  *   POST /v1/drs/ID/apply                    carry out a DRS recommendation
  *   GET|POST /v1/hosts/NAME/maintenance      maintenance mode: state; {action: enter|exit, ...} (maintenance.c)
+ *   GET  /v1/rules[?cluster=C]  POST /v1/rules {name, cluster, kind, vms, hosts}  DELETE /v1/rules/NAME (rules.c)
  *   POST /v1/clusters/NAME/evc               {level}: change the baseline
  *   GET  /v1/hosts        POST /v1/hosts     {address, token, name, cluster}
  *   GET  /v1/hosts/NAME   DELETE /v1/hosts/NAME
@@ -21,6 +22,7 @@
  *   GET  /v1/tasks        GET /v1/tasks/ID */
 #include "center/center.h"
 #include "center/drs.h"
+#include "center/rules.h"
 #include "api/http.h"
 #include "api/daemon.h"
 #include "host/host.h"
@@ -270,6 +272,36 @@ static int cluster_drs_post(struct center *c, const char *name, json_t *body, js
 		return 404;
 	}
 	return 200;
+}
+
+static int api_rules(void *ctx, const struct http_request *req, json_t **resp)
+{
+	struct center *c = ctx;
+	char err[512];
+	const char *cluster = http_query(req, "cluster");
+	json_t *list = rules_list(c, cluster, err, sizeof(err));
+	if (!list) {
+		*resp = http_error("%s", err);
+		return 404;
+	}
+	*resp = json_pack("{s:o}", "rules", list);
+	return 200;
+}
+
+static int api_rule_create(void *ctx, const struct http_request *req, json_t **resp)
+{
+	return rules_post(ctx, req->body, resp);
+}
+
+static int api_rule_delete(void *ctx, const struct http_request *req, json_t **resp)
+{
+	char name[128], action[64];
+	int status;
+	if (!split(req, "/v1/rules/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
+	if (action[0])
+		return 0;
+	return rules_delete(ctx, name, resp);
 }
 
 /* POST /v1/drs/ID/apply: carry out a pending recommendation. */
@@ -920,6 +952,9 @@ static const struct http_route routes[] = {
 	{ "POST", "/v1/netcheck", api_netcheck_run },
 	{ "GET", "/v1/netcheck", api_netchecks },
 	{ "POST", "/v1/drs/*", api_drs_post },
+	{ "GET", "/v1/rules", api_rules },
+	{ "POST", "/v1/rules", api_rule_create },
+	{ "DELETE", "/v1/rules/*", api_rule_delete },
 	{ "GET", "/v1/tasks", api_tasks },
 	{ "GET", "/v1/tasks/*", api_task_get },
 	{ NULL, NULL, NULL },

@@ -371,3 +371,142 @@ int cmd_drs_apply(int argc, char **argv)
 	ctl_done(&c);
 	return rc;
 }
+
+/* "a,b,c" as a JSON array of names (NULL when a name is not valid). */
+static json_t *name_array(const char *list)
+{
+	json_t *a = json_array();
+	char buf[4096], *save = NULL;
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (!ctl_name_ok(t)) {
+			json_decref(a);
+			return NULL;
+		}
+		json_array_append_new(a, json_string(t));
+	}
+	return a;
+}
+
+int cmd_rule_create(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "cluster", required_argument, 0, 'c' },
+					      { "kind", required_argument, 0, 'k' }, { "vms", required_argument, 0, 'v' },
+					      { "hosts", required_argument, 0, 'H' }, { "help", no_argument, 0, 'h' },
+					      { 0, 0, 0, 0 } };
+	const char *usage = "glide rule create NAME --kind affinity|anti-affinity|must-run-on|must-not-run-on|should-run-on|"
+			    "should-not-run-on --vms VM,VM... [--hosts HOST,...] [--cluster C] [--json]";
+	struct ctl c = { 0 };
+	const char *cluster = NULL, *kind = NULL, *vms = NULL, *hosts = NULL;
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		if (opt == 'c')
+			cluster = optarg;
+		else if (opt == 'k')
+			kind = optarg;
+		else if (opt == 'v')
+			vms = optarg;
+		else if (opt == 'H')
+			hosts = optarg;
+		else {
+			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			return opt == 'h' ? 0 : 1;
+		}
+	}
+	if (optind != argc - 1 || !kind || !vms) {
+		fprintf(stderr, "glide: give the rule's NAME, --kind and --vms\nusage: %s\n", usage);
+		return 1;
+	}
+	if (!ctl_name_ok(argv[optind]))
+		return 1;
+	json_t *va = name_array(vms), *ha = hosts ? name_array(hosts) : json_array();
+	if (!va || !ha) {
+		json_decref(va);
+		json_decref(ha);
+		return 1;
+	}
+	if ((rc = ctl_connect(&c))) {
+		json_decref(va);
+		json_decref(ha);
+		return rc;
+	}
+	json_t *r = NULL, *body = json_pack("{s:s, s:s?, s:s, s:o, s:o}", "name", argv[optind], "cluster", cluster, "kind", kind,
+					    "vms", va, "hosts", ha);
+	rc = ctl_call(&c, "POST", "/v1/rules", body, &r);
+	json_decref(body);
+	if (!rc && c.json)
+		cli_print_json(r);
+	else if (!rc)
+		printf("rule %s (%s) created in cluster %s\n", argv[optind], kind, json_string_value(json_object_get(r, "cluster")));
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_rule_list(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "cluster", required_argument, 0, 'c' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide rule list [--cluster C] [--json]";
+	struct ctl c = { 0 };
+	char path[160] = "/v1/rules";
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		if (opt == 'c' && ctl_name_ok(optarg)) {
+			snprintf(path, sizeof(path), "/v1/rules?cluster=%s", optarg);
+		} else {
+			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			return opt == 'h' ? 0 : 1;
+		}
+	}
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	json_t *r = NULL, *v;
+	size_t i;
+	rc = ctl_call(&c, "GET", path, NULL, &r);
+	if (!rc && c.json) {
+		cli_print_json(r);
+	} else if (!rc) {
+		printf("%-20s %-12s %-18s %-30s %s\n", "NAME", "CLUSTER", "KIND", "VMS", "HOSTS");
+		json_array_foreach(json_object_get(r, "rules"), i, v) {
+			char *vms = json_dumps(json_object_get(v, "vms"), JSON_COMPACT), *hosts = json_dumps(json_object_get(v, "hosts"), JSON_COMPACT);
+			printf("%-20s %-12s %-18s %-30s %s\n", json_string_value(json_object_get(v, "name")),
+			       json_string_value(json_object_get(v, "cluster")), json_string_value(json_object_get(v, "kind")),
+			       vms ? vms : "", hosts ? hosts : "");
+			free(vms);
+			free(hosts);
+		}
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_rule_delete(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	const char *name = NULL;
+	char path[160];
+	json_t *r = NULL;
+	int rc = ctl_parse_simple(argc, argv, &c, &name, "glide rule delete NAME [--json]");
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/rules/", name, "")) {
+		ctl_done(&c);
+		return 1;
+	}
+	rc = ctl_call(&c, "DELETE", path, NULL, &r);
+	if (!rc && c.json)
+		cli_print_json(r);
+	else if (!rc)
+		printf("rule %s deleted\n", name);
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}

@@ -17,6 +17,9 @@ int cmd_cluster_list(int argc, char **argv);
 int cmd_cluster_evc(int argc, char **argv);
 int cmd_cluster_drs(int argc, char **argv);
 int cmd_host_maintenance(int argc, char **argv);
+int cmd_rule_create(int argc, char **argv);
+int cmd_rule_list(int argc, char **argv);
+int cmd_rule_delete(int argc, char **argv);
 int cmd_cluster_set(int argc, char **argv);
 int cmd_drs_apply(int argc, char **argv);
 int cmd_task_list(int argc, char **argv);
@@ -49,6 +52,9 @@ const struct cli_command cli_extra_commands[] = {
 	{ "cluster", "drs", cmd_cluster_drs, "VM DRS scores, the cluster score and DRS recommendations (--run: a pass now)" },
 	{ "cluster", "set", cmd_cluster_set, "set a cluster's DRS automation level and migration threshold" },
 	{ "drs", "apply", cmd_drs_apply, "carry out a DRS recommendation (a migration task)" },
+	{ "rule", "create", cmd_rule_create, "create a DRS rule (VM-VM affinity/anti-affinity, VM-host must/should)" },
+	{ "rule", "list", cmd_rule_list, "list DRS rules" },
+	{ "rule", "delete", cmd_rule_delete, "delete a DRS rule" },
 	{ "task", "list", cmd_task_list, "list recent tasks" },
 	{ "task", "show", cmd_task_show, "show a task with its result" },
 	{ "task", "watch", cmd_task_watch, "follow a task until it ends" },
