@@ -122,12 +122,19 @@ static void move_powered_off(struct center *c, json_t *vm, json_t *from, json_t 
 	pthread_mutex_unlock(&c->lock);
 	json_t *reasons = json_object();
 	const char *to = NULL;
+	char serr[256];
+	json_t *src_facts = host_facts(from, serr, sizeof(serr)); /* the VM sees its host's CPU, as a cold move checks */
+	json_t *disks = inv_vm_array(vm, "disks"); /* shared: the destination must see them */
+	json_t *src_paths = json_array_size(disks) ? host_paths(from, disks) : NULL;
 	json_array_foreach(hosts, i, h) {
 		char err[256];
 		if (json_equal(json_object_get(h, "id"), json_object_get(from, "id")) || json_is_true(json_object_get(h, "blocked")))
 			continue;
 		json_t *f = host_facts(h, err, sizeof(err));
-		json_t *why = f ? compat_check(vm, NULL, f, h, str(from, "name"), NULL, NULL, false, NULL) : json_pack("[s]", err);
+		json_t *dst_paths = f && json_array_size(disks) ? host_paths(h, disks) : NULL;
+		json_t *why = f ? compat_check(vm, src_facts, f, h, str(from, "name"), src_paths, dst_paths, false, NULL)
+				: json_pack("[s]", err);
+		json_decref(dst_paths);
 		json_decref(f);
 		if (!json_array_size(why)) {
 			json_decref(why);
@@ -156,6 +163,9 @@ static void move_powered_off(struct center *c, json_t *vm, json_t *from, json_t 
 	}
 	json_decref(reasons);
 	json_decref(hosts);
+	json_decref(src_facts);
+	json_decref(src_paths);
+	json_decref(disks);
 }
 
 static void tick_host(struct center *c, json_t *m)

@@ -457,6 +457,7 @@ int cmd_host_maintenance(int argc, char **argv)
 		const char *reason = json_string_value(json_object_get(r, "reason"));
 		if (!c.json && reason && strcmp(reason, last)) {
 			maintenance_print(r);
+			fflush(stdout);
 			snprintf(last, sizeof(last), "%s", reason);
 		}
 		sleep_ns(500000000ULL);
