@@ -16,34 +16,9 @@
 # bad requests get clear errors.
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "drs: no /dev/kvm"; exit 0; }
-BASE=$(port_base)
-PC=$BASE PA=$((BASE + 1)) PB=$((BASE + 2)) PCC=$((BASE + 3))
-(umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
-IMG="$T/ab8.img"
-"$GLIDE_BUILD/tools/guestcfg" "$GLIDE_BUILD/guests/guest.img" "$IMG" --mode ab --range-start 1M --range-size 8M \
-	>"$T/guestcfg.out" 2>&1 || { fail "drs: guestcfg: $(cat "$T/guestcfg.out")"; exit 0; }
-export AB_START=0x100000 AB_SIZE=8M
-export GLIDE_CENTER="127.0.0.1:$PC" GLIDE_TOKEN_FILE="$T/ct"
-monitor_pids() { cat "$T"/h*/vms/*/pid 2>/dev/null; }
-cleanup_all() { for p in $(monitor_pids); do kill "$p" 2>/dev/null; done; cleanup; }
-trap cleanup_all EXIT
-agent() { # agent NAME PORT EXTRA...
-	local n="$1" p="$2"; shift 2
-	"$GLIDE" host serve --data-dir "$T/$n" --listen "127.0.0.1:$p" --token-file "$T/ht" --name "$n" \
-		--migration-address 127.0.0.1 "$@" >>"$T/$n.log" 2>&1 &
-	PIDS+=($!)
-	wait_for 10 curl -sf -H "Authorization: Bearer $(cat "$T/ht")" "http://127.0.0.1:$p/v1/host"
-}
-agent hA $PA --cpus 2 --memory 4G && agent hB $PB --cpus 2 --memory 4G && agent hC $PCC --cpus 2 --memory 4G ||
-	{ fail "drs: agents did not start: $(tail -2 "$T"/hA.log)"; exit 0; }
-"$GLIDE" center serve --db "$T/c.db" --listen "127.0.0.1:$PC" --token-file "$T/ct" --drs-interval 3 \
-	--drs-cooldown 600 >>"$T/c.log" 2>&1 &
-PIDS+=($!)
-wait_for 10 "$GLIDE" cluster list || { fail "drs: controller did not start"; exit 0; }
-for h in hA:$PA hB:$PB hC:$PCC; do
-	"$GLIDE" host add "127.0.0.1:${h#*:}" --host-token-file "$T/ht" --name "${h%%:*}" >/dev/null ||
-		{ fail "drs: host add ${h%%:*}"; exit 0; }
-done
+. "$TESTS_DIR/cluster_lib.sh"
+cluster_up drs --drs-interval 3 --drs-cooldown 600 -- --cpus 2 --memory 4G -- --cpus 2 --memory 4G -- --cpus 2 --memory 4G ||
+	exit 0
 check "host facts carry the declared capacity (2 CPUs, 4 GiB)" bash -c "curl -sf --unix-socket $T/hB/host.sock http://x/v1/host |
 	python3 -c 'import json,sys; c=json.load(sys.stdin)[\"capacity\"]; sys.exit(0 if c[\"cpus\"] == 2 and c[\"memory\"] == 4 << 30 and c[\"cpus_declared\"] else 1)'"
 for i in 1 2 3 4; do
@@ -111,8 +86,7 @@ check "manual mode: after two DRS intervals all four VMs are still on hA" bash -
 id=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["recommendations"]; print(r[0]["id"] if r and "task" not in r[0] else "")' "$T/run.json")
 vm=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["recommendations"]; print(r[0]["vm"] if r else "")' "$T/run.json")
 to=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["recommendations"]; print(r[0]["to"] if r else "")' "$T/run.json")
-on_host() { [ "$("$GLIDE" vm show "$1" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("host"))')" = "$2" ]; }
-vm_api() { "$GLIDE" vm show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api"])'; }
+on_host() { [ "$(host_of "$1")" = "$2" ]; }
 if [ -n "$id" ] && "$GLIDE" drs apply "$id" >"$T/apply.out" 2>&1 && wait_for 60 on_host "$vm" "$to"; then
 	if ab_check "$(vm_api "$vm")" 1 2>/dev/null; then
 		pass "drs apply $id: $vm moved to $to as recommended ($(cat "$T/apply.out")), A-B clean there"

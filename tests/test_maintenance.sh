@@ -14,33 +14,9 @@
 # VMs again.
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "maintenance: no /dev/kvm"; exit 0; }
-BASE=$(port_base)
-PC=$BASE PA=$((BASE + 1)) PB=$((BASE + 2)) PCC=$((BASE + 3))
-(umask 077; openssl rand -hex 16 >"$T/ht"; openssl rand -hex 16 >"$T/ct")
-IMG="$T/ab8.img"
-"$GLIDE_BUILD/tools/guestcfg" "$GLIDE_BUILD/guests/guest.img" "$IMG" --mode ab --range-start 1M --range-size 8M \
-	>"$T/guestcfg.out" 2>&1 || { fail "maintenance: guestcfg: $(cat "$T/guestcfg.out")"; exit 0; }
-export AB_START=0x100000 AB_SIZE=8M GLIDE_CENTER="127.0.0.1:$PC" GLIDE_TOKEN_FILE="$T/ct"
-monitor_pids() { cat "$T"/h*/vms/*/pid 2>/dev/null; }
-cleanup_all() { for p in $(monitor_pids); do kill "$p" 2>/dev/null; done; cleanup; }
-trap cleanup_all EXIT
-agent() { # agent NAME PORT EXTRA...
-	local n="$1" p="$2"; shift 2
-	"$GLIDE" host serve --data-dir "$T/$n" --listen "127.0.0.1:$p" --token-file "$T/ht" --name "$n" \
-		--migration-address 127.0.0.1 "$@" >>"$T/$n.log" 2>&1 &
-	PIDS+=($!)
-	wait_for 10 curl -sf -H "Authorization: Bearer $(cat "$T/ht")" "http://127.0.0.1:$p/v1/host"
-}
-agent hA $PA --cpus 2 --memory 4G && agent hB $PB --cpus 2 --memory 1G && agent hC $PCC --cpus 2 --memory 1G ||
-	{ fail "maintenance: agents did not start: $(tail -2 "$T"/hA.log)"; exit 0; }
-"$GLIDE" center serve --db "$T/c.db" --listen "127.0.0.1:$PC" --token-file "$T/ct" --max-migrations-per-host 2 \
-	--drs-interval 3600 >>"$T/c.log" 2>&1 &
-PIDS+=($!)
-wait_for 10 "$GLIDE" cluster list || { fail "maintenance: controller did not start"; exit 0; }
-for h in hA:$PA hB:$PB hC:$PCC; do
-	"$GLIDE" host add "127.0.0.1:${h#*:}" --host-token-file "$T/ht" --name "${h%%:*}" >/dev/null ||
-		{ fail "maintenance: host add ${h%%:*}"; exit 0; }
-done
+. "$TESTS_DIR/cluster_lib.sh"
+cluster_up maintenance --max-migrations-per-host 2 --drs-interval 3600 -- --cpus 2 --memory 4G -- --cpus 2 --memory 1G \
+	-- --cpus 2 --memory 1G || exit 0
 for i in 1 2 3 4; do
 	"$GLIDE" vm create m$i --memory 32M --boot "$IMG" >/dev/null && "$GLIDE" vm start m$i --host hA >/dev/null ||
 		fail "maintenance: vm m$i did not start on hA"
@@ -53,8 +29,6 @@ check "rule create with a bad kind is refused" bash -c "! $GLIDE rule create bad
 check "rule create anti-affinity over one VM is refused" bash -c "! $GLIDE rule create one --kind anti-affinity --vms m1 2>$T/r1.err && grep -q '2 to 256 names' $T/r1.err"
 check "rule list shows both rules" bash -c "[ \$($GLIDE rule list --json | grep -c '\"kind\"') = 2 ]"
 check "cluster drs reports the newer rule as conflicting (the older wins)" bash -c "$GLIDE cluster drs --json | grep -q 'an older rule keeps m1 and m2 apart'"
-host_of() { "$GLIDE" vm show "$1" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("host"))'; }
-vm_api() { "$GLIDE" vm show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api"])'; }
 sleep 1 # the guests past their first pass over the range
 
 timeout 180 "$GLIDE" host maintenance enter hA --evacuate-powered-off --timeout 150 >"$T/enter.out" 2>&1
