@@ -84,6 +84,12 @@ sleep 7
 check "manual mode: after two DRS intervals all four VMs are still on hA" bash -c "[ \$($GLIDE vm list --json | grep -c '\"host\": \"hA\"') = 4 ]"
 "$GLIDE" cluster drs --run --json >"$T/run.json" 2>"$T/run.err" || fail "cluster drs --run: $(cat "$T/run.err")"
 id=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["recommendations"]; print(r[0]["id"] if r and "task" not in r[0] else "")' "$T/run.json")
+"$GLIDE" cluster drs --run --json >"$T/run2.json" 2>/dev/null
+check "a recommendation made again keeps its ID (pass after pass)" python3 -c 'import json,sys
+a, b = (json.load(open(f))["recommendations"] for f in sys.argv[1:3])
+key = lambda r: (r["vm"], r["from"], r["to"])
+ids = {key(r): r["id"] for r in a}
+sys.exit(0 if a and all(ids.get(key(r)) == r["id"] for r in b) and len(b) == len(a) else 1)' "$T/run.json" "$T/run2.json"
 vm=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["recommendations"]; print(r[0]["vm"] if r else "")' "$T/run.json")
 to=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["recommendations"]; print(r[0]["to"] if r else "")' "$T/run.json")
 on_host() { [ "$(host_of "$1")" = "$2" ]; }

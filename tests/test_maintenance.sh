@@ -27,6 +27,7 @@ check "rule create apart (anti-affinity m1, m2)" "$GLIDE" rule create apart --ki
 check "rule create together (affinity m1, m2), newer: accepted, then reported as a conflict" "$GLIDE" rule create together --kind affinity --vms m1,m2
 check "rule create with a bad kind is refused" bash -c "! $GLIDE rule create bad --kind sometimes --vms m1,m2 2>$T/rk.err && grep -q 'rule kind' $T/rk.err"
 check "rule create anti-affinity over one VM is refused" bash -c "! $GLIDE rule create one --kind anti-affinity --vms m1 2>$T/r1.err && grep -q '2 to 256 names' $T/r1.err"
+check "a VM-VM rule that names hosts is refused" bash -c "! $GLIDE rule create vh --kind affinity --vms m1,m2 --hosts hA 2>$T/vh.err && grep -q 'names no hosts' $T/vh.err"
 check "rule list shows both rules" bash -c "[ \$($GLIDE rule list --json | grep -c '\"kind\"') = 2 ]"
 check "cluster drs reports the newer rule as conflicting (the older wins)" bash -c "$GLIDE cluster drs --json | grep -q 'an older rule keeps m1 and m2 apart'"
 sleep 1 # the guests past their first pass over the range

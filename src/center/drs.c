@@ -4,9 +4,11 @@
  * max-min fair among the host's VMs, memory short for all alike when the
  * host is over-committed. The cluster score is the mean of the VM scores.
  * A pass first places the VMs that must leave their host (maintenance, a
- * must rule), then moves VMs greedily while a move's gain in score points
+ * must rule, a broken VM-VM rule), then moves VMs greedily while a move's gain in score points
  * beats its cost (the memory it copies) by the threshold's margin; between
- * moves of equal gain, the destination left with more spare CPU wins. Every
+ * moves of equal gain (within a point: demand is measured and wobbles) the
+ * one the last pass recommended wins, then the destination left with more
+ * spare CPU. Every
  * candidate is evaluated on a working copy of the placement, so each
  * recommendation sees the ones before it. */
 #include "center/drs.h"
@@ -221,6 +223,22 @@ static double headroom_with(const struct drs_host *hosts, int j, const struct dr
 	return hosts[j].cpus - load;
 }
 
+/* Whether a candidate move (gain, VM i to host j, room) beats the best so
+ * far: a clearly larger gain, or an equal one (within DRS_TIE_POINTS) that
+ * the last pass recommended too, or that leaves more spare CPU. */
+static bool better_move(double gain, int i, int j, double room, double best_gain, int best_i, int best_j, double best_room,
+			const struct drs_vm *vms)
+{
+	if (best_i < 0 || gain > best_gain + DRS_TIE_POINTS)
+		return true;
+	if (gain < best_gain - DRS_TIE_POINTS)
+		return false;
+	bool hinted = vms[i].hint == j, best_hinted = vms[best_i].hint == best_j;
+	if (hinted != best_hinted)
+		return hinted;
+	return room > best_room + 1e-9;
+}
+
 static double move_cost(const struct drs_params *p, const struct drs_vm *v)
 {
 	return p->cost_points_per_gib * (double)v->mem_move / GIB;
@@ -270,7 +288,7 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 					continue;
 				double pts = points_if_moved(hosts, nh, vms, nv, place, i, j, now);
 				double room = headroom_with(hosts, j, vms, nv, place, i);
-				if (pts > best_points + 1e-9 || (pts > best_points - 1e-9 && room > best_room + 1e-9)) {
+				if (better_move(pts, i, j, room, best_points, best < 0 ? -1 : i, best, best_room, vms)) {
 					best_points = pts;
 					best_room = room;
 					best = j;
@@ -304,7 +322,7 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 					continue;
 				double pts = points_if_moved(hosts, nh, vms, nv, place, i, j, now);
 				double net = pts - now - cost, room = headroom_with(hosts, j, vms, nv, place, i);
-				if (net > best_net + 1e-9 || (net > best_net - 1e-9 && room > best_room + 1e-9)) {
+				if (better_move(net, i, j, room, best_net, bi, bj, best_room, vms)) {
 					best_net = net;
 					best_points = pts;
 					best_room = room;

@@ -15,6 +15,7 @@
 #define DRS_THRESHOLD_DEFAULT 3
 #define DRS_COST_POINTS_PER_GIB 2.0 /* a move's cost: score points per GiB of memory it copies */
 #define DRS_BUCKETS 5               /* 0-20%, 20-40%, 40-60%, 60-80%, 80-100% */
+#define DRS_TIE_POINTS 1.0          /* moves whose gains differ by less are equal (demand is measured, it wobbles) */
 
 struct drs_host {
 	const char *name;
@@ -36,13 +37,14 @@ struct drs_vm {
 	uint64_t preferred;      /* hosts VM-host should rules keep it on: balancing moves it only there (0: all) */
 	uint64_t apart;          /* VM-VM anti-affinity groups it is in (bit g: group g): never on one host with another member */
 	uint64_t together;       /* VM-VM affinity groups it is in: always on one host with the other members */
+	int hint;                /* host a pending recommendation of the last pass sends it to, -1: none (stability) */
 };
 
 enum drs_reason {
 	DRS_REASON_FAIRNESS_CPU,     /* its host's CPU is over-committed */
 	DRS_REASON_FAIRNESS_MEMORY,  /* its host's memory is over-committed */
 	DRS_REASON_MAINTENANCE,      /* its host is entering maintenance mode */
-	DRS_REASON_RULE,             /* it runs on a host a must rule forbids */
+	DRS_REASON_RULE,             /* it breaks a rule: a host a must rule forbids, or a VM-VM rule */
 };
 
 struct drs_rec {
@@ -81,8 +83,10 @@ const char *drs_reason_name(enum drs_reason r);
  * later VM of two that break a VM-VM rule), to the
  * allowed, accepting host that leaves the best cluster score (to = -1 when
  * none qualifies); then, greedily, the balancing move with the largest net
- * gain (gain - cost) while that is at least drs_min_gain(threshold); of
- * equal gains, the one whose destination keeps more spare CPU. Each
+ * gain (gain - cost) while that is at least drs_min_gain(threshold). Gains
+ * within DRS_TIE_POINTS are equal; of equal ones, the move the last pass
+ * recommended (hint) wins, then the destination that keeps more spare CPU,
+ * then the first. Each
  * recommendation is applied to the snapshot before the next is chosen, and
  * a VM is moved at most once per pass. vms[].host is left as it was.
  * Returns the number of recommendations. */

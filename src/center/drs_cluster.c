@@ -15,7 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define DRS_DEMAND_TIMEOUT_MS 3000
 #define DRS_RECOMMENDATIONS_MAX 64
@@ -73,7 +72,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 	}
 	int64_t cid = json_integer_value(json_object_get(cl, "id"));
 	json_t *hrows = inv_hosts_in_cluster(c, cid), *vrows = inv_vms_in_cluster(c, cid);
-	json_t *settings = inv_cluster_drs(c, cid), *rules = inv_rules(c, cid);
+	json_t *settings = inv_cluster_drs(c, cid), *rules = inv_rules(c, cid), *pending = inv_drs_recs(c, cid);
 	size_t vi;
 	json_t *vr;
 	int64_t now_ms = inv_now_ms();
@@ -101,6 +100,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 		json_decref(vrows);
 		json_decref(settings);
 		json_decref(rules);
+		json_decref(pending);
 		return NULL;
 	}
 	struct drs_host hosts[DRS_HOSTS_MAX];
@@ -159,7 +159,14 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 					   .mem_demand = mem, .mem_move = mem,
 					   .movable = !json_is_true(json_object_get(v, "drs_cooldown")),
 					   .locked = json_is_integer(json_object_get(v, "locked_by")),
-					   .allowed = 1ULL << at };
+					   .allowed = 1ULL << at, .hint = -1 };
+		for (size_t k = 0; k < json_array_size(pending); k++) { /* the last pass's recommendation for it */
+			json_t *p = json_array_get(pending, k);
+			if (!strcmp(str(p, "state"), "pending") && !strcmp(str(p, "vm"), vms[nv].name) && str(p, "destination"))
+				for (size_t j = 0; j < nh; j++)
+					if (!strcmp(str(p, "destination"), hosts[j].name))
+						vms[nv].hint = (int)j;
+		}
 		not_allowed[nv] = json_object();
 		/* other hosts: the compatibility check of a live migration */
 		json_t *disks = inv_vm_array(v, "disks");
@@ -241,6 +248,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 	json_decref(vrows);
 	json_decref(settings);
 	json_decref(rules);
+	json_decref(pending);
 	return view;
 }
 

@@ -53,7 +53,7 @@ static const char *schema =
 	"CREATE TABLE IF NOT EXISTS drs_moves("
 	"  vm_id INTEGER PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, moved_at INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS drs_recommendations("
-	"  id INTEGER PRIMARY KEY, cluster_id INTEGER NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,"
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT, cluster_id INTEGER NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,"
 	"  vm TEXT NOT NULL, source TEXT NOT NULL, destination TEXT, reason TEXT NOT NULL,"
 	"  gain REAL NOT NULL, cost REAL NOT NULL, cluster_before REAL NOT NULL, cluster_after REAL NOT NULL,"
 	"  state TEXT NOT NULL, task INTEGER, created_at INTEGER NOT NULL);"
@@ -631,22 +631,50 @@ int inv_drs_recs_replace(struct center *c, int64_t cluster_id, json_t *recs)
 {
 	size_t i;
 	json_t *r;
-	int rc = inv_run(c, "DELETE FROM drs_recommendations WHERE cluster_id = ? AND state = 'pending'",
-			 json_pack("[I]", (json_int_t)cluster_id), NULL);
+	int rc = 0;
+	/* a recommendation the last pass made too (same VM, from, to) keeps its
+	 * id, so that `drs apply ID` means what the user saw; the others are
+	 * superseded (ids are never reused: AUTOINCREMENT) */
+	json_t *keep = json_array();
 	json_array_foreach(recs, i, r) {
-		int64_t id = 0;
-		rc |= inv_run(c, "INSERT INTO drs_recommendations(cluster_id, vm, source, destination, reason, gain, cost,"
-				 " cluster_before, cluster_after, state, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-			      json_pack("[I, s, s, O, s, f, f, f, f, I]", (json_int_t)cluster_id,
-					json_string_value(json_object_get(r, "vm")), json_string_value(json_object_get(r, "from")),
-					json_object_get(r, "to") ? json_object_get(r, "to") : json_null(),
-					json_string_value(json_object_get(r, "reason")), json_number_value(json_object_get(r, "gain")),
-					json_number_value(json_object_get(r, "cost")),
-					json_number_value(json_object_get(r, "cluster_before")),
-					json_number_value(json_object_get(r, "cluster_after")), (json_int_t)inv_now_ms()),
-			      &id);
+		json_t *to = json_object_get(r, "to") ? json_object_get(r, "to") : json_null();
+		json_t *old = inv_row(c, "SELECT id FROM drs_recommendations WHERE cluster_id = ? AND state = 'pending' AND vm = ?"
+					 " AND source = ? AND destination IS ?",
+				      json_pack("[I, s, s, O]", (json_int_t)cluster_id, json_string_value(json_object_get(r, "vm")),
+						json_string_value(json_object_get(r, "from")), to));
+		int64_t id = old ? json_integer_value(json_object_get(old, "id")) : 0;
+		json_decref(old);
+		json_t *vals = json_pack("[s, f, f, f, f]", json_string_value(json_object_get(r, "reason")),
+					 json_number_value(json_object_get(r, "gain")), json_number_value(json_object_get(r, "cost")),
+					 json_number_value(json_object_get(r, "cluster_before")),
+					 json_number_value(json_object_get(r, "cluster_after")));
+		if (id) {
+			json_array_append_new(vals, json_integer(id));
+			rc |= inv_run(c, "UPDATE drs_recommendations SET reason = ?, gain = ?, cost = ?, cluster_before = ?,"
+					 " cluster_after = ? WHERE id = ?", vals, NULL);
+		} else {
+			json_array_insert_new(vals, 0, json_integer(cluster_id));
+			json_array_insert_new(vals, 1, json_string(json_string_value(json_object_get(r, "vm"))));
+			json_array_insert_new(vals, 2, json_string(json_string_value(json_object_get(r, "from"))));
+			json_array_insert(vals, 3, to);
+			json_array_append_new(vals, json_integer(inv_now_ms()));
+			rc |= inv_run(c, "INSERT INTO drs_recommendations(cluster_id, vm, source, destination, reason, gain, cost,"
+					 " cluster_before, cluster_after, state, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+				      vals, &id);
+		}
 		json_object_set_new(r, "id", json_integer(id));
+		json_array_append_new(keep, json_integer(id));
 	}
+	char *ids = json_dumps(keep, JSON_COMPACT);
+	rc |= inv_run(c, "UPDATE drs_recommendations SET state = 'superseded' WHERE cluster_id = ? AND state = 'pending'"
+			 " AND id NOT IN (SELECT value FROM json_each(?))",
+		      json_pack("[I, s]", (json_int_t)cluster_id, ids ? ids : "[]"), NULL);
+	free(ids);
+	json_decref(keep);
+	/* the history stays bounded */
+	rc |= inv_run(c, "DELETE FROM drs_recommendations WHERE cluster_id = ?1 AND id NOT IN"
+			 " (SELECT id FROM drs_recommendations WHERE cluster_id = ?1 ORDER BY id DESC LIMIT 1000)",
+		      json_pack("[I]", (json_int_t)cluster_id), NULL);
 	return rc;
 }
 

@@ -107,7 +107,9 @@ int inv_netcheck_set(struct center *c, int64_t source_id, int64_t destination_id
  * when never set); when DRS last moved a VM (ms, 0: never); the
  * recommendations of the latest pass (replace sets "id" in each of recs),
  * newest first, one by id, and a recommendation's state (pending,
- * applied, failed, superseded) with the task that carried it out. */
+ * applied, failed, superseded) with the task that carried it out. A new
+ * pass keeps the id of a pending recommendation it makes again (same VM,
+ * source, destination) and supersedes the other pending ones. */
 json_t *inv_cluster_drs(struct center *c, int64_t cluster_id);
 int inv_cluster_set_drs(struct center *c, int64_t cluster_id, const char *mode, int threshold);
 int64_t inv_drs_moved_at(struct center *c, int64_t vm_id);

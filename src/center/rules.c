@@ -201,7 +201,8 @@ int rules_request_parse(json_t *body, struct rule_request *r, char *err, size_t 
 	}
 	if (name_list(r->vms, "vms", vm_host_kind(r->kind) ? 1 : 2, err, errlen))
 		return -EINVAL;
-	if (vm_host_kind(r->kind) ? name_list(r->hosts, "hosts", 1, err, errlen) : (r->hosts && json_array_size(r->hosts))) {
+	if (vm_host_kind(r->kind) ? name_list(r->hosts, "hosts", 1, err, errlen)
+				  : r->hosts && !(json_is_array(r->hosts) && !json_array_size(r->hosts))) {
 		if (!vm_host_kind(r->kind))
 			errf(err, errlen, "a VM-VM rule (%s) names no hosts", kinds[r->kind]);
 		return -EINVAL;

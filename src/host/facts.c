@@ -183,7 +183,8 @@ const struct host_datastore *host_datastore_holding(const struct host_agent *a, 
 	return NULL;
 }
 
-double host_cpus(const struct host_agent *a)
+/* CPUs offered to VMs: --cpus, else the online CPUs. */
+static double host_cpus(const struct host_agent *a)
 {
 	return a->cpus > 0 ? a->cpus : (double)sysconf(_SC_NPROCESSORS_ONLN);
 }

@@ -79,8 +79,6 @@ struct host_agent {
 /* facts.c */
 int host_facts_probe(struct host_agent *a, char *err, size_t errlen);
 json_t *host_facts_json(struct host_agent *a);
-/* CPUs offered to VMs: --cpus, else the online CPUs. */
-double host_cpus(const struct host_agent *a);
 /* GET /v1/demand (caller holds a->lock): capacity and every running VM's
  * demand (demand.c), for DRS. */
 json_t *host_demand_json(struct host_agent *a);

@@ -32,7 +32,7 @@ static struct drs_host host(const char *name, double cpus, uint64_t mem)
 static struct drs_vm vm(const char *name, int h, double cpu, uint64_t mem)
 {
 	return (struct drs_vm){ .name = name, .host = h, .cpu_demand = cpu, .mem_demand = mem, .mem_move = mem,
-				.movable = true, .allowed = ALL };
+				.movable = true, .allowed = ALL, .hint = -1 };
 }
 
 static void scores(void)
@@ -138,6 +138,26 @@ static void spread(void)
 		skipped &= r[k].vm != 0 && r[k].vm != 1;
 	CHECK("a VM in cooldown and a VM allowed only on its host are never moved", n == 4 && skipped, "%d", n);
 	CHECK("max bounds the recommendations", drs_recommend(h, 3, v, 6, &p, r, 2) == 2, "-");
+	/* stability: measured demands wobble; gains within a point are equal, and the move the last
+	 * pass recommended wins among equals. a holds v0-v4 (5 CPUs wanted of 2), b nothing, c v5.
+	 * Every move off a gains about 100 points; b would keep the most spare CPU (1.01 with v4,
+	 * the smallest), but the last pass sent v4 to c */
+	for (int i = 0; i < 6; i++) {
+		v[i] = vm("v", 0, 1.0, 256 * MIB);
+		v[i].host = i < 4 ? 0 : 1 + (i == 5);
+	}
+	v[2].cpu_demand = 1.01;
+	v[4].host = 0;
+	v[4].cpu_demand = 0.99;
+	v[4].hint = 2;
+	p.threshold = 3;
+	n = drs_recommend(h, 3, v, 6, &p, r, 1);
+	CHECK("of gains within a point, the move the last pass recommended (v4 to c) comes first, not the roomiest", n == 1 && r[0].vm == 4 &&
+	      r[0].to == 2, "%d: %d->%d", n, n ? r[0].vm : -1, n ? r[0].to : -1);
+	v[4].hint = -1;
+	n = drs_recommend(h, 3, v, 6, &p, r, 1);
+	CHECK("without the hint, the move that keeps the most spare CPU (v4 to b) comes first",
+	      n == 1 && r[0].vm == 4 && r[0].to == 1, "%d: %d->%d", n, n ? r[0].vm : -1, n ? r[0].to : -1);
 }
 
 static void mandatory(void)
