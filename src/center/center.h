@@ -109,6 +109,11 @@ json_t *compat_check(json_t *vm_row, json_t *src_facts, json_t *dst_facts, json_
 int compat_attachments(json_t *nics, json_t *disks, json_t *dst_facts, json_t *dst_paths, json_t *src_paths,
 		       const char *dname, const char *sname, json_t *reasons);
 
+/* The assignable devices VM vm asks for (requests) against host hname's
+ * facts (its "hardware" and the VMs holding theirs): one reason appended
+ * naming the device that is missing or in use, or none. Returns how many. */
+int compat_hardware(json_t *requests, const char *vm, json_t *facts, const char *hname, json_t *reasons);
+
 /* move_disk.c: POST /v1/vms/NAME/move-disk {datastore, disk}: a running
  * VM's disk to another datastore of its host, as a task (202 {task}). */
 int move_disk_task_start(struct center *c, const char *vm, json_t *body, json_t **resp);
@@ -154,11 +159,13 @@ struct center_host_request {       /* POST /v1/hosts {address, token, name, clus
 	char default_name[NAME_LEN_MAX + 1]; /* name when none is given: the address with ':' made '-' */
 };
 int center_host_request_parse(json_t *body, struct center_host_request *r, char *err, size_t errlen);
-struct center_vm_request {         /* POST /v1/vms {name, memory, vcpus, boot, cluster, evc, devices, nics, disks} */
+struct center_vm_request {         /* POST /v1/vms {name, memory, vcpus, boot, cluster, evc, devices, nics, disks,
+                                   *  hardware} */
 	const char *name, *cluster, *evc; /* cluster, evc NULL when not given */
 	uint64_t memory;
 	int vcpus;                      /* 1 when not given */
 	json_t *boot, *devices;         /* devices NULL when not given */
+	json_t *hardware;               /* assignable devices it asks for (hardware.h), NULL when none */
 	struct attach at;               /* NICs (MACs optional) and disks (attach.h) */
 };
 int center_vm_request_parse(json_t *body, struct center_vm_request *r, char *err, size_t errlen);

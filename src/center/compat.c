@@ -4,7 +4,8 @@
  *   - CPU: the features the VM sees (its CPUID mask, fixed at power-on,
  *     applied to the source host's CPU) must all exist on the destination;
  *   - memory: the destination must have the VM's memory free (live only);
- *   - devices the VM uses must exist on the destination, a network of the
+ *   - devices the VM uses must exist on the destination, and a free one
+ *     of every assignable device it asks for (by attributes), a network of the
  *     same name for each of its NICs, and the destination's agent must see
  *     each of its disks (GET /v1/paths: shared storage, the same size as on
  *     the source);
@@ -14,7 +15,9 @@
  *   - the migration protocol and host API versions must match;
  *   - the destination must have a migration address (live only). */
 #include "center/center.h"
+#include "common/hardware.h"
 #include "common/util.h"
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -79,6 +82,37 @@ int compat_attachments(json_t *nics, json_t *disks, json_t *dst_facts, json_t *d
 		}
 	}
 	return (int)(json_array_size(reasons) - before);
+}
+
+int compat_hardware(json_t *requests, const char *vm, json_t *facts, const char *hname, json_t *reasons)
+{
+	struct hw_holder *holders;
+	size_t i, n = 0;
+	json_t *v;
+	char why[512];
+	int rc;
+
+	if (!json_array_size(requests))
+		return 0;
+	holders = calloc(json_array_size(json_object_get(facts, "vms")) + 1, sizeof(*holders));
+	if (!holders) {
+		json_array_append_new(reasons, json_sprintf("hardware: out of memory checking host %s", hname));
+		return 1;
+	}
+	/* the VMs with a monitor there hold theirs (what the agent itself checks) */
+	json_array_foreach(json_object_get(facts, "vms"), i, v)
+		if (json_is_integer(json_object_get(v, "pid")) && json_array_size(json_object_get(v, "hardware")) &&
+		    strcmp(json_string_value(json_object_get(v, "name")) ?: "", vm))
+			holders[n++] = (struct hw_holder){ json_string_value(json_object_get(v, "name")),
+							   json_object_get(v, "hardware") };
+	holders[n++] = (struct hw_holder){ vm, requests };
+	json_t *have = json_object_get(facts, "hardware");
+	rc = hw_fit(json_is_array(have) ? have : NULL, holders, n, NULL, why, sizeof(why));
+	free(holders);
+	if (!rc)
+		return 0;
+	json_array_append_new(reasons, json_sprintf("hardware: host %s: %s", hname, why));
+	return 1;
 }
 
 /* Shared-nothing: the source sees every disk (its allocated bytes are what
@@ -189,6 +223,9 @@ json_t *compat_check(json_t *vm, json_t *src, json_t *dst, json_t *dst_row, cons
 		if (json_is_string(d) && !contains(json_object_get(dst, "devices"), json_string_value(d)))
 			json_array_append_new(reasons, json_sprintf("device: host %s has no '%s' device for the VM", dname,
 								    json_string_value(d)));
+	json_t *hw = inv_vm_array(vm, "hardware");
+	compat_hardware(hw, json_string_value(json_object_get(vm, "name")) ?: "", dst, dname, reasons);
+	json_decref(hw);
 	json_t *nics = json_loads(json_string_value(json_object_get(vm, "nics")) ? json_string_value(json_object_get(vm, "nics")) : "[]", 0, NULL);
 	json_t *disks = json_loads(json_string_value(json_object_get(vm, "disks")) ? json_string_value(json_object_get(vm, "disks")) : "[]", 0, NULL);
 	if (storage) {

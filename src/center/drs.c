@@ -239,6 +239,11 @@ static bool better_move(double gain, int i, int j, double room, double best_gain
 	return room > best_room + 1e-9;
 }
 
+static bool fits_devices(const struct drs_params *p, int i, int j, const int *place)
+{
+	return !p->fits || p->fits(p->fits_ctx, i, j, place);
+}
+
 static double move_cost(const struct drs_params *p, const struct drs_vm *v)
 {
 	return p->cost_points_per_gib * (double)v->mem_move / GIB;
@@ -284,7 +289,7 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 		for (int tier = 0; tier < 2 && best < 0; tier++)
 			for (int j = 0; j < nh; j++) {
 				if (j == from || !may_host(hosts, &vms[i], j) || !fits_rules(hosts, nh, vms, nv, place, i, j) ||
-				    (!tier && !preferred(&vms[i], j)))
+				    (!tier && !preferred(&vms[i], j)) || !fits_devices(p, i, j, place))
 					continue;
 				double pts = points_if_moved(hosts, nh, vms, nv, place, i, j, now);
 				double room = headroom_with(hosts, j, vms, nv, place, i);
@@ -318,7 +323,7 @@ int drs_recommend(const struct drs_host *hosts, int nh, const struct drs_vm *vms
 			double cost = move_cost(p, &vms[i]);
 			for (int j = 0; j < nh; j++) {
 				if (j == place[i] || !may_host(hosts, &vms[i], j) || !preferred(&vms[i], j) ||
-				    !fits_rules(hosts, nh, vms, nv, place, i, j))
+				    !fits_rules(hosts, nh, vms, nv, place, i, j) || !fits_devices(p, i, j, place))
 					continue;
 				double pts = points_if_moved(hosts, nh, vms, nv, place, i, j, now);
 				double net = pts - now - cost, room = headroom_with(hosts, j, vms, nv, place, i);

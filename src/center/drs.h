@@ -58,6 +58,11 @@ struct drs_rec {
 struct drs_params {
 	int threshold;           /* 1 (mandatory moves only) .. 5 (aggressive) */
 	double cost_points_per_gib;
+	/* Optional (NULL: always): whether VM i may join host j with the
+	 * cluster's VMs where place[] puts them, for what the snapshot does not
+	 * model (assignable devices: a free matching one for each it asks for). */
+	bool (*fits)(void *ctx, int i, int j, const int *place);
+	void *fits_ctx;
 };
 
 /* A VM's DRS score (%) is its execution efficiency on its host: 100 x the

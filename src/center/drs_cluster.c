@@ -10,6 +10,7 @@
  * cooldown. */
 #include "center/center.h"
 #include "center/drs.h"
+#include "common/hardware.h"
 #include "center/rules.h"
 #include "api/http.h"
 #include <math.h>
@@ -40,6 +41,47 @@ static json_t *vm_demand(json_t *report, const char *name)
 
 /* Why no host takes a VM that must move: per other host, the compatibility
  * reasons, or why the host takes no VM now. */
+/* Assignable devices in a DRS pass: VM i may join host j when every device
+ * it asks for matches a free one there, beside the devices the VMs the pass
+ * has put there hold, and those VMs outside the snapshot hold (an incoming
+ * one, as the host's facts list them). */
+struct devices_ctx {
+	const struct drs_vm *vms;
+	int nv;
+	json_t **hw;             /* per VM: its requests */
+	json_t **facts;          /* per host */
+};
+
+static bool devices_fit(void *ctx, int i, int j, const int *place)
+{
+	struct devices_ctx *d = ctx;
+	json_t *f = d->facts[j], *v;
+	size_t k, n = 0;
+
+	if (!json_array_size(d->hw[i]))
+		return true;
+	struct hw_holder *holders = calloc(json_array_size(json_object_get(f, "vms")) + (size_t)d->nv + 1, sizeof(*holders));
+	if (!holders)
+		return false;
+	json_array_foreach(json_object_get(f, "vms"), k, v) {
+		const char *name = str(v, "name");
+		bool in_snapshot = false;
+		for (int m = 0; m < d->nv && name; m++)
+			in_snapshot |= !strcmp(d->vms[m].name, name);
+		if (name && !in_snapshot && json_is_integer(json_object_get(v, "pid")) && json_array_size(json_object_get(v, "hardware")))
+			holders[n++] = (struct hw_holder){ name, json_object_get(v, "hardware") };
+	}
+	for (int m = 0; m < d->nv; m++)
+		if (m != i && place[m] == j && json_array_size(d->hw[m]))
+			holders[n++] = (struct hw_holder){ d->vms[m].name, d->hw[m] };
+	holders[n++] = (struct hw_holder){ d->vms[i].name, d->hw[i] };
+	char why[256];
+	json_t *have = json_object_get(f, "hardware");
+	bool fits = hw_fit(json_is_array(have) ? have : NULL, holders, n, NULL, why, sizeof(why)) == 0;
+	free(holders);
+	return fits;
+}
+
 static json_t *blocked_reason(const struct drs_host *hosts, int nh, const struct drs_vm *v, json_t *not_allowed)
 {
 	char buf[2048];
@@ -192,7 +234,14 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 	json_t *conflicts = rules_apply(rules, hosts, (int)nh, vms, nv);
 	double *scores = calloc(nv ? nv : 1, sizeof(double));
 	struct drs_rec *recs = calloc(DRS_RECOMMENDATIONS_MAX, sizeof(*recs));
-	struct drs_params p = { .threshold = threshold, .cost_points_per_gib = DRS_COST_POINTS_PER_GIB };
+	json_t **hw = calloc(nv ? nv : 1, sizeof(*hw));
+	for (int i = 0; hw && i < nv; i++)
+		for (size_t k = 0; k < nvr; k++)
+			if (!strcmp(str(json_array_get(vrows, k), "name") ?: "", vms[i].name))
+				hw[i] = inv_vm_array(json_array_get(vrows, k), "hardware");
+	struct devices_ctx dctx = { .vms = vms, .nv = nv, .hw = hw, .facts = facts };
+	struct drs_params p = { .threshold = threshold, .cost_points_per_gib = DRS_COST_POINTS_PER_GIB,
+				.fits = hw ? devices_fit : NULL, .fits_ctx = &dctx };
 	double cluster_score = scores ? drs_scores(hosts, (int)nh, vms, nv, scores) : 0;
 	int nrec = recs ? drs_recommend(hosts, (int)nh, vms, nv, &p, recs, DRS_RECOMMENDATIONS_MAX) : 0;
 
@@ -212,6 +261,8 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 		json_object_set(o, "ready_pct", json_object_get(d, "ready_pct") ? json_object_get(d, "ready_pct") : json_null());
 		json_object_set_new(o, "locked", json_boolean(vms[i].locked));
 		json_object_set(o, "not_allowed", not_allowed[i]);
+		if (hw && json_array_size(hw[i]))
+			json_object_set(o, "hardware", hw[i]);
 		json_array_append_new(vm_out, o);
 	}
 	json_t *buckets = json_object();
@@ -238,8 +289,11 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 		json_decref(reports[j]);
 		json_decref(facts[j]);
 	}
-	for (int i = 0; i < nv; i++)
+	for (int i = 0; i < nv; i++) {
 		json_decref(not_allowed[i]);
+		json_decref(hw ? hw[i] : NULL);
+	}
+	free(hw);
 	free(not_allowed);
 	free(scores);
 	free(recs);

@@ -64,7 +64,13 @@ static const char *schema =
 	"CREATE TABLE IF NOT EXISTS host_maintenance("
 	"  host_id INTEGER PRIMARY KEY REFERENCES hosts(id) ON DELETE CASCADE,"
 	"  state TEXT NOT NULL, evacuate_powered_off INTEGER NOT NULL, timeout_s INTEGER NOT NULL,"
-	"  started_at INTEGER NOT NULL, reason TEXT);";
+	"  started_at INTEGER NOT NULL, reason TEXT);"
+	/* assignable hardware a VM asks for (docs/drs.md), also without a schema version */
+	"CREATE TABLE IF NOT EXISTS vm_hardware("
+	"  vm_id INTEGER PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, requests TEXT NOT NULL);";
+
+/* A VM row: every column of vms, and "hardware" (its requests, a JSON array as text). */
+#define VM_ROWS "SELECT v.*, COALESCE(hw.requests, '[]') AS hardware FROM vms v LEFT JOIN vm_hardware hw ON hw.vm_id = v.id"
 
 /* Schema 1 -> 2: VMs get their NICs and disks (attach.h). */
 static const char *schema_1_to_2 =
@@ -351,7 +357,7 @@ int inv_host_set_connected(struct center *c, int64_t host_id, json_t *facts)
 
 json_t *inv_vm(struct center *c, const char *name)
 {
-	return inv_row(c, "SELECT * FROM vms WHERE name = ?", json_pack("[s]", name));
+	return inv_row(c, VM_ROWS " WHERE v.name = ?", json_pack("[s]", name));
 }
 
 static json_t *parsed(json_t *row, const char *key)
@@ -388,6 +394,7 @@ json_t *inv_vm_json(struct center *c, json_t *vm)
 			      "locked_by_task", json_object_get(vm, "locked_by"), "updated_at", json_object_get(vm, "updated_at"));
 	json_object_set_new(j, "nics", inv_vm_array(vm, "nics"));
 	json_object_set_new(j, "disks", inv_vm_array(vm, "disks"));
+	json_object_set_new(j, "hardware", inv_vm_array(vm, "hardware"));
 	if (host)
 		json_object_set(j, "host_address", json_object_get(host, "address"));
 	if (cl && !json_is_string(json_object_get(vm, "evc_level")))
@@ -399,12 +406,12 @@ json_t *inv_vm_json(struct center *c, json_t *vm)
 
 json_t *inv_vms(struct center *c)
 {
-	return inv_rows(c, "SELECT * FROM vms ORDER BY id", NULL);
+	return inv_rows(c, VM_ROWS " ORDER BY v.id", NULL);
 }
 
 json_t *inv_vms_in_cluster(struct center *c, int64_t cluster_id)
 {
-	return inv_rows(c, "SELECT * FROM vms WHERE cluster_id = ? ORDER BY id", json_pack("[I]", (json_int_t)cluster_id));
+	return inv_rows(c, VM_ROWS " WHERE v.cluster_id = ? ORDER BY v.id", json_pack("[I]", (json_int_t)cluster_id));
 }
 
 json_t *inv_vms_on_cluster_level(struct center *c, int64_t cluster_id)
@@ -414,7 +421,7 @@ json_t *inv_vms_on_cluster_level(struct center *c, int64_t cluster_id)
 }
 
 int inv_vm_insert(struct center *c, const char *name, int64_t cluster_id, json_t *config, json_t *boot, json_t *devices,
-		  const char *evc_level, json_t *nics, json_t *disks)
+		  const char *evc_level, json_t *nics, json_t *disks, json_t *hardware)
 {
 	json_t *dev = json_is_array(devices) ? json_incref(devices) : json_pack("[s]", "serial");
 	json_t *n = json_is_array(nics) ? json_incref(nics) : json_array();
@@ -423,6 +430,10 @@ int inv_vm_insert(struct center *c, const char *name, int64_t cluster_id, json_t
 			    " nics, disks) VALUES(?, ?, ?, ?, ?, ?, 'off', ?, ?, ?, ?)",
 			 json_pack("[s, I, O, O, O, s?, I, I, O, O]", name, (json_int_t)cluster_id, config, boot, dev, evc_level,
 				   (json_int_t)inv_now_ms(), (json_int_t)inv_now_ms(), n, d), NULL);
+	if (!rc && json_array_size(hardware) &&
+	    (rc = inv_run(c, "INSERT INTO vm_hardware(vm_id, requests) SELECT id, ? FROM vms WHERE name = ?",
+			  json_pack("[O, s]", hardware, name), NULL)))
+		inv_run(c, "DELETE FROM vms WHERE name = ?", json_pack("[s]", name), NULL); /* not half a VM */
 	json_decref(dev);
 	json_decref(n);
 	json_decref(d);
@@ -746,7 +757,7 @@ int inv_host_set_maintenance(struct center *c, int64_t host_id, const char *stat
 
 json_t *inv_vms_on_host(struct center *c, int64_t host_id)
 {
-	return inv_rows(c, "SELECT * FROM vms WHERE host_id = ? ORDER BY id", json_pack("[I]", (json_int_t)host_id));
+	return inv_rows(c, VM_ROWS " WHERE v.host_id = ? ORDER BY v.id", json_pack("[I]", (json_int_t)host_id));
 }
 
 /* ---- netchecks: the last network check of each host pair and service ---- */

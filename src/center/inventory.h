@@ -58,9 +58,10 @@ json_t *inv_vms_in_cluster(struct center *c, int64_t cluster_id); /* rows in id 
 /* name, config of the cluster's powered-on VMs that follow the cluster's EVC level (no level of their own). */
 json_t *inv_vms_on_cluster_level(struct center *c, int64_t cluster_id);
 /* A new VM, powered off; devices NULL or not an array: ["serial"]; evc_level NULL: the cluster's;
- * nics, disks: its NICs and disks (attach.h; NULL: none). */
+ * nics, disks: its NICs and disks (attach.h; NULL: none); hardware: the assignable devices it asks
+ * for (hardware.h; NULL: none). VM rows carry "hardware" (that array as text, "[]" when none). */
 int inv_vm_insert(struct center *c, const char *name, int64_t cluster_id, json_t *config, json_t *boot, json_t *devices,
-		  const char *evc_level, json_t *nics, json_t *disks);
+		  const char *evc_level, json_t *nics, json_t *disks, json_t *hardware);
 /* The VM (and its NIC index) that has MAC mac ("52:54:00:12:34:56", any case): {name, nic}, or NULL. */
 json_t *inv_vm_with_mac(struct center *c, const char *mac);
 /* New configuration; with set_evc also the per-VM EVC level (NULL: follow the cluster). */

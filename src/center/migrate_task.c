@@ -358,6 +358,7 @@ static void run_cold_storage(struct migrate_job *j)
 	json_t *body = json_pack("{s:s, s:o, s:o, s:o, s:o, s:O, s:b}", "name", name, "config", json_loads(s(j->vm, "config"), 0, NULL),
 				 "boot", json_loads(s(j->vm, "boot"), 0, NULL), "devices", json_loads(s(j->vm, "devices"), 0, NULL),
 				 "nics", inv_vm_array(j->vm, "nics"), "disks", new_disks, "start", 0);
+	json_object_set_new(body, "hardware", inv_vm_array(j->vm, "hardware"));
 	if (suspended)
 		json_object_set_new(body, "suspended", json_pack("{s:O}", "path", json_array_get(to_paths, nd)));
 	code = host_call(j->dst, "POST", "/v1/vms", body, NULL, 0, err, sizeof(err));
@@ -413,6 +414,7 @@ static void run_cold(struct migrate_job *j)
 				 "config", json_loads(s(j->vm, "config"), 0, NULL), "boot", json_loads(s(j->vm, "boot"), 0, NULL),
 				 "devices", json_loads(s(j->vm, "devices"), 0, NULL), "nics", inv_vm_array(j->vm, "nics"),
 				 "disks", inv_vm_array(j->vm, "disks"), "start", 0);
+	json_object_set_new(body, "hardware", inv_vm_array(j->vm, "hardware"));
 	int st = host_call(j->dst, "POST", "/v1/vms", body, NULL, 0, err, sizeof(err));
 	json_decref(body);
 	if (st != 201) {
@@ -515,6 +517,7 @@ static void run_live(struct migrate_job *j)
 				 "boot", json_loads(s(j->vm, "boot"), 0, NULL), "devices", json_loads(s(j->vm, "devices"), 0, NULL),
 				 "nics", inv_vm_array(j->vm, "nics"), "disks", inv_vm_array(j->vm, "disks"),
 				 "key", key, "cpuid", evc_regs_to_json(mask));
+	json_object_set_new(spec, "hardware", inv_vm_array(j->vm, "hardware"));
 	if (j->with_storage) {
 		json_object_set_new(spec, "datastore", json_string(j->storage.chosen));
 		json_object_set_new(spec, "copy_bytes", json_integer((json_int_t)j->storage.need));

@@ -276,7 +276,7 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 	pthread_mutex_unlock(&c->lock);
 
 	json_t *config = json_loads(json_string_value(json_object_get(vm, "config")), 0, NULL);
-	json_t *nics = inv_vm_array(vm, "nics"), *disks = inv_vm_array(vm, "disks");
+	json_t *nics = inv_vm_array(vm, "nics"), *disks = inv_vm_array(vm, "disks"), *hardware = inv_vm_array(vm, "hardware");
 	uint64_t need = (uint64_t)json_integer_value(json_object_get(config, "memory"));
 	json_t *reasons = json_array(), *chosen = NULL;
 	size_t i, n = json_array_size(hosts);
@@ -310,6 +310,7 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 		/* its networks (facts) and what it sees of the VM's disks (GET /v1/paths) */
 		json_t *paths = json_array_size(disks) ? host_paths(h, disks) : NULL, *lacks = json_array(), *l;
 		compat_attachments(nics, disks, f, paths, NULL, p->name, NULL, lacks);
+		compat_hardware(hardware, name, f, p->name, lacks);
 		size_t k, used = 0;
 		json_array_foreach(lacks, k, l)
 			if (used < sizeof(p->lacks))
@@ -361,7 +362,8 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 	r = NULL;
 	if (st == 200) {
 		http_path(path, sizeof(path), "/v1/vms/", name, "/config");
-		json_t *body = json_pack("{s:O, s:O, s:O, s:O}", "config", cfg_new, "boot", boot, "nics", nics, "disks", disks);
+		json_t *body = json_pack("{s:O, s:O, s:O, s:O, s:o}", "config", cfg_new, "boot", boot, "nics", nics, "disks", disks,
+					 "hardware", inv_vm_array(vm, "hardware"));
 		st = host_call(chosen, "POST", path, body, &r, 0, err, sizeof(err));
 		json_decref(body);
 		json_decref(r);
@@ -370,8 +372,9 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 		if (st == 200)
 			st = host_call(chosen, "POST", path, NULL, &r, 30000, err, sizeof(err));
 	} else {
-		json_t *body = json_pack("{s:s, s:O, s:O, s:O, s:O, s:O, s:b}", "name", name, "config", cfg_new, "boot", boot,
-					 "devices", devices, "nics", nics, "disks", disks, "start", 1);
+		json_t *body = json_pack("{s:s, s:O, s:O, s:O, s:O, s:O, s:o, s:b}", "name", name, "config", cfg_new, "boot", boot,
+					 "devices", devices, "nics", nics, "disks", disks, "hardware", inv_vm_array(vm, "hardware"),
+					 "start", 1);
 		st = host_call(chosen, "POST", "/v1/vms", body, &r, 30000, err, sizeof(err));
 		json_decref(body);
 	}
@@ -409,6 +412,7 @@ done:
 	json_decref(boot);
 	json_decref(devices);
 	json_decref(nics);
+	json_decref(hardware);
 	json_decref(disks);
 	json_decref(reasons);
 	return status;

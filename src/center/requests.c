@@ -11,6 +11,7 @@
 #include "api/http.h"
 #include "migrate/migration.h"
 #include "vmm/config.h"
+#include "common/hardware.h"
 #include "common/util.h"
 #include <ctype.h>
 #include <errno.h>
@@ -237,6 +238,11 @@ int center_vm_request_parse(json_t *body, struct center_vm_request *r, char *err
 		r->devices = NULL;
 	if (r->devices && vm_devices_check(r->devices, err, errlen))
 		goto bad;
+	r->hardware = json_object_get(body, "hardware");
+	if (r->hardware && !json_is_null(r->hardware) && hw_list_check(r->hardware, false, err, errlen))
+		goto bad;
+	if (json_array_size(r->hardware) == 0)
+		r->hardware = NULL;
 	if (attach_parse(json_object_get(body, "nics"), json_object_get(body, "disks"), false, &r->at, err, errlen))
 		goto bad;
 	return 0;

@@ -671,9 +671,15 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 		return status;
 	}
 	json_t *nics = attach_nics_json(&r.at), *disks = attach_disks_json(&r.at);
-	inv_vm_insert(c, name, cid, config, boot, r.devices, evc, nics, disks);
+	int irc = inv_vm_insert(c, name, cid, config, boot, r.devices, evc, nics, disks, r.hardware);
 	json_decref(nics);
 	json_decref(disks);
+	if (irc) {
+		pthread_mutex_unlock(&c->lock);
+		json_decref(config);
+		*resp = http_error("VM %s could not be stored: %s", name, inv_error(c));
+		return 500;
+	}
 	json_t *row = inv_vm(c, name);
 	*resp = inv_vm_json(c, row);
 	pthread_mutex_unlock(&c->lock);

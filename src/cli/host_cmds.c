@@ -4,6 +4,7 @@
 #include "cli/ctl.h"
 #include "host/host.h"
 #include "common/token.h"
+#include "common/hardware.h"
 #include "common/util.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +170,14 @@ int cmd_host_show(int argc, char **argv)
 			printf(")");
 		}
 		if (!json_array_size(json_object_get(f, "networks")))
+			printf(" none");
+		printf("\nhardware:");
+		json_array_foreach(json_object_get(f, "hardware"), i, v) {
+			char d[200];
+			printf("%s %s: %lld in use of %lld", i ? ";" : "", hw_describe(v, d, sizeof(d)),
+			       json_integer_value(json_object_get(v, "in_use")), json_integer_value(json_object_get(v, "count")));
+		}
+		if (!json_array_size(json_object_get(f, "hardware")))
 			printf(" none");
 		printf("\nvms:\n");
 		json_array_foreach(json_object_get(f, "vms"), i, v)

@@ -3,6 +3,7 @@
  * `glide vm run|status|pause|...`, take --api SOCKET and live in vm_cmds.c;
  * `glide vm show NAME --json` gives that socket as "api".) */
 #include "cli/ctl.h"
+#include "common/hardware.h"
 #include "common/util.h"
 #include "vmm/vm.h"
 #include <stdio.h>
@@ -35,6 +36,10 @@ static void print_vm(json_t *v)
 	json_array_foreach(json_object_get(v, "disks"), i, e)
 		printf("disk %zu:   %s%s\n", i, json_string_value(json_object_get(e, "path")),
 		       json_is_true(json_object_get(e, "readonly")) ? " (read-only)" : "");
+	json_array_foreach(json_object_get(v, "hardware"), i, e) {
+		char d[200];
+		printf("hardware %zu: %s (assignable: any free matching device of its host)\n", i, hw_describe(e, d, sizeof(d)));
+	}
 }
 
 /* --nic NETWORK[,mac=MAC][,queues=N]: {"network", "mac", "queues"}; the
@@ -98,12 +103,15 @@ int cmd_vmc_create(int argc, char **argv)
 		{ "initrd", required_argument, 0, 'i' }, { "cmdline", required_argument, 0, 'l' },
 		{ "cluster", required_argument, 0, 'C' }, { "evc", required_argument, 0, 'E' },
 		{ "nic", required_argument, 0, 'N' }, { "disk", required_argument, 0, 'D' },
+		{ "hardware", required_argument, 0, 'H' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	const char *usage = "glide vm create NAME --memory SIZE [--vcpus N] (--boot IMAGE | --elf FILE | --kernel BZIMAGE [--initrd F] [--cmdline S])\n"
-			    "                     [--cluster C] [--evc LEVEL] [--nic NETWORK[,mac=MAC][,queues=N]]... [--disk PATH[,readonly]]... [--json]";
+			    "                     [--cluster C] [--evc LEVEL] [--nic NETWORK[,mac=MAC][,queues=N]]... [--disk PATH[,readonly]]...\n"
+			    "                     [--hardware class=C[,vendor=V][,model=M]]... [--json]";
 	struct ctl c = { 0 };
 	const char *kind = NULL, *path = NULL, *initrd = NULL, *cmdline = NULL, *cluster = NULL, *evc = NULL;
-	json_t *nics = json_array(), *disks = json_array(), *one;
+	json_t *nics = json_array(), *disks = json_array(), *hardware = json_array(), *one;
+	char why[256];
 	uint64_t mem = 0;
 	long vcpus = 1;
 	int opt, rc;
@@ -128,6 +136,13 @@ int cmd_vmc_create(int argc, char **argv)
 				goto usage_error;
 			json_array_append_new(disks, one);
 			break;
+		case 'H':
+			if (!(one = hw_spec_parse(optarg, false, why, sizeof(why)))) {
+				fprintf(stderr, "glide: --hardware '%s': %s\n", optarg, why);
+				goto usage_error;
+			}
+			json_array_append_new(hardware, one);
+			break;
 		case 'c': vcpus = strtol(optarg, NULL, 10); break;
 		case 'b': kind = "boot"; path = optarg; break;
 		case 'e': kind = "elf"; path = optarg; break;
@@ -140,6 +155,7 @@ int cmd_vmc_create(int argc, char **argv)
 			printf("usage: %s\n", usage);
 			json_decref(nics);
 			json_decref(disks);
+			json_decref(hardware);
 			return 0;
 		default: fprintf(stderr, "usage: %s\n", usage); goto usage_error;
 		}
@@ -153,12 +169,14 @@ int cmd_vmc_create(int argc, char **argv)
 	if ((rc = ctl_connect(&c))) {
 		json_decref(nics);
 		json_decref(disks);
+		json_decref(hardware);
 		return rc;
 	}
 	char *abs = cli_abs_path(path), *absi = initrd ? cli_abs_path(initrd) : NULL;
 	json_t *body = json_pack("{s:s, s:I, s:I, s:{s:s, s:s, s:s?, s:s?}, s:s?, s:s?, s:o, s:o}", "name", argv[optind],
 				 "memory", (json_int_t)mem, "vcpus", (json_int_t)vcpus, "boot", "kind", kind, "path", abs, "initrd",
 				 absi, "cmdline", cmdline, "cluster", cluster, "evc", evc, "nics", nics, "disks", disks);
+	json_object_set_new(body, "hardware", hardware);
 	json_t *r = NULL;
 	rc = ctl_call(&c, "POST", "/v1/vms", body, &r);
 	if (!rc) {
@@ -182,6 +200,7 @@ int cmd_vmc_create(int argc, char **argv)
 usage_error:
 	json_decref(nics);
 	json_decref(disks);
+	json_decref(hardware);
 	return 1;
 }
 

@@ -29,6 +29,7 @@
 #include "api/http.h"
 #include "api/daemon.h"
 #include "vmm/config.h"
+#include "common/hardware.h"
 #include "common/util.h"
 #include <errno.h>
 #include <dirent.h>
@@ -138,6 +139,8 @@ static int api_vm_create(void *ctx, const struct http_request *req, json_t **res
 	json_object_set_new(cfg, "name", json_string(r.name));
 	json_t *record = json_pack("{s:o, s:O*, s:O*, s:o, s:o}", "config", cfg, "boot", r.boot, "devices", r.devices, "nics",
 				   attach_nics_json(&r.at), "disks", attach_disks_json(&r.at));
+	if (r.hardware)
+		json_object_set(record, "hardware", r.hardware);
 	if (r.suspended)
 		json_object_set_new(record, "suspended", json_pack("{s:s, s:I}", "path", susp, "at_ms",
 								   (json_int_t)(realtime_ns() / 1000000)));
@@ -377,6 +380,10 @@ static int vm_action(struct host_agent *a, struct host_vm *v, const char *name, 
 		json_object_set_new(v->record, "config", cfg);
 		if (r.boot)
 			json_object_set(v->record, "boot", r.boot);
+		if (r.have_hardware && r.hardware)
+			json_object_set(v->record, "hardware", r.hardware);
+		else if (r.have_hardware)
+			json_object_del(v->record, "hardware");
 		if (r.have_nics)
 			json_object_set_new(v->record, "nics", attach_nics_json(&r.at));
 		if (r.have_disks)
@@ -704,7 +711,10 @@ static void usage(FILE *out)
 		     "                        [--network NAME=bridge:BR[,vlan=N][,rate=RATE][,forged-transmits=accept]\n"
 		     "                                   [,mac-changes=accept][,promiscuous=accept]]... (at most %d)\n"
 		     "                        [--datastore NAME=DIR]... (at most %d: where disks copied to this host go)\n"
-		     "                        [--tls-cert PEM --tls-key PEM] [--log FILE]\n", ATTACH_NETWORKS_MAX, HOST_DATASTORES_MAX);
+		     "                        [--device class=C[,vendor=V][,model=M][,count=N]]... (at most %d kinds: assignable\n"
+		     "                                   devices VMs ask for by attributes)\n"
+		     "                        [--tls-cert PEM --tls-key PEM] [--log FILE]\n", ATTACH_NETWORKS_MAX, HOST_DATASTORES_MAX,
+		HW_KINDS_MAX);
 }
 
 static int mkdir_p(const char *dir, mode_t mode)
@@ -815,7 +825,7 @@ int host_serve_main(int argc, char **argv)
 		{ "tls-key", required_argument, 0, 'K' },   { "log", required_argument, 0, 'L' },
 		{ "network", required_argument, 0, 'N' },   { "provisioning-address", required_argument, 0, 'P' },
 		{ "datastore", required_argument, 0, 'D' }, { "cpus", required_argument, 0, 'u' },
-		{ "memory", required_argument, 0, 'M' },
+		{ "memory", required_argument, 0, 'M' },    { "device", required_argument, 0, 'V' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -825,6 +835,7 @@ int host_serve_main(int argc, char **argv)
 	int opt;
 
 	pthread_mutex_init(&a->lock, NULL);
+	a->hardware = json_array();
 	for (int r = 0; r < EVC_REGS; r++)
 		a->cpu_regs[r] = 0xffffffffu;
 	optind = 1;
@@ -874,6 +885,16 @@ int host_serve_main(int argc, char **argv)
 			if (datastore_option(a, optarg))
 				return 1;
 			break;
+		case 'V': {
+			json_t *dev = hw_spec_parse(optarg, true, err, sizeof(err));
+			if (!dev || json_array_size(a->hardware) >= HW_KINDS_MAX) {
+				fprintf(stderr, "glide: --device '%s': %s\n", optarg, dev ? "too many device kinds" : err);
+				json_decref(dev);
+				return 1;
+			}
+			json_array_append_new(a->hardware, dev);
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}

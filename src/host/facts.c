@@ -8,6 +8,7 @@
 #include "host/host.h"
 #include "devices/devices.h"
 #include "migrate/wire.h"
+#include "common/hardware.h"
 #include "common/util.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -131,6 +132,57 @@ uint64_t host_memory_free(struct host_agent *a)
 	uint64_t room = total > used ? total - used : 0;
 	return MIN(room, avail);
 }
+/* The VMs that hold assignable devices here (those with a monitor), other
+ * than `except`, then `except` with `requests`: n holders in out. */
+static size_t hardware_holders(struct host_agent *a, const char *except, json_t *requests, struct hw_holder *out, size_t max)
+{
+	size_t n = 0;
+	for (struct host_vm *v = a->vms; v && n + 1 < max; v = v->next)
+		if (!v->removed && v->pid && json_array_size(json_object_get(v->record, "hardware")) &&
+		    (!except || strcmp(v->name, except)))
+			out[n++] = (struct hw_holder){ v->name, json_object_get(v->record, "hardware") };
+	if (except && requests)
+		out[n++] = (struct hw_holder){ except, requests };
+	return n;
+}
+
+#define HOLDERS_MAX 1024
+
+int host_hardware_check(struct host_agent *a, const char *name, json_t *requests, char *err, size_t errlen)
+{
+	static struct hw_holder holders[HOLDERS_MAX]; /* under a->lock */
+	char why[512];
+
+	if (!json_array_size(requests))
+		return 0;
+	size_t n = hardware_holders(a, name, requests, holders, HOLDERS_MAX);
+	if (hw_fit(a->hardware, holders, n, NULL, why, sizeof(why))) {
+		errf(err, errlen, "host %s cannot give VM %s its assignable devices: %s (`--device` of the host agent)", a->name, name,
+		     why);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+/* The host's assignable devices, each with how many are in use. */
+static json_t *hardware_json(struct host_agent *a)
+{
+	static struct hw_holder holders[HOLDERS_MAX];
+	int used[HW_KINDS_MAX] = { 0 };
+	char why[512];
+	size_t i, n = hardware_holders(a, NULL, NULL, holders, HOLDERS_MAX);
+	json_t *out = json_array(), *d;
+
+	if (hw_fit(a->hardware, holders, n, used, why, sizeof(why)))
+		glide_log("host", "assignable devices: the VMs holding them do not all fit: %s", why);
+	json_array_foreach(a->hardware, i, d) {
+		json_t *o = json_deep_copy(d);
+		json_object_set_new(o, "in_use", json_integer(i < HW_KINDS_MAX ? used[i] : 0));
+		json_array_append_new(out, o);
+	}
+	return out;
+}
+
 /* The devices this host's VMs get: the registered device types. */
 static json_t *device_list(void)
 {
@@ -259,5 +311,6 @@ json_t *host_facts_json(struct host_agent *a)
 			 "provisioning", service_json(a, "provisioning"),
 			 "vm_records", host_vm_records(a)); /* in memory, forgotten ones until the supervisor frees them */
 	json_object_set_new(f, "capacity", capacity_json(a));
+	json_object_set_new(f, "hardware", hardware_json(a));
 	return f;
 }

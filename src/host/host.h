@@ -69,6 +69,7 @@ struct host_agent {
 	int nnetworks;
 	struct host_datastore datastores[HOST_DATASTORES_MAX]; /* --datastore: fixed once the agent serves */
 	int ndatastores;
+	json_t *hardware;            /* --device: assignable devices by attributes (hardware.h), an array */
 	char self_exe[PATH_MAX];
 	pthread_mutex_t lock;        /* guards the VM list and the copies */
 	struct host_vm *vms;
@@ -83,6 +84,11 @@ json_t *host_facts_json(struct host_agent *a);
  * demand (demand.c), for DRS. */
 json_t *host_demand_json(struct host_agent *a);
 uint64_t host_memory_free(struct host_agent *a);
+/* Whether VM `name` may hold the assignable devices it asks for (requests,
+ * NULL: none) here, beside the VMs that hold theirs (every VM with a
+ * monitor, incoming ones included): 0, or -ENOSPC with err naming the
+ * device that is missing or in use. Caller holds a->lock. */
+int host_hardware_check(struct host_agent *a, const char *name, json_t *requests, char *err, size_t errlen);
 /* {name, path, total, free} of a datastore, sizes in bytes (statvfs, now). */
 json_t *host_datastore_json(const struct host_datastore *d);
 /* The datastore named name, or NULL. */
@@ -183,22 +189,26 @@ struct host_vm_request {          /* POST /v1/vms {name, config, boot, devices, 
 	const char *suspended;        /* {"suspended": {"path": P}}: it arrives suspended, its state in P (a file
 	                               * in one of this host's datastores, checked by the caller); NULL: none */
 	json_t *config, *boot, *devices; /* boot and devices NULL when absent or null */
+	json_t *hardware;             /* assignable devices it asks for (hardware.h), NULL when none */
 	struct vm_config cfg;
 	struct attach at;             /* NICs (MACs optional) and disks */
 	bool start;
 };
 int host_vm_request_parse(json_t *body, struct host_vm_request *r, char *err, size_t errlen);
-struct host_config_request {      /* POST /v1/vms/NAME/config {config, boot, nics, disks} */
+struct host_config_request {      /* POST /v1/vms/NAME/config {config, boot, nics, disks, hardware} */
 	json_t *config, *boot;        /* boot NULL: unchanged */
 	struct vm_config cfg;
 	bool have_nics, have_disks;   /* absent: unchanged */
 	struct attach at;             /* the new NICs (MACs optional) and disks */
+	bool have_hardware;           /* absent: unchanged */
+	json_t *hardware;             /* the assignable devices it asks for, NULL: none */
 };
 int host_config_request_parse(json_t *body, struct host_config_request *r, char *err, size_t errlen);
 struct host_incoming_request {    /* POST /v1/incoming {name, config, boot, devices, nics, disks, key, cpuid,
                                    *  datastore, copy_bytes} */
 	const char *name, *key;
 	json_t *config, *boot, *devices;
+	json_t *hardware;             /* assignable devices it asks for (hardware.h), NULL when none */
 	struct vm_config cfg;
 	struct attach at;             /* the VM's NICs (with their MACs) and disks; they must agree with the
 	                               * device shape in config when it has one */

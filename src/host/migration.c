@@ -148,6 +148,11 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 				   format_size(free_b, have, sizeof(have)), name, format_size(cfg.memory_bytes, need, sizeof(need)));
 		return 409;
 	}
+	if (host_hardware_check(a, name, rq.hardware, err, sizeof(err))) {
+		pthread_mutex_unlock(&a->lock);
+		*resp = http_error("%s", err);
+		return 409;
+	}
 	if (rq.have_cpuid) {
 		char missing[512];
 		if (evc_missing(rq.cpuid, a->cpu_regs, missing, sizeof(missing))) {
@@ -212,6 +217,8 @@ int host_migration_incoming(struct host_agent *a, json_t *spec, json_t **resp)
 	}
 	json_t *record = json_pack("{s:O, s:O*, s:O*, s:o, s:o, s:b}", "config", rq.config, "boot", rq.boot, "devices",
 				   rq.devices, "nics", attach_nics_json(&rq.at), "disks", attach_disks_json(&rq.at), "incoming", 1);
+	if (record && rq.hardware)
+		json_object_set(record, "hardware", rq.hardware);
 	json_t *disk_to = NULL;
 	if (ds) {
 		disk_to = json_array();

@@ -11,6 +11,7 @@
 #include "api/http.h"
 #include "vmm/config.h"
 #include "migrate/migration.h"
+#include "common/hardware.h"
 #include "common/util.h"
 #include <errno.h>
 #include <string.h>
@@ -47,6 +48,17 @@ static int boot_devices(json_t *body, json_t **boot, json_t **devices, char *err
 	return 0;
 }
 
+/* "hardware": optional (null counts as absent), a list of device requests (hardware.h). */
+static int hardware_opt(json_t *body, json_t **hardware, char *err, size_t errlen)
+{
+	*hardware = json_object_get(body, "hardware");
+	if (*hardware && !json_is_null(*hardware) && hw_list_check(*hardware, false, err, errlen))
+		return -EINVAL;
+	if (json_array_size(*hardware) == 0)
+		*hardware = NULL;
+	return 0;
+}
+
 int host_vm_request_parse(json_t *body, struct host_vm_request *r, char *err, size_t errlen)
 {
 	json_t *start = json_object_get(body, "start");
@@ -61,7 +73,7 @@ int host_vm_request_parse(json_t *body, struct host_vm_request *r, char *err, si
 	if (!name_valid(r->name, err, errlen))
 		goto bad;
 	if (vm_config_from_json(r->config, &r->cfg, err, errlen) ||
-	    boot_devices(body, &r->boot, &r->devices, err, errlen))
+	    boot_devices(body, &r->boot, &r->devices, err, errlen) || hardware_opt(body, &r->hardware, err, errlen))
 		goto bad;
 	if (attach_parse(json_object_get(body, "nics"), json_object_get(body, "disks"), false, &r->at, err, errlen))
 		goto bad;
@@ -92,7 +104,9 @@ int host_config_request_parse(json_t *body, struct host_config_request *r, char 
 	r->config = json_object_get(body, "config");
 	r->have_nics = json_object_get(body, "nics") != NULL;
 	r->have_disks = json_object_get(body, "disks") != NULL;
+	r->have_hardware = json_object_get(body, "hardware") != NULL;
 	if (vm_config_from_json(r->config, &r->cfg, err, errlen) || boot_devices(body, &r->boot, &devices, err, errlen) ||
+	    hardware_opt(body, &r->hardware, err, errlen) ||
 	    attach_parse(json_object_get(body, "nics"), json_object_get(body, "disks"), false, &r->at, err, errlen)) {
 		memset(r, 0, sizeof(*r));
 		return -EINVAL;
@@ -155,7 +169,8 @@ int host_incoming_request_parse(json_t *spec, struct host_incoming_request *r, c
 		     why[0] ? ": " : "", why);
 		goto bad;
 	}
-	if (!name_valid(r->name, err, errlen) || boot_devices(spec, &r->boot, &r->devices, err, errlen))
+	if (!name_valid(r->name, err, errlen) || boot_devices(spec, &r->boot, &r->devices, err, errlen) ||
+	    hardware_opt(spec, &r->hardware, err, errlen))
 		goto bad;
 	if (attach_parse(json_object_get(spec, "nics"), json_object_get(spec, "disks"), true, &r->at, err, errlen) ||
 	    attach_agrees(&r->cfg, &r->at, err, errlen))

@@ -472,6 +472,8 @@ int host_vm_start(struct host_agent *a, struct host_vm *v, char *err, size_t err
 		     v->name, format_size(cfg.memory_bytes, need, sizeof(need)));
 		return -ENOMEM;
 	}
+	if (host_hardware_check(a, v->name, json_object_get(v->record, "hardware"), err, errlen))
+		return -ENOSPC;
 	int rc = attach_args_of(a, v, &dev, err, errlen);
 	if (rc)
 		return rc;
@@ -664,6 +666,8 @@ json_t *host_vm_json(struct host_vm *v)
 		json_object_set(j, "uptime_ms", json_object_get(v->monitor, "uptime_ms"));
 		json_object_set(j, "monitor_config", json_object_get(v->monitor, "config"));
 	}
+	if (json_array_size(json_object_get(v->record, "hardware")))
+		json_object_set(j, "hardware", json_object_get(v->record, "hardware"));
 	if (v->last_error[0])
 		json_object_set_new(j, "last_error", json_string(v->last_error));
 	return j;

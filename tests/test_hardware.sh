@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Assignable hardware (issue 15): three host agents on loopback. hA declares
+# one acme x1 GPU, hB one acme x2 GPU and two FPGAs, hC none. VMs ask for
+# devices by attributes, never by host: g3 (an x2 GPU) can only start on
+# hB, g1 (any GPU) then only on hA, and g2 (any GPU) nowhere, with every
+# host's reason named (in use by whom, or no such device). A migration to a
+# host without a free matching device is refused naming it; the host agent
+# refuses too when asked directly. Once g3 powers off, g1 moves live to hB
+# (A-B clean) and the in-use counts follow. Maintenance on hB sends g1 to
+# the only host with a free GPU (hA), A-B clean. Bad specs get clear errors.
+. "$(dirname "$0")/lib.sh"
+have_kvm || { skip "hardware: no /dev/kvm"; exit 0; }
+. "$TESTS_DIR/cluster_lib.sh"
+cluster_up hardware --drs-interval 3600 -- --cpus 2 --memory 2G --device class=gpu,vendor=acme,model=x1 \
+	-- --cpus 2 --memory 2G --device class=gpu,vendor=acme,model=x2,count=1 --device class=fpga,count=2 \
+	-- --cpus 2 --memory 2G || exit 0
+
+in_use() { # HOST CLASS MODEL: the host's in_use count of that device kind, from its facts
+	local port; case $1 in hA) port=$PA ;; hB) port=$PB ;; *) port=$PCC ;; esac
+	curl -sf -H "Authorization: Bearer $(cat "$T/ht")" "http://127.0.0.1:$port/v1/host" |
+		python3 -c 'import json,sys; h=json.load(sys.stdin)["hardware"]; print(sum(d["in_use"] for d in h if d["class"] == sys.argv[1] and d.get("model", "") == sys.argv[2]))' "$2" "$3"
+}
+check "an agent refuses a device without a class" bash -c "! $GLIDE host serve --data-dir $T/x --listen 127.0.0.1:1 --token-file $T/ht --device vendor=acme 2>$T/dev.err && grep -q 'needs a class' $T/dev.err"
+check "glide host show lists the declared devices" bash -c "$GLIDE host show hB >$T/hB.show && grep -q 'hardware: class=gpu,vendor=acme,model=x2: 0 in use of 1; class=fpga: 0 in use of 2' $T/hB.show"
+check "vm create refuses an unknown device attribute" bash -c "! $GLIDE vm create bad --memory 32M --boot $IMG --hardware colour=red 2>$T/bad.err && grep -q \"unknown device attribute 'colour'\" $T/bad.err"
+check "the API refuses a request that is not a list of attribute objects" bash -c "[ \$(curl -s -o $T/bad.json -w '%{http_code}' -H \"Authorization: Bearer \$(cat $T/ct)\" -d '{\"name\":\"bad\",\"memory\":33554432,\"boot\":{\"kind\":\"boot\",\"path\":\"$IMG\"},\"hardware\":[{\"class\":\"gpu\",\"count\":3}]}' http://127.0.0.1:$PC/v1/vms) = 400 ] && grep -q 'hardware 0' $T/bad.json"
+for v in g1:class=gpu g2:class=gpu g3:class=gpu,model=x2; do
+	"$GLIDE" vm create "${v%%:*}" --memory 32M --boot "$IMG" --hardware "${v#*:}" >/dev/null || fail "hardware: vm create ${v%%:*}"
+done
+check "vm show names the requested device" bash -c "$GLIDE vm show g3 | grep -q 'hardware 0: class=gpu,model=x2'"
+"$GLIDE" vm start g3 >/dev/null 2>"$T/g3.err" && [ "$(host_of g3)" = hB ] &&
+	pass "g3 (an x2 GPU) placed on hB, the only host with one" || fail "g3: on $(host_of g3): $(cat "$T/g3.err")"
+"$GLIDE" vm start g1 >/dev/null 2>"$T/g1.err" && [ "$(host_of g1)" = hA ] &&
+	pass "g1 (any GPU) placed on hA: hB's GPU is g3's" || fail "g1: on $(host_of g1): $(cat "$T/g1.err")"
+if ! "$GLIDE" vm start g2 >/dev/null 2>"$T/g2.err" &&
+	grep -q 'hA: hardware: host hA: no free class=gpu device: the host has 1, in use by g1' "$T/g2.err" &&
+	grep -q 'hB: hardware: host hB: no free class=gpu device: the host has 1, in use by g3' "$T/g2.err" &&
+	grep -q 'hC: hardware: host hC: no class=gpu device on this host' "$T/g2.err"; then
+	pass "g2 (any GPU) starts nowhere, each host's reason named"
+else
+	fail "g2: $(cat "$T/g2.err"), on $(host_of g2)"
+fi
+check "the agent itself refuses a VM whose device is in use" bash -c "curl -s -H \"Authorization: Bearer \$(cat $T/ht)\" -d '{\"name\":\"direct\",\"config\":{\"memory\":33554432,\"vcpus\":1},\"boot\":{\"kind\":\"boot\",\"path\":\"$IMG\"},\"hardware\":[{\"class\":\"gpu\"}],\"start\":true}' http://127.0.0.1:$PA/v1/vms | grep -q 'cannot give VM direct its assignable devices: no free class=gpu device: the host has 1, in use by g1'"
+a=$(in_use hA gpu x1) b=$(in_use hB gpu x2)
+[ "$a" = 1 ] && [ "$b" = 1 ] && pass "host facts: hA's x1 GPU and hB's x2 GPU in use" || fail "in use: hA $a, hB $b (expected 1, 1)"
+check "migrating g1 to hC (no GPU) is refused naming the device" bash -c "! $GLIDE vm migrate g1 --to hC >$T/m1.out 2>&1 && grep -q 'no class=gpu device on this host' $T/m1.out"
+check "migrating g1 to hB (its GPU in use by g3) is refused" bash -c "! $GLIDE vm migrate g1 --to hB >$T/m2.out 2>&1 && grep -q 'in use by g3' $T/m2.out"
+
+"$GLIDE" vm stop g3 >/dev/null || fail "hardware: vm stop g3"
+if "$GLIDE" vm migrate g1 --to hB >"$T/m3.out" 2>&1 && [ "$(host_of g1)" = hB ] && ab_check "$(vm_api g1)" 1 2>/dev/null; then
+	pass "g3 powered off: g1 moves live to hB, A-B clean"
+else
+	fail "g1 to hB: $(tail -2 "$T/m3.out"), on $(host_of g1), $(tail -1 "$T/abcheck.out" 2>/dev/null)"
+fi
+a=$(in_use hA gpu x1) b=$(in_use hB gpu x2)
+[ "$a" = 0 ] && [ "$b" = 1 ] && pass "the in-use counts followed g1 (hA 0, hB 1)" || fail "in use after the move: hA $a, hB $b (expected 0, 1)"
+check "g3 cannot start again while g1 holds the x2 GPU" bash -c "! $GLIDE vm start g3 2>$T/g3b.err && grep -q 'hB: hardware: host hB: no free class=gpu,model=x2 device: the host has 1, in use by g1' $T/g3b.err"
+
+timeout 90 "$GLIDE" host maintenance enter hB --timeout 60 >"$T/enter.out" 2>&1
+rc=$?
+if [ $rc = 0 ] && [ "$(host_of g1)" = hA ] && ab_check "$(vm_api g1)" 1 2>/dev/null; then
+	pass "maintenance on hB: g1 moved to hA, the only host with a free GPU, A-B clean"
+else
+	fail "maintenance on hB: exit $rc, g1 on $(host_of g1): $(tail -2 "$T/enter.out"); $(tail -1 "$T/abcheck.out" 2>/dev/null)"
+fi
+check "maintenance exit hB" "$GLIDE" host maintenance exit hB
+for v in g1 g2 g3; do "$GLIDE" vm stop $v >/dev/null 2>&1; done
