@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Maintenance mode and rules (issue 15): three host agents on loopback (hA
-# 4 GiB, hB and hC 1 GiB each, 2 CPUs each), a controller that allows 2 migrations
-# per host at once. hA runs four A-B guests (8 MiB range) and holds one
+# 4 GiB, hB and hC 1 GiB each, 2 CPUs each), a cluster whose hosts each have
+# a migration cost budget of 2 (a live move costs 1), below the controller's 8. hA runs four A-B guests (8 MiB range) and holds one
 # powered-off VM. `glide host maintenance enter hA --evacuate-powered-off`
 # empties it: every running VM moves live (DRS picks hB or hC), never more
-# than 2 migrations at once, A-B clean on each; the powered-off VM is
+# than 2 migrations at once (the others queued, their place in line shown),
+# A-B clean on each; the powered-off VM is
 # registered elsewhere; the host then is "in" maintenance and refuses new
 # VMs and incoming migrations; `exit` makes it take VMs again. Rules: m1
 # and m2 (anti-affinity) end on different hosts; an affinity rule over them
@@ -15,8 +16,10 @@
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "maintenance: no /dev/kvm"; exit 0; }
 . "$TESTS_DIR/cluster_lib.sh"
-cluster_up maintenance --max-migrations-per-host 2 --drs-interval 3600 -- --cpus 2 --memory 4G -- --cpus 2 --memory 1G \
+cluster_up maintenance --drs-interval 3600 -- --cpus 2 --memory 4G -- --cpus 2 --memory 1G \
 	-- --cpus 2 --memory 1G || exit 0
+check "cluster set: each host's migration cost budget 2 (the cluster's limit, below the controller's 8)" bash -c "$GLIDE cluster set --max-migrations-per-host 2 | grep -q 'budget per host 2'"
+check "a budget of 0 is refused" bash -c "! $GLIDE cluster set --max-migrations-per-host 0 2>$T/b0.err && grep -q 'budget of migration cost' $T/b0.err"
 for i in 1 2 3 4; do
 	"$GLIDE" vm create m$i --memory 32M --boot "$IMG" >/dev/null && "$GLIDE" vm start m$i --host hA >/dev/null ||
 		fail "maintenance: vm m$i did not start on hA"
@@ -32,8 +35,12 @@ check "rule list shows both rules" bash -c "[ \$($GLIDE rule list --json | grep 
 check "cluster drs reports the newer rule as conflicting (the older wins)" bash -c "$GLIDE cluster drs --json | grep -q 'an older rule keeps m1 and m2 apart'"
 sleep 1 # the guests past their first pass over the range
 
+# the tasks' stages while hA empties (bounded: 150 looks at most)
+(for _ in $(seq 150); do "$GLIDE" task list --json 2>/dev/null | grep -o '"stage": "queued: [^"]*"'; sleep 0.2; done >"$T/stages") &
+watcher=$!
 timeout 180 "$GLIDE" host maintenance enter hA --evacuate-powered-off --timeout 150 >"$T/enter.out" 2>&1
 rc=$?
+kill $watcher 2>/dev/null; wait $watcher 2>/dev/null
 state=$("$GLIDE" host maintenance show hA --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
 if [ $rc = 0 ] && [ "$state" = in ]; then
 	pass "maintenance enter hA: in maintenance ($(tail -1 "$T/enter.out"))"
@@ -67,8 +74,13 @@ for _, d in ev:
 print(len(mig), peak)
 PY
 read -r nmig peak <"$T/overlap"
-if [ "$nmig" -ge 5 ] && [ "$peak" -le 2 ]; then pass "$nmig migrations off hA, at most $peak at once (limit 2)"
-else fail "migrations off hA: $nmig, at most $peak at once (limit 2): $(head -c 600 "$T/tasks.json")"; fi
+if [ "$nmig" -ge 5 ] && [ "$peak" -le 2 ]; then pass "$nmig migrations off hA, at most $peak at once (budget 2, cost 1 each)"
+else fail "migrations off hA: $nmig, at most $peak at once (budget 2): $(head -c 600 "$T/tasks.json")"; fi
+if grep -q 'queued: 1st in line for host hA (migration cost 2 of its budget 2 in use; this task costs 1)' "$T/stages"; then
+	pass "a queued migration showed its place in line: $(sort -u "$T/stages" | head -2 | tr '\n' ' ')"
+else
+	fail "no queued stage with a place in line for hA was seen: $(sort -u "$T/stages" | head -5)"
+fi
 
 "$GLIDE" vm create new1 --memory 32M --boot "$IMG" >/dev/null
 check "a host in maintenance takes no new VM (vm start --host hA refused, naming it)" bash -c "! $GLIDE vm start new1 --host hA 2>$T/new1.err && grep -q 'maintenance mode' $T/new1.err"

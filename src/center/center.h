@@ -33,6 +33,7 @@ struct center {
 	int max_migrations_per_host;
 	int drs_interval_s;          /* a DRS pass over every cluster this often (--drs-interval) */
 	int drs_cooldown_s;          /* a VM DRS moved stays put this long (--drs-cooldown) */
+	struct budget_entry *budget; /* migrations holding or waiting for their cost (budget.c), in arrival order */
 	volatile bool quit;
 };
 
@@ -114,6 +115,33 @@ int compat_attachments(json_t *nics, json_t *disks, json_t *dst_facts, json_t *d
  * naming the device that is missing or in use, or none. Returns how many. */
 int compat_hardware(json_t *requests, const char *vm, json_t *facts, const char *hname, json_t *reasons);
 
+/* budget.c: the migration cost budget of each host (vCenter's model): a
+ * live or cold move costs BUDGET_COST_MOVE on its source and destination,
+ * one that copies disks BUDGET_COST_STORAGE; a host's budget is its
+ * cluster's max_migrations_per_host, else the controller's. */
+#define BUDGET_COST_MOVE 1
+#define BUDGET_COST_STORAGE 4
+struct budget_entry {
+	int64_t task;
+	char hosts[2][NAME_LEN_MAX + 1]; /* its source and destination (one host: a disk move) */
+	int nhosts;
+	int cost;
+	bool running;                /* holds its cost; else waits */
+	struct budget_entry *next;
+};
+/* Waits (without c->lock) until task's cost fits on src and dst (either
+ * may be NULL) and no earlier waiting task shares one of them; meanwhile
+ * the task's stage is "queued: Nth in line for host H (...)". */
+void budget_acquire(struct center *c, int64_t task, const char *src, const char *dst, int cost);
+void budget_release(struct center *c, int64_t task); /* without c->lock */
+/* Pure parts (unit_budget): the cost in use on host by running entries,
+ * and for waiting entry e of list: 0 when it may start now, else its place
+ * in the line (1: first) and *blocking_host the index in e->hosts of the
+ * host it waits for. */
+int budget_in_use(const struct budget_entry *list, const char *host, int budget);
+int budget_decide(const struct budget_entry *list, const struct budget_entry *e, int (*budget_of)(void *ctx, const char *host),
+		  void *ctx, int *blocking_host);
+
 /* move_disk.c: POST /v1/vms/NAME/move-disk {datastore, disk}: a running
  * VM's disk to another datastore of its host, as a task (202 {task}). */
 int move_disk_task_start(struct center *c, const char *vm, json_t *body, json_t **resp);
@@ -152,6 +180,8 @@ struct center_cluster_request {    /* POST /v1/clusters {name, evc, max_migratio
 	int64_t max_migrations;         /* 1..CENTER_MAX_MIGRATIONS_PER_HOST_MAX */
 };
 int center_cluster_request_parse(json_t *body, struct center_cluster_request *r, char *err, size_t errlen);
+/* max_migrations_per_host of a body (NULL or null: not given, *have false). */
+int center_limit_parse(json_t *value, bool *have, int64_t *limit, char *err, size_t errlen);
 /* POST /v1/clusters/NAME/evc {level} */
 int center_evc_request_parse(json_t *body, const char **level, char *err, size_t errlen);
 struct center_host_request {       /* POST /v1/hosts {address, token, name, cluster} */

@@ -570,15 +570,6 @@ json_t *inv_task(struct center *c, int64_t id)
 	return inv_row(c, "SELECT * FROM tasks WHERE id = ?", json_pack("[I]", (json_int_t)id));
 }
 
-int inv_tasks_migrating(struct center *c, const char *host)
-{
-	json_t *r = inv_row(c, "SELECT COUNT(*) AS n FROM tasks WHERE kind = 'migrate' AND state = 'running' AND stage != 'queued'"
-			       " AND (source_host = ?1 OR dest_host = ?1)", json_pack("[s]", host));
-	int n = (int)json_integer_value(json_object_get(r, "n"));
-	json_decref(r);
-	return n;
-}
-
 json_t *inv_tasks_recent(struct center *c, int limit)
 {
 	return inv_rows(c, "SELECT * FROM tasks ORDER BY id DESC LIMIT ?", json_pack("[i]", limit));
@@ -616,6 +607,13 @@ json_t *inv_cluster_drs(struct center *c, int64_t cluster_id)
 	json_t *r = inv_row(c, "SELECT mode, threshold FROM cluster_drs WHERE cluster_id = ?",
 			    json_pack("[I]", (json_int_t)cluster_id));
 	return r ? r : json_pack("{s:s, s:i}", "mode", "manual", "threshold", 3);
+}
+
+int inv_cluster_set_limit(struct center *c, int64_t cluster_id, const int64_t *max_migrations_per_host)
+{
+	return inv_run(c, "UPDATE clusters SET max_migrations_per_host = ? WHERE id = ?",
+		       max_migrations_per_host ? json_pack("[I, I]", (json_int_t)*max_migrations_per_host, (json_int_t)cluster_id)
+					       : json_pack("[n, I]", (json_int_t)cluster_id), NULL);
 }
 
 int inv_cluster_set_drs(struct center *c, int64_t cluster_id, const char *mode, int threshold)

@@ -97,8 +97,6 @@ int inv_task_finish(struct center *c, int64_t id, bool ok, const char *message, 
 int inv_task_started(struct center *c, int64_t id);
 json_t *inv_task(struct center *c, int64_t id); /* the row or NULL */
 json_t *inv_tasks_recent(struct center *c, int limit); /* newest first */
-/* Migrations past their queue (stage not "queued") running from or to host (by name). */
-int inv_tasks_migrating(struct center *c, const char *host);
 /* netchecks: the last network check from one host to another over a service */
 json_t *inv_netcheck(struct center *c, int64_t source_id, int64_t destination_id, const char *service); /* row or NULL */
 json_t *inv_netchecks(struct center *c); /* every row with the hosts' names as source, destination; newest first */
@@ -113,6 +111,8 @@ int inv_netcheck_set(struct center *c, int64_t source_id, int64_t destination_id
  * source, destination) and supersedes the other pending ones. */
 json_t *inv_cluster_drs(struct center *c, int64_t cluster_id);
 int inv_cluster_set_drs(struct center *c, int64_t cluster_id, const char *mode, int threshold);
+/* The cluster's per-host budget of migration cost (NULL: the controller's). */
+int inv_cluster_set_limit(struct center *c, int64_t cluster_id, const int64_t *max_migrations_per_host);
 int64_t inv_drs_moved_at(struct center *c, int64_t vm_id);
 int inv_drs_set_moved(struct center *c, int64_t vm_id, int64_t at_ms);
 int inv_drs_recs_replace(struct center *c, int64_t cluster_id, json_t *recs);

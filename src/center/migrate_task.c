@@ -717,21 +717,15 @@ static void *migrate_thread(void *arg)
 {
 	struct migrate_job *j = arg;
 	struct center *c = j->c;
-	const char *sname = j->src ? s(j->src, "name") : "", *dname = s(j->dst, "name");
-	int limit = c->max_migrations_per_host;
+	const char *sname = j->src ? s(j->src, "name") : NULL, *dname = s(j->dst, "name");
+	int64_t task = j->task;
 
-	/* a slot on both hosts; checked and taken under the inventory lock */
-	for (;;) {
-		pthread_mutex_lock(&c->lock);
-		if (inv_tasks_migrating(c, sname) < limit && inv_tasks_migrating(c, dname) < limit) {
-			task_update(c, j->task, "starting", 0.01, NULL);
-			inv_task_started(c, j->task); /* started_at: when it took its slots, not when it queued */
-			pthread_mutex_unlock(&c->lock);
-			break;
-		}
-		pthread_mutex_unlock(&c->lock);
-		sleep_ns(100000000);
-	}
+	/* its cost within the budget of both hosts, in turn */
+	budget_acquire(c, task, sname, dname, j->with_storage ? BUDGET_COST_STORAGE : BUDGET_COST_MOVE);
+	pthread_mutex_lock(&c->lock);
+	task_update(c, task, "starting", 0.01, NULL);
+	inv_task_started(c, task); /* started_at: when it took its share of the budget, not when it queued */
+	pthread_mutex_unlock(&c->lock);
 	if (j->live)
 		run_live(j);
 	else if (j->with_storage)
@@ -739,6 +733,7 @@ static void *migrate_thread(void *arg)
 	else
 		run_cold(j);
 	job_free(j);
+	budget_release(c, task);
 	return NULL;
 }
 

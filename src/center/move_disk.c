@@ -43,9 +43,8 @@ static void move_end(struct move_job *j, bool ok, const char *msg, json_t *resul
 	free(j);
 }
 
-static void *move_thread(void *arg)
+static void *move_run(struct move_job *j)
 {
-	struct move_job *j = arg;
 	struct center *c = j->c;
 	const char *name = s(j->vm, "name"), *hname = s(j->host, "name");
 	char path[192], err[512], msg[1400];
@@ -106,6 +105,25 @@ static void *move_thread(void *arg)
 		 json_number_value(json_object_get(st, "elapsed_ms")), json_integer_value(json_object_get(st, "bytes_copied")),
 		 json_integer_value(json_object_get(st, "writes_mirrored")), json_number_value(json_object_get(st, "stall_ms")));
 	move_end(j, true, msg, st);
+	return NULL;
+}
+
+/* A disk copied between datastores of one host costs BUDGET_COST_STORAGE of its budget. */
+static void *move_thread(void *arg)
+{
+	struct move_job *j = arg;
+	struct center *c = j->c;
+	int64_t task = j->task;
+	char host[NAME_LEN_MAX + 1];
+
+	snprintf(host, sizeof(host), "%s", s(j->host, "name"));
+	budget_acquire(c, task, host, NULL, BUDGET_COST_STORAGE);
+	pthread_mutex_lock(&c->lock);
+	task_update(c, task, "starting", 0.01, NULL);
+	inv_task_started(c, task);
+	pthread_mutex_unlock(&c->lock);
+	move_run(j);
+	budget_release(c, task);
 	return NULL;
 }
 

@@ -117,19 +117,28 @@ int center_cluster_request_parse(json_t *body, struct center_cluster_request *r,
 		r->evc = EVC_NONE;
 	if (check_level(r->evc, err, errlen))
 		goto bad;
-	if (mm && !json_is_null(mm)) {
-		if (!json_is_integer(mm) || json_integer_value(mm) < 1 ||
-		    json_integer_value(mm) > CENTER_MAX_MIGRATIONS_PER_HOST_MAX) {
-			errf(err, errlen, "\"max_migrations_per_host\" must be 1..%d", CENTER_MAX_MIGRATIONS_PER_HOST_MAX);
-			goto bad;
-		}
-		r->have_max_migrations = true;
-		r->max_migrations = json_integer_value(mm);
-	}
+	if (center_limit_parse(mm, &r->have_max_migrations, &r->max_migrations, err, errlen))
+		goto bad;
 	return 0;
 bad:
 	memset(r, 0, sizeof(*r));
 	return -EINVAL;
+}
+
+int center_limit_parse(json_t *mm, bool *have, int64_t *limit, char *err, size_t errlen)
+{
+	*have = false;
+	*limit = 0;
+	if (!mm || json_is_null(mm))
+		return 0;
+	if (!json_is_integer(mm) || json_integer_value(mm) < 1 || json_integer_value(mm) > CENTER_MAX_MIGRATIONS_PER_HOST_MAX) {
+		errf(err, errlen, "\"max_migrations_per_host\" (a host's budget of migration cost) must be 1..%d, or null for the "
+		     "controller's", CENTER_MAX_MIGRATIONS_PER_HOST_MAX);
+		return -EINVAL;
+	}
+	*have = true;
+	*limit = json_integer_value(mm);
+	return 0;
 }
 
 int center_evc_request_parse(json_t *body, const char **level, char *err, size_t errlen)

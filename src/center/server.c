@@ -12,6 +12,7 @@
  *   GET|POST /v1/hosts/NAME/maintenance      maintenance mode: state; {action: enter|exit, ...} (maintenance.c)
  *   GET  /v1/rules[?cluster=C]  POST /v1/rules {name, cluster, kind, vms, hosts}  DELETE /v1/rules/NAME (rules.c)
  *   POST /v1/clusters/NAME/evc               {level}: change the baseline
+ *   POST /v1/clusters/NAME/limits            {max_migrations_per_host}: each host's migration cost budget
  *   GET  /v1/hosts        POST /v1/hosts     {address, token, name, cluster}
  *   GET  /v1/hosts/NAME   DELETE /v1/hosts/NAME
  *   GET  /v1/vms          POST /v1/vms       {name, memory, vcpus, boot, cluster, evc}
@@ -274,6 +275,36 @@ static int cluster_drs_post(struct center *c, const char *name, json_t *body, js
 	return 200;
 }
 
+/* POST /v1/clusters/NAME/limits {max_migrations_per_host}: the budget of
+ * migration cost of each of its hosts (budget.c), null: the controller's. */
+static int cluster_limits_post(struct center *c, const char *name, json_t *body, json_t **resp)
+{
+	char err[512];
+	bool have;
+	int64_t limit;
+	if (!json_is_object(body) || !json_object_get(body, "max_migrations_per_host") ||
+	    center_limit_parse(json_object_get(body, "max_migrations_per_host"), &have, &limit, err, sizeof(err)))
+		return bad_request(json_is_object(body) && json_object_get(body, "max_migrations_per_host") ? err
+				   : "give {\"max_migrations_per_host\": N or null}", resp);
+	pthread_mutex_lock(&c->lock);
+	json_t *cl = cluster_locked(c, name, resp);
+	if (!cl) {
+		pthread_mutex_unlock(&c->lock);
+		return 404;
+	}
+	int rc = inv_cluster_set_limit(c, json_integer_value(json_object_get(cl, "id")), have ? &limit : NULL);
+	json_decref(cl);
+	pthread_mutex_unlock(&c->lock);
+	if (rc) {
+		*resp = http_error("cannot store the limit: %s", inv_error(c));
+		return 500;
+	}
+	glide_log("center", "cluster %s: migration cost budget per host %s", name, have ? "set" : "the controller's");
+	*resp = json_pack("{s:s, s:o, s:i}", "cluster", name, "max_migrations_per_host", have ? json_integer(limit) : json_null(),
+			  "controller_default", c->max_migrations_per_host);
+	return 200;
+}
+
 static int api_rules(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
@@ -324,6 +355,8 @@ static int api_cluster_post(void *ctx, const struct http_request *req, json_t **
 		return status;
 	if (!strcmp(action, "drs"))
 		return cluster_drs_post(c, name, req->body, resp);
+	if (!strcmp(action, "limits"))
+		return cluster_limits_post(c, name, req->body, resp);
 	if (strcmp(action, "evc"))
 		return 0;
 	if (center_evc_request_parse(req->body, &level, err, sizeof(err)))

@@ -296,22 +296,45 @@ int cmd_cluster_drs(int argc, char **argv)
 	return rc;
 }
 
+static const char *limit_text(json_t *r)
+{
+	static char buf[32];
+	snprintf(buf, sizeof(buf), "%lld", json_integer_value(json_object_get(r, "max_migrations_per_host")));
+	return buf;
+}
+
 int cmd_cluster_set(int argc, char **argv)
 {
 	static const struct option opts[] = { CTL_LONG_OPTIONS, { "drs", required_argument, 0, 'd' },
-					      { "drs-threshold", required_argument, 0, 't' }, { "help", no_argument, 0, 'h' },
+					      { "drs-threshold", required_argument, 0, 't' },
+					      { "max-migrations-per-host", required_argument, 0, 'm' }, { "help", no_argument, 0, 'h' },
 					      { 0, 0, 0, 0 } };
-	const char *usage = "glide cluster set [NAME] [--drs manual|partial|full] [--drs-threshold 1..5] [--json]";
+	const char *usage = "glide cluster set [NAME] [--drs manual|partial|full] [--drs-threshold 1..5]\n"
+			    "                         [--max-migrations-per-host N|default] [--json]";
 	struct ctl c = { 0 };
 	const char *mode = NULL;
 	char path[256];
 	int opt, rc, threshold = 0;
+	json_t *limit = NULL;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (ctl_option(&c, opt, optarg))
 			continue;
 		if (opt == 'd') {
 			mode = optarg;
+		} else if (opt == 'm') {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			json_decref(limit);
+			if (!strcmp(optarg, "default")) {
+				limit = json_null();
+			} else if (*end || end == optarg || n < 1 || n > 1024) {
+				fprintf(stderr, "glide: --max-migrations-per-host '%s': give a budget of migration cost 1..1024 (a live move "
+					"costs 1, one that copies disks 4) or 'default' (the controller's)\n", optarg);
+				return 1;
+			} else {
+				limit = json_integer(n);
+			}
 		} else if (opt == 't' && strlen(optarg) == 1 && optarg[0] >= '1' && optarg[0] <= '5') {
 			threshold = optarg[0] - '0';
 		} else {
@@ -319,19 +342,38 @@ int cmd_cluster_set(int argc, char **argv)
 				fprintf(stderr, "glide: --drs-threshold '%s': give 1 (mandatory moves only) .. 5 (aggressive)\n", optarg);
 			else
 				fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			json_decref(limit);
 			return opt == 'h' ? 0 : 1;
 		}
 	}
-	if (!mode && !threshold) {
+	if (!mode && !threshold && !limit) {
 		fprintf(stderr, "glide: nothing to set\nusage: %s\n", usage);
 		return 1;
 	}
 	const char *name = optind < argc ? argv[optind] : "default";
-	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/clusters/", name, "/drs"))
+	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/clusters/", name, "/limits") || (rc = ctl_connect(&c))) {
+		json_decref(limit);
 		return 1;
-	if ((rc = ctl_connect(&c)))
-		return rc;
-	json_t *r = NULL, *body = json_pack("{s:s?}", "mode", mode);
+	}
+	json_t *r = NULL, *body;
+	if (limit) {
+		body = json_pack("{s:o}", "max_migrations_per_host", limit);
+		rc = ctl_call(&c, "POST", path, body, &r);
+		json_decref(body);
+		if (!rc && !c.json)
+			printf("cluster %s: migration cost budget per host %s\n", name,
+			       json_is_integer(json_object_get(r, "max_migrations_per_host")) ? limit_text(r) : "the controller's");
+		else if (!rc && !mode && !threshold)
+			cli_print_json(r);
+		json_decref(r);
+		r = NULL;
+		if (rc || (!mode && !threshold)) {
+			ctl_done(&c);
+			return rc;
+		}
+	}
+	ctl_path(path, sizeof(path), "/v1/clusters/", name, "/drs");
+	body = json_pack("{s:s?}", "mode", mode);
 	if (threshold)
 		json_object_set_new(body, "threshold", json_integer(threshold));
 	rc = ctl_call(&c, "POST", path, body, &r);
