@@ -39,8 +39,6 @@ static json_t *vm_demand(json_t *report, const char *name)
 	return NULL;
 }
 
-/* Why no host takes a VM that must move: per other host, the compatibility
- * reasons, or why the host takes no VM now. */
 /* Assignable devices in a DRS pass: VM i may join host j when every device
  * it asks for matches a free one there, beside the devices the VMs the pass
  * has put there hold, and those VMs outside the snapshot hold (an incoming
@@ -82,6 +80,8 @@ static bool devices_fit(void *ctx, int i, int j, const int *place)
 	return fits;
 }
 
+/* Why no host takes a VM that must move: per other host, the compatibility
+ * reasons, or why the host takes no VM now. */
 static json_t *blocked_reason(const struct drs_host *hosts, int nh, const struct drs_vm *v, json_t *not_allowed)
 {
 	char buf[2048];
