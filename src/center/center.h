@@ -73,13 +73,16 @@ struct placement_host {
 	bool have_regs;            /* its facts have a valid cpu.cpuid */
 	uint32_t regs[EVC_REGS];   /* that cpu.cpuid */
 	char lacks[512];           /* networks or disks of the VM it lacks (compat_attachments), "" when none */
+	bool have_score;           /* DRS placement (automation partial or full): score is set */
+	double score;              /* the cluster's DRS score (%) with the VM placed here */
 };
 /* The power-on rule, without I/O: a host qualifies when its facts were read,
  * it has `need` bytes free, (unless level is "none") it lacks no named
  * feature of `mask` (a host whose facts have no cpu.cpuid is not checked)
  * and it lacks none of the VM's networks and disks (lacks empty).
- * Among those, the VM's home host wins, else the most free memory (the first
- * of equals). Returns the chosen index or -1; appends the reason of every
+ * Among those, with DRS scores (have_score) the highest score wins (the
+ * most free memory of equals); without, the VM's home host wins, else the
+ * most free memory (the first of equals). Returns the chosen index or -1; appends the reason of every
  * host that does not qualify ("NAME: why") to the JSON array `reasons`. */
 int placement_choose(const struct placement_host *hosts, size_t n, uint64_t need, const char *level,
 		     const uint32_t mask[EVC_REGS], json_t *reasons);
@@ -250,6 +253,12 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
  * is applied at once (a migration task; "task" in it). NULL with err set
  * when there is no such cluster. Called without c->lock. */
 json_t *drs_cluster_pass(struct center *c, const char *cluster, int threshold, char *err, size_t errlen);
+/* DRS initial placement: for each candidate with facts, the cluster score
+ * (%) if a VM wanting `cpu` CPUs and `mem` bytes ran there, beside the
+ * cluster's VMs and their measured demand (have_score, score). Called
+ * without c->lock; -1 with err set when the cluster cannot be viewed. */
+int drs_place_scores(struct center *c, const char *cluster, double cpu, uint64_t mem, struct placement_host *cand, size_t n,
+		     char *err, size_t errlen);
 /* Applies recommendation id: a migration task (the 202 answer of
  * migrate_task_start), or an error status with *resp. */
 int drs_apply(struct center *c, int64_t id, json_t **resp);

@@ -224,8 +224,9 @@ static double headroom_with(const struct drs_host *hosts, int j, const struct dr
 }
 
 /* Whether a candidate move (gain, VM i to host j, room) beats the best so
- * far: a clearly larger gain, or an equal one (within DRS_TIE_POINTS) that
- * the last pass recommended too, or that leaves more spare CPU. */
+ * far: a clearly larger gain, or an equal one (within DRS_TIE_POINTS) of a
+ * VM that is not manual, or that the last pass recommended too, or that
+ * leaves more spare CPU. */
 static bool better_move(double gain, int i, int j, double room, double best_gain, int best_i, int best_j, double best_room,
 			const struct drs_vm *vms)
 {
@@ -233,6 +234,8 @@ static bool better_move(double gain, int i, int j, double room, double best_gain
 		return true;
 	if (gain < best_gain - DRS_TIE_POINTS)
 		return false;
+	if (vms[i].manual != vms[best_i].manual) /* a move DRS carries out itself before one that waits for a person */
+		return !vms[i].manual;
 	bool hinted = vms[i].hint == j, best_hinted = vms[best_i].hint == best_j;
 	if (hinted != best_hinted)
 		return hinted;

@@ -38,6 +38,8 @@ struct drs_vm {
 	uint64_t apart;          /* VM-VM anti-affinity groups it is in (bit g: group g): never on one host with another member */
 	uint64_t together;       /* VM-VM affinity groups it is in: always on one host with the other members */
 	int hint;                /* host a pending recommendation of the last pass sends it to, -1: none (stability) */
+	bool manual;             /* its moves are only recommended (its automation level is manual or partial where
+	                          * others' are full): of equal moves, one DRS applies itself goes first */
 };
 
 enum drs_reason {
@@ -89,9 +91,9 @@ const char *drs_reason_name(enum drs_reason r);
  * allowed, accepting host that leaves the best cluster score (to = -1 when
  * none qualifies); then, greedily, the balancing move with the largest net
  * gain (gain - cost) while that is at least drs_min_gain(threshold). Gains
- * within DRS_TIE_POINTS are equal; of equal ones, the move the last pass
- * recommended (hint) wins, then the destination that keeps more spare CPU,
- * then the first. Each
+ * within DRS_TIE_POINTS are equal; of equal ones, a VM that is not manual
+ * wins, then the move the last pass recommended (hint), then the
+ * destination that keeps more spare CPU, then the first. Each
  * recommendation is applied to the snapshot before the next is chosen, and
  * a VM is moved at most once per pass. vms[].host is left as it was.
  * Returns the number of recommendations. */

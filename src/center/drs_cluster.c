@@ -13,6 +13,7 @@
 #include "common/hardware.h"
 #include "center/rules.h"
 #include "api/http.h"
+#include "common/util.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,8 +180,9 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 	/* the VMs DRS sees: those running on a host of the cluster */
 	struct drs_vm *vms = calloc(nvr ? nvr : 1, sizeof(*vms));
 	json_t **not_allowed = calloc(nvr ? nvr : 1, sizeof(*not_allowed)); /* per VM: host -> compatibility reasons */
+	const char **automation = calloc(nvr ? nvr : 1, sizeof(*automation));
 	int nv = 0;
-	for (size_t i = 0; vms && not_allowed && i < nvr; i++) {
+	for (size_t i = 0; vms && not_allowed && automation && i < nvr; i++) {
 		json_t *v = json_array_get(vrows, i);
 		if (strcmp(str(v, "power_state") ? str(v, "power_state") : "", "running"))
 			continue;
@@ -196,12 +198,16 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 		json_decref(config);
 		json_t *d = vm_demand(reports[at], str(v, "name"));
 		json_t *cpu = json_object_get(d, "cpu_demand");
+		/* its own automation level, else the cluster's; disabled: DRS never moves it */
+		automation[nv] = str(v, "drs_automation") ? str(v, "drs_automation") : str(settings, "mode");
+		bool disabled = !strcmp(automation[nv] ?: "", "disabled");
 		vms[nv] = (struct drs_vm){ .name = str(v, "name"), .host = at,
 					   .cpu_demand = json_is_number(cpu) ? json_number_value(cpu) : 0,
 					   .mem_demand = mem, .mem_move = mem,
-					   .movable = !json_is_true(json_object_get(v, "drs_cooldown")),
+					   .movable = !json_is_true(json_object_get(v, "drs_cooldown")) && !disabled,
 					   .locked = json_is_integer(json_object_get(v, "locked_by")),
-					   .allowed = 1ULL << at, .hint = -1 };
+					   .allowed = 1ULL << at, .hint = -1,
+					   .manual = strcmp(automation[nv] ?: "", "full") != 0 };
 		for (size_t k = 0; k < json_array_size(pending); k++) { /* the last pass's recommendation for it */
 			json_t *p = json_array_get(pending, k);
 			if (!strcmp(str(p, "state"), "pending") && !strcmp(str(p, "vm"), vms[nv].name) && str(p, "destination"))
@@ -213,7 +219,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 		/* other hosts: the compatibility check of a live migration */
 		json_t *disks = inv_vm_array(v, "disks");
 		json_t *src_paths = json_array_size(disks) ? host_paths(json_array_get(hrows, at), disks) : NULL;
-		for (size_t j = 0; j < nh; j++) {
+		for (size_t j = 0; j < nh && !disabled; j++) {
 			if ((int)j == at || !reports[j] || !facts[j])
 				continue;
 			json_t *dst_paths = json_array_size(disks) ? host_paths(json_array_get(hrows, j), disks) : NULL;
@@ -260,6 +266,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 				      drs_bucket_label(drs_bucket(scores[i])), "score_on", elsewhere, "movable", vms[i].movable);
 		json_object_set(o, "ready_pct", json_object_get(d, "ready_pct") ? json_object_get(d, "ready_pct") : json_null());
 		json_object_set_new(o, "locked", json_boolean(vms[i].locked));
+		json_object_set_new(o, "automation", json_string(automation[i] ?: "manual"));
 		json_object_set(o, "not_allowed", not_allowed[i]);
 		if (hw && json_array_size(hw[i]))
 			json_object_set(o, "hardware", hw[i]);
@@ -275,7 +282,11 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 				      hosts[r->from].name, "to", r->to >= 0 ? hosts[r->to].name : NULL, "reason",
 				      drs_reason_name(r->reason), "gain", r->gain, "cost", r->cost, "cluster_before",
 				      r->cluster_before, "cluster_after", r->cluster_after);
-		if (r->to < 0)
+		json_object_set_new(o, "automation", json_string(automation[r->vm] ?: "manual"));
+		if (r->to < 0 && !strcmp(automation[r->vm] ?: "", "disabled"))
+			json_object_set_new(o, "blocked", json_sprintf("DRS automation is disabled for it (`glide vm set %s "
+								       "--drs-automation default`, or move it by hand)", vms[r->vm].name));
+		else if (r->to < 0)
 			json_object_set_new(o, "blocked", blocked_reason(hosts, (int)nh, &vms[r->vm], not_allowed[r->vm]));
 		json_array_append_new(rec_out, o);
 	}
@@ -294,6 +305,7 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 		json_decref(hw ? hw[i] : NULL);
 	}
 	free(hw);
+	free(automation);
 	free(not_allowed);
 	free(scores);
 	free(recs);
@@ -304,6 +316,57 @@ json_t *drs_cluster_view(struct center *c, const char *cluster, int threshold, c
 	json_decref(rules);
 	json_decref(pending);
 	return view;
+}
+
+int drs_place_scores(struct center *c, const char *cluster, double cpu, uint64_t mem, struct placement_host *cand, size_t n,
+		     char *err, size_t errlen)
+{
+	json_t *view = drs_cluster_view(c, cluster, DRS_THRESHOLD_MIN, err, errlen), *hl, *vl;
+	if (!view)
+		return -1;
+	hl = json_object_get(view, "hosts");
+	vl = json_object_get(view, "vms");
+	size_t nh = json_array_size(hl), nv = json_array_size(vl);
+	struct drs_host *hosts = calloc(nh + 1, sizeof(*hosts));
+	struct drs_vm *vms = calloc(nv + 1, sizeof(*vms));
+	double *scores = calloc(nv + 1, sizeof(*scores));
+	int rc = -1;
+	if (!hosts || !vms || !scores) {
+		errf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (size_t j = 0; j < nh; j++) {
+		json_t *h = json_array_get(hl, j);
+		hosts[j] = (struct drs_host){ .name = str(h, "name"), .cpus = json_number_value(json_object_get(h, "cpus")),
+					      .memory = (uint64_t)json_integer_value(json_object_get(h, "memory")), .accepts = true };
+	}
+	for (size_t i = 0; i < nv; i++) {
+		json_t *v = json_array_get(vl, i);
+		vms[i] = (struct drs_vm){ .name = str(v, "name"), .host = -1,
+					  .cpu_demand = json_number_value(json_object_get(v, "cpu_demand")),
+					  .mem_demand = (uint64_t)json_integer_value(json_object_get(v, "memory")), .hint = -1 };
+		for (size_t j = 0; j < nh; j++)
+			if (!strcmp(str(v, "host") ?: "", hosts[j].name ?: ""))
+				vms[i].host = (int)j;
+	}
+	/* the new VM: its vCPUs all busy (nothing measured yet) and its memory */
+	vms[nv] = (struct drs_vm){ .name = "(new)", .cpu_demand = cpu, .mem_demand = mem, .hint = -1 };
+	for (size_t k = 0; k < n; k++) {
+		cand[k].have_score = false;
+		for (size_t j = 0; j < nh && cand[k].facts; j++)
+			if (!strcmp(cand[k].name, hosts[j].name ?: "") && hosts[j].cpus > 0) {
+				vms[nv].host = (int)j;
+				cand[k].score = drs_scores(hosts, (int)nh, vms, (int)nv + 1, scores);
+				cand[k].have_score = true;
+			}
+	}
+	rc = 0;
+out:
+	free(hosts);
+	free(vms);
+	free(scores);
+	json_decref(view);
+	return rc;
 }
 
 int drs_apply(struct center *c, int64_t id, json_t **resp)
@@ -359,12 +422,11 @@ json_t *drs_cluster_pass(struct center *c, const char *cluster, int threshold, c
 		inv_drs_recs_replace(c, json_integer_value(json_object_get(cl, "id")), recs);
 	json_decref(cl);
 	pthread_mutex_unlock(&c->lock);
-	bool full = !strcmp(str(view, "mode"), "full");
 	size_t i;
 	json_t *r;
-	json_array_foreach(recs, i, r) {
+	json_array_foreach(recs, i, r) { /* applied: the VM's automation level (its own or the cluster's) is full */
 		if (!json_is_string(json_object_get(r, "to")) ||
-		    (!full && strcmp(str(r, "reason"), drs_reason_name(DRS_REASON_MAINTENANCE))))
+		    (strcmp(str(r, "automation"), "full") && strcmp(str(r, "reason"), drs_reason_name(DRS_REASON_MAINTENANCE))))
 			continue;
 		json_t *resp = NULL;
 		int st = drs_apply(c, json_integer_value(json_object_get(r, "id")), &resp);

@@ -67,10 +67,15 @@ static const char *schema =
 	"  started_at INTEGER NOT NULL, reason TEXT);"
 	/* assignable hardware a VM asks for (docs/drs.md), also without a schema version */
 	"CREATE TABLE IF NOT EXISTS vm_hardware("
-	"  vm_id INTEGER PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, requests TEXT NOT NULL);";
+	"  vm_id INTEGER PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, requests TEXT NOT NULL);"
+	/* a VM's own DRS automation level (docs/drs.md), also without a schema version */
+	"CREATE TABLE IF NOT EXISTS vm_drs("
+	"  vm_id INTEGER PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, automation TEXT NOT NULL);";
 
-/* A VM row: every column of vms, and "hardware" (its requests, a JSON array as text). */
-#define VM_ROWS "SELECT v.*, COALESCE(hw.requests, '[]') AS hardware FROM vms v LEFT JOIN vm_hardware hw ON hw.vm_id = v.id"
+/* A VM row: every column of vms, "hardware" (its requests, a JSON array as
+ * text) and "drs_automation" (its own DRS automation level, NULL: the cluster's). */
+#define VM_ROWS "SELECT v.*, COALESCE(hw.requests, '[]') AS hardware, vd.automation AS drs_automation FROM vms v" \
+		" LEFT JOIN vm_hardware hw ON hw.vm_id = v.id LEFT JOIN vm_drs vd ON vd.vm_id = v.id"
 
 /* Schema 1 -> 2: VMs get their NICs and disks (attach.h). */
 static const char *schema_1_to_2 =
@@ -395,6 +400,7 @@ json_t *inv_vm_json(struct center *c, json_t *vm)
 	json_object_set_new(j, "nics", inv_vm_array(vm, "nics"));
 	json_object_set_new(j, "disks", inv_vm_array(vm, "disks"));
 	json_object_set_new(j, "hardware", inv_vm_array(vm, "hardware"));
+	json_object_set_new(j, "drs_automation", json_string(json_string_value(json_object_get(vm, "drs_automation")) ?: "default"));
 	if (host)
 		json_object_set(j, "host_address", json_object_get(host, "address"));
 	if (cl && !json_is_string(json_object_get(vm, "evc_level")))
@@ -607,6 +613,14 @@ json_t *inv_cluster_drs(struct center *c, int64_t cluster_id)
 	json_t *r = inv_row(c, "SELECT mode, threshold FROM cluster_drs WHERE cluster_id = ?",
 			    json_pack("[I]", (json_int_t)cluster_id));
 	return r ? r : json_pack("{s:s, s:i}", "mode", "manual", "threshold", 3);
+}
+
+int inv_vm_set_drs_automation(struct center *c, int64_t vm_id, const char *automation)
+{
+	if (!automation)
+		return inv_run(c, "DELETE FROM vm_drs WHERE vm_id = ?", json_pack("[I]", (json_int_t)vm_id), NULL);
+	return inv_run(c, "INSERT INTO vm_drs(vm_id, automation) VALUES(?, ?) ON CONFLICT(vm_id) DO UPDATE SET automation = excluded.automation",
+		       json_pack("[I, s]", (json_int_t)vm_id, automation), NULL);
 }
 
 int inv_cluster_set_limit(struct center *c, int64_t cluster_id, const int64_t *max_migrations_per_host)

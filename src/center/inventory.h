@@ -111,6 +111,8 @@ int inv_netcheck_set(struct center *c, int64_t source_id, int64_t destination_id
  * source, destination) and supersedes the other pending ones. */
 json_t *inv_cluster_drs(struct center *c, int64_t cluster_id);
 int inv_cluster_set_drs(struct center *c, int64_t cluster_id, const char *mode, int threshold);
+/* A VM's own DRS automation level (manual, partial, full, disabled; NULL: the cluster's). */
+int inv_vm_set_drs_automation(struct center *c, int64_t vm_id, const char *automation);
 /* The cluster's per-host budget of migration cost (NULL: the controller's). */
 int inv_cluster_set_limit(struct center *c, int64_t cluster_id, const int64_t *max_migrations_per_host);
 int64_t inv_drs_moved_at(struct center *c, int64_t vm_id);

@@ -94,6 +94,11 @@ int placement_choose(const struct placement_host *hosts, size_t n, uint64_t need
 			json_array_append_new(reasons, json_sprintf("%s: lacks %s (EVC level %s)", h->name, missing, level));
 		} else if (h->lacks[0]) {
 			json_array_append_new(reasons, json_sprintf("%s: %s", h->name, h->lacks));
+		} else if (h->have_score && chosen >= 0 && hosts[chosen].have_score) {
+			if (h->score > hosts[chosen].score + 1e-6 || (h->score > hosts[chosen].score - 1e-6 && h->free > best_free)) {
+				chosen = (int)i;
+				best_free = h->free;
+			}
 		} else if (chosen < 0 || h->home || (h->free > best_free && !hosts[chosen].home)) {
 			chosen = (int)i;
 			best_free = h->free;
@@ -224,7 +229,8 @@ int placement_suspend(struct center *c, const char *name, json_t **resp)
 
 int placement_power_on(struct center *c, const char *name, const char *want_host, json_t **resp)
 {
-	char err[512], mem_s[32];
+	char err[512], mem_s[32], automation[16];
+	json_t *placed_by = NULL; /* {by: drs, automation, cluster_score_on, host} when DRS placed it */
 	uint32_t mask[EVC_REGS];
 	int64_t task = 0;
 	int status;
@@ -273,6 +279,15 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 		json_decref(at);
 	}
 	json_decref(cvms);
+	/* DRS places it when its automation level (its own, else the cluster's) is partial or full */
+	json_t *drs = inv_cluster_drs(c, cluster_id), *cl = inv_cluster_by_id(c, cluster_id);
+	snprintf(automation, sizeof(automation), "%s", json_string_value(json_object_get(vm, "drs_automation"))
+					 ?: json_string_value(json_object_get(drs, "mode")) ?: "manual");
+	bool drs_places = !want_host && cl && (!strcmp(automation, "partial") || !strcmp(automation, "full"));
+	char cluster_name[NAME_LEN_MAX + 1];
+	snprintf(cluster_name, sizeof(cluster_name), "%s", json_string_value(json_object_get(cl, "name")) ?: "");
+	json_decref(drs);
+	json_decref(cl);
 	pthread_mutex_unlock(&c->lock);
 
 	json_t *config = json_loads(json_string_value(json_object_get(vm, "config")), 0, NULL);
@@ -322,9 +337,22 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 	}
 	json_decref(rules);
 	json_decref(running);
+	if (drs_places && n) {
+		double vcpus = (double)json_integer_value(json_object_get(config, "vcpus"));
+		if (drs_place_scores(c, cluster_name, vcpus > 0 ? vcpus : 1, need, cand, n, err, sizeof(err)) == 0) {
+			placed_by = json_pack("{s:s, s:s, s:o}", "by", "drs", "automation", automation, "cluster_score_on", json_object());
+			for (i = 0; i < n; i++)
+				if (cand[i].have_score)
+					json_object_set_new(json_object_get(placed_by, "cluster_score_on"), cand[i].name, json_real(cand[i].score));
+		} else {
+			glide_log("center", "DRS placement of %s: %s; placed by free memory", name, err);
+		}
+	}
 	int pick = placement_choose(cand, n, need, level_copy, mask, reasons);
 	if (pick >= 0)
 		chosen = json_array_get(hosts, (size_t)pick);
+	if (pick >= 0 && placed_by)
+		json_object_set_new(placed_by, "host", json_string(cand[pick].name));
 	free(cand);
 	json_t *cfg_new = json_deep_copy(config);
 	json_object_set_new(cfg_new, "cpuid_mask", evc_regs_to_json(mask));
@@ -387,7 +415,14 @@ int placement_power_on(struct center *c, const char *name, const char *want_host
 	inv_vm_set_powered_on(c, json_integer_value(json_object_get(vm, "id")), json_integer_value(json_object_get(chosen, "id")),
 			      json_string_value(json_object_get(r, "api")), cfg_new);
 	pthread_mutex_unlock(&c->lock);
-	snprintf(msg, sizeof(msg), "VM %s powered on on host %s (EVC %s)", name, json_string_value(json_object_get(chosen, "name")), level_copy);
+	if (placed_by)
+		snprintf(msg, sizeof(msg), "VM %s powered on on host %s (EVC %s), placed by DRS (automation %s): cluster score %.0f%% "
+			 "with it there", name, json_string_value(json_object_get(chosen, "name")), level_copy, automation,
+			 json_number_value(json_object_get(json_object_get(placed_by, "cluster_score_on"),
+							   json_string_value(json_object_get(chosen, "name")))));
+	else
+		snprintf(msg, sizeof(msg), "VM %s powered on on host %s (EVC %s)", name, json_string_value(json_object_get(chosen, "name")),
+			 level_copy);
 	status = 200;
 done:
 	pthread_mutex_lock(&c->lock);
@@ -400,9 +435,12 @@ done:
 		*resp = inv_vm_json(c, fresh);
 		json_decref(fresh);
 		json_object_set_new(*resp, "task", json_integer(task));
+		if (placed_by)
+			json_object_set(*resp, "placement", placed_by);
 	} else {
 		*resp = json_pack("{s:s, s:O, s:I}", "error", msg, "reasons", reasons, "task", (json_int_t)task);
 	}
+	json_decref(placed_by);
 	pthread_mutex_unlock(&c->lock);
 	json_decref(r);
 	json_decref(vm);

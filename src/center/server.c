@@ -825,6 +825,32 @@ static int vm_capture(struct center *c, const char *name, json_t *body, json_t *
 	return status;
 }
 
+/* POST /v1/vms/NAME/drs {automation}: the VM's own DRS automation level
+ * (manual, partial, full or disabled), or "default": its cluster's. */
+static int vm_drs_post(struct center *c, const char *name, json_t *body, json_t **resp)
+{
+	const char *a = json_string_value(json_object_get(body, "automation"));
+	if (!a || (strcmp(a, "manual") && strcmp(a, "partial") && strcmp(a, "full") && strcmp(a, "disabled") && strcmp(a, "default")))
+		return bad_request("give {\"automation\": manual (recommend), partial (place at power-on, recommend moves), full "
+				   "(apply), disabled (DRS leaves the VM alone) or default (the cluster's level)}", resp);
+	pthread_mutex_lock(&c->lock);
+	json_t *row = inv_vm(c, name);
+	if (!row) {
+		pthread_mutex_unlock(&c->lock);
+		*resp = http_error("no VM named %s (see `glide vm list`)", name);
+		return 404;
+	}
+	int rc = inv_vm_set_drs_automation(c, json_integer_value(json_object_get(row, "id")), strcmp(a, "default") ? a : NULL);
+	json_decref(row);
+	row = rc ? NULL : inv_vm(c, name);
+	*resp = row ? inv_vm_json(c, row) : http_error("cannot store the DRS automation level: %s", inv_error(c));
+	pthread_mutex_unlock(&c->lock);
+	json_decref(row);
+	if (!rc)
+		glide_log("center", "VM %s: DRS automation %s", name, a);
+	return rc ? 500 : 200;
+}
+
 static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 {
 	struct center *c = ctx;
@@ -856,6 +882,8 @@ static int api_vm_post(void *ctx, const struct http_request *req, json_t **resp)
 	}
 	if (!strcmp(action, "config"))
 		return vm_config_change(c, name, req->body, resp);
+	if (!strcmp(action, "drs"))
+		return vm_drs_post(c, name, req->body, resp);
 	if (!strcmp(action, "capture"))
 		return vm_capture(c, name, req->body, resp);
 	return 0;

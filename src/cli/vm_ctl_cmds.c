@@ -28,6 +28,8 @@ static void print_vm(json_t *v)
 		printf("api:      %s\n", json_string_value(json_object_get(v, "api")));
 	if (json_is_integer(json_object_get(v, "locked_by_task")))
 		printf("locked:   by task %lld\n", json_integer_value(json_object_get(v, "locked_by_task")));
+	if (json_is_string(json_object_get(v, "drs_automation")) && strcmp(json_string_value(json_object_get(v, "drs_automation")), "default"))
+		printf("drs:      %s (its own automation level)\n", json_string_value(json_object_get(v, "drs_automation")));
 	size_t i;
 	json_t *e;
 	json_array_foreach(json_object_get(v, "nics"), i, e)
@@ -411,10 +413,13 @@ int cmd_vmc_set(int argc, char **argv)
 {
 	static const struct option opts[] = { CTL_LONG_OPTIONS, { "memory", required_argument, 0, 'm' },
 					      { "vcpus", required_argument, 0, 'c' }, { "evc", required_argument, 0, 'E' },
+					      { "drs-automation", required_argument, 0, 'D' },
 					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
-	const char *usage = "glide vm set NAME [--memory SIZE] [--vcpus N] [--evc LEVEL|cluster] [--json]";
+	const char *usage = "glide vm set NAME [--memory SIZE] [--vcpus N] [--evc LEVEL|cluster]\n"
+			    "                  [--drs-automation manual|partial|full|disabled|default] [--json]";
 	struct ctl c = { 0 };
 	json_t *body = json_object(), *r = NULL;
+	const char *automation = NULL;
 	char path[256];
 	uint64_t mem;
 	int opt, rc = 1;
@@ -428,21 +433,34 @@ int cmd_vmc_set(int argc, char **argv)
 			json_object_set_new(body, "vcpus", json_integer(strtol(optarg, NULL, 10)));
 		else if (opt == 'E')
 			json_object_set_new(body, "evc", json_string(optarg));
+		else if (opt == 'D')
+			automation = optarg;
 		else {
 			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
 			rc = opt == 'h' ? 0 : 1;
 			goto out;
 		}
 	}
-	if (optind != argc - 1 || !json_object_size(body)) {
+	if (optind != argc - 1 || (!json_object_size(body) && !automation)) {
 		fprintf(stderr, "glide: give the VM's NAME and what to change\nusage: %s\n", usage);
 		goto out;
 	}
-	if (!ctl_name_ok(argv[optind]) || ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/config"))
+	if (!ctl_name_ok(argv[optind]) || ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/drs"))
 		goto out;
 	if ((rc = ctl_connect(&c)))
 		goto out;
+	if (automation) { /* its own endpoint: a DRS setting, not the VM's configuration */
+		json_t *a = json_pack("{s:s}", "automation", automation);
+		rc = ctl_call(&c, "POST", path, a, &r);
+		json_decref(a);
+		if (rc || !json_object_size(body))
+			goto shown;
+		json_decref(r);
+		r = NULL;
+	}
+	ctl_path(path, sizeof(path), "/v1/vms/", argv[optind], "/config");
 	rc = ctl_call(&c, "POST", path, body, &r);
+shown:
 	if (!rc) {
 		if (c.json)
 			cli_print_json(r);

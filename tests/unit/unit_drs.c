@@ -252,8 +252,28 @@ static void rules(void)
 	      n > 1 ? r[1].to : -1, n > 2 ? r[2].vm : -1, n > 2 ? r[2].to : -1);
 }
 
+/* Of equal moves, one DRS applies itself (a VM that is not manual) goes
+ * first, before the last pass's hint: two VMs of 1 CPU on a 1-CPU host,
+ * another empty 1-CPU host; moving either gains the same (50+50 -> 100+100). */
+static void manual_vms(void)
+{
+	struct drs_host h[2] = { host("h0", 1, GIB), host("h1", 1, GIB) };
+	struct drs_vm v[2] = { vm("a", 0, 1, 0), vm("b", 0, 1, 0) };
+	struct drs_params p = { .threshold = 3, .cost_points_per_gib = DRS_COST_POINTS_PER_GIB };
+	struct drs_rec r[4];
+	v[0].manual = true;
+	v[0].hint = 1; /* the last pass recommended a -> h1 */
+	int n = drs_recommend(h, 2, v, 2, &p, r, 4);
+	CHECK("of equal moves, the VM DRS may move itself goes first (before the hint of a manual one)",
+	      n == 1 && r[0].vm == 1 && r[0].to == 1, "n=%d vm=%d to=%d", n, n ? r[0].vm : -1, n ? r[0].to : -1);
+	v[0].manual = false;
+	n = drs_recommend(h, 2, v, 2, &p, r, 4);
+	CHECK("both automatic: the hint decides", n == 1 && r[0].vm == 0, "n=%d vm=%d", n, n ? r[0].vm : -1);
+}
+
 int main(void)
 {
+	manual_vms();
 	scores();
 	buckets();
 	spread();
