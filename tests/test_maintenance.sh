@@ -8,11 +8,11 @@
 # A-B clean on each; the powered-off VM is
 # registered elsewhere; the host then is "in" maintenance and refuses new
 # VMs and incoming migrations; `exit` makes it take VMs again. Rules: m1
-# and m2 (anti-affinity) end on different hosts; an affinity rule over them
+# and m2 (anti-affinity over the VM group "pair") end on different hosts; an affinity rule over them
 # made later is reported as a conflict and ignored; a must-not-run-on rule
-# keeps a VM from starting on hA. A VM a must rule pins to hA leaves the
-# host "entering" with the reason until the timeout, after which it takes
-# VMs again.
+# keeps a VM from starting on hA. A VM a must rule pins to hA (host group
+# "onlyA") leaves the host "entering" with the reason until the timeout,
+# after which it takes VMs again; a rule follows its group's new members.
 . "$(dirname "$0")/lib.sh"
 have_kvm || { skip "maintenance: no /dev/kvm"; exit 0; }
 . "$TESTS_DIR/cluster_lib.sh"
@@ -26,7 +26,11 @@ for i in 1 2 3 4; do
 done
 "$GLIDE" vm create off1 --memory 32M --boot "$IMG" >/dev/null && "$GLIDE" vm start off1 --host hA >/dev/null &&
 	"$GLIDE" vm stop off1 >/dev/null || fail "maintenance: powered-off VM off1 on hA"
-check "rule create apart (anti-affinity m1, m2)" "$GLIDE" rule create apart --kind anti-affinity --vms m1,m2
+check "group set pair: a VM group of m1 and m2" bash -c "$GLIDE group set pair --vms m1,m2 | grep -q 'VM group pair in cluster default: 2 members'"
+check "rule create apart (anti-affinity over the VM group pair)" "$GLIDE" rule create apart --kind anti-affinity --vm-group pair
+check "a rule naming a group that does not exist is refused" bash -c "! $GLIDE rule create nog --kind anti-affinity --vm-group nosuch 2>$T/nog.err && grep -q 'no group named nosuch' $T/nog.err"
+check "a VM group named where a host group belongs is refused" bash -c "! $GLIDE rule create wrong --kind must-run-on --vms m3 --host-group pair 2>$T/wrong.err && grep -q 'is a vm group, the rule needs a host group' $T/wrong.err"
+check "a group a rule names cannot be deleted" bash -c "! $GLIDE group delete pair 2>$T/gdel.err && grep -q 'named by rule apart' $T/gdel.err"
 check "rule create together (affinity m1, m2), newer: accepted, then reported as a conflict" "$GLIDE" rule create together --kind affinity --vms m1,m2
 check "rule create with a bad kind is refused" bash -c "! $GLIDE rule create bad --kind sometimes --vms m1,m2 2>$T/rk.err && grep -q 'rule kind' $T/rk.err"
 check "rule create anti-affinity over one VM is refused" bash -c "! $GLIDE rule create one --kind anti-affinity --vms m1 2>$T/r1.err && grep -q '2 to 256 names' $T/r1.err"
@@ -76,7 +80,7 @@ PY
 read -r nmig peak <"$T/overlap"
 if [ "$nmig" -ge 5 ] && [ "$peak" -le 2 ]; then pass "$nmig migrations off hA, at most $peak at once (budget 2, cost 1 each)"
 else fail "migrations off hA: $nmig, at most $peak at once (budget 2): $(head -c 600 "$T/tasks.json")"; fi
-if grep -q 'queued: 1st in line for host hA (migration cost 2 of its budget 2 in use; this task costs 1)' "$T/stages"; then
+if grep -Eq 'queued: [0-9]+(st|nd|rd|th) in line for host hA \(migration cost 2 of its budget 2 in use; this task costs 1\)' "$T/stages"; then
 	pass "a queued migration showed its place in line: $(sort -u "$T/stages" | head -2 | tr '\n' ' ')"
 else
 	fail "no queued stage with a place in line for hA was seen: $(sort -u "$T/stages" | head -5)"
@@ -94,7 +98,8 @@ check "a must-not-run-on rule keeps new2 off hA at power-on, naming the rule" ba
 # blocked: a VM a must rule pins to hA
 "$GLIDE" vm create pinned --memory 32M --boot "$IMG" >/dev/null && "$GLIDE" vm start pinned --host hA >/dev/null ||
 	fail "maintenance: pinned did not start on hA"
-"$GLIDE" rule create pin --kind must-run-on --vms pinned --hosts hA >/dev/null
+"$GLIDE" group set onlyA --hosts hA >/dev/null
+"$GLIDE" rule create pin --kind must-run-on --vms pinned --host-group onlyA >/dev/null
 "$GLIDE" vm stop new1 >/dev/null 2>&1
 timeout 60 "$GLIDE" host maintenance enter hA --timeout 4 >"$T/blocked.out" 2>&1
 rc=$?
@@ -106,4 +111,6 @@ else
 	fail "blocked evacuation: exit $rc, $(cat "$T/blocked.json"); $(tail -3 "$T/blocked.out")"
 fi
 check "after the timeout hA takes VMs again" "$GLIDE" vm start new1 --host hA
+"$GLIDE" group set onlyA --hosts hA,hB >/dev/null
+check "a rule follows its group's members (pin: hosts of onlyA, now hA and hB)" bash -c "$GLIDE rule list --json | python3 -c 'import json,sys; r={x[\"name\"]: x for x in json.load(sys.stdin)[\"rules\"]}[\"pin\"]; sys.exit(0 if r[\"hosts\"] == [\"hA\", \"hB\"] and r[\"host_group\"] == \"onlyA\" else 1)'"
 for v in m1 m2 m3 m4 pinned new1; do "$GLIDE" vm stop $v >/dev/null 2>&1; done

@@ -70,7 +70,12 @@ static const char *schema =
 	"  vm_id INTEGER PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, requests TEXT NOT NULL);"
 	/* a VM's own DRS automation level (docs/drs.md), also without a schema version */
 	"CREATE TABLE IF NOT EXISTS vm_drs("
-	"  vm_id INTEGER PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, automation TEXT NOT NULL);";
+	"  vm_id INTEGER PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, automation TEXT NOT NULL);"
+	/* named VM and host groups that rules refer to (docs/drs.md), also without a schema version */
+	"CREATE TABLE IF NOT EXISTS drs_groups("
+	"  id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+	"  cluster_id INTEGER NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,"
+	"  kind TEXT NOT NULL, members TEXT NOT NULL, created_at INTEGER NOT NULL);";
 
 /* A VM row: every column of vms, "hardware" (its requests, a JSON array as
  * text) and "drs_automation" (its own DRS automation level, NULL: the cluster's). */
@@ -718,13 +723,68 @@ int inv_drs_rec_set_state(struct center *c, int64_t id, const char *state, int64
 		       json_pack("[s, o, I]", state, task ? json_integer(task) : json_null(), (json_int_t)id), NULL);
 }
 
+/* A rule's vms or hosts column that names a group (["@NAME"]) holds that
+ * group's members instead, and the row gets vm_group or host_group. */
+static void expand_group(struct center *c, json_t *row, const char *column, const char *key)
+{
+	json_t *list = json_loads(json_string_value(json_object_get(row, column)) ?: "[]", 0, NULL);
+	const char *ref = json_string_value(json_array_get(list, 0));
+	if (json_array_size(list) == 1 && ref && ref[0] == '@') {
+		json_t *g = inv_group(c, ref + 1);
+		json_object_set_new(row, key, json_string(ref + 1));
+		json_object_set(row, column, g ? json_object_get(g, "members") : json_string("[]"));
+		json_decref(g);
+	}
+	json_decref(list);
+}
+
 json_t *inv_rules(struct center *c, int64_t cluster_id)
 {
+	json_t *rows = cluster_id ? inv_rows(c, "SELECT r.*, cl.name AS cluster FROM rules r JOIN clusters cl ON cl.id = r.cluster_id"
+						" WHERE r.cluster_id = ? ORDER BY r.id", json_pack("[I]", (json_int_t)cluster_id))
+				  : inv_rows(c, "SELECT r.*, cl.name AS cluster FROM rules r JOIN clusters cl ON cl.id = r.cluster_id"
+						" ORDER BY r.id", NULL);
+	size_t i;
+	json_t *row;
+	json_array_foreach(rows, i, row) {
+		expand_group(c, row, "vms", "vm_group");
+		expand_group(c, row, "hosts", "host_group");
+	}
+	return rows;
+}
+
+json_t *inv_group(struct center *c, const char *name)
+{
+	return inv_row(c, "SELECT g.*, cl.name AS cluster FROM drs_groups g JOIN clusters cl ON cl.id = g.cluster_id WHERE g.name = ?",
+		       json_pack("[s]", name));
+}
+
+json_t *inv_groups(struct center *c, int64_t cluster_id)
+{
 	if (cluster_id)
-		return inv_rows(c, "SELECT r.*, cl.name AS cluster FROM rules r JOIN clusters cl ON cl.id = r.cluster_id"
-				   " WHERE r.cluster_id = ? ORDER BY r.id", json_pack("[I]", (json_int_t)cluster_id));
-	return inv_rows(c, "SELECT r.*, cl.name AS cluster FROM rules r JOIN clusters cl ON cl.id = r.cluster_id ORDER BY r.id",
+		return inv_rows(c, "SELECT g.*, cl.name AS cluster FROM drs_groups g JOIN clusters cl ON cl.id = g.cluster_id"
+				   " WHERE g.cluster_id = ? ORDER BY g.id", json_pack("[I]", (json_int_t)cluster_id));
+	return inv_rows(c, "SELECT g.*, cl.name AS cluster FROM drs_groups g JOIN clusters cl ON cl.id = g.cluster_id ORDER BY g.id",
 			NULL);
+}
+
+int inv_group_put(struct center *c, const char *name, int64_t cluster_id, const char *kind, json_t *members)
+{
+	return inv_run(c, "INSERT INTO drs_groups(name, cluster_id, kind, members, created_at) VALUES(?, ?, ?, ?, ?)"
+			  " ON CONFLICT(name) DO UPDATE SET members = excluded.members",
+		       json_pack("[s, I, s, O, I]", name, (json_int_t)cluster_id, kind, members, (json_int_t)inv_now_ms()), NULL);
+}
+
+int inv_group_delete(struct center *c, const char *name)
+{
+	return inv_run(c, "DELETE FROM drs_groups WHERE name = ?", json_pack("[s]", name), NULL);
+}
+
+json_t *inv_rules_naming_group(struct center *c, const char *name)
+{
+	char ref[NAME_LEN_MAX + 8];
+	snprintf(ref, sizeof(ref), "[\"@%s\"]", name);
+	return inv_rows(c, "SELECT name FROM rules WHERE vms = ?1 OR hosts = ?1 ORDER BY id", json_pack("[s]", ref));
 }
 
 int inv_rule_insert(struct center *c, const char *name, int64_t cluster_id, const char *kind, json_t *vms, json_t *hosts)

@@ -134,7 +134,13 @@ json_t *inv_vms_on_host(struct center *c, int64_t host_id); /* every VM row regi
  * {id, name, cluster_id, cluster, kind, vms (JSON text), hosts (JSON text),
  * created_at} oldest first; add (vms, hosts: JSON arrays of names); delete;
  * one by name. */
-json_t *inv_rules(struct center *c, int64_t cluster_id);
+json_t *inv_rules(struct center *c, int64_t cluster_id); /* a group a rule names is expanded (vm_group, host_group) */
+/* Named VM and host groups (kind "vm" or "host"; members a JSON array of names). */
+json_t *inv_group(struct center *c, const char *name);
+json_t *inv_groups(struct center *c, int64_t cluster_id); /* 0: every cluster's */
+int inv_group_put(struct center *c, const char *name, int64_t cluster_id, const char *kind, json_t *members); /* new, or new members */
+int inv_group_delete(struct center *c, const char *name);
+json_t *inv_rules_naming_group(struct center *c, const char *name); /* [{name}] */
 int inv_rule_insert(struct center *c, const char *name, int64_t cluster_id, const char *kind, json_t *vms, json_t *hosts);
 int inv_rule_delete(struct center *c, const char *name);
 json_t *inv_rule(struct center *c, const char *name);

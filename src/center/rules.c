@@ -6,7 +6,9 @@
  * per cluster in creation order; a rule that contradicts an older one (an
  * anti-affinity rule over two VMs an older affinity rule keeps together,
  * a VM-host rule that leaves a VM no host with the older ones) is reported
- * as a conflict and ignored: the older wins. */
+ * as a conflict and ignored: the older wins. A rule names its VMs and
+ * hosts directly or by a named group (vSphere's VM and host groups), whose
+ * members are read at each use. */
 #include "center/center.h"
 #include "center/drs.h"
 #include "center/rules.h"
@@ -187,6 +189,17 @@ int rules_request_parse(json_t *body, struct rule_request *r, char *err, size_t 
 	r->kind = kind_index(str(body, "kind"));
 	r->vms = json_object_get(body, "vms");
 	r->hosts = json_object_get(body, "hosts");
+	r->vm_group = str(body, "vm_group");
+	r->host_group = str(body, "host_group");
+	json_t *vg = json_object_get(body, "vm_group"), *hg = json_object_get(body, "host_group");
+	if ((vg && !json_is_null(vg) && !r->vm_group) || (hg && !json_is_null(hg) && !r->host_group) ||
+	    (r->vm_group && r->vms) || (r->host_group && r->hosts)) {
+		errf(err, errlen, "a rule names its VMs by \"vms\" (a list) or \"vm_group\" (a group's name), its hosts by \"hosts\" "
+				  "or \"host_group\", not both");
+		return -EINVAL;
+	}
+	if ((r->vm_group && !name_valid(r->vm_group, err, errlen)) || (r->host_group && !name_valid(r->host_group, err, errlen)))
+		return -EINVAL;
 	if (!r->name || !name_valid(r->name, err, errlen)) {
 		if (!r->name)
 			errf(err, errlen, "a rule needs a \"name\"");
@@ -199,16 +212,18 @@ int rules_request_parse(json_t *body, struct rule_request *r, char *err, size_t 
 				  "should-not-run-on");
 		return -EINVAL;
 	}
-	if (name_list(r->vms, "vms", vm_host_kind(r->kind) ? 1 : 2, err, errlen))
+	if (!r->vm_group && name_list(r->vms, "vms", vm_host_kind(r->kind) ? 1 : 2, err, errlen))
 		return -EINVAL;
-	if (vm_host_kind(r->kind) ? name_list(r->hosts, "hosts", 1, err, errlen)
-				  : r->hosts && !(json_is_array(r->hosts) && !json_array_size(r->hosts))) {
+	if (vm_host_kind(r->kind) ? !r->host_group && name_list(r->hosts, "hosts", 1, err, errlen)
+				  : r->host_group || (r->hosts && !(json_is_array(r->hosts) && !json_array_size(r->hosts)))) {
 		if (!vm_host_kind(r->kind))
 			errf(err, errlen, "a VM-VM rule (%s) names no hosts", kinds[r->kind]);
 		return -EINVAL;
 	}
 	return 0;
 }
+
+static bool group_unusable(struct center *c, const char *name, const char *kind, json_t *cl, json_t **resp);
 
 int rules_post(struct center *c, json_t *body, json_t **resp)
 {
@@ -229,16 +244,22 @@ int rules_post(struct center *c, json_t *body, json_t **resp)
 	} else if (old) {
 		*resp = http_error("a rule named %s exists (delete it first)", r.name);
 		st = 409;
+	} else if ((r.vm_group && group_unusable(c, r.vm_group, "vm", cl, resp)) ||
+		   (r.host_group && group_unusable(c, r.host_group, "host", cl, resp))) {
+		st = 409;
 	} else {
-		json_t *hosts = r.hosts ? json_incref(r.hosts) : json_array();
-		if (inv_rule_insert(c, r.name, json_integer_value(json_object_get(cl, "id")), kinds[r.kind], r.vms, hosts)) {
+		/* a group is stored as ["@NAME"]: its members are read at each use, so changing them changes the rule */
+		json_t *vms = r.vm_group ? json_pack("[s+]", "@", r.vm_group) : json_incref(r.vms);
+		json_t *hosts = r.host_group ? json_pack("[s+]", "@", r.host_group) : r.hosts ? json_incref(r.hosts) : json_array();
+		if (inv_rule_insert(c, r.name, json_integer_value(json_object_get(cl, "id")), kinds[r.kind], vms, hosts)) {
 			*resp = http_error("cannot store the rule: %s", inv_error(c));
 			st = 500;
 		} else {
 			*resp = json_pack("{s:s, s:s, s:s, s:O, s:O}", "name", r.name, "cluster", str(cl, "name"), "kind",
-					  kinds[r.kind], "vms", r.vms, "hosts", hosts);
+					  kinds[r.kind], "vms", vms, "hosts", hosts);
 			glide_log("center", "rule %s (%s) created in cluster %s", r.name, kinds[r.kind], str(cl, "name"));
 		}
+		json_decref(vms);
 		json_decref(hosts);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -284,11 +305,123 @@ json_t *rules_list(struct center *c, const char *cluster, char *err, size_t errl
 	json_t *list = json_array();
 	size_t i;
 	json_t *row;
+	json_array_foreach(rows, i, row) {
+		json_t *o = json_pack("{s:O, s:O, s:O, s:o, s:o, s:O}", "name", json_object_get(row, "name"),
+				      "cluster", json_object_get(row, "cluster"), "kind", json_object_get(row, "kind"),
+				      "vms", names(row, "vms"), "hosts", names(row, "hosts"),
+				      "created_at", json_object_get(row, "created_at"));
+		if (json_object_get(row, "vm_group"))
+			json_object_set(o, "vm_group", json_object_get(row, "vm_group"));
+		if (json_object_get(row, "host_group"))
+			json_object_set(o, "host_group", json_object_get(row, "host_group"));
+		json_array_append_new(list, o);
+	}
+	json_decref(rows);
+	return list;
+}
+
+/* ---- groups: POST /v1/groups, GET /v1/groups[?cluster=C], DELETE /v1/groups/NAME ---- */
+
+/* A rule may name group `name` when it exists in the rule's cluster with the right kind (caller holds c->lock). */
+static bool group_unusable(struct center *c, const char *name, const char *kind, json_t *cl, json_t **resp)
+{
+	json_t *g = inv_group(c, name);
+	bool bad = true;
+	if (!g)
+		*resp = http_error("no group named %s (create it with `glide group create %s --%s ...`)", name, name,
+				   !strcmp(kind, "vm") ? "vms" : "hosts");
+	else if (strcmp(str(g, "kind"), kind))
+		*resp = http_error("group %s is a %s group, the rule needs a %s group here", name, str(g, "kind"), kind);
+	else if (!json_equal(json_object_get(g, "cluster_id"), json_object_get(cl, "id")))
+		*resp = http_error("group %s belongs to cluster %s, the rule to %s", name, str(g, "cluster"), str(cl, "name"));
+	else
+		bad = false;
+	json_decref(g);
+	return bad;
+}
+
+int groups_post(struct center *c, json_t *body, json_t **resp)
+{
+	char err[512];
+	const char *name = str(body, "name"), *cluster = str(body, "cluster"), *kind = str(body, "kind");
+	json_t *members = json_object_get(body, "members");
+	if (!json_is_object(body) || !name || !name_valid(name, err, sizeof(err)) || (cluster && !name_valid(cluster, err, sizeof(err))) ||
+	    !kind || (strcmp(kind, "vm") && strcmp(kind, "host")) || name_list(members, "members", 1, err, sizeof(err))) {
+		if (!json_is_object(body) || !name || !kind || (strcmp(kind, "vm") && strcmp(kind, "host")))
+			snprintf(err, sizeof(err), "a group is {\"name\", \"kind\": \"vm\" or \"host\", \"members\": [names], \"cluster\"}");
+		*resp = http_error("%s", err);
+		return 400;
+	}
+	pthread_mutex_lock(&c->lock);
+	int64_t cid = !cluster || !strcmp(cluster, DEFAULT_CLUSTER) ? inv_default_cluster(c) : 0;
+	json_t *cl = cid ? inv_cluster_by_id(c, cid) : inv_cluster(c, cluster), *old = inv_group(c, name);
+	int st = 200;
+	if (!cl) {
+		*resp = http_error("no cluster named %s (see `glide cluster list`)", cluster);
+		st = 404;
+	} else if (old && (strcmp(str(old, "kind"), kind) || !json_equal(json_object_get(old, "cluster_id"), json_object_get(cl, "id")))) {
+		*resp = http_error("group %s exists as a %s group of cluster %s", name, str(old, "kind"), str(old, "cluster"));
+		st = 409;
+	} else if (inv_group_put(c, name, json_integer_value(json_object_get(cl, "id")), kind, members)) {
+		*resp = http_error("cannot store the group: %s", inv_error(c));
+		st = 500;
+	} else {
+		*resp = json_pack("{s:s, s:s, s:s, s:O}", "name", name, "cluster", str(cl, "name"), "kind", kind, "members", members);
+		glide_log("center", "%s group %s %s in cluster %s (%zu members)", kind, name, old ? "changed" : "created", str(cl, "name"),
+			  json_array_size(members));
+		st = old ? 200 : 201;
+	}
+	pthread_mutex_unlock(&c->lock);
+	json_decref(cl);
+	json_decref(old);
+	return st;
+}
+
+int groups_delete(struct center *c, const char *name, json_t **resp)
+{
+	pthread_mutex_lock(&c->lock);
+	json_t *g = inv_group(c, name), *users = g ? inv_rules_naming_group(c, name) : NULL;
+	int st = 200;
+	if (!g) {
+		*resp = http_error("no group named %s (see `glide group list`)", name);
+		st = 404;
+	} else if (json_array_size(users)) {
+		*resp = http_error("group %s is named by rule %s (delete the rule first)", name, str(json_array_get(users, 0), "name"));
+		st = 409;
+	} else if (inv_group_delete(c, name)) {
+		*resp = http_error("cannot delete the group: %s", inv_error(c));
+		st = 500;
+	} else {
+		*resp = json_pack("{s:s}", "deleted", name);
+	}
+	pthread_mutex_unlock(&c->lock);
+	json_decref(g);
+	json_decref(users);
+	return st;
+}
+
+json_t *groups_list(struct center *c, const char *cluster, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&c->lock);
+	int64_t cid = 0;
+	if (cluster) {
+		json_t *cl = inv_cluster(c, cluster);
+		cid = cl ? json_integer_value(json_object_get(cl, "id")) : -1;
+		json_decref(cl);
+	}
+	json_t *rows = cid >= 0 ? inv_groups(c, cid) : NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (!rows) {
+		errf(err, errlen, "no cluster named %s (see `glide cluster list`)", cluster);
+		return NULL;
+	}
+	json_t *list = json_array();
+	size_t i;
+	json_t *row;
 	json_array_foreach(rows, i, row)
-		json_array_append_new(list, json_pack("{s:O, s:O, s:O, s:o, s:o, s:O}", "name", json_object_get(row, "name"),
-						      "cluster", json_object_get(row, "cluster"), "kind", json_object_get(row, "kind"),
-						      "vms", names(row, "vms"), "hosts", names(row, "hosts"),
-						      "created_at", json_object_get(row, "created_at")));
+		json_array_append_new(list, json_pack("{s:O, s:O, s:O, s:o, s:O}", "name", json_object_get(row, "name"), "cluster",
+						      json_object_get(row, "cluster"), "kind", json_object_get(row, "kind"),
+						      "members", names(row, "members"), "created_at", json_object_get(row, "created_at")));
 	json_decref(rows);
 	return list;
 }

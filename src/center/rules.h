@@ -13,10 +13,11 @@ enum rule_kind {
 };
 
 struct center;
-struct rule_request { /* POST /v1/rules {name, cluster, kind, vms, hosts} */
+struct rule_request { /* POST /v1/rules {name, cluster, kind, vms | vm_group, hosts | host_group} */
 	const char *name, *cluster; /* cluster NULL: the default */
 	int kind;                   /* enum rule_kind */
 	json_t *vms, *hosts;        /* borrowed: arrays of names (hosts only for VM-host rules) */
+	const char *vm_group, *host_group; /* or a group's name instead (then vms, hosts NULL) */
 };
 int rules_request_parse(json_t *body, struct rule_request *r, char *err, size_t errlen);
 
@@ -34,4 +35,10 @@ int rules_post(struct center *c, json_t *body, json_t **resp);
 int rules_delete(struct center *c, const char *name, json_t **resp);
 /* [{name, cluster, kind, vms, hosts, created_at}] of one cluster (NULL: all), or NULL with err. */
 json_t *rules_list(struct center *c, const char *cluster, char *err, size_t errlen);
+/* Named VM and host groups: POST /v1/groups {name, cluster, kind: vm|host,
+ * members} creates one or gives it new members; a group a rule names
+ * cannot be deleted. */
+int groups_post(struct center *c, json_t *body, json_t **resp);
+int groups_delete(struct center *c, const char *name, json_t **resp);
+json_t *groups_list(struct center *c, const char *cluster, char *err, size_t errlen); /* or NULL with err */
 #endif

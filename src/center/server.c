@@ -10,7 +10,9 @@
  *   POST /v1/clusters/NAME/drs               {mode, threshold, run}: DRS settings; run: a pass now
  *   POST /v1/drs/ID/apply                    carry out a DRS recommendation
  *   GET|POST /v1/hosts/NAME/maintenance      maintenance mode: state; {action: enter|exit, ...} (maintenance.c)
- *   GET  /v1/rules[?cluster=C]  POST /v1/rules {name, cluster, kind, vms, hosts}  DELETE /v1/rules/NAME (rules.c)
+ *   GET  /v1/rules[?cluster=C]  POST /v1/rules {name, cluster, kind, vms|vm_group, hosts|host_group}
+ *   DELETE /v1/rules/NAME (rules.c)
+ *   GET  /v1/groups[?cluster=C] POST /v1/groups {name, cluster, kind, members}  DELETE /v1/groups/NAME (rules.c)
  *   POST /v1/clusters/NAME/evc               {level}: change the baseline
  *   POST /v1/clusters/NAME/limits            {max_migrations_per_host}: each host's migration cost budget
  *   GET  /v1/hosts        POST /v1/hosts     {address, token, name, cluster}
@@ -333,6 +335,34 @@ static int api_rule_delete(void *ctx, const struct http_request *req, json_t **r
 	if (action[0])
 		return 0;
 	return rules_delete(ctx, name, resp);
+}
+
+static int api_groups(void *ctx, const struct http_request *req, json_t **resp)
+{
+	char err[512];
+	json_t *list = groups_list(ctx, http_query(req, "cluster"), err, sizeof(err));
+	if (!list) {
+		*resp = http_error("%s", err);
+		return 404;
+	}
+	*resp = json_pack("{s:o}", "groups", list);
+	return 200;
+}
+
+static int api_group_post(void *ctx, const struct http_request *req, json_t **resp)
+{
+	return groups_post(ctx, req->body, resp);
+}
+
+static int api_group_delete(void *ctx, const struct http_request *req, json_t **resp)
+{
+	char name[128], action[64];
+	int status;
+	if (!split(req, "/v1/groups/", false, name, sizeof(name), action, sizeof(action), resp, &status))
+		return status;
+	if (action[0])
+		return 0;
+	return groups_delete(ctx, name, resp);
 }
 
 /* POST /v1/drs/ID/apply: carry out a pending recommendation. */
@@ -1022,6 +1052,9 @@ static const struct http_route routes[] = {
 	{ "GET", "/v1/rules", api_rules },
 	{ "POST", "/v1/rules", api_rule_create },
 	{ "DELETE", "/v1/rules/*", api_rule_delete },
+	{ "GET", "/v1/groups", api_groups },
+	{ "POST", "/v1/groups", api_group_post },
+	{ "DELETE", "/v1/groups/*", api_group_delete },
 	{ "GET", "/v1/tasks", api_tasks },
 	{ "GET", "/v1/tasks/*", api_task_get },
 	{ NULL, NULL, NULL },

@@ -434,12 +434,14 @@ int cmd_rule_create(int argc, char **argv)
 {
 	static const struct option opts[] = { CTL_LONG_OPTIONS, { "cluster", required_argument, 0, 'c' },
 					      { "kind", required_argument, 0, 'k' }, { "vms", required_argument, 0, 'v' },
-					      { "hosts", required_argument, 0, 'H' }, { "help", no_argument, 0, 'h' },
+					      { "hosts", required_argument, 0, 'H' }, { "vm-group", required_argument, 0, 'V' },
+					      { "host-group", required_argument, 0, 'G' }, { "help", no_argument, 0, 'h' },
 					      { 0, 0, 0, 0 } };
 	const char *usage = "glide rule create NAME --kind affinity|anti-affinity|must-run-on|must-not-run-on|should-run-on|"
-			    "should-not-run-on --vms VM,VM... [--hosts HOST,...] [--cluster C] [--json]";
+			    "should-not-run-on\n"
+			    "                         (--vms VM,VM... | --vm-group G) [--hosts HOST,... | --host-group G] [--cluster C] [--json]";
 	struct ctl c = { 0 };
-	const char *cluster = NULL, *kind = NULL, *vms = NULL, *hosts = NULL;
+	const char *cluster = NULL, *kind = NULL, *vms = NULL, *hosts = NULL, *vm_group = NULL, *host_group = NULL;
 	int opt, rc;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -453,18 +455,23 @@ int cmd_rule_create(int argc, char **argv)
 			vms = optarg;
 		else if (opt == 'H')
 			hosts = optarg;
+		else if (opt == 'V')
+			vm_group = optarg;
+		else if (opt == 'G')
+			host_group = optarg;
 		else {
 			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
 			return opt == 'h' ? 0 : 1;
 		}
 	}
-	if (optind != argc - 1 || !kind || !vms) {
-		fprintf(stderr, "glide: give the rule's NAME, --kind and --vms\nusage: %s\n", usage);
+	if (optind != argc - 1 || !kind || !vms == !vm_group || (hosts && host_group)) {
+		fprintf(stderr, "glide: give the rule's NAME, --kind and --vms or --vm-group (and --hosts or --host-group)\nusage: %s\n",
+			usage);
 		return 1;
 	}
-	if (!ctl_name_ok(argv[optind]))
+	if (!ctl_name_ok(argv[optind]) || (vm_group && !ctl_name_ok(vm_group)) || (host_group && !ctl_name_ok(host_group)))
 		return 1;
-	json_t *va = name_array(vms), *ha = hosts ? name_array(hosts) : json_array();
+	json_t *va = vms ? name_array(vms) : json_null(), *ha = hosts ? name_array(hosts) : host_group ? json_null() : json_array();
 	if (!va || !ha) {
 		json_decref(va);
 		json_decref(ha);
@@ -475,8 +482,14 @@ int cmd_rule_create(int argc, char **argv)
 		json_decref(ha);
 		return rc;
 	}
-	json_t *r = NULL, *body = json_pack("{s:s, s:s?, s:s, s:o, s:o}", "name", argv[optind], "cluster", cluster, "kind", kind,
-					    "vms", va, "hosts", ha);
+	json_t *r = NULL, *body = json_pack("{s:s, s:s?, s:s, s:s?, s:s?}", "name", argv[optind], "cluster", cluster, "kind", kind,
+					    "vm_group", vm_group, "host_group", host_group);
+	if (!json_is_null(va))
+		json_object_set(body, "vms", va);
+	if (!json_is_null(ha))
+		json_object_set(body, "hosts", ha);
+	json_decref(va);
+	json_decref(ha);
 	rc = ctl_call(&c, "POST", "/v1/rules", body, &r);
 	json_decref(body);
 	if (!rc && c.json)
@@ -518,9 +531,11 @@ int cmd_rule_list(int argc, char **argv)
 		printf("%-20s %-12s %-18s %-30s %s\n", "NAME", "CLUSTER", "KIND", "VMS", "HOSTS");
 		json_array_foreach(json_object_get(r, "rules"), i, v) {
 			char *vms = json_dumps(json_object_get(v, "vms"), JSON_COMPACT), *hosts = json_dumps(json_object_get(v, "hosts"), JSON_COMPACT);
-			printf("%-20s %-12s %-18s %-30s %s\n", json_string_value(json_object_get(v, "name")),
+			const char *vg = json_string_value(json_object_get(v, "vm_group")), *hg = json_string_value(json_object_get(v, "host_group"));
+			printf("%-20s %-12s %-18s %s%s%s%-*s %s%s%s%s\n", json_string_value(json_object_get(v, "name")),
 			       json_string_value(json_object_get(v, "cluster")), json_string_value(json_object_get(v, "kind")),
-			       vms ? vms : "", hosts ? hosts : "");
+			       vg ? "group " : "", vg ? vg : "", vg ? " " : "", vg ? 0 : 30, vms ? vms : "",
+			       hg ? "group " : "", hg ? hg : "", hg ? " " : "", hosts ? hosts : "");
 			free(vms);
 			free(hosts);
 		}
@@ -548,6 +563,124 @@ int cmd_rule_delete(int argc, char **argv)
 		cli_print_json(r);
 	else if (!rc)
 		printf("rule %s deleted\n", name);
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+/* `glide group set|list|delete`: named VM and host groups that rules name
+ * (--vm-group, --host-group); changing a group's members changes every
+ * rule that names it. */
+int cmd_group_set(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "cluster", required_argument, 0, 'c' },
+					      { "vms", required_argument, 0, 'v' }, { "hosts", required_argument, 0, 'H' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide group set NAME (--vms VM,... | --hosts HOST,...) [--cluster C] [--json]";
+	struct ctl c = { 0 };
+	const char *cluster = NULL, *vms = NULL, *hosts = NULL;
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		if (opt == 'c')
+			cluster = optarg;
+		else if (opt == 'v')
+			vms = optarg;
+		else if (opt == 'H')
+			hosts = optarg;
+		else {
+			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			return opt == 'h' ? 0 : 1;
+		}
+	}
+	if (optind != argc - 1 || !vms == !hosts) {
+		fprintf(stderr, "glide: give the group's NAME and its members: --vms or --hosts\nusage: %s\n", usage);
+		return 1;
+	}
+	json_t *members = name_array(vms ? vms : hosts);
+	if (!ctl_name_ok(argv[optind]) || !members) {
+		json_decref(members);
+		return 1;
+	}
+	if ((rc = ctl_connect(&c))) {
+		json_decref(members);
+		return rc;
+	}
+	json_t *r = NULL, *body = json_pack("{s:s, s:s?, s:s, s:o}", "name", argv[optind], "cluster", cluster, "kind",
+					    vms ? "vm" : "host", "members", members);
+	rc = ctl_call(&c, "POST", "/v1/groups", body, &r);
+	json_decref(body);
+	if (!rc && c.json)
+		cli_print_json(r);
+	else if (!rc)
+		printf("%s group %s in cluster %s: %zu member%s\n", vms ? "VM" : "host", argv[optind],
+		       json_string_value(json_object_get(r, "cluster")), json_array_size(json_object_get(r, "members")),
+		       json_array_size(json_object_get(r, "members")) == 1 ? "" : "s");
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_group_list(int argc, char **argv)
+{
+	static const struct option opts[] = { CTL_LONG_OPTIONS, { "cluster", required_argument, 0, 'c' },
+					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	const char *usage = "glide group list [--cluster C] [--json]";
+	struct ctl c = { 0 };
+	char path[160] = "/v1/groups";
+	int opt, rc;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (ctl_option(&c, opt, optarg))
+			continue;
+		if (opt == 'c' && ctl_name_ok(optarg)) {
+			snprintf(path, sizeof(path), "/v1/groups?cluster=%s", optarg);
+		} else {
+			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
+			return opt == 'h' ? 0 : 1;
+		}
+	}
+	if ((rc = ctl_connect(&c)))
+		return rc;
+	json_t *r = NULL, *v;
+	size_t i;
+	rc = ctl_call(&c, "GET", path, NULL, &r);
+	if (!rc && c.json) {
+		cli_print_json(r);
+	} else if (!rc) {
+		printf("%-20s %-12s %-6s %s\n", "NAME", "CLUSTER", "KIND", "MEMBERS");
+		json_array_foreach(json_object_get(r, "groups"), i, v) {
+			char *m = json_dumps(json_object_get(v, "members"), JSON_COMPACT);
+			printf("%-20s %-12s %-6s %s\n", json_string_value(json_object_get(v, "name")),
+			       json_string_value(json_object_get(v, "cluster")), json_string_value(json_object_get(v, "kind")), m ? m : "");
+			free(m);
+		}
+	}
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_group_delete(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	const char *name = NULL;
+	char path[160];
+	json_t *r = NULL;
+	int rc = ctl_parse_simple(argc, argv, &c, &name, "glide group delete NAME [--json]");
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/groups/", name, "")) {
+		ctl_done(&c);
+		return 1;
+	}
+	rc = ctl_call(&c, "DELETE", path, NULL, &r);
+	if (!rc && c.json)
+		cli_print_json(r);
+	else if (!rc)
+		printf("group %s deleted\n", name);
 	json_decref(r);
 	ctl_done(&c);
 	return rc;

@@ -20,6 +20,9 @@ int cmd_host_maintenance(int argc, char **argv);
 int cmd_rule_create(int argc, char **argv);
 int cmd_rule_list(int argc, char **argv);
 int cmd_rule_delete(int argc, char **argv);
+int cmd_group_set(int argc, char **argv);
+int cmd_group_list(int argc, char **argv);
+int cmd_group_delete(int argc, char **argv);
 int cmd_cluster_set(int argc, char **argv);
 int cmd_drs_apply(int argc, char **argv);
 int cmd_task_list(int argc, char **argv);
@@ -55,6 +58,9 @@ const struct cli_command cli_extra_commands[] = {
 	{ "rule", "create", cmd_rule_create, "create a DRS rule (VM-VM affinity/anti-affinity, VM-host must/should)" },
 	{ "rule", "list", cmd_rule_list, "list DRS rules" },
 	{ "rule", "delete", cmd_rule_delete, "delete a DRS rule" },
+	{ "group", "set", cmd_group_set, "create a VM or host group for DRS rules, or give it new members" },
+	{ "group", "list", cmd_group_list, "list VM and host groups" },
+	{ "group", "delete", cmd_group_delete, "delete a group no rule names" },
 	{ "task", "list", cmd_task_list, "list recent tasks" },
 	{ "task", "show", cmd_task_show, "show a task with its result" },
 	{ "task", "watch", cmd_task_watch, "follow a task until it ends" },
