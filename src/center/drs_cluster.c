@@ -10,9 +10,9 @@
  * cooldown. */
 #include "center/center.h"
 #include "center/drs.h"
-#include "common/hardware.h"
 #include "center/rules.h"
 #include "api/http.h"
+#include "common/hardware.h"
 #include "common/util.h"
 #include <math.h>
 #include <stdlib.h>

@@ -732,7 +732,7 @@ static void expand_group(struct center *c, json_t *row, const char *column, cons
 	if (json_array_size(list) == 1 && ref && ref[0] == '@') {
 		json_t *g = inv_group(c, ref + 1);
 		json_object_set_new(row, key, json_string(ref + 1));
-		json_object_set(row, column, g ? json_object_get(g, "members") : json_string("[]"));
+		json_object_set_new(row, column, g ? json_incref(json_object_get(g, "members")) : json_string("[]"));
 		json_decref(g);
 	}
 	json_decref(list);
