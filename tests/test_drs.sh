@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DRS (issue 15): three host agents on loopback that declare 2 CPUs each, a
+# DRS (issue 15): three hosts (network namespaces) whose agents declare 2 CPUs each, a
 # controller with a 3 s DRS interval, six A-B guests (8 MiB range) started
 # on hA. Each guest's CPU demand is known: one CPU (its vCPU never idles),
 # so hA holds 6 CPUs of demand on 2: every VM scores 33%, the cluster 33%;
@@ -77,7 +77,8 @@ check "cluster drs (table) names the scores and the moves" bash -c "grep -q 'DRS
 check "threshold 1 (mandatory moves only): no recommendation" python3 -c "import json,sys; sys.exit(0 if json.load(open('$T/drs1.json'))['recommendations'] == [] else 1)"
 check "the view moved nothing: all six VMs still on hA" bash -c "[ \$($GLIDE vm list --json | grep -c '\"host\": \"hA\"') = 6 ]"
 check "an unknown cluster is a clear error" bash -c "! $GLIDE cluster drs nosuch >$T/nosuch.out 2>&1 && grep -q 'no cluster named nosuch' $T/nosuch.out"
-check "a threshold outside 1..5 is refused" bash -c "[ \$(curl -s -o /dev/null -w '%{http_code}' -H \"Authorization: Bearer \$(cat $T/ct)\" 'http://127.0.0.1:$PC/v1/clusters/default/drs?threshold=9') = 400 ]"
+code=$(center_curl -s -o /dev/null -w '%{http_code}' "$CENTER/v1/clusters/default/drs?threshold=9")
+[ "$code" = 400 ] && pass "a threshold outside 1..5 is refused (400)" || fail "threshold 9: HTTP $code"
 check "glide cluster drs --threshold 7 is refused before asking" bash -c "! $GLIDE cluster drs --threshold 7 2>/dev/null"
 check "a DRS mode other than manual, partial or full is refused" bash -c "! $GLIDE cluster set --drs sometimes 2>$T/mode.err && grep -q 'manual (recommend only)' $T/mode.err"
 check "applying a recommendation that does not exist is a clear error" bash -c "! $GLIDE drs apply 999 2>$T/apply.err && grep -q 'no DRS recommendation 999' $T/apply.err"

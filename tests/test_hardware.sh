@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Assignable hardware (issue 15): three host agents on loopback. hA declares
+# Assignable hardware (issue 15): three hosts (network namespaces). hA declares
 # one acme x1 GPU, hB one acme x2 GPU and two FPGAs, hC none. VMs ask for
 # devices by attributes, never by host: g3 (an x2 GPU) can only start on
 # hB, g1 (any GPU) then only on hA, and g2 (any GPU) nowhere, with every
@@ -22,14 +22,15 @@ cluster_up hardware --drs-interval 3600 -- --cpus 1 --memory 2G --device class=g
 	-- --cpus 2 --memory 1G || exit 0
 
 in_use() { # HOST CLASS MODEL: the host's in_use count of that device kind, from its facts
-	local port; case $1 in hA) port=$PA ;; hB) port=$PB ;; *) port=$PCC ;; esac
-	curl -sf -H "Authorization: Bearer $(cat "$T/ht")" "http://127.0.0.1:$port/v1/host" |
+	agent_curl "$1" -sf http://x/v1/host |
 		python3 -c 'import json,sys; h=json.load(sys.stdin)["hardware"]; print(sum(d["in_use"] for d in h if d["class"] == sys.argv[1] and d.get("model", "") == sys.argv[2]))' "$2" "$3"
 }
 check "an agent refuses a device without a class" bash -c "! $GLIDE host serve --data-dir $T/x --listen 127.0.0.1:1 --token-file $T/ht --device vendor=acme 2>$T/dev.err && grep -q 'needs a class' $T/dev.err"
 check "glide host show lists the declared devices" bash -c "$GLIDE host show hB >$T/hB.show && grep -q 'hardware: class=gpu,vendor=acme,model=x2: 0 in use of 1; class=fpga: 0 in use of 2' $T/hB.show"
 check "vm create refuses an unknown device attribute" bash -c "! $GLIDE vm create bad --memory 32M --boot $IMG --hardware colour=red 2>$T/bad.err && grep -q \"unknown device attribute 'colour'\" $T/bad.err"
-check "the API refuses a request that is not a list of attribute objects" bash -c "[ \$(curl -s -o $T/bad.json -w '%{http_code}' -H \"Authorization: Bearer \$(cat $T/ct)\" -d '{\"name\":\"bad\",\"memory\":33554432,\"boot\":{\"kind\":\"boot\",\"path\":\"$IMG\"},\"hardware\":[{\"class\":\"gpu\",\"count\":3}]}' http://127.0.0.1:$PC/v1/vms) = 400 ] && grep -q 'hardware 0' $T/bad.json"
+code=$(center_curl -s -o "$T/bad.json" -w '%{http_code}' -d '{"name":"bad","memory":33554432,"boot":{"kind":"boot","path":"'"$IMG"'"},"hardware":[{"class":"gpu","count":3}]}' "$CENTER/v1/vms")
+[ "$code" = 400 ] && grep -q 'hardware 0' "$T/bad.json" && pass "the API refuses a device request with a count (400: $(cat "$T/bad.json"))" ||
+	fail "a request with a count: HTTP $code $(cat "$T/bad.json")"
 for v in g1:class=gpu g2:class=gpu g3:class=gpu,model=x2; do
 	"$GLIDE" vm create "${v%%:*}" --memory 32M --boot "$IMG" --hardware "${v#*:}" >/dev/null || fail "hardware: vm create ${v%%:*}"
 done
@@ -46,14 +47,17 @@ if ! "$GLIDE" vm start g2 >/dev/null 2>"$T/g2.err" &&
 else
 	fail "g2: $(cat "$T/g2.err"), on $(host_of g2)"
 fi
-check "the agent itself refuses a VM whose device is in use" bash -c "curl -s -H \"Authorization: Bearer \$(cat $T/ht)\" -d '{\"name\":\"direct\",\"config\":{\"memory\":33554432,\"vcpus\":1},\"boot\":{\"kind\":\"boot\",\"path\":\"$IMG\"},\"hardware\":[{\"class\":\"gpu\"}],\"start\":true}' http://127.0.0.1:$PA/v1/vms | grep -q 'cannot give VM direct its assignable devices: no free class=gpu device: the host has 1, in use by g1'"
+agent_curl hA -s -d '{"name":"direct","config":{"memory":33554432,"vcpus":1},"boot":{"kind":"boot","path":"'"$IMG"'"},"hardware":[{"class":"gpu"}],"start":true}' http://x/v1/vms >"$T/direct.json"
+grep -q 'cannot give VM direct its assignable devices: no free class=gpu device: the host has 1, in use by g1' "$T/direct.json" &&
+	pass "the agent itself refuses a VM whose device is in use" || fail "the agent started or refused otherwise: $(cat "$T/direct.json")"
+agent_curl hA -s -X DELETE http://x/v1/vms/direct >/dev/null
 a=$(in_use hA gpu x1) b=$(in_use hB gpu x2)
 [ "$a" = 1 ] && [ "$b" = 1 ] && pass "host facts: hA's x1 GPU and hB's x2 GPU in use" || fail "in use: hA $a, hB $b (expected 1, 1)"
 
 # DRS initial placement (automation partial or full) against placement by free memory: g1 (hA) and g3 (hB)
 # each want their host's one CPU; hC has 2 CPUs but the least memory (1 GiB)
-demand_of() { curl -sf -H "Authorization: Bearer $(cat "$T/ht")" "http://127.0.0.1:$1/v1/demand" | grep -Eq '"cpu_demand": ?[0-9]'; }
-wait_for 15 demand_of $PA && wait_for 15 demand_of $PB || fail "hardware: no demand measured for g1 and g3"
+demand_of() { agent_curl "$1" -sf http://x/v1/demand | grep -Eq '"cpu_demand": ?[0-9]'; }
+wait_for 15 demand_of hA && wait_for 15 demand_of hB || fail "hardware: no demand measured for g1 and g3"
 for p in p1 p2; do "$GLIDE" vm create $p --memory 32M --boot "$IMG" >/dev/null; done
 "$GLIDE" vm start p1 --json >"$T/p1.json" 2>&1
 h=$(host_of p1)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Maintenance mode and rules (issue 15): three host agents on loopback (hA
+# Maintenance mode and rules (issue 15): three hosts in network namespaces (hA
 # 4 GiB, hB and hC 1 GiB each, 2 CPUs each), a cluster whose hosts each have
 # a migration cost budget of 2 (a live move costs 1), below the controller's 8. hA runs four A-B guests (8 MiB range) and holds one
 # powered-off VM. `glide host maintenance enter hA --evacuate-powered-off`
