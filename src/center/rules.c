@@ -287,7 +287,9 @@ int rules_delete(struct center *c, const char *name, json_t **resp)
 	return st;
 }
 
-json_t *rules_list(struct center *c, const char *cluster, char *err, size_t errlen)
+/* The rows fetch gives for cluster (NULL: every cluster), or NULL with err when there is no such cluster. */
+static json_t *cluster_rows(struct center *c, const char *cluster, json_t *(*fetch)(struct center *c, int64_t cluster_id),
+			    char *err, size_t errlen)
 {
 	pthread_mutex_lock(&c->lock);
 	int64_t cid = 0;
@@ -296,12 +298,18 @@ json_t *rules_list(struct center *c, const char *cluster, char *err, size_t errl
 		cid = cl ? json_integer_value(json_object_get(cl, "id")) : -1;
 		json_decref(cl);
 	}
-	json_t *rows = cid >= 0 ? inv_rules(c, cid) : NULL;
+	json_t *rows = cid >= 0 ? fetch(c, cid) : NULL;
 	pthread_mutex_unlock(&c->lock);
-	if (!rows) {
+	if (!rows)
 		errf(err, errlen, "no cluster named %s (see `glide cluster list`)", cluster);
+	return rows;
+}
+
+json_t *rules_list(struct center *c, const char *cluster, char *err, size_t errlen)
+{
+	json_t *rows = cluster_rows(c, cluster, inv_rules, err, errlen);
+	if (!rows)
 		return NULL;
-	}
 	json_t *list = json_array();
 	size_t i;
 	json_t *row;
@@ -402,19 +410,9 @@ int groups_delete(struct center *c, const char *name, json_t **resp)
 
 json_t *groups_list(struct center *c, const char *cluster, char *err, size_t errlen)
 {
-	pthread_mutex_lock(&c->lock);
-	int64_t cid = 0;
-	if (cluster) {
-		json_t *cl = inv_cluster(c, cluster);
-		cid = cl ? json_integer_value(json_object_get(cl, "id")) : -1;
-		json_decref(cl);
-	}
-	json_t *rows = cid >= 0 ? inv_groups(c, cid) : NULL;
-	pthread_mutex_unlock(&c->lock);
-	if (!rows) {
-		errf(err, errlen, "no cluster named %s (see `glide cluster list`)", cluster);
+	json_t *rows = cluster_rows(c, cluster, inv_groups, err, errlen);
+	if (!rows)
 		return NULL;
-	}
 	json_t *list = json_array();
 	size_t i;
 	json_t *row;

@@ -501,30 +501,64 @@ int cmd_rule_create(int argc, char **argv)
 	return rc;
 }
 
-int cmd_rule_list(int argc, char **argv)
+/* `glide rule|group list [--cluster C]`: GET base[?cluster=C] into *r
+ * (0), or the exit status (usage: -1 for --help, printed). */
+static int cluster_listing(int argc, char **argv, const char *usage, const char *base, struct ctl *c, json_t **r)
 {
 	static const struct option opts[] = { CTL_LONG_OPTIONS, { "cluster", required_argument, 0, 'c' },
 					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
-	const char *usage = "glide rule list [--cluster C] [--json]";
-	struct ctl c = { 0 };
-	char path[160] = "/v1/rules";
+	char path[160];
 	int opt, rc;
+	snprintf(path, sizeof(path), "%s", base);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (ctl_option(&c, opt, optarg))
+		if (ctl_option(c, opt, optarg))
 			continue;
 		if (opt == 'c' && ctl_name_ok(optarg)) {
-			snprintf(path, sizeof(path), "/v1/rules?cluster=%s", optarg);
+			snprintf(path, sizeof(path), "%s?cluster=%s", base, optarg);
 		} else {
 			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
-			return opt == 'h' ? 0 : 1;
+			return opt == 'h' ? -1 : 1;
 		}
 	}
-	if ((rc = ctl_connect(&c)))
+	if ((rc = ctl_connect(c)))
 		return rc;
+	return ctl_call(c, "GET", path, NULL, r);
+}
+
+/* `glide rule|group delete NAME`: DELETE base NAME. */
+static int delete_named(int argc, char **argv, const char *what, const char *base)
+{
+	struct ctl c = { 0 };
+	const char *name = NULL;
+	char path[160], usage[64];
+	json_t *r = NULL;
+	snprintf(usage, sizeof(usage), "glide %s delete NAME [--json]", what);
+	int rc = ctl_parse_simple(argc, argv, &c, &name, usage);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), base, name, "")) {
+		ctl_done(&c);
+		return 1;
+	}
+	rc = ctl_call(&c, "DELETE", path, NULL, &r);
+	if (!rc && c.json)
+		cli_print_json(r);
+	else if (!rc)
+		printf("%s %s deleted\n", what, name);
+	json_decref(r);
+	ctl_done(&c);
+	return rc;
+}
+
+int cmd_rule_list(int argc, char **argv)
+{
+	struct ctl c = { 0 };
 	json_t *r = NULL, *v;
 	size_t i;
-	rc = ctl_call(&c, "GET", path, NULL, &r);
+	int rc = cluster_listing(argc, argv, "glide rule list [--cluster C] [--json]", "/v1/rules", &c, &r);
+	if (rc < 0)
+		return 0;
 	if (!rc && c.json) {
 		cli_print_json(r);
 	} else if (!rc) {
@@ -547,25 +581,7 @@ int cmd_rule_list(int argc, char **argv)
 
 int cmd_rule_delete(int argc, char **argv)
 {
-	struct ctl c = { 0 };
-	const char *name = NULL;
-	char path[160];
-	json_t *r = NULL;
-	int rc = ctl_parse_simple(argc, argv, &c, &name, "glide rule delete NAME [--json]");
-	if (rc)
-		return rc < 0 ? 0 : rc;
-	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/rules/", name, "")) {
-		ctl_done(&c);
-		return 1;
-	}
-	rc = ctl_call(&c, "DELETE", path, NULL, &r);
-	if (!rc && c.json)
-		cli_print_json(r);
-	else if (!rc)
-		printf("rule %s deleted\n", name);
-	json_decref(r);
-	ctl_done(&c);
-	return rc;
+	return delete_named(argc, argv, "rule", "/v1/rules/");
 }
 
 /* `glide group set|list|delete`: named VM and host groups that rules name
@@ -625,28 +641,12 @@ int cmd_group_set(int argc, char **argv)
 
 int cmd_group_list(int argc, char **argv)
 {
-	static const struct option opts[] = { CTL_LONG_OPTIONS, { "cluster", required_argument, 0, 'c' },
-					      { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
-	const char *usage = "glide group list [--cluster C] [--json]";
 	struct ctl c = { 0 };
-	char path[160] = "/v1/groups";
-	int opt, rc;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (ctl_option(&c, opt, optarg))
-			continue;
-		if (opt == 'c' && ctl_name_ok(optarg)) {
-			snprintf(path, sizeof(path), "/v1/groups?cluster=%s", optarg);
-		} else {
-			fprintf(opt == 'h' ? stdout : stderr, "usage: %s\n", usage);
-			return opt == 'h' ? 0 : 1;
-		}
-	}
-	if ((rc = ctl_connect(&c)))
-		return rc;
 	json_t *r = NULL, *v;
 	size_t i;
-	rc = ctl_call(&c, "GET", path, NULL, &r);
+	int rc = cluster_listing(argc, argv, "glide group list [--cluster C] [--json]", "/v1/groups", &c, &r);
+	if (rc < 0)
+		return 0;
 	if (!rc && c.json) {
 		cli_print_json(r);
 	} else if (!rc) {
@@ -665,23 +665,5 @@ int cmd_group_list(int argc, char **argv)
 
 int cmd_group_delete(int argc, char **argv)
 {
-	struct ctl c = { 0 };
-	const char *name = NULL;
-	char path[160];
-	json_t *r = NULL;
-	int rc = ctl_parse_simple(argc, argv, &c, &name, "glide group delete NAME [--json]");
-	if (rc)
-		return rc < 0 ? 0 : rc;
-	if (!ctl_name_ok(name) || ctl_path(path, sizeof(path), "/v1/groups/", name, "")) {
-		ctl_done(&c);
-		return 1;
-	}
-	rc = ctl_call(&c, "DELETE", path, NULL, &r);
-	if (!rc && c.json)
-		cli_print_json(r);
-	else if (!rc)
-		printf("group %s deleted\n", name);
-	json_decref(r);
-	ctl_done(&c);
-	return rc;
+	return delete_named(argc, argv, "group", "/v1/groups/");
 }
