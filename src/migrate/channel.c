@@ -152,3 +152,34 @@ int channel_send_locked(struct channel *ch, size_t len)
 	__atomic_add_fetch(ch->wire_bytes, len + WIRE_FRAME_HEADER_BYTES, __ATOMIC_RELAXED);
 	return 0;
 }
+
+/* A chunk from the shared counter, waiting while this channel is not
+ * active (unless none is left, or the migration ends). */
+static uint64_t claim_chunk(struct channel *ch, uint64_t nchunks)
+{
+	for (;;) {
+		if (channel_stopped(ch))
+			return nchunks;
+		if (!ch->active || ch->index < __atomic_load_n(ch->active, __ATOMIC_ACQUIRE)) {
+			uint64_t c = __atomic_fetch_add(ch->next_chunk, 1, __ATOMIC_ACQ_REL);
+			return c < nchunks ? c : nchunks;
+		}
+		if (__atomic_load_n(ch->next_chunk, __ATOMIC_ACQUIRE) >= nchunks)
+			return nchunks;
+		sleep_ns(500000);
+	}
+}
+
+uint64_t channel_first_chunk(struct channel *ch, uint64_t nchunks)
+{
+	if (ch->next_chunk)
+		return claim_chunk(ch, nchunks);
+	return (uint64_t)ch->index < nchunks ? (uint64_t)ch->index : nchunks;
+}
+
+uint64_t channel_next_chunk(struct channel *ch, uint64_t c, uint64_t nchunks)
+{
+	if (ch->next_chunk)
+		return claim_chunk(ch, nchunks);
+	return c + (uint64_t)ch->count < nchunks ? c + (uint64_t)ch->count : nchunks;
+}

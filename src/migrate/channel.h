@@ -56,6 +56,9 @@ struct channel {
 	uint8_t *file_buf;
 	const struct state_section_ops *section; /* the live section iterating now */
 	int index, count;              /* this channel, and how many carry the current pass */
+	uint64_t *next_chunk;          /* shared, atomic: sections hand out their chunks from here in this
+	                                * order to whichever active channel asks (NULL: chunk % count == index) */
+	const int *active;             /* with next_chunk: channels below this index take chunks (atomic) */
 	int pass;                      /* pre-copy phase (-1, 0, 1, ...) */
 	bool final;                    /* the pass runs while the VM is stunned */
 	uint32_t section_id;           /* set by the engine before each iterate/complete */
@@ -74,6 +77,11 @@ static inline bool channel_stopped(const struct channel *ch)
 {
 	return *ch->cancel || *ch->failed;
 }
+/* The chunk (of nchunks) this channel sends first, and after chunk c: its
+ * own share (c % count == index), or with a shared next_chunk the next one
+ * nobody took yet, once the channel is active. nchunks: no more. */
+uint64_t channel_first_chunk(struct channel *ch, uint64_t nchunks);
+uint64_t channel_next_chunk(struct channel *ch, uint64_t c, uint64_t nchunks);
 /* Where a section builds its payload (LIVE_PAYLOAD_MAX bytes). */
 uint8_t *channel_payload(struct channel *ch);
 /* Sends len payload bytes as one LIVE frame of the current section. */

@@ -25,6 +25,10 @@
 #define MIGRATION_DSCP_MAX 63
 #define STREAMS_AUTO_MAX 4
 #define STREAMS_AUTO_PROBE_MIN_BYTES (1ULL << 30)
+/* "auto" on a VM without disks: pass -1 itself is the probe (streams.c) */
+#define STREAMS_ADAPT_MIN_BYTES (64ULL << 20)  /* less resident memory: one stream */
+#define STREAMS_ADAPT_WINDOW_NS 30000000ULL    /* each stream count is measured this long */
+#define STREAMS_ADAPT_GAIN 1.10                /* more streams are kept when at least this much faster */
 #define DISK_TO_PATH_MAX 1024
 
 struct migration_params {
@@ -52,6 +56,7 @@ struct stream_worker {
 	struct channel ch;           /* its stream, pass, counters and error */
 	pthread_t thread;
 	int rc;
+	bool done;                   /* atomic: its pass ended */
 };
 
 struct migration {
@@ -65,6 +70,12 @@ struct migration {
 	struct fair_lock stream_lock[WIRE_MAX_STREAMS]; /* held for every use of a stream while sections run */
 	struct live_link link;       /* the streams, for live sections */
 	int nstreams;
+	/* "auto" adapting in pass -1: chunks are handed out from next_chunk to
+	 * the first active_streams streams; the rest wait, then end with FINAL */
+	bool adaptive;
+	int active_streams;          /* atomic */
+	uint64_t next_chunk;         /* atomic */
+	json_t *adapt_log;           /* the counts tried, {streams, mb_s} each (in the result) */
 	struct stream_worker workers[WIRE_MAX_STREAMS];
 	const struct state_section_ops *live_ops[LIVE_SECTIONS_MAX]; /* the sections copied live */
 	struct live_source live[LIVE_SECTIONS_MAX];
@@ -127,7 +138,10 @@ int migration_request_parse(json_t *body, struct migration_params *p, char *key_
 			    size_t errlen);
 /* streams.c */
 int streams_connect(struct migration *mig, int count);
-int streams_auto_count(struct migration *mig);  /* how many streams "auto" may open */
+int streams_auto_count(struct migration *mig);  /* how many streams "auto" may open (sets mig->adaptive) */
+/* After an adaptive pass -1: the streams beyond the count it chose end
+ * (FINAL); later passes run on the rest. 0 or -1 (failed). */
+int streams_adapt_done(struct migration *mig);
 int streams_choose(struct migration *mig, int max); /* probe: how many to keep, or -1 */
 int streams_send_pass(struct migration *mig, bool final); /* one pass of every live section */
 #endif

@@ -247,7 +247,9 @@ static bool any_resident(const unsigned char *resident, uint64_t n)
 
 /* The chunks of this channel (chunk % count == index: a chunk always
  * travels on the same stream, so two copies of a page never race on
- * different connections). A chunk's write protection is re-armed just
+ * different connections; or, in an adaptive pass -1, the next chunk nobody
+ * took: each is sent once in that pass, and every pass ends with SYNC on
+ * every stream before the next begins). A chunk's write protection is re-armed just
  * before its pages are read, except in the final pass (the VM is stunned). */
 static int ram_send_pass(struct live_source *ls, struct channel *ch)
 {
@@ -263,7 +265,7 @@ static int ram_send_pass(struct live_source *ls, struct channel *ch)
 		snprintf(ch->err, sizeof(ch->err), "out of memory for a page batch");
 		return -ENOMEM;
 	}
-	for (uint64_t c = (uint64_t)ch->index; c < nchunks && !rc; c += (uint64_t)ch->count) {
+	for (uint64_t c = channel_first_chunk(ch, nchunks); c < nchunks && !rc; c = channel_next_chunk(ch, c, nchunks)) {
 		uint64_t *words = &t->bitmap[c * PAGES_PER_CHUNK / 64];
 		uint64_t first = c * PAGES_PER_CHUNK, n = MIN(PAGES_PER_CHUNK, t->npages - first);
 		uint64_t nwords = (n + 63) / 64, any = 0;

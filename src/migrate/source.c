@@ -47,6 +47,7 @@ static pthread_mutex_t migration_ptr_lock = PTHREAD_MUTEX_INITIALIZER;
 static void migration_free(struct migration *mig)
 {
 	json_decref(mig->phases);
+	json_decref(mig->adapt_log);
 	json_decref(mig->stun_retry_log);
 	pthread_mutex_destroy(&mig->lock);
 	pthread_cond_destroy(&mig->resolved);
@@ -166,7 +167,7 @@ static void *migration_thread(void *arg)
 	explicit_bzero(mig->p.key, sizeof(mig->p.key));
 	if (connected)
 		goto out;
-	if (!mig->p.streams && count > 1) {
+	if (!mig->p.streams && count > 1 && !mig->adaptive) {
 		int n = streams_choose(mig, count);
 		if (n < 0) {
 			migration_fail(mig, "stream probe failed: connection lost");
@@ -451,6 +452,8 @@ static int precopy(struct migration *mig, bool again)
 		mig->phase_sent = 0;
 		pthread_mutex_unlock(&mig->lock);
 		if (streams_send_pass(mig, false))
+			return -1;
+		if (mig->adaptive && streams_adapt_done(mig)) /* pass -1 chose the count */
 			return -1;
 		wait_cap_credit(mig);
 		if (mig->cancel || live_harvest(mig, &dirty))
@@ -880,6 +883,8 @@ static json_t *migration_json(struct migration *mig)
 			      "encrypted", mig->nstreams > 0 && mig->streams[0].encrypted,
 			      "phases", json_deep_copy(mig->phases));
 	json_object_set_new(j, "id", json_integer(mig->id));
+	if (mig->adapt_log) /* "auto" found its stream count in pass -1: what each count did */
+		json_object_set_new(j, "streams_tried", json_deep_copy(mig->adapt_log));
 	json_object_set_new(j, "stall_timeout_s", json_real(mig->p.stall_timeout_ms / 1e3));
 	json_object_set_new(j, "sdps", json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:I}", "mode",
 						 mig->p.sdps == SDPS_OFF ? "off" : mig->p.sdps == SDPS_ALWAYS ? "always" : "dynamic",

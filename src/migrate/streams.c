@@ -1,5 +1,7 @@
 /* The source's streams (channels): connecting them (authenticated, DSCP),
- * choosing how many with a short throughput probe when "auto", and one
+ * choosing how many when "auto" (a VM without disks: pass -1 tries 1, 2
+ * and 4 streams on its own memory and keeps the fastest; else a short
+ * throughput probe), and one
  * helper thread per stream that runs a pass of every live section on its
  * channel and closes it with SYNC (pre-copy) or FINAL (switchover). */
 #include "migrate/migration.h"
@@ -58,14 +60,94 @@ static void *stream_worker_run(void *arg)
 		rc = stream_sync(w);
 	}
 	w->rc = rc;
+	__atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
 	return NULL;
+}
+
+static bool workers_done(struct migration *mig, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!__atomic_load_n(&mig->workers[i].done, __ATOMIC_ACQUIRE))
+			return false;
+	return true;
+}
+
+/* The pass's progress rate (bytes handled per second) over one window with
+ * `active` streams taking chunks; -1 when the pass ended meanwhile. */
+static double adapt_window(struct migration *mig, int n, int active)
+{
+	__atomic_store_n(&mig->active_streams, active, __ATOMIC_RELEASE);
+	sleep_ns(STREAMS_ADAPT_WINDOW_NS / 6); /* the new count ramps up */
+	uint64_t t0 = now_ns(), b0 = __atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE);
+	while (now_ns() - t0 < STREAMS_ADAPT_WINDOW_NS) {
+		if (workers_done(mig, n) || mig->failed || mig->cancel)
+			return -1;
+		sleep_ns(1000000);
+	}
+	double rate = (double)(__atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE) - b0) / ((now_ns() - t0) / 1e9);
+	pthread_mutex_lock(&mig->lock); /* the status readers copy it */
+	json_array_append_new(mig->adapt_log, json_pack("{s:i, s:f}", "streams", active, "mb_s", rate / 1e6));
+	pthread_mutex_unlock(&mig->lock);
+	return rate;
+}
+
+/* Pass -1 with "auto": one stream, then two, then four, each for a window,
+ * keeping more only while they are STREAMS_ADAPT_GAIN faster; the count
+ * found carries the rest of the pass and the later ones. */
+static void adapt_streams(struct migration *mig, int n)
+{
+	int best = 1;
+	double best_rate = adapt_window(mig, n, 1);
+	for (int next = 2; best_rate >= 0 && next <= n; next *= 2) {
+		double r = adapt_window(mig, n, next);
+		if (r < 0)
+			break;
+		if (r < best_rate * STREAMS_ADAPT_GAIN)
+			break;
+		best = next;
+		best_rate = r;
+	}
+	__atomic_store_n(&mig->active_streams, best, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&mig->lock);
+	char *tried = json_dumps(mig->adapt_log, JSON_COMPACT);
+	pthread_mutex_unlock(&mig->lock);
+	glide_log("migrate", "streams auto: pass -1 measured %s -> %d", tried ? tried : "?", best);
+	free(tried);
+}
+
+int streams_adapt_done(struct migration *mig)
+{
+	int n = __atomic_load_n(&mig->active_streams, __ATOMIC_ACQUIRE);
+	char err[256];
+	mig->adaptive = false;
+	if (n < 1 || n > mig->nstreams)
+		n = 1;
+	for (int i = n; i < mig->nstreams; i++) {
+		if (wire_send(&mig->streams[i], FRAME_FINAL, 0, err, sizeof(err))) {
+			migration_fail(mig, "%s", err);
+			return -1;
+		}
+		wire_close(&mig->streams[i]);
+	}
+	mig->nstreams = n;
+	mig->link.count = n; /* (live sections that send on their own, disks, are not in an adaptive migration) */
+	return 0;
 }
 
 /* One pass of every live section over all streams in parallel. */
 int streams_send_pass(struct migration *mig, bool final)
 {
 	int started = 0;
+	bool adapt = mig->adaptive && !final && mig->phase == -1;
 
+	if (adapt) {
+		mig->next_chunk = 0;
+		mig->active_streams = 1;
+		pthread_mutex_lock(&mig->lock);
+		json_decref(mig->adapt_log);
+		mig->adapt_log = json_array();
+		pthread_mutex_unlock(&mig->lock);
+	}
 	for (int i = 0; i < mig->nstreams; i++) {
 		struct stream_worker *w = &mig->workers[i];
 		memset(w, 0, sizeof(*w));
@@ -74,6 +156,7 @@ int streams_send_pass(struct migration *mig, bool final)
 			.ws = &mig->streams[i], .index = i, .count = mig->nstreams, .pass = mig->phase, .final = final,
 			.rl = &mig->rl, .lock = &mig->stream_lock[i], .cancel = &mig->cancel, .failed = &mig->failed, .pass_done = &mig->phase_sent,
 			.wire_bytes = &mig->bytes_sent,
+			.next_chunk = adapt ? &mig->next_chunk : NULL, .active = adapt ? &mig->active_streams : NULL,
 		};
 		if (pthread_create(&w->thread, NULL, stream_worker_run, w)) {
 			migration_fail(mig, "cannot start stream helper thread");
@@ -81,6 +164,8 @@ int streams_send_pass(struct migration *mig, bool final)
 		}
 		started++;
 	}
+	if (adapt && started == mig->nstreams)
+		adapt_streams(mig, started);
 	uint64_t pages = 0, zero = 0, compressed = 0, blocks = 0, zero_blocks = 0;
 	for (int i = 0; i < started; i++) {
 		struct stream_worker *w = &mig->workers[i];
@@ -186,7 +271,19 @@ static uint64_t resident_bytes(struct vm *vm)
 int streams_auto_count(struct migration *mig)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	if (mig->p.max_bandwidth || resident_bytes(mig->vm) < STREAMS_AUTO_PROBE_MIN_BYTES)
+	mig->adaptive = false;
+	if (mig->p.max_bandwidth)
+		return 1;
+	/* A VM without disks: open STREAMS_AUTO_MAX and let pass -1 find how
+	 * many are worth it (streams_send_pass), on this machine, this link
+	 * and this guest, whatever the CPU count. */
+	if (!mig->vm->cfg.ndisks) {
+		if (resident_bytes(mig->vm) < STREAMS_ADAPT_MIN_BYTES)
+			return 1;
+		mig->adaptive = true;
+		return STREAMS_AUTO_MAX;
+	}
+	if (resident_bytes(mig->vm) < STREAMS_AUTO_PROBE_MIN_BYTES)
 		return 1;
 	/* a helper thread per stream, and half of the CPUs left to the guest */
 	return (int)MIN((long)STREAMS_AUTO_MAX, MAX(cpus / 2, 1L));
