@@ -27,7 +27,8 @@
 #define STREAMS_AUTO_PROBE_MIN_BYTES (1ULL << 30)
 /* "auto" on a VM without disks: pass -1 itself is the probe (streams.c) */
 #define STREAMS_ADAPT_MIN_BYTES (64ULL << 20)  /* less resident memory: one stream */
-#define STREAMS_ADAPT_WINDOW_NS 30000000ULL    /* each stream count is measured this long */
+#define STREAMS_ADAPT_CHUNKS 4                 /* each stream count is measured over this many chunks per stream */
+#define STREAMS_ADAPT_WINDOW_NS 400000000ULL   /* ... or this long at most */
 #define STREAMS_ADAPT_GAIN 1.10                /* more streams are kept when at least this much faster */
 #define DISK_TO_PATH_MAX 1024
 

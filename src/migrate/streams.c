@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #define PROBE_WINDOW_NS 20000000ULL
+#define STREAMS_ADAPT_UNIT (2ULL << 20) /* progress comes in the RAM section's chunks (ram.h) */
 
 /* End of a pre-copy phase on one stream: wait until the destination has
  * put every page sent so far into guest memory, so that the measured rate is
@@ -72,18 +73,33 @@ static bool workers_done(struct migration *mig, int n)
 	return true;
 }
 
-/* The pass's progress rate (bytes handled per second) over one window with
- * `active` streams taking chunks; -1 when the pass ended meanwhile. */
+/* Waits until the pass handled `bytes` more than at b0 or `ns` passed;
+ * false when the pass ended meanwhile. */
+static bool adapt_wait(struct migration *mig, int n, uint64_t b0, uint64_t bytes, uint64_t ns)
+{
+	uint64_t t0 = now_ns();
+	while (__atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE) - b0 < bytes && now_ns() - t0 < ns) {
+		if (workers_done(mig, n) || mig->failed || mig->cancel)
+			return false;
+		sleep_ns(1000000);
+	}
+	return !workers_done(mig, n);
+}
+
+/* The pass's progress rate (bytes handled per second) with `active`
+ * streams taking chunks: after each has finished about one chunk (the
+ * new count ramps up), over STREAMS_ADAPT_CHUNKS more per stream (progress
+ * is counted a chunk at a time) or STREAMS_ADAPT_WINDOW_NS; -1 when the
+ * pass ended meanwhile. */
 static double adapt_window(struct migration *mig, int n, int active)
 {
 	__atomic_store_n(&mig->active_streams, active, __ATOMIC_RELEASE);
-	sleep_ns(STREAMS_ADAPT_WINDOW_NS / 6); /* the new count ramps up */
+	uint64_t unit = STREAMS_ADAPT_UNIT * (uint64_t)active;
+	if (!adapt_wait(mig, n, __atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE), unit, STREAMS_ADAPT_WINDOW_NS / 4))
+		return -1;
 	uint64_t t0 = now_ns(), b0 = __atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE);
-	while (now_ns() - t0 < STREAMS_ADAPT_WINDOW_NS) {
-		if (workers_done(mig, n) || mig->failed || mig->cancel)
-			return -1;
-		sleep_ns(1000000);
-	}
+	if (!adapt_wait(mig, n, b0, unit * STREAMS_ADAPT_CHUNKS, STREAMS_ADAPT_WINDOW_NS))
+		return -1;
 	double rate = (double)(__atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE) - b0) / ((now_ns() - t0) / 1e9);
 	pthread_mutex_lock(&mig->lock); /* the status readers copy it */
 	json_array_append_new(mig->adapt_log, json_pack("{s:i, s:f}", "streams", active, "mb_s", rate / 1e6));
