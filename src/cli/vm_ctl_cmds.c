@@ -484,7 +484,7 @@ int cmd_vmc_migrate(int argc, char **argv)
 		{ "compress", required_argument, 0, 'c' }, { "verify", no_argument, 0, 'V' },
 		{ "with-storage", no_argument, 0, 'W' }, { "datastore", required_argument, 0, 'D' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
-	const char *usage = "glide vm migrate NAME --to HOST [--no-wait] [--streams N] [--max-bandwidth RATE]\n"
+	const char *usage = "glide vm migrate NAME --to HOST [--no-wait] [--streams N|auto|adaptive] [--max-bandwidth RATE]\n"
 			    "                      [--switchover-goal MS] [--sdps off|always|dynamic] [--encrypt off|opportunistic|required]\n"
 			    "                      [--compress off|lz4] [--verify]\n"
 			    "                      [--with-storage [--datastore NAME]]   (copy the disks too: shared-nothing)\n"
@@ -503,7 +503,10 @@ int cmd_vmc_migrate(int argc, char **argv)
 		switch (opt) {
 		case 't': to = optarg; break;
 		case 'n': no_wait = true; break;
-		case 's': json_object_set_new(body, "streams", json_integer(strtol(optarg, NULL, 10))); break;
+		case 's':
+			json_object_set_new(body, "streams", !strcmp(optarg, "auto") || !strcmp(optarg, "adaptive") ? json_string(optarg)
+							      : json_integer(strtol(optarg, NULL, 10)));
+			break;
 		case 'b':
 			if (parse_rate(optarg, &v)) {
 				fprintf(stderr, "glide: --max-bandwidth '%s' is not a rate in bytes/s (e.g. 50M)\n", optarg);

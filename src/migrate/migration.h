@@ -25,7 +25,7 @@
 #define MIGRATION_DSCP_MAX 63
 #define STREAMS_AUTO_MAX 4
 #define STREAMS_AUTO_PROBE_MIN_BYTES (1ULL << 30)
-/* "auto" on a VM without disks: pass -1 itself is the probe (streams.c) */
+/* "adaptive" on a VM without disks: pass -1 itself is the probe (streams.c) */
 #define STREAMS_ADAPT_MIN_BYTES (64ULL << 20)  /* less resident memory: one stream */
 #define STREAMS_ADAPT_CHUNKS 4                 /* each stream count is measured over this many chunks per stream */
 #define STREAMS_ADAPT_WINDOW_NS 400000000ULL   /* ... or this long at most */
@@ -35,7 +35,8 @@
 struct migration_params {
 	char addrs[WIRE_MAX_STREAMS][128];
 	int naddrs;
-	int streams;                 /* 0: auto */
+	int streams;                 /* 0: auto (or adaptive) */
+	bool adaptive_streams;       /* "adaptive": pass -1 finds the count (a VM without disks; streams.c) */
 	uint64_t switchover_goal_ms;
 	uint64_t max_bandwidth;      /* bytes/s, 0: unlimited */
 	enum sdps_mode sdps;

@@ -45,9 +45,11 @@ int migration_options_parse(json_t *b, struct migration_params *p, char *err, si
 		return -EINVAL;
 	}
 	v = json_object_get(b, "streams");
-	if (v && !(json_is_string(v) && !strcmp(json_string_value(v), "auto"))) {
+	if (json_is_string(v) && !strcmp(json_string_value(v), "adaptive")) {
+		p->adaptive_streams = true;
+	} else if (v && !(json_is_string(v) && !strcmp(json_string_value(v), "auto"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > WIRE_MAX_STREAMS) {
-			errf(err, errlen, "\"streams\" must be 1..%d or \"auto\"", WIRE_MAX_STREAMS);
+			errf(err, errlen, "\"streams\" must be 1..%d, \"auto\" or \"adaptive\"", WIRE_MAX_STREAMS);
 			return -EINVAL;
 		}
 		p->streams = (int)json_integer_value(v);

@@ -1,7 +1,7 @@
 /* The source's streams (channels): connecting them (authenticated, DSCP),
- * choosing how many when "auto" (a VM without disks: pass -1 tries 1, 2
- * and 4 streams on its own memory and keeps the fastest; else a short
- * throughput probe), and one
+ * choosing how many when "auto" (a short throughput probe) or "adaptive"
+ * (a VM without disks: pass -1 tries 1, 2 and 4 streams on its own memory
+ * and keeps the fastest), and one
  * helper thread per stream that runs a pass of every live section on its
  * channel and closes it with SYNC (pre-copy) or FINAL (switchover). */
 #include "migrate/migration.h"
@@ -107,7 +107,7 @@ static double adapt_window(struct migration *mig, int n, int active)
 	return rate;
 }
 
-/* Pass -1 with "auto": one stream, then two, then four, each for a window,
+/* Pass -1 with "adaptive": one stream, then two, then four, each for a window,
  * keeping more only while they are STREAMS_ADAPT_GAIN faster; the count
  * found carries the rest of the pass and the later ones. */
 static void adapt_streams(struct migration *mig, int n)
@@ -290,10 +290,10 @@ int streams_auto_count(struct migration *mig)
 	mig->adaptive = false;
 	if (mig->p.max_bandwidth)
 		return 1;
-	/* A VM without disks: open STREAMS_AUTO_MAX and let pass -1 find how
-	 * many are worth it (streams_send_pass), on this machine, this link
-	 * and this guest, whatever the CPU count. */
-	if (!mig->vm->cfg.ndisks) {
+	/* "adaptive", a VM without disks: open STREAMS_AUTO_MAX and let pass -1
+	 * find how many are worth it (streams_send_pass), on this machine,
+	 * this link and this guest, whatever the CPU count. */
+	if (mig->p.adaptive_streams && !mig->vm->cfg.ndisks) {
 		if (resident_bytes(mig->vm) < STREAMS_ADAPT_MIN_BYTES)
 			return 1;
 		mig->adaptive = true;
