@@ -558,9 +558,8 @@ def scenarios(a):
                      (dict(qparams, **{"multifd-channels": n}), ["multifd"])))
     for n in ns:
         cfg5.append(("glide", "glide plain %d streams" % n, G_PLAIN + ["--streams", str(n)]))
-    # glide's default (auto) and adaptive: ever slower than the best fixed count?
+    # glide's default (auto: pass -1 chooses): ever slower than the best fixed count?
     cfg5.append(("glide", "glide plain auto streams", G_PLAIN + ["--streams", "auto"]))
-    cfg5.append(("glide", "glide plain adaptive streams", G_PLAIN + ["--streams", "adaptive"]))
     pt5 = ("256M", 256 * MIB, "ab128", 128 * MIB)
     sc.append(dict(id=5, name="streams", title="Streams: A-B guest %s, unlimited bandwidth" % pt5[0],
                    xlabel="VM", points=[pt5], configs=cfg5, timeout=a.timeout))

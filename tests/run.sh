@@ -30,7 +30,7 @@ RUN_TMP="${GLIDE_TEST_TMP:-$(mktemp -d /tmp/glide-tests.XXXXXX)}"
 RUN_ID="$$.$RANDOM$RANDOM"
 pattern="${1:-}"
 passed=0 failed=0 skipped=0 ran=0
-skips=() failures=()
+skips=() failures=() durations=()
 per_test_timeout="${GLIDE_TEST_TIMEOUT:-900}"
 LEFTOVER_GRACE_S=10
 
@@ -81,6 +81,7 @@ run_one() {
 		[ -n "$own" ] && limit=$own
 	fi
 	echo "=== $name"
+	local started=$SECONDS
 	dir="$RUN_TMP/$ran" # short: host agents keep socket paths under their data directory
 	marker="$RUN_ID/$name"
 	mkdir -p "$dir"
@@ -112,6 +113,8 @@ run_one() {
 		echo "FAIL $name: $why"
 		tail -5 "$RUN_TMP/$name.stderr" | sed 's/^/    /'
 	fi
+	echo "--- $name: $((SECONDS - started)) s"
+	durations+=("$((SECONDS - started)) $name")
 }
 
 for t in "$GLIDE_BUILD"/tests/unit_*; do
@@ -132,6 +135,9 @@ if [ "$ran" -eq 0 ]; then
 	exit 2
 fi
 echo
+if [ ${#durations[@]} -gt 1 ]; then # where the time went (CI has a budget)
+	echo "slowest tests (s): $(printf '%s\n' "${durations[@]}" | sort -rn | head -8 | awk '{printf "%s%s %s", NR > 1 ? ", " : "", $2, $1}')"
+fi
 if [ ${#skips[@]} -gt 0 ]; then
 	echo "skipped (not counted as passed):"
 	printf '  %s\n' "${skips[@]}"

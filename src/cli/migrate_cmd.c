@@ -22,7 +22,7 @@ static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: glide migrate --api SOCKET --to ADDR[,ADDR...] --key-file F\n"
-		     "                     [--streams N|auto|adaptive] [--switchover-goal MS] [--max-bandwidth RATE]\n"
+		     "                     [--streams N|auto] [--switchover-goal MS] [--max-bandwidth RATE]\n"
 		     "                     [--sdps off|always|dynamic] [--encrypt off|opportunistic|required]\n"
 		     "                     [--compress off|lz4] [--timeout S] [--stall-timeout S] [--dscp N]\n"
 		     "                     [--verify] [--disk-to PATH]... [--json] [--no-wait]\n"
@@ -254,7 +254,7 @@ int cmd_migrate(int argc, char **argv)
 			} else {
 				long n = strtol(optarg, &end, 10);
 				if (*end || n < 1 || n > 16) {
-					fprintf(stderr, "glide: --streams must be 1..16, auto or adaptive\n");
+					fprintf(stderr, "glide: --streams must be 1..16 or auto\n");
 					goto out;
 				}
 				json_object_set_new(body, "streams", json_integer(n));

@@ -484,7 +484,7 @@ int cmd_vmc_migrate(int argc, char **argv)
 		{ "compress", required_argument, 0, 'c' }, { "verify", no_argument, 0, 'V' },
 		{ "with-storage", no_argument, 0, 'W' }, { "datastore", required_argument, 0, 'D' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
-	const char *usage = "glide vm migrate NAME --to HOST [--no-wait] [--streams N|auto|adaptive] [--max-bandwidth RATE]\n"
+	const char *usage = "glide vm migrate NAME --to HOST [--no-wait] [--streams N|auto] [--max-bandwidth RATE]\n"
 			    "                      [--switchover-goal MS] [--sdps off|always|dynamic] [--encrypt off|opportunistic|required]\n"
 			    "                      [--compress off|lz4] [--verify]\n"
 			    "                      [--with-storage [--datastore NAME]]   (copy the disks too: shared-nothing)\n"

@@ -37,6 +37,10 @@ int path_split(const char *path, const char *prefix, bool (*name_ok)(const char 
 uint64_t now_ns(void);        /* CLOCK_MONOTONIC */
 uint64_t realtime_ns(void);   /* CLOCK_REALTIME */
 void sleep_ns(uint64_t ns);
+/* Sleeps while *addr still holds val, at most ns (a futex: a thread that
+ * changes *addr calls futex_wake_all); returns early on a change or a signal. */
+void futex_wait_while(const int *addr, int val, uint64_t ns);
+void futex_wake_all(int *addr);
 /* *p = MAX(*p, v), atomically, for counters several threads raise. */
 static inline void atomic_max_u64(uint64_t *p, uint64_t v)
 {

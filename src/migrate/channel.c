@@ -154,19 +154,24 @@ int channel_send_locked(struct channel *ch, size_t len)
 }
 
 /* A chunk from the shared counter, waiting while this channel is not
- * active (unless none is left, or the migration ends). */
+ * active (unless none is left, the count is settled without it, or the
+ * migration ends). The wait is a futex on the active count, not a poll: a
+ * poll by every waiting helper thread takes CPU time from the streams
+ * being measured and from the guest. */
 static uint64_t claim_chunk(struct channel *ch, uint64_t nchunks)
 {
 	for (;;) {
 		if (channel_stopped(ch))
 			return nchunks;
-		if (!ch->active || ch->index < __atomic_load_n(ch->active, __ATOMIC_ACQUIRE)) {
+		int active = ch->active ? __atomic_load_n(ch->active, __ATOMIC_ACQUIRE) : INT32_MAX;
+		if (ch->index < active) {
 			uint64_t c = __atomic_fetch_add(ch->next_chunk, 1, __ATOMIC_ACQ_REL);
 			return c < nchunks ? c : nchunks;
 		}
-		if (__atomic_load_n(ch->next_chunk, __ATOMIC_ACQUIRE) >= nchunks)
+		if ((ch->settled && __atomic_load_n(ch->settled, __ATOMIC_ACQUIRE)) ||
+		    __atomic_load_n(ch->next_chunk, __ATOMIC_ACQUIRE) >= nchunks)
 			return nchunks;
-		sleep_ns(500000);
+		futex_wait_while(ch->active, active, 20000000ULL); /* bounded: cancel and failure are not woken */
 	}
 }
 

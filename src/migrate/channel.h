@@ -58,7 +58,10 @@ struct channel {
 	int index, count;              /* this channel, and how many carry the current pass */
 	uint64_t *next_chunk;          /* shared, atomic: sections hand out their chunks from here in this
 	                                * order to whichever active channel asks (NULL: chunk % count == index) */
-	const int *active;             /* with next_chunk: channels below this index take chunks (atomic) */
+	const int *active;             /* with next_chunk: channels below this index take chunks (atomic;
+	                                * the others wait on it as a futex) */
+	const bool *settled;           /* with next_chunk: once set, the channels at or above *active are
+	                                * done with the pass (atomic) */
 	int pass;                      /* pre-copy phase (-1, 0, 1, ...) */
 	bool final;                    /* the pass runs while the VM is stunned */
 	uint32_t section_id;           /* set by the engine before each iterate/complete */

@@ -25,7 +25,7 @@
 #define MIGRATION_DSCP_MAX 63
 #define STREAMS_AUTO_MAX 4
 #define STREAMS_AUTO_PROBE_MIN_BYTES (1ULL << 30)
-/* "adaptive" on a VM without disks: pass -1 itself is the probe (streams.c) */
+/* "auto" on a VM without disks: pass -1 itself is the probe (streams.c) */
 #define STREAMS_ADAPT_MIN_BYTES (64ULL << 20)  /* less resident memory: one stream */
 #define STREAMS_ADAPT_CHUNKS 4                 /* each stream count is measured over this many chunks per stream */
 #define STREAMS_ADAPT_WINDOW_NS 400000000ULL   /* ... or this long at most */
@@ -35,8 +35,7 @@
 struct migration_params {
 	char addrs[WIRE_MAX_STREAMS][128];
 	int naddrs;
-	int streams;                 /* 0: auto (or adaptive) */
-	bool adaptive_streams;       /* "adaptive": pass -1 finds the count (a VM without disks; streams.c) */
+	int streams;                 /* 0: auto (streams.c: pass -1 finds the count for a VM without disks) */
 	uint64_t switchover_goal_ms;
 	uint64_t max_bandwidth;      /* bytes/s, 0: unlimited */
 	enum sdps_mode sdps;
@@ -72,10 +71,12 @@ struct migration {
 	struct fair_lock stream_lock[WIRE_MAX_STREAMS]; /* held for every use of a stream while sections run */
 	struct live_link link;       /* the streams, for live sections */
 	int nstreams;
-	/* "auto" adapting in pass -1: chunks are handed out from next_chunk to
-	 * the first active_streams streams; the rest wait, then end with FINAL */
+	/* "adaptive" in pass -1: chunks are handed out from next_chunk to the
+	 * first active_streams streams; the rest wait, and once the count is
+	 * settled leave the pass, then end with FINAL */
 	bool adaptive;
-	int active_streams;          /* atomic */
+	int active_streams;          /* atomic, a futex the waiting streams sleep on */
+	bool adapt_settled;          /* atomic */
 	uint64_t next_chunk;         /* atomic */
 	json_t *adapt_log;           /* the counts tried, {streams, mb_s} each (in the result) */
 	struct stream_worker workers[WIRE_MAX_STREAMS];

@@ -45,9 +45,8 @@ int migration_options_parse(json_t *b, struct migration_params *p, char *err, si
 		return -EINVAL;
 	}
 	v = json_object_get(b, "streams");
-	if (json_is_string(v) && !strcmp(json_string_value(v), "adaptive")) {
-		p->adaptive_streams = true;
-	} else if (v && !(json_is_string(v) && !strcmp(json_string_value(v), "auto"))) {
+	/* "auto" (the default) and its older name "adaptive": streams.c chooses */
+	if (v && !(json_is_string(v) && (!strcmp(json_string_value(v), "auto") || !strcmp(json_string_value(v), "adaptive")))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > WIRE_MAX_STREAMS) {
 			errf(err, errlen, "\"streams\" must be 1..%d, \"auto\" or \"adaptive\"", WIRE_MAX_STREAMS);
 			return -EINVAL;

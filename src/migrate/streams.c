@@ -1,7 +1,7 @@
 /* The source's streams (channels): connecting them (authenticated, DSCP),
- * choosing how many when "auto" (a short throughput probe) or "adaptive"
- * (a VM without disks: pass -1 tries 1, 2 and 4 streams on its own memory
- * and keeps the fastest), and one
+ * choosing how many when "auto" (a VM without disks: pass -1 tries 1, 2
+ * and 4 streams on its own memory and keeps the fastest; with disks, a
+ * short throughput probe), and one
  * helper thread per stream that runs a pass of every live section on its
  * channel and closes it with SYNC (pre-copy) or FINAL (switchover). */
 #include "migrate/migration.h"
@@ -86,21 +86,37 @@ static bool adapt_wait(struct migration *mig, int n, uint64_t b0, uint64_t bytes
 	return !workers_done(mig, n);
 }
 
+/* Makes `active` streams take chunks, and wakes the ones that wait. */
+static void adapt_set_active(struct migration *mig, int active, bool settled)
+{
+	__atomic_store_n(&mig->active_streams, active, __ATOMIC_RELEASE);
+	if (settled)
+		__atomic_store_n(&mig->adapt_settled, true, __ATOMIC_RELEASE);
+	futex_wake_all(&mig->active_streams);
+}
+
 /* The pass's progress rate (bytes handled per second) with `active`
  * streams taking chunks: after each has finished about one chunk (the
  * new count ramps up), over STREAMS_ADAPT_CHUNKS more per stream (progress
- * is counted a chunk at a time) or STREAMS_ADAPT_WINDOW_NS; -1 when the
- * pass ended meanwhile. */
+ * is counted a chunk at a time) or STREAMS_ADAPT_WINDOW_NS. A window in
+ * which less than a chunk per stream was done (the streams or the guest
+ * were not scheduled: start-up, a busy machine) says nothing of the count
+ * and is measured once more. -1 when the pass ended meanwhile. */
 static double adapt_window(struct migration *mig, int n, int active)
 {
-	__atomic_store_n(&mig->active_streams, active, __ATOMIC_RELEASE);
-	uint64_t unit = STREAMS_ADAPT_UNIT * (uint64_t)active;
+	uint64_t unit = STREAMS_ADAPT_UNIT * (uint64_t)active, done = 0, ns = 1;
+
+	adapt_set_active(mig, active, false);
 	if (!adapt_wait(mig, n, __atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE), unit, STREAMS_ADAPT_WINDOW_NS / 4))
 		return -1;
-	uint64_t t0 = now_ns(), b0 = __atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE);
-	if (!adapt_wait(mig, n, b0, unit * STREAMS_ADAPT_CHUNKS, STREAMS_ADAPT_WINDOW_NS))
-		return -1;
-	double rate = (double)(__atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE) - b0) / ((now_ns() - t0) / 1e9);
+	for (int attempt = 0; attempt < 2 && done < unit; attempt++) {
+		uint64_t t0 = now_ns(), b0 = __atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE);
+		if (!adapt_wait(mig, n, b0, unit * STREAMS_ADAPT_CHUNKS, STREAMS_ADAPT_WINDOW_NS))
+			return -1;
+		done = __atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE) - b0;
+		ns = now_ns() - t0;
+	}
+	double rate = (double)done / (ns / 1e9);
 	pthread_mutex_lock(&mig->lock); /* the status readers copy it */
 	json_array_append_new(mig->adapt_log, json_pack("{s:i, s:f}", "streams", active, "mb_s", rate / 1e6));
 	pthread_mutex_unlock(&mig->lock);
@@ -109,7 +125,8 @@ static double adapt_window(struct migration *mig, int n, int active)
 
 /* Pass -1 with "adaptive": one stream, then two, then four, each for a window,
  * keeping more only while they are STREAMS_ADAPT_GAIN faster; the count
- * found carries the rest of the pass and the later ones. */
+ * found carries the rest of the pass (the other streams leave it at once)
+ * and the later ones. */
 static void adapt_streams(struct migration *mig, int n)
 {
 	int best = 1;
@@ -123,11 +140,11 @@ static void adapt_streams(struct migration *mig, int n)
 		best = next;
 		best_rate = r;
 	}
-	__atomic_store_n(&mig->active_streams, best, __ATOMIC_RELEASE);
+	adapt_set_active(mig, best, true);
 	pthread_mutex_lock(&mig->lock);
 	char *tried = json_dumps(mig->adapt_log, JSON_COMPACT);
 	pthread_mutex_unlock(&mig->lock);
-	glide_log("migrate", "streams auto: pass -1 measured %s -> %d", tried ? tried : "?", best);
+	glide_log("migrate", "streams adaptive: pass -1 measured %s -> %d", tried ? tried : "?", best);
 	free(tried);
 }
 
@@ -159,6 +176,7 @@ int streams_send_pass(struct migration *mig, bool final)
 	if (adapt) {
 		mig->next_chunk = 0;
 		mig->active_streams = 1;
+		mig->adapt_settled = false;
 		pthread_mutex_lock(&mig->lock);
 		json_decref(mig->adapt_log);
 		mig->adapt_log = json_array();
@@ -173,6 +191,7 @@ int streams_send_pass(struct migration *mig, bool final)
 			.rl = &mig->rl, .lock = &mig->stream_lock[i], .cancel = &mig->cancel, .failed = &mig->failed, .pass_done = &mig->phase_sent,
 			.wire_bytes = &mig->bytes_sent,
 			.next_chunk = adapt ? &mig->next_chunk : NULL, .active = adapt ? &mig->active_streams : NULL,
+			.settled = adapt ? &mig->adapt_settled : NULL,
 		};
 		if (pthread_create(&w->thread, NULL, stream_worker_run, w)) {
 			migration_fail(mig, "cannot start stream helper thread");
@@ -281,19 +300,21 @@ static uint64_t resident_bytes(struct vm *vm)
 }
 
 /* "auto": how many streams are worth opening. Capped migrations (the cap,
- * not the link, limits) and VMs with little touched memory (a probe would
- * cost more than it saves) use one; otherwise up to one per two CPUs: each
- * stream has a busy helper thread, and the guest's vCPUs need CPUs too. */
+ * not the link, limits) and VMs with little touched memory (measuring
+ * would cost more than it saves) use one. A VM without disks opens
+ * STREAMS_AUTO_MAX and lets pass -1 find how many are worth it
+ * (streams_send_pass), on this machine, this link and this guest, whatever
+ * the CPU count. A VM with disks (their mirrors send on the streams on
+ * their own, outside the passes) opens up to one per two CPUs, chosen by
+ * a probe: each stream has a busy helper thread, and the guest's vCPUs
+ * need CPUs too. */
 int streams_auto_count(struct migration *mig)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	mig->adaptive = false;
 	if (mig->p.max_bandwidth)
 		return 1;
-	/* "adaptive", a VM without disks: open STREAMS_AUTO_MAX and let pass -1
-	 * find how many are worth it (streams_send_pass), on this machine,
-	 * this link and this guest, whatever the CPU count. */
-	if (mig->p.adaptive_streams && !mig->vm->cfg.ndisks) {
+	if (!mig->vm->cfg.ndisks) {
 		if (resident_bytes(mig->vm) < STREAMS_ADAPT_MIN_BYTES)
 			return 1;
 		mig->adaptive = true;
