@@ -783,10 +783,17 @@ def plots(a, scs, results):
 def limits_line():
     if not LIMITS:
         return "- the machine's limits: not measured (tools/linkrate missing or failed)"
+    fresh = ""
+    if "tcp_into_fresh_memory_bytes_per_s" in LIMITS:
+        fresh = (", the same connection received into memory never touched before (a destination's phase -1) "
+                 "%.2f GB/s (%.0f%% of it), first touch of fresh memory alone %.2f GB/s" % (
+                     LIMITS["tcp_into_fresh_memory_bytes_per_s"] / 1e9,
+                     100 * LIMITS["tcp_into_fresh_memory_bytes_per_s"] / LIMITS["tcp_loopback_bytes_per_s"],
+                     LIMITS["first_touch_bytes_per_s"] / 1e9))
     return ("- the machine's limits, measured at the start (`tools/linkrate`, 1 s each): one TCP connection over "
-            "127.0.0.1 %.2f GB/s (1 MiB writes), memcpy %.2f GB/s; \"MB/s sent\" is the MiB sent over the total "
-            "time, beside its share of that TCP rate" % (LIMITS["tcp_loopback_bytes_per_s"] / 1e9,
-                                                        LIMITS["memcpy_bytes_per_s"] / 1e9))
+            "127.0.0.1 %.2f GB/s (1 MiB writes)%s, memcpy %.2f GB/s; \"MB/s sent\" is the MiB sent over the total "
+            "time, beside its share of the loopback TCP rate" % (LIMITS["tcp_loopback_bytes_per_s"] / 1e9, fresh,
+                                                                 LIMITS["memcpy_bytes_per_s"] / 1e9))
 
 
 def measure_limits(a):

@@ -1,9 +1,14 @@
 /* linkrate: what this machine can move at most, for benchmarks to put
  * their throughputs beside (bench/compare.sh, issue 14): one TCP
  * connection over 127.0.0.1 (the link every benchmark migration uses; a
- * sender and a receiver thread, 1 MiB writes) and memcpy between two
- * buffers larger than the caches. Prints one JSON object:
- *   {"tcp_loopback_bytes_per_s": ..., "memcpy_bytes_per_s": ..., "seconds": ...}
+ * sender and a receiver thread, 1 MiB writes), the same connection
+ * received into memory never touched before (what a migration's
+ * destination does in phase -1: every page it writes first is a page fault
+ * that makes it present), the first touch of fresh memory alone (memset
+ * into a new mapping), and memcpy between two buffers larger than the
+ * caches. Prints one JSON object:
+ *   {"tcp_loopback_bytes_per_s": ..., "tcp_into_fresh_memory_bytes_per_s": ...,
+ *    "first_touch_bytes_per_s": ..., "memcpy_bytes_per_s": ..., "seconds": ...}
  *
  *   linkrate [--seconds S]     (each measure runs S seconds, default 1, at most 10)
  *
@@ -12,16 +17,20 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define IO_BYTES (1u << 20)
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define COPY_BYTES (256u << 20)
+#define FRESH_BYTES (256u << 20) /* a fresh mapping this large at a time */
 
 static double now_s(void)
 {
@@ -32,29 +41,45 @@ static double now_s(void)
 
 struct receiver {
 	int fd;
+	bool fresh; /* into memory never touched: a new mapping every FRESH_BYTES */
 	uint64_t bytes;
 };
 
 static void *receive_all(void *arg)
 {
 	struct receiver *r = arg;
-	char *buf = malloc(IO_BYTES);
+	size_t size = r->fresh ? FRESH_BYTES : IO_BYTES, off = 0;
+	char *buf = r->fresh ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : malloc(size);
 	ssize_t n;
-	if (!buf)
+	if (!buf || buf == MAP_FAILED)
 		return NULL;
-	while ((n = recv(r->fd, buf, IO_BYTES, 0)) > 0)
+	while ((n = recv(r->fd, buf + off, MIN(IO_BYTES, size - off), 0)) > 0) {
 		r->bytes += (uint64_t)n;
-	free(buf);
+		off = r->fresh ? off + (size_t)n : 0;
+		if (off == size) {
+			munmap(buf, size);
+			buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (buf == MAP_FAILED)
+				return NULL;
+			off = 0;
+		}
+	}
+	if (r->fresh)
+		munmap(buf, size);
+	else
+		free(buf);
 	return NULL;
 }
 
-/* Bytes per second through one loopback TCP connection for `seconds`, or -1. */
-static double tcp_loopback(double seconds)
+/* Bytes per second through one loopback TCP connection for `seconds`, the
+ * receiver writing into fresh memory or into one reused buffer; -1 on
+ * failure. */
+static double tcp_loopback(double seconds, bool fresh)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
 	int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), c = -1;
-	struct receiver r = { .fd = -1 };
+	struct receiver r = { .fd = -1, .fresh = fresh };
 	pthread_t t;
 	double rate = -1;
 	char *buf = calloc(1, IO_BYTES);
@@ -91,6 +116,24 @@ out:
 		close(ls);
 	free(buf);
 	return rate;
+}
+
+/* Bytes per second memset writes into memory never touched before (each
+ * page a fault that makes it present), or -1. */
+static double first_touch_rate(double seconds)
+{
+	double t0 = now_s(), t1 = t0;
+	uint64_t touched = 0;
+	for (int i = 0; t1 - t0 < seconds || i == 0; i++) {
+		char *p = mmap(NULL, FRESH_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return -1;
+		memset(p, 0x5a, FRESH_BYTES);
+		touched += FRESH_BYTES;
+		t1 = now_s();
+		munmap(p, FRESH_BYTES);
+	}
+	return touched / (t1 - t0);
 }
 
 /* Bytes per second memcpy moves between two COPY_BYTES buffers, or -1. */
@@ -132,12 +175,16 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	double tcp = tcp_loopback(seconds), mem = memcpy_rate(seconds);
-	if (tcp < 0 || mem < 0) {
-		fprintf(stderr, "linkrate: %s failed: %s\n", tcp < 0 ? "the loopback TCP measure" : "the memcpy measure",
-			strerror(errno));
+	double tcp = tcp_loopback(seconds, false), tcp_fresh = tcp_loopback(seconds, true);
+	double touch = first_touch_rate(seconds), mem = memcpy_rate(seconds);
+	const char *failed = tcp < 0 ? "the loopback TCP measure" : tcp_fresh < 0 ? "the TCP into fresh memory measure"
+			   : touch < 0 ? "the first touch measure" : mem < 0 ? "the memcpy measure" : NULL;
+	if (failed) {
+		fprintf(stderr, "linkrate: %s failed: %s\n", failed, strerror(errno));
 		return 1;
 	}
-	printf("{\"tcp_loopback_bytes_per_s\": %.0f, \"memcpy_bytes_per_s\": %.0f, \"seconds\": %g}\n", tcp, mem, seconds);
+	printf("{\"tcp_loopback_bytes_per_s\": %.0f, \"tcp_into_fresh_memory_bytes_per_s\": %.0f, "
+	       "\"first_touch_bytes_per_s\": %.0f, \"memcpy_bytes_per_s\": %.0f, \"seconds\": %g}\n",
+	       tcp, tcp_fresh, touch, mem, seconds);
 	return 0;
 }

@@ -71,7 +71,7 @@ struct migration {
 	struct fair_lock stream_lock[WIRE_MAX_STREAMS]; /* held for every use of a stream while sections run */
 	struct live_link link;       /* the streams, for live sections */
 	int nstreams;
-	/* "adaptive" in pass -1: chunks are handed out from next_chunk to the
+	/* "auto" choosing in pass -1: chunks are handed out from next_chunk to the
 	 * first active_streams streams; the rest wait, and once the count is
 	 * settled leave the pass, then end with FINAL */
 	bool adaptive;

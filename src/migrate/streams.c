@@ -123,7 +123,7 @@ static double adapt_window(struct migration *mig, int n, int active)
 	return rate;
 }
 
-/* Pass -1 with "adaptive": one stream, then two, then four, each for a window,
+/* Pass -1 with "auto": one stream, then two, then four, each for a window,
  * keeping more only while they are STREAMS_ADAPT_GAIN faster; the count
  * found carries the rest of the pass (the other streams leave it at once)
  * and the later ones. */
@@ -144,7 +144,7 @@ static void adapt_streams(struct migration *mig, int n)
 	pthread_mutex_lock(&mig->lock);
 	char *tried = json_dumps(mig->adapt_log, JSON_COMPACT);
 	pthread_mutex_unlock(&mig->lock);
-	glide_log("migrate", "streams adaptive: pass -1 measured %s -> %d", tried ? tried : "?", best);
+	glide_log("migrate", "streams auto: pass -1 measured %s -> %d", tried ? tried : "?", best);
 	free(tried);
 }
 
