@@ -43,3 +43,17 @@ bool converge_sdps_acts(enum sdps_mode mode, int phase, enum sdps_progress progr
 	return mode == SDPS_ALWAYS ||
 	       (mode == SDPS_DYNAMIC && phase >= 0 && (progress != SDPS_PROGRESSING || level > 0));
 }
+
+int converge_pick_streams(const int *counts, const double *rates, int n, double gain)
+{
+	double best = -1;
+	for (int i = 0; i < n; i++)
+		if (rates[i] > best)
+			best = rates[i];
+	if (best <= 0)
+		return 1;
+	for (int i = 0; i < n; i++)
+		if (rates[i] >= 0 && rates[i] * gain >= best)
+			return counts[i];
+	return 1;
+}

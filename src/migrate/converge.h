@@ -51,4 +51,10 @@ bool converge_stun_overshoots(uint64_t pending, double transmit_rate, uint64_t g
 enum sdps_progress converge_progress(const struct phase_stats *ps);
 /* Whether SDPS adjusts its level after this phase. */
 bool converge_sdps_acts(enum sdps_mode mode, int phase, enum sdps_progress progress, double level);
+/* "auto" streams: of the counts measured in pass -1 (ascending, rates in
+ * bytes/s, a negative rate: not measured), the smallest whose rate is
+ * within `gain` of the best (fewer streams cost fewer helper threads).
+ * Every count is measured before choosing: a noisy window for two
+ * streams must not hide what four would do. 1 when none was measured. */
+int converge_pick_streams(const int *counts, const double *rates, int n, double gain);
 #endif

@@ -123,29 +123,28 @@ static double adapt_window(struct migration *mig, int n, int active)
 	return rate;
 }
 
-/* Pass -1 with "auto": one stream, then two, then four, each for a window,
- * keeping more only while they are STREAMS_ADAPT_GAIN faster; the count
- * found carries the rest of the pass (the other streams leave it at once)
- * and the later ones. */
+/* Pass -1 with "auto": one stream, then two, then four, each for a window;
+ * the smallest count within STREAMS_ADAPT_GAIN of the fastest carries the
+ * rest of the pass (the other streams leave it at once) and the later
+ * ones. */
 static void adapt_streams(struct migration *mig, int n)
 {
-	int best = 1;
-	double best_rate = adapt_window(mig, n, 1);
-	for (int next = 2; best_rate >= 0 && next <= n; next *= 2) {
-		double r = adapt_window(mig, n, next);
-		if (r < 0)
+	int counts[8], tried = 0;
+	double rates[8];
+	for (int c = 1; c <= n && tried < 8; c *= 2) {
+		double r = adapt_window(mig, n, c);
+		if (r < 0) /* the pass is over: what was measured decides */
 			break;
-		if (r < best_rate * STREAMS_ADAPT_GAIN)
-			break;
-		best = next;
-		best_rate = r;
+		counts[tried] = c;
+		rates[tried++] = r;
 	}
+	int best = converge_pick_streams(counts, rates, tried, STREAMS_ADAPT_GAIN);
 	adapt_set_active(mig, best, true);
 	pthread_mutex_lock(&mig->lock);
-	char *tried = json_dumps(mig->adapt_log, JSON_COMPACT);
+	char *log = json_dumps(mig->adapt_log, JSON_COMPACT);
 	pthread_mutex_unlock(&mig->lock);
-	glide_log("migrate", "streams auto: pass -1 measured %s -> %d", tried ? tried : "?", best);
-	free(tried);
+	glide_log("migrate", "streams auto: pass -1 measured %s -> %d", log ? log : "?", best);
+	free(log);
 }
 
 int streams_adapt_done(struct migration *mig)

@@ -136,5 +136,26 @@ int main(void)
 	       STUN_RETRIES_MAX, STUN_RETRIES_MAX);
 	expect(!converge_stun_overshoots(0, 100e6, 20, 0) && !converge_stun_overshoots(50000000, 0, 20, 0),
 	       "nothing pending, or no transmit rate measured yet: the stun goes ahead", "%.0f %.0f", 0, 0);
+
+	/* "auto" streams: the counts pass -1 measured (bench S5 and S6 windows) */
+	const int c124[] = { 1, 2, 4 };
+	const double slow2[] = { 1066e6, 979e6, 1686e6 }; /* two looked slower than one: four still wins */
+	const double two[] = { 609e6, 1586e6, 1512e6 };    /* four within 10% of two: the fewer */
+	const double one[] = { 900e6, 950e6, 960e6 };      /* one within 10% of the best: one */
+	const double edge[] = { 1000e6, 1100e6, 1100e6 };  /* exactly 10% faster: counts as within */
+	const double cut[] = { 500e6, 1200e6, -1 };        /* the pass ended before four: of what was measured */
+	const double none[] = { -1, -1, -1 };
+	expect(converge_pick_streams(c124, slow2, 3, 1.10) == 4, "streams: four kept although two measured slower than one",
+	       "picked %.0f (want %.0f)", converge_pick_streams(c124, slow2, 3, 1.10), 4);
+	expect(converge_pick_streams(c124, two, 3, 1.10) == 2, "streams: the smallest count within 10% of the best",
+	       "picked %.0f (want %.0f)", converge_pick_streams(c124, two, 3, 1.10), 2);
+	expect(converge_pick_streams(c124, one, 3, 1.10) == 1, "streams: one when more are not 10% faster",
+	       "picked %.0f (want %.0f)", converge_pick_streams(c124, one, 3, 1.10), 1);
+	expect(converge_pick_streams(c124, edge, 3, 1.10) == 1, "streams: exactly 10% faster does not pay for more",
+	       "picked %.0f (want %.0f)", converge_pick_streams(c124, edge, 3, 1.10), 1);
+	expect(converge_pick_streams(c124, cut, 3, 1.10) == 2, "streams: a count not measured is not chosen",
+	       "picked %.0f (want %.0f)", converge_pick_streams(c124, cut, 3, 1.10), 2);
+	expect(converge_pick_streams(c124, none, 3, 1.10) == 1 && converge_pick_streams(c124, none, 0, 1.10) == 1,
+	       "streams: nothing measured: one", "picked %.0f (want %.0f)", converge_pick_streams(c124, none, 3, 1.10), 1);
 	return failures ? 1 : 0;
 }
