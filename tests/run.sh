@@ -136,7 +136,7 @@ if [ "$ran" -eq 0 ]; then
 fi
 echo
 if [ ${#durations[@]} -gt 1 ]; then # where the time went (CI has a budget)
-	echo "slowest tests (s): $(printf '%s\n' "${durations[@]}" | sort -rn | head -8 | awk '{printf "%s%s %s", NR > 1 ? ", " : "", $2, $1}')"
+	echo "slowest tests (s): $(printf '%s\n' "${durations[@]}" | sort -rn | head -8 | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1}')"
 fi
 if [ ${#skips[@]} -gt 0 ]; then
 	echo "skipped (not counted as passed):"

@@ -76,6 +76,14 @@ grep -q '^FAIL test_fx_exit: exited with status 3' "$T/run.out" &&
 	pass "a test that exits 3 without FAIL counts as a failure" || fail "exit 3: $(grep test_fx_exit "$T/run.out" | tr '\n' ' ')"
 grep -q '^FAIL test_fx_hang: timed out after 15 s' "$T/run.out" &&
 	pass "a test killed at its timeout counts as a failure" || fail "timeout: $(grep test_fx_hang "$T/run.out" | tr '\n' ' ')"
+# each test's time, and the slowest first (the hang fixture ran 15 s)
+hang_s=$(sed -n 's/^--- test_fx_hang: \([0-9]*\) s$/\1/p' "$T/run.out")
+if [ "${hang_s:-0}" -ge 15 ] && grep -qE "^slowest tests \(s\): test_fx_hang $hang_s(, test_fx_[a-z]+ [0-9]+){4}\$" "$T/run.out" &&
+	! [ -s "$T/run.err" ]; then
+	pass "run.sh prints each test's time and the slowest first: $(grep '^slowest' "$T/run.out")"
+else
+	fail "test times: $(grep -E '^(---|slowest)' "$T/run.out" | tr '\n' ' ') stderr: $(head -c 200 "$T/run.err")"
+fi
 grep -q '^  test_fx_pass: SKIP one check cannot run: a reason' "$T/run.out" &&
 	pass "the skip list shows the reason" || fail "skip list: $(grep -A2 '^skipped' "$T/run.out" | tr '\n' ' ')"
 
