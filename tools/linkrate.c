@@ -52,7 +52,7 @@ static void *receive_all(void *arg)
 	char *buf = r->fresh ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : malloc(size);
 	ssize_t n;
 	if (!buf || buf == MAP_FAILED)
-		return NULL;
+		goto fail;
 	while ((n = recv(r->fd, buf + off, MIN(IO_BYTES, size - off), 0)) > 0) {
 		r->bytes += (uint64_t)n;
 		off = r->fresh ? off + (size_t)n : 0;
@@ -60,7 +60,7 @@ static void *receive_all(void *arg)
 			munmap(buf, size);
 			buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			if (buf == MAP_FAILED)
-				return NULL;
+				goto fail;
 			off = 0;
 		}
 	}
@@ -68,6 +68,9 @@ static void *receive_all(void *arg)
 		munmap(buf, size);
 	else
 		free(buf);
+	return NULL;
+fail: /* no memory: the sender must not block on a receiver that is gone */
+	shutdown(r->fd, SHUT_RDWR);
 	return NULL;
 }
 
