@@ -569,7 +569,11 @@ def scenarios(a):
                    "incompressible), then idle", xlabel="VM",
                    points=[(n, m, "touch", 0) for n, m in sizes6],
                    configs=base, timeout=a.timeout))
-    return [s for s in sc if not a.only or s["id"] in a.only]
+    sc = [s for s in sc if not a.only or s["id"] in a.only]
+    if a.configs:  # only the configurations whose label holds one of these words
+        for s in sc:
+            s["configs"] = [c for c in s["configs"] if any(w in c[1] for w in a.configs)]
+    return [s for s in sc if s["configs"]]
 
 
 def make_images(a):
@@ -861,6 +865,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    ap.add_argument("--configs", type=lambda s: [w for w in s.split(",") if w], default=None,
+                    help="comma-separated words: only the configurations whose label holds one (e.g. 'auto,4 streams')")
     ap.add_argument("--build", default="build")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--timeout", type=int, default=60)
@@ -940,7 +946,7 @@ def main():
     elapsed = time.monotonic() - t_start
     with open(os.path.join(a.out, "meta.json"), "w") as f:
         json.dump({"khz": khz, "started": started, "elapsed": elapsed, "command": a.command, "reps": a.reps,
-                   "quick": a.quick, "only": a.only, "rev": os.environ.get("GLIDE_REV"), "timeout": a.timeout,
+                   "quick": a.quick, "only": a.only, "configs": a.configs, "rev": os.environ.get("GLIDE_REV"), "timeout": a.timeout,
                    "cap_timeout": a.cap_timeout, "downtime": a.downtime, "glide_streams": a.glide_streams,
                    "cpu": a.cpu, "limits": LIMITS}, f)
     finish(a, scs, results, khz, started, elapsed)
@@ -949,8 +955,8 @@ def main():
 def rerender(a):
     with open(os.path.join(a.rerender, "meta.json")) as f:
         m = json.load(f)
-    for k in ("command", "reps", "quick", "only", "timeout", "cap_timeout", "downtime", "glide_streams", "cpu"):
-        setattr(a, k, m[k])
+    for k in ("command", "reps", "quick", "only", "configs", "timeout", "cap_timeout", "downtime", "glide_streams", "cpu"):
+        setattr(a, k, m.get(k))
     if m.get("rev"):
         os.environ["GLIDE_REV"] = m["rev"]
     global LIMITS

@@ -237,7 +237,17 @@ proxy_case() { # PORT proxy-args...
 	done
 	do_migrate fs "$pp" --streams 1 "${MIGRATE_EXTRA[@]}"
 }
-cut_connection() { MIGRATE_EXTRA=(); proxy_case "$1" --cut-at 20000000; }
+cut_connection() {
+	MIGRATE_EXTRA=(); proxy_case "$1" --cut-at 20000000
+	# the proxy shuts both sockets down without closing them: the source,
+	# blocked sending, must see the peer's end at once, not wait out its
+	# stall timeout (30 s) while the half-closed socket takes data
+	case "$(res error)" in
+	*stalled*) fail "connection cut: the source waited for its stall timeout instead of seeing the peer close: $(res error)" ;;
+	*closed*|*reset*|*"Broken pipe"*) pass "connection cut: the source saw the peer close at once ($(res error))" ;;
+	*) fail "connection cut: unexpected error: $(res error)" ;;
+	esac
+}
 fault_case "connection cut during pre-copy" cut_connection
 corrupt_encrypted() {
 	MIGRATE_EXTRA=(--encrypt required); proxy_case "$1" --corrupt-at 5000000

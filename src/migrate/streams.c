@@ -102,13 +102,14 @@ static void adapt_set_active(struct migration *mig, int active, bool settled)
  * which less than a chunk per stream was done (the streams or the guest
  * were not scheduled: start-up, a busy machine) says nothing of the count
  * and is measured once more. -1 when the pass ended meanwhile. */
-static double adapt_window(struct migration *mig, int n, int active)
+static double adapt_window(struct migration *mig, int n, int active, uint64_t pass_t0)
 {
-	uint64_t unit = STREAMS_ADAPT_UNIT * (uint64_t)active, done = 0, ns = 1;
+	uint64_t unit = STREAMS_ADAPT_UNIT * (uint64_t)active, done = 0, ns = 1, t_set = now_ns();
 
 	adapt_set_active(mig, active, false);
 	if (!adapt_wait(mig, n, __atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE), unit, STREAMS_ADAPT_WINDOW_NS / 4))
 		return -1;
+	uint64_t ramp_ns = now_ns() - t_set;
 	for (int attempt = 0; attempt < 2 && done < unit; attempt++) {
 		uint64_t t0 = now_ns(), b0 = __atomic_load_n(&mig->phase_sent, __ATOMIC_ACQUIRE);
 		if (!adapt_wait(mig, n, b0, unit * STREAMS_ADAPT_CHUNKS, STREAMS_ADAPT_WINDOW_NS))
@@ -118,7 +119,11 @@ static double adapt_window(struct migration *mig, int n, int active)
 	}
 	double rate = (double)done / (ns / 1e9);
 	pthread_mutex_lock(&mig->lock); /* the status readers copy it */
-	json_array_append_new(mig->adapt_log, json_pack("{s:i, s:f}", "streams", active, "mb_s", rate / 1e6));
+	/* at_ms: when the count was set, from the pass's start; ramp_ms: until
+	 * each stream had finished a chunk; window_ms: the measured window */
+	json_array_append_new(mig->adapt_log, json_pack("{s:i, s:f, s:f, s:f, s:f}", "streams", active, "mb_s", rate / 1e6,
+							"at_ms", (t_set - pass_t0) / 1e6, "ramp_ms", ramp_ns / 1e6,
+							"window_ms", ns / 1e6));
 	pthread_mutex_unlock(&mig->lock);
 	return rate;
 }
@@ -127,12 +132,12 @@ static double adapt_window(struct migration *mig, int n, int active)
  * the smallest count within STREAMS_ADAPT_GAIN of the fastest carries the
  * rest of the pass (the other streams leave it at once) and the later
  * ones. */
-static void adapt_streams(struct migration *mig, int n)
+static void adapt_streams(struct migration *mig, int n, uint64_t pass_t0)
 {
 	int counts[8], tried = 0;
 	double rates[8];
 	for (int c = 1; c <= n && tried < 8; c *= 2) {
-		double r = adapt_window(mig, n, c);
+		double r = adapt_window(mig, n, c, pass_t0);
 		if (r < 0) /* the pass is over: what was measured decides */
 			break;
 		counts[tried] = c;
@@ -171,6 +176,7 @@ int streams_send_pass(struct migration *mig, bool final)
 {
 	int started = 0;
 	bool adapt = mig->adaptive && !final && mig->phase == -1;
+	uint64_t t0 = now_ns();
 
 	if (adapt) {
 		mig->next_chunk = 0;
@@ -199,7 +205,7 @@ int streams_send_pass(struct migration *mig, bool final)
 		started++;
 	}
 	if (adapt && started == mig->nstreams)
-		adapt_streams(mig, started);
+		adapt_streams(mig, started, t0);
 	uint64_t pages = 0, zero = 0, compressed = 0, blocks = 0, zero_blocks = 0;
 	for (int i = 0; i < started; i++) {
 		struct stream_worker *w = &mig->workers[i];

@@ -257,10 +257,17 @@ static int stream_io(struct wire_stream *s, void *buf, size_t len, bool is_write
 		uint64_t deadline = s->stall_since + stall_ns;
 		if (now >= deadline)
 			return -ETIMEDOUT;
-		struct pollfd pfd = { .fd = s->fd, .events = is_write ? POLLOUT : POLLIN };
+		/* A writer also watches for the peer's end of the connection: a
+		 * peer that closed its side (a FIN: it exited, or a proxy cut the
+		 * link) sends no acknowledgement again, and while its socket stays
+		 * open its kernel may keep taking data until its buffer is full,
+		 * so without this the writer only failed at the stall timeout. */
+		struct pollfd pfd = { .fd = s->fd, .events = is_write ? POLLOUT | POLLRDHUP : POLLIN };
 		int timeout = (int)MIN((deadline - now) / 1000000ULL + 1, (uint64_t)INT32_MAX);
 		if (poll(&pfd, 1, timeout) < 0 && errno != EINTR)
 			return -errno;
+		if (is_write && (pfd.revents & POLLRDHUP))
+			return -EPIPE;
 		s->stall_last_wait = now_ns();
 	}
 	return 0;
@@ -604,7 +611,8 @@ int wire_send_buf(struct wire_stream *s, uint8_t *buf, uint32_t type, uint32_t l
 	}
 	rc = stream_io(s, h, total, true);
 	if (rc) {
-		errf(err, errlen, "stream %d to %s: send failed: %s", s->index, s->peer, stall_text(s, rc));
+		errf(err, errlen, "stream %d to %s: send failed: %s", s->index, s->peer,
+		     rc == -EPIPE ? "the peer closed the connection" : stall_text(s, rc));
 		return rc;
 	}
 	s->tx_seq++;
