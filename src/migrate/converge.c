@@ -44,7 +44,7 @@ bool converge_sdps_acts(enum sdps_mode mode, int phase, enum sdps_progress progr
 	       (mode == SDPS_DYNAMIC && phase >= 0 && (progress != SDPS_PROGRESSING || level > 0));
 }
 
-int converge_pick_streams(const int *counts, const double *rates, int n, double gain)
+int converge_pick_streams(const int *counts, const double *rates, int n, double tolerance)
 {
 	double best = -1;
 	for (int i = 0; i < n; i++)
@@ -52,8 +52,8 @@ int converge_pick_streams(const int *counts, const double *rates, int n, double 
 			best = rates[i];
 	if (best <= 0)
 		return 1;
-	for (int i = 0; i < n; i++)
-		if (rates[i] >= 0 && rates[i] * gain >= best)
+	for (int i = n - 1; i >= 0; i--)
+		if (rates[i] >= 0 && rates[i] * tolerance >= best)
 			return counts[i];
 	return 1;
 }

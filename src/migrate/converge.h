@@ -52,9 +52,14 @@ enum sdps_progress converge_progress(const struct phase_stats *ps);
 /* Whether SDPS adjusts its level after this phase. */
 bool converge_sdps_acts(enum sdps_mode mode, int phase, enum sdps_progress progress, double level);
 /* "auto" streams: of the counts measured in pass -1 (ascending, rates in
- * bytes/s, a negative rate: not measured), the smallest whose rate is
- * within `gain` of the best (fewer streams cost fewer helper threads).
- * Every count is measured before choosing: a noisy window for two
- * streams must not hide what four would do. 1 when none was measured. */
-int converge_pick_streams(const int *counts, const double *rates, int n, double gain);
+ * bytes/s, a negative rate: not measured), the largest whose rate is
+ * within `tolerance` of the best. Fewer streams are kept only when the
+ * extra ones made the pass measurably slower (a machine short of CPUs):
+ * on a fresh destination pass -1 is often bound by the first touch of
+ * memory, which no stream count changes, while the later passes (into
+ * memory already present) go faster with more streams, and a stream that
+ * waits on a slow destination costs no CPU. Every count is measured before
+ * choosing: a noisy window for two streams must not hide what four would
+ * do. 1 when none was measured. */
+int converge_pick_streams(const int *counts, const double *rates, int n, double tolerance);
 #endif

@@ -29,7 +29,7 @@
 #define STREAMS_ADAPT_MIN_BYTES (64ULL << 20)  /* less resident memory: one stream */
 #define STREAMS_ADAPT_CHUNKS 4                 /* each stream count is measured over this many chunks per stream */
 #define STREAMS_ADAPT_WINDOW_NS 400000000ULL   /* ... or this long at most */
-#define STREAMS_ADAPT_GAIN 1.10                /* more streams are kept when at least this much faster */
+#define STREAMS_ADAPT_TOLERANCE 1.10           /* fewer streams are kept when the more were this much slower */
 #define DISK_TO_PATH_MAX 1024
 
 struct migration_params {

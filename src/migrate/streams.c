@@ -129,9 +129,9 @@ static double adapt_window(struct migration *mig, int n, int active, uint64_t pa
 }
 
 /* Pass -1 with "auto": one stream, then two, then four, each for a window;
- * the smallest count within STREAMS_ADAPT_GAIN of the fastest carries the
- * rest of the pass (the other streams leave it at once) and the later
- * ones. */
+ * the largest count within STREAMS_ADAPT_TOLERANCE of the fastest carries
+ * the rest of the pass (the other streams leave it at once) and the later
+ * ones (converge_pick_streams says why the largest). */
 static void adapt_streams(struct migration *mig, int n, uint64_t pass_t0)
 {
 	int counts[8], tried = 0;
@@ -143,7 +143,7 @@ static void adapt_streams(struct migration *mig, int n, uint64_t pass_t0)
 		counts[tried] = c;
 		rates[tried++] = r;
 	}
-	int best = converge_pick_streams(counts, rates, tried, STREAMS_ADAPT_GAIN);
+	int best = converge_pick_streams(counts, rates, tried, STREAMS_ADAPT_TOLERANCE);
 	adapt_set_active(mig, best, true);
 	pthread_mutex_lock(&mig->lock);
 	char *log = json_dumps(mig->adapt_log, JSON_COMPACT);

@@ -139,23 +139,27 @@ int main(void)
 
 	/* "auto" streams: the counts pass -1 measured (bench S5 and S6 windows) */
 	const int c124[] = { 1, 2, 4 };
-	const double slow2[] = { 1066e6, 979e6, 1686e6 }; /* two looked slower than one: four still wins */
-	const double two[] = { 609e6, 1586e6, 1512e6 };    /* four within 10% of two: the fewer */
-	const double one[] = { 900e6, 950e6, 960e6 };      /* one within 10% of the best: one */
-	const double edge[] = { 1000e6, 1100e6, 1100e6 };  /* exactly 10% faster: counts as within */
-	const double cut[] = { 500e6, 1200e6, -1 };        /* the pass ended before four: of what was measured */
+	const double slow2[] = { 1066e6, 979e6, 1686e6 };  /* two looked slower than one: four still wins */
+	const double touch[] = { 608e6, 577e6, 664e6 };     /* all alike (the destination's first touch): the most */
+	const double two[] = { 635e6, 1200e6, 871e6 };      /* four measurably slower than two: two */
+	const double one[] = { 1000e6, 850e6, 700e6 };      /* more streams only slower (short of CPUs): one */
+	const double edge[] = { 1100e6, 1000e6, 1000e6 };   /* exactly 10% slower: counts as within */
+	const double cut[] = { 500e6, 1200e6, -1 };         /* the pass ended before four: of what was measured */
 	const double none[] = { -1, -1, -1 };
-	expect(converge_pick_streams(c124, slow2, 3, 1.10) == 4, "streams: four kept although two measured slower than one",
-	       "picked %.0f (want %.0f)", converge_pick_streams(c124, slow2, 3, 1.10), 4);
-	expect(converge_pick_streams(c124, two, 3, 1.10) == 2, "streams: the smallest count within 10% of the best",
-	       "picked %.0f (want %.0f)", converge_pick_streams(c124, two, 3, 1.10), 2);
-	expect(converge_pick_streams(c124, one, 3, 1.10) == 1, "streams: one when more are not 10% faster",
-	       "picked %.0f (want %.0f)", converge_pick_streams(c124, one, 3, 1.10), 1);
-	expect(converge_pick_streams(c124, edge, 3, 1.10) == 1, "streams: exactly 10% faster does not pay for more",
-	       "picked %.0f (want %.0f)", converge_pick_streams(c124, edge, 3, 1.10), 1);
-	expect(converge_pick_streams(c124, cut, 3, 1.10) == 2, "streams: a count not measured is not chosen",
-	       "picked %.0f (want %.0f)", converge_pick_streams(c124, cut, 3, 1.10), 2);
-	expect(converge_pick_streams(c124, none, 3, 1.10) == 1 && converge_pick_streams(c124, none, 0, 1.10) == 1,
-	       "streams: nothing measured: one", "picked %.0f (want %.0f)", converge_pick_streams(c124, none, 3, 1.10), 1);
+	struct { const double *rates; int want; const char *what; } picks[] = {
+		{ slow2, 4, "streams: four kept although two measured slower than one" },
+		{ touch, 4, "streams: the largest count within 10% of the fastest" },
+		{ two, 2, "streams: two when four was more than 10% slower" },
+		{ one, 1, "streams: one when every other count was more than 10% slower" },
+		{ edge, 4, "streams: exactly 10% slower is within" },
+		{ cut, 2, "streams: a count not measured is not chosen" },
+		{ none, 1, "streams: nothing measured: one" },
+	};
+	for (size_t k = 0; k < sizeof(picks) / sizeof(picks[0]); k++) {
+		int got = converge_pick_streams(c124, picks[k].rates, 3, 1.10);
+		expect(got == picks[k].want, picks[k].what, "picked %.0f (want %.0f)", got, picks[k].want);
+	}
+	expect(converge_pick_streams(c124, none, 0, 1.10) == 1, "streams: no count given: one", "picked %.0f (want %.0f)",
+	       converge_pick_streams(c124, none, 0, 1.10), 1);
 	return failures ? 1 : 0;
 }
