@@ -59,10 +59,11 @@ for pair in $pairs; do
 	"$GLIDE" vm shutdown --api "$T/src$n.sock" >/dev/null 2>&1
 done
 
-# 1b. --streams auto (the default) on a VM without disks: pass -1 tries 4, 2
-# and 1 streams on the guest's own memory (128 MiB it writes) and keeps the
-# largest count within 10% of the fastest; the result says what each count
-# did; A-B clean over the whole range.
+# 1b. --streams auto (the default) on a VM without disks: pass -1 tries 1, 2
+# and 4 streams on the guest's own memory (128 MiB it writes) and keeps the
+# largest count within 10% of the fastest (a smaller count it would keep is
+# measured once more first); the result says what each count did; A-B
+# clean over the whole range.
 "$GLIDE_BUILD/tools/guestcfg" "$AB" "$T/ab128.img" --mode ab --range-start 1M --range-size 128M >/dev/null 2>&1 ||
 	fail "guestcfg for the 128 MiB A-B image"
 next_port; p=$PORT
@@ -71,9 +72,16 @@ sleep 1 # a full pass over its range: 128 MiB resident
 prepare_dest dstauto "$p"
 if do_migrate srcauto "$p" && [ "$(res status)" = completed ]; then
 	tried=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); t=r.get("streams_tried") or []
-best = max((x["mb_s"] for x in t), default=0)
-rule = max((x["streams"] for x in t if x["mb_s"] * 1.10 >= best), default=1)  # the largest within 10% of the fastest
-ok = t and [x["streams"] for x in t] == [4, 2, 1][:len(t)] and all(x["mb_s"] > 0 for x in t) and r["streams"] == rule
+def rule(rates):  # the largest count within 10% of the fastest
+    best = max(rates.values(), default=0)
+    return max((c for c, v in rates.items() if v * 1.10 >= best), default=1)
+rates = {x["streams"]: x["mb_s"] for x in t[:3]}
+ok = t and [x["streams"] for x in t[:3]] == [1, 2, 4][:len(t[:3])] and all(x["mb_s"] > 0 for x in t)
+if len(t) > 3:  # fewer streams about to be kept: that count measured once more, the new rate counts
+    first = rule(rates)
+    ok = ok and len(t) == 4 and t[3]["streams"] == first and first < 4
+    rates[first] = t[3]["mb_s"]
+ok = ok and r["streams"] == rule(rates)
 print(("ok " if ok else "bad ") + ", ".join("%d: %.0f MB/s" % (x["streams"], x["mb_s"]) for x in t) + " -> %d" % r["streams"])' "$T/res.json")
 	if [ "${tried%% *}" != ok ]; then fail "streams auto: what pass -1 tried: ${tried#* } ($(head -c 300 "$T/res.json"))"
 	elif ! AB_START=0x100000 AB_SIZE=128M ab_check "$T/dstauto.sock" 1; then fail "streams auto: A-B check found bad pages"

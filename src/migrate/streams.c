@@ -128,33 +128,36 @@ static double adapt_window(struct migration *mig, int n, int active, uint64_t pa
 	return rate;
 }
 
-/* Pass -1 with "auto": four streams, then two, then one, each for a window;
+/* Pass -1 with "auto": one stream, then two, then four, each for a window;
  * the largest count within STREAMS_ADAPT_TOLERANCE of the fastest carries
  * the rest of the pass (the other streams leave it at once) and the later
- * ones (converge_pick_streams says why the largest). The most streams go
- * first: the start of the pass is its fastest part (the destination's
- * prefault is ahead of the pages there), and a count measured there looks
- * faster than it is. Measured first, one stream looked 1.7x faster than
- * four and was kept in 2 of 16 S5 runs, which then took 496 and 554 ms
- * against a median of 281 ms. */
+ * ones (converge_pick_streams says why the largest). The start of the pass
+ * is its fastest part for few streams (the destination's prefault is
+ * ahead of the pages there; later, each receiving stream faults memory in
+ * itself): when that would keep fewer streams than the most measured, the
+ * count is measured once more and the new rate replaces the first. Without
+ * that, one stream measured 1.7x faster than four at the start and was
+ * kept in 2 of 16 S5 runs, which then took 496 and 554 ms against a median
+ * of 281 ms. (Measuring four streams first instead made the one- and
+ * two-stream windows, at the end, the slow part of the pass: 8 S5 runs
+ * took 367 ms in median against 281.) */
 static void adapt_streams(struct migration *mig, int n, uint64_t pass_t0)
 {
-	int counts[8], tried = 0, top = 1;
+	int counts[8], tried = 0;
 	double rates[8];
-	while (top * 2 <= n)
-		top *= 2;
-	for (int c = top; c >= 1 && tried < 8; c /= 2) {
+	for (int c = 1; c <= n && tried < 8; c *= 2) {
 		double r = adapt_window(mig, n, c, pass_t0);
 		if (r < 0) /* the pass is over: what was measured decides */
 			break;
 		counts[tried] = c;
 		rates[tried++] = r;
 	}
-	for (int i = 0; i < tried / 2; i++) { /* ascending, as converge_pick_streams takes them */
-		int c = counts[i];
-		double r = rates[i];
-		counts[i] = counts[tried - 1 - i], rates[i] = rates[tried - 1 - i];
-		counts[tried - 1 - i] = c, rates[tried - 1 - i] = r;
+	int pick = converge_pick_streams(counts, rates, tried, STREAMS_ADAPT_TOLERANCE);
+	if (tried > 1 && pick < counts[tried - 1]) {
+		double r = adapt_window(mig, n, pick, pass_t0);
+		for (int i = 0; i < tried && r >= 0; i++)
+			if (counts[i] == pick)
+				rates[i] = r;
 	}
 	int best = converge_pick_streams(counts, rates, tried, STREAMS_ADAPT_TOLERANCE);
 	adapt_set_active(mig, best, true);
@@ -193,7 +196,7 @@ int streams_send_pass(struct migration *mig, bool final)
 
 	if (adapt) {
 		mig->next_chunk = 0;
-		mig->active_streams = mig->nstreams; /* the first window's count */
+		mig->active_streams = 1; /* the first window's count */
 		mig->adapt_settled = false;
 		pthread_mutex_lock(&mig->lock);
 		json_decref(mig->adapt_log);
