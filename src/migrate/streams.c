@@ -134,8 +134,9 @@ static double adapt_window(struct migration *mig, int n, int active, uint64_t pa
  * ones (converge_pick_streams says why the largest). The start of the pass
  * is its fastest part for few streams (the destination's prefault is
  * ahead of the pages there; later, each receiving stream faults memory in
- * itself): when that would keep fewer streams than the most measured, the
- * count is measured once more and the new rate replaces the first. Without
+ * itself): while that would keep fewer streams than the most measured, the
+ * count is measured once more (each count once at most) and the new rate
+ * replaces the first. Without
  * that, one stream measured 1.7x faster than four at the start and was
  * kept in 2 of 16 S5 runs, which then took 496 and 554 ms against a median
  * of 281 ms. (Measuring four streams first instead made the one- and
@@ -152,12 +153,18 @@ static void adapt_streams(struct migration *mig, int n, uint64_t pass_t0)
 		counts[tried] = c;
 		rates[tried++] = r;
 	}
-	int pick = converge_pick_streams(counts, rates, tried, STREAMS_ADAPT_TOLERANCE);
-	if (tried > 1 && pick < counts[tried - 1]) {
+	bool again[8] = { false };
+	for (;;) { /* each count measured once more at most */
+		int pick = converge_pick_streams(counts, rates, tried, STREAMS_ADAPT_TOLERANCE), i = 0;
+		while (i < tried && counts[i] != pick)
+			i++;
+		if (i >= tried - 1 || again[i])
+			break;
 		double r = adapt_window(mig, n, pick, pass_t0);
-		for (int i = 0; i < tried && r >= 0; i++)
-			if (counts[i] == pick)
-				rates[i] = r;
+		if (r < 0)
+			break;
+		rates[i] = r;
+		again[i] = true;
 	}
 	int best = converge_pick_streams(counts, rates, tried, STREAMS_ADAPT_TOLERANCE);
 	adapt_set_active(mig, best, true);
