@@ -43,9 +43,9 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare import QMP, glide_api  # noqa: E402  (one QMP client and one glide API client for the benches)
+from gaplog import GAPLOG_ADDR, GAPLOG_ENTRIES, exact_stun, parse_gap_log, switchover_gap  # noqa: E402,F401
 
-HB_ADDR, STATS_ADDR, GAPLOG_ADDR = 0x8000, 0x9000, 0x9100
-GAPLOG_MAGIC, GAPLOG_ENTRIES = 0x314c474544494c47, 64  # guests/virtio/guest_abi.h
+HB_ADDR, STATS_ADDR = 0x8000, 0x9000
 HB_MAGIC, STATS_MAGIC = 0x3142484544494C47, 0x3153564544494C47
 MAC = "52:54:00:77:00:02"
 GUEST_IP = "10.77.0.2"
@@ -293,34 +293,6 @@ class VM:
         """{thread: cpu seconds} of the VMM process"""
         pid = vmm_pid(self.proc) if self.proc else None
         return threads_cpu(pid) if pid else None
-
-
-def parse_gap_log(d):
-    """The guest's gap log (docs/guests.md): {"min": min_gap_tsc, "oldest_end": end TSC of the oldest entry
-    kept (0: none lost), "gaps": [(start_tsc, end_tsc)] oldest first}, or None."""
-    magic, min_gap, count, _ = struct.unpack_from("<4Q", d, 0)
-    if magic != GAPLOG_MAGIC:
-        return None
-    first = max(0, count - GAPLOG_ENTRIES)
-    gaps = []
-    for n in range(first, count):
-        gap, end = struct.unpack_from("<2Q", d, 32 + 16 * (n % GAPLOG_ENTRIES))
-        gaps.append((end - gap, end))
-    return {"min": min_gap, "oldest_end": gaps[0][1] if first and gaps else 0, "gaps": gaps}
-
-
-def switchover_gap(log, tsc, slack=0):
-    """The guest's gap that spans guest TSC tsc (a moment inside the stun; or, with slack, up to slack ticks
-    before the gap's start), in TSC: (gap, exact). Not logged while the log still covers tsc: shorter than the
-    log's minimum, (min, False); else None."""
-    if not log or not tsc:
-        return None
-    for start, end in log["gaps"]:
-        if start <= tsc + slack and tsc <= end:
-            return end - start, True
-    if log["oldest_end"] < tsc:
-        return log["min"], False
-    return None
 
 
 def parse_stats(d):

@@ -281,20 +281,6 @@ def read_dest(vm, src_last, limit=5):
     return last
 
 
-def exact_stun(a, res, dest, tsc, slack_ms=0):
-    """The switchover's own gap from the guest's gap log, read on the destination: the logged gap that spans
-    tsc, a guest TSC inside the stun (glide's stun_guest_tsc; for QEMU the stopped source's last loop turn,
-    where the gap starts). Replaces the longest-gap rule's figure (which only bounds it when a longer stall
-    came first)."""
-    log = dest and dest.get("gap_log")
-    g = D.switchover_gap(log, tsc, int(slack_ms * a.khz))
-    if log and tsc:  # the gaps around the switchover, ms from tsc, for the record
-        res["gaps_near_stun"] = [((s - tsc) / a.khz, (e - s) / a.khz) for s, e in log["gaps"]
-                                 if abs(s - tsc) < a.khz * 1000][-8:]
-    if g:
-        res["gstun"], res["gstun_ub"], res["gstun_from_log"] = g[0] / a.khz, not g[1], True
-
-
 def warm_up(a, vm):
     if not vm.wait_banner(BANNER):
         raise RuntimeError("no banner from diskab: " + D.tail(vm.serial))
@@ -368,7 +354,7 @@ def run_glide(a, cfg, rep, port):
         st_tsc = r.get("stun_guest_tsc")
         if dest and st_tsc:  # glide says when it stunned the guest: does the destination's longest gap span it?
             res["gap_is_switchover"] = dest["gap_end"] - dest["gap"] <= st_tsc <= dest["gap_end"]
-        exact_stun(a, res, dest, st_tsc)
+        D.exact_stun(a.khz, res, dest, st_tsc)
         res["dest_running"] = (dst.status() or {}).get("state") == "running" and dest is not None and \
             dest["iter"] > (samples[-1] if samples else b2)["iter"]
         if not res["dest_running"]:
@@ -498,7 +484,7 @@ def run_qemu(a, rep, port, nbd_port):
         res.update(guest_figures(a.khz, b1, b2, samples, final_src, dest))
         # the stopped source's last loop turn, where the gap starts (0.1 ms of slack: the record read from
         # the stopped QEMU showed a TSC some 25 ticks before the logged gap's start)
-        exact_stun(a, res, dest, final_src and final_src["tsc"], 0.1)
+        D.exact_stun(a.khz, res, dest, final_src and final_src["tsc"], 0.1)
         status = dst.qmp.cmd("query-status")
         res["dest_running"] = status.get("status") == "running" and dest is not None and \
             dest["iter"] > (final_src or b2)["iter"]

@@ -52,7 +52,7 @@ $(BUILD)/guests/workload.img: $(BUILD)/guests/guest.img $(GUESTCFG)
 
 guest-extras:: $(BUILD)/guests/ab.img $(BUILD)/guests/heartbeat.img $(BUILD)/guests/workload.img
 
-# netecho, diskab, pio, touch: ring-3 C guests that drive virtio 1.x PCI devices by
+# netecho, diskab, pio, touch, abgap: ring-3 C guests that drive virtio 1.x PCI devices by
 # polling (guests/virtio/, docs/guests.md). PVH ELF files linked at 1 MiB.
 VGUEST_DIR := guests/virtio
 VGUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
@@ -69,10 +69,10 @@ $(BUILD)/guests/virtio/entry.o: $(VGUEST_DIR)/entry.S
 	@mkdir -p $(dir $@)
 	$(CC) -I$(VGUEST_DIR) -MMD -MP -c -o $@ $<
 
-$(BUILD)/guests/netecho.elf $(BUILD)/guests/diskab.elf $(BUILD)/guests/pio.elf $(BUILD)/guests/touch.elf: $(BUILD)/guests/%.elf: $(VGUEST_COMMON) $(BUILD)/guests/virtio/%.o $(VGUEST_DIR)/guest.ld
+$(BUILD)/guests/netecho.elf $(BUILD)/guests/diskab.elf $(BUILD)/guests/pio.elf $(BUILD)/guests/touch.elf $(BUILD)/guests/abgap.elf: $(BUILD)/guests/%.elf: $(VGUEST_COMMON) $(BUILD)/guests/virtio/%.o $(VGUEST_DIR)/guest.ld
 	ld $(VGUEST_LDFLAGS) -o $@ $(filter %.o,$^)
 
-guest-extras:: $(BUILD)/guests/netecho.elf $(BUILD)/guests/diskab.elf $(BUILD)/guests/pio.elf $(BUILD)/guests/touch.elf
+guest-extras:: $(BUILD)/guests/netecho.elf $(BUILD)/guests/diskab.elf $(BUILD)/guests/pio.elf $(BUILD)/guests/touch.elf $(BUILD)/guests/abgap.elf
 
 # guestcfg patches the config block these guests share with it
 $(BUILD)/tools/guestcfg: $(VGUEST_DIR)/guest_abi.h

@@ -106,9 +106,12 @@ fi
 #    often shorter than the scheduling stalls on a busy machine, but this
 #    guest also keeps a gap log (its latest 64 gaps), where the switchover's
 #    gap is found under a larger stall.
+# c) abgap guest (the A-B loop of a) as an ELF guest with the gap log, over
+#    128 MiB from 16 MiB): the switchover's gap from the log, and the range
+#    A-B clean on the destination (bench S2 and S5 run on it).
 tsc_khz() { "$GLIDE" vm status --api "$T/$1.sock" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["tsc_khz"])'; }
-stun_case() { # NAME --boot|--elf IMAGE FIRST_PASS_PAGES
-	local name="$1" kind="$2" img="$3" pages="$4" p khz gaplog=
+stun_case() { # NAME --boot|--elf IMAGE FIRST_PASS_PAGES [AB_START AB_SIZE]
+	local name="$1" kind="$2" img="$3" pages="$4" ab_start="${5:-}" ab_size="${6:-}" p khz gaplog=
 	next_port; p=$PORT
 	# the destination first: the shorter the guest's life before the
 	# switchover, the fewer stalls that could hide its gap
@@ -134,6 +137,11 @@ stun_case() { # NAME --boot|--elf IMAGE FIRST_PASS_PAGES
 		else
 			fail "$name: no heartbeat record on the destination"
 		fi
+		if [ -n "$ab_start" ]; then
+			AB_START=$ab_start AB_SIZE=$ab_size ab_check "$T/std.sock" 1 &&
+				pass "$name: A-B clean on the destination over $ab_size from $ab_start" ||
+				fail "$name: the A-B check found bad pages on the destination"
+		fi
 	else
 		fail "$name: migration: $(res error) $(cat "$T/res.err")"
 	fi
@@ -144,6 +152,9 @@ stun_case() { # NAME --boot|--elf IMAGE FIRST_PASS_PAGES
 stun_case "A-B guest: guest-observed stun" --boot "$AB" 32768
 TOUCH="$GLIDE_BUILD/guests/touch.elf"
 if [ -f "$TOUCH" ]; then stun_case "touch guest: guest-observed stun" --elf "$TOUCH" 0; else fail "touch guest missing"; fi
+ABGAP="$GLIDE_BUILD/guests/abgap.elf"
+if [ -f "$ABGAP" ]; then stun_case "abgap guest: guest-observed stun" --elf "$ABGAP" 32768 0x1000000 128M
+else fail "abgap guest missing"; fi
 
 # 3. Convergence under a bandwidth cap below the dirty rate.
 # Workload guest: 32 MiB range (8192 pages), paced to 20000 page writes/s

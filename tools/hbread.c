@@ -39,7 +39,7 @@ struct hb_record {
 _Static_assert(sizeof(struct hb_record) == HB_RECORD_SIZE, "heartbeat record layout");
 
 /* Modes 0-2: guests/guest.asm; 3 and 4: the virtio guests (guests/virtio/guest_abi.h). */
-static const char *const mode_names[] = { "ab", "heartbeat", "workload", "netecho", "diskab" };
+static const char *const mode_names[] = { "ab", "heartbeat", "workload", "netecho", "diskab", "pio", "touch", "abgap" };
 #define MODES (sizeof(mode_names) / sizeof(mode_names[0]))
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

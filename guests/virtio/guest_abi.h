@@ -56,6 +56,14 @@ _Static_assert(sizeof(struct vguest_config) == 32, "config block layout");
 #define VGUEST_HB_MODE_DISKAB  4
 #define VGUEST_HB_MODE_PIO     5
 #define VGUEST_HB_MODE_TOUCH   6
+#define VGUEST_HB_MODE_ABGAP   7
+
+/* The abgap guest's A-B range: from 16 MiB, half the RAM (its size rounded
+ * up to VGUEST_ABGAP_ROUND, so that firmware's reservations at the top do
+ * not change it), VGUEST_ABGAP_MAX at most. */
+#define VGUEST_ABGAP_START (16ULL << 20)
+#define VGUEST_ABGAP_ROUND (64ULL << 20)
+#define VGUEST_ABGAP_MAX   (2ULL << 30)
 
 /* The touch guest's fill: the 8-byte word at guest-physical address a
  * (16 MiB and up) holds touch_word(a), an odd multiplicative hash that no

@@ -262,6 +262,25 @@ void hb_count(void)
 	hb_record()->iterations = ++hb.iterations;
 }
 
+#define PVH_MAGIC 0x336ec578u
+
+struct pvh_start_info {
+	uint32_t magic, version, flags, nr_modules;
+	uint64_t modlist_paddr, cmdline_paddr, rsdp_paddr, memmap_paddr;
+	uint32_t memmap_entries, reserved;
+};
+
+extern uint32_t boot_start_info;
+
+const struct pvh_memmap_entry *pvh_memmap(uint32_t *n)
+{
+	const struct pvh_start_info *si = (const struct pvh_start_info *)(uintptr_t)boot_start_info;
+	if (!si || si->magic != PVH_MAGIC || si->version < 1 || !si->memmap_paddr)
+		vguest_fail(VGUEST_EXIT_CONFIG, "no PVH memory map at 0x%x", boot_start_info);
+	*n = si->memmap_entries;
+	return (const struct pvh_memmap_entry *)(uintptr_t)si->memmap_paddr;
+}
+
 /* The next-level table an entry points to, taken from the pool when absent. */
 static uint64_t *map_table(uint64_t *entry)
 {

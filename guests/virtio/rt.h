@@ -91,6 +91,15 @@ void hb_start(uint32_t mode);
 uint64_t hb_poll(void);
 void hb_count(void);
 
+/* The PVH start info's memory map (E820 types; 1 = RAM): its entries, and
+ * their count in *n. Fails the guest (VGUEST_EXIT_CONFIG) without one. */
+#define PVH_E820_RAM 1u
+struct pvh_memmap_entry {
+	uint64_t addr, size;
+	uint32_t type, reserved;
+};
+const struct pvh_memmap_entry *pvh_memmap(uint32_t *n);
+
 /* Makes [addr, addr + len) reachable: below 4 GiB the static identity map
  * covers it, above it 2 MiB uncached pages are added from a small pool.
  * Returns 0, or -1 when the pool is used up or addr is beyond 256 TiB. */

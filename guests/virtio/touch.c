@@ -13,21 +13,6 @@ const char vguest_name[] = "touch";
 
 #define TOUCH_START    VGUEST_TOUCH_START
 #define TOUCH_END_MAX  (3ULL << 30)
-#define PVH_MAGIC      0x336ec578u
-#define E820_RAM       1u
-
-struct pvh_start_info {
-	uint32_t magic, version, flags, nr_modules;
-	uint64_t modlist_paddr, cmdline_paddr, rsdp_paddr, memmap_paddr;
-	uint32_t memmap_entries, reserved;
-};
-
-struct pvh_memmap_entry {
-	uint64_t addr, size;
-	uint32_t type, reserved;
-};
-
-extern uint32_t boot_start_info;
 
 static uint64_t touch_range(uint64_t start, uint64_t end)
 {
@@ -43,15 +28,13 @@ static uint64_t touch_range(uint64_t start, uint64_t end)
 void vguest_main(void) __attribute__((noreturn));
 void vguest_main(void)
 {
-	const struct pvh_start_info *si = (const struct pvh_start_info *)(uintptr_t)boot_start_info;
 	uint64_t touched = 0;
+	uint32_t entries;
 
 	rt_init();
-	if (!si || si->magic != PVH_MAGIC || si->version < 1 || !si->memmap_paddr)
-		vguest_fail(VGUEST_EXIT_CONFIG, "no PVH memory map at 0x%x", boot_start_info);
-	const struct pvh_memmap_entry *map = (const struct pvh_memmap_entry *)(uintptr_t)si->memmap_paddr;
-	for (uint32_t i = 0; i < si->memmap_entries; i++)
-		if (map[i].type == E820_RAM)
+	const struct pvh_memmap_entry *map = pvh_memmap(&entries);
+	for (uint32_t i = 0; i < entries; i++)
+		if (map[i].type == PVH_E820_RAM)
 			touched += touch_range(map[i].addr, map[i].addr + map[i].size);
 	con_printf("touch: %llu MiB filled, idle\n", (unsigned long long)(touched >> 20));
 	hb_start(VGUEST_HB_MODE_TOUCH);
