@@ -6,7 +6,7 @@ Usage: hbstun.py NAME PRE.json POST.json RESULT.json [GAPLOG.bin]
   migration and of the destination after it; RESULT.json: `glide migrate
   --json` (needs stun_ms and stun_guest_tsc); GAPLOG.bin: the destination's
   gap log (guest-physical 0x9100, docs/guests.md) of a guest that keeps one
-  (the virtio guests and the touch guest).
+  (the virtio guests, the touch and the abgap guest).
 
 Each heartbeat record keeps only its largest gap and the TSC at its end
 (docs/guests.md). The migration reports stun_guest_tsc, vCPU 0's TSC read
