@@ -136,12 +136,11 @@ static double adapt_window(struct migration *mig, int n, int active, uint64_t pa
  * ahead of the pages there; later, each receiving stream faults memory in
  * itself): while that would keep fewer streams than the most measured, the
  * count is measured once more (each count once at most) and the new rate
- * replaces the first. Without
- * that, one stream measured 1.7x faster than four at the start and was
- * kept in 2 of 16 S5 runs, which then took 496 and 554 ms against a median
- * of 281 ms. (Measuring four streams first instead made the one- and
- * two-stream windows, at the end, the slow part of the pass: 8 S5 runs
- * took 367 ms in median against 281.) */
+ * replaces the first. Without that, one stream measured 1.7x faster than
+ * four at the start and was kept in 2 of 16 S5 runs, which then took 496
+ * and 554 ms against a median of 281 ms. (Measuring four streams first
+ * instead made the one- and two-stream windows, at the end, the slow part
+ * of the pass: 8 S5 runs took 367 ms in median against 281.) */
 static void adapt_streams(struct migration *mig, int n, uint64_t pass_t0)
 {
 	int counts[8], tried = 0;
