@@ -263,7 +263,7 @@ int cmd_migrate(int argc, char **argv)
 		case 'g': {
 			long n = strtol(optarg, &end, 10);
 			if (*end || n < 1) {
-				fprintf(stderr, "glide: --switchover-goal must be milliseconds (e.g. 30)\n");
+				fprintf(stderr, "glide: --switchover-goal must be milliseconds (e.g. 10)\n");
 				goto out;
 			}
 			json_object_set_new(body, "switchover_goal_ms", json_integer(n));

@@ -13,10 +13,12 @@
 #include "vmm/digest.h"
 
 /* The default is a budget a guest does not notice: measured on the nested
- * 2-CPU AMD test host (docs/migration.md), a 30 ms goal gave 4-9 ms stuns
- * where 500 ms gave 77-84 ms, in the same total time (SDPS closed the
- * gap); 10 ms cost 40% more total time for the same stuns. */
-#define SWITCHOVER_GOAL_MS_DEFAULT 30
+ * 2-CPU AMD test host (docs/migration.md, docs/benchmarks.md), 10 ms gave
+ * guest-observed stuns of 3-13 ms (256 MiB guest rewriting 128 MiB) and
+ * 4-6 ms (2 GiB rewriting 1 GiB) in the same or less total time than
+ * 30 ms (6-19 and 5-10 ms stuns), and under a 50 MiB/s cap no guest stall
+ * over 8 ms where 30 ms let the stun itself reach 22 ms. */
+#define SWITCHOVER_GOAL_MS_DEFAULT 10
 #define SWITCHOVER_GOAL_MS_MAX 600000
 /* A cap below this would make a stream sleep for seconds per frame (frames
  * carry up to 8 MiB), out of reach of a cancel. */
