@@ -62,8 +62,8 @@ done
 # 1b. --streams auto (the default) on a VM without disks: pass -1 tries 1, 2
 # and 4 streams on the guest's own memory (128 MiB it writes) and keeps the
 # largest count within 10% of the fastest (a smaller count it would keep is
-# measured once more first, each once at most); the result says what each count did; A-B
-# clean over the whole range.
+# measured once more first, each once at most); the result says what each
+# count did; A-B clean over the whole range.
 "$GLIDE_BUILD/tools/guestcfg" "$AB" "$T/ab128.img" --mode ab --range-start 1M --range-size 128M >/dev/null 2>&1 ||
 	fail "guestcfg for the 128 MiB A-B image"
 next_port; p=$PORT
